@@ -1,0 +1,39 @@
+# The front door: `make run` and `make test`. CMake does the real work.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build run test sanitize bench clean install
+
+all: build
+
+deps:
+	@sh scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Installs missing Debian packages, builds, and runs the main job.
+run: deps build
+	$(BUILD)/dropnet scripts/train.lua $(ARGS)
+
+# Every test (C and Lua) through ctest; the last line counts them all.
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+sanitize: deps
+	$(MAKE) test BUILD=build-sanitize CMAKE_FLAGS="-DDN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+bench: build
+	$(BUILD)/bench_matmul
+	$(BUILD)/dropnet scripts/bench/matmul.lua
+
+install: build
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+clean:
+	rm -rf $(BUILD) build-sanitize

@@ -1,0 +1,18 @@
+/*
+** dropnet: a neural-network runtime in C. Include this one header.
+*/
+#ifndef DROPNET_H
+#define DROPNET_H
+
+#include "dropnet/version.h"
+#include "dropnet/error.h"
+#include "dropnet/alloc.h"
+#include "dropnet/tensor.h"
+#include "dropnet/elementwise.h"
+#include "dropnet/reduce.h"
+#include "dropnet/matmul.h"
+#include "dropnet/index.h"
+#include "dropnet/rng.h"
+#include "dropnet/parallel.h"
+
+#endif

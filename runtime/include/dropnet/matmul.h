@@ -1,0 +1,19 @@
+/*
+** Matrix products through OpenBLAS sgemm (float32).
+** Transposed views go to sgemm as transposes, not copies.
+*/
+#ifndef DROPNET_MATMUL_H
+#define DROPNET_MATMUL_H
+
+#include "dropnet/tensor.h"
+
+/* [n,k] x [k,m] -> [n,m];  [b,n,k] x [b,k,m] -> [b,n,m] (a batch of 1 on
+   either side broadcasts; a 2-D operand is used for every batch);
+   1-D operands as in torch.matmul (vector dot/matrix-vector). */
+DN_API dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b);
+
+/* out = beta * out + alpha * op(a) @ op(b) into an existing contiguous
+   float32 [n,m] tensor (no allocation); a, b 2-D, transposed views welcome. */
+DN_API dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha, float beta);
+
+#endif

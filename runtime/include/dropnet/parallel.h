@@ -1,0 +1,14 @@
+/*
+** One threading model for the whole runtime: OpenMP runs our loops and
+** OpenBLAS is the OpenMP build, so both share one pool and one thread count.
+*/
+#ifndef DROPNET_PARALLEL_H
+#define DROPNET_PARALLEL_H
+
+#include "dropnet/error.h"
+
+/* n >= 1; sets our loops and OpenBLAS together. */
+DN_API dn_status dn_set_num_threads(int n);
+DN_API int dn_get_num_threads(void);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+** Tensors: a view (shape, strides, offset) over refcounted storage.
+**
+** Ownership: every function that hands out a dn_tensor* through an `out`
+** argument returns a new reference; the caller releases it with
+** dn_tensor_release(). Arguments are borrowed. dn_tensor_release(NULL) is a
+** no-op. Dims and indices are 0-based in C (the Lua bindings shift them).
+** On failure *out is set to NULL and the status says why (dn_last_error()).
+*/
+#ifndef DROPNET_TENSOR_H
+#define DROPNET_TENSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dropnet/error.h"
+#include "dropnet/export.h"
+
+#define DN_MAX_DIMS 8
+
+typedef enum dn_dtype { DN_F32 = 0, DN_I32 = 1, DN_U8 = 2 } dn_dtype;
+
+typedef struct dn_storage {
+  void *data;        /* 64-byte aligned, from the caching allocator */
+  size_t nbytes;
+  int refcount;
+  uint32_t version;  /* bumped by in-place writes (autograd checks it) */
+} dn_storage;
+
+struct dn_node;      /* autograd graph node (autograd.h) */
+
+typedef struct dn_tensor {
+  int refcount;
+  dn_dtype dtype;
+  int ndim;                       /* 0 for a scalar tensor */
+  int64_t shape[DN_MAX_DIMS];
+  int64_t stride[DN_MAX_DIMS];    /* in elements, may be 0 (expanded) */
+  int64_t offset;                 /* in elements, into storage */
+  dn_storage *storage;
+  /* autograd: set by the ops that record a graph */
+  bool requires_grad;
+  struct dn_tensor *grad;         /* owned; NULL until backward reaches it */
+  struct dn_node *grad_fn;        /* owned reference; NULL for leaves */
+} dn_tensor;
+
+DN_API const char *dn_dtype_name(dn_dtype dtype);   /* "float32", "int32", "uint8" */
+DN_API size_t dn_dtype_size(dn_dtype dtype);
+/* Parses "float32"/"float"/"int32"/"int"/"uint8"; false if unknown. */
+DN_API bool dn_dtype_parse(const char *name, dn_dtype *dtype);
+
+/* --- lifetime ----------------------------------------------------------- */
+DN_API dn_tensor *dn_tensor_retain(dn_tensor *t);   /* returns t */
+DN_API void dn_tensor_release(dn_tensor *t);
+
+/* --- creation (contiguous, row-major) ------------------------------------ */
+/* Uninitialized. shape may be NULL when ndim == 0. */
+DN_API dn_status dn_tensor_new(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape);
+DN_API dn_status dn_tensor_full(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape, double value);
+DN_API dn_status dn_tensor_zeros(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape);
+DN_API dn_status dn_tensor_ones(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape);
+/* Copies numel elements of `dtype` from data. */
+DN_API dn_status dn_tensor_from_data(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape,
+                                     const void *data);
+/* Converts doubles into a new tensor of dtype (int32 requires integral values). */
+DN_API dn_status dn_tensor_from_doubles(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape,
+                                        const double *values);
+/* [start, end) by step, like torch.arange. */
+DN_API dn_status dn_tensor_arange(dn_tensor **out, dn_dtype dtype, double start, double end, double step);
+/* [n, m] identity. */
+DN_API dn_status dn_tensor_eye(dn_tensor **out, dn_dtype dtype, int64_t n, int64_t m);
+
+/* --- queries -------------------------------------------------------------- */
+DN_API int64_t dn_tensor_numel(const dn_tensor *t);
+DN_API bool dn_tensor_is_contiguous(const dn_tensor *t);
+/* Pointer to element [0,...,0] (storage data + offset). Borrowed. */
+DN_API void *dn_tensor_data(const dn_tensor *t);
+/* Shape as "[2,3]" into buf (always NUL-terminated); returns buf. */
+DN_API char *dn_shape_str(const dn_tensor *t, char *buf, size_t size);
+DN_API bool dn_same_shape(const dn_tensor *a, const dn_tensor *b);
+
+/* Element access by a full index (t->ndim entries, 0-based, range-checked). */
+DN_API dn_status dn_tensor_get(const dn_tensor *t, const int64_t *index, double *value);
+DN_API dn_status dn_tensor_set(dn_tensor *t, const int64_t *index, double value);
+/* The single value of a tensor with numel 1. */
+DN_API dn_status dn_tensor_item(const dn_tensor *t, double *value);
+
+/* --- views (no copy; share storage) --------------------------------------- */
+/* shape may hold one -1, inferred. Fails if t's strides do not allow a view. */
+DN_API dn_status dn_view(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape);
+/* A view when possible, else a contiguous copy. */
+DN_API dn_status dn_reshape(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape);
+DN_API dn_status dn_transpose(dn_tensor **out, dn_tensor *t, int dim0, int dim1);
+/* 2-D transpose (0-D and 1-D are returned as is, like torch.t). */
+DN_API dn_status dn_t(dn_tensor **out, dn_tensor *t);
+DN_API dn_status dn_permute(dn_tensor **out, dn_tensor *t, const int *dims);
+DN_API dn_status dn_narrow(dn_tensor **out, dn_tensor *t, int dim, int64_t start, int64_t length);
+/* Removes dimension dim by fixing it at index. */
+DN_API dn_status dn_select(dn_tensor **out, dn_tensor *t, int dim, int64_t index);
+DN_API dn_status dn_unsqueeze(dn_tensor **out, dn_tensor *t, int dim);
+/* dim < 0: all size-1 dims. */
+DN_API dn_status dn_squeeze(dn_tensor **out, dn_tensor *t, int dim);
+/* Broadcast view to shape (stride 0 on expanded dims), as torch.expand.
+   (Not "dn_expand": glibc's resolver exports that name.) */
+DN_API dn_status dn_broadcast_to(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape);
+
+/* --- copies ---------------------------------------------------------------- */
+/* t itself (new reference) when already contiguous, else a contiguous copy. */
+DN_API dn_status dn_contiguous(dn_tensor **out, dn_tensor *t);
+DN_API dn_status dn_clone(dn_tensor **out, const dn_tensor *t);
+/* Writes src (broadcast to dst's shape, converted to dst's dtype) into dst. */
+DN_API dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src);
+DN_API dn_status dn_fill_(dn_tensor *t, double value);
+/* Converted copy (or t itself if already of dtype). float->int truncates toward zero. */
+DN_API dn_status dn_to_dtype(dn_tensor **out, dn_tensor *t, dn_dtype dtype);
+
+/* --- printing --------------------------------------------------------------- */
+/* Human-readable text like PyTorch/Torch7 (values, then shape and dtype);
+   large tensors are summarized with "...". Returns a malloc'd string the
+   caller frees with free(); NULL on allocation failure. */
+DN_API char *dn_tensor_format(const dn_tensor *t);
+
+#endif

@@ -1,0 +1,26 @@
+/*
+** The one door to BLAS: every cblas_* call of the runtime goes through here
+** (as Torch7's THBlas.c), so the BLAS's int-sized arguments are checked in
+** one place and another BLAS is a one-file change. Not installed.
+*/
+#ifndef DROPNET_BLAS_H
+#define DROPNET_BLAS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* True when every value fits the BLAS's int arguments; callers check sizes
+   and leading dims with it before allocating anything, and report the error. */
+bool dn_blas_fits(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc);
+
+/*
+** Row-major C[m,n] = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T.
+** A is [m,k] (stored as [k,m] when trans_a), B is [k,n] (stored as [n,k]
+** when trans_b); lda/ldb/ldc are the row strides of the stored matrices,
+** >= the stored row length. m, n, k >= 1; every value must pass
+** dn_blas_fits. Results are bit-identical for any thread count.
+*/
+void dn_blas_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                   int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+#endif

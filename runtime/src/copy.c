@@ -1,0 +1,69 @@
+/*
+** copy_ and fill_: the strided copy every other op leans on (contiguous,
+** clone, dtype conversion, broadcasting assignment).
+*/
+#include <string.h>
+
+#include "internal.h"
+
+/* Copies rows [r0, r1) of src into dst, both of the same shape. */
+static void copy_rows(dn_tensor *dst, const dn_tensor *src, int64_t r0, int64_t r1) {
+  int64_t len = dn_row_length(dst), ds = dn_row_stride(dst), ss = dn_row_stride(src);
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t doff = dn_row_offset(dst, r), soff = dn_row_offset(src, r);
+    if (dst->dtype == DN_F32 && src->dtype == DN_F32) {
+      float *d = DN_F32_AT(dst, doff);
+      const float *s = DN_F32_AT(src, soff);
+      if (ds == 1 && ss == 1) memcpy(d, s, (size_t)len * sizeof *d);
+      else for (int64_t i = 0; i < len; i++) d[i * ds] = s[i * ss];
+    } else if (dst->dtype == DN_I32 && src->dtype == DN_I32) {
+      int32_t *d = DN_I32_AT(dst, doff);
+      const int32_t *s = DN_I32_AT(src, soff);
+      if (ds == 1 && ss == 1) memcpy(d, s, (size_t)len * sizeof *d);
+      else for (int64_t i = 0; i < len; i++) d[i * ds] = s[i * ss];
+    } else {
+      for (int64_t i = 0; i < len; i++) dn_store(dst, doff + i * ds, dn_load(src, soff + i * ss));
+    }
+  }
+}
+
+dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
+  dn_tensor *view;
+  dn_status st = dn_broadcast_to(&view, (dn_tensor *)src, dst->ndim, dst->shape);
+  if (st) {
+    char a[128], b[128];
+    return dn_fail(DN_ESHAPE, "copy_: source of shape %s cannot be broadcast to destination shape %s",
+                   dn_shape_str(src, a, sizeof a), dn_shape_str(dst, b, sizeof b));
+  }
+  int64_t rows = dn_row_count(dst);
+  int threads = dn_threads_for(dn_tensor_numel(dst));
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    {
+      int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      copy_rows(dst, view, rows * t / nt, rows * (t + 1) / nt);
+    }
+  } else {
+    copy_rows(dst, view, 0, rows);
+  }
+  dn_tensor_release(view);
+  dn_bump_version(dst);
+  return DN_OK;
+}
+
+dn_status dn_fill_(dn_tensor *t, double value) {
+  if (!dn_value_fits(t->dtype, value))
+    return dn_fail(DN_EINVAL, "fill_: value %g is not representable as %s", value, dn_dtype_name(t->dtype));
+  int64_t rows = dn_row_count(t), len = dn_row_length(t), stride = dn_row_stride(t);
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t off = dn_row_offset(t, r);
+    if (t->dtype == DN_F32) {
+      float *d = DN_F32_AT(t, off), v = (float)value;
+      for (int64_t i = 0; i < len; i++) d[i * stride] = v;
+    } else {
+      for (int64_t i = 0; i < len; i++) dn_store(t, off + i * stride, value);
+    }
+  }
+  dn_bump_version(t);
+  return DN_OK;
+}

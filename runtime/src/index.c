@@ -1,0 +1,139 @@
+/*
+** Index ops: index_select (gathering the rows of a batch) and one_hot.
+** Every index value is checked before anything is allocated or written, so
+** a bad index leaves no half-filled result behind. Positions in messages
+** count from `base`, like the index values themselves.
+*/
+#include <string.h>
+
+#include "dropnet/index.h"
+#include "internal.h"
+
+/* DN_ERANGE naming the first value of index (int32, any shape) outside [base, base + size). */
+static dn_status check_indices(const char *op, const dn_tensor *index, int64_t base, int64_t size,
+                               const char *what) {
+  int64_t rows = dn_row_count(index), len = dn_row_length(index), stride = dn_row_stride(index);
+  for (int64_t r = 0; r < rows; r++) {
+    const int32_t *row = DN_I32_AT(index, dn_row_offset(index, r));
+    for (int64_t i = 0; i < len; i++) {
+      int64_t v = row[i * stride];
+      if (v < base || v >= base + size)
+        return dn_fail(DN_ERANGE, "%s: index %lld at position %lld is out of range [%lld, %lld) %s %lld", op,
+                       (long long)v, (long long)(r * len + i + base), (long long)base, (long long)(base + size),
+                       what, (long long)size);
+    }
+  }
+  return DN_OK;
+}
+
+/*
+** Contiguous a, dim not the last: each output block of `inner` elements
+** (outer position o, index j) is one memcpy. For dim 0 of [N, F] a block
+** is a row.
+*/
+static void gather_blocks(void *out, const dn_tensor *a, int dim, const dn_tensor *index, int64_t base) {
+  int64_t outer = 1, inner = 1, size = a->shape[dim], n = index->shape[0];
+  for (int d = 0; d < dim; d++) outer *= a->shape[d];
+  for (int d = dim + 1; d < a->ndim; d++) inner *= a->shape[d];
+  size_t esize = dn_dtype_size(a->dtype), block = (size_t)inner * esize;
+  const char *src = dn_tensor_data(a);
+  const int32_t *idx = DN_I32_AT(index, index->offset);
+  int64_t idx_stride = index->stride[0], blocks = outer * n;
+#pragma omp parallel for schedule(static) num_threads(dn_threads_for(blocks * inner))
+  for (int64_t r = 0; r < blocks; r++) {
+    int64_t o = r / n, row = idx[(r % n) * idx_stride] - base;
+    memcpy((char *)out + (size_t)r * block, src + (size_t)(o * size + row) * block, block);
+  }
+}
+
+/*
+** Any layout: walks the output row by row (rows over the last dim), maps the
+** row's coordinates back into a (through the index at `dim`) and copies
+** the row element by element, or gathers it when dim is the last dim.
+*/
+static void gather_strided(void *out, const dn_tensor *a, int dim, const dn_tensor *index, int64_t base,
+                           const int64_t *out_shape) {
+  int nd = a->ndim, last = nd - 1;
+  int64_t len = out_shape[last], rows = 1;
+  for (int d = 0; d < last; d++) rows *= out_shape[d];
+  const int32_t *idx = DN_I32_AT(index, index->offset);
+  int64_t idx_stride = index->stride[0], step = a->stride[last];
+  size_t esize = dn_dtype_size(a->dtype);
+#pragma omp parallel for schedule(static) num_threads(dn_threads_for(rows * len))
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t off = a->offset, rest = r;
+    for (int d = last - 1; d >= 0; d--) {
+      int64_t coord = rest % out_shape[d];
+      rest /= out_shape[d];
+      if (d == dim) coord = idx[coord * idx_stride] - base;
+      off += coord * a->stride[d];
+    }
+    for (int64_t i = 0; i < len; i++) {
+      int64_t src = off + (dim == last ? idx[i * idx_stride] - base : i) * step;
+      if (esize == 4) ((uint32_t *)out)[r * len + i] = ((const uint32_t *)a->storage->data)[src];
+      else ((uint8_t *)out)[r * len + i] = ((const uint8_t *)a->storage->data)[src];
+    }
+  }
+}
+
+dn_status dn_index_select(dn_tensor **out, const dn_tensor *a, int dim, const dn_tensor *index, int64_t base) {
+  *out = NULL;
+  char sb[128];
+  if (index->dtype != DN_I32)
+    return dn_fail(DN_ETYPE, "index_select: index must be int32 (got %s)", dn_dtype_name(index->dtype));
+  if (index->ndim != 1)
+    return dn_fail(DN_ESHAPE, "index_select: index must be 1-D (got shape %s)", dn_shape_str(index, sb, sizeof sb));
+  int d = dim;
+  if (a->ndim == 0 || !dn_wrap_dim(&d, a->ndim))
+    return dn_fail(DN_EINVAL, "index_select: dim %d out of range for a %d-D tensor", dim, a->ndim);
+  dn_status st = check_indices("index_select", index, base, a->shape[d], "for a dim of size");
+  if (st) return st;
+
+  int64_t shape[DN_MAX_DIMS];
+  memcpy(shape, a->shape, sizeof shape);
+  shape[d] = index->shape[0];
+  dn_tensor *result;
+  st = dn_tensor_new(&result, a->dtype, a->ndim, shape);
+  if (st) return st;
+  if (dn_tensor_numel(result) > 0) {
+    if (dn_tensor_is_contiguous(a) && d < a->ndim - 1)
+      gather_blocks(dn_tensor_data(result), a, d, index, base);
+    else
+      gather_strided(dn_tensor_data(result), a, d, index, base, shape);
+  }
+  *out = result;
+  return DN_OK;
+}
+
+dn_status dn_one_hot(dn_tensor **out, const dn_tensor *index, int64_t num_classes, int64_t base) {
+  *out = NULL;
+  if (index->dtype != DN_I32)
+    return dn_fail(DN_ETYPE, "one_hot: index must be int32 (got %s)", dn_dtype_name(index->dtype));
+  if (num_classes < 1)
+    return dn_fail(DN_EINVAL, "one_hot: num_classes must be >= 1 (got %lld)", (long long)num_classes);
+  if (index->ndim >= DN_MAX_DIMS)
+    return dn_fail(DN_EINVAL, "one_hot: index has %d dims; the result would have more than %d", index->ndim,
+                   DN_MAX_DIMS);
+  dn_status st = check_indices("one_hot", index, base, num_classes, "for num_classes");
+  if (st) return st;
+
+  int64_t shape[DN_MAX_DIMS];
+  memcpy(shape, index->shape, sizeof shape);
+  shape[index->ndim] = num_classes;
+  dn_tensor *result;
+  st = dn_tensor_new(&result, DN_F32, index->ndim + 1, shape);
+  if (st) return st;
+  float *dst = dn_tensor_data(result);
+  const int32_t *idx = index->storage->data;
+  int64_t n = dn_tensor_numel(index);
+  bool contiguous = dn_tensor_is_contiguous(index);
+#pragma omp parallel for schedule(static) num_threads(dn_threads_for(n * num_classes))
+  for (int64_t i = 0; i < n; i++) {
+    float *row = dst + i * num_classes;
+    int64_t v = idx[contiguous ? index->offset + i : dn_offset_of(index, i)];
+    memset(row, 0, (size_t)num_classes * sizeof *row);
+    row[v - base] = 1.0f;
+  }
+  *out = result;
+  return DN_OK;
+}

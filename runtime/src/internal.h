@@ -1,0 +1,101 @@
+/*
+** Helpers shared by the kernels; not installed.
+*/
+#ifndef DROPNET_INTERNAL_H
+#define DROPNET_INTERNAL_H
+
+#include <math.h>
+#include <omp.h>
+
+#include "dropnet/alloc.h"
+#include "dropnet/parallel.h"
+#include "dropnet/tensor.h"
+
+/* Below this many elements a loop runs on one thread: a fork costs more. */
+#define DN_PARALLEL_GRAIN 32768
+
+/* Threads to use for a loop of n elements. */
+static inline int dn_threads_for(int64_t n) {
+  if (n < DN_PARALLEL_GRAIN) return 1;
+  int t = dn_get_num_threads();
+  int64_t by_size = n / DN_PARALLEL_GRAIN;
+  return by_size < t ? (int)by_size : t;
+}
+
+/* Storage offset (in elements) of the element at row-major linear position i. */
+static inline int64_t dn_offset_of(const dn_tensor *t, int64_t i) {
+  int64_t off = t->offset;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    int64_t size = t->shape[d];
+    off += (i % size) * t->stride[d];
+    i /= size;
+  }
+  return off;
+}
+
+/*
+** Row-wise walking of same-shape operands (broadcast operands are expand()ed
+** views with stride 0): a "row" is the last dim. dn_row_offset gives the
+** storage offset of the first element of row r; the inner loop then steps by
+** t->stride[ndim-1].
+*/
+static inline int64_t dn_row_count(const dn_tensor *t) {
+  int64_t n = 1;
+  for (int d = 0; d < t->ndim - 1; d++) n *= t->shape[d];
+  return n;
+}
+static inline int64_t dn_row_length(const dn_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
+static inline int64_t dn_row_stride(const dn_tensor *t) { return t->ndim ? t->stride[t->ndim - 1] : 1; }
+static inline int64_t dn_row_offset(const dn_tensor *t, int64_t r) {
+  int64_t off = t->offset;
+  for (int d = t->ndim - 2; d >= 0; d--) {
+    int64_t size = t->shape[d];
+    off += (r % size) * t->stride[d];
+    r /= size;
+  }
+  return off;
+}
+
+/* Typed element pointers at storage offset off. */
+#define DN_F32_AT(t, off) (((float *)(t)->storage->data) + (off))
+#define DN_I32_AT(t, off) (((int32_t *)(t)->storage->data) + (off))
+
+/* Reads/writes one element of any dtype as a double. */
+static inline double dn_load(const dn_tensor *t, int64_t off) {
+  switch (t->dtype) {
+    case DN_F32: return ((const float *)t->storage->data)[off];
+    case DN_I32: return ((const int32_t *)t->storage->data)[off];
+    case DN_U8: return ((const uint8_t *)t->storage->data)[off];
+  }
+  return 0;
+}
+static inline void dn_store(dn_tensor *t, int64_t off, double v) {
+  switch (t->dtype) {
+    case DN_F32: ((float *)t->storage->data)[off] = (float)v; break;
+    case DN_I32: ((int32_t *)t->storage->data)[off] = (int32_t)v; break;
+    case DN_U8: ((uint8_t *)t->storage->data)[off] = (uint8_t)v; break;
+  }
+}
+
+/* Normalizes a possibly negative dim against ndim; false if out of range. */
+static inline bool dn_wrap_dim(int *dim, int ndim) {
+  int d = *dim < 0 ? *dim + (ndim > 0 ? ndim : 1) : *dim;
+  if (d < 0 || d >= (ndim > 0 ? ndim : 1)) return false;
+  *dim = d;
+  return true;
+}
+
+/* True when v can be stored in dtype without loss (whole and in range for ints). */
+static inline bool dn_value_fits(dn_dtype dtype, double v) {
+  switch (dtype) {
+    case DN_F32: return true;
+    case DN_I32: return v >= INT32_MIN && v <= INT32_MAX && v == floor(v);   /* NaN fails */
+    case DN_U8: return v >= 0 && v <= 255 && v == floor(v);
+  }
+  return false;
+}
+
+/* Marks an in-place write (autograd checks versions). */
+static inline void dn_bump_version(dn_tensor *t) { t->storage->version++; }
+
+#endif

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the Debian packages dropnet needs, only those that are missing.
+# Uses sudo when not root. Safe to run again.
+set -eu
+
+PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libopenblas-openmp-dev
+zlib1g-dev libcmocka-dev lua-busted luarocks dataset-fashion-mnist"
+
+missing=""
+for p in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+echo "dropnet: installing missing packages:$missing" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >&2
