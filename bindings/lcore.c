@@ -66,5 +66,6 @@ int luaopen_dropnet_core(lua_State *L) {
   dn_lua_open_tensor(L);
   dn_lua_open_ops(L);
   dn_lua_open_random(L);
+  dn_lua_open_autograd(L);
   return 1;
 }

@@ -56,5 +56,6 @@ void dn_lua_account_memory(lua_State *L);
 void dn_lua_open_tensor(lua_State *L);
 void dn_lua_open_ops(lua_State *L);
 void dn_lua_open_random(lua_State *L);
+void dn_lua_open_autograd(lua_State *L);
 
 #endif

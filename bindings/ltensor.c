@@ -225,6 +225,12 @@ static int l_tensor(lua_State *L) {
     return 1;
   }
   luaL_checktype(L, 1, LUA_TTABLE);
+  bool requires_grad = false;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "requires_grad");
+    requires_grad = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
   nested n;
   nested_shape(L, 1, &n);
   int64_t numel = 1;
@@ -236,6 +242,7 @@ static int l_tensor(lua_State *L) {
   nested_fill(L, 1, &n, 0, path, 0);
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   dn_lua_check_status(L, dn_tensor_from_doubles(&r->t, dtype, n.ndim, n.shape, n.values));
+  if (requires_grad) dn_lua_check_status(L, dn_requires_grad_(r->t, true));
   return 1;
 }
 

@@ -77,6 +77,10 @@ static inline void dn_store(dn_tensor *t, int64_t off, double v) {
   }
 }
 
+/* A new tensor header over t's storage with this geometry (no copy, no graph). */
+dn_status dn_tensor_alias(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape, const int64_t *stride,
+                          int64_t offset);
+
 /* Normalizes a possibly negative dim against ndim; false if out of range. */
 static inline bool dn_wrap_dim(int *dim, int ndim) {
   int d = *dim < 0 ? *dim + (ndim > 0 ? ndim : 1) : *dim;

@@ -14,5 +14,9 @@
 #include "dropnet/index.h"
 #include "dropnet/rng.h"
 #include "dropnet/parallel.h"
+#include "dropnet/autograd.h"
+#include "dropnet/nn.h"
+#include "dropnet/loss.h"
+#include "dropnet/optim.h"
 
 #endif
