@@ -642,6 +642,7 @@ static int m_newindex(lua_State *L) {
     return luaL_error(L, "newindex: cannot set field '%s' of a tensor", luaL_tolstring(L, 2, NULL));
   }
   lua_Integer i = dn_lua_check_integer(L, 2, "index");
+  dn_lua_check_status(L, dn_check_inplace("newindex", t));
   if (t->ndim == 0) return luaL_error(L, "newindex: cannot index a 0-dim tensor (use fill_)");
   lua_Integer size = t->shape[0], j = i < 0 ? i + size + 1 : i;
   if (j < 1 || j > size)

@@ -4,6 +4,7 @@
 */
 #include <string.h>
 
+#include "dropnet/autograd.h"
 #include "internal.h"
 
 /* Copies rows [r0, r1) of src into dst, both of the same shape. */
@@ -28,8 +29,13 @@ static void copy_rows(dn_tensor *dst, const dn_tensor *src, int64_t r0, int64_t 
 }
 
 dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
+  dn_status st = dn_check_inplace("copy_", dst);
+  if (st) return st;
+  /* the broadcast view is a private reader of src: no graph node for it */
+  bool grad_mode = dn_set_grad_enabled(false);
   dn_tensor *view;
-  dn_status st = dn_broadcast_to(&view, (dn_tensor *)src, dst->ndim, dst->shape);
+  st = dn_broadcast_to(&view, (dn_tensor *)src, dst->ndim, dst->shape);
+  dn_set_grad_enabled(grad_mode);
   if (st) {
     char a[128], b[128];
     return dn_fail(DN_ESHAPE, "copy_: source of shape %s cannot be broadcast to destination shape %s",
@@ -52,6 +58,8 @@ dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
 }
 
 dn_status dn_fill_(dn_tensor *t, double value) {
+  dn_status st = dn_check_inplace("fill_", t);
+  if (st) return st;
   if (!dn_value_fits(t->dtype, value))
     return dn_fail(DN_EINVAL, "fill_: value %g is not representable as %s", value, dn_dtype_name(t->dtype));
   int64_t rows = dn_row_count(t), len = dn_row_length(t), stride = dn_row_stride(t);

@@ -12,12 +12,18 @@
 ** Kernels see operands already converted to the result dtype (float32 or
 ** int32): mixed dtypes are converted up front, which keeps the loops to one
 ** dtype each.
+**
+** Autograd: each differentiable op records a node after computing its
+** output; the backward rules (derivatives as PyTorch defines them, including
+** at kinks and ties) run through the same driver, reading the incoming
+** gradient and the saved operands in one pass.
 */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "dropnet/elementwise.h"
+#include "graph.h"
 #include "internal.h"
 
 /*
@@ -406,10 +412,12 @@ static dn_status run_job(ew_job *job) {
   dn_tensor *views[4] = {NULL, NULL, NULL, NULL};
   int count = job->nin + 1;
   dn_status st = DN_OK;
+  bool grad_mode = dn_set_grad_enabled(false);   /* private walking views: no graph nodes */
   for (int k = 0; k < count && !st; k++) {
     const dn_tensor *t = k == 0 ? job->out : job->in[k - 1];
     st = dn_broadcast_to(&views[k], (dn_tensor *)t, job->out->ndim, job->out->shape);
   }
+  dn_set_grad_enabled(grad_mode);
   if (!st) {
     coalesce_dims(views, count);
     ew_job rows = *job;
@@ -493,6 +501,130 @@ static void where_segment(const ew_job *job, void *out, int64_t so, void *const 
   }
 }
 
+/* --- backward kernels -------------------------------------------------------------------- */
+
+/*
+** d(out)/d(input) rules that need more than one plain op, each as one pass:
+** out = rule(g, x, y) with g the incoming gradient. Float32 only (gradients
+** are). At kinks and ties they give what PyTorch's derivatives give.
+*/
+typedef enum grad_rule {
+  GRAD_DIV_DENOMINATOR,   /* d(x/y)/dy:  -g * x / (y * y) */
+  GRAD_POW_BASE,          /* d(x^y)/dx:  g * y * x^(y-1), 0 where y == 0 */
+  GRAD_POW_EXPONENT,      /* d(x^y)/dy:  g * x^y * log x, 0 where x == 0 and y >= 0 */
+  GRAD_PICK_GREATER,      /* max(x, y) for x: g where x > y (or NaN), g/2 on a tie, 0 where x < y */
+  GRAD_PICK_LESS,         /* min(x, y) for x: g where x < y (or NaN), g/2 on a tie, 0 where x > y */
+  GRAD_ABS,               /* g * sign(x), 0 at 0 */
+  GRAD_RELU,              /* x = output: 0 where x <= 0 */
+  GRAD_SIGMOID,           /* x = output: g * x * (1 - x) */
+  GRAD_TANH,              /* x = output: g * (1 - x * x) */
+  GRAD_SQRT,              /* x = output: g / (2 * x) */
+  GRAD_CLAMP              /* g where lo <= x <= hi (NaN bound: none), else 0 */
+} grad_rule;
+
+static ALWAYS_INLINE void grad_loop(grad_rule rule, float *out, int64_t so, const float *g, int64_t sg,
+                                    const float *x, int64_t sx, const float *y, int64_t sy, float lo, float hi,
+                                    int64_t n) {
+  switch (rule) {
+    case GRAD_DIV_DENOMINATOR:
+#pragma omp simd
+      for (int64_t i = 0; i < n; i++) {
+        float yi = y[i * sy];
+        out[i * so] = -g[i * sg] * x[i * sx] / (yi * yi);
+      }
+      break;
+    case GRAD_POW_BASE:
+      for (int64_t i = 0; i < n; i++) {
+        float yi = y[i * sy];
+        out[i * so] = yi == 0.0f ? 0.0f : g[i * sg] * (yi * powf(x[i * sx], yi - 1.0f));
+      }
+      break;
+    case GRAD_POW_EXPONENT:
+      for (int64_t i = 0; i < n; i++) {
+        float xi = x[i * sx], yi = y[i * sy];
+        out[i * so] = xi == 0.0f && yi >= 0.0f ? 0.0f : g[i * sg] * (powf(xi, yi) * logf(xi));
+      }
+      break;
+    case GRAD_PICK_GREATER:
+#pragma omp simd
+      for (int64_t i = 0; i < n; i++) {
+        float xi = x[i * sx], yi = y[i * sy], gi = g[i * sg];
+        out[i * so] = xi == yi ? 0.5f * gi : xi < yi ? 0.0f : gi;
+      }
+      break;
+    case GRAD_PICK_LESS:
+#pragma omp simd
+      for (int64_t i = 0; i < n; i++) {
+        float xi = x[i * sx], yi = y[i * sy], gi = g[i * sg];
+        out[i * so] = xi == yi ? 0.5f * gi : xi > yi ? 0.0f : gi;
+      }
+      break;
+    case GRAD_ABS:
+#pragma omp simd
+      for (int64_t i = 0; i < n; i++) {
+        float xi = x[i * sx], gi = g[i * sg];
+        out[i * so] = xi > 0.0f ? gi : xi < 0.0f ? -gi : 0.0f;
+      }
+      break;
+    case GRAD_RELU:
+#pragma omp simd
+      for (int64_t i = 0; i < n; i++) out[i * so] = x[i * sx] <= 0.0f ? 0.0f : g[i * sg];
+      break;
+    case GRAD_SIGMOID:
+#pragma omp simd
+      for (int64_t i = 0; i < n; i++) {
+        float xi = x[i * sx];
+        out[i * so] = g[i * sg] * ((1.0f - xi) * xi);
+      }
+      break;
+    case GRAD_TANH:
+#pragma omp simd
+      for (int64_t i = 0; i < n; i++) {
+        float xi = x[i * sx];
+        out[i * so] = g[i * sg] * (1.0f - xi * xi);
+      }
+      break;
+    case GRAD_SQRT:
+#pragma omp simd
+      for (int64_t i = 0; i < n; i++) out[i * so] = g[i * sg] / (2.0f * x[i * sx]);
+      break;
+    case GRAD_CLAMP:
+#pragma omp simd
+      for (int64_t i = 0; i < n; i++) {
+        float xi = x[i * sx];
+        out[i * so] = xi >= lo && xi <= hi ? g[i * sg] : 0.0f;
+      }
+      break;
+  }
+}
+
+/* The gradient, the operands and the result all contiguous (the common case) get a unit-stride copy. */
+static void grad_segment(const ew_job *job, void *out, int64_t so, void *const *in, const int64_t *si,
+                         int64_t n) {
+  grad_rule rule = (grad_rule)job->op;
+  float lo = isnan(job->lo) ? -INFINITY : (float)job->lo, hi = isnan(job->hi) ? INFINITY : (float)job->hi;
+  const float *y = job->nin > 2 ? in[2] : NULL;
+  int64_t sy = job->nin > 2 ? si[2] : 0;
+  if (so == 1 && si[0] == 1 && si[1] == 1 && (sy == 1 || !y))
+    grad_loop(rule, out, 1, in[0], 1, in[1], 1, y, 1, lo, hi, n);
+  else
+    grad_loop(rule, out, so, in[0], si[0], in[1], si[1], y, sy, lo, hi, n);
+}
+
+/* out = rule(grad, x, y) in grad's shape (x and y broadcast to it; y may be NULL). */
+static dn_status run_grad_rule(dn_tensor **out, grad_rule rule, const dn_tensor *grad, const dn_tensor *x,
+                               const dn_tensor *y, double lo, double hi) {
+  dn_status st = dn_tensor_new(out, DN_F32, grad->ndim, grad->shape);
+  if (st) return st;
+  st = run_job(&(ew_job){.segment = grad_segment, .op = rule, .lo = lo, .hi = hi, .out = *out,
+                         .in = {grad, x, y}, .nin = y ? 3 : 2});
+  if (st) {
+    dn_tensor_release(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
 /* --- in-place helpers ----------------------------------------------------------------- */
 
 /* An expanded view writes one memory cell from several elements: refuse it. */
@@ -545,6 +677,79 @@ static dn_status scalar_tensor(dn_tensor **out, const dn_tensor *like, double s)
 
 /* --- binary ------------------------------------------------------------------------- */
 
+/*
+** Backward of a op b: node->ints[0] is the op; slots 0 and 1 hold a and b
+** (in the result dtype) when a rule needs them. Each input's gradient is
+** computed in the output's shape, then summed down to the input's own.
+*/
+static dn_status binary_input_grad(dn_tensor **out, dn_binop op, int i, dn_tensor *grad, dn_tensor *a,
+                                   dn_tensor *b) {
+  switch (op) {
+    case DN_ADD: *out = dn_tensor_retain(grad); return DN_OK;
+    case DN_SUB: return i == 0 ? (*out = dn_tensor_retain(grad), DN_OK) : dn_unary(out, DN_NEG, grad);
+    case DN_MUL: return dn_binary(out, DN_MUL, grad, i == 0 ? b : a);
+    case DN_DIV:
+      return i == 0 ? dn_binary(out, DN_DIV, grad, b) : run_grad_rule(out, GRAD_DIV_DENOMINATOR, grad, a, b, NAN, NAN);
+    case DN_POW: return run_grad_rule(out, i == 0 ? GRAD_POW_BASE : GRAD_POW_EXPONENT, grad, a, b, NAN, NAN);
+    case DN_MAXIMUM: return run_grad_rule(out, GRAD_PICK_GREATER, grad, i == 0 ? a : b, i == 0 ? b : a, NAN, NAN);
+    case DN_MINIMUM: return run_grad_rule(out, GRAD_PICK_LESS, grad, i == 0 ? a : b, i == 0 ? b : a, NAN, NAN);
+    default: break;   /* comparisons record no node */
+  }
+  *out = NULL;
+  return dn_fail(DN_EINVAL, "backward: %s is not differentiable (internal error)", dn_binop_name(op));
+}
+
+/* Which operands (0: a, 1: b) the backward of op reads, given which inputs need a gradient. */
+static bool binary_reads(dn_binop op, int operand, const bool *needs_grad) {
+  switch (op) {
+    case DN_ADD: case DN_SUB: return false;
+    case DN_MUL: return needs_grad[1 - operand];    /* d(ab)/da = b */
+    case DN_DIV: return operand == 1 || needs_grad[1];
+    default: return true;                            /* pow, maximum, minimum */
+  }
+}
+
+static dn_status binary_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  dn_binop op = (dn_binop)node->ints[0];
+  dn_tensor *operands[2] = {NULL, NULL};
+  dn_status st = DN_OK;
+  for (int k = 0; k < 2 && !st; k++)
+    if (binary_reads(op, k, node->needs_grad)) st = dn_node_saved(node, k, &operands[k]);
+  for (int i = 0; i < 2 && !st; i++) {
+    if (!node->needs_grad[i]) continue;
+    dn_tensor *full;
+    st = binary_input_grad(&full, op, i, grad, operands[0], operands[1]);
+    if (st) break;
+    st = dn_grad_for_input(&grad_in[i], node, i, full);
+    dn_tensor_release(full);
+  }
+  return st;
+}
+
+/* Comparisons have no entry: their 0/1 results are not differentiable. */
+static const dn_node_type binary_nodes[] = {
+  [DN_ADD] = {"add", binary_backward},     [DN_SUB] = {"sub", binary_backward},
+  [DN_MUL] = {"mul", binary_backward},     [DN_DIV] = {"div", binary_backward},
+  [DN_POW] = {"pow", binary_backward},     [DN_MAXIMUM] = {"maximum", binary_backward},
+  [DN_MINIMUM] = {"minimum", binary_backward},
+};
+
+static bool binop_differentiable(dn_binop op) { return op < DN_EQ || op == DN_MAXIMUM || op == DN_MINIMUM; }
+
+/* Records op's node on result (ca, cb: the operands in the result dtype). */
+static dn_status binary_record(dn_tensor *result, dn_binop op, const dn_tensor *a, const dn_tensor *b,
+                               const dn_tensor *ca, const dn_tensor *cb) {
+  if (!binop_differentiable(op)) return DN_OK;
+  dn_node *node;
+  dn_status st = dn_record(result, &binary_nodes[op], 2, (const dn_tensor *[]){a, b}, &node);
+  if (st || !node) return st;
+  node->ints[0] = op;
+  const dn_tensor *operands[2] = {ca, cb};
+  for (int k = 0; k < 2 && !st; k++)
+    if (binary_reads(op, k, node->needs_grad)) st = dn_node_save(node, k, operands[k]);
+  return st;
+}
+
 dn_status dn_binary(dn_tensor **out, dn_binop op, const dn_tensor *a, const dn_tensor *b) {
   *out = NULL;
   if (!binop_valid(op)) return dn_fail(DN_EINVAL, "binary: unknown op %d", (int)op);
@@ -562,6 +767,7 @@ dn_status dn_binary(dn_tensor **out, dn_binop op, const dn_tensor *a, const dn_t
   if (!st) st = dn_to_dtype(&cb, (dn_tensor *)b, dtype);
   if (!st) st = dn_tensor_new(&result, dtype, ndim, shape);
   if (!st) st = run_job(&(ew_job){.segment = binary_segment, .op = op, .out = result, .in = {ca, cb}, .nin = 2});
+  if (!st) st = binary_record(result, op, a, b, ca, cb);
   dn_tensor_release(ca);
   dn_tensor_release(cb);
   if (st) dn_tensor_release(result);
@@ -586,7 +792,8 @@ dn_status dn_binary_(dn_tensor *a, dn_binop op, const dn_tensor *b) {
   if (!binop_valid(op)) return dn_fail(DN_EINVAL, "binary_: unknown op %d", (int)op);
   char name[32];
   snprintf(name, sizeof name, "%s_", dn_binop_name(op));
-  dn_status st = check_dtype(name, a);
+  dn_status st = dn_check_inplace(name, a);
+  if (!st) st = check_dtype(name, a);
   if (!st) st = check_dtype(name, b);
   int ndim;
   int64_t shape[DN_MAX_DIMS];
@@ -617,7 +824,8 @@ dn_status dn_binary_scalar_(dn_tensor *a, dn_binop op, double s) {
   if (!binop_valid(op)) return dn_fail(DN_EINVAL, "binary_: unknown op %d", (int)op);
   char name[32];
   snprintf(name, sizeof name, "%s_", dn_binop_name(op));
-  dn_status st = check_dtype(name, a);
+  dn_status st = dn_check_inplace(name, a);
+  if (!st) st = check_dtype(name, a);
   if (st) return st;
   dn_tensor *scalar;
   st = scalar_tensor(&scalar, a, s);
@@ -634,6 +842,38 @@ dn_status dn_div(dn_tensor **out, const dn_tensor *a, const dn_tensor *b) { retu
 
 /* --- unary ---------------------------------------------------------------------------- */
 
+/* Whether op's derivative is cheaper from its output than from its input. */
+static bool unop_saves_output(dn_unop op) {
+  return op == DN_EXP || op == DN_SQRT || op == DN_RELU || op == DN_SIGMOID || op == DN_TANH;
+}
+
+/* Backward of a unary op: node->ints[0] is the op; slot 0 holds its input or output (unop_saves_output). */
+static dn_status unary_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  dn_unop op = (dn_unop)node->ints[0];
+  if (op == DN_NEG) return dn_unary(&grad_in[0], DN_NEG, grad);
+  dn_tensor *saved;
+  dn_status st = dn_node_saved(node, 0, &saved);
+  if (st) return st;
+  switch (op) {
+    case DN_EXP: return dn_binary(&grad_in[0], DN_MUL, grad, saved);        /* e^x */
+    case DN_LOG: return dn_binary(&grad_in[0], DN_DIV, grad, saved);        /* 1/x */
+    case DN_SQRT: return run_grad_rule(&grad_in[0], GRAD_SQRT, grad, saved, NULL, NAN, NAN);
+    case DN_ABS: return run_grad_rule(&grad_in[0], GRAD_ABS, grad, saved, NULL, NAN, NAN);
+    case DN_RELU: return run_grad_rule(&grad_in[0], GRAD_RELU, grad, saved, NULL, NAN, NAN);
+    case DN_SIGMOID: return run_grad_rule(&grad_in[0], GRAD_SIGMOID, grad, saved, NULL, NAN, NAN);
+    case DN_TANH: return run_grad_rule(&grad_in[0], GRAD_TANH, grad, saved, NULL, NAN, NAN);
+    case DN_NEG: break;
+  }
+  return DN_OK;
+}
+
+static const dn_node_type unary_nodes[] = {
+  [DN_NEG] = {"neg", unary_backward},   [DN_EXP] = {"exp", unary_backward},
+  [DN_LOG] = {"log", unary_backward},   [DN_SQRT] = {"sqrt", unary_backward},
+  [DN_ABS] = {"abs", unary_backward},   [DN_RELU] = {"relu", unary_backward},
+  [DN_SIGMOID] = {"sigmoid", unary_backward}, [DN_TANH] = {"tanh", unary_backward},
+};
+
 dn_status dn_unary(dn_tensor **out, dn_unop op, const dn_tensor *a) {
   *out = NULL;
   if (!unop_valid(op)) return dn_fail(DN_EINVAL, "unary: unknown op %d", (int)op);
@@ -644,6 +884,12 @@ dn_status dn_unary(dn_tensor **out, dn_unop op, const dn_tensor *a) {
   st = dn_to_dtype(&ca, (dn_tensor *)a, dtype);
   if (!st) st = dn_tensor_new(&result, dtype, a->ndim, a->shape);
   if (!st) st = run_job(&(ew_job){.segment = unary_segment, .op = op, .out = result, .in = {ca}, .nin = 1});
+  dn_node *node = NULL;
+  if (!st) st = dn_record(result, &unary_nodes[op], 1, &a, &node);
+  if (node) {
+    node->ints[0] = op;
+    if (op != DN_NEG) st = dn_node_save(node, 0, unop_saves_output(op) ? result : ca);
+  }
   dn_tensor_release(ca);
   if (st) dn_tensor_release(result);
   else *out = result;
@@ -654,7 +900,8 @@ dn_status dn_unary_(dn_tensor *a, dn_unop op) {
   if (!unop_valid(op)) return dn_fail(DN_EINVAL, "unary_: unknown op %d", (int)op);
   char name[32];
   snprintf(name, sizeof name, "%s_", dn_unop_name(op));
-  dn_status st = check_dtype(name, a);
+  dn_status st = dn_check_inplace(name, a);
+  if (!st) st = check_dtype(name, a);
   if (st) return st;
   if (a->dtype == DN_I32 && !unop_keeps_int(op))
     return dn_fail(DN_ETYPE, "%s: %s of int32 is float32 and cannot be stored in place into int32", name,
@@ -671,6 +918,15 @@ dn_status dn_unary_(dn_tensor *a, dn_unop op) {
 /* Bounds an int32 tensor can be clamped to and stay int32: none, integral or infinite. */
 static bool int_compatible_bound(double bound) { return isnan(bound) || isinf(bound) || bound == floor(bound); }
 
+/* Passes the gradient where lo <= x <= hi (slot 0: x; scalars: lo, hi, NaN for none). */
+static dn_status clamp_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  dn_tensor *x;
+  dn_status st = dn_node_saved(node, 0, &x);
+  if (st) return st;
+  return run_grad_rule(&grad_in[0], GRAD_CLAMP, grad, x, NULL, node->scalars[0], node->scalars[1]);
+}
+static const dn_node_type clamp_node = {"clamp", clamp_backward};
+
 dn_status dn_clamp(dn_tensor **out, const dn_tensor *a, double lo, double hi) {
   *out = NULL;
   dn_status st = check_dtype("clamp", a);
@@ -684,11 +940,39 @@ dn_status dn_clamp(dn_tensor **out, const dn_tensor *a, double lo, double hi) {
   if (!st) st = dn_tensor_new(&result, dtype, a->ndim, a->shape);
   if (!st)
     st = run_job(&(ew_job){.segment = clamp_segment, .lo = lo, .hi = hi, .out = result, .in = {ca}, .nin = 1});
+  dn_node *node = NULL;
+  if (!st) st = dn_record(result, &clamp_node, 1, &a, &node);
+  if (node) {
+    node->scalars[0] = lo;
+    node->scalars[1] = hi;
+    st = dn_node_save(node, 0, ca);
+  }
   dn_tensor_release(ca);
   if (st) dn_tensor_release(result);
   else *out = result;
   return st;
 }
+
+/*
+** The gradient goes to a where the condition holds and to b elsewhere, each
+** summed to its own shape; the condition (slot 0) gets none.
+*/
+static dn_status where_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  dn_tensor *cond, *zero = NULL;
+  dn_status st = dn_node_saved(node, 0, &cond);
+  if (!st) st = dn_tensor_zeros(&zero, DN_F32, 0, NULL);
+  for (int i = 0; i < 2 && !st; i++) {
+    if (!node->needs_grad[i]) continue;
+    dn_tensor *full;
+    st = i == 0 ? dn_where(&full, cond, grad, zero) : dn_where(&full, cond, zero, grad);
+    if (st) break;
+    st = dn_grad_for_input(&grad_in[i], node, i, full);
+    dn_tensor_release(full);
+  }
+  dn_tensor_release(zero);
+  return st;
+}
+static const dn_node_type where_node = {"where", where_backward};
 
 dn_status dn_where(dn_tensor **out, const dn_tensor *cond, const dn_tensor *a, const dn_tensor *b) {
   *out = NULL;
@@ -715,6 +999,9 @@ dn_status dn_where(dn_tensor **out, const dn_tensor *cond, const dn_tensor *a, c
   if (!st) st = dn_tensor_new(&result, dtype, ndim, shape);
   if (!st)
     st = run_job(&(ew_job){.segment = where_segment, .out = result, .in = {cond, ca, cb}, .nin = 3});
+  dn_node *node = NULL;
+  if (!st) st = dn_record(result, &where_node, 2, (const dn_tensor *[]){a, b}, &node);
+  if (node) st = dn_node_save(node, 0, cond);
   dn_tensor_release(ca);
   dn_tensor_release(cb);
   if (st) dn_tensor_release(result);

@@ -3,10 +3,14 @@
 ** Every index value is checked before anything is allocated or written, so
 ** a bad index leaves no half-filled result behind. Positions in messages
 ** count from `base`, like the index values themselves.
+**
+** Autograd: index_select records a node (its backward scatter-adds the
+** gradient's rows back); one_hot takes int32 indices and records nothing.
 */
 #include <string.h>
 
 #include "dropnet/index.h"
+#include "graph.h"
 #include "internal.h"
 
 /* DN_ERANGE naming the first value of index (int32, any shape) outside [base, base + size). */
@@ -76,6 +80,85 @@ static void gather_strided(void *out, const dn_tensor *a, int dim, const dn_tens
   }
 }
 
+/*
+** The gradient of a gather: da[o, index[j], i] += grad[o, j, i] over a
+** seen as [outer, size, inner] (size: dim) and grad as [outer, n, inner].
+** A repeated index adds up. Work is split over (o, column range) items and
+** each element adds its rows in index order, so the sums are the same for
+** any split and thread count.
+*/
+typedef struct scatter_add {
+  float *da;            /* [outer, size, inner], contiguous */
+  const float *grad;    /* [outer, n, inner], contiguous */
+  const int32_t *index;
+  int64_t index_stride, base;
+  int64_t outer, size, inner, n;
+} scatter_add;
+
+/* Columns [c0, c0 + width) of outer position o: zero them, then add the rows. */
+static void scatter_add_item(const scatter_add *w, int64_t o, int64_t c0, int64_t width) {
+  float *da = w->da + o * w->size * w->inner + c0;
+  const float *g = w->grad + o * w->n * w->inner + c0;
+  for (int64_t s = 0; s < w->size; s++) memset(da + s * w->inner, 0, (size_t)width * sizeof *da);
+  for (int64_t j = 0; j < w->n; j++) {
+    float *dst = da + (w->index[j * w->index_stride] - w->base) * w->inner;
+    const float *src = g + j * w->inner;
+    for (int64_t i = 0; i < width; i++) dst[i] += src[i];
+  }
+}
+
+/* Narrowest column range worth a work item of its own. */
+#define SCATTER_MIN_WIDTH 64
+
+static void scatter_add_run(const scatter_add *w) {
+  int64_t work = w->outer * (w->size + w->n) * w->inner;
+  int threads = dn_threads_for(work);
+  /* enough outer positions: whole ones per item; else split the columns */
+  int64_t width = w->inner;
+  if (w->outer < threads) {
+    width = (w->inner + threads - 1) / threads;
+    if (width < SCATTER_MIN_WIDTH) width = SCATTER_MIN_WIDTH;
+    if (width > w->inner) width = w->inner;
+  }
+  int64_t chunks = (w->inner + width - 1) / width, items = w->outer * chunks;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t item = 0; item < items; item++) {
+    int64_t o = item / chunks, c0 = (item % chunks) * width;
+    scatter_add_item(w, o, c0, w->inner - c0 < width ? w->inner - c0 : width);
+  }
+}
+
+/* saved[0]: the index; ints[0]: dim, ints[1]: base. */
+static dn_status index_select_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  if (!node->needs_grad[0]) return DN_OK;
+  int dim = (int)node->ints[0], ndim = node->in_ndim[0];
+  const int64_t *shape = node->in_shape[0];
+  dn_tensor *index, *g, *da;
+  dn_status st = dn_node_saved(node, 0, &index);
+  if (st) return st;
+  if ((st = dn_tensor_new(&da, DN_F32, ndim, shape))) return st;
+  if ((st = dn_contiguous(&g, grad))) {
+    dn_tensor_release(da);
+    return st;
+  }
+  scatter_add w = {.da = dn_tensor_data(da),
+                   .grad = dn_tensor_data(g),
+                   .index = DN_I32_AT(index, index->offset),
+                   .index_stride = index->stride[0],
+                   .base = node->ints[1],
+                   .outer = 1,
+                   .size = shape[dim],
+                   .inner = 1,
+                   .n = index->shape[0]};
+  for (int d = 0; d < dim; d++) w.outer *= shape[d];
+  for (int d = dim + 1; d < ndim; d++) w.inner *= shape[d];
+  if (w.outer * w.size * w.inner > 0) scatter_add_run(&w);
+  dn_tensor_release(g);
+  grad_in[0] = da;
+  return DN_OK;
+}
+static const dn_node_type index_select_node = {"index_select", index_select_backward};
+
 dn_status dn_index_select(dn_tensor **out, const dn_tensor *a, int dim, const dn_tensor *index, int64_t base) {
   *out = NULL;
   char sb[128];
@@ -100,6 +183,17 @@ dn_status dn_index_select(dn_tensor **out, const dn_tensor *a, int dim, const dn
       gather_blocks(dn_tensor_data(result), a, d, index, base);
     else
       gather_strided(dn_tensor_data(result), a, d, index, base, shape);
+  }
+  dn_node *node;
+  st = dn_record(result, &index_select_node, 1, &a, &node);
+  if (!st && node) {
+    node->ints[0] = d;
+    node->ints[1] = base;
+    st = dn_node_save(node, 0, index);
+  }
+  if (st) {
+    dn_tensor_release(result);
+    return st;
   }
   *out = result;
   return DN_OK;

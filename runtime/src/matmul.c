@@ -7,12 +7,20 @@
 ** transpose flag) all qualify. Only other layouts (both strides > 1, stride 0
 ** from expand) are copied first. A batch of 1, or a batch expanded with
 ** stride 0, is reduced to one matrix used for every batch.
+**
+** Autograd: matmul records a node; its backward is two more products
+** (dA = G B^T, dB = A^T G) through the same operands with the transpose
+** flags flipped, so transposed operands are never copied. Where an operand
+** served every batch, its gradient sums over the batch: one sgemm over the
+** folded batch when the layout allows, else sgemms accumulating in order.
+** matmul_into writes into an existing tensor and is not differentiable.
 */
 #include <limits.h>
 #include <string.h>
 
 #include "blas.h"
 #include "dropnet/matmul.h"
+#include "graph.h"
 #include "internal.h"
 
 /* One operand as sgemm sees it: a batch of [rows, cols] matrices. */
@@ -147,6 +155,128 @@ static dn_status promote_vectors(dn_tensor **a2, dn_tensor **b2, dn_tensor *a, d
   return st;
 }
 
+/* The operand op(x)^T: the same stored matrices with the flag flipped (holds no reference). */
+static operand transposed(const operand *o) {
+  operand r = *o;
+  r.t = NULL;
+  r.rows = o->cols;
+  r.cols = o->rows;
+  r.trans = !o->trans;
+  return r;
+}
+
+/*
+** c = sum over the batch of x[i] @ y[i]: the gradient of an operand that
+** served every batch. When x is stored transposed and both are batches of
+** consecutive matrices, the sum is one product over the batch folded into
+** k (dB = A^T G for A [B, n, k] and a shared B); else one sgemm per batch,
+** accumulating in batch order.
+*/
+static void gemm_batch_sum(float *c, const operand *x, const operand *y, int64_t batches) {
+  int64_t rows = x->rows, cols = y->cols, k = x->cols;
+  if (x->trans && !y->trans && x->batch > 1 && y->batch > 1 && x->batch_stride == k * x->ld &&
+      y->batch_stride == k * y->ld && dn_blas_fits(rows, cols, batches * k, x->ld, y->ld, cols)) {
+    dn_blas_sgemm(true, false, rows, cols, batches * k, 1.0f, x->data, x->ld, y->data, y->ld, 0.0f, c, cols);
+    return;
+  }
+  for (int64_t i = 0; i < batches; i++) {
+    const float *xi = x->data + (x->batch > 1 ? i * x->batch_stride : 0);
+    const float *yi = y->data + (y->batch > 1 ? i * y->batch_stride : 0);
+    dn_blas_sgemm(x->trans, y->trans, rows, cols, k, 1.0f, xi, x->ld, yi, y->ld, i ? 1.0f : 0.0f, c, cols);
+  }
+}
+
+/* t as a matrix: a 1-D t becomes a row (dim 0) or a column (dim 1). */
+static dn_status as_matrix(dn_tensor **out, dn_tensor *t, int vector_dim) {
+  if (t->ndim == 1) return dn_unsqueeze(out, t, vector_dim);
+  *out = dn_tensor_retain(t);
+  return DN_OK;
+}
+
+/*
+** dA = G @ B^T and dB = A^T @ G per batch, with 1-D operands as a row (a)
+** or a column (b) and G viewed as [batch, n, m]. The gradients are written
+** straight into new tensors of the inputs' shapes (the promoted layouts of
+** a 1-D input are the same memory). saved[0] is a (for dB), saved[1] is b.
+*/
+static dn_status matmul_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  int nda = node->in_ndim[0], ndb = node->in_ndim[1];
+  const int64_t *sa = node->in_shape[0], *sb = node->in_shape[1];
+  int64_t n = nda == 1 ? 1 : sa[nda - 2], k = sa[nda - 1], m = ndb == 1 ? 1 : sb[ndb - 1];
+  int64_t batch_a = nda == 3 ? sa[0] : 1, batch_b = ndb == 3 ? sb[0] : 1;
+  int64_t batches = batch_a == 1 ? batch_b : batch_a;
+  dn_tensor *da = NULL, *db = NULL, *g = NULL, *g3 = NULL, *a2 = NULL, *b2 = NULL, *saved;
+  operand og, oa, ob;
+  memset(&og, 0, sizeof og);
+  memset(&oa, 0, sizeof oa);
+  memset(&ob, 0, sizeof ob);
+  dn_status st = DN_OK;
+  if (node->needs_grad[0] && (st = dn_tensor_new(&da, DN_F32, nda, sa))) goto done;
+  if (node->needs_grad[1] && (st = dn_tensor_new(&db, DN_F32, ndb, sb))) goto done;
+  if (batches == 0 || n == 0 || m == 0 || k == 0) {
+    /* an empty sum of products: zero gradients */
+    if (da) scale_output(dn_tensor_data(da), dn_tensor_numel(da), 0.0f);
+    if (db) scale_output(dn_tensor_data(db), dn_tensor_numel(db), 0.0f);
+    goto done;
+  }
+  if ((st = dn_contiguous(&g, grad))) goto done;
+  bool batched = nda == 3 || ndb == 3;
+  int64_t g_shape[3] = {batches, n, m}, g_stride[3] = {n * m, m, 1};
+  st = dn_tensor_alias(&g3, g, batched ? 3 : 2, g_shape + !batched, g_stride + !batched, g->offset);
+  if (st || (st = operand_init(&og, g3))) goto done;
+  if (da) {
+    if ((st = dn_node_saved(node, 1, &saved)) || (st = as_matrix(&b2, saved, 1)) || (st = operand_init(&ob, b2)))
+      goto done;
+    operand bt = transposed(&ob);
+    if (batch_a == batches) run_gemm(dn_tensor_data(da), &og, &bt, batches, 1.0f, 0.0f);
+    else gemm_batch_sum(dn_tensor_data(da), &og, &bt, batches);
+  }
+  if (db) {
+    if ((st = dn_node_saved(node, 0, &saved)) || (st = as_matrix(&a2, saved, 0)) || (st = operand_init(&oa, a2)))
+      goto done;
+    operand at = transposed(&oa);
+    if (batch_b == batches) run_gemm(dn_tensor_data(db), &at, &og, batches, 1.0f, 0.0f);
+    else gemm_batch_sum(dn_tensor_data(db), &at, &og, batches);
+  }
+done:
+  operand_release(&og);
+  operand_release(&oa);
+  operand_release(&ob);
+  dn_tensor_release(a2);
+  dn_tensor_release(b2);
+  dn_tensor_release(g3);
+  dn_tensor_release(g);
+  if (st) {
+    dn_tensor_release(da);
+    dn_tensor_release(db);
+    return st;
+  }
+  grad_in[0] = da;
+  grad_in[1] = db;
+  return DN_OK;
+}
+static const dn_node_type matmul_node = {"matmul", matmul_backward};
+
+/* result = a @ b for checked operands, batches >= 1 and no empty dim. */
+static dn_status matmul_compute(dn_tensor *result, dn_tensor *a, dn_tensor *b, int64_t batches) {
+  dn_tensor *a2, *b2;
+  operand oa, ob;
+  dn_status st = promote_vectors(&a2, &b2, a, b);
+  if (st) return st;
+  st = operand_init(&oa, a2);
+  if (!st) {
+    st = operand_init(&ob, b2);
+    if (!st) {
+      run_gemm(dn_tensor_data(result), &oa, &ob, batches, 1.0f, 0.0f);
+      operand_release(&ob);
+    }
+    operand_release(&oa);
+  }
+  dn_tensor_release(b2);
+  dn_tensor_release(a2);
+  return st;
+}
+
 dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b) {
   *out = NULL;
   dn_status st = check_f32("matmul", a, b);
@@ -177,41 +307,35 @@ dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b) {
   dn_tensor *result;
   st = dn_tensor_new(&result, DN_F32, ndim, shape);
   if (st) return st;
-  float *c = dn_tensor_data(result);
   if (batches == 0 || n == 0 || m == 0 || k == 0) {
     /* no sgemm with empty dims: its leading dims would be 0 */
-    scale_output(c, batches * n * m, 0.0f);
-    *out = result;
-    return DN_OK;
+    scale_output(dn_tensor_data(result), batches * n * m, 0.0f);
+  } else {
+    /* the views and copies made on the way are not part of the graph */
+    bool grad_mode = dn_set_grad_enabled(false);
+    st = matmul_compute(result, a, b, batches);
+    dn_set_grad_enabled(grad_mode);
   }
-
-  dn_tensor *a2, *b2;
-  operand oa, ob;
-  st = promote_vectors(&a2, &b2, a, b);
-  if (st) goto fail_result;
-  st = operand_init(&oa, a2);
-  if (st) goto fail_promoted;
-  st = operand_init(&ob, b2);
-  if (st) goto fail_oa;
-  run_gemm(c, &oa, &ob, batches, 1.0f, 0.0f);
-  operand_release(&ob);
-  operand_release(&oa);
-  dn_tensor_release(b2);
-  dn_tensor_release(a2);
+  dn_node *node = NULL;
+  if (!st) st = dn_record(result, &matmul_node, 2, (const dn_tensor *[]){a, b}, &node);
+  /* dA needs b, dB needs a: save only what an input that needs grad uses */
+  if (!st && node && node->needs_grad[0]) st = dn_node_save(node, 1, b);
+  if (!st && node && node->needs_grad[1]) st = dn_node_save(node, 0, a);
+  if (st) {
+    dn_tensor_release(result);
+    return st;
+  }
   *out = result;
   return DN_OK;
-
-fail_oa:
-  operand_release(&oa);
-fail_promoted:
-  dn_tensor_release(b2);
-  dn_tensor_release(a2);
-fail_result:
-  dn_tensor_release(result);
-  return st;
 }
 
 dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha, float beta) {
+  /* it writes into out behind the graph's back: refuse rather than give wrong gradients */
+  if (dn_grad_enabled() && (out->requires_grad || a->requires_grad || b->requires_grad))
+    return dn_fail(DN_EINVAL,
+                   "matmul_into: not differentiable (it writes into an existing tensor) and %s requires grad; "
+                   "use matmul, or call it with grad mode off (no_grad)",
+                   out->requires_grad ? "out" : a->requires_grad ? "a" : "b");
   dn_status st = check_f32("matmul_into", a, b);
   if (st) return st;
   char sa[128], sb[128], so[128];

@@ -18,11 +18,16 @@
 **     of a contiguous matrix, dim 1 of a transposed one). Rows are
 **     accumulated into a double buffer as wide as the run, which vectorizes
 **     and reads memory in order; each column adds its rows in order.
+**
+** Autograd: sum, mean, var, std and the values of max/min record a node
+** (see "backward" at the end); argmax/argmin and index outputs do not.
 */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dropnet/reduce.h"
+#include "graph.h"
 #include "internal.h"
 
 /* Elements per block. Fixed: block boundaries must not depend on threads. */
@@ -34,6 +39,10 @@
 
 typedef enum reduce_op { RED_SUM, RED_MOMENTS, RED_MAX, RED_MIN } reduce_op;
 typedef enum reduce_kind { K_SUM, K_MEAN, K_VAR, K_STD, K_MAX, K_MIN } reduce_kind;
+
+/* Records the node of a reduction on out (dim -1: all elements). */
+static dn_status record_reduction(dn_tensor *out, const dn_tensor *a, reduce_kind kind, int dim, int correction,
+                                  const dn_tensor *indices, int64_t base);
 
 static reduce_op op_of(reduce_kind kind) {
   switch (kind) {
@@ -496,6 +505,10 @@ static dn_status reduce_all(dn_tensor **out, const dn_tensor *a, reduce_kind kin
   dn_tensor *r;
   if ((st = dn_tensor_new(&r, want_index ? DN_I32 : result_dtype(kind, a->dtype), 0, NULL))) return st;
   dn_store(r, 0, want_index ? (double)(p.at + base) : value);
+  if (!want_index && (st = record_reduction(r, a, kind, -1, correction, NULL, 0))) {
+    dn_tensor_release(r);
+    return st;
+  }
   *out = r;
   return DN_OK;
 }
@@ -833,11 +846,16 @@ static dn_status reduce_dim(dn_tensor **values, dn_tensor **indices, const dn_te
 
   lanes g;
   lanes_of(&g, a, d);
-  if (kind == K_MAX || kind == K_MIN) {
+  /* max/min values that will be differentiated need their positions even
+     when the caller does not ask for them */
+  bool extremum = kind == K_MAX || kind == K_MIN;
+  bool want_at = indices || (extremum && values && a->requires_grad && dn_grad_enabled());
+  int64_t at_base = indices ? base : 0;
+  if (extremum) {
     if (g.length == 0)
       return dn_fail(DN_EINVAL, "%s: cannot reduce dim %d of size 0 (shape %s)", name, dim,
                      dn_shape_str(a, sb, sizeof sb));
-    if (indices && (st = check_base(name, base, g.length))) return st;
+    if (want_at && (st = check_base(name, at_base, g.length))) return st;
   }
 
   /* keepdim leaves the reduced dim as 1; a 0-dim input stays 0-dim */
@@ -847,9 +865,9 @@ static dn_status reduce_dim(dn_tensor **values, dn_tensor **indices, const dn_te
     if (k != d) shape[ndim++] = a->shape[k];
     else if (keepdim) shape[ndim++] = 1;
   }
-  outputs o = {kind, correction, base, NULL, NULL};
+  outputs o = {kind, correction, at_base, NULL, NULL};
   if (values && (st = dn_tensor_new(&o.values, result_dtype(kind, a->dtype), ndim, shape))) return st;
-  if (indices && (st = dn_tensor_new(&o.indices, DN_I32, ndim, shape))) {
+  if (want_at && (st = dn_tensor_new(&o.indices, DN_I32, ndim, shape))) {
     dn_tensor_release(o.values);
     return st;
   }
@@ -858,6 +876,7 @@ static dn_status reduce_dim(dn_tensor **values, dn_tensor **indices, const dn_te
     if (g.columns) st = reduce_columns(&g, &o, name);
     else st = reduce_lanes(&g, &o, name);
   }
+  if (!st && values) st = record_reduction(o.values, a, kind, d, correction, o.indices, at_base);
   if (st) {
     dn_tensor_release(o.values);
     dn_tensor_release(o.indices);
@@ -865,6 +884,7 @@ static dn_status reduce_dim(dn_tensor **values, dn_tensor **indices, const dn_te
   }
   if (values) *values = o.values;
   if (indices) *indices = o.indices;
+  else dn_tensor_release(o.indices);
   return DN_OK;
 }
 
@@ -887,4 +907,323 @@ dn_status dn_max_dim(dn_tensor **values, dn_tensor **indices, const dn_tensor *a
 dn_status dn_min_dim(dn_tensor **values, dn_tensor **indices, const dn_tensor *a, int dim, bool keepdim,
                      int64_t base) {
   return reduce_dim(values, indices, a, K_MIN, dim, keepdim, 0, base);
+}
+
+/* --- backward ----------------------------------------------------------------------- */
+
+/*
+** The input of a reduction is seen as [outer, size, inner], size being the
+** reduced dim ([1, numel, 1] for all elements); the output's gradient, and
+** whatever backward keeps per output, as [outer, inner]. The input's
+** gradient is written contiguous in one pass where every element is
+** computed on its own, so any split over threads gives the same bits.
+**
+** The rules follow PyTorch: sum spreads the gradient, mean divides it by
+** the count; var gives 2 (x - mean) / (N - correction), std the same over
+** 2 std (0 where std is 0), NaN when N - correction <= 0 (the result is NaN
+** too); max/min over a dim send the gradient to the recorded position
+** only; max/min of all elements share it evenly among the elements equal
+** to the result (all NaNs when the result is NaN). var, std and max/min of
+** all read the input again: a non-contiguous one is copied first.
+*/
+typedef enum grad_rule {
+  G_SPREAD,      /* sum, mean: grad / divisor everywhere */
+  G_DEVIATION,   /* var, std: (x - mean) * coef */
+  G_SELECTED,    /* max/min over a dim: grad at the recorded position, 0 elsewhere */
+  G_TIED         /* max/min of all: share at the elements equal to the extremum */
+} grad_rule;
+
+typedef struct grad_pass {
+  grad_rule rule;
+  int64_t outer, size, inner;
+  const float *grad;          /* [outer, inner] */
+  float divisor;              /* G_SPREAD */
+  const float *x;             /* G_DEVIATION, G_TIED: the input, contiguous */
+  const double *mean, *coef;  /* G_DEVIATION: [outer, inner] */
+  const int32_t *at;          /* G_SELECTED: [outer, inner], counting from base */
+  int64_t base;
+  float extremum, share;      /* G_TIED */
+  float *dx;                  /* [outer, size, inner] */
+} grad_pass;
+
+static void tied_run(float *dx, const float *x, int64_t n, float extremum, float share) {
+  if (isnan(extremum)) {
+    for (int64_t t = 0; t < n; t++) dx[t] = isnan(x[t]) ? share : 0.0f;
+  } else {
+    for (int64_t t = 0; t < n; t++) dx[t] = x[t] == extremum ? share : 0.0f;
+  }
+}
+
+/* n elements of lane o from position s0 when inner == 1 (dx, x point at s0). */
+static void lane_run(const grad_pass *w, int64_t o, int64_t s0, int64_t n, float *dx, const float *x) {
+  switch (w->rule) {
+    case G_SPREAD: {
+      float v = w->grad[o] / w->divisor;
+      for (int64_t t = 0; t < n; t++) dx[t] = v;
+      break;
+    }
+    case G_DEVIATION: {
+      double m = w->mean[o], c = w->coef[o];
+      for (int64_t t = 0; t < n; t++) dx[t] = (float)(((double)x[t] - m) * c);
+      break;
+    }
+    case G_SELECTED: {
+      int64_t p = w->at[o] - w->base - s0;
+      memset(dx, 0, (size_t)n * sizeof *dx);
+      if (p >= 0 && p < n) dx[p] = w->grad[o];
+      break;
+    }
+    case G_TIED: tied_run(dx, x, n, w->extremum, w->share); break;
+  }
+}
+
+/* n elements of row (o, s) from column i0 when inner > 1 (dx, x point at i0). */
+static void row_run(const grad_pass *w, int64_t o, int64_t s, int64_t i0, int64_t n, float *dx, const float *x) {
+  int64_t j = o * w->inner + i0;
+  const float *g = w->grad + j;
+  switch (w->rule) {
+    case G_SPREAD:
+      if (w->divisor == 1.0f) {
+        memcpy(dx, g, (size_t)n * sizeof *dx);
+      } else {
+        float divisor = w->divisor;
+        for (int64_t t = 0; t < n; t++) dx[t] = g[t] / divisor;
+      }
+      break;
+    case G_DEVIATION: {
+      const double *mean = w->mean + j, *coef = w->coef + j;
+      for (int64_t t = 0; t < n; t++) dx[t] = (float)(((double)x[t] - mean[t]) * coef[t]);
+      break;
+    }
+    case G_SELECTED: {
+      const int32_t *at = w->at + j;
+      int32_t here = (int32_t)(s + w->base);
+      for (int64_t t = 0; t < n; t++) dx[t] = at[t] == here ? g[t] : 0.0f;
+      break;
+    }
+    case G_TIED: tied_run(dx, x, n, w->extremum, w->share); break;
+  }
+}
+
+/* Elements [e0, e1) of dx, row-major, in runs that share a lane or a row. */
+static void grad_range(const grad_pass *w, int64_t e0, int64_t e1) {
+  if (w->inner == 1) {
+    int64_t o = e0 / w->size, s = e0 % w->size;
+    for (int64_t e = e0; e < e1; s = 0, o++) {
+      int64_t n = w->size - s < e1 - e ? w->size - s : e1 - e;
+      lane_run(w, o, s, n, w->dx + e, w->x ? w->x + e : NULL);
+      e += n;
+    }
+  } else {
+    int64_t row = e0 / w->inner, i = e0 % w->inner;
+    for (int64_t e = e0; e < e1; i = 0, row++) {
+      int64_t n = w->inner - i < e1 - e ? w->inner - i : e1 - e;
+      row_run(w, row / w->size, row % w->size, i, n, w->dx + e, w->x ? w->x + e : NULL);
+      e += n;
+    }
+  }
+}
+
+static void grad_pass_run(const grad_pass *w) {
+  int64_t total = w->outer * w->size * w->inner;
+  int threads = dn_threads_for(total);
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    {
+      int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      grad_range(w, total * t / nt, total * (t + 1) / nt);
+    }
+  } else {
+    grad_range(w, 0, total);
+  }
+}
+
+/* Means (in double) of the lanes of x, contiguous float32 [outer, size, inner],
+   size >= 1. The arithmetic of a mean does not depend on the thread count. */
+static dn_status lane_means(double *mean, const dn_tensor *x, int64_t outer, int64_t size, int64_t inner,
+                            const char *name) {
+  int threads = dn_threads_for(outer * size * inner);
+  if (inner == 1 && outer >= threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t o = 0; o < outer; o++) {
+      span s;
+      partial p;
+      span_of_lane(&s, x, x->offset + o * size, size, 1);
+      reduce_span_serial(&p, RED_SUM, &s);
+      mean[o] = p.sum / (double)size;
+    }
+  } else if (inner == 1) {
+    /* few long lanes: blocks of each in parallel */
+    for (int64_t o = 0; o < outer; o++) {
+      span s;
+      partial p;
+      span_of_lane(&s, x, x->offset + o * size, size, 1);
+      dn_status st = reduce_span(&p, RED_SUM, &s, threads, name);
+      if (st) return st;
+      mean[o] = p.sum / (double)size;
+    }
+  } else {
+    /* columns: each sums its rows in order, whatever the chunk width */
+    const float *data = dn_tensor_data(x);
+    int64_t width = (inner + threads - 1) / threads;
+    if (width < COLUMN_MIN_SPLIT) width = COLUMN_MIN_SPLIT;
+    if (width > COLUMN_CHUNK) width = COLUMN_CHUNK;
+    int64_t chunks = (inner + width - 1) / width, items = outer * chunks;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t item = 0; item < items; item++) {
+      int64_t q = item / chunks, c0 = (item % chunks) * width, n = inner - c0 < width ? inner - c0 : width;
+      double *m = mean + q * inner + c0;
+      column_sums(m, data + q * size * inner + c0, size, inner, n);
+      for (int64_t i = 0; i < n; i++) m[i] /= (double)size;
+    }
+  }
+  return DN_OK;
+}
+
+/* coef = d(result)/d(x - mean) * grad per output; std is NULL for var. */
+static void deviation_coefs(double *coef, const float *grad, const float *std, int64_t count, int64_t size,
+                            int64_t correction) {
+  double dof = (double)size - (double)correction;
+  for (int64_t j = 0; j < count; j++) {
+    if (!(dof > 0)) coef[j] = NAN;
+    else if (!std) coef[j] = 2.0 * (double)grad[j] / dof;
+    else coef[j] = std[j] == 0.0f ? 0.0 : (double)grad[j] / (dof * (double)std[j]);
+  }
+}
+
+/* Elements of x (contiguous, n of them) equal to the extremum (NaNs if it is NaN). */
+static int64_t count_tied(const float *x, int64_t n, float extremum) {
+  int64_t count = 0;
+  bool nan = isnan(extremum);
+#pragma omp parallel for num_threads(dn_threads_for(n)) schedule(static) reduction(+ : count)
+  for (int64_t i = 0; i < n; i++) count += nan ? isnan(x[i]) != 0 : x[i] == extremum;
+  return count;
+}
+
+/* [outer, size, inner] of the reduction's input (node->ints[0]: the dim, or -1 for all). */
+static void reduced_geometry(const dn_node *node, grad_pass *w) {
+  int64_t dim = node->ints[0];
+  w->outer = w->size = w->inner = 1;
+  for (int d = 0; d < node->in_ndim[0]; d++) {
+    int64_t extent = node->in_shape[0][d];
+    if (dim < 0 || d == dim) w->size *= extent;
+    else if (d < dim) w->outer *= extent;
+    else w->inner *= extent;
+  }
+}
+
+/*
+** Node layout: ints[0] dim (-1: all), ints[1] kind, ints[2] index base,
+** ints[3] correction; saved[0] the input (var, std, max/min of all) or the
+** positions (max/min over a dim), saved[1] the result (std);
+** scalars[0] the extremum (max/min of all).
+*/
+static dn_status reduce_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  if (!node->needs_grad[0]) return DN_OK;
+  reduce_kind kind = (reduce_kind)node->ints[1];
+  const char *name = kind_name(kind, false);
+  grad_pass w;
+  memset(&w, 0, sizeof w);
+  reduced_geometry(node, &w);
+  dn_tensor *dx, *g = NULL, *held = NULL, *saved, *result;
+  double *scratch = NULL;
+  dn_status st = dn_tensor_new(&dx, DN_F32, node->in_ndim[0], node->in_shape[0]);
+  if (st) return st;
+  if (dn_tensor_numel(dx) == 0) {
+    grad_in[0] = dx;
+    return DN_OK;
+  }
+  if ((st = dn_contiguous(&g, grad))) goto done;
+  w.grad = dn_tensor_data(g);
+  w.dx = dn_tensor_data(dx);
+  switch (kind) {
+    case K_SUM:
+    case K_MEAN:
+      w.rule = G_SPREAD;
+      w.divisor = kind == K_MEAN ? (float)w.size : 1.0f;
+      break;
+    case K_VAR:
+    case K_STD: {
+      if ((st = dn_node_saved(node, 0, &saved)) || (st = dn_contiguous(&held, saved))) goto done;
+      const float *std = NULL;
+      if (kind == K_STD) {
+        if ((st = dn_node_saved(node, 1, &result))) goto done;
+        std = dn_tensor_data(result);   /* made contiguous by the forward */
+      }
+      int64_t count = w.outer * w.inner;
+      scratch = malloc(2 * (size_t)count * sizeof *scratch);
+      if (!scratch) {
+        st = dn_fail(DN_ENOMEM, "%s backward: out of memory", name);
+        goto done;
+      }
+      w.rule = G_DEVIATION;
+      w.x = dn_tensor_data(held);
+      w.mean = scratch;
+      w.coef = scratch + count;
+      if ((st = lane_means(scratch, held, w.outer, w.size, w.inner, name))) goto done;
+      deviation_coefs(scratch + count, w.grad, std, count, w.size, node->ints[3]);
+      break;
+    }
+    case K_MAX:
+    case K_MIN:
+      if ((st = dn_node_saved(node, 0, &saved)) || (st = dn_contiguous(&held, saved))) goto done;
+      if (node->ints[0] < 0) {
+        w.rule = G_TIED;
+        w.x = dn_tensor_data(held);
+        w.extremum = (float)node->scalars[0];
+        w.share = w.grad[0] / (float)count_tied(w.x, w.size, w.extremum);
+      } else {
+        w.rule = G_SELECTED;
+        w.at = dn_tensor_data(held);
+        w.base = node->ints[2];
+      }
+      break;
+  }
+  grad_pass_run(&w);
+done:
+  free(scratch);
+  dn_tensor_release(held);
+  dn_tensor_release(g);
+  if (st) dn_tensor_release(dx);
+  else grad_in[0] = dx;
+  return st;
+}
+
+static const dn_node_type sum_node = {"sum", reduce_backward};
+static const dn_node_type mean_node = {"mean", reduce_backward};
+static const dn_node_type var_node = {"var", reduce_backward};
+static const dn_node_type std_node = {"std", reduce_backward};
+static const dn_node_type max_node = {"max", reduce_backward};
+static const dn_node_type min_node = {"min", reduce_backward};
+
+static dn_status record_reduction(dn_tensor *out, const dn_tensor *a, reduce_kind kind, int dim, int correction,
+                                  const dn_tensor *indices, int64_t base) {
+  const dn_node_type *type = &sum_node;
+  switch (kind) {
+    case K_SUM: type = &sum_node; break;
+    case K_MEAN: type = &mean_node; break;
+    case K_VAR: type = &var_node; break;
+    case K_STD: type = &std_node; break;
+    case K_MAX: type = &max_node; break;
+    case K_MIN: type = &min_node; break;
+  }
+  dn_node *node;
+  dn_status st = dn_record(out, type, 1, &a, &node);
+  if (st || !node) return st;
+  node->ints[0] = dim;
+  node->ints[1] = kind;
+  node->ints[2] = base;
+  node->ints[3] = correction;
+  switch (kind) {
+    case K_SUM:
+    case K_MEAN: return DN_OK;
+    case K_VAR: return dn_node_save(node, 0, a);
+    case K_STD: return (st = dn_node_save(node, 0, a)) ? st : dn_node_save(node, 1, out);
+    case K_MAX:
+    case K_MIN:
+      if (dim >= 0) return dn_node_save(node, 0, indices);
+      node->scalars[0] = dn_load(out, out->offset);
+      return dn_node_save(node, 0, a);
+  }
+  return DN_OK;
 }

@@ -148,7 +148,7 @@ dn_status dn_tensor_from_data(dn_tensor **out, dn_dtype dtype, int ndim, const i
                               const void *data) {
   dn_status st = dn_tensor_new(out, dtype, ndim, shape);
   if (st) return st;
-  memcpy((*out)->storage->data, data, (*out)->storage->nbytes);
+  if ((*out)->storage->nbytes) memcpy((*out)->storage->data, data, (*out)->storage->nbytes);
   return DN_OK;
 }
 
@@ -255,8 +255,10 @@ dn_status dn_tensor_get(const dn_tensor *t, const int64_t *index, double *value)
 }
 
 dn_status dn_tensor_set(dn_tensor *t, const int64_t *index, double value) {
+  dn_status st = dn_check_inplace("set", t);
+  if (st) return st;
   int64_t off;
-  dn_status st = index_offset("set", t, index, &off);
+  st = index_offset("set", t, index, &off);
   if (st) return st;
   if (!dn_value_fits(t->dtype, value))
     return dn_fail(DN_EINVAL, "set: value %g is not representable as %s", value, dn_dtype_name(t->dtype));

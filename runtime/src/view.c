@@ -2,11 +2,39 @@
 ** Views: tensors that share their base's storage with another geometry
 ** (view, reshape, transpose, permute, narrow, select, unsqueeze, squeeze,
 ** broadcast_to). None of them copies, except reshape when it must.
+**
+** Every view records a node, so gradients flow back through it to the base:
+** the backward maps the view's gradient to the base's shape (reshape back,
+** transpose back, scatter into zeros, sum away broadcast dims).
 */
 #include <stdio.h>
 #include <string.h>
 
+#include "graph.h"
 #include "internal.h"
+
+/* Makes the alias with this geometry and records `type` on it; *node gets the node (or NULL). */
+static dn_status make_view(dn_tensor **out, const dn_node_type *type, dn_tensor *t, int ndim, const int64_t *shape,
+                           const int64_t *stride, int64_t offset, dn_node **node) {
+  *node = NULL;
+  dn_status st = dn_tensor_alias(out, t, ndim, shape, stride, offset);
+  if (st) return st;
+  st = dn_record(*out, type, 1, (const dn_tensor *[]){t}, node);
+  if (st) {
+    dn_tensor_release(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
+/* view, reshape, unsqueeze, squeeze: the gradient is the view's gradient in the base's shape. */
+static dn_status reshape_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  return dn_reshape(&grad_in[0], grad, node->in_ndim[0], node->in_shape[0]);
+}
+static const dn_node_type view_node = {"view", reshape_backward};
+static const dn_node_type reshape_node = {"reshape", reshape_backward};
+static const dn_node_type unsqueeze_node = {"unsqueeze", reshape_backward};
+static const dn_node_type squeeze_node = {"squeeze", reshape_backward};
 
 /* Resolves one -1 in shape against numel; checks the product. */
 static dn_status infer_shape(const char *op, const dn_tensor *t, int ndim, const int64_t *shape,
@@ -94,7 +122,8 @@ dn_status dn_view(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape)
                    "view: tensor of shape %s is not contiguous enough for this view; use reshape or contiguous",
                    dn_shape_str(t, sb, sizeof sb));
   }
-  return dn_tensor_alias(out, t, ndim, resolved, stride, t->offset);
+  dn_node *node;
+  return make_view(out, &view_node, t, ndim, resolved, stride, t->offset, &node);
 }
 
 dn_status dn_reshape(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape) {
@@ -102,19 +131,31 @@ dn_status dn_reshape(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *sha
   int64_t resolved[DN_MAX_DIMS], stride[DN_MAX_DIMS];
   dn_status st = infer_shape("reshape", t, ndim, shape, resolved);
   if (st) return st;
-  if (view_strides(t, ndim, resolved, stride)) return dn_tensor_alias(out, t, ndim, resolved, stride, t->offset);
+  dn_node *node;
+  if (view_strides(t, ndim, resolved, stride))
+    return make_view(out, &reshape_node, t, ndim, resolved, stride, t->offset, &node);
+  /* a copy (recording clone), then a view of the copy (recording reshape) */
   dn_tensor *c;
   st = dn_clone(&c, t);
   if (st) return st;
-  st = dn_view(out, c, ndim, resolved);
+  view_strides(c, ndim, resolved, stride);   /* c is contiguous: always viewable */
+  st = make_view(out, &reshape_node, c, ndim, resolved, stride, c->offset, &node);
   dn_tensor_release(c);
   return st;
 }
 
-dn_status dn_transpose(dn_tensor **out, dn_tensor *t, int dim0, int dim1) {
-  *out = NULL;
-  if (!dn_wrap_dim(&dim0, t->ndim) || !dn_wrap_dim(&dim1, t->ndim) || t->ndim == 0)
-    return dn_fail(DN_EINVAL, "transpose: dims %d and %d out of range for a %d-D tensor", dim0, dim1, t->ndim);
+/* The gradient of a transpose is the gradient transposed back (ints: the two dims). */
+static dn_status transpose_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  if (node->in_ndim[0] < 2) {   /* t of a 0-D or 1-D tensor is the tensor itself */
+    grad_in[0] = dn_tensor_retain(grad);
+    return DN_OK;
+  }
+  return dn_transpose(&grad_in[0], grad, (int)node->ints[0], (int)node->ints[1]);
+}
+static const dn_node_type transpose_node = {"transpose", transpose_backward};
+static const dn_node_type t_node = {"t", transpose_backward};
+
+static dn_status transpose_as(dn_tensor **out, const dn_node_type *type, dn_tensor *t, int dim0, int dim1) {
   int64_t shape[DN_MAX_DIMS], stride[DN_MAX_DIMS];
   memcpy(shape, t->shape, sizeof shape);
   memcpy(stride, t->stride, sizeof stride);
@@ -122,32 +163,90 @@ dn_status dn_transpose(dn_tensor **out, dn_tensor *t, int dim0, int dim1) {
   shape[dim1] = t->shape[dim0];
   stride[dim0] = t->stride[dim1];
   stride[dim1] = t->stride[dim0];
-  return dn_tensor_alias(out, t, t->ndim, shape, stride, t->offset);
+  dn_node *node;
+  dn_status st = make_view(out, type, t, t->ndim, shape, stride, t->offset, &node);
+  if (node) {
+    node->ints[0] = dim0;
+    node->ints[1] = dim1;
+  }
+  return st;
+}
+
+dn_status dn_transpose(dn_tensor **out, dn_tensor *t, int dim0, int dim1) {
+  *out = NULL;
+  if (!dn_wrap_dim(&dim0, t->ndim) || !dn_wrap_dim(&dim1, t->ndim) || t->ndim == 0)
+    return dn_fail(DN_EINVAL, "transpose: dims %d and %d out of range for a %d-D tensor", dim0, dim1, t->ndim);
+  return transpose_as(out, &transpose_node, t, dim0, dim1);
 }
 
 dn_status dn_t(dn_tensor **out, dn_tensor *t) {
-  if (t->ndim > 2) {
-    *out = NULL;
+  *out = NULL;
+  if (t->ndim > 2)
     return dn_fail(DN_EINVAL, "t: expects a tensor with at most 2 dims (got %d); use transpose", t->ndim);
+  if (t->ndim < 2) {
+    dn_node *node;
+    return make_view(out, &t_node, t, t->ndim, t->shape, t->stride, t->offset, &node);
   }
-  if (t->ndim < 2) return dn_tensor_alias(out, t, t->ndim, t->shape, t->stride, t->offset);
-  return dn_transpose(out, t, 0, 1);
+  return transpose_as(out, &t_node, t, 0, 1);
 }
+
+/* Undoes the permutation (ints: the forward dims, wrapped). */
+static dn_status permute_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  int inverse[DN_MAX_DIMS];
+  for (int d = 0; d < node->in_ndim[0]; d++) inverse[node->ints[d]] = d;
+  return dn_permute(&grad_in[0], grad, inverse);
+}
+static const dn_node_type permute_node = {"permute", permute_backward};
 
 dn_status dn_permute(dn_tensor **out, dn_tensor *t, const int *dims) {
   *out = NULL;
   int64_t shape[DN_MAX_DIMS], stride[DN_MAX_DIMS];
+  int wrapped[DN_MAX_DIMS];
   bool seen[DN_MAX_DIMS] = {false};
   for (int d = 0; d < t->ndim; d++) {
     int s = dims[d];
     if (!dn_wrap_dim(&s, t->ndim) || seen[s])
       return dn_fail(DN_EINVAL, "permute: dims must be a permutation of 0..%d", t->ndim - 1);
     seen[s] = true;
+    wrapped[d] = s;
     shape[d] = t->shape[s];
     stride[d] = t->stride[s];
   }
-  return dn_tensor_alias(out, t, t->ndim, shape, stride, t->offset);
+  dn_node *node;
+  dn_status st = make_view(out, &permute_node, t, t->ndim, shape, stride, t->offset, &node);
+  if (node)
+    for (int d = 0; d < t->ndim; d++) node->ints[d] = wrapped[d];
+  return st;
 }
+
+/*
+** narrow and select: the base's gradient is zero outside the window and the
+** view's gradient inside it (ints: dim, then start or index).
+*/
+static dn_status scatter_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in, bool is_select) {
+  dn_tensor *full, *window;
+  dn_status st = dn_tensor_zeros(&full, DN_F32, node->in_ndim[0], node->in_shape[0]);
+  if (st) return st;
+  int dim = (int)node->ints[0];
+  st = is_select ? dn_select(&window, full, dim, node->ints[1])
+                 : dn_narrow(&window, full, dim, node->ints[1], grad->shape[dim]);
+  if (!st) st = dn_copy_(window, grad);
+  dn_tensor_release(window);
+  if (st) {
+    dn_tensor_release(full);
+    return st;
+  }
+  grad_in[0] = full;
+  return DN_OK;
+}
+static dn_status narrow_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  return scatter_backward(node, grad, grad_in, false);
+}
+static dn_status select_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  return scatter_backward(node, grad, grad_in, true);
+}
+static const dn_node_type narrow_node = {"narrow", narrow_backward};
+static const dn_node_type select_node = {"select", select_backward};
 
 dn_status dn_narrow(dn_tensor **out, dn_tensor *t, int dim, int64_t start, int64_t length) {
   *out = NULL;
@@ -160,7 +259,13 @@ dn_status dn_narrow(dn_tensor **out, dn_tensor *t, int dim, int64_t start, int64
   int64_t shape[DN_MAX_DIMS];
   memcpy(shape, t->shape, sizeof shape);
   shape[dim] = length;
-  return dn_tensor_alias(out, t, t->ndim, shape, t->stride, t->offset + start * t->stride[dim]);
+  dn_node *node;
+  dn_status st = make_view(out, &narrow_node, t, t->ndim, shape, t->stride, t->offset + start * t->stride[dim], &node);
+  if (node) {
+    node->ints[0] = dim;
+    node->ints[1] = start;
+  }
+  return st;
 }
 
 dn_status dn_select(dn_tensor **out, dn_tensor *t, int dim, int64_t index) {
@@ -179,7 +284,13 @@ dn_status dn_select(dn_tensor **out, dn_tensor *t, int dim, int64_t index) {
     stride[n] = t->stride[d];
     n++;
   }
-  return dn_tensor_alias(out, t, n, shape, stride, t->offset + index * t->stride[dim]);
+  dn_node *node;
+  dn_status st = make_view(out, &select_node, t, n, shape, stride, t->offset + index * t->stride[dim], &node);
+  if (node) {
+    node->ints[0] = dim;
+    node->ints[1] = index;
+  }
+  return st;
 }
 
 dn_status dn_unsqueeze(dn_tensor **out, dn_tensor *t, int dim) {
@@ -201,7 +312,8 @@ dn_status dn_unsqueeze(dn_tensor **out, dn_tensor *t, int dim) {
       n++;
     }
   }
-  return dn_tensor_alias(out, t, n, shape, stride, t->offset);
+  dn_node *node;
+  return make_view(out, &unsqueeze_node, t, n, shape, stride, t->offset, &node);
 }
 
 dn_status dn_squeeze(dn_tensor **out, dn_tensor *t, int dim) {
@@ -217,8 +329,15 @@ dn_status dn_squeeze(dn_tensor **out, dn_tensor *t, int dim) {
     stride[n] = t->stride[d];
     n++;
   }
-  return dn_tensor_alias(out, t, n, shape, stride, t->offset);
+  dn_node *node;
+  return make_view(out, &squeeze_node, t, n, shape, stride, t->offset, &node);
 }
+
+/* Broadcasting repeats elements, so their gradients add up: sum back to the base's shape. */
+static dn_status expand_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  return dn_grad_for_input(&grad_in[0], node, 0, grad);
+}
+static const dn_node_type expand_node = {"expand", expand_backward};
 
 dn_status dn_broadcast_to(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape) {
   *out = NULL;
@@ -241,6 +360,6 @@ dn_status dn_broadcast_to(dn_tensor **out, dn_tensor *t, int ndim, const int64_t
                      d - lead + 1, dn_shape_str(t, sb, sizeof sb), (long long)want);
     }
   }
-  return dn_tensor_alias(out, t, ndim, shape, stride, t->offset);
+  dn_node *node;
+  return make_view(out, &expand_node, t, ndim, shape, stride, t->offset, &node);
 }
-

@@ -13,7 +13,9 @@
 DN_API dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b);
 
 /* out = beta * out + alpha * op(a) @ op(b) into an existing contiguous
-   float32 [n,m] tensor (no allocation); a, b 2-D, transposed views welcome. */
+   float32 [n,m] tensor (no allocation); a, b 2-D, transposed views welcome.
+   Not differentiable (it records nothing): with grad mode on it fails when
+   out, a or b requires grad. */
 DN_API dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha, float beta);
 
 #endif

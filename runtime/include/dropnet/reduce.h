@@ -24,7 +24,9 @@ DN_API dn_status dn_mean_dim(dn_tensor **out, const dn_tensor *a, int dim, bool 
 DN_API dn_status dn_var_dim(dn_tensor **out, const dn_tensor *a, int dim, bool keepdim, int correction);
 DN_API dn_status dn_std_dim(dn_tensor **out, const dn_tensor *a, int dim, bool keepdim, int correction);
 /* values and/or indices (either may be NULL); first occurrence wins ties;
-   NaN propagates (a NaN is the max and the min). */
+   NaN propagates (a NaN is the max and the min). The gradient of values
+   goes to the returned index only; that of max_all/min_all is shared
+   evenly by all elements equal to the result (as PyTorch does). */
 DN_API dn_status dn_max_dim(dn_tensor **values, dn_tensor **indices, const dn_tensor *a, int dim,
                             bool keepdim, int64_t base);
 DN_API dn_status dn_min_dim(dn_tensor **values, dn_tensor **indices, const dn_tensor *a, int dim,

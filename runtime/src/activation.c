@@ -1,0 +1,327 @@
+/*
+** Activations with their backward: leaky ReLU, ELU, SELU, GELU (pointwise)
+** and softmax, log-softmax (over one dim).
+**
+** Pointwise ops write a new contiguous output from an input of any layout:
+** contiguous operands run as one flat range split over threads, others row
+** by row (last dim). Each element is computed on its own, so the split does
+** not change the bits. Softmax works on "lanes": the 1-D slices along dim,
+** found by aliasing dim to the last position (dn_row_offset then walks them
+** for any strides, broadcast gradients included). Each lane is reduced by one
+** thread in a fixed order.
+*/
+#include <string.h>
+
+#include "dropnet/autograd.h"
+#include "dropnet/nn.h"
+#include "graph.h"
+#include "internal.h"
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* SELU's constants (Klambauer et al. 2017), as PyTorch spells them. */
+#define SELU_ALPHA 1.6732632423543772848170429916717
+#define SELU_SCALE 1.0507009873554804934193349852946
+
+/* --- pointwise activations ------------------------------------------------------ */
+
+typedef enum pointwise_kind { LEAKY_RELU, ELU, GELU_ERF, GELU_TANH } pointwise_kind;
+
+/* ELU covers SELU: scale * (x > 0 ? x : alpha * (exp(x) - 1)). */
+typedef struct pointwise {
+  pointwise_kind kind;
+  float alpha;   /* leaky ReLU's slope, ELU's alpha */
+  float scale;   /* ELU's output scale (1 for ELU, SELU's scale) */
+} pointwise;
+
+static const float SQRT1_2 = 0.70710678118654752440f;     /* 1/sqrt(2) */
+static const float INV_SQRT_2PI = 0.39894228040143267794f; /* 1/sqrt(2 pi) */
+static const float SQRT_2_PI = 0.79788456080286535588f;    /* sqrt(2/pi) */
+static const float GELU_KAPPA = 0.044715f;
+
+static ALWAYS_INLINE float pointwise_value(const pointwise *p, float x) {
+  switch (p->kind) {
+    case LEAKY_RELU: return x > 0.0f ? x : x * p->alpha;
+    case ELU: return x > 0.0f ? p->scale * x : p->scale * p->alpha * expm1f(x);
+    case GELU_ERF: return 0.5f * x * (1.0f + erff(x * SQRT1_2));
+    case GELU_TANH: return 0.5f * x * (1.0f + tanhf(SQRT_2_PI * (x + GELU_KAPPA * x * x * x)));
+  }
+  return x;
+}
+
+/* d value / d x at x (PyTorch's formulas). */
+static ALWAYS_INLINE float pointwise_derivative(const pointwise *p, float x) {
+  switch (p->kind) {
+    case LEAKY_RELU: return x > 0.0f ? 1.0f : p->alpha;
+    case ELU: return x > 0.0f ? p->scale : p->scale * p->alpha * expf(x);
+    case GELU_ERF: return 0.5f * (1.0f + erff(x * SQRT1_2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+    case GELU_TANH: {
+      float inner = SQRT_2_PI * (x + GELU_KAPPA * x * x * x), t = tanhf(inner);
+      float inner_derivative = SQRT_2_PI * (1.0f + 3.0f * GELU_KAPPA * x * x);
+      return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * inner_derivative;
+    }
+  }
+  return 1.0f;
+}
+
+/* n elements: out[i] = f(x[i * sx]), or with g: out[i] = g[i * sg] * f'(x[i * sx]). */
+static ALWAYS_INLINE void pointwise_loop(const pointwise *p, float *out, const float *x, int64_t sx, const float *g,
+                                         int64_t sg, int64_t n) {
+  if (g) {
+    for (int64_t i = 0; i < n; i++) out[i] = g[i * sg] * pointwise_derivative(p, x[i * sx]);
+  } else if (p->kind == LEAKY_RELU) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) out[i] = pointwise_value(p, x[i * sx]);
+  } else {
+    for (int64_t i = 0; i < n; i++) out[i] = pointwise_value(p, x[i * sx]);
+  }
+}
+
+static void pointwise_segment(const pointwise *p, float *out, const float *x, int64_t sx, const float *g,
+                              int64_t sg, int64_t n) {
+  if (sx == 1 && (!g || sg == 1)) pointwise_loop(p, out, x, 1, g, 1, n);
+  else pointwise_loop(p, out, x, sx, g, sg, n);
+}
+
+/*
+** out (new, contiguous) = f(x), or g * f'(x) when g is given (g of x's shape,
+** any strides).
+*/
+static void pointwise_run(const pointwise *p, dn_tensor *out, const dn_tensor *x, const dn_tensor *g) {
+  int64_t n = dn_tensor_numel(out);
+  if (n == 0) return;
+  float *o = dn_tensor_data(out);
+  int threads = dn_threads_for(n);
+  if (dn_tensor_is_contiguous(x) && (!g || dn_tensor_is_contiguous(g))) {
+    const float *xd = dn_tensor_data(x), *gd = g ? dn_tensor_data(g) : NULL;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+      pointwise_segment(p, o + begin, xd + begin, 1, gd ? gd + begin : NULL, 1, end - begin);
+    }
+    return;
+  }
+  int64_t rows = dn_row_count(out), len = dn_row_length(out);
+  int64_t sx = dn_row_stride(x), sg = g ? dn_row_stride(g) : 0;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t r = 0; r < rows; r++)
+    pointwise_segment(p, o + r * len, DN_F32_AT(x, dn_row_offset(x, r)), sx,
+                      g ? DN_F32_AT(g, dn_row_offset(g, r)) : NULL, sg, len);
+}
+
+static dn_status pointwise_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  pointwise p = {(pointwise_kind)node->ints[0], (float)node->scalars[0], (float)node->scalars[1]};
+  dn_tensor *x;
+  dn_status st = dn_node_saved(node, 0, &x);
+  if (st) return st;
+  st = dn_tensor_new(&grad_in[0], DN_F32, x->ndim, x->shape);
+  if (st) return st;
+  pointwise_run(&p, grad_in[0], x, grad);
+  return DN_OK;
+}
+static const dn_node_type leaky_relu_node = {"leaky_relu", pointwise_backward};
+static const dn_node_type elu_node = {"elu", pointwise_backward};
+static const dn_node_type selu_node = {"selu", pointwise_backward};
+static const dn_node_type gelu_node = {"gelu", pointwise_backward};
+
+static dn_status check_float(const char *op, const dn_tensor *x) {
+  if (x->dtype == DN_F32) return DN_OK;
+  return dn_fail(DN_ETYPE, "%s: expects a float32 tensor (got %s)", op, dn_dtype_name(x->dtype));
+}
+
+/* Forward of a pointwise activation; records `type`, which saves x. */
+static dn_status pointwise_forward(dn_tensor **out, dn_tensor *x, const pointwise *p, const dn_node_type *type) {
+  *out = NULL;
+  dn_status st = check_float(type->name, x);
+  if (st) return st;
+  dn_tensor *y;
+  st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
+  if (st) return st;
+  pointwise_run(p, y, x, NULL);
+  dn_node *node;
+  st = dn_record(y, type, 1, (const dn_tensor *[]){x}, &node);
+  if (!st && node) {
+    node->ints[0] = p->kind;
+    node->scalars[0] = p->alpha;
+    node->scalars[1] = p->scale;
+    st = dn_node_save(node, 0, x);
+  }
+  if (st) {
+    dn_tensor_release(y);
+    return st;
+  }
+  *out = y;
+  return DN_OK;
+}
+
+dn_status dn_leaky_relu(dn_tensor **out, dn_tensor *x, double negative_slope) {
+  if (!isfinite(negative_slope)) {
+    *out = NULL;
+    return dn_fail(DN_EINVAL, "leaky_relu: negative_slope must be finite (got %g)", negative_slope);
+  }
+  pointwise p = {LEAKY_RELU, (float)negative_slope, 1.0f};
+  return pointwise_forward(out, x, &p, &leaky_relu_node);
+}
+
+dn_status dn_elu(dn_tensor **out, dn_tensor *x, double alpha) {
+  if (!isfinite(alpha)) {
+    *out = NULL;
+    return dn_fail(DN_EINVAL, "elu: alpha must be finite (got %g)", alpha);
+  }
+  pointwise p = {ELU, (float)alpha, 1.0f};
+  return pointwise_forward(out, x, &p, &elu_node);
+}
+
+dn_status dn_selu(dn_tensor **out, dn_tensor *x) {
+  pointwise p = {ELU, (float)SELU_ALPHA, (float)SELU_SCALE};
+  return pointwise_forward(out, x, &p, &selu_node);
+}
+
+dn_status dn_gelu(dn_tensor **out, dn_tensor *x, bool tanh_approximation) {
+  pointwise p = {tanh_approximation ? GELU_TANH : GELU_ERF, 0.0f, 1.0f};
+  return pointwise_forward(out, x, &p, &gelu_node);
+}
+
+/* --- softmax and log-softmax ------------------------------------------------------------- */
+
+/* max that propagates NaN (a NaN lane gives a NaN result, as in PyTorch). */
+static inline float max_nan(float a, float b) { return (a > b || a != a) ? a : b; }
+
+static ALWAYS_INLINE float lane_max(const float *x, int64_t sx, int64_t n) {
+  float m = -INFINITY;
+  for (int64_t i = 0; i < n; i++) m = max_nan(m, x[i * sx]);
+  return m;
+}
+
+/* One lane of n elements: softmax (or log-softmax) of x into y. */
+static ALWAYS_INLINE void softmax_lane(float *y, int64_t sy, const float *x, int64_t sx, int64_t n, bool log_space) {
+  float m = lane_max(x, sx, n);
+  double sum = 0;
+  if (log_space) {
+    for (int64_t i = 0; i < n; i++) sum += expf(x[i * sx] - m);
+    /* (x - m) - log(sum): adding log(sum) to m first would round it away for large m */
+    float log_sum = (float)log(sum);
+    for (int64_t i = 0; i < n; i++) y[i * sy] = (x[i * sx] - m) - log_sum;
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      float e = expf(x[i * sx] - m);
+      y[i * sy] = e;
+      sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) y[i * sy] *= inv;
+  }
+}
+
+/* One lane of the backward, from the output y and its gradient g:
+   softmax: y * (g - sum(g * y)); log-softmax: g - exp(y) * sum(g). */
+static ALWAYS_INLINE void softmax_backward_lane(float *dx, int64_t sd, const float *y, int64_t sy, const float *g,
+                                                int64_t sg, int64_t n, bool log_space) {
+  double sum = 0;
+  if (log_space) {
+    for (int64_t i = 0; i < n; i++) sum += g[i * sg];
+    float s = (float)sum;
+    for (int64_t i = 0; i < n; i++) dx[i * sd] = g[i * sg] - expf(y[i * sy]) * s;
+  } else {
+    for (int64_t i = 0; i < n; i++) sum += (double)g[i * sg] * y[i * sy];
+    float s = (float)sum;
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dx[i * sd] = y[i * sy] * (g[i * sg] - s);
+  }
+}
+
+/* A private alias of t with dims dim and last swapped (a 0-dim t as [1]). */
+static dn_status lanes_view(dn_tensor **out, const dn_tensor *t, int dim) {
+  dn_tensor *src = (dn_tensor *)t;
+  if (t->ndim == 0) return dn_tensor_alias(out, src, 1, (int64_t[]){1}, (int64_t[]){1}, t->offset);
+  int64_t shape[DN_MAX_DIMS], stride[DN_MAX_DIMS];
+  memcpy(shape, t->shape, sizeof shape);
+  memcpy(stride, t->stride, sizeof stride);
+  int last = t->ndim - 1;
+  shape[dim] = t->shape[last];
+  stride[dim] = t->stride[last];
+  shape[last] = t->shape[dim];
+  stride[last] = t->stride[dim];
+  return dn_tensor_alias(out, src, t->ndim, shape, stride, t->offset);
+}
+
+/*
+** Runs the forward (g NULL: out = softmax(a)) or the backward (out = dx from
+** a = y and g) over every lane along dim. out is new and contiguous.
+*/
+static dn_status softmax_run(dn_tensor *out, const dn_tensor *a, const dn_tensor *g, int dim, bool log_space) {
+  if (dn_tensor_numel(out) == 0) return DN_OK;
+  dn_tensor *views[3] = {NULL, NULL, NULL};
+  dn_status st = lanes_view(&views[0], out, dim);
+  if (!st) st = lanes_view(&views[1], a, dim);
+  if (!st && g) st = lanes_view(&views[2], g, dim);
+  if (st) goto done;
+  const dn_tensor *vo = views[0], *va = views[1], *vg = views[2];
+  int64_t lanes = dn_row_count(vo), n = dn_row_length(vo);
+  int64_t so = dn_row_stride(vo), sa = dn_row_stride(va), sg = vg ? dn_row_stride(vg) : 0;
+  bool unit = so == 1 && sa == 1 && (!vg || sg == 1);
+  int threads = dn_threads_for(lanes * n);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t r = 0; r < lanes; r++) {
+    float *o = DN_F32_AT(vo, dn_row_offset(vo, r));
+    const float *x = DN_F32_AT(va, dn_row_offset(va, r));
+    if (!vg) {
+      if (unit) softmax_lane(o, 1, x, 1, n, log_space);
+      else softmax_lane(o, so, x, sa, n, log_space);
+    } else {
+      const float *gr = DN_F32_AT(vg, dn_row_offset(vg, r));
+      if (unit) softmax_backward_lane(o, 1, x, 1, gr, 1, n, log_space);
+      else softmax_backward_lane(o, so, x, sa, gr, sg, n, log_space);
+    }
+  }
+done:
+  for (int k = 0; k < 3; k++) dn_tensor_release(views[k]);
+  return st;
+}
+
+static dn_status softmax_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  dn_tensor *y;
+  dn_status st = dn_node_saved(node, 0, &y);
+  if (st) return st;
+  st = dn_tensor_new(&grad_in[0], DN_F32, y->ndim, y->shape);
+  if (st) return st;
+  return softmax_run(grad_in[0], y, grad, (int)node->ints[0], node->ints[1] != 0);
+}
+static const dn_node_type softmax_node = {"softmax", softmax_backward};
+static const dn_node_type log_softmax_node = {"log_softmax", softmax_backward};
+
+static dn_status softmax_forward(dn_tensor **out, dn_tensor *x, int dim, bool log_space) {
+  *out = NULL;
+  const char *op = log_space ? "log_softmax" : "softmax";
+  dn_status st = check_float(op, x);
+  if (st) return st;
+  int wrapped = dim;
+  if (!dn_wrap_dim(&wrapped, x->ndim))
+    return dn_fail(DN_EINVAL, "%s: dim %d out of range for a %d-D tensor", op, dim, x->ndim);
+  dn_tensor *y;
+  st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
+  if (st) return st;
+  st = softmax_run(y, x, NULL, wrapped, log_space);
+  dn_node *node = NULL;
+  if (!st) st = dn_record(y, log_space ? &log_softmax_node : &softmax_node, 1, (const dn_tensor *[]){x}, &node);
+  if (!st && node) {
+    node->ints[0] = wrapped;
+    node->ints[1] = log_space;
+    st = dn_node_save(node, 0, y);   /* both backwards need only the output */
+  }
+  if (st) {
+    dn_tensor_release(y);
+    return st;
+  }
+  *out = y;
+  return DN_OK;
+}
+
+dn_status dn_softmax(dn_tensor **out, dn_tensor *x, int dim) { return softmax_forward(out, x, dim, false); }
+
+dn_status dn_log_softmax(dn_tensor **out, dn_tensor *x, int dim) { return softmax_forward(out, x, dim, true); }

@@ -1,0 +1,311 @@
+/*
+** The fused linear layer: y = act(x @ w^T + b), the hot path of an MLP.
+**
+** Forward is one sgemm straight into the output (w^T is a transposed view,
+** which sgemm takes as a transpose flag), then one pass over the output that
+** adds the bias and applies the activation. Backward is one pass that turns
+** the incoming gradient into the pre-activation gradient (act' from the saved
+** output, so no pre-activation tensor is kept) and sums it over rows into the
+** bias gradient, then two sgemms: dx = g_pre @ w and dw = g_pre^T @ x.
+**
+** Internal views are plain aliases (dn_tensor_alias): they are private
+** readers of the operands and must not enter the autograd graph.
+*/
+#include <string.h>
+
+#include "dropnet/autograd.h"
+#include "dropnet/matmul.h"
+#include "dropnet/nn.h"
+#include "graph.h"
+#include "internal.h"
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+/* Column ranges narrower than this are not worth a thread of their own. */
+#define MIN_COLUMNS_PER_THREAD 64
+
+enum { SAVED_X = 0, SAVED_W = 1, SAVED_Y = 2 };
+
+/* Stable for any x: exp(-|x|) never overflows. */
+static inline float sigmoid_f32(float x) {
+  float e = expf(-fabsf(x));
+  return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+/* --- forward: bias + activation over the sgemm's output ------------------------ */
+
+/* `v < 0` keeps NaN as it is, like PyTorch's relu. */
+static ALWAYS_INLINE void bias_act_row(float *row, const float *bias, int64_t cols, dn_activation act) {
+  switch (act) {
+    case DN_ACT_NONE:
+#pragma omp simd
+      for (int64_t j = 0; j < cols; j++) row[j] += bias[j];
+      break;
+    case DN_ACT_RELU:
+      if (bias) {
+#pragma omp simd
+        for (int64_t j = 0; j < cols; j++) {
+          float v = row[j] + bias[j];
+          row[j] = v < 0.0f ? 0.0f : v;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0.0f ? 0.0f : row[j];
+      }
+      break;
+    /* libm calls: no simd pragma (vectorized only with a SIMD libm) */
+    case DN_ACT_TANH:
+      for (int64_t j = 0; j < cols; j++) row[j] = tanhf(row[j] + (bias ? bias[j] : 0.0f));
+      break;
+    case DN_ACT_SIGMOID:
+      for (int64_t j = 0; j < cols; j++) row[j] = sigmoid_f32(row[j] + (bias ? bias[j] : 0.0f));
+      break;
+  }
+}
+
+/* y[rows, cols] (contiguous) = act(y + bias); bias [cols] contiguous or NULL. */
+static void bias_act_forward(float *y, int64_t rows, int64_t cols, const float *bias, dn_activation act) {
+  if (act == DN_ACT_NONE && !bias) return;
+  int threads = dn_threads_for(rows * cols);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t r = 0; r < rows; r++) bias_act_row(y + r * cols, bias, cols, act);
+}
+
+/* --- backward: pre-activation gradient and bias gradient in one pass --------------- */
+
+/* d act / d pre-activation, from the activation's output y. */
+static ALWAYS_INLINE float act_derivative(float y, dn_activation act) {
+  switch (act) {
+    case DN_ACT_NONE: return 1.0f;
+    case DN_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
+    case DN_ACT_TANH: return 1.0f - y * y;
+    case DN_ACT_SIGMOID: return y * (1.0f - y);
+  }
+  return 1.0f;
+}
+
+/*
+** Columns [c0, c1) of every row: g_pre = g * act'(y) into g_pre (when
+** write_g_pre) and bias_sum[j] += g_pre (when sum_bias). Written once with
+** the gradient's column stride, the activation and the two modes as
+** parameters; inlined at constants, the contiguous cases become simd loops.
+*/
+static ALWAYS_INLINE void act_backward_columns(float *g_pre, double *bias_sum, const float *g, int64_t g_row_stride,
+                                               int64_t g_col_stride, const float *y, int64_t rows, int64_t cols,
+                                               int64_t c0, int64_t c1, dn_activation act, bool write_g_pre,
+                                               bool sum_bias) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *g_row = g + r * g_row_stride;
+    const float *y_row = y ? y + r * cols : NULL;   /* no arithmetic on NULL (UBSan) */
+    float *out_row = g_pre ? g_pre + r * cols : NULL;
+#pragma omp simd
+    for (int64_t j = c0; j < c1; j++) {
+      float v = g_row[j * g_col_stride];
+      if (act != DN_ACT_NONE) v *= act_derivative(y_row[j], act);
+      if (write_g_pre) out_row[j] = v;
+      if (sum_bias) bias_sum[j] += v;
+    }
+  }
+}
+
+/* Picks a constant-argument copy of the loop for contiguous gradients. */
+static void act_backward_range(float *g_pre, double *bias_sum, const float *g, int64_t g_row_stride,
+                               int64_t g_col_stride, const float *y, int64_t rows, int64_t cols, int64_t c0,
+                               int64_t c1, dn_activation act) {
+  bool write = g_pre != NULL, sum = bias_sum != NULL;
+  if (g_col_stride != 1) {
+    act_backward_columns(g_pre, bias_sum, g, g_row_stride, g_col_stride, y, rows, cols, c0, c1, act, write, sum);
+    return;
+  }
+#define COLUMNS(a, w, s) act_backward_columns(g_pre, bias_sum, g, g_row_stride, 1, y, rows, cols, c0, c1, a, w, s)
+  switch (act) {
+    case DN_ACT_NONE: COLUMNS(DN_ACT_NONE, false, true); break;   /* g_pre is g itself: bias only */
+    case DN_ACT_RELU: sum ? COLUMNS(DN_ACT_RELU, true, true) : COLUMNS(DN_ACT_RELU, true, false); break;
+    case DN_ACT_TANH: sum ? COLUMNS(DN_ACT_TANH, true, true) : COLUMNS(DN_ACT_TANH, true, false); break;
+    case DN_ACT_SIGMOID: sum ? COLUMNS(DN_ACT_SIGMOID, true, true) : COLUMNS(DN_ACT_SIGMOID, true, false); break;
+  }
+#undef COLUMNS
+}
+
+/*
+** One pass over g [rows, cols] (any strides): g_pre (contiguous; NULL for no
+** activation, where it is g itself) and the column sums into bias_sum
+** (zeroed here; or NULL). Threads split the columns, so every column is
+** summed over the rows in row order by one thread: the sums do not depend on
+** the thread count.
+*/
+static void act_backward(float *g_pre, double *bias_sum, const dn_tensor *g, const float *y, int64_t rows,
+                         int64_t cols, dn_activation act) {
+  if (bias_sum) memset(bias_sum, 0, (size_t)cols * sizeof *bias_sum);
+  if (rows == 0 || cols == 0) return;
+  const float *g_data = DN_F32_AT(g, g->offset);
+  int64_t row_stride = g->stride[0], col_stride = g->stride[1];
+  int threads = dn_threads_for(rows * cols);
+  int64_t by_columns = cols / MIN_COLUMNS_PER_THREAD;
+  if (threads > by_columns) threads = by_columns > 1 ? (int)by_columns : 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    act_backward_range(g_pre, bias_sum, g_data, row_stride, col_stride, y, rows, cols, cols * t / nt,
+                       cols * (t + 1) / nt, act);
+  }
+}
+
+/* --- autograd ---------------------------------------------------------------------- */
+
+/* t [n] seen as one row [1, n], or t itself as [rows, cols] (a private alias). */
+static dn_status as_matrix(dn_tensor **out, dn_tensor *t) {
+  if (t->ndim == 2) return dn_tensor_alias(out, t, 2, t->shape, t->stride, t->offset);
+  int64_t shape[2] = {1, t->shape[0]}, stride[2] = {t->shape[0] * t->stride[0], t->stride[0]};
+  return dn_tensor_alias(out, t, 2, shape, stride, t->offset);
+}
+
+/* The [cols, rows] transpose of a 2-D t (a private alias). */
+static dn_status transposed(dn_tensor **out, dn_tensor *t) {
+  int64_t shape[2] = {t->shape[1], t->shape[0]}, stride[2] = {t->stride[1], t->stride[0]};
+  return dn_tensor_alias(out, t, 2, shape, stride, t->offset);
+}
+
+/* A new (uninitialized) float32 tensor of input i's shape. */
+static dn_status new_input_grad(dn_tensor **out, dn_node *node, int i) {
+  return dn_tensor_new(out, DN_F32, node->in_ndim[i], node->in_shape[i]);
+}
+
+/* dx = g_pre @ w into a new tensor of x's shape. */
+static dn_status input_grad(dn_tensor **dx, dn_node *node, dn_tensor *g_pre) {
+  dn_tensor *w, *dx2 = NULL;
+  dn_status st = dn_node_saved(node, SAVED_W, &w);
+  if (!st) st = new_input_grad(dx, node, 0);
+  if (!st) st = as_matrix(&dx2, *dx);
+  if (!st) st = dn_matmul_into(dx2, g_pre, w, 1.0f, 0.0f);
+  dn_tensor_release(dx2);
+  return st;
+}
+
+/* dw = g_pre^T @ x into a new [out, in] tensor. */
+static dn_status weight_grad(dn_tensor **dw, dn_node *node, dn_tensor *g_pre) {
+  dn_tensor *x, *x2 = NULL, *g_t = NULL;
+  dn_status st = dn_node_saved(node, SAVED_X, &x);
+  if (!st) st = new_input_grad(dw, node, 1);
+  if (!st) st = as_matrix(&x2, x);
+  if (!st) st = transposed(&g_t, g_pre);
+  if (!st) st = dn_matmul_into(*dw, g_t, x2, 1.0f, 0.0f);
+  dn_tensor_release(g_t);
+  dn_tensor_release(x2);
+  return st;
+}
+
+/* db as float32 [out] from the double column sums. */
+static dn_status bias_grad(dn_tensor **db, dn_node *node, const double *bias_sum) {
+  dn_status st = new_input_grad(db, node, 2);
+  if (st) return st;
+  float *d = dn_tensor_data(*db);
+  for (int64_t j = 0; j < node->in_shape[2][0]; j++) d[j] = (float)bias_sum[j];
+  return DN_OK;
+}
+
+static dn_status linear_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  dn_activation act = (dn_activation)node->ints[0];
+  int64_t rows = node->in_ndim[0] == 2 ? node->in_shape[0][0] : 1, cols = node->in_shape[1][0];
+  dn_tensor *g = NULL, *g_pre = NULL;
+  double *bias_sum = NULL;
+  dn_status st = as_matrix(&g, grad);
+  if (st) return st;
+  if (node->needs_grad[2]) {
+    bias_sum = dn_alloc((size_t)(cols > 0 ? cols : 1) * sizeof *bias_sum);
+    if (!bias_sum) st = dn_fail(DN_ENOMEM, "backward: linear: out of memory");
+  }
+  if (!st && act == DN_ACT_NONE) {
+    /* the pre-activation gradient is g itself: only the bias needs a pass */
+    g_pre = dn_tensor_retain(g);
+    if (bias_sum) act_backward(NULL, bias_sum, g, NULL, rows, cols, act);
+  } else if (!st) {
+    dn_tensor *y;
+    st = dn_node_saved(node, SAVED_Y, &y);
+    if (!st) st = dn_tensor_new(&g_pre, DN_F32, 2, (int64_t[]){rows, cols});
+    if (!st) act_backward(dn_tensor_data(g_pre), bias_sum, g, dn_tensor_data(y), rows, cols, act);
+  }
+  if (!st && node->needs_grad[0]) st = input_grad(&grad_in[0], node, g_pre);
+  if (!st && node->needs_grad[1]) st = weight_grad(&grad_in[1], node, g_pre);
+  if (!st && node->needs_grad[2]) st = bias_grad(&grad_in[2], node, bias_sum);
+  dn_free(bias_sum);
+  dn_tensor_release(g_pre);
+  dn_tensor_release(g);
+  return st;
+}
+static const dn_node_type linear_node = {"linear", linear_backward};
+
+/* --- forward -------------------------------------------------------------------------- */
+
+static dn_status check_args(const dn_tensor *x, const dn_tensor *w, const dn_tensor *b, dn_activation act) {
+  char xs[128], ws[128], bs[128];
+  if (x->dtype != DN_F32 || w->dtype != DN_F32 || (b && b->dtype != DN_F32))
+    return dn_fail(DN_ETYPE, "linear: expects float32 tensors (got input %s, weight %s%s%s)",
+                   dn_dtype_name(x->dtype), dn_dtype_name(w->dtype), b ? ", bias " : "",
+                   b ? dn_dtype_name(b->dtype) : "");
+  if ((unsigned)act > (unsigned)DN_ACT_SIGMOID)
+    return dn_fail(DN_EINVAL, "linear: unknown activation %d (use none, relu, tanh or sigmoid)", (int)act);
+  if (x->ndim != 1 && x->ndim != 2)
+    return dn_fail(DN_ESHAPE, "linear: input must be [batch, in] or [in] (got shape %s)",
+                   dn_shape_str(x, xs, sizeof xs));
+  if (w->ndim != 2)
+    return dn_fail(DN_ESHAPE, "linear: weight must be [out, in] (got shape %s)", dn_shape_str(w, ws, sizeof ws));
+  int64_t in = x->shape[x->ndim - 1];
+  if (in != w->shape[1])
+    return dn_fail(DN_ESHAPE, "linear: input %s and weight %s do not match (%lld != %lld)",
+                   dn_shape_str(x, xs, sizeof xs), dn_shape_str(w, ws, sizeof ws), (long long)in,
+                   (long long)w->shape[1]);
+  if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
+    return dn_fail(DN_ESHAPE, "linear: bias %s does not match weight %s (expected [%lld])",
+                   dn_shape_str(b, bs, sizeof bs), dn_shape_str(w, ws, sizeof ws), (long long)w->shape[0]);
+  return DN_OK;
+}
+
+/* y = x @ w^T (+ b, act) into the new contiguous tensor y. */
+static dn_status compute(dn_tensor *y, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act) {
+  dn_tensor *x2 = NULL, *w_t = NULL, *y2 = NULL, *bias = NULL;
+  dn_status st = as_matrix(&x2, x);
+  if (!st) st = transposed(&w_t, w);
+  if (!st) st = as_matrix(&y2, y);
+  if (!st) st = dn_matmul_into(y2, x2, w_t, 1.0f, 0.0f);
+  if (!st && b) st = dn_contiguous(&bias, b);   /* a copy only for a strided bias */
+  if (!st)
+    bias_act_forward(dn_tensor_data(y), y2->shape[0], y2->shape[1], bias ? dn_tensor_data(bias) : NULL, act);
+  dn_tensor_release(bias);
+  dn_tensor_release(y2);
+  dn_tensor_release(w_t);
+  dn_tensor_release(x2);
+  return st;
+}
+
+dn_status dn_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act) {
+  *out = NULL;
+  dn_status st = check_args(x, w, b, act);
+  if (st) return st;
+  int64_t shape[2] = {x->shape[0], w->shape[0]};
+  dn_tensor *y;
+  st = dn_tensor_new(&y, DN_F32, x->ndim, x->ndim == 2 ? shape : shape + 1);
+  if (st) return st;
+  /* the sgemm and the bias copy are internal steps, not ops of the graph */
+  bool grad_mode = dn_set_grad_enabled(false);
+  st = compute(y, x, w, b, act);
+  dn_set_grad_enabled(grad_mode);
+  dn_node *node = NULL;
+  if (!st) st = dn_record(y, &linear_node, 3, (const dn_tensor *[]){x, w, b}, &node);
+  if (!st && node) {
+    node->ints[0] = act;
+    if (node->needs_grad[1]) st = dn_node_save(node, SAVED_X, x);
+    if (!st && node->needs_grad[0]) st = dn_node_save(node, SAVED_W, w);
+    if (!st && act != DN_ACT_NONE) st = dn_node_save(node, SAVED_Y, y);
+  }
+  if (st) {
+    dn_tensor_release(y);
+    return st;
+  }
+  *out = y;
+  return DN_OK;
+}
