@@ -12,4 +12,15 @@ function dn.is_tensor(x)
   return getmetatable(x) == core.Tensor
 end
 
+-- dn.nn and dn.optim load on first use: they require "dropnet" themselves,
+-- so loading them here would be a cycle.
+local lazy_modules = {nn = "dropnet.nn", optim = "dropnet.optim"}
+setmetatable(dn, {__index = function(t, key)
+  local name = lazy_modules[key]
+  if not name then return nil end
+  local m = require(name)
+  rawset(t, key, m)
+  return m
+end})
+
 return dn
