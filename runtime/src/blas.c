@@ -48,8 +48,18 @@ static void choose_tiles(int64_t m, int64_t n, int64_t *tile_m, int64_t *tile_n)
   *tile_n = tn;
 }
 
+/* Below this many multiply-adds OpenBLAS runs on one thread by itself (its
+   GEMM_MULTITHREAD_THRESHOLD), so the product is deterministic without
+   tiles, and a parallel region would cost more than the product. */
+#define SMALL_PRODUCT (65536.0 * 4)
+
 void dn_blas_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  if ((double)m * (double)n * (double)k <= SMALL_PRODUCT) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m,
+                (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+    return;
+  }
   int64_t tile_m, tile_n;
   choose_tiles(m, n, &tile_m, &tile_n);
   int64_t tiles_n = ceil_div(n, tile_n), tiles = ceil_div(m, tile_m) * tiles_n;

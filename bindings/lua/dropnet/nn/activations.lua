@@ -1,0 +1,79 @@
+--- Activation modules: thin wrappers over the C kernels (see nn.functional).
+local core = require "dropnet.core"
+local base = require "dropnet.nn.module"
+local U = require "dropnet.nn.util"
+
+local Module = base.Module
+
+local M = {}
+
+-- An activation without options; `fused` names the activation the Linear
+-- kernel can apply itself (Sequential fuses Linear + this layer).
+local function simple(name, kernel, fused)
+  local cls = Module:extend(name)
+  cls.forward = function(_, x) return kernel(x) end
+  cls.fused_activation = fused
+  M[name] = cls
+  return cls
+end
+
+simple("ReLU", core.relu, "relu")
+simple("Sigmoid", core.sigmoid, "sigmoid")
+simple("Tanh", core.tanh, "tanh")
+simple("SELU", function(x) return core.nn_selu(x) end)
+
+-- A number given directly or as opts[key]; dflt when absent.
+local function number_arg(v, key, dflt, where)
+  if type(v) == "table" then v = U.check_options(v, {key}, where)[key] end
+  if v == nil then v = dflt end
+  return U.check_number(v, where, key)
+end
+
+--- nn.LeakyReLU([negative_slope = 0.01]) (or {negative_slope = ...})
+local LeakyReLU = Module:extend("LeakyReLU")
+M.LeakyReLU = LeakyReLU
+function LeakyReLU:init(negative_slope)
+  self.negative_slope = number_arg(negative_slope, "negative_slope", 0.01, "LeakyReLU")
+end
+function LeakyReLU:forward(x) return core.nn_leaky_relu(x, self.negative_slope) end
+function LeakyReLU:extra_repr() return "negative_slope=" .. U.fmt(self.negative_slope) end
+
+--- nn.ELU([alpha = 1]) (or {alpha = ...})
+local ELU = Module:extend("ELU")
+M.ELU = ELU
+function ELU:init(alpha)
+  self.alpha = number_arg(alpha, "alpha", 1.0, "ELU")
+end
+function ELU:forward(x) return core.nn_elu(x, self.alpha) end
+function ELU:extra_repr() return "alpha=" .. U.fmt(self.alpha) end
+
+--- nn.GELU([{approximate = "none" | "tanh"}]) (or the string alone)
+local GELU = Module:extend("GELU")
+M.GELU = GELU
+function GELU:init(opts)
+  local approximate = opts
+  if type(opts) == "table" then approximate = U.check_options(opts, {"approximate"}, "GELU").approximate end
+  self.approximate = U.check_choice(approximate or "none", {"none", "tanh"}, "GELU", "approximate")
+end
+function GELU:forward(x) return core.nn_gelu(x, self.approximate == "tanh") end
+function GELU:extra_repr() return string.format("approximate=%q", self.approximate) end
+
+-- Softmax-like layers take one dim (1-based, negative from the end; default -1).
+local function dim_layer(name, kernel)
+  local cls = Module:extend(name)
+  cls.init = function(self, dim)
+    if type(dim) == "table" then dim = U.check_options(dim, {"dim"}, name).dim end
+    dim = U.check_int(dim or -1, nil, name, "dim")
+    if dim == 0 then error(name .. ": dims are 1-based (negative from the end); 0 is not a dim", 0) end
+    self.dim = dim
+  end
+  cls.forward = function(self, x) return kernel(x, self.dim) end
+  cls.extra_repr = function(self) return "dim=" .. self.dim end
+  M[name] = cls
+  return cls
+end
+
+dim_layer("Softmax", function(x, dim) return core.nn_softmax(x, dim) end)
+dim_layer("LogSoftmax", function(x, dim) return core.nn_log_softmax(x, dim) end)
+
+return M

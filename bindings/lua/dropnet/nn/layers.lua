@@ -1,0 +1,115 @@
+--- Layers with parameters or shape logic: Linear, Flatten, Identity.
+local dn = require "dropnet"
+local core = require "dropnet.core"
+local base = require "dropnet.nn.module"
+local init = require "dropnet.nn.initializers"
+local U = require "dropnet.nn.util"
+
+local Module, Parameter = base.Module, base.Parameter
+
+local M = {}
+
+-- --- Linear ------------------------------------------------------------------------
+
+local Linear = Module:extend("Linear")
+M.Linear = Linear
+
+--- nn.Linear(in_features, out_features[, {bias = true, activation = nil, generator = g}]):
+-- y = x @ weight^T + bias, weight [out, in] as in PyTorch. activation
+-- ("relu", "tanh", "sigmoid") is applied inside the same fused kernel.
+function Linear:init(in_features, out_features, opts)
+  self.in_features = U.check_int(in_features, 1, "Linear", "in_features")
+  self.out_features = U.check_int(out_features, 1, "Linear", "out_features")
+  opts = U.check_options(opts, {"bias", "activation", "generator"}, "Linear")
+  local bias = opts.bias
+  if bias == nil then bias = true end
+  U.check_bool(bias, "Linear", "bias")
+  if opts.activation ~= nil then
+    U.check_choice(opts.activation, {"relu", "tanh", "sigmoid"}, "Linear", "activation")
+  end
+  self.activation = opts.activation
+  U.check_generator(opts.generator, "Linear")
+  self.weight = Parameter(dn.zeros(self.out_features, self.in_features))
+  if bias then self.bias = Parameter(dn.zeros(self.out_features)) end
+  self:reset_parameters({generator = opts.generator})
+end
+
+--- PyTorch's default: kaiming_uniform_(a = sqrt(5)) on the weight, which is
+-- U(-1/sqrt(in), 1/sqrt(in)), and the same bound for the bias.
+function Linear:reset_parameters(opts)
+  opts = U.check_options(opts, {"generator"}, "Linear:reset_parameters")
+  init.kaiming_uniform_(self.weight, {a = math.sqrt(5), generator = opts.generator})
+  if self.bias then
+    local bound = 1 / math.sqrt(self.in_features)
+    init.uniform_(self.bias, -bound, bound, {generator = opts.generator})
+  end
+  return self
+end
+
+function Linear:forward(x)
+  return core.nn_linear(x, self.weight, self.bias, self.activation)
+end
+
+-- Used by Sequential to run this layer and the activation after it in one
+-- kernel call (only when this layer has no activation of its own).
+function Linear:forward_with_activation(x, activation)
+  return core.nn_linear(x, self.weight, self.bias, activation)
+end
+
+function Linear:extra_repr()
+  local s = string.format("in_features=%d, out_features=%d, bias=%s", self.in_features, self.out_features,
+    tostring(self.bias ~= nil))
+  if self.activation then s = s .. ", activation=" .. self.activation end
+  return s
+end
+
+-- --- Flatten ---------------------------------------------------------------------------
+
+local Flatten = Module:extend("Flatten")
+M.Flatten = Flatten
+
+--- nn.Flatten([start_dim = 2[, end_dim = -1]]): merges dims start..end
+-- (1-based, negative from the end) into one; the batch dim 1 is kept.
+function Flatten:init(start_dim, end_dim)
+  self.start_dim = U.check_int(start_dim or 2, nil, "Flatten", "start_dim")
+  self.end_dim = U.check_int(end_dim or -1, nil, "Flatten", "end_dim")
+  if self.start_dim == 0 or self.end_dim == 0 then
+    error("Flatten: dims are 1-based (negative from the end); 0 is not a dim", 0)
+  end
+end
+
+function Flatten:forward(x)
+  if not dn.is_tensor(x) then
+    error(string.format("Flatten: a tensor expected (got %s)", U.describe(x)), 0)
+  end
+  local shape = x:shape()
+  local n = #shape
+  local s = self.start_dim < 0 and self.start_dim + n + 1 or self.start_dim
+  local e = self.end_dim < 0 and self.end_dim + n + 1 or self.end_dim
+  if s < 1 or s > n or e < 1 or e > n or s > e then
+    error(string.format("Flatten: dims %d..%d out of range for a %d-D input of shape [%s]", self.start_dim,
+      self.end_dim, n, table.concat(shape, ",")), 0)
+  end
+  local new_shape, merged = {}, 1
+  for d = 1, s - 1 do new_shape[#new_shape + 1] = shape[d] end
+  for d = s, e do merged = merged * shape[d] end
+  new_shape[#new_shape + 1] = merged
+  for d = e + 1, n do new_shape[#new_shape + 1] = shape[d] end
+  return x:reshape(new_shape)
+end
+
+function Flatten:extra_repr()
+  return string.format("start_dim=%d, end_dim=%d", self.start_dim, self.end_dim)
+end
+
+-- --- Identity ----------------------------------------------------------------------------
+
+local Identity = Module:extend("Identity")
+M.Identity = Identity
+
+--- nn.Identity(): returns its input (arguments to the constructor are ignored).
+function Identity:forward(x)
+  return x
+end
+
+return M
