@@ -69,5 +69,6 @@ int luaopen_dropnet_core(lua_State *L) {
   dn_lua_open_autograd(L);
   dn_lua_open_nn(L);
   dn_lua_open_optim(L);
+  dn_lua_open_io(L);
   return 1;
 }

@@ -18,5 +18,6 @@
 #include "dropnet/nn.h"
 #include "dropnet/loss.h"
 #include "dropnet/optim.h"
+#include "dropnet/io.h"
 
 #endif
