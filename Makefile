@@ -30,6 +30,7 @@ sanitize: deps
 
 bench: build
 	$(BUILD)/bench_matmul
+	$(BUILD)/bench_dropout
 	$(BUILD)/dropnet scripts/bench/matmul.lua
 
 install: build

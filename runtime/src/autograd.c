@@ -287,7 +287,9 @@ static dn_status root_grad(dn_tensor **out, dn_tensor *root, const dn_tensor *gr
   if (!dn_same_shape(root, grad) || grad->dtype != DN_F32)
     return dn_fail(DN_ESHAPE, "backward: gradient of shape %s (%s) does not match the result's shape %s",
                    dn_shape_str(grad, gs, sizeof gs), dn_dtype_name(grad->dtype), dn_shape_str(root, rs, sizeof rs));
-  return dn_clone(out, grad);
+  /* backward functions only read their incoming gradient: no copy needed */
+  *out = dn_tensor_retain((dn_tensor *)grad);
+  return DN_OK;
 }
 
 dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain_graph) {

@@ -41,9 +41,20 @@ dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
     return dn_fail(DN_ESHAPE, "copy_: source of shape %s cannot be broadcast to destination shape %s",
                    dn_shape_str(src, a, sizeof a), dn_shape_str(dst, b, sizeof b));
   }
-  int64_t rows = dn_row_count(dst);
-  int threads = dn_threads_for(dn_tensor_numel(dst));
-  if (threads > 1) {
+  int64_t rows = dn_row_count(dst), numel = dn_tensor_numel(dst);
+  int threads = dn_threads_for(numel);
+  if (dst->dtype == view->dtype && dn_tensor_is_contiguous(dst) && dn_tensor_is_contiguous(view)) {
+    /* the common case (clone, contiguous): one flat memcpy, split over threads */
+    size_t elem = dn_dtype_size(dst->dtype);
+    char *d = dn_tensor_data(dst);
+    const char *s = dn_tensor_data(view);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      int64_t begin = numel * t / nt, end = numel * (t + 1) / nt;
+      if (end > begin) memcpy(d + (size_t)begin * elem, s + (size_t)begin * elem, (size_t)(end - begin) * elem);
+    }
+  } else if (threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
       int t = omp_get_thread_num(), nt = omp_get_num_threads();

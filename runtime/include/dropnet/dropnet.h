@@ -18,6 +18,7 @@
 #include "dropnet/nn.h"
 #include "dropnet/loss.h"
 #include "dropnet/optim.h"
+#include "dropnet/dropout.h"
 #include "dropnet/io.h"
 
 #endif
