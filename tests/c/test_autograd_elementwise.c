@@ -58,77 +58,9 @@ static void release_all(dn_tensor **list, int n) {
 
 /* --- the finite-difference check -------------------------------------------------------- */
 
-typedef dn_status (*forward_fn)(dn_tensor **out, dn_tensor *const *in, const void *ctx);
-
-/* Pointer to element i (row-major) of a float32 tensor, honouring strides. */
-static float *element(const dn_tensor *t, int64_t i) {
-  int64_t off = t->offset;
-  for (int d = t->ndim - 1; d >= 0; d--) {
-    off += (i % t->shape[d]) * t->stride[d];
-    i /= t->shape[d];
-  }
-  return (float *)t->storage->data + off;
-}
-
-/* sum(out * w) in double: the loss whose gradient w.r.t. out is w. */
-static double weighted_sum(const dn_tensor *out, const dn_tensor *w) {
-  double s = 0;
-  for (int64_t i = 0; i < dn_tensor_numel(out); i++) s += dn_test_at(out, i) * dn_test_at(w, i);
-  return s;
-}
-
-static double loss_at(forward_fn f, const void *ctx, dn_tensor *const *in, const dn_tensor *w) {
-  dn_tensor *out;
-  DN_OK_OR_FAIL(f(&out, in, ctx));
-  double s = weighted_sum(out, w);
-  dn_tensor_release(out);
-  return s;
-}
-
-/*
-** Runs f on the inputs, backpropagates fixed random weights w (so every
-** output element counts) and compares each input's .grad with central
-** differences of sum(f(in) * w). Inputs not requiring grad must get no grad.
-*/
-static void gradcheck(const char *label, forward_fn f, const void *ctx, int n, dn_tensor *const *in) {
-  const double eps = 1e-3, tol = 1e-2;
-  for (int k = 0; k < n; k++) {
-    dn_tensor_release(in[k]->grad);
-    in[k]->grad = NULL;
-  }
-  dn_tensor *out;
-  DN_OK_OR_FAIL(f(&out, in, ctx));
-  if (!out->requires_grad) fail_msg("%s: result does not require grad", label);
-  dn_tensor *w = dn_test_random(12345, out->ndim, out->shape);
-  DN_OK_OR_FAIL(dn_backward(out, w, false));
-  dn_tensor_release(out);
-  bool mode = dn_set_grad_enabled(false);
-  for (int k = 0; k < n; k++) {
-    dn_tensor *x = in[k];
-    if (!x->requires_grad) {
-      if (x->grad) fail_msg("%s: input %d does not require grad but got one", label, k);
-      continue;
-    }
-    if (!x->grad) fail_msg("%s: input %d got no gradient", label, k);
-    char gs[64], xs[64];
-    if (!dn_same_shape(x->grad, x) || x->grad->dtype != DN_F32)
-      fail_msg("%s: input %d: gradient shape %s, input shape %s", label, k, dn_shape_str(x->grad, gs, sizeof gs),
-               dn_shape_str(x, xs, sizeof xs));
-    for (int64_t j = 0; j < dn_tensor_numel(x); j++) {
-      float *p = element(x, j), saved = *p;
-      *p = (float)(saved + eps);
-      double up = *p - saved, loss_up = loss_at(f, ctx, in, w);
-      *p = (float)(saved - eps);
-      double down = saved - *p, loss_down = loss_at(f, ctx, in, w);
-      *p = saved;
-      double numeric = (loss_up - loss_down) / (up + down), analytic = dn_test_at(x->grad, j);
-      if (!(fabs(numeric - analytic) <= tol * (1 + fabs(numeric))))
-        fail_msg("%s: input %d element %lld: backward %.7g, finite difference %.7g", label, k, (long long)j,
-                 analytic, numeric);
-    }
-  }
-  dn_set_grad_enabled(mode);
-  dn_tensor_release(w);
+/* Every input element perturbed by 1e-3; tolerance 1e-2, relative and absolute. */
+static void gradcheck(const char *label, dn_test_fn f, const void *ctx, int n, dn_tensor *const *in) {
+  dn_test_gradcheck(label, f, ctx, n, in, 1e-3, 1e-2, 1e-2);
 }
 
 /* --- forwards under test ------------------------------------------------------------------- */

@@ -14,70 +14,12 @@
 
 /* --- finite-difference check ------------------------------------------------------- */
 
-typedef dn_status (*op_fn)(dn_tensor **out, dn_tensor *const *in, const void *ctx);
-
-static int64_t storage_offset(const dn_tensor *t, int64_t i) {
-  int64_t off = t->offset;
-  for (int d = t->ndim - 1; d >= 0; d--) {
-    off += (i % t->shape[d]) * t->stride[d];
-    i /= t->shape[d];
-  }
-  return off;
-}
-
-/* sum(f(in) * weights) in double. */
-static double weighted_output(op_fn f, dn_tensor *const *in, const void *ctx, const dn_tensor *weights) {
-  dn_tensor *out;
-  DN_OK_OR_FAIL(f(&out, in, ctx));
-  double s = 0;
-  for (int64_t i = 0; i < dn_tensor_numel(out); i++) s += dn_test_at(out, i) * dn_test_at(weights, i);
-  dn_tensor_release(out);
-  return s;
-}
-
-/*
-** Makes every input a leaf that requires grad, back-propagates fixed random
-** weights through f (d sum(f * w) / d in) and compares each input's grad
-** with central differences of sum(f * w), element by element.
-*/
-static void gradcheck(const char *what, op_fn f, const void *ctx, int n_in, dn_tensor *const *in, double eps,
+/* Makes every input a leaf that requires grad, then checks its grad against
+   central differences (tolerance tol, relative and absolute). */
+static void gradcheck(const char *what, dn_test_fn f, const void *ctx, int n_in, dn_tensor *const *in, double eps,
                       double tol) {
-  for (int i = 0; i < n_in; i++) {
-    dn_tensor_release(in[i]->grad);
-    in[i]->grad = NULL;
-    DN_OK_OR_FAIL(dn_requires_grad_(in[i], true));
-  }
-  dn_tensor *out;
-  DN_OK_OR_FAIL(f(&out, in, ctx));
-  if (!out->requires_grad) fail_msg("%s: the result does not require grad", what);
-  dn_tensor *weights = dn_test_random(99, out->ndim, out->shape);
-  DN_OK_OR_FAIL(dn_backward(out, weights, false));
-  dn_tensor_release(out);
-  bool mode = dn_set_grad_enabled(false);
-  for (int i = 0; i < n_in; i++) {
-    dn_tensor *t = in[i];
-    char sa[128], sb[128];
-    if (!t->grad) fail_msg("%s: input %d got no grad", what, i);
-    if (!dn_same_shape(t, t->grad))
-      fail_msg("%s: grad of shape %s for input %d of shape %s", what, dn_shape_str(t->grad, sa, sizeof sa), i,
-               dn_shape_str(t, sb, sizeof sb));
-    float *data = t->storage->data;
-    for (int64_t e = 0; e < dn_tensor_numel(t); e++) {
-      int64_t off = storage_offset(t, e);
-      float orig = data[off], hi = (float)(orig + eps), lo = (float)(orig - eps);
-      data[off] = hi;
-      double f_hi = weighted_output(f, in, ctx, weights);
-      data[off] = lo;
-      double f_lo = weighted_output(f, in, ctx, weights);
-      data[off] = orig;
-      double numeric = (f_hi - f_lo) / ((double)hi - (double)lo), analytic = dn_test_at(t->grad, e);
-      if (!(fabs(analytic - numeric) <= tol * (1 + fabs(numeric))))
-        fail_msg("%s: input %d (shape %s) element %lld: backward %.7g, finite differences %.7g", what, i,
-                 dn_shape_str(t, sa, sizeof sa), (long long)e, analytic, numeric);
-    }
-  }
-  dn_set_grad_enabled(mode);
-  dn_tensor_release(weights);
+  for (int i = 0; i < n_in; i++) DN_OK_OR_FAIL(dn_requires_grad_(in[i], true));
+  dn_test_gradcheck(what, f, ctx, n_in, in, eps, tol, tol);
 }
 
 /* --- matmul ----------------------------------------------------------------------------- */
@@ -327,7 +269,7 @@ static void test_matmul_into_not_differentiable(void **state) {
 }
 
 /* Gradients of every leaf in `in` for f and output gradient seed; returned (new references) in grads. */
-static void grads_of(op_fn f, const void *ctx, int n_in, dn_tensor *const *in, uint64_t seed, dn_tensor **grads) {
+static void grads_of(dn_test_fn f, const void *ctx, int n_in, dn_tensor *const *in, uint64_t seed, dn_tensor **grads) {
   for (int i = 0; i < n_in; i++) {
     dn_tensor_release(in[i]->grad);
     in[i]->grad = NULL;

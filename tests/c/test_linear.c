@@ -19,68 +19,10 @@ static const dn_activation ACTS[] = {DN_ACT_NONE, DN_ACT_RELU, DN_ACT_TANH, DN_A
 
 /* --- finite-difference gradient check ------------------------------------------------ */
 
-typedef dn_status (*apply_fn)(dn_tensor **out, dn_tensor *const *in, const void *ctx);
-
-static int64_t storage_offset(const dn_tensor *t, int64_t i) {
-  int64_t off = t->offset;
-  for (int d = t->ndim - 1; d >= 0; d--) {
-    off += (i % t->shape[d]) * t->stride[d];
-    i /= t->shape[d];
-  }
-  return off;
-}
-
-/* sum(f(in) * weights) in double, with grad mode off. */
-static double weighted_output(apply_fn f, dn_tensor *const *in, const void *ctx, const dn_tensor *weights) {
-  bool mode = dn_set_grad_enabled(false);
-  dn_tensor *out;
-  DN_OK_OR_FAIL(f(&out, in, ctx));
-  dn_set_grad_enabled(mode);
-  double sum = 0;
-  for (int64_t i = 0; i < dn_tensor_numel(out); i++) sum += dn_test_at(out, i) * dn_test_at(weights, i);
-  dn_tensor_release(out);
-  return sum;
-}
-
-/*
-** Backward of sum(f(in) * fixed random weights) against central differences
-** for every element of every input that requires grad; inputs that do not
-** must get no gradient.
-*/
-static void gradcheck(apply_fn f, const void *ctx, dn_tensor *const *in, int n_in) {
-  const double eps = 5e-3, rtol = 3e-3, atol = 1e-3;
-  for (int k = 0; k < n_in; k++) {
-    if (!in[k]) continue;
-    dn_tensor_release(in[k]->grad);
-    in[k]->grad = NULL;
-  }
-  dn_tensor *out;
-  DN_OK_OR_FAIL(f(&out, in, ctx));
-  dn_tensor *weights = dn_test_random(99, out->ndim, out->shape);
-  DN_OK_OR_FAIL(dn_backward(out, weights, false));
-  dn_tensor_release(out);
-  for (int k = 0; k < n_in; k++) {
-    if (!in[k]) continue;
-    if (!in[k]->requires_grad) {
-      assert_null(in[k]->grad);
-      continue;
-    }
-    assert_non_null(in[k]->grad);
-    assert_true(dn_same_shape(in[k]->grad, in[k]));
-    for (int64_t i = 0; i < dn_tensor_numel(in[k]); i++) {
-      float *p = (float *)in[k]->storage->data + storage_offset(in[k], i);
-      float orig = *p, up = orig + (float)eps, down = orig - (float)eps;
-      *p = up;
-      double f_up = weighted_output(f, in, ctx, weights);
-      *p = down;
-      double f_down = weighted_output(f, in, ctx, weights);
-      *p = orig;
-      double numeric = (f_up - f_down) / ((double)up - (double)down), analytic = dn_test_at(in[k]->grad, i);
-      if (!(fabs(analytic - numeric) <= atol + rtol * fabs(numeric)))
-        fail_msg("input %d element %lld: analytic %.7g, numeric %.7g", k, (long long)i, analytic, numeric);
-    }
-  }
-  dn_tensor_release(weights);
+/* Backward of sum(f(in) * fixed random weights) against central differences
+   (eps 5e-3; tolerance 3e-3 relative + 1e-3 absolute). */
+static void gradcheck(dn_test_fn f, const void *ctx, dn_tensor *const *in, int n_in) {
+  dn_test_gradcheck("linear", f, ctx, n_in, in, 5e-3, 3e-3, 1e-3);
 }
 
 /* --- reference ------------------------------------------------------------------------- */
@@ -255,12 +197,6 @@ static void test_gradients(void **state) {
 ** pass them: broadcast (stride 0), transposed, narrowed. Results must equal
 ** those for the dense gradient.
 */
-static void run_backward(dn_tensor *y, dn_tensor *grad, dn_tensor **grad_in) {
-  bool mode = dn_set_grad_enabled(false);
-  DN_OK_OR_FAIL(y->grad_fn->type->backward(y->grad_fn, grad, grad_in));
-  dn_set_grad_enabled(mode);
-}
-
 static void test_strided_incoming_grad(void **state) {
   (void)state;
   int64_t rows = 4, in = 3, outs = 5;
@@ -281,10 +217,10 @@ static void test_strided_incoming_grad(void **state) {
   for (size_t a = 0; a < 4; a++) {
     dn_tensor *y, *want[3] = {NULL, NULL, NULL};
     DN_OK_OR_FAIL(dn_linear(&y, x, w, b, ACTS[a]));
-    run_backward(y, g_dense, want);
+    dn_test_node_backward(y, g_dense, want);
     for (int k = 1; k < 4; k++) {
       dn_tensor *got[3] = {NULL, NULL, NULL};
-      run_backward(y, grads[k], got);
+      dn_test_node_backward(y, grads[k], got);
       for (int p = 0; p < 3; p++) dn_test_assert_close(got[p], want[p], 1e-6);
       RELEASE(got[0], got[1], got[2]);
     }
@@ -297,8 +233,8 @@ static void test_strided_incoming_grad(void **state) {
   DN_OK_OR_FAIL(dn_linear(&y, v, w, b, DN_ACT_TANH));
   dn_tensor *g_col_dense;
   DN_OK_OR_FAIL(dn_clone(&g_col_dense, g_col));
-  run_backward(y, g_col_dense, want);
-  run_backward(y, g_col, got);
+  dn_test_node_backward(y, g_col_dense, want);
+  dn_test_node_backward(y, g_col, got);
   for (int p = 0; p < 3; p++) dn_test_assert_close(got[p], want[p], 1e-6);
   RELEASE(v, y, g_col, g_col_dense, want[0], want[1], want[2], got[0], got[1], got[2]);
   RELEASE(x, w, b, gv, g_bcast, g_dense, g_t, g_wide, g_narrow);

@@ -17,69 +17,10 @@ static const dn_reduction REDUCTIONS[] = {DN_REDUCTION_MEAN, DN_REDUCTION_SUM, D
 
 /* --- finite-difference gradient check ------------------------------------------------ */
 
-typedef dn_status (*apply_fn)(dn_tensor **out, dn_tensor *const *in, const void *ctx);
-
-static int64_t storage_offset(const dn_tensor *t, int64_t i) {
-  int64_t off = t->offset;
-  for (int d = t->ndim - 1; d >= 0; d--) {
-    off += (i % t->shape[d]) * t->stride[d];
-    i /= t->shape[d];
-  }
-  return off;
-}
-
-/* sum(f(in) * weights) in double, with grad mode off. */
-static double weighted_output(apply_fn f, dn_tensor *const *in, const void *ctx, const dn_tensor *weights) {
-  bool mode = dn_set_grad_enabled(false);
-  dn_tensor *out;
-  DN_OK_OR_FAIL(f(&out, in, ctx));
-  dn_set_grad_enabled(mode);
-  double sum = 0;
-  for (int64_t i = 0; i < dn_tensor_numel(out); i++) sum += dn_test_at(out, i) * dn_test_at(weights, i);
-  dn_tensor_release(out);
-  return sum;
-}
-
-/* Backward of sum(f(in) * fixed random weights) against central differences. */
-static void gradcheck(apply_fn f, const void *ctx, dn_tensor *const *in, int n_in) {
-  const double eps = 5e-3, rtol = 3e-3, atol = 1e-3;
-  for (int k = 0; k < n_in; k++) {
-    dn_tensor_release(in[k]->grad);
-    in[k]->grad = NULL;
-  }
-  dn_tensor *out;
-  DN_OK_OR_FAIL(f(&out, in, ctx));
-  dn_tensor *weights = dn_test_random(99, out->ndim, out->shape);
-  DN_OK_OR_FAIL(dn_backward(out, weights, false));
-  dn_tensor_release(out);
-  for (int k = 0; k < n_in; k++) {
-    if (!in[k]->requires_grad) {
-      assert_null(in[k]->grad);
-      continue;
-    }
-    assert_non_null(in[k]->grad);
-    assert_true(dn_same_shape(in[k]->grad, in[k]));
-    for (int64_t i = 0; i < dn_tensor_numel(in[k]); i++) {
-      float *p = (float *)in[k]->storage->data + storage_offset(in[k], i);
-      float orig = *p, up = orig + (float)eps, down = orig - (float)eps;
-      *p = up;
-      double f_up = weighted_output(f, in, ctx, weights);
-      *p = down;
-      double f_down = weighted_output(f, in, ctx, weights);
-      *p = orig;
-      double numeric = (f_up - f_down) / ((double)up - (double)down), analytic = dn_test_at(in[k]->grad, i);
-      if (!(fabs(analytic - numeric) <= atol + rtol * fabs(numeric)))
-        fail_msg("input %d element %lld: analytic %.7g, numeric %.7g", k, (long long)i, analytic, numeric);
-    }
-  }
-  dn_tensor_release(weights);
-}
-
-/* Calls y's node backward directly with grad (any layout; the engine copies a root gradient). */
-static void run_backward(dn_tensor *y, dn_tensor *grad, dn_tensor **grad_in) {
-  bool mode = dn_set_grad_enabled(false);
-  DN_OK_OR_FAIL(y->grad_fn->type->backward(y->grad_fn, grad, grad_in));
-  dn_set_grad_enabled(mode);
+/* Backward of sum(f(in) * fixed random weights) against central differences
+   (eps 5e-3; tolerance 3e-3 relative + 1e-3 absolute). */
+static void gradcheck(dn_test_fn f, const void *ctx, dn_tensor *const *in, int n_in) {
+  dn_test_gradcheck("loss", f, ctx, n_in, in, 5e-3, 3e-3, 1e-3);
 }
 
 static dn_tensor *int_tensor(int ndim, const int64_t *shape, const int32_t *values) {
@@ -337,8 +278,8 @@ static void test_class_loss_gradients(void **state) {
     dn_tensor *l, *want = NULL, *got = NULL;
     class_ctx c = {t, 0.2, DN_REDUCTION_NONE, nll};
     DN_OK_OR_FAIL(apply_class_loss(&l, (dn_tensor *[]){xn}, &c));
-    run_backward(l, gd, &want);
-    run_backward(l, gb, &got);
+    dn_test_node_backward(l, gd, &want);
+    dn_test_node_backward(l, gb, &got);
     dn_test_assert_close(got, want, 0);
     RELEASE(l, want, got);
   }
@@ -519,9 +460,9 @@ static void test_pointwise_gradients(void **state) {
   for (int bce = 0; bce < 2; bce++) {
     dn_tensor *l, *want[2] = {NULL, NULL}, *got_b[2] = {NULL, NULL}, *got_t[2] = {NULL, NULL};
     DN_OK_OR_FAIL(apply_pointwise(&l, (dn_tensor *[]){xn, t}, (int[]){bce, DN_REDUCTION_NONE}));
-    run_backward(l, gd, want);
-    run_backward(l, gb, got_b);
-    run_backward(l, gt, got_t);
+    dn_test_node_backward(l, gd, want);
+    dn_test_node_backward(l, gb, got_b);
+    dn_test_node_backward(l, gt, got_t);
     for (int k = 0; k < 2; k++) {
       dn_test_assert_close(got_b[k], want[k], 0);
       dn_test_assert_close(got_t[k], want[k], 0);

@@ -3,6 +3,8 @@
 
 #include "testutil.h"
 
+#include "graph.h"
+
 void dn_test_expect_error(dn_status st, dn_status want, const char *needle, const char *text) {
   if (st == DN_OK) fail_msg("%s succeeded; expected an error containing '%s'", text, needle);
   if (st != want)
@@ -32,12 +34,18 @@ dn_tensor *dn_test_from(int ndim, const int64_t *shape, const float *values) {
   return t;
 }
 
-double dn_test_at(const dn_tensor *t, int64_t i) {
+/* Storage index of the element at row-major position i (honours strides). */
+static int64_t storage_offset(const dn_tensor *t, int64_t i) {
   int64_t off = t->offset;
   for (int d = t->ndim - 1; d >= 0; d--) {
     off += (i % t->shape[d]) * t->stride[d];
     i /= t->shape[d];
   }
+  return off;
+}
+
+double dn_test_at(const dn_tensor *t, int64_t i) {
+  int64_t off = storage_offset(t, i);
   switch (t->dtype) {
     case DN_F32: return ((float *)t->storage->data)[off];
     case DN_I32: return ((int32_t *)t->storage->data)[off];
@@ -88,4 +96,74 @@ dn_tensor *dn_test_noncontiguous(const dn_tensor *t) {
   dn_tensor_release(tt);
   dn_tensor_release(store);
   return back;
+}
+
+/* sum(f(in) * weights) in double, computed with grad mode off. */
+static double weighted_output(dn_test_fn f, const void *ctx, dn_tensor *const *in, const dn_tensor *weights) {
+  bool mode = dn_set_grad_enabled(false);
+  dn_tensor *out;
+  DN_OK_OR_FAIL(f(&out, in, ctx));
+  dn_set_grad_enabled(mode);
+  double sum = 0;
+  for (int64_t i = 0; i < dn_tensor_numel(out); i++) sum += dn_test_at(out, i) * dn_test_at(weights, i);
+  dn_tensor_release(out);
+  return sum;
+}
+
+/* Compares input k's grad with central differences, element by element. */
+static void check_input(const char *what, dn_test_fn f, const void *ctx, dn_tensor *const *in, int k,
+                        const dn_tensor *weights, double eps, double rtol, double atol) {
+  dn_tensor *x = in[k];
+  char xs[128], gs[128];
+  if (!x->requires_grad) {
+    if (x->grad) fail_msg("%s: input %d does not require grad but got one", what, k);
+    return;
+  }
+  if (!x->grad) fail_msg("%s: input %d (shape %s) got no gradient", what, k, dn_shape_str(x, xs, sizeof xs));
+  if (!dn_same_shape(x->grad, x) || x->grad->dtype != DN_F32)
+    fail_msg("%s: input %d: gradient of shape %s (%s) for an input of shape %s", what, k,
+             dn_shape_str(x->grad, gs, sizeof gs), dn_dtype_name(x->grad->dtype), dn_shape_str(x, xs, sizeof xs));
+  float *data = x->storage->data;
+  for (int64_t e = 0; e < dn_tensor_numel(x); e++) {
+    int64_t off = storage_offset(x, e);
+    float orig = data[off], up = (float)(orig + eps), down = (float)(orig - eps);
+    data[off] = up;
+    double f_up = weighted_output(f, ctx, in, weights);
+    data[off] = down;
+    double f_down = weighted_output(f, ctx, in, weights);
+    data[off] = orig;
+    double numeric = (f_up - f_down) / ((double)up - (double)down), analytic = dn_test_at(x->grad, e);
+    if (!(fabs(analytic - numeric) <= atol + rtol * fabs(numeric)))
+      fail_msg("%s: input %d (shape %s) element %lld: backward %.7g, finite differences %.7g", what, k,
+               dn_shape_str(x, xs, sizeof xs), (long long)e, analytic, numeric);
+  }
+}
+
+void dn_test_gradcheck(const char *what, dn_test_fn f, const void *ctx, int n_in, dn_tensor *const *in,
+                       double eps, double rtol, double atol) {
+  bool any_requires_grad = false;
+  for (int k = 0; k < n_in; k++) {
+    if (!in[k]) continue;
+    dn_tensor_release(in[k]->grad);
+    in[k]->grad = NULL;
+    any_requires_grad |= in[k]->requires_grad;
+  }
+  if (!any_requires_grad) fail_msg("%s: no input requires grad: nothing to check", what);
+  dn_tensor *out;
+  DN_OK_OR_FAIL(f(&out, in, ctx));
+  if (!out->requires_grad || !out->grad_fn)
+    fail_msg("%s: the result records no autograd node", what);
+  dn_tensor *weights = dn_test_random(99, out->ndim, out->shape);
+  DN_OK_OR_FAIL(dn_backward(out, weights, false));
+  dn_tensor_release(out);
+  for (int k = 0; k < n_in; k++)
+    if (in[k]) check_input(what, f, ctx, in, k, weights, eps, rtol, atol);
+  dn_tensor_release(weights);
+}
+
+void dn_test_node_backward(dn_tensor *y, dn_tensor *grad, dn_tensor **grad_in) {
+  if (!y->grad_fn) fail_msg("node backward: the tensor records no node");
+  bool mode = dn_set_grad_enabled(false);
+  DN_OK_OR_FAIL(y->grad_fn->type->backward(y->grad_fn, grad, grad_in));
+  dn_set_grad_enabled(mode);
 }

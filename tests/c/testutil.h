@@ -34,4 +34,25 @@ void dn_test_assert_close(const dn_tensor *a, const dn_tensor *b, double tol);
 /* A non-contiguous tensor with the same values as t: a transposed copy viewed back. */
 dn_tensor *dn_test_noncontiguous(const dn_tensor *t);
 
+/* The function under a gradient check: *out = f(in); ctx holds the case's parameters. */
+typedef dn_status (*dn_test_fn)(dn_tensor **out, dn_tensor *const *in, const void *ctx);
+
+/*
+** Central finite-difference check of autograd. Runs f once with the grad
+** mode as it is, back-propagates fixed random weights w (so every output
+** element counts) and compares each input's .grad with central differences
+** of sum(f(in) * w) in double, perturbing every element by +-eps (the step
+** actually stored in float32 is the denominator). Passes when
+** |backward - numeric| <= atol + rtol * |numeric|.
+** Inputs that require grad must get a float32 grad of their own shape;
+** inputs that do not must get none; NULL inputs are skipped. The result must
+** record a node when any input requires grad. Old grads are cleared first.
+*/
+void dn_test_gradcheck(const char *what, dn_test_fn f, const void *ctx, int n_in, dn_tensor *const *in,
+                       double eps, double rtol, double atol);
+
+/* Calls y's node backward directly with grad (any layout: the engine itself
+   hands a root gradient over as a contiguous copy), grad mode off. */
+void dn_test_node_backward(dn_tensor *y, dn_tensor *grad, dn_tensor **grad_in);
+
 #endif
