@@ -14,7 +14,8 @@ end
 
 -- dn.nn and dn.optim load on first use: they require "dropnet" themselves,
 -- so loading them here would be a cycle.
-local lazy_modules = {nn = "dropnet.nn", optim = "dropnet.optim"}
+local lazy_modules = {nn = "dropnet.nn", optim = "dropnet.optim", data = "dropnet.data",
+  plot = "dropnet.plot"}
 setmetatable(dn, {__index = function(t, key)
   local name = lazy_modules[key]
   if not name then return nil end
