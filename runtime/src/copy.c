@@ -28,6 +28,29 @@ static void copy_rows(dn_tensor *dst, const dn_tensor *src, int64_t r0, int64_t 
   }
 }
 
+/* Elements [begin, end) of contiguous src into contiguous dst. */
+static void copy_flat(dn_tensor *dst, const dn_tensor *src, int64_t begin, int64_t end) {
+  if (end <= begin) return;
+  int64_t n = end - begin;
+  if (dst->dtype == src->dtype) {
+    size_t elem = dn_dtype_size(dst->dtype);
+    memcpy((char *)dn_tensor_data(dst) + (size_t)begin * elem, (const char *)dn_tensor_data(src) + (size_t)begin * elem,
+           (size_t)n * elem);
+    return;
+  }
+  float *df = dst->dtype == DN_F32 ? (float *)dn_tensor_data(dst) + begin : NULL;
+  if (df && src->dtype == DN_U8) {
+    const uint8_t *s = (const uint8_t *)dn_tensor_data(src) + begin;
+    for (int64_t i = 0; i < n; i++) df[i] = (float)s[i];
+  } else if (df && src->dtype == DN_I32) {
+    const int32_t *s = (const int32_t *)dn_tensor_data(src) + begin;
+    for (int64_t i = 0; i < n; i++) df[i] = (float)s[i];
+  } else {
+    int64_t doff = dst->offset + begin, soff = src->offset + begin;
+    for (int64_t i = 0; i < n; i++) dn_store(dst, doff + i, dn_load(src, soff + i));
+  }
+}
+
 dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
   dn_status st = dn_check_inplace("copy_", dst);
   if (st) return st;
@@ -43,16 +66,13 @@ dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
   }
   int64_t rows = dn_row_count(dst), numel = dn_tensor_numel(dst);
   int threads = dn_threads_for(numel);
-  if (dst->dtype == view->dtype && dn_tensor_is_contiguous(dst) && dn_tensor_is_contiguous(view)) {
-    /* the common case (clone, contiguous): one flat memcpy, split over threads */
-    size_t elem = dn_dtype_size(dst->dtype);
-    char *d = dn_tensor_data(dst);
-    const char *s = dn_tensor_data(view);
+  if (dn_tensor_is_contiguous(dst) && dn_tensor_is_contiguous(view)) {
+    /* the common cases (clone, contiguous, dtype conversion of a dataset):
+       flat loops split over threads */
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
       int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      int64_t begin = numel * t / nt, end = numel * (t + 1) / nt;
-      if (end > begin) memcpy(d + (size_t)begin * elem, s + (size_t)begin * elem, (size_t)(end - begin) * elem);
+      copy_flat(dst, view, numel * t / nt, numel * (t + 1) / nt);
     }
   } else if (threads > 1) {
 #pragma omp parallel num_threads(threads)

@@ -1,0 +1,418 @@
+--- dropnet.data: data files, datasets and a shuffling batch loader.
+-- Every numeric step runs in C: the readers (IDX, CSV), the uint8 -> float32
+-- conversion and scaling, and the gathering of shuffled batches
+-- (`index_select`, one call per tensor per batch). Lua only decides which rows
+-- go into which batch, with tensors of indices.
+--
+--   local data = require "dropnet.data"
+--   local train = data.fashion_mnist{split = "train"}
+--   local loader = data.DataLoader(train, {batch_size = 128, shuffle = true})
+--   for x, y in loader:iter() do ... end        -- x float32 [128,784], y int32 [128]
+--
+-- Data files are found in `dir`, else in the directory named by the
+-- DROPNET_DATA environment variable, else where Debian's package installs them.
+local dn = require "dropnet"
+local core = require "dropnet.core"
+
+local data = {}
+
+-- --- checks ------------------------------------------------------------------------
+
+local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+
+--- v for a message: numbers and strings show their value, others their type.
+local function describe(v)
+  if type(v) == "number" then return tostring(v) end
+  if type(v) == "string" then return string.format("%q", v) end
+  if dn.is_tensor(v) then return "a tensor" end
+  return type(v)
+end
+
+--- "[2,3]" for a tensor's shape.
+local function shape_string(t)
+  return "[" .. table.concat(t:shape(), ",") .. "]"
+end
+
+--- Raises on keys of t not in `known` (a list); returns t, or {} for nil.
+local function check_options(where, t, known)
+  if t == nil then return {} end
+  if type(t) ~= "table" then fail("%s: options must be a table (got %s)", where, describe(t)) end
+  local set = {}
+  for _, k in ipairs(known) do set[k] = true end
+  for key in pairs(t) do
+    if not set[key] then
+      local names = table.move(known, 1, #known, 1, {})
+      table.sort(names)
+      fail("%s: unknown option '%s' (known: %s)", where, tostring(key), table.concat(names, ", "))
+    end
+  end
+  return t
+end
+
+--- v as an integer >= min, or an error naming `what`.
+local function check_int(where, what, v, min)
+  local i = math.type(v) == "float" and math.tointeger(v) or v
+  if math.type(i) ~= "integer" or i < min then
+    fail("%s: %s must be an integer >= %d (got %s)", where, what, min, describe(v))
+  end
+  return i
+end
+
+local function check_bool(where, what, v)
+  if type(v) ~= "boolean" then fail("%s: %s must be true or false (got %s)", where, what, describe(v)) end
+  return v
+end
+
+local generator_mt = getmetatable(dn.default_generator())
+
+--- A Generator or nil (nil: the default generator, looked up when used).
+local function check_generator(where, g)
+  if g ~= nil and getmetatable(g) ~= generator_mt then
+    fail("%s: generator must be a dropnet.Generator (got %s)", where, describe(g))
+  end
+  return g
+end
+
+local function check_path(where, path)
+  if type(path) ~= "string" then fail("%s: path must be a string (got %s)", where, describe(path)) end
+  return path
+end
+
+-- --- files -------------------------------------------------------------------------
+
+--- Reads an IDX file (the MNIST family's format), plain or gzip-compressed.
+-- The header is checked against the file before any data is read; errors
+-- name the file and what is wrong with it.
+-- @tparam string path file name (gzip when the content is gzip, whatever the name)
+-- @treturn Tensor uint8, int32 or float32, shaped as the header says
+function data.idx(path)
+  return core.idx_read(check_path("data.idx", path))
+end
+
+--- Reads a numeric CSV file into a float32 matrix.
+-- @tparam string path file name
+-- @tparam[opt] table options `delimiter` (one character, default ","),
+--   `header` (true to skip the first line, default false)
+-- @treturn Tensor float32 [rows, cols]
+function data.csv(path, options)
+  check_path("data.csv", path)
+  options = check_options("data.csv", options, {"delimiter", "header"})
+  if options.delimiter ~= nil and (type(options.delimiter) ~= "string" or #options.delimiter ~= 1) then
+    fail("data.csv: delimiter must be a one-character string (got %s)", describe(options.delimiter))
+  end
+  if options.header ~= nil then check_bool("data.csv", "header", options.header) end
+  return core.csv_read(path, options)
+end
+
+-- --- TensorDataset -----------------------------------------------------------------
+
+local TensorDataset = {}
+TensorDataset.__index = TensorDataset
+TensorDataset.__name = "dropnet.data.TensorDataset"
+
+--- A dataset made of tensors that share their first dimension: sample i is
+-- row i of every tensor (e.g. images [N,784] and labels [N]).
+-- @tparam Tensor ... one or more tensors, each with at least one dim
+-- @treturn TensorDataset with fields `tensors` (the list) and `n` (the samples)
+-- @usage local ds = data.TensorDataset(x, y); print(#ds)
+function data.TensorDataset(...)
+  local count = select("#", ...)
+  if count == 0 then fail("TensorDataset: expected at least one tensor") end
+  local tensors = {...}
+  for i = 1, count do
+    local t = tensors[i]
+    if not dn.is_tensor(t) then fail("TensorDataset: argument %d is %s, a tensor expected", i, describe(t)) end
+    if t:dim() == 0 then fail("TensorDataset: tensor %d is 0-dim (a dataset needs a first dim to index)", i) end
+  end
+  local n = tensors[1]:shape()[1]
+  for i = 2, count do
+    local rows = tensors[i]:shape()[1]
+    if rows ~= n then
+      fail("TensorDataset: tensor %d has %d rows but tensor 1 has %d (shapes %s and %s): the first dims must agree",
+        i, rows, n, shape_string(tensors[i]), shape_string(tensors[1]))
+    end
+  end
+  return setmetatable({tensors = tensors, n = n}, TensorDataset)
+end
+
+--- Number of samples (`#ds` gives the same).
+-- @treturn integer
+function TensorDataset:size() return self.n end
+
+function TensorDataset:__len() return self.n end
+
+function TensorDataset:__tostring()
+  local parts = {}
+  for i, t in ipairs(self.tensors) do parts[i] = t:dtype() .. " " .. shape_string(t) end
+  return string.format("dropnet.data.TensorDataset(%d samples: %s)", self.n, table.concat(parts, ", "))
+end
+
+--- Sample i: row i of every tensor, as views of one row (shape [1, ...]),
+-- in the order the tensors were given. The views share memory with the dataset.
+-- @tparam integer i 1-based sample index
+-- @return one tensor per dataset tensor
+function TensorDataset:get(i)
+  local index = math.type(i) == "float" and math.tointeger(i) or i
+  if math.type(index) ~= "integer" or index < 1 or index > self.n then
+    fail("TensorDataset:get: index must be an integer in [1, %d] (got %s)", self.n, describe(i))
+  end
+  local rows = {}
+  for k, t in ipairs(self.tensors) do rows[k] = t:narrow(1, index, 1) end
+  return table.unpack(rows, 1, #self.tensors)
+end
+
+--- A new dataset with the given samples, in the given order (gathered in C,
+-- so the result owns its memory).
+-- @tparam Tensor|table index 1-D int32 tensor (or a list) of 1-based sample indices
+-- @treturn TensorDataset
+function TensorDataset:subset(index)
+  if type(index) == "table" and not dn.is_tensor(index) then index = dn.tensor(index, "int32") end
+  if not dn.is_tensor(index) then
+    fail("TensorDataset:subset: index must be an int32 tensor or a list of integers (got %s)", describe(index))
+  end
+  if index:dtype() ~= "int32" or index:dim() ~= 1 then
+    fail("TensorDataset:subset: index must be a 1-D int32 tensor (got %s %s)", index:dtype(), shape_string(index))
+  end
+  local gathered = {}
+  for k, t in ipairs(self.tensors) do gathered[k] = t:index_select(1, index) end
+  return data.TensorDataset(table.unpack(gathered, 1, #self.tensors))
+end
+
+local function check_dataset(where, ds)
+  if getmetatable(ds) ~= TensorDataset then fail("%s: expected a TensorDataset (got %s)", where, describe(ds)) end
+  return ds
+end
+
+--- Splits a dataset at random into two disjoint datasets of `n_first` and
+-- `#ds - n_first` samples (e.g. a validation set carved from the training set).
+-- The split is a permutation drawn from the generator: the same generator
+-- state gives the same split.
+-- @tparam TensorDataset ds
+-- @tparam integer n_first size of the first part, 0..#ds
+-- @tparam[opt] table options `generator` (default: `dn.default_generator()`)
+-- @treturn TensorDataset the first `n_first` samples of the permutation
+-- @treturn TensorDataset the rest
+function data.random_split(ds, n_first, options)
+  local where = "random_split"
+  check_dataset(where, ds)
+  local first = check_int(where, "n_first", n_first, 0)
+  if first > ds.n then fail("%s: n_first must be at most the dataset size %d (got %d)", where, ds.n, first) end
+  options = check_options(where, options, {"generator"})
+  local g = check_generator(where, options.generator) or dn.default_generator()
+  local perm = dn.randperm(ds.n, g)
+  return ds:subset(perm:narrow(1, 1, first)), ds:subset(perm:narrow(1, first + 1, ds.n - first))
+end
+
+-- --- DataLoader --------------------------------------------------------------------
+
+local DataLoader = {}
+DataLoader.__index = DataLoader
+DataLoader.__name = "dropnet.data.DataLoader"
+
+--- Batches of a TensorDataset.
+-- Without shuffling a batch is a `narrow` view of each tensor (no copy). With
+-- shuffling, each epoch (each `iter()` call) draws a permutation of the
+-- samples from the generator, and each batch is gathered in C with one
+-- `index_select` per tensor. Since the permutation is drawn when `iter()` is
+-- called, saving the generator state (`g:get_state()`) before an epoch and
+-- restoring it (`g:set_state(s)`) replays that epoch exactly: same batches
+-- in the same order.
+-- @tparam TensorDataset ds
+-- @tparam[opt] table options
+--   `batch_size` (integer >= 1, default 1),
+--   `shuffle` (default false),
+--   `drop_last` (drop the last batch when it is smaller than batch_size; default false),
+--   `generator` (a Generator for shuffling; default: `dn.default_generator()`
+--   as it is when each epoch starts)
+-- @treturn DataLoader with `#loader` batches per epoch
+-- @usage for x, y in data.DataLoader(ds, {batch_size = 64, shuffle = true}):iter() do ... end
+function data.DataLoader(ds, options)
+  local where = "DataLoader"
+  check_dataset(where, ds)
+  options = check_options(where, options, {"batch_size", "shuffle", "drop_last", "generator"})
+  local batch_size = 1
+  if options.batch_size ~= nil then batch_size = check_int(where, "batch_size", options.batch_size, 1) end
+  local shuffle = options.shuffle ~= nil and check_bool(where, "shuffle", options.shuffle) or false
+  local drop_last = options.drop_last ~= nil and check_bool(where, "drop_last", options.drop_last) or false
+  return setmetatable({
+    dataset = ds, batch_size = batch_size, shuffle = shuffle, drop_last = drop_last,
+    generator = check_generator(where, options.generator),
+  }, DataLoader)
+end
+
+--- Number of batches per epoch (`#loader` gives the same).
+-- @treturn integer
+function DataLoader:num_batches()
+  local n, b = self.dataset.n, self.batch_size
+  if self.drop_last then return n // b end
+  return (n + b - 1) // b
+end
+
+function DataLoader:__len() return self:num_batches() end
+
+function DataLoader:__tostring()
+  return string.format("dropnet.data.DataLoader(%d samples, batch_size=%d, shuffle=%s, drop_last=%s: %d batches)",
+    self.dataset.n, self.batch_size, tostring(self.shuffle), tostring(self.drop_last), self:num_batches())
+end
+
+--- One epoch: an iterator for a generic `for`, giving each batch's tensors
+-- (one per dataset tensor, in the dataset's order). Draws the epoch's
+-- permutation now when shuffling.
+-- @return iterator function
+-- @usage for x, y in loader:iter() do ... end
+function DataLoader:iter()
+  local tensors, count = self.dataset.tensors, #self.dataset.tensors
+  local n, batch_size, batches = self.dataset.n, self.batch_size, self:num_batches()
+  local perm
+  if self.shuffle then perm = dn.randperm(n, self.generator or dn.default_generator()) end
+  local k = 0
+  return function()
+    if k >= batches then return nil end
+    local start = k * batch_size + 1
+    local length = math.min(batch_size, n - start + 1)
+    k = k + 1
+    local batch = {}
+    if perm then
+      local index = perm:narrow(1, start, length)
+      for i = 1, count do batch[i] = tensors[i]:index_select(1, index) end
+    else
+      for i = 1, count do batch[i] = tensors[i]:narrow(1, start, length) end
+    end
+    return table.unpack(batch, 1, count)
+  end
+end
+
+--- `loader()` is `loader:iter()`: `for x, y in loader() do ... end`.
+function DataLoader:__call() return self:iter() end
+
+-- --- Fashion-MNIST -----------------------------------------------------------------
+
+--- Class names by label (label 1 is "T-shirt/top").
+data.class_names = {
+  fashion_mnist = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+    "Ankle boot"},
+}
+
+local FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+-- Mean and standard deviation of the 47,040,000 training pixels scaled to
+-- [0,1]; computed once from Debian's train-images-idx3-ubyte.gz with a
+-- float64 histogram of the byte values (population std), and checked against
+-- dropnet's own float32 mean()/std() of the scaled tensor.
+local FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860406, 0.3530242
+
+local FASHION_MNIST_FILES = {
+  train = {images = "train-images-idx3-ubyte", labels = "train-labels-idx1-ubyte"},
+  test = {images = "t10k-images-idx3-ubyte", labels = "t10k-labels-idx1-ubyte"},
+}
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+--- The directory to read from and how it was chosen: the first that is set
+-- of the `dir` argument, DROPNET_DATA, the Debian package's directory. An
+-- explicit choice is never silently replaced by another directory.
+local function data_directory(dir)
+  if dir ~= nil then return dir, "the dir argument" end
+  local env = os.getenv("DROPNET_DATA")
+  if env and env ~= "" then return env, "the DROPNET_DATA variable" end
+  return FASHION_MNIST_DIR, "the default directory"
+end
+
+--- Path of base or base.gz in dir, or nil.
+local function find_file(dir, base)
+  for _, name in ipairs{base, base .. ".gz"} do
+    local path = dir .. "/" .. name
+    if file_exists(path) then return path end
+  end
+  return nil
+end
+
+--- Normalization constants from the `normalize` option, or nil for none.
+local function normalization(where, normalize)
+  if normalize == nil or normalize == false then return nil end
+  if normalize == true then return FASHION_MNIST_MEAN, FASHION_MNIST_STD end
+  if type(normalize) ~= "table" then
+    fail("%s: normalize must be true, false or {mean = m, std = s} (got %s)", where, describe(normalize))
+  end
+  check_options(where .. ": normalize", normalize, {"mean", "std"})
+  local mean, std = normalize.mean, normalize.std
+  local function finite(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
+  if not finite(mean) then fail("%s: normalize.mean must be a finite number (got %s)", where, describe(mean)) end
+  if not finite(std) or std <= 0 then
+    fail("%s: normalize.std must be a finite number > 0 (got %s)", where, describe(std))
+  end
+  return mean, std
+end
+
+--- Fashion-MNIST (Zalando's 28x28 grey clothing images, 10 classes) as a
+-- TensorDataset of images x and labels y.
+--
+-- Files: train-images-idx3-ubyte, train-labels-idx1-ubyte (split "train",
+-- 60,000 samples), t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte ("test",
+-- 10,000), plain or with ".gz". They are read from `dir` when given, else
+-- from $DROPNET_DATA when set, else from /usr/share/datasets/fashion-mnist,
+-- where Debian's package dataset-fashion-mnist installs them.
+-- @tparam[opt] table options
+--   `split` ("train" or "test", default "train"),
+--   `dir` (directory of the files),
+--   `normalize` (false: pixels in [0,1]; true: (x - 0.2860406) / 0.3530242,
+--   the training set's mean and std; or {mean = m, std = s}; default false),
+--   `flatten` (true: x is [N,784]; false: [N,1,28,28]; default true)
+-- @treturn TensorDataset x float32 [N,784] or [N,1,28,28], y int32 [N] with labels
+--   1..10 (`data.class_names.fashion_mnist[y]` names them)
+function data.fashion_mnist(options)
+  local where = "fashion_mnist"
+  options = check_options(where, options, {"split", "dir", "normalize", "flatten"})
+  local split = options.split == nil and "train" or options.split
+  local files = FASHION_MNIST_FILES[split]
+  if not files then fail("%s: split must be \"train\" or \"test\" (got %s)", where, describe(split)) end
+  if options.dir ~= nil and type(options.dir) ~= "string" then
+    fail("%s: dir must be a string (got %s)", where, describe(options.dir))
+  end
+  local mean, std = normalization(where, options.normalize)
+  local flatten = true
+  if options.flatten ~= nil then flatten = check_bool(where, "flatten", options.flatten) end
+
+  local dir, chosen_by = data_directory(options.dir)
+  local images_path, labels_path = find_file(dir, files.images), find_file(dir, files.labels)
+  if not images_path or not labels_path then
+    local missing = {}
+    if not images_path then missing[#missing + 1] = files.images .. "(.gz)" end
+    if not labels_path then missing[#missing + 1] = files.labels .. "(.gz)" end
+    fail("%s: the %s split is missing: looked for %s in %s (%s). To get the files: install Debian's package "
+      .. "dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or pass dir = ..., or set DROPNET_DATA",
+      where, split, table.concat(missing, " and "), dir, chosen_by)
+  end
+
+  local images, labels = core.idx_read(images_path), core.idx_read(labels_path)
+  local ishape, lshape = images:shape(), labels:shape()
+  if images:dtype() ~= "uint8" or #ishape ~= 3 or ishape[2] ~= 28 or ishape[3] ~= 28 then
+    fail("%s: %s holds %s %s, expected uint8 images [N,28,28]", where, images_path, images:dtype(),
+      shape_string(images))
+  end
+  if labels:dtype() ~= "uint8" or #lshape ~= 1 then
+    fail("%s: %s holds %s %s, expected uint8 labels [N]", where, labels_path, labels:dtype(), shape_string(labels))
+  end
+  local n = ishape[1]
+  if lshape[1] ~= n then
+    fail("%s: %s has %d images but %s has %d labels", where, images_path, n, labels_path, lshape[1])
+  end
+
+  local y = labels:int()
+  if n > 0 then   -- uint8 labels cannot be negative: the largest is the one to check
+    local high = y:max():item()
+    if high > 9 then fail("%s: %s: labels must be in 0..9 (found %d)", where, labels_path, high) end
+  end
+  y:add_(1)
+
+  local x = images:float():div_(255)
+  if mean then x:sub_(mean):div_(std) end
+  if flatten then x = x:view(n, 28 * 28) else x = x:view(n, 1, 28, 28) end
+  return data.TensorDataset(x, y)
+end
+
+return data
