@@ -1,6 +1,8 @@
 /* luaopen_dropnet_core: the module table, threads, memory statistics, clock. */
 #define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ldn.h"
 
@@ -53,8 +55,16 @@ static int l_clock(lua_State *L) {
   return 1;
 }
 
+/* dn.isatty(file): whether a Lua file (io.stderr, ...) is a terminal, so scripts
+   can draw progress bars for people and plain lines for logs. */
+static int l_isatty(lua_State *L) {
+  luaL_Stream *stream = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  lua_pushboolean(L, stream->closef != NULL && isatty(fileno(stream->f)));
+  return 1;
+}
+
 static const luaL_Reg core_functions[] = {
-  {"clock", l_clock},
+  {"clock", l_clock}, {"isatty", l_isatty},
   {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
   {"memory_stats", l_memory_stats}, {"empty_cache", l_empty_cache}, {NULL, NULL}};
 
@@ -68,6 +78,7 @@ int luaopen_dropnet_core(lua_State *L) {
   dn_lua_open_random(L);
   dn_lua_open_autograd(L);
   dn_lua_open_nn(L);
+  dn_lua_open_dropout(L);
   dn_lua_open_optim(L);
   dn_lua_open_io(L);
   return 1;

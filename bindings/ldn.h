@@ -58,6 +58,7 @@ void dn_lua_open_ops(lua_State *L);
 void dn_lua_open_random(lua_State *L);
 void dn_lua_open_autograd(lua_State *L);
 void dn_lua_open_nn(lua_State *L);
+void dn_lua_open_dropout(lua_State *L);
 void dn_lua_open_optim(lua_State *L);
 void dn_lua_open_io(lua_State *L);
 

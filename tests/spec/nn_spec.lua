@@ -287,7 +287,7 @@ describe("nn.Linear", function()
     H.assert_error(function() nn.Linear(2, 2, {activation = "gelu"}) end,
       {"Linear: activation must be one of \"relu\", \"tanh\", \"sigmoid\" (got \"gelu\")"})
     H.assert_error(function() nn.Linear(2, 2, {bais = true}) end,
-      {"Linear: unknown option 'bais' (known: bias, activation, generator)"})
+      {"Linear: unknown option 'bais' (known: bias, activation, dropconnect, generator)"})
     H.assert_error(function() nn.Linear(2, 2, true) end, {"Linear: options must be a table (got boolean)"})
     H.assert_error(function() nn.Linear(2, 2, {generator = 1}) end,
       {"Linear: generator must be a dropnet.Generator (got 1)"})

@@ -1,6 +1,7 @@
 --- dropnet.nn.functional: the layers and losses as plain functions of
 -- tensors (the modules call these). Every one is differentiable; the
 -- arithmetic happens in C. Dims are 1-based, negative from the end.
+local dn = require "dropnet"
 local core = require "dropnet.core"
 local U = require "dropnet.nn.util"
 
@@ -63,6 +64,116 @@ end
 function F.linear(x, weight, bias, activation)
   if activation ~= nil then U.check_choice(activation, ACTIVATIONS, "linear", "activation") end
   return core.nn_linear(x, weight, bias, activation)
+end
+
+-- --- dropout ----------------------------------------------------------------------------
+
+--- (internal) p as a number in [0, 1] (in [0, 1) when below_one), or an error
+-- "<where>: <what> must be ..." naming the function or module (what: "p" by
+-- default). Shared with the dropout modules so every message reads alike.
+function F._check_dropout_p(p, where, below_one, what)
+  if type(p) ~= "number" or p ~= p or p < 0 or p > 1 or (below_one and p == 1) then
+    error(string.format("%s: %s must be a number in [0, 1%s (got %s)", where, what or "p",
+      below_one and ")" or "]", U.describe(p)), 0)
+  end
+  return p
+end
+local check_p = F._check_dropout_p
+
+local SCALES = {"inverted", "test"}
+
+-- training (default true), scale and generator of a dropout call.
+local function dropout_args(training, opts, fname, known)
+  if training == nil then training = true end
+  U.check_bool(training, fname, "training")
+  opts = U.check_options(opts, known or {"scale", "generator"}, fname)
+  if opts.scale ~= nil then U.check_choice(opts.scale, SCALES, fname, "scale") end
+  U.check_generator(opts.generator, fname)
+  return training, opts
+end
+
+--- (internal) Raises "<where>: input must be <ndim>-D <layout> (got shape [..])"
+-- unless x is a tensor of ndim dims.
+function F._check_dropout_input(x, ndim, layout, where)
+  if not dn.is_tensor(x) then
+    error(string.format("%s: a tensor expected (got %s)", where, U.describe(x)), 0)
+  end
+  if x:dim() ~= ndim then
+    error(string.format("%s: input must be %d-D %s (got shape [%s])", where, ndim, layout,
+      table.concat(x:shape(), ",")), 0)
+  end
+  return x
+end
+local check_input = F._check_dropout_input
+
+--- dropout(x, p[, training = true[, {scale = "inverted" | "test", generator = g}]]):
+-- in training each element is kept with probability 1-p and scaled by
+-- 1/(1-p) ("inverted", the default) or left as is ("test"). Not training: x
+-- itself, or x * (1-p) with scale = "test". p = 0 returns x itself and draws
+-- nothing. The backward regenerates the mask from the generator's counter.
+function F.dropout(x, p, training, opts)
+  training, opts = dropout_args(training, opts, "dropout")
+  check_p(p, "dropout")
+  if training then return core.dropout(x, p, opts.generator, opts.scale) end
+  return core.dropout_eval(x, p, opts.scale)
+end
+
+-- Channel dropout of an ndim-D input: whole channels x[n][c] are zeroed.
+local function channel_dropout(fname, ndim, layout)
+  return function(x, p, training, opts)
+    training, opts = dropout_args(training, opts, fname)
+    check_p(p, fname)
+    check_input(x, ndim, layout, fname)
+    if training then return core.dropout_channels(x, p, opts.generator, opts.scale) end
+    return core.dropout_eval(x, p, opts.scale)
+  end
+end
+
+--- dropout1d(x, p[, training[, opts]]): x [N, C, L]; options as dropout.
+F.dropout1d = channel_dropout("dropout1d", 3, "[N, C, L]")
+--- dropout2d(x, p[, training[, opts]]): x [N, C, H, W]; options as dropout.
+F.dropout2d = channel_dropout("dropout2d", 4, "[N, C, H, W]")
+--- dropout3d(x, p[, training[, opts]]): x [N, C, D, H, W]; options as dropout.
+F.dropout3d = channel_dropout("dropout3d", 5, "[N, C, D, H, W]")
+
+--- locked_dropout(x, p[, training[, opts]]): x [T, N, F]; one mask per
+-- (n, f) reused at every time step t (variational dropout); options as dropout.
+function F.locked_dropout(x, p, training, opts)
+  training, opts = dropout_args(training, opts, "locked_dropout")
+  check_p(p, "locked_dropout")
+  check_input(x, 3, "[T, N, F]", "locked_dropout")
+  if training then return core.dropout_locked(x, p, opts.generator, opts.scale) end
+  return core.dropout_eval(x, p, opts.scale)
+end
+
+--- alpha_dropout(x, p[, training = true[, {generator = g}]]): keeps the mean
+-- and variance of a standard normal input (for SELU networks). x itself
+-- when not training.
+function F.alpha_dropout(x, p, training, opts)
+  training, opts = dropout_args(training, opts, "alpha_dropout", {"generator"})
+  check_p(p, "alpha_dropout")
+  if training then return core.alpha_dropout(x, p, opts.generator) end
+  return x
+end
+
+--- gaussian_dropout(x, p[, training = true[, {generator = g}]]): x times
+-- N(1, p/(1-p)) noise, p in [0, 1). x itself when not training.
+function F.gaussian_dropout(x, p, training, opts)
+  training, opts = dropout_args(training, opts, "gaussian_dropout", {"generator"})
+  check_p(p, "gaussian_dropout", true)
+  if training then return core.gaussian_dropout(x, p, opts.generator) end
+  return x
+end
+
+--- dropconnect_linear(x, weight, bias, p[, training = true[, {generator = g}]]):
+-- x @ (weight * M / (1-p))^T + bias with M ~ Bernoulli(1-p) over the weight's
+-- elements; gradients reach only the kept weights. bias may be nil. Not
+-- training: the plain linear layer.
+function F.dropconnect_linear(x, weight, bias, p, training, opts)
+  training, opts = dropout_args(training, opts, "dropconnect_linear", {"generator"})
+  check_p(p, "dropconnect_linear")
+  if training and p > 0 then return core.dropconnect_linear(x, weight, bias, p, opts.generator) end
+  return core.nn_linear(x, weight, bias)
 end
 
 -- --- losses -----------------------------------------------------------------------------

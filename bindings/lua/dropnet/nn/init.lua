@@ -1,5 +1,6 @@
---- dropnet.nn: modules, containers, layers, activations, losses, weight
--- initialization (nn.init) and the functional forms (nn.functional).
+--- dropnet.nn: modules, containers, layers, activations, losses, the dropout
+-- family and MC dropout (nn.mc_predict), weight initialization (nn.init) and
+-- the functional forms (nn.functional).
 --
 --   local nn = require "dropnet.nn"       -- or (require "dropnet").nn
 --   local model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
@@ -19,7 +20,7 @@ local nn = {
 }
 
 for _, family in ipairs {"dropnet.nn.containers", "dropnet.nn.layers", "dropnet.nn.activations",
-                         "dropnet.nn.losses"} do
+                         "dropnet.nn.losses", "dropnet.nn.dropout"} do
   for name, cls in pairs(require(family)) do nn[name] = cls end
 end
 

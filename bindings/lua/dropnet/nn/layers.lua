@@ -3,6 +3,7 @@ local dn = require "dropnet"
 local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
 local init = require "dropnet.nn.initializers"
+local F = require "dropnet.nn.functional"
 local U = require "dropnet.nn.util"
 
 local Module, Parameter = base.Module, base.Parameter
@@ -13,14 +14,19 @@ local M = {}
 
 local Linear = Module:extend("Linear")
 M.Linear = Linear
+Linear.uses_generator = true   -- DropConnect masks come from self.generator
 
---- nn.Linear(in_features, out_features[, {bias = true, activation = nil, generator = g}]):
+--- nn.Linear(in_features, out_features[, {bias = true, activation = nil, dropconnect = nil, generator = g}]):
 -- y = x @ weight^T + bias, weight [out, in] as in PyTorch. activation
 -- ("relu", "tanh", "sigmoid") is applied inside the same fused kernel.
+-- dropconnect = p drops each weight with probability p in training and MC
+-- mode (a fresh mask per forward; gradients reach only the kept weights);
+-- `self.dropconnect` may change between steps. generator initializes the
+-- weights and draws the DropConnect masks (default: the global generator).
 function Linear:init(in_features, out_features, opts)
   self.in_features = U.check_int(in_features, 1, "Linear", "in_features")
   self.out_features = U.check_int(out_features, 1, "Linear", "out_features")
-  opts = U.check_options(opts, {"bias", "activation", "generator"}, "Linear")
+  opts = U.check_options(opts, {"bias", "activation", "dropconnect", "generator"}, "Linear")
   local bias = opts.bias
   if bias == nil then bias = true end
   U.check_bool(bias, "Linear", "bias")
@@ -29,6 +35,10 @@ function Linear:init(in_features, out_features, opts)
   end
   self.activation = opts.activation
   U.check_generator(opts.generator, "Linear")
+  if opts.dropconnect ~= nil then
+    self.dropconnect = F._check_dropout_p(opts.dropconnect, "Linear", false, "dropconnect")
+  end
+  self.generator = opts.generator
   self.weight = Parameter(dn.zeros(self.out_features, self.in_features))
   if bias then self.bias = Parameter(dn.zeros(self.out_features)) end
   self:reset_parameters({generator = opts.generator})
@@ -46,13 +56,33 @@ function Linear:reset_parameters(opts)
   return self
 end
 
+local ACTIVATION_KERNELS = {relu = core.relu, tanh = core.tanh, sigmoid = core.sigmoid}
+
+--- (internal) The layer with its weights dropped with probability p and
+-- masks from generator, then activation; the plain layer when p is 0 or
+-- the module `owner` (self, or a DropConnect wrapping it) is not stochastic.
+-- `where` and `what` name the module and its field in errors.
+function Linear:_dropconnect_forward(x, p, generator, activation, owner, where, what)
+  F._check_dropout_p(p, where, false, what)
+  if p == 0 or not owner:is_stochastic() then return core.nn_linear(x, self.weight, self.bias, activation) end
+  local y = core.dropconnect_linear(x, self.weight, self.bias, p, generator)
+  if activation then y = ACTIVATION_KERNELS[activation](y) end
+  return y
+end
+
 function Linear:forward(x)
-  return core.nn_linear(x, self.weight, self.bias, self.activation)
+  return Linear.forward_with_activation(self, x, self.activation)
 end
 
 -- Used by Sequential to run this layer and the activation after it in one
--- kernel call (only when this layer has no activation of its own).
+-- kernel call (only when this layer has no activation of its own). With
+-- DropConnect the activation follows the masked layer: the same result as
+-- running the two layers one after the other.
 function Linear:forward_with_activation(x, activation)
+  local p = self.dropconnect
+  if p ~= nil then
+    return self:_dropconnect_forward(x, p, self.generator, activation, self, "Linear", "dropconnect")
+  end
   return core.nn_linear(x, self.weight, self.bias, activation)
 end
 
@@ -60,6 +90,7 @@ function Linear:extra_repr()
   local s = string.format("in_features=%d, out_features=%d, bias=%s", self.in_features, self.out_features,
     tostring(self.bias ~= nil))
   if self.activation then s = s .. ", activation=" .. self.activation end
+  if self.dropconnect ~= nil then s = s .. ", dropconnect=" .. U.fmt(self.dropconnect) end
   return s
 end
 

@@ -25,9 +25,12 @@ parameters() and state_dict() list them in the order they were assigned.
 Plain fields may hold anything; assigning a tensor that is not a Parameter to
 a parameter's name is an error (use nn.Parameter, or nil to remove it).
 
-Mode: `self.training` is a field of every module; train()/eval() walk all
-modules and set it through Module:_set_mode(value), the one place a new mode
-(such as MC dropout's) hooks in.
+Mode: every module has `self.mode`, one of "train", "eval" and "mc", and
+`self.training` (true only in "train"). train(), eval() and mc() walk all
+modules and set both through Module:_set_mode(mode). "mc" (Monte Carlo
+dropout) is eval for every layer except the stochastic ones: dropout layers
+stay random at inference, and their backward masks the gradient exactly as
+the forward masked the values. A stochastic layer asks `self:is_stochastic()`.
 --]]
 local dn = require "dropnet"
 local U = require "dropnet.nn.util"
@@ -177,6 +180,7 @@ end
 local function construct(cls, ...)
   local self = setmetatable({
     training = true,
+    mode = "train",
     _attributes = {},
     _parameters = {}, _parameters_order = new_order(),
     _buffers = {}, _buffers_order = new_order(), _nonpersistent = {},
@@ -358,9 +362,22 @@ end
 
 -- --- mode ---------------------------------------------------------------------------
 
---- Sets `training` on self and every descendant to value; the hook for new modes.
-function Module:_set_mode(value)
-  for _, m in ipairs(self:modules()) do rawset(m, "training", value) end
+local MODES = {train = true, eval = true, mc = true}
+
+--- Sets `mode` ("train", "eval" or "mc"; true and false stand for "train"
+-- and "eval") and `training` (mode == "train") on self and every
+-- descendant. The one place modes are set. Returns self.
+function Module:_set_mode(mode)
+  if mode == true then mode = "train" elseif mode == false then mode = "eval" end
+  if not MODES[mode] then
+    error(string.format("%s: mode must be \"train\", \"eval\" or \"mc\" (got %s)", self.__name,
+      U.describe(mode)), 0)
+  end
+  local training = mode == "train"
+  for _, m in ipairs(self:modules()) do
+    rawset(m, "mode", mode)
+    rawset(m, "training", training)
+  end
   return self
 end
 
@@ -373,7 +390,19 @@ end
 
 --- Evaluation mode. Returns self.
 function Module:eval()
-  return self:_set_mode(false)
+  return self:_set_mode("eval")
+end
+
+--- MC dropout mode: eval for every layer, except that dropout layers keep
+-- drawing masks (forward and backward). Returns self.
+function Module:mc()
+  return self:_set_mode("mc")
+end
+
+--- True when a random layer should draw: in training, and in MC mode.
+-- (`training` is read first so a direct `m.training = true` still counts.)
+function Module:is_stochastic()
+  return rawget(self, "training") == true or rawget(self, "mode") == "mc"
 end
 
 --- Sets requires_grad on every parameter (false freezes them). Returns self.

@@ -1,0 +1,253 @@
+--[[
+dropnet.nn.dropout: the dropout family as modules, and MC dropout.
+
+  nn.Dropout(p = 0.5[, {scale = "inverted" | "test", generator = g}])
+  nn.Dropout1d / Dropout2d / Dropout3d(p[, opts])   whole channels of [N,C,L] / [N,C,H,W] / [N,C,D,H,W]
+  nn.LockedDropout(p[, opts])                       one mask per sequence, reused over T of [T,N,F]
+  nn.AlphaDropout(p[, {generator = g}])             keeps SELU's mean and variance
+  nn.GaussianDropout(p[, {generator = g}])          multiplicative N(1, p/(1-p)) noise, p < 1
+  nn.DropConnect(linear, p[, {generator = g}])      drops the weights of an nn.Linear
+  nn.mc_predict(model, x, T[, {generator = g}])     predictive mean and variance over T MC passes
+
+Every module draws only in training and MC mode (Module:is_stochastic());
+in eval, and whenever p is 0, it returns its input itself without drawing.
+`p` is a public field that may change between steps (schedules): it is
+checked at every forward. Masks come from the module's own generator when
+it has one ({generator = dn.Generator(seed)}), else from the global default
+generator (dn.manual_seed seeds it). The kernels keep no mask between
+forward and backward: backward regenerates it from the generator's counter.
+
+scale = "inverted" (default) scales kept values by 1/(1-p) in training and is
+the identity in eval; scale = "test" is the convention of Srivastava et al.
+(2014): kept values unscaled in training, everything multiplied by 1-p in eval.
+--]]
+local dn = require "dropnet"
+local core = require "dropnet.core"
+local base = require "dropnet.nn.module"
+local layers = require "dropnet.nn.layers"
+local F = require "dropnet.nn.functional"
+local U = require "dropnet.nn.util"
+
+local Module = base.Module
+local check_p, check_input = F._check_dropout_p, F._check_dropout_input
+
+local M = {}
+
+-- A module class that draws random numbers from self.generator (nil: the
+-- default generator). mc_predict's generator option relies on this mark.
+local function random_class(name)
+  local cls = Module:extend(name)
+  cls.uses_generator = true
+  M[name] = cls
+  return cls
+end
+
+-- p (default 0.5) and the options of a constructor; sets self.p, self.scale
+-- (when scaled) and self.generator.
+local function setup(self, p, opts, scaled, below_one)
+  local name = self.__name
+  if p == nil then p = 0.5 end
+  self.p = check_p(p, name, below_one)
+  opts = U.check_options(opts, scaled and {"scale", "generator"} or {"generator"}, name)
+  if scaled then self.scale = U.check_choice(opts.scale or "inverted", {"inverted", "test"}, name, "scale") end
+  self.generator = U.check_generator(opts.generator, name)
+end
+
+local function check_tensor(x, where)
+  if not dn.is_tensor(x) then
+    error(string.format("%s: a tensor expected (got %s)", where, U.describe(x)), 0)
+  end
+  return x
+end
+
+local function scaled_repr(self)
+  local s = "p=" .. U.fmt(self.p)
+  if self.scale ~= "inverted" then s = s .. string.format(", scale=%q", self.scale) end
+  return s
+end
+
+local function p_repr(self) return "p=" .. U.fmt(self.p) end
+
+-- forward of a scaled variant: kernel(x, p, generator, scale) when
+-- stochastic and p > 0; otherwise x itself or, for scale = "test" in eval,
+-- x * (1-p).
+local function scaled_forward(self, x, kernel)
+  local p = check_p(self.p, self.__name)
+  if p == 0 then return x end
+  if self:is_stochastic() then return kernel(x, p, self.generator, self.scale) end
+  if self.scale == "test" then return core.dropout_eval(x, p, "test") end
+  return x
+end
+
+-- --- Dropout ------------------------------------------------------------------------
+
+local Dropout = random_class("Dropout")
+
+--- nn.Dropout([p = 0.5[, {scale = "inverted" | "test", generator = g}]])
+function Dropout:init(p, opts) setup(self, p, opts, true) end
+
+function Dropout:forward(x)
+  return scaled_forward(self, check_tensor(x, self.__name), core.dropout)
+end
+
+Dropout.extra_repr = scaled_repr
+
+-- --- channel dropout ------------------------------------------------------------------
+
+-- Dropout1d/2d/3d: one decision per (n, c) zeroes the whole channel.
+local function channel_class(name, ndim, layout)
+  local cls = random_class(name)
+  cls.init = function(self, p, opts) setup(self, p, opts, true) end
+  cls.forward = function(self, x)
+    return scaled_forward(self, check_input(x, ndim, layout, self.__name), core.dropout_channels)
+  end
+  cls.extra_repr = scaled_repr
+  return cls
+end
+
+channel_class("Dropout1d", 3, "[N, C, L]")
+channel_class("Dropout2d", 4, "[N, C, H, W]")
+channel_class("Dropout3d", 5, "[N, C, D, H, W]")
+
+-- --- LockedDropout ------------------------------------------------------------------
+
+local LockedDropout = random_class("LockedDropout")
+
+--- nn.LockedDropout([p = 0.5[, opts]]): variational dropout on [T, N, F]:
+-- one mask per (n, f), the same at every time step. Options as Dropout.
+function LockedDropout:init(p, opts) setup(self, p, opts, true) end
+
+function LockedDropout:forward(x)
+  return scaled_forward(self, check_input(x, 3, "[T, N, F]", self.__name), core.dropout_locked)
+end
+
+LockedDropout.extra_repr = scaled_repr
+
+-- --- AlphaDropout, GaussianDropout ---------------------------------------------------
+
+-- Unscaled variants: kernel(x, p, generator) when stochastic and p > 0, else x.
+local function unscaled_class(name, kernel, below_one)
+  local cls = random_class(name)
+  cls.init = function(self, p, opts) setup(self, p, opts, false, below_one) end
+  cls.forward = function(self, x)
+    check_tensor(x, self.__name)
+    local p = check_p(self.p, self.__name, below_one)
+    if p == 0 or not self:is_stochastic() then return x end
+    return kernel(x, p, self.generator)
+  end
+  cls.extra_repr = p_repr
+  return cls
+end
+
+--- nn.AlphaDropout([p = 0.5[, {generator = g}]]): dropped units take SELU's
+-- negative saturation value, then an affine map restores zero mean and unit
+-- variance (Klambauer et al. 2017).
+unscaled_class("AlphaDropout", core.alpha_dropout)
+--- nn.GaussianDropout([p = 0.5[, {generator = g}]]): x * N(1, p/(1-p)), p < 1.
+unscaled_class("GaussianDropout", core.gaussian_dropout, true)
+
+-- --- DropConnect ---------------------------------------------------------------------
+
+local DropConnect = random_class("DropConnect")
+
+--- nn.DropConnect(linear, [p = 0.5[, {generator = g}]]): the nn.Linear
+-- `linear` with each weight dropped with probability p (and the kept ones
+-- scaled by 1/(1-p)) at every forward in training and MC mode; the plain
+-- layer in eval. Its parameters are the wrapped layer's (child "linear").
+-- Same as nn.Linear(in, out, {dropconnect = p}).
+function DropConnect:init(linear, p, opts)
+  if not base.isinstance(linear, layers.Linear) then
+    error(string.format("DropConnect: an nn.Linear expected (got %s)", U.describe(linear)), 0)
+  end
+  if linear.dropconnect ~= nil then
+    error("DropConnect: the Linear already drops its weights (dropconnect = " .. U.fmt(linear.dropconnect) .. ")", 0)
+  end
+  self.linear = linear
+  setup(self, p, opts, false)
+end
+
+function DropConnect:forward(x)
+  local linear = self.linear
+  return linear:_dropconnect_forward(x, self.p, self.generator, linear.activation, self, self.__name)
+end
+
+DropConnect.extra_repr = p_repr
+
+-- --- MC dropout ----------------------------------------------------------------------
+
+-- Every module's mode and training flag, to be put back exactly (a model may
+-- mix modes, e.g. eval with one layer in training).
+local function save_modes(model)
+  local saved = {}
+  for i, m in ipairs(model:modules()) do saved[i] = {m, rawget(m, "mode"), rawget(m, "training")} end
+  return saved
+end
+
+local function restore_modes(saved)
+  for _, s in ipairs(saved) do
+    rawset(s[1], "mode", s[2])
+    rawset(s[1], "training", s[3])
+  end
+end
+
+-- Lends generator g to every random module of the model without its own;
+-- returns the modules to give it back to.
+local function lend_generator(model, g)
+  local borrowers = {}
+  if g == nil then return borrowers end
+  for _, m in ipairs(model:modules()) do
+    if m.uses_generator and m.generator == nil then
+      m.generator = g
+      borrowers[#borrowers + 1] = m
+    end
+  end
+  return borrowers
+end
+
+--[[
+nn.mc_predict(model, x, T[, {generator = g}]) -> mean, variance
+
+Monte Carlo dropout (Gal & Ghahramani 2016): T forward passes of x in MC
+mode (dropout random, everything else as in eval) without recording a graph,
+returning the predictive mean and the population variance (divided by T) of
+the outputs, element-wise. Accumulated with Welford's update in tensor ops
+(numerically stable; no sample is kept). The model's modes are restored
+afterwards, also when a pass raises. generator draws the masks of every
+random layer that has no generator of its own (default: those layers use
+the global generator).
+--]]
+function M.mc_predict(model, x, T, opts)
+  if not base.is_module(model) then
+    error(string.format("mc_predict: a module expected (got %s)", U.describe(model)), 0)
+  end
+  T = U.check_int(T, 1, "mc_predict", "T")
+  opts = U.check_options(opts, {"generator"}, "mc_predict")
+  U.check_generator(opts.generator, "mc_predict")
+  local saved = save_modes(model)
+  local borrowers = lend_generator(model, opts.generator)
+  local function passes()
+    local mean, m2
+    for t = 1, T do
+      local y = model(x)
+      if not dn.is_tensor(y) then
+        error(string.format("mc_predict: the model must return a tensor (got %s)", U.describe(y)), 0)
+      end
+      if t == 1 then
+        mean, m2 = y:clone(), dn.zeros(y:shape())
+      else
+        local delta = y - mean
+        mean:add_(delta / t)
+        m2:add_(delta * (y - mean))
+      end
+    end
+    return mean, m2:div_(T)
+  end
+  model:mc()
+  local ok, mean, var = pcall(dn.no_grad, passes)
+  restore_modes(saved)
+  for _, m in ipairs(borrowers) do m.generator = nil end
+  if not ok then error(mean, 0) end
+  return mean, var
+end
+
+return M
