@@ -19,7 +19,7 @@ local defaults = {
   epochs = 20, batch_size = 128, lr = 1e-3, momentum = 0.9, weight_decay = 0,
   dropout = 0.3, input_dropout = 0.1, hidden = "1024,1024", optimizer = "adam",
   schedule = "cosine", max_norm = 0, seed = 1, threads = 2, data = nil, out = nil,
-  resume = nil, validation = 0, normalize = true, quiet = false,
+  resume = nil, validation = 0, normalize = true, quiet = false, stop_after = nil,
 }
 
 local usage = [[
@@ -46,7 +46,9 @@ options:
   --data DIR            directory with the Fashion-MNIST files (default: $DROPNET_DATA or
                         /usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist)
   --out DIR             output directory (default runs/<timestamp>)
-  --resume FILE         continue from a checkpoint (its options are used; --epochs may extend the run)
+  --resume FILE         continue from a checkpoint (its options are used; --epochs may extend the run,
+                        which changes the learning-rate schedule from there on)
+  --stop-after N        stop after epoch N as if interrupted (continue later with --resume)
   --quiet               print only the final result
   --help                this text
 ]]
@@ -62,7 +64,8 @@ local function parse_args(argv)
   local opts, given = {}, {}
   for k, v in pairs(defaults) do opts[k] = v end
   local numbers = {epochs = "int", batch_size = "int", lr = "num", momentum = "num", weight_decay = "num",
-    dropout = "num", input_dropout = "num", max_norm = "num", seed = "int", threads = "int", validation = "int"}
+    dropout = "num", input_dropout = "num", max_norm = "num", seed = "int", threads = "int", validation = "int",
+    stop_after = "int"}
   local strings = {hidden = true, optimizer = true, schedule = true, data = true, out = true, resume = true}
   local i = 1
   while i <= #argv do
@@ -242,7 +245,8 @@ if opts.resume then
   if not ok then fail("%s", loaded) end
   state = loaded
   -- the run's options come from the checkpoint; only these may change
-  local keep = {epochs = true, out = true, resume = true, quiet = true, threads = true, data = true}
+  local keep = {epochs = true, out = true, resume = true, quiet = true, threads = true, data = true,
+    stop_after = true}
   for k, v in pairs(state.options) do if not (keep[k] and given[k]) then opts[k] = v end end
 end
 local widths = check_options(opts)
@@ -297,7 +301,8 @@ if not interactive then
 end
 
 local run_t0 = dn.clock()
-for epoch = first_epoch, opts.epochs do
+local last_epoch = opts.stop_after and math.min(opts.stop_after, opts.epochs) or opts.epochs
+for epoch = first_epoch, last_epoch do
   local draw, clear = progress_bar(interactive, epoch, opts.epochs, batches)
   local t0 = dn.clock()
   local loss_sum, correct, seen, lr = 0, 0, 0, opts.lr
@@ -336,7 +341,7 @@ for epoch = first_epoch, opts.epochs do
   write_plot(opts.out .. "/train.svg", history, eval_name,
     string.format("dropnet: 784-%s-10 on Fashion-MNIST", table.concat(widths, "-")))
   local saved_opts = {}
-  for k, v in pairs(opts) do if k ~= "resume" then saved_opts[k] = v end end
+  for k, v in pairs(opts) do if k ~= "resume" and k ~= "stop_after" then saved_opts[k] = v end end
   checkpoint.save(opts.out .. "/checkpoint.safetensors", {
     model = model:state_dict(), optim = opt:state_dict(), rng = dn.get_rng_state(), epoch = epoch,
     options = saved_opts, history = history})
