@@ -295,10 +295,8 @@ say(string.format("dropnet %s: MLP 784-%s-10, dropout %.2f input / %.2f hidden, 
   opts.batch_size, opts.threads))
 say(string.format("data: %d training samples, %d %s samples; writing to %s/", #train_set, #eval_set, eval_name,
   opts.out))
-if not interactive then
-  say(string.format("%5s  %10s  %9s  %10s  %9s  %7s  %9s", "epoch", "train loss", "train acc", eval_name:sub(1, 4) ..
-    " loss", eval_name:sub(1, 4) .. " acc", "seconds", "samples/s"))
-end
+say(string.format("%5s  %10s  %9s  %10s  %9s  %7s  %9s", "epoch", "train loss", "train acc", eval_name:sub(1, 4) ..
+  " loss", eval_name:sub(1, 4) .. " acc", "seconds", "samples/s"))
 
 local run_t0 = dn.clock()
 local last_epoch = opts.stop_after and math.min(opts.stop_after, opts.epochs) or opts.epochs
