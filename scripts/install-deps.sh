@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libopenblas-openmp-dev
-zlib1g-dev libcmocka-dev lua-busted luarocks dataset-fashion-mnist libxml2-utils"
+zlib1g-dev libcmocka-dev lua-busted luarocks dataset-fashion-mnist libxml2-utils groff-base"
 
 missing=""
 for p in $PACKAGES; do

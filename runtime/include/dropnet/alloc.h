@@ -23,7 +23,9 @@ typedef struct dn_alloc_stats {
 
 /* 64-byte aligned; NULL on failure (no message is set). size 0 is valid. */
 DN_API void *dn_alloc(size_t size);
+/* Returns a block from dn_alloc to the cache; NULL is a no-op. */
 DN_API void dn_free(void *ptr);
+/* A consistent snapshot of the counters. */
 DN_API void dn_alloc_get_stats(dn_alloc_stats *stats);
 /* Gives every cached block back to the system. */
 DN_API void dn_alloc_empty_cache(void);

@@ -38,6 +38,8 @@ DN_API dn_status dn_binary_scalar(dn_tensor **out, dn_binop op, const dn_tensor 
 DN_API dn_status dn_binary_(dn_tensor *a, dn_binop op, const dn_tensor *b);
 DN_API dn_status dn_binary_scalar_(dn_tensor *a, dn_binop op, double s);
 
+/* out = op(a). In place: a = op(a); an int32 a only for ops that keep int32
+   (neg, abs, relu), since the others give float32. */
 DN_API dn_status dn_unary(dn_tensor **out, dn_unop op, const dn_tensor *a);
 DN_API dn_status dn_unary_(dn_tensor *a, dn_unop op);
 

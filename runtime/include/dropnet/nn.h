@@ -16,7 +16,9 @@ typedef enum dn_activation { DN_ACT_NONE = 0, DN_ACT_RELU, DN_ACT_TANH, DN_ACT_S
 */
 DN_API dn_status dn_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act);
 
+/* x for x > 0, else negative_slope * x (finite slope). */
 DN_API dn_status dn_leaky_relu(dn_tensor **out, dn_tensor *x, double negative_slope);
+/* x for x > 0, else alpha * (exp(x) - 1) (finite alpha). */
 DN_API dn_status dn_elu(dn_tensor **out, dn_tensor *x, double alpha);
 /* SELU with the constants of Klambauer et al. 2017. */
 DN_API dn_status dn_selu(dn_tensor **out, dn_tensor *x);

@@ -9,6 +9,7 @@
 
 /* n >= 1; sets our loops and OpenBLAS together. */
 DN_API dn_status dn_set_num_threads(int n);
+/* The thread count set last (OpenMP's default until then). */
 DN_API int dn_get_num_threads(void);
 
 #endif

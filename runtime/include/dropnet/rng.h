@@ -34,6 +34,7 @@ typedef struct dn_rng {
   uint64_t offset;   /* next unused 128-bit counter block */
 } dn_rng;
 
+/* Key = seed, offset = 0: the generator's first state for that seed. */
 DN_API void dn_rng_seed(dn_rng *rng, uint64_t seed);
 /* One Philox4x32-10 block: 4 x 32 random bits for counter (block, stream). */
 DN_API void dn_philox4x32(uint64_t key, uint64_t block, uint64_t stream, uint32_t out[4]);

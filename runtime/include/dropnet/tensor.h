@@ -45,6 +45,7 @@ typedef struct dn_tensor {
 } dn_tensor;
 
 DN_API const char *dn_dtype_name(dn_dtype dtype);   /* "float32", "int32", "uint8" */
+/* Bytes per element: 4 for float32 and int32, 1 for uint8. */
 DN_API size_t dn_dtype_size(dn_dtype dtype);
 /* Parses "float32"/"float"/"int32"/"int"/"uint8"; false if unknown. */
 DN_API bool dn_dtype_parse(const char *name, dn_dtype *dtype);
