@@ -12,6 +12,8 @@
 
 #include "dropnet/export.h"
 
+DN_BEGIN_DECLS
+
 typedef struct dn_alloc_stats {
   uint64_t sys_allocs;     /* blocks obtained from the system, ever */
   uint64_t sys_frees;      /* blocks given back to the system, ever */
@@ -29,5 +31,7 @@ DN_API void dn_free(void *ptr);
 DN_API void dn_alloc_get_stats(dn_alloc_stats *stats);
 /* Gives every cached block back to the system. */
 DN_API void dn_alloc_empty_cache(void);
+
+DN_END_DECLS
 
 #endif

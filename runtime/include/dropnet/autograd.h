@@ -13,6 +13,9 @@
 #define DROPNET_AUTOGRAD_H
 
 #include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
 
 /* Grad mode of the calling thread; set returns the previous mode. */
 DN_API bool dn_grad_enabled(void);
@@ -36,5 +39,7 @@ DN_API dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain
 /* Fails (naming op) when t requires grad and grad mode is on: in-place
    writes would silently corrupt the graph. Used by every in-place op. */
 DN_API dn_status dn_check_inplace(const char *op, const dn_tensor *t);
+
+DN_END_DECLS
 
 #endif

@@ -36,6 +36,9 @@
 
 #include "dropnet/rng.h"
 #include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
 
 typedef enum dn_dropout_scaling {
   DN_DROPOUT_INVERTED = 0,   /* training: kept * 1/(1-p); eval: identity (PyTorch, Torch7) */
@@ -71,5 +74,7 @@ DN_API dn_status dn_dropout_mask(dn_tensor **mask, const dn_rng *rng, int ndim, 
 
 /* Bytes a dropout node keeps between forward and backward for its mask (0: regenerated). */
 DN_API size_t dn_dropout_saved_mask_bytes(const dn_tensor *out);
+
+DN_END_DECLS
 
 #endif

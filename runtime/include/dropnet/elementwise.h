@@ -11,6 +11,9 @@
 #define DROPNET_ELEMENTWISE_H
 
 #include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
 
 typedef enum dn_binop {
   DN_ADD, DN_SUB, DN_MUL, DN_DIV, DN_POW,
@@ -53,5 +56,7 @@ DN_API dn_status dn_add(dn_tensor **out, const dn_tensor *a, const dn_tensor *b)
 DN_API dn_status dn_sub(dn_tensor **out, const dn_tensor *a, const dn_tensor *b);
 DN_API dn_status dn_mul(dn_tensor **out, const dn_tensor *a, const dn_tensor *b);
 DN_API dn_status dn_div(dn_tensor **out, const dn_tensor *a, const dn_tensor *b);
+
+DN_END_DECLS
 
 #endif

@@ -8,6 +8,8 @@
 
 #include "dropnet/export.h"
 
+DN_BEGIN_DECLS
+
 typedef enum dn_status {
   DN_OK = 0,
   DN_EINVAL,   /* bad argument value (negative size, NaN, bad dim, ...) */
@@ -32,5 +34,7 @@ DN_API dn_status dn_fail(dn_status s, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)))
 #endif
   ;
+
+DN_END_DECLS
 
 #endif

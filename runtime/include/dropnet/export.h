@@ -7,4 +7,13 @@
 #define DN_API
 #endif
 
+/* C++ users include the headers as they are. */
+#ifdef __cplusplus
+#define DN_BEGIN_DECLS extern "C" {
+#define DN_END_DECLS }
+#else
+#define DN_BEGIN_DECLS
+#define DN_END_DECLS
+#endif
+
 #endif

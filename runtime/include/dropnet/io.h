@@ -9,6 +9,9 @@
 #define DROPNET_IO_H
 
 #include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
 
 /* An IDX file (magic 0x00000803 ubyte, 0x0000080C int32, 0x0000080D float32, ...),
    gzip-compressed or not (detected from the content). ubyte data gives a uint8 tensor,
@@ -52,5 +55,7 @@ typedef struct dn_safetensors {
    error naming the dtype). */
 DN_API dn_status dn_safetensors_load(dn_safetensors **out, const char *path);
 DN_API void dn_safetensors_free(dn_safetensors *st);
+
+DN_END_DECLS
 
 #endif

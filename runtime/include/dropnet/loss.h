@@ -6,6 +6,9 @@
 #define DROPNET_LOSS_H
 
 #include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
 
 typedef enum dn_reduction { DN_REDUCTION_MEAN = 0, DN_REDUCTION_SUM, DN_REDUCTION_NONE } dn_reduction;
 
@@ -28,5 +31,7 @@ DN_API dn_status dn_mse_loss(dn_tensor **out, dn_tensor *input, dn_tensor *targe
 /* Binary cross entropy on logits, stable (log-sum-exp form); target in [0, 1], same shape. */
 DN_API dn_status dn_bce_with_logits(dn_tensor **out, dn_tensor *logits, const dn_tensor *target,
                                     dn_reduction reduction);
+
+DN_END_DECLS
 
 #endif

@@ -6,6 +6,9 @@
 #define DROPNET_MATMUL_H
 
 #include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
 
 /* [n,k] x [k,m] -> [n,m];  [b,n,k] x [b,k,m] -> [b,n,m] (a batch of 1 on
    either side broadcasts; a 2-D operand is used for every batch);
@@ -17,5 +20,7 @@ DN_API dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b);
    Not differentiable (it records nothing): with grad mode on it fails when
    out, a or b requires grad. */
 DN_API dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha, float beta);
+
+DN_END_DECLS
 
 #endif

@@ -6,6 +6,9 @@
 #define DROPNET_NN_H
 
 #include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
 
 typedef enum dn_activation { DN_ACT_NONE = 0, DN_ACT_RELU, DN_ACT_TANH, DN_ACT_SIGMOID } dn_activation;
 
@@ -27,5 +30,7 @@ DN_API dn_status dn_gelu(dn_tensor **out, dn_tensor *x, bool tanh_approximation)
 /* Over dim (negative counts from the end); numerically stable. */
 DN_API dn_status dn_softmax(dn_tensor **out, dn_tensor *x, int dim);
 DN_API dn_status dn_log_softmax(dn_tensor **out, dn_tensor *x, int dim);
+
+DN_END_DECLS
 
 #endif

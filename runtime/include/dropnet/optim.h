@@ -8,6 +8,9 @@
 #define DROPNET_OPTIM_H
 
 #include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
 
 typedef struct dn_sgd_options {
   double lr, momentum, dampening, weight_decay;
@@ -47,5 +50,7 @@ DN_API dn_status dn_total_norm(double *norm, dn_tensor *const *tensors, int coun
 /* Scales the tensors so their total L2 norm is at most max_norm (PyTorch's
    clip_grad_norm_); total_norm receives the norm before clipping. */
 DN_API dn_status dn_clip_grad_norm_(dn_tensor *const *grads, int count, double max_norm, double *total_norm);
+
+DN_END_DECLS
 
 #endif

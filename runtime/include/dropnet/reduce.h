@@ -8,6 +8,9 @@
 #define DROPNET_REDUCE_H
 
 #include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
 
 /* All elements -> 0-dim tensor. sum/mean of int32 give int32/float32. */
 DN_API dn_status dn_sum_all(dn_tensor **out, const dn_tensor *a);
@@ -34,5 +37,7 @@ DN_API dn_status dn_min_dim(dn_tensor **values, dn_tensor **indices, const dn_te
 /* Index of the max/min over all elements (flattened), as a 0-dim int32. */
 DN_API dn_status dn_argmax_all(dn_tensor **out, const dn_tensor *a, int64_t base);
 DN_API dn_status dn_argmin_all(dn_tensor **out, const dn_tensor *a, int64_t base);
+
+DN_END_DECLS
 
 #endif

@@ -28,6 +28,9 @@
 #define DROPNET_RNG_H
 
 #include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
 
 typedef struct dn_rng {
   uint64_t seed;     /* the Philox key */
@@ -45,5 +48,7 @@ DN_API dn_status dn_tensor_randn(dn_tensor **out, dn_rng *rng, int ndim, const i
 /* A random permutation of [base, base+n) as int32 (for shuffling);
    0 <= n <= INT32_MAX and every value must fit in int32. */
 DN_API dn_status dn_randperm(dn_tensor **out, dn_rng *rng, int64_t n, int64_t base);
+
+DN_END_DECLS
 
 #endif

@@ -17,6 +17,8 @@
 #include "dropnet/error.h"
 #include "dropnet/export.h"
 
+DN_BEGIN_DECLS
+
 #define DN_MAX_DIMS 8
 
 typedef enum dn_dtype { DN_F32 = 0, DN_I32 = 1, DN_U8 = 2 } dn_dtype;
@@ -120,5 +122,7 @@ DN_API dn_status dn_to_dtype(dn_tensor **out, dn_tensor *t, dn_dtype dtype);
    large tensors are summarized with "...". Returns a malloc'd string the
    caller frees with free(); NULL on allocation failure. */
 DN_API char *dn_tensor_format(const dn_tensor *t);
+
+DN_END_DECLS
 
 #endif
