@@ -10,34 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64];
-
+/* Writes text to name in the temporary directory; returns its path. */
 static const char *write_csv(const char *name, const char *text) {
-  static char buf[4][256];
-  static int next;
-  char *p = buf[next++ % 4];
-  snprintf(p, 256, "%s/%s", dir, name);
-  FILE *f = fopen(p, "wb");
-  assert_non_null(f);
-  fwrite(text, 1, strlen(text), f);
-  assert_int_equal(fclose(f), 0);
+  const char *p = dn_test_path(name);
+  dn_test_write_file(p, text, strlen(text));
   return p;
-}
-
-static int setup(void **state) {
-  (void)state;
-  strcpy(dir, "/tmp/dn_test_csv_XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_entry(const char *path, const struct stat *info, int flag, struct FTW *ftw) {
-  (void)info, (void)flag, (void)ftw;
-  return remove(path);
-}
-
-static int teardown(void **state) {
-  (void)state;
-  return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Reads text and checks it gives rows x cols with these values (float32-rounded). */
@@ -112,9 +89,9 @@ static void test_locale_independent(void **state) {
   const char *set = setlocale(LC_NUMERIC, "de_DE.UTF-8");
   if (!set) {
     char command[512];
-    snprintf(command, sizeof command, "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+    snprintf(command, sizeof command, "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dn_test_tempdir());
     if (system(command) == 0) {
-      setenv("LOCPATH", dir, 1);
+      setenv("LOCPATH", dn_test_tempdir(), 1);
       set = setlocale(LC_NUMERIC, "de_DE.UTF-8");
     }
   }
@@ -173,14 +150,14 @@ static void test_bad_arguments(void **state) {
   DN_EXPECT_ERROR(dn_csv_read(&t, p, 'e', false), DN_EINVAL, "delimiter");
   DN_EXPECT_ERROR(dn_csv_read(&t, p, '-', false), DN_EINVAL, "delimiter");
   DN_EXPECT_ERROR(dn_csv_read(&t, NULL, ',', false), DN_EINVAL, "path");
-  DN_EXPECT_ERROR(dn_csv_read(&t, dir, ',', false), DN_EIO, dir);
+  DN_EXPECT_ERROR(dn_csv_read(&t, dn_test_tempdir(), ',', false), DN_EIO, dn_test_tempdir());
 }
 
 static void test_larger_file(void **state) {
   (void)state;
   /* 2000 x 7 values: many realloc steps; compared against the values written */
   char path[256];
-  snprintf(path, sizeof path, "%s/large.csv", dir);
+  snprintf(path, sizeof path, "%s/large.csv", dn_test_tempdir());
   FILE *f = fopen(path, "wb");
   assert_non_null(f);
   for (int r = 0; r < 2000; r++)
@@ -209,5 +186,5 @@ int main(void) {
     cmocka_unit_test(test_bad_arguments),
     cmocka_unit_test(test_larger_file),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, dn_test_tempdir_setup, dn_test_tempdir_teardown);
 }

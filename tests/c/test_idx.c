@@ -10,42 +10,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char dir[64];
-
-static const char *path_in_dir(const char *name) {
-  static char buf[4][256];
-  static int next;
-  char *p = buf[next++ % 4];
-  snprintf(p, 256, "%s/%s", dir, name);
-  return p;
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  assert_int_equal(fwrite(data, 1, n, f), n);
-  assert_int_equal(fclose(f), 0);
-}
-
 /* gzip written here with zlib directly, independently of the runtime's writer. */
 static void write_gz(const char *path, const void *data, size_t n) {
   gzFile g = gzopen(path, "wb");
   assert_non_null(g);
   assert_int_equal(gzwrite(g, data, (unsigned)n), (int)n);
   assert_int_equal(gzclose(g), Z_OK);
-}
-
-static unsigned char *read_whole(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *data = malloc((size_t)size + 1);
-  assert_int_equal(fread(data, 1, (size_t)size, f), (size_t)size);
-  fclose(f);
-  *n = (size_t)size;
-  return data;
 }
 
 /* An IDX header: 00 00 type ndims, then big-endian dims. Returns its length. */
@@ -63,37 +33,6 @@ static size_t make_header(unsigned char *out, unsigned char type, int ndims, con
   return 4 + 4 * (size_t)ndims;
 }
 
-static int count_temp_files(void) {
-  DIR *d = opendir(dir);
-  assert_non_null(d);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strstr(e->d_name, ".tmp-")) n++;
-  closedir(d);
-  return n;
-}
-
-static int setup(void **state) {
-  (void)state;
-  strcpy(dir, "/tmp/dn_test_idx_XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  while (d && (e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    unlink(p);
-  }
-  if (d) closedir(d);
-  return rmdir(dir);
-}
-
 /* --- hand-made files of every type --------------------------------------------------------- */
 
 static void test_read_ubyte(void **state) {
@@ -101,8 +40,8 @@ static void test_read_ubyte(void **state) {
   unsigned char file[64];
   size_t h = make_header(file, 0x08, 2, (uint32_t[]){2, 3});
   for (int i = 0; i < 6; i++) file[h + (size_t)i] = (unsigned char)(i * 50);
-  const char *p = path_in_dir("u8.idx");
-  write_file(p, file, h + 6);
+  const char *p = dn_test_path("u8.idx");
+  dn_test_write_file(p, file, h + 6);
   dn_tensor *t;
   DN_OK_OR_FAIL(dn_idx_read(&t, p));
   assert_int_equal(t->dtype, DN_U8);
@@ -118,8 +57,8 @@ static void test_read_sbyte_and_short(void **state) {
   unsigned char file[64];
   size_t h = make_header(file, 0x09, 1, (uint32_t[]){4});
   memcpy(file + h, (unsigned char[]){0x00, 0x7f, 0x80, 0xff}, 4);
-  const char *p = path_in_dir("i8.idx");
-  write_file(p, file, h + 4);
+  const char *p = dn_test_path("i8.idx");
+  dn_test_write_file(p, file, h + 4);
   dn_tensor *t;
   DN_OK_OR_FAIL(dn_idx_read(&t, p));
   assert_int_equal(t->dtype, DN_I32);
@@ -129,8 +68,8 @@ static void test_read_sbyte_and_short(void **state) {
 
   h = make_header(file, 0x0B, 1, (uint32_t[]){3});
   memcpy(file + h, (unsigned char[]){0x01, 0x02, 0x80, 0x00, 0xff, 0xfe}, 6);
-  p = path_in_dir("i16.idx");
-  write_file(p, file, h + 6);
+  p = dn_test_path("i16.idx");
+  dn_test_write_file(p, file, h + 6);
   DN_OK_OR_FAIL(dn_idx_read(&t, p));
   assert_int_equal(t->dtype, DN_I32);
   assert_true(dn_test_at(t, 0) == 258 && dn_test_at(t, 1) == -32768 && dn_test_at(t, 2) == -2);
@@ -142,8 +81,8 @@ static void test_read_int32_float32_float64(void **state) {
   unsigned char file[128];
   size_t h = make_header(file, 0x0C, 1, (uint32_t[]){2});
   memcpy(file + h, (unsigned char[]){0x00, 0x01, 0x00, 0x02, 0xff, 0xff, 0xff, 0xfd}, 8);
-  const char *p = path_in_dir("i32.idx");
-  write_file(p, file, h + 8);
+  const char *p = dn_test_path("i32.idx");
+  dn_test_write_file(p, file, h + 8);
   dn_tensor *t;
   DN_OK_OR_FAIL(dn_idx_read(&t, p));
   assert_int_equal(t->dtype, DN_I32);
@@ -153,8 +92,8 @@ static void test_read_int32_float32_float64(void **state) {
   /* 1.5f = 0x3FC00000, -2.25f = 0xC0100000 */
   h = make_header(file, 0x0D, 3, (uint32_t[]){1, 2, 1});
   memcpy(file + h, (unsigned char[]){0x3f, 0xc0, 0, 0, 0xc0, 0x10, 0, 0}, 8);
-  p = path_in_dir("f32.idx");
-  write_file(p, file, h + 8);
+  p = dn_test_path("f32.idx");
+  dn_test_write_file(p, file, h + 8);
   DN_OK_OR_FAIL(dn_idx_read(&t, p));
   assert_int_equal(t->dtype, DN_F32);
   assert_int_equal(t->ndim, 3);
@@ -164,8 +103,8 @@ static void test_read_int32_float32_float64(void **state) {
   /* 0.1 as a double = 0x3FB999999999999A becomes the float nearest 0.1 */
   h = make_header(file, 0x0E, 1, (uint32_t[]){1});
   memcpy(file + h, (unsigned char[]){0x3f, 0xb9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a}, 8);
-  p = path_in_dir("f64.idx");
-  write_file(p, file, h + 8);
+  p = dn_test_path("f64.idx");
+  dn_test_write_file(p, file, h + 8);
   DN_OK_OR_FAIL(dn_idx_read(&t, p));
   assert_int_equal(t->dtype, DN_F32);
   assert_true(dn_test_at(t, 0) == (double)0.1f);
@@ -178,7 +117,7 @@ static void test_read_gzip(void **state) {
   unsigned char *file = malloc(16 + N);
   size_t h = make_header(file, 0x08, 3, (uint32_t[]){3, 100, 100});
   for (int i = 0; i < N; i++) file[h + (size_t)i] = (unsigned char)(i * 7 % 251);
-  const char *p = path_in_dir("images.idx.gz");
+  const char *p = dn_test_path("images.idx.gz");
   write_gz(p, file, h + N);
   dn_tensor *t;
   DN_OK_OR_FAIL(dn_idx_read(&t, p));
@@ -189,17 +128,17 @@ static void test_read_gzip(void **state) {
   dn_tensor_release(t);
 
   /* concatenated gzip members (as `cat a.gz b.gz` makes) are one stream of data */
-  const char *m = path_in_dir("members.idx.gz");
+  const char *m = dn_test_path("members.idx.gz");
   write_gz(m, file, h + 1000);
   size_t first_size;
-  unsigned char *first = read_whole(m, &first_size);
+  unsigned char *first = dn_test_read_file(m, &first_size);
   write_gz(m, file + h + 1000, N - 1000);
   size_t second_size;
-  unsigned char *second = read_whole(m, &second_size);
+  unsigned char *second = dn_test_read_file(m, &second_size);
   unsigned char *both = malloc(first_size + second_size);
   memcpy(both, first, first_size);
   memcpy(both + first_size, second, second_size);
-  write_file(m, both, first_size + second_size);
+  dn_test_write_file(m, both, first_size + second_size);
   DN_OK_OR_FAIL(dn_idx_read(&t, m));
   assert_memory_equal(dn_tensor_data(t), file + h, N);
   dn_tensor_release(t);
@@ -208,7 +147,7 @@ static void test_read_gzip(void **state) {
   free(both);
 
   /* detection is by content, not by name */
-  const char *q = path_in_dir("gz_without_suffix.bin");
+  const char *q = dn_test_path("gz_without_suffix.bin");
   write_gz(q, file, h + N);
   DN_OK_OR_FAIL(dn_idx_read(&t, q));
   assert_memory_equal(dn_tensor_data(t), file + h, N);
@@ -222,10 +161,10 @@ static void test_write_bytes_exact(void **state) {
   (void)state;
   dn_tensor *t;
   DN_OK_OR_FAIL(dn_tensor_from_data(&t, DN_I32, 2, (int64_t[]){1, 2}, (int32_t[]){258, -1}));
-  const char *p = path_in_dir("exact.idx");
+  const char *p = dn_test_path("exact.idx");
   DN_OK_OR_FAIL(dn_idx_write(p, t));
   size_t n;
-  unsigned char *bytes = read_whole(p, &n);
+  unsigned char *bytes = dn_test_read_file(p, &n);
   const unsigned char expected[] = {0, 0, 0x0C, 2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 1, 2, 0xff, 0xff, 0xff, 0xff};
   assert_int_equal(n, sizeof expected);
   assert_memory_equal(bytes, expected, sizeof expected);
@@ -234,7 +173,7 @@ static void test_write_bytes_exact(void **state) {
 }
 
 static void roundtrip(dn_tensor *t, const char *name) {
-  const char *p = path_in_dir(name);
+  const char *p = dn_test_path(name);
   DN_OK_OR_FAIL(dn_idx_write(p, t));
   dn_tensor *back;
   DN_OK_OR_FAIL(dn_idx_read(&back, p));
@@ -269,10 +208,10 @@ static void test_roundtrip_every_dtype(void **state) {
   roundtrip(big, "big.idx.gz");
 
   size_t n;
-  unsigned char *bytes = read_whole(path_in_dir("f32.idx.gz"), &n);
+  unsigned char *bytes = dn_test_read_file(dn_test_path("f32.idx.gz"), &n);
   assert_true(n > 2 && bytes[0] == 0x1f && bytes[1] == 0x8b);   /* ".gz" means gzip */
   free(bytes);
-  assert_int_equal(count_temp_files(), 0);
+  assert_int_equal(dn_test_count_temp_files(), 0);
   dn_tensor_release(f);
   dn_tensor_release(nc);
   dn_tensor_release(i32);
@@ -285,12 +224,12 @@ static void test_write_errors(void **state) {
   (void)state;
   dn_tensor *scalar, *t;
   DN_OK_OR_FAIL(dn_tensor_new(&scalar, DN_F32, 0, NULL));
-  DN_EXPECT_ERROR(dn_idx_write(path_in_dir("scalar.idx"), scalar), DN_ESHAPE, "0-dim");
+  DN_EXPECT_ERROR(dn_idx_write(dn_test_path("scalar.idx"), scalar), DN_ESHAPE, "0-dim");
   DN_OK_OR_FAIL(dn_tensor_zeros(&t, DN_F32, 1, (int64_t[]){3}));
   DN_EXPECT_ERROR(dn_idx_write("/nonexistent_dir_dn/x.idx", t), DN_EIO, "/nonexistent_dir_dn/x.idx");
-  DN_EXPECT_ERROR(dn_idx_write(dir, t), DN_EIO, "is a directory");
+  DN_EXPECT_ERROR(dn_idx_write(dn_test_tempdir(), t), DN_EIO, "is a directory");
   DN_EXPECT_ERROR(dn_idx_write(NULL, t), DN_EINVAL, "path");
-  assert_int_equal(count_temp_files(), 0);
+  assert_int_equal(dn_test_count_temp_files(), 0);
   dn_tensor_release(scalar);
   dn_tensor_release(t);
 }
@@ -299,8 +238,8 @@ static void test_write_errors(void **state) {
 
 static void expect_bad_file(const unsigned char *bytes, size_t n, const char *name, dn_status status,
                             const char *needle) {
-  const char *p = path_in_dir(name);
-  write_file(p, bytes, n);
+  const char *p = dn_test_path(name);
+  dn_test_write_file(p, bytes, n);
   dn_tensor *t = (dn_tensor *)1;
   DN_EXPECT_ERROR(dn_idx_read(&t, p), status, needle);
   assert_null(t);
@@ -345,7 +284,7 @@ static void test_truncated_and_trailing(void **state) {
 }
 
 static void expect_bad_gz(const unsigned char *bytes, size_t n, const char *name, const char *needle) {
-  const char *p = path_in_dir(name);
+  const char *p = dn_test_path(name);
   write_gz(p, bytes, n);
   dn_tensor *t = (dn_tensor *)1;
   DN_EXPECT_ERROR(dn_idx_read(&t, p), DN_EFORMAT, needle);
@@ -373,35 +312,35 @@ static void test_gzip_malformed(void **state) {
   expect_bad_gz(claim, hc, "claim.idx.gz", "more than a");
 
   /* the compressed stream itself cut short, and one with corrupted bytes */
-  const char *good = path_in_dir("good.idx.gz");
+  const char *good = dn_test_path("good.idx.gz");
   write_gz(good, file, h + N);
   size_t n;
-  unsigned char *gz = read_whole(good, &n);
-  const char *p = path_in_dir("gzcut.idx.gz");
-  write_file(p, gz, n / 2);
+  unsigned char *gz = dn_test_read_file(good, &n);
+  const char *p = dn_test_path("gzcut.idx.gz");
+  dn_test_write_file(p, gz, n / 2);
   dn_tensor *t = (dn_tensor *)1;
   DN_EXPECT_ERROR(dn_idx_read(&t, p), DN_EFORMAT, "truncated");
   assert_null(t);
   /* all the data present but the trailer (CRC, length) cut off: gzread would call that a clean end */
-  write_file(p, gz, n - 8);
+  dn_test_write_file(p, gz, n - 8);
   DN_EXPECT_ERROR(dn_idx_read(&t, p), DN_EFORMAT, "truncated: the gzip stream ends before its trailer");
-  write_file(p, gz, n - 3);
+  dn_test_write_file(p, gz, n - 3);
   DN_EXPECT_ERROR(dn_idx_read(&t, p), DN_EFORMAT, "ends before its trailer");
   /* bytes after the gzip stream that are not another gzip member */
   unsigned char *junk = malloc(n + 4);
   memcpy(junk, gz, n);
   memcpy(junk + n, "junk", 4);
-  write_file(p, junk, n + 4);
+  dn_test_write_file(p, junk, n + 4);
   DN_EXPECT_ERROR(dn_idx_read(&t, p), DN_EFORMAT, "corrupt gzip data");
   free(junk);
   /* a wrong CRC in the trailer */
   gz[n - 8] ^= 1;
-  write_file(p, gz, n);
+  dn_test_write_file(p, gz, n);
   DN_EXPECT_ERROR(dn_idx_read(&t, p), DN_EFORMAT, "corrupt gzip data: incorrect data check");
   gz[n - 8] ^= 1;
   for (size_t i = n / 3; i < n / 3 + 64; i++) gz[i] ^= 0x5a;
-  p = path_in_dir("gzbad.idx.gz");
-  write_file(p, gz, n);
+  p = dn_test_path("gzbad.idx.gz");
+  dn_test_write_file(p, gz, n);
   dn_status st = dn_idx_read(&t, p);
   assert_int_equal(st, DN_EFORMAT);
   assert_null(t);
@@ -415,13 +354,13 @@ static void test_missing_and_special_files(void **state) {
   dn_tensor *t = (dn_tensor *)1;
   DN_EXPECT_ERROR(dn_idx_read(&t, "/nonexistent/file.idx"), DN_EIO, "cannot open /nonexistent/file.idx");
   assert_null(t);
-  DN_EXPECT_ERROR(dn_idx_read(&t, dir), DN_EIO, "not a regular file");
+  DN_EXPECT_ERROR(dn_idx_read(&t, dn_test_tempdir()), DN_EIO, "not a regular file");
   DN_EXPECT_ERROR(dn_idx_read(&t, NULL), DN_EINVAL, "path");
 }
 
 static void test_overwrite_is_atomic(void **state) {
   (void)state;
-  const char *p = path_in_dir("replace.idx");
+  const char *p = dn_test_path("replace.idx");
   dn_tensor *a, *b, *back;
   DN_OK_OR_FAIL(dn_tensor_arange(&a, DN_I32, 0, 10, 1));
   DN_OK_OR_FAIL(dn_tensor_arange(&b, DN_U8, 0, 5, 1));
@@ -434,7 +373,7 @@ static void test_overwrite_is_atomic(void **state) {
   struct stat info;
   assert_int_equal(stat(p, &info), 0);
   assert_int_equal(info.st_mode & 0777, 0640);   /* a replaced file keeps its mode */
-  assert_int_equal(count_temp_files(), 0);
+  assert_int_equal(dn_test_count_temp_files(), 0);
   dn_tensor_release(a);
   dn_tensor_release(b);
   dn_tensor_release(back);
@@ -455,5 +394,5 @@ int main(void) {
     cmocka_unit_test(test_missing_and_special_files),
     cmocka_unit_test(test_overwrite_is_atomic),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, dn_test_tempdir_setup, dn_test_tempdir_teardown);
 }

@@ -12,64 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[64];
-
-static const char *path_in_dir(const char *name) {
-  static char buf[4][256];
-  static int next;
-  char *p = buf[next++ % 4];
-  snprintf(p, 256, "%s/%s", dir, name);
-  return p;
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  assert_int_equal(fwrite(data, 1, n, f), n);
-  assert_int_equal(fclose(f), 0);
-}
-
-static unsigned char *read_whole(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *data = malloc((size_t)size + 1);
-  assert_int_equal(fread(data, 1, (size_t)size, f), (size_t)size);
-  data[size] = 0;
-  fclose(f);
-  *n = (size_t)size;
-  return data;
-}
-
-static int count_temp_files(void) {
-  DIR *d = opendir(dir);
-  assert_non_null(d);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strstr(e->d_name, ".tmp-")) n++;
-  closedir(d);
-  return n;
-}
-
-static int setup(void **state) {
-  (void)state;
-  strcpy(dir, "/tmp/dn_test_st_XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_entry(const char *path, const struct stat *info, int flag, struct FTW *ftw) {
-  (void)info, (void)flag, (void)ftw;
-  return remove(path);
-}
-
-static int teardown(void **state) {
-  (void)state;
-  return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Little-endian bytes of a float, built from its bits (independent of the host's order). */
 static void float_le(unsigned char *out, float v) {
   uint32_t bits;
@@ -114,7 +56,7 @@ static void test_roundtrip(void **state) {
                                {"scalar", scalar}, {"empty", empty}, {"e8", empty_u8}, {"w\"e\\ird\n\xc3\xa9", w}};
   dn_metadata_entry meta[] = {{"epoch", "12"}, {"options", "{\"lr\": 0.1, \"p\": [0.2, 0.5]}"}, {"empty", ""},
                               {"unicode \xe6\x97\xa5\xe6\x9c\xac", "tab\there, newline\nthere, \x01 control"}};
-  const char *p = path_in_dir("round.safetensors");
+  const char *p = dn_test_path("round.safetensors");
   DN_OK_OR_FAIL(dn_safetensors_save(p, tensors, 8, meta, 4));
 
   dn_safetensors *st;
@@ -144,7 +86,7 @@ static void test_large_view_roundtrip(void **state) {
   dn_tensor *a = dn_test_random(7, 2, (int64_t[]){500, 600});
   dn_tensor *at;
   DN_OK_OR_FAIL(dn_t(&at, a));
-  const char *p = path_in_dir("large.safetensors");
+  const char *p = dn_test_path("large.safetensors");
   DN_OK_OR_FAIL(dn_safetensors_save(p, (dn_named_tensor[]){{"at", at}}, 1, NULL, 0));
   dn_safetensors *st;
   DN_OK_OR_FAIL(dn_safetensors_load(&st, p));
@@ -200,11 +142,11 @@ static void test_independent_reader(void **state) {
   DN_OK_OR_FAIL(dn_tensor_from_data(&mask, DN_U8, 1, (int64_t[]){3}, (uint8_t[]){1, 0, 255}));
   /* a 1-byte tensor first: the writer still aligns the 4-byte ones */
   dn_named_tensor tensors[] = {{"mask", mask}, {"weight", weight}, {"labels", labels}, {"bias", bias}};
-  const char *p = path_in_dir("independent.safetensors");
+  const char *p = dn_test_path("independent.safetensors");
   DN_OK_OR_FAIL(dn_safetensors_save(p, tensors, 4, (dn_metadata_entry[]){{"format", "pt"}}, 1));
 
   size_t size;
-  unsigned char *file = read_whole(p, &size);
+  unsigned char *file = dn_test_read_file(p, &size);
   uint64_t n = 0;
   for (int i = 7; i >= 0; i--) n = n << 8 | file[i];
   assert_true(8 + n <= size);
@@ -257,7 +199,7 @@ static void write_st(const char *path, const char *json, const unsigned char *da
   for (int i = 0; i < 8; i++) file[i] = (unsigned char)((uint64_t)n >> (8 * i));
   memcpy(file + 8, json, n);
   if (data_length) memcpy(file + 8 + n, data, data_length);
-  write_file(path, file, 8 + n + data_length);
+  dn_test_write_file(path, file, 8 + n + data_length);
   free(file);
 }
 
@@ -270,7 +212,7 @@ static void test_reads_foreign_file(void **state) {
   unsigned char data[16] = {5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
   float_le(data + 8, 0.5f);
   float_le(data + 12, -3.0f);
-  const char *p = path_in_dir("foreign.safetensors");
+  const char *p = dn_test_path("foreign.safetensors");
   write_st(p, json, data, 16);
   dn_safetensors *st;
   DN_OK_OR_FAIL(dn_safetensors_load(&st, p));
@@ -293,7 +235,7 @@ static void test_reads_foreign_file(void **state) {
 static void expect_bad_header(const char *json, size_t data_length, const char *needle) {
   static const unsigned char zeros[64];
   assert_true(data_length <= sizeof zeros);
-  const char *p = path_in_dir("bad.safetensors");
+  const char *p = dn_test_path("bad.safetensors");
   write_st(p, json, zeros, data_length);
   dn_safetensors *st = (dn_safetensors *)1;
   DN_EXPECT_ERROR(dn_safetensors_load(&st, p), DN_EFORMAT, needle);
@@ -381,26 +323,26 @@ static void test_bad_entries(void **state) {
 
 static void test_bad_lengths(void **state) {
   (void)state;
-  const char *p = path_in_dir("short.safetensors");
+  const char *p = dn_test_path("short.safetensors");
   dn_safetensors *st = (dn_safetensors *)1;
-  write_file(p, "\x02\0\0\0\0", 5);
+  dn_test_write_file(p, "\x02\0\0\0\0", 5);
   DN_EXPECT_ERROR(dn_safetensors_load(&st, p), DN_EFORMAT, "file too short (5 bytes)");
   assert_null(st);
   unsigned char file[24] = {0xe8, 0x03};   /* 1000 */
-  write_file(p, file, 20);
+  dn_test_write_file(p, file, 20);
   DN_EXPECT_ERROR(dn_safetensors_load(&st, p), DN_EFORMAT,
                   "header length 1000 is past the end of the file (20 bytes)");
   memset(file, 0xff, 8);
-  write_file(p, file, 24);
+  dn_test_write_file(p, file, 24);
   DN_EXPECT_ERROR(dn_safetensors_load(&st, p), DN_EFORMAT, "header length 18446744073709551615 is past the end");
   /* a sparse file big enough for a 100 MB header: refused by the size limit, not read */
   const uint64_t n = 100000001;
   for (int i = 0; i < 8; i++) file[i] = (unsigned char)(n >> (8 * i));
-  write_file(p, file, 8);
+  dn_test_write_file(p, file, 8);
   assert_int_equal(truncate(p, (off_t)(8 + n + 8)), 0);
   DN_EXPECT_ERROR(dn_safetensors_load(&st, p), DN_EFORMAT, "header length 100000001 is over the 100000000-byte limit");
   DN_EXPECT_ERROR(dn_safetensors_load(&st, "/nonexistent/x.safetensors"), DN_EIO, "cannot open /nonexistent/x");
-  DN_EXPECT_ERROR(dn_safetensors_load(&st, dir), DN_EIO, "not a regular file");
+  DN_EXPECT_ERROR(dn_safetensors_load(&st, dn_test_tempdir()), DN_EIO, "not a regular file");
   DN_EXPECT_ERROR(dn_safetensors_load(&st, NULL), DN_EINVAL, "path");
   unlink(p);
 }
@@ -411,7 +353,7 @@ static void test_save_errors(void **state) {
   (void)state;
   dn_tensor *t;
   DN_OK_OR_FAIL(dn_tensor_zeros(&t, DN_F32, 1, (int64_t[]){2}));
-  const char *p = path_in_dir("errors.safetensors");
+  const char *p = dn_test_path("errors.safetensors");
   DN_EXPECT_ERROR(dn_safetensors_save(p, (dn_named_tensor[]){{"a", t}, {"b", t}, {"a", t}}, 3, NULL, 0), DN_EINVAL,
                   "duplicate tensor name 'a'");
   DN_EXPECT_ERROR(dn_safetensors_save(p, (dn_named_tensor[]){{"", t}}, 1, NULL, 0), DN_EINVAL, "empty name");
@@ -430,31 +372,31 @@ static void test_save_errors(void **state) {
   DN_EXPECT_ERROR(dn_safetensors_save(NULL, NULL, 0, NULL, 0), DN_EINVAL, "path");
   DN_EXPECT_ERROR(dn_safetensors_save("/nonexistent_dn_dir/x.safetensors", (dn_named_tensor[]){{"a", t}}, 1, NULL, 0),
                   DN_EIO, "cannot create a temporary file beside /nonexistent_dn_dir/x.safetensors");
-  DN_EXPECT_ERROR(dn_safetensors_save(dir, (dn_named_tensor[]){{"a", t}}, 1, NULL, 0), DN_EIO, "is a directory");
+  DN_EXPECT_ERROR(dn_safetensors_save(dn_test_tempdir(), (dn_named_tensor[]){{"a", t}}, 1, NULL, 0), DN_EIO, "is a directory");
   assert_int_equal(access(p, F_OK), -1);   /* nothing was written */
-  assert_int_equal(count_temp_files(), 0);
+  assert_int_equal(dn_test_count_temp_files(), 0);
   dn_tensor_release(t);
 }
 
 static void test_atomic_save(void **state) {
   (void)state;
-  const char *p = path_in_dir("checkpoint.safetensors");
+  const char *p = dn_test_path("checkpoint.safetensors");
   dn_tensor *a, *b;
   DN_OK_OR_FAIL(dn_tensor_full(&a, DN_F32, 1, (int64_t[]){4}, 1.0));
   DN_OK_OR_FAIL(dn_tensor_full(&b, DN_F32, 1, (int64_t[]){3}, 2.0));
   DN_OK_OR_FAIL(dn_safetensors_save(p, (dn_named_tensor[]){{"a", a}}, 1, (dn_metadata_entry[]){{"epoch", "1"}}, 1));
   assert_int_equal(chmod(p, 0640), 0);
   size_t old_size;
-  unsigned char *old = read_whole(p, &old_size);
+  unsigned char *old = dn_test_read_file(p, &old_size);
 
   /* a save rejected before writing leaves the old file as it was */
   DN_EXPECT_ERROR(dn_safetensors_save(p, (dn_named_tensor[]){{"a", b}, {"a", b}}, 2, NULL, 0), DN_EINVAL, "duplicate");
   size_t size;
-  unsigned char *now = read_whole(p, &size);
+  unsigned char *now = dn_test_read_file(p, &size);
   assert_int_equal(size, old_size);
   assert_memory_equal(now, old, size);
   free(now);
-  assert_int_equal(count_temp_files(), 0);
+  assert_int_equal(dn_test_count_temp_files(), 0);
 
   /* a save that fails in the middle of writing (file size limit: EFBIG) also leaves it intact */
   dn_tensor *big = dn_test_random(5, 2, (int64_t[]){512, 512});   /* 1 MiB */
@@ -472,11 +414,11 @@ static void test_atomic_save(void **state) {
   assert_int_equal(st, DN_EIO);
   assert_non_null(strstr(message, "File too large"));
   assert_non_null(strstr(message, p));
-  now = read_whole(p, &size);
+  now = dn_test_read_file(p, &size);
   assert_int_equal(size, old_size);
   assert_memory_equal(now, old, size);
   free(now);
-  assert_int_equal(count_temp_files(), 0);
+  assert_int_equal(dn_test_count_temp_files(), 0);
 
   /* a successful save replaces the file and keeps its mode */
   DN_OK_OR_FAIL(dn_safetensors_save(p, (dn_named_tensor[]){{"b", b}}, 1, (dn_metadata_entry[]){{"epoch", "2"}}, 1));
@@ -490,11 +432,11 @@ static void test_atomic_save(void **state) {
   struct stat info;
   assert_int_equal(stat(p, &info), 0);
   assert_int_equal(info.st_mode & 0777, 0640);
-  assert_int_equal(count_temp_files(), 0);
+  assert_int_equal(dn_test_count_temp_files(), 0);
 
   /* a new file gets the usual mode from the umask, not mkstemp's 0600 */
   mode_t mask = umask(022);
-  const char *q = path_in_dir("fresh.safetensors");
+  const char *q = dn_test_path("fresh.safetensors");
   DN_OK_OR_FAIL(dn_safetensors_save(q, (dn_named_tensor[]){{"b", b}}, 1, NULL, 0));
   umask(mask);
   assert_int_equal(stat(q, &info), 0);
@@ -518,5 +460,5 @@ int main(void) {
     cmocka_unit_test(test_save_errors),
     cmocka_unit_test(test_atomic_save),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, dn_test_tempdir_setup, dn_test_tempdir_teardown);
 }

@@ -1,5 +1,11 @@
+#define _XOPEN_SOURCE 700
+#include <dirent.h>
+#include <ftw.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -166,4 +172,67 @@ void dn_test_node_backward(dn_tensor *y, dn_tensor *grad, dn_tensor **grad_in) {
   bool mode = dn_set_grad_enabled(false);
   DN_OK_OR_FAIL(y->grad_fn->type->backward(y->grad_fn, grad, grad_in));
   dn_set_grad_enabled(mode);
+}
+
+/* --- files ------------------------------------------------------------------------ */
+
+static char tempdir[64];
+
+int dn_test_tempdir_setup(void **state) {
+  (void)state;
+  strcpy(tempdir, "/tmp/dn_test_XXXXXX");
+  return mkdtemp(tempdir) ? 0 : -1;
+}
+
+static int remove_entry(const char *path, const struct stat *info, int flag, struct FTW *ftw) {
+  (void)info, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+int dn_test_tempdir_teardown(void **state) {
+  (void)state;
+  return nftw(tempdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *dn_test_tempdir(void) { return tempdir; }
+
+const char *dn_test_path(const char *name) {
+  static char buf[4][256];
+  static int next;
+  char *p = buf[next++ % 4];
+  snprintf(p, 256, "%s/%s", tempdir, name);
+  return p;
+}
+
+void dn_test_write_file(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, n, f), n);
+  assert_int_equal(fclose(f), 0);
+}
+
+unsigned char *dn_test_read_file(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *data = malloc((size_t)size + 1);
+  assert_non_null(data);
+  assert_int_equal(fread(data, 1, (size_t)size, f), (size_t)size);
+  data[size] = 0;
+  fclose(f);
+  *n = (size_t)size;
+  return data;
+}
+
+int dn_test_count_temp_files(void) {
+  DIR *d = opendir(tempdir);
+  assert_non_null(d);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strstr(e->d_name, ".tmp-")) n++;
+  closedir(d);
+  return n;
 }

@@ -55,4 +55,21 @@ void dn_test_gradcheck(const char *what, dn_test_fn f, const void *ctx, int n_in
    hands a root gradient over as a contiguous copy), grad mode off. */
 void dn_test_node_backward(dn_tensor *y, dn_tensor *grad, dn_tensor **grad_in);
 
+
+/* --- files: one temporary directory per test group ---------------------------- */
+
+/* cmocka group setup/teardown: create a fresh directory under /tmp, and remove
+   it with everything in it. */
+int dn_test_tempdir_setup(void **state);
+int dn_test_tempdir_teardown(void **state);
+/* The directory's path. */
+const char *dn_test_tempdir(void);
+/* tempdir/name, in one of four rotating buffers (valid for four more calls). */
+const char *dn_test_path(const char *name);
+void dn_test_write_file(const char *path, const void *data, size_t n);
+/* The whole file, malloc'd and NUL-terminated; its size in *n. */
+unsigned char *dn_test_read_file(const char *path, size_t *n);
+/* Leftover atomic-write temporaries (".tmp-" names) in the directory. */
+int dn_test_count_temp_files(void);
+
 #endif
