@@ -6,9 +6,7 @@ local H = require "helpers"
 
 local dir   -- a fresh temporary directory for the whole file
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local quote = H.quote
 
 local function mkdir(name)
   local p = dir .. "/" .. name
@@ -17,13 +15,11 @@ local function mkdir(name)
 end
 
 setup(function()
-  dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir " .. quote(dir)))
+  dir = H.make_tempdir()
 end)
 
 teardown(function()
-  os.execute("rm -rf " .. quote(dir))
+  H.remove_dir(dir)
 end)
 
 -- --- generated Fashion-MNIST files ------------------------------------------------

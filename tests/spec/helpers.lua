@@ -339,4 +339,22 @@ function H.assert_error(fn, parts)
   return err
 end
 
+--- s quoted for a POSIX shell.
+function H.quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- A fresh empty directory under the system's temporary directory.
+function H.make_tempdir()
+  local dir = os.tmpname()   -- creates a file: take its unique name, not the file
+  os.remove(dir)
+  assert(os.execute("mkdir " .. H.quote(dir)))
+  return dir
+end
+
+--- Removes dir and everything in it.
+function H.remove_dir(dir)
+  if dir then os.execute("rm -rf " .. H.quote(dir)) end
+end
+
 return H

@@ -31,13 +31,11 @@ local function temp_files()
 end
 
 setup(function()
-  dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir '" .. dir .. "'"))
+  dir = H.make_tempdir()
 end)
 
 teardown(function()
-  os.execute("rm -rf '" .. dir .. "'")
+  H.remove_dir(dir)
 end)
 
 describe("idx", function()

@@ -10,13 +10,11 @@ local NAN, INF = 0 / 0, math.huge
 local dir
 
 setup(function()
-  dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir '" .. dir .. "'"))
+  dir = H.make_tempdir()
 end)
 
 teardown(function()
-  os.execute("rm -rf '" .. dir .. "'")
+  H.remove_dir(dir)
 end)
 
 local function read(p)

@@ -2,12 +2,13 @@
 -- outputs, bit-identical resume, and bad options.
 local dn = require "dropnet"
 local checkpoint = require "dropnet.checkpoint"
+local H = require "helpers"
 
 local BIN = os.getenv("DROPNET_BIN")
 local SOURCE = os.getenv("DROPNET_SOURCE_DIR") or "."
 local TRAIN = SOURCE .. "/scripts/train.lua"
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local quote = H.quote
 
 local function run(args)
   local cmd = string.format("%s %s %s 2>&1", quote(BIN), quote(TRAIN), args)
@@ -43,9 +44,8 @@ describe("scripts/train.lua", function()
   local dir
 
   setup(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. quote(dir) .. " && mkdir " .. quote(dir .. "/data")))
+    dir = H.make_tempdir()
+    assert(os.execute("mkdir " .. quote(dir .. "/data")))
     -- 320 training and 80 test images of two easy-to-tell classes, in IDX files
     local g = dn.Generator(5)
     for _, split in ipairs({{"train", 320}, {"t10k", 80}}) do
@@ -58,7 +58,7 @@ describe("scripts/train.lua", function()
   end)
 
   teardown(function()
-    os.execute("rm -rf " .. quote(dir))
+    H.remove_dir(dir)
   end)
 
   local common = "--hidden 16,8 --batch-size 32 --lr 0.01 --threads 2 --quiet --data "
