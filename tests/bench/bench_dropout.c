@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "benchutil.h"
 #include "dropnet/dropnet.h"
 #include "dropnet/dropout.h"
 #include "graph.h"   /* the node's backward function, for the kernel-level timing */
@@ -25,28 +25,7 @@
 #define WARMUP 3
 #define PYTORCH_FWD_BWD_GELEMS 0.036   /* PyTorch 1.13 F.dropout on 16M floats, issue 4 */
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *values, int count) {
-  qsort(values, (size_t)count, sizeof *values, compare_doubles);
-  return count % 2 ? values[count / 2] : 0.5 * (values[count / 2 - 1] + values[count / 2]);
-}
-
-static void check(dn_status st, const char *what) {
-  if (st != DN_OK) {
-    fprintf(stderr, "bench_dropout: %s failed: %s\n", what, dn_last_error());
-    exit(1);
-  }
-}
+const char *dn_bench_name = "bench_dropout";
 
 /* dst = src, split among `threads` like the kernels split their work. */
 static void parallel_copy(float *dst, const float *src, int64_t n, int threads) {
@@ -71,9 +50,9 @@ static void bench_case(const char *name, int ndim, const int64_t *shape, int rep
   dn_rng rng;
   dn_rng_seed(&rng, 42);
   dn_tensor *x, *g;
-  check(dn_tensor_randn(&x, &rng, ndim, shape), "randn");
-  check(dn_tensor_randn(&g, &rng, ndim, shape), "randn");
-  check(dn_requires_grad_(x, true), "requires_grad_");
+  dn_bench_check(dn_tensor_randn(&x, &rng, ndim, shape), "randn");
+  dn_bench_check(dn_tensor_randn(&g, &rng, ndim, shape), "randn");
+  dn_bench_check(dn_requires_grad_(x, true), "requires_grad_");
   int64_t n = dn_tensor_numel(x);
   float *copy = dn_alloc((size_t)n * sizeof *copy);
   double *t_copy = malloc((size_t)reps * sizeof *t_copy), *t_fwd = malloc((size_t)reps * sizeof *t_fwd);
@@ -86,27 +65,27 @@ static void bench_case(const char *name, int ndim, const int64_t *shape, int rep
 
   /* interleave the four so drifting machine load hits all alike */
   for (int r = -WARMUP; r < reps; r++) {
-    double t0 = now_seconds();
+    double t0 = dn_bench_now();
     parallel_copy(copy, dn_tensor_data(x), n, threads);
-    double t1 = now_seconds();
+    double t1 = dn_bench_now();
     bool grad_mode = dn_set_grad_enabled(false);   /* forward alone records no node */
     dn_tensor *y;
-    check(dn_dropout(&y, x, p, &rng, DN_DROPOUT_INVERTED), "dropout");
+    dn_bench_check(dn_dropout(&y, x, p, &rng, DN_DROPOUT_INVERTED), "dropout");
     dn_tensor_release(y);
     dn_set_grad_enabled(grad_mode);
-    double t2 = now_seconds();
-    check(dn_dropout(&y, x, p, &rng, DN_DROPOUT_INVERTED), "dropout");
+    double t2 = dn_bench_now();
+    dn_bench_check(dn_dropout(&y, x, p, &rng, DN_DROPOUT_INVERTED), "dropout");
     dn_tensor *grad_in[DN_NODE_INPUTS] = {NULL};
     grad_mode = dn_set_grad_enabled(false);   /* backward functions run with grad mode off */
-    check(y->grad_fn->type->backward(y->grad_fn, g, grad_in), "dropout backward");
+    dn_bench_check(y->grad_fn->type->backward(y->grad_fn, g, grad_in), "dropout backward");
     dn_set_grad_enabled(grad_mode);
     dn_tensor_release(grad_in[0]);
     dn_tensor_release(y);
-    double t3 = now_seconds();
-    check(dn_dropout(&y, x, p, &rng, DN_DROPOUT_INVERTED), "dropout");
-    check(dn_backward(y, g, false), "backward");
+    double t3 = dn_bench_now();
+    dn_bench_check(dn_dropout(&y, x, p, &rng, DN_DROPOUT_INVERTED), "dropout");
+    dn_bench_check(dn_backward(y, g, false), "backward");
     dn_tensor_release(y);
-    double t4 = now_seconds();
+    double t4 = dn_bench_now();
     dn_tensor_release(x->grad);   /* the next backward writes a fresh gradient */
     x->grad = NULL;
     if (r >= 0) {
@@ -116,8 +95,8 @@ static void bench_case(const char *name, int ndim, const int64_t *shape, int rep
       t_engine[r] = t4 - t3;
     }
   }
-  double copy_s = median(t_copy, reps), fwd_s = median(t_fwd, reps), both_s = median(t_both, reps);
-  double engine_s = median(t_engine, reps);
+  double copy_s = dn_bench_median(t_copy, reps), fwd_s = dn_bench_median(t_fwd, reps), both_s = dn_bench_median(t_both, reps);
+  double engine_s = dn_bench_median(t_engine, reps);
   double copy_gbs = 8.0 * (double)n / copy_s * 1e-9;
   print_row(name, "memcpy", copy_s, n, 8.0, 0);
   print_row(name, "forward", fwd_s, n, 8.0, copy_gbs);

@@ -10,44 +10,23 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "benchutil.h"
 #include "dropnet/dropnet.h"
 
 #define WARMUP 3
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *values, int count) {
-  qsort(values, (size_t)count, sizeof *values, compare_doubles);
-  return count % 2 ? values[count / 2] : 0.5 * (values[count / 2 - 1] + values[count / 2]);
-}
-
-static void check(dn_status st, const char *what) {
-  if (st != DN_OK) {
-    fprintf(stderr, "bench_matmul: %s failed: %s\n", what, dn_last_error());
-    exit(1);
-  }
-}
+const char *dn_bench_name = "bench_matmul";
 
 /* One row of the table: A [m,k] @ B [k,n], B given as W:t() (W [n,k]) when transposed. */
 static void bench_case(int64_t m, int64_t k, int64_t n, bool transposed, int reps, dn_rng *rng) {
   dn_tensor *a, *w, *b, *out;
-  check(dn_tensor_randn(&a, rng, 2, (int64_t[]){m, k}), "randn");
+  dn_bench_check(dn_tensor_randn(&a, rng, 2, (int64_t[]){m, k}), "randn");
   if (transposed) {
-    check(dn_tensor_randn(&w, rng, 2, (int64_t[]){n, k}), "randn");
-    check(dn_t(&b, w), "t");
+    dn_bench_check(dn_tensor_randn(&w, rng, 2, (int64_t[]){n, k}), "randn");
+    dn_bench_check(dn_t(&b, w), "t");
   } else {
-    check(dn_tensor_randn(&w, rng, 2, (int64_t[]){k, n}), "randn");
+    dn_bench_check(dn_tensor_randn(&w, rng, 2, (int64_t[]){k, n}), "randn");
     b = dn_tensor_retain(w);
   }
   float *direct = dn_alloc((size_t)(m * n) * sizeof *direct);
@@ -60,13 +39,13 @@ static void bench_case(int64_t m, int64_t k, int64_t n, bool transposed, int rep
 
   /* alternate the two so drifting machine load hits both alike */
   for (int r = -WARMUP; r < reps; r++) {
-    double t0 = now_seconds();
-    check(dn_matmul(&out, a, b), "matmul");
+    double t0 = dn_bench_now();
+    dn_bench_check(dn_matmul(&out, a, b), "matmul");
     dn_tensor_release(out);
-    double t1 = now_seconds();
+    double t1 = dn_bench_now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, transposed ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
                 a_data, (int)k, w_data, (int)(transposed ? k : n), 0.0f, direct, (int)n);
-    double t2 = now_seconds();
+    double t2 = dn_bench_now();
     if (r >= 0) {
       t_dropnet[r] = t1 - t0;
       t_direct[r] = t2 - t1;
@@ -74,14 +53,14 @@ static void bench_case(int64_t m, int64_t k, int64_t n, bool transposed, int rep
   }
 
   /* the two must agree (up to summation order) */
-  check(dn_matmul(&out, a, b), "matmul");
+  dn_bench_check(dn_matmul(&out, a, b), "matmul");
   const float *got = dn_tensor_data(out);
   double max_diff = 0;
   for (int64_t i = 0; i < m * n; i++) max_diff = fmax(max_diff, fabs((double)got[i] - (double)direct[i]));
   dn_tensor_release(out);
 
   double flops = 2.0 * (double)m * (double)n * (double)k;
-  double med_dropnet = median(t_dropnet, reps), med_direct = median(t_direct, reps);
+  double med_dropnet = dn_bench_median(t_dropnet, reps), med_direct = dn_bench_median(t_direct, reps);
   printf("%5lld %5lld %5lld  %-9s %10.1f %10.1f %+9.1f%% %11.2e\n", (long long)m, (long long)k, (long long)n,
          transposed ? "A@W:t()" : "A@B", flops / med_dropnet * 1e-9, flops / med_direct * 1e-9,
          (med_dropnet / med_direct - 1.0) * 100.0, max_diff);
