@@ -78,6 +78,8 @@ local function decode_value(s, path, file)
     if v then return v end
   elseif kind == "f:" then
     if rest == "nan" then return 0 / 0 end
+    if rest == "inf" then return math.huge end
+    if rest == "-inf" then return -math.huge end
     local v = tonumber(rest)
     if v then return v + 0.0 end
   elseif kind == "b:" then
