@@ -318,9 +318,7 @@ static const dn_node_type clone_node = {"clone", clone_backward};
 dn_status dn_clone(dn_tensor **out, const dn_tensor *t) {
   dn_status st = dn_tensor_new(out, t->dtype, t->ndim, t->shape);
   if (st) return st;
-  bool grad_mode = dn_set_grad_enabled(false);   /* the copy itself is not an in-place op of the graph */
-  st = dn_copy_(*out, t);
-  dn_set_grad_enabled(grad_mode);
+  st = dn_copy_(*out, t);   /* *out is new: it requires no grad, and copy_ records nothing */
   dn_node *node;
   if (!st) st = dn_record(*out, &clone_node, 1, &t, &node);
   if (st) {
