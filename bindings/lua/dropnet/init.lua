@@ -5,15 +5,13 @@ local core = require "dropnet.core"
 local dn = {}
 for name, value in pairs(core) do dn[name] = value end
 
-dn.version = core.version
-
 --- True when `x` is a dropnet tensor.
 function dn.is_tensor(x)
   return getmetatable(x) == core.Tensor
 end
 
--- dn.nn and dn.optim load on first use: they require "dropnet" themselves,
--- so loading them here would be a cycle.
+-- dn.nn, dn.optim, dn.data and dn.plot load on first use: they require
+-- "dropnet" themselves, so loading them here would be a cycle.
 local lazy_modules = {nn = "dropnet.nn", optim = "dropnet.optim", data = "dropnet.data",
   plot = "dropnet.plot"}
 setmetatable(dn, {__index = function(t, key)
