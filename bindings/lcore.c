@@ -20,6 +20,11 @@ static int l_get_num_threads(lua_State *L) {
   return 1;
 }
 
+static int l_matmul_backend(lua_State *L) {
+  lua_pushstring(L, dn_matmul_backend());
+  return 1;
+}
+
 /* dn.memory_stats(): the caching allocator's counters, as a table */
 static int l_memory_stats(lua_State *L) {
   dn_alloc_stats s;
@@ -66,6 +71,7 @@ static int l_isatty(lua_State *L) {
 static const luaL_Reg core_functions[] = {
   {"clock", l_clock}, {"isatty", l_isatty},
   {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
+  {"matmul_backend", l_matmul_backend},
   {"memory_stats", l_memory_stats}, {"empty_cache", l_empty_cache}, {NULL, NULL}};
 
 int luaopen_dropnet_core(lua_State *L) {

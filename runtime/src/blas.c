@@ -13,11 +13,19 @@
 ** faster; 1 thread 3-6% slower, the price of packing panels per tile).
 ** Tiles go to threads in static blocks (neighbouring tiles share panels of A
 ** and B in cache): dynamic hand-out measured 7-9% slower.
+**
+** On a machine with AVX-512 (when the build targets it) products go to our
+** own kernel instead (gemm.c), unless DROPNET_SGEMM=openblas asks for
+** OpenBLAS, for comparison; dn_matmul_backend() names the one in use.
 */
 #include <cblas.h>
 #include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "blas.h"
+#include "dropnet/matmul.h"
+#include "gemm.h"
 #include "internal.h"
 
 /* Tiles are at most MAX_TILE wide, and are halved down to MIN_TILE while
@@ -53,8 +61,32 @@ static void choose_tiles(int64_t m, int64_t n, int64_t *tile_m, int64_t *tile_n)
    tiles, and a parallel region would cost more than the product. */
 #define SMALL_PRODUCT (65536.0 * 4)
 
+#ifdef DN_HAVE_GEMM_AVX512
+/* Read once; a data race on the first calls would only store the same value. */
+static int use_own_kernel = -1;
+
+static bool own_kernel(void) {
+  if (use_own_kernel < 0) {
+    const char *choice = getenv("DROPNET_SGEMM");
+    use_own_kernel = !(choice && strcmp(choice, "openblas") == 0);
+  }
+  return use_own_kernel;
+}
+#endif
+
+const char *dn_matmul_backend(void) {
+#ifdef DN_HAVE_GEMM_AVX512
+  if (own_kernel()) return "dropnet avx512";
+#endif
+  return "openblas";
+}
+
 void dn_blas_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+#ifdef DN_HAVE_GEMM_AVX512
+  /* Out of memory for its panels, it computes nothing: OpenBLAS then does. */
+  if (own_kernel() && dn_gemm_avx512(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+#endif
   if ((double)m * (double)n * (double)k <= SMALL_PRODUCT) {
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m,
                 (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);

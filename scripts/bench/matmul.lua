@@ -2,7 +2,8 @@
 -- Prints GFLOP/s of dn.matmul for the reference sizes, including the cost of
 -- the Lua call and the output allocation. The C benchmark `bench_matmul`
 -- (built with the project) compares the runtime against a direct
--- cblas_sgemm call in the same process.
+-- cblas_sgemm call in the same process. DROPNET_SGEMM=openblas runs this
+-- one on OpenBLAS instead of dropnet's AVX-512 kernel.
 local dn = require "dropnet"
 
 local threads = tonumber(arg[1]) or 2
@@ -30,7 +31,7 @@ local function bench(m, k, n, transposed)
     t * 1e3, 2 * m * k * n / t / 1e9))
 end
 
-print(string.format("dn.matmul from Lua, %d threads (median of 7 runs)", threads))
+print(string.format("dn.matmul from Lua, %d threads, sgemm: %s (median of 7 runs)", threads, dn.matmul_backend()))
 bench(128, 784, 1024)
 bench(128, 784, 1024, true)
 bench(1024, 1024, 1024)

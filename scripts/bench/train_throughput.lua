@@ -38,8 +38,8 @@ local opt = optim.SGD(model:parameters(), {lr = o.lr, momentum = 0.9})
 local loss_fn = nn.CrossEntropyLoss()
 local loader = data.DataLoader(train, {batch_size = batch, shuffle = true})
 local test_x, test_y = table.unpack(test.tensors)
-print(string.format("# dropnet %s, model %s, batch %d, %d threads, OMP_WAIT_POLICY=%s", dn.version, o.model, batch,
-  o.threads, os.getenv("OMP_WAIT_POLICY") or "(unset)"))
+print(string.format("# dropnet %s, model %s, batch %d, %d threads, OMP_WAIT_POLICY=%s, sgemm: %s", dn.version, o.model,
+  batch, o.threads, os.getenv("OMP_WAIT_POLICY") or "(unset)", dn.matmul_backend()))
 
 local times = {}
 for epoch = 1, o.epochs do

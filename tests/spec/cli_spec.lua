@@ -27,11 +27,12 @@ local function write_file(path, text)
   f:close()
 end
 
--- Runs dropnet with the given argument list (and optional stdin text);
--- returns exit code, stdout, stderr.
-local function run(args, stdin)
+-- Runs dropnet with the given argument list (and optional stdin text and
+-- environment assignment such as "NAME=value"); returns exit code, stdout, stderr.
+local function run(args, stdin, env)
   local out, err = os.tmpname(), os.tmpname()
   local parts = {quote(BIN)}
+  if env then table.insert(parts, 1, "env " .. quote(env)) end
   for _, a in ipairs(args) do parts[#parts + 1] = quote(a) end
   local cmd = table.concat(parts, " ") .. " > " .. quote(out) .. " 2> " .. quote(err)
   local input
@@ -141,6 +142,38 @@ describe("the dropnet command", function()
     code, out = run({"--threads", "2", "-e", 'print(require("dropnet").get_num_threads())'})
     assert.are.equal(0, code)
     assert.are.equal("2\n", out)
+  end)
+
+  it("DROPNET_SGEMM=openblas picks OpenBLAS, and both kernels give the same products", function()
+    -- Elements of a product whose every element sums 1000 terms.
+    local code_text = [[
+      local dn = require "dropnet"
+      dn.manual_seed(5)
+      local a, b = dn.randn(37, 1000), dn.randn(45, 1000)
+      print(dn.matmul_backend())
+      local c = a:matmul(b:t())
+      for i = 1, 37, 3 do print(string.format("%.9g %.9g", c[i][i], c[i][45 - i])) end
+    ]]
+    local function numbers(text)
+      local list = {}
+      for v in text:gmatch("%S+") do list[#list + 1] = tonumber(v) end
+      return list
+    end
+    local code, default_out, err = run({"-e", code_text})
+    assert.are.equal(0, code, err)
+    local backend, default_values = default_out:match("^([^\n]*)\n(.*)$")
+    assert.truthy(backend == "dropnet avx512" or backend == "openblas", default_out)
+    local blas_out
+    code, blas_out, err = run({"-e", code_text}, nil, "DROPNET_SGEMM=openblas")
+    assert.are.equal(0, code, err)
+    local blas_backend, blas_values = blas_out:match("^([^\n]*)\n(.*)$")
+    assert.are.equal("openblas", blas_backend)
+    local got, want = numbers(default_values), numbers(blas_values)
+    assert.are.equal(26, #want)
+    assert.are.equal(#want, #got)
+    for i = 1, #want do
+      assert.truthy(math.abs(got[i] - want[i]) <= 1e-4 * (1 + math.abs(want[i])), i .. ": " .. got[i] .. " vs " .. want[i])
+    end
   end)
 
   it("rejects bad --threads and --seed values", function()

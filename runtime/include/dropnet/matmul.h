@@ -1,5 +1,7 @@
 /*
-** Matrix products through OpenBLAS sgemm (float32).
+** Matrix products (float32): dropnet's own AVX-512 sgemm when the build
+** targets AVX-512 (runtime/src/gemm.c), OpenBLAS's sgemm otherwise or when
+** the environment variable DROPNET_SGEMM=openblas asks for it.
 ** Transposed views go to sgemm as transposes, not copies.
 */
 #ifndef DROPNET_MATMUL_H
@@ -20,6 +22,9 @@ DN_API dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b);
    Not differentiable (it records nothing): with grad mode on it fails when
    out, a or b requires grad. */
 DN_API dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha, float beta);
+
+/* The sgemm in use: "dropnet avx512" or "openblas". */
+DN_API const char *dn_matmul_backend(void);
 
 DN_END_DECLS
 

@@ -1,0 +1,215 @@
+/*
+** dropnet's own sgemm for AVX-512 machines (contract in gemm.h).
+**
+** Why our own: this machine's CPU has 512-bit FMA units, but the OpenBLAS
+** that Debian 12 ships (0.3.21) predates it, and the environment pins it to
+** its Haswell (AVX2) kernels because newer kernel choices compute wrong
+** results or crash on it. Those kernels top out at half of what the FMA
+** units can do; every step of a dense model spends most of its time here.
+**
+** The scheme is the usual packed GEMM (Goto; BLIS's loop names): for a block
+** of kc rows of op(B) and nc columns, copy it into panels of NR columns
+** (kc x NR, contiguous); for a block of mc rows of op(A), copy it into panels
+** of MR rows (kc x MR); then an MR x NR micro-kernel keeps 16 zmm
+** accumulators in registers over the kc products. Packing turns every
+** transpose case into the same kernel, and zero-padded panels make ragged
+** edges ordinary; masked stores write only the window of C.
+**
+** Threads take disjoint ranges of whole panels (columns when there are
+** enough, else rows); every element of C sums its products in the same
+** order (k blocks in turn, p within a block), so the result does not depend
+** on the thread count.
+*/
+#include "gemm.h"
+
+#ifdef DN_HAVE_GEMM_AVX512
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include "dropnet/alloc.h"
+#include "dropnet/parallel.h"
+
+#define MR 8      /* rows of the micro-kernel: 8 x 2 accumulators + 2 B rows */
+#define NR 32     /* columns: two zmm */
+#define KC 256    /* B micro-panel kc x NR = 32 KB stays in L1 */
+#define MC 256    /* A block mc x kc = 256 KB stays in L2 */
+#define NC 1024   /* B block kc x nc = 1 MB */
+
+/* Below this many multiply-adds a parallel region costs more than it saves. */
+#define SMALL_PRODUCT (65536.0 * 4)
+
+typedef struct gemm_args {
+  bool trans_a, trans_b;
+  int64_t m, n, k, lda, ldb, ldc;
+  float alpha, beta;
+  const float *a, *b;
+  float *c;
+} gemm_args;
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+/* dst row i (stride ds) = column i of the 8 x 8 block at src (row stride ss). */
+static inline void transpose_8x8(const float *src, int64_t ss, float *dst, int64_t ds) {
+  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
+         r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss), r5 = _mm256_loadu_ps(src + 5 * ss),
+         r6 = _mm256_loadu_ps(src + 6 * ss), r7 = _mm256_loadu_ps(src + 7 * ss);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+         u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+         u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+         u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/*
+** Copies a `len` x `width` block whose element (p, w) sits at
+** src[p * along + w * across] into dst[p * W + w] (W = the panel width,
+** columns from `width` on are zero). Used for both operands: a panel is
+** "k rows of W values", whichever way the source is laid out.
+*/
+static void pack_panel(const float *src, int64_t along, int64_t across, int64_t len, int64_t width, float *dst,
+                       int64_t W) {
+  if (across == 1) {   /* each p is a contiguous run of `width` values */
+    __mmask16 lo = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+    __mmask16 hi = width >= 32 ? 0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0;
+    for (int64_t p = 0; p < len; p++) {
+      const float *s = src + p * along;
+      if (W == 32) {
+        _mm512_store_ps(dst + p * W, _mm512_maskz_loadu_ps(lo, s));
+        _mm512_store_ps(dst + p * W + 16, _mm512_maskz_loadu_ps(hi, s + 16));
+      } else {
+        _mm256_store_ps(dst + p * W, _mm256_maskz_loadu_ps((__mmask8)lo, s));
+      }
+    }
+    return;
+  }
+  /* Each w is a contiguous run along p (along == 1): transpose 8 x 8 blocks. */
+  int64_t p = 0;
+  if (width == W && along == 1)
+    for (; p + 8 <= len; p += 8)
+      for (int64_t w = 0; w < W; w += 8) transpose_8x8(src + w * across + p, across, dst + p * W + w, W);
+  for (; p < len; p++)
+    for (int64_t w = 0; w < W; w++) dst[p * W + w] = w < width ? src[p * along + w * across] : 0.0f;
+}
+
+/* op(A)[ic:ic+mc, pc:pc+kc] into MR-row panels, each kc x MR. */
+static void pack_a(const gemm_args *g, int64_t ic, int64_t mc, int64_t pc, int64_t kc, float *dst) {
+  int64_t along = g->trans_a ? g->lda : 1, across = g->trans_a ? 1 : g->lda;
+  for (int64_t i = 0; i < mc; i += MR)
+    pack_panel(g->a + (ic + i) * across + pc * along, along, across, kc, min64(MR, mc - i), dst + i * kc, MR);
+}
+
+/* op(B)[pc:pc+kc, jc:jc+nc] into NR-column panels, each kc x NR. */
+static void pack_b(const gemm_args *g, int64_t pc, int64_t kc, int64_t jc, int64_t nc, float *dst) {
+  int64_t along = g->trans_b ? 1 : g->ldb, across = g->trans_b ? g->ldb : 1;
+  for (int64_t j = 0; j < nc; j += NR)
+    pack_panel(g->b + pc * along + (jc + j) * across, along, across, kc, min64(NR, nc - j), dst + j * kc, NR);
+}
+
+#define ROW_FMA(r)                                     \
+  do {                                                 \
+    __m512 a_ = _mm512_set1_ps(ap[r]);                 \
+    c##r##0 = _mm512_fmadd_ps(a_, b0, c##r##0);        \
+    c##r##1 = _mm512_fmadd_ps(a_, b1, c##r##1);        \
+  } while (0)
+
+#define ROW_STORE(r)                                                                  \
+  if (r < rows) {                                                                     \
+    float *cr = c + (r) * ldc;                                                        \
+    __m512 v0 = _mm512_mul_ps(c##r##0, va), v1 = _mm512_mul_ps(c##r##1, va);          \
+    if (beta != 0.0f) {                                                               \
+      v0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lo, cr), vb, v0);                    \
+      v1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(hi, cr + 16), vb, v1);               \
+    }                                                                                 \
+    _mm512_mask_storeu_ps(cr, lo, v0);                                                \
+    _mm512_mask_storeu_ps(cr + 16, hi, v1);                                           \
+  }
+
+/* C[rows, cols] (<= MR x NR) = alpha * (ap panel @ bp panel) + beta * C. */
+static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *c, int64_t ldc,
+                         int rows, int cols, float alpha, float beta) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+         c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+  for (int64_t p = 0; p < kc; p++) {
+    __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+    ROW_FMA(0); ROW_FMA(1); ROW_FMA(2); ROW_FMA(3);
+    ROW_FMA(4); ROW_FMA(5); ROW_FMA(6); ROW_FMA(7);
+    ap += MR;
+    bp += NR;
+  }
+  __mmask16 lo = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
+  __mmask16 hi = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  ROW_STORE(0) ROW_STORE(1) ROW_STORE(2) ROW_STORE(3)
+  ROW_STORE(4) ROW_STORE(5) ROW_STORE(6) ROW_STORE(7)
+}
+
+/* The rows [i0, i1) and columns [j0, j1) of C, with this thread's buffers. */
+static void gemm_region(const gemm_args *g, int64_t kc_full, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                        float *apack, float *bpack) {
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    int64_t nc = min64(NC, j1 - jc);
+    for (int64_t pc = 0; pc < g->k; pc += kc_full) {
+      int64_t kc = min64(kc_full, g->k - pc);
+      float beta = pc == 0 ? g->beta : 1.0f;   /* later k blocks add to the partial sums */
+      pack_b(g, pc, kc, jc, nc, bpack);
+      for (int64_t ic = i0; ic < i1; ic += MC) {
+        int64_t mc = min64(MC, i1 - ic);
+        pack_a(g, ic, mc, pc, kc, apack);
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            micro_kernel(kc, apack + ir * kc, bpack + jr * kc, g->c + (ic + ir) * g->ldc + jc + jr, g->ldc,
+                         (int)min64(MR, mc - ir), (int)min64(NR, nc - jr), g->alpha, beta);
+      }
+    }
+  }
+}
+
+bool dn_gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  gemm_args g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
+  /* k blocks of equal size (a function of k alone, so of the shape alone). */
+  int64_t kc_full = ceil_div(k, ceil_div(k, KC));
+  int64_t panels_m = ceil_div(m, MR), panels_n = ceil_div(n, NR);
+  int threads = (double)m * (double)n * (double)k <= SMALL_PRODUCT ? 1 : dn_get_num_threads();
+  /* Split columns when every thread gets a panel, else rows. */
+  bool split_n = panels_n >= threads;
+  int64_t units = split_n ? panels_n : panels_m;
+  if (threads > units) threads = (int)units;
+  /* Whole cache lines per buffer, so every panel is 64-byte aligned. */
+  size_t a_floats = (size_t)round_up(round_up(min64(m, MC), MR) * kc_full, 16);
+  size_t b_floats = (size_t)round_up(round_up(min64(n, NC), NR) * kc_full, 16);
+  float *buffer = dn_alloc((a_floats + b_floats) * sizeof(float) * (size_t)threads);
+  if (!buffer) return false;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    int t = omp_get_thread_num(), team = omp_get_num_threads();
+    int64_t first = units * t / team, last = units * (t + 1) / team;
+    int64_t i0 = 0, i1 = m, j0 = 0, j1 = n;
+    if (split_n) {
+      j0 = first * NR;
+      j1 = min64(last * NR, n);
+    } else {
+      i0 = first * MR;
+      i1 = min64(last * MR, m);
+    }
+    float *apack = buffer + (size_t)t * (a_floats + b_floats), *bpack = apack + a_floats;
+    if (i0 < i1 && j0 < j1) gemm_region(&g, kc_full, i0, i1, j0, j1, apack, bpack);
+  }
+  dn_free(buffer);
+  return true;
+}
+
+#endif
