@@ -134,8 +134,8 @@ check_programs "shared library"
 # C++: the headers declare everything extern "C", so a C++ program links too.
 if command -v c++ > /dev/null 2>&1; then
   printf '#include <dropnet/dropnet.h>\n#include <cstdio>\nint main() {\n  dn_tensor *t = nullptr;\n  if (dn_tensor_ones(&t, DN_F32, 1, (const int64_t[]){3})) return 1;\n  std::printf("%%lld\\n", (long long)dn_tensor_numel(t));\n  dn_tensor_release(t);\n  return 0;\n}\n' > "$work/example.cpp"
-  # shellcheck disable=SC2046
-  c++ -std=c++17 -Wall -Wextra -Werror -o "$work/example-cpp" "$work/example.cpp" \
+  # shellcheck disable=SC2046,SC2086
+  c++ -std=c++17 -Wall -Wextra -Werror $cflags -o "$work/example-cpp" "$work/example.cpp" \
     $(pkg-config --cflags --libs dropnet) || fail "C++: the example does not build"
   out=$(LD_LIBRARY_PATH="$prefix/$libdir" "$work/example-cpp") || fail "C++: the example failed: $out"
   [ "$out" = "3" ] || fail "C++: the example printed '$out', expected 3"
