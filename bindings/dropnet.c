@@ -246,11 +246,14 @@ static int pmain(lua_State *L) {
 
 /*
 ** OpenMP threads that spin while waiting for work steal the CPU from the
-** thread doing it whenever the machine has anything else to run (measured
-** here: 72% of a training run's time in libgomp's spin loop with a second
-** job on the machine, 1.5x slower even on a quiet one). libgomp reads
-** OMP_WAIT_POLICY once, when it is loaded, so the command sets it to PASSIVE
-** (unless the user chose a policy) and runs itself again.
+** thread doing it whenever the machine has anything else to run. Measured
+** on this 2-core machine (reference MLP, scripts/bench/train_throughput.lua):
+** with one other busy process, PASSIVE trains 2.1x faster than libgomp's
+** default spinning; on a quiet machine spinning is about 10% faster (each
+** sleeping worker takes a futex wake per parallel region). Sharing the
+** machine is the common case, so PASSIVE it is. libgomp reads
+** OMP_WAIT_POLICY once, when it is loaded, so the command sets it (unless
+** the user chose a policy) and runs itself again.
 */
 static void ensure_passive_wait(char **argv) {
   if (getenv("OMP_WAIT_POLICY") || getenv("DROPNET_NO_REEXEC")) return;
