@@ -630,7 +630,7 @@ describe("MC dropout mode", function()
     assert.are.equal("train", bad.mode)
     assert.is_true(bad[1].training)
     assert.is_true(dn.is_grad_enabled())
-    H.assert_error(function() nn.mc_predict(model, x, 0) end, {"mc_predict: T must be a positive integer (got 0)"})
+    H.assert_error(function() nn.mc_predict(model, x, 0) end, {"mc_predict: T must be an integer >= 1 (got 0)"})
     H.assert_error(function() nn.mc_predict({}, x, 2) end, {"mc_predict: a module expected (got table)"})
   end)
 

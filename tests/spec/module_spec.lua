@@ -131,7 +131,7 @@ describe("nn.Module registration", function()
   it("assigning a non-Parameter to a parameter's name is an error", function()
     local m = nn.Linear(2, 2)
     H.assert_error(function() m.weight = dn.zeros(2, 2) end,
-      {"Linear: cannot assign dropnet.Tensor to parameter 'weight' (nn.Parameter or nil expected)"})
+      {"Linear: cannot assign a plain tensor to parameter 'weight' (nn.Parameter or nil expected)"})
     H.assert_error(function() m.weight = 3 end, {"cannot assign 3 to parameter 'weight'"})
     local s = nn.Sequential(nn.ReLU())
     H.assert_error(function() s[1] = "relu" end, {"cannot assign \"relu\" to child module '1'"})

@@ -279,15 +279,15 @@ describe("nn.Linear", function()
   end)
 
   it("rejects bad constructor arguments", function()
-    H.assert_error(function() nn.Linear(0, 3) end, {"Linear: in_features must be a positive integer (got 0)"})
-    H.assert_error(function() nn.Linear("a", 2) end, {"Linear: in_features must be a positive integer (got \"a\")"})
-    H.assert_error(function() nn.Linear(2, 2.5) end, {"Linear: out_features must be a positive integer (got 2.5)"})
-    H.assert_error(function() nn.Linear(2) end, {"Linear: out_features must be a positive integer (got nil)"})
+    H.assert_error(function() nn.Linear(0, 3) end, {"Linear: in_features must be an integer >= 1 (got 0)"})
+    H.assert_error(function() nn.Linear("a", 2) end, {"Linear: in_features must be an integer >= 1 (got \"a\")"})
+    H.assert_error(function() nn.Linear(2, 2.5) end, {"Linear: out_features must be an integer >= 1 (got 2.5)"})
+    H.assert_error(function() nn.Linear(2) end, {"Linear: out_features must be an integer >= 1 (got nil)"})
     H.assert_error(function() nn.Linear(2, 2, {bias = "yes"}) end, {"Linear: bias must be true or false (got \"yes\")"})
     H.assert_error(function() nn.Linear(2, 2, {activation = "gelu"}) end,
       {"Linear: activation must be one of \"relu\", \"tanh\", \"sigmoid\" (got \"gelu\")"})
     H.assert_error(function() nn.Linear(2, 2, {bais = true}) end,
-      {"Linear: unknown option 'bais' (known: bias, activation, dropconnect, generator)"})
+      {"Linear: unknown option 'bais' (known: activation, bias, dropconnect, generator)"})
     H.assert_error(function() nn.Linear(2, 2, true) end, {"Linear: options must be a table (got boolean)"})
     H.assert_error(function() nn.Linear(2, 2, {generator = 1}) end,
       {"Linear: generator must be a dropnet.Generator (got 1)"})

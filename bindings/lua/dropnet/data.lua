@@ -13,64 +13,17 @@
 -- DROPNET_DATA environment variable, else where Debian's package installs them.
 local dn = require "dropnet"
 local core = require "dropnet.core"
+local C = require "dropnet.check"
 
 local data = {}
 
 -- --- checks ------------------------------------------------------------------------
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
-
---- v for a message: numbers and strings show their value, others their type.
-local function describe(v)
-  if type(v) == "number" then return tostring(v) end
-  if type(v) == "string" then return string.format("%q", v) end
-  if dn.is_tensor(v) then return "a tensor" end
-  return type(v)
-end
+local fail, describe = C.fail, C.describe
 
 --- "[2,3]" for a tensor's shape.
 local function shape_string(t)
   return "[" .. table.concat(t:shape(), ",") .. "]"
-end
-
---- Raises on keys of t not in `known` (a list); returns t, or {} for nil.
-local function check_options(where, t, known)
-  if t == nil then return {} end
-  if type(t) ~= "table" then fail("%s: options must be a table (got %s)", where, describe(t)) end
-  local set = {}
-  for _, k in ipairs(known) do set[k] = true end
-  for key in pairs(t) do
-    if not set[key] then
-      local names = table.move(known, 1, #known, 1, {})
-      table.sort(names)
-      fail("%s: unknown option '%s' (known: %s)", where, tostring(key), table.concat(names, ", "))
-    end
-  end
-  return t
-end
-
---- v as an integer >= min, or an error naming `what`.
-local function check_int(where, what, v, min)
-  local i = math.type(v) == "float" and math.tointeger(v) or v
-  if math.type(i) ~= "integer" or i < min then
-    fail("%s: %s must be an integer >= %d (got %s)", where, what, min, describe(v))
-  end
-  return i
-end
-
-local function check_bool(where, what, v)
-  if type(v) ~= "boolean" then fail("%s: %s must be true or false (got %s)", where, what, describe(v)) end
-  return v
-end
-
-local generator_mt = getmetatable(dn.default_generator())
-
---- A Generator or nil (nil: the default generator, looked up when used).
-local function check_generator(where, g)
-  if g ~= nil and getmetatable(g) ~= generator_mt then
-    fail("%s: generator must be a dropnet.Generator (got %s)", where, describe(g))
-  end
-  return g
 end
 
 local function check_path(where, path)
@@ -96,11 +49,11 @@ end
 -- @treturn Tensor float32 [rows, cols]
 function data.csv(path, options)
   check_path("data.csv", path)
-  options = check_options("data.csv", options, {"delimiter", "header"})
+  options = C.options("data.csv", "options", options, {"delimiter", "header"})
   if options.delimiter ~= nil and (type(options.delimiter) ~= "string" or #options.delimiter ~= 1) then
     fail("data.csv: delimiter must be a one-character string (got %s)", describe(options.delimiter))
   end
-  if options.header ~= nil then check_bool("data.csv", "header", options.header) end
+  if options.header ~= nil then C.bool("data.csv", "header", options.header) end
   return core.csv_read(path, options)
 end
 
@@ -195,10 +148,10 @@ end
 function data.random_split(ds, n_first, options)
   local where = "random_split"
   check_dataset(where, ds)
-  local first = check_int(where, "n_first", n_first, 0)
+  local first = C.int(where, "n_first", n_first, 0)
   if first > ds.n then fail("%s: n_first must be at most the dataset size %d (got %d)", where, ds.n, first) end
-  options = check_options(where, options, {"generator"})
-  local g = check_generator(where, options.generator) or dn.default_generator()
+  options = C.options(where, "options", options, {"generator"})
+  local g = C.generator(where, options.generator) or dn.default_generator()
   local perm = dn.randperm(ds.n, g)
   return ds:subset(perm:narrow(1, 1, first)), ds:subset(perm:narrow(1, first + 1, ds.n - first))
 end
@@ -229,14 +182,14 @@ DataLoader.__name = "dropnet.data.DataLoader"
 function data.DataLoader(ds, options)
   local where = "DataLoader"
   check_dataset(where, ds)
-  options = check_options(where, options, {"batch_size", "shuffle", "drop_last", "generator"})
+  options = C.options(where, "options", options, {"batch_size", "shuffle", "drop_last", "generator"})
   local batch_size = 1
-  if options.batch_size ~= nil then batch_size = check_int(where, "batch_size", options.batch_size, 1) end
-  local shuffle = options.shuffle ~= nil and check_bool(where, "shuffle", options.shuffle) or false
-  local drop_last = options.drop_last ~= nil and check_bool(where, "drop_last", options.drop_last) or false
+  if options.batch_size ~= nil then batch_size = C.int(where, "batch_size", options.batch_size, 1) end
+  local shuffle = options.shuffle ~= nil and C.bool(where, "shuffle", options.shuffle) or false
+  local drop_last = options.drop_last ~= nil and C.bool(where, "drop_last", options.drop_last) or false
   return setmetatable({
     dataset = ds, batch_size = batch_size, shuffle = shuffle, drop_last = drop_last,
-    generator = check_generator(where, options.generator),
+    generator = C.generator(where, options.generator),
   }, DataLoader)
 end
 
@@ -338,11 +291,10 @@ local function normalization(where, normalize)
   if type(normalize) ~= "table" then
     fail("%s: normalize must be true, false or {mean = m, std = s} (got %s)", where, describe(normalize))
   end
-  check_options(where .. ": normalize", normalize, {"mean", "std"})
+  C.options(where .. ": normalize", "options", normalize, {"mean", "std"})
   local mean, std = normalize.mean, normalize.std
-  local function finite(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
-  if not finite(mean) then fail("%s: normalize.mean must be a finite number (got %s)", where, describe(mean)) end
-  if not finite(std) or std <= 0 then
+  if not C.is_finite(mean) then fail("%s: normalize.mean must be a finite number (got %s)", where, describe(mean)) end
+  if not C.is_finite(std) or std <= 0 then
     fail("%s: normalize.std must be a finite number > 0 (got %s)", where, describe(std))
   end
   return mean, std
@@ -366,7 +318,7 @@ end
 --   1..10 (`data.class_names.fashion_mnist[y]` names them)
 function data.fashion_mnist(options)
   local where = "fashion_mnist"
-  options = check_options(where, options, {"split", "dir", "normalize", "flatten"})
+  options = C.options(where, "options", options, {"split", "dir", "normalize", "flatten"})
   local split = options.split == nil and "train" or options.split
   local files = FASHION_MNIST_FILES[split]
   if not files then fail("%s: split must be \"train\" or \"test\" (got %s)", where, describe(split)) end
@@ -375,7 +327,7 @@ function data.fashion_mnist(options)
   end
   local mean, std = normalization(where, options.normalize)
   local flatten = true
-  if options.flatten ~= nil then flatten = check_bool(where, "flatten", options.flatten) end
+  if options.flatten ~= nil then flatten = C.bool(where, "flatten", options.flatten) end
 
   local dir, chosen_by = data_directory(options.dir)
   local images_path, labels_path = find_file(dir, files.images), find_file(dir, files.labels)

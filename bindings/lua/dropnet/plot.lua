@@ -10,6 +10,8 @@
 -- (and values <= 0 on a log axis) leave a gap in the line. Colors come from the
 -- Okabe-Ito palette (color-blind safe), assigned by series name, so a series
 -- named "test" has the same color in every panel of plot.panels.
+local C = require "dropnet.check"
+
 local plot = {}
 
 --- The default series colors (Okabe-Ito), in the order they are handed out.
@@ -32,33 +34,12 @@ local log10 = function(v) return math.log(v, 10) end
 
 -- --- checks --------------------------------------------------------------------------
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
-
---- v for a message: numbers and strings show their value, others their type.
-local function describe(v)
-  if type(v) == "number" then return tostring(v) end
-  if type(v) == "string" then return string.format("%q", v) end
-  return type(v)
-end
-
-local function is_finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
+local fail, describe, is_finite = C.fail, C.describe, C.is_finite
 
 local function set_of(list)
   local s = {}
   for _, k in ipairs(list) do s[k] = true end
   return s
-end
-
---- Raises on keys of t not in `known` (catches typos such as xlabel).
-local function check_keys(where, t, known, what)
-  for key in pairs(t) do
-    if not known[key] then
-      local names = {}
-      for k in pairs(known) do names[#names + 1] = k end
-      table.sort(names)
-      fail("%s: unknown %s '%s' (known: %s)", where, what, tostring(key), table.concat(names, ", "))
-    end
-  end
 end
 
 local function check_text(where, key, v)
@@ -361,7 +342,7 @@ local LEGEND_PLACES = {"best", "top-right", "top-left", "bottom-right", "bottom-
 -- Checks chart options and returns the chart in a normalized form.
 local function read_chart(where, opts)
   if type(opts) ~= "table" then fail("%s: expected a table of options (got %s)", where, describe(opts)) end
-  check_keys(where, opts, CHART_KEYS, "option")
+  C.options(where, "options", opts, CHART_KEYS)
   local chart = {
     title = check_text(where, "title", opts.title),
     x_label = check_text(where, "x_label", opts.x_label),
@@ -395,7 +376,7 @@ local function read_chart(where, opts)
     end
     local name = check_text(string.format("%s: series %d", where, i), "name", s.name) or string.format("series %d", i)
     local swhere = string.format("%s: series %d ('%s')", where, i, name)
-    check_keys(swhere, s, SERIES_KEYS, "field")
+    C.options(swhere, "series", s, SERIES_KEYS, "field")
     if s.y == nil then fail("%s: y is missing", swhere) end
     local y, n = read_values(swhere, "y", s.y)
     local x
@@ -795,9 +776,7 @@ function plot.panels(charts, opts)
   if type(charts) ~= "table" or #charts == 0 then
     fail("%s: expected a non-empty list of chart options (got %s)", where, describe(charts))
   end
-  opts = opts or {}
-  if type(opts) ~= "table" then fail("%s: options must be a table (got %s)", where, describe(opts)) end
-  check_keys(where, opts, set_of{"columns", "width", "height", "title"}, "option")
+  opts = C.options(where, "options", opts or {}, {"columns", "width", "height", "title"})
   local columns = opts.columns or 2
   if math.type(columns) ~= "integer" and not (math.type(columns) == "float" and columns == floor(columns)) then
     fail("%s: columns must be an integer >= 1 (got %s)", where, describe(columns))

@@ -1,6 +1,7 @@
 --- Activation modules: thin wrappers over the C kernels (see nn.functional).
 local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
+local C = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local Module = base.Module
@@ -24,9 +25,9 @@ simple("SELU", function(x) return core.nn_selu(x) end)
 
 -- A number given directly or as opts[key]; dflt when absent.
 local function number_arg(v, key, dflt, where)
-  if type(v) == "table" then v = U.check_options(v, {key}, where)[key] end
+  if type(v) == "table" then v = C.options(where, "options", v, {key})[key] end
   if v == nil then v = dflt end
-  return U.check_number(v, where, key)
+  return C.number(where, key, v)
 end
 
 --- nn.LeakyReLU([negative_slope = 0.01]) (or {negative_slope = ...})
@@ -52,8 +53,8 @@ local GELU = Module:extend("GELU")
 M.GELU = GELU
 function GELU:init(opts)
   local approximate = opts
-  if type(opts) == "table" then approximate = U.check_options(opts, {"approximate"}, "GELU").approximate end
-  self.approximate = U.check_choice(approximate or "none", {"none", "tanh"}, "GELU", "approximate")
+  if type(opts) == "table" then approximate = C.options("GELU", "options", opts, {"approximate"}).approximate end
+  self.approximate = C.choice("GELU", "approximate", approximate or "none", {"none", "tanh"})
 end
 function GELU:forward(x) return core.nn_gelu(x, self.approximate == "tanh") end
 function GELU:extra_repr() return string.format("approximate=%q", self.approximate) end
@@ -62,8 +63,8 @@ function GELU:extra_repr() return string.format("approximate=%q", self.approxima
 local function dim_layer(name, kernel)
   local cls = Module:extend(name)
   cls.init = function(self, dim)
-    if type(dim) == "table" then dim = U.check_options(dim, {"dim"}, name).dim end
-    dim = U.check_int(dim or -1, nil, name, "dim")
+    if type(dim) == "table" then dim = C.options(name, "options", dim, {"dim"}).dim end
+    dim = C.int(name, "dim", dim or -1)
     if dim == 0 then error(name .. ": dims are 1-based (negative from the end); 0 is not a dim", 0) end
     self.dim = dim
   end

@@ -3,6 +3,7 @@
 -- arithmetic happens in C. Dims are 1-based, negative from the end.
 local dn = require "dropnet"
 local core = require "dropnet.core"
+local C = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local F = {}
@@ -12,9 +13,9 @@ local ACTIVATIONS = {"relu", "tanh", "sigmoid"}
 
 -- The reduction of a loss call: a string, or {reduction = ...}; "mean" by default.
 local function reduction_of(opts, fname, known)
-  if type(opts) == "string" then return U.check_choice(opts, REDUCTIONS, fname, "reduction") end
-  opts = U.check_options(opts, known or {"reduction"}, fname)
-  return U.check_choice(opts.reduction or "mean", REDUCTIONS, fname, "reduction"), opts
+  if type(opts) == "string" then return C.choice(fname, "reduction", opts, REDUCTIONS) end
+  opts = C.options(fname, "options", opts, known or {"reduction"})
+  return C.choice(fname, "reduction", opts.reduction or "mean", REDUCTIONS), opts
 end
 
 -- --- activations ------------------------------------------------------------------
@@ -26,13 +27,13 @@ function F.tanh(x) return core.tanh(x) end
 --- leaky_relu(x[, negative_slope = 0.01])
 function F.leaky_relu(x, negative_slope)
   if negative_slope == nil then negative_slope = 0.01 end
-  return core.nn_leaky_relu(x, U.check_number(negative_slope, "leaky_relu", "negative_slope"))
+  return core.nn_leaky_relu(x, C.number("leaky_relu", "negative_slope", negative_slope))
 end
 
 --- elu(x[, alpha = 1])
 function F.elu(x, alpha)
   if alpha == nil then alpha = 1.0 end
-  return core.nn_elu(x, U.check_number(alpha, "elu", "alpha"))
+  return core.nn_elu(x, C.number("elu", "alpha", alpha))
 end
 
 --- selu(x): the self-normalizing constants of Klambauer et al. 2017.
@@ -41,9 +42,9 @@ function F.selu(x) return core.nn_selu(x) end
 --- gelu(x[, approximate = "none" | "tanh"]) (or {approximate = ...})
 function F.gelu(x, approximate)
   if type(approximate) == "table" then
-    approximate = U.check_options(approximate, {"approximate"}, "gelu").approximate
+    approximate = C.options("gelu", "options", approximate, {"approximate"}).approximate
   end
-  approximate = U.check_choice(approximate or "none", {"none", "tanh"}, "gelu", "approximate")
+  approximate = C.choice("gelu", "approximate", approximate or "none", {"none", "tanh"})
   return core.nn_gelu(x, approximate == "tanh")
 end
 
@@ -62,7 +63,7 @@ end
 --- linear(x, weight[, bias[, activation]]): act(x @ weight^T + bias) in one
 -- fused kernel; weight is [out, in]; activation nil, "relu", "tanh" or "sigmoid".
 function F.linear(x, weight, bias, activation)
-  if activation ~= nil then U.check_choice(activation, ACTIVATIONS, "linear", "activation") end
+  if activation ~= nil then C.choice("linear", "activation", activation, ACTIVATIONS) end
   return core.nn_linear(x, weight, bias, activation)
 end
 
@@ -74,7 +75,7 @@ end
 function F._check_dropout_p(p, where, below_one, what)
   if type(p) ~= "number" or p ~= p or p < 0 or p > 1 or (below_one and p == 1) then
     error(string.format("%s: %s must be a number in [0, 1%s (got %s)", where, what or "p",
-      below_one and ")" or "]", U.describe(p)), 0)
+      below_one and ")" or "]", C.describe(p)), 0)
   end
   return p
 end
@@ -85,10 +86,10 @@ local SCALES = {"inverted", "test"}
 -- training (default true), scale and generator of a dropout call.
 local function dropout_args(training, opts, fname, known)
   if training == nil then training = true end
-  U.check_bool(training, fname, "training")
-  opts = U.check_options(opts, known or {"scale", "generator"}, fname)
-  if opts.scale ~= nil then U.check_choice(opts.scale, SCALES, fname, "scale") end
-  U.check_generator(opts.generator, fname)
+  C.bool(fname, "training", training)
+  opts = C.options(fname, "options", opts, known or {"scale", "generator"})
+  if opts.scale ~= nil then C.choice(fname, "scale", opts.scale, SCALES) end
+  C.generator(fname, opts.generator)
   return training, opts
 end
 
@@ -96,7 +97,7 @@ end
 -- unless x is a tensor of ndim dims.
 function F._check_dropout_input(x, ndim, layout, where)
   if not dn.is_tensor(x) then
-    error(string.format("%s: a tensor expected (got %s)", where, U.describe(x)), 0)
+    error(string.format("%s: a tensor expected (got %s)", where, C.describe(x)), 0)
   end
   if x:dim() ~= ndim then
     error(string.format("%s: input must be %d-D %s (got shape [%s])", where, ndim, layout,
@@ -183,7 +184,7 @@ end
 function F.cross_entropy(logits, target, opts)
   local reduction, o = reduction_of(opts, "cross_entropy", {"reduction", "label_smoothing"})
   local smoothing = o and o.label_smoothing or 0
-  U.check_number(smoothing, "cross_entropy", "label_smoothing")
+  C.number("cross_entropy", "label_smoothing", smoothing)
   if smoothing < 0 or smoothing > 1 then
     error(string.format("cross_entropy: label_smoothing must be in [0, 1] (got %s)", U.fmt(smoothing)), 0)
   end

@@ -4,6 +4,7 @@ local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
 local init = require "dropnet.nn.initializers"
 local F = require "dropnet.nn.functional"
+local C = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local Module, Parameter = base.Module, base.Parameter
@@ -24,17 +25,17 @@ Linear.uses_generator = true   -- DropConnect masks come from self.generator
 -- `self.dropconnect` may change between steps. generator initializes the
 -- weights and draws the DropConnect masks (default: the global generator).
 function Linear:init(in_features, out_features, opts)
-  self.in_features = U.check_int(in_features, 1, "Linear", "in_features")
-  self.out_features = U.check_int(out_features, 1, "Linear", "out_features")
-  opts = U.check_options(opts, {"bias", "activation", "dropconnect", "generator"}, "Linear")
+  self.in_features = C.int("Linear", "in_features", in_features, 1)
+  self.out_features = C.int("Linear", "out_features", out_features, 1)
+  opts = C.options("Linear", "options", opts, {"bias", "activation", "dropconnect", "generator"})
   local bias = opts.bias
   if bias == nil then bias = true end
-  U.check_bool(bias, "Linear", "bias")
+  C.bool("Linear", "bias", bias)
   if opts.activation ~= nil then
-    U.check_choice(opts.activation, {"relu", "tanh", "sigmoid"}, "Linear", "activation")
+    C.choice("Linear", "activation", opts.activation, {"relu", "tanh", "sigmoid"})
   end
   self.activation = opts.activation
-  U.check_generator(opts.generator, "Linear")
+  C.generator("Linear", opts.generator)
   if opts.dropconnect ~= nil then
     self.dropconnect = F._check_dropout_p(opts.dropconnect, "Linear", false, "dropconnect")
   end
@@ -47,7 +48,7 @@ end
 --- PyTorch's default: kaiming_uniform_(a = sqrt(5)) on the weight, which is
 -- U(-1/sqrt(in), 1/sqrt(in)), and the same bound for the bias.
 function Linear:reset_parameters(opts)
-  opts = U.check_options(opts, {"generator"}, "Linear:reset_parameters")
+  opts = C.options("Linear:reset_parameters", "options", opts, {"generator"})
   init.kaiming_uniform_(self.weight, {a = math.sqrt(5), generator = opts.generator})
   if self.bias then
     local bound = 1 / math.sqrt(self.in_features)
@@ -102,8 +103,8 @@ M.Flatten = Flatten
 --- nn.Flatten([start_dim = 2[, end_dim = -1]]): merges dims start..end
 -- (1-based, negative from the end) into one; the batch dim 1 is kept.
 function Flatten:init(start_dim, end_dim)
-  self.start_dim = U.check_int(start_dim or 2, nil, "Flatten", "start_dim")
-  self.end_dim = U.check_int(end_dim or -1, nil, "Flatten", "end_dim")
+  self.start_dim = C.int("Flatten", "start_dim", start_dim or 2)
+  self.end_dim = C.int("Flatten", "end_dim", end_dim or -1)
   if self.start_dim == 0 or self.end_dim == 0 then
     error("Flatten: dims are 1-based (negative from the end); 0 is not a dim", 0)
   end
@@ -111,7 +112,7 @@ end
 
 function Flatten:forward(x)
   if not dn.is_tensor(x) then
-    error(string.format("Flatten: a tensor expected (got %s)", U.describe(x)), 0)
+    error(string.format("Flatten: a tensor expected (got %s)", C.describe(x)), 0)
   end
   local shape = x:shape()
   local n = #shape

@@ -1,0 +1,121 @@
+--- dropnet.check: the argument and option checks shared by the Lua library
+-- (dropnet.nn, dropnet.data, dropnet.optim, dropnet.plot), so that every
+-- module words its errors the same way. Internal: not part of the public API.
+--
+-- Every check takes (where, what, value, ...): `where` names the function
+-- ("Linear", "DataLoader"), `what` the argument ("in_features"). A check
+-- returns the value (converted where it says so) or raises
+-- "<where>: <what> must be ... (got <value>)" at level 0: the message is
+-- about the caller's argument, not about a line of the library.
+local C = {}
+
+-- The C module's tensor and generator metatables, found on first need.
+-- Tensors and generators exist only once dropnet.core is loaded, so it is
+-- looked up in package.loaded, not required: dropnet.plot stays pure Lua
+-- (loading it loads no C module), and no require cycle with dropnet can form.
+local tensor_mt, generator_mt
+local function core_metatables()
+  if tensor_mt == nil then
+    local core = package.loaded["dropnet.core"]
+    if type(core) == "table" then tensor_mt, generator_mt = core.Tensor, getmetatable(core.default_generator()) end
+  end
+  return tensor_mt, generator_mt
+end
+
+--- Raises string.format(fmt, ...) without a position (level 0).
+function C.fail(fmt, ...) error(string.format(fmt, ...), 0) end
+
+--- v for a message: numbers and strings show their value, tensors are "a
+-- tensor", nn classes "class <name>", other values their metatable's
+-- __name, else their type.
+function C.describe(v)
+  if type(v) == "number" then return tostring(v) end
+  if type(v) == "string" then return string.format("%q", v) end
+  local mt = getmetatable(v)
+  if mt ~= nil and mt == core_metatables() then return "a tensor" end
+  if type(v) == "table" and (rawget(v, "__is_module_class") or rawget(v, "super")) then
+    return "class " .. tostring(v.__name)
+  end
+  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
+  return type(v)
+end
+
+--- True for a number that is neither NaN nor infinite.
+function C.is_finite(v)
+  return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
+end
+
+--- Catches misspelled options: raises "<where>: unknown <noun> 'key'
+-- (known: a, b)" (names sorted; noun defaults to "option") for a key of t
+-- not in `known`, a list or a set of names. Returns t, or {} for nil;
+-- anything else raises "<where>: <what> must be a table" (what defaults to
+-- "options").
+function C.options(where, what, t, known, noun)
+  if t == nil then return {} end
+  if type(t) ~= "table" then C.fail("%s: %s must be a table (got %s)", where, what or "options", C.describe(t)) end
+  local set = known
+  if known[1] ~= nil then   -- a list
+    set = {}
+    for _, k in ipairs(known) do set[k] = true end
+  end
+  for key in pairs(t) do
+    if not set[key] then
+      local names = {}
+      for k in pairs(set) do names[#names + 1] = k end
+      table.sort(names)
+      C.fail("%s: unknown %s '%s' (known: %s)", where, noun or "option", tostring(key), table.concat(names, ", "))
+    end
+  end
+  return t
+end
+
+--- v as an integer >= min (any integer when min is nil). Integer-valued
+-- floats (2.0) are accepted and returned as integers.
+function C.int(where, what, v, min)
+  local i = math.type(v) == "float" and math.tointeger(v) or v
+  if math.type(i) ~= "integer" or (min and i < min) then
+    local req = min and string.format("an integer >= %d", min) or "an integer"
+    C.fail("%s: %s must be %s (got %s)", where, what, req, C.describe(v))
+  end
+  return i
+end
+
+--- v as a finite number.
+function C.number(where, what, v)
+  if not C.is_finite(v) then C.fail("%s: %s must be a finite number (got %s)", where, what, C.describe(v)) end
+  return v
+end
+
+--- v as a finite number >= 0 (rates, decays, epsilons).
+function C.nonneg(where, what, v)
+  if not C.is_finite(v) or v < 0 then
+    C.fail("%s: %s must be a finite number >= 0 (got %s)", where, what, C.describe(v))
+  end
+  return v
+end
+
+--- v as a boolean (nil is not accepted: callers apply their defaults first).
+function C.bool(where, what, v)
+  if type(v) ~= "boolean" then C.fail("%s: %s must be true or false (got %s)", where, what, C.describe(v)) end
+  return v
+end
+
+--- v as one of the strings in the list `choices`.
+function C.choice(where, what, v, choices)
+  for _, c in ipairs(choices) do
+    if v == c then return v end
+  end
+  C.fail("%s: %s must be one of \"%s\" (got %s)", where, what, table.concat(choices, "\", \""), C.describe(v))
+end
+
+--- v as a dropnet.Generator, or nil (nil: the default generator, which the
+-- caller looks up when it draws, not now).
+function C.generator(where, v)
+  local _, mt = core_metatables()
+  if v ~= nil and (mt == nil or getmetatable(v) ~= mt) then
+    C.fail("%s: generator must be a dropnet.Generator (got %s)", where, C.describe(v))
+  end
+  return v
+end
+
+return C
