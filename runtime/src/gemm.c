@@ -36,8 +36,12 @@
 #define MC 256    /* A block mc x kc = 256 KB stays in L2 */
 #define NC 1024   /* B block kc x nc = 1 MB */
 
-/* Below this many multiply-adds a parallel region costs more than it saves. */
-#define SMALL_PRODUCT (65536.0 * 4)
+/* Below this many multiply-adds one thread is faster: waking a sleeping
+   (OMP_WAIT_POLICY=PASSIVE) worker costs 10-70 us here, while 1.5M
+   multiply-adds take 20-40 us on one thread (measured: 32x784x64 in 22 us
+   on 1 thread, 35-91 us on 2; 128x256x784 in 307 us on 1, 205-244 on 2).
+   The overhead-bound model b (784-64-10) trains ~40% faster with it. */
+#define SMALL_PRODUCT 4194304.0
 
 typedef struct gemm_args {
   bool trans_a, trans_b;

@@ -467,7 +467,10 @@ static void test_threads_bit_identical(void **state) {
     {.ta = true, .tb = true, .m = 65, .n = 63, .k = 777, .alpha = -2, .beta = 0.25f, .off_a = 1},
     {.m = 33, .n = 1030, .k = 17, .alpha = 0.5f, .pad_c = 5, .off_c = 1, .guard = true},
     {.tb = true, .m = 257, .n = 1100, .k = 300, .alpha = 1, .pad_a = 3, .pad_b = 1, .off_b = 1},
-    {.ta = true, .m = 1000, .n = 33, .k = 65, .alpha = 1, .beta = 1},
+    /* above gemm.c's one-thread limit (4M multiply-adds) with too few
+       column panels for every thread: the threads split the rows */
+    {.ta = true, .m = 1000, .n = 33, .k = 300, .alpha = 1, .beta = 1},
+    {.tb = true, .m = 700, .n = 10, .k = 1024, .alpha = 1},
     {.m = 7, .n = 9, .k = 3, .alpha = 1},
   };
   for (size_t s = 0; s < sizeof cases / sizeof *cases; s++) {
