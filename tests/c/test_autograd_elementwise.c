@@ -657,35 +657,28 @@ static void test_training_loop_does_not_leak(void **state) {
   release_all(list, 3);
 }
 
-/* A failed check leaves its test early, possibly with grad mode off: each test starts with it on. */
-static int grad_mode_on(void **state) {
-  (void)state;
-  dn_set_grad_enabled(true);
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup(test_binary_gradients, grad_mode_on),
-    cmocka_unit_test_setup(test_binary_same_tensor_twice, grad_mode_on),
-    cmocka_unit_test_setup(test_mixed_int32_operand, grad_mode_on),
-    cmocka_unit_test_setup(test_comparisons_record_nothing, grad_mode_on),
-    cmocka_unit_test_setup(test_maximum_minimum_ties_split, grad_mode_on),
-    cmocka_unit_test_setup(test_pow_conventions_at_zero, grad_mode_on),
-    cmocka_unit_test_setup(test_scalar_gradients, grad_mode_on),
-    cmocka_unit_test_setup(test_unary_gradients, grad_mode_on),
-    cmocka_unit_test_setup(test_unary_conventions_at_kinks, grad_mode_on),
-    cmocka_unit_test_setup(test_clamp_gradients, grad_mode_on),
-    cmocka_unit_test_setup(test_where_gradients, grad_mode_on),
-    cmocka_unit_test_setup(test_layer_composite, grad_mode_on),
-    cmocka_unit_test_setup(test_empty_and_scalar_tensors, grad_mode_on),
-    cmocka_unit_test_setup(test_gradients_accumulate, grad_mode_on),
-    cmocka_unit_test_setup(test_internal_broadcast_records_no_view, grad_mode_on),
-    cmocka_unit_test_setup(test_backward_bit_identical_across_threads, grad_mode_on),
-    cmocka_unit_test_setup(test_inplace_on_tensor_requiring_grad_fails, grad_mode_on),
-    cmocka_unit_test_setup(test_version_counter_catches_modified_saved_tensor, grad_mode_on),
-    cmocka_unit_test_setup(test_no_grad_records_nothing, grad_mode_on),
-    cmocka_unit_test_setup(test_training_loop_does_not_leak, grad_mode_on),
+    cmocka_unit_test_setup(test_binary_gradients, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_binary_same_tensor_twice, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_mixed_int32_operand, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_comparisons_record_nothing, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_maximum_minimum_ties_split, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_pow_conventions_at_zero, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_scalar_gradients, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_unary_gradients, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_unary_conventions_at_kinks, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_clamp_gradients, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_where_gradients, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_layer_composite, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_empty_and_scalar_tensors, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_gradients_accumulate, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_internal_broadcast_records_no_view, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_backward_bit_identical_across_threads, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_inplace_on_tensor_requiring_grad_fails, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_version_counter_catches_modified_saved_tensor, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_no_grad_records_nothing, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_training_loop_does_not_leak, dn_test_reset_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -445,18 +445,9 @@ static void test_large_against_reference(void **state) {
   dn_tensor_release(x);
 }
 
-/* A failed test may leave grad mode off or one thread: start each from the defaults. */
-static int default_threads;
-static int reset_modes(void **state) {
-  (void)state;
-  dn_set_grad_enabled(true);
-  return dn_set_num_threads(default_threads) == DN_OK ? 0 : -1;
-}
-
-#define TEST(f) cmocka_unit_test_setup(f, reset_modes)
+#define TEST(f) cmocka_unit_test_setup(f, dn_test_reset_modes)
 
 int main(void) {
-  default_threads = dn_get_num_threads();
   const struct CMUnitTest tests[] = {
       TEST(test_sum_mean_gradcheck),   TEST(test_var_std_gradcheck),
       TEST(test_max_min_gradcheck),    TEST(test_max_all_ties),

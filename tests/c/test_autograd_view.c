@@ -429,25 +429,18 @@ static void test_view_graphs_are_freed(void **state) {
   dn_tensor_release(x);
 }
 
-/* A failed check leaves its test early, possibly with grad mode off: each test starts with it on. */
-static int grad_mode_on(void **state) {
-  (void)state;
-  dn_set_grad_enabled(true);
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup(test_view_and_reshape, grad_mode_on),
-    cmocka_unit_test_setup(test_reshape_that_copies, grad_mode_on),
-    cmocka_unit_test_setup(test_transpose_t_permute, grad_mode_on),
-    cmocka_unit_test_setup(test_narrow_select, grad_mode_on),
-    cmocka_unit_test_setup(test_unsqueeze_squeeze_broadcast, grad_mode_on),
-    cmocka_unit_test_setup(test_chains, grad_mode_on),
-    cmocka_unit_test_setup(test_node_names, grad_mode_on),
-    cmocka_unit_test_setup(test_no_grad_views_record_nothing, grad_mode_on),
-    cmocka_unit_test_setup(test_inplace_through_views, grad_mode_on),
-    cmocka_unit_test_setup(test_view_graphs_are_freed, grad_mode_on),
+    cmocka_unit_test_setup(test_view_and_reshape, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_reshape_that_copies, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_transpose_t_permute, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_narrow_select, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_unsqueeze_squeeze_broadcast, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_chains, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_node_names, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_no_grad_views_record_nothing, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_inplace_through_views, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_view_graphs_are_freed, dn_test_reset_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

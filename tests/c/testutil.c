@@ -178,6 +178,14 @@ void dn_test_node_backward(dn_tensor *y, dn_tensor *grad, dn_tensor **grad_in) {
 
 static char tempdir[64];
 
+int dn_test_reset_modes(void **state) {
+  static int initial_threads = 0;
+  (void)state;
+  if (initial_threads == 0) initial_threads = dn_get_num_threads();
+  dn_set_grad_enabled(true);
+  return dn_set_num_threads(initial_threads) == DN_OK ? 0 : -1;
+}
+
 int dn_test_tempdir_setup(void **state) {
   (void)state;
   strcpy(tempdir, "/tmp/dn_test_XXXXXX");

@@ -55,6 +55,11 @@ void dn_test_gradcheck(const char *what, dn_test_fn f, const void *ctx, int n_in
    hands a root gradient over as a contiguous copy), grad mode off. */
 void dn_test_node_backward(dn_tensor *y, dn_tensor *grad, dn_tensor **grad_in);
 
+/* cmocka setup: a failed test leaves early, maybe with grad mode off or
+   another thread count; this starts each test with grad mode on and the
+   thread count the program had when the first test began. */
+int dn_test_reset_modes(void **state);
+
 
 /* --- files: one temporary directory per test group ---------------------------- */
 
