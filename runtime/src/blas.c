@@ -20,6 +20,7 @@
 */
 #include <cblas.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,15 +63,17 @@ static void choose_tiles(int64_t m, int64_t n, int64_t *tile_m, int64_t *tile_n)
 #define SMALL_PRODUCT (65536.0 * 4)
 
 #ifdef DN_HAVE_GEMM_AVX512
-/* Read once; a data race on the first calls would only store the same value. */
-static int use_own_kernel = -1;
+/* DROPNET_SGEMM is read on first use; threads racing to it store the same value. */
+static atomic_int use_own_kernel = -1;
 
 static bool own_kernel(void) {
-  if (use_own_kernel < 0) {
+  int use = atomic_load_explicit(&use_own_kernel, memory_order_relaxed);
+  if (use < 0) {
     const char *choice = getenv("DROPNET_SGEMM");
-    use_own_kernel = !(choice && strcmp(choice, "openblas") == 0);
+    use = !(choice && strcmp(choice, "openblas") == 0);
+    atomic_store_explicit(&use_own_kernel, use, memory_order_relaxed);
   }
-  return use_own_kernel;
+  return use;
 }
 #endif
 
