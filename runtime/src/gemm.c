@@ -140,8 +140,13 @@ static void pack_block(const float *src, int64_t along, int64_t across, int64_t 
       for (int64_t p = len8; p < len; p++)
         for (int64_t x = w; x < w + 8; x++) d[p * W + x] = s[x * across + p];
     }
-    for (int64_t p = 0; p < len; p++)
-      for (int64_t x = w; x < W; x++) d[p * W + x] = x < cols ? s[x * across + p] : 0.0f;
+    if (w == W) continue;
+    /* Ragged panel: the last columns one by one, then zeros to the width. */
+    for (int64_t p = 0; p < len; p++) {
+      float *row = d + p * W;
+      for (int64_t x = w; x < cols; x++) row[x] = s[x * across + p];
+      for (int64_t x = cols; x < W; x++) row[x] = 0.0f;
+    }
   }
 }
 
