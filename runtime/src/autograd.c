@@ -30,6 +30,15 @@ dn_status dn_check_inplace(const char *op, const dn_tensor *t) {
   return DN_OK;
 }
 
+dn_status dn_check_inplace_source(const char *op, const dn_tensor *src) {
+  if (src->requires_grad && !grad_disabled)
+    return dn_fail(DN_EINVAL,
+                   "%s: the source requires grad but an in-place result records no graph (its gradient would be "
+                   "lost); use an out-of-place op, or no_grad",
+                   op);
+  return DN_OK;
+}
+
 dn_status dn_requires_grad_(dn_tensor *t, bool requires_grad) {
   if (requires_grad && t->dtype != DN_F32)
     return dn_fail(DN_ETYPE, "requires_grad_: only float32 tensors can require grad (got %s)",

@@ -53,11 +53,15 @@ static void copy_flat(dn_tensor *dst, const dn_tensor *src, int64_t begin, int64
 
 dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
   dn_status st = dn_check_inplace("copy_", dst);
-  if (st) return st;
+  if (!st) st = dn_check_inplace_source("copy_", src);
+  return st ? st : dn_copy_into(dst, src);
+}
+
+dn_status dn_copy_into(dn_tensor *dst, const dn_tensor *src) {
   /* the broadcast view is a private reader of src: no graph node for it */
   bool grad_mode = dn_set_grad_enabled(false);
   dn_tensor *view;
-  st = dn_broadcast_to(&view, (dn_tensor *)src, dst->ndim, dst->shape);
+  dn_status st = dn_broadcast_to(&view, (dn_tensor *)src, dst->ndim, dst->shape);
   dn_set_grad_enabled(grad_mode);
   if (st) {
     char a[128], b[128];

@@ -793,6 +793,7 @@ dn_status dn_binary_(dn_tensor *a, dn_binop op, const dn_tensor *b) {
   char name[32];
   snprintf(name, sizeof name, "%s_", dn_binop_name(op));
   dn_status st = dn_check_inplace(name, a);
+  if (!st) st = dn_check_inplace_source(name, b);
   if (!st) st = check_dtype(name, a);
   if (!st) st = check_dtype(name, b);
   int ndim;

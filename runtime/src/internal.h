@@ -99,6 +99,10 @@ static inline bool dn_value_fits(dn_dtype dtype, double v) {
   return false;
 }
 
+/* dn_copy_ without its autograd checks, for a kernel filling a tensor it
+   has just made (clone, dtype conversion, backward passes). Records nothing. */
+dn_status dn_copy_into(dn_tensor *dst, const dn_tensor *src);
+
 /* Marks an in-place write (autograd checks versions). */
 static inline void dn_bump_version(dn_tensor *t) { t->storage->version++; }
 

@@ -318,7 +318,7 @@ static const dn_node_type clone_node = {"clone", clone_backward};
 dn_status dn_clone(dn_tensor **out, const dn_tensor *t) {
   dn_status st = dn_tensor_new(out, t->dtype, t->ndim, t->shape);
   if (st) return st;
-  st = dn_copy_(*out, t);   /* *out is new: it requires no grad, and copy_ records nothing */
+  st = dn_copy_into(*out, t);   /* the clone node below records the copy */
   dn_node *node;
   if (!st) st = dn_record(*out, &clone_node, 1, &t, &node);
   if (st) {
@@ -335,7 +335,7 @@ dn_status dn_to_dtype(dn_tensor **out, dn_tensor *t, dn_dtype dtype) {
   }
   dn_status st = dn_tensor_new(out, dtype, t->ndim, t->shape);
   if (st) return st;
-  st = dn_copy_(*out, t);
+  st = dn_copy_into(*out, t);
   if (st) {
     dn_tensor_release(*out);
     *out = NULL;

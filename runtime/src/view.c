@@ -230,7 +230,7 @@ static dn_status scatter_backward(dn_node *node, dn_tensor *grad, dn_tensor **gr
   int dim = (int)node->ints[0];
   st = is_select ? dn_select(&window, full, dim, node->ints[1])
                  : dn_narrow(&window, full, dim, node->ints[1], grad->shape[dim]);
-  if (!st) st = dn_copy_(window, grad);
+  if (!st) st = dn_copy_into(window, grad);
   dn_tensor_release(window);
   if (st) {
     dn_tensor_release(full);

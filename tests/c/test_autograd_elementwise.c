@@ -541,8 +541,16 @@ static void test_inplace_on_tensor_requiring_grad_fails(void **state) {
   DN_OK_OR_FAIL(dn_tensor_set(x, (int64_t[]){0}, 3));
   dn_set_grad_enabled(mode);
   assert_float_equal(dn_test_at(x, 0), 3, 0);
-  /* writing into a tensor that does not require grad is fine, whatever the source */
+  /* reading a source that requires grad into a plain tensor would drop its
+     gradient without a word (in-place ops record nothing): refused, and
+     allowed under no_grad */
+  float o0 = (float)dn_test_at(o, 0);
+  DN_EXPECT_ERROR(dn_binary_(o, DN_ADD, x), DN_EINVAL, "add_: the source requires grad");
+  assert_float_equal(dn_test_at(o, 0), o0, 0);
+  mode = dn_set_grad_enabled(false);
   DN_OK_OR_FAIL(dn_binary_(o, DN_ADD, x));
+  dn_set_grad_enabled(mode);
+  assert_float_equal(dn_test_at(o, 0), o0 + 3.0f, 0);
   assert_null(o->grad_fn);
   assert_false(o->requires_grad);
   /* clone of a tensor requiring grad copies without tripping the check */

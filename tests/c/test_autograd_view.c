@@ -379,10 +379,14 @@ static void test_inplace_through_views(void **state) {
   DN_EXPECT_ERROR(dn_fill_(row, 0), DN_EINVAL, "fill_: in-place operation on a tensor that requires grad");
   DN_EXPECT_ERROR(dn_tensor_set(win, (int64_t[]){0, 0}, 1), DN_EINVAL, "set: in-place operation");
   DN_EXPECT_ERROR(dn_binary_scalar_(win, DN_ADD, 1), DN_EINVAL, "add_: in-place operation");
-  /* copying a tensor in the graph into a plain one reads it without recording */
+  /* copying a tensor in the graph into a plain one would lose its gradient:
+     refused in grad mode, a plain read under no_grad */
   dn_tensor *dst;
   DN_OK_OR_FAIL(dn_tensor_zeros(&dst, DN_F32, 2, (int64_t[]){4, 3}));
+  DN_EXPECT_ERROR(dn_copy_(dst, row), DN_EINVAL, "copy_: the source requires grad");
+  bool no_grad = dn_set_grad_enabled(false);
   DN_OK_OR_FAIL(dn_copy_(dst, row));   /* broadcast [3] -> [4,3] */
+  dn_set_grad_enabled(no_grad);
   assert_null(dst->grad_fn);
   assert_false(dst->requires_grad);
   for (int64_t i = 0; i < 12; i++) assert_float_equal(dn_test_at(dst, i), dn_test_at(x, 3 + i % 3), 0);

@@ -355,6 +355,26 @@ describe("dn.tensor from bad tables", function()
   end)
 end)
 
+describe("in-place ops and autograd", function()
+  it("refuse a destination or a source that requires grad in grad mode; no_grad allows both", function()
+    local w = dn.ones(3):requires_grad_()
+    local acc = dn.zeros(3)
+    H.assert_error(function() w:add_(1) end, {"add_: in-place operation on a tensor that requires grad"})
+    -- acc would silently lose w's gradient: an in-place result records no graph
+    H.assert_error(function() acc:add_(w) end, {"add_: the source requires grad"})
+    H.assert_error(function() acc:mul_(w * 2) end, {"mul_: the source requires grad"})
+    H.assert_error(function() acc:copy_(w) end, {"copy_: the source requires grad"})
+    H.assert_same(acc, {0, 0, 0})
+    dn.no_grad(function() acc:add_(w):add_(w) end)
+    H.assert_same(acc, {2, 2, 2})
+    assert.is_false(acc.requires_grad)
+    -- the out-of-place form keeps the gradient
+    local total = acc + w
+    total:sum():backward()
+    H.assert_same(w.grad, {1, 1, 1})
+  end)
+end)
+
 describe("no crash on odd but valid input", function()
   it("ops on empty tensors", function()
     local e = dn.zeros(0, 3)

@@ -40,6 +40,11 @@ DN_API dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain
    writes would silently corrupt the graph. Used by every in-place op. */
 DN_API dn_status dn_check_inplace(const char *op, const dn_tensor *t);
 
+/* Fails (naming op) when src, read by an in-place op, requires grad and grad
+   mode is on: in-place ops record nothing, so the gradient towards src would
+   be lost without a word. Used by every in-place op that reads a tensor. */
+DN_API dn_status dn_check_inplace_source(const char *op, const dn_tensor *src);
+
 DN_END_DECLS
 
 #endif
