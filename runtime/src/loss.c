@@ -206,8 +206,8 @@ dn_status dn_cross_entropy(dn_tensor **out, dn_tensor *logits, const dn_tensor *
   *out = NULL;
   dn_status st = check_class_args("cross_entropy", logits, target, base, reduction);
   if (st) return st;
-  if (!(label_smoothing >= 0 && label_smoothing < 1))
-    return dn_fail(DN_EINVAL, "cross_entropy: label_smoothing must be in [0, 1) (got %g)", label_smoothing);
+  if (!(label_smoothing >= 0 && label_smoothing <= 1))
+    return dn_fail(DN_EINVAL, "cross_entropy: label_smoothing must be in [0, 1] (got %g)", label_smoothing);
   class_rows cr = class_rows_of(logits, target, base);
   /* the row statistics are kept only when a node will be recorded */
   bool recording = dn_grad_enabled() && logits->requires_grad;

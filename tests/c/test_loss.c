@@ -114,8 +114,8 @@ static void test_class_loss_values(void **state) {
   DN_OK_OR_FAIL(dn_tensor_full(&scalar_t, DN_I32, 0, NULL, 3));
   for (size_t r = 0; r < 3; r++)
     for (int nll = 0; nll < 2; nll++) {
-      const double smoothing[] = {0, 0.1, 0.45};
-      for (int s = 0; s < (nll ? 1 : 3); s++) {
+      const double smoothing[] = {0, 0.1, 0.45, 1};   /* 1: the uniform target alone, as PyTorch allows */
+      for (int s = 0; s < (nll ? 1 : 4); s++) {
         check_class_loss(x, t0, 0, smoothing[s], REDUCTIONS[r], nll);
         check_class_loss(x, t1, 1, smoothing[s], REDUCTIONS[r], nll);
         check_class_loss(xn, tn, 0, smoothing[s], REDUCTIONS[r], nll);
@@ -326,8 +326,8 @@ static void test_class_loss_errors(void **state) {
                   "input [4] and target [3] do not match (expected target [] (0-dim))");
   DN_EXPECT_ERROR(dn_cross_entropy(&l, x3, t, 0, 0, DN_REDUCTION_MEAN), DN_ESHAPE,
                   "cross_entropy: input must be [N, C] or [C] (got shape [2,3,4])");
-  DN_EXPECT_ERROR(dn_cross_entropy(&l, x, t, 0, 1.0, DN_REDUCTION_MEAN), DN_EINVAL,
-                  "cross_entropy: label_smoothing must be in [0, 1) (got 1)");
+  DN_EXPECT_ERROR(dn_cross_entropy(&l, x, t, 0, 1.5, DN_REDUCTION_MEAN), DN_EINVAL,
+                  "cross_entropy: label_smoothing must be in [0, 1] (got 1.5)");
   DN_EXPECT_ERROR(dn_cross_entropy(&l, x, t, 0, -0.1, DN_REDUCTION_MEAN), DN_EINVAL, "label_smoothing");
   DN_EXPECT_ERROR(dn_cross_entropy(&l, x, t, 0, NAN, DN_REDUCTION_MEAN), DN_EINVAL, "(got nan)");
   DN_EXPECT_ERROR(dn_cross_entropy(&l, x, t, 0, 0, (dn_reduction)7), DN_EINVAL,

@@ -18,8 +18,8 @@ DN_API bool dn_reduction_parse(const char *name, dn_reduction *reduction);
 /*
 ** Cross entropy of logits [N, C] (or [C]) against class indices target [N]
 ** (or 0-dim): log-softmax and NLL fused in one pass, stable for logits of any
-** size. label_smoothing in [0, 1) mixes the one-hot target with the uniform
-** distribution, as PyTorch does. Result: 0-dim (mean, sum) or [N] (none).
+** size. label_smoothing in [0, 1] mixes the one-hot target with the uniform
+** distribution (1: the uniform alone), as PyTorch does. Result: 0-dim (mean, sum) or [N] (none).
 */
 DN_API dn_status dn_cross_entropy(dn_tensor **out, dn_tensor *logits, const dn_tensor *target, int64_t base,
                                   double label_smoothing, dn_reduction reduction);
