@@ -98,6 +98,18 @@ static int l_dropconnect_linear(lua_State *L) {
   return 1;
 }
 
+/* core.linear_relu_dropout(x, w, b_or_nil, p[, generator[, scaling]]) */
+static int l_linear_relu_dropout(lua_State *L) {
+  dn_tensor *x = dn_lua_check_tensor(L, 1), *w = dn_lua_check_tensor(L, 2);
+  dn_tensor *b = lua_isnoneornil(L, 3) ? NULL : dn_lua_check_tensor(L, 3);
+  double p = check_p(L, 4);
+  dn_rng *rng = dn_lua_opt_rng(L, 5);
+  dn_dropout_scaling scaling = check_scaling(L, 6);
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_linear_relu_dropout(&r->t, x, w, b, p, rng, scaling));
+  return 1;
+}
+
 /* core.dropout_mask(shape, p[, generator]): the uint8 keep mask (1 = kept) that core.dropout
    would draw now for a tensor of that shape; the generator does not advance. */
 static int l_dropout_mask(lua_State *L) {
@@ -121,6 +133,7 @@ static const luaL_Reg dropout_functions[] = {
   {"dropout", l_dropout}, {"dropout_eval", l_dropout_eval}, {"dropout_channels", l_dropout_channels},
   {"dropout_locked", l_dropout_locked}, {"alpha_dropout", l_alpha_dropout},
   {"gaussian_dropout", l_gaussian_dropout}, {"dropconnect_linear", l_dropconnect_linear},
+  {"linear_relu_dropout", l_linear_relu_dropout},
   {"dropout_mask", l_dropout_mask}, {"dropout_saved_mask_bytes", l_dropout_saved_mask_bytes},
   {NULL, NULL}};
 

@@ -438,6 +438,15 @@ static float keep_scale(uint32_t threshold, dn_dropout_scaling scaling) {
   return (float)(65536.0 / (double)(FULL_THRESHOLD - threshold));
 }
 
+uint32_t dn_dropout_threshold(double p) { return threshold_of(p); }
+float dn_dropout_scale(uint32_t threshold, int scaling) { return keep_scale(threshold, (dn_dropout_scaling)scaling); }
+
+uint64_t dn_dropout_mask_inplace(float *data, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold,
+                                 float scale) {
+  run_mask(data, data, n, LAYOUT_ROWS, n, seed, offset, threshold, false, scale, 0.0f, 0.0f);
+  return blocks_for(n, DECISIONS_PER_BLOCK);
+}
+
 /* --- the family ------------------------------------------------------------------------ */
 
 static dn_status scaled_dropout(const dn_node_type *type, mask_layout layout, int64_t period,

@@ -99,6 +99,16 @@ static inline bool dn_value_fits(dn_dtype dtype, double v) {
   return false;
 }
 
+/* dn_dropout's mask applied in place to n contiguous floats: decision i
+   from (seed, offset) keeps data[i] * scale or writes 0. threshold and scale
+   come from dn_dropout_threshold/dn_dropout_scale; returns the blocks drawn
+   (the generator's advance). Records nothing. */
+uint64_t dn_dropout_mask_inplace(float *data, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold,
+                                 float scale);
+/* p's 16-bit threshold and the kept values' scale, as dn_dropout uses them. */
+uint32_t dn_dropout_threshold(double p);
+float dn_dropout_scale(uint32_t threshold, int scaling);
+
 /* dn_copy_ without its autograd checks, for a kernel filling a tensor it
    has just made (clone, dtype conversion, backward passes). Records nothing. */
 dn_status dn_copy_into(dn_tensor *dst, const dn_tensor *src);

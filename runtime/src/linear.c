@@ -8,12 +8,18 @@
 ** output, so no pre-activation tensor is kept) and sums it over rows into the
 ** bias gradient, then two sgemms: dx = g_pre @ w and dw = g_pre^T @ x.
 **
+** dn_linear_relu_dropout (declared in dropout.h) adds dropout to ReLU's
+** output in place, and shares this backward: with a positive scale the
+** output is > 0 exactly where the unit was kept and active, so the
+** pre-activation gradient is g * scale there and 0 elsewhere, no mask needed.
+**
 ** Internal views are plain aliases (dn_tensor_alias): they are private
 ** readers of the operands and must not enter the autograd graph.
 */
 #include <string.h>
 
 #include "dropnet/autograd.h"
+#include "dropnet/dropout.h"
 #include "dropnet/matmul.h"
 #include "dropnet/nn.h"
 #include "graph.h"
@@ -29,6 +35,7 @@
 #define MIN_COLUMNS_PER_THREAD 64
 
 enum { SAVED_X = 0, SAVED_W = 1, SAVED_Y = 2 };
+enum { NODE_GRAD_SCALE = 0 };   /* node->scalars: the dropout scale (1 without dropout) */
 
 /* Stable for any x: exp(-|x|) never overflows. */
 static inline float sigmoid_f32(float x) {
@@ -88,16 +95,29 @@ static ALWAYS_INLINE float act_derivative(float y, dn_activation act) {
   return 1.0f;
 }
 
+/* v when keep, else +0: a select written as a bit mask, because gcc 12 does
+   not vectorize a float select whose result feeds a double sum (the loop
+   below ran 10x slower that way). */
+static ALWAYS_INLINE float zero_unless(float v, bool keep) {
+  uint32_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  bits &= -(uint32_t)keep;
+  memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
 /*
 ** Columns [c0, c1) of every row: g_pre = g * act'(y) into g_pre (when
-** write_g_pre) and bias_sum[j] += g_pre (when sum_bias). Written once with
-** the gradient's column stride, the activation and the two modes as
-** parameters; inlined at constants, the contiguous cases become simd loops.
+** write_g_pre) and bias_sum[j] += g_pre (when sum_bias). ReLU's is a select,
+** g * scale where y > 0 and exactly 0 elsewhere (as PyTorch's; an infinite g
+** gives no NaN), scale being dropout's (1 without). Written once with the
+** gradient's column stride, the activation and the two modes as parameters;
+** inlined at constants, the contiguous cases become simd loops.
 */
 static ALWAYS_INLINE void act_backward_columns(float *g_pre, double *bias_sum, const float *g, int64_t g_row_stride,
                                                int64_t g_col_stride, const float *y, int64_t rows, int64_t cols,
-                                               int64_t c0, int64_t c1, dn_activation act, bool write_g_pre,
-                                               bool sum_bias) {
+                                               int64_t c0, int64_t c1, dn_activation act, float scale,
+                                               bool write_g_pre, bool sum_bias) {
   for (int64_t r = 0; r < rows; r++) {
     const float *g_row = g + r * g_row_stride;
     const float *y_row = y ? y + r * cols : NULL;   /* no arithmetic on NULL (UBSan) */
@@ -105,7 +125,8 @@ static ALWAYS_INLINE void act_backward_columns(float *g_pre, double *bias_sum, c
 #pragma omp simd
     for (int64_t j = c0; j < c1; j++) {
       float v = g_row[j * g_col_stride];
-      if (act != DN_ACT_NONE) v *= act_derivative(y_row[j], act);
+      if (act == DN_ACT_RELU) v = zero_unless(v * scale, y_row[j] > 0.0f);
+      else if (act != DN_ACT_NONE) v *= act_derivative(y_row[j], act);
       if (write_g_pre) out_row[j] = v;
       if (sum_bias) bias_sum[j] += v;
     }
@@ -115,13 +136,15 @@ static ALWAYS_INLINE void act_backward_columns(float *g_pre, double *bias_sum, c
 /* Picks a constant-argument copy of the loop for contiguous gradients. */
 static void act_backward_range(float *g_pre, double *bias_sum, const float *g, int64_t g_row_stride,
                                int64_t g_col_stride, const float *y, int64_t rows, int64_t cols, int64_t c0,
-                               int64_t c1, dn_activation act) {
+                               int64_t c1, dn_activation act, float scale) {
   bool write = g_pre != NULL, sum = bias_sum != NULL;
   if (g_col_stride != 1) {
-    act_backward_columns(g_pre, bias_sum, g, g_row_stride, g_col_stride, y, rows, cols, c0, c1, act, write, sum);
+    act_backward_columns(g_pre, bias_sum, g, g_row_stride, g_col_stride, y, rows, cols, c0, c1, act, scale, write,
+                         sum);
     return;
   }
-#define COLUMNS(a, w, s) act_backward_columns(g_pre, bias_sum, g, g_row_stride, 1, y, rows, cols, c0, c1, a, w, s)
+#define COLUMNS(a, w, s) \
+  act_backward_columns(g_pre, bias_sum, g, g_row_stride, 1, y, rows, cols, c0, c1, a, scale, w, s)
   switch (act) {
     case DN_ACT_NONE: COLUMNS(DN_ACT_NONE, false, true); break;   /* g_pre is g itself: bias only */
     case DN_ACT_RELU: sum ? COLUMNS(DN_ACT_RELU, true, true) : COLUMNS(DN_ACT_RELU, true, false); break;
@@ -139,7 +162,7 @@ static void act_backward_range(float *g_pre, double *bias_sum, const float *g, i
 ** the thread count.
 */
 static void act_backward(float *g_pre, double *bias_sum, const dn_tensor *g, const float *y, int64_t rows,
-                         int64_t cols, dn_activation act) {
+                         int64_t cols, dn_activation act, float scale) {
   if (bias_sum) memset(bias_sum, 0, (size_t)cols * sizeof *bias_sum);
   if (rows == 0 || cols == 0) return;
   const float *g_data = DN_F32_AT(g, g->offset);
@@ -151,7 +174,7 @@ static void act_backward(float *g_pre, double *bias_sum, const dn_tensor *g, con
   {
     int t = omp_get_thread_num(), nt = omp_get_num_threads();
     act_backward_range(g_pre, bias_sum, g_data, row_stride, col_stride, y, rows, cols, cols * t / nt,
-                       cols * (t + 1) / nt, act);
+                       cols * (t + 1) / nt, act, scale);
   }
 }
 
@@ -222,12 +245,14 @@ static dn_status linear_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
   if (!st && act == DN_ACT_NONE) {
     /* the pre-activation gradient is g itself: only the bias needs a pass */
     g_pre = dn_tensor_retain(g);
-    if (bias_sum) act_backward(NULL, bias_sum, g, NULL, rows, cols, act);
+    if (bias_sum) act_backward(NULL, bias_sum, g, NULL, rows, cols, act, 1.0f);
   } else if (!st) {
     dn_tensor *y;
     st = dn_node_saved(node, SAVED_Y, &y);
     if (!st) st = dn_tensor_new(&g_pre, DN_F32, 2, (int64_t[]){rows, cols});
-    if (!st) act_backward(dn_tensor_data(g_pre), bias_sum, g, dn_tensor_data(y), rows, cols, act);
+    if (!st)
+      act_backward(dn_tensor_data(g_pre), bias_sum, g, dn_tensor_data(y), rows, cols, act,
+                   (float)node->scalars[NODE_GRAD_SCALE]);
   }
   if (!st && node->needs_grad[0]) st = input_grad(&grad_in[0], node, g_pre);
   if (!st && node->needs_grad[1]) st = weight_grad(&grad_in[1], node, g_pre);
@@ -238,6 +263,7 @@ static dn_status linear_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
   return st;
 }
 static const dn_node_type linear_node = {"linear", linear_backward};
+static const dn_node_type linear_relu_dropout_node = {"linear_relu_dropout", linear_backward};
 
 /* --- forward -------------------------------------------------------------------------- */
 
@@ -282,30 +308,74 @@ static dn_status compute(dn_tensor *y, dn_tensor *x, dn_tensor *w, dn_tensor *b,
   return st;
 }
 
+/* The layer's output tensor for x and w. */
+static dn_status new_output(dn_tensor **y, const dn_tensor *x, const dn_tensor *w) {
+  int64_t shape[2] = {x->shape[0], w->shape[0]};
+  return dn_tensor_new(y, DN_F32, x->ndim, x->ndim == 2 ? shape : shape + 1);
+}
+
+/* Records y's node (type, act, grad scale) and what its backward reads. */
+static dn_status record(dn_tensor *y, const dn_node_type *type, dn_tensor *x, dn_tensor *w, dn_tensor *b,
+                        dn_activation act, float grad_scale) {
+  dn_node *node = NULL;
+  dn_status st = dn_record(y, type, 3, (const dn_tensor *[]){x, w, b}, &node);
+  if (!st && node) {
+    node->ints[0] = act;
+    node->scalars[NODE_GRAD_SCALE] = grad_scale;
+    if (node->needs_grad[1]) st = dn_node_save(node, SAVED_X, x);
+    if (!st && node->needs_grad[0]) st = dn_node_save(node, SAVED_W, w);
+    if (!st && act != DN_ACT_NONE) st = dn_node_save(node, SAVED_Y, y);
+  }
+  return st;
+}
+
 dn_status dn_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act) {
   *out = NULL;
   dn_status st = check_args(x, w, b, act);
   if (st) return st;
-  int64_t shape[2] = {x->shape[0], w->shape[0]};
   dn_tensor *y;
-  st = dn_tensor_new(&y, DN_F32, x->ndim, x->ndim == 2 ? shape : shape + 1);
+  st = new_output(&y, x, w);
   if (st) return st;
   /* the sgemm and the bias copy are internal steps, not ops of the graph */
   bool grad_mode = dn_set_grad_enabled(false);
   st = compute(y, x, w, b, act);
   dn_set_grad_enabled(grad_mode);
-  dn_node *node = NULL;
-  if (!st) st = dn_record(y, &linear_node, 3, (const dn_tensor *[]){x, w, b}, &node);
-  if (!st && node) {
-    node->ints[0] = act;
-    if (node->needs_grad[1]) st = dn_node_save(node, SAVED_X, x);
-    if (!st && node->needs_grad[0]) st = dn_node_save(node, SAVED_W, w);
-    if (!st && act != DN_ACT_NONE) st = dn_node_save(node, SAVED_Y, y);
-  }
+  if (!st) st = record(y, &linear_node, x, w, b, act, 1.0f);
   if (st) {
     dn_tensor_release(y);
     return st;
   }
+  *out = y;
+  return DN_OK;
+}
+
+dn_status dn_linear_relu_dropout(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, double p,
+                                 dn_rng *rng, dn_dropout_scaling scaling) {
+  *out = NULL;
+  if (!(p >= 0.0 && p <= 1.0)) return dn_fail(DN_EINVAL, "linear_relu_dropout: p must be in [0, 1] (got %g)", p);
+  if (!rng) return dn_fail(DN_EINVAL, "linear_relu_dropout: generator is NULL");
+  if (scaling != DN_DROPOUT_INVERTED && scaling != DN_DROPOUT_TEST_TIME)
+    return dn_fail(DN_EINVAL, "linear_relu_dropout: unknown scaling %d (use inverted or test_time)", (int)scaling);
+  if (p == 0.0) return dn_linear(out, x, w, b, DN_ACT_RELU);   /* dropout with p = 0 draws nothing */
+  dn_status st = check_args(x, w, b, DN_ACT_RELU);
+  if (st) return st;
+  dn_tensor *y;
+  st = new_output(&y, x, w);
+  if (st) return st;
+  bool grad_mode = dn_set_grad_enabled(false);
+  st = compute(y, x, w, b, DN_ACT_RELU);
+  dn_set_grad_enabled(grad_mode);
+  uint32_t threshold = dn_dropout_threshold(p);
+  float scale = dn_dropout_scale(threshold, scaling);
+  uint64_t blocks = 0;
+  if (!st) blocks = dn_dropout_mask_inplace(dn_tensor_data(y), dn_tensor_numel(y), rng->seed, rng->offset,
+                                            threshold, scale);
+  if (!st) st = record(y, &linear_relu_dropout_node, x, w, b, DN_ACT_RELU, scale);
+  if (st) {
+    dn_tensor_release(y);
+    return st;
+  }
+  rng->offset += blocks;
   *out = y;
   return DN_OK;
 }

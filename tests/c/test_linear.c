@@ -359,8 +359,100 @@ static void test_pytorch_reference(void **state) {
   RELEASE(x, w, b, g, y);
 }
 
+/* --- dn_linear_relu_dropout: the same bits as dn_linear(relu) then dn_dropout ------------------ */
+
+/* y, x.grad, w.grad, b.grad (taken over) and the generator after one forward and backward. */
+typedef struct {
+  dn_tensor *t[4];
+  dn_rng rng;
+} step_result;
+
+static void run_step(step_result *r, bool fused, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_tensor *g, double p,
+                     dn_dropout_scaling scaling, uint64_t seed) {
+  dn_rng_seed(&r->rng, seed);
+  r->rng.offset = 5;   /* not at 0: the offset must be read, not assumed */
+  dn_tensor *y;
+  if (fused) {
+    DN_OK_OR_FAIL(dn_linear_relu_dropout(&y, x, w, b, p, &r->rng, scaling));
+  } else {
+    dn_tensor *h;
+    DN_OK_OR_FAIL(dn_linear(&h, x, w, b, DN_ACT_RELU));
+    DN_OK_OR_FAIL(dn_dropout(&y, h, p, &r->rng, scaling));
+    dn_tensor_release(h);
+  }
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  r->t[0] = y;
+  dn_tensor *params[3] = {x, w, b};
+  for (int k = 0; k < 3; k++) {
+    r->t[k + 1] = params[k]->grad;
+    params[k]->grad = NULL;
+  }
+}
+
+/* Values, the three gradients and the generator's advance are bit-identical
+   to the two-op path, for every p (0: no draw; 1: all dropped; below 2^-17:
+   threshold 0, all kept), both scalings, 1 and 2 threads. */
+static void test_relu_dropout_matches_two_ops(void **state) {
+  (void)state;
+  int64_t rows = 64, in = 48, outs = 200;
+  dn_tensor *x = dn_test_random(71, 2, (int64_t[]){rows, in}), *w = dn_test_random(72, 2, (int64_t[]){outs, in});
+  dn_tensor *b = dn_test_random(73, 1, &outs), *g = dn_test_random(74, 2, (int64_t[]){rows, outs});
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+  const double ps[] = {0.0, 1e-6, 0.1, 0.5, 0.9, 1.0};
+  int saved_threads = dn_get_num_threads();
+  for (int threads = 1; threads <= 2; threads++) {
+    DN_OK_OR_FAIL(dn_set_num_threads(threads));
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++)
+      for (int scaling = 0; scaling < 2; scaling++) {
+        step_result two, one;
+        run_step(&two, false, x, w, b, g, ps[i], (dn_dropout_scaling)scaling, 9);
+        run_step(&one, true, x, w, b, g, ps[i], (dn_dropout_scaling)scaling, 9);
+        assert_int_equal(one.rng.offset, two.rng.offset);
+        for (int k = 0; k < 4; k++) {
+          size_t bytes = (size_t)dn_tensor_numel(two.t[k]) * sizeof(float);
+          assert_memory_equal(dn_tensor_data(one.t[k]), dn_tensor_data(two.t[k]), bytes);
+          RELEASE(one.t[k], two.t[k]);
+        }
+      }
+  }
+  DN_OK_OR_FAIL(dn_set_num_threads(saved_threads));
+  /* a dropped unit passes no gradient, a kept active one g * scale */
+  dn_rng rng;
+  dn_rng_seed(&rng, 3);
+  dn_tensor *y;
+  DN_OK_OR_FAIL(dn_linear_relu_dropout(&y, x, w, b, 0.5, &rng, DN_DROPOUT_INVERTED));
+  assert_string_equal(dn_grad_fn_name(y), "linear_relu_dropout");
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  int zeros = 0;
+  for (int64_t i = 0; i < rows * outs; i++) zeros += dn_test_at(y, i) == 0.0;
+  assert_true(zeros > rows * outs / 2 && zeros < rows * outs * 9 / 10);   /* about 1/2 dropped + 1/4 inactive */
+  RELEASE(x, w, b, g, y);
+}
+
+static void test_relu_dropout_errors(void **state) {
+  (void)state;
+  dn_tensor *x = dn_test_random(81, 2, (int64_t[]){2, 3}), *w = dn_test_random(82, 2, (int64_t[]){4, 3}), *y;
+  dn_tensor *w_bad = dn_test_random(83, 2, (int64_t[]){4, 5});
+  dn_rng rng;
+  dn_rng_seed(&rng, 1);
+  DN_EXPECT_ERROR(dn_linear_relu_dropout(&y, x, w, NULL, 1.5, &rng, DN_DROPOUT_INVERTED), DN_EINVAL,
+                  "linear_relu_dropout: p must be in [0, 1] (got 1.5)");
+  DN_EXPECT_ERROR(dn_linear_relu_dropout(&y, x, w, NULL, NAN, &rng, DN_DROPOUT_INVERTED), DN_EINVAL, "(got nan)");
+  DN_EXPECT_ERROR(dn_linear_relu_dropout(&y, x, w, NULL, 0.5, NULL, DN_DROPOUT_INVERTED), DN_EINVAL,
+                  "linear_relu_dropout: generator is NULL");
+  DN_EXPECT_ERROR(dn_linear_relu_dropout(&y, x, w, NULL, 0.5, &rng, (dn_dropout_scaling)7), DN_EINVAL,
+                  "linear_relu_dropout: unknown scaling 7");
+  DN_EXPECT_ERROR(dn_linear_relu_dropout(&y, x, w_bad, NULL, 0.5, &rng, DN_DROPOUT_INVERTED), DN_ESHAPE,
+                  "linear: input [2,3] and weight [4,5] do not match");
+  assert_int_equal(rng.offset, 0);   /* a failed call draws nothing */
+  RELEASE(x, w, w_bad);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_relu_dropout_matches_two_ops), cmocka_unit_test(test_relu_dropout_errors),
     cmocka_unit_test(test_forward_values),       cmocka_unit_test(test_forward_layouts),
     cmocka_unit_test(test_empty),                cmocka_unit_test(test_gradients),
     cmocka_unit_test(test_strided_incoming_grad), cmocka_unit_test(test_autograd_bookkeeping),

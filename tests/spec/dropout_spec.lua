@@ -508,6 +508,88 @@ describe("DropConnect", function()
   end)
 end)
 
+describe("Linear, ReLU, Dropout in a Sequential (one fused kernel call)", function()
+  -- The same layers run one by one (not through Sequential, so nothing is fused).
+  local function one_by_one(model, x)
+    for _, m in ipairs(model) do x = m(x) end
+    return x
+  end
+
+  -- Output, gradients of x and every parameter, and the generator's state after one step.
+  local function step(model, x, g, run)
+    x = x:detach():requires_grad_()
+    model:zero_grad()
+    local y = run(model, x)
+    y:backward(g)
+    local grads = {x.grad}
+    for _, p in ipairs(model:parameters()) do grads[#grads + 1] = p.grad end
+    return y, grads, dn.get_rng_state()
+  end
+
+  local function assert_same_step(model, x, g)
+    dn.manual_seed(11)
+    local y1, g1, s1 = step(model, x, g, function(m, v) return m(v) end)
+    dn.manual_seed(11)
+    local y2, g2, s2 = step(model, x, g, one_by_one)
+    assert.is_true(same(y1, y2), "outputs differ")
+    assert.are.equal(#g2, #g1)
+    for i = 1, #g1 do assert.is_true(same(g1[i], g2[i]), "gradient " .. i .. " differs") end
+    assert.are.same(s2, s1)
+    return y1
+  end
+
+  it("gives the bits of the three layers one by one, and draws the same", function()
+    dn.manual_seed(1)
+    local model = nn.Sequential(nn.Linear(30, 40), nn.ReLU(), nn.Dropout(0.3), nn.Linear(40, 50), nn.ReLU(),
+      nn.Dropout(0.5, {scale = "test"}), nn.Linear(50, 7))
+    local x, g = dn.randn(16, 30), dn.randn(16, 7)
+    assert_same_step(model, x, g)
+    -- p = 0 (no draw), 1 (all dropped), below 2^-17 (all kept), and a change between steps
+    for _, p in ipairs({0, 1, 1e-6, 0.9}) do
+      model[3].p, model[6].p = p, p
+      assert_same_step(model, x, g)
+    end
+  end)
+
+  it("is fused in MC mode, not in eval, and not for a subclass of Dropout", function()
+    dn.manual_seed(2)
+    local model = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Dropout(0.4))
+    local x, g = dn.randn(5, 8), dn.randn(5, 12)
+    assert.are.equal("linear_relu_dropout", model(x).grad_fn)
+    model:mc()
+    assert.are.equal("linear_relu_dropout", model(x).grad_fn)
+    assert_same_step(model, x, g)
+    model:eval()
+    local before = dn.get_rng_state()
+    assert.are.equal("linear", model(x).grad_fn)
+    assert.are.same(before, dn.get_rng_state())
+    model:train()
+    local MyDropout = nn.Dropout:extend("MyDropout")
+    local sub = nn.Sequential(model[1], model[2], MyDropout(0.4))
+    assert.are.equal("dropout", sub(x).grad_fn)
+    assert_same_step(sub, x, g)
+    -- a Linear with DropConnect, or another activation, is not fused with the dropout
+    local dc = nn.Sequential(nn.Linear(8, 12, {dropconnect = 0.2}), nn.ReLU(), nn.Dropout(0.4))
+    assert.are.equal("dropout", dc(x).grad_fn)
+    local tanh = nn.Sequential(nn.Linear(8, 12), nn.Tanh(), nn.Dropout(0.4))
+    assert.are.equal("dropout", tanh(x).grad_fn)
+  end)
+
+  it("uses the Dropout's own generator and names the Dropout layer in its errors", function()
+    local model = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Dropout(0.4, {generator = dn.Generator(5)}))
+    local x = dn.randn(5, 8)
+    local before = dn.get_rng_state()
+    local y1 = model(x)
+    assert.are.same(before, dn.get_rng_state())   -- the global generator did not move
+    model[3].generator = dn.Generator(5)
+    assert.is_true(same(y1, model(x)))
+    model[3].p = 1.5
+    H.assert_error(function() model(x) end, {"Sequential: layer 3 (Dropout): ", "p must be"})
+    model[3].p = 0.4
+    H.assert_error(function() model(dn.randn(5, 9)) end, {"Sequential: layer 1 (Linear): ", "do not match"})
+  end)
+end)
+
 describe("MC dropout mode", function()
   -- Records the mode it saw, like a future BatchNorm choosing its statistics.
   local Probe = nn.Module:extend("Probe")

@@ -68,6 +68,18 @@ DN_API dn_status dn_gaussian_dropout(dn_tensor **out, dn_tensor *x, double p, dn
 DN_API dn_status dn_dropconnect_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, double p,
                                        dn_rng *rng);
 
+/*
+** The model case of an MLP layer in one call: y = dropout(relu(x @ w^T + b), p)
+** with dn_dropout's decisions and generator advance, so its values and
+** gradients are those of dn_linear(..., DN_ACT_RELU) followed by dn_dropout
+** (bit for bit, tested). The dropout is applied in place on the layer's
+** output while it is in cache, and backward needs no mask at all: an
+** element's gradient flows (times the scale) exactly where its output is > 0,
+** as the scale is positive. p = 0 draws nothing (dn_linear alone).
+*/
+DN_API dn_status dn_linear_relu_dropout(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, double p,
+                                        dn_rng *rng, dn_dropout_scaling scaling);
+
 /* Inspection: the uint8 keep mask (1 = kept) that dn_dropout would draw for numel
    elements with this generator state and p, without advancing the generator. */
 DN_API dn_status dn_dropout_mask(dn_tensor **mask, const dn_rng *rng, int ndim, const int64_t *shape, double p);

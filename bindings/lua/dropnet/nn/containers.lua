@@ -71,15 +71,42 @@ local function fused_pair(m, nxt)
   return fwd, act
 end
 
+-- Linear, ReLU, Dropout in a row (exact classes; the Linear with neither an
+-- activation of its own nor DropConnect) run as one kernel call while the
+-- dropout draws: the same values, gradients and generator advance as the
+-- three layers one by one, without the dropout's own pass over the output
+-- and without regenerating its mask in backward.
+local function fused_triple(m, relu, drop)
+  if relu == nil or drop == nil then return nil end
+  local fwd = rawget(getmetatable(m), "_forward_relu_dropout")
+  if not fwd or m.activation ~= nil or m.dropconnect ~= nil then return nil end
+  if rawget(getmetatable(relu), "fused_activation") ~= "relu" then return nil end
+  local draw_p = rawget(getmetatable(drop), "_fused_draw_p")
+  if not draw_p then return nil end
+  return fwd, draw_p
+end
+
 function Sequential:forward(x)
   local order, mods = rawget(self, "_modules_order"), rawget(self, "_modules")
   local i, n = 1, #order
   while i <= n do
     local name = order[i]
     local m = mods[name]
+    local fwd3, draw_p = fused_triple(m, mods[order[i + 1]], mods[order[i + 2]])
+    local p = false
+    if fwd3 then
+      local drop_name = order[i + 2]
+      local ok, res = pcall(draw_p, mods[drop_name])
+      if not ok then layer_error(drop_name, mods[drop_name], res) end
+      p = res
+    end
     local fwd, act = fused_pair(m, mods[order[i + 1]])
     local ok, y
-    if fwd then
+    if p then
+      local drop = mods[order[i + 2]]
+      ok, y = pcall(fwd3, m, x, p, drop.generator, drop.scale)
+      i = i + 3
+    elseif fwd then
       ok, y = pcall(fwd, m, x, act)
       i = i + 2
     else

@@ -93,6 +93,13 @@ end
 
 Dropout.extra_repr = scaled_repr
 
+-- Used by Sequential after a Linear and a ReLU: p when this layer draws now
+-- (training or MC, p > 0), else false (the layers then run one by one).
+function Dropout:_fused_draw_p()
+  local p = check_p(self.p, self.__name)
+  return p > 0 and self:is_stochastic() and p
+end
+
 -- --- channel dropout ------------------------------------------------------------------
 
 -- Dropout1d/2d/3d: one decision per (n, c) zeroes the whole channel.

@@ -87,6 +87,13 @@ function Linear:forward_with_activation(x, activation)
   return core.nn_linear(x, self.weight, self.bias, activation)
 end
 
+-- Used by Sequential for Linear, ReLU, Dropout in a row while the dropout
+-- draws: the three layers in one kernel call (core.linear_relu_dropout), with
+-- the dropout's p, generator and scale.
+function Linear:_forward_relu_dropout(x, p, generator, scale)
+  return core.linear_relu_dropout(x, self.weight, self.bias, p, generator, scale)
+end
+
 function Linear:extra_repr()
   local s = string.format("in_features=%d, out_features=%d, bias=%s", self.in_features, self.out_features,
     tostring(self.bias ~= nil))
