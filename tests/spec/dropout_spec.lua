@@ -575,6 +575,19 @@ describe("Linear, ReLU, Dropout in a Sequential (one fused kernel call)", functi
     assert.are.equal("dropout", tanh(x).grad_fn)
   end)
 
+  it("dn.linear_relu_dropout rejects bad arguments, naming itself", function()
+    local x, w = dn.randn(2, 3), dn.randn(4, 3)
+    H.assert_error(function() dn.linear_relu_dropout(x, w, nil, 1.5) end,
+      {"linear_relu_dropout: p must be in [0, 1] (got 1.5)"})
+    H.assert_error(function() dn.linear_relu_dropout(x, w, nil, "a") end, {"linear_relu_dropout", "p must be a number"})
+    H.assert_error(function() dn.linear_relu_dropout("x", w, nil, 0.5) end, {"linear_relu_dropout"})
+    H.assert_error(function() dn.linear_relu_dropout(x, dn.randn(4, 5), nil, 0.5) end,
+      {"linear: input [2,3] and weight [4,5] do not match"})
+    H.assert_error(function() dn.linear_relu_dropout(x, w, nil, 0.5, nil, "sideways") end,
+      {"unknown scaling 'sideways'"})
+    H.assert_error(function() dn.linear_relu_dropout(x, w, nil, 0.5, 7) end, {"linear_relu_dropout"})
+  end)
+
   it("uses the Dropout's own generator and names the Dropout layer in its errors", function()
     local model = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Dropout(0.4, {generator = dn.Generator(5)}))
     local x = dn.randn(5, 8)
