@@ -441,11 +441,16 @@ static float keep_scale(uint32_t threshold, dn_dropout_scaling scaling) {
 uint32_t dn_dropout_threshold(double p) { return threshold_of(p); }
 float dn_dropout_scale(uint32_t threshold, int scaling) { return keep_scale(threshold, (dn_dropout_scaling)scaling); }
 
-uint64_t dn_dropout_mask_inplace(float *data, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold,
-                                 float scale) {
-  run_mask(data, data, n, LAYOUT_ROWS, n, seed, offset, threshold, false, scale, 0.0f, 0.0f);
-  return blocks_for(n, DECISIONS_PER_BLOCK);
+_Static_assert(DN_DROPOUT_SPAN_ALIGN % GROUP == 0, "spans must start on a generator call");
+
+void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset, uint32_t threshold,
+                          float scale) {
+  /* period = the span's end: decision i is element i for every i in the span */
+  mask_job job = {data, data, i1, seed, offset, threshold, false, scale, 0.0f, 0.0f};
+  mask_range(&job, i0, i1);
 }
+
+uint64_t dn_dropout_blocks(int64_t n) { return blocks_for(n, DECISIONS_PER_BLOCK); }
 
 /* --- the family ------------------------------------------------------------------------ */
 

@@ -99,12 +99,15 @@ static inline bool dn_value_fits(dn_dtype dtype, double v) {
   return false;
 }
 
-/* dn_dropout's mask applied in place to n contiguous floats: decision i
-   from (seed, offset) keeps data[i] * scale or writes 0. threshold and scale
-   come from dn_dropout_threshold/dn_dropout_scale; returns the blocks drawn
-   (the generator's advance). Records nothing. */
-uint64_t dn_dropout_mask_inplace(float *data, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold,
-                                 float scale);
+/* dn_dropout's mask applied in place to elements [i0, i1) of a contiguous
+   tensor, on the calling thread: decision i from (seed, offset) keeps
+   data[i] * scale or writes 0. Spans starting at multiples of
+   DN_DROPOUT_SPAN_ALIGN draw each random block once. Records nothing. */
+#define DN_DROPOUT_SPAN_ALIGN 128
+void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset, uint32_t threshold,
+                          float scale);
+/* The generator's advance (Philox blocks) for n dropout decisions. */
+uint64_t dn_dropout_blocks(int64_t n);
 /* p's 16-bit threshold and the kept values' scale, as dn_dropout uses them. */
 uint32_t dn_dropout_threshold(double p);
 float dn_dropout_scale(uint32_t threshold, int scaling);

@@ -8,8 +8,8 @@
 ** output, so no pre-activation tensor is kept) and sums it over rows into the
 ** bias gradient, then two sgemms: dx = g_pre @ w and dw = g_pre^T @ x.
 **
-** dn_linear_relu_dropout (declared in dropout.h) adds dropout to ReLU's
-** output in place, and shares this backward: with a positive scale the
+** dn_linear_relu_dropout (declared in dropout.h) adds dropout to the same
+** pass over the sgemm's output (bias, ReLU, mask), and shares this backward: with a positive scale the
 ** output is > 0 exactly where the unit was kept and active, so the
 ** pre-activation gradient is g * scale there and 0 elsewhere, no mask needed.
 **
@@ -80,6 +80,39 @@ static void bias_act_forward(float *y, int64_t rows, int64_t cols, const float *
   int threads = dn_threads_for(rows * cols);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t r = 0; r < rows; r++) bias_act_row(y + r * cols, bias, cols, act);
+}
+
+/*
+** y = dropout(relu(y + bias)) in place, one parallel region: each thread
+** takes whole spans of DN_DROPOUT_SPAN_ALIGN-aligned elements and, block by
+** block while it is in L1, adds the bias and applies ReLU (the same
+** expression as bias_act_row) and then dn_dropout's mask.
+*/
+typedef struct dropout_params {
+  uint64_t seed, offset;
+  uint32_t threshold;
+  float scale;
+} dropout_params;
+
+#define FUSED_BLOCK (DN_DROPOUT_SPAN_ALIGN * 32)   /* 16 KB of floats */
+
+static void bias_relu_dropout_forward(float *y, int64_t rows, int64_t cols, const float *bias,
+                                      const dropout_params *d) {
+  int64_t n = rows * cols, blocks = (n + FUSED_BLOCK - 1) / FUSED_BLOCK;
+  int threads = dn_threads_for(n);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    for (int64_t k = blocks * t / nt; k < blocks * (t + 1) / nt; k++) {
+      int64_t b0 = k * FUSED_BLOCK, b1 = b0 + FUSED_BLOCK < n ? b0 + FUSED_BLOCK : n;
+      for (int64_t i = b0; i < b1;) {   /* row pieces: the bias restarts at each row */
+        int64_t c = i % cols, len = cols - c < b1 - i ? cols - c : b1 - i;
+        bias_act_row(y + i, bias ? bias + c : NULL, len, DN_ACT_RELU);
+        i += len;
+      }
+      dn_dropout_mask_span(y, b0, b1, d->seed, d->offset, d->threshold, d->scale);
+    }
+  }
 }
 
 /* --- backward: pre-activation gradient and bias gradient in one pass --------------- */
@@ -291,16 +324,19 @@ static dn_status check_args(const dn_tensor *x, const dn_tensor *w, const dn_ten
   return DN_OK;
 }
 
-/* y = x @ w^T (+ b, act) into the new contiguous tensor y. */
-static dn_status compute(dn_tensor *y, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act) {
+/* y = x @ w^T (+ b, act) into the new contiguous tensor y; with drop, act is
+   ReLU and dropout follows in the same pass. */
+static dn_status compute(dn_tensor *y, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act,
+                         const dropout_params *drop) {
   dn_tensor *x2 = NULL, *w_t = NULL, *y2 = NULL, *bias = NULL;
   dn_status st = as_matrix(&x2, x);
   if (!st) st = transposed(&w_t, w);
   if (!st) st = as_matrix(&y2, y);
   if (!st) st = dn_matmul_into(y2, x2, w_t, 1.0f, 0.0f);
   if (!st && b) st = dn_contiguous(&bias, b);   /* a copy only for a strided bias */
-  if (!st)
-    bias_act_forward(dn_tensor_data(y), y2->shape[0], y2->shape[1], bias ? dn_tensor_data(bias) : NULL, act);
+  const float *bias_data = bias ? dn_tensor_data(bias) : NULL;
+  if (!st && drop) bias_relu_dropout_forward(dn_tensor_data(y), y2->shape[0], y2->shape[1], bias_data, drop);
+  else if (!st) bias_act_forward(dn_tensor_data(y), y2->shape[0], y2->shape[1], bias_data, act);
   dn_tensor_release(bias);
   dn_tensor_release(y2);
   dn_tensor_release(w_t);
@@ -338,7 +374,7 @@ dn_status dn_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, d
   if (st) return st;
   /* the sgemm and the bias copy are internal steps, not ops of the graph */
   bool grad_mode = dn_set_grad_enabled(false);
-  st = compute(y, x, w, b, act);
+  st = compute(y, x, w, b, act, NULL);
   dn_set_grad_enabled(grad_mode);
   if (!st) st = record(y, &linear_node, x, w, b, act, 1.0f);
   if (st) {
@@ -362,20 +398,17 @@ dn_status dn_linear_relu_dropout(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn
   dn_tensor *y;
   st = new_output(&y, x, w);
   if (st) return st;
-  bool grad_mode = dn_set_grad_enabled(false);
-  st = compute(y, x, w, b, DN_ACT_RELU);
-  dn_set_grad_enabled(grad_mode);
   uint32_t threshold = dn_dropout_threshold(p);
-  float scale = dn_dropout_scale(threshold, scaling);
-  uint64_t blocks = 0;
-  if (!st) blocks = dn_dropout_mask_inplace(dn_tensor_data(y), dn_tensor_numel(y), rng->seed, rng->offset,
-                                            threshold, scale);
-  if (!st) st = record(y, &linear_relu_dropout_node, x, w, b, DN_ACT_RELU, scale);
+  dropout_params drop = {rng->seed, rng->offset, threshold, dn_dropout_scale(threshold, scaling)};
+  bool grad_mode = dn_set_grad_enabled(false);
+  st = compute(y, x, w, b, DN_ACT_RELU, &drop);
+  dn_set_grad_enabled(grad_mode);
+  if (!st) st = record(y, &linear_relu_dropout_node, x, w, b, DN_ACT_RELU, drop.scale);
   if (st) {
     dn_tensor_release(y);
     return st;
   }
-  rng->offset += blocks;
+  rng->offset += dn_dropout_blocks(dn_tensor_numel(y));
   *out = y;
   return DN_OK;
 }

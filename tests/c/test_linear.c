@@ -384,40 +384,55 @@ static void run_step(step_result *r, bool fused, dn_tensor *x, dn_tensor *w, dn_
   r->t[0] = y;
   dn_tensor *params[3] = {x, w, b};
   for (int k = 0; k < 3; k++) {
-    r->t[k + 1] = params[k]->grad;
-    params[k]->grad = NULL;
+    r->t[k + 1] = params[k] ? params[k]->grad : NULL;
+    if (params[k]) params[k]->grad = NULL;
   }
 }
 
-/* Values, the three gradients and the generator's advance are bit-identical
-   to the two-op path, for every p (0: no draw; 1: all dropped; below 2^-17:
-   threshold 0, all kept), both scalings, 1 and 2 threads. */
-static void test_relu_dropout_matches_two_ops(void **state) {
-  (void)state;
-  int64_t rows = 64, in = 48, outs = 200;
-  dn_tensor *x = dn_test_random(71, 2, (int64_t[]){rows, in}), *w = dn_test_random(72, 2, (int64_t[]){outs, in});
-  dn_tensor *b = dn_test_random(73, 1, &outs), *g = dn_test_random(74, 2, (int64_t[]){rows, outs});
+/* Compares both paths for one shape, with and without a bias. */
+static void check_relu_dropout_shape(int64_t rows, int64_t in, int64_t outs, uint64_t seed) {
+  dn_tensor *x = dn_test_random(seed, 2, (int64_t[]){rows, in});
+  dn_tensor *w = dn_test_random(seed + 1, 2, (int64_t[]){outs, in});
+  dn_tensor *b = dn_test_random(seed + 2, 1, &outs), *g = dn_test_random(seed + 3, 2, (int64_t[]){rows, outs});
   DN_OK_OR_FAIL(dn_requires_grad_(x, true));
   DN_OK_OR_FAIL(dn_requires_grad_(w, true));
   DN_OK_OR_FAIL(dn_requires_grad_(b, true));
   const double ps[] = {0.0, 1e-6, 0.1, 0.5, 0.9, 1.0};
-  int saved_threads = dn_get_num_threads();
-  for (int threads = 1; threads <= 2; threads++) {
-    DN_OK_OR_FAIL(dn_set_num_threads(threads));
+  for (int with_bias = 0; with_bias < 2; with_bias++)
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++)
       for (int scaling = 0; scaling < 2; scaling++) {
         step_result two, one;
-        run_step(&two, false, x, w, b, g, ps[i], (dn_dropout_scaling)scaling, 9);
-        run_step(&one, true, x, w, b, g, ps[i], (dn_dropout_scaling)scaling, 9);
+        dn_tensor *bias = with_bias ? b : NULL;
+        run_step(&two, false, x, w, bias, g, ps[i], (dn_dropout_scaling)scaling, 9);
+        run_step(&one, true, x, w, bias, g, ps[i], (dn_dropout_scaling)scaling, 9);
         assert_int_equal(one.rng.offset, two.rng.offset);
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < (with_bias ? 4 : 3); k++) {
           size_t bytes = (size_t)dn_tensor_numel(two.t[k]) * sizeof(float);
           assert_memory_equal(dn_tensor_data(one.t[k]), dn_tensor_data(two.t[k]), bytes);
           RELEASE(one.t[k], two.t[k]);
         }
       }
+  RELEASE(x, w, b, g);
+}
+
+/* Values, the three gradients and the generator's advance are bit-identical
+   to the two-op path, for every p (0: no draw; 1: all dropped; below 2^-17:
+   threshold 0, all kept), both scalings, with and without a bias, 1 and 2
+   threads; the second shape is large enough for two threads, with rows that
+   straddle the fused pass's blocks. */
+static void test_relu_dropout_matches_two_ops(void **state) {
+  (void)state;
+  int saved_threads = dn_get_num_threads();
+  for (int threads = 1; threads <= 2; threads++) {
+    DN_OK_OR_FAIL(dn_set_num_threads(threads));
+    check_relu_dropout_shape(64, 48, 200, 71);
+    check_relu_dropout_shape(100, 20, 700, 75);
   }
   DN_OK_OR_FAIL(dn_set_num_threads(saved_threads));
+  int64_t rows = 64, in = 48, outs = 200;
+  dn_tensor *x = dn_test_random(71, 2, (int64_t[]){rows, in}), *w = dn_test_random(72, 2, (int64_t[]){outs, in});
+  dn_tensor *b = dn_test_random(73, 1, &outs), *g = dn_test_random(74, 2, (int64_t[]){rows, outs});
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
   /* a dropped unit passes no gradient, a kept active one g * scale */
   dn_rng rng;
   dn_rng_seed(&rng, 3);
