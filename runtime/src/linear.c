@@ -9,9 +9,10 @@
 ** bias gradient, then two sgemms: dx = g_pre @ w and dw = g_pre^T @ x.
 **
 ** dn_linear_relu_dropout (declared in dropout.h) adds dropout to the same
-** pass over the sgemm's output (bias, ReLU, mask), and shares this backward: with a positive scale the
-** output is > 0 exactly where the unit was kept and active, so the
-** pre-activation gradient is g * scale there and 0 elsewhere, no mask needed.
+** pass over the sgemm's output (bias, ReLU, mask), and shares this
+** backward: with a positive scale the output is > 0 exactly where the unit
+** was kept and active, so the pre-activation gradient is g * scale there and
+** 0 elsewhere, no mask needed.
 **
 ** Internal views are plain aliases (dn_tensor_alias): they are private
 ** readers of the operands and must not enter the autograd graph.
