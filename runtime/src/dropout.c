@@ -438,6 +438,13 @@ static float keep_scale(uint32_t threshold, dn_dropout_scaling scaling) {
   return (float)(65536.0 / (double)(FULL_THRESHOLD - threshold));
 }
 
+dn_status dn_dropout_check_params(const char *op, double p, const dn_rng *rng, int scaling) {
+  dn_status st = check_p(op, p);
+  if (!st && !rng) st = dn_fail(DN_EINVAL, "%s: generator is NULL", op);
+  if (!st) st = check_scaling(op, (dn_dropout_scaling)scaling);
+  return st;
+}
+
 uint32_t dn_dropout_threshold(double p) { return threshold_of(p); }
 float dn_dropout_scale(uint32_t threshold, int scaling) { return keep_scale(threshold, (dn_dropout_scaling)scaling); }
 

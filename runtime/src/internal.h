@@ -9,6 +9,7 @@
 
 #include "dropnet/alloc.h"
 #include "dropnet/parallel.h"
+#include "dropnet/rng.h"
 #include "dropnet/tensor.h"
 
 /* Below this many elements a loop runs on one thread: a fork costs more. */
@@ -108,6 +109,8 @@ void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, ui
                           float scale);
 /* The generator's advance (Philox blocks) for n dropout decisions. */
 uint64_t dn_dropout_blocks(int64_t n);
+/* dn_dropout's checks of p, the generator and the scaling, naming op. */
+dn_status dn_dropout_check_params(const char *op, double p, const dn_rng *rng, int scaling);
 /* p's 16-bit threshold and the kept values' scale, as dn_dropout uses them. */
 uint32_t dn_dropout_threshold(double p);
 float dn_dropout_scale(uint32_t threshold, int scaling);

@@ -345,71 +345,54 @@ static dn_status compute(dn_tensor *y, dn_tensor *x, dn_tensor *w, dn_tensor *b,
   return st;
 }
 
-/* The layer's output tensor for x and w. */
-static dn_status new_output(dn_tensor **y, const dn_tensor *x, const dn_tensor *w) {
+/*
+** The forward of both entry points: checks, the output, the sgemm and its
+** pass (with drop: ReLU and dropout), then y's node (grad scale: dropout's,
+** 1 without) and what its backward reads.
+*/
+static dn_status forward(dn_tensor **out, const dn_node_type *type, dn_tensor *x, dn_tensor *w, dn_tensor *b,
+                         dn_activation act, const dropout_params *drop) {
+  *out = NULL;
+  dn_status st = check_args(x, w, b, act);
+  if (st) return st;
   int64_t shape[2] = {x->shape[0], w->shape[0]};
-  return dn_tensor_new(y, DN_F32, x->ndim, x->ndim == 2 ? shape : shape + 1);
-}
-
-/* Records y's node (type, act, grad scale) and what its backward reads. */
-static dn_status record(dn_tensor *y, const dn_node_type *type, dn_tensor *x, dn_tensor *w, dn_tensor *b,
-                        dn_activation act, float grad_scale) {
+  dn_tensor *y;
+  st = dn_tensor_new(&y, DN_F32, x->ndim, x->ndim == 2 ? shape : shape + 1);
+  if (st) return st;
+  /* the sgemm and the bias copy are internal steps, not ops of the graph */
+  bool grad_mode = dn_set_grad_enabled(false);
+  st = compute(y, x, w, b, act, drop);
+  dn_set_grad_enabled(grad_mode);
   dn_node *node = NULL;
-  dn_status st = dn_record(y, type, 3, (const dn_tensor *[]){x, w, b}, &node);
+  if (!st) st = dn_record(y, type, 3, (const dn_tensor *[]){x, w, b}, &node);
   if (!st && node) {
     node->ints[0] = act;
-    node->scalars[NODE_GRAD_SCALE] = grad_scale;
+    node->scalars[NODE_GRAD_SCALE] = drop ? drop->scale : 1.0f;
     if (node->needs_grad[1]) st = dn_node_save(node, SAVED_X, x);
     if (!st && node->needs_grad[0]) st = dn_node_save(node, SAVED_W, w);
     if (!st && act != DN_ACT_NONE) st = dn_node_save(node, SAVED_Y, y);
   }
-  return st;
-}
-
-dn_status dn_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act) {
-  *out = NULL;
-  dn_status st = check_args(x, w, b, act);
-  if (st) return st;
-  dn_tensor *y;
-  st = new_output(&y, x, w);
-  if (st) return st;
-  /* the sgemm and the bias copy are internal steps, not ops of the graph */
-  bool grad_mode = dn_set_grad_enabled(false);
-  st = compute(y, x, w, b, act, NULL);
-  dn_set_grad_enabled(grad_mode);
-  if (!st) st = record(y, &linear_node, x, w, b, act, 1.0f);
   if (st) {
     dn_tensor_release(y);
     return st;
   }
   *out = y;
   return DN_OK;
+}
+
+dn_status dn_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act) {
+  return forward(out, &linear_node, x, w, b, act, NULL);
 }
 
 dn_status dn_linear_relu_dropout(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, double p,
                                  dn_rng *rng, dn_dropout_scaling scaling) {
   *out = NULL;
-  if (!(p >= 0.0 && p <= 1.0)) return dn_fail(DN_EINVAL, "linear_relu_dropout: p must be in [0, 1] (got %g)", p);
-  if (!rng) return dn_fail(DN_EINVAL, "linear_relu_dropout: generator is NULL");
-  if (scaling != DN_DROPOUT_INVERTED && scaling != DN_DROPOUT_TEST_TIME)
-    return dn_fail(DN_EINVAL, "linear_relu_dropout: unknown scaling %d (use inverted or test_time)", (int)scaling);
+  dn_status st = dn_dropout_check_params("linear_relu_dropout", p, rng, scaling);
+  if (st) return st;
   if (p == 0.0) return dn_linear(out, x, w, b, DN_ACT_RELU);   /* dropout with p = 0 draws nothing */
-  dn_status st = check_args(x, w, b, DN_ACT_RELU);
-  if (st) return st;
-  dn_tensor *y;
-  st = new_output(&y, x, w);
-  if (st) return st;
   uint32_t threshold = dn_dropout_threshold(p);
   dropout_params drop = {rng->seed, rng->offset, threshold, dn_dropout_scale(threshold, scaling)};
-  bool grad_mode = dn_set_grad_enabled(false);
-  st = compute(y, x, w, b, DN_ACT_RELU, &drop);
-  dn_set_grad_enabled(grad_mode);
-  if (!st) st = record(y, &linear_relu_dropout_node, x, w, b, DN_ACT_RELU, drop.scale);
-  if (st) {
-    dn_tensor_release(y);
-    return st;
-  }
-  rng->offset += dn_dropout_blocks(dn_tensor_numel(y));
-  *out = y;
-  return DN_OK;
+  st = forward(out, &linear_relu_dropout_node, x, w, b, DN_ACT_RELU, &drop);
+  if (!st) rng->offset += dn_dropout_blocks(dn_tensor_numel(*out));
+  return st;
 }
