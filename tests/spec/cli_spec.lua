@@ -9,23 +9,9 @@ if not BIN or BIN == "" then
 end
 
 local dn = require "dropnet"
+local H = require "helpers"
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local quote, read_file, write_file = H.quote, H.read_file, H.write_file
 
 -- Runs dropnet with the given argument list (and optional stdin text and
 -- environment assignment such as "NAME=value"); returns exit code, stdout, stderr.

@@ -15,17 +15,13 @@
 -- The man page (docs/dropnet.1.in) covers every option of `dropnet --help`
 -- and formats without warnings.
 local dn = require "dropnet"
+local H = require "helpers"
 local checkpoint = require "dropnet.checkpoint"
 
 local SOURCE = os.getenv("DROPNET_SOURCE_DIR") or "."
 local BIN = os.getenv("DROPNET_BIN")
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read_file
 
 local function escape(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
 

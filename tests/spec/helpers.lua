@@ -344,6 +344,21 @@ function H.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+--- The whole contents of a file.
+function H.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Writes bytes to a file, replacing it.
+function H.write_file(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+end
+
 --- A fresh empty directory under the system's temporary directory.
 function H.make_tempdir()
   local dir = os.tmpname()   -- creates a file: take its unique name, not the file

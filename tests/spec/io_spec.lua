@@ -7,18 +7,11 @@ local dir
 local function path(name) return dir .. "/" .. name end
 
 local function write(name, bytes)
-  local f = assert(io.open(path(name), "wb"))
-  f:write(bytes)
-  f:close()
+  H.write_file(path(name), bytes)
   return path(name)
 end
 
-local function read(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read_file
 
 local function temp_files()
   local n = 0

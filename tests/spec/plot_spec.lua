@@ -17,12 +17,7 @@ teardown(function()
   H.remove_dir(dir)
 end)
 
-local function read(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read_file
 
 local function exists(p)
   local f = io.open(p, "rb")

@@ -18,12 +18,7 @@ local function run(args)
   return out, ok and 0 or code
 end
 
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read_file
 
 -- The loss/accuracy columns of metrics.csv (timings differ between runs).
 local function model_metrics(path)
