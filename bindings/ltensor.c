@@ -143,8 +143,8 @@ int dn_lua_check_dim(lua_State *L, int arg, int ndim) {
   int n = ndim > 0 ? ndim : 1;
   if (d >= 1 && d <= n) return (int)d - 1;
   if (d <= -1 && d >= -n) return (int)(d + n);
-  return luaL_argerror(L, arg, lua_pushfstring(L, "dim %d out of range for a %d-D tensor (use 1..%d or -1..-%d)",
-                                               (int)d, ndim, n, n));
+  return luaL_argerror(L, arg, lua_pushfstring(L, "dim %I out of range for a %d-D tensor (use 1..%d or -1..-%d)",
+                                               d, ndim, n, n));
 }
 
 /* A dtype name at arg, or dflt when absent. */
@@ -245,8 +245,8 @@ static int l_tensor(lua_State *L) {
   }
   nested n;
   nested_shape(L, 1, &n);
-  int64_t numel = 1;
-  for (int d = 0; d < n.ndim; d++) numel *= n.shape[d];
+  int64_t numel;   /* table lengths are borders: a sparse table can claim 2^40 items */
+  dn_lua_check_status(L, dn_shape_check("tensor", n.ndim, n.shape, &numel));
   /* the buffer is a userdata so an error below cannot leak it */
   n.values = lua_newuserdatauv(L, (size_t)(numel ? numel : 1) * sizeof(double), 0);
   n.count = 0;
@@ -416,8 +416,21 @@ static void totable_rec(lua_State *L, const dn_tensor *t, int depth, int64_t *in
   }
 }
 
+/* An empty tensor still costs a table per leading row ([2^39, 0] is 2^39 empty
+   tables): refuse shapes whose nesting alone would exhaust memory. */
+#define DN_TOTABLE_MAX_TABLES ((int64_t)1 << 28)
+
 static int m_totable(lua_State *L) {
   dn_tensor *t = dn_lua_check_tensor(L, 1);
+  int64_t tables = 1;   /* tables at depth d+1 are the rows of dims 0..d */
+  for (int d = 0, last = t->ndim - 1; d < last && tables > 0; d++) {
+    if (t->shape[d] > DN_TOTABLE_MAX_TABLES / tables) {
+      char sb[160];
+      return luaL_error(L, "totable: a tensor of shape %s would need more than 2^28 Lua tables",
+                        dn_shape_str(t, sb, sizeof sb));
+    }
+    tables *= t->shape[d];
+  }
   int64_t index[DN_MAX_DIMS] = {0};
   totable_rec(L, t, 0, index);
   return 1;
@@ -487,7 +500,8 @@ static int m_permute(lua_State *L) {
   int dims[DN_MAX_DIMS];
   for (int i = 0; i < n; i++) {
     int64_t d = dims64[i];
-    if (d < -n || d > n || d == 0) return luaL_error(L, "permute: dim %d out of range for a %d-D tensor", (int)d, n);
+    if (d < -n || d > n || d == 0)
+      return luaL_error(L, "permute: dim %I out of range for a %d-D tensor", (lua_Integer)d, n);
     dims[i] = d > 0 ? (int)d - 1 : (int)(d + n);
     for (int j = 0; j < i; j++)
       if (dims[j] == dims[i]) return luaL_error(L, "permute: dim %d appears twice", dims[i] + 1);
@@ -502,9 +516,10 @@ static int m_narrow(lua_State *L) {
   dn_tensor *t = dn_lua_check_tensor(L, 1);
   int dim = dn_lua_check_dim(L, 2, t->ndim);
   lua_Integer start = dn_lua_check_integer(L, 3, "start"), length = dn_lua_check_integer(L, 4, "length");
-  if (start < 1 || length < 0 || start - 1 + length > t->shape[dim])
-    return luaL_error(L, "narrow: range %d..%d out of bounds for dim %d of size %d", (int)start,
-                      (int)(start + length - 1), dim + 1, (int)t->shape[dim]);
+  lua_Integer size = t->shape[dim];
+  if (start < 1 || length < 0 || start - 1 > size || length > size - (start - 1))   /* never overflows */
+    return luaL_error(L, "narrow: start %I and length %I out of bounds for dim %d of size %I", start, length,
+                      dim + 1, size);
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   dn_lua_check_status(L, dn_narrow(&r->t, t, dim, start - 1, length));
   return 1;
@@ -516,7 +531,7 @@ static int push_select(lua_State *L, dn_tensor *t, int dim, lua_Integer index, c
   lua_Integer size = t->shape[dim];
   lua_Integer i = index < 0 ? index + size + 1 : index;
   if (i < 1 || i > size)
-    return luaL_error(L, "%s: index %d out of range for dim %d of size %d", fname, (int)index, dim + 1, (int)size);
+    return luaL_error(L, "%s: index %I out of range for dim %d of size %I", fname, index, dim + 1, size);
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   dn_lua_check_status(L, dn_select(&r->t, t, dim, i - 1));
   return 1;
@@ -533,7 +548,7 @@ static int m_unsqueeze(lua_State *L) {
   lua_Integer d = dn_lua_check_integer(L, 2, "dim");
   int n = t->ndim + 1;
   if (d == 0 || d < -n || d > n)
-    return luaL_error(L, "unsqueeze: dim %d out of range for a %d-D tensor (use 1..%d or -1..-%d)", (int)d,
+    return luaL_error(L, "unsqueeze: dim %I out of range for a %d-D tensor (use 1..%d or -1..-%d)", d,
                       t->ndim, n, n);
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   dn_lua_check_status(L, dn_unsqueeze(&r->t, t, d > 0 ? (int)d - 1 : (int)(d + n)));
@@ -610,7 +625,7 @@ static int m_index(lua_State *L) {
     if (t->ndim == 1) {
       lua_Integer size = t->shape[0], j = i < 0 ? i + size + 1 : i;
       if (j < 1 || j > size)
-        return luaL_error(L, "index: index %d out of range for a tensor of size %d", (int)i, (int)size);
+        return luaL_error(L, "index: index %I out of range for a tensor of size %I", i, size);
       double v;
       dn_lua_check_status(L, dn_tensor_get(t, (int64_t[]){j - 1}, &v));
       push_value(L, t->dtype, v);
@@ -618,7 +633,9 @@ static int m_index(lua_State *L) {
     }
     return push_select(L, t, 0, i, "index");
   }
-  /* methods and properties live in the metatable's __methods table */
+  /* methods and properties live in the metatable's __methods table; self may be
+     anything when __index is called directly, so check it is a tensor first */
+  luaL_checkudata(L, 1, DN_TENSOR_MT);
   lua_getmetatable(L, 1);
   lua_getfield(L, -1, "__methods");
   lua_pushvalue(L, 2);
@@ -658,7 +675,7 @@ static int m_newindex(lua_State *L) {
   if (t->ndim == 0) return luaL_error(L, "newindex: cannot index a 0-dim tensor (use fill_)");
   lua_Integer size = t->shape[0], j = i < 0 ? i + size + 1 : i;
   if (j < 1 || j > size)
-    return luaL_error(L, "newindex: index %d out of range for dim 1 of size %d", (int)i, (int)size);
+    return luaL_error(L, "newindex: index %I out of range for dim 1 of size %I", i, size);
   dn_tensor *row;
   dn_lua_check_status(L, dn_select(&row, t, 0, j - 1));
   dn_status st;

@@ -173,7 +173,7 @@ char *dn_tensor_format(const dn_tensor *t) {
   text s = {NULL, 0, 0, false};
   int64_t numel = dn_tensor_numel(t);
   layout lay = {numel > SUMMARY_THRESHOLD, STYLE_INTEGER, 0};
-  if (t->dtype == DN_F32) {
+  if (t->dtype == DN_F32 && numel > 0) {   /* an empty [2^39, 0] has nothing to look at */
     value_stats st = {0, 0, false};
     gather_stats(t, &lay, 0, t->offset, &st);
     bool scientific = st.any_finite_nonzero && (st.max_abs >= 1e8 || st.min_abs_nonzero < 1e-4 ||

@@ -21,6 +21,7 @@
 #include "atomic_file.h"
 #include "dropnet/io.h"
 #include "internal.h"
+#include "shape.h"
 
 /* A header claiming more data than this is refused outright. */
 #define MAX_DATA_BYTES ((int64_t)16 << 30)
@@ -253,6 +254,9 @@ static dn_status read_idx(dn_tensor **out, source *s, int64_t file_size, bool gz
   if (too_large)
     return dn_fail(DN_EFORMAT, "idx: %s: header says %s %s, more than the %lld GiB limit", path, shape, type->name,
                    (long long)(MAX_DATA_BYTES >> 30));
+  if (dn_shape_check("idx", ndims, dims, NULL))   /* e.g. 0 x 2^32-1 x 2^32-1: no data, but no tensor either */
+    return dn_fail(DN_EFORMAT, "idx: %s: header says %s %s, a shape too large for a tensor (its sizes, counting 0 "
+                   "as 1, multiply past 2^40)", path, shape, type->name);
   int64_t data_bytes = numel * (int64_t)type->size;
   int64_t header_bytes = 4 + 4 * (int64_t)ndims;
 

@@ -40,12 +40,14 @@ static inline int64_t dn_offset_of(const dn_tensor *t, int64_t i) {
 ** storage offset of the first element of row r; the inner loop then steps by
 ** t->stride[ndim-1].
 */
+static inline int64_t dn_row_length(const dn_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
+/* Empty rows count as none: a [2^39, 0] tensor has nothing to walk. */
 static inline int64_t dn_row_count(const dn_tensor *t) {
+  if (dn_row_length(t) == 0) return 0;
   int64_t n = 1;
   for (int d = 0; d < t->ndim - 1; d++) n *= t->shape[d];
   return n;
 }
-static inline int64_t dn_row_length(const dn_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 static inline int64_t dn_row_stride(const dn_tensor *t) { return t->ndim ? t->stride[t->ndim - 1] : 1; }
 static inline int64_t dn_row_offset(const dn_tensor *t, int64_t r) {
   int64_t off = t->offset;

@@ -25,6 +25,7 @@
 #include "dropnet/io.h"
 #include "internal.h"
 #include "json.h"
+#include "shape.h"
 
 /* The reference reader's limit on the header size. */
 #define MAX_HEADER_BYTES ((uint64_t)100000000)   /* larger is refused, like the reference reader */
@@ -320,15 +321,6 @@ static dn_status parse_dtype(const char *path, const char *name, const char *cod
   return DN_OK;
 }
 
-/* "[2,3]" of an int64 list into buf. */
-static const char *list_text(char *buf, size_t size, int n, const int64_t *values) {
-  size_t used = (size_t)snprintf(buf, size, "[");
-  for (int i = 0; i < n && used < size; i++)
-    used += (size_t)snprintf(buf + used, size - used, i ? ",%lld" : "%lld", (long long)values[i]);
-  if (used < size) snprintf(buf + used, size - used, "]");
-  return buf;
-}
-
 static dn_status parse_entry(const char *path, const dn_json_member *m, int64_t data_length, entry *e) {
   const char *name = m->key;
   e->name = name;
@@ -369,7 +361,10 @@ static dn_status parse_entry(const char *path, const dn_json_member *m, int64_t 
     else nbytes *= e->shape[d];
   }
   char shape_buf[160], offsets_buf[64];
-  list_text(shape_buf, sizeof shape_buf, e->ndim, e->shape);
+  dn_shape_text(shape_buf, sizeof shape_buf, e->ndim, e->shape);
+  if (!too_large && dn_shape_check("safetensors", e->ndim, e->shape, NULL))
+    return dn_fail(DN_EFORMAT, "safetensors: %s: tensor '%s': shape %s is too large for a tensor (its sizes, "
+                   "counting 0 as 1, multiply past 2^40)", path, name, shape_buf);
 
   if (offsets->kind != DN_JSON_ARRAY || offsets->as.array.count != 2 ||
       offsets->as.array.items[0].kind != DN_JSON_INTEGER || offsets->as.array.items[1].kind != DN_JSON_INTEGER)
@@ -377,7 +372,7 @@ static dn_status parse_entry(const char *path, const dn_json_member *m, int64_t 
   e->begin = offsets->as.array.items[0].as.integer;
   e->end = offsets->as.array.items[1].as.integer;
   int64_t pair[2] = {e->begin, e->end};
-  list_text(offsets_buf, sizeof offsets_buf, 2, pair);
+  dn_shape_text(offsets_buf, sizeof offsets_buf, 2, pair);
   if (e->begin < 0 || e->end < e->begin)
     return dn_fail(DN_EFORMAT, "safetensors: %s: tensor '%s': bad data_offsets %s", path, name, offsets_buf);
   if (too_large || e->end - e->begin != nbytes)

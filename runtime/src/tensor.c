@@ -7,9 +7,7 @@
 
 #include "graph.h"
 #include "internal.h"
-
-/* Sizes above this are refused: they overflow int64 byte counts. */
-#define MAX_NUMEL ((int64_t)1 << 40)
+#include "shape.h"
 
 const char *dn_dtype_name(dn_dtype dtype) {
   switch (dtype) {
@@ -79,25 +77,10 @@ static void set_contiguous_strides(dn_tensor *t) {
   }
 }
 
-static dn_status check_shape(const char *op, int ndim, const int64_t *shape, int64_t *numel) {
-  if (ndim < 0 || ndim > DN_MAX_DIMS)
-    return dn_fail(DN_EINVAL, "%s: number of dims must be 0..%d (got %d)", op, DN_MAX_DIMS, ndim);
-  int64_t n = 1;
-  for (int d = 0; d < ndim; d++) {
-    if (shape[d] < 0)
-      return dn_fail(DN_EINVAL, "%s: size of dim %d must be >= 0 (got %lld)", op, d + 1, (long long)shape[d]);
-    if (shape[d] > 0 && n > MAX_NUMEL / shape[d])
-      return dn_fail(DN_EINVAL, "%s: tensor too large", op);
-    n *= shape[d];
-  }
-  *numel = n;
-  return DN_OK;
-}
-
 dn_status dn_tensor_new(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape) {
   *out = NULL;
   int64_t numel = 0;
-  dn_status st = check_shape("tensor", ndim, shape, &numel);
+  dn_status st = dn_shape_check("tensor", ndim, shape, &numel);
   if (st) return st;
   if (dtype != DN_F32 && dtype != DN_I32 && dtype != DN_U8)
     return dn_fail(DN_ETYPE, "tensor: unknown dtype %d", (int)dtype);
@@ -178,7 +161,11 @@ dn_status dn_tensor_arange(dn_tensor **out, dn_dtype dtype, double start, double
   if (step == 0) return dn_fail(DN_EINVAL, "arange: step must not be 0");
   if ((end - start) / step < 0)
     return dn_fail(DN_EINVAL, "arange: step %g goes away from end (start %g, end %g)", step, start, end);
-  int64_t n = (int64_t)ceil((end - start) / step);
+  double count = ceil((end - start) / step);   /* may be inf: compare before converting */
+  if (!(count <= (double)DN_MAX_NUMEL))
+    return dn_fail(DN_EINVAL, "arange: %g elements from %g to %g by %g is too many (at most 2^40)", count, start,
+                   end, step);
+  int64_t n = (int64_t)count;
   dn_status st = dn_tensor_new(out, dtype, 1, &n);
   if (st) return st;
   for (int64_t i = 0; i < n; i++) dn_store(*out, i, start + (double)i * step);
@@ -216,13 +203,7 @@ void *dn_tensor_data(const dn_tensor *t) {
 }
 
 char *dn_shape_str(const dn_tensor *t, char *buf, size_t size) {
-  size_t used = 0;
-  buf[0] = '\0';
-  used += (size_t)snprintf(buf + used, size - used, "[");
-  for (int d = 0; d < t->ndim && used < size; d++)
-    used += (size_t)snprintf(buf + used, size - used, d ? ",%lld" : "%lld", (long long)t->shape[d]);
-  if (used < size) snprintf(buf + used, size - used, "]");
-  return buf;
+  return dn_shape_text(buf, size, t->ndim, t->shape);
 }
 
 bool dn_same_shape(const dn_tensor *a, const dn_tensor *b) {

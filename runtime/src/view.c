@@ -12,6 +12,7 @@
 
 #include "graph.h"
 #include "internal.h"
+#include "shape.h"
 
 /* Makes the alias with this geometry and records `type` on it; *node gets the node (or NULL). */
 static dn_status make_view(dn_tensor **out, const dn_node_type *type, dn_tensor *t, int ndim, const int64_t *shape,
@@ -36,7 +37,7 @@ static const dn_node_type reshape_node = {"reshape", reshape_backward};
 static const dn_node_type unsqueeze_node = {"unsqueeze", reshape_backward};
 static const dn_node_type squeeze_node = {"squeeze", reshape_backward};
 
-/* Resolves one -1 in shape against numel; checks the product. */
+/* Resolves one -1 in shape against t's numel; checks the sizes and their product. */
 static dn_status infer_shape(const char *op, const dn_tensor *t, int ndim, const int64_t *shape,
                              int64_t *resolved) {
   if (ndim < 0 || ndim > DN_MAX_DIMS)
@@ -44,34 +45,27 @@ static dn_status infer_shape(const char *op, const dn_tensor *t, int ndim, const
   int64_t numel = dn_tensor_numel(t), known = 1;
   int infer = -1;
   for (int d = 0; d < ndim; d++) {
+    resolved[d] = shape[d];
     if (shape[d] == -1) {
       if (infer >= 0) return dn_fail(DN_EINVAL, "%s: only one size may be -1", op);
       infer = d;
-    } else if (shape[d] < 0) {
-      return dn_fail(DN_EINVAL, "%s: size of dim %d must be >= 0 or -1 (got %lld)", op, d + 1,
-                     (long long)shape[d]);
-    } else {
-      known *= shape[d];
+      resolved[d] = 1;   /* checked below as a size of 1 */
     }
-    resolved[d] = shape[d];
   }
-  char sb[128];
+  char sb[128], want[200];
+  dn_shape_text(want, sizeof want, ndim, shape);
+  dn_status st = dn_shape_check(op, ndim, resolved, &known);
+  if (st) return st;
   if (infer >= 0) {
     if (known == 0 || numel % known != 0)
-      return dn_fail(DN_ESHAPE, "%s: cannot infer -1 for %lld elements (shape %s)", op, (long long)numel,
-                     dn_shape_str(t, sb, sizeof sb));
+      return dn_fail(DN_ESHAPE, "%s: cannot infer -1 in %s for %lld elements (shape %s)", op, want,
+                     (long long)numel, dn_shape_str(t, sb, sizeof sb));
     resolved[infer] = numel / known;
-    known *= resolved[infer];
+    known = numel;
   }
-  if (known != numel) {
-    char want[128] = "[";
-    size_t used = 1;
-    for (int d = 0; d < ndim && used < sizeof want; d++)
-      used += (size_t)snprintf(want + used, sizeof want - used, d ? ",%lld" : "%lld", (long long)shape[d]);
-    if (used < sizeof want) snprintf(want + used, sizeof want - used, "]");
+  if (known != numel)
     return dn_fail(DN_ESHAPE, "%s: shape %s does not fit %lld elements of a tensor of shape %s", op, want,
                    (long long)numel, dn_shape_str(t, sb, sizeof sb));
-  }
   return DN_OK;
 }
 
@@ -138,8 +132,10 @@ dn_status dn_reshape(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *sha
   dn_tensor *c;
   st = dn_clone(&c, t);
   if (st) return st;
-  view_strides(c, ndim, resolved, stride);   /* c is contiguous: always viewable */
-  st = make_view(out, &reshape_node, c, ndim, resolved, stride, c->offset, &node);
+  if (!view_strides(c, ndim, resolved, stride))   /* c is contiguous: cannot happen */
+    st = dn_fail(DN_ESHAPE, "reshape: internal error: no strides for a contiguous copy");
+  else
+    st = make_view(out, &reshape_node, c, ndim, resolved, stride, c->offset, &node);
   dn_tensor_release(c);
   return st;
 }
@@ -253,9 +249,9 @@ dn_status dn_narrow(dn_tensor **out, dn_tensor *t, int dim, int64_t start, int64
   char sb[128];
   if (t->ndim == 0 || !dn_wrap_dim(&dim, t->ndim))
     return dn_fail(DN_EINVAL, "narrow: dim %d out of range for a %d-D tensor", dim, t->ndim);
-  if (start < 0 || length < 0 || start + length > t->shape[dim])
-    return dn_fail(DN_ERANGE, "narrow: range [%lld, %lld) out of bounds for dim %d of shape %s", (long long)start,
-                   (long long)(start + length), dim, dn_shape_str(t, sb, sizeof sb));
+  if (!dn_range_fits(start, length, t->shape[dim]))
+    return dn_fail(DN_ERANGE, "narrow: start %lld and length %lld out of bounds for dim %d of shape %s",
+                   (long long)start, (long long)length, dim, dn_shape_str(t, sb, sizeof sb));
   int64_t shape[DN_MAX_DIMS];
   memcpy(shape, t->shape, sizeof shape);
   shape[dim] = length;
@@ -344,13 +340,13 @@ dn_status dn_broadcast_to(dn_tensor **out, dn_tensor *t, int ndim, const int64_t
   char sb[128];
   if (ndim < t->ndim || ndim > DN_MAX_DIMS)
     return dn_fail(DN_ESHAPE, "expand: cannot expand shape %s to %d dims", dn_shape_str(t, sb, sizeof sb), ndim);
+  dn_status st = dn_shape_check("expand", ndim, shape, NULL);
+  if (st) return st;
   int64_t stride[DN_MAX_DIMS];
   int lead = ndim - t->ndim;
   for (int d = 0; d < ndim; d++) {
     int64_t have = d >= lead ? t->shape[d - lead] : 1;
     int64_t want = shape[d];
-    if (want < 0)
-      return dn_fail(DN_EINVAL, "expand: size of dim %d must be >= 0 (got %lld)", d + 1, (long long)want);
     if (have == want) {
       stride[d] = d >= lead ? t->stride[d - lead] : 0;
     } else if (have == 1) {

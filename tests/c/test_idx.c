@@ -267,6 +267,9 @@ static void test_bad_headers(void **state) {
   /* 65536 x 65536 x 4 float64 = 128 GiB: over the 16 GiB cap although no product overflows */
   h = make_header(file, 0x0E, 3, (uint32_t[]){65536, 65536, 4});
   expect_bad_file(file, h, "huge.idx", DN_EFORMAT, "limit");
+  /* issue 10 F7: no data at all, but no tensor can have this shape (its strides would overflow) */
+  h = make_header(file, 0x08, 4, (uint32_t[]){0, 0xffffffffu, 0xffffffffu, 0xffffffffu});
+  expect_bad_file(file, h, "empty_huge.idx", DN_EFORMAT, "0x4294967295x4294967295x4294967295 ubyte, a shape too large");
 }
 
 static void test_truncated_and_trailing(void **state) {

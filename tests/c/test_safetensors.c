@@ -296,6 +296,9 @@ static void test_bad_entries(void **state) {
   expect_bad_header("{" ENTRY("a", "F32", "[-1]", "[0,4]") "}", 4, "shape must hold non-negative integers");
   expect_bad_header("{" ENTRY("a", "F32", "[\"2\"]", "[0,4]") "}", 4, "shape must hold non-negative integers");
   expect_bad_header("{" ENTRY("a", "F32", "5", "[0,4]") "}", 4, "shape must be an array");
+  /* issue 10 F7: zero bytes of data, but strides that would overflow int64 */
+  expect_bad_header("{" ENTRY("a", "F32", "[0,4611686018427387904,4]", "[0,0]") "}", 0,
+                    "tensor 'a': shape [0,4611686018427387904,4] is too large");
   expect_bad_header("{" ENTRY("a", "F32", "[1,1,1,1,1,1,1,1,1]", "[0,4]") "}", 4,
                     "tensor 'a' has 9 dims (dropnet supports up to 8)");
   expect_bad_header("{" ENTRY("a", "F32", "[1]", "[0]") "}", 4, "data_offsets must be [begin, end]");

@@ -166,6 +166,59 @@ static void test_large_copy_is_exact_with_threads(void **state) {
   for (size_t i = 0; i < sizeof list / sizeof *list; i++) dn_tensor_release(list[i]);
 }
 
+/* Issue 10: sizes whose sum or product overflows int64 must be refused, never wrap. */
+static void test_shape_arithmetic_overflow(void **state) {
+  (void)state;
+  const int64_t big = INT64_MAX, huge = (int64_t)1 << 62;
+  dn_tensor *a, *o = (dn_tensor *)1;
+  DN_OK_OR_FAIL(dn_tensor_arange(&a, DN_F32, 0, 4, 1));
+  /* F1: start + length wrapped past the size check */
+  DN_EXPECT_ERROR(dn_narrow(&o, a, 0, 1, big), DN_ERANGE, "start 1 and length 9223372036854775807 out of bounds");
+  assert_null(o);
+  DN_EXPECT_ERROR(dn_narrow(&o, a, 0, big, 1), DN_ERANGE, "out of bounds");
+  DN_EXPECT_ERROR(dn_narrow(&o, a, 0, 5, 0), DN_ERANGE, "out of bounds");
+  DN_OK_OR_FAIL(dn_narrow(&o, a, 0, 4, 0));   /* an empty window at the end is fine */
+  assert_int_equal(dn_tensor_numel(o), 0);
+  dn_tensor_release(o);
+  /* F2: a product of sizes that wraps to numel */
+  DN_EXPECT_ERROR(dn_reshape(&o, a, 2, (int64_t[]){2, (int64_t)9223372036854775807 / 4 + 2}), DN_EINVAL,
+                  "too large");
+  DN_EXPECT_ERROR(dn_view(&o, a, 3, (int64_t[]){-1, huge, 4}), DN_EINVAL, "too large");
+  DN_EXPECT_ERROR(dn_reshape(&o, a, 2, (int64_t[]){0, huge}), DN_EINVAL, "too large");
+  /* F3: an expanded shape whose product wraps */
+  dn_tensor *row;
+  DN_OK_OR_FAIL(dn_view(&row, a, 2, (int64_t[]){1, 4}));
+  DN_EXPECT_ERROR(dn_broadcast_to(&o, row, 2, (int64_t[]){huge + 1, 4}), DN_EINVAL, "too large");
+  DN_EXPECT_ERROR(dn_broadcast_to(&o, row, 2, (int64_t[]){-1, 4}), DN_EINVAL, "must be >= 0");
+  DN_OK_OR_FAIL(dn_broadcast_to(&o, row, 2, (int64_t[]){(int64_t)1 << 36, 4}));   /* 2^38 elements, no memory */
+  assert_int_equal(dn_tensor_numel(o), (int64_t)1 << 38);
+  dn_tensor_release(o);
+  /* F7: zero-element shapes whose other sizes multiply past int64 (their strides would wrap) */
+  DN_EXPECT_ERROR(dn_tensor_new(&o, DN_F32, 3, (int64_t[]){0, huge, 4}), DN_EINVAL, "too large");
+  DN_EXPECT_ERROR(dn_tensor_zeros(&o, DN_F32, 2, (int64_t[]){huge, 0}), DN_EINVAL, "too large");
+  DN_EXPECT_ERROR(dn_tensor_arange(&o, DN_F32, 0, 1e300, 1), DN_EINVAL, "too many");
+  DN_EXPECT_ERROR(dn_tensor_arange(&o, DN_F32, -1e308, 1e308, 1), DN_EINVAL, "too many");
+  dn_tensor_release(row);
+  dn_tensor_release(a);
+}
+
+/* F8: a zero-element tensor with a huge leading size costs nothing to create, copy or print. */
+static void test_empty_tensor_with_huge_leading_size(void **state) {
+  (void)state;
+  dn_tensor *e, *c, *s;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&e, DN_F32, 2, (int64_t[]){(int64_t)1 << 39, 0}));
+  assert_int_equal(dn_tensor_numel(e), 0);
+  DN_OK_OR_FAIL(dn_clone(&c, e));
+  DN_OK_OR_FAIL(dn_fill_(c, 1));
+  DN_OK_OR_FAIL(dn_sum_all(&s, c));
+  assert_true(dn_test_at(s, 0) == 0);
+  char *text = dn_tensor_format(e);
+  assert_non_null(strstr(text, "[549755813888,0]"));
+  free(text);
+  dn_tensor *list[] = {e, c, s};
+  for (size_t i = 0; i < sizeof list / sizeof *list; i++) dn_tensor_release(list[i]);
+}
+
 static void test_format(void **state) {
   (void)state;
   dn_tensor *a = dn_test_from(2, (int64_t[]){2, 2}, (float[]){1, 2.5f, -3, 4});
@@ -184,7 +237,8 @@ int main(void) {
     cmocka_unit_test(test_arange_eye_full),        cmocka_unit_test(test_views_share_storage),
     cmocka_unit_test(test_view_errors),            cmocka_unit_test(test_expand_squeeze_permute),
     cmocka_unit_test(test_copy_broadcast_and_convert), cmocka_unit_test(test_large_copy_is_exact_with_threads),
-    cmocka_unit_test(test_format),
+    cmocka_unit_test(test_format),                 cmocka_unit_test(test_shape_arithmetic_overflow),
+    cmocka_unit_test(test_empty_tensor_with_huge_leading_size),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -393,3 +393,50 @@ describe("no crash on odd but valid input", function()
     H.assert_same(dn.ones(2):sum(), 2)
   end)
 end)
+
+-- Issue 10: sizes and indices at the edges of int64 are refused with their values, never wrapped.
+describe("shape arithmetic at the int64 edge", function()
+  local huge = 1 << 62
+
+  it("narrow: start + length cannot wrap past the bounds check (F1)", function()
+    expect(function() return dn.arange(4):narrow(1, 2, math.maxinteger) end,
+           {"narrow", "start 2 and length 9223372036854775807 out of bounds", "size 4"})
+    expect(function() return dn.arange(4):narrow(1, huge, 1) end, {"narrow", "start 4611686018427387904"})
+    expect(function() return dn.arange(4):narrow(1, math.mininteger, 1) end, {"narrow", "out of bounds"})
+    H.assert_shape(dn.arange(4):narrow(1, 5, 0), {0})
+  end)
+
+  it("reshape, view and expand: a product of sizes cannot wrap (F2, F3)", function()
+    expect(function() return dn.arange(6):reshape(9, 6148914691236517206) end, {"reshape", "too large"})
+    expect(function() return dn.arange(6):view(-1, huge, 4) end, {"view", "too large"})
+    expect(function() return dn.ones(1, 4):expand(huge + 1, 4) end, {"expand", "too large"})
+    local e = dn.ones(1, 4):expand(1 << 30, 4)   -- 2^32 elements, no memory
+    assert.are.equal(4294967296, e:numel())
+  end)
+
+  it("zero-element shapes still bound their other sizes (F7) and cost nothing (F8)", function()
+    expect(function() return dn.zeros(0, huge, 4) end, {"too large"})
+    expect(function() return dn.empty(huge, 0) end, {"too large"})
+    local e = dn.zeros(1 << 39, 0)
+    assert.are.equal(0, e:numel())
+    H.assert_shape(e + 1, {1 << 39, 0})
+    H.assert_same(e:sum(), 0)
+    assert.truthy(tostring(e):find("[549755813888,0]", 1, true))
+    expect(function() return e:totable() end, {"totable", "2^28 Lua tables"})
+  end)
+
+  it("index messages print big indices as they are (F13)", function()
+    expect(function() return dn.arange(4):select(1, huge) end, {"index 4611686018427387904 out of range"})
+    expect(function() return dn.arange(4)[huge] end, {"index 4611686018427387904 out of range"})
+    expect(function() dn.zeros(2, 2)[huge] = 1 end, {"index 4611686018427387904 out of range"})
+    expect(function() return dn.arange(4):transpose(1, huge) end, {"dim 4611686018427387904 out of range"})
+    expect(function() return dn.arange(0, 1e300) end, {"arange", "too many"})
+  end)
+
+  it("the Tensor metatable's __index refuses a self that is not a tensor (F4)", function()
+    local index = getmetatable(dn.ones(1)).__index
+    expect(function() return index("x", "sum") end, {"Tensor expected, got string"})
+    expect(function() return index({}, "sum") end, {"Tensor expected, got table"})
+    expect(function() return index(nil, "shape") end, {"Tensor expected"})
+  end)
+end)

@@ -57,8 +57,13 @@ DN_API dn_tensor *dn_tensor_retain(dn_tensor *t);   /* returns t */
 DN_API void dn_tensor_release(dn_tensor *t);
 
 /* --- creation (contiguous, row-major) ------------------------------------ */
-/* Uninitialized. shape may be NULL when ndim == 0. */
+/* Uninitialized. shape may be NULL when ndim == 0. Sizes must be >= 0 and multiply, counting
+   0 as 1, to at most 2^40 (the limit of every shape the runtime accepts). */
 DN_API dn_status dn_tensor_new(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape);
+/* Checks a shape as every function that accepts one does: 0..DN_MAX_DIMS dims, sizes >= 0,
+   their product (0 counted as 1) at most 2^40. *numel (if not NULL) gets the element count.
+   The message names op: "reshape: shape [9,6148914691236517206] is too large (...)". */
+DN_API dn_status dn_shape_check(const char *op, int ndim, const int64_t *shape, int64_t *numel);
 DN_API dn_status dn_tensor_full(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape, double value);
 DN_API dn_status dn_tensor_zeros(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape);
 DN_API dn_status dn_tensor_ones(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape);
