@@ -14,15 +14,14 @@
 */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "atomic_file.h"
 #include "dropnet/io.h"
+#include "input_file.h"
 #include "internal.h"
 #include "json.h"
 
@@ -526,22 +525,13 @@ static dn_status build_result(dn_safetensors *result, int fd, const char *path, 
 dn_status dn_safetensors_load(dn_safetensors **out, const char *path) {
   *out = NULL;
   if (!path) return dn_fail(DN_EINVAL, "safetensors: path is NULL");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return dn_fail(DN_EIO, "safetensors: cannot open %s: %s", path, strerror(errno));
-  struct stat info;
-  dn_status st = DN_OK;
+  int fd;
+  int64_t file_size;
+  dn_status st = dn_open_regular_file("safetensors", path, &fd, &file_size);
+  if (st) return st;
   char *header = NULL;
   dn_json_value root = {.kind = DN_JSON_INTEGER};
   dn_safetensors *result = NULL;
-  if (fstat(fd, &info) != 0) {
-    st = dn_fail(DN_EIO, "safetensors: cannot stat %s: %s", path, strerror(errno));
-    goto done;
-  }
-  if (!S_ISREG(info.st_mode)) {
-    st = dn_fail(DN_EIO, "safetensors: %s is not a regular file", path);
-    goto done;
-  }
-  int64_t file_size = (int64_t)info.st_size;
   if (file_size < 8) {
     st = dn_fail(DN_EFORMAT, "safetensors: %s: file too short (%lld bytes) to hold the 8-byte header length", path,
                  (long long)file_size);

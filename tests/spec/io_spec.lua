@@ -108,6 +108,13 @@ describe("csv_read", function()
     H.assert_error(function() return dn.csv_read(p, "x") end, {"bad argument #2 to 'csv_read'", "table expected"})
     H.assert_error(function() return dn.csv_read(p, {delimiter = "."}) end, {"cannot separate numbers"})
   end)
+
+  it("refuses what is not a regular file, as the other readers do", function()
+    H.assert_error(function() return dn.csv_read("/dev/zero") end, {"csv: /dev/zero is not a regular file"})
+    H.assert_error(function() return dn.csv_read(dir) end, {"is not a regular file"})
+    H.assert_error(function() return dn.idx_read("/dev/zero") end, {"idx: /dev/zero is not a regular file"})
+    H.assert_error(function() return dn.load("/dev/zero") end, {"safetensors: /dev/zero is not a regular file"})
+  end)
 end)
 
 describe("save and load", function()

@@ -2,7 +2,10 @@
 ** Files: IDX (the MNIST family's format, plain or gzip), numeric CSV, and
 ** safetensors checkpoints. Every reader validates the header and sizes
 ** against the file before it allocates or copies; a malformed file is a
-** DN_EFORMAT error naming the file and what is wrong. Writers are atomic:
+** DN_EFORMAT error naming the file and what is wrong. Readers take regular
+** files only (a device such as /dev/zero, a FIFO or a directory is a DN_EIO
+** error), and a read that fails midway, for lack of memory too, is an
+** error, never a shorter result. Writers are atomic:
 ** a temporary file in the same directory, fsync, rename.
 */
 #ifndef DROPNET_IO_H
