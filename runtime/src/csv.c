@@ -3,7 +3,9 @@
 ** strtof (correctly rounded to float32, no double rounding) in the "C"
 ** locale (a host that called setlocale would otherwise read "1,5" style
 ** decimals), and the whole field must be the number: "1.5x", "" and "1 2"
-** are errors naming the line and column. Spaces and tabs around a
+** are errors naming the line and column. Only finite decimal numbers are
+** data: strtof's other forms, hexadecimal ("0x1A") and "inf", "infinity",
+** "nan", are refused, and so is a number beyond float32's range. Spaces and tabs around a
 ** field are ignored (unless one of them is the delimiter); CRLF line ends, a
 ** UTF-8 byte order mark, a missing final newline and blank lines at the end
 ** are accepted.
@@ -82,6 +84,19 @@ static dn_status parse_field(csv_reader *r, const char *text, size_t n, int64_t 
     printable(shown, sizeof shown, text, n);
     return dn_fail(DN_EFORMAT, "csv: %s: line %ld, column %lld: not a number: \"%s\"", r->path, r->line,
                    (long long)col, shown);
+  }
+  if (isnan(v) || (isinf(v) && errno != ERANGE)) {   /* "nan", "inf", "infinity" spelled out */
+    printable(shown, sizeof shown, text, n);
+    return dn_fail(DN_EFORMAT,
+                   "csv: %s: line %ld, column %lld: \"%s\" is not a finite number (a numeric CSV holds finite "
+                   "decimal numbers)",
+                   r->path, r->line, (long long)col, shown);
+  }
+  if (memchr(buf, 'x', n) || memchr(buf, 'X', n)) {   /* strtof's hexadecimal form, "0x1A" or "0x1p-3" */
+    printable(shown, sizeof shown, text, n);
+    return dn_fail(DN_EFORMAT,
+                   "csv: %s: line %ld, column %lld: \"%s\" is a hexadecimal number (only decimal numbers are read)",
+                   r->path, r->line, (long long)col, shown);
   }
   if (errno == ERANGE && isinf(v)) {   /* underflow to a denormal or zero is fine */
     printable(shown, sizeof shown, text, n);

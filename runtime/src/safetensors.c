@@ -331,6 +331,9 @@ static const char *list_text(char *buf, size_t size, int n, const int64_t *value
 static dn_status parse_entry(const char *path, const dn_json_member *m, int64_t data_length, entry *e) {
   const char *name = m->key;
   e->name = name;
+  if (!*name)   /* the writer refuses it too: a name is how a tensor is found again */
+    return dn_fail(DN_EFORMAT, "safetensors: %s: a tensor has an empty name \"\" (tensor names must be non-empty)",
+                   path);
   if (m->value.kind != DN_JSON_OBJECT)
     return dn_fail(DN_EFORMAT, "safetensors: %s: tensor '%s' is a JSON %s, not an object", path, name,
                    dn_json_kind_name(m->value.kind));

@@ -319,6 +319,11 @@ static void test_bad_entries(void **state) {
   expect_bad_header("{}", 4, "bytes [0,4) of the data belong to no tensor");
   expect_bad_header("{\"__metadata__\":{\"k\":1}}", 0, "metadata 'k' is a JSON integer, not a string");
   expect_bad_header("{\"__metadata__\":[]}", 0, "__metadata__ is a JSON array, not an object");
+  /* dn_safetensors_save refuses an empty name, so loading refuses it too (a file read must save again) */
+  expect_bad_header("{" ENTRY("", "F32", "[1]", "[0,4]") "}", 4,
+                    "a tensor has an empty name \"\" (tensor names must be non-empty)");
+  expect_bad_header("{" ENTRY("a", "F32", "[1]", "[0,4]") "," ENTRY("", "U8", "[0]", "[4,4]") "}", 4,
+                    "empty name");
 }
 
 static void test_bad_lengths(void **state) {

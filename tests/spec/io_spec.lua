@@ -99,6 +99,16 @@ describe("csv_read", function()
     H.assert_error(function() return dn.csv_read(p) end, {"line 2: 1 fields, expected 2 (as on line 1)"})
   end)
 
+  it("reads finite decimal numbers only: hexadecimal, inf and nan are refused", function()
+    local p = write("hex.csv", "1,2\n0x1A,4\n")
+    H.assert_error(function() return dn.csv_read(p) end,
+      {p, "line 2, column 1: \"0x1A\" is a hexadecimal number (only decimal numbers are read)"})
+    p = write("inf.csv", "1,inf\n")
+    H.assert_error(function() return dn.csv_read(p) end, {"line 1, column 2: \"inf\" is not a finite number"})
+    p = write("nan.csv", "1,2\n3,NaN\n")
+    H.assert_error(function() return dn.csv_read(p) end, {"line 2, column 2: \"NaN\" is not a finite number"})
+  end)
+
   it("checks its options", function()
     local p = write("ok.csv", "1\n")
     H.assert_error(function() return dn.csv_read(p, {delimiter = ";;"}) end,
@@ -225,6 +235,9 @@ describe("save and load", function()
     p = write("short.safetensors", "\1\0")
     H.assert_error(function() return dn.load(p) end, {"file too short"})
     H.assert_error(function() return dn.load(path("none.safetensors")) end, {"cannot open"})
+    -- dn.save refuses an empty name, so a file holding one is refused at load, not after
+    p = st_file("noname.safetensors", '{"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', "\0\0\0\0")
+    H.assert_error(function() return dn.load(p) end, {p, 'a tensor has an empty name ""'})
     H.assert_error(function() return dn.load() end, {"bad argument #1 to 'load'"})
   end)
 

@@ -25,7 +25,8 @@ DN_API dn_status dn_idx_write(const char *path, const dn_tensor *t);
 
 /* A numeric CSV file into a float32 [rows, cols] tensor. skip_header: ignore the first
    line. Every row must have the same number of fields; empty fields and non-numbers are
-   errors naming the line and column. */
+   errors naming the line and column. Fields are finite decimal numbers: hexadecimal
+   ("0x1A"), "inf", "infinity", "nan" and values beyond float32's range are DN_EFORMAT. */
 DN_API dn_status dn_csv_read(dn_tensor **out, const char *path, char delimiter, bool skip_header);
 
 /* --- safetensors ---------------------------------------------------------------- */
@@ -54,7 +55,8 @@ typedef struct dn_safetensors {
 
 /* Reads path; rejects bad JSON, unknown dtypes, offsets past the end of the data,
    overlapping or out-of-order-but-overlapping ranges, sizes that do not match the shape,
-   a header length past the end of the file. Supported dtypes: F32, I32, U8 (others are an
+   a header length past the end of the file, and an empty tensor name (which
+   dn_safetensors_save refuses too). Supported dtypes: F32, I32, U8 (others are an
    error naming the dtype). */
 DN_API dn_status dn_safetensors_load(dn_safetensors **out, const char *path);
 DN_API void dn_safetensors_free(dn_safetensors *st);
