@@ -8,6 +8,7 @@
 */
 #define _POSIX_C_SOURCE 200809L
 #include "atomic_file.h"
+#include "dropnet/io.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -272,4 +273,14 @@ dn_status dn_atomic_commit(dn_atomic_file *f) {
   remove_stale_temporaries(f->path, written.st_mtime);
   reset(f);
   return DN_OK;
+}
+
+dn_status dn_write_file(const char *path, const void *data, size_t n) {
+  if (!path) return dn_fail(DN_EINVAL, "write_file: path is NULL");
+  if (!data && n) return dn_fail(DN_EINVAL, "write_file: data is NULL");
+  dn_atomic_file f;
+  dn_status st = dn_atomic_open(&f, "write_file", path, false);
+  if (!st) st = dn_atomic_write(&f, data, n);
+  if (!st) st = dn_atomic_commit(&f);
+  return st;
 }

@@ -29,6 +29,12 @@ DN_API dn_status dn_idx_write(const char *path, const dn_tensor *t);
    ("0x1A"), "inf", "infinity", "nan" and values beyond float32's range are DN_EFORMAT. */
 DN_API dn_status dn_csv_read(dn_tensor **out, const char *path, char delimiter, bool skip_header);
 
+/* Writes n bytes of data to path atomically, like the other writers: a temporary file
+   in path's directory, fsync, rename over path (then fsync of the directory). Any
+   failure (a full disk, a missing directory, path naming a directory) is DN_EIO naming
+   path, and leaves an existing file at path as it was. */
+DN_API dn_status dn_write_file(const char *path, const void *data, size_t n);
+
 /* --- safetensors ---------------------------------------------------------------- */
 
 typedef struct dn_named_tensor {
