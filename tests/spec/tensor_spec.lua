@@ -417,6 +417,29 @@ describe("conversion", function()
     assert.are.equal("float32", i:to("float32"):dtype())
   end)
 
+  it("to an int dtype refuses NaN, infinities and values out of range", function()
+    H.assert_error(function() return dn.tensor{3e9}:int() end,
+      {"to_dtype: value 3000000000 at position 1 is not representable as int32"})
+    H.assert_error(function() return dn.tensor{1, 300}:to("uint8") end,
+      {"to_dtype: value 300 at position 2 is not representable as uint8"})
+    H.assert_error(function() return dn.tensor({-1}, "int32"):to("uint8") end, {"value -1 at position 1"})
+    H.assert_error(function() return dn.tensor{0, 0 / 0}:int() end, {"value nan at position 2"})
+    H.assert_error(function() return dn.tensor{math.huge}:int() end, {"value inf at position 1"})
+    H.assert_error(function() return dn.tensor(dn.tensor{5e9}, "int32") end, {"value 5000000000 at position 1"})
+    local i = dn.zeros(2, 3, "int32")
+    H.assert_error(function() i:copy_(dn.tensor{1, 2, 1e10}) end,
+      {"copy_: value 1e+10 at position 3 is not representable as int32"})
+    H.assert_same(i, {{0, 0, 0}, {0, 0, 0}})   -- nothing written
+    H.assert_error(function() i:fill_(3e9) end, {"fill_: value 3e+09 is not representable as int32"})
+    H.assert_error(function() dn.zeros(2, "uint8"):fill_(300) end, {"not representable as uint8"})
+    H.assert_error(function() return dn.arange(2147483640, 2147483650, "int32") end,
+      {"arange: value 2147483649 at position 10 is not representable as int32"})
+    H.assert_error(function() return dn.arange(250, 260, "uint8") end, {"arange: value 259 at position 10"})
+    H.assert_error(function() return dn.arange(0, 1e300, 1e-300) end, {"are too many"})
+    H.assert_same(dn.tensor{255.9, -0.9}:to("uint8"), {255, 0})   -- in range: truncated toward zero
+    H.assert_same(dn.arange(2147483645, 2147483648, "int32"), {2147483645, 2147483646, 2147483647})
+  end)
+
   it("item of a one-element tensor", function()
     assert.are.equal(3, dn.tensor{{3}}:item())
     assert.are.equal(2.5, dn.tensor(2.5):item())
