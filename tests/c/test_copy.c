@@ -1,4 +1,5 @@
-/* copy_, fill_ and dtype conversions (copy.c), and the int dtypes of arange: values an int dtype cannot hold. */
+/* copy_, fill_ and dtype conversions (copy.c): values an int dtype cannot hold (and arange's int dtypes),
+   copies between views of one storage, writes into expanded views. */
 #include "testutil.h"
 
 #include <math.h>
@@ -126,6 +127,96 @@ static void test_arange_int_range(void **state) {
   dn_tensor_release(t);
 }
 
+/* --- copy_ within one storage ------------------------------------------------------------------------- */
+
+/* [0, 1, ..., n-1] as float32. */
+static dn_tensor *range(int64_t n) {
+  dn_tensor *t;
+  DN_OK_OR_FAIL(dn_tensor_arange(&t, DN_F32, 0, (double)n, 1));
+  return t;
+}
+
+static void assert_values(const dn_tensor *t, int64_t n, const double *want) {
+  for (int64_t i = 0; i < n; i++)
+    if (dn_test_at(t, i) != want[i]) fail_msg("element %lld: %g, expected %g", (long long)i, dn_test_at(t, i), want[i]);
+}
+
+static void test_copy_refuses_partial_overlap(void **state) {
+  (void)state;
+  dn_tensor *a = range(10), *head, *tail;
+  DN_OK_OR_FAIL(dn_narrow(&head, a, 0, 0, 8));
+  DN_OK_OR_FAIL(dn_narrow(&tail, a, 0, 2, 8));
+  /* shifted windows of one row: memcpy on overlapping ranges before */
+  DN_EXPECT_ERROR(dn_copy_(head, tail), DN_EINVAL,
+                  "copy_: the source [8] and the destination [8] are views of the same memory that partially overlap");
+  DN_EXPECT_ERROR(dn_copy_(tail, head), DN_EINVAL, "partially overlap");
+  assert_values(a, 10, (double[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9});   /* nothing written */
+  /* the same elements in another order (a transpose), and one element of the destination broadcast over it */
+  dn_tensor *square, *m, *mt, *one;
+  DN_OK_OR_FAIL(dn_narrow(&square, a, 0, 0, 4));
+  DN_OK_OR_FAIL(dn_view(&m, square, 2, (int64_t[]){2, 2}));
+  DN_OK_OR_FAIL(dn_t(&mt, m));
+  DN_EXPECT_ERROR(dn_copy_(m, mt), DN_EINVAL, "partially overlap");
+  DN_OK_OR_FAIL(dn_select(&one, a, 0, 3));
+  DN_EXPECT_ERROR(dn_copy_(head, one), DN_EINVAL, "partially overlap");
+  assert_values(a, 10, (double[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  dn_tensor *list[] = {a, head, tail, square, m, mt, one};
+  for (size_t k = 0; k < sizeof list / sizeof *list; k++) dn_tensor_release(list[k]);
+}
+
+static void test_copy_within_one_storage_that_does_not_overlap(void **state) {
+  (void)state;
+  dn_tensor *a = range(10), *first, *second, *pairs, *even, *odd, *same, *again, *row;
+  /* disjoint halves */
+  DN_OK_OR_FAIL(dn_narrow(&first, a, 0, 0, 5));
+  DN_OK_OR_FAIL(dn_narrow(&second, a, 0, 5, 5));
+  DN_OK_OR_FAIL(dn_copy_(first, second));
+  assert_values(a, 10, (double[]){5, 6, 7, 8, 9, 5, 6, 7, 8, 9});
+  /* interleaved: the even and the odd elements share a span but no element */
+  DN_OK_OR_FAIL(dn_view(&pairs, a, 2, (int64_t[]){5, 2}));
+  DN_OK_OR_FAIL(dn_select(&even, pairs, 1, 0));
+  DN_OK_OR_FAIL(dn_select(&odd, pairs, 1, 1));
+  DN_OK_OR_FAIL(dn_copy_(even, odd));
+  assert_values(a, 10, (double[]){6, 6, 8, 8, 5, 5, 7, 7, 9, 9});
+  /* the exact self-copy, through the tensor itself, another view object, or a broadcast: a no-op */
+  uint32_t version = a->storage->version;
+  DN_OK_OR_FAIL(dn_copy_(a, a));
+  DN_OK_OR_FAIL(dn_narrow(&same, a, 0, 2, 4));
+  DN_OK_OR_FAIL(dn_narrow(&again, a, 0, 2, 4));
+  DN_OK_OR_FAIL(dn_copy_(same, again));
+  DN_OK_OR_FAIL(dn_view(&row, a, 2, (int64_t[]){1, 10}));
+  DN_OK_OR_FAIL(dn_copy_(row, a));
+  assert_values(a, 10, (double[]){6, 6, 8, 8, 5, 5, 7, 7, 9, 9});
+  assert_true(a->storage->version > version);   /* still counts as an in-place write */
+  /* empty views of one storage */
+  dn_tensor *none1, *none2;
+  DN_OK_OR_FAIL(dn_narrow(&none1, a, 0, 3, 0));
+  DN_OK_OR_FAIL(dn_narrow(&none2, a, 0, 1, 0));
+  DN_OK_OR_FAIL(dn_copy_(none1, none2));
+  /* a large copy between disjoint halves of one storage takes the threaded path */
+  dn_tensor *big = range(200000), *lo, *hi;
+  DN_OK_OR_FAIL(dn_narrow(&lo, big, 0, 0, 100000));
+  DN_OK_OR_FAIL(dn_narrow(&hi, big, 0, 100000, 100000));
+  DN_OK_OR_FAIL(dn_copy_(lo, hi));
+  assert_true(dn_test_at(big, 0) == 100000 && dn_test_at(big, 99999) == 199999);
+  dn_tensor *list[] = {a, first, second, pairs, even, odd, same, again, row, none1, none2, big, lo, hi};
+  for (size_t k = 0; k < sizeof list / sizeof *list; k++) dn_tensor_release(list[k]);
+}
+
+static void test_copy_into_expanded(void **state) {
+  (void)state;
+  dn_tensor *base, *expanded, *src = dn_test_random(9, 2, (int64_t[]){3, 4});
+  DN_OK_OR_FAIL(dn_tensor_zeros(&base, DN_F32, 2, (int64_t[]){1, 4}));
+  DN_OK_OR_FAIL(dn_broadcast_to(&expanded, base, 2, (int64_t[]){3, 4}));
+  /* three source rows into one memory row: which one wins would depend on the threads */
+  DN_EXPECT_ERROR(dn_copy_(expanded, src), DN_EINVAL,
+                  "copy_: cannot write into an expanded tensor of shape [3,4] (several elements share memory)");
+  for (int k = 0; k < 4; k++) assert_true(dn_test_at(base, k) == 0);
+  dn_tensor_release(base);
+  dn_tensor_release(expanded);
+  dn_tensor_release(src);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_conversion_truncates_in_range, dn_test_reset_modes),
@@ -133,6 +224,9 @@ int main(void) {
     cmocka_unit_test_setup(test_copy_into_int, dn_test_reset_modes),
     cmocka_unit_test_setup(test_large_conversion, dn_test_reset_modes),
     cmocka_unit_test_setup(test_arange_int_range, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_copy_refuses_partial_overlap, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_copy_within_one_storage_that_does_not_overlap, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_copy_into_expanded, dn_test_reset_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -328,6 +328,25 @@ describe("views", function()
     tv:copy_(dn.tensor{{1, 2}, {3, 4}, {5, 6}})   -- into a non-contiguous view
     H.assert_same(a, {{1, 3, 5}, {2, 4, 6}})
   end)
+
+  it("copy_ refuses views of the same memory that partially overlap, and expanded destinations", function()
+    local a = dn.arange(10)
+    H.assert_error(function() a:narrow(1, 1, 8):copy_(a:narrow(1, 3, 8)) end,
+      {"copy_: the source [8] and the destination [8] are views of the same memory that partially overlap"})
+    H.assert_error(function() a:narrow(1, 3, 8):copy_(a:narrow(1, 1, 8)) end, {"partially overlap"})
+    local m = a:narrow(1, 1, 4):view(2, 2)
+    H.assert_error(function() m:copy_(m:t()) end, {"partially overlap"})
+    H.assert_error(function() m[1] = m:t()[1] end, {"partially overlap"})   -- row 1 and column 1 share m[1][1]
+    H.assert_same(a, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+    assert.are.equal(a, a:copy_(a))   -- the exact self-copy is a no-op
+    a:narrow(1, 1, 5):copy_(a:narrow(1, 6, 5))   -- disjoint parts of one storage
+    H.assert_same(a, {5, 6, 7, 8, 9, 5, 6, 7, 8, 9})
+    local pairs_ = a:view(5, 2)
+    pairs_:select(2, 1):copy_(pairs_:select(2, 2))   -- interleaved, no shared element
+    H.assert_same(a, {6, 6, 8, 8, 5, 5, 7, 7, 9, 9})
+    H.assert_error(function() dn.zeros(1, 4):expand(3, 4):copy_(dn.randn(3, 4)) end,
+      {"copy_: cannot write into an expanded tensor of shape [3,4]"})
+  end)
 end)
 
 describe("indexing", function()

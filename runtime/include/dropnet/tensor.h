@@ -113,7 +113,8 @@ DN_API dn_status dn_broadcast_to(dn_tensor **out, dn_tensor *t, int ndim, const 
 DN_API dn_status dn_contiguous(dn_tensor **out, dn_tensor *t);
 DN_API dn_status dn_clone(dn_tensor **out, const dn_tensor *t);
 /* Writes src (broadcast to dst's shape, converted to dst's dtype as dn_to_dtype does) into dst;
-   nothing is written when a value does not fit. */
+   nothing is written when a value does not fit. A src that shares memory with dst without being
+   exactly dst (same elements, same order: a no-op) is DN_EINVAL, as is an expanded dst. */
 DN_API dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src);
 DN_API dn_status dn_fill_(dn_tensor *t, double value);
 /* Converted copy (or t itself if already of dtype). float->int truncates toward zero (2.7 -> 2,
