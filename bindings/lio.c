@@ -1,5 +1,5 @@
 /*
-** Files: IDX and CSV readers, safetensors save/load.
+** Files: IDX and CSV readers, safetensors save/load, atomic write_file.
 ** core.save(path, {name = tensor, ...}, {key = "value", ...}) writes the
 ** tensors in sorted name order (the same table always gives the same file);
 ** core.load(path) returns the tensors table and the metadata table.
@@ -70,6 +70,16 @@ static int l_csv_read(lua_State *L) {
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   dn_lua_check_status(L, dn_csv_read(&r->t, path, delimiter, header));
   return 1;
+}
+
+/* core.write_file(path, data): data (a string, any bytes) replaces path atomically */
+static int l_write_file(lua_State *L) {
+  const char *path = check_path(L, 1);
+  luaL_checktype(L, 2, LUA_TSTRING);
+  size_t length;
+  const char *data = lua_tolstring(L, 2, &length);
+  dn_lua_check_status(L, dn_write_file(path, data, length));
+  return 0;
 }
 
 static int compare_tensor_names(const void *a, const void *b) {
@@ -182,7 +192,7 @@ static int l_load(lua_State *L) {
 
 static const luaL_Reg functions[] = {
   {"idx_read", l_idx_read}, {"idx_write", l_idx_write}, {"csv_read", l_csv_read},
-  {"save", l_save},         {"load", l_load},           {NULL, NULL}};
+  {"save", l_save},         {"load", l_load},           {"write_file", l_write_file}, {NULL, NULL}};
 
 void dn_lua_open_io(lua_State *L) {
   if (luaL_newmetatable(L, SAFETENSORS_BOX_MT)) {

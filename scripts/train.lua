@@ -7,7 +7,9 @@
 -- loss/accuracy every epoch. Writes to --out (default runs/<timestamp>/):
 -- metrics.csv, train.svg (loss and accuracy curves) and
 -- checkpoint.safetensors (model, optimizer, generator, epoch, options),
--- written atomically after every epoch; --resume continues a run exactly.
+-- each written atomically after every epoch (a write that fails, e.g. on a
+-- full disk, stops the run with exit code 2 and keeps the previous epoch's
+-- file); --resume continues a run exactly.
 --
 -- The defaults were chosen on a validation split carved from the training
 -- set (--validation 10000), never on the test set; see README.md.
@@ -201,14 +203,12 @@ end
 
 local CSV_HEADER = "epoch,train_loss,train_acc,eval_loss,eval_acc,lr,seconds,samples_per_s"
 
+-- Every output goes through the library's atomic writer (temporary file, fsync, rename; any
+-- write, close or rename error is an error naming the file): a failed write stops the run with
+-- a message and exit code 2, and leaves the previous epoch's file in place.
 local function write_file(path, text)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "w")
-  if not f then error("train.lua: cannot write " .. path .. ": " .. err, 0) end
-  f:write(text)
-  f:close()
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then error("train.lua: cannot write " .. path .. ": " .. rerr, 0) end
+  local ok, err = pcall(dn.write_file, path, text)
+  if not ok then fail("%s", err) end
 end
 
 local function write_metrics(path, history)
@@ -226,7 +226,7 @@ local function write_plot(path, history, eval_name, title)
     epochs[i] = h.epoch
     for k, list in pairs(series) do list[i] = h[k] end
   end
-  plot.save(path, plot.panels({
+  write_file(path, plot.panels({
     {title = "Loss", x_label = "epoch", y_label = "cross-entropy",
      series = {{name = "train", x = epochs, y = series.train_loss},
                {name = eval_name, x = epochs, y = series.eval_loss}}},
@@ -255,7 +255,9 @@ dn.manual_seed(opts.seed)
 local say = opts.quiet and function() end or print
 
 opts.out = opts.out or (state and opts.resume:match("^(.*)/[^/]*$")) or os.date("runs/%Y%m%d-%H%M%S")
-os.execute(string.format("mkdir -p '%s'", opts.out:gsub("'", "'\\''")))
+if not os.execute(string.format("mkdir -p '%s'", opts.out:gsub("'", "'\\''"))) then
+  fail("cannot create the output directory %s", opts.out)
+end
 
 local normalize = opts.normalize
 local ok, train_set = pcall(data.fashion_mnist, {split = "train", dir = opts.data, normalize = normalize})
@@ -340,9 +342,10 @@ for epoch = first_epoch, last_epoch do
     string.format("dropnet: 784-%s-10 on Fashion-MNIST", table.concat(widths, "-")))
   local saved_opts = {}
   for k, v in pairs(opts) do if k ~= "resume" and k ~= "stop_after" then saved_opts[k] = v end end
-  checkpoint.save(opts.out .. "/checkpoint.safetensors", {
+  local saved, save_err = pcall(checkpoint.save, opts.out .. "/checkpoint.safetensors", {
     model = model:state_dict(), optim = opt:state_dict(), rng = dn.get_rng_state(), epoch = epoch,
     options = saved_opts, history = history})
+  if not saved then fail("%s", save_err) end
 end
 
 local last = history[#history]

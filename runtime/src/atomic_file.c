@@ -1,19 +1,29 @@
 /*
 ** Atomic file replacement (see atomic_file.h). The stream (stdio or zlib)
 ** writes through a dup of the temporary file's descriptor, so the original
-** descriptor stays open for the fsync once the stream is closed.
+** descriptor stays open for the fsync once the stream is closed. A third
+** descriptor holds an flock on the temporary from just after its creation
+** until it is renamed or removed: it tells remove_stale_temporaries that a
+** writer is still alive.
 */
 #define _POSIX_C_SOURCE 200809L
 #include "atomic_file.h"
+#include "dropnet/io.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+
+/* A temporary last modified this long before ours, unlocked, is abandoned
+   (see remove_stale_temporaries). */
+#define STALE_SECONDS 60
 
 /* The process umask without changing it: umask(2) can only be read by
    setting it, which races with other threads creating files. Linux reports
@@ -37,7 +47,7 @@ static void reset(dn_atomic_file *f) {
   free(f->path);
   free(f->temp_path);
   f->path = f->temp_path = NULL;
-  f->fd = -1;
+  f->fd = f->lock_fd = -1;
   f->plain = NULL;
   f->gz = NULL;
 }
@@ -47,6 +57,7 @@ void dn_atomic_abort(dn_atomic_file *f) {
   if (f->gz) gzclose((gzFile)f->gz);
   if (f->fd >= 0) close(f->fd);
   if (f->temp_path) unlink(f->temp_path);
+  if (f->lock_fd >= 0) close(f->lock_fd);   /* after the unlink: the lock covers the file's whole life */
   reset(f);
 }
 
@@ -60,7 +71,7 @@ static dn_status fail_errno(dn_atomic_file *f, const char *what, int err) {
 dn_status dn_atomic_open(dn_atomic_file *f, const char *op, const char *path, bool gzip) {
   f->op = op;
   f->path = f->temp_path = NULL;
-  f->fd = -1;
+  f->fd = f->lock_fd = -1;
   f->plain = NULL;
   f->gz = NULL;
   if (!path || !*path) return dn_fail(DN_EINVAL, "%s: empty path", op);
@@ -93,6 +104,13 @@ dn_status dn_atomic_open(dn_atomic_file *f, const char *op, const char *path, bo
     free(f->temp_path);
     f->temp_path = NULL;   /* nothing was created: nothing to unlink */
     return fail_errno(f, "cannot create a temporary file beside", err);
+  }
+  /* Best effort: without the lock (a file system without flock) the age rule
+     alone protects this file from another writer's clean-up. */
+  f->lock_fd = open(f->temp_path, O_RDONLY | O_CLOEXEC);
+  if (f->lock_fd >= 0 && flock(f->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    close(f->lock_fd);
+    f->lock_fd = -1;
   }
   /* mkstemp makes the file 0600; a replaced file keeps its mode, a new one gets the usual 0666 & ~umask. */
   mode_t mode = target_exists ? (target.st_mode & 07777) : (0666 & ~current_umask());
@@ -140,14 +158,18 @@ dn_status dn_atomic_write(dn_atomic_file *f, const void *data, size_t n) {
   return DN_OK;
 }
 
+/* The directory part of path ("." or "/" at the ends); NULL when out of memory. */
+static char *directory_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return strdup(".");
+  if (slash == path) return strdup("/");
+  return strndup(path, (size_t)(slash - path));
+}
+
 /* fsync of the directory makes the rename durable. Some file systems refuse
    fsync on a directory (EINVAL): nothing more can be done there. */
 static int sync_directory(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char *dir;
-  if (!slash) dir = strdup(".");
-  else if (slash == path) dir = strdup("/");
-  else dir = strndup(path, (size_t)(slash - path));
+  char *dir = directory_of(path);
   if (!dir) return ENOMEM;
   int fd = open(dir, O_RDONLY | O_DIRECTORY);
   free(dir);
@@ -155,6 +177,69 @@ static int sync_directory(const char *path) {
   int err = fsync(fd) == 0 || errno == EINVAL ? 0 : errno;
   close(fd);
   return err;
+}
+
+/* The six characters mkstemp puts in place of XXXXXX: ASCII letters and digits. */
+static bool is_mkstemp_suffix(const char *s) {
+  for (int i = 0; i < 6; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) return false;
+  }
+  return s[6] == '\0';
+}
+
+/* Removes directory entry name (a candidate temporary) if it is abandoned; see below. */
+static void remove_if_abandoned(int dir_fd, const char *name, time_t newest) {
+  struct stat listed, opened, again;
+  if (fstatat(dir_fd, name, &listed, AT_SYMLINK_NOFOLLOW) != 0) return;
+  if (!S_ISREG(listed.st_mode) || listed.st_uid != geteuid()) return;
+  if (listed.st_mtime > newest - STALE_SECONDS) return;
+  int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return;
+  /* the same file as listed, no writer holding it, and still under this name */
+  if (fstat(fd, &opened) == 0 && opened.st_dev == listed.st_dev && opened.st_ino == listed.st_ino &&
+      flock(fd, LOCK_EX | LOCK_NB) == 0 && fstatat(dir_fd, name, &again, AT_SYMLINK_NOFOLLOW) == 0 &&
+      again.st_dev == opened.st_dev && again.st_ino == opened.st_ino)
+    unlinkat(dir_fd, name, 0);
+  close(fd);
+}
+
+/*
+** A process killed inside a write leaves ".<name>.tmp-XXXXXX" behind, and
+** nothing else would ever remove it (a killed training run left 149 MB in
+** 12 kills). After a successful commit of path, the temporaries of the same
+** target are removed when they are certainly abandoned:
+**  - the name is exactly "." + the target's name + ".tmp-" + six letters or
+**    digits (what mkstemp makes of our pattern), in the target's directory;
+**  - it is a regular file (not a symlink, not a directory) owned by us;
+**  - no writer holds its flock: every writer locks its temporary from just
+**    after mkstemp until the rename or unlink, and the kernel drops the lock
+**    when the writer dies, so a lock we can take means the writer is gone;
+**  - and it was last modified more than STALE_SECONDS before our own
+**    temporary was. The lock alone leaves a writer unprotected between its
+**    mkstemp and its flock (microseconds, but a new file is never that old),
+**    and does not protect a writer of an older dropnet, which takes no lock
+**    but keeps its file's mtime fresh while it writes. Comparing with our
+**    own temporary's mtime uses one clock, the file system's, so the clock
+**    skew of a network file system does not matter.
+** Anything else is left alone, and nothing here can fail the save.
+*/
+static void remove_stale_temporaries(const char *path, time_t newest) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  size_t base_length = strlen(base);
+  char *dir = directory_of(path);
+  DIR *d = dir ? opendir(dir) : NULL;
+  free(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    const char *name = e->d_name;
+    if (name[0] == '.' && !strncmp(name + 1, base, base_length) && !strncmp(name + 1 + base_length, ".tmp-", 5) &&
+        is_mkstemp_suffix(name + 1 + base_length + 5))
+      remove_if_abandoned(dirfd(d), name, newest);
+  }
+  closedir(d);
 }
 
 dn_status dn_atomic_commit(dn_atomic_file *f) {
@@ -173,14 +258,29 @@ dn_status dn_atomic_commit(dn_atomic_file *f) {
       return fail_errno(f, "error finishing the gzip stream of", zerr == Z_ERRNO ? errno : EIO);
   }
   if (fsync(f->fd) != 0) return fail_errno(f, "cannot fsync", errno);
+  struct stat written;   /* its mtime dates the other temporaries (remove_stale_temporaries) */
+  if (fstat(f->fd, &written) != 0) return fail_errno(f, "cannot stat the temporary file for", errno);
   int fd = f->fd;
   f->fd = -1;
   if (close(fd) != 0) return fail_errno(f, "error closing", errno);
   if (rename(f->temp_path, f->path) != 0) return fail_errno(f, "cannot rename the temporary file over", errno);
   free(f->temp_path);
   f->temp_path = NULL;   /* renamed: nothing left to remove */
+  if (f->lock_fd >= 0) close(f->lock_fd);
+  f->lock_fd = -1;
   int err = sync_directory(f->path);
   if (err) return fail_errno(f, "written, but cannot fsync the directory of", err);
+  remove_stale_temporaries(f->path, written.st_mtime);
   reset(f);
   return DN_OK;
+}
+
+dn_status dn_write_file(const char *path, const void *data, size_t n) {
+  if (!path) return dn_fail(DN_EINVAL, "write_file: path is NULL");
+  if (!data && n) return dn_fail(DN_EINVAL, "write_file: data is NULL");
+  dn_atomic_file f;
+  dn_status st = dn_atomic_open(&f, "write_file", path, false);
+  if (!st) st = dn_atomic_write(&f, data, n);
+  if (!st) st = dn_atomic_commit(&f);
+  return st;
 }

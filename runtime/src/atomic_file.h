@@ -4,7 +4,9 @@
 ** directory is fsync'ed so the rename itself is durable. A failure at any
 ** step (or dn_atomic_abort) removes the temporary file and leaves the old
 ** target untouched; a process killed mid-write leaves at worst a stray
-** ".<name>.tmp-XXXXXX" beside an intact target. Not installed.
+** ".<name>.tmp-XXXXXX" beside an intact target, which the next successful
+** commit of the same target removes (see remove_stale_temporaries in
+** atomic_file.c for what counts as abandoned). Not installed.
 */
 #ifndef DROPNET_ATOMIC_FILE_H
 #define DROPNET_ATOMIC_FILE_H
@@ -20,6 +22,7 @@ typedef struct dn_atomic_file {
   char *path;            /* the target */
   char *temp_path;       /* NULL once committed or aborted */
   int fd;
+  int lock_fd;           /* holds flock(LOCK_EX) on the temporary until it is renamed or removed */
   FILE *plain;           /* one of plain / gz is open */
   void *gz;              /* a gzFile when the output is gzip-compressed */
 } dn_atomic_file;

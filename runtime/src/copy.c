@@ -1,7 +1,17 @@
 /*
 ** copy_ and fill_: the strided copy every other op leans on (contiguous,
 ** clone, dtype conversion, broadcasting assignment).
+**
+** A conversion to an integer dtype truncates toward zero, as C and PyTorch
+** do (2.7 -> 2, -2.7 -> -2); that is defined only when the truncated value
+** fits, so before any element is written the source is checked, and NaN,
+** infinities and values out of range are an error naming the first such
+** element. Conversions that always fit (to float32, uint8 -> int32) and
+** copies within one dtype skip the check.
 */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dropnet/autograd.h"
@@ -51,13 +61,153 @@ static void copy_flat(dn_tensor *dst, const dn_tensor *src, int64_t begin, int64
   }
 }
 
+/* Whether converting from `from` to `to` can meet a value that does not fit. */
+static bool conversion_narrows(dn_dtype to, dn_dtype from) {
+  if (to == from || to == DN_F32) return false;
+  return !(to == DN_I32 && from == DN_U8);
+}
+
+/* The row-major position (0-based) of the first element of src that dtype
+   cannot hold, or -1. Rows are scanned in parallel; the minimum wins, so the
+   answer does not depend on the thread count. */
+static int64_t first_unfit(dn_dtype dtype, const dn_tensor *src) {
+  int64_t rows = dn_row_count(src), len = dn_row_length(src), stride = dn_row_stride(src);
+  int64_t first = INT64_MAX;
+  int threads = dn_threads_for(dn_tensor_numel(src));
+#pragma omp parallel for num_threads(threads) if (threads > 1) reduction(min : first) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t off = dn_row_offset(src, r);
+    if (r * len > first) continue;   /* an earlier row already failed */
+    for (int64_t i = 0; i < len; i++) {
+      if (!dn_truncation_fits(dtype, dn_load(src, off + i * stride))) {
+        if (r * len + i < first) first = r * len + i;
+        break;
+      }
+    }
+  }
+  return first == INT64_MAX ? -1 : first;
+}
+
+/*
+** Overlap of copy_'s destination and source. Views of one storage that
+** share an element make the result depend on the order of the writes (and
+** the contiguous path calls memcpy, undefined on overlapping ranges), so
+** copy_ refuses them as PyTorch does; the exact self-copy (the same elements
+** in the same order) is a no-op. Storages that differ, the common case, cost
+** one comparison; within one storage, the offsets each view touches are
+** compared exactly (a bitmap over the common span), so interleaved views
+** such as the even and the odd elements of a row do not count as overlap.
+*/
+
+/* The smallest and largest storage offsets t touches (t has elements). */
+static void offset_span(const dn_tensor *t, int64_t *lo, int64_t *hi) {
+  *lo = *hi = t->offset;
+  for (int d = 0; d < t->ndim; d++) {
+    int64_t extent = (t->shape[d] - 1) * t->stride[d];
+    if (extent < 0) *lo += extent;
+    else *hi += extent;
+  }
+}
+
+/* Marks in bits (one per offset in [lo, hi]) the offsets t touches, or, with
+   test set, tells whether t touches one already marked. Dims of size 1 or
+   stride 0 add no offsets and are skipped. */
+static bool walk_offsets(const dn_tensor *t, uint64_t *bits, int64_t lo, int64_t hi, bool test) {
+  int64_t size[DN_MAX_DIMS], stride[DN_MAX_DIMS], index[DN_MAX_DIMS];
+  int n = 0;
+  for (int d = 0; d < t->ndim; d++) {
+    if (t->shape[d] > 1 && t->stride[d] != 0) {
+      size[n] = t->shape[d];
+      stride[n] = t->stride[d];
+      index[n++] = 0;
+    }
+  }
+  int64_t off = t->offset;
+  for (;;) {
+    if (off >= lo && off <= hi) {
+      uint64_t bit = (uint64_t)(off - lo), word = bit >> 6, mask = (uint64_t)1 << (bit & 63);
+      if (test && (bits[word] & mask)) return true;
+      bits[word] |= mask;
+    }
+    int d = n - 1;
+    while (d >= 0 && ++index[d] == size[d]) {
+      off -= (size[d] - 1) * stride[d];
+      index[d] = 0;
+      d--;
+    }
+    if (d < 0) return false;
+    off += stride[d];
+  }
+}
+
+/* Whether dst and src (one storage, both with elements) share an element. */
+static dn_status shares_elements(const dn_tensor *dst, const dn_tensor *src, bool *shared) {
+  int64_t dlo, dhi, slo, shi;
+  offset_span(dst, &dlo, &dhi);
+  offset_span(src, &slo, &shi);
+  int64_t lo = dlo > slo ? dlo : slo, hi = dhi < shi ? dhi : shi;
+  *shared = false;
+  if (lo > hi) return DN_OK;   /* disjoint spans */
+  size_t words = (size_t)((uint64_t)(hi - lo) / 64 + 1);
+  uint64_t *bits = calloc(words, sizeof *bits);
+  if (!bits) return dn_fail(DN_ENOMEM, "copy_: out of memory comparing the source with the destination");
+  walk_offsets(dst, bits, lo, hi, false);
+  *shared = walk_offsets(src, bits, lo, hi, true);
+  free(bits);
+  return DN_OK;
+}
+
+/* Whether view (src broadcast to dst's shape) reads exactly the elements dst writes, in order. */
+static bool same_elements(const dn_tensor *dst, const dn_tensor *view) {
+  if (view->offset != dst->offset) return false;
+  for (int d = 0; d < dst->ndim; d++)
+    if (dst->shape[d] > 1 && view->stride[d] != dst->stride[d]) return false;
+  return true;
+}
+
 dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
   dn_status st = dn_check_inplace("copy_", dst);
   if (!st) st = dn_check_inplace_source("copy_", src);
-  return st ? st : dn_copy_into(dst, src);
+  if (st) return st;
+  for (int d = 0; d < dst->ndim; d++) {
+    if (dst->shape[d] > 1 && dst->stride[d] == 0) {
+      char sb[128];
+      return dn_fail(DN_EINVAL,
+                     "copy_: cannot write into an expanded tensor of shape %s (several elements share memory); "
+                     "clone it first",
+                     dn_shape_str(dst, sb, sizeof sb));
+    }
+  }
+  if (src->storage != dst->storage || dn_tensor_numel(dst) == 0 || dn_tensor_numel(src) == 0)
+    return dn_copy_into(dst, src);
+  /* one storage: a no-op when src is dst, an error when they share elements otherwise */
+  bool grad_mode = dn_set_grad_enabled(false);
+  dn_tensor *view;
+  st = dn_broadcast_to(&view, (dn_tensor *)src, dst->ndim, dst->shape);
+  dn_set_grad_enabled(grad_mode);
+  if (st) return dn_copy_into(dst, src);   /* it names the shapes that do not broadcast */
+  bool same = same_elements(dst, view);
+  dn_tensor_release(view);
+  if (same) {
+    dn_bump_version(dst);   /* still an in-place write, as far as autograd is concerned */
+    return DN_OK;
+  }
+  bool shared;
+  st = shares_elements(dst, src, &shared);
+  if (st) return st;
+  if (shared) {
+    char ds[128], ss[128];
+    return dn_fail(DN_EINVAL,
+                   "copy_: the source %s and the destination %s are views of the same memory that partially "
+                   "overlap (some elements of both are one memory location); clone the source first",
+                   dn_shape_str(src, ss, sizeof ss), dn_shape_str(dst, ds, sizeof ds));
+  }
+  return dn_copy_into(dst, src);
 }
 
-dn_status dn_copy_into(dn_tensor *dst, const dn_tensor *src) {
+dn_status dn_copy_into(dn_tensor *dst, const dn_tensor *src) { return dn_copy_into_named("copy_", dst, src); }
+
+dn_status dn_copy_into_named(const char *op, dn_tensor *dst, const dn_tensor *src) {
   /* the broadcast view is a private reader of src: no graph node for it */
   bool grad_mode = dn_set_grad_enabled(false);
   dn_tensor *view;
@@ -65,10 +215,19 @@ dn_status dn_copy_into(dn_tensor *dst, const dn_tensor *src) {
   dn_set_grad_enabled(grad_mode);
   if (st) {
     char a[128], b[128];
-    return dn_fail(DN_ESHAPE, "copy_: source of shape %s cannot be broadcast to destination shape %s",
+    return dn_fail(DN_ESHAPE, "%s: source of shape %s cannot be broadcast to destination shape %s", op,
                    dn_shape_str(src, a, sizeof a), dn_shape_str(dst, b, sizeof b));
   }
   int64_t rows = dn_row_count(dst), numel = dn_tensor_numel(dst);
+  if (conversion_narrows(dst->dtype, src->dtype) && numel > 0) {
+    int64_t bad = first_unfit(dst->dtype, view);
+    if (bad >= 0) {
+      double v = dn_load(view, dn_offset_of(view, bad));
+      dn_tensor_release(view);
+      return dn_fail(DN_EINVAL, "%s: value %.10g at position %lld is not representable as %s", op,
+                     isnan(v) ? NAN : v, (long long)bad + 1, dn_dtype_name(dst->dtype));   /* "nan", not "-nan" */
+    }
+  }
   int threads = dn_threads_for(numel);
   if (dn_tensor_is_contiguous(dst) && dn_tensor_is_contiguous(view)) {
     /* the common cases (clone, contiguous, dtype conversion of a dataset):

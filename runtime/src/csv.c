@@ -3,7 +3,9 @@
 ** strtof (correctly rounded to float32, no double rounding) in the "C"
 ** locale (a host that called setlocale would otherwise read "1,5" style
 ** decimals), and the whole field must be the number: "1.5x", "" and "1 2"
-** are errors naming the line and column. Spaces and tabs around a
+** are errors naming the line and column. Only finite decimal numbers are
+** data: strtof's other forms, hexadecimal ("0x1A") and "inf", "infinity",
+** "nan", are refused, and so is a number beyond float32's range. Spaces and tabs around a
 ** field are ignored (unless one of them is the delimiter); CRLF line ends, a
 ** UTF-8 byte order mark, a missing final newline and blank lines at the end
 ** are accepted.
@@ -16,8 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dropnet/io.h"
+#include "input_file.h"
 
 /* A field longer than this cannot be a sensible number. */
 #define MAX_FIELD 256
@@ -81,6 +85,19 @@ static dn_status parse_field(csv_reader *r, const char *text, size_t n, int64_t 
     return dn_fail(DN_EFORMAT, "csv: %s: line %ld, column %lld: not a number: \"%s\"", r->path, r->line,
                    (long long)col, shown);
   }
+  if (isnan(v) || (isinf(v) && errno != ERANGE)) {   /* "nan", "inf", "infinity" spelled out */
+    printable(shown, sizeof shown, text, n);
+    return dn_fail(DN_EFORMAT,
+                   "csv: %s: line %ld, column %lld: \"%s\" is not a finite number (a numeric CSV holds finite "
+                   "decimal numbers)",
+                   r->path, r->line, (long long)col, shown);
+  }
+  if (memchr(buf, 'x', n) || memchr(buf, 'X', n)) {   /* strtof's hexadecimal form, "0x1A" or "0x1p-3" */
+    printable(shown, sizeof shown, text, n);
+    return dn_fail(DN_EFORMAT,
+                   "csv: %s: line %ld, column %lld: \"%s\" is a hexadecimal number (only decimal numbers are read)",
+                   r->path, r->line, (long long)col, shown);
+  }
   if (errno == ERANGE && isinf(v)) {   /* underflow to a denormal or zero is fine */
     printable(shown, sizeof shown, text, n);
     return dn_fail(DN_EFORMAT, "csv: %s: line %ld, column %lld: %s is out of float32 range", r->path, r->line,
@@ -122,7 +139,10 @@ static dn_status read_lines(csv_reader *r, FILE *file, bool skip_header) {
   long blank_line = 0;      /* first blank line seen since the last data line */
   int64_t header_cols = 0;
   dn_status st = DN_OK;
-  while ((got = getline(&line, &line_capacity, file)) >= 0) {
+  for (;;) {
+    errno = 0;   /* what getline leaves here explains a -1 (the loop body may set it) */
+    got = getline(&line, &line_capacity, file);
+    if (got < 0) break;
     r->line++;
     size_t n = (size_t)got;
     if (n && line[n - 1] == '\n') n--;
@@ -147,7 +167,16 @@ static dn_status read_lines(csv_reader *r, FILE *file, bool skip_header) {
     st = parse_line(r, text, n);
     if (st) break;
   }
-  if (!st && ferror(file)) st = dn_fail(DN_EIO, "csv: %s: read error: %s", r->path, strerror(errno));
+  /* getline's -1 is also how a failed allocation for a long line (errno
+     ENOMEM, and glibc sets no error flag) and a read error end: only a clean
+     end of file may end the data. */
+  if (!st && (ferror(file) || !feof(file) || errno == ENOMEM)) {
+    int err = errno ? errno : EIO;
+    if (err == ENOMEM && !ferror(file))
+      st = dn_fail(DN_ENOMEM, "csv: %s: out of memory reading line %ld", r->path, r->line + 1);
+    else
+      st = dn_fail(DN_EIO, "csv: %s: read error on line %ld: %s", r->path, r->line + 1, strerror(err));
+  }
   free(line);
   if (!st && r->cols < 0) r->cols = header_cols;   /* no data rows: [0, header fields] */
   return st;
@@ -159,8 +188,16 @@ dn_status dn_csv_read(dn_tensor **out, const char *path, char delimiter, bool sk
   if (delimiter == '\0' || delimiter == '\n' || delimiter == '\r' || delimiter == '.' || delimiter == '+' ||
       delimiter == '-' || isalnum((unsigned char)delimiter))
     return dn_fail(DN_EINVAL, "csv: delimiter 0x%02x cannot separate numbers", (unsigned char)delimiter);
-  FILE *file = fopen(path, "rb");
-  if (!file) return dn_fail(DN_EIO, "csv: cannot open %s: %s", path, strerror(errno));
+  int fd;
+  int64_t size;
+  dn_status st = dn_open_regular_file("csv", path, &fd, &size);   /* /dev/zero would read as no rows */
+  if (st) return st;
+  FILE *file = fdopen(fd, "rb");
+  if (!file) {
+    int err = errno;
+    close(fd);
+    return dn_fail(DN_EIO, "csv: %s: cannot open a stream: %s", path, strerror(err));
+  }
   locale_t c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
   if (!c_locale) {
     fclose(file);
@@ -168,7 +205,7 @@ dn_status dn_csv_read(dn_tensor **out, const char *path, char delimiter, bool sk
   }
   locale_t previous = uselocale(c_locale);   /* this thread only */
   csv_reader r = {path, delimiter, 0, NULL, 0, 0, -1, 0};
-  dn_status st = read_lines(&r, file, skip_header);
+  st = read_lines(&r, file, skip_header);
   uselocale(previous);
   freelocale(c_locale);
   fclose(file);

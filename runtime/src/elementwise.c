@@ -236,34 +236,67 @@ static void f32_unary(dn_unop op, float *out, int64_t so, const float *a, int64_
 
 /* --- int32 kernels -------------------------------------------------------------- */
 
-/* int32 arithmetic wraps around on overflow (as PyTorch's does), done in uint32 to avoid UB. */
-static inline int32_t wrap_add(int32_t x, int32_t y) { return (int32_t)((uint32_t)x + (uint32_t)y); }
-static inline int32_t wrap_sub(int32_t x, int32_t y) { return (int32_t)((uint32_t)x - (uint32_t)y); }
-static inline int32_t wrap_mul(int32_t x, int32_t y) { return (int32_t)((uint32_t)x * (uint32_t)y); }
-static inline int32_t wrap_neg(int32_t x) { return (int32_t)(0u - (uint32_t)x); }
+/*
+** int32 results that do not fit are an error, not a silent wrap-around
+** (PyTorch wraps): add, sub, mul, pow, neg and abs check with the compiler's
+** overflow builtins, and the first segment to overflow records its operands
+** for the message. The float32 kernels are untouched.
+*/
+typedef struct i32_overflow {
+  int hit;            /* set (atomically) by the first overflow */
+  int32_t x, y;       /* its operands (y unused for unary ops) */
+} i32_overflow;
+
+static void note_overflow(i32_overflow *o, int32_t x, int32_t y) {
+  if (!__atomic_exchange_n(&o->hit, 1, __ATOMIC_RELAXED)) {
+    o->x = x;
+    o->y = y;
+  }
+}
 
 /*
-** Exact integer power by squaring (wrapping). A negative exponent makes the
-** result float32 before it gets here; for completeness it truncates like C.
+** Exact integer power by squaring; false when the result does not fit. A
+** factor is squared only while higher exponent bits remain, so it overflows
+** only when the result would. A negative exponent makes the result float32
+** before it gets here; for completeness it truncates like C.
 */
-static int32_t i32_pow(int32_t base, int32_t exponent) {
-  if (exponent < 0) return base == 1 ? 1 : base == -1 ? ((exponent & 1) ? -1 : 1) : 0;
-  uint32_t result = 1, factor = (uint32_t)base;
-  for (uint32_t e = (uint32_t)exponent; e; e >>= 1) {
-    if (e & 1) result *= factor;
-    factor *= factor;
+static bool i32_pow(int32_t base, int32_t exponent, int32_t *out) {
+  if (exponent < 0) {
+    *out = base == 1 ? 1 : base == -1 ? ((exponent & 1) ? -1 : 1) : 0;
+    return true;
   }
-  return (int32_t)result;
+  int32_t result = 1, factor = base;
+  bool fits = true;
+  for (uint32_t e = (uint32_t)exponent; e; e >>= 1) {
+    if (e & 1) fits &= !__builtin_mul_overflow(result, factor, &result);
+    if (e > 1) fits &= !__builtin_mul_overflow(factor, factor, &factor);
+  }
+  *out = result;
+  return fits;
 }
+
+/* One checked int32 loop: r = x OP y, noting the first overflow. */
+#define I32_CHECKED_LOOP(builtin)                                                  \
+  for (int64_t i = 0; i < n; i++) {                                                \
+    int32_t x = a[i * sa], y = b[i * sb], r;                                       \
+    if (__builtin_expect(builtin(x, y, &r), 0)) note_overflow(overflow, x, y);     \
+    out[i * so] = r;                                                               \
+  }
 
 /* int32 op int32 for the ops that stay int32 (div never does). */
 static void i32_binary(dn_binop op, int32_t *out, int64_t so, const int32_t *a, int64_t sa, const int32_t *b,
-                       int64_t sb, int64_t n) {
+                       int64_t sb, int64_t n, i32_overflow *overflow) {
   switch (op) {
-    case DN_ADD: for (int64_t i = 0; i < n; i++) out[i * so] = wrap_add(a[i * sa], b[i * sb]); break;
-    case DN_SUB: for (int64_t i = 0; i < n; i++) out[i * so] = wrap_sub(a[i * sa], b[i * sb]); break;
-    case DN_MUL: for (int64_t i = 0; i < n; i++) out[i * so] = wrap_mul(a[i * sa], b[i * sb]); break;
-    case DN_POW: for (int64_t i = 0; i < n; i++) out[i * so] = i32_pow(a[i * sa], b[i * sb]); break;
+    case DN_ADD: I32_CHECKED_LOOP(__builtin_add_overflow) break;
+    case DN_SUB: I32_CHECKED_LOOP(__builtin_sub_overflow) break;
+    case DN_MUL: I32_CHECKED_LOOP(__builtin_mul_overflow) break;
+    case DN_POW:
+      for (int64_t i = 0; i < n; i++) {
+        int32_t x = a[i * sa], y = b[i * sb], r;
+        if (!i32_pow(x, y, &r)) note_overflow(overflow, x, y);
+        out[i * so] = r;
+      }
+      break;
     case DN_EQ: for (int64_t i = 0; i < n; i++) out[i * so] = a[i * sa] == b[i * sb]; break;
     case DN_NE: for (int64_t i = 0; i < n; i++) out[i * so] = a[i * sa] != b[i * sb]; break;
     case DN_LT: for (int64_t i = 0; i < n; i++) out[i * so] = a[i * sa] < b[i * sb]; break;
@@ -280,16 +313,43 @@ static void i32_binary(dn_binop op, int32_t *out, int64_t so, const int32_t *a, 
   }
 }
 
-/* The unary ops that keep int32 (the others convert to float32 first). */
-static void i32_unary(dn_unop op, int32_t *out, int64_t so, const int32_t *a, int64_t sa, int64_t n) {
+/* The unary ops that keep int32 (the others convert to float32 first); -INT32_MIN does not fit. */
+static void i32_unary(dn_unop op, int32_t *out, int64_t so, const int32_t *a, int64_t sa, int64_t n,
+                      i32_overflow *overflow) {
   switch (op) {
-    case DN_NEG: for (int64_t i = 0; i < n; i++) out[i * so] = wrap_neg(a[i * sa]); break;
+    case DN_NEG:
     case DN_ABS:
-      for (int64_t i = 0; i < n; i++) out[i * so] = a[i * sa] < 0 ? wrap_neg(a[i * sa]) : a[i * sa];
+      for (int64_t i = 0; i < n; i++) {
+        int32_t x = a[i * sa];
+        if (__builtin_expect(x == INT32_MIN, 0)) {
+          note_overflow(overflow, x, 0);
+          out[i * so] = x;
+        } else {
+          out[i * so] = op == DN_NEG || x < 0 ? -x : x;
+        }
+      }
       break;
     case DN_RELU: for (int64_t i = 0; i < n; i++) out[i * so] = a[i * sa] < 0 ? 0 : a[i * sa]; break;
     default: break;   /* float-valued: converted before the kernel */
   }
+}
+
+/* Whether op on int32 operands can leave the int32 range. */
+static bool binop_can_overflow(dn_binop op) { return op == DN_ADD || op == DN_SUB || op == DN_MUL || op == DN_POW; }
+static bool unop_can_overflow(dn_unop op) { return op == DN_NEG || op == DN_ABS; }
+
+/* The error for an overflow noted while computing op (name: "add", "neg_", ...). */
+static dn_status overflow_error(const char *name, bool binary, int op, const i32_overflow *o) {
+  char what[96];
+  long long x = o->x, y = o->y;
+  if (binary) {
+    static const char *const symbols[] = {[DN_ADD] = "+", [DN_SUB] = "-", [DN_MUL] = "*", [DN_POW] = "^"};
+    snprintf(what, sizeof what, "%lld %s %lld", x, symbols[op], y);
+  } else {
+    snprintf(what, sizeof what, op == DN_NEG ? "-(%lld)" : "abs(%lld)", x);
+  }
+  return dn_fail(DN_ERANGE, "%s: int32 overflow: %s is outside the int32 range (convert to float32 first)", name,
+                 what);
 }
 
 /* --- the driver --------------------------------------------------------------------- */
@@ -304,6 +364,7 @@ struct ew_job {
   segment_fn segment;
   int op;                  /* a dn_binop or dn_unop */
   double lo, hi;           /* clamp bounds, NaN for none */
+  i32_overflow *overflow;  /* int32 add, sub, mul, pow, neg, abs: where an overflow is noted */
   dn_tensor *out;
   const dn_tensor *in[3];  /* in the result dtype, except where's condition */
   int nin;
@@ -434,13 +495,13 @@ static dn_status run_job(ew_job *job) {
 static void binary_segment(const ew_job *job, void *out, int64_t so, void *const *in, const int64_t *si,
                            int64_t n) {
   if (job->out->dtype == DN_F32) f32_binary((dn_binop)job->op, out, so, in[0], si[0], in[1], si[1], n);
-  else i32_binary((dn_binop)job->op, out, so, in[0], si[0], in[1], si[1], n);
+  else i32_binary((dn_binop)job->op, out, so, in[0], si[0], in[1], si[1], n, job->overflow);
 }
 
 static void unary_segment(const ew_job *job, void *out, int64_t so, void *const *in, const int64_t *si,
                           int64_t n) {
   if (job->out->dtype == DN_F32) f32_unary((dn_unop)job->op, out, so, in[0], si[0], n);
-  else i32_unary((dn_unop)job->op, out, so, in[0], si[0], n);
+  else i32_unary((dn_unop)job->op, out, so, in[0], si[0], n, job->overflow);
 }
 
 /* An int32 clamp bound: none (NaN) or beyond the range saturates to `none_value`'s side. */
@@ -766,7 +827,11 @@ dn_status dn_binary(dn_tensor **out, dn_binop op, const dn_tensor *a, const dn_t
   st = dn_to_dtype(&ca, (dn_tensor *)a, dtype);
   if (!st) st = dn_to_dtype(&cb, (dn_tensor *)b, dtype);
   if (!st) st = dn_tensor_new(&result, dtype, ndim, shape);
-  if (!st) st = run_job(&(ew_job){.segment = binary_segment, .op = op, .out = result, .in = {ca, cb}, .nin = 2});
+  i32_overflow overflow = {0, 0, 0};
+  if (!st)
+    st = run_job(&(ew_job){.segment = binary_segment, .op = op, .out = result, .in = {ca, cb}, .nin = 2,
+                           .overflow = &overflow});
+  if (!st && overflow.hit) st = overflow_error(name, true, op, &overflow);
   if (!st) st = binary_record(result, op, a, b, ca, cb);
   dn_tensor_release(ca);
   dn_tensor_release(cb);
@@ -815,9 +880,23 @@ dn_status dn_binary_(dn_tensor *a, dn_binop op, const dn_tensor *b) {
   dn_tensor *other;
   st = inplace_operand(&other, a, b);
   if (st) return st;
-  st = run_job(&(ew_job){.segment = binary_segment, .op = op, .out = a, .in = {a, other}, .nin = 2});
+  i32_overflow overflow = {0, 0, 0};
+  if (a->dtype == DN_I32 && binop_can_overflow(op)) {
+    /* computed aside and copied in (which bumps the version): an overflow leaves a as it was */
+    dn_tensor *result;
+    st = dn_tensor_new(&result, DN_I32, a->ndim, a->shape);
+    if (!st)
+      st = run_job(&(ew_job){.segment = binary_segment, .op = op, .out = result, .in = {a, other}, .nin = 2,
+                             .overflow = &overflow});
+    if (!st && overflow.hit) st = overflow_error(name, true, op, &overflow);
+    if (!st) st = dn_copy_into(a, result);
+    dn_tensor_release(result);
+  } else {
+    st = run_job(&(ew_job){.segment = binary_segment, .op = op, .out = a, .in = {a, other}, .nin = 2,
+                           .overflow = &overflow});
+    if (!st) dn_bump_version(a);
+  }
   dn_tensor_release(other);
-  if (!st) dn_bump_version(a);
   return st;
 }
 
@@ -884,7 +963,11 @@ dn_status dn_unary(dn_tensor **out, dn_unop op, const dn_tensor *a) {
   dn_tensor *ca = NULL, *result = NULL;
   st = dn_to_dtype(&ca, (dn_tensor *)a, dtype);
   if (!st) st = dn_tensor_new(&result, dtype, a->ndim, a->shape);
-  if (!st) st = run_job(&(ew_job){.segment = unary_segment, .op = op, .out = result, .in = {ca}, .nin = 1});
+  i32_overflow overflow = {0, 0, 0};
+  if (!st)
+    st = run_job(&(ew_job){.segment = unary_segment, .op = op, .out = result, .in = {ca}, .nin = 1,
+                           .overflow = &overflow});
+  if (!st && overflow.hit) st = overflow_error(dn_unop_name(op), false, op, &overflow);
   dn_node *node = NULL;
   if (!st) st = dn_record(result, &unary_nodes[op], 1, &a, &node);
   if (node) {
@@ -909,7 +992,20 @@ dn_status dn_unary_(dn_tensor *a, dn_unop op) {
                    dn_unop_name(op));
   st = check_writable(name, a);
   if (st) return st;
-  st = run_job(&(ew_job){.segment = unary_segment, .op = op, .out = a, .in = {a}, .nin = 1});
+  i32_overflow overflow = {0, 0, 0};
+  if (a->dtype == DN_I32 && unop_can_overflow(op)) {
+    /* computed aside and copied in (which bumps the version): an overflow leaves a as it was */
+    dn_tensor *result;
+    st = dn_tensor_new(&result, DN_I32, a->ndim, a->shape);
+    if (!st)
+      st = run_job(&(ew_job){.segment = unary_segment, .op = op, .out = result, .in = {a}, .nin = 1,
+                             .overflow = &overflow});
+    if (!st && overflow.hit) st = overflow_error(name, false, op, &overflow);
+    if (!st) st = dn_copy_into(a, result);
+    dn_tensor_release(result);
+    return st;
+  }
+  st = run_job(&(ew_job){.segment = unary_segment, .op = op, .out = a, .in = {a}, .nin = 1, .overflow = &overflow});
   if (!st) dn_bump_version(a);
   return st;
 }

@@ -10,16 +10,15 @@
 */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "atomic_file.h"
 #include "dropnet/io.h"
+#include "input_file.h"
 #include "internal.h"
 #include "shape.h"
 
@@ -328,18 +327,10 @@ fail:
 dn_status dn_idx_read(dn_tensor **out, const char *path) {
   *out = NULL;
   if (!path) return dn_fail(DN_EINVAL, "idx: path is NULL");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return dn_fail(DN_EIO, "idx: cannot open %s: %s", path, strerror(errno));
-  struct stat info;
-  if (fstat(fd, &info) != 0) {
-    int err = errno;
-    close(fd);
-    return dn_fail(DN_EIO, "idx: cannot stat %s: %s", path, strerror(err));
-  }
-  if (!S_ISREG(info.st_mode)) {   /* the size checks need a regular file */
-    close(fd);
-    return dn_fail(DN_EIO, "idx: %s is not a regular file", path);
-  }
+  int fd;
+  int64_t file_size;
+  dn_status st = dn_open_regular_file("idx", path, &fd, &file_size);   /* the size checks need a regular file */
+  if (st) return st;
   unsigned char magic[2] = {0, 0};
   ssize_t peeked = pread(fd, magic, 2, 0);
   if (peeked < 0) {
@@ -355,12 +346,12 @@ dn_status dn_idx_read(dn_tensor **out, const char *path) {
     return dn_fail(DN_EIO, "idx: %s: cannot open a stream: %s", path, strerror(err));
   }
   source s;
-  dn_status st = source_open(&s, path, file, gzip);
+  st = source_open(&s, path, file, gzip);
   if (st) {
     fclose(file);
     return st;
   }
-  st = read_idx(out, &s, (int64_t)info.st_size, gzip);
+  st = read_idx(out, &s, file_size, gzip);
   source_close(&s);
   return st;
 }

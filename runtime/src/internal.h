@@ -102,6 +102,18 @@ static inline bool dn_value_fits(dn_dtype dtype, double v) {
   return false;
 }
 
+/* True when v converts to dtype without undefined behaviour: a conversion to an
+   int dtype truncates toward zero (2.7 -> 2, -2.7 -> -2), defined when the
+   truncated value fits; NaN and infinities never fit. */
+static inline bool dn_truncation_fits(dn_dtype dtype, double v) {
+  switch (dtype) {
+    case DN_F32: return true;
+    case DN_I32: return v > -2147483649.0 && v < 2147483648.0;
+    case DN_U8: return v > -1.0 && v < 256.0;
+  }
+  return false;
+}
+
 /* dn_dropout's mask applied in place to elements [i0, i1) of a contiguous
    tensor, on the calling thread: decision i from (seed, offset) keeps
    data[i] * scale or writes 0. Spans starting at multiples of
@@ -118,8 +130,12 @@ uint32_t dn_dropout_threshold(double p);
 float dn_dropout_scale(uint32_t threshold, int scaling);
 
 /* dn_copy_ without its autograd checks, for a kernel filling a tensor it
-   has just made (clone, dtype conversion, backward passes). Records nothing. */
+   has just made (clone, dtype conversion, backward passes). Records nothing.
+   A conversion that narrows (float32 -> int32, to uint8) first checks every
+   value fits, failing with "<op>: value V at position P is not representable
+   as <dtype>"; dn_copy_into names the op "copy_". */
 dn_status dn_copy_into(dn_tensor *dst, const dn_tensor *src);
+dn_status dn_copy_into_named(const char *op, dn_tensor *dst, const dn_tensor *src);
 
 /* Marks an in-place write (autograd checks versions). */
 static inline void dn_bump_version(dn_tensor *t) { t->storage->version++; }

@@ -14,15 +14,14 @@
 */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "atomic_file.h"
 #include "dropnet/io.h"
+#include "input_file.h"
 #include "internal.h"
 #include "json.h"
 #include "shape.h"
@@ -324,6 +323,9 @@ static dn_status parse_dtype(const char *path, const char *name, const char *cod
 static dn_status parse_entry(const char *path, const dn_json_member *m, int64_t data_length, entry *e) {
   const char *name = m->key;
   e->name = name;
+  if (!*name)   /* the writer refuses it too: a name is how a tensor is found again */
+    return dn_fail(DN_EFORMAT, "safetensors: %s: a tensor has an empty name \"\" (tensor names must be non-empty)",
+                   path);
   if (m->value.kind != DN_JSON_OBJECT)
     return dn_fail(DN_EFORMAT, "safetensors: %s: tensor '%s' is a JSON %s, not an object", path, name,
                    dn_json_kind_name(m->value.kind));
@@ -521,22 +523,13 @@ static dn_status build_result(dn_safetensors *result, int fd, const char *path, 
 dn_status dn_safetensors_load(dn_safetensors **out, const char *path) {
   *out = NULL;
   if (!path) return dn_fail(DN_EINVAL, "safetensors: path is NULL");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return dn_fail(DN_EIO, "safetensors: cannot open %s: %s", path, strerror(errno));
-  struct stat info;
-  dn_status st = DN_OK;
+  int fd;
+  int64_t file_size;
+  dn_status st = dn_open_regular_file("safetensors", path, &fd, &file_size);
+  if (st) return st;
   char *header = NULL;
   dn_json_value root = {.kind = DN_JSON_INTEGER};
   dn_safetensors *result = NULL;
-  if (fstat(fd, &info) != 0) {
-    st = dn_fail(DN_EIO, "safetensors: cannot stat %s: %s", path, strerror(errno));
-    goto done;
-  }
-  if (!S_ISREG(info.st_mode)) {
-    st = dn_fail(DN_EIO, "safetensors: %s is not a regular file", path);
-    goto done;
-  }
-  int64_t file_size = (int64_t)info.st_size;
   if (file_size < 8) {
     st = dn_fail(DN_EFORMAT, "safetensors: %s: file too short (%lld bytes) to hold the 8-byte header length", path,
                  (long long)file_size);

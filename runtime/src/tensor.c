@@ -163,9 +163,18 @@ dn_status dn_tensor_arange(dn_tensor **out, dn_dtype dtype, double start, double
     return dn_fail(DN_EINVAL, "arange: step %g goes away from end (start %g, end %g)", step, start, end);
   double count = ceil((end - start) / step);   /* may be inf: compare before converting */
   if (!(count <= (double)DN_MAX_NUMEL))
-    return dn_fail(DN_EINVAL, "arange: %g elements from %g to %g by %g is too many (at most 2^40)", count, start,
+    return dn_fail(DN_EINVAL, "arange: %g elements from %g to %g by %g are too many (at most 2^40)", count, start,
                    end, step);
   int64_t n = (int64_t)count;
+  /* The values run monotonically from the first to the last: an int dtype
+     holds them all (truncated toward zero) when it holds both ends. */
+  int64_t ends[2] = {0, n - 1};
+  for (int k = 0; k < 2 && n > 0; k++) {
+    double v = start + (double)ends[k] * step;
+    if (!dn_truncation_fits(dtype, v))
+      return dn_fail(DN_EINVAL, "arange: value %.10g at position %lld is not representable as %s", v,
+                     (long long)ends[k] + 1, dn_dtype_name(dtype));
+  }
   dn_status st = dn_tensor_new(out, dtype, 1, &n);
   if (st) return st;
   for (int64_t i = 0; i < n; i++) dn_store(*out, i, start + (double)i * step);
@@ -316,7 +325,7 @@ dn_status dn_to_dtype(dn_tensor **out, dn_tensor *t, dn_dtype dtype) {
   }
   dn_status st = dn_tensor_new(out, dtype, t->ndim, t->shape);
   if (st) return st;
-  st = dn_copy_into(*out, t);
+  st = dn_copy_into_named("to_dtype", *out, t);   /* refuses values the dtype cannot hold */
   if (st) {
     dn_tensor_release(*out);
     *out = NULL;

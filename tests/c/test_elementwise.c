@@ -321,13 +321,39 @@ static void test_int32_semantics(void **state) {
   assert_true(dn_test_at(out, 0) == 3.5 && dn_test_at(out, 1) == -3.5);
   assert_true(isnan(dn_test_at(out, 2)) && dn_test_at(out, 3) == 0);
   dn_tensor_release(out);
-  DN_OK_OR_FAIL(dn_add(&out, x, y));   /* wraps around like PyTorch */
-  assert_int_equal(out->dtype, DN_I32);
-  assert_true(dn_test_at(out, 4) == INT32_MIN && dn_test_at(out, 5) == INT32_MAX);
+  /* int32 results that do not fit are an error naming the op (PyTorch wraps around) */
+  out = (dn_tensor *)1;
+  DN_EXPECT_ERROR(dn_add(&out, x, y), DN_ERANGE, "add: int32 overflow: 2147483647 + 1 is outside the int32 range");
+  assert_null(out);
+  DN_EXPECT_ERROR(dn_binary(&out, DN_MUL, x, y), DN_ERANGE, "mul: int32 overflow: -2147483648 * -1");
+  DN_EXPECT_ERROR(dn_binary_scalar(&out, DN_SUB, x, 1, false), DN_ERANGE, "sub: int32 overflow: -2147483648 - 1");
+  DN_EXPECT_ERROR(dn_binary_scalar(&out, DN_SUB, x, 2, true), DN_ERANGE, "sub: int32 overflow: 2 - -2147483648");
+  DN_EXPECT_ERROR(dn_binary_scalar(&out, DN_ADD, x, -1, false), DN_ERANGE, "add: int32 overflow: -2147483648 + -1");
+  DN_EXPECT_ERROR(dn_binary_scalar(&out, DN_MUL, x, 2, true), DN_ERANGE, "mul: int32 overflow: 2 * 2147483647");
+  /* in place: the error leaves the tensor as it was */
+  uint32_t version = x->storage->version;
+  DN_EXPECT_ERROR(dn_binary_scalar_(x, DN_ADD, 1), DN_ERANGE, "add_: int32 overflow: 2147483647 + 1");
+  DN_EXPECT_ERROR(dn_binary_(x, DN_MUL, y), DN_ERANGE, "mul_: int32 overflow");
+  assert_true(dn_test_at(x, 0) == 7 && dn_test_at(x, 4) == INT32_MAX && dn_test_at(x, 5) == INT32_MIN);
+  assert_int_equal(x->storage->version, version);
+  /* the limits themselves are fine, in place too */
+  DN_OK_OR_FAIL(dn_binary_scalar(&out, DN_SUB, x, 0, false));
+  assert_true(dn_test_at(out, 4) == INT32_MAX && dn_test_at(out, 5) == INT32_MIN);
   dn_tensor_release(out);
-  DN_OK_OR_FAIL(dn_binary(&out, DN_MUL, x, y));
-  assert_true(dn_test_at(out, 5) == INT32_MIN);   /* INT32_MIN * -1 wraps */
+  out = from_ints(1, (int64_t[]){3}, (int32_t[]){7, INT32_MAX, -INT32_MAX});
+  DN_OK_OR_FAIL(dn_binary_scalar_(out, DN_MUL, -1));
+  assert_true(dn_test_at(out, 0) == -7 && dn_test_at(out, 1) == -INT32_MAX && dn_test_at(out, 2) == INT32_MAX);
+  assert_true(out->storage->version > 0);
   dn_tensor_release(out);
+  /* a large tensor (several threads) with one overflow near the end, broadcast operand */
+  int64_t n = 200000;
+  dn_tensor *big;
+  DN_OK_OR_FAIL(dn_tensor_arange(&big, DN_I32, 0, (double)n, 1));
+  DN_OK_OR_FAIL(dn_binary_scalar(&out, DN_MUL, big, 10000, false));   /* up to 2e9: fits */
+  assert_true(dn_test_at(out, n - 1) == (double)(n - 1) * 10000);
+  dn_tensor_release(out);
+  DN_EXPECT_ERROR(dn_binary_scalar(&out, DN_MUL, big, 20000, false), DN_ERANGE, "mul: int32 overflow");
+  dn_tensor_release(big);
   DN_OK_OR_FAIL(dn_binary_scalar(&out, DN_DIV, x, 0, false));
   assert_true(dn_test_at(out, 0) == INFINITY && dn_test_at(out, 1) == -INFINITY);
   dn_tensor_release(out);
@@ -367,13 +393,31 @@ static void test_int32_semantics(void **state) {
 static void test_int32_pow(void **state) {
   (void)state;
   dn_tensor *base = from_ints(1, (int64_t[]){7}, (int32_t[]){3, -2, 0, 7, 2, -1, 5});
-  dn_tensor *exponent = from_ints(1, (int64_t[]){7}, (int32_t[]){4, 3, 0, 0, 31, 5, 2});
+  dn_tensor *exponent = from_ints(1, (int64_t[]){7}, (int32_t[]){4, 3, 0, 0, 30, 5, 2});
   dn_tensor *out;
   DN_OK_OR_FAIL(dn_binary(&out, DN_POW, base, exponent));
   assert_int_equal(out->dtype, DN_I32);
-  double want[7] = {81, -8, 1, 1, INT32_MIN, -1, 25};   /* 2^31 wraps */
+  double want[7] = {81, -8, 1, 1, 1 << 30, -1, 25};
   for (int i = 0; i < 7; i++) assert_true(dn_test_at(out, i) == want[i]);
   dn_tensor_release(out);
+  /* exactly at the limit fits; one past it is an error, not a wrap-around */
+  dn_tensor *edge_base = from_ints(1, (int64_t[]){3}, (int32_t[]){-2, 46340, 1});
+  dn_tensor *edge_exp = from_ints(1, (int64_t[]){3}, (int32_t[]){31, 2, INT32_MAX});
+  DN_OK_OR_FAIL(dn_binary(&out, DN_POW, edge_base, edge_exp));
+  assert_true(dn_test_at(out, 0) == INT32_MIN && dn_test_at(out, 1) == 46340.0 * 46340.0 && dn_test_at(out, 2) == 1);
+  dn_tensor_release(out);
+  dn_tensor *three = from_ints(1, (int64_t[]){3}, (int32_t[]){1, 3, 2});
+  DN_EXPECT_ERROR(dn_binary(&out, DN_POW, three, edge_exp), DN_ERANGE, "pow: int32 overflow: 2 ^ 2147483647");
+  DN_EXPECT_ERROR(dn_binary_scalar(&out, DN_POW, edge_base, 3, false), DN_ERANGE, "pow: int32 overflow: 46340 ^ 3");
+  DN_OK_OR_FAIL(dn_binary_scalar(&out, DN_POW, three, 31, true));   /* 31^1, 31^3, 31^2 */
+  assert_true(dn_test_at(out, 1) == 29791);
+  dn_tensor_release(out);
+  DN_OK_OR_FAIL(dn_binary_scalar(&out, DN_POW, three, 1290, true));   /* 1290^3 = 2146689000 fits */
+  dn_tensor_release(out);
+  DN_EXPECT_ERROR(dn_binary_scalar(&out, DN_POW, three, 1291, true), DN_ERANGE, "pow: int32 overflow: 1291 ^ 3");
+  dn_tensor_release(three);
+  dn_tensor_release(edge_base);
+  dn_tensor_release(edge_exp);
 
   /* a negative exponent makes the result float32 */
   dn_tensor *negative = from_ints(1, (int64_t[]){7}, (int32_t[]){1, 2, -1, 0, 1, 1, -2});
@@ -608,12 +652,19 @@ static void test_unary_int32(void **state) {
     check_unary((dn_unop)op, an, want);
   }
   dn_tensor *x = from_ints(1, (int64_t[]){3}, (int32_t[]){INT32_MIN, -5, 5}), *out;
-  DN_OK_OR_FAIL(dn_unary(&out, DN_NEG, x));
-  assert_true(dn_test_at(out, 0) == INT32_MIN && dn_test_at(out, 1) == 5);   /* wraps like PyTorch */
+  /* -INT32_MIN does not fit: an error, not a wrap-around */
+  DN_EXPECT_ERROR(dn_unary(&out, DN_NEG, x), DN_ERANGE, "neg: int32 overflow: -(-2147483648) is outside");
+  DN_EXPECT_ERROR(dn_unary(&out, DN_ABS, x), DN_ERANGE, "abs: int32 overflow: abs(-2147483648)");
+  DN_EXPECT_ERROR(dn_unary_(x, DN_NEG), DN_ERANGE, "neg_: int32 overflow");
+  DN_EXPECT_ERROR(dn_unary_(x, DN_ABS), DN_ERANGE, "abs_: int32 overflow");
+  assert_true(dn_test_at(x, 0) == INT32_MIN && dn_test_at(x, 1) == -5);   /* unchanged */
+  dn_tensor *fits = from_ints(1, (int64_t[]){3}, (int32_t[]){-INT32_MAX, -5, 5});
+  DN_OK_OR_FAIL(dn_unary(&out, DN_ABS, fits));
+  assert_true(dn_test_at(out, 0) == INT32_MAX && dn_test_at(out, 1) == 5 && dn_test_at(out, 2) == 5);
   dn_tensor_release(out);
-  DN_OK_OR_FAIL(dn_unary(&out, DN_ABS, x));
-  assert_true(dn_test_at(out, 0) == INT32_MIN && dn_test_at(out, 1) == 5 && dn_test_at(out, 2) == 5);
-  dn_tensor_release(out);
+  DN_OK_OR_FAIL(dn_unary_(fits, DN_NEG));
+  assert_true(dn_test_at(fits, 0) == INT32_MAX && dn_test_at(fits, 1) == 5 && dn_test_at(fits, 2) == -5);
+  dn_tensor_release(fits);
   DN_OK_OR_FAIL(dn_unary_(x, DN_RELU));
   assert_true(dn_test_at(x, 0) == 0 && dn_test_at(x, 1) == 0 && dn_test_at(x, 2) == 5);
   uint32_t version = x->storage->version;

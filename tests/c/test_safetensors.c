@@ -3,13 +3,16 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Little-endian bytes of a float, built from its bits (independent of the host's order). */
@@ -322,6 +325,11 @@ static void test_bad_entries(void **state) {
   expect_bad_header("{}", 4, "bytes [0,4) of the data belong to no tensor");
   expect_bad_header("{\"__metadata__\":{\"k\":1}}", 0, "metadata 'k' is a JSON integer, not a string");
   expect_bad_header("{\"__metadata__\":[]}", 0, "__metadata__ is a JSON array, not an object");
+  /* dn_safetensors_save refuses an empty name, so loading refuses it too (a file read must save again) */
+  expect_bad_header("{" ENTRY("", "F32", "[1]", "[0,4]") "}", 4,
+                    "a tensor has an empty name \"\" (tensor names must be non-empty)");
+  expect_bad_header("{" ENTRY("a", "F32", "[1]", "[0,4]") "," ENTRY("", "U8", "[0]", "[4,4]") "}", 4,
+                    "empty name");
 }
 
 static void test_bad_lengths(void **state) {
@@ -451,6 +459,88 @@ static void test_atomic_save(void **state) {
   dn_tensor_release(big);
 }
 
+/* --- stale temporaries: what a crashed save leaves, removed by the next save of the same file ------------------ */
+
+/* Creates tempdir/name as a small regular file last modified `age` seconds ago. */
+static const char *make_aged_file(const char *name, int age) {
+  const char *p = dn_test_path(name);
+  dn_test_write_file(p, "partial", 7);
+  struct timespec times[2];
+  clock_gettime(CLOCK_REALTIME, &times[0]);
+  times[0].tv_sec -= age;
+  times[1] = times[0];
+  assert_int_equal(utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW), 0);
+  return p;
+}
+
+static bool exists(const char *name) {
+  struct stat info;
+  return lstat(dn_test_path(name), &info) == 0;
+}
+
+static void test_stale_temporaries(void **state) {
+  (void)state;
+  char p[256];   /* dn_test_path's buffers rotate */
+  snprintf(p, sizeof p, "%s", dn_test_path("run.safetensors"));
+  dn_tensor *t;
+  DN_OK_OR_FAIL(dn_tensor_full(&t, DN_F32, 1, (int64_t[]){3}, 1.0));
+  /* what crashed saves of run.safetensors leave: removed */
+  make_aged_file(".run.safetensors.tmp-Ab12Cd", 3600);
+  make_aged_file(".run.safetensors.tmp-zzZZ09", 120);
+  /* a temporary written just now may belong to a writer in progress: kept */
+  make_aged_file(".run.safetensors.tmp-Fresh1", 0);
+  /* an old temporary whose writer still holds its lock (a stalled writer): kept while locked */
+  int lock_fd = open(make_aged_file(".run.safetensors.tmp-Locked", 3600), O_RDONLY);
+  assert_true(lock_fd >= 0);
+  assert_int_equal(flock(lock_fd, LOCK_EX), 0);
+  /* not our pattern, not this target, not a regular file, not ours: kept */
+  const char *others[] = {".run.safetensors.tmp-Ab12C", ".run.safetensors.tmp-Ab12Cde", ".run.safetensors.tmp-Ab_2Cd",
+                          "run.safetensors.tmp-Ab12Cd", ".other.safetensors.tmp-Ab12Cd", ".run.safetensors.tmp-",
+                          ".run.safetensors.tmp-Ab12Cd.bak", ".un.safetensors.tmp-Ab12Cd"};
+  for (size_t i = 0; i < sizeof others / sizeof *others; i++) make_aged_file(others[i], 3600);
+  char target[256];
+  snprintf(target, sizeof target, "%s", make_aged_file("elsewhere", 3600));
+  assert_int_equal(symlink(target, dn_test_path(".run.safetensors.tmp-Symlnk")), 0);
+  assert_int_equal(mkdir(dn_test_path(".run.safetensors.tmp-Direct"), 0700), 0);
+  bool chowned = geteuid() == 0 && chown(make_aged_file(".run.safetensors.tmp-NotOur", 3600), 65534, 65534) == 0;
+
+  /* a failed save removes nothing */
+  DN_EXPECT_ERROR(dn_safetensors_save(p, (dn_named_tensor[]){{"", t}}, 1, NULL, 0), DN_EINVAL, "empty name");
+  assert_true(exists(".run.safetensors.tmp-Ab12Cd"));
+
+  DN_OK_OR_FAIL(dn_safetensors_save(p, (dn_named_tensor[]){{"w", t}}, 1, NULL, 0));
+  assert_false(exists(".run.safetensors.tmp-Ab12Cd"));
+  assert_false(exists(".run.safetensors.tmp-zzZZ09"));
+  assert_true(exists(".run.safetensors.tmp-Fresh1"));
+  assert_true(exists(".run.safetensors.tmp-Locked"));
+  for (size_t i = 0; i < sizeof others / sizeof *others; i++)
+    if (!exists(others[i])) fail_msg("%s was removed", others[i]);
+  assert_true(exists(".run.safetensors.tmp-Symlnk"));
+  assert_true(exists("elsewhere"));
+  assert_true(exists(".run.safetensors.tmp-Direct"));
+  if (chowned) assert_true(exists(".run.safetensors.tmp-NotOur"));
+
+  /* once its writer is gone (the lock dropped, as when a process dies), the next save removes it */
+  close(lock_fd);
+  DN_OK_OR_FAIL(dn_safetensors_save(p, (dn_named_tensor[]){{"w", t}}, 1, NULL, 0));
+  assert_false(exists(".run.safetensors.tmp-Locked"));
+  assert_true(exists(".run.safetensors.tmp-Fresh1"));
+
+  /* the IDX writer shares the clean-up */
+  make_aged_file(".labels.idx.tmp-Q1w2E3", 3600);
+  DN_OK_OR_FAIL(dn_idx_write(dn_test_path("labels.idx"), t));
+  assert_false(exists(".labels.idx.tmp-Q1w2E3"));
+
+  /* leave the directory as the other tests expect it */
+  const char *leftovers[] = {".run.safetensors.tmp-Fresh1", ".run.safetensors.tmp-Symlnk", "elsewhere",
+                             ".run.safetensors.tmp-NotOur"};
+  for (size_t i = 0; i < sizeof leftovers / sizeof *leftovers; i++) unlink(dn_test_path(leftovers[i]));
+  for (size_t i = 0; i < sizeof others / sizeof *others; i++) unlink(dn_test_path(others[i]));
+  rmdir(dn_test_path(".run.safetensors.tmp-Direct"));
+  assert_int_equal(dn_test_count_temp_files(), 0);
+  dn_tensor_release(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_roundtrip),
@@ -462,6 +552,7 @@ int main(void) {
     cmocka_unit_test(test_bad_lengths),
     cmocka_unit_test(test_save_errors),
     cmocka_unit_test(test_atomic_save),
+    cmocka_unit_test(test_stale_temporaries),
   };
   return cmocka_run_group_tests(tests, dn_test_tempdir_setup, dn_test_tempdir_teardown);
 }

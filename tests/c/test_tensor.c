@@ -196,8 +196,6 @@ static void test_shape_arithmetic_overflow(void **state) {
   /* F7: zero-element shapes whose other sizes multiply past int64 (their strides would wrap) */
   DN_EXPECT_ERROR(dn_tensor_new(&o, DN_F32, 3, (int64_t[]){0, huge, 4}), DN_EINVAL, "too large");
   DN_EXPECT_ERROR(dn_tensor_zeros(&o, DN_F32, 2, (int64_t[]){huge, 0}), DN_EINVAL, "too large");
-  DN_EXPECT_ERROR(dn_tensor_arange(&o, DN_F32, 0, 1e300, 1), DN_EINVAL, "too many");
-  DN_EXPECT_ERROR(dn_tensor_arange(&o, DN_F32, -1e308, 1e308, 1), DN_EINVAL, "too many");
   dn_tensor_release(row);
   dn_tensor_release(a);
 }

@@ -430,7 +430,6 @@ describe("shape arithmetic at the int64 edge", function()
     expect(function() return dn.arange(4)[huge] end, {"index 4611686018427387904 out of range"})
     expect(function() dn.zeros(2, 2)[huge] = 1 end, {"index 4611686018427387904 out of range"})
     expect(function() return dn.arange(4):transpose(1, huge) end, {"dim 4611686018427387904 out of range"})
-    expect(function() return dn.arange(0, 1e300) end, {"arange", "too many"})
   end)
 
   it("the Tensor metatable's __index refuses a self that is not a tensor (F4)", function()

@@ -328,6 +328,25 @@ describe("views", function()
     tv:copy_(dn.tensor{{1, 2}, {3, 4}, {5, 6}})   -- into a non-contiguous view
     H.assert_same(a, {{1, 3, 5}, {2, 4, 6}})
   end)
+
+  it("copy_ refuses views of the same memory that partially overlap, and expanded destinations", function()
+    local a = dn.arange(10)
+    H.assert_error(function() a:narrow(1, 1, 8):copy_(a:narrow(1, 3, 8)) end,
+      {"copy_: the source [8] and the destination [8] are views of the same memory that partially overlap"})
+    H.assert_error(function() a:narrow(1, 3, 8):copy_(a:narrow(1, 1, 8)) end, {"partially overlap"})
+    local m = a:narrow(1, 1, 4):view(2, 2)
+    H.assert_error(function() m:copy_(m:t()) end, {"partially overlap"})
+    H.assert_error(function() m[1] = m:t()[1] end, {"partially overlap"})   -- row 1 and column 1 share m[1][1]
+    H.assert_same(a, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+    assert.are.equal(a, a:copy_(a))   -- the exact self-copy is a no-op
+    a:narrow(1, 1, 5):copy_(a:narrow(1, 6, 5))   -- disjoint parts of one storage
+    H.assert_same(a, {5, 6, 7, 8, 9, 5, 6, 7, 8, 9})
+    local pairs_ = a:view(5, 2)
+    pairs_:select(2, 1):copy_(pairs_:select(2, 2))   -- interleaved, no shared element
+    H.assert_same(a, {6, 6, 8, 8, 5, 5, 7, 7, 9, 9})
+    H.assert_error(function() dn.zeros(1, 4):expand(3, 4):copy_(dn.randn(3, 4)) end,
+      {"copy_: cannot write into an expanded tensor of shape [3,4]"})
+  end)
 end)
 
 describe("indexing", function()
@@ -415,6 +434,29 @@ describe("conversion", function()
     H.assert_same(back, {1, -1, 2})
     assert.are.equal("int32", f:to("int32"):dtype())
     assert.are.equal("float32", i:to("float32"):dtype())
+  end)
+
+  it("to an int dtype refuses NaN, infinities and values out of range", function()
+    H.assert_error(function() return dn.tensor{3e9}:int() end,
+      {"to_dtype: value 3000000000 at position 1 is not representable as int32"})
+    H.assert_error(function() return dn.tensor{1, 300}:to("uint8") end,
+      {"to_dtype: value 300 at position 2 is not representable as uint8"})
+    H.assert_error(function() return dn.tensor({-1}, "int32"):to("uint8") end, {"value -1 at position 1"})
+    H.assert_error(function() return dn.tensor{0, 0 / 0}:int() end, {"value nan at position 2"})
+    H.assert_error(function() return dn.tensor{math.huge}:int() end, {"value inf at position 1"})
+    H.assert_error(function() return dn.tensor(dn.tensor{5e9}, "int32") end, {"value 5000000000 at position 1"})
+    local i = dn.zeros(2, 3, "int32")
+    H.assert_error(function() i:copy_(dn.tensor{1, 2, 1e10}) end,
+      {"copy_: value 1e+10 at position 3 is not representable as int32"})
+    H.assert_same(i, {{0, 0, 0}, {0, 0, 0}})   -- nothing written
+    H.assert_error(function() i:fill_(3e9) end, {"fill_: value 3e+09 is not representable as int32"})
+    H.assert_error(function() dn.zeros(2, "uint8"):fill_(300) end, {"not representable as uint8"})
+    H.assert_error(function() return dn.arange(2147483640, 2147483650, "int32") end,
+      {"arange: value 2147483649 at position 10 is not representable as int32"})
+    H.assert_error(function() return dn.arange(250, 260, "uint8") end, {"arange: value 259 at position 10"})
+    H.assert_error(function() return dn.arange(0, 1e300, 1e-300) end, {"are too many"})
+    H.assert_same(dn.tensor{255.9, -0.9}:to("uint8"), {255, 0})   -- in range: truncated toward zero
+    H.assert_same(dn.arange(2147483645, 2147483648, "int32"), {2147483645, 2147483646, 2147483647})
   end)
 
   it("item of a one-element tensor", function()

@@ -100,6 +100,36 @@ describe("scripts/train.lua", function()
     assert.are.same(model_metrics(dir .. "/full/metrics.csv"), model_metrics(dir .. "/resumed/metrics.csv"))
   end)
 
+  -- The outputs go through dn.write_file: a failed write stops the run with exit code 2 and a message
+  -- naming the file, and never leaves an empty or partial file in its place.
+  it("stops with a message naming the file when an output cannot be written (a full disk)", function()
+    -- RLIMIT_FSIZE 0 with SIGXFSZ ignored: every write to a regular file fails (EFBIG), as on a full disk
+    local out_dir = dir .. "/full-disk"
+    local cmd = string.format("sh -c %s 2>&1", quote(string.format("trap '' XFSZ; ulimit -f 0; exec %s %s %s",
+      quote(BIN), quote(TRAIN), common .. quote(dir .. "/data") .. " --epochs 1 --out " .. quote(out_dir))))
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    local _, _, code = p:close()
+    assert.are.equal(2, code, out)
+    assert.truthy(out:find("train.lua: write_file: error writing " .. out_dir .. "/metrics.csv: File too large", 1,
+      true), out)
+    assert.is_nil(io.open(out_dir .. "/metrics.csv"), "no empty metrics.csv is left behind")
+    local ls = assert(io.popen("ls -A " .. quote(out_dir)))
+    assert.are.equal("", ls:read("a"), "no temporary file is left behind")
+    ls:close()
+  end)
+
+  it("stops with a message when something is in the way of an output", function()
+    local out_dir = dir .. "/blocked"
+    assert(os.execute("mkdir -p " .. quote(out_dir .. "/train.svg")))   -- a directory where the plot goes
+    local out, code = run(common .. quote(dir .. "/data") .. " --epochs 1 --out " .. quote(out_dir))
+    assert.are.equal(2, code, out)
+    assert.truthy(out:find("train.lua: write_file: " .. out_dir .. "/train.svg is a directory", 1, true), out)
+    out, code = run(common .. quote(dir .. "/data") .. " --epochs 1 --out /dev/null/run")
+    assert.are.equal(2, code, out)
+    assert.truthy(out:find("train.lua: cannot create the output directory /dev/null/run", 1, true), out)
+  end)
+
   it("rejects bad options with a message and exit code 2", function()
     local cases = {
       {"--epochs 0", "--epochs must be >= 1"},

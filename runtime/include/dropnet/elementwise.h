@@ -6,6 +6,10 @@
 ** tanh) which give float32; int32 mixed with float32 gives float32; a
 ** non-integral scalar makes an int32 tensor float32. Comparisons return 0/1 in
 ** the promoted dtype. Results never depend on the thread count.
+**
+** An int32 result outside the int32 range (add, sub, mul, pow, neg, abs) is a
+** DN_ERANGE error naming the op and the operands, never a wrap-around (PyTorch
+** wraps); an in-place op that fails leaves its tensor as it was.
 */
 #ifndef DROPNET_ELEMENTWISE_H
 #define DROPNET_ELEMENTWISE_H

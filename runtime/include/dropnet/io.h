@@ -2,7 +2,10 @@
 ** Files: IDX (the MNIST family's format, plain or gzip), numeric CSV, and
 ** safetensors checkpoints. Every reader validates the header and sizes
 ** against the file before it allocates or copies; a malformed file is a
-** DN_EFORMAT error naming the file and what is wrong. Writers are atomic:
+** DN_EFORMAT error naming the file and what is wrong. Readers take regular
+** files only (a device such as /dev/zero, a FIFO or a directory is a DN_EIO
+** error), and a read that fails midway, for lack of memory too, is an
+** error, never a shorter result. Writers are atomic:
 ** a temporary file in the same directory, fsync, rename.
 */
 #ifndef DROPNET_IO_H
@@ -22,8 +25,15 @@ DN_API dn_status dn_idx_write(const char *path, const dn_tensor *t);
 
 /* A numeric CSV file into a float32 [rows, cols] tensor. skip_header: ignore the first
    line. Every row must have the same number of fields; empty fields and non-numbers are
-   errors naming the line and column. */
+   errors naming the line and column. Fields are finite decimal numbers: hexadecimal
+   ("0x1A"), "inf", "infinity", "nan" and values beyond float32's range are DN_EFORMAT. */
 DN_API dn_status dn_csv_read(dn_tensor **out, const char *path, char delimiter, bool skip_header);
+
+/* Writes n bytes of data to path atomically, like the other writers: a temporary file
+   in path's directory, fsync, rename over path (then fsync of the directory). Any
+   failure (a full disk, a missing directory, path naming a directory) is DN_EIO naming
+   path, and leaves an existing file at path as it was. */
+DN_API dn_status dn_write_file(const char *path, const void *data, size_t n);
 
 /* --- safetensors ---------------------------------------------------------------- */
 
@@ -51,7 +61,8 @@ typedef struct dn_safetensors {
 
 /* Reads path; rejects bad JSON, unknown dtypes, offsets past the end of the data,
    overlapping or out-of-order-but-overlapping ranges, sizes that do not match the shape,
-   a header length past the end of the file. Supported dtypes: F32, I32, U8 (others are an
+   a header length past the end of the file, and an empty tensor name (which
+   dn_safetensors_save refuses too). Supported dtypes: F32, I32, U8 (others are an
    error naming the dtype). */
 DN_API dn_status dn_safetensors_load(dn_safetensors **out, const char *path);
 DN_API void dn_safetensors_free(dn_safetensors *st);

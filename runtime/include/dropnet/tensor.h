@@ -73,7 +73,8 @@ DN_API dn_status dn_tensor_from_data(dn_tensor **out, dn_dtype dtype, int ndim, 
 /* Converts doubles into a new tensor of dtype (int32 requires integral values). */
 DN_API dn_status dn_tensor_from_doubles(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape,
                                         const double *values);
-/* [start, end) by step, like torch.arange. */
+/* [start, end) by step, like torch.arange. With an int dtype the values are truncated
+   toward zero and must fit (else DN_EINVAL naming the value and its position). */
 DN_API dn_status dn_tensor_arange(dn_tensor **out, dn_dtype dtype, double start, double end, double step);
 /* [n, m] identity. */
 DN_API dn_status dn_tensor_eye(dn_tensor **out, dn_dtype dtype, int64_t n, int64_t m);
@@ -116,10 +117,14 @@ DN_API dn_status dn_broadcast_to(dn_tensor **out, dn_tensor *t, int ndim, const 
 /* t itself (new reference) when already contiguous, else a contiguous copy. */
 DN_API dn_status dn_contiguous(dn_tensor **out, dn_tensor *t);
 DN_API dn_status dn_clone(dn_tensor **out, const dn_tensor *t);
-/* Writes src (broadcast to dst's shape, converted to dst's dtype) into dst. */
+/* Writes src (broadcast to dst's shape, converted to dst's dtype as dn_to_dtype does) into dst;
+   nothing is written when a value does not fit. A src that shares memory with dst without being
+   exactly dst (same elements, same order: a no-op) is DN_EINVAL, as is an expanded dst. */
 DN_API dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src);
 DN_API dn_status dn_fill_(dn_tensor *t, double value);
-/* Converted copy (or t itself if already of dtype). float->int truncates toward zero. */
+/* Converted copy (or t itself if already of dtype). float->int truncates toward zero (2.7 -> 2,
+   -2.7 -> -2); NaN, infinities and values whose truncation does not fit the dtype (3e9 to int32,
+   300 or -1 to uint8) are DN_EINVAL "to_dtype: value V at position P is not representable as T". */
 DN_API dn_status dn_to_dtype(dn_tensor **out, dn_tensor *t, dn_dtype dtype);
 
 /* --- printing --------------------------------------------------------------- */
