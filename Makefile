@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test sanitize bench clean install
+.PHONY: all deps build run test sanitize fuzz bench clean install
 
 all: build
 
@@ -29,6 +29,18 @@ test: deps build
 sanitize: deps
 	$(MAKE) test BUILD=build-sanitize CMAKE_FLAGS="-DDN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 
+# libFuzzer harnesses of the file readers (clang, ASan + UBSan): each runs
+# FUZZ_SECONDS, one after another; fails on any finding. See tests/fuzz/run.sh.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+$(FUZZ_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Release -DDN_FUZZ=ON -DBUILD_TESTING=OFF
+
+fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) --target fuzzers -j $(JOBS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ_BUILD)
+
 bench: build
 	$(BUILD)/bench_matmul
 	$(BUILD)/bench_dropout
@@ -38,4 +50,4 @@ install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
 
 clean:
-	rm -rf $(BUILD) build-sanitize
+	rm -rf $(BUILD) build-sanitize $(FUZZ_BUILD)

@@ -22,7 +22,10 @@
 #include "internal.h"
 #include "shape.h"
 
-/* A header claiming more data than this is refused outright. */
+/* A header claiming more data than this is refused outright, counting an
+   element's bytes in the file or in memory, whichever is more: sbyte and short
+   become int32, and what the reader accepts dn_idx_write must be able to write
+   back readably. */
 #define MAX_DATA_BYTES ((int64_t)16 << 30)
 /* Deflate cannot compress better than about 1032:1, so a gzip file of n bytes
    never holds more than this many times n: a sound bound before allocating. */
@@ -242,10 +245,12 @@ static dn_status read_idx(dn_tensor **out, source *s, int64_t file_size, bool gz
                    ndims, (long long)got);
 
   int64_t dims[DN_MAX_DIMS], numel = 1;
+  size_t memory_size = dn_dtype_size(type->dtype);
+  int64_t element_bytes = (int64_t)(type->size > memory_size ? type->size : memory_size);
   bool too_large = false;
   for (int d = 0; d < ndims; d++) {
     dims[d] = load_be32(header + 4 + 4 * d);
-    if (dims[d] > 0 && numel > MAX_DATA_BYTES / (int64_t)type->size / dims[d]) too_large = true;
+    if (dims[d] > 0 && numel > MAX_DATA_BYTES / element_bytes / dims[d]) too_large = true;
     else numel *= dims[d];
   }
   char shape[160];

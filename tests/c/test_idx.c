@@ -220,6 +220,31 @@ static void test_roundtrip_every_dtype(void **state) {
   dn_tensor_release(big);
 }
 
+/* What the reader accepts, the writer writes back readably (found by fuzz_idx_roundtrip). sbyte and
+   short become int32 in memory and in the written file, so the 16 GiB limit must count four bytes per
+   element: 2 x 33554496 x 64 int32 elements are 16 GiB + 32 KiB. Refusing a file is fine; accepting it
+   commits to the round trip. The zero dim keeps the test small. */
+static void test_accepted_files_write_back(void **state) {
+  (void)state;
+  const unsigned char types[] = {0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E};
+  for (size_t k = 0; k < sizeof types; k++) {
+    unsigned char file[64];
+    size_t h = make_header(file, types[k], 4, (uint32_t[]){2, 33554496, 64, 0});
+    const char *p = dn_test_path("wide.idx"), *copy = dn_test_path("wide_copy.idx");
+    dn_test_write_file(p, file, h);
+    dn_tensor *t, *back;
+    if (dn_idx_read(&t, p) != DN_OK) continue;
+    DN_OK_OR_FAIL(dn_idx_write(copy, t));
+    dn_status st = dn_idx_read(&back, copy);
+    if (st) fail_msg("type 0x%02x: the reader refuses what it accepted, written back: %s", types[k],
+                     dn_last_error());
+    assert_int_equal(back->dtype, t->dtype);
+    assert_true(dn_same_shape(back, t));
+    dn_tensor_release(back);
+    dn_tensor_release(t);
+  }
+}
+
 static void test_write_errors(void **state) {
   (void)state;
   dn_tensor *scalar, *t;
@@ -390,6 +415,7 @@ int main(void) {
     cmocka_unit_test(test_read_gzip),
     cmocka_unit_test(test_write_bytes_exact),
     cmocka_unit_test(test_roundtrip_every_dtype),
+    cmocka_unit_test(test_accepted_files_write_back),
     cmocka_unit_test(test_write_errors),
     cmocka_unit_test(test_bad_headers),
     cmocka_unit_test(test_truncated_and_trailing),
