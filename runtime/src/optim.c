@@ -131,6 +131,7 @@ static void sgd_momentum(const void *job, int64_t lo, int64_t hi) { sgd_kernel(j
 
 dn_status dn_sgd_step(dn_tensor *param, const dn_tensor *grad, dn_tensor *momentum_buf,
                       const dn_sgd_options *options, bool first_step) {
+  DN_FPMODE_SCOPE();
   const char *op = "sgd";
   dn_status st;
   if (!options) return dn_fail(DN_EINVAL, "sgd: options is NULL");
@@ -203,6 +204,7 @@ static void adam_plain(const void *job, int64_t lo, int64_t hi) { adam_kernel(jo
 
 dn_status dn_adam_step(dn_tensor *param, const dn_tensor *grad, dn_tensor *exp_avg, dn_tensor *exp_avg_sq,
                        int64_t step, const dn_adam_options *options) {
+  DN_FPMODE_SCOPE();
   if (!options) return dn_fail(DN_EINVAL, "adam: options is NULL");
   const char *op = options->decoupled_weight_decay ? "adamw" : "adam";
   dn_status st;
@@ -293,6 +295,7 @@ static void rmsprop_centered_momentum(const void *job, int64_t lo, int64_t hi) {
 
 dn_status dn_rmsprop_step(dn_tensor *param, const dn_tensor *grad, dn_tensor *square_avg, dn_tensor *momentum_buf,
                           dn_tensor *grad_avg, const dn_rmsprop_options *options) {
+  DN_FPMODE_SCOPE();
   const char *op = "rmsprop";
   dn_status st;
   if (!options) return dn_fail(DN_EINVAL, "rmsprop: options is NULL");
@@ -363,6 +366,7 @@ static void scale_range(const void *job, int64_t lo, int64_t hi) {
 }
 
 dn_status dn_max_norm_(dn_tensor *weight, double max_norm) {
+  DN_FPMODE_SCOPE();
   dn_status st = check_operand("max_norm_", "weight", weight, NULL);
   if (st) return st;
   char ws[128];
@@ -445,6 +449,7 @@ static dn_status total_norm(const char *op, double *norm, dn_tensor *const *tens
 }
 
 dn_status dn_total_norm(double *norm, dn_tensor *const *tensors, int count) {
+  DN_FPMODE_SCOPE();
   if (!norm) return dn_fail(DN_EINVAL, "total_norm: norm is NULL");
   *norm = 0;
   dn_status st = check_list("total_norm", tensors, count);
@@ -455,6 +460,7 @@ dn_status dn_total_norm(double *norm, dn_tensor *const *tensors, int count) {
 /* coef = max_norm / (norm + 1e-6), applied only when below 1 (a NaN or
    infinite norm leaves the tensors as they are; the caller sees the norm). */
 dn_status dn_clip_grad_norm_(dn_tensor *const *grads, int count, double max_norm, double *total_norm_out) {
+  DN_FPMODE_SCOPE();
   const char *op = "clip_grad_norm_";
   if (total_norm_out) *total_norm_out = 0;
   dn_status st = check_list(op, grads, count);
