@@ -35,6 +35,8 @@ static void usage(FILE *f) {
           "  -l MODULE      require MODULE into a global of that name before running\n"
           "  --threads N    use N threads for dropnet's loops and OpenBLAS\n"
           "  --seed N       seed dropnet's default generator with N\n"
+          "  --no-flush-denormal\n"
+          "                 compute with denormal floats instead of flushing them to zero\n"
           "  --version      print the version and exit\n"
           "  --help         print this help and exit\n"
           "  -              read the script from standard input\n"
@@ -93,15 +95,17 @@ static void preload_dropnet(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* Runs `dropnet.<fn>(value)` e.g. set_num_threads, manual_seed. */
-static int call_dropnet(lua_State *L, const char *fn, lua_Integer value) {
+/* Runs `dropnet.<fn>(value)` e.g. set_num_threads, manual_seed; value is
+   an integer, or a boolean when is_bool. */
+static int call_dropnet(lua_State *L, const char *fn, int is_bool, lua_Integer value) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "dropnet");
   int status = docall(L, 1, 1);
   if (status != LUA_OK) return report(L, status);
   lua_getfield(L, -1, fn);
   lua_remove(L, -2);
-  lua_pushinteger(L, value);
+  if (is_bool) lua_pushboolean(L, (int)value);
+  else lua_pushinteger(L, value);
   return report(L, docall(L, 1, 0));
 }
 
@@ -210,7 +214,7 @@ static int parse_int(const char *s, lua_Integer *v) {
 }
 
 typedef struct options {
-  int interactive, script, threads_given, seed_given;
+  int interactive, script, threads_given, seed_given, no_flush_denormal;
   lua_Integer threads, seed;
 } options;
 
@@ -222,8 +226,9 @@ static int pmain(lua_State *L) {
   luaL_openlibs(L);
   preload_dropnet(L);
   create_arg_table(L, argv, argc, o->script > 0 ? o->script : argc);
-  if (o->threads_given && call_dropnet(L, "set_num_threads", o->threads) != LUA_OK) return 0;
-  if (o->seed_given && call_dropnet(L, "manual_seed", o->seed) != LUA_OK) return 0;
+  if (o->threads_given && call_dropnet(L, "set_num_threads", 0, o->threads) != LUA_OK) return 0;
+  if (o->seed_given && call_dropnet(L, "manual_seed", 0, o->seed) != LUA_OK) return 0;
+  if (o->no_flush_denormal && call_dropnet(L, "set_flush_denormal", 1, 0) != LUA_OK) return 0;
   /* -e and -l in order */
   for (int i = 1; i < (o->script > 0 ? o->script : argc); i++) {
     if (strcmp(argv[i], "-e") == 0) {
@@ -278,6 +283,8 @@ int main(int argc, char **argv) {
       return EXIT_SUCCESS;
     } else if (strcmp(a, "-i") == 0) {
       o.interactive = 1;
+    } else if (strcmp(a, "--no-flush-denormal") == 0) {
+      o.no_flush_denormal = 1;
     } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0 || strcmp(a, "--threads") == 0 ||
                strcmp(a, "--seed") == 0) {
       if (i + 1 >= argc) {

@@ -20,6 +20,21 @@ static int l_get_num_threads(lua_State *L) {
   return 1;
 }
 
+/* dn.set_flush_denormal(flush): returns whether the CPU supports the mode. */
+static int l_set_flush_denormal(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TBOOLEAN) {
+    const char *msg = lua_pushfstring(L, "flush must be a boolean (got %s)", dn_lua_typename(L, 1));
+    return luaL_argerror(L, 1, msg);
+  }
+  lua_pushboolean(L, dn_set_flush_denormal(lua_toboolean(L, 1)));
+  return 1;
+}
+
+static int l_get_flush_denormal(lua_State *L) {
+  lua_pushboolean(L, dn_get_flush_denormal());
+  return 1;
+}
+
 static int l_matmul_backend(lua_State *L) {
   lua_pushstring(L, dn_matmul_backend());
   return 1;
@@ -71,6 +86,7 @@ static int l_isatty(lua_State *L) {
 static const luaL_Reg core_functions[] = {
   {"clock", l_clock}, {"isatty", l_isatty},
   {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
+  {"set_flush_denormal", l_set_flush_denormal}, {"get_flush_denormal", l_get_flush_denormal},
   {"matmul_backend", l_matmul_backend},
   {"memory_stats", l_memory_stats}, {"empty_cache", l_empty_cache}, {NULL, NULL}};
 

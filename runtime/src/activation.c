@@ -160,6 +160,7 @@ static dn_status pointwise_forward(dn_tensor **out, dn_tensor *x, const pointwis
 }
 
 dn_status dn_leaky_relu(dn_tensor **out, dn_tensor *x, double negative_slope) {
+  DN_FPMODE_SCOPE();
   if (!isfinite(negative_slope)) {
     *out = NULL;
     return dn_fail(DN_EINVAL, "leaky_relu: negative_slope must be finite (got %g)", negative_slope);
@@ -169,6 +170,7 @@ dn_status dn_leaky_relu(dn_tensor **out, dn_tensor *x, double negative_slope) {
 }
 
 dn_status dn_elu(dn_tensor **out, dn_tensor *x, double alpha) {
+  DN_FPMODE_SCOPE();
   if (!isfinite(alpha)) {
     *out = NULL;
     return dn_fail(DN_EINVAL, "elu: alpha must be finite (got %g)", alpha);
@@ -178,11 +180,13 @@ dn_status dn_elu(dn_tensor **out, dn_tensor *x, double alpha) {
 }
 
 dn_status dn_selu(dn_tensor **out, dn_tensor *x) {
+  DN_FPMODE_SCOPE();
   pointwise p = {ELU, (float)SELU_ALPHA, (float)SELU_SCALE};
   return pointwise_forward(out, x, &p, &selu_node);
 }
 
 dn_status dn_gelu(dn_tensor **out, dn_tensor *x, bool tanh_approximation) {
+  DN_FPMODE_SCOPE();
   pointwise p = {tanh_approximation ? GELU_TANH : GELU_ERF, 0.0f, 1.0f};
   return pointwise_forward(out, x, &p, &gelu_node);
 }
@@ -296,6 +300,7 @@ static const dn_node_type softmax_node = {"softmax", softmax_backward};
 static const dn_node_type log_softmax_node = {"log_softmax", softmax_backward};
 
 static dn_status softmax_forward(dn_tensor **out, dn_tensor *x, int dim, bool log_space) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   const char *op = log_space ? "log_softmax" : "softmax";
   dn_status st = check_float(op, x);

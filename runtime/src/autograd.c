@@ -302,6 +302,7 @@ static dn_status root_grad(dn_tensor **out, dn_tensor *root, const dn_tensor *gr
 }
 
 dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain_graph) {
+  DN_FPMODE_SCOPE();
   if (!root->requires_grad)
     return dn_fail(DN_EINVAL, "backward: the tensor does not require grad (no input of its graph requires grad)");
   dn_tensor *g0;

@@ -471,6 +471,7 @@ static dn_status scaled_dropout(const dn_node_type *type, mask_layout layout, in
 }
 
 dn_status dn_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng, dn_dropout_scaling scaling) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_common("dropout", x, p, rng);
   if (!st) st = check_scaling("dropout", scaling);
@@ -484,6 +485,7 @@ dn_status dn_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng, dn_dr
 }
 
 dn_status dn_dropout_eval(dn_tensor **out, dn_tensor *x, double p, dn_dropout_scaling scaling) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_float("dropout_eval", "input", x);
   if (!st) st = check_p("dropout_eval", p);
@@ -497,6 +499,7 @@ dn_status dn_dropout_eval(dn_tensor **out, dn_tensor *x, double p, dn_dropout_sc
 }
 
 dn_status dn_dropout_channels(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng, dn_dropout_scaling scaling) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   const char *op = "dropout_channels";
   dn_status st = check_common(op, x, p, rng);
@@ -520,6 +523,7 @@ dn_status dn_dropout_channels(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
 }
 
 dn_status dn_dropout_locked(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng, dn_dropout_scaling scaling) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   const char *op = "dropout_locked";
   dn_status st = check_common(op, x, p, rng);
@@ -543,6 +547,7 @@ dn_status dn_dropout_locked(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng
 ** (as PyTorch does; a would be infinite).
 */
 dn_status dn_alpha_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_common("alpha_dropout", x, p, rng);
   if (st) return st;
@@ -616,6 +621,7 @@ static dn_status gaussian_backward(dn_node *node, dn_tensor *grad, dn_tensor **g
 static const dn_node_type gaussian_dropout_node = {"gaussian_dropout", gaussian_backward};
 
 dn_status dn_gaussian_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   const char *op = "gaussian_dropout";
   dn_status st = check_common(op, x, p, rng);
@@ -740,6 +746,7 @@ static dn_status check_dropconnect(const dn_tensor *x, const dn_tensor *w, const
 }
 
 dn_status dn_dropconnect_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, double p, dn_rng *rng) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_dropconnect(x, w, b, p, rng);
   if (st) return st;
@@ -801,6 +808,7 @@ static void keep_range(const void *opaque, int64_t i0, int64_t i1) {
 }
 
 dn_status dn_dropout_mask(dn_tensor **mask, const dn_rng *rng, int ndim, const int64_t *shape, double p) {
+  DN_FPMODE_SCOPE();
   *mask = NULL;
   if (!rng) return dn_fail(DN_EINVAL, "dropout_mask: generator is NULL");
   dn_status st = check_p("dropout_mask", p);

@@ -812,6 +812,7 @@ static dn_status binary_record(dn_tensor *result, dn_binop op, const dn_tensor *
 }
 
 dn_status dn_binary(dn_tensor **out, dn_binop op, const dn_tensor *a, const dn_tensor *b) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   if (!binop_valid(op)) return dn_fail(DN_EINVAL, "binary: unknown op %d", (int)op);
   const char *name = dn_binop_name(op);
@@ -841,6 +842,7 @@ dn_status dn_binary(dn_tensor **out, dn_binop op, const dn_tensor *a, const dn_t
 }
 
 dn_status dn_binary_scalar(dn_tensor **out, dn_binop op, const dn_tensor *a, double s, bool scalar_first) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   if (!binop_valid(op)) return dn_fail(DN_EINVAL, "binary: unknown op %d", (int)op);
   dn_status st = check_dtype(dn_binop_name(op), a);
@@ -854,6 +856,7 @@ dn_status dn_binary_scalar(dn_tensor **out, dn_binop op, const dn_tensor *a, dou
 }
 
 dn_status dn_binary_(dn_tensor *a, dn_binop op, const dn_tensor *b) {
+  DN_FPMODE_SCOPE();
   if (!binop_valid(op)) return dn_fail(DN_EINVAL, "binary_: unknown op %d", (int)op);
   char name[32];
   snprintf(name, sizeof name, "%s_", dn_binop_name(op));
@@ -901,6 +904,7 @@ dn_status dn_binary_(dn_tensor *a, dn_binop op, const dn_tensor *b) {
 }
 
 dn_status dn_binary_scalar_(dn_tensor *a, dn_binop op, double s) {
+  DN_FPMODE_SCOPE();
   if (!binop_valid(op)) return dn_fail(DN_EINVAL, "binary_: unknown op %d", (int)op);
   char name[32];
   snprintf(name, sizeof name, "%s_", dn_binop_name(op));
@@ -955,6 +959,7 @@ static const dn_node_type unary_nodes[] = {
 };
 
 dn_status dn_unary(dn_tensor **out, dn_unop op, const dn_tensor *a) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   if (!unop_valid(op)) return dn_fail(DN_EINVAL, "unary: unknown op %d", (int)op);
   dn_status st = check_dtype(dn_unop_name(op), a);
@@ -981,6 +986,7 @@ dn_status dn_unary(dn_tensor **out, dn_unop op, const dn_tensor *a) {
 }
 
 dn_status dn_unary_(dn_tensor *a, dn_unop op) {
+  DN_FPMODE_SCOPE();
   if (!unop_valid(op)) return dn_fail(DN_EINVAL, "unary_: unknown op %d", (int)op);
   char name[32];
   snprintf(name, sizeof name, "%s_", dn_unop_name(op));
@@ -1025,6 +1031,7 @@ static dn_status clamp_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad
 static const dn_node_type clamp_node = {"clamp", clamp_backward};
 
 dn_status dn_clamp(dn_tensor **out, const dn_tensor *a, double lo, double hi) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_dtype("clamp", a);
   if (st) return st;
@@ -1072,6 +1079,7 @@ static dn_status where_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad
 static const dn_node_type where_node = {"where", where_backward};
 
 dn_status dn_where(dn_tensor **out, const dn_tensor *cond, const dn_tensor *a, const dn_tensor *b) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_dtype("where", a);
   if (!st) st = check_dtype("where", b);

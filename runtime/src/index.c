@@ -160,6 +160,7 @@ static dn_status index_select_backward(dn_node *node, dn_tensor *grad, dn_tensor
 static const dn_node_type index_select_node = {"index_select", index_select_backward};
 
 dn_status dn_index_select(dn_tensor **out, const dn_tensor *a, int dim, const dn_tensor *index, int64_t base) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   char sb[128];
   if (index->dtype != DN_I32)
@@ -200,6 +201,7 @@ dn_status dn_index_select(dn_tensor **out, const dn_tensor *a, int dim, const dn
 }
 
 dn_status dn_one_hot(dn_tensor **out, const dn_tensor *index, int64_t num_classes, int64_t base) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   if (index->dtype != DN_I32)
     return dn_fail(DN_ETYPE, "one_hot: index must be int32 (got %s)", dn_dtype_name(index->dtype));

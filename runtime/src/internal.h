@@ -15,6 +15,20 @@
 /* Below this many elements a loop runs on one thread: a fork costs more. */
 #define DN_PARALLEL_GRAIN 32768
 
+/*
+** Runs the rest of the enclosing function in the runtime's floating-point
+** mode on the calling thread (denormals flushed unless switched off) and puts
+** the caller's mode back on every return: the first statement of each entry
+** point that computes or converts numbers. See parallel.c.
+*/
+#if defined(__GNUC__)
+static inline void dn_fpmode_cleanup(const unsigned *saved) { dn_fpmode_leave(*saved); }
+#define DN_FPMODE_SCOPE() \
+  const unsigned dn_fpmode_saved_ __attribute__((cleanup(dn_fpmode_cleanup), unused)) = dn_fpmode_enter()
+#else
+#define DN_FPMODE_SCOPE() ((void)0)   /* no cleanup attribute: the caller's mode throughout */
+#endif
+
 /* Threads to use for a loop of n elements. */
 static inline int dn_threads_for(int64_t n) {
   if (n < DN_PARALLEL_GRAIN) return 1;

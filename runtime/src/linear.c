@@ -381,11 +381,13 @@ static dn_status forward(dn_tensor **out, const dn_node_type *type, dn_tensor *x
 }
 
 dn_status dn_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act) {
+  DN_FPMODE_SCOPE();
   return forward(out, &linear_node, x, w, b, act, NULL);
 }
 
 dn_status dn_linear_relu_dropout(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, double p,
                                  dn_rng *rng, dn_dropout_scaling scaling) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = dn_dropout_check_params("linear_relu_dropout", p, rng, scaling);
   if (st) return st;

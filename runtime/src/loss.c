@@ -203,6 +203,7 @@ static const dn_node_type cross_entropy_node = {"cross_entropy", cross_entropy_b
 
 dn_status dn_cross_entropy(dn_tensor **out, dn_tensor *logits, const dn_tensor *target, int64_t base,
                            double label_smoothing, dn_reduction reduction) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_class_args("cross_entropy", logits, target, base, reduction);
   if (st) return st;
@@ -257,6 +258,7 @@ static const dn_node_type nll_node = {"nll_loss", nll_backward};
 
 dn_status dn_nll_loss(dn_tensor **out, dn_tensor *log_probs, const dn_tensor *target, int64_t base,
                       dn_reduction reduction) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_class_args("nll_loss", log_probs, target, base, reduction);
   if (st) return st;
@@ -444,10 +446,12 @@ static dn_status pointwise_loss_forward(dn_tensor **out, const dn_tensor *x, con
 }
 
 dn_status dn_mse_loss(dn_tensor **out, dn_tensor *input, dn_tensor *target, dn_reduction reduction) {
+  DN_FPMODE_SCOPE();
   return pointwise_loss_forward(out, input, target, reduction, MSE, &mse_node);
 }
 
 /* The target may require grad too (d loss / d t = -x), as in PyTorch. */
 dn_status dn_bce_with_logits(dn_tensor **out, dn_tensor *logits, const dn_tensor *target, dn_reduction reduction) {
+  DN_FPMODE_SCOPE();
   return pointwise_loss_forward(out, logits, target, reduction, BCE_WITH_LOGITS, &bce_node);
 }

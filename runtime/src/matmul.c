@@ -278,6 +278,7 @@ static dn_status matmul_compute(dn_tensor *result, dn_tensor *a, dn_tensor *b, i
 }
 
 dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_f32("matmul", a, b);
   if (st) return st;
@@ -330,6 +331,7 @@ dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b) {
 }
 
 dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha, float beta) {
+  DN_FPMODE_SCOPE();
   /* it writes into out behind the graph's back: refuse rather than give wrong gradients */
   if (dn_grad_enabled() && (out->requires_grad || a->requires_grad || b->requires_grad))
     return dn_fail(DN_EINVAL,

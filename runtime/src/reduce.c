@@ -484,6 +484,7 @@ static dn_status overflow_error(const char *name, const dn_tensor *a) {
 
 static dn_status reduce_all(dn_tensor **out, const dn_tensor *a, reduce_kind kind, int correction, bool want_index,
                             int64_t base) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   const char *name = kind_name(kind, want_index);
   reduce_op op = op_of(kind);
@@ -830,6 +831,7 @@ static dn_status reduce_columns(const lanes *g, const outputs *o, const char *na
 
 static dn_status reduce_dim(dn_tensor **values, dn_tensor **indices, const dn_tensor *a, reduce_kind kind,
                             int dim, bool keepdim, int correction, int64_t base) {
+  DN_FPMODE_SCOPE();
   if (values) *values = NULL;
   if (indices) *indices = NULL;
   const char *name = kind_name(kind, false);

@@ -99,6 +99,7 @@ typedef void (*fill_fn)(float *dst, int64_t n, const dn_rng *rng, int64_t b0, in
    blocks, then consume ceil(n/4) blocks of the stream. */
 static dn_status random_tensor(const char *op, fill_fn fill, dn_tensor **out, dn_rng *rng, int ndim,
                                const int64_t *shape) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   if (!rng) return dn_fail(DN_EINVAL, "%s: generator is NULL", op);
   if (ndim > 0 && !shape) return dn_fail(DN_EINVAL, "%s: shape is NULL for %d dims", op, ndim);

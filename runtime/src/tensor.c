@@ -109,6 +109,7 @@ dn_status dn_tensor_new(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t
 }
 
 dn_status dn_tensor_full(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape, double value) {
+  DN_FPMODE_SCOPE();
   dn_status st = dn_tensor_new(out, dtype, ndim, shape);
   if (st) return st;
   st = dn_fill_(*out, value);
@@ -137,6 +138,7 @@ dn_status dn_tensor_from_data(dn_tensor **out, dn_dtype dtype, int ndim, const i
 
 dn_status dn_tensor_from_doubles(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape,
                                  const double *values) {
+  DN_FPMODE_SCOPE();
   dn_status st = dn_tensor_new(out, dtype, ndim, shape);
   if (st) return st;
   dn_tensor *t = *out;
@@ -155,6 +157,7 @@ dn_status dn_tensor_from_doubles(dn_tensor **out, dn_dtype dtype, int ndim, cons
 }
 
 dn_status dn_tensor_arange(dn_tensor **out, dn_dtype dtype, double start, double end, double step) {
+  DN_FPMODE_SCOPE();
   *out = NULL;
   if (!isfinite(start) || !isfinite(end) || !isfinite(step))
     return dn_fail(DN_EINVAL, "arange: start, end and step must be finite");
@@ -245,6 +248,7 @@ dn_status dn_tensor_get(const dn_tensor *t, const int64_t *index, double *value)
 }
 
 dn_status dn_tensor_set(dn_tensor *t, const int64_t *index, double value) {
+  DN_FPMODE_SCOPE();
   dn_status st = dn_check_inplace("set", t);
   if (st) return st;
   int64_t off;
@@ -306,6 +310,7 @@ static dn_status clone_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad
 static const dn_node_type clone_node = {"clone", clone_backward};
 
 dn_status dn_clone(dn_tensor **out, const dn_tensor *t) {
+  DN_FPMODE_SCOPE();
   dn_status st = dn_tensor_new(out, t->dtype, t->ndim, t->shape);
   if (st) return st;
   st = dn_copy_into(*out, t);   /* the clone node below records the copy */
@@ -319,6 +324,7 @@ dn_status dn_clone(dn_tensor **out, const dn_tensor *t) {
 }
 
 dn_status dn_to_dtype(dn_tensor **out, dn_tensor *t, dn_dtype dtype) {
+  DN_FPMODE_SCOPE();
   if (t->dtype == dtype) {
     *out = dn_tensor_retain(t);
     return DN_OK;

@@ -60,7 +60,7 @@ describe("the dropnet command", function()
     local code, out = run({"--help"})
     assert.are.equal(0, code)
     assert.truthy(out:find("usage:", 1, true), out)
-    for _, opt in ipairs{"-e", "-i", "--threads", "--seed", "--version", "--help"} do
+    for _, opt in ipairs{"-e", "-i", "--threads", "--seed", "--no-flush-denormal", "--version", "--help"} do
       assert.truthy(out:find(opt, 1, true), opt)
     end
   end)
@@ -128,6 +128,17 @@ describe("the dropnet command", function()
     code, out = run({"--threads", "2", "-e", 'print(require("dropnet").get_num_threads())'})
     assert.are.equal(0, code)
     assert.are.equal("2\n", out)
+  end)
+
+  it("--no-flush-denormal computes with denormals", function()
+    local code_text = 'local dn = require("dropnet"); print(dn.get_flush_denormal(), (dn.full({3}, 2e-38) * 0.5)[1] > 0)'
+    local code, out, err = run({"-e", code_text})
+    assert.are.equal(0, code, err)
+    local supported = out == "true\tfalse\n"
+    if not supported then assert.are.equal("false\ttrue\n", out) end   -- no FTZ/DAZ on this CPU
+    code, out, err = run({"--no-flush-denormal", "-e", code_text})
+    assert.are.equal(0, code, err)
+    assert.are.equal("false\ttrue\n", out)
   end)
 
   it("DROPNET_SGEMM=openblas picks OpenBLAS, and both kernels give the same products", function()

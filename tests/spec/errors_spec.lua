@@ -50,6 +50,8 @@ describe("argument types", function()
     expect(function() return dn.manual_seed(1.5) end, {"manual_seed", "seed must be an integer (got 1.5)"})
     expect(function() return dn.set_num_threads(0) end, {"set_num_threads", "1..1024"})
     expect(function() return dn.set_num_threads("x") end, {"set_num_threads", "must be an integer"})
+    expect(function() return dn.set_flush_denormal("x") end, {"set_flush_denormal", "must be a boolean (got string)"})
+    expect(function() return dn.set_flush_denormal(nil) end, {"set_flush_denormal", "must be a boolean (got nil)"})
   end)
 
   it("calling a method on something that is not a tensor", function()

@@ -2,7 +2,10 @@
 ** Optimizer updates: one fused loop over each parameter tensor, in place.
 ** They run outside autograd (no graph is recorded); param, grad and the
 ** state buffers are contiguous float32 tensors of the same shape.
-** Semantics follow PyTorch's torch.optim exactly.
+** Semantics follow PyTorch's torch.optim exactly, except that state which
+** decays (momentum, Adam's moments, RMSprop's averages) becomes 0 once below
+** FLT_MIN, with or without dn_set_flush_denormal, as under PyTorch's
+** torch.set_flush_denormal(True): denormal state would slow every later step.
 */
 #ifndef DROPNET_OPTIM_H
 #define DROPNET_OPTIM_H
