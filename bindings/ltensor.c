@@ -164,27 +164,6 @@ static int tensor_gc(lua_State *L) {
   return 0;
 }
 
-/*
-** dn_copy_ and dn_fill_ (copy.c) do not yet set the runtime's floating-point
-** mode themselves (every other kernel does): run them in it, so that workers
-** libgomp creates for them inherit the mode and a number that fill_ converts
-** to float32 is flushed alike on every thread. No Lua error can be raised
-** between enter and leave.
-*/
-static dn_status copy_in_mode(dn_tensor *dst, const dn_tensor *src) {
-  unsigned saved = dn_fpmode_enter();
-  dn_status st = dn_copy_(dst, src);
-  dn_fpmode_leave(saved);
-  return st;
-}
-
-static dn_status fill_in_mode(dn_tensor *t, double value) {
-  unsigned saved = dn_fpmode_enter();
-  dn_status st = dn_fill_(t, value);
-  dn_fpmode_leave(saved);
-  return st;
-}
-
 /* --- constructors ------------------------------------------------------------ */
 
 /* Walks a nested table: fills shape on the first path, checks every row. */
@@ -254,7 +233,7 @@ static int l_tensor(lua_State *L) {
     dn_ltensor *r = dn_lua_new_tensor_slot(L);
     dn_tensor *src = dn_lua_check_tensor(L, 1);
     dn_lua_check_status(L, dn_tensor_new(&r->t, dtype, src->ndim, src->shape));
-    dn_lua_check_status(L, copy_in_mode(r->t, src));
+    dn_lua_check_status(L, dn_copy_(r->t, src));
     return 1;
   }
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -611,7 +590,7 @@ static int m_clone(lua_State *L) {
 
 static int m_copy_(lua_State *L) {
   dn_tensor *dst = dn_lua_check_tensor(L, 1), *src = dn_lua_check_tensor(L, 2);
-  dn_lua_check_status(L, copy_in_mode(dst, src));
+  dn_lua_check_status(L, dn_copy_(dst, src));
   lua_settop(L, 1);
   return 1;
 }
@@ -619,7 +598,7 @@ static int m_copy_(lua_State *L) {
 static int m_fill_(lua_State *L) {
   dn_tensor *t = dn_lua_check_tensor(L, 1);
   lua_Number value = luaL_checknumber(L, 2);
-  dn_lua_check_status(L, fill_in_mode(t, value));
+  dn_lua_check_status(L, dn_fill_(t, value));
   lua_settop(L, 1);
   return 1;
 }
@@ -702,14 +681,14 @@ static int m_newindex(lua_State *L) {
   dn_lua_check_status(L, dn_select(&row, t, 0, j - 1));
   dn_status st;
   if (lua_type(L, 3) == LUA_TNUMBER) {
-    st = fill_in_mode(row, lua_tonumber(L, 3));
+    st = dn_fill_(row, lua_tonumber(L, 3));
   } else {
     dn_tensor *src = dn_lua_test_tensor(L, 3);
     if (!src) {
       dn_tensor_release(row);
       return luaL_error(L, "newindex: value must be a number or a tensor (got %s)", luaL_typename(L, 3));
     }
-    st = copy_in_mode(row, src);
+    st = dn_copy_(row, src);
   }
   dn_tensor_release(row);
   dn_lua_check_status(L, st);

@@ -166,6 +166,7 @@ static bool same_elements(const dn_tensor *dst, const dn_tensor *view) {
 }
 
 dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
+  DN_FPMODE_SCOPE();
   dn_status st = dn_check_inplace("copy_", dst);
   if (!st) st = dn_check_inplace_source("copy_", src);
   if (st) return st;
@@ -252,6 +253,7 @@ dn_status dn_copy_into_named(const char *op, dn_tensor *dst, const dn_tensor *sr
 }
 
 dn_status dn_fill_(dn_tensor *t, double value) {
+  DN_FPMODE_SCOPE();
   dn_status st = dn_check_inplace("fill_", t);
   if (st) return st;
   if (!dn_value_fits(t->dtype, value))

@@ -27,11 +27,10 @@ DN_API int dn_get_num_threads(void);
 ** - the calling thread, during each runtime call that computes, converts
 **   numbers or runs threads (arithmetic, reductions, products, losses,
 **   optimizers, dn_backward, dropout, random and index ops, clone, to_dtype,
-**   and dn_tensor_from_doubles, _full, _arange, _set); the caller's FTZ and
-**   DAZ bits are back on return, so your own code between calls keeps its
-**   mode. Views, element reads (dn_tensor_get, _item), formatting and files
-**   leave values as stored. dn_copy_ and dn_fill_ do not set the mode yet:
-**   call them inside dn_fpmode_enter/leave to have it;
+**   copy_, fill_, and dn_tensor_from_doubles, _full, _arange, _set); the
+**   caller's FTZ and DAZ bits are back on return, so your own code between
+**   calls keeps its mode. Views, element reads (dn_tensor_get, _item),
+**   formatting and files leave values as stored;
 ** - the OpenMP workers of the calling thread, all the time (OpenBLAS runs
 **   on them too): a thread libgomp creates inherits the mode from the
 **   runtime call that starts the region; workers that exist already are set
