@@ -227,6 +227,12 @@ static void test_one_hot_errors(void **state) {
   DN_EXPECT_ERROR(dn_one_hot(&out, labels, 5, 1), DN_ERANGE, "index 0 at position 1 is out of range [1, 6)");
   DN_EXPECT_ERROR(dn_one_hot(&out, labels, 0, 0), DN_EINVAL, "one_hot: num_classes must be >= 1 (got 0)");
   DN_EXPECT_ERROR(dn_one_hot(&out, labels, -3, 0), DN_EINVAL, "(got -3)");
+  /* issue 10 (the hostile driver): base + num_classes overflowed int64 in the range check */
+  DN_EXPECT_ERROR(dn_one_hot(&out, labels, INT64_MAX, 1), DN_ERANGE,
+                  "index 0 at position 1 is out of range [1, 9223372036854775807)");
+  dn_tensor *ones = int_tensor(1, (int64_t[]){2}, (int32_t[]){1, 2});
+  DN_EXPECT_ERROR(dn_one_hot(&out, ones, INT64_MAX, 1), DN_EINVAL, "too large");
+  RELEASE(ones);
   dn_tensor *floats = dn_test_from(1, (int64_t[]){2}, (float[]){0, 1}), *deep;
   DN_EXPECT_ERROR(dn_one_hot(&out, floats, 2, 0), DN_ETYPE, "one_hot: index must be int32 (got float32)");
   DN_OK_OR_FAIL(dn_tensor_zeros(&deep, DN_I32, DN_MAX_DIMS, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1}));
