@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test sanitize bench clean install
+.PHONY: all deps build run test sanitize hostile bench clean install
 
 all: build
 
@@ -28,6 +28,14 @@ test: deps build
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 sanitize: deps
 	$(MAKE) test BUILD=build-sanitize CMAKE_FLAGS="-DDN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# A long hostile-input campaign (tests/hostile): make hostile [HOSTILE_CALLS=200000]
+# [HOSTILE_SEED=1] [BUILD=build-sanitize after make sanitize]; make hostile REPLAY=N
+# runs call N of the last campaign again, alone.
+HOSTILE_CALLS ?= 200000
+HOSTILE_SEED ?= 1
+hostile: build
+	DN_HOSTILE_CALLS=$(HOSTILE_CALLS) sh $(BUILD)/hostile/hostile.sh $(if $(REPLAY),--replay $(REPLAY)) --seed $(HOSTILE_SEED)
 
 bench: build
 	$(BUILD)/bench_matmul
