@@ -152,10 +152,16 @@ function G.new(catalog, typeof)
 
   -- args with one of them (or one more) replaced by `var` or a view of it:
   -- the same storage twice in one call (t:copy_(t:t()), dn.add(o, o))
-  local function alias(r, kind, args, var)
+  local function view_of(r, kind, var)
     local derived = kind.derived or {}
-    local v = var
-    if #derived > 0 and r(3) > 1 then v = var .. ":" .. derived[r(#derived)] end
+    if #derived == 0 then return var end
+    local d = derived[r(#derived)]
+    if r(2) == 1 then d = mutate_number(r, d) or d end   -- narrow(1, 1, 2) -> narrow(1, 2, 2): a partial overlap
+    return var .. ":" .. d
+  end
+
+  local function alias(r, kind, args, var)
+    local v = r(3) > 1 and view_of(r, kind, var) or var
     local p = r(math.min(#args + 1, 4))
     args[p] = v
     for i = 1, #args do args[i] = args[i] or "nil" end
@@ -209,7 +215,9 @@ function G.new(catalog, typeof)
       local obj = object(r, kind)
       local mode = r(100)
       if mode <= 12 then
-        return "local o = " .. obj .. "\nreturn " .. call("o:" .. c.method, alias(r, kind, args, "o"))
+        -- the object, or a view of it, with itself or a view of it among the arguments
+        local self_expr = r(2) == 1 and view_of(r, kind, "o") or "o"
+        return "local o = " .. obj .. "\nreturn " .. call(self_expr .. ":" .. c.method, alias(r, kind, args, "o"))
       elseif mode <= 80 then
         return "return " .. call(W.prefix(obj) .. ":" .. c.method, args)
       end

@@ -324,8 +324,13 @@ for index = opts.from, opts.to - 1 do
     if not res[1] then raised = raised + 1 end
     if seconds > slowest then slowest, slowest_index = seconds, index end
     if opts.trace then
-      io.stderr:write(string.format("%d %.3f s %d MB %s %s\n", index, seconds, dn.memory_stats().live_bytes >> 20,
-        res[1] and "returned" or "raised", call.name))
+      local msg = ""
+      if not res[1] then
+        local ok, m = pcall(tostring, res[2])
+        msg = ": " .. (ok and m or "(error object)"):gsub("\n.*", ""):sub(1, 200)
+      end
+      io.stderr:write(string.format("%d %.3f s %d MB %s %s%s\n", index, seconds, dn.memory_stats().live_bytes >> 20,
+        res[1] and "returned" or "raised", call.name, msg))
     end
     if seconds > opts.call_seconds then
       io.stderr:write(string.format("HOSTILE SLOW %d %.1f\n", index, seconds))

@@ -108,8 +108,11 @@ os.execute("mkdir -p " .. q(work))
 -- the environment a child needs, also printed in replay commands
 local function sanitizer_env()
   local mb = opts.memory_mb
-  return "ASAN_OPTIONS=" .. q("detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=" .. mb ..
-    ":soft_rss_limit_mb=" .. mb .. ":exitcode=86:handle_abort=1") ..
+  -- one allocation at most a quarter of the budget, all of them half (ASan's
+  -- shadow and quarantine take the rest): a huge request fails at once
+  -- instead of being filled slowly by instrumented code
+  return "ASAN_OPTIONS=" .. q("detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=" .. mb // 4 ..
+    ":soft_rss_limit_mb=" .. mb // 2 .. ":exitcode=86:handle_abort=1") ..
     " UBSAN_OPTIONS=" .. q("print_stacktrace=1:halt_on_error=1:exitcode=87") .. " LD_PRELOAD=" .. q(preload)
 end
 
