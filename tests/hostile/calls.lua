@@ -62,17 +62,20 @@ function G.new(catalog, typeof)
   end
 
   -- one number written in code replaced by a hostile number (dn.randn(2, 4)
-  -- -> dn.randn(2, 1 << 62), {2, 3} -> {2, -1}); nil when code has none
+  -- -> dn.randn(2, 1 << 62), {lr = 0.1} -> {lr = (0/0)}); nil when code has none
   local function mutate_number(r, code)
     if code:find("function", 1, true) then return nil end   -- loop bounds and the like stay as they are
-    local spots = {}
-    for s, e in code:gmatch("()%f[%w_]%d+()") do
-      local before, after = code:sub(s - 1, s - 1), code:sub(e, e)
-      local _, quotes = code:sub(1, s - 1):gsub('"', "")
+    local spots, i = {}, 1
+    while true do
+      local s, e = code:find("%d+%.?%d*", i)
+      if not s then break end
+      local before, after = code:sub(s - 1, s - 1), code:sub(e + 1, e + 1)
       local exponent = code:sub(s - 2, s - 1):match("^[eE][-+]$")
-      if before ~= "." and not exponent and not after:match("[%w_%.]") and quotes % 2 == 0 then
-        spots[#spots + 1] = {s, e}
+      local _, quotes = code:sub(1, s - 1):gsub('"', "")
+      if not before:match("[%w_%.]") and not after:match("[%w_]") and not exponent and quotes % 2 == 0 then
+        spots[#spots + 1] = {s, e + 1}
       end
+      i = e + 1
     end
     if #spots == 0 or not by_type.number then return nil end
     local spot = spots[r(#spots)]

@@ -72,6 +72,10 @@ P.benign = {
   "dn.randn(2, 4), dn.randn(2, 4)", "dn.randn(2, 4), dn.randn(3, 4)",
   "dn.randn(2, 4), dn.randn(3, 4), dn.randn(3)", "dn.randn(2, 4), dn.randn(3, 4), dn.randn(3), 0.5",
   "dn.randn(2, 4), dn.tensor({1, 2}, \"int32\")", "dn.randn(3, 4), dn.tensor({1, 2, 3}, \"int32\")",
+  "dn.randn(2, 4), dn.randn(4, 3)", "dn.rand(2, 4), dn.randn(2, 4), dn.randn(2, 4)",
+  "dn.randn(3, 4), 1, dn.tensor({1, 2}, \"int32\")",
+  "dn.randn(4), dn.randn(4), nil, {lr = 0.1}, true", "dn.randn(4), dn.randn(4), dn.zeros(4), dn.zeros(4), 1, {lr = 0.1}",
+  "dn.randn(4), dn.randn(4), dn.zeros(4), nil, nil, {lr = 0.1}",
   "dn.randn(2, 4), dn.rand(2, 4)",
   "dn.randn(2, 3, 4)", "dn.randn(2, 3, 4), 0.5", "dn.randn(2, 3, 4, 4)", "dn.randn(2, 3, 4, 4), 0.5",
   "dn.randn(2, 3, 4, 4, 4)", "dn.randn(2, 3, 4, 4, 4), 0.5",
@@ -82,7 +86,7 @@ P.benign = {
   "\"relu\"", "\"hostile.idx\"", "\"hostile.csv\"", "\"hostile.safetensors\"", "\"hostile.ckpt\"",
   "\"out.safetensors\", {a = dn.ones(2)}", "\"out.idx\", dn.ones(2)", "\"out.ckpt\", {a = 1}",
   "\"out.svg\", \"<svg/>\"", "{series = {{y = {1, 2, 3}}}}", "{{series = {{y = {1, 2, 3}}}}}",
-  "function() return dn.ones(1) end", "{seed = 1, offset = 0}", "\"x\"",
+  "function() return dn.ones(1) end", "{seed = 1, offset = 0}", "\"x\"", "io.stderr",
 }
 
 -- Argument lists tried after an object's constructor code, as "<obj>, <rest>".

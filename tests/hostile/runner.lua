@@ -308,19 +308,21 @@ for _ = 1, 20 do
   avoid[#avoid + 1] = code
   os.remove(catalog)
 end
+local stop = opts.from + opts.calls
 if walk.class then
-  io.stderr:write("hostile runner: the API walk keeps crashing; giving up\n")
-  os.exit(2)
+  say("hostile: the API walk still crashes after 20 attempts; no calls run (the findings so far follow)")
+  stop = opts.from
+else
+  say(walk.stdout:match("hostile walk: [^\n]*") or "hostile walk: ?")
+  say(string.format("seed %d, calls %d..%d, chunks of %d, %s", opts.seed, opts.from, opts.from + opts.calls - 1,
+    opts.chunk, preload and "sanitizer runtimes preloaded" or ("ulimit -v " .. opts.memory_mb .. " MB")))
 end
-say(walk.stdout:match("hostile walk: [^\n]*") or "hostile walk: ?")
-say(string.format("seed %d, calls %d..%d, chunks of %d, %s", opts.seed, opts.from, opts.from + opts.calls - 1,
-  opts.chunk, preload and "sanitizer runtimes preloaded" or ("ulimit -v " .. opts.memory_mb .. " MB")))
 
 -- --- the calls --------------------------------------------------------------------------
 
 local totals = {ran = 0, raised = 0, skipped = 0, notrun = 0}
 local slowest, slowest_at = 0, nil
-local pos, stop = opts.from, opts.from + opts.calls
+local pos = opts.from
 while pos < stop and #findings < opts.max_findings do
   local hi = math.min(pos + opts.chunk, stop)
   local r = run_driver(string.format("--seed %d --from %d --to %d", opts.seed, pos, hi),
@@ -367,7 +369,8 @@ else
       #f.calls))
     for j, c in ipairs(f.calls) do
       if j > 3 then break end
-      say(string.format("  call %d%s:", c.index, c.note and (" (" .. c.note .. ")") or ""))
+      if c.index < 0 then say("  a call of the API walk:")
+      else say(string.format("  call %d%s:", c.index, c.note and (" (" .. c.note .. ")") or "")) end
       for line in c.code:gmatch("[^\n]+") do say("      " .. line) end
     end
     if f.calls[1].index >= 0 then say("  replay: " .. replay_command(f.calls[1].index)) end
