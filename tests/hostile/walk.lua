@@ -317,6 +317,7 @@ function W.prefix(code)
 end
 
 local PROBE_KEY = "hostile_probe"
+local HEAVY_BYTES = 16 << 20
 
 --- The whole walk: returns the catalog (plain data).
 function W.catalog(dn, env, reset, opts)
@@ -334,7 +335,7 @@ function W.catalog(dn, env, reset, opts)
   local library_tables = static.tables
 
   -- an object kind for value v made by code (origin: the function that made it)
-  local function note_object(v, code, origin, seconds)
+  local function note_object(v, code, origin, bytes)
     local tv = type(v)
     if tv ~= "table" and tv ~= "userdata" then return end
     if library_tables[v] then return end   -- a module or class of the library itself
@@ -368,13 +369,15 @@ function W.catalog(dn, env, reset, opts)
     local best = kind.made_by[origin]
     local function rank(c) return (c:sub(-2) == "()" and 1e6 or 0) + #c end
     if not best or rank(code) < rank(best.code) then
-      kind.made_by[origin] = {code = code, seconds = seconds or 0}
+      kind.made_by[origin] = {code = code, heavy = (bytes or 0) > HEAVY_BYTES}
       if tv == "table" and not kind.fields then kind.fields = fields_of(v) end
     end
   end
 
-  -- Up to 8 ways to make a kind, one per function that makes it: the quick
-  -- ones (calls build a fresh object every time), shortest first.
+  -- Up to 8 ways to make a kind, one per function that makes it: light ones
+  -- (calls build a fresh object every time; a whole dataset is not light),
+  -- shortest first. Memory, not time, decides: the catalog must not depend
+  -- on the build or the machine's load.
   local function choose_ctors(made_by)
     local list, direct = {}, false
     for origin in pairs(made_by) do direct = direct or origin:sub(-2) ~= "()" end
@@ -384,32 +387,41 @@ function W.catalog(dn, env, reset, opts)
       if not direct or origin:sub(-2) ~= "()" then list[#list + 1] = made_by[origin] end
     end
     table.sort(list, function(a, b)
-      local sa, sb = a.seconds > 0.05, b.seconds > 0.05
-      if sa ~= sb then return sb end
+      if a.heavy ~= b.heavy then return b.heavy end
       if #a.code ~= #b.code then return #a.code < #b.code end
       return a.code < b.code
     end)
     local out = {}
     for i = 1, math.min(8, #list) do
-      if i == 1 or list[i].seconds <= 0.05 then out[#out + 1] = list[i].code end
+      if i == 1 or not list[i].heavy then out[#out + 1] = list[i].code end
     end
     return out
   end
 
+  -- bytes of the tensors in v (a tensor, or tables holding tensors, a few levels deep)
+  local function tensor_bytes(v, depth, seen)
+    if dn.is_tensor(v) then
+      local ok, n = pcall(v.numel, v)
+      return ok and n * 4 or 0
+    end
+    if type(v) ~= "table" or depth > 3 or seen[v] then return 0 end
+    seen[v] = true
+    local total = 0
+    for _, x in next, v do total = total + tensor_bytes(x, depth + 1, seen) end
+    return total
+  end
+
   -- tries code; on success notes the objects among its results
-  local clock = dn.clock
   local function try(code, origin)
-    local t0 = clock()
     local ok, res = run("return " .. code, env, reset)
-    local dt = clock() - t0
     if ok then
       for i = 1, math.min(res.n, 3) do
         local c = i == 1 and code or string.format("(select(%d, %s))", i, code)
         if i == 1 and res.n > 1 then c = "(" .. code .. ")" end
-        note_object(res[i], c, origin, dt)
+        note_object(res[i], c, origin, tensor_bytes(res[i], 0, {}))
       end
     end
-    return ok, res, dt
+    return ok, res
   end
 
   -- argument lists to try: objects found so far (cheapest constructor), then the benign ones
@@ -506,7 +518,7 @@ function W.catalog(dn, env, reset, opts)
     if type(f) ~= "function" then return tostring(f) end
     if names_of_fns[f] then return names_of_fns[f] end
     local info = debug.getinfo(f, "S")
-    local name = info.what == "C" and "C function" .. tostring(#names_of_fns) or (info.short_src .. ":" .. info.linedefined)
+    local name = info.what == "C" and "C function " .. tostring(f) or (info.short_src .. ":" .. info.linedefined)
     names_of_fns[f] = name
     return name
   end
