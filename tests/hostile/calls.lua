@@ -292,9 +292,31 @@ function G.new(catalog, typeof)
     return callables[lo]
   end
 
+  -- Even calls go round every callable in an order shuffled by the seed
+  -- (N calls reach every one of them N / (2 * #callables) times); odd calls
+  -- draw by weight.
+  local orders = {}
+  local function order_of(seed)
+    if not orders[seed] then
+      local r, perm = G.stream(seed, -1), {}
+      for i = 1, #callables do perm[i] = i end
+      for i = #perm, 2, -1 do
+        local j = r(i)
+        perm[i], perm[j] = perm[j], perm[i]
+      end
+      orders[seed] = perm
+    end
+    return orders[seed]
+  end
+
   return function(seed, index)
     local r = G.stream(seed, index)
-    local c = pick(r)
+    local c
+    if index % 2 == 0 then
+      c = callables[order_of(seed)[(index // 2) % #callables + 1]]
+    else
+      c = pick(r)
+    end
     local program, not_run = build(c, r)
     local display = program:match("^return ([^\n]*)$") or program
     return {name = c.name, type = c.type, program = program, display = display, not_run = not_run}
