@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test sanitize fuzz bench clean install
+.PHONY: all deps build run test sanitize fuzz hostile bench clean install
 
 all: build
 
@@ -40,6 +40,14 @@ $(FUZZ_BUILD)/CMakeCache.txt:
 fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) --target fuzzers -j $(JOBS)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ_BUILD)
+
+# A long hostile-input campaign (tests/hostile): make hostile [HOSTILE_CALLS=200000]
+# [HOSTILE_SEED=1] [BUILD=build-sanitize after make sanitize]; make hostile REPLAY=N
+# runs call N of the last campaign again, alone.
+HOSTILE_CALLS ?= 200000
+HOSTILE_SEED ?= 1
+hostile: build
+	DN_HOSTILE_CALLS=$(HOSTILE_CALLS) sh $(BUILD)/hostile/hostile.sh $(if $(REPLAY),--replay $(REPLAY)) --seed $(HOSTILE_SEED)
 
 bench: build
 	$(BUILD)/bench_matmul

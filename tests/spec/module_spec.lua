@@ -426,4 +426,17 @@ describe("nn containers", function()
     local MyList = nn.ModuleList:extend("MyList")     -- extend on the class still subclasses
     assert.are.equal(0, #MyList())
   end)
+
+  it("ModuleList:extend with itself appends its modules once (was an endless loop)", function()
+    local relu, tanh = nn.ReLU(), nn.Tanh()
+    local list = nn.ModuleList{relu, tanh}
+    -- a count hook turns the old endless loop into a failure instead of a hang
+    debug.sethook(function() error("ModuleList:extend(self) does not end", 2) end, "", 1e7)
+    local ok, result = pcall(list.extend, list, list)
+    debug.sethook()
+    assert(ok, result)
+    assert.are.equal(list, result)
+    assert.are.equal(4, #list)
+    assert.are.same({relu, tanh, relu, tanh}, {list[1], list[2], list[3], list[4]})
+  end)
 end)

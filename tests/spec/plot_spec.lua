@@ -295,6 +295,20 @@ describe("plot.line_chart", function()
     end
   end)
 
+  it("draws a bounded number of ticks on a huge chart, quickly", function()
+    -- one tick per 60 px, and the legend's hidden-point count sampling every
+    -- 4 px, made 2^31 px wide charts (hostile input) run for minutes
+    for _, size in ipairs({{1e7, 400}, {640, 1e7}, {2 ^ 31, 400}, {640, 2 ^ 31}, {1e300, 1e300}}) do
+      local t0 = os.clock()
+      local svg = plot.line_chart{width = size[1], height = size[2], series = {{name = "a", y = {1, 2, 3}}}}
+      local panels = plot.panels({{series = {{y = {1, 2, 3}}}}}, {width = size[1], height = size[2]})
+      assert.is_true(os.clock() - t0 < 5)
+      assert.is_true(#ticks_of(svg, "x") <= 50 and #ticks_of(svg, "y") <= 50)
+      if size[1] < 1e100 then assert.is_true(#svg < 100000 and #panels < 100000) end
+      assert_well_formed(svg)
+    end
+  end)
+
   it("breaks lines at NaN and infinite values, never writing them", function()
     local svg = plot.line_chart{series = {
       {name = "y gaps", y = {1, 2, NAN, 4, 5, INF, 7, -INF, 9, 10, 11}},

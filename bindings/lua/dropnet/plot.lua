@@ -313,9 +313,12 @@ local function data_range(where, chart, axis_name)
 end
 
 -- Builds an axis for an axis length in pixels, at most one tick per
--- min_spacing pixels; on x, fewer ticks until the labels do not touch.
+-- min_spacing pixels and never more than MAX_TICKS (a 2^31 px wide chart
+-- would otherwise ask for millions, and the x loop below removes them one
+-- at a time); on x, fewer ticks until the labels do not touch.
+local MAX_TICKS = 50
 local function make_axis(chart, axis_name, lo, hi, fixed, length, min_spacing)
-  local max_ticks = max(2, floor(length / min_spacing))
+  local max_ticks = max(2, min(MAX_TICKS, floor(length / min_spacing)))
   local axis
   while true do
     if axis_name == "y" and chart.log_y then
@@ -447,8 +450,8 @@ local function fraction(axis, v)
   return max(-FAR, min(FAR, t))
 end
 
--- Liang-Barsky: the part of segment a-b inside the box, and whether each end was moved.
-local function clip_segment(box, ax, ay, bx, by)
+-- Liang-Barsky: the parameter range [t0, t1] of segment a-b inside the box, or nil.
+local function clip_range(box, ax, ay, bx, by)
   local t0, t1 = 0, 1
   local dx, dy = bx - ax, by - ay
   local checks = {{-dx, ax - box.x0}, {dx, box.x1 - ax}, {-dy, ay - box.y0}, {dy, box.y1 - ay}}
@@ -467,6 +470,14 @@ local function clip_segment(box, ax, ay, bx, by)
       end
     end
   end
+  return t0, t1
+end
+
+-- The part of segment a-b inside the box, and whether each end was moved.
+local function clip_segment(box, ax, ay, bx, by)
+  local t0, t1 = clip_range(box, ax, ay, bx, by)
+  if not t0 then return nil end
+  local dx, dy = bx - ax, by - ay
   return ax + t0 * dx, ay + t0 * dy, ax + t1 * dx, ay + t1 * dy, t0 > 0, t1 < 1
 end
 
@@ -542,9 +553,16 @@ local function legend_cover(runs_by_series, bx, by, bw, bh)
         local x1, y1 = run[i + 2] or x0, run[i + 3] or y0
         local steps = max(1, ceil(max(abs(x1 - x0), abs(y1 - y0)) / 4))
         if i + 2 > #run then steps = 1 end
-        for k = 0, steps - 1 do
-          local x, y = x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps
-          if x >= bx and x <= bx + bw and y >= by and y <= by + bh then hidden = hidden + 1 end
+        if steps <= 1024 then
+          for k = 0, steps - 1 do
+            local x, y = x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps
+            if x >= bx and x <= bx + bw and y >= by and y <= by + bh then hidden = hidden + 1 end
+          end
+        else
+          -- a long segment (a huge chart): count the samples k/steps inside the
+          -- box from the part of the segment the box clips, not one by one
+          local t0, t1 = clip_range({x0 = bx, y0 = by, x1 = bx + bw, y1 = by + bh}, x0, y0, x1, y1)
+          if t0 then hidden = hidden + max(0, min(steps - 1, floor(t1 * steps)) - ceil(t0 * steps) + 1) end
         end
       end
     end

@@ -143,7 +143,10 @@ function ModuleList:extend(list)
   if type(list) ~= "table" or is_module(list) and not base.isinstance(list, ModuleList) then
     error(string.format("ModuleList:extend: a list of modules expected (got %s)", C.describe(list)), 0)
   end
-  for i, m in ipairs(list) do append(self, m, "ModuleList:extend", i) end
+  -- the modules first: list may be self (list:extend(list)), which grows as we append
+  local modules = {}
+  for i, m in ipairs(list) do modules[i] = m end
+  for i, m in ipairs(modules) do append(self, m, "ModuleList:extend", i) end
   return self
 end
 
