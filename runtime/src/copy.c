@@ -165,20 +165,26 @@ static bool same_elements(const dn_tensor *dst, const dn_tensor *view) {
   return true;
 }
 
+dn_status dn_check_writable(const char *op, const dn_tensor *t) {
+  if (dn_tensor_numel(t) == 0) return DN_OK;   /* nothing is written (and a size of 0 makes strides 0) */
+  for (int d = 0; d < t->ndim; d++) {
+    if (t->shape[d] > 1 && t->stride[d] == 0) {
+      char sb[128];
+      return dn_fail(DN_EINVAL,
+                     "%s: cannot write into an expanded tensor of shape %s (several elements share memory); "
+                     "clone it first",
+                     op, dn_shape_str(t, sb, sizeof sb));
+    }
+  }
+  return DN_OK;
+}
+
 dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
   DN_FPMODE_SCOPE();
   dn_status st = dn_check_inplace("copy_", dst);
   if (!st) st = dn_check_inplace_source("copy_", src);
+  if (!st) st = dn_check_writable("copy_", dst);
   if (st) return st;
-  for (int d = 0; d < dst->ndim; d++) {
-    if (dst->shape[d] > 1 && dst->stride[d] == 0) {
-      char sb[128];
-      return dn_fail(DN_EINVAL,
-                     "copy_: cannot write into an expanded tensor of shape %s (several elements share memory); "
-                     "clone it first",
-                     dn_shape_str(dst, sb, sizeof sb));
-    }
-  }
   if (src->storage != dst->storage || dn_tensor_numel(dst) == 0 || dn_tensor_numel(src) == 0)
     return dn_copy_into(dst, src);
   /* one storage: a no-op when src is dst, an error when they share elements otherwise */
@@ -255,6 +261,7 @@ dn_status dn_copy_into_named(const char *op, dn_tensor *dst, const dn_tensor *sr
 dn_status dn_fill_(dn_tensor *t, double value) {
   DN_FPMODE_SCOPE();
   dn_status st = dn_check_inplace("fill_", t);
+  if (!st) st = dn_check_writable("fill_", t);   /* a 2^40-element expanded view would take hours */
   if (st) return st;
   if (!dn_value_fits(t->dtype, value))
     return dn_fail(DN_EINVAL, "fill_: value %g is not representable as %s", value, dn_dtype_name(t->dtype));

@@ -688,20 +688,6 @@ static dn_status run_grad_rule(dn_tensor **out, grad_rule rule, const dn_tensor 
 
 /* --- in-place helpers ----------------------------------------------------------------- */
 
-/* An expanded view writes one memory cell from several elements: refuse it. */
-static dn_status check_writable(const char *opname, const dn_tensor *t) {
-  for (int d = 0; d < t->ndim; d++) {
-    if (t->shape[d] > 1 && t->stride[d] == 0) {
-      char sb[128];
-      return dn_fail(DN_EINVAL,
-                     "%s: cannot write in place into an expanded tensor of shape %s "
-                     "(several elements share memory); clone it first",
-                     opname, dn_shape_str(t, sb, sizeof sb));
-    }
-  }
-  return DN_OK;
-}
-
 static bool same_layout(const dn_tensor *x, const dn_tensor *y) {
   if (x->offset != y->offset || x->ndim != y->ndim) return false;
   for (int d = 0; d < x->ndim; d++)
@@ -877,7 +863,7 @@ dn_status dn_binary_(dn_tensor *a, dn_binop op, const dn_tensor *b) {
     return dn_fail(DN_ETYPE, "%s: the result of %s %s %s is %s and cannot be stored in place into %s", name,
                    dn_dtype_name(a->dtype), dn_binop_name(op), dn_dtype_name(b->dtype), dn_dtype_name(dtype),
                    dn_dtype_name(a->dtype));
-  st = check_writable(name, a);
+  st = dn_check_writable(name, a);
   if (st) return st;
 
   dn_tensor *other;
@@ -996,7 +982,7 @@ dn_status dn_unary_(dn_tensor *a, dn_unop op) {
   if (a->dtype == DN_I32 && !unop_keeps_int(op))
     return dn_fail(DN_ETYPE, "%s: %s of int32 is float32 and cannot be stored in place into int32", name,
                    dn_unop_name(op));
-  st = check_writable(name, a);
+  st = dn_check_writable(name, a);
   if (st) return st;
   i32_overflow overflow = {0, 0, 0};
   if (a->dtype == DN_I32 && unop_can_overflow(op)) {

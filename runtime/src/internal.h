@@ -143,6 +143,10 @@ dn_status dn_dropout_check_params(const char *op, double p, const dn_rng *rng, i
 uint32_t dn_dropout_threshold(double p);
 float dn_dropout_scale(uint32_t threshold, int scaling);
 
+/* DN_EINVAL naming op when t is an expanded view (a dim of size > 1 with
+   stride 0): writing it would write one memory cell many times. */
+dn_status dn_check_writable(const char *op, const dn_tensor *t);
+
 /* dn_copy_ without its autograd checks, for a kernel filling a tensor it
    has just made (clone, dtype conversion, backward passes). Records nothing.
    A conversion that narrows (float32 -> int32, to uint8) first checks every

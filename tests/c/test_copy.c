@@ -211,6 +211,15 @@ static void test_copy_into_expanded(void **state) {
   /* three source rows into one memory row: which one wins would depend on the threads */
   DN_EXPECT_ERROR(dn_copy_(expanded, src), DN_EINVAL,
                   "copy_: cannot write into an expanded tensor of shape [3,4] (several elements share memory)");
+  /* the hostile driver: fill_ walked every element of a 2^40-element expanded view */
+  {
+    dn_tensor *one, *wide;
+    DN_OK_OR_FAIL(dn_tensor_ones(&one, DN_F32, 2, (int64_t[]){1, 1}));
+    DN_OK_OR_FAIL(dn_broadcast_to(&wide, one, 2, (int64_t[]){(int64_t)1 << 20, (int64_t)1 << 20}));
+    DN_EXPECT_ERROR(dn_fill_(wide, 2), DN_EINVAL, "fill_: cannot write into an expanded tensor");
+    dn_tensor_release(wide);
+    dn_tensor_release(one);
+  }
   for (int k = 0; k < 4; k++) assert_true(dn_test_at(base, k) == 0);
   dn_tensor_release(base);
   dn_tensor_release(expanded);
