@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test sanitize fuzz hostile bench clean install
+.PHONY: all deps build run test sanitize fuzz hostile bench bench-c clean install
 
 all: build
 
@@ -49,9 +49,16 @@ HOSTILE_SEED ?= 1
 hostile: build
 	DN_HOSTILE_CALLS=$(HOSTILE_CALLS) sh $(BUILD)/hostile/hostile.sh $(if $(REPLAY),--replay $(REPLAY)) --seed $(HOSTILE_SEED)
 
+# Every benchmark side by side with PyTorch, the machine's roofs and the targets of
+# issue 11 (scripts/bench/all.sh; BENCH_ARGS="--quick", "--pairs 5", "--peers DIR", ...).
 bench: build
+	sh scripts/bench/all.sh --dropnet $(BUILD)/dropnet $(BENCH_ARGS)
+
+# The C benchmarks alone: matmul against OpenBLAS, dropout, the roofs.
+bench-c: build
 	$(BUILD)/bench_matmul
 	$(BUILD)/bench_dropout
+	$(BUILD)/bench_roofs
 	$(BUILD)/dropnet scripts/bench/matmul.lua
 
 install: build

@@ -16,6 +16,7 @@
 ** gradient) and dW = g:t() @ x, through dn_matmul_into into preallocated
 ** outputs; median time of each, and a STEP line with their sum: the GEMM
 ** time of a step, so batch / that time is the GEMM roof in samples/s.
+** --reps N: the number of steps timed (default 101 for a, 1001 for b).
 */
 #include <cblas.h>
 #include <math.h>
@@ -168,17 +169,23 @@ static void bench_step(char model, int reps, dn_rng *rng) {
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: bench_matmul [threads >= 1] [--step a|b]\n");
+  fprintf(stderr, "usage: bench_matmul [threads >= 1] [--step a|b [--reps N]]\n");
   return 2;
 }
 
 int main(int argc, char **argv) {
   int threads = 2;
   char step = 0;
+  long step_reps = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--step")) {
       if (i + 1 >= argc || (strcmp(argv[i + 1], "a") && strcmp(argv[i + 1], "b"))) return usage();
       step = argv[++i][0];
+    } else if (!strcmp(argv[i], "--reps")) {
+      char *end;
+      if (i + 1 >= argc) return usage();
+      step_reps = strtol(argv[++i], &end, 10);
+      if (!*argv[i] || *end || step_reps < 1 || step_reps > 100000) return usage();
     } else {
       char *end;
       long v = strtol(argv[i], &end, 10);
@@ -193,7 +200,7 @@ int main(int argc, char **argv) {
   dn_rng rng;
   dn_rng_seed(&rng, 42);
   if (step) {
-    bench_step(step, step == 'a' ? 101 : 1001, &rng);
+    bench_step(step, step_reps ? (int)step_reps : step == 'a' ? 101 : 1001, &rng);
     return 0;
   }
   printf("matmul, %d thread%s, median of repeated runs after %d warm-up runs\n", threads, threads == 1 ? "" : "s",

@@ -78,16 +78,21 @@ typedef struct {
   void (*fn)(void *arg, int index, int count);
   void *arg;
   int index, count;
+  double began, ended;
 } worker;
 
 static void *worker_main(void *p) {
   worker *w = p;
   pthread_barrier_wait(w->start);
+  w->began = now();
   w->fn(w->arg, w->index, w->count);
+  w->ended = now();
   return NULL;
 }
 
-/* Wall seconds from the moment all threads are ready until the last finishes; -1 on failure. */
+/* Wall seconds from the first thread's start to the last one's end (each thread
+   reads the clock itself: the main thread may be descheduled on a busy machine);
+   -1 on failure. */
 static double run_threads(int count, void (*fn)(void *, int, int), void *arg) {
   pthread_barrier_t start;
   pthread_t *ids = calloc((size_t)count, sizeof *ids);
@@ -99,15 +104,19 @@ static double run_threads(int count, void (*fn)(void *, int, int), void *arg) {
   }
   int started = 0;
   for (; started < count; started++) {
-    workers[started] = (worker){&start, fn, arg, started, count};
+    workers[started] = (worker){&start, fn, arg, started, count, 0, 0};
     if (pthread_create(&ids[started], NULL, worker_main, &workers[started]) != 0) break;
   }
   double seconds = -1;
   if (started == count) {
     pthread_barrier_wait(&start);
-    double t0 = now();
     for (int i = 0; i < count; i++) pthread_join(ids[i], NULL);
-    seconds = now() - t0;
+    double began = workers[0].began, ended = workers[0].ended;
+    for (int i = 1; i < count; i++) {
+      if (workers[i].began < began) began = workers[i].began;
+      if (workers[i].ended > ended) ended = workers[i].ended;
+    }
+    seconds = ended - began;
   } else {
     /* cannot happen on a sane system; the started threads are stuck at the barrier */
     abort();
