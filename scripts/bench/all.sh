@@ -189,7 +189,8 @@ done
 echo "cpu:     $(cpu_field 'Model name') ($(cpu_field 'Vendor ID')), $(nproc) online CPUs"
 echo "isa:    ${isa:- (none of avx512f avx2 fma)}"
 echo "kernel:  $(uname -sr)"
-echo "dropnet: $("$bin" -e 'local dn = require "dropnet"; io.write(dn.version, ", sgemm: ", dn.matmul_backend(), ", ", dn.get_num_threads(), " threads")') ($bin)"
+commit=$(git -C "$here" describe --always --dirty 2> /dev/null || echo "not a git checkout")
+echo "dropnet: $("$bin" -e 'local dn = require "dropnet"; io.write(dn.version, ", sgemm: ", dn.matmul_backend(), ", ", dn.get_num_threads(), " threads")') ($bin; source $commit)"
 if [ "$torch" = 1 ]; then
   echo "pytorch: $torch_version ($py, OMP_WAIT_POLICY=PASSIVE, 2 threads; scripts in $peers_abs)"
 else
