@@ -61,13 +61,13 @@ done
 positive() { case "$2" in ''|*[!0-9]*|0) echo "all.sh: $1 must be a positive integer (got $2)" >&2; exit 2 ;; esac; }
 if [ "$smoke" = 1 ]; then
   : "${pairs:=1}" "${epochs:=2}" "${samples:=2000}"
-  rounds=1 startup_runs=2 rss_epochs=1 infer_reps=1 step_reps=5 roof_args="--seconds 0.005 --reps 1 --copy-mib 32"
+  rounds=1 startup_runs=2 launches=3 drop_seconds=0.02 rss_epochs=1 infer_reps=1 step_reps=5 roof_args="--seconds 0.005 --reps 1 --copy-mib 32"
 elif [ "$quick" = 1 ]; then
   : "${pairs:=1}" "${epochs:=2}"
-  rounds=3 startup_runs=3 rss_epochs=1 infer_reps=3 step_reps=101 roof_args="--seconds 0.03 --reps 3 --copy-mib 256"
+  rounds=3 startup_runs=3 launches=10 drop_seconds=0.2 rss_epochs=1 infer_reps=3 step_reps=101 roof_args="--seconds 0.03 --reps 3 --copy-mib 256"
 else
   : "${pairs:=3}" "${epochs:=4}"
-  rounds=5 startup_runs=7 rss_epochs=2 infer_reps=7 step_reps=101 roof_args=""
+  rounds=5 startup_runs=7 launches=10 drop_seconds=0.2 rss_epochs=2 infer_reps=7 step_reps=101 roof_args=""
 fi
 positive --pairs "$pairs"
 positive --epochs "$epochs"
@@ -334,10 +334,10 @@ pt_drop() { awk -v size="$1" -v mode="$2" '$1 == "dropout" && $2 == mode && $3 =
 for key in 16M:fwd 16M:fwd+bwd 128x1024:fwd 128x1024:fwd+bwd; do : > "$tmp/drop_$key"; done
 first=1 i=1
 while [ "$i" -le "$pairs" ]; do
-  run_dn() { "$bin" "$here/scripts/bench/dropout.lua" 2 --rounds "$rounds" > "$tmp/dn_drop" 2>&1 ||
+  run_dn() { "$bin" "$here/scripts/bench/dropout.lua" 2 --rounds "$rounds" --seconds "$drop_seconds" > "$tmp/dn_drop" 2>&1 ||
     { cat "$tmp/dn_drop" >&2; echo "all.sh: dropout.lua failed" >&2; exit 1; }; }
   run_pt() { [ "$torch" = 0 ] || (cd "$peers_abs" && OMP_WAIT_POLICY=PASSIVE "$py" torch_dropout_bench.py \
-    --threads 2 --rounds "$rounds") > "$tmp/pt_drop" 2>&1 ||
+    --threads 2 --rounds "$rounds" --target "$drop_seconds") > "$tmp/pt_drop" 2>&1 ||
     { cat "$tmp/pt_drop" >&2; echo "all.sh: torch_dropout_bench.py failed" >&2; exit 1; }; }
   if [ "$first" = 1 ]; then run_dn; run_pt; else run_pt; run_dn; fi
   for key in 16M:fwd 16M:fwd+bwd 128x1024:fwd 128x1024:fwd+bwd; do
@@ -370,9 +370,9 @@ else
   while [ "$i" -le "$startup_runs" ]; do
     t0=$(now_ns)
     k=0
-    while [ "$k" -lt 10 ]; do "$bin" -e '' || exit 1; k=$((k + 1)); done
+    while [ "$k" -lt "$launches" ]; do "$bin" -e '' || exit 1; k=$((k + 1)); done
     t1=$(now_ns)
-    dn=$(calc '%.2f' "($t1 - $t0) / 10 / 1e6")
+    dn=$(calc '%.2f' "($t1 - $t0) / $launches / 1e6")
     pt=-
     if [ "$torch" = 1 ]; then
       t0=$(now_ns)
@@ -383,7 +383,7 @@ else
     echo "$i $dn $pt" >> "$tmp/startup"
     i=$((i + 1))
   done
-  table "start-up (dropnet -e '' (mean of 10 launches) against python3 -c 'import torch'; ms, $startup_runs samples)" \
+  table "start-up (dropnet -e '' (mean of $launches launches) against python3 -c 'import torch'; ms, $startup_runs samples)" \
     ms "$tmp/startup" lower - "start-up (ms)"
 fi
 
