@@ -59,6 +59,7 @@ bench-c: build
 	$(BUILD)/bench_matmul
 	$(BUILD)/bench_dropout
 	$(BUILD)/bench_roofs
+	$(BUILD)/bench_gemm_roof
 	$(BUILD)/dropnet scripts/bench/matmul.lua
 
 install: build

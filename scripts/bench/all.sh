@@ -33,7 +33,7 @@
 #                  default ../shared/peers beside the checkout. Without them, or when
 #                  /usr/bin/python3 cannot import torch, only dropnet's figures and the roofs print.
 #   --no-busy      skip the busy-neighbour case
-#   --dropnet BIN  the dropnet command (default build/dropnet); bench_roofs and bench_matmul
+#   --dropnet BIN  the dropnet command (default build/dropnet); bench_roofs and bench_gemm_roof
 #                  are taken from the same directory
 #   --epochs E     training epochs per run (default 4; --quick: 2)
 #   --samples S    dropnet trains on the first S samples only (refused with PyTorch)
@@ -217,15 +217,15 @@ fi
 # --- reference MLP training, quiet; inference from the same runs --------------------------------
 : > "$tmp/a" ; : > "$tmp/infer" ; : > "$tmp/gemm" ; : > "$tmp/spread_a"; : > "$tmp/pt_spread"
 has_step=0
-[ -x "$bindir/bench_matmul" ] && has_step=1
+[ -x "$bindir/bench_gemm_roof" ] && has_step=1
 gemm_flops=""
 first=1 i=1
 while [ "$i" -le "$pairs" ]; do
   # the GEMM roof, measured next to each dropnet run, with the OpenMP wait policy the dropnet command sets
   if [ "$has_step" = 1 ]; then
-    OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} "$bindir/bench_matmul" 2 --step a --reps "$step_reps" > "$tmp/step"
+    OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} "$bindir/bench_gemm_roof" 2 --model a --reps "$step_reps" > "$tmp/step"
     step=$(grep '^STEP' "$tmp/step")
-    need "bench_matmul --step a" "$step" "$tmp/step"
+    need "bench_gemm_roof --model a" "$step" "$tmp/step"
     gemm_flops=$(echo "$step" | sed 's/.* gemm_flops=\([0-9]*\).*/\1/')
     roof=$(echo "$step" | sed 's/.* roof_samples_per_s=\([0-9]*\).*/\1/')
   fi
@@ -254,7 +254,7 @@ echo
 echo "== reference MLP against the roofs"
 if [ "$has_step" = 1 ]; then
   echo "GEMM roof: batch 128 / the time of one training step's 8 products (forward x@W:t(), backward g@W and"
-  echo "g:t()@x) at the median sgemm rate bench_matmul --step a measures for each shape, right before each run;"
+  echo "g:t()@x) at the median sgemm rate bench_gemm_roof measures for each shape, right before each run;"
   echo "% of GEMM roof = dropnet's samples/s / the roof's. FMA peak %: the step's GEMM FLOPs"
   echo "($(calc '%.3f' "$gemm_flops / 1e9") GFLOP) x steps/s against the FMA peak above."
   printf '%6s %14s %14s %9s %12s %8s\n' run "dropnet" "GEMM roof" "% roof" "GFLOP/s" "% FMA"
@@ -271,7 +271,7 @@ if [ "$has_step" = 1 ]; then
     row "reference MLP, % of FMA peak" "$1%" - "($2-$3)" - -
   fi
 else
-  echo "(no bench_matmul beside $bin: GEMM roof skipped)"
+  echo "(no bench_gemm_roof beside $bin: GEMM roof skipped)"
 fi
 
 # --- busy neighbour ---------------------------------------------------------------------------------
