@@ -196,6 +196,8 @@ if [ "$torch" = 1 ]; then
 else
   echo "pytorch: skipped: $torch_why; dropnet's figures and the roofs only"
 fi
+load_start=$(cut -d' ' -f1 /proc/loadavg 2> /dev/null || echo '?')
+started=$(date +%s)
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null || echo '?') (1, 5, 15 min; other processes make every figure noisy)"
 
 # --- the roofs -------------------------------------------------------------------------------
@@ -435,3 +437,8 @@ echo "== summary (ratio = dropnet's advantage: throughput dropnet/pytorch, time 
 printf '%-46s %12s %12s  %-20s %-10s %s\n' case dropnet pytorch ratio target result
 awk -F'|' '{ printf "%-46s %12s %12s  %-20s %-10s %s\n", $1, $2, $3, $4, $5, $6 }' "$summary"
 [ "$torch" = 1 ] || echo "PyTorch skipped: $torch_why"
+load_end=$(cut -d' ' -f1 /proc/loadavg 2> /dev/null || echo '?')
+echo "took $(( $(date +%s) - started )) s; load average $load_start at the start, $load_end at the end"
+# the targets are for a quiet machine: say so when it was not (load above half the CPUs, ours aside)
+awk -v a="$load_start" -v n="$(nproc)" 'BEGIN { if (a != "?" && a + 0 > n / 2)
+  printf "WARNING: the machine was busy before this run started (load %s on %d CPUs): the figures are not quiet-machine figures\n", a, n }'
