@@ -5,7 +5,9 @@
 #define DROPNET_INTERNAL_H
 
 #include <math.h>
-#include <omp.h>
+#include <omp.h>   /* until every region runs on the pool */
+
+#include "pool.h"
 
 #include "dropnet/alloc.h"
 #include "dropnet/parallel.h"
