@@ -144,7 +144,10 @@ static void run_tasks(unsigned job, bool is_worker) {
 
 static void *worker_main(void *arg) {
   int index = (int)(intptr_t)arg;   /* 1..MAX_WORKERS */
+  /* Started for the job about to be published or just published: look at
+     the claim word at once, which names the job it belongs to. */
   unsigned seen = atomic_load(&pool.job);
+  if (index <= atomic_load_explicit(&pool.helpers, memory_order_relaxed)) run_tasks((unsigned)(atomic_load(&pool.claim) >> 32), true);
   for (;;) {
     if (!spin_while(&pool.job, seen)) {
       /* Announce the sleep before the last look, so a publisher that bumps
