@@ -27,8 +27,8 @@
 ** One job is in flight at a time; the claim word carries the job's number,
 ** so a worker that arrives after its job finished cannot take a task of the
 ** next one. Workers are started when first needed (never in a process that
-** does not run threads) and block every signal, so that SIGINT reaches the
-** script's thread.
+** does not run threads) and block asynchronous signals, so that SIGINT
+** reaches the script's thread.
 */
 #define _GNU_SOURCE
 #include "pool.h"
@@ -147,7 +147,8 @@ static void *worker_main(void *arg) {
   /* Started for the job about to be published or just published: look at
      the claim word at once, which names the job it belongs to. */
   unsigned seen = atomic_load(&pool.job);
-  if (index <= atomic_load_explicit(&pool.helpers, memory_order_relaxed)) run_tasks((unsigned)(atomic_load(&pool.claim) >> 32), true);
+  if (index <= atomic_load_explicit(&pool.helpers, memory_order_relaxed))
+    run_tasks((unsigned)(atomic_load(&pool.claim) >> 32), true);
   for (;;) {
     if (!spin_while(&pool.job, seen)) {
       /* Announce the sleep before the last look, so a publisher that bumps
@@ -176,8 +177,13 @@ static int start_workers(int want) {
   if (want > MAX_WORKERS) want = MAX_WORKERS;
   if (pool.started >= want) return want;
   if (!registered) registered = pthread_atfork(NULL, NULL, forget_workers) == 0;
+  /* Asynchronous signals (SIGINT, SIGTERM, ...) go to the application's
+     threads; faults stay deliverable here, so a crash in a task is reported
+     (by a sanitizer too) rather than forced past a blocked handler. */
   sigset_t all, old;
   sigfillset(&all);
+  int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+  for (size_t i = 0; i < sizeof faults / sizeof *faults; i++) sigdelset(&all, faults[i]);
   pthread_sigmask(SIG_BLOCK, &all, &old);
   pthread_attr_t attr;
   pthread_attr_init(&attr);
