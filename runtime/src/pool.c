@@ -254,21 +254,24 @@ static void range_task(void *ctx, int task, int tasks) {
   if (begin < end) r->fn(r->ctx, begin, end);
 }
 
-static void run_range(int64_t n, int64_t align, int threads, dn_range_fn *fn, const void *ctx) {
+void dn_parallel_split(int64_t n, int64_t align, int tasks, dn_range_fn *fn, const void *ctx) {
   if (n <= 0) return;
-  if (threads <= 1) {
+  if (align < 1) align = 1;
+  int64_t units = (n + align - 1) / align;
+  if (tasks > units) tasks = (int)units;
+  if (tasks <= 1) {
     fn(ctx, 0, n);
     return;
   }
-  range_job r = {fn, ctx, n, align < 1 ? 1 : align};
-  dn_parallel(threads, range_task, &r);
+  range_job r = {fn, ctx, n, align};
+  dn_parallel(tasks, range_task, &r);
 }
 
 void dn_parallel_range(int64_t n, int64_t align, dn_range_fn *fn, const void *ctx) {
-  run_range(n, align, dn_threads_for(n), fn, ctx);
+  dn_parallel_split(n, align, dn_threads_for(n), fn, ctx);
 }
 
 void dn_parallel_rows(int64_t rows, int64_t row_size, dn_range_fn *fn, const void *ctx) {
   int64_t work = rows * (row_size > 1 ? row_size : 1);   /* <= 2^40 (shape.h): no overflow */
-  run_range(rows, 1, dn_threads_for(work), fn, ctx);
+  dn_parallel_split(rows, 1, dn_threads_for(work), fn, ctx);
 }

@@ -39,6 +39,10 @@ static inline int64_t dn_split(int64_t n, int t, int parts) { return n / parts *
 typedef void dn_range_fn(const void *ctx, int64_t begin, int64_t end);
 void dn_parallel_range(int64_t n, int64_t align, dn_range_fn *fn, const void *ctx);
 
+/* The same with the number of pieces chosen by the caller (at most one per
+   align-sized unit). */
+void dn_parallel_split(int64_t n, int64_t align, int tasks, dn_range_fn *fn, const void *ctx);
+
 /* fn(ctx, begin, end) over rows [0, rows) of `row_size` elements each, cut
    into dn_threads_for(rows * row_size) pieces: for rows computed apart. */
 void dn_parallel_rows(int64_t rows, int64_t row_size, dn_range_fn *fn, const void *ctx);

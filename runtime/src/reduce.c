@@ -381,31 +381,6 @@ static void reduce_span_block(partial *p, reduce_op op, const span *s, int64_t b
   reduce_block(p, op, is_float, data, n, start);
 }
 
-/* fn over [0, n) cut into `tasks` pieces (no more than n): unlike
-   dn_parallel_range, the caller decides the task count. */
-typedef struct split_job {
-  dn_range_fn *fn;
-  const void *ctx;
-  int64_t n;
-} split_job;
-
-static void split_task(void *ctx, int task, int tasks) {
-  const split_job *j = ctx;
-  int64_t begin = dn_split(j->n, task, tasks), end = dn_split(j->n, task + 1, tasks);
-  if (begin < end) j->fn(j->ctx, begin, end);
-}
-
-static void parallel_split(int64_t n, int tasks, dn_range_fn *fn, const void *ctx) {
-  if (n <= 0) return;
-  if (tasks > n) tasks = (int)n;
-  if (tasks <= 1) {
-    fn(ctx, 0, n);
-    return;
-  }
-  split_job j = {fn, ctx, n};
-  dn_parallel(tasks, split_task, &j);
-}
-
 static void reduce_span_serial(partial *acc, reduce_op op, const span *s) {
   *acc = empty_partial;
   int64_t blocks = (s->numel + BLOCK - 1) / BLOCK;
@@ -439,7 +414,7 @@ static dn_status reduce_span(partial *acc, reduce_op op, const span *s, int thre
   partial *parts = malloc((size_t)blocks * sizeof *parts);
   if (!parts) return dn_fail(DN_ENOMEM, "%s: out of memory", name);
   span_blocks_job job = {parts, op, s};
-  parallel_split(blocks, threads, reduce_span_blocks, &job);
+  dn_parallel_split(blocks, 1, threads, reduce_span_blocks, &job);
   *acc = empty_partial;
   for (int64_t b = 0; b < blocks; b++) combine(acc, &parts[b], op);
   free(parts);
@@ -884,7 +859,7 @@ static dn_status reduce_columns(const lanes *g, const outputs *o, const char *na
   int64_t chunks = (g->inner + width - 1) / width, items = outer * chunks;
   atomic_bool failed = false;
   column_chunk_job job = {g, o, width, chunks, &failed};
-  parallel_split(items, threads, reduce_column_items, &job);
+  dn_parallel_split(items, 1, threads, reduce_column_items, &job);
   return atomic_load(&failed) ? dn_fail(DN_ENOMEM, "%s: out of memory", name) : DN_OK;
 }
 
@@ -1155,7 +1130,7 @@ static dn_status lane_means(double *mean, const dn_tensor *x, int64_t outer, int
     if (width > COLUMN_CHUNK) width = COLUMN_CHUNK;
     int64_t chunks = (inner + width - 1) / width, items = outer * chunks;
     column_mean_job job = {mean, data, size, inner, width, chunks};
-    parallel_split(items, threads, column_means_range, &job);
+    dn_parallel_split(items, 1, threads, column_means_range, &job);
   }
   return DN_OK;
 }
