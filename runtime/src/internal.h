@@ -5,8 +5,6 @@
 #define DROPNET_INTERNAL_H
 
 #include <math.h>
-#include <omp.h>   /* until every region runs on the pool */
-
 #include "pool.h"
 
 #include "dropnet/alloc.h"

@@ -2,7 +2,6 @@
 #include "testutil.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
