@@ -398,6 +398,37 @@ describe("data.random_split", function()
   end)
 end)
 
+-- --- byte tables -------------------------------------------------------------------
+
+describe("dn.byte_rows_to_float", function()
+  local bytes = dn.tensor({{0, 255, 51}, {102, 1, 2}, {3, 4, 5}}, "uint8")
+  local table_ = dn.arange(0, 256):float():div_(255)
+
+  it("gathers rows and maps each byte through the table", function()
+    local x = dn.byte_rows_to_float(bytes, dn.tensor({3, 1, 3}, "int32"), table_)
+    H.assert_shape(x, {3, 3}, "float32")
+    H.assert_same(x, bytes:float():div_(255):index_select(1, dn.tensor({3, 1, 3}, "int32")))
+    H.assert_same(bytes:byte_rows_to_float(nil, table_), bytes:float():div_(255))
+    H.assert_same(bytes:narrow(1, 2, 2):byte_rows_to_float(nil, dn.arange(0, 256):float():neg()),
+      {{-102, -1, -2}, {-3, -4, -5}})
+    assert.is_false(dn.byte_rows_to_float(bytes, nil, table_:clone():requires_grad_()).requires_grad)
+  end)
+
+  it("names itself and what is wrong", function()
+    H.assert_error(function() return dn.byte_rows_to_float(bytes:float(), nil, table_) end,
+      {"byte_rows_to_float: src must be uint8 (got float32)"})
+    H.assert_error(function() return dn.byte_rows_to_float(bytes, dn.tensor({4}, "int32"), table_) end,
+      {"byte_rows_to_float: index 4 at position 1 is out of range [1, 4)"})
+    H.assert_error(function() return dn.byte_rows_to_float(bytes, dn.tensor({1}), table_) end,
+      {"byte_rows_to_float: index must be int32 (got float32)"})
+    H.assert_error(function() return dn.byte_rows_to_float(bytes, nil, dn.zeros(255)) end,
+      {"byte_rows_to_float: table must have shape [256]", "(got [255])"})
+    H.assert_error(function() return dn.byte_rows_to_float(bytes, nil, table_:int()) end,
+      {"byte_rows_to_float: table must be float32 (got int32)"})
+    H.assert_error(function() return dn.byte_rows_to_float(bytes, nil) end, {"byte_rows_to_float", "Tensor expected"})
+  end)
+end)
+
 -- --- DataLoader --------------------------------------------------------------------
 
 -- One epoch's batches as lists of sample ids, checking that x rows match y in each batch.
