@@ -24,6 +24,24 @@ static int64_t inner_offset(const dn_tensor *src, int64_t i) {
   return off;
 }
 
+/* One dense row, unrolled by 8. restrict: a byte pointer may alias anything,
+   and without it each store to out would order the next byte load behind it.
+   (AVX-512 gathers measured no faster here: the table stays in L1 either way.) */
+static void convert_row(float *restrict out, const uint8_t *restrict row, const float *restrict lut, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    out[i] = lut[row[i]];
+    out[i + 1] = lut[row[i + 1]];
+    out[i + 2] = lut[row[i + 2]];
+    out[i + 3] = lut[row[i + 3]];
+    out[i + 4] = lut[row[i + 4]];
+    out[i + 5] = lut[row[i + 5]];
+    out[i + 6] = lut[row[i + 6]];
+    out[i + 7] = lut[row[i + 7]];
+  }
+  for (; i < n; i++) out[i] = lut[row[i]];
+}
+
 /* Whether the dims after the first are laid out row-major without gaps. */
 static bool rows_are_dense(const dn_tensor *src) {
   int64_t expected = 1;
@@ -93,7 +111,7 @@ dn_status dn_byte_rows_to_float(dn_tensor **out, const dn_tensor *src, const dn_
     const uint8_t *row = bytes + src->offset + r * row_stride;
     float *o = dst + j * inner;
     if (dense)
-      for (int64_t i = 0; i < inner; i++) o[i] = lut[row[i]];
+      convert_row(o, row, lut, inner);
     else
       for (int64_t i = 0; i < inner; i++) o[i] = lut[row[inner_offset(src, i)]];
   }
