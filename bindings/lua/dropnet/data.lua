@@ -230,8 +230,9 @@ DataLoader.__name = "dropnet.data.DataLoader"
 -- Without shuffling a batch is a `narrow` view of each tensor (no copy). With
 -- shuffling, each epoch (each `iter()` call) draws a permutation of the
 -- samples from the generator, and each batch is gathered in C with one
--- `index_select` per tensor. A tensor with a byte table is gathered and
--- converted to float32 in one C call per batch (`dn.byte_rows_to_float`). Since the permutation is drawn when `iter()` is
+-- `index_select` per tensor. A tensor with a byte table comes out, either
+-- way, as a new float32 batch gathered and converted in one C call
+-- (`dn.byte_rows_to_float`). Since the permutation is drawn when `iter()` is
 -- called, saving the generator state (`g:get_state()`) before an epoch and
 -- restoring it (`g:set_state(s)`) replays that epoch exactly: same batches
 -- in the same order.
