@@ -52,6 +52,31 @@ static bool rows_are_dense(const dn_tensor *src) {
   return true;
 }
 
+typedef struct convert_job {
+  float lut[256];
+  float *dst;
+  const uint8_t *bytes;
+  const dn_tensor *src;
+  int64_t base;
+  const int32_t *idx;   /* NULL: all rows in order */
+  int64_t idx_stride, inner;
+  bool dense;
+} convert_job;
+
+static void convert_rows(const void *ctx, int64_t j0, int64_t j1) {
+  const convert_job *c = ctx;
+  const dn_tensor *src = c->src;
+  for (int64_t j = j0; j < j1; j++) {
+    int64_t r = c->idx ? c->idx[j * c->idx_stride] - c->base : j;
+    const uint8_t *row = c->bytes + src->offset + r * src->stride[0];
+    float *o = c->dst + j * c->inner;
+    if (c->dense)
+      convert_row(o, row, c->lut, c->inner);
+    else
+      for (int64_t i = 0; i < c->inner; i++) o[i] = c->lut[row[inner_offset(src, i)]];
+  }
+}
+
 dn_status dn_byte_rows_to_float(dn_tensor **out, const dn_tensor *src, const dn_tensor *index, int64_t base,
                                 const dn_tensor *table) {
   DN_FPMODE_SCOPE();
@@ -98,23 +123,11 @@ dn_status dn_byte_rows_to_float(dn_tensor **out, const dn_tensor *src, const dn_
     return DN_OK;
   }
 
-  float lut[256];
-  for (int b = 0; b < 256; b++) lut[b] = *DN_F32_AT(table, table->offset + b * table->stride[0]);
-  float *dst = dn_tensor_data(result);
-  const uint8_t *bytes = src->storage->data;
-  const int32_t *idx = index ? DN_I32_AT(index, index->offset) : NULL;
-  int64_t idx_stride = index ? index->stride[0] : 0, row_stride = src->stride[0];
-  bool dense = rows_are_dense(src);
-#pragma omp parallel for schedule(static) num_threads(dn_threads_for(rows * inner))
-  for (int64_t j = 0; j < rows; j++) {
-    int64_t r = idx ? idx[j * idx_stride] - base : j;
-    const uint8_t *row = bytes + src->offset + r * row_stride;
-    float *o = dst + j * inner;
-    if (dense)
-      convert_row(o, row, lut, inner);
-    else
-      for (int64_t i = 0; i < inner; i++) o[i] = lut[row[inner_offset(src, i)]];
-  }
+  convert_job job = {.dst = dn_tensor_data(result), .bytes = src->storage->data, .src = src, .base = base,
+                     .idx = index ? DN_I32_AT(index, index->offset) : NULL, .idx_stride = index ? index->stride[0] : 0,
+                     .inner = inner, .dense = rows_are_dense(src)};
+  for (int b = 0; b < 256; b++) job.lut[b] = *DN_F32_AT(table, table->offset + b * table->stride[0]);
+  dn_parallel_rows(rows, inner, convert_rows, &job);
   *out = result;
   return DN_OK;
 }
