@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test sanitize fuzz hostile bench bench-c clean install
+.PHONY: all deps build run test sanitize portable fuzz hostile bench bench-c clean install
 
 all: build
 
@@ -28,6 +28,11 @@ test: deps build
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 sanitize: deps
 	$(MAKE) test BUILD=build-sanitize CMAKE_FLAGS="-DDN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# The whole suite on a build for any x86-64 (no -march=native): the kernels
+# are then chosen at run time from what the CPU has.
+portable: deps
+	$(MAKE) test BUILD=build-portable CMAKE_FLAGS="-DDN_NATIVE=OFF"
 
 # libFuzzer harnesses of the file readers (clang, ASan + UBSan): each runs
 # FUZZ_SECONDS, one after another; fails on any finding. See tests/fuzz/run.sh.
@@ -66,4 +71,4 @@ install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
 
 clean:
-	rm -rf $(BUILD) build-sanitize $(FUZZ_BUILD)
+	rm -rf $(BUILD) build-sanitize build-portable $(FUZZ_BUILD)

@@ -249,29 +249,9 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
-/*
-** OpenMP threads that spin while waiting for work steal the CPU from the
-** thread doing it whenever the machine has anything else to run. Measured
-** on this 2-core machine (reference MLP, scripts/bench/train_throughput.lua):
-** with one other busy process, PASSIVE trains 2.1x faster than libgomp's
-** default spinning; on a quiet machine spinning is about 10% faster (each
-** sleeping worker takes a futex wake per parallel region). Sharing the
-** machine is the common case, so PASSIVE it is. libgomp reads
-** OMP_WAIT_POLICY once, when it is loaded, so the command sets it (unless
-** the user chose a policy) and runs itself again.
-*/
-static void ensure_passive_wait(char **argv) {
-  if (getenv("OMP_WAIT_POLICY") || getenv("DROPNET_NO_REEXEC")) return;
-  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-  setenv("DROPNET_NO_REEXEC", "1", 1);   /* never loop, even if exec finds another binary */
-  execv("/proc/self/exe", argv);
-  /* exec failed (no /proc): run on with the default policy */
-}
-
 int main(int argc, char **argv) {
   options o = {0};
   int has_e = 0;
-  ensure_passive_wait(argv);
   if (argv[0] && argv[0][0]) progname = argv[0];
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];

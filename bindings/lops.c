@@ -219,6 +219,16 @@ static int m_index_select(lua_State *L) {
   return 1;
 }
 
+/* bytes:byte_rows_to_float(index, table): index 1-based, or nil for every row */
+static int m_byte_rows_to_float(lua_State *L) {
+  dn_tensor *src = dn_lua_check_tensor(L, 1);
+  dn_tensor *index = lua_isnoneornil(L, 2) ? NULL : dn_lua_check_tensor(L, 2);
+  dn_tensor *table = dn_lua_check_tensor(L, 3);
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_byte_rows_to_float(&r->t, src, index, 1, table));
+  return 1;
+}
+
 /* labels:one_hot(num_classes): labels int32, 1-based */
 static int m_one_hot(lua_State *L) {
   dn_tensor *index = dn_lua_check_tensor(L, 1);
@@ -238,7 +248,7 @@ static const luaL_Reg op_methods[] = {
   {"sum", m_sum}, {"mean", m_mean}, {"var", m_var}, {"std", m_std},
   {"max", m_max}, {"min", m_min}, {"argmax", m_argmax}, {"argmin", m_argmin},
   {"matmul", m_matmul}, {"index_select", m_index_select}, {"one_hot", m_one_hot},
-  {NULL, NULL}};
+  {"byte_rows_to_float", m_byte_rows_to_float}, {NULL, NULL}};
 
 static const luaL_Reg op_meta[] = {
   {"__add", m_add}, {"__sub", m_sub}, {"__mul", m_mul}, {"__div", m_div}, {"__pow", m_pow},
@@ -248,7 +258,7 @@ static const luaL_Reg op_meta[] = {
 static const char *const functional[] = {
   "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt", "ge", "maximum", "minimum",
   "neg", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "clamp", "sum", "mean", "var", "std",
-  "max", "min", "argmax", "argmin", "matmul", "index_select", "one_hot", NULL};
+  "max", "min", "argmax", "argmin", "matmul", "index_select", "one_hot", "byte_rows_to_float", NULL};
 
 void dn_lua_open_ops(lua_State *L) {
   luaL_getmetatable(L, DN_TENSOR_MT);

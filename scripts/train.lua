@@ -189,14 +189,24 @@ end
 
 -- --- evaluation ------------------------------------------------------------------------------
 
-local function evaluate(model, x, y, loss_fn)
+-- In batches of EVAL_BATCH: the whole test set at once would hold 10,000-row activations
+-- (40 MB per hidden layer), and the byte-stored images are converted batch by batch.
+local EVAL_BATCH = 1000
+
+local function evaluate(model, loader, loss_fn)
   model:eval()
-  local loss, acc = dn.no_grad(function()
-    local logits = model(x)
-    return loss_fn(logits, y):item(), logits:argmax(2):eq(y):float():mean():item()
+  local loss_sum, correct, seen = 0, 0, 0
+  dn.no_grad(function()
+    for x, y in loader:iter() do
+      local logits = model(x)
+      local n = y:size(1)
+      loss_sum = loss_sum + loss_fn(logits, y):item() * n
+      correct = correct + logits:argmax(2):eq(y):sum():item()
+      seen = seen + n
+    end
   end)
   model:train()
-  return loss, acc
+  return loss_sum / seen, correct / seen
 end
 
 -- --- outputs ---------------------------------------------------------------------------------
@@ -271,7 +281,7 @@ else
   eval_set = data.fashion_mnist{split = "test", dir = opts.data, normalize = normalize}
   eval_name = "test"
 end
-local eval_x, eval_y = table.unpack(eval_set.tensors)
+local eval_loader = data.DataLoader(eval_set, {batch_size = EVAL_BATCH})
 
 local model = build_model(widths, opts)
 local opt = build_optimizer(model:parameters(), opts)
@@ -331,7 +341,7 @@ for epoch = first_epoch, last_epoch do
   end
   local seconds = dn.clock() - t0
   clear()
-  local eval_loss, eval_acc = evaluate(model, eval_x, eval_y, loss_fn)
+  local eval_loss, eval_acc = evaluate(model, eval_loader, loss_fn)
   local h = {epoch = epoch, train_loss = loss_sum / seen, train_acc = correct / seen, eval_loss = eval_loss,
     eval_acc = eval_acc, lr = lr, seconds = seconds, samples_per_s = seen / seconds}
   history[#history + 1] = h

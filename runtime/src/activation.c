@@ -87,6 +87,29 @@ static void pointwise_segment(const pointwise *p, float *out, const float *x, in
   else pointwise_loop(p, out, x, sx, g, sg, n);
 }
 
+typedef struct pointwise_job {
+  const pointwise *p;
+  float *o;                  /* the output, contiguous */
+  const dn_tensor *x, *g;    /* g may be NULL */
+} pointwise_job;
+
+/* Elements [begin, end) of contiguous operands. */
+static void pointwise_flat(const void *ctx, int64_t begin, int64_t end) {
+  const pointwise_job *j = ctx;
+  const float *xd = dn_tensor_data(j->x), *gd = j->g ? dn_tensor_data(j->g) : NULL;
+  pointwise_segment(j->p, j->o + begin, xd + begin, 1, gd ? gd + begin : NULL, 1, end - begin);
+}
+
+/* Rows [r0, r1) (the last dim) of operands of any strides. */
+static void pointwise_rows(const void *ctx, int64_t r0, int64_t r1) {
+  const pointwise_job *j = ctx;
+  const dn_tensor *x = j->x, *g = j->g;
+  int64_t len = dn_row_length(x), sx = dn_row_stride(x), sg = g ? dn_row_stride(g) : 0;
+  for (int64_t r = r0; r < r1; r++)
+    pointwise_segment(j->p, j->o + r * len, DN_F32_AT(x, dn_row_offset(x, r)), sx,
+                      g ? DN_F32_AT(g, dn_row_offset(g, r)) : NULL, sg, len);
+}
+
 /*
 ** out (new, contiguous) = f(x), or g * f'(x) when g is given (g of x's shape,
 ** any strides).
@@ -94,24 +117,11 @@ static void pointwise_segment(const pointwise *p, float *out, const float *x, in
 static void pointwise_run(const pointwise *p, dn_tensor *out, const dn_tensor *x, const dn_tensor *g) {
   int64_t n = dn_tensor_numel(out);
   if (n == 0) return;
-  float *o = dn_tensor_data(out);
-  int threads = dn_threads_for(n);
-  if (dn_tensor_is_contiguous(x) && (!g || dn_tensor_is_contiguous(g))) {
-    const float *xd = dn_tensor_data(x), *gd = g ? dn_tensor_data(g) : NULL;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-      int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-      pointwise_segment(p, o + begin, xd + begin, 1, gd ? gd + begin : NULL, 1, end - begin);
-    }
-    return;
-  }
-  int64_t rows = dn_row_count(out), len = dn_row_length(out);
-  int64_t sx = dn_row_stride(x), sg = g ? dn_row_stride(g) : 0;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t r = 0; r < rows; r++)
-    pointwise_segment(p, o + r * len, DN_F32_AT(x, dn_row_offset(x, r)), sx,
-                      g ? DN_F32_AT(g, dn_row_offset(g, r)) : NULL, sg, len);
+  pointwise_job job = {p, dn_tensor_data(out), x, g};
+  if (dn_tensor_is_contiguous(x) && (!g || dn_tensor_is_contiguous(g)))
+    dn_parallel_range(n, 1, pointwise_flat, &job);
+  else
+    dn_parallel_rows(dn_row_count(out), dn_row_length(out), pointwise_rows, &job);
 }
 
 static dn_status pointwise_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
@@ -254,24 +264,19 @@ static dn_status lanes_view(dn_tensor **out, const dn_tensor *t, int dim) {
   return dn_tensor_alias(out, src, t->ndim, shape, stride, t->offset);
 }
 
-/*
-** Runs the forward (g NULL: out = softmax(a)) or the backward (out = dx from
-** a = y and g) over every lane along dim. out is new and contiguous.
-*/
-static dn_status softmax_run(dn_tensor *out, const dn_tensor *a, const dn_tensor *g, int dim, bool log_space) {
-  if (dn_tensor_numel(out) == 0) return DN_OK;
-  dn_tensor *views[3] = {NULL, NULL, NULL};
-  dn_status st = lanes_view(&views[0], out, dim);
-  if (!st) st = lanes_view(&views[1], a, dim);
-  if (!st && g) st = lanes_view(&views[2], g, dim);
-  if (st) goto done;
-  const dn_tensor *vo = views[0], *va = views[1], *vg = views[2];
-  int64_t lanes = dn_row_count(vo), n = dn_row_length(vo);
-  int64_t so = dn_row_stride(vo), sa = dn_row_stride(va), sg = vg ? dn_row_stride(vg) : 0;
+typedef struct softmax_job {
+  const dn_tensor *vo, *va, *vg;   /* lanes views of out, a and g (NULL in the forward) */
+  bool log_space;
+} softmax_job;
+
+/* Lanes [r0, r1): the forward, or with vg the backward. */
+static void softmax_lanes(const void *ctx, int64_t r0, int64_t r1) {
+  const softmax_job *j = ctx;
+  const dn_tensor *vo = j->vo, *va = j->va, *vg = j->vg;
+  bool log_space = j->log_space;
+  int64_t n = dn_row_length(vo), so = dn_row_stride(vo), sa = dn_row_stride(va), sg = vg ? dn_row_stride(vg) : 0;
   bool unit = so == 1 && sa == 1 && (!vg || sg == 1);
-  int threads = dn_threads_for(lanes * n);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t r = 0; r < lanes; r++) {
+  for (int64_t r = r0; r < r1; r++) {
     float *o = DN_F32_AT(vo, dn_row_offset(vo, r));
     const float *x = DN_F32_AT(va, dn_row_offset(va, r));
     if (!vg) {
@@ -283,6 +288,21 @@ static dn_status softmax_run(dn_tensor *out, const dn_tensor *a, const dn_tensor
       else softmax_backward_lane(o, so, x, sa, gr, sg, n, log_space);
     }
   }
+}
+
+/*
+** Runs the forward (g NULL: out = softmax(a)) or the backward (out = dx from
+** a = y and g) over every lane along dim. out is new and contiguous.
+*/
+static dn_status softmax_run(dn_tensor *out, const dn_tensor *a, const dn_tensor *g, int dim, bool log_space) {
+  if (dn_tensor_numel(out) == 0) return DN_OK;
+  dn_tensor *views[3] = {NULL, NULL, NULL};
+  dn_status st = lanes_view(&views[0], out, dim);
+  if (!st) st = lanes_view(&views[1], a, dim);
+  if (!st && g) st = lanes_view(&views[2], g, dim);
+  if (st) goto done;
+  softmax_job job = {views[0], views[1], views[2], log_space};
+  dn_parallel_rows(dn_row_count(views[0]), dn_row_length(views[0]), softmax_lanes, &job);
 done:
   for (int k = 0; k < 3; k++) dn_tensor_release(views[k]);
   return st;

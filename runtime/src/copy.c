@@ -17,8 +17,16 @@
 #include "dropnet/autograd.h"
 #include "internal.h"
 
+typedef struct copy_job {
+  dn_tensor *dst;
+  const dn_tensor *src;
+} copy_job;
+
 /* Copies rows [r0, r1) of src into dst, both of the same shape. */
-static void copy_rows(dn_tensor *dst, const dn_tensor *src, int64_t r0, int64_t r1) {
+static void copy_rows(const void *ctx, int64_t r0, int64_t r1) {
+  const copy_job *j = ctx;
+  dn_tensor *dst = j->dst;
+  const dn_tensor *src = j->src;
   int64_t len = dn_row_length(dst), ds = dn_row_stride(dst), ss = dn_row_stride(src);
   for (int64_t r = r0; r < r1; r++) {
     int64_t doff = dn_row_offset(dst, r), soff = dn_row_offset(src, r);
@@ -39,7 +47,10 @@ static void copy_rows(dn_tensor *dst, const dn_tensor *src, int64_t r0, int64_t 
 }
 
 /* Elements [begin, end) of contiguous src into contiguous dst. */
-static void copy_flat(dn_tensor *dst, const dn_tensor *src, int64_t begin, int64_t end) {
+static void copy_flat(const void *ctx, int64_t begin, int64_t end) {
+  const copy_job *j = ctx;
+  dn_tensor *dst = j->dst;
+  const dn_tensor *src = j->src;
   if (end <= begin) return;
   int64_t n = end - begin;
   if (dst->dtype == src->dtype) {
@@ -67,25 +78,44 @@ static bool conversion_narrows(dn_dtype to, dn_dtype from) {
   return !(to == DN_I32 && from == DN_U8);
 }
 
-/* The row-major position (0-based) of the first element of src that dtype
-   cannot hold, or -1. Rows are scanned in parallel; the minimum wins, so the
-   answer does not depend on the thread count. */
-static int64_t first_unfit(dn_dtype dtype, const dn_tensor *src) {
-  int64_t rows = dn_row_count(src), len = dn_row_length(src), stride = dn_row_stride(src);
+typedef struct unfit_job {
+  dn_dtype dtype;
+  const dn_tensor *src;
+  int64_t rows;
+  int64_t *first;   /* per task: the first unfit position in its rows, or INT64_MAX */
+} unfit_job;
+
+static void unfit_task(void *ctx, int task, int tasks) {
+  const unfit_job *j = ctx;
+  const dn_tensor *src = j->src;
+  int64_t len = dn_row_length(src), stride = dn_row_stride(src);
   int64_t first = INT64_MAX;
-  int threads = dn_threads_for(dn_tensor_numel(src));
-#pragma omp parallel for num_threads(threads) if (threads > 1) reduction(min : first) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
+  for (int64_t r = dn_split(j->rows, task, tasks); r < dn_split(j->rows, task + 1, tasks); r++) {
     int64_t off = dn_row_offset(src, r);
     if (r * len > first) continue;   /* an earlier row already failed */
     for (int64_t i = 0; i < len; i++) {
-      if (!dn_truncation_fits(dtype, dn_load(src, off + i * stride))) {
+      if (!dn_truncation_fits(j->dtype, dn_load(src, off + i * stride))) {
         if (r * len + i < first) first = r * len + i;
         break;
       }
     }
   }
-  return first == INT64_MAX ? -1 : first;
+  j->first[task] = first;
+}
+
+/* The row-major position (0-based) of the first element of src that dtype
+   cannot hold, or -1. Rows are scanned in parallel, each task keeping the
+   first position in its rows; the minimum over the tasks wins, so the answer
+   does not depend on the thread count. */
+static int64_t first_unfit(dn_dtype dtype, const dn_tensor *src) {
+  int64_t first[DN_MAX_THREADS];   /* tasks <= dn_get_num_threads() <= DN_MAX_THREADS */
+  int tasks = dn_threads_for(dn_tensor_numel(src));
+  unfit_job job = {dtype, src, dn_row_count(src), first};
+  dn_parallel(tasks, unfit_task, &job);
+  int64_t min = INT64_MAX;
+  for (int t = 0; t < tasks; t++)
+    if (first[t] < min) min = first[t];
+  return min == INT64_MAX ? -1 : min;
 }
 
 /*
@@ -235,24 +265,13 @@ dn_status dn_copy_into_named(const char *op, dn_tensor *dst, const dn_tensor *sr
                      isnan(v) ? NAN : v, (long long)bad + 1, dn_dtype_name(dst->dtype));   /* "nan", not "-nan" */
     }
   }
-  int threads = dn_threads_for(numel);
-  if (dn_tensor_is_contiguous(dst) && dn_tensor_is_contiguous(view)) {
-    /* the common cases (clone, contiguous, dtype conversion of a dataset):
-       flat loops split over threads */
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-      int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      copy_flat(dst, view, numel * t / nt, numel * (t + 1) / nt);
-    }
-  } else if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    {
-      int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      copy_rows(dst, view, rows * t / nt, rows * (t + 1) / nt);
-    }
-  } else {
-    copy_rows(dst, view, 0, rows);
-  }
+  copy_job job = {dst, view};
+  /* the common cases (clone, contiguous, dtype conversion of a dataset):
+     flat loops split over threads */
+  if (dn_tensor_is_contiguous(dst) && dn_tensor_is_contiguous(view))
+    dn_parallel_range(numel, 1, copy_flat, &job);
+  else
+    dn_parallel_rows(rows, dn_row_length(dst), copy_rows, &job);
   dn_tensor_release(view);
   dn_bump_version(dst);
   return DN_OK;

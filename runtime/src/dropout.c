@@ -176,26 +176,11 @@ static inline void group_bits(uint16_t bits[GROUP], uint64_t seed, uint64_t firs
 
 /* --- parallel driver ------------------------------------------------------------ */
 
-typedef void (*range_fn)(const void *job, int64_t i0, int64_t i1);
+typedef dn_range_fn *range_fn;
 
 /* fn over [0, count) split among threads at multiples of GROUP: a value
    depends only on its index, so the split never changes a result. */
-static void run_parallel(range_fn fn, const void *job, int64_t count) {
-  if (count <= 0) return;
-  int threads = dn_threads_for(count);
-  if (threads <= 1) {
-    fn(job, 0, count);
-    return;
-  }
-  int64_t groups = (count + GROUP - 1) / GROUP;
-#pragma omp parallel num_threads(threads)
-  {
-    int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    int64_t i0 = groups * tid / nt * GROUP, i1 = groups * (tid + 1) / nt * GROUP;
-    if (i1 > count) i1 = count;
-    if (i0 < i1) fn(job, i0, i1);
-  }
-}
+static void run_parallel(range_fn fn, const void *job, int64_t count) { dn_parallel_range(count, GROUP, fn, job); }
 
 /* --- masked element-wise kernel -------------------------------------------------- */
 

@@ -386,7 +386,8 @@ static int64_t walk_offset(const ew_job *job, const dn_tensor *t, int64_t row, i
 }
 
 /* Output elements [begin, end) in row-major order: one segment per (piece of a) row. */
-static void run_range(const ew_job *job, int64_t begin, int64_t end) {
+static void run_range(const void *ctx, int64_t begin, int64_t end) {
+  const ew_job *job = ctx;
   int64_t len = job->flat ? dn_tensor_numel(job->out) : dn_row_length(job->out);
   int64_t out_stride = walk_stride(job, job->out), in_stride[3];
   void *in[3];
@@ -447,18 +448,7 @@ static void coalesce_dims(dn_tensor **views, int count) {
   }
 }
 
-static void run_parallel(const ew_job *job, int64_t n) {
-  int threads = dn_threads_for(n);
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    {
-      int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      run_range(job, n * t / nt, n * (t + 1) / nt);
-    }
-  } else {
-    run_range(job, 0, n);
-  }
-}
+static void run_parallel(const ew_job *job, int64_t n) { dn_parallel_range(n, 1, run_range, job); }
 
 /* Runs job over every element of job->out; inputs broadcast to its shape. */
 static dn_status run_job(ew_job *job) {

@@ -28,10 +28,10 @@
 #ifdef DN_HAVE_GEMM_AVX512
 
 #include <immintrin.h>
-#include <omp.h>
 
 #include "dropnet/alloc.h"
 #include "dropnet/parallel.h"
+#include "pool.h"
 
 #define MR 8      /* rows of the micro-kernel: 8 x 2 accumulators + 2 B rows */
 #define NR 32     /* columns: two zmm */
@@ -221,6 +221,32 @@ static void gemm_region(const gemm_args *g, int64_t kc_full, int64_t i0, int64_t
   }
 }
 
+typedef struct gemm_job {
+  const gemm_args *g;
+  int64_t kc_full;
+  bool split_n;
+  int64_t units;             /* panels of columns (split_n) or of rows to share */
+  float *buffer;             /* a_floats + b_floats per task */
+  size_t a_floats, b_floats;
+} gemm_job;
+
+/* Part t of the panels, packed into part t of the buffer. */
+static void gemm_task(void *ctx, int t, int tasks) {
+  const gemm_job *j = ctx;
+  const gemm_args *g = j->g;
+  int64_t first = j->units * t / tasks, last = j->units * (t + 1) / tasks;
+  int64_t i0 = 0, i1 = g->m, j0 = 0, j1 = g->n;
+  if (j->split_n) {
+    j0 = first * NR;
+    j1 = min64(last * NR, g->n);
+  } else {
+    i0 = first * MR;
+    i1 = min64(last * MR, g->m);
+  }
+  float *apack = j->buffer + (size_t)t * (j->a_floats + j->b_floats), *bpack = apack + j->a_floats;
+  if (i0 < i1 && j0 < j1) gemm_region(g, j->kc_full, i0, i1, j0, j1, apack, bpack);
+}
+
 bool dn_gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   gemm_args g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
@@ -237,21 +263,8 @@ bool dn_gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
   size_t b_floats = (size_t)round_up(round_up(min64(n, NC), NR) * kc_full, 16);
   float *buffer = dn_alloc((a_floats + b_floats) * sizeof(float) * (size_t)threads);
   if (!buffer) return false;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    int t = omp_get_thread_num(), team = omp_get_num_threads();
-    int64_t first = units * t / team, last = units * (t + 1) / team;
-    int64_t i0 = 0, i1 = m, j0 = 0, j1 = n;
-    if (split_n) {
-      j0 = first * NR;
-      j1 = min64(last * NR, n);
-    } else {
-      i0 = first * MR;
-      i1 = min64(last * MR, m);
-    }
-    float *apack = buffer + (size_t)t * (a_floats + b_floats), *bpack = apack + a_floats;
-    if (i0 < i1 && j0 < j1) gemm_region(&g, kc_full, i0, i1, j0, j1, apack, bpack);
-  }
+  gemm_job job = {&g, kc_full, split_n, units, buffer, a_floats, b_floats};
+  dn_parallel(threads, gemm_task, &job);
   dn_free(buffer);
   return true;
 }

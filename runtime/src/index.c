@@ -37,19 +37,31 @@ static dn_status check_indices(const char *op, const dn_tensor *index, int64_t b
 ** (outer position o, index j) is one memcpy. For dim 0 of [N, F] a block
 ** is a row.
 */
+typedef struct gather_blocks_job {
+  void *out;
+  const char *src;
+  const int32_t *idx;
+  int64_t idx_stride, base, size, n;
+  size_t block;   /* bytes */
+} gather_blocks_job;
+
+static void gather_block_rows(const void *ctx, int64_t r0, int64_t r1) {
+  const gather_blocks_job *j = ctx;
+  int64_t n = j->n;
+  size_t block = j->block;
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t o = r / n, row = j->idx[(r % n) * j->idx_stride] - j->base;
+    memcpy((char *)j->out + (size_t)r * block, j->src + (size_t)(o * j->size + row) * block, block);
+  }
+}
+
 static void gather_blocks(void *out, const dn_tensor *a, int dim, const dn_tensor *index, int64_t base) {
-  int64_t outer = 1, inner = 1, size = a->shape[dim], n = index->shape[0];
+  int64_t outer = 1, inner = 1, n = index->shape[0];
   for (int d = 0; d < dim; d++) outer *= a->shape[d];
   for (int d = dim + 1; d < a->ndim; d++) inner *= a->shape[d];
-  size_t esize = dn_dtype_size(a->dtype), block = (size_t)inner * esize;
-  const char *src = dn_tensor_data(a);
-  const int32_t *idx = DN_I32_AT(index, index->offset);
-  int64_t idx_stride = index->stride[0], blocks = outer * n;
-#pragma omp parallel for schedule(static) num_threads(dn_threads_for(blocks * inner))
-  for (int64_t r = 0; r < blocks; r++) {
-    int64_t o = r / n, row = idx[(r % n) * idx_stride] - base;
-    memcpy((char *)out + (size_t)r * block, src + (size_t)(o * size + row) * block, block);
-  }
+  gather_blocks_job job = {out, dn_tensor_data(a), DN_I32_AT(index, index->offset), index->stride[0], base,
+                           a->shape[dim], n, (size_t)inner * dn_dtype_size(a->dtype)};
+  dn_parallel_rows(outer * n, inner, gather_block_rows, &job);
 }
 
 /*
@@ -57,16 +69,25 @@ static void gather_blocks(void *out, const dn_tensor *a, int dim, const dn_tenso
 ** row's coordinates back into a (through the index at `dim`) and copies
 ** the row element by element, or gathers it when dim is the last dim.
 */
-static void gather_strided(void *out, const dn_tensor *a, int dim, const dn_tensor *index, int64_t base,
-                           const int64_t *out_shape) {
-  int nd = a->ndim, last = nd - 1;
-  int64_t len = out_shape[last], rows = 1;
-  for (int d = 0; d < last; d++) rows *= out_shape[d];
-  const int32_t *idx = DN_I32_AT(index, index->offset);
-  int64_t idx_stride = index->stride[0], step = a->stride[last];
+typedef struct gather_strided_job {
+  void *out;
+  const dn_tensor *a;
+  int dim;
+  const int32_t *idx;
+  int64_t idx_stride, base;
+  const int64_t *out_shape;
+} gather_strided_job;
+
+static void gather_strided_rows(const void *ctx, int64_t r0, int64_t r1) {
+  const gather_strided_job *j = ctx;
+  const dn_tensor *a = j->a;
+  const int64_t *out_shape = j->out_shape;
+  const int32_t *idx = j->idx;
+  void *out = j->out;
+  int dim = j->dim, last = a->ndim - 1;
+  int64_t len = out_shape[last], idx_stride = j->idx_stride, base = j->base, step = a->stride[last];
   size_t esize = dn_dtype_size(a->dtype);
-#pragma omp parallel for schedule(static) num_threads(dn_threads_for(rows * len))
-  for (int64_t r = 0; r < rows; r++) {
+  for (int64_t r = r0; r < r1; r++) {
     int64_t off = a->offset, rest = r;
     for (int d = last - 1; d >= 0; d--) {
       int64_t coord = rest % out_shape[d];
@@ -80,6 +101,15 @@ static void gather_strided(void *out, const dn_tensor *a, int dim, const dn_tens
       else ((uint8_t *)out)[r * len + i] = ((const uint8_t *)a->storage->data)[src];
     }
   }
+}
+
+static void gather_strided(void *out, const dn_tensor *a, int dim, const dn_tensor *index, int64_t base,
+                           const int64_t *out_shape) {
+  int last = a->ndim - 1;
+  int64_t rows = 1;
+  for (int d = 0; d < last; d++) rows *= out_shape[d];
+  gather_strided_job job = {out, a, dim, DN_I32_AT(index, index->offset), index->stride[0], base, out_shape};
+  dn_parallel_rows(rows, out_shape[last], gather_strided_rows, &job);
 }
 
 /*
@@ -112,6 +142,22 @@ static void scatter_add_item(const scatter_add *w, int64_t o, int64_t c0, int64_
 /* Narrowest column range worth a work item of its own. */
 #define SCATTER_MIN_WIDTH 64
 
+typedef struct scatter_add_job {
+  const scatter_add *w;
+  int64_t width, chunks, items;
+} scatter_add_job;
+
+/* Items [t*items/tasks, (t+1)*items/tasks), each on its own columns. */
+static void scatter_add_task(void *ctx, int task, int tasks) {
+  const scatter_add_job *j = ctx;
+  const scatter_add *w = j->w;
+  int64_t width = j->width, chunks = j->chunks;
+  for (int64_t item = dn_split(j->items, task, tasks); item < dn_split(j->items, task + 1, tasks); item++) {
+    int64_t o = item / chunks, c0 = (item % chunks) * width;
+    scatter_add_item(w, o, c0, w->inner - c0 < width ? w->inner - c0 : width);
+  }
+}
+
 static void scatter_add_run(const scatter_add *w) {
   int64_t work = w->outer * (w->size + w->n) * w->inner;
   int threads = dn_threads_for(work);
@@ -123,11 +169,9 @@ static void scatter_add_run(const scatter_add *w) {
     if (width > w->inner) width = w->inner;
   }
   int64_t chunks = (w->inner + width - 1) / width, items = w->outer * chunks;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t item = 0; item < items; item++) {
-    int64_t o = item / chunks, c0 = (item % chunks) * width;
-    scatter_add_item(w, o, c0, w->inner - c0 < width ? w->inner - c0 : width);
-  }
+  /* dn_parallel, not dn_parallel_rows: the width above was cut for this thread count */
+  scatter_add_job job = {w, width, chunks, items};
+  dn_parallel(items < threads ? (int)items : threads, scatter_add_task, &job);
 }
 
 /* saved[0]: the index; ints[0]: dim, ints[1]: base. */
@@ -202,6 +246,26 @@ dn_status dn_index_select(dn_tensor **out, const dn_tensor *a, int dim, const dn
   return DN_OK;
 }
 
+typedef struct one_hot_job {
+  float *dst;
+  const dn_tensor *index;
+  bool contiguous;
+  int64_t num_classes, base;
+} one_hot_job;
+
+static void one_hot_rows(const void *ctx, int64_t i0, int64_t i1) {
+  const one_hot_job *j = ctx;
+  const dn_tensor *index = j->index;
+  const int32_t *idx = index->storage->data;
+  int64_t num_classes = j->num_classes, base = j->base;
+  for (int64_t i = i0; i < i1; i++) {
+    float *row = j->dst + i * num_classes;
+    int64_t v = idx[j->contiguous ? index->offset + i : dn_offset_of(index, i)];
+    memset(row, 0, (size_t)num_classes * sizeof *row);
+    row[v - base] = 1.0f;
+  }
+}
+
 dn_status dn_one_hot(dn_tensor **out, const dn_tensor *index, int64_t num_classes, int64_t base) {
   DN_FPMODE_SCOPE();
   *out = NULL;
@@ -221,17 +285,8 @@ dn_status dn_one_hot(dn_tensor **out, const dn_tensor *index, int64_t num_classe
   dn_tensor *result;
   st = dn_tensor_new(&result, DN_F32, index->ndim + 1, shape);
   if (st) return st;
-  float *dst = dn_tensor_data(result);
-  const int32_t *idx = index->storage->data;
-  int64_t n = dn_tensor_numel(index);
-  bool contiguous = dn_tensor_is_contiguous(index);
-#pragma omp parallel for schedule(static) num_threads(dn_threads_for(n * num_classes))
-  for (int64_t i = 0; i < n; i++) {
-    float *row = dst + i * num_classes;
-    int64_t v = idx[contiguous ? index->offset + i : dn_offset_of(index, i)];
-    memset(row, 0, (size_t)num_classes * sizeof *row);
-    row[v - base] = 1.0f;
-  }
+  one_hot_job job = {dn_tensor_data(result), index, dn_tensor_is_contiguous(index), num_classes, base};
+  dn_parallel_rows(dn_tensor_numel(index), num_classes, one_hot_rows, &job);
   *out = result;
   return DN_OK;
 }

@@ -5,7 +5,7 @@
 #define DROPNET_INTERNAL_H
 
 #include <math.h>
-#include <omp.h>
+#include "pool.h"
 
 #include "dropnet/alloc.h"
 #include "dropnet/parallel.h"

@@ -75,19 +75,31 @@ static ALWAYS_INLINE void bias_act_row(float *row, const float *bias, int64_t co
   }
 }
 
+/* Rows [r0, r1) of y = act(y + bias). */
+typedef struct bias_act_job {
+  float *y;
+  int64_t cols;
+  const float *bias;
+  dn_activation act;
+} bias_act_job;
+
+static void bias_act_rows(const void *ctx, int64_t r0, int64_t r1) {
+  const bias_act_job *j = ctx;
+  for (int64_t r = r0; r < r1; r++) bias_act_row(j->y + r * j->cols, j->bias, j->cols, j->act);
+}
+
 /* y[rows, cols] (contiguous) = act(y + bias); bias [cols] contiguous or NULL. */
 static void bias_act_forward(float *y, int64_t rows, int64_t cols, const float *bias, dn_activation act) {
   if (act == DN_ACT_NONE && !bias) return;
-  int threads = dn_threads_for(rows * cols);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t r = 0; r < rows; r++) bias_act_row(y + r * cols, bias, cols, act);
+  bias_act_job job = {y, cols, bias, act};
+  dn_parallel_rows(rows, cols, bias_act_rows, &job);
 }
 
 /*
-** y = dropout(relu(y + bias)) in place, one parallel region: each thread
-** takes whole spans of DN_DROPOUT_SPAN_ALIGN-aligned elements and, block by
-** block while it is in L1, adds the bias and applies ReLU (the same
-** expression as bias_act_row) and then dn_dropout's mask.
+** y = dropout(relu(y + bias)) in place, one parallel pass: each task takes
+** whole spans of DN_DROPOUT_SPAN_ALIGN-aligned elements and, block by block
+** while it is in L1, adds the bias and applies ReLU (the same expression as
+** bias_act_row) and then dn_dropout's mask.
 */
 typedef struct dropout_params {
   uint64_t seed, offset;
@@ -97,23 +109,35 @@ typedef struct dropout_params {
 
 #define FUSED_BLOCK (DN_DROPOUT_SPAN_ALIGN * 32)   /* 16 KB of floats */
 
+/* Elements [begin, end) of y, begin a multiple of FUSED_BLOCK, block by block. */
+typedef struct fused_dropout_job {
+  float *y;
+  int64_t cols;
+  const float *bias;
+  const dropout_params *d;
+} fused_dropout_job;
+
+static void bias_relu_dropout_range(const void *ctx, int64_t begin, int64_t end) {
+  const fused_dropout_job *j = ctx;
+  float *y = j->y;
+  const float *bias = j->bias;
+  const dropout_params *d = j->d;
+  int64_t cols = j->cols;
+  for (int64_t b0 = begin; b0 < end; b0 += FUSED_BLOCK) {
+    int64_t b1 = b0 + FUSED_BLOCK < end ? b0 + FUSED_BLOCK : end;
+    for (int64_t i = b0; i < b1;) {   /* row pieces: the bias restarts at each row */
+      int64_t c = i % cols, len = cols - c < b1 - i ? cols - c : b1 - i;
+      bias_act_row(y + i, bias ? bias + c : NULL, len, DN_ACT_RELU);
+      i += len;
+    }
+    dn_dropout_mask_span(y, b0, b1, d->seed, d->offset, d->threshold, d->scale);
+  }
+}
+
 static void bias_relu_dropout_forward(float *y, int64_t rows, int64_t cols, const float *bias,
                                       const dropout_params *d) {
-  int64_t n = rows * cols, blocks = (n + FUSED_BLOCK - 1) / FUSED_BLOCK;
-  int threads = dn_threads_for(n);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    for (int64_t k = blocks * t / nt; k < blocks * (t + 1) / nt; k++) {
-      int64_t b0 = k * FUSED_BLOCK, b1 = b0 + FUSED_BLOCK < n ? b0 + FUSED_BLOCK : n;
-      for (int64_t i = b0; i < b1;) {   /* row pieces: the bias restarts at each row */
-        int64_t c = i % cols, len = cols - c < b1 - i ? cols - c : b1 - i;
-        bias_act_row(y + i, bias ? bias + c : NULL, len, DN_ACT_RELU);
-        i += len;
-      }
-      dn_dropout_mask_span(y, b0, b1, d->seed, d->offset, d->threshold, d->scale);
-    }
-  }
+  fused_dropout_job job = {y, cols, bias, d};
+  dn_parallel_range(rows * cols, FUSED_BLOCK, bias_relu_dropout_range, &job);
 }
 
 /* --- backward: pre-activation gradient and bias gradient in one pass --------------- */
@@ -188,28 +212,41 @@ static void act_backward_range(float *g_pre, double *bias_sum, const float *g, i
 #undef COLUMNS
 }
 
+/* Columns of part `task` of act_backward's pass. */
+typedef struct act_backward_job {
+  float *g_pre;
+  double *bias_sum;
+  const float *g;
+  int64_t row_stride, col_stride;
+  const float *y;
+  int64_t rows, cols;
+  dn_activation act;
+  float scale;
+} act_backward_job;
+
+static void act_backward_part(void *ctx, int task, int tasks) {
+  const act_backward_job *j = ctx;
+  act_backward_range(j->g_pre, j->bias_sum, j->g, j->row_stride, j->col_stride, j->y, j->rows, j->cols,
+                     dn_split(j->cols, task, tasks), dn_split(j->cols, task + 1, tasks), j->act, j->scale);
+}
+
 /*
 ** One pass over g [rows, cols] (any strides): g_pre (contiguous; NULL for no
 ** activation, where it is g itself) and the column sums into bias_sum
-** (zeroed here; or NULL). Threads split the columns, so every column is
-** summed over the rows in row order by one thread: the sums do not depend on
+** (zeroed here; or NULL). Tasks split the columns, so every column is
+** summed over the rows in row order by one task: the sums do not depend on
 ** the thread count.
 */
 static void act_backward(float *g_pre, double *bias_sum, const dn_tensor *g, const float *y, int64_t rows,
                          int64_t cols, dn_activation act, float scale) {
   if (bias_sum) memset(bias_sum, 0, (size_t)cols * sizeof *bias_sum);
   if (rows == 0 || cols == 0) return;
-  const float *g_data = DN_F32_AT(g, g->offset);
-  int64_t row_stride = g->stride[0], col_stride = g->stride[1];
+  act_backward_job job = {g_pre, bias_sum, DN_F32_AT(g, g->offset), g->stride[0], g->stride[1], y, rows, cols,
+                          act, scale};
   int threads = dn_threads_for(rows * cols);
   int64_t by_columns = cols / MIN_COLUMNS_PER_THREAD;
   if (threads > by_columns) threads = by_columns > 1 ? (int)by_columns : 1;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    act_backward_range(g_pre, bias_sum, g_data, row_stride, col_stride, y, rows, cols, cols * t / nt,
-                       cols * (t + 1) / nt, act, scale);
-  }
+  dn_parallel(threads, act_backward_part, &job);
 }
 
 /* --- autograd ---------------------------------------------------------------------- */

@@ -142,6 +142,13 @@ static double *alloc_doubles(int64_t n) { return dn_alloc((size_t)(n > 0 ? n : 1
 /* max that propagates NaN (a NaN row gives a NaN loss, as in PyTorch). */
 static inline float max_nan(float a, float b) { return (a > b || a != a) ? a : b; }
 
+typedef struct cross_entropy_job {
+  double *losses;
+  float *stats;   /* may be NULL */
+  const class_rows *cr;
+  double eps;
+} cross_entropy_job;
+
 /*
 ** Per row: m = max, log_sum = log(sum exp(x - m)) (so logsumexp = m + log_sum),
 ** loss = (1 - eps) (m - x[t]) + eps/C sum_j (m - x[j]) + log_sum, which is
@@ -149,11 +156,13 @@ static inline float max_nan(float a, float b) { return (a > b || a != a) ? a : b
 ** from the max only: exact for logits of any size. stats (may be NULL)
 ** keeps (m, log_sum) per row for the backward.
 */
-static void cross_entropy_rows(double *losses, float *stats, const class_rows *cr, double eps) {
-  int64_t rows = cr->rows, classes = cr->classes, sc = cr->col_stride;
-  int threads = dn_threads_for(rows * classes);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t i = 0; i < rows; i++) {
+static void cross_entropy_rows(const void *ctx, int64_t i0, int64_t i1) {
+  const cross_entropy_job *job = ctx;
+  const class_rows *cr = job->cr;
+  double *losses = job->losses, eps = job->eps;
+  float *stats = job->stats;
+  int64_t classes = cr->classes, sc = cr->col_stride;
+  for (int64_t i = i0; i < i1; i++) {
     const float *x = cr->x + i * cr->row_stride;
     float m = -INFINITY;
     for (int64_t j = 0; j < classes; j++) m = max_nan(m, x[j * sc]);
@@ -171,6 +180,29 @@ static void cross_entropy_rows(double *losses, float *stats, const class_rows *c
   }
 }
 
+typedef struct cross_entropy_grad_job {
+  const class_rows *cr;
+  const loss_grad *lg;
+  const float *row_stats;
+  float *dx;
+  float smooth, hit;
+} cross_entropy_grad_job;
+
+static void cross_entropy_grad_rows(const void *ctx, int64_t i0, int64_t i1) {
+  const cross_entropy_grad_job *job = ctx;
+  const class_rows cr = *job->cr;
+  const float *row_stats = job->row_stats;
+  float *dx = job->dx, smooth = job->smooth, hit = job->hit;
+  int64_t classes = cr.classes, sc = cr.col_stride;
+  for (int64_t i = i0; i < i1; i++) {
+    const float *xr = cr.x + i * cr.row_stride;
+    float *d = dx + i * classes;
+    float m = row_stats[2 * i], log_sum = row_stats[2 * i + 1], g = loss_grad_at(job->lg, i);
+    for (int64_t j = 0; j < classes; j++) d[j] = g * (expf((xr[j * sc] - m) - log_sum) - smooth);
+    d[class_of(&cr, i)] -= g * hit;
+  }
+}
+
 /* d loss / d x[i, j] = g_i (softmax_ij - (1 - eps) [j == t_i] - eps / C). */
 static dn_status cross_entropy_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   dn_tensor *x, *target, *stats;
@@ -185,18 +217,8 @@ static dn_status cross_entropy_backward(dn_node *node, dn_tensor *grad, dn_tenso
   loss_grad lg = loss_grad_of(grad, reduction, cr.rows);
   st = dn_tensor_new(&grad_in[0], DN_F32, x->ndim, x->shape);
   if (st) return st;
-  float *dx = dn_tensor_data(grad_in[0]);
-  const float *row_stats = dn_tensor_data(stats);
-  int64_t classes = cr.classes, sc = cr.col_stride;
-  int threads = dn_threads_for(cr.rows * classes);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t i = 0; i < cr.rows; i++) {
-    const float *xr = cr.x + i * cr.row_stride;
-    float *d = dx + i * classes;
-    float m = row_stats[2 * i], log_sum = row_stats[2 * i + 1], g = loss_grad_at(&lg, i);
-    for (int64_t j = 0; j < classes; j++) d[j] = g * (expf((xr[j * sc] - m) - log_sum) - smooth);
-    d[class_of(&cr, i)] -= g * hit;
-  }
+  cross_entropy_grad_job job = {&cr, &lg, dn_tensor_data(stats), dn_tensor_data(grad_in[0]), smooth, hit};
+  dn_parallel_rows(cr.rows, cr.classes, cross_entropy_grad_rows, &job);
   return DN_OK;
 }
 static const dn_node_type cross_entropy_node = {"cross_entropy", cross_entropy_backward};
@@ -217,7 +239,8 @@ dn_status dn_cross_entropy(dn_tensor **out, dn_tensor *logits, const dn_tensor *
   if (!losses) return dn_fail(DN_ENOMEM, "cross_entropy: out of memory");
   if (recording) st = dn_tensor_new(&stats, DN_F32, 2, (int64_t[]){cr.rows, 2});
   if (!st) {
-    cross_entropy_rows(losses, stats ? dn_tensor_data(stats) : NULL, &cr, label_smoothing);
+    cross_entropy_job job = {losses, stats ? dn_tensor_data(stats) : NULL, &cr, label_smoothing};
+    dn_parallel_rows(cr.rows, cr.classes, cross_entropy_rows, &job);
     st = class_loss_result(&result, losses, logits, reduction);
   }
   dn_node *node = NULL;
@@ -338,24 +361,39 @@ static inline int64_t unit_length(const units *u, int64_t k) {
   return left < u->len ? left : u->len;
 }
 
+typedef struct pointwise_forward_job {
+  pointwise_loss kind;
+  float *out;         /* losses per element, or NULL */
+  double *partial;    /* else the sum per unit */
+  const dn_tensor *x, *t;
+  units u;
+} pointwise_forward_job;
+
 /* Losses per element into out (contiguous), or their sum per unit into partial. */
-static void pointwise_forward_units(pointwise_loss kind, float *out, double *partial, const dn_tensor *x,
-                                    const dn_tensor *t) {
-  units u = units_of((const dn_tensor *[]){x, t}, 2);
-  int threads = dn_threads_for(u.numel);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t k = 0; k < u.count; k++) {
+static void pointwise_forward_units(const void *ctx, int64_t k0, int64_t k1) {
+  const pointwise_forward_job *job = ctx;
+  const units u = job->u;
+  pointwise_loss kind = job->kind;
+  float *out = job->out;
+  for (int64_t k = k0; k < k1; k++) {
     int64_t sx, st, n = unit_length(&u, k);
-    const float *xp = unit_data(&u, x, k, &sx), *tp = unit_data(&u, t, k, &st);
+    const float *xp = unit_data(&u, job->x, k, &sx), *tp = unit_data(&u, job->t, k, &st);
     if (out) {
       float *o = out + k * u.len;
       for (int64_t i = 0; i < n; i++) o[i] = pointwise_value(kind, xp[i * sx], tp[i * st]);
     } else {
       double sum = 0;
       for (int64_t i = 0; i < n; i++) sum += pointwise_value(kind, xp[i * sx], tp[i * st]);
-      partial[k] = sum;
+      job->partial[k] = sum;
     }
   }
+}
+
+/* The units (for a partial last block counted whole) decide the thread count. */
+static void pointwise_forward_run(pointwise_loss kind, float *out, double *partial, const dn_tensor *x,
+                                  const dn_tensor *t) {
+  pointwise_forward_job job = {kind, out, partial, x, t, units_of((const dn_tensor *[]){x, t}, 2)};
+  dn_parallel_rows(job.u.count, job.u.len, pointwise_forward_units, &job);
 }
 
 static dn_status check_pointwise_args(const char *op, const dn_tensor *x, const dn_tensor *t, dn_reduction reduction) {
@@ -368,6 +406,34 @@ static dn_status check_pointwise_args(const char *op, const dn_tensor *x, const 
                    dn_shape_str(x, xs, sizeof xs), dn_shape_str(t, ts, sizeof ts));
   }
   return check_reduction(op, reduction);
+}
+
+typedef struct pointwise_grad_job {
+  pointwise_loss kind;
+  units u;
+  loss_grad lg;
+  const dn_tensor *x, *t, *g;   /* g: the incoming gradient per element, or NULL */
+  float *dx, *dt;               /* either may be NULL */
+} pointwise_grad_job;
+
+static void pointwise_grad_units(const void *ctx, int64_t k0, int64_t k1) {
+  const pointwise_grad_job *job = ctx;
+  const units u = job->u;
+  pointwise_loss kind = job->kind;
+  const dn_tensor *g = job->g;
+  float *dx = job->dx, *dt = job->dt;
+  for (int64_t k = k0; k < k1; k++) {
+    int64_t sx, stt, sg = 0, n = unit_length(&u, k), begin = k * u.len;
+    const float *xp = unit_data(&u, job->x, k, &sx), *tp = unit_data(&u, job->t, k, &stt);
+    const float *gp = g ? unit_data(&u, g, k, &sg) : NULL;
+    for (int64_t i = 0; i < n; i++) {
+      float xv = xp[i * sx], tv = tp[i * stt], gv = gp ? gp[i * sg] : job->lg.scale;
+      float d_input = kind == MSE ? 2.0f * (xv - tv) * gv : (sigmoid_f32(xv) - tv) * gv;
+      float d_target = kind == MSE ? -d_input : -xv * gv;
+      if (dx) dx[begin + i] = d_input;
+      if (dt) dt[begin + i] = d_target;
+    }
+  }
 }
 
 /*
@@ -388,21 +454,8 @@ static dn_status pointwise_backward(dn_node *node, dn_tensor *grad, dn_tensor **
   float *dx = grad_in[0] ? dn_tensor_data(grad_in[0]) : NULL, *dt = grad_in[1] ? dn_tensor_data(grad_in[1]) : NULL;
   const dn_tensor *g = reduction == DN_REDUCTION_NONE ? grad : NULL;
   units u = units_of((const dn_tensor *[]){x, t, g}, 3);
-  loss_grad lg = loss_grad_of(grad, reduction, u.numel);
-  int threads = dn_threads_for(u.numel);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t k = 0; k < u.count; k++) {
-    int64_t sx, stt, sg = 0, n = unit_length(&u, k), begin = k * u.len;
-    const float *xp = unit_data(&u, x, k, &sx), *tp = unit_data(&u, t, k, &stt);
-    const float *gp = g ? unit_data(&u, g, k, &sg) : NULL;
-    for (int64_t i = 0; i < n; i++) {
-      float xv = xp[i * sx], tv = tp[i * stt], gv = gp ? gp[i * sg] : lg.scale;
-      float d_input = kind == MSE ? 2.0f * (xv - tv) * gv : (sigmoid_f32(xv) - tv) * gv;
-      float d_target = kind == MSE ? -d_input : -xv * gv;
-      if (dx) dx[begin + i] = d_input;
-      if (dt) dt[begin + i] = d_target;
-    }
-  }
+  pointwise_grad_job job = {kind, u, loss_grad_of(grad, reduction, u.numel), x, t, g, dx, dt};
+  dn_parallel_rows(u.count, u.len, pointwise_grad_units, &job);
   return DN_OK;
 }
 static const dn_node_type mse_node = {"mse_loss", pointwise_backward};
@@ -417,12 +470,12 @@ static dn_status pointwise_loss_forward(dn_tensor **out, const dn_tensor *x, con
   if (reduction == DN_REDUCTION_NONE) {
     st = dn_tensor_new(&result, DN_F32, x->ndim, x->shape);
     if (st) return st;
-    pointwise_forward_units(kind, dn_tensor_data(result), NULL, x, t);
+    pointwise_forward_run(kind, dn_tensor_data(result), NULL, x, t);
   } else {
     units u = units_of((const dn_tensor *[]){x, t}, 2);
     double *partial = alloc_doubles(u.count);
     if (!partial) return dn_fail(DN_ENOMEM, "%s: out of memory", type->name);
-    pointwise_forward_units(kind, NULL, partial, x, t);
+    pointwise_forward_run(kind, NULL, partial, x, t);
     double sum = 0;
     for (int64_t k = 0; k < u.count; k++) sum += partial[k];
     dn_free(partial);

@@ -79,28 +79,11 @@ static dn_status check_operand(const char *op, const char *name, const dn_tensor
 
 /* --- running an element-wise update over threads -------------------------------- */
 
-typedef void (*range_fn)(const void *job, int64_t lo, int64_t hi);
+typedef dn_range_fn *range_fn;
 
-/* Start of thread t's range: a multiple of 16 elements (64 bytes), so vector
-   loops start aligned; the split only decides who does which elements. */
-static int64_t split_point(int64_t n, int t, int nt) {
-  if (t >= nt) return n;
-  int64_t p = n * t / nt;
-  return p - p % 16;
-}
-
-static void run_ranges(range_fn fn, const void *job, int64_t n) {
-  int threads = dn_threads_for(n);
-  if (threads <= 1) {
-    fn(job, 0, n);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    fn(job, split_point(n, t, nt), split_point(n, t + 1, nt));
-  }
-}
+/* Ranges start at multiples of 16 elements (64 bytes), so vector loops
+   start aligned; the split only decides who does which elements. */
+static void run_ranges(range_fn fn, const void *job, int64_t n) { dn_parallel_range(n, 16, fn, job); }
 
 /* --- SGD -------------------------------------------------------------------------- */
 
@@ -381,6 +364,25 @@ static void scale_range(const void *job, int64_t lo, int64_t hi) {
   for (int64_t i = lo; i < hi; i++) x[i] = x[i] * f;
 }
 
+typedef struct row_norm_job {
+  float *w;
+  int64_t len;
+  double max_norm;
+} row_norm_job;
+
+/* As in torch.renorm, a row over the limit is scaled by max_norm / (norm + 1e-7). */
+static void max_norm_rows(const void *ctx, int64_t r0, int64_t r1) {
+  const row_norm_job *j = ctx;
+  for (int64_t r = r0; r < r1; r++) {
+    float *row = j->w + r * j->len;
+    double norm = sqrt(blocked_sum_squares(row, j->len));
+    if (norm > j->max_norm) {
+      scale_job job = {row, (float)(j->max_norm / (norm + 1e-7))};
+      scale_range(&job, 0, j->len);
+    }
+  }
+}
+
 dn_status dn_max_norm_(dn_tensor *weight, double max_norm) {
   DN_FPMODE_SCOPE();
   dn_status st = check_operand("max_norm_", "weight", weight, NULL);
@@ -394,19 +396,9 @@ dn_status dn_max_norm_(dn_tensor *weight, double max_norm) {
   int64_t rows = weight->shape[0], numel = dn_tensor_numel(weight);
   if (numel == 0) return DN_OK;
   int64_t len = numel / rows;
-  float *w = dn_tensor_data(weight);
-  int threads = dn_threads_for(numel);
-  /* Each row is one unit: its norm and rescaling involve no other row. As in
-     torch.renorm, a row over the limit is scaled by max_norm / (norm + 1e-7). */
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t r = 0; r < rows; r++) {
-    float *row = w + r * len;
-    double norm = sqrt(blocked_sum_squares(row, len));
-    if (norm > max_norm) {
-      scale_job job = {row, (float)(max_norm / (norm + 1e-7))};
-      scale_range(&job, 0, len);
-    }
-  }
+  /* Each row is one unit: its norm and rescaling involve no other row. */
+  row_norm_job job = {dn_tensor_data(weight), len, max_norm};
+  dn_parallel_rows(rows, len, max_norm_rows, &job);
   dn_bump_version(weight);
   return DN_OK;
 }
@@ -431,6 +423,27 @@ static dn_status check_list(const char *op, dn_tensor *const *tensors, int count
 
 static int64_t block_count(const dn_tensor *t) { return (dn_tensor_numel(t) + BLOCK - 1) / BLOCK; }
 
+/* Block sums of squares of a list of tensors, blocks numbered across the list. */
+typedef struct norm_job {
+  dn_tensor *const *tensors;
+  int count;
+  double *partial;
+} norm_job;
+
+static void norm_blocks(const void *ctx, int64_t b0, int64_t b1) {
+  const norm_job *j = ctx;
+  int64_t base = 0;
+  for (int k = 0; k < j->count && base < b1; k++) {
+    const float *x = dn_tensor_data(j->tensors[k]);
+    int64_t n = dn_tensor_numel(j->tensors[k]), nb = block_count(j->tensors[k]);
+    for (int64_t b = b0 > base ? b0 - base : 0; b < nb && base + b < b1; b++) {
+      int64_t start = b * BLOCK;
+      j->partial[base + b] = sum_squares(x + start, n - start < BLOCK ? n - start : BLOCK);
+    }
+    base += nb;
+  }
+}
+
 /* The L2 norm of all tensors (checked) together. */
 static dn_status total_norm(const char *op, double *norm, dn_tensor *const *tensors, int count) {
   int64_t blocks = 0, numel = 0;
@@ -442,21 +455,8 @@ static dn_status total_norm(const char *op, double *norm, dn_tensor *const *tens
   if (blocks == 0) return DN_OK;
   double *partial = dn_alloc((size_t)blocks * sizeof *partial);
   if (!partial) return dn_fail(DN_ENOMEM, "%s: out of memory for %lld block sums", op, (long long)blocks);
-  int threads = dn_threads_for(numel);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    int64_t base = 0;   /* every thread walks the same tensor sequence */
-    for (int k = 0; k < count; k++) {
-      const float *x = dn_tensor_data(tensors[k]);
-      int64_t n = dn_tensor_numel(tensors[k]), nb = block_count(tensors[k]);
-#pragma omp for schedule(static) nowait
-      for (int64_t b = 0; b < nb; b++) {
-        int64_t start = b * BLOCK;
-        partial[base + b] = sum_squares(x + start, n - start < BLOCK ? n - start : BLOCK);
-      }
-      base += nb;
-    }
-  }
+  norm_job job = {tensors, count, partial};
+  dn_parallel_rows(blocks, BLOCK, norm_blocks, &job);
   double sum = 0;
   for (int64_t b = 0; b < blocks; b++) sum += partial[b];
   dn_free(partial);

@@ -23,6 +23,7 @@
 ** (see "backward" at the end); argmax/argmin and index outputs do not.
 */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +33,7 @@
 
 /* Elements per block. Fixed: block boundaries must not depend on threads. */
 #define BLOCK 4096
-/* Columns per work item of the column path (per-thread scratch). */
+/* Columns per work item of the column path (per-task scratch). */
 #define COLUMN_CHUNK 8192
 /* Narrowest chunk worth its own thread. */
 #define COLUMN_MIN_SPLIT 256
@@ -390,6 +391,18 @@ static void reduce_span_serial(partial *acc, reduce_op op, const span *s) {
   }
 }
 
+/* Blocks [b0, b1) of a span, each into its own partial. */
+typedef struct span_blocks_job {
+  partial *parts;
+  reduce_op op;
+  const span *s;
+} span_blocks_job;
+
+static void reduce_span_blocks(const void *ctx, int64_t b0, int64_t b1) {
+  const span_blocks_job *j = ctx;
+  for (int64_t b = b0; b < b1; b++) reduce_span_block(&j->parts[b], j->op, j->s, b);
+}
+
 /* Blocks in parallel, combined in order afterwards: the same arithmetic as
    reduce_span_serial. */
 static dn_status reduce_span(partial *acc, reduce_op op, const span *s, int threads, const char *name) {
@@ -400,8 +413,8 @@ static dn_status reduce_span(partial *acc, reduce_op op, const span *s, int thre
   }
   partial *parts = malloc((size_t)blocks * sizeof *parts);
   if (!parts) return dn_fail(DN_ENOMEM, "%s: out of memory", name);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t b = 0; b < blocks; b++) reduce_span_block(&parts[b], op, s, b);
+  span_blocks_job job = {parts, op, s};
+  dn_parallel_split(blocks, 1, threads, reduce_span_blocks, &job);
   *acc = empty_partial;
   for (int64_t b = 0; b < blocks; b++) combine(acc, &parts[b], op);
   free(parts);
@@ -653,19 +666,28 @@ static bool reduce_lane_range(const lanes *g, const outputs *o, int64_t j0, int6
   return ok;
 }
 
+/* Outputs [j0, j1) computed whole; an int32 sum overflow raises the flag. */
+typedef struct lane_range_job {
+  const lanes *g;
+  const outputs *o;
+  atomic_bool *overflow;
+} lane_range_job;
+
+static void reduce_lane_ranges(const void *ctx, int64_t j0, int64_t j1) {
+  const lane_range_job *j = ctx;
+  if (!reduce_lane_range(j->g, j->o, j0, j1)) atomic_store(j->overflow, true);
+}
+
 static dn_status reduce_lanes(const lanes *g, const outputs *o, const char *name) {
   int threads = dn_threads_for(g->count * g->length);
   bool overflow = false;
   if (threads > 1 && g->count >= threads) {
-    /* many outputs: each thread computes a range of them whole */
-#pragma omp parallel num_threads(threads)
-    {
-      int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      if (!reduce_lane_range(g, o, g->count * t / nt, g->count * (t + 1) / nt)) {
-#pragma omp atomic write
-        overflow = true;
-      }
-    }
+    /* many outputs: each task does a range of them whole (the same
+       thread count: dn_threads_for(count * length)) */
+    atomic_bool lane_overflow = false;
+    lane_range_job job = {g, o, &lane_overflow};
+    dn_parallel_rows(g->count, g->length, reduce_lane_ranges, &job);
+    overflow = atomic_load(&lane_overflow);
   } else if (threads > 1) {
     /* few long lanes: parallel over the blocks of each */
     int64_t idx[DN_MAX_DIMS], off = lane_position(g, 0, idx);
@@ -757,7 +779,7 @@ static void column_extrema(float *best, int32_t *at, const float *first, int64_t
   }
 }
 
-/* Per-thread scratch of the column path, COLUMN_CHUNK wide. */
+/* Per-task scratch of the column path, COLUMN_CHUNK wide. */
 typedef struct column_scratch {
   double acc[COLUMN_CHUNK], mean[COLUMN_CHUNK];
   float best[COLUMN_CHUNK];
@@ -800,7 +822,32 @@ static void reduce_column_chunk(column_scratch *w, const lanes *g, const outputs
   }
 }
 
-/* Each output column is accumulated by one thread over all rows in order, so
+/* Work items [i0, i1): chunks of `width` columns, `chunks` per outer group;
+   the scratch is the task's own. */
+typedef struct column_chunk_job {
+  const lanes *g;
+  const outputs *o;
+  int64_t width, chunks;
+  atomic_bool *failed;
+} column_chunk_job;
+
+static void reduce_column_items(const void *ctx, int64_t i0, int64_t i1) {
+  const column_chunk_job *j = ctx;
+  const lanes *g = j->g;
+  int64_t width = j->width, chunks = j->chunks;
+  column_scratch *w = malloc(sizeof *w);
+  if (!w) {
+    atomic_store(j->failed, true);
+    return;
+  }
+  for (int64_t item = i0; item < i1; item++) {
+    int64_t q = item / chunks, c0 = (item % chunks) * width;
+    reduce_column_chunk(w, g, j->o, q, c0, g->inner - c0 < width ? g->inner - c0 : width);
+  }
+  free(w);
+}
+
+/* Each output column is accumulated by one task over all rows in order, so
    the chunk width may follow the thread count without changing results. */
 static dn_status reduce_columns(const lanes *g, const outputs *o, const char *name) {
   int threads = dn_threads_for(g->count * g->length);
@@ -810,23 +857,10 @@ static dn_status reduce_columns(const lanes *g, const outputs *o, const char *na
   if (width < COLUMN_MIN_SPLIT) width = COLUMN_MIN_SPLIT;
   if (width > COLUMN_CHUNK) width = COLUMN_CHUNK;
   int64_t chunks = (g->inner + width - 1) / width, items = outer * chunks;
-  if (items < threads) threads = (int)items;
-  bool failed = false;
-#pragma omp parallel num_threads(threads)
-  {
-    column_scratch *w = malloc(sizeof *w);
-    if (!w) {
-#pragma omp atomic write
-      failed = true;
-    }
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < items; item++) {
-      int64_t q = item / chunks, c0 = (item % chunks) * width;
-      if (w) reduce_column_chunk(w, g, o, q, c0, g->inner - c0 < width ? g->inner - c0 : width);
-    }
-    free(w);
-  }
-  return failed ? dn_fail(DN_ENOMEM, "%s: out of memory", name) : DN_OK;
+  atomic_bool failed = false;
+  column_chunk_job job = {g, o, width, chunks, &failed};
+  dn_parallel_split(items, 1, threads, reduce_column_items, &job);
+  return atomic_load(&failed) ? dn_fail(DN_ENOMEM, "%s: out of memory", name) : DN_OK;
 }
 
 static dn_status reduce_dim(dn_tensor **values, dn_tensor **indices, const dn_tensor *a, reduce_kind kind,
@@ -1008,7 +1042,8 @@ static void row_run(const grad_pass *w, int64_t o, int64_t s, int64_t i0, int64_
 }
 
 /* Elements [e0, e1) of dx, row-major, in runs that share a lane or a row. */
-static void grad_range(const grad_pass *w, int64_t e0, int64_t e1) {
+static void grad_range(const void *ctx, int64_t e0, int64_t e1) {
+  const grad_pass *w = ctx;
   if (w->inner == 1) {
     int64_t o = e0 / w->size, s = e0 % w->size;
     for (int64_t e = e0; e < e1; s = 0, o++) {
@@ -1027,16 +1062,44 @@ static void grad_range(const grad_pass *w, int64_t e0, int64_t e1) {
 }
 
 static void grad_pass_run(const grad_pass *w) {
-  int64_t total = w->outer * w->size * w->inner;
-  int threads = dn_threads_for(total);
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    {
-      int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      grad_range(w, total * t / nt, total * (t + 1) / nt);
-    }
-  } else {
-    grad_range(w, 0, total);
+  dn_parallel_range(w->outer * w->size * w->inner, 1, grad_range, w);
+}
+
+/* Means of whole lanes [o0, o1) when inner == 1. */
+typedef struct lane_mean_job {
+  double *mean;
+  const dn_tensor *x;
+  int64_t size;
+} lane_mean_job;
+
+static void lane_means_range(const void *ctx, int64_t o0, int64_t o1) {
+  const lane_mean_job *j = ctx;
+  int64_t size = j->size;
+  for (int64_t o = o0; o < o1; o++) {
+    span s;
+    partial p;
+    span_of_lane(&s, j->x, j->x->offset + o * size, size, 1);
+    reduce_span_serial(&p, RED_SUM, &s);
+    j->mean[o] = p.sum / (double)size;
+  }
+}
+
+/* Means of work items [i0, i1) of the columns case: `width` columns of one
+   outer group each, `chunks` per group. */
+typedef struct column_mean_job {
+  double *mean;
+  const float *data;
+  int64_t size, inner, width, chunks;
+} column_mean_job;
+
+static void column_means_range(const void *ctx, int64_t i0, int64_t i1) {
+  const column_mean_job *j = ctx;
+  int64_t size = j->size, inner = j->inner, width = j->width, chunks = j->chunks;
+  for (int64_t item = i0; item < i1; item++) {
+    int64_t q = item / chunks, c0 = (item % chunks) * width, n = inner - c0 < width ? inner - c0 : width;
+    double *m = j->mean + q * inner + c0;
+    column_sums(m, j->data + q * size * inner + c0, size, inner, n);
+    for (int64_t i = 0; i < n; i++) m[i] /= (double)size;
   }
 }
 
@@ -1046,14 +1109,9 @@ static dn_status lane_means(double *mean, const dn_tensor *x, int64_t outer, int
                             const char *name) {
   int threads = dn_threads_for(outer * size * inner);
   if (inner == 1 && outer >= threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t o = 0; o < outer; o++) {
-      span s;
-      partial p;
-      span_of_lane(&s, x, x->offset + o * size, size, 1);
-      reduce_span_serial(&p, RED_SUM, &s);
-      mean[o] = p.sum / (double)size;
-    }
+    /* the same thread count: dn_threads_for(outer * size) */
+    lane_mean_job job = {mean, x, size};
+    dn_parallel_rows(outer, size, lane_means_range, &job);
   } else if (inner == 1) {
     /* few long lanes: blocks of each in parallel */
     for (int64_t o = 0; o < outer; o++) {
@@ -1071,13 +1129,8 @@ static dn_status lane_means(double *mean, const dn_tensor *x, int64_t outer, int
     if (width < COLUMN_MIN_SPLIT) width = COLUMN_MIN_SPLIT;
     if (width > COLUMN_CHUNK) width = COLUMN_CHUNK;
     int64_t chunks = (inner + width - 1) / width, items = outer * chunks;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t item = 0; item < items; item++) {
-      int64_t q = item / chunks, c0 = (item % chunks) * width, n = inner - c0 < width ? inner - c0 : width;
-      double *m = mean + q * inner + c0;
-      column_sums(m, data + q * size * inner + c0, size, inner, n);
-      for (int64_t i = 0; i < n; i++) m[i] /= (double)size;
-    }
+    column_mean_job job = {mean, data, size, inner, width, chunks};
+    dn_parallel_split(items, 1, threads, column_means_range, &job);
   }
   return DN_OK;
 }
@@ -1093,12 +1146,31 @@ static void deviation_coefs(double *coef, const float *grad, const float *std, i
   }
 }
 
+/* Tied elements of part `task` of x into the task's own slot of counts. */
+typedef struct tie_count_job {
+  const float *x;
+  int64_t n;
+  float extremum;
+  int64_t *counts;
+} tie_count_job;
+
+static void count_tied_part(void *ctx, int task, int tasks) {
+  const tie_count_job *j = ctx;
+  int64_t count = 0, end = dn_split(j->n, task + 1, tasks);
+  bool nan = isnan(j->extremum);
+  for (int64_t i = dn_split(j->n, task, tasks); i < end; i++)
+    count += nan ? isnan(j->x[i]) != 0 : j->x[i] == j->extremum;
+  j->counts[task] = count;
+}
+
 /* Elements of x (contiguous, n of them) equal to the extremum (NaNs if it is NaN). */
 static int64_t count_tied(const float *x, int64_t n, float extremum) {
+  int64_t counts[DN_MAX_THREADS];
+  tie_count_job job = {x, n, extremum, counts};
+  int tasks = dn_threads_for(n);
+  dn_parallel(tasks, count_tied_part, &job);
   int64_t count = 0;
-  bool nan = isnan(extremum);
-#pragma omp parallel for num_threads(dn_threads_for(n)) schedule(static) reduction(+ : count)
-  for (int64_t i = 0; i < n; i++) count += nan ? isnan(x[i]) != 0 : x[i] == extremum;
+  for (int t = 0; t < tasks; t++) count += counts[t];
   return count;
 }
 

@@ -95,6 +95,20 @@ static dn_status rename_failure(dn_status st, const char *op) {
 
 typedef void (*fill_fn)(float *dst, int64_t n, const dn_rng *rng, int64_t b0, int64_t b1);
 
+/* Elements [begin, end) of a random tensor: blocks begin/4 up to the one
+   holding element end - 1. */
+typedef struct random_fill_job {
+  fill_fn fill;
+  float *dst;
+  int64_t n;
+  const dn_rng *rng;
+} random_fill_job;
+
+static void random_fill_range(const void *ctx, int64_t begin, int64_t end) {
+  const random_fill_job *j = ctx;
+  j->fill(j->dst, j->n, j->rng, begin / 4, (end + 3) / 4);
+}
+
 /* Shared body of rand and randn: validate, allocate, fill in parallel over
    blocks, then consume ceil(n/4) blocks of the stream. */
 static dn_status random_tensor(const char *op, fill_fn fill, dn_tensor **out, dn_rng *rng, int ndim,
@@ -108,17 +122,10 @@ static dn_status random_tensor(const char *op, fill_fn fill, dn_tensor **out, dn
   if (st) return rename_failure(st, op);
   int64_t n = dn_tensor_numel(t);
   int64_t blocks = (n + 3) / 4;
-  float *dst = dn_tensor_data(t);
-  int threads = dn_threads_for(n);
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    {
-      int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-      fill(dst, n, rng, blocks * tid / nt, blocks * (tid + 1) / nt);
-    }
-  } else {
-    fill(dst, n, rng, 0, blocks);
-  }
+  /* Ranges start at whole groups of DN_PHILOX_LANES blocks, so that every
+     task but the last fills vectorized throughout. */
+  random_fill_job job = {fill, dn_tensor_data(t), n, rng};
+  dn_parallel_range(n, 4 * DN_PHILOX_LANES, random_fill_range, &job);
   rng->offset += (uint64_t)blocks;
   *out = t;
   return DN_OK;

@@ -12,7 +12,6 @@
 ** the time but not in the byte count). Prints median times.
 */
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,20 +20,27 @@
 #include "dropnet/dropnet.h"
 #include "dropnet/dropout.h"
 #include "graph.h"   /* the node's backward function, for the kernel-level timing */
+#include "pool.h"
 
 #define WARMUP 3
 #define PYTORCH_FWD_BWD_GELEMS 0.036   /* PyTorch 1.13 F.dropout on 16M floats, issue 4 */
 
 const char *dn_bench_name = "bench_dropout";
 
-/* dst = src, split among `threads` like the kernels split their work. */
+typedef struct copy_job {
+  float *dst;
+  const float *src;
+} copy_job;
+
+static void copy_range(const void *ctx, int64_t i0, int64_t i1) {
+  const copy_job *j = ctx;
+  memcpy(j->dst + i0, j->src + i0, (size_t)(i1 - i0) * sizeof *j->dst);
+}
+
+/* dst = src, split among `threads` on the runtime's pool, as the kernels split their work. */
 static void parallel_copy(float *dst, const float *src, int64_t n, int threads) {
-#pragma omp parallel num_threads(threads)
-  {
-    int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
-    memcpy(dst + i0, src + i0, (size_t)(i1 - i0) * sizeof *dst);
-  }
+  copy_job job = {dst, src};
+  dn_parallel_split(n, 16, threads, copy_range, &job);
 }
 
 static void print_row(const char *name, const char *op, double seconds, int64_t n, double bytes_per_element,

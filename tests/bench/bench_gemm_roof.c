@@ -11,8 +11,6 @@
 ** with their sum: the GEMM time of one step, so that batch / that time is the
 ** GEMM roof in samples/s (scripts/bench/all.sh reads it), and the step's GEMM
 ** FLOPs over that time is the measured sgemm rate at the model's shapes.
-** Run it with OMP_WAIT_POLICY=PASSIVE, as the dropnet command runs (all.sh
-** does): with spinning OpenMP workers, a busy machine slows it several-fold.
 */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,15 +1,21 @@
 /*
-** Denormals flushed to zero (FTZ + DAZ): on by default in every OpenMP worker
-** and in the calling thread during runtime calls, off when switched off, the
-** caller's own mode back after every call. MXCSR is read directly inside
-** parallel regions. Also run with DROPNET_SGEMM=openblas (tests/CMakeLists.txt),
+** Denormals flushed to zero (FTZ + DAZ): on by default in the calling thread
+** during runtime calls and in every worker of the pool while it works for
+** such a call, off when switched off, the caller's own mode back after every
+** call. MXCSR is read directly inside the pool's tasks. Also run with DROPNET_SGEMM=openblas (tests/CMakeLists.txt),
 ** so OpenBLAS's products are checked as well as dropnet's own sgemm.
 */
+#define _GNU_SOURCE
 #include "testutil.h"
+
+#include "pool.h"
 
 #include <float.h>
 #include <math.h>
-#include <omp.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
 #if defined(__GLIBC__)
 #include <sys/single_threaded.h>
 #endif
@@ -52,23 +58,39 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* FTZ/DAZ bits of each thread of an n-thread region run here, outside any runtime call. */
-static void worker_bits(int n, unsigned *bits) {
-  int team = 0;
-#pragma omp parallel num_threads(n)
-  {
-    bits[omp_get_thread_num()] = csr() & FTZ_DAZ;
-    if (omp_get_thread_num() == 0) team = omp_get_num_threads();
-  }
-  assert_int_equal(team, n);
+/* Each task records its thread's FTZ/DAZ bits, then waits until all tasks
+   have started: they can only all finish on n threads at once. */
+typedef struct probe {
+  atomic_int arrived;
+  unsigned bits[8];
+  pid_t tid[8];
+  bool timed_out;
+} probe;
+
+static void probe_task(void *ctx, int t, int tasks) {
+  probe *p = ctx;
+  p->bits[t] = csr() & FTZ_DAZ;
+  p->tid[t] = gettid();
+  atomic_fetch_add(&p->arrived, 1);
+  time_t deadline = time(NULL) + 10;
+  while (atomic_load(&p->arrived) < tasks && !(p->timed_out = time(NULL) > deadline)) sched_yield();
 }
 
+/* The bits every worker of an n-thread team computes with for a runtime
+   call in the current mode (dn_fpmode_enter is what each entry point does). */
 static void assert_workers(int n, unsigned want, const char *when) {
-  unsigned bits[8];
-  worker_bits(n, bits);
-  for (int t = 1; t < n; t++)
-    if (bits[t] != want) fail_msg("%s: worker %d of %d has FTZ/DAZ bits %#x, expected %#x", when, t, n, bits[t], want);
-  if (bits[0] != 0) fail_msg("%s: the calling thread has FTZ/DAZ bits %#x outside a runtime call", when, bits[0]);
+  probe p = {0};
+  DN_OK_OR_FAIL(dn_set_num_threads(n));
+  unsigned saved = dn_fpmode_enter();
+  dn_parallel(n, probe_task, &p);
+  dn_fpmode_leave(saved);
+  assert_false(p.timed_out);
+  for (int t = 0; t < n; t++) {
+    if (p.bits[t] != want) fail_msg("%s: task %d of %d has FTZ/DAZ bits %#x, expected %#x", when, t, n, p.bits[t], want);
+    for (int u = 0; u < t; u++)
+      if (p.tid[t] == p.tid[u]) fail_msg("%s: tasks %d and %d ran on one thread", when, u, t);
+  }
+  if ((csr() & FTZ_DAZ) != 0) fail_msg("%s: the calling thread has FTZ/DAZ bits %#x after the call", when, csr() & FTZ_DAZ);
 }
 
 static dn_tensor *full(int64_t n, float value) {
@@ -88,8 +110,7 @@ static void multiply_by_one(int64_t n) {
 }
 
 /* Runs first, before anything sets a mode or a thread count: a small call
-   creates no thread (there is no pool to set yet), and the workers that the
-   first parallel kernel creates are in the mode. */
+   creates no thread, and the workers work in the mode. */
 static void test_default_is_on(void **state) {
   (void)state;
   if (!HAVE_MXCSR) {
@@ -102,10 +123,7 @@ static void test_default_is_on(void **state) {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
   assert_true(__libc_single_threaded);
 #endif
-  int n = dn_get_num_threads();
-  if (n < 2) skip();
-  multiply_by_one(n * 32768);   /* a team of n, created inside the call */
-  assert_workers(n, FTZ_DAZ, "by default");
+  assert_workers(2, FTZ_DAZ, "by default");
 }
 
 /* With 2 and 3 threads: every worker in the mode, and out of it when switched off. */
@@ -113,39 +131,19 @@ static void test_every_worker(void **state) {
   (void)state;
   if (!HAVE_MXCSR) skip();
   for (int n = 2; n <= 3; n++) {
-    DN_OK_OR_FAIL(dn_set_num_threads(n));
-    multiply_by_one(n * 32768);   /* a team of n: workers made now are made in the mode */
+    multiply_by_one(n * 32768);
     assert_workers(n, FTZ_DAZ, "on");
     dn_set_flush_denormal(false);
     assert_workers(n, 0, "switched off");
     dn_set_flush_denormal(true);
     assert_workers(n, FTZ_DAZ, "switched on again");
   }
-  /* shrinking and growing again: the third worker is made anew */
-  DN_OK_OR_FAIL(dn_set_num_threads(2));
-  DN_OK_OR_FAIL(dn_set_num_threads(3));
-  assert_workers(3, FTZ_DAZ, "3 -> 2 -> 3 threads");
-}
-
-/*
-** libgomp ends surplus workers when a team shrinks and creates new ones when
-** it grows again, from the thread that starts the region: inside a runtime
-** call that thread is in the mode, and a new thread inherits its MXCSR.
-*/
-static void test_threads_created_later(void **state) {
-  (void)state;
-  if (!HAVE_MXCSR) skip();
-  DN_OK_OR_FAIL(dn_set_num_threads(3));
-  multiply_by_one(2 * 32768);   /* a team of 2 */
-  multiply_by_one(3 * 32768);   /* a team of 3 again, grown inside the call */
-  assert_workers(3, FTZ_DAZ, "after a kernel grew the team");
-  /* a team grown by a region outside the runtime: its new thread starts in
-     the caller's mode until the runtime next sets the workers */
-  unsigned bits[8];
-  worker_bits(2, bits);
-  worker_bits(3, bits);
-  DN_OK_OR_FAIL(dn_set_num_threads(3));
-  assert_workers(3, FTZ_DAZ, "after dn_set_num_threads");
+  /* a worker keeps no mode of its own: one that last worked in the mode
+     works without it for a caller whose mode is off */
+  assert_workers(3, FTZ_DAZ, "3 threads");
+  dn_set_flush_denormal(false);
+  assert_workers(2, 0, "3 -> 2 threads, switched off");
+  dn_set_flush_denormal(true);
 }
 
 /* The calling thread: in the mode between dn_fpmode_enter and _leave, its own bits after. */
@@ -294,7 +292,6 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_teardown(test_default_is_on, teardown),
     cmocka_unit_test_setup_teardown(test_every_worker, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_threads_created_later, setup, teardown),
     cmocka_unit_test_setup_teardown(test_calling_thread, setup, teardown),
     cmocka_unit_test_setup_teardown(test_elementwise_and_reduction, setup, teardown),
     cmocka_unit_test_setup_teardown(test_matmul, setup, teardown),

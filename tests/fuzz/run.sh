@@ -32,12 +32,9 @@ else
   scratch=$(mktemp -d "${TMPDIR:-/tmp}/dropnet-fuzz-run.XXXXXX")
 fi
 trap 'rm -rf "$scratch"' EXIT
-# clang's OpenMP runtime registers each process in /dev/shm and only a clean
-# exit unregisters it: remove what a crashed or stopped harness leaves.
-forget() { rm -f "/dev/shm/__KMP_REGISTERED_LIB_${1}_"*; }
 # A background job ignores SIGINT in sh: pass an interrupt on to the harness.
 pid=""
-trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" || true; forget "$pid"; fi; exit 130' INT TERM
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" || true; fi; exit 130' INT TERM
 export DN_FUZZ_TMPDIR="$scratch"
 
 "$build/tests/fuzz/make_corpus" "$build/seeds"
@@ -64,7 +61,6 @@ for name in $harnesses; do
   pid=$!
   status=0
   wait "$pid" || status=$?
-  forget "$pid"
   pid=""
   if [ "$status" -eq 0 ]; then
     grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true

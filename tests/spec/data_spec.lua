@@ -75,7 +75,7 @@ describe("data.fashion_mnist", function()
   it("scales pixels to [0,1] exactly and shifts labels to 1..10", function()
     local ds = data.fashion_mnist{dir = good_dir()}   -- split defaults to "train"
     assert.are.equal(#TRAIN_LABELS, #ds)
-    local x, y = ds.tensors[1], ds.tensors[2]
+    local x, y = ds:tensor(1), ds.tensors[2]
     H.assert_shape(x, {#TRAIN_LABELS, 784}, "float32")
     H.assert_shape(y, {#TRAIN_LABELS}, "int32")
     assert.are.equal(1.0, x[1][1])
@@ -87,13 +87,14 @@ describe("data.fashion_mnist", function()
   it("reads gzip files and the test split", function()
     local ds = data.fashion_mnist{split = "test", dir = good_dir()}
     assert.are.equal(#TEST_LABELS, ds:size())
-    H.assert_same(ds.tensors[1], expected_pixels(#TEST_LABELS))
+    H.assert_same(ds:tensor(1), expected_pixels(#TEST_LABELS))
     H.assert_same(ds.tensors[2], {10, 9, 8, 1, 2})
   end)
 
   it("keeps the image layout with flatten = false", function()
     local ds = data.fashion_mnist{split = "test", dir = good_dir(), flatten = false}
-    local x = ds.tensors[1]
+    H.assert_shape(ds.tensors[1], {#TEST_LABELS, 1, 28, 28}, "uint8")
+    local x = ds:tensor(1)
     H.assert_shape(x, {#TEST_LABELS, 1, 28, 28}, "float32")
     H.assert_same(x, H.build({#TEST_LABELS, 1, 28, 28}, function(idx)
       return H.f32(pixel(idx[1], idx[3], idx[4]) / 255)
@@ -102,15 +103,62 @@ describe("data.fashion_mnist", function()
 
   it("normalizes with the training statistics or given ones", function()
     local ds = data.fashion_mnist{dir = good_dir(), normalize = true}
-    H.assert_close(ds.tensors[1], expected_pixels(#TRAIN_LABELS, function(v)
+    H.assert_close(ds:tensor(1), expected_pixels(#TRAIN_LABELS, function(v)
       return (v / 255 - 0.2860406) / 0.3530242
     end), 1e-6, 1e-6)
     ds = data.fashion_mnist{dir = good_dir(), normalize = {mean = 0.5, std = 0.25}}
-    H.assert_close(ds.tensors[1], expected_pixels(#TRAIN_LABELS, function(v)
+    H.assert_close(ds:tensor(1), expected_pixels(#TRAIN_LABELS, function(v)
       return (v / 255 - 0.5) / 0.25
     end), 1e-6, 1e-6)
     ds = data.fashion_mnist{dir = good_dir(), normalize = false}
-    H.assert_same(ds.tensors[1], expected_pixels(#TRAIN_LABELS))
+    H.assert_same(ds:tensor(1), expected_pixels(#TRAIN_LABELS))
+  end)
+
+  -- What fashion_mnist gave before it kept the bytes: the whole set converted by
+  -- tensor ops. Every batch of the byte dataset must equal its rows bit for bit.
+  local function converted_whole(d, split, mean, std)
+    local prefix = split == "train" and "train" or "t10k"
+    local suffix = split == "train" and "" or ".gz"
+    local images = data.idx(d .. "/" .. prefix .. "-images-idx3-ubyte" .. suffix)
+    local x = images:float():div_(255)
+    if mean then x:sub_(mean):div_(std) end
+    return x:view(images:size(1), 784)
+  end
+
+  -- Equal float32 tensors, element by element in C (eq would take -0 for 0, but no path
+  -- here makes a -0, and no NaN).
+  local function assert_bits(a, b)
+    assert.are.same(a:shape(), b:shape())
+    assert.are.equal(a:numel(), a:eq(b):int():sum():item())
+  end
+
+  it("keeps the images as uint8 and gives batches equal bit for bit to the converted set", function()
+    for _, case in ipairs{{}, {normalize = true}, {normalize = {mean = 0.5, std = 0.25}}} do
+      for _, split in ipairs{"train", "test"} do
+        local ds = data.fashion_mnist{dir = good_dir(), split = split, normalize = case.normalize}
+        H.assert_shape(ds.tensors[1], {#ds, 784}, "uint8")
+        H.assert_shape(ds.byte_tables[1], {256}, "float32")
+        local mean, std
+        if case.normalize == true then mean, std = 0.2860406, 0.3530242
+        elseif case.normalize then mean, std = case.normalize.mean, case.normalize.std end
+        local whole = converted_whole(good_dir(), split, mean, std)
+        assert_bits(ds:tensor(1), whole)
+        for _, shuffle in ipairs{false, true} do
+          local loader = data.DataLoader(ds, {batch_size = 4, shuffle = shuffle, generator = dn.Generator(3)})
+          local old = data.DataLoader(data.TensorDataset(whole, ds.tensors[2]),
+            {batch_size = 4, shuffle = shuffle, generator = dn.Generator(3)})
+          local it_old = old:iter()
+          for x, y in loader:iter() do
+            local x_old, y_old = it_old()
+            H.assert_shape(x, x_old:shape(), "float32")
+            assert_bits(x, x_old)
+            H.assert_same(y, y_old)
+          end
+          assert.is_nil(it_old())
+        end
+        assert_bits(ds:get(2), whole:narrow(1, 2, 1))
+      end
+    end
   end)
 
   it("prefers the plain file when both plain and gzip exist", function()
@@ -172,7 +220,8 @@ describe("data.fashion_mnist", function()
     write_split(d, "train", {}, "")
     local ds = data.fashion_mnist{dir = d}
     assert.are.equal(0, #ds)
-    H.assert_shape(ds.tensors[1], {0, 784}, "float32")
+    H.assert_shape(ds.tensors[1], {0, 784}, "uint8")
+    H.assert_shape(ds:tensor(1), {0, 784}, "float32")
     H.assert_shape(ds.tensors[2], {0}, "int32")
   end)
 
@@ -236,7 +285,7 @@ describe("data.fashion_mnist and DROPNET_DATA", function()
   it("reads the files from $DROPNET_DATA", function()
     local code, out, err = run(good_dir(), [[
       local ds = require("dropnet").data.fashion_mnist{split = "test"}
-      print(#ds, ds.tensors[2]:sum():item(), ds.tensors[1][1][1])]])
+      print(#ds, ds.tensors[2]:sum():item(), ds:get(1)[1][1])]])
     assert.are.equal("", err)
     assert.are.equal(0, code)
     assert.are.equal("5\t30\t1.0\n", out)
@@ -395,6 +444,94 @@ describe("data.random_split", function()
     H.assert_error(function() return data.random_split(ds, 1, {generator = 7}) end,
       {"generator must be a dropnet.Generator (got 7)"})
     H.assert_error(function() return data.random_split({}, 1) end, {"random_split: expected a TensorDataset"})
+  end)
+end)
+
+-- --- byte tables -------------------------------------------------------------------
+
+describe("dn.byte_rows_to_float", function()
+  local bytes = dn.tensor({{0, 255, 51}, {102, 1, 2}, {3, 4, 5}}, "uint8")
+  local table_ = dn.arange(0, 256):float():div_(255)
+
+  it("gathers rows and maps each byte through the table", function()
+    local x = dn.byte_rows_to_float(bytes, dn.tensor({3, 1, 3}, "int32"), table_)
+    H.assert_shape(x, {3, 3}, "float32")
+    H.assert_same(x, bytes:float():div_(255):index_select(1, dn.tensor({3, 1, 3}, "int32")))
+    H.assert_same(bytes:byte_rows_to_float(nil, table_), bytes:float():div_(255))
+    H.assert_same(bytes:narrow(1, 2, 2):byte_rows_to_float(nil, dn.arange(0, 256):float():neg()),
+      {{-102, -1, -2}, {-3, -4, -5}})
+    assert.is_false(dn.byte_rows_to_float(bytes, nil, table_:clone():requires_grad_()).requires_grad)
+  end)
+
+  it("names itself and what is wrong", function()
+    H.assert_error(function() return dn.byte_rows_to_float(bytes:float(), nil, table_) end,
+      {"byte_rows_to_float: src must be uint8 (got float32)"})
+    H.assert_error(function() return dn.byte_rows_to_float(bytes, dn.tensor({4}, "int32"), table_) end,
+      {"byte_rows_to_float: index 4 at position 1 is out of range [1, 4)"})
+    H.assert_error(function() return dn.byte_rows_to_float(bytes, dn.tensor({1}), table_) end,
+      {"byte_rows_to_float: index must be int32 (got float32)"})
+    H.assert_error(function() return dn.byte_rows_to_float(bytes, nil, dn.zeros(255)) end,
+      {"byte_rows_to_float: table must have shape [256]", "(got [255])"})
+    H.assert_error(function() return dn.byte_rows_to_float(bytes, nil, table_:int()) end,
+      {"byte_rows_to_float: table must be float32 (got int32)"})
+    H.assert_error(function() return dn.byte_rows_to_float(bytes, nil) end, {"byte_rows_to_float", "Tensor expected"})
+  end)
+end)
+
+describe("TensorDataset:set_byte_table", function()
+  -- x [n,2] uint8 with row i = {i, 2i}; y = i
+  local function byte_numbered(n)
+    local x = dn.tensor(H.build({n, 2}, function(idx) return idx[1] * idx[2] end), "uint8")
+    return data.TensorDataset(x, dn.arange(1, n + 1):int())
+  end
+  local halves = dn.arange(0, 256):float():div_(2)
+
+  it("gives the bytes out as float32 in samples, batches, subsets and tensor()", function()
+    local ds = byte_numbered(6)
+    assert.are.equal(ds, ds:set_byte_table(1, halves))
+    assert.are.equal("dropnet.data.TensorDataset(6 samples: uint8 [6,2] as float32, int32 [6])", tostring(ds))
+    H.assert_shape(ds.tensors[1], {6, 2}, "uint8")
+    H.assert_same(ds:get(3), {{1.5, 3}})
+    H.assert_same(ds:tensor(1), {{0.5, 1}, {1, 2}, {1.5, 3}, {2, 4}, {2.5, 5}, {3, 6}})
+    assert.are.equal(ds.tensors[2], ds:tensor(2))
+    for _, shuffle in ipairs{false, true} do
+      local seen = 0
+      for x, y in data.DataLoader(ds, {batch_size = 4, shuffle = shuffle}):iter() do
+        H.assert_shape(x, {y:size(1), 2}, "float32")
+        H.assert_same(x:select(2, 1), y:float():div(2))
+        seen = seen + y:size(1)
+      end
+      assert.are.equal(6, seen)
+    end
+    local sub = ds:subset{5, 2}
+    H.assert_shape(sub.tensors[1], {2, 2}, "uint8")
+    H.assert_same(sub:tensor(1), {{2.5, 5}, {1, 2}})
+    local a, b = data.random_split(ds, 4, {generator = dn.Generator(1)})
+    H.assert_shape(a.tensors[1], {4, 2}, "uint8")
+    H.assert_same(b:tensor(1):select(2, 1), b.tensors[2]:float():div(2))
+  end)
+
+  it("copies the table, and nil removes it", function()
+    local ds = byte_numbered(2)
+    local t = halves:clone()
+    ds:set_byte_table(1, t)
+    t:fill_(7)
+    H.assert_same(ds:get(2), {{1, 2}})
+    ds:set_byte_table(1, nil)
+    H.assert_shape(ds:get(2), {1, 2}, "uint8")
+    assert.are.equal(ds.tensors[1], ds:tensor(1))
+  end)
+
+  it("checks its arguments", function()
+    local ds = byte_numbered(2)
+    H.assert_error(function() return ds:set_byte_table(2, halves) end,
+      {"TensorDataset:set_byte_table: tensor 2 is int32 [2]; a byte table needs a uint8 tensor"})
+    H.assert_error(function() return ds:set_byte_table(3, halves) end, {"k must be an integer in [1, 2]"})
+    H.assert_error(function() return ds:set_byte_table(1, dn.zeros(10)) end,
+      {"table must be a float32 tensor of shape [256]", "(got float32 [10])"})
+    H.assert_error(function() return ds:set_byte_table(1, {1, 2}) end, {"table must be a float32 tensor"})
+    H.assert_error(function() return ds.set_byte_table({}, 1, halves) end, {"expected a TensorDataset"})
+    H.assert_error(function() return ds:tensor(0) end, {"TensorDataset:tensor: k must be an integer in [1, 2]"})
   end)
 end)
 

@@ -1,11 +1,12 @@
 --- dropnet.data: data files, datasets and a shuffling batch loader.
--- Every numeric step runs in C: the readers (IDX, CSV), the uint8 -> float32
--- conversion and scaling, and the gathering of shuffled batches
--- (`index_select`, one call per tensor per batch). Lua only decides which rows
--- go into which batch, with tensors of indices.
+-- Every numeric step runs in C: the readers (IDX, CSV), the gathering of
+-- shuffled batches (`index_select`, one call per tensor per batch) and, for a
+-- dataset stored as bytes (Fashion-MNIST's images), the uint8 -> float32
+-- conversion of each batch, fused with its gathering (`byte_rows_to_float`).
+-- Lua only decides which rows go into which batch, with tensors of indices.
 --
 --   local data = require "dropnet.data"
---   local train = data.fashion_mnist{split = "train"}
+--   local train = data.fashion_mnist{split = "train"}   -- images kept as uint8
 --   local loader = data.DataLoader(train, {batch_size = 128, shuffle = true})
 --   for x, y in loader:iter() do ... end        -- x float32 [128,784], y int32 [128]
 --
@@ -66,7 +67,8 @@ TensorDataset.__name = "dropnet.data.TensorDataset"
 --- A dataset made of tensors that share their first dimension: sample i is
 -- row i of every tensor (e.g. images [N,784] and labels [N]).
 -- @tparam Tensor ... one or more tensors, each with at least one dim
--- @treturn TensorDataset with fields `tensors` (the list) and `n` (the samples)
+-- @treturn TensorDataset with fields `tensors` (the list), `n` (the samples)
+--   and `byte_tables` (see `set_byte_table`; empty)
 -- @usage local ds = data.TensorDataset(x, y); print(#ds)
 function data.TensorDataset(...)
   local count = select("#", ...)
@@ -85,7 +87,64 @@ function data.TensorDataset(...)
         i, rows, n, shape_string(tensors[i]), shape_string(tensors[1]))
     end
   end
-  return setmetatable({tensors = tensors, n = n}, TensorDataset)
+  return setmetatable({tensors = tensors, n = n, byte_tables = {}}, TensorDataset)
+end
+
+--- Stores tensor k as bytes and gives it out as float32: from now on every
+-- sample, batch and subset shows tensor k as `table[b + 1]` for each byte b,
+-- computed in C per batch, while `ds.tensors[k]` stays uint8 (a quarter of
+-- the memory of float32). Build the table with tensor ops, e.g.
+-- `dn.arange(0, 256):float():div_(255)`: a batch then holds exactly the
+-- values those ops give on the whole tensor.
+-- @tparam integer k which tensor (1-based); it must be uint8
+-- @tparam Tensor|nil table float32 [256] (copied), or nil to give tensor k out as it is again
+-- @treturn TensorDataset the dataset itself
+function TensorDataset:set_byte_table(k, table)
+  local where = "TensorDataset:set_byte_table"
+  if getmetatable(self) ~= TensorDataset then fail("%s: expected a TensorDataset (got %s)", where, describe(self)) end
+  local index = math.type(k) == "float" and math.tointeger(k) or k
+  if math.type(index) ~= "integer" or index < 1 or index > #self.tensors then
+    fail("%s: k must be an integer in [1, %d], a tensor of the dataset (got %s)", where, #self.tensors, describe(k))
+  end
+  if table == nil then
+    self.byte_tables[index] = nil
+    return self
+  end
+  local t = self.tensors[index]
+  if t:dtype() ~= "uint8" then
+    fail("%s: tensor %d is %s %s; a byte table needs a uint8 tensor", where, index, t:dtype(), shape_string(t))
+  end
+  if not dn.is_tensor(table) or table:dtype() ~= "float32" or table:dim() ~= 1 or table:size(1) ~= 256 then
+    fail("%s: table must be a float32 tensor of shape [256], one value per byte (got %s)", where,
+      dn.is_tensor(table) and table:dtype() .. " " .. shape_string(table) or describe(table))
+  end
+  -- copied so that a later change of the caller's tensor cannot change the dataset
+  self.byte_tables[index] = table:detach():clone()
+  return self
+end
+
+-- Tensor k's rows at index (1-D int32; nil: every row of `t`, a narrowed view
+-- of tensor k), as the dataset gives them out.
+local function rows_of(ds, k, t, index)
+  local lut = ds.byte_tables[k]
+  if lut then return dn.byte_rows_to_float(t, index, lut) end
+  if index then return t:index_select(1, index) end
+  return t
+end
+
+--- Tensor k as a whole, as samples and batches show it: `ds.tensors[k]`
+-- itself, or for a tensor with a byte table a new float32 tensor of its
+-- shape (4 bytes per element: the memory the byte storage saves).
+-- @tparam integer k which tensor (1-based)
+-- @treturn Tensor
+function TensorDataset:tensor(k)
+  local where = "TensorDataset:tensor"
+  if getmetatable(self) ~= TensorDataset then fail("%s: expected a TensorDataset (got %s)", where, describe(self)) end
+  local index = math.type(k) == "float" and math.tointeger(k) or k
+  if math.type(index) ~= "integer" or index < 1 or index > #self.tensors then
+    fail("%s: k must be an integer in [1, %d], a tensor of the dataset (got %s)", where, #self.tensors, describe(k))
+  end
+  return rows_of(self, index, self.tensors[index], nil)
 end
 
 --- Number of samples (`#ds` gives the same).
@@ -96,12 +155,15 @@ function TensorDataset:__len() return self.n end
 
 function TensorDataset:__tostring()
   local parts = {}
-  for i, t in ipairs(self.tensors) do parts[i] = t:dtype() .. " " .. shape_string(t) end
+  for i, t in ipairs(self.tensors) do
+    parts[i] = t:dtype() .. " " .. shape_string(t) .. (self.byte_tables[i] and " as float32" or "")
+  end
   return string.format("dropnet.data.TensorDataset(%d samples: %s)", self.n, table.concat(parts, ", "))
 end
 
 --- Sample i: row i of every tensor, as views of one row (shape [1, ...]),
--- in the order the tensors were given. The views share memory with the dataset.
+-- in the order the tensors were given. The views share memory with the
+-- dataset, except for a tensor with a byte table: its row is a new float32 tensor.
 -- @tparam integer i 1-based sample index
 -- @return one tensor per dataset tensor
 function TensorDataset:get(i)
@@ -110,12 +172,12 @@ function TensorDataset:get(i)
     fail("TensorDataset:get: index must be an integer in [1, %d] (got %s)", self.n, describe(i))
   end
   local rows = {}
-  for k, t in ipairs(self.tensors) do rows[k] = t:narrow(1, index, 1) end
+  for k, t in ipairs(self.tensors) do rows[k] = rows_of(self, k, t:narrow(1, index, 1), nil) end
   return table.unpack(rows, 1, #self.tensors)
 end
 
 --- A new dataset with the given samples, in the given order (gathered in C,
--- so the result owns its memory).
+-- so the result owns its memory). Byte tensors stay bytes, with the same byte tables.
 -- @tparam Tensor|table index 1-D int32 tensor (or a list) of 1-based sample indices
 -- @treturn TensorDataset
 function TensorDataset:subset(index)
@@ -128,7 +190,9 @@ function TensorDataset:subset(index)
   end
   local gathered = {}
   for k, t in ipairs(self.tensors) do gathered[k] = t:index_select(1, index) end
-  return data.TensorDataset(table.unpack(gathered, 1, #self.tensors))
+  local ds = data.TensorDataset(table.unpack(gathered, 1, #self.tensors))
+  for k, lut in pairs(self.byte_tables) do ds.byte_tables[k] = lut end   -- never changed in place: shared
+  return ds
 end
 
 local function check_dataset(where, ds)
@@ -166,7 +230,9 @@ DataLoader.__name = "dropnet.data.DataLoader"
 -- Without shuffling a batch is a `narrow` view of each tensor (no copy). With
 -- shuffling, each epoch (each `iter()` call) draws a permutation of the
 -- samples from the generator, and each batch is gathered in C with one
--- `index_select` per tensor. Since the permutation is drawn when `iter()` is
+-- `index_select` per tensor. A tensor with a byte table comes out, either
+-- way, as a new float32 batch gathered and converted in one C call
+-- (`dn.byte_rows_to_float`). Since the permutation is drawn when `iter()` is
 -- called, saving the generator state (`g:get_state()`) before an epoch and
 -- restoring it (`g:set_state(s)`) replays that epoch exactly: same batches
 -- in the same order.
@@ -214,7 +280,8 @@ end
 -- @return iterator function
 -- @usage for x, y in loader:iter() do ... end
 function DataLoader:iter()
-  local tensors, count = self.dataset.tensors, #self.dataset.tensors
+  local ds = self.dataset
+  local tensors, count = ds.tensors, #ds.tensors
   local n, batch_size, batches = self.dataset.n, self.batch_size, self:num_batches()
   local perm
   if self.shuffle then perm = dn.randperm(n, self.generator or dn.default_generator()) end
@@ -227,9 +294,9 @@ function DataLoader:iter()
     local batch = {}
     if perm then
       local index = perm:narrow(1, start, length)
-      for i = 1, count do batch[i] = tensors[i]:index_select(1, index) end
+      for i = 1, count do batch[i] = rows_of(ds, i, tensors[i], index) end
     else
-      for i = 1, count do batch[i] = tensors[i]:narrow(1, start, length) end
+      for i = 1, count do batch[i] = rows_of(ds, i, tensors[i]:narrow(1, start, length), nil) end
     end
     return table.unpack(batch, 1, count)
   end
@@ -301,7 +368,10 @@ local function normalization(where, normalize)
 end
 
 --- Fashion-MNIST (Zalando's 28x28 grey clothing images, 10 classes) as a
--- TensorDataset of images x and labels y.
+-- TensorDataset of images x and labels y. The images stay uint8 (47 MB for
+-- the training set instead of 188 MB as float32): `ds.tensors[1]` holds the
+-- bytes, and a byte table turns them into float32 pixels in each sample and
+-- batch; `ds:tensor(1)` gives them all as float32.
 --
 -- Files: train-images-idx3-ubyte, train-labels-idx1-ubyte (split "train",
 -- 60,000 samples), t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte ("test",
@@ -314,8 +384,8 @@ end
 --   `normalize` (false: pixels in [0,1]; true: (x - 0.2860406) / 0.3530242,
 --   the training set's mean and std; or {mean = m, std = s}; default false),
 --   `flatten` (true: x is [N,784]; false: [N,1,28,28]; default true)
--- @treturn TensorDataset x float32 [N,784] or [N,1,28,28], y int32 [N] with labels
---   1..10 (`data.class_names.fashion_mnist[y]` names them)
+-- @treturn TensorDataset x uint8 [N,784] or [N,1,28,28] given out as float32,
+--   y int32 [N] with labels 1..10 (`data.class_names.fashion_mnist[y]` names them)
 function data.fashion_mnist(options)
   local where = "fashion_mnist"
   options = C.options(where, "options", options, {"split", "dir", "normalize", "flatten"})
@@ -361,10 +431,12 @@ function data.fashion_mnist(options)
   end
   y:add_(1)
 
-  local x = images:float():div_(255)
-  if mean then x:sub_(mean):div_(std) end
-  if flatten then x = x:view(n, 28 * 28) else x = x:view(n, 1, 28, 28) end
-  return data.TensorDataset(x, y)
+  -- the ops the whole float32 tensor used to go through, applied to the 256
+  -- byte values: each batch holds bit for bit the pixels they gave
+  local pixels = dn.arange(0, 256):float():div_(255)
+  if mean then pixels:sub_(mean):div_(std) end
+  local x = flatten and images:view(n, 28 * 28) or images:view(n, 1, 28, 28)
+  return data.TensorDataset(x, y):set_byte_table(1, pixels)
 end
 
 return data

@@ -1,8 +1,9 @@
 /*
-** One threading model for the whole runtime: OpenMP runs our loops and
-** OpenBLAS is the OpenMP build, so both share one pool and one thread count.
-** The same threads compute in one floating-point mode: denormal floats
-** flushed to zero unless switched off.
+** One team of threads for the whole runtime: its own pool runs every
+** parallel loop and the matrix products (OpenBLAS, where it is used, runs
+** inside the pool's tasks). Idle workers spin for ~0.1 ms, then sleep; the
+** same threads compute in one floating-point mode: denormal floats flushed
+** to zero unless switched off. Results never depend on the thread count.
 */
 #ifndef DROPNET_PARALLEL_H
 #define DROPNET_PARALLEL_H
@@ -14,9 +15,14 @@
 
 DN_BEGIN_DECLS
 
-/* n >= 1; sets our loops and OpenBLAS together. */
+/* The largest thread count. */
+#define DN_MAX_THREADS 1024
+
+/* 1 <= n <= DN_MAX_THREADS: the threads (the calling one included) that
+   parallel loops and products use from the next call on. */
 DN_API dn_status dn_set_num_threads(int n);
-/* The thread count set last (OpenMP's default until then). */
+/* The thread count set last; until then OMP_NUM_THREADS if it is set to a
+   number, else the CPUs the process may run on. */
 DN_API int dn_get_num_threads(void);
 
 /*
@@ -31,13 +37,8 @@ DN_API int dn_get_num_threads(void);
 **   caller's FTZ and DAZ bits are back on return, so your own code between
 **   calls keeps its mode. Views, element reads (dn_tensor_get, _item),
 **   formatting and files leave values as stored;
-** - the OpenMP workers of the calling thread, all the time (OpenBLAS runs
-**   on them too): a thread libgomp creates inherits the mode from the
-**   runtime call that starts the region; workers that exist already are set
-**   when this switch or the thread count changes and at a thread's first
-**   runtime call. Workers created by OpenMP regions of your own, outside
-**   runtime calls, start in your mode: call dn_set_flush_denormal again
-**   after such a region grew the team.
+** - the runtime's worker threads, which take the calling thread's mode
+**   with every piece of work they do for it.
 ** x86 only (MXCSR): elsewhere the mode is never on and the switch does
 ** nothing. Returns whether the mode is supported, as PyTorch's
 ** torch.set_flush_denormal does.

@@ -1,0 +1,50 @@
+/*
+** The runtime's team of threads (pool.c): every parallel loop of the
+** runtime and the GEMM run through dn_parallel. Not installed.
+*/
+#ifndef DROPNET_POOL_H
+#define DROPNET_POOL_H
+
+#include <stdint.h>
+
+/* Most tasks one dn_parallel call takes. */
+#define DN_MAX_TASKS 4096
+
+/*
+** Part `task` of `tasks` of some work. What a task computes may depend on
+** task and tasks only, never on the thread that runs it: any thread may
+** take any task, which is what keeps results the same for any thread count
+** and lets the caller do a late worker's share itself.
+*/
+typedef void dn_task_fn(void *ctx, int task, int tasks);
+
+/*
+** Runs fn(ctx, t, tasks) once for every t in [0, tasks), 1 <= tasks <=
+** DN_MAX_TASKS, on up to dn_get_num_threads() threads (the calling thread
+** is one of them), and returns when all have returned. The tasks run in
+** order on the calling thread alone with one thread, inside a task (nested
+** calls), or while another thread of the process runs a parallel call.
+** Workers compute in the caller's floating-point mode (FTZ/DAZ bits).
+*/
+void dn_parallel(int tasks, dn_task_fn *fn, void *ctx);
+
+/* Start of part t of [0, n) cut into `parts` near-equal pieces (t = parts gives n). */
+static inline int64_t dn_split(int64_t n, int t, int parts) { return n / parts * t + n % parts * t / parts; }
+
+/*
+** fn(ctx, begin, end) over [0, n) cut into dn_threads_for(n) pieces whose
+** bounds are multiples of `align` (except n): for loops whose elements do
+** not depend on each other.
+*/
+typedef void dn_range_fn(const void *ctx, int64_t begin, int64_t end);
+void dn_parallel_range(int64_t n, int64_t align, dn_range_fn *fn, const void *ctx);
+
+/* The same with the number of pieces chosen by the caller (at most one per
+   align-sized unit). */
+void dn_parallel_split(int64_t n, int64_t align, int tasks, dn_range_fn *fn, const void *ctx);
+
+/* fn(ctx, begin, end) over rows [0, rows) of `row_size` elements each, cut
+   into dn_threads_for(rows * row_size) pieces: for rows computed apart. */
+void dn_parallel_rows(int64_t rows, int64_t row_size, dn_range_fn *fn, const void *ctx);
+
+#endif
