@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test sanitize portable fuzz hostile bench clean install
+.PHONY: all deps build run test sanitize portable fuzz hostile bench bench-c clean install
 
 all: build
 
@@ -54,9 +54,17 @@ HOSTILE_SEED ?= 1
 hostile: build
 	DN_HOSTILE_CALLS=$(HOSTILE_CALLS) sh $(BUILD)/hostile/hostile.sh $(if $(REPLAY),--replay $(REPLAY)) --seed $(HOSTILE_SEED)
 
+# Every benchmark side by side with PyTorch, the machine's roofs and the targets of
+# issue 11 (scripts/bench/all.sh; BENCH_ARGS="--quick", "--pairs 5", "--peers DIR", ...).
 bench: build
+	sh scripts/bench/all.sh --dropnet $(BUILD)/dropnet $(BENCH_ARGS)
+
+# The C benchmarks alone: matmul against OpenBLAS, dropout, the roofs.
+bench-c: build
 	$(BUILD)/bench_matmul
 	$(BUILD)/bench_dropout
+	$(BUILD)/bench_roofs
+	$(BUILD)/bench_gemm_roof
 	$(BUILD)/dropnet scripts/bench/matmul.lua
 
 install: build

@@ -1,6 +1,6 @@
 -- scripts/bench/dropout.lua — dropout throughput against the memory-bandwidth roof.
 --
---   lua5.4 scripts/bench/dropout.lua [threads = 2] [--torch-gelems X[,Y]] [--rounds N]
+--   lua5.4 scripts/bench/dropout.lua [threads = 2] [--torch-gelems X[,Y]] [--rounds N] [--seconds S]
 --
 -- On 16M floats and on [128, 1024], in the same run: (a) a plain copy of the
 -- tensor into a preallocated one (dst:copy_(src), one parallel memcpy: the
@@ -8,7 +8,7 @@
 -- nn.functional.dropout in training, p = 0.5), (c) forward + backward:
 -- y = F.dropout(x, 0.5, true) with x requiring grad, then y:backward(g).
 -- Each figure is the median of --rounds samples, a sample timing enough calls
--- to take ~0.2 s; the cases of one size take their samples in turn (round
+-- to take ~--seconds (default 0.2 s); the cases of one size take their samples in turn (round
 -- robin), so a noisy neighbour slows all of them alike. Bytes count the useful traffic as PyTorch's peer script
 -- (shared/peers/torch_dropout_bench.py) does: 8 B per element per pass (one
 -- float read, one written), so copy and forward move 8 B/element and
@@ -19,7 +19,7 @@ local dn = require "dropnet"
 local core = require "dropnet.core"
 local F = require("dropnet.nn").functional
 
-local threads, torch_gelems, rounds = 2, {}, 9
+local threads, torch_gelems, rounds, seconds = 2, {}, 9, 0.2
 do
   local i = 1
   while i <= #arg do
@@ -33,10 +33,13 @@ do
     elseif a == "--rounds" then
       rounds = assert(math.tointeger(tonumber(arg[i + 1])), "--rounds needs an integer")
       i = i + 1
+    elseif a == "--seconds" then
+      seconds = assert(tonumber(arg[i + 1]), "--seconds needs a number")
+      i = i + 1
     elseif tonumber(a) then
       threads = math.tointeger(tonumber(a)) or error("thread count must be an integer")
     else
-      error("usage: dropout.lua [threads] [--torch-gelems X[,Y]] [--rounds N]")
+      error("usage: dropout.lua [threads] [--torch-gelems X[,Y]] [--rounds N] [--seconds S]")
     end
     i = i + 1
   end
@@ -45,7 +48,7 @@ end
 dn.set_num_threads(threads)
 dn.manual_seed(1)
 
-local TARGET_SECONDS = 0.2
+local TARGET_SECONDS = seconds
 
 local function median(xs)
   local s = table.move(xs, 1, #xs, 1, {})

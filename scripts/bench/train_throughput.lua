@@ -14,6 +14,10 @@
 -- gives the median of epochs 2 and later (with one epoch, that epoch): the first is not
 -- the steady state (it pays one-time costs, and it was the fastest while momentum buffers
 -- had not yet decayed into denormals; issue 11).
+--
+-- --infer adds, after training, the eval throughput as torch_mlp_train.py --infer
+-- measures it: eval mode, no_grad, batch 1000 over the 10k test images, two
+-- warm-up passes, then the median of --infer-reps timed passes (an INFER line).
 local dn = require "dropnet"
 local nn, optim, data = dn.nn, dn.optim, dn.data
 
@@ -26,9 +30,15 @@ usage: dropnet [--no-flush-denormal] scripts/bench/train_throughput.lua [options
   --seed N       seed of the default generator (default 1)
   --lr X         SGD learning rate (default 0.05; momentum 0.9)
   --data DIR     Fashion-MNIST directory (default: DROPNET_DATA, then Debian's)
+  --infer        afterwards, eval throughput at batch 1000 over the test set (INFER line)
+  --infer-reps N timed inference passes, median reported (default 7)
+  --samples N    train on the first N training samples only (smoke tests; the
+                 figures then compare with nothing)
 dropnet's --no-flush-denormal computes with denormal floats instead of flushing them.]]
 
-local o = {model = "a", epochs = 4, threads = 2, seed = 1, lr = 0.05, data = nil}
+local o = {model = "a", epochs = 4, threads = 2, seed = 1, lr = 0.05, data = nil, infer = false,
+  ["infer-reps"] = 7, samples = nil}
+local optional = {data = true, samples = true}
 local i = 1
 if arg[1] == "--help" or arg[1] == "-h" then
   print(USAGE)
@@ -36,15 +46,24 @@ if arg[1] == "--help" or arg[1] == "-h" then
 end
 while i <= #arg do
   local key, value = arg[i]:match("^%-%-(.+)$"), arg[i + 1]
-  if not key or o[key] == nil and key ~= "data" then error("train_throughput.lua: unknown option " .. arg[i], 0) end
-  o[key] = tonumber(value) or value
-  i = i + 2
+  if not key or o[key] == nil and not optional[key] then error("train_throughput.lua: unknown option " .. arg[i], 0) end
+  if key == "infer" then
+    o.infer = true
+    i = i + 1
+  else
+    if value == nil then error("train_throughput.lua: option " .. arg[i] .. " needs a value", 0) end
+    o[key] = tonumber(value) or value
+    i = i + 2
+  end
 end
 dn.set_num_threads(o.threads)
 dn.manual_seed(o.seed)
 
 local train = data.fashion_mnist{split = "train", dir = o.data}
 local test = data.fashion_mnist{split = "test", dir = o.data}
+if o.samples and o.samples < #train then
+  train = train:subset(dn.arange(1, o.samples + 1):int())   -- the first N samples, still bytes
+end
 local model, batch
 if o.model == "a" then
   model = nn.Sequential(nn.Dropout(0.2), nn.Linear(784, 1024), nn.ReLU(), nn.Dropout(0.5),
@@ -95,3 +114,31 @@ local median = n % 2 == 1 and steady[(n + 1) // 2] or (steady[n // 2] + steady[n
 local which = #times > 2 and ("epochs 2-" .. #times) or ("epoch " .. #times)
 print(string.format("SUMMARY model=%s threads=%d batch=%d flush_denormal=%s: median epoch %.3fs (%s), %.0f samples/s",
   o.model, o.threads, batch, tostring(dn.get_flush_denormal()), median, which, #train / median))
+
+if o.infer then
+  -- As torch_mlp_train.py --infer: eval mode, no_grad, batches of 1000 over the test set,
+  -- sliced from a float32 tensor as PyTorch's are (the byte conversion is not timed).
+  model:eval()
+  local test_x = test:tensor(1)
+  local n = test_x:size(1)
+  local function pass()
+    for first = 1, n, 1000 do
+      local out = model(test_x:narrow(1, first, math.min(1000, n - first + 1)))
+      out:close()
+    end
+  end
+  local rates = {}
+  dn.no_grad(function()
+    for _ = 1, 2 do pass() end   -- warm-up
+    for r = 1, o["infer-reps"] do
+      local t0 = dn.clock()
+      pass()
+      rates[r] = n / (dn.clock() - t0)
+    end
+  end)
+  table.sort(rates)
+  local k = #rates
+  local med = k % 2 == 1 and rates[(k + 1) // 2] or (rates[k // 2] + rates[k // 2 + 1]) / 2
+  print(string.format("INFER model=%s eval, batch 1000, no_grad, threads=%d: median %.0f samples/s (min %.0f max %.0f, "
+    .. "%d passes over %dk test images)", o.model, o.threads, med, rates[1], rates[k], k, n // 1000))
+end
