@@ -20,12 +20,6 @@
 ** the same kernel, and zero-padded panels make ragged edges ordinary; masked
 ** stores write only the window of C.
 **
-** B's panels are packed one at a time just before their first use, and the
-** source of the next one is prefetched while the kernels run on this one:
-** at the model's batch of 128 each element of B serves only 128 rows, and
-** packing the whole block up front (a pass over memory at ~15 GB/s, B not
-** fitting L2) took 14-16% of the time of [128,784]@[784,1024] on one core.
-**
 ** Threads take disjoint ranges of whole panels (columns when there are
 ** enough, else rows); every element of C sums its products in the same
 ** order (k blocks in turn, p within a block), so the result does not depend
@@ -86,24 +80,10 @@ static void pack_a(const gemm_args *g, int64_t ic, int64_t mc, int64_t pc, int64
   g->kern->pack_a(g->a + ic * across + pc * along, along, across, kc, mc, dst);
 }
 
-/* op(B)[pc:pc+kc, j:j+nr] (or fewer columns) into one nr-column panel. */
-static void pack_b_panel(const gemm_args *g, int64_t pc, int64_t kc, int64_t j, int64_t cols, float *dst) {
+/* op(B)[pc:pc+kc, jc:jc+nc] into nr-column panels, each kc x nr. */
+static void pack_b(const gemm_args *g, int64_t pc, int64_t kc, int64_t jc, int64_t nc, float *dst) {
   int64_t along = g->trans_b ? 1 : g->ldb, across = g->trans_b ? g->ldb : 1;
-  g->kern->pack_b(g->b + pc * along + j * across, along, across, kc, cols, dst);
-}
-
-/* Part `part` of `parts` of the source lines of that panel, towards L1, so
-   that packing it later reads from cache. */
-static void prefetch_b_panel(const gemm_args *g, int64_t pc, int64_t kc, int64_t j, int64_t cols, int64_t part,
-                             int64_t parts) {
-  /* source rows of the panel and the floats of each */
-  int64_t rows = g->trans_b ? cols : kc, run = g->trans_b ? kc : cols;
-  int64_t r0 = rows * part / parts, r1 = rows * (part + 1) / parts;
-  for (int64_t r = r0; r < r1; r++) {
-    const float *row = g->trans_b ? g->b + (j + r) * g->ldb + pc : g->b + (pc + r) * g->ldb + j;
-    for (int64_t x = 0; x < run; x += 16) __builtin_prefetch(row + x, 0, 3);
-    __builtin_prefetch(row + run - 1, 0, 3);
-  }
+  g->kern->pack_b(g->b + pc * along + jc * across, along, across, kc, nc, dst);
 }
 
 /* The rows [i0, i1) and columns [j0, j1) of C, with this task's buffers. */
@@ -116,21 +96,14 @@ static void gemm_region(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, 
     for (int64_t pc = 0; pc < g->k; pc += g->kc_full) {
       int64_t kc = min64(g->kc_full, g->k - pc);
       float beta = pc == 0 ? g->beta : 1.0f;   /* later k blocks add to the partial sums */
+      pack_b(g, pc, kc, jc, nc, bpack);
       for (int64_t ic = i0; ic < i1; ic += mc_max) {
-        int64_t mc = min64(mc_max, i1 - ic), tiles_m = ceil_div(mc, mr);
-        bool first = ic == i0;   /* the first row block packs B's panels as it goes */
+        int64_t mc = min64(mc_max, i1 - ic);
         pack_a(g, ic, mc, pc, kc, apack);
-        for (int64_t jr = 0; jr < nc; jr += nr) {
-          float *bp = bpack + jr * kc;
-          int64_t next = jr + nr, next_cols = min64(nr, nc - next);
-          if (first) pack_b_panel(g, pc, kc, jc + jr, min64(nr, nc - jr), bp);
-          for (int64_t t = 0; t < tiles_m; t++) {
-            int64_t ir = t * mr;
-            kern->micro(kc, apack + ir * kc, bp, g->c + (ic + ir) * g->ldc + jc + jr, g->ldc,
+        for (int64_t jr = 0; jr < nc; jr += nr)
+          for (int64_t ir = 0; ir < mc; ir += mr)
+            kern->micro(kc, apack + ir * kc, bpack + jr * kc, g->c + (ic + ir) * g->ldc + jc + jr, g->ldc,
                         (int)min64(mr, mc - ir), (int)min64(nr, nc - jr), g->alpha, beta);
-            if (first && next < nc) prefetch_b_panel(g, pc, kc, jc + next, next_cols, t, tiles_m);
-          }
-        }
       }
     }
   }
