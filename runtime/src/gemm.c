@@ -8,9 +8,29 @@
 ** Why our own: the OpenBLAS that Debian 12 ships (0.3.21) predates the
 ** AVX-512 cores it runs on here; its Haswell (AVX2) kernels reach at most
 ** half of what 512-bit FMA units can do, and every step of a dense model
-** spends most of its time here. Measured (build/bench_matmul, 2 threads,
-** Sapphire Rapids, FMA peak 420 GFLOP/s): see the table in the report of
-** issue 11 and the figures below.
+** spends most of its time here. On machines without AVX-512 (Zen 3) the
+** AVX2 kernel keeps the same driver, and results independent of the thread
+** count, at OpenBLAS's speed or better.
+**
+** Measured on the 2-core Sapphire Rapids (KVM guest, other jobs running:
+** medians of alternating rounds in quiet spells), GFLOP/s and % of the FMA
+** peak that tests/bench/fma_peak.c probes (512-bit: 214 on 1 thread, 430 on
+** 2; 256-bit: 114, 228):
+**   product (M K N, op)        avx512 1T   avx512 2T   avx2 1T    avx2 2T
+**   x@W^T  128  784 1024 A@Bt  132 (62%)   289 (67%)   93 (82%)  188 (83%)
+**   x@W^T  128 1024 1024 A@Bt  131 (61%)   278 (65%)   92 (81%)  180 (79%)
+**   g@W    128 1024 1024 A@B   138 (64%)   287 (67%)   96 (84%)  184 (81%)
+**   g^T@x 1024  128  784 At@B  146 (68%)   297 (69%)  103 (90%)  199 (87%)
+**   g^T@x 1024  128 1024 At@B  150 (70%)   305 (71%)  103 (90%)  199 (87%)
+** OpenBLAS (cblas_sgemm, its own threads): 128-146 on 1 thread, 240-300 on
+** 2; pinned to its Haswell kernels 92-97 and 167-179. Where the AVX-512
+** time goes at M = 128, one core: packing B 14-16% (B, 3-4 MB, does not fit
+** L2 and each element serves only 128 rows: a pass over memory at ~15 GB/s),
+** packing A 2%, the micro-kernels ~76% of peak while they run, against
+** 85-91% for the same kernel with its panels in L1. Tried without gain (within
+** the noise, or slower): KC 192-512, NC 256-1024, 12x32 and 14x32 tiles,
+** unrolling k, packing B's panels one at a time with the next one's source
+** prefetched, prefetching the next B block during the kernels.
 **
 ** The scheme is the usual packed GEMM (Goto; BLIS's loop names): for a block
 ** of kc rows of op(B) and nc columns, copy it into panels of nr columns
