@@ -26,7 +26,8 @@
 ** 2; pinned to its Haswell kernels 92-97 and 167-179. Where the AVX-512
 ** time goes at M = 128, one core: packing B 14-16% (B, 3-4 MB, does not fit
 ** L2 and each element serves only 128 rows: a pass over memory at ~15 GB/s),
-** packing A 2%, the micro-kernels ~76% of peak while they run, against
+** packing A 2%; the micro-kernels run at ~80% of peak (all panels packed
+** beforehand; 81% with C a scratch tile, so C's traffic costs ~2%), against
 ** 85-91% for the same kernel with its panels in L1. Tried without gain (within
 ** the noise, or slower): KC 192-512, NC 256-1024, 12x32 and 14x32 tiles,
 ** unrolling k, packing B's panels one at a time with the next one's source
