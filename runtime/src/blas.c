@@ -14,9 +14,12 @@
 ** Tiles go to threads in static blocks (neighbouring tiles share panels of A
 ** and B in cache): dynamic hand-out measured 7-9% slower.
 **
-** On a machine with AVX-512 (when the build targets it) products go to our
-** own kernel instead (gemm.c), unless DROPNET_SGEMM=openblas asks for
-** OpenBLAS, for comparison; dn_matmul_backend() names the one in use.
+** On a machine with AVX-512, or else AVX2 and FMA, products go to our own
+** sgemm instead (gemm.c), whatever CPU the build targeted: the kernel is
+** chosen at first use from what this CPU runs. DROPNET_SGEMM=openblas asks
+** for OpenBLAS, =avx2 or =avx512 for that kernel (where the CPU has it; else
+** the choice stays automatic), for comparison and tests;
+** dn_matmul_backend() names the one in use.
 */
 #include <cblas.h>
 #include <limits.h>
@@ -64,24 +67,36 @@ static void choose_tiles(int64_t m, int64_t n, int64_t *tile_m, int64_t *tile_n)
    tiles, and a parallel region would cost more than the product. */
 #define SMALL_PRODUCT (65536.0 * 4)
 
-#ifdef DN_HAVE_GEMM_AVX512
-/* DROPNET_SGEMM is read on first use; threads racing to it store the same value. */
-static atomic_int use_own_kernel = -1;
+#ifdef DN_HAVE_GEMM
+/* The kernel in use, NULL for OpenBLAS; chosen on first use (threads racing
+   to it store the same value). */
+static const dn_gemm_kernel *_Atomic chosen_kernel;
+static atomic_bool kernel_chosen;
 
-static bool own_kernel(void) {
-  int use = atomic_load_explicit(&use_own_kernel, memory_order_relaxed);
-  if (use < 0) {
-    const char *choice = getenv("DROPNET_SGEMM");
-    use = !(choice && strcmp(choice, "openblas") == 0);
-    atomic_store_explicit(&use_own_kernel, use, memory_order_relaxed);
+static const dn_gemm_kernel *choose_kernel(void) {
+  const char *choice = getenv("DROPNET_SGEMM");
+  if (choice && strcmp(choice, "openblas") == 0) return NULL;
+  if (choice && strcmp(choice, "avx2") == 0 && dn_gemm_kernel_supported(&dn_gemm_kernel_avx2))
+    return &dn_gemm_kernel_avx2;
+  if (dn_gemm_kernel_supported(&dn_gemm_kernel_avx512)) return &dn_gemm_kernel_avx512;
+  if (dn_gemm_kernel_supported(&dn_gemm_kernel_avx2)) return &dn_gemm_kernel_avx2;
+  return NULL;
+}
+
+static const dn_gemm_kernel *own_kernel(void) {
+  if (!atomic_load_explicit(&kernel_chosen, memory_order_acquire)) {
+    atomic_store_explicit(&chosen_kernel, choose_kernel(), memory_order_relaxed);
+    atomic_store_explicit(&kernel_chosen, true, memory_order_release);
   }
-  return use;
+  return atomic_load_explicit(&chosen_kernel, memory_order_relaxed);
 }
 #endif
 
 const char *dn_matmul_backend(void) {
-#ifdef DN_HAVE_GEMM_AVX512
-  if (own_kernel()) return "dropnet avx512";
+#ifdef DN_HAVE_GEMM
+  const dn_gemm_kernel *kernel = own_kernel();
+  if (kernel == &dn_gemm_kernel_avx512) return "dropnet avx512";
+  if (kernel == &dn_gemm_kernel_avx2) return "dropnet avx2";
 #endif
   return "openblas";
 }
@@ -128,9 +143,10 @@ static void tile_task(void *ctx, int task, int tasks) {
 
 void dn_blas_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-#ifdef DN_HAVE_GEMM_AVX512
+#ifdef DN_HAVE_GEMM
   /* Out of memory for its panels, it computes nothing: OpenBLAS then does. */
-  if (own_kernel() && dn_gemm_avx512(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+  const dn_gemm_kernel *kernel = own_kernel();
+  if (kernel && dn_gemm(kernel, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
 #endif
   openblas_single_threaded();
   if ((double)m * (double)n * (double)k <= SMALL_PRODUCT) {

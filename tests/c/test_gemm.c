@@ -1,12 +1,13 @@
 /*
-** dn_gemm_avx512 (gemm.c) and dn_blas_sgemm (blas.c, what matmul calls)
-** against a double-precision reference, OpenBLAS's cblas_sgemm, and
-** themselves on other thread counts.
+** dropnet's sgemm kernels (dn_gemm in gemm.c with the AVX-512 and the AVX2
+** kernel) and dn_blas_sgemm (blas.c, what matmul calls) against a
+** double-precision reference, OpenBLAS's cblas_sgemm, and themselves on
+** other thread counts.
 **
-** dn_gemm_avx512 exists only when the compiler targets AVX-512F and VL
-** (DN_HAVE_GEMM_AVX512, gemm.h); without it the same checks run through
-** dn_blas_sgemm alone. DROPNET_SGEMM=openblas in the environment sends
-** dn_blas_sgemm to OpenBLAS (blas.c), for running the checks on that path.
+** A kernel this CPU lacks is skipped (dn_gemm_kernel_supported); without
+** DN_HAVE_GEMM (not x86-64) the checks run through dn_blas_sgemm alone.
+** DROPNET_SGEMM=openblas or =avx2 in the environment sends dn_blas_sgemm to
+** OpenBLAS or the AVX2 kernel (blas.c), for running the checks on that path.
 **
 ** A and B (and C unless it is guarded) are sized exactly, so a sanitizer
 ** build catches reads past their last element; they start 64-byte aligned or
@@ -42,24 +43,29 @@ typedef void (*gemm_fn)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_
 typedef struct {
   const char *name;
   gemm_fn fn;
-  int every; /* runs 1 in `every` of the many small cases */
+  int every;          /* runs 1 in `every` of the many small cases */
+  const void *kernel; /* the dn_gemm_kernel it runs, skipped where the CPU lacks it; NULL: always runs */
 } gemm_impl;
 
-#ifdef DN_HAVE_GEMM_AVX512
-/* dn_blas_sgemm hands products to dn_gemm_avx512 (unless DROPNET_SGEMM=openblas),
-   which runs every case of its own: a third of the small cases here. */
-static const gemm_impl BLAS = {"dn_blas_sgemm", dn_blas_sgemm, 3};
+#ifdef DN_HAVE_GEMM
+/* dn_blas_sgemm hands products to a kernel of dn_gemm (unless
+   DROPNET_SGEMM=openblas), which runs every case of its own: a third of the
+   small cases here. */
+static const gemm_impl BLAS = {"dn_blas_sgemm", dn_blas_sgemm, 3, NULL};
 
-/* dn_gemm_avx512 returns false only when its packing buffers cannot be
-   allocated: never expected here. */
-static void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-  if (!dn_gemm_avx512(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
-    fail_msg("dn_gemm_avx512 returned false (m=%" PRId64 " n=%" PRId64 " k=%" PRId64 ")", m, n, k);
-}
-static const gemm_impl AVX512 = {"dn_gemm_avx512", gemm_avx512, 1};
+/* dn_gemm returns false only when its packing buffers cannot be allocated:
+   never expected here. */
+#define KERNEL_IMPL(NAME, kernel)                                                                              \
+  static void gemm_##NAME(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a, \
+                          int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {        \
+    if (!dn_gemm(&kernel, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))                    \
+      fail_msg("dn_gemm (%s) returned false (m=%" PRId64 " n=%" PRId64 " k=%" PRId64 ")", kernel.name, m, n, k); \
+  }                                                                                                            \
+  static const gemm_impl NAME = {"dn_gemm " #NAME, gemm_##NAME, 1, &kernel};
+KERNEL_IMPL(AVX512, dn_gemm_kernel_avx512)
+KERNEL_IMPL(AVX2, dn_gemm_kernel_avx2)
 #else
-static const gemm_impl BLAS = {"dn_blas_sgemm", dn_blas_sgemm, 1};
+static const gemm_impl BLAS = {"dn_blas_sgemm", dn_blas_sgemm, 1, NULL};
 #endif
 
 /* --- deterministic values: xorshift64* ----------------------------------------- */
@@ -299,8 +305,8 @@ static void check_result(problem *pr, const char *what) {
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < n; j++) check_element(&v, i, j);
   } else {
-    int64_t rows[] = {0, 1, 7, 8, 9, m / 2, m - 9, m - 8, m - 1};
-    int64_t cols[] = {0, 1, 15, 16, 17, 31, 32, 33, n / 2, n - 33, n - 32, n - 1};
+    int64_t rows[] = {0, 1, 3, 4, 5, 7, 8, 9, m / 2, m - 9, m - 8, m - 5, m - 4, m - 1};
+    int64_t cols[] = {0, 1, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47, 48, n / 2, n - 33, n - 32, n - 25, n - 24, n - 1};
     for (size_t r = 0; r < sizeof rows / sizeof *rows; r++)
       if (rows[r] >= 0 && rows[r] < m)
         for (int64_t j = 0; j < n; j++) check_element(&v, rows[r], j);
@@ -353,17 +359,33 @@ static int restore_threads(void **state) {
 
 /* --- the tests (each takes the implementation as its state) ----------------------- */
 
-static const int64_t SMALL[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 65};
+/* Every test starts here: a kernel's own tests are skipped when the CPU lacks
+   its instructions, and under DROPNET_SGEMM (which only steers
+   dn_blas_sgemm: the plain run has done them). */
+static const gemm_impl *require_kernel(void **state) {
+  const gemm_impl *impl = *state;
+#ifdef DN_HAVE_GEMM
+  if (impl->kernel && !dn_gemm_kernel_supported(impl->kernel)) {
+    print_message("%s: skipped, this CPU lacks the kernel's instructions\n", impl->name);
+    skip();
+  }
+  if (impl->kernel && getenv("DROPNET_SGEMM")) skip();
+#endif
+  return impl;
+}
+
+static const int64_t SMALL[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 49, 65};
 #define N_SMALL (sizeof SMALL / sizeof *SMALL)
 
 /* (m, n, k) of the real model's products: [128,784]@[784,1024], [128,1024]@[1024,10],
    and the backward products of those layers. */
 static const int64_t MODEL[][3] = {{128, 1024, 784}, {128, 10, 1024}, {1024, 784, 128}, {10, 1024, 128}};
 
-/* Every tail of the 8x32 micro-kernel (m and n from 1 to past two tiles) with
-   short k, each with all four transposes; alternately aligned and one float off. */
+/* Every tail of the 8x32 (AVX-512) and 4x24 (AVX2) micro-kernels (m and n
+   from 1 to past two tiles) with short k, each with all four transposes;
+   alternately aligned and one float off. */
 static void test_small_shapes(void **state) {
-  const gemm_impl *impl = *state;
+  const gemm_impl *impl = require_kernel(state);
   uint64_t seed = 1;
   for (size_t x = 0; x < N_SMALL; x++)
     for (size_t y = 0; y < N_SMALL; y++)
@@ -378,7 +400,7 @@ static void test_small_shapes(void **state) {
 
 /* The shapes the model runs, all four transposes (sampled reference). */
 static void test_model_shapes(void **state) {
-  const gemm_impl *impl = *state;
+  const gemm_impl *impl = require_kernel(state);
   for (size_t s = 0; s < sizeof MODEL / sizeof *MODEL; s++)
     for (int t = 0; t < 4; t++) {
       gemm_case cs = {.ta = t & 1, .tb = t >> 1, .m = MODEL[s][0], .n = MODEL[s][1], .k = MODEL[s][2],
@@ -390,7 +412,7 @@ static void test_model_shapes(void **state) {
 /* k across and just past the k blocks (256/512), with tails that are not
    multiples of 8; m and n past the row and column blocks (256, 1024). */
 static void test_long_k_and_blocks(void **state) {
-  const gemm_impl *impl = *state;
+  const gemm_impl *impl = require_kernel(state);
   static const int64_t ks[] = {255, 256, 257, 300, 512, 513, 777, 1030};
   static const int64_t mn[][2] = {{17, 33}, {65, 63}, {8, 32}, {1, 70}, {9, 1}};
   uint64_t seed = 1000;
@@ -414,7 +436,7 @@ static void test_long_k_and_blocks(void **state) {
    used, and C's padding columns and the rows around the window (sentinels)
    must stay bit-for-bit. */
 static void test_leading_dims(void **state) {
-  const gemm_impl *impl = *state;
+  const gemm_impl *impl = require_kernel(state);
   static const int64_t shapes[][3] = {{1, 1, 1}, {7, 9, 3}, {17, 33, 31}, {8, 32, 8}, {33, 65, 300}, {65, 17, 777},
                                       {128, 10, 1024}};
   static const int64_t pads[][3] = {{5, 5, 5}, {1, 0, 3}, {0, 7, 0}, {16, 16, 16}};
@@ -440,7 +462,7 @@ static void test_leading_dims(void **state) {
 /* alpha in {1, 0.5, -2} x beta in {0, 1, 0.25}: C = alpha AB + beta C_old,
    and with beta == 0 the NaN-filled C is not read. */
 static void test_alpha_beta(void **state) {
-  const gemm_impl *impl = *state;
+  const gemm_impl *impl = require_kernel(state);
   static const int64_t shapes[][3] = {{1, 1, 1}, {9, 17, 33}, {33, 31, 300}, {40, 63, 520}, {128, 10, 1024},
                                       {300, 40, 20}};
   static const float alphas[] = {1, 0.5f, -2}, betas[] = {0, 1, 0.25f};
@@ -456,54 +478,70 @@ static void test_alpha_beta(void **state) {
         }
 }
 
-/* 1, 2 and 3 threads give the same bits (the contract), the model's shapes
-   included; each result also checked against the reference. */
+/* One case on 1 thread, then on 2 and 3: the same bits (the contract); the
+   result also checked against the reference. */
+static void check_threads_bit_identical(const gemm_impl *impl, const gemm_case *cs, uint64_t seed) {
+  problem pr;
+  problem_init(&pr, cs, seed);
+  DN_OK_OR_FAIL(dn_set_num_threads(1));
+  problem_run(&pr, impl);
+  check_result(&pr, impl->name);
+  float *one = malloc(pr.c_len * sizeof(float));
+  assert_non_null(one);
+  memcpy(one, pr.c_buf, pr.c_len * sizeof(float));
+  for (int threads = 2; threads <= 3; threads++) {
+    DN_OK_OR_FAIL(dn_set_num_threads(threads));
+    problem_reset(&pr);
+    problem_run(&pr, impl);
+    for (size_t q = 0; q < pr.c_len; q++)
+      if (float_bits(pr.c_buf[q]) != float_bits(one[q])) {
+        char desc[320];
+        describe(&pr, impl->name, desc, sizeof desc);
+        int64_t rel = (int64_t)q - pr.c_pre;
+        fail_msg("%s: %d threads differ from 1 thread at (%" PRId64 ", %" PRId64 "): %.9g vs %.9g", desc, threads,
+                 rel / pr.ldc, rel % pr.ldc, (double)pr.c_buf[q], (double)one[q]);
+      }
+  }
+  free(one);
+  problem_free(&pr);
+}
+
+/* 1, 2 and 3 threads give the same bits, the model's shapes included, and
+   shapes above gemm.c's one-thread limit (4M multiply-adds, so the threads
+   split them) with m, n or k of 1, odd sizes past the blocks, too few column
+   panels for every thread (the threads split the rows), alpha and beta,
+   padded leading dims; every case with all four transposes. */
 static void test_threads_bit_identical(void **state) {
-  const gemm_impl *impl = *state;
+  const gemm_impl *impl = require_kernel(state);
   static const gemm_case cases[] = {
-    {.tb = true, .m = 128, .n = 1024, .k = 784, .alpha = 1},
-    {.ta = true, .m = 1024, .n = 784, .k = 128, .alpha = 1},
+    {.m = 128, .n = 1024, .k = 784, .alpha = 1},
+    {.m = 1024, .n = 784, .k = 128, .alpha = 1},
     {.m = 128, .n = 1024, .k = 784, .alpha = 1, .beta = 1},
-    {.ta = true, .tb = true, .m = 65, .n = 63, .k = 777, .alpha = -2, .beta = 0.25f, .off_a = 1},
+    {.m = 65, .n = 63, .k = 777, .alpha = -2, .beta = 0.25f, .off_a = 1},
     {.m = 33, .n = 1030, .k = 17, .alpha = 0.5f, .pad_c = 5, .off_c = 1, .guard = true},
-    {.tb = true, .m = 257, .n = 1100, .k = 300, .alpha = 1, .pad_a = 3, .pad_b = 1, .off_b = 1},
-    /* above gemm.c's one-thread limit (4M multiply-adds) with too few
-       column panels for every thread: the threads split the rows */
-    {.ta = true, .m = 1000, .n = 33, .k = 300, .alpha = 1, .beta = 1},
-    {.tb = true, .m = 700, .n = 10, .k = 1024, .alpha = 1},
+    {.m = 257, .n = 1100, .k = 300, .alpha = 1, .pad_a = 3, .pad_b = 1, .off_b = 1},
+    {.m = 1000, .n = 33, .k = 300, .alpha = 1, .beta = 1},
+    {.m = 700, .n = 10, .k = 1024, .alpha = 1},
+    {.m = 1, .n = 4099, .k = 1025, .alpha = 1, .beta = 0.5f, .guard = true},
+    {.m = 4099, .n = 1, .k = 1025, .alpha = -1, .pad_c = 2, .guard = true},
+    {.m = 2053, .n = 2051, .k = 1, .alpha = 2, .beta = 1, .pad_a = 1, .pad_b = 3},
+    {.m = 129, .n = 1031, .k = 777, .alpha = 0.5f, .beta = -1, .pad_c = 7, .off_a = 1, .off_c = 1, .guard = true},
     {.m = 7, .n = 9, .k = 3, .alpha = 1},
   };
-  for (size_t s = 0; s < sizeof cases / sizeof *cases; s++) {
-    problem pr;
-    problem_init(&pr, &cases[s], 4000 + s);
-    DN_OK_OR_FAIL(dn_set_num_threads(1));
-    problem_run(&pr, impl);
-    check_result(&pr, impl->name);
-    float *one = malloc(pr.c_len * sizeof(float));
-    assert_non_null(one);
-    memcpy(one, pr.c_buf, pr.c_len * sizeof(float));
-    for (int threads = 2; threads <= 3; threads++) {
-      DN_OK_OR_FAIL(dn_set_num_threads(threads));
-      problem_reset(&pr);
-      problem_run(&pr, impl);
-      for (size_t q = 0; q < pr.c_len; q++)
-        if (float_bits(pr.c_buf[q]) != float_bits(one[q])) {
-          char desc[320];
-          describe(&pr, impl->name, desc, sizeof desc);
-          int64_t rel = (int64_t)q - pr.c_pre;
-          fail_msg("%s: %d threads differ from 1 thread at (%" PRId64 ", %" PRId64 "): %.9g vs %.9g", desc, threads,
-                   rel / pr.ldc, rel % pr.ldc, (double)pr.c_buf[q], (double)one[q]);
-        }
+  uint64_t seed = 4000;
+  for (size_t s = 0; s < sizeof cases / sizeof *cases; s++)
+    for (int t = 0; t < 4; t++) {
+      gemm_case cs = cases[s];
+      cs.ta = t & 1;
+      cs.tb = t >> 1;
+      check_threads_bit_identical(impl, &cs, seed++);
     }
-    free(one);
-    problem_free(&pr);
-  }
 }
 
 /* Agreement with OpenBLAS's cblas_sgemm on every element, within float
    rounding of both (bound from the same product on |A|, |B| by OpenBLAS). */
 static void test_matches_openblas(void **state) {
-  const gemm_impl *impl = *state;
+  const gemm_impl *impl = require_kernel(state);
   static const gemm_case cases[] = {
     {.tb = true, .m = 128, .n = 1024, .k = 784, .alpha = 1},
     {.ta = true, .m = 1024, .n = 784, .k = 128, .alpha = 1},
@@ -559,25 +597,19 @@ static void test_matches_openblas(void **state) {
 #define GEMM_TEST(impl, f) {#impl "/" #f, f, NULL, NULL, (void *)&impl}
 #define GEMM_THREAD_TEST(impl, f) {#impl "/" #f, f, save_threads, restore_threads, (void *)&impl}
 
+#define KERNEL_TESTS(impl)                                                                               \
+  GEMM_TEST(impl, test_small_shapes), GEMM_TEST(impl, test_model_shapes), GEMM_TEST(impl, test_long_k_and_blocks), \
+    GEMM_TEST(impl, test_leading_dims), GEMM_TEST(impl, test_alpha_beta),                                      \
+    GEMM_THREAD_TEST(impl, test_threads_bit_identical), GEMM_TEST(impl, test_matches_openblas)
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-#ifdef DN_HAVE_GEMM_AVX512
-    GEMM_TEST(AVX512, test_small_shapes),
-    GEMM_TEST(AVX512, test_model_shapes),
-    GEMM_TEST(AVX512, test_long_k_and_blocks),
-    GEMM_TEST(AVX512, test_leading_dims),
-    GEMM_TEST(AVX512, test_alpha_beta),
-    GEMM_THREAD_TEST(AVX512, test_threads_bit_identical),
-    GEMM_TEST(AVX512, test_matches_openblas),
+#ifdef DN_HAVE_GEMM
+    KERNEL_TESTS(AVX512),
+    KERNEL_TESTS(AVX2),
 #endif
     /* the public path (what matmul calls), whichever kernel it picks */
-    GEMM_TEST(BLAS, test_small_shapes),
-    GEMM_TEST(BLAS, test_model_shapes),
-    GEMM_TEST(BLAS, test_long_k_and_blocks),
-    GEMM_TEST(BLAS, test_leading_dims),
-    GEMM_TEST(BLAS, test_alpha_beta),
-    GEMM_THREAD_TEST(BLAS, test_threads_bit_identical),
-    GEMM_TEST(BLAS, test_matches_openblas),
+    KERNEL_TESTS(BLAS),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -159,7 +159,7 @@ describe("the dropnet command", function()
     local code, default_out, err = run({"-e", code_text})
     assert.are.equal(0, code, err)
     local backend, default_values = default_out:match("^([^\n]*)\n(.*)$")
-    assert.truthy(backend == "dropnet avx512" or backend == "openblas", default_out)
+    assert.truthy(backend == "dropnet avx512" or backend == "dropnet avx2" or backend == "openblas", default_out)
     local blas_out
     code, blas_out, err = run({"-e", code_text}, nil, "DROPNET_SGEMM=openblas")
     assert.are.equal(0, code, err)

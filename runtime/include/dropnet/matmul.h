@@ -1,7 +1,9 @@
 /*
-** Matrix products (float32): dropnet's own AVX-512 sgemm when the build
-** targets AVX-512 (runtime/src/gemm.c), OpenBLAS's sgemm otherwise or when
-** the environment variable DROPNET_SGEMM=openblas asks for it.
+** Matrix products (float32): dropnet's own sgemm (runtime/src/gemm.c), its
+** AVX-512 kernel on a CPU with AVX-512, else its AVX2 kernel on a CPU with
+** AVX2 and FMA, chosen at run time whatever the build targets; OpenBLAS's
+** sgemm otherwise, or when the environment variable DROPNET_SGEMM=openblas
+** asks for it (DROPNET_SGEMM=avx2 asks for the AVX2 kernel).
 ** Transposed views go to sgemm as transposes, not copies.
 */
 #ifndef DROPNET_MATMUL_H
@@ -23,7 +25,7 @@ DN_API dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b);
    out, a or b requires grad. */
 DN_API dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha, float beta);
 
-/* The sgemm in use: "dropnet avx512" or "openblas". */
+/* The sgemm in use: "dropnet avx512", "dropnet avx2" or "openblas". */
 DN_API const char *dn_matmul_backend(void);
 
 DN_END_DECLS

@@ -1,0 +1,91 @@
+/*
+** gemm.c's AVX2 + FMA kernel, for machines without AVX-512 (AMD Zen 3): a
+** 4 x 24 micro-tile in 12 ymm accumulators (4 rows x 3 vectors), fed per k
+** step by 3 vector loads of the B panel and 4 broadcasts of the A panel; all
+** 16 ymm registers, no spills (checked in the object code). Masked loads and
+** stores handle the C window's ragged edges. Compiled with AVX2 and FMA and
+** without AVX-512 whatever the build targets (CMakeLists.txt), so it runs
+** here as it would on such a machine.
+**
+** Why 4 x 24 and not the classic 6 x 16: measured here (one Sapphire Rapids
+** core, DROPNET_SGEMM=avx2, thread CPU time, 7 alternating rounds) 3-5%
+** faster on every model shape (e.g. [128,784]@[784,1024]^T 89 against 85
+** GFLOP/s, of a 114 GFLOP/s 256-bit FMA peak): 4 divides the batch of 128
+** where 6 computes 3% of padding rows, and it loads less per FMA (7 loads
+** per 12 FMAs against 8). OpenBLAS's Haswell kernels: 87 on that shape.
+*/
+#include "gemm.h"
+
+#ifdef DN_HAVE_GEMM
+
+#include "gemm_pack.h"
+
+#define MR 4
+#define NR 24
+
+static void pack_a(const float *src, int64_t along, int64_t across, int64_t len, int64_t width, float *dst) {
+  pack_block(src, along, across, len, width, dst, MR);
+}
+
+static void pack_b(const float *src, int64_t along, int64_t across, int64_t len, int64_t width, float *dst) {
+  pack_block(src, along, across, len, width, dst, NR);
+}
+
+#define ROW_FMA(r)                                     \
+  do {                                                 \
+    __m256 a_ = _mm256_broadcast_ss(ap + (r));         \
+    c##r##0 = _mm256_fmadd_ps(a_, b0, c##r##0);        \
+    c##r##1 = _mm256_fmadd_ps(a_, b1, c##r##1);        \
+    c##r##2 = _mm256_fmadd_ps(a_, b2, c##r##2);        \
+  } while (0)
+
+#define ROW_STORE(r)                                                                  \
+  if (r < rows) {                                                                     \
+    float *cr = c + (r) * ldc;                                                        \
+    __m256 v0 = _mm256_mul_ps(c##r##0, va), v1 = _mm256_mul_ps(c##r##1, va);          \
+    __m256 v2 = _mm256_mul_ps(c##r##2, va);                                           \
+    if (beta != 0.0f) {                                                               \
+      v0 = _mm256_fmadd_ps(_mm256_maskload_ps(cr, m0), vb, v0);                       \
+      v1 = _mm256_fmadd_ps(_mm256_maskload_ps(cr + 8, m1), vb, v1);                   \
+      v2 = _mm256_fmadd_ps(_mm256_maskload_ps(cr + 16, m2), vb, v2);                  \
+    }                                                                                 \
+    _mm256_maskstore_ps(cr, m0, v0);                                                  \
+    _mm256_maskstore_ps(cr + 8, m1, v1);                                              \
+    _mm256_maskstore_ps(cr + 16, m2, v2);                                             \
+  }
+
+static void micro(int64_t kc, const float *restrict ap, const float *restrict bp, float *c, int64_t ldc, int rows,
+                  int cols, float alpha, float beta) {
+  for (int r = 0; r < rows; r++) {
+    _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + r * ldc + NR - 1), _MM_HINT_T0);
+  }
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00, c21 = c00,
+         c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+  /* two k steps per loop trip: 2-3% faster on every model shape here (four: no more) */
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < kc; p++) {
+    __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8), b2 = _mm256_load_ps(bp + 16);
+    ROW_FMA(0); ROW_FMA(1); ROW_FMA(2); ROW_FMA(3);
+    ap += MR;
+    bp += NR;
+  }
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lanes);
+  __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lanes);
+  __m256i m2 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 16), lanes);
+  __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  ROW_STORE(0) ROW_STORE(1) ROW_STORE(2) ROW_STORE(3)
+}
+
+/* KC: the B micro-panel, kc x NR = 18 KB, stays in L1 with room for the A
+   panel on Zen 3 (32 KB; KC 192 and 256 measured alike here, 48 KB); MC:
+   the A block, mc x kc = 96 KB, in L2 (512 KB on Zen 3); NC: the B block,
+   kc x nc = 774 KB, in L2/L3. */
+const dn_gemm_kernel dn_gemm_kernel_avx2 = {
+  .name = "avx2", .cpu_features = {"avx2", "fma", NULL},
+  .mr = MR, .nr = NR, .kc = 192, .mc = 128, .nc = 1032,
+  .pack_a = pack_a, .pack_b = pack_b, .micro = micro,
+};
+
+#endif
