@@ -56,12 +56,15 @@
 #include "dropnet/parallel.h"
 #include "pool.h"
 
-/* Below this many multiply-adds one thread is faster: waking a sleeping
-   worker costs 10-70 us here, while 1.5M
-   multiply-adds take 20-40 us on one thread (measured: 32x784x64 in 22 us
-   on 1 thread, 35-91 us on 2; 128x256x784 in 307 us on 1, 205-244 on 2).
-   The overhead-bound model b (784-64-10) trains ~40% faster with it. */
-#define SMALL_PRODUCT 4194304.0
+/* Below SMALL_PRODUCT multiply-adds one thread is faster; below
+   CONTENDED_PRODUCT too while other processes keep our workers waiting
+   (dn_pool_contended): a worker descheduled mid-task stalls the product for
+   a time slice, while 1.5M multiply-adds take 20-40 us on one thread. With
+   the pool's workers spinning between the regions of a step, the small MLP
+   (784-64-10, batch 32, products of 0.1-1.6M) trains ~33% faster on a quiet
+   machine with its products and loops split (pool.c, on contention). */
+#define SMALL_PRODUCT 262144.0
+#define CONTENDED_PRODUCT 4194304.0
 
 typedef struct gemm_args {
   const dn_gemm_kernel *kern;
@@ -156,7 +159,9 @@ static bool gemm_run(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int
   /* k blocks of equal size (a function of k alone, so of the shape alone). */
   g.kc_full = ceil_div(k, ceil_div(k, kern->kc));
   int64_t panels_m = ceil_div(m, kern->mr), panels_n = ceil_div(n, kern->nr);
-  int threads = (double)m * (double)n * (double)k <= SMALL_PRODUCT ? 1 : dn_get_num_threads();
+  double work = (double)m * (double)n * (double)k;
+  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
+  int threads = small ? 1 : dn_get_num_threads();
   /* Split columns when every thread gets a panel, else rows. */
   g.split_n = panels_n >= threads;
   g.units = g.split_n ? panels_n : panels_m;

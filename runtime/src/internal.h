@@ -5,6 +5,7 @@
 #define DROPNET_INTERNAL_H
 
 #include <math.h>
+
 #include "pool.h"
 
 #include "dropnet/alloc.h"
@@ -12,8 +13,11 @@
 #include "dropnet/rng.h"
 #include "dropnet/tensor.h"
 
-/* Below this many elements a loop runs on one thread: a fork costs more. */
-#define DN_PARALLEL_GRAIN 32768
+/* Below this many elements a loop runs on one thread: handing work to the
+   pool costs more. Below the larger grain it does too while other processes
+   keep our workers waiting (dn_pool_contended; measured there). */
+#define DN_PARALLEL_GRAIN 4096
+#define DN_CONTENDED_GRAIN 32768
 
 /*
 ** Runs the rest of the enclosing function in the runtime's floating-point
@@ -31,7 +35,7 @@ static inline void dn_fpmode_cleanup(const unsigned *saved) { dn_fpmode_leave(*s
 
 /* Threads to use for a loop of n elements. */
 static inline int dn_threads_for(int64_t n) {
-  if (n < DN_PARALLEL_GRAIN) return 1;
+  if (n < DN_PARALLEL_GRAIN || (n < DN_CONTENDED_GRAIN && dn_pool_contended())) return 1;
   int t = dn_get_num_threads();
   int64_t by_size = n / DN_PARALLEL_GRAIN;
   return by_size < t ? (int)by_size : t;

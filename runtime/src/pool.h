@@ -5,6 +5,7 @@
 #ifndef DROPNET_POOL_H
 #define DROPNET_POOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Most tasks one dn_parallel call takes. */
@@ -27,6 +28,10 @@ typedef void dn_task_fn(void *ctx, int task, int tasks);
 ** Workers compute in the caller's floating-point mode (FTZ/DAZ bits).
 */
 void dn_parallel(int tasks, dn_task_fn *fn, void *ctx);
+
+/* Whether workers were recently late because other processes want the CPUs
+   (pool.c): small work then runs on one thread. */
+bool dn_pool_contended(void);
 
 /* Start of part t of [0, n) cut into `parts` near-equal pieces (t = parts gives n). */
 static inline int64_t dn_split(int64_t n, int t, int parts) { return n / parts * t + n % parts * t / parts; }
