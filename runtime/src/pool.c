@@ -39,7 +39,6 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,7 +76,6 @@ static struct {
   void *ctx;
   unsigned csr_bits;
   int started;                   /* workers started */
-  atomic_long switches;          /* workers' involuntary context switches, as they report them */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local bool in_task;
@@ -93,26 +91,25 @@ static uint64_t now_ns(void) {
 }
 
 /*
-** Contention: another process wants our CPUs. The signs: our threads are
-** switched out involuntarily (getrusage's ru_nivcsw, read by the caller
-** every CHECK_NS for itself and reported by the workers after their jobs),
-** a spinning worker finds it was descheduled, or the caller, done with the
-** tasks it took, waits long for one a worker holds. Until CONTENDED_NS
-** after any of them, dn_pool_contended() says so: workers sleep as soon as
-** their job is done instead of spinning, which would take CPU time from the
-** caller's thread, and small work stays on one thread (internal.h, gemm.c),
-** where it costs only its own time instead of a wait for a worker.
-** Measured on the Sapphire Rapids machine, samples/s, medians of alternated
-** runs, against the thresholds of before (small work always on one thread,
-** workers always spinning): small MLP (784-64-10) quiet 316k against 237k,
-** with one `yes` beside it 235k against 253k (173k without this detection);
-** reference MLP with `yes` beside it 11.7k against 10.2k, quiet unchanged.
-** Thresholds: a KVM guest sees an involuntary switch now and then when
-** quiet; a CFS neighbour preempts every few ms.
+** Contention: another process wants our CPUs. The signs: a spinning worker
+** finds it was descheduled, or the caller, done with the tasks it took,
+** waits long for one a worker holds. Until CONTENDED_NS after either,
+** dn_pool_contended() says so: workers sleep as soon as their job is done
+** instead of spinning, which would take CPU time from the caller's thread,
+** and small work stays on one thread (internal.h, gemm.c), where it costs
+** only its own time instead of a wait for a worker.
+** Measured on the Sapphire Rapids machine, samples/s, 3 alternated pairs
+** against the thresholds of before (small work always on one thread,
+** workers always spinning): small MLP (784-64-10) quiet 337-344k against
+** 250-257k; with one `yes` beside it 148-219k against 173-251k (splitting
+** without this detection: ~173k); reference MLP with `yes` beside it
+** 11.8-13.1k against 10.7-10.9k, quiet unchanged.
+** (Counting involuntary context switches instead was tried: a busy
+** neighbour preempts our threads only some 10-30 times a second here, too
+** rarely to tell.)
 */
 #define CONTENDED_WAIT_NS 300000
 #define CONTENDED_NS 100000000
-#define CHECK_NS 20000000
 
 static _Atomic uint64_t contended_until;
 
@@ -125,23 +122,9 @@ static void note_wait(uint64_t waited, uint64_t own) {
   if (waited > CONTENDED_WAIT_NS && waited > own / 2) note_contention();
 }
 
-static long involuntary_switches(void) {
-  struct rusage ru;
-  return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_nivcsw : 0;
-}
-
 bool dn_pool_contended(void) {
-  static _Thread_local uint64_t checked;
-  static _Thread_local long seen;
-  uint64_t now = now_ns();
-  if (now - checked > CHECK_NS) {
-    long total = involuntary_switches() + atomic_load_explicit(&pool.switches, memory_order_relaxed);
-    if (checked && total - seen >= 3) note_contention();
-    checked = now;
-    seen = total;
-  }
   uint64_t until = atomic_load_explicit(&contended_until, memory_order_relaxed);
-  return until != 0 && now < until;
+  return until != 0 && now_ns() < until;
 }
 
 /* Spins while *word == value for at most SPIN_NS; false when it timed out
@@ -206,18 +189,9 @@ static void *worker_main(void *arg) {
   unsigned seen = atomic_load(&pool.job);
   if (index <= atomic_load_explicit(&pool.helpers, memory_order_relaxed))
     run_tasks((unsigned)(atomic_load(&pool.claim) >> 32), true);
-  uint64_t reported = 0;
-  long switches = involuntary_switches();
   for (;;) {
-    uint64_t now = now_ns();
-    if (now - reported > CHECK_NS / 2) {
-      long total = involuntary_switches();
-      atomic_fetch_add_explicit(&pool.switches, total - switches, memory_order_relaxed);
-      switches = total;
-      reported = now;
-    }
-    if (now < atomic_load_explicit(&contended_until, memory_order_relaxed) ? atomic_load(&pool.job) == seen
-                                                                           : !spin_while(&pool.job, seen)) {
+    /* Contended, sleep at once: a spinning worker would take CPU time from the caller. */
+    if (dn_pool_contended() ? atomic_load(&pool.job) == seen : !spin_while(&pool.job, seen)) {
       /* Announce the sleep before the last look, so a publisher that bumps
          job after that look sees us and wakes us (both sides seq_cst). */
       atomic_fetch_add(&pool.sleeping, 1);
