@@ -33,6 +33,11 @@ static inline void dn_fpmode_cleanup(const unsigned *saved) { dn_fpmode_leave(*s
 #define DN_FPMODE_SCOPE() ((void)0)   /* no cleanup attribute: the caller's mode throughout */
 #endif
 
+/* The calling thread's FTZ/DAZ bits (MXCSR; 0 where there is none), and
+   setting them to bits (other MXCSR bits are kept). parallel.c. */
+unsigned dn_fpmode_bits(void);
+void dn_fpmode_set_bits(unsigned bits);
+
 /* Threads to use for a loop of n elements. */
 static inline int dn_threads_for(int64_t n) {
   if (n < DN_PARALLEL_GRAIN || (n < DN_CONTENDED_GRAIN && dn_pool_contended())) return 1;

@@ -44,6 +44,7 @@
 #endif
 
 #include "dropnet/parallel.h"
+#include "internal.h"
 
 /* 0: not set yet; the default is read on first use. Threads racing to the
    default store the same value. */
@@ -52,16 +53,15 @@ static atomic_int num_threads;
 /* The bits kernels run with: FTZ_DAZ or 0. */
 static atomic_uint mode_bits = FTZ_DAZ;
 
-static inline unsigned get_csr(void) {
+unsigned dn_fpmode_bits(void) {
 #if HAVE_MXCSR
-  return _mm_getcsr();
+  return _mm_getcsr() & FTZ_DAZ;
 #else
   return 0;
 #endif
 }
 
-/* Replaces the FTZ/DAZ bits of this thread's MXCSR with bits. */
-static inline void set_bits(unsigned bits) {
+void dn_fpmode_set_bits(unsigned bits) {
 #if HAVE_MXCSR
   unsigned csr = _mm_getcsr(), want = (csr & ~FTZ_DAZ) | bits;
   if (want != csr) _mm_setcsr(want);
@@ -110,9 +110,9 @@ bool dn_set_flush_denormal(bool flush) {
 bool dn_get_flush_denormal(void) { return HAVE_MXCSR && atomic_load(&mode_bits) != 0; }
 
 unsigned dn_fpmode_enter(void) {
-  unsigned saved = get_csr() & FTZ_DAZ;
-  set_bits(atomic_load_explicit(&mode_bits, memory_order_relaxed));
+  unsigned saved = dn_fpmode_bits();
+  dn_fpmode_set_bits(atomic_load_explicit(&mode_bits, memory_order_relaxed));
   return saved;
 }
 
-void dn_fpmode_leave(unsigned saved) { set_bits(saved & FTZ_DAZ); }
+void dn_fpmode_leave(unsigned saved) { dn_fpmode_set_bits(saved & FTZ_DAZ); }

@@ -49,7 +49,6 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
-#define FTZ_DAZ 0x8040u
 #else
 #define CPU_RELAX() ((void)0)
 #endif
@@ -146,23 +145,6 @@ static bool spin_while(atomic_uint *word, unsigned value) {
   }
 }
 
-static inline void set_fp_bits(unsigned bits) {
-#ifdef FTZ_DAZ
-  unsigned csr = _mm_getcsr(), want = (csr & ~FTZ_DAZ) | bits;
-  if (want != csr) _mm_setcsr(want);
-#else
-  (void)bits;
-#endif
-}
-
-static inline unsigned get_fp_bits(void) {
-#ifdef FTZ_DAZ
-  return _mm_getcsr() & FTZ_DAZ;
-#else
-  return 0;
-#endif
-}
-
 /* Takes and runs tasks of job number `job` until none is left. */
 static void run_tasks(unsigned job, bool is_worker) {
   uint64_t w = atomic_load_explicit(&pool.claim, memory_order_acquire);
@@ -172,7 +154,7 @@ static void run_tasks(unsigned job, bool is_worker) {
     if (!atomic_compare_exchange_weak_explicit(&pool.claim, &w, w + 1, memory_order_acq_rel, memory_order_acquire))
       continue;
     /* The task is ours: the job cannot finish, nor its fields change, before we count it done. */
-    if (is_worker) set_fp_bits(pool.csr_bits);
+    if (is_worker) dn_fpmode_set_bits(pool.csr_bits);
     in_task = true;
     pool.fn(pool.ctx, (int)next, (int)tasks);
     in_task = false;
@@ -263,7 +245,7 @@ void dn_parallel(int tasks, dn_task_fn *fn, void *ctx) {
   atomic_store_explicit(&pool.helpers, helpers, memory_order_relaxed);
   pool.fn = fn;
   pool.ctx = ctx;
-  pool.csr_bits = get_fp_bits();
+  pool.csr_bits = dn_fpmode_bits();
   atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
   unsigned job = atomic_load_explicit(&pool.job, memory_order_relaxed) + 1;
   atomic_store_explicit(&pool.claim, (uint64_t)job << 32 | (uint64_t)tasks << 16, memory_order_release);
