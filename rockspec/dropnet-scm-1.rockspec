@@ -31,8 +31,8 @@ description = {
    detailed = [[
 dropnet is a neural-network runtime written in C and scripted in Lua 5.4:
 tensors, kernels, reverse-mode autograd, optimizers and counter-based,
-mask-free dropout live in a C library (OpenBLAS for matrix products, OpenMP
-for element-wise loops); models and training loops are Lua scripts.
+mask-free dropout live in a C library with its own sgemm kernels and thread
+pool (OpenBLAS as a fallback); models and training loops are Lua scripts.
 `require "dropnet"` from any Lua 5.4 interpreter, or run scripts with the
 `dropnet` command.
 ]],

@@ -78,8 +78,8 @@ local loss_fn = nn.CrossEntropyLoss()
 local loader = data.DataLoader(train, {batch_size = batch, shuffle = true})
 -- evaluated in batches of 1000, as the PyTorch script does
 local test_loader = data.DataLoader(test, {batch_size = 1000})
-print(string.format("# dropnet %s, model %s, batch %d, %d threads, OMP_WAIT_POLICY=%s, sgemm: %s, flush_denormal=%s",
-  dn.version, o.model, batch, o.threads, os.getenv("OMP_WAIT_POLICY") or "(unset)", dn.matmul_backend(),
+print(string.format("# dropnet %s, model %s, batch %d, %d threads, sgemm: %s, flush_denormal=%s",
+  dn.version, o.model, batch, o.threads, dn.matmul_backend(),
   tostring(dn.get_flush_denormal())))
 
 local times = {}
