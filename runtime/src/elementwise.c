@@ -239,19 +239,26 @@ static void f32_unary(dn_unop op, float *out, int64_t so, const float *a, int64_
 /*
 ** int32 results that do not fit are an error, not a silent wrap-around
 ** (PyTorch wraps): add, sub, mul, pow, neg and abs check with the compiler's
-** overflow builtins, and the first segment to overflow records its operands
-** for the message. The float32 kernels are untouched.
+** overflow builtins, and the overflow at the lowest output address records
+** its operands for the message: the same element for any thread count (the
+** first one noted in time would depend on the threads). The float32 kernels
+** are untouched.
 */
 typedef struct i32_overflow {
-  int hit;            /* set (atomically) by the first overflow */
-  int32_t x, y;       /* its operands (y unused for unary ops) */
+  int hit, lock;        /* lock: a spin lock; overflows are an error path, rare */
+  const int32_t *where; /* the output element of the noted overflow */
+  int32_t x, y;         /* its operands (y unused for unary ops) */
 } i32_overflow;
 
-static void note_overflow(i32_overflow *o, int32_t x, int32_t y) {
-  if (!__atomic_exchange_n(&o->hit, 1, __ATOMIC_RELAXED)) {
+static void note_overflow(i32_overflow *o, const int32_t *where, int32_t x, int32_t y) {
+  while (__atomic_exchange_n(&o->lock, 1, __ATOMIC_ACQUIRE)) continue;
+  if (!o->hit || where < o->where) {
+    o->hit = 1;
+    o->where = where;
     o->x = x;
     o->y = y;
   }
+  __atomic_store_n(&o->lock, 0, __ATOMIC_RELEASE);
 }
 
 /*
@@ -276,11 +283,11 @@ static bool i32_pow(int32_t base, int32_t exponent, int32_t *out) {
 }
 
 /* One checked int32 loop: r = x OP y, noting the first overflow. */
-#define I32_CHECKED_LOOP(builtin)                                                  \
-  for (int64_t i = 0; i < n; i++) {                                                \
-    int32_t x = a[i * sa], y = b[i * sb], r;                                       \
-    if (__builtin_expect(builtin(x, y, &r), 0)) note_overflow(overflow, x, y);     \
-    out[i * so] = r;                                                               \
+#define I32_CHECKED_LOOP(builtin)                                                            \
+  for (int64_t i = 0; i < n; i++) {                                                          \
+    int32_t x = a[i * sa], y = b[i * sb], r;                                                 \
+    if (__builtin_expect(builtin(x, y, &r), 0)) note_overflow(overflow, &out[i * so], x, y); \
+    out[i * so] = r;                                                                         \
   }
 
 /* int32 op int32 for the ops that stay int32 (div never does). */
@@ -293,7 +300,7 @@ static void i32_binary(dn_binop op, int32_t *out, int64_t so, const int32_t *a, 
     case DN_POW:
       for (int64_t i = 0; i < n; i++) {
         int32_t x = a[i * sa], y = b[i * sb], r;
-        if (!i32_pow(x, y, &r)) note_overflow(overflow, x, y);
+        if (!i32_pow(x, y, &r)) note_overflow(overflow, &out[i * so], x, y);
         out[i * so] = r;
       }
       break;
@@ -322,7 +329,7 @@ static void i32_unary(dn_unop op, int32_t *out, int64_t so, const int32_t *a, in
       for (int64_t i = 0; i < n; i++) {
         int32_t x = a[i * sa];
         if (__builtin_expect(x == INT32_MIN, 0)) {
-          note_overflow(overflow, x, 0);
+          note_overflow(overflow, &out[i * so], x, 0);
           out[i * so] = x;
         } else {
           out[i * so] = op == DN_NEG || x < 0 ? -x : x;
@@ -804,7 +811,7 @@ dn_status dn_binary(dn_tensor **out, dn_binop op, const dn_tensor *a, const dn_t
   st = dn_to_dtype(&ca, (dn_tensor *)a, dtype);
   if (!st) st = dn_to_dtype(&cb, (dn_tensor *)b, dtype);
   if (!st) st = dn_tensor_new(&result, dtype, ndim, shape);
-  i32_overflow overflow = {0, 0, 0};
+  i32_overflow overflow = {0};
   if (!st)
     st = run_job(&(ew_job){.segment = binary_segment, .op = op, .out = result, .in = {ca, cb}, .nin = 2,
                            .overflow = &overflow});
@@ -859,7 +866,7 @@ dn_status dn_binary_(dn_tensor *a, dn_binop op, const dn_tensor *b) {
   dn_tensor *other;
   st = inplace_operand(&other, a, b);
   if (st) return st;
-  i32_overflow overflow = {0, 0, 0};
+  i32_overflow overflow = {0};
   if (a->dtype == DN_I32 && binop_can_overflow(op)) {
     /* computed aside and copied in (which bumps the version): an overflow leaves a as it was */
     dn_tensor *result;
@@ -944,7 +951,7 @@ dn_status dn_unary(dn_tensor **out, dn_unop op, const dn_tensor *a) {
   dn_tensor *ca = NULL, *result = NULL;
   st = dn_to_dtype(&ca, (dn_tensor *)a, dtype);
   if (!st) st = dn_tensor_new(&result, dtype, a->ndim, a->shape);
-  i32_overflow overflow = {0, 0, 0};
+  i32_overflow overflow = {0};
   if (!st)
     st = run_job(&(ew_job){.segment = unary_segment, .op = op, .out = result, .in = {ca}, .nin = 1,
                            .overflow = &overflow});
@@ -974,7 +981,7 @@ dn_status dn_unary_(dn_tensor *a, dn_unop op) {
                    dn_unop_name(op));
   st = dn_check_writable(name, a);
   if (st) return st;
-  i32_overflow overflow = {0, 0, 0};
+  i32_overflow overflow = {0};
   if (a->dtype == DN_I32 && unop_can_overflow(op)) {
     /* computed aside and copied in (which bumps the version): an overflow leaves a as it was */
     dn_tensor *result;
