@@ -282,7 +282,7 @@ static bool i32_pow(int32_t base, int32_t exponent, int32_t *out) {
   return fits;
 }
 
-/* One checked int32 loop: r = x OP y, noting the first overflow. */
+/* One checked int32 loop: r = x OP y, noting overflows (note_overflow keeps the lowest address). */
 #define I32_CHECKED_LOOP(builtin)                                                            \
   for (int64_t i = 0; i < n; i++) {                                                          \
     int32_t x = a[i * sa], y = b[i * sb], r;                                                 \
