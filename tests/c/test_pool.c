@@ -222,6 +222,16 @@ static void test_range_cover(void **state) {
   free(c.seen);
 }
 
+/* The thread count is checked: 1..DN_MAX_THREADS, the message names the function. */
+static void test_thread_count_checked(void **state) {
+  (void)state;
+  DN_EXPECT_ERROR(dn_set_num_threads(0), DN_EINVAL, "set_num_threads: thread count must be 1..1024 (got 0)");
+  DN_EXPECT_ERROR(dn_set_num_threads(DN_MAX_THREADS + 1), DN_EINVAL, "set_num_threads: thread count must be 1..1024");
+  DN_OK_OR_FAIL(dn_set_num_threads(3));
+  assert_int_equal(dn_get_num_threads(), 3);
+  DN_OK_OR_FAIL(dn_set_num_threads(2));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_team_of_distinct_threads),
@@ -232,6 +242,7 @@ int main(void) {
     cmocka_unit_test(test_one_thread_inline),
     cmocka_unit_test(test_split),
     cmocka_unit_test(test_range_cover),
+    cmocka_unit_test(test_thread_count_checked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
