@@ -18,18 +18,10 @@
 
 #ifdef DN_HAVE_GEMM
 
-#include "gemm_pack.h"
-
 #define MR 4
 #define NR 24
 
-static void pack_a(const float *src, int64_t along, int64_t across, int64_t len, int64_t width, float *dst) {
-  pack_block(src, along, across, len, width, dst, MR);
-}
-
-static void pack_b(const float *src, int64_t along, int64_t across, int64_t len, int64_t width, float *dst) {
-  pack_block(src, along, across, len, width, dst, NR);
-}
+#include "gemm_pack.h"   /* pack_a, pack_b for these MR, NR */
 
 #define ROW_FMA(r)                                     \
   do {                                                 \

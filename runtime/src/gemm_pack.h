@@ -2,7 +2,8 @@
 ** Packing for gemm.c's kernels, written once and included by each kernel's
 ** file (gemm_avx512.c, gemm_avx2.c), so it is compiled for that file's
 ** instruction set with the panel width W a constant. Both have AVX: the 8 x 8
-** transposes use it.
+** transposes use it. The including file defines its micro-tile MR x NR
+** first and gets its pack_a and pack_b (dn_gemm_kernel's) from here.
 **
 ** pack_block (contract: dn_gemm_pack_fn in gemm.h) takes whichever way the
 ** source is laid out. Loop orders matter more than instructions here: rows
@@ -112,6 +113,19 @@ static inline __attribute__((always_inline)) void pack_block(const float *src, i
         for (int64_t x = 0; x < take; x++) d[p * W + w + x] = x < g ? s[(w + x) * across + p] : 0.0f;
     }
   }
+}
+
+#if !defined(MR) || !defined(NR)
+#error "gemm_pack.h: define the kernel's MR and NR before including it"
+#endif
+
+/* The kernel's packers: A into MR-row panels, B into NR-column panels. */
+static void pack_a(const float *src, int64_t along, int64_t across, int64_t len, int64_t width, float *dst) {
+  pack_block(src, along, across, len, width, dst, MR);
+}
+
+static void pack_b(const float *src, int64_t along, int64_t across, int64_t len, int64_t width, float *dst) {
+  pack_block(src, along, across, len, width, dst, NR);
 }
 
 #endif
