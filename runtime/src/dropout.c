@@ -349,16 +349,14 @@ static uint64_t blocks_for(int64_t decisions, int64_t per_block) {
 }
 
 /*
-** The forward of every masked op: x contiguous (a copy if not, made outside
-** the graph: the node hangs on x itself), one pass into a new tensor, then
+** The forward of every masked op: x contiguous (a plain copy if not: the
+** node hangs on x itself), one pass into a new tensor, then
 ** the node and the generator's advance.
 */
 static dn_status masked_forward(dn_tensor **out, dn_tensor *x, dn_rng *rng, const mask_spec *spec) {
   *out = NULL;
   dn_tensor *src, *y;
-  bool grad_mode = dn_set_grad_enabled(false);
-  dn_status st = dn_contiguous(&src, x);
-  dn_set_grad_enabled(grad_mode);
+  dn_status st = dn_plain_contiguous(&src, x);
   if (st) return st;
   st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
   if (st) {
@@ -618,9 +616,7 @@ dn_status dn_gaussian_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
     return DN_OK;
   }
   dn_tensor *src, *y;
-  bool grad_mode = dn_set_grad_enabled(false);
-  st = dn_contiguous(&src, x);
-  dn_set_grad_enabled(grad_mode);
+  st = dn_plain_contiguous(&src, x);
   if (st) return st;
   st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
   if (st) {
@@ -655,7 +651,7 @@ enum { CONNECT_SAVED_X = 0, CONNECT_SAVED_W = 1, CONNECT_FIRST_MASK_SLOT = 2 };
 static dn_status masked_weight(dn_tensor **out, dn_tensor *w, uint64_t seed, uint64_t offset, uint32_t threshold,
                                float scale) {
   dn_tensor *src;
-  dn_status st = dn_contiguous(&src, w);
+  dn_status st = dn_plain_contiguous(&src, w);
   if (st) return st;
   st = dn_tensor_new(out, DN_F32, 2, w->shape);
   if (!st) {
@@ -741,10 +737,8 @@ dn_status dn_dropconnect_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_
   uint64_t seed = rng->seed, offset = rng->offset;
   /* the masked weight and the linear layer are internal steps, not graph ops */
   dn_tensor *wm, *y = NULL;
-  bool grad_mode = dn_set_grad_enabled(false);
   st = masked_weight(&wm, w, seed, offset, threshold, scale);
-  if (!st) st = dn_linear(&y, x, wm, b, DN_ACT_NONE);
-  dn_set_grad_enabled(grad_mode);
+  if (!st) st = dn_linear_plain(&y, x, wm, b, DN_ACT_NONE);
   dn_tensor_release(wm);
   if (st) return st;
   dn_node *node;

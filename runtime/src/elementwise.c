@@ -470,12 +470,10 @@ static dn_status run_job(ew_job *job) {
   dn_tensor *views[4] = {NULL, NULL, NULL, NULL};
   int count = job->nin + 1;
   dn_status st = DN_OK;
-  bool grad_mode = dn_set_grad_enabled(false);   /* private walking views: no graph nodes */
-  for (int k = 0; k < count && !st; k++) {
+  for (int k = 0; k < count && !st; k++) {   /* private walking views */
     const dn_tensor *t = k == 0 ? job->out : job->in[k - 1];
-    st = dn_broadcast_to(&views[k], (dn_tensor *)t, job->out->ndim, job->out->shape);
+    st = dn_expand_alias(&views[k], (dn_tensor *)t, job->out->ndim, job->out->shape);
   }
-  dn_set_grad_enabled(grad_mode);
   if (!st) {
     coalesce_dims(views, count);
     ew_job rows = *job;
@@ -705,7 +703,7 @@ static dn_status inplace_operand(dn_tensor **out, const dn_tensor *a, const dn_t
     *out = converted;
     return DN_OK;
   }
-  st = dn_clone(out, converted);
+  st = dn_plain_clone(out, converted);
   dn_tensor_release(converted);
   return st;
 }

@@ -9,6 +9,7 @@
 #include "pool.h"
 
 #include "dropnet/alloc.h"
+#include "dropnet/nn.h"
 #include "dropnet/parallel.h"
 #include "dropnet/rng.h"
 #include "dropnet/tensor.h"
@@ -103,9 +104,24 @@ static inline void dn_store(dn_tensor *t, int64_t off, double v) {
   }
 }
 
-/* A new tensor header over t's storage with this geometry (no copy, no graph). */
+/*
+** Plain aliases (tensor.c): new headers over t's storage, no copy, no graph
+** node. Kernels use them for private views of their operands; view.c's
+** recording views are for users. New references.
+*/
+/* This geometry. */
 dn_status dn_tensor_alias(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape, const int64_t *stride,
                           int64_t offset);
+/* t broadcast to shape (broadcast dims get stride 0); fails naming "expand". */
+dn_status dn_expand_alias(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape);
+/* A 1-D t [n] as a row [1, n] (vector_dim 0) or a column [n, 1] (vector_dim 1),
+   with dn_unsqueeze's strides; any other t is retained as it is. */
+dn_status dn_matrix_alias(dn_tensor **out, dn_tensor *t, int vector_dim);
+/* The [cols, rows] transpose of a 2-D t. */
+dn_status dn_transposed_alias(dn_tensor **out, dn_tensor *t);
+
+/* Storage offset of the element at index (ndim entries), or DN_ERANGE naming op. */
+dn_status dn_index_offset(const char *op, const dn_tensor *t, const int64_t *index, int64_t *off);
 
 /* Normalizes a possibly negative dim against ndim; false if out of range. */
 static inline bool dn_wrap_dim(int *dim, int ndim) {
@@ -157,12 +173,32 @@ float dn_dropout_scale(uint32_t threshold, int scaling);
 dn_status dn_check_writable(const char *op, const dn_tensor *t);
 
 /* dn_copy_ without its autograd checks, for a kernel filling a tensor it
-   has just made (clone, dtype conversion, backward passes). Records nothing.
+   has just made (clone, dtype conversion, backward passes). Records nothing;
+   src is broadcast to dst's shape.
    A conversion that narrows (float32 -> int32, to uint8) first checks every
    value fits, failing with "<op>: value V at position P is not representable
    as <dtype>"; dn_copy_into names the op "copy_". */
 dn_status dn_copy_into(dn_tensor *dst, const dn_tensor *src);
 dn_status dn_copy_into_named(const char *op, dn_tensor *dst, const dn_tensor *src);
+
+/* A new contiguous copy of t, and t itself (retained) when contiguous or
+   else such a copy: dn_clone and dn_contiguous without a graph node, for
+   kernels that need their operands dense. copy.c. */
+dn_status dn_plain_clone(dn_tensor **out, const dn_tensor *t);
+dn_status dn_plain_contiguous(dn_tensor **out, const dn_tensor *t);
+
+/* dst += src for float32 dst and src of one shape, the autograd engine's
+   gradient accumulation: no argument checks (copy.c). */
+dn_status dn_accumulate_into(dn_tensor *dst, const dn_tensor *src);
+
+/* dn_matmul_into for operands its caller has checked (2-D float32, matching
+   shapes, out contiguous): no argument or autograd checks, no graph. It still
+   refuses sizes BLAS cannot take. matmul.c. */
+dn_status dn_matmul_into_plain(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha, float beta);
+
+/* dn_linear without a graph node (its checks included), for a layer built
+   on it that records its own node. linear.c. */
+dn_status dn_linear_plain(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act);
 
 /* Marks an in-place write (autograd checks versions). */
 static inline void dn_bump_version(dn_tensor *t) { t->storage->version++; }
