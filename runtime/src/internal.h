@@ -153,21 +153,6 @@ static inline bool dn_truncation_fits(dn_dtype dtype, double v) {
   return false;
 }
 
-/* dn_dropout's mask applied in place to elements [i0, i1) of a contiguous
-   tensor, on the calling thread: decision i from (seed, offset) keeps
-   data[i] * scale or writes 0. Spans starting at multiples of
-   DN_DROPOUT_SPAN_ALIGN draw each random block once. Records nothing. */
-#define DN_DROPOUT_SPAN_ALIGN 128
-void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset, uint32_t threshold,
-                          float scale);
-/* The generator's advance (Philox blocks) for n dropout decisions. */
-uint64_t dn_dropout_blocks(int64_t n);
-/* dn_dropout's checks of p, the generator and the scaling, naming op. */
-dn_status dn_dropout_check_params(const char *op, double p, const dn_rng *rng, int scaling);
-/* p's 16-bit threshold and the kept values' scale, as dn_dropout uses them. */
-uint32_t dn_dropout_threshold(double p);
-float dn_dropout_scale(uint32_t threshold, int scaling);
-
 /* DN_EINVAL naming op when t is an expanded view (a dim of size > 1 with
    stride 0): writing it would write one memory cell many times. */
 dn_status dn_check_writable(const char *op, const dn_tensor *t);

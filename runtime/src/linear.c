@@ -21,8 +21,8 @@
 #include <string.h>
 
 #include "dropnet/dropout.h"
-#include "dropnet/matmul.h"
 #include "dropnet/nn.h"
+#include "dropout_mask.h"
 #include "graph.h"
 #include "internal.h"
 

@@ -28,6 +28,9 @@ reduce.c      reductions, sum_to_shape
 view.c        recording views
 elementwise.c element-wise ops
 matmul.c      matrix products
+dropout_mask.c the dropout family: random kernels, thresholds, scales
+linear.c      the fused linear layer (+ ReLU + dropout)
+dropout.c     the dropout family: ops and nodes
 '
 # The one call upwards, by name: a tensor owns its node, so releasing a
 # tensor releases its node (and a node releases the tensors it holds).
