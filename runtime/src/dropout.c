@@ -99,14 +99,8 @@ static dn_status masked_forward(dn_tensor **out, dn_tensor *x, dn_rng *rng, cons
 
 /* --- argument checks ---------------------------------------------------------------- */
 
-static dn_status check_float(const char *op, const char *what, const dn_tensor *t) {
-  if (t->dtype != DN_F32)
-    return dn_fail(DN_ETYPE, "%s: %s must be float32 (got %s)", op, what, dn_dtype_name(t->dtype));
-  return DN_OK;
-}
-
 static dn_status check_common(const char *op, const dn_tensor *x, double p, const dn_rng *rng) {
-  dn_status st = check_float(op, "input", x);
+  dn_status st = dn_check_float(op, "input", x);
   if (!st) st = dn_dropout_check_p(op, p);
   if (!st && !rng) st = dn_fail(DN_EINVAL, "%s: generator is NULL", op);
   return st;
@@ -140,7 +134,7 @@ dn_status dn_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng, dn_dr
 dn_status dn_dropout_eval(dn_tensor **out, dn_tensor *x, double p, dn_dropout_scaling scaling) {
   DN_FPMODE_SCOPE();
   *out = NULL;
-  dn_status st = check_float("dropout_eval", "input", x);
+  dn_status st = dn_check_float("dropout_eval", "input", x);
   if (!st) st = dn_dropout_check_p("dropout_eval", p);
   if (!st) st = dn_dropout_check_scaling("dropout_eval", scaling);
   if (st) return st;
@@ -347,8 +341,8 @@ static dn_status check_dropconnect(const dn_tensor *x, const dn_tensor *w, const
   const char *op = "dropconnect_linear";
   char xs[128], ws[128], bs[128];
   dn_status st = check_common(op, x, p, rng);
-  if (!st) st = check_float(op, "weight", w);
-  if (!st && b) st = check_float(op, "bias", b);
+  if (!st) st = dn_check_float(op, "weight", w);
+  if (!st && b) st = dn_check_float(op, "bias", b);
   if (st) return st;
   if (x->ndim != 1 && x->ndim != 2)
     return dn_fail(DN_ESHAPE, "%s: input must be [batch, in] or [in] (got shape %s)", op,

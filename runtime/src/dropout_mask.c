@@ -62,6 +62,8 @@
 #define FULL_THRESHOLD DN_DROPOUT_FULL_THRESHOLD        /* p = 1: nothing kept */
 #define PREFETCH_AHEAD 1024                             /* elements (4 KB) */
 #define CACHE_LINE_FLOATS 16
+/* Every pass is split over threads at multiples of GROUP (dn_parallel_range):
+   a value depends only on its index, so the split never changes a result. */
 
 /* --- decision bits ------------------------------------------------------------ */
 
@@ -168,12 +170,6 @@ static inline void group_bits(uint16_t bits[GROUP], uint64_t seed, uint64_t firs
     }
 }
 #endif
-
-/* --- parallel driver ------------------------------------------------------------ */
-
-/* fn over [0, count) split among threads at multiples of GROUP: a value
-   depends only on its index, so the split never changes a result. */
-static void run_parallel(dn_range_fn *fn, const void *job, int64_t count) { dn_parallel_range(count, GROUP, fn, job); }
 
 /* --- masked element-wise kernel -------------------------------------------------- */
 
@@ -294,10 +290,10 @@ void dn_dropout_mask_run(float *dst, const float *src, int64_t numel, dn_mask_la
   if (numel == 0) return;
   if (layout == DN_MASK_CHANNELS) {
     channel_job job = {dst, src, period, seed, offset, threshold, scale};
-    run_parallel(channel_range, &job, numel);
+    dn_parallel_range(numel, GROUP, channel_range, &job);
   } else {
     mask_job job = {dst, src, period, seed, offset, threshold, affine, scale, shift, fill};
-    run_parallel(mask_range, &job, numel);
+    dn_parallel_range(numel, GROUP, mask_range, &job);
   }
 }
 
@@ -335,7 +331,7 @@ static void keep_range(const void *opaque, int64_t i0, int64_t i1) {
 
 void dn_dropout_keep_run(uint8_t *dst, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold) {
   keep_job job = {dst, seed, offset, threshold};
-  run_parallel(keep_range, &job, n);
+  dn_parallel_range(n, GROUP, keep_range, &job);
 }
 
 /* --- gaussian noise ---------------------------------------------------------------- */
@@ -372,7 +368,7 @@ static void gaussian_range(const void *opaque, int64_t i0, int64_t i1) {
 
 void dn_gaussian_noise_run(float *dst, const float *src, int64_t n, uint64_t seed, uint64_t offset, double sigma) {
   gaussian_job job = {dst, src, n, seed, offset, sigma};
-  run_parallel(gaussian_range, &job, n);
+  dn_parallel_range(n, GROUP, gaussian_range, &job);
 }
 
 /* --- parameters ---------------------------------------------------------------------- */

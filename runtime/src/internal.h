@@ -39,6 +39,34 @@ static inline void dn_fpmode_cleanup(const unsigned *saved) { dn_fpmode_leave(*s
 unsigned dn_fpmode_bits(void);
 void dn_fpmode_set_bits(unsigned bits);
 
+/*
+** Kernels written once with strides or modes as parameters are inlined at
+** constants (stride 1 or 0, one activation), so each copy becomes a
+** unit-stride loop that `omp simd` vectorizes (plain -O2 does not).
+*/
+#if defined(__GNUC__)
+#define DN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define DN_ALWAYS_INLINE inline
+#endif
+
+/* The logistic function, stable for any x: exp(-|x|) never overflows, so
+   no inf/inf. */
+static inline float dn_sigmoid_f32(float x) {
+  float e = expf(-fabsf(x));
+  return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+/* max and min that propagate NaN, as PyTorch's do (fmaxf would drop it). */
+static inline float dn_max_nan(float x, float y) { return (x > y || x != x) ? x : y; }
+static inline float dn_min_nan(float x, float y) { return (x < y || x != x) ? x : y; }
+
+/* DN_ETYPE "<op>: <what> must be float32 (got <dtype>)" unless t is float32. */
+static inline dn_status dn_check_float(const char *op, const char *what, const dn_tensor *t) {
+  if (t->dtype == DN_F32) return DN_OK;
+  return dn_fail(DN_ETYPE, "%s: %s must be float32 (got %s)", op, what, dn_dtype_name(t->dtype));
+}
+
 /* Threads to use for a loop of n elements. */
 static inline int dn_threads_for(int64_t n) {
   if (n < DN_PARALLEL_GRAIN || (n < DN_CONTENDED_GRAIN && dn_pool_contended())) return 1;

@@ -26,28 +26,16 @@
 #include "graph.h"
 #include "internal.h"
 
-#if defined(__GNUC__)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define ALWAYS_INLINE inline
-#endif
-
 /* Column ranges narrower than this are not worth a thread of their own. */
 #define MIN_COLUMNS_PER_THREAD 64
 
 enum { SAVED_X = 0, SAVED_W = 1, SAVED_Y = 2 };
 enum { NODE_GRAD_SCALE = 0 };   /* node->scalars: the dropout scale (1 without dropout) */
 
-/* Stable for any x: exp(-|x|) never overflows. */
-static inline float sigmoid_f32(float x) {
-  float e = expf(-fabsf(x));
-  return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
-}
-
 /* --- forward: bias + activation over the sgemm's output ------------------------ */
 
 /* `v < 0` keeps NaN as it is, like PyTorch's relu. */
-static ALWAYS_INLINE void bias_act_row(float *row, const float *bias, int64_t cols, dn_activation act) {
+static DN_ALWAYS_INLINE void bias_act_row(float *row, const float *bias, int64_t cols, dn_activation act) {
   switch (act) {
     case DN_ACT_NONE:
 #pragma omp simd
@@ -70,7 +58,7 @@ static ALWAYS_INLINE void bias_act_row(float *row, const float *bias, int64_t co
       for (int64_t j = 0; j < cols; j++) row[j] = tanhf(row[j] + (bias ? bias[j] : 0.0f));
       break;
     case DN_ACT_SIGMOID:
-      for (int64_t j = 0; j < cols; j++) row[j] = sigmoid_f32(row[j] + (bias ? bias[j] : 0.0f));
+      for (int64_t j = 0; j < cols; j++) row[j] = dn_sigmoid_f32(row[j] + (bias ? bias[j] : 0.0f));
       break;
   }
 }
@@ -143,7 +131,7 @@ static void bias_relu_dropout_forward(float *y, int64_t rows, int64_t cols, cons
 /* --- backward: pre-activation gradient and bias gradient in one pass --------------- */
 
 /* d act / d pre-activation, from the activation's output y. */
-static ALWAYS_INLINE float act_derivative(float y, dn_activation act) {
+static DN_ALWAYS_INLINE float act_derivative(float y, dn_activation act) {
   switch (act) {
     case DN_ACT_NONE: return 1.0f;
     case DN_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
@@ -156,7 +144,7 @@ static ALWAYS_INLINE float act_derivative(float y, dn_activation act) {
 /* v when keep, else +0: a select written as a bit mask, because gcc 12 does
    not vectorize a float select whose result feeds a double sum (the loop
    below ran 10x slower that way). */
-static ALWAYS_INLINE float zero_unless(float v, bool keep) {
+static DN_ALWAYS_INLINE float zero_unless(float v, bool keep) {
   uint32_t bits;
   memcpy(&bits, &v, sizeof bits);
   bits &= -(uint32_t)keep;
@@ -172,7 +160,7 @@ static ALWAYS_INLINE float zero_unless(float v, bool keep) {
 ** gradient's column stride, the activation and the two modes as parameters;
 ** inlined at constants, the contiguous cases become simd loops.
 */
-static ALWAYS_INLINE void act_backward_columns(float *g_pre, double *bias_sum, const float *g, int64_t g_row_stride,
+static DN_ALWAYS_INLINE void act_backward_columns(float *g_pre, double *bias_sum, const float *g, int64_t g_row_stride,
                                                int64_t g_col_stride, const float *y, int64_t rows, int64_t cols,
                                                int64_t c0, int64_t c1, dn_activation act, float scale,
                                                bool write_g_pre, bool sum_bias) {
