@@ -17,12 +17,6 @@
 #include "graph.h"
 #include "internal.h"
 
-#if defined(__GNUC__)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define ALWAYS_INLINE inline
-#endif
-
 /* SELU's constants (Klambauer et al. 2017), as PyTorch spells them. */
 #define SELU_ALPHA 1.6732632423543772848170429916717
 #define SELU_SCALE 1.0507009873554804934193349852946
@@ -43,7 +37,7 @@ static const float INV_SQRT_2PI = 0.39894228040143267794f; /* 1/sqrt(2 pi) */
 static const float SQRT_2_PI = 0.79788456080286535588f;    /* sqrt(2/pi) */
 static const float GELU_KAPPA = 0.044715f;
 
-static ALWAYS_INLINE float pointwise_value(const pointwise *p, float x) {
+static DN_ALWAYS_INLINE float pointwise_value(const pointwise *p, float x) {
   switch (p->kind) {
     case LEAKY_RELU: return x > 0.0f ? x : x * p->alpha;
     case ELU: return x > 0.0f ? p->scale * x : p->scale * p->alpha * expm1f(x);
@@ -54,7 +48,7 @@ static ALWAYS_INLINE float pointwise_value(const pointwise *p, float x) {
 }
 
 /* d value / d x at x (PyTorch's formulas). */
-static ALWAYS_INLINE float pointwise_derivative(const pointwise *p, float x) {
+static DN_ALWAYS_INLINE float pointwise_derivative(const pointwise *p, float x) {
   switch (p->kind) {
     case LEAKY_RELU: return x > 0.0f ? 1.0f : p->alpha;
     case ELU: return x > 0.0f ? p->scale : p->scale * p->alpha * expf(x);
@@ -69,7 +63,7 @@ static ALWAYS_INLINE float pointwise_derivative(const pointwise *p, float x) {
 }
 
 /* n elements: out[i] = f(x[i * sx]), or with g: out[i] = g[i * sg] * f'(x[i * sx]). */
-static ALWAYS_INLINE void pointwise_loop(const pointwise *p, float *out, const float *x, int64_t sx, const float *g,
+static DN_ALWAYS_INLINE void pointwise_loop(const pointwise *p, float *out, const float *x, int64_t sx, const float *g,
                                          int64_t sg, int64_t n) {
   if (g) {
     for (int64_t i = 0; i < n; i++) out[i] = g[i * sg] * pointwise_derivative(p, x[i * sx]);
@@ -203,17 +197,14 @@ dn_status dn_gelu(dn_tensor **out, dn_tensor *x, bool tanh_approximation) {
 
 /* --- softmax and log-softmax ------------------------------------------------------------- */
 
-/* max that propagates NaN (a NaN lane gives a NaN result, as in PyTorch). */
-static inline float max_nan(float a, float b) { return (a > b || a != a) ? a : b; }
-
-static ALWAYS_INLINE float lane_max(const float *x, int64_t sx, int64_t n) {
+static DN_ALWAYS_INLINE float lane_max(const float *x, int64_t sx, int64_t n) {
   float m = -INFINITY;
-  for (int64_t i = 0; i < n; i++) m = max_nan(m, x[i * sx]);
+  for (int64_t i = 0; i < n; i++) m = dn_max_nan(m, x[i * sx]);
   return m;
 }
 
 /* One lane of n elements: softmax (or log-softmax) of x into y. */
-static ALWAYS_INLINE void softmax_lane(float *y, int64_t sy, const float *x, int64_t sx, int64_t n, bool log_space) {
+static DN_ALWAYS_INLINE void softmax_lane(float *y, int64_t sy, const float *x, int64_t sx, int64_t n, bool log_space) {
   float m = lane_max(x, sx, n);
   double sum = 0;
   if (log_space) {
@@ -234,7 +225,7 @@ static ALWAYS_INLINE void softmax_lane(float *y, int64_t sy, const float *x, int
 
 /* One lane of the backward, from the output y and its gradient g:
    softmax: y * (g - sum(g * y)); log-softmax: g - exp(y) * sum(g). */
-static ALWAYS_INLINE void softmax_backward_lane(float *dx, int64_t sd, const float *y, int64_t sy, const float *g,
+static DN_ALWAYS_INLINE void softmax_backward_lane(float *dx, int64_t sd, const float *y, int64_t sy, const float *g,
                                                 int64_t sg, int64_t n, bool log_space) {
   double sum = 0;
   if (log_space) {

@@ -1,193 +1,18 @@
 /*
-** The autograd engine: grad mode, recording nodes, and backward.
+** The autograd engine: dn_backward. It walks the nodes newest first, calls
+** each node's backward function with grad mode off, and adds the gradients
+** into the inputs' nodes and leaves. It calls only the layers below it:
+** tensor.c, graph.c and copy.c (the gradient's first copy and the check-free
+** accumulation); no op, so no per-edge argument checks.
 */
 #include <stdlib.h>
 #include <string.h>
 
-#include "dropnet/elementwise.h"
-#include "dropnet/reduce.h"
+#include "dropnet/autograd.h"
 #include "graph.h"
 #include "internal.h"
 
-static _Thread_local bool grad_disabled;   /* zero-initialized: grad mode on */
-static uint64_t next_seq = 1;              /* graphs are built from one thread at a time */
-static uint64_t next_visit = 1;
-
-bool dn_grad_enabled(void) { return !grad_disabled; }
-
-bool dn_set_grad_enabled(bool enabled) {
-  bool previous = !grad_disabled;
-  grad_disabled = !enabled;
-  return previous;
-}
-
-dn_status dn_check_inplace(const char *op, const dn_tensor *t) {
-  if (t->requires_grad && !grad_disabled)
-    return dn_fail(DN_EINVAL,
-                   "%s: in-place operation on a tensor that requires grad (it would corrupt the graph); "
-                   "use an out-of-place op, or no_grad",
-                   op);
-  return DN_OK;
-}
-
-dn_status dn_check_inplace_source(const char *op, const dn_tensor *src) {
-  if (src->requires_grad && !grad_disabled)
-    return dn_fail(DN_EINVAL,
-                   "%s: the source requires grad but an in-place result records no graph (its gradient would be "
-                   "lost); use an out-of-place op, or no_grad",
-                   op);
-  return DN_OK;
-}
-
-dn_status dn_requires_grad_(dn_tensor *t, bool requires_grad) {
-  if (requires_grad && t->dtype != DN_F32)
-    return dn_fail(DN_ETYPE, "requires_grad_: only float32 tensors can require grad (got %s)",
-                   dn_dtype_name(t->dtype));
-  if (!requires_grad && t->grad_fn)
-    return dn_fail(DN_EINVAL, "requires_grad_: %s's result is not a leaf; use detach() to leave the graph",
-                   dn_grad_fn_name(t));
-  t->requires_grad = requires_grad;
-  return DN_OK;
-}
-
-dn_status dn_detach(dn_tensor **out, dn_tensor *t) {
-  return dn_tensor_alias(out, t, t->ndim, t->shape, t->stride, t->offset);
-}
-
-const char *dn_grad_fn_name(const dn_tensor *t) { return t->grad_fn ? t->grad_fn->type->name : NULL; }
-
-/* --- nodes ------------------------------------------------------------------- */
-
-dn_status dn_record(dn_tensor *out, const dn_node_type *type, int n_inputs, const dn_tensor *const *inputs,
-                    dn_node **node) {
-  *node = NULL;
-  if (grad_disabled) return DN_OK;
-  bool any = false;
-  for (int i = 0; i < n_inputs; i++) any = any || (inputs[i] && inputs[i]->requires_grad);
-  if (!any) return DN_OK;
-  dn_node *n = dn_alloc(sizeof *n);
-  if (!n) return dn_fail(DN_ENOMEM, "%s: out of memory recording the graph", type->name);
-  memset(n, 0, sizeof *n);
-  n->refcount = 1;
-  n->type = type;
-  n->seq = next_seq++;
-  n->n_inputs = n_inputs;
-  for (int i = 0; i < n_inputs; i++) {
-    dn_tensor *in = (dn_tensor *)inputs[i];
-    if (!in) continue;
-    n->in_dtype[i] = in->dtype;
-    n->in_ndim[i] = in->ndim;
-    memcpy(n->in_shape[i], in->shape, sizeof in->shape);
-    if (!in->requires_grad) continue;
-    n->needs_grad[i] = true;
-    if (in->grad_fn) {
-      n->next_fn[i] = in->grad_fn;
-      in->grad_fn->refcount++;
-    } else {
-      n->next_leaf[i] = dn_tensor_retain(in);
-    }
-  }
-  out->grad_fn = n;
-  out->requires_grad = true;
-  *node = n;
-  return DN_OK;
-}
-
-dn_status dn_node_save(dn_node *node, int slot, const dn_tensor *t) {
-  dn_tensor *alias;
-  dn_status st = dn_detach(&alias, (dn_tensor *)t);
-  if (st) return st;
-  dn_tensor_release(node->saved[slot]);
-  node->saved[slot] = alias;
-  node->saved_version[slot] = t->storage->version;
-  return DN_OK;
-}
-
-dn_status dn_node_saved(dn_node *node, int slot, dn_tensor **t) {
-  *t = node->saved[slot];
-  if (!*t)
-    return dn_fail(DN_EINVAL, "backward: %s has no saved tensor %d (graph freed?)", node->type->name, slot);
-  if ((*t)->storage->version != node->saved_version[slot])
-    return dn_fail(DN_EINVAL,
-                   "backward: a tensor that %s saved for its backward was modified in place afterwards "
-                   "(version %u, saved at %u)",
-                   node->type->name, (*t)->storage->version, node->saved_version[slot]);
-  return DN_OK;
-}
-
-static void free_saved(dn_node *n) {
-  for (int s = 0; s < DN_NODE_SAVED; s++) {
-    dn_tensor_release(n->saved[s]);
-    n->saved[s] = NULL;
-  }
-}
-
-/*
-** Releases a node and, iteratively, the nodes only it kept alive: a long
-** chain (an RNN over many steps) must not overflow the C stack.
-*/
-void dn_node_release(dn_node *node) {
-  dn_node *inline_stack[64];
-  dn_node **stack = inline_stack;
-  size_t top = 0, cap = 64;
-  stack[top++] = node;
-  while (top > 0) {
-    dn_node *n = stack[--top];
-    if (!n || --n->refcount > 0) continue;
-    for (int i = 0; i < n->n_inputs; i++) {
-      dn_tensor_release(n->next_leaf[i]);
-      if (!n->next_fn[i]) continue;
-      if (top == cap) {
-        dn_node **bigger = dn_alloc(2 * cap * sizeof *bigger);
-        if (!bigger) {   /* out of memory: leak this subgraph rather than crash */
-          continue;
-        }
-        memcpy(bigger, stack, top * sizeof *stack);
-        if (stack != inline_stack) dn_free(stack);
-        stack = bigger;
-        cap *= 2;
-      }
-      stack[top++] = n->next_fn[i];
-    }
-    free_saved(n);
-    dn_tensor_release(n->grad);
-    dn_free(n);
-  }
-  if (stack != inline_stack) dn_free(stack);
-}
-
-/* --- helpers for backward functions -------------------------------------------- */
-
-dn_status dn_sum_to_shape(dn_tensor **out, dn_tensor *grad, int ndim, const int64_t *shape) {
-  *out = NULL;
-  dn_tensor *g = dn_tensor_retain(grad);
-  dn_status st = DN_OK;
-  int lead = grad->ndim - ndim;
-  /* sum away leading dims, then dims that were broadcast from size 1 */
-  for (int d = 0; d < lead && !st; d++) {
-    dn_tensor *s;
-    st = dn_sum_dim(&s, g, 0, false);
-    dn_tensor_release(g);
-    g = s;
-  }
-  for (int d = 0; d < ndim && !st; d++) {
-    if (shape[d] != 1 || g->shape[d] == 1) continue;
-    dn_tensor *s;
-    st = dn_sum_dim(&s, g, d, true);
-    dn_tensor_release(g);
-    g = s;
-  }
-  if (st) {
-    dn_tensor_release(g);
-    return st;
-  }
-  *out = g;
-  return DN_OK;
-}
-
-dn_status dn_grad_for_input(dn_tensor **out, dn_node *node, int i, dn_tensor *grad) {
-  return dn_sum_to_shape(out, grad, node->in_ndim[i], node->in_shape[i]);
-}
+static uint64_t next_visit = 1;   /* graphs are walked from one thread at a time */
 
 /* --- backward -------------------------------------------------------------------- */
 
@@ -237,16 +62,21 @@ static dn_status collect(dn_node *root, node_list *order) {
   return st;
 }
 
-/* Adds g into *slot (taking g over when the slot is empty and g is private). */
+/*
+** Adds g into *slot: takes g over when the slot is empty and g is private,
+** copies it when it is not; else adds it in place. g has the slot's shape and
+** is float32 (check_grad_shape; a leaf's .grad is set to its own shape), so
+** the add is copy.c's check-free one.
+*/
 static dn_status accumulate(dn_tensor **slot, dn_tensor *g) {
   if (!*slot) {
     if (g->refcount == 1 && g->storage->refcount == 1 && dn_tensor_is_contiguous(g) && !g->grad_fn) {
       *slot = dn_tensor_retain(g);
       return DN_OK;
     }
-    return dn_clone(slot, g);
+    return dn_plain_clone(slot, g);
   }
-  return dn_binary_(*slot, DN_ADD, g);
+  return dn_accumulate_into(*slot, g);
 }
 
 static dn_status check_grad_shape(dn_node *n, int i, const dn_tensor *g) {
@@ -277,7 +107,7 @@ static dn_status run_node(dn_node *n, bool retain_graph) {
   dn_tensor_release(n->grad);
   n->grad = NULL;
   if (!st && !retain_graph) {
-    free_saved(n);
+    dn_node_free_saved(n);
     n->freed = true;
   }
   return st;

@@ -1,6 +1,8 @@
 /*
-** copy_ and fill_: the strided copy every other op leans on (contiguous,
-** clone, dtype conversion, broadcasting assignment).
+** Copies and writes: copy_, fill_, set, clone, contiguous, to_dtype, the
+** strided copy every other op leans on, and the gradient accumulation of the
+** autograd engine. Above tensor.c and graph.c, below every op: it calls no
+** op (its broadcast views are tensor.c's plain aliases).
 **
 ** A conversion to an integer dtype truncates toward zero, as C and PyTorch
 ** do (2.7 -> 2, -2.7 -> -2); that is defined only when the truncated value
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "dropnet/autograd.h"
+#include "graph.h"
 #include "internal.h"
 
 typedef struct copy_job {
@@ -218,10 +221,8 @@ dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
   if (src->storage != dst->storage || dn_tensor_numel(dst) == 0 || dn_tensor_numel(src) == 0)
     return dn_copy_into(dst, src);
   /* one storage: a no-op when src is dst, an error when they share elements otherwise */
-  bool grad_mode = dn_set_grad_enabled(false);
   dn_tensor *view;
-  st = dn_broadcast_to(&view, (dn_tensor *)src, dst->ndim, dst->shape);
-  dn_set_grad_enabled(grad_mode);
+  st = dn_expand_alias(&view, (dn_tensor *)src, dst->ndim, dst->shape);
   if (st) return dn_copy_into(dst, src);   /* it names the shapes that do not broadcast */
   bool same = same_elements(dst, view);
   dn_tensor_release(view);
@@ -245,11 +246,8 @@ dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src) {
 dn_status dn_copy_into(dn_tensor *dst, const dn_tensor *src) { return dn_copy_into_named("copy_", dst, src); }
 
 dn_status dn_copy_into_named(const char *op, dn_tensor *dst, const dn_tensor *src) {
-  /* the broadcast view is a private reader of src: no graph node for it */
-  bool grad_mode = dn_set_grad_enabled(false);
-  dn_tensor *view;
-  dn_status st = dn_broadcast_to(&view, (dn_tensor *)src, dst->ndim, dst->shape);
-  dn_set_grad_enabled(grad_mode);
+  dn_tensor *view;   /* a private reader of src */
+  dn_status st = dn_expand_alias(&view, (dn_tensor *)src, dst->ndim, dst->shape);
   if (st) {
     char a[128], b[128];
     return dn_fail(DN_ESHAPE, "%s: source of shape %s cannot be broadcast to destination shape %s", op,
@@ -295,5 +293,151 @@ dn_status dn_fill_(dn_tensor *t, double value) {
     }
   }
   dn_bump_version(t);
+  return DN_OK;
+}
+
+dn_status dn_tensor_set(dn_tensor *t, const int64_t *index, double value) {
+  DN_FPMODE_SCOPE();
+  dn_status st = dn_check_inplace("set", t);
+  if (st) return st;
+  int64_t off;
+  st = dn_index_offset("set", t, index, &off);
+  if (st) return st;
+  if (!dn_value_fits(t->dtype, value))
+    return dn_fail(DN_EINVAL, "set: value %g is not representable as %s", value, dn_dtype_name(t->dtype));
+  dn_store(t, off, value);
+  dn_bump_version(t);
+  return DN_OK;
+}
+
+/* --- clone, contiguous, to_dtype ------------------------------------------------ */
+
+dn_status dn_contiguous(dn_tensor **out, dn_tensor *t) {
+  if (dn_tensor_is_contiguous(t)) {
+    *out = dn_tensor_retain(t);
+    return DN_OK;
+  }
+  return dn_clone(out, t);
+}
+
+/* The gradient of a copy is the gradient itself. */
+static dn_status clone_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  (void)node;
+  grad_in[0] = dn_tensor_retain(grad);
+  return DN_OK;
+}
+static const dn_node_type clone_node = {"clone", clone_backward};
+
+dn_status dn_clone(dn_tensor **out, const dn_tensor *t) {
+  DN_FPMODE_SCOPE();
+  dn_status st = dn_tensor_new(out, t->dtype, t->ndim, t->shape);
+  if (st) return st;
+  st = dn_copy_into(*out, t);   /* the clone node below records the copy */
+  dn_node *node;
+  if (!st) st = dn_record(*out, &clone_node, 1, &t, &node);
+  if (st) {
+    dn_tensor_release(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
+dn_status dn_to_dtype(dn_tensor **out, dn_tensor *t, dn_dtype dtype) {
+  DN_FPMODE_SCOPE();
+  if (t->dtype == dtype) {
+    *out = dn_tensor_retain(t);
+    return DN_OK;
+  }
+  dn_status st = dn_tensor_new(out, dtype, t->ndim, t->shape);
+  if (st) return st;
+  st = dn_copy_into_named("to_dtype", *out, t);   /* refuses values the dtype cannot hold */
+  if (st) {
+    dn_tensor_release(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
+dn_status dn_plain_clone(dn_tensor **out, const dn_tensor *t) {
+  dn_status st = dn_tensor_new(out, t->dtype, t->ndim, t->shape);
+  if (st) return st;
+  st = dn_copy_into(*out, t);
+  if (st) {
+    dn_tensor_release(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
+dn_status dn_plain_contiguous(dn_tensor **out, const dn_tensor *t) {
+  if (dn_tensor_is_contiguous(t)) {
+    *out = dn_tensor_retain((dn_tensor *)t);
+    return DN_OK;
+  }
+  return dn_plain_clone(out, t);
+}
+
+/* --- gradient accumulation ------------------------------------------------------ */
+
+typedef struct accumulate_job {
+  dn_tensor *dst;
+  const dn_tensor *src;
+} accumulate_job;
+
+/* dst[i] += src[i] over elements [begin, end) of contiguous tensors. */
+static void accumulate_flat(const void *ctx, int64_t begin, int64_t end) {
+  const accumulate_job *j = ctx;
+  float *d = (float *)dn_tensor_data(j->dst) + begin;
+  const float *s = (const float *)dn_tensor_data(j->src) + begin;
+  int64_t n = end - begin;
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) d[i] = d[i] + s[i];
+}
+
+/* The same over rows [r0, r1) of any layout. */
+static void accumulate_rows(const void *ctx, int64_t r0, int64_t r1) {
+  const accumulate_job *j = ctx;
+  int64_t len = dn_row_length(j->dst), ds = dn_row_stride(j->dst), ss = dn_row_stride(j->src);
+  for (int64_t r = r0; r < r1; r++) {
+    float *d = DN_F32_AT(j->dst, dn_row_offset(j->dst, r));
+    const float *s = DN_F32_AT(j->src, dn_row_offset(j->src, r));
+    for (int64_t i = 0; i < len; i++) d[i * ds] = d[i * ds] + s[i * ss];
+  }
+}
+
+static bool same_layout(const dn_tensor *x, const dn_tensor *y) {
+  if (x->offset != y->offset || x->ndim != y->ndim) return false;
+  for (int d = 0; d < x->ndim; d++)
+    if (x->shape[d] != y->shape[d] || x->stride[d] != y->stride[d]) return false;
+  return true;
+}
+
+/*
+** The engine's dst += src: float32 of one shape, which the engine has made
+** sure of, so nothing is checked on the common path (a contiguous .grad and
+** a gradient in other memory). A .grad set by the user may be strided or
+** expanded: an expanded one is refused as add_ refuses it, and a src sharing
+** its memory in another layout is copied first. Each element is one float
+** add, as add_ computes it: the same bits for any split over threads.
+*/
+dn_status dn_accumulate_into(dn_tensor *dst, const dn_tensor *src) {
+  dn_tensor *copy = NULL;
+  if (!dn_tensor_is_contiguous(dst)) {
+    dn_status st = dn_check_writable("add_", dst);
+    if (st) return st;
+  }
+  if (src->storage == dst->storage && !same_layout(src, dst)) {
+    dn_status st = dn_plain_clone(&copy, src);
+    if (st) return st;
+    src = copy;
+  }
+  accumulate_job job = {dst, src};
+  int64_t n = dn_tensor_numel(dst);
+  if (n > 0 && dn_tensor_is_contiguous(dst) && dn_tensor_is_contiguous(src))
+    dn_parallel_range(n, 1, accumulate_flat, &job);
+  else if (n > 0)
+    dn_parallel_rows(dn_row_count(dst), dn_row_length(dst), accumulate_rows, &job);
+  dn_tensor_release(copy);
+  dn_bump_version(dst);
   return DN_OK;
 }

@@ -1,308 +1,35 @@
 /*
-** The dropout family: counter-based, mask-free kernels.
-**
-** Reproducibility contract (changing any of this changes every mask):
-** - A keep/drop decision k uses 16 random bits: block (offset + k/8) of
-**   Philox stream 1 under the generator's seed (rand/randn use stream 0, so
-**   a dropout call and a rand call never share counters), word (k%8)/2,
-**   low 16 bits for even k and high 16 bits for odd k. Decision k is "keep"
-**   iff bits >= threshold, threshold = round(p * 65536) (half away from
-**   zero), so p is used as threshold/65536 everywhere, scales included.
-** - dropout: decision k is element k (row-major). dropout_channels on
-**   [N, C, *]: decision n*C + c for the whole channel. dropout_locked on
-**   [T, N, F]: decision n*F + f at every t. dropconnect_linear: decision k
-**   is element k of the weight [out, in]. alpha_dropout: as dropout.
-** - Kept elements are x * scale with scale = (float)(1 / (1 - threshold/65536))
-**   for INVERTED and 1 for TEST_TIME; dropped elements are exactly 0 (a
-**   select, not a multiply: x = inf or NaN still gives 0).
-** - gaussian_dropout: z_i is randn's element i (rng.h: block offset + i/4,
-**   Box-Muller, rounded to float) but on stream 1, and y_i = x_i * noise_i
-**   with noise_i = (float)(1 + sqrt(p/(1-p)) z_i) in double, p as given (no
-**   rounding: there is no threshold).
-** - After a forward the offset advances by ceil(decisions/8) blocks
-**   (ceil(n/4) for gaussian). p = 0 and eval draw nothing.
-** - Backward regenerates the decisions from (seed, offset) saved in the
-**   node: no mask bytes are kept.
-**
-** Speed. The decision bits come from a hand-vectorized Philox (AVX-512 or
-** AVX2 intrinsics, else the portable dn_philox_blocks; all three give the
-** same bits, tested) that emits 128 decisions per call, transposed into
-** element order, followed by a plain select loop the compiler vectorizes.
-** Measured on this project's 2-core AMD EPYC (Zen 5, AVX-512), gcc 12:
-** - gcc's own vectorization of dn_philox_blocks widens lanes to 64 bits and
-**   uses vpmullq: ~2 G decisions/s with 2 threads. The intrinsics (even/odd
-**   vpmuludq merged by one masked shuffle): ~10-12 G decisions/s.
-** - 16 bits per decision: half the Philox work of 32 bits per element.
-** - A software prefetch of the input 4 KB ahead: without it the hardware
-**   prefetcher fell behind while the core was busy in Philox rounds and the
-**   forward on 16M floats ran at ~30% of a parallel memcpy; with it at
-**   82-106% (bench_dropout, 1 and 2 threads, same run). Non-temporal stores
-**   were slower. In-cache tensors ([128,1024]) are generator-bound at
-**   ~35-40% of an in-cache copy (~4-5 G elements/s).
+** The dropout family's ops: argument checks, the forward passes, their
+** nodes and backward passes. The random kernels, the thresholds and scales,
+** and the reproducibility contract every mask follows are dropout_mask.c's.
+** Every variant regenerates its mask in backward from (seed, offset) saved
+** in the node: no mask bytes are kept.
 */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
-
-#include "dropnet/autograd.h"
 #include "dropnet/dropout.h"
 #include "dropnet/elementwise.h"
 #include "dropnet/matmul.h"
 #include "dropnet/nn.h"
 #include "dropnet/reduce.h"
+#include "dropout_mask.h"
 #include "graph.h"
 #include "internal.h"
-#include "philox.h"
-
-#define DROPOUT_STREAM 1
-#define DECISIONS_PER_BLOCK 8
-#define GROUP (DN_PHILOX_LANES * DECISIONS_PER_BLOCK)   /* decisions per generator call */
-#define FULL_THRESHOLD 65536u                           /* p = 1: nothing kept */
-#define PREFETCH_AHEAD 1024                             /* elements (4 KB) */
-#define CACHE_LINE_FLOATS 16
 
 /* SELU's -lambda * alpha (Klambauer et al. 2017), as in PyTorch's alpha_dropout. */
 #define ALPHA_PRIME (-1.7580993408473766)
-
-/* --- decision bits ------------------------------------------------------------ */
-
-#if defined(__AVX512F__)
-/* High 32 bits of the 32x32 products c * m, lane-wise: even lanes from one
-   vpmuludq, odd lanes from another, merged by one masked shuffle. */
-static inline __m512i mulhi_epu32_512(__m512i c, __m512i m) {
-  __m512i even = _mm512_mul_epu32(c, m);
-  __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(c, 32), m);
-  return _mm512_mask_shuffle_epi32(odd, 0x5555, even, _MM_PERM_CDAB);
-}
-
-/* Blocks first_block .. first_block+15 (lane l = block first_block + l). */
-static inline void group_bits(uint16_t bits[GROUP], uint64_t seed, uint64_t first_block) {
-  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)first_block), lane);
-  __m512i high = _mm512_set1_epi32((int)(uint32_t)(first_block >> 32));
-  __mmask16 carry = _mm512_cmplt_epu32_mask(c0, lane);   /* the low word wrapped */
-  __m512i c1 = _mm512_mask_add_epi32(high, carry, high, _mm512_set1_epi32(1));
-  __m512i c2 = _mm512_set1_epi32(DROPOUT_STREAM), c3 = _mm512_setzero_si512();
-  const __m512i m0 = _mm512_set1_epi32((int)DN_PHILOX_M0), m1 = _mm512_set1_epi32((int)DN_PHILOX_M1);
-  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-#pragma GCC unroll 10
-  for (int r = 0; r < 10; r++) {
-    if (r) {
-      k0 += DN_PHILOX_W0;
-      k1 += DN_PHILOX_W1;
-    }
-    __m512i hi0 = mulhi_epu32_512(c0, m0), lo0 = _mm512_mullo_epi32(c0, m0);
-    __m512i hi1 = mulhi_epu32_512(c2, m1), lo1 = _mm512_mullo_epi32(c2, m1);
-    c0 = _mm512_ternarylogic_epi32(hi1, c1, _mm512_set1_epi32((int)k0), 0x96);   /* 3-way xor */
-    c2 = _mm512_ternarylogic_epi32(hi0, c3, _mm512_set1_epi32((int)k1), 0x96);
-    c1 = lo1;
-    c3 = lo0;
-  }
-  /* word-major lanes -> block-major words: a 4x16 transpose */
-  __m512i t0 = _mm512_unpacklo_epi32(c0, c1), t1 = _mm512_unpackhi_epi32(c0, c1);
-  __m512i t2 = _mm512_unpacklo_epi32(c2, c3), t3 = _mm512_unpackhi_epi32(c2, c3);
-  __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);   /* blocks 0,4,8,12 / 1,5,9,13 */
-  __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);   /* blocks 2,6,10,14 / 3,7,11,15 */
-  __m512i a = _mm512_shuffle_i32x4(u0, u1, 0x88), b = _mm512_shuffle_i32x4(u2, u3, 0x88);
-  __m512i c = _mm512_shuffle_i32x4(u0, u1, 0xDD), d = _mm512_shuffle_i32x4(u2, u3, 0xDD);
-  /* little-endian: the 16-bit halves of block l's words are bits[8l .. 8l+7] */
-  _mm512_storeu_si512((void *)(bits + 0), _mm512_shuffle_i32x4(a, b, 0x88));
-  _mm512_storeu_si512((void *)(bits + 32), _mm512_shuffle_i32x4(c, d, 0x88));
-  _mm512_storeu_si512((void *)(bits + 64), _mm512_shuffle_i32x4(a, b, 0xDD));
-  _mm512_storeu_si512((void *)(bits + 96), _mm512_shuffle_i32x4(c, d, 0xDD));
-}
-
-#elif defined(__AVX2__)
-static inline __m256i mulhi_epu32_256(__m256i c, __m256i m) {
-  __m256i even = _mm256_mul_epu32(c, m);
-  __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), m);
-  return _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-}
-
-/* Blocks first_block .. first_block+7 into bits[0 .. 63]. */
-static inline void eight_blocks_bits(uint16_t bits[GROUP / 2], uint64_t seed, uint64_t first_block) {
-  const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
-  const __m256i sign = _mm256_set1_epi32(INT32_MIN);
-  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)first_block), lane);
-  /* the low word wrapped iff c0 < lane (unsigned; compared with the sign bit flipped) */
-  __m256i carry = _mm256_cmpgt_epi32(_mm256_xor_si256(lane, sign), _mm256_xor_si256(c0, sign));
-  __m256i c1 = _mm256_sub_epi32(_mm256_set1_epi32((int)(uint32_t)(first_block >> 32)), carry);
-  __m256i c2 = _mm256_set1_epi32(DROPOUT_STREAM), c3 = _mm256_setzero_si256();
-  const __m256i m0 = _mm256_set1_epi32((int)DN_PHILOX_M0), m1 = _mm256_set1_epi32((int)DN_PHILOX_M1);
-  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-#pragma GCC unroll 10
-  for (int r = 0; r < 10; r++) {
-    if (r) {
-      k0 += DN_PHILOX_W0;
-      k1 += DN_PHILOX_W1;
-    }
-    __m256i hi0 = mulhi_epu32_256(c0, m0), lo0 = _mm256_mullo_epi32(c0, m0);
-    __m256i hi1 = mulhi_epu32_256(c2, m1), lo1 = _mm256_mullo_epi32(c2, m1);
-    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
-    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
-    c1 = lo1;
-    c3 = lo0;
-  }
-  __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
-  __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
-  __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);   /* blocks 0,4 / 1,5 */
-  __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);   /* blocks 2,6 / 3,7 */
-  _mm256_storeu_si256((__m256i *)(bits + 0), _mm256_permute2x128_si256(u0, u1, 0x20));
-  _mm256_storeu_si256((__m256i *)(bits + 16), _mm256_permute2x128_si256(u2, u3, 0x20));
-  _mm256_storeu_si256((__m256i *)(bits + 32), _mm256_permute2x128_si256(u0, u1, 0x31));
-  _mm256_storeu_si256((__m256i *)(bits + 48), _mm256_permute2x128_si256(u2, u3, 0x31));
-}
-
-static inline void group_bits(uint16_t bits[GROUP], uint64_t seed, uint64_t first_block) {
-  eight_blocks_bits(bits, seed, first_block);
-  eight_blocks_bits(bits + GROUP / 2, seed, first_block + 8);
-}
-
-#else
-static inline void group_bits(uint16_t bits[GROUP], uint64_t seed, uint64_t first_block) {
-  uint32_t words[4][DN_PHILOX_LANES];
-  dn_philox_blocks(words, seed, first_block, DROPOUT_STREAM);
-  for (int l = 0; l < DN_PHILOX_LANES; l++)
-    for (int w = 0; w < 4; w++) {
-      bits[8 * l + 2 * w] = (uint16_t)words[w][l];
-      bits[8 * l + 2 * w + 1] = (uint16_t)(words[w][l] >> 16);
-    }
-}
-#endif
-
-/* --- parallel driver ------------------------------------------------------------ */
-
-typedef dn_range_fn *range_fn;
-
-/* fn over [0, count) split among threads at multiples of GROUP: a value
-   depends only on its index, so the split never changes a result. */
-static void run_parallel(range_fn fn, const void *job, int64_t count) { dn_parallel_range(count, GROUP, fn, job); }
-
-/* --- masked element-wise kernel -------------------------------------------------- */
-
-/*
-** dst[i] = keep(d) ? src[i] * scale (+ shift) : fill, with d = i % period
-** (elements in rows of `period` decisions; rows = 1 for dropout, T for
-** locked dropout). dst may be src (in place). Thresholds 0 and 65536 keep or
-** drop everything without generating bits.
-*/
-typedef struct mask_job {
-  float *dst;
-  const float *src;
-  int64_t period;
-  uint64_t seed, offset;
-  uint32_t threshold;
-  bool affine;         /* alpha dropout: kept = src * scale + shift, dropped = fill */
-  float scale, shift, fill;
-} mask_job;
-
-static inline void masked_segment(const mask_job *job, float *dst, const float *src, int64_t len,
-                                  const uint16_t *bits) {
-  uint32_t threshold = job->threshold;
-  float scale = job->scale, shift = job->shift, fill = job->fill;
-  if (job->affine) {
-#pragma omp simd
-    for (int64_t m = 0; m < len; m++) dst[m] = bits[m] >= threshold ? src[m] * scale + shift : fill;
-  } else {
-#pragma omp simd
-    for (int64_t m = 0; m < len; m++) dst[m] = bits[m] >= threshold ? src[m] * scale : 0.0f;
-  }
-}
-
-/* The same with one decision for the whole segment. */
-static void constant_segment(const mask_job *job, float *dst, const float *src, int64_t len, bool keep) {
-  float scale = job->scale, shift = job->affine ? job->shift : 0.0f, fill = job->affine ? job->fill : 0.0f;
-  if (!keep) {
-#pragma omp simd
-    for (int64_t m = 0; m < len; m++) dst[m] = fill;
-  } else if (job->affine) {
-#pragma omp simd
-    for (int64_t m = 0; m < len; m++) dst[m] = src[m] * scale + shift;
-  } else {
-#pragma omp simd
-    for (int64_t m = 0; m < len; m++) dst[m] = src[m] * scale;
-  }
-}
-
-static void mask_range(const void *opaque, int64_t i0, int64_t i1) {
-  const mask_job *job = opaque;
-  bool constant = job->threshold == 0 || job->threshold >= FULL_THRESHOLD;
-  _Alignas(64) uint16_t bits[GROUP];
-  int64_t cached_group = -1;
-  int64_t d = i0 % job->period;   /* decision of element i */
-  for (int64_t i = i0; i < i1;) {
-    int64_t group = d / GROUP, in_group = d - group * GROUP;
-    int64_t len = GROUP - in_group;
-    if (len > job->period - d) len = job->period - d;
-    if (len > i1 - i) len = i1 - i;
-    if (constant) {
-      constant_segment(job, job->dst + i, job->src + i, len, job->threshold == 0);
-    } else {
-      if (i + PREFETCH_AHEAD + len <= i1)
-        for (int64_t m = 0; m < len; m += CACHE_LINE_FLOATS) __builtin_prefetch(job->src + i + PREFETCH_AHEAD + m);
-      if (group != cached_group) {
-        group_bits(bits, job->seed, job->offset + (uint64_t)group * DN_PHILOX_LANES);
-        cached_group = group;
-      }
-      masked_segment(job, job->dst + i, job->src + i, len, bits + in_group);
-    }
-    i += len;
-    d += len;
-    if (d == job->period) d = 0;
-  }
-}
-
-/* --- channel kernel ----------------------------------------------------------------- */
-
-/* dst = keep(i / channel_size) ? src * scale : 0, one decision per channel. */
-typedef struct channel_job {
-  float *dst;
-  const float *src;
-  int64_t channel_size;
-  uint64_t seed, offset;
-  uint32_t threshold;
-  float scale;
-} channel_job;
-
-static void channel_range(const void *opaque, int64_t i0, int64_t i1) {
-  const channel_job *job = opaque;
-  _Alignas(64) uint16_t bits[GROUP];
-  int64_t cached_group = -1;
-  int64_t k = i0 / job->channel_size, pos = i0 - k * job->channel_size;
-  mask_job segment = {.scale = job->scale};
-  for (int64_t i = i0; i < i1; k++, pos = 0) {
-    int64_t len = job->channel_size - pos;
-    if (len > i1 - i) len = i1 - i;
-    bool keep;
-    if (job->threshold == 0 || job->threshold >= FULL_THRESHOLD) {
-      keep = job->threshold == 0;
-    } else {
-      int64_t group = k / GROUP;
-      if (group != cached_group) {
-        group_bits(bits, job->seed, job->offset + (uint64_t)group * DN_PHILOX_LANES);
-        cached_group = group;
-      }
-      keep = bits[k - group * GROUP] >= job->threshold;
-    }
-    constant_segment(&segment, job->dst + i, job->src + i, len, keep);
-    i += len;
-  }
-}
 
 /* --- shared forward/backward plumbing --------------------------------------------- */
 
 enum { NODE_SEED, NODE_OFFSET, NODE_THRESHOLD, NODE_LAYOUT, NODE_PERIOD };
 enum { NODE_GRAD_SCALE };
-typedef enum { LAYOUT_ROWS, LAYOUT_CHANNELS } mask_layout;
 
 /* What one masked op does: how decisions map to elements and the values. */
 typedef struct mask_spec {
   const dn_node_type *node_type;
-  mask_layout layout;
+  dn_mask_layout layout;
   int64_t period;       /* ROWS: decisions per row; CHANNELS: elements per channel */
   int64_t decisions;    /* drawn by this call (advance of the offset: ceil(decisions/8) blocks) */
   uint32_t threshold;
@@ -311,18 +38,6 @@ typedef struct mask_spec {
   float grad_scale;     /* backward: grad_in = keep ? grad * grad_scale : 0 */
 } mask_spec;
 
-static void run_mask(float *dst, const float *src, int64_t numel, mask_layout layout, int64_t period, uint64_t seed,
-                     uint64_t offset, uint32_t threshold, bool affine, float scale, float shift, float fill) {
-  if (numel == 0) return;
-  if (layout == LAYOUT_CHANNELS) {
-    channel_job job = {dst, src, period, seed, offset, threshold, scale};
-    run_parallel(channel_range, &job, numel);
-  } else {
-    mask_job job = {dst, src, period, seed, offset, threshold, affine, scale, shift, fill};
-    run_parallel(mask_range, &job, numel);
-  }
-}
-
 static dn_status mask_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   if (!node->needs_grad[0]) return DN_OK;
   dn_tensor *g, *dx;
@@ -330,7 +45,7 @@ static dn_status mask_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   if (st) return st;
   st = dn_tensor_new(&dx, DN_F32, node->in_ndim[0], node->in_shape[0]);
   if (!st) {
-    run_mask(dn_tensor_data(dx), dn_tensor_data(g), dn_tensor_numel(dx), (mask_layout)node->ints[NODE_LAYOUT],
+    dn_dropout_mask_run(dn_tensor_data(dx), dn_tensor_data(g), dn_tensor_numel(dx), (dn_mask_layout)node->ints[NODE_LAYOUT],
              node->ints[NODE_PERIOD], (uint64_t)node->ints[NODE_SEED], (uint64_t)node->ints[NODE_OFFSET],
              (uint32_t)node->ints[NODE_THRESHOLD], false, (float)node->scalars[NODE_GRAD_SCALE], 0.0f, 0.0f);
     grad_in[0] = dx;
@@ -344,21 +59,15 @@ static const dn_node_type dropout_channels_node = {"dropout_channels", mask_back
 static const dn_node_type dropout_locked_node = {"dropout_locked", mask_backward};
 static const dn_node_type alpha_dropout_node = {"alpha_dropout", mask_backward};
 
-static uint64_t blocks_for(int64_t decisions, int64_t per_block) {
-  return (uint64_t)((decisions + per_block - 1) / per_block);
-}
-
 /*
-** The forward of every masked op: x contiguous (a copy if not, made outside
-** the graph: the node hangs on x itself), one pass into a new tensor, then
+** The forward of every masked op: x contiguous (a plain copy if not: the
+** node hangs on x itself), one pass into a new tensor, then
 ** the node and the generator's advance.
 */
 static dn_status masked_forward(dn_tensor **out, dn_tensor *x, dn_rng *rng, const mask_spec *spec) {
   *out = NULL;
   dn_tensor *src, *y;
-  bool grad_mode = dn_set_grad_enabled(false);
-  dn_status st = dn_contiguous(&src, x);
-  dn_set_grad_enabled(grad_mode);
+  dn_status st = dn_plain_contiguous(&src, x);
   if (st) return st;
   st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
   if (st) {
@@ -366,7 +75,7 @@ static dn_status masked_forward(dn_tensor **out, dn_tensor *x, dn_rng *rng, cons
     return st;
   }
   uint64_t seed = rng->seed, offset = rng->offset;
-  run_mask(dn_tensor_data(y), dn_tensor_data(src), dn_tensor_numel(y), spec->layout, spec->period, seed, offset,
+  dn_dropout_mask_run(dn_tensor_data(y), dn_tensor_data(src), dn_tensor_numel(y), spec->layout, spec->period, seed, offset,
            spec->threshold, spec->affine, spec->scale, spec->shift, spec->fill);
   dn_tensor_release(src);
   dn_node *node;
@@ -383,74 +92,27 @@ static dn_status masked_forward(dn_tensor **out, dn_tensor *x, dn_rng *rng, cons
     node->ints[NODE_PERIOD] = spec->period;
     node->scalars[NODE_GRAD_SCALE] = spec->grad_scale;
   }
-  rng->offset += blocks_for(spec->decisions, DECISIONS_PER_BLOCK);
+  rng->offset += dn_dropout_blocks(spec->decisions);
   *out = y;
   return DN_OK;
 }
 
 /* --- argument checks ---------------------------------------------------------------- */
 
-static dn_status check_p(const char *op, double p) {
-  if (!(p >= 0.0 && p <= 1.0)) return dn_fail(DN_EINVAL, "%s: p must be in [0, 1] (got %g)", op, p);
-  return DN_OK;
-}
-
-static dn_status check_float(const char *op, const char *what, const dn_tensor *t) {
-  if (t->dtype != DN_F32)
-    return dn_fail(DN_ETYPE, "%s: %s must be float32 (got %s)", op, what, dn_dtype_name(t->dtype));
-  return DN_OK;
-}
-
 static dn_status check_common(const char *op, const dn_tensor *x, double p, const dn_rng *rng) {
-  dn_status st = check_float(op, "input", x);
-  if (!st) st = check_p(op, p);
+  dn_status st = dn_check_float(op, "input", x);
+  if (!st) st = dn_dropout_check_p(op, p);
   if (!st && !rng) st = dn_fail(DN_EINVAL, "%s: generator is NULL", op);
   return st;
 }
-
-static dn_status check_scaling(const char *op, dn_dropout_scaling scaling) {
-  if (scaling != DN_DROPOUT_INVERTED && scaling != DN_DROPOUT_TEST_TIME)
-    return dn_fail(DN_EINVAL, "%s: unknown scaling %d (use inverted or test_time)", op, (int)scaling);
-  return DN_OK;
-}
-
-static uint32_t threshold_of(double p) { return (uint32_t)llround(p * 65536.0); }
-
-/* 1/(1-p) of the rounded p for INVERTED (0 when nothing is kept), 1 for TEST_TIME. */
-static float keep_scale(uint32_t threshold, dn_dropout_scaling scaling) {
-  if (scaling == DN_DROPOUT_TEST_TIME) return 1.0f;
-  if (threshold >= FULL_THRESHOLD) return 0.0f;
-  return (float)(65536.0 / (double)(FULL_THRESHOLD - threshold));
-}
-
-dn_status dn_dropout_check_params(const char *op, double p, const dn_rng *rng, int scaling) {
-  dn_status st = check_p(op, p);
-  if (!st && !rng) st = dn_fail(DN_EINVAL, "%s: generator is NULL", op);
-  if (!st) st = check_scaling(op, (dn_dropout_scaling)scaling);
-  return st;
-}
-
-uint32_t dn_dropout_threshold(double p) { return threshold_of(p); }
-float dn_dropout_scale(uint32_t threshold, int scaling) { return keep_scale(threshold, (dn_dropout_scaling)scaling); }
-
-_Static_assert(DN_DROPOUT_SPAN_ALIGN % GROUP == 0, "spans must start on a generator call");
-
-void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset, uint32_t threshold,
-                          float scale) {
-  /* period = the span's end: decision i is element i for every i in the span */
-  mask_job job = {data, data, i1, seed, offset, threshold, false, scale, 0.0f, 0.0f};
-  mask_range(&job, i0, i1);
-}
-
-uint64_t dn_dropout_blocks(int64_t n) { return blocks_for(n, DECISIONS_PER_BLOCK); }
 
 /* --- the family ------------------------------------------------------------------------ */
 
-static dn_status scaled_dropout(const dn_node_type *type, mask_layout layout, int64_t period,
+static dn_status scaled_dropout(const dn_node_type *type, dn_mask_layout layout, int64_t period,
                                 int64_t decisions, dn_tensor **out, dn_tensor *x, double p, dn_rng *rng,
                                 dn_dropout_scaling scaling) {
-  uint32_t threshold = threshold_of(p);
-  float scale = keep_scale(threshold, scaling);
+  uint32_t threshold = dn_dropout_threshold(p);
+  float scale = dn_dropout_scale(threshold, scaling);
   mask_spec spec = {type, layout, period, decisions, threshold, false, scale, 0.0f, 0.0f, scale};
   return masked_forward(out, x, rng, &spec);
 }
@@ -459,28 +121,28 @@ dn_status dn_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng, dn_dr
   DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_common("dropout", x, p, rng);
-  if (!st) st = check_scaling("dropout", scaling);
+  if (!st) st = dn_dropout_check_scaling("dropout", scaling);
   if (st) return st;
   if (p == 0.0) {
     *out = dn_tensor_retain(x);
     return DN_OK;
   }
   int64_t n = dn_tensor_numel(x);
-  return scaled_dropout(&dropout_node, LAYOUT_ROWS, n, n, out, x, p, rng, scaling);
+  return scaled_dropout(&dropout_node, DN_MASK_ROWS, n, n, out, x, p, rng, scaling);
 }
 
 dn_status dn_dropout_eval(dn_tensor **out, dn_tensor *x, double p, dn_dropout_scaling scaling) {
   DN_FPMODE_SCOPE();
   *out = NULL;
-  dn_status st = check_float("dropout_eval", "input", x);
-  if (!st) st = check_p("dropout_eval", p);
-  if (!st) st = check_scaling("dropout_eval", scaling);
+  dn_status st = dn_check_float("dropout_eval", "input", x);
+  if (!st) st = dn_dropout_check_p("dropout_eval", p);
+  if (!st) st = dn_dropout_check_scaling("dropout_eval", scaling);
   if (st) return st;
   if (scaling == DN_DROPOUT_INVERTED || p == 0.0) {
     *out = dn_tensor_retain(x);
     return DN_OK;
   }
-  return dn_binary_scalar(out, DN_MUL, x, 1.0 - threshold_of(p) / 65536.0, false);
+  return dn_binary_scalar(out, DN_MUL, x, 1.0 - dn_dropout_threshold(p) / 65536.0, false);
 }
 
 dn_status dn_dropout_channels(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng, dn_dropout_scaling scaling) {
@@ -488,7 +150,7 @@ dn_status dn_dropout_channels(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
   *out = NULL;
   const char *op = "dropout_channels";
   dn_status st = check_common(op, x, p, rng);
-  if (!st) st = check_scaling(op, scaling);
+  if (!st) st = dn_dropout_check_scaling(op, scaling);
   if (!st && x->ndim < 2) {
     char xs[128];
     st = dn_fail(DN_ESHAPE, "%s: input must have at least 2 dims [N, C, *] (got shape %s)", op,
@@ -502,7 +164,7 @@ dn_status dn_dropout_channels(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
   int64_t channels = x->shape[0] * x->shape[1], channel_size = 1;
   for (int d = 2; d < x->ndim; d++) channel_size *= x->shape[d];
   /* one element per channel is plain dropout with the same decisions */
-  mask_layout layout = channel_size == 1 ? LAYOUT_ROWS : LAYOUT_CHANNELS;
+  dn_mask_layout layout = channel_size == 1 ? DN_MASK_ROWS : DN_MASK_CHANNELS;
   int64_t period = channel_size == 1 ? channels : channel_size;
   return scaled_dropout(&dropout_channels_node, layout, period, channels, out, x, p, rng, scaling);
 }
@@ -512,7 +174,7 @@ dn_status dn_dropout_locked(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng
   *out = NULL;
   const char *op = "dropout_locked";
   dn_status st = check_common(op, x, p, rng);
-  if (!st) st = check_scaling(op, scaling);
+  if (!st) st = dn_dropout_check_scaling(op, scaling);
   if (!st && x->ndim != 3) {
     char xs[128];
     st = dn_fail(DN_ESHAPE, "%s: input must be 3-D [T, N, F] (got shape %s)", op, dn_shape_str(x, xs, sizeof xs));
@@ -523,7 +185,7 @@ dn_status dn_dropout_locked(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng
     return DN_OK;
   }
   int64_t per_step = x->shape[1] * x->shape[2];
-  return scaled_dropout(&dropout_locked_node, LAYOUT_ROWS, per_step, per_step, out, x, p, rng, scaling);
+  return scaled_dropout(&dropout_locked_node, DN_MASK_ROWS, per_step, per_step, out, x, p, rng, scaling);
 }
 
 /*
@@ -540,49 +202,19 @@ dn_status dn_alpha_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng)
     *out = dn_tensor_retain(x);
     return DN_OK;
   }
-  uint32_t threshold = threshold_of(p);
+  uint32_t threshold = dn_dropout_threshold(p);
   double rounded = threshold / 65536.0, a = 0.0, b = 0.0;
-  if (threshold < FULL_THRESHOLD) {
+  if (threshold < DN_DROPOUT_FULL_THRESHOLD) {
     a = 1.0 / sqrt((ALPHA_PRIME * ALPHA_PRIME * rounded + 1.0) * (1.0 - rounded));
     b = -a * ALPHA_PRIME * rounded;
   }
   int64_t n = dn_tensor_numel(x);
-  mask_spec spec = {&alpha_dropout_node, LAYOUT_ROWS, n, n, threshold, true, (float)a, (float)b,
+  mask_spec spec = {&alpha_dropout_node, DN_MASK_ROWS, n, n, threshold, true, (float)a, (float)b,
                     (float)(a * ALPHA_PRIME + b), (float)a};
   return masked_forward(out, x, rng, &spec);
 }
 
 /* --- gaussian dropout ------------------------------------------------------------------- */
-
-#define NORMALS_PER_BLOCK 4
-#define TWO_PI 6.283185307179586476925286766559
-
-/* dst[i] = src[i] * (float)(1 + sigma * z_i), z_i as randn's element i on stream 1. */
-typedef struct gaussian_job {
-  float *dst;
-  const float *src;
-  int64_t numel;
-  uint64_t seed, offset;
-  double sigma;
-} gaussian_job;
-
-static void gaussian_range(const void *opaque, int64_t i0, int64_t i1) {
-  const gaussian_job *job = opaque;
-  for (int64_t block = i0 / NORMALS_PER_BLOCK; block * NORMALS_PER_BLOCK < i1; block++) {
-    uint32_t x[4];
-    dn_philox_block(x, job->seed, job->offset + (uint64_t)block, DROPOUT_STREAM);
-    for (int pair = 0; pair < 2; pair++) {
-      double u1 = (double)((x[2 * pair] >> 8) + 1) * 0x1p-24;   /* (0, 1]: finite log */
-      double u2 = (double)(x[2 * pair + 1] >> 8) * 0x1p-24;
-      double radius = sqrt(-2.0 * log(u1)), angle = TWO_PI * u2;
-      double z[2] = {radius * cos(angle), radius * sin(angle)};
-      for (int h = 0; h < 2; h++) {
-        int64_t i = block * NORMALS_PER_BLOCK + 2 * pair + h;
-        if (i >= i0 && i < i1) job->dst[i] = job->src[i] * (float)(1.0 + job->sigma * (double)(float)z[h]);
-      }
-    }
-  }
-}
 
 enum { GAUSS_SEED, GAUSS_OFFSET };
 enum { GAUSS_SIGMA };
@@ -594,10 +226,9 @@ static dn_status gaussian_backward(dn_node *node, dn_tensor *grad, dn_tensor **g
   if (st) return st;
   st = dn_tensor_new(&dx, DN_F32, node->in_ndim[0], node->in_shape[0]);
   if (!st) {
-    gaussian_job job = {dn_tensor_data(dx), dn_tensor_data(g), dn_tensor_numel(dx),
-                        (uint64_t)node->ints[GAUSS_SEED], (uint64_t)node->ints[GAUSS_OFFSET],
-                        node->scalars[GAUSS_SIGMA]};
-    run_parallel(gaussian_range, &job, job.numel);
+    dn_gaussian_noise_run(dn_tensor_data(dx), dn_tensor_data(g), dn_tensor_numel(dx),
+                          (uint64_t)node->ints[GAUSS_SEED], (uint64_t)node->ints[GAUSS_OFFSET],
+                          node->scalars[GAUSS_SIGMA]);
     grad_in[0] = dx;
   }
   dn_tensor_release(g);
@@ -618,18 +249,17 @@ dn_status dn_gaussian_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
     return DN_OK;
   }
   dn_tensor *src, *y;
-  bool grad_mode = dn_set_grad_enabled(false);
-  st = dn_contiguous(&src, x);
-  dn_set_grad_enabled(grad_mode);
+  st = dn_plain_contiguous(&src, x);
   if (st) return st;
   st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
   if (st) {
     dn_tensor_release(src);
     return st;
   }
-  gaussian_job job = {dn_tensor_data(y), dn_tensor_data(src), dn_tensor_numel(y), rng->seed, rng->offset,
-                      sqrt(p / (1.0 - p))};
-  run_parallel(gaussian_range, &job, job.numel);
+  uint64_t seed = rng->seed, offset = rng->offset;
+  double sigma = sqrt(p / (1.0 - p));
+  int64_t n = dn_tensor_numel(y);
+  dn_gaussian_noise_run(dn_tensor_data(y), dn_tensor_data(src), n, seed, offset, sigma);
   dn_tensor_release(src);
   dn_node *node;
   st = dn_record(y, &gaussian_dropout_node, 1, (const dn_tensor *[]){x}, &node);
@@ -638,11 +268,11 @@ dn_status dn_gaussian_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
     return st;
   }
   if (node) {
-    node->ints[GAUSS_SEED] = (int64_t)job.seed;
-    node->ints[GAUSS_OFFSET] = (int64_t)job.offset;
-    node->scalars[GAUSS_SIGMA] = job.sigma;
+    node->ints[GAUSS_SEED] = (int64_t)seed;
+    node->ints[GAUSS_OFFSET] = (int64_t)offset;
+    node->scalars[GAUSS_SIGMA] = sigma;
   }
-  rng->offset += blocks_for(job.numel, NORMALS_PER_BLOCK);
+  rng->offset += dn_gaussian_blocks(n);
   *out = y;
   return DN_OK;
 }
@@ -655,12 +285,12 @@ enum { CONNECT_SAVED_X = 0, CONNECT_SAVED_W = 1, CONNECT_FIRST_MASK_SLOT = 2 };
 static dn_status masked_weight(dn_tensor **out, dn_tensor *w, uint64_t seed, uint64_t offset, uint32_t threshold,
                                float scale) {
   dn_tensor *src;
-  dn_status st = dn_contiguous(&src, w);
+  dn_status st = dn_plain_contiguous(&src, w);
   if (st) return st;
   st = dn_tensor_new(out, DN_F32, 2, w->shape);
   if (!st) {
     int64_t n = dn_tensor_numel(w);
-    run_mask(dn_tensor_data(*out), dn_tensor_data(src), n, LAYOUT_ROWS, n, seed, offset, threshold, false, scale,
+    dn_dropout_mask_run(dn_tensor_data(*out), dn_tensor_data(src), n, DN_MASK_ROWS, n, seed, offset, threshold, false, scale,
              0.0f, 0.0f);
   }
   dn_tensor_release(src);
@@ -690,7 +320,7 @@ static dn_status dropconnect_backward(dn_node *node, dn_tensor *grad, dn_tensor 
     if (!st) {
       int64_t n = dn_tensor_numel(dw);
       float *data = dn_tensor_data(dw);
-      run_mask(data, data, n, LAYOUT_ROWS, n, seed, offset, threshold, false, scale, 0.0f, 0.0f);
+      dn_dropout_mask_run(data, data, n, DN_MASK_ROWS, n, seed, offset, threshold, false, scale, 0.0f, 0.0f);
       grad_in[1] = dw;
     } else {
       dn_tensor_release(dw);
@@ -711,8 +341,8 @@ static dn_status check_dropconnect(const dn_tensor *x, const dn_tensor *w, const
   const char *op = "dropconnect_linear";
   char xs[128], ws[128], bs[128];
   dn_status st = check_common(op, x, p, rng);
-  if (!st) st = check_float(op, "weight", w);
-  if (!st && b) st = check_float(op, "bias", b);
+  if (!st) st = dn_check_float(op, "weight", w);
+  if (!st && b) st = dn_check_float(op, "bias", b);
   if (st) return st;
   if (x->ndim != 1 && x->ndim != 2)
     return dn_fail(DN_ESHAPE, "%s: input must be [batch, in] or [in] (got shape %s)", op,
@@ -736,15 +366,13 @@ dn_status dn_dropconnect_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_
   dn_status st = check_dropconnect(x, w, b, p, rng);
   if (st) return st;
   if (p == 0.0) return dn_linear(out, x, w, b, DN_ACT_NONE);
-  uint32_t threshold = threshold_of(p);
-  float scale = keep_scale(threshold, DN_DROPOUT_INVERTED);
+  uint32_t threshold = dn_dropout_threshold(p);
+  float scale = dn_dropout_scale(threshold, DN_DROPOUT_INVERTED);
   uint64_t seed = rng->seed, offset = rng->offset;
   /* the masked weight and the linear layer are internal steps, not graph ops */
   dn_tensor *wm, *y = NULL;
-  bool grad_mode = dn_set_grad_enabled(false);
   st = masked_weight(&wm, w, seed, offset, threshold, scale);
-  if (!st) st = dn_linear(&y, x, wm, b, DN_ACT_NONE);
-  dn_set_grad_enabled(grad_mode);
+  if (!st) st = dn_linear_plain(&y, x, wm, b, DN_ACT_NONE);
   dn_tensor_release(wm);
   if (st) return st;
   dn_node *node;
@@ -762,41 +390,18 @@ dn_status dn_dropconnect_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_
     dn_tensor_release(y);
     return st;
   }
-  rng->offset += blocks_for(dn_tensor_numel(w), DECISIONS_PER_BLOCK);
+  rng->offset += dn_dropout_blocks(dn_tensor_numel(w));
   *out = y;
   return DN_OK;
 }
 
 /* --- inspection ---------------------------------------------------------------------------- */
 
-typedef struct keep_job {
-  uint8_t *dst;
-  uint64_t seed, offset;
-  uint32_t threshold;
-} keep_job;
-
-static void keep_range(const void *opaque, int64_t i0, int64_t i1) {
-  const keep_job *job = opaque;
-  _Alignas(64) uint16_t bits[GROUP];
-  for (int64_t base = i0; base < i1; base += GROUP) {
-    int64_t len = i1 - base < GROUP ? i1 - base : GROUP;
-    if (job->threshold == 0 || job->threshold >= FULL_THRESHOLD) {
-      memset(job->dst + base, job->threshold == 0, (size_t)len);
-      continue;
-    }
-    group_bits(bits, job->seed, job->offset + (uint64_t)(base / GROUP) * DN_PHILOX_LANES);
-    uint8_t *dst = job->dst + base;
-    uint32_t threshold = job->threshold;
-#pragma omp simd
-    for (int64_t m = 0; m < len; m++) dst[m] = bits[m] >= threshold;
-  }
-}
-
 dn_status dn_dropout_mask(dn_tensor **mask, const dn_rng *rng, int ndim, const int64_t *shape, double p) {
   DN_FPMODE_SCOPE();
   *mask = NULL;
   if (!rng) return dn_fail(DN_EINVAL, "dropout_mask: generator is NULL");
-  dn_status st = check_p("dropout_mask", p);
+  dn_status st = dn_dropout_check_p("dropout_mask", p);
   if (st) return st;
   if (ndim > 0 && !shape) return dn_fail(DN_EINVAL, "dropout_mask: shape is NULL for %d dims", ndim);
   st = dn_tensor_new(mask, DN_U8, ndim, shape);
@@ -808,8 +413,8 @@ dn_status dn_dropout_mask(dn_tensor **mask, const dn_rng *rng, int ndim, const i
     return dn_fail(st, "dropout_mask: %s", message);
   }
   /* p = 0 keeps everything, like dn_dropout (which draws nothing then) */
-  keep_job job = {dn_tensor_data(*mask), rng->seed, rng->offset, p == 0.0 ? 0 : threshold_of(p)};
-  run_parallel(keep_range, &job, dn_tensor_numel(*mask));
+  dn_dropout_keep_run(dn_tensor_data(*mask), dn_tensor_numel(*mask), rng->seed, rng->offset,
+                      p == 0.0 ? 0 : dn_dropout_threshold(p));
   return DN_OK;
 }
 

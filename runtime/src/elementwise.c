@@ -26,17 +26,6 @@
 #include "graph.h"
 #include "internal.h"
 
-/*
-** The float kernels are written once with strides as parameters and inlined
-** at constant strides (1 or 0), so the contiguous and tensor-op-scalar cases
-** become unit-stride loops that `omp simd` vectorizes (plain -O2 does not).
-*/
-#if defined(__GNUC__)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define ALWAYS_INLINE inline
-#endif
-
 /* --- names and checks ----------------------------------------------------- */
 
 static const char *const binop_names[] = {"add", "sub", "mul", "div", "pow", "eq", "ne",
@@ -116,11 +105,7 @@ dn_status dn_broadcast_shape(const char *opname, const dn_tensor *a, const dn_te
 
 /* --- float32 kernels ---------------------------------------------------------- */
 
-/* maximum/minimum propagate NaN, as PyTorch's do (fmaxf would drop it). */
-static inline float max_nan(float x, float y) { return (x > y || x != x) ? x : y; }
-static inline float min_nan(float x, float y) { return (x < y || x != x) ? x : y; }
-
-static ALWAYS_INLINE void f32_binary_loop(dn_binop op, float *out, int64_t so, const float *a, int64_t sa,
+static DN_ALWAYS_INLINE void f32_binary_loop(dn_binop op, float *out, int64_t so, const float *a, int64_t sa,
                                           const float *b, int64_t sb, int64_t n) {
   switch (op) {
     case DN_ADD:
@@ -168,11 +153,11 @@ static ALWAYS_INLINE void f32_binary_loop(dn_binop op, float *out, int64_t so, c
       break;
     case DN_MAXIMUM:
 #pragma omp simd
-      for (int64_t i = 0; i < n; i++) out[i * so] = max_nan(a[i * sa], b[i * sb]);
+      for (int64_t i = 0; i < n; i++) out[i * so] = dn_max_nan(a[i * sa], b[i * sb]);
       break;
     case DN_MINIMUM:
 #pragma omp simd
-      for (int64_t i = 0; i < n; i++) out[i * so] = min_nan(a[i * sa], b[i * sb]);
+      for (int64_t i = 0; i < n; i++) out[i * so] = dn_min_nan(a[i * sa], b[i * sb]);
       break;
   }
 }
@@ -186,16 +171,10 @@ static void f32_binary(dn_binop op, float *out, int64_t so, const float *a, int6
   else f32_binary_loop(op, out, so, a, sa, b, sb, n);
 }
 
-/* Stable for any x: exp(-|x|) never overflows, so no inf/inf. */
-static inline float sigmoid_f32(float x) {
-  float e = expf(-fabsf(x));
-  return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
-}
-
 /* `x < 0` keeps NaN (and -0) as they are, like PyTorch's relu. */
 static inline float relu_f32(float x) { return x < 0.0f ? 0.0f : x; }
 
-static ALWAYS_INLINE void f32_unary_loop(dn_unop op, float *out, int64_t so, const float *a, int64_t sa,
+static DN_ALWAYS_INLINE void f32_unary_loop(dn_unop op, float *out, int64_t so, const float *a, int64_t sa,
                                          int64_t n) {
   switch (op) {
     case DN_NEG:
@@ -221,7 +200,7 @@ static ALWAYS_INLINE void f32_unary_loop(dn_unop op, float *out, int64_t so, con
       for (int64_t i = 0; i < n; i++) out[i * so] = sqrtf(a[i * sa]);
       break;
     case DN_SIGMOID:
-      for (int64_t i = 0; i < n; i++) out[i * so] = sigmoid_f32(a[i * sa]);
+      for (int64_t i = 0; i < n; i++) out[i * so] = dn_sigmoid_f32(a[i * sa]);
       break;
     case DN_TANH:
       for (int64_t i = 0; i < n; i++) out[i * so] = tanhf(a[i * sa]);
@@ -455,33 +434,29 @@ static void coalesce_dims(dn_tensor **views, int count) {
   }
 }
 
-static void run_parallel(const ew_job *job, int64_t n) { dn_parallel_range(n, 1, run_range, job); }
-
 /* Runs job over every element of job->out; inputs broadcast to its shape. */
 static dn_status run_job(ew_job *job) {
   int64_t n = dn_tensor_numel(job->out);
   if (n == 0) return DN_OK;
   job->flat = is_flat(job);
   if (job->flat) {
-    run_parallel(job, n);
+    dn_parallel_range(n, 1, run_range, job);
     return DN_OK;
   }
   /* views[0] is the output, then the inputs, all in the output's shape */
   dn_tensor *views[4] = {NULL, NULL, NULL, NULL};
   int count = job->nin + 1;
   dn_status st = DN_OK;
-  bool grad_mode = dn_set_grad_enabled(false);   /* private walking views: no graph nodes */
-  for (int k = 0; k < count && !st; k++) {
+  for (int k = 0; k < count && !st; k++) {   /* private walking views */
     const dn_tensor *t = k == 0 ? job->out : job->in[k - 1];
-    st = dn_broadcast_to(&views[k], (dn_tensor *)t, job->out->ndim, job->out->shape);
+    st = dn_expand_alias(&views[k], (dn_tensor *)t, job->out->ndim, job->out->shape);
   }
-  dn_set_grad_enabled(grad_mode);
   if (!st) {
     coalesce_dims(views, count);
     ew_job rows = *job;
     rows.out = views[0];
     for (int k = 0; k < job->nin; k++) rows.in[k] = views[k + 1];
-    run_parallel(&rows, n);
+    dn_parallel_range(n, 1, run_range, &rows);
   }
   for (int k = 0; k < count; k++) dn_tensor_release(views[k]);
   return st;
@@ -580,7 +555,7 @@ typedef enum grad_rule {
   GRAD_CLAMP              /* g where lo <= x <= hi (NaN bound: none), else 0 */
 } grad_rule;
 
-static ALWAYS_INLINE void grad_loop(grad_rule rule, float *out, int64_t so, const float *g, int64_t sg,
+static DN_ALWAYS_INLINE void grad_loop(grad_rule rule, float *out, int64_t so, const float *g, int64_t sg,
                                     const float *x, int64_t sx, const float *y, int64_t sy, float lo, float hi,
                                     int64_t n) {
   switch (rule) {
@@ -705,7 +680,7 @@ static dn_status inplace_operand(dn_tensor **out, const dn_tensor *a, const dn_t
     *out = converted;
     return DN_OK;
   }
-  st = dn_clone(out, converted);
+  st = dn_plain_clone(out, converted);
   dn_tensor_release(converted);
   return st;
 }

@@ -1,5 +1,6 @@
 /*
-** The autograd graph as the kernels see it (not installed).
+** The autograd graph as the kernels see it (not installed). Nodes and grad
+** mode: graph.c; the engine (dn_backward): autograd.c.
 **
 ** An op that supports autograd computes its output, then calls dn_record();
 ** when a node is returned it saves what its backward needs with
@@ -59,9 +60,12 @@ dn_status dn_node_save(dn_node *node, int slot, const dn_tensor *t);
 /* The tensor saved in slot (borrowed), or an error if it was modified in
    place since it was saved or the graph was freed. */
 dn_status dn_node_saved(dn_node *node, int slot, dn_tensor **t);
+/* Releases the node's saved tensors (after its backward without retain_graph). */
+void dn_node_free_saved(dn_node *node);
 void dn_node_release(dn_node *node);
 
-/* grad summed down to shape (undoing broadcasting); new reference. */
+/* grad summed down to shape (undoing broadcasting); new reference. A
+   reduction, so it lives in reduce.c, for the backward functions. */
 dn_status dn_sum_to_shape(dn_tensor **out, dn_tensor *grad, int ndim, const int64_t *shape);
 /* The same, to input i's shape. */
 dn_status dn_grad_for_input(dn_tensor **out, dn_node *node, int i, dn_tensor *grad);

@@ -9,6 +9,7 @@
 #include "pool.h"
 
 #include "dropnet/alloc.h"
+#include "dropnet/nn.h"
 #include "dropnet/parallel.h"
 #include "dropnet/rng.h"
 #include "dropnet/tensor.h"
@@ -37,6 +38,34 @@ static inline void dn_fpmode_cleanup(const unsigned *saved) { dn_fpmode_leave(*s
    setting them to bits (other MXCSR bits are kept). parallel.c. */
 unsigned dn_fpmode_bits(void);
 void dn_fpmode_set_bits(unsigned bits);
+
+/*
+** Kernels written once with strides or modes as parameters are inlined at
+** constants (stride 1 or 0, one activation), so each copy becomes a
+** unit-stride loop that `omp simd` vectorizes (plain -O2 does not).
+*/
+#if defined(__GNUC__)
+#define DN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define DN_ALWAYS_INLINE inline
+#endif
+
+/* The logistic function, stable for any x: exp(-|x|) never overflows, so
+   no inf/inf. */
+static inline float dn_sigmoid_f32(float x) {
+  float e = expf(-fabsf(x));
+  return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+/* max and min that propagate NaN, as PyTorch's do (fmaxf would drop it). */
+static inline float dn_max_nan(float x, float y) { return (x > y || x != x) ? x : y; }
+static inline float dn_min_nan(float x, float y) { return (x < y || x != x) ? x : y; }
+
+/* DN_ETYPE "<op>: <what> must be float32 (got <dtype>)" unless t is float32. */
+static inline dn_status dn_check_float(const char *op, const char *what, const dn_tensor *t) {
+  if (t->dtype == DN_F32) return DN_OK;
+  return dn_fail(DN_ETYPE, "%s: %s must be float32 (got %s)", op, what, dn_dtype_name(t->dtype));
+}
 
 /* Threads to use for a loop of n elements. */
 static inline int dn_threads_for(int64_t n) {
@@ -103,9 +132,24 @@ static inline void dn_store(dn_tensor *t, int64_t off, double v) {
   }
 }
 
-/* A new tensor header over t's storage with this geometry (no copy, no graph). */
+/*
+** Plain aliases (tensor.c): new headers over t's storage, no copy, no graph
+** node. Kernels use them for private views of their operands; view.c's
+** recording views are for users. New references.
+*/
+/* This geometry. */
 dn_status dn_tensor_alias(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape, const int64_t *stride,
                           int64_t offset);
+/* t broadcast to shape (broadcast dims get stride 0); fails naming "expand". */
+dn_status dn_expand_alias(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape);
+/* A 1-D t [n] as a row [1, n] (vector_dim 0) or a column [n, 1] (vector_dim 1),
+   with dn_unsqueeze's strides; any other t is retained as it is. */
+dn_status dn_matrix_alias(dn_tensor **out, dn_tensor *t, int vector_dim);
+/* The [cols, rows] transpose of a 2-D t. */
+dn_status dn_transposed_alias(dn_tensor **out, dn_tensor *t);
+
+/* Storage offset of the element at index (ndim entries), or DN_ERANGE naming op. */
+dn_status dn_index_offset(const char *op, const dn_tensor *t, const int64_t *index, int64_t *off);
 
 /* Normalizes a possibly negative dim against ndim; false if out of range. */
 static inline bool dn_wrap_dim(int *dim, int ndim) {
@@ -137,32 +181,37 @@ static inline bool dn_truncation_fits(dn_dtype dtype, double v) {
   return false;
 }
 
-/* dn_dropout's mask applied in place to elements [i0, i1) of a contiguous
-   tensor, on the calling thread: decision i from (seed, offset) keeps
-   data[i] * scale or writes 0. Spans starting at multiples of
-   DN_DROPOUT_SPAN_ALIGN draw each random block once. Records nothing. */
-#define DN_DROPOUT_SPAN_ALIGN 128
-void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset, uint32_t threshold,
-                          float scale);
-/* The generator's advance (Philox blocks) for n dropout decisions. */
-uint64_t dn_dropout_blocks(int64_t n);
-/* dn_dropout's checks of p, the generator and the scaling, naming op. */
-dn_status dn_dropout_check_params(const char *op, double p, const dn_rng *rng, int scaling);
-/* p's 16-bit threshold and the kept values' scale, as dn_dropout uses them. */
-uint32_t dn_dropout_threshold(double p);
-float dn_dropout_scale(uint32_t threshold, int scaling);
-
 /* DN_EINVAL naming op when t is an expanded view (a dim of size > 1 with
    stride 0): writing it would write one memory cell many times. */
 dn_status dn_check_writable(const char *op, const dn_tensor *t);
 
 /* dn_copy_ without its autograd checks, for a kernel filling a tensor it
-   has just made (clone, dtype conversion, backward passes). Records nothing.
+   has just made (clone, dtype conversion, backward passes). Records nothing;
+   src is broadcast to dst's shape.
    A conversion that narrows (float32 -> int32, to uint8) first checks every
    value fits, failing with "<op>: value V at position P is not representable
    as <dtype>"; dn_copy_into names the op "copy_". */
 dn_status dn_copy_into(dn_tensor *dst, const dn_tensor *src);
 dn_status dn_copy_into_named(const char *op, dn_tensor *dst, const dn_tensor *src);
+
+/* A new contiguous copy of t, and t itself (retained) when contiguous or
+   else such a copy: dn_clone and dn_contiguous without a graph node, for
+   kernels that need their operands dense. copy.c. */
+dn_status dn_plain_clone(dn_tensor **out, const dn_tensor *t);
+dn_status dn_plain_contiguous(dn_tensor **out, const dn_tensor *t);
+
+/* dst += src for float32 dst and src of one shape, the autograd engine's
+   gradient accumulation: no argument checks (copy.c). */
+dn_status dn_accumulate_into(dn_tensor *dst, const dn_tensor *src);
+
+/* dn_matmul_into for operands its caller has checked (2-D float32, matching
+   shapes, out contiguous): no argument or autograd checks, no graph. It still
+   refuses sizes BLAS cannot take. matmul.c. */
+dn_status dn_matmul_into_plain(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha, float beta);
+
+/* dn_linear without a graph node (its checks included), for a layer built
+   on it that records its own node. linear.c. */
+dn_status dn_linear_plain(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act);
 
 /* Marks an in-place write (autograd checks versions). */
 static inline void dn_bump_version(dn_tensor *t) { t->storage->version++; }

@@ -14,23 +14,17 @@
 ** was kept and active, so the pre-activation gradient is g * scale there and
 ** 0 elsewhere, no mask needed.
 **
-** Internal views are plain aliases (dn_tensor_alias): they are private
-** readers of the operands and must not enter the autograd graph.
+** Internal views are plain aliases (dn_matrix_alias, dn_transposed_alias) and
+** the sgemm is dn_matmul_into_plain: private steps that never enter the
+** autograd graph, so grad mode is never touched here.
 */
 #include <string.h>
 
-#include "dropnet/autograd.h"
 #include "dropnet/dropout.h"
-#include "dropnet/matmul.h"
 #include "dropnet/nn.h"
+#include "dropout_mask.h"
 #include "graph.h"
 #include "internal.h"
-
-#if defined(__GNUC__)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define ALWAYS_INLINE inline
-#endif
 
 /* Column ranges narrower than this are not worth a thread of their own. */
 #define MIN_COLUMNS_PER_THREAD 64
@@ -38,16 +32,10 @@
 enum { SAVED_X = 0, SAVED_W = 1, SAVED_Y = 2 };
 enum { NODE_GRAD_SCALE = 0 };   /* node->scalars: the dropout scale (1 without dropout) */
 
-/* Stable for any x: exp(-|x|) never overflows. */
-static inline float sigmoid_f32(float x) {
-  float e = expf(-fabsf(x));
-  return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
-}
-
 /* --- forward: bias + activation over the sgemm's output ------------------------ */
 
 /* `v < 0` keeps NaN as it is, like PyTorch's relu. */
-static ALWAYS_INLINE void bias_act_row(float *row, const float *bias, int64_t cols, dn_activation act) {
+static DN_ALWAYS_INLINE void bias_act_row(float *row, const float *bias, int64_t cols, dn_activation act) {
   switch (act) {
     case DN_ACT_NONE:
 #pragma omp simd
@@ -70,7 +58,7 @@ static ALWAYS_INLINE void bias_act_row(float *row, const float *bias, int64_t co
       for (int64_t j = 0; j < cols; j++) row[j] = tanhf(row[j] + (bias ? bias[j] : 0.0f));
       break;
     case DN_ACT_SIGMOID:
-      for (int64_t j = 0; j < cols; j++) row[j] = sigmoid_f32(row[j] + (bias ? bias[j] : 0.0f));
+      for (int64_t j = 0; j < cols; j++) row[j] = dn_sigmoid_f32(row[j] + (bias ? bias[j] : 0.0f));
       break;
   }
 }
@@ -143,7 +131,7 @@ static void bias_relu_dropout_forward(float *y, int64_t rows, int64_t cols, cons
 /* --- backward: pre-activation gradient and bias gradient in one pass --------------- */
 
 /* d act / d pre-activation, from the activation's output y. */
-static ALWAYS_INLINE float act_derivative(float y, dn_activation act) {
+static DN_ALWAYS_INLINE float act_derivative(float y, dn_activation act) {
   switch (act) {
     case DN_ACT_NONE: return 1.0f;
     case DN_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
@@ -156,7 +144,7 @@ static ALWAYS_INLINE float act_derivative(float y, dn_activation act) {
 /* v when keep, else +0: a select written as a bit mask, because gcc 12 does
    not vectorize a float select whose result feeds a double sum (the loop
    below ran 10x slower that way). */
-static ALWAYS_INLINE float zero_unless(float v, bool keep) {
+static DN_ALWAYS_INLINE float zero_unless(float v, bool keep) {
   uint32_t bits;
   memcpy(&bits, &v, sizeof bits);
   bits &= -(uint32_t)keep;
@@ -172,7 +160,7 @@ static ALWAYS_INLINE float zero_unless(float v, bool keep) {
 ** gradient's column stride, the activation and the two modes as parameters;
 ** inlined at constants, the contiguous cases become simd loops.
 */
-static ALWAYS_INLINE void act_backward_columns(float *g_pre, double *bias_sum, const float *g, int64_t g_row_stride,
+static DN_ALWAYS_INLINE void act_backward_columns(float *g_pre, double *bias_sum, const float *g, int64_t g_row_stride,
                                                int64_t g_col_stride, const float *y, int64_t rows, int64_t cols,
                                                int64_t c0, int64_t c1, dn_activation act, float scale,
                                                bool write_g_pre, bool sum_bias) {
@@ -251,19 +239,6 @@ static void act_backward(float *g_pre, double *bias_sum, const dn_tensor *g, con
 
 /* --- autograd ---------------------------------------------------------------------- */
 
-/* t [n] seen as one row [1, n], or t itself as [rows, cols] (a private alias). */
-static dn_status as_matrix(dn_tensor **out, dn_tensor *t) {
-  if (t->ndim == 2) return dn_tensor_alias(out, t, 2, t->shape, t->stride, t->offset);
-  int64_t shape[2] = {1, t->shape[0]}, stride[2] = {t->shape[0] * t->stride[0], t->stride[0]};
-  return dn_tensor_alias(out, t, 2, shape, stride, t->offset);
-}
-
-/* The [cols, rows] transpose of a 2-D t (a private alias). */
-static dn_status transposed(dn_tensor **out, dn_tensor *t) {
-  int64_t shape[2] = {t->shape[1], t->shape[0]}, stride[2] = {t->stride[1], t->stride[0]};
-  return dn_tensor_alias(out, t, 2, shape, stride, t->offset);
-}
-
 /* A new (uninitialized) float32 tensor of input i's shape. */
 static dn_status new_input_grad(dn_tensor **out, dn_node *node, int i) {
   return dn_tensor_new(out, DN_F32, node->in_ndim[i], node->in_shape[i]);
@@ -274,8 +249,8 @@ static dn_status input_grad(dn_tensor **dx, dn_node *node, dn_tensor *g_pre) {
   dn_tensor *w, *dx2 = NULL;
   dn_status st = dn_node_saved(node, SAVED_W, &w);
   if (!st) st = new_input_grad(dx, node, 0);
-  if (!st) st = as_matrix(&dx2, *dx);
-  if (!st) st = dn_matmul_into(dx2, g_pre, w, 1.0f, 0.0f);
+  if (!st) st = dn_matrix_alias(&dx2, *dx, 0);
+  if (!st) st = dn_matmul_into_plain(dx2, g_pre, w, 1.0f, 0.0f);
   dn_tensor_release(dx2);
   return st;
 }
@@ -285,9 +260,9 @@ static dn_status weight_grad(dn_tensor **dw, dn_node *node, dn_tensor *g_pre) {
   dn_tensor *x, *x2 = NULL, *g_t = NULL;
   dn_status st = dn_node_saved(node, SAVED_X, &x);
   if (!st) st = new_input_grad(dw, node, 1);
-  if (!st) st = as_matrix(&x2, x);
-  if (!st) st = transposed(&g_t, g_pre);
-  if (!st) st = dn_matmul_into(*dw, g_t, x2, 1.0f, 0.0f);
+  if (!st) st = dn_matrix_alias(&x2, x, 0);
+  if (!st) st = dn_transposed_alias(&g_t, g_pre);
+  if (!st) st = dn_matmul_into_plain(*dw, g_t, x2, 1.0f, 0.0f);
   dn_tensor_release(g_t);
   dn_tensor_release(x2);
   return st;
@@ -307,7 +282,7 @@ static dn_status linear_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
   int64_t rows = node->in_ndim[0] == 2 ? node->in_shape[0][0] : 1, cols = node->in_shape[1][0];
   dn_tensor *g = NULL, *g_pre = NULL;
   double *bias_sum = NULL;
-  dn_status st = as_matrix(&g, grad);
+  dn_status st = dn_matrix_alias(&g, grad, 0);
   if (st) return st;
   if (node->needs_grad[2]) {
     bias_sum = dn_alloc((size_t)(cols > 0 ? cols : 1) * sizeof *bias_sum);
@@ -367,11 +342,11 @@ static dn_status check_args(const dn_tensor *x, const dn_tensor *w, const dn_ten
 static dn_status compute(dn_tensor *y, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act,
                          const dropout_params *drop) {
   dn_tensor *x2 = NULL, *w_t = NULL, *y2 = NULL, *bias = NULL;
-  dn_status st = as_matrix(&x2, x);
-  if (!st) st = transposed(&w_t, w);
-  if (!st) st = as_matrix(&y2, y);
-  if (!st) st = dn_matmul_into(y2, x2, w_t, 1.0f, 0.0f);
-  if (!st && b) st = dn_contiguous(&bias, b);   /* a copy only for a strided bias */
+  dn_status st = dn_matrix_alias(&x2, x, 0);
+  if (!st) st = dn_transposed_alias(&w_t, w);
+  if (!st) st = dn_matrix_alias(&y2, y, 0);
+  if (!st) st = dn_matmul_into_plain(y2, x2, w_t, 1.0f, 0.0f);
+  if (!st && b) st = dn_plain_contiguous(&bias, b);   /* a copy only for a strided bias */
   const float *bias_data = bias ? dn_tensor_data(bias) : NULL;
   if (!st && drop) bias_relu_dropout_forward(dn_tensor_data(y), y2->shape[0], y2->shape[1], bias_data, drop);
   else if (!st) bias_act_forward(dn_tensor_data(y), y2->shape[0], y2->shape[1], bias_data, act);
@@ -383,9 +358,9 @@ static dn_status compute(dn_tensor *y, dn_tensor *x, dn_tensor *w, dn_tensor *b,
 }
 
 /*
-** The forward of both entry points: checks, the output, the sgemm and its
+** The forward of every entry point: checks, the output, the sgemm and its
 ** pass (with drop: ReLU and dropout), then y's node (grad scale: dropout's,
-** 1 without) and what its backward reads.
+** 1 without) and what its backward reads; no node without a type.
 */
 static dn_status forward(dn_tensor **out, const dn_node_type *type, dn_tensor *x, dn_tensor *w, dn_tensor *b,
                          dn_activation act, const dropout_params *drop) {
@@ -396,12 +371,9 @@ static dn_status forward(dn_tensor **out, const dn_node_type *type, dn_tensor *x
   dn_tensor *y;
   st = dn_tensor_new(&y, DN_F32, x->ndim, x->ndim == 2 ? shape : shape + 1);
   if (st) return st;
-  /* the sgemm and the bias copy are internal steps, not ops of the graph */
-  bool grad_mode = dn_set_grad_enabled(false);
   st = compute(y, x, w, b, act, drop);
-  dn_set_grad_enabled(grad_mode);
   dn_node *node = NULL;
-  if (!st) st = dn_record(y, type, 3, (const dn_tensor *[]){x, w, b}, &node);
+  if (!st && type) st = dn_record(y, type, 3, (const dn_tensor *[]){x, w, b}, &node);
   if (!st && node) {
     node->ints[0] = act;
     node->scalars[NODE_GRAD_SCALE] = drop ? drop->scale : 1.0f;
@@ -420,6 +392,10 @@ static dn_status forward(dn_tensor **out, const dn_node_type *type, dn_tensor *x
 dn_status dn_linear(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act) {
   DN_FPMODE_SCOPE();
   return forward(out, &linear_node, x, w, b, act, NULL);
+}
+
+dn_status dn_linear_plain(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act) {
+  return forward(out, NULL, x, w, b, act, NULL);
 }
 
 dn_status dn_linear_relu_dropout(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, double p,

@@ -95,11 +95,11 @@ static inline int64_t class_of(const class_rows *cr, int64_t i) {
 static dn_status check_class_args(const char *op, const dn_tensor *x, const dn_tensor *target, int64_t base,
                                   dn_reduction reduction) {
   char xs[128], ts[128];
-  if (x->dtype != DN_F32)
-    return dn_fail(DN_ETYPE, "%s: input must be float32 (got %s)", op, dn_dtype_name(x->dtype));
+  dn_status st = dn_check_float(op, "input", x);
+  if (st) return st;
   if (target->dtype != DN_I32)
     return dn_fail(DN_ETYPE, "%s: target must be int32 class indices (got %s)", op, dn_dtype_name(target->dtype));
-  dn_status st = check_reduction(op, reduction);
+  st = check_reduction(op, reduction);
   if (st) return st;
   if (x->ndim != 1 && x->ndim != 2)
     return dn_fail(DN_ESHAPE, "%s: input must be [N, C] or [C] (got shape %s)", op, dn_shape_str(x, xs, sizeof xs));
@@ -139,9 +139,6 @@ static dn_status class_loss_result(dn_tensor **out, const double *losses, const 
 
 static double *alloc_doubles(int64_t n) { return dn_alloc((size_t)(n > 0 ? n : 1) * sizeof(double)); }
 
-/* max that propagates NaN (a NaN row gives a NaN loss, as in PyTorch). */
-static inline float max_nan(float a, float b) { return (a > b || a != a) ? a : b; }
-
 typedef struct cross_entropy_job {
   double *losses;
   float *stats;   /* may be NULL */
@@ -165,7 +162,7 @@ static void cross_entropy_rows(const void *ctx, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; i++) {
     const float *x = cr->x + i * cr->row_stride;
     float m = -INFINITY;
-    for (int64_t j = 0; j < classes; j++) m = max_nan(m, x[j * sc]);
+    for (int64_t j = 0; j < classes; j++) m = dn_max_nan(m, x[j * sc]);
     double sum = 0, spread = 0;
     for (int64_t j = 0; j < classes; j++) sum += expf(x[j * sc] - m);
     if (eps > 0)   /* skipped at 0: a -inf logit would make 0 * inf */
@@ -312,12 +309,6 @@ dn_status dn_nll_loss(dn_tensor **out, dn_tensor *log_probs, const dn_tensor *ta
 
 typedef enum pointwise_loss { MSE, BCE_WITH_LOGITS } pointwise_loss;
 
-/* Stable for any x: exp(-|x|) never overflows. */
-static inline float sigmoid_f32(float x) {
-  float e = expf(-fabsf(x));
-  return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
-}
-
 static inline float pointwise_value(pointwise_loss kind, float x, float t) {
   if (kind == MSE) {
     float d = x - t;
@@ -428,7 +419,7 @@ static void pointwise_grad_units(const void *ctx, int64_t k0, int64_t k1) {
     const float *gp = g ? unit_data(&u, g, k, &sg) : NULL;
     for (int64_t i = 0; i < n; i++) {
       float xv = xp[i * sx], tv = tp[i * stt], gv = gp ? gp[i * sg] : job->lg.scale;
-      float d_input = kind == MSE ? 2.0f * (xv - tv) * gv : (sigmoid_f32(xv) - tv) * gv;
+      float d_input = kind == MSE ? 2.0f * (xv - tv) * gv : (dn_sigmoid_f32(xv) - tv) * gv;
       float d_target = kind == MSE ? -d_input : -xv * gv;
       if (dx) dx[begin + i] = d_input;
       if (dt) dt[begin + i] = d_target;

@@ -13,7 +13,8 @@
 ** flags flipped, so transposed operands are never copied. Where an operand
 ** served every batch, its gradient sums over the batch: one sgemm over the
 ** folded batch when the layout allows, else sgemms accumulating in order.
-** matmul_into writes into an existing tensor and is not differentiable.
+** matmul_into writes into an existing tensor and is not differentiable;
+** dn_matmul_into_plain is its body for kernels, without the checks.
 */
 #include <limits.h>
 #include <string.h>
@@ -67,8 +68,8 @@ static void operand_release(operand *o) {
 static dn_status operand_init(operand *o, dn_tensor *t) {
   memset(o, 0, sizeof *o);
   dn_status st;
-  if (t->ndim == 3 && (t->shape[0] == 1 || t->stride[0] == 0)) {
-    st = dn_select(&o->t, t, 0, 0);
+  if (t->ndim == 3 && (t->shape[0] == 1 || t->stride[0] == 0)) {   /* matrix 0, a plain alias */
+    st = dn_tensor_alias(&o->t, t, 2, t->shape + 1, t->stride + 1, t->offset);
     if (st) return st;
   } else {
     o->t = dn_tensor_retain(t);
@@ -79,7 +80,7 @@ static dn_status operand_init(operand *o, dn_tensor *t) {
   o->batch = nd == 3 ? o->t->shape[0] : 1;
   if (!blas_layout(o->rows, o->cols, o->t->stride[nd - 2], o->t->stride[nd - 1], &o->trans, &o->ld)) {
     dn_tensor *copy;
-    st = dn_contiguous(&copy, o->t);
+    st = dn_plain_contiguous(&copy, o->t);
     if (st) {
       operand_release(o);
       return st;
@@ -142,12 +143,12 @@ static dn_status too_large(const char *op, const dn_tensor *a, const dn_tensor *
                  dn_shape_str(a, sa, sizeof sa), dn_shape_str(b, sb, sizeof sb), INT_MAX);
 }
 
-/* Both operands as 2-D/3-D views: a 1-D a is a row [1,k], a 1-D b a column [k,1]. */
+/* Both operands as 2-D/3-D plain aliases: a 1-D a is a row [1,k], a 1-D b a column [k,1]. */
 static dn_status promote_vectors(dn_tensor **a2, dn_tensor **b2, dn_tensor *a, dn_tensor *b) {
   *b2 = NULL;
-  dn_status st = a->ndim == 1 ? dn_unsqueeze(a2, a, 0) : (*a2 = dn_tensor_retain(a), DN_OK);
+  dn_status st = dn_matrix_alias(a2, a, 0);
   if (st) return st;
-  st = b->ndim == 1 ? dn_unsqueeze(b2, b, 1) : (*b2 = dn_tensor_retain(b), DN_OK);
+  st = dn_matrix_alias(b2, b, 1);
   if (st) {
     dn_tensor_release(*a2);
     *a2 = NULL;
@@ -186,13 +187,6 @@ static void gemm_batch_sum(float *c, const operand *x, const operand *y, int64_t
   }
 }
 
-/* t as a matrix: a 1-D t becomes a row (dim 0) or a column (dim 1). */
-static dn_status as_matrix(dn_tensor **out, dn_tensor *t, int vector_dim) {
-  if (t->ndim == 1) return dn_unsqueeze(out, t, vector_dim);
-  *out = dn_tensor_retain(t);
-  return DN_OK;
-}
-
 /*
 ** dA = G @ B^T and dB = A^T @ G per batch, with 1-D operands as a row (a)
 ** or a column (b) and G viewed as [batch, n, m]. The gradients are written
@@ -219,20 +213,20 @@ static dn_status matmul_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
     if (db) scale_output(dn_tensor_data(db), dn_tensor_numel(db), 0.0f);
     goto done;
   }
-  if ((st = dn_contiguous(&g, grad))) goto done;
+  if ((st = dn_plain_contiguous(&g, grad))) goto done;
   bool batched = nda == 3 || ndb == 3;
   int64_t g_shape[3] = {batches, n, m}, g_stride[3] = {n * m, m, 1};
   st = dn_tensor_alias(&g3, g, batched ? 3 : 2, g_shape + !batched, g_stride + !batched, g->offset);
   if (st || (st = operand_init(&og, g3))) goto done;
   if (da) {
-    if ((st = dn_node_saved(node, 1, &saved)) || (st = as_matrix(&b2, saved, 1)) || (st = operand_init(&ob, b2)))
+    if ((st = dn_node_saved(node, 1, &saved)) || (st = dn_matrix_alias(&b2, saved, 1)) || (st = operand_init(&ob, b2)))
       goto done;
     operand bt = transposed(&ob);
     if (batch_a == batches) run_gemm(dn_tensor_data(da), &og, &bt, batches, 1.0f, 0.0f);
     else gemm_batch_sum(dn_tensor_data(da), &og, &bt, batches);
   }
   if (db) {
-    if ((st = dn_node_saved(node, 0, &saved)) || (st = as_matrix(&a2, saved, 0)) || (st = operand_init(&oa, a2)))
+    if ((st = dn_node_saved(node, 0, &saved)) || (st = dn_matrix_alias(&a2, saved, 0)) || (st = operand_init(&oa, a2)))
       goto done;
     operand at = transposed(&oa);
     if (batch_b == batches) run_gemm(dn_tensor_data(db), &at, &og, batches, 1.0f, 0.0f);
@@ -312,10 +306,7 @@ dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b) {
     /* no sgemm with empty dims: its leading dims would be 0 */
     scale_output(dn_tensor_data(result), batches * n * m, 0.0f);
   } else {
-    /* the views and copies made on the way are not part of the graph */
-    bool grad_mode = dn_set_grad_enabled(false);
-    st = matmul_compute(result, a, b, batches);
-    dn_set_grad_enabled(grad_mode);
+    st = matmul_compute(result, a, b, batches);   /* through plain aliases and copies: no graph */
   }
   dn_node *node = NULL;
   if (!st) st = dn_record(result, &matmul_node, 2, (const dn_tensor *[]){a, b}, &node);
@@ -345,7 +336,7 @@ dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha
     return dn_fail(DN_ESHAPE, "matmul_into: expects 2-D tensors (got shapes %s and %s)",
                    dn_shape_str(a, sa, sizeof sa), dn_shape_str(b, sb, sizeof sb));
   if (a->shape[1] != b->shape[0]) return mismatch("matmul_into", a, b, a->shape[1], b->shape[0]);
-  int64_t n = a->shape[0], k = a->shape[1], m = b->shape[1];
+  int64_t n = a->shape[0], m = b->shape[1];
   if (out->dtype != DN_F32)
     return dn_fail(DN_ETYPE, "matmul_into: out must be float32 (got %s)", dn_dtype_name(out->dtype));
   if (out->ndim != 2 || out->shape[0] != n || out->shape[1] != m)
@@ -354,8 +345,13 @@ dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha
                    dn_shape_str(b, sb, sizeof sb));
   if (!dn_tensor_is_contiguous(out))
     return dn_fail(DN_EINVAL, "matmul_into: out (shape %s) must be contiguous", dn_shape_str(out, so, sizeof so));
-  if (!dn_blas_fits(n, m, k, 0, 0, m)) return too_large("matmul_into", a, b);
+  return dn_matmul_into_plain(out, a, b, alpha, beta);
+}
 
+dn_status dn_matmul_into_plain(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha, float beta) {
+  int64_t n = a->shape[0], k = a->shape[1], m = b->shape[1];
+  if (!dn_blas_fits(n, m, k, 0, 0, m)) return too_large("matmul_into", a, b);
+  dn_status st;
   float *c = dn_tensor_data(out);
   if (n == 0 || m == 0) return DN_OK;
   if (k == 0) {
@@ -365,9 +361,9 @@ dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, float alpha
   }
   /* sgemm must not read an operand it is writing: such an operand is copied */
   dn_tensor *a2 = NULL, *b2 = NULL;
-  st = a->storage == out->storage ? dn_clone(&a2, a) : (a2 = dn_tensor_retain(a), DN_OK);
+  st = a->storage == out->storage ? dn_plain_clone(&a2, a) : (a2 = dn_tensor_retain(a), DN_OK);
   if (st) return st;
-  st = b->storage == out->storage ? dn_clone(&b2, b) : (b2 = dn_tensor_retain(b), DN_OK);
+  st = b->storage == out->storage ? dn_plain_clone(&b2, b) : (b2 = dn_tensor_retain(b), DN_OK);
   if (st) goto done;
   operand oa, ob;
   st = operand_init(&oa, a2);

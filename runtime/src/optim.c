@@ -35,15 +35,9 @@
 #include "dropnet/optim.h"
 #include "internal.h"
 
-#if defined(__GNUC__)
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define ALWAYS_INLINE inline
-#endif
-
 /* x, or 0 of x's sign when x is below FLT_MIN in magnitude (what FTZ does to a
    result): the decaying state never becomes denormal. NaN stays NaN. */
-static ALWAYS_INLINE float flush_tiny(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
+static DN_ALWAYS_INLINE float flush_tiny(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
 
 /* Elements per block of a norm. Fixed: block boundaries must not depend on threads. */
 #define BLOCK 4096
@@ -79,11 +73,9 @@ static dn_status check_operand(const char *op, const char *name, const dn_tensor
 
 /* --- running an element-wise update over threads -------------------------------- */
 
-typedef dn_range_fn *range_fn;
-
 /* Ranges start at multiples of 16 elements (64 bytes), so vector loops
    start aligned; the split only decides who does which elements. */
-static void run_ranges(range_fn fn, const void *job, int64_t n) { dn_parallel_range(n, 16, fn, job); }
+#define RANGE_ALIGN 16
 
 /* --- SGD -------------------------------------------------------------------------- */
 
@@ -103,7 +95,7 @@ typedef enum sgd_mode { SGD_PLAIN, SGD_FIRST, SGD_MOMENTUM } sgd_mode;
 ** (Nesterov); p -= lr*step. Inlined once per mode so loops that do not
 ** touch the buffer never read it (it may be NULL).
 */
-static ALWAYS_INLINE void sgd_kernel(const sgd_job *job, int64_t lo, int64_t hi, sgd_mode mode) {
+static DN_ALWAYS_INLINE void sgd_kernel(const sgd_job *job, int64_t lo, int64_t hi, sgd_mode mode) {
   float *restrict p = job->param;
   const float *restrict g = job->grad;
   float *restrict b = job->buf;
@@ -155,8 +147,8 @@ dn_status dn_sgd_step(dn_tensor *param, const dn_tensor *grad, dn_tensor *moment
     .lr = (float)options->lr, .weight_decay = (float)options->weight_decay, .momentum = (float)options->momentum,
     .one_minus_dampening = (float)(1 - options->dampening), .sign = options->maximize ? -1.0f : 1.0f,
     .nesterov = options->nesterov};
-  range_fn fn = !has_momentum ? sgd_plain : first_step ? sgd_first : sgd_momentum;
-  run_ranges(fn, &job, dn_tensor_numel(param));
+  dn_range_fn *fn = !has_momentum ? sgd_plain : first_step ? sgd_first : sgd_momentum;
+  dn_parallel_range(dn_tensor_numel(param), RANGE_ALIGN, fn, &job);
   dn_bump_version(param);
   if (has_momentum) dn_bump_version(momentum_buf);
   return DN_OK;
@@ -177,7 +169,7 @@ typedef struct adam_job {
 ** m = beta1*m + (1-beta1)*g; v = beta2*v + (1-beta2)*g*g;
 ** p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps).
 */
-static ALWAYS_INLINE void adam_kernel(const adam_job *job, int64_t lo, int64_t hi, bool coupled) {
+static DN_ALWAYS_INLINE void adam_kernel(const adam_job *job, int64_t lo, int64_t hi, bool coupled) {
   float *restrict p = job->param;
   const float *restrict g = job->grad;
   float *restrict m = job->exp_avg;
@@ -229,7 +221,7 @@ dn_status dn_adam_step(dn_tensor *param, const dn_tensor *grad, dn_tensor *exp_a
     .one_minus_beta2 = (float)(1 - options->beta2), .bias_correction2_sqrt = (float)sqrt(bias_correction2),
     .eps = (float)options->eps, .step_size = (float)(options->lr / bias_correction1)};
   bool coupled = !decoupled && options->weight_decay != 0;
-  run_ranges(coupled ? adam_coupled : adam_plain, &job, dn_tensor_numel(param));
+  dn_parallel_range(dn_tensor_numel(param), RANGE_ALIGN, coupled ? adam_coupled : adam_plain, &job);
   dn_bump_version(param);
   dn_bump_version(exp_avg);
   dn_bump_version(exp_avg_sq);
@@ -251,7 +243,7 @@ typedef struct rmsprop_job {
 ** momentum buf = momentum*buf + g/avg and p -= lr*buf, else p -= lr*g/avg.
 ** Inlined per mode: loops that do not use buf or grad_avg never read them.
 */
-static ALWAYS_INLINE void rmsprop_kernel(const rmsprop_job *job, int64_t lo, int64_t hi, bool centered,
+static DN_ALWAYS_INLINE void rmsprop_kernel(const rmsprop_job *job, int64_t lo, int64_t hi, bool centered,
                                          bool with_momentum) {
   float *restrict p = job->param;
   const float *restrict g = job->grad;
@@ -319,9 +311,9 @@ dn_status dn_rmsprop_step(dn_tensor *param, const dn_tensor *grad, dn_tensor *sq
     .sign = options->maximize ? -1.0f : 1.0f, .lr = (float)options->lr, .alpha = (float)options->alpha,
     .one_minus_alpha = (float)(1 - options->alpha), .eps = (float)options->eps,
     .weight_decay = (float)options->weight_decay, .momentum = (float)options->momentum};
-  range_fn fn = centered ? (with_momentum ? rmsprop_centered_momentum : rmsprop_centered)
+  dn_range_fn *fn = centered ? (with_momentum ? rmsprop_centered_momentum : rmsprop_centered)
                          : (with_momentum ? rmsprop_momentum : rmsprop_plain);
-  run_ranges(fn, &job, dn_tensor_numel(param));
+  dn_parallel_range(dn_tensor_numel(param), RANGE_ALIGN, fn, &job);
   dn_bump_version(param);
   dn_bump_version(square_avg);
   if (with_momentum) dn_bump_version(momentum_buf);
@@ -488,7 +480,7 @@ dn_status dn_clip_grad_norm_(dn_tensor *const *grads, int count, double max_norm
   if (!isfinite(norm) || !(coef < 1)) return DN_OK;
   for (int k = 0; k < count; k++) {
     scale_job job = {dn_tensor_data(grads[k]), (float)coef};
-    run_ranges(scale_range, &job, dn_tensor_numel(grads[k]));
+    dn_parallel_range(dn_tensor_numel(grads[k]), RANGE_ALIGN, scale_range, &job);
     dn_bump_version(grads[k]);
   }
   return DN_OK;

@@ -116,3 +116,46 @@ unsigned dn_fpmode_enter(void) {
 }
 
 void dn_fpmode_leave(unsigned saved) { dn_fpmode_set_bits(saved & FTZ_DAZ); }
+
+/* --- splitting [0, n) over the team -------------------------------------------- */
+
+/*
+** The one driver of the runtime's loops over ranges: pieces are cut by
+** dn_split at multiples of align, from n and the task count alone, so a
+** piece never depends on which thread runs it. pool.c runs the tasks.
+*/
+typedef struct range_job {
+  dn_range_fn *fn;
+  const void *ctx;
+  int64_t n, align;
+} range_job;
+
+static void range_task(void *ctx, int task, int tasks) {
+  const range_job *r = ctx;
+  int64_t units = (r->n + r->align - 1) / r->align;
+  int64_t begin = dn_split(units, task, tasks) * r->align, end = dn_split(units, task + 1, tasks) * r->align;
+  if (end > r->n) end = r->n;
+  if (begin < end) r->fn(r->ctx, begin, end);
+}
+
+void dn_parallel_split(int64_t n, int64_t align, int tasks, dn_range_fn *fn, const void *ctx) {
+  if (n <= 0) return;
+  if (align < 1) align = 1;
+  int64_t units = (n + align - 1) / align;
+  if (tasks > units) tasks = (int)units;
+  if (tasks <= 1) {
+    fn(ctx, 0, n);
+    return;
+  }
+  range_job r = {fn, ctx, n, align};
+  dn_parallel(tasks, range_task, &r);
+}
+
+void dn_parallel_range(int64_t n, int64_t align, dn_range_fn *fn, const void *ctx) {
+  dn_parallel_split(n, align, dn_threads_for(n), fn, ctx);
+}
+
+void dn_parallel_rows(int64_t rows, int64_t row_size, dn_range_fn *fn, const void *ctx) {
+  int64_t work = rows * (row_size > 1 ? row_size : 1);   /* <= 2^40 (shape.h): no overflow */
+  dn_parallel_split(rows, 1, dn_threads_for(work), fn, ctx);
+}

@@ -267,39 +267,3 @@ void dn_parallel(int tasks, dn_task_fn *fn, void *ctx) {
   }
   pthread_mutex_unlock(&pool.lock);
 }
-
-typedef struct range_job {
-  dn_range_fn *fn;
-  const void *ctx;
-  int64_t n, align;
-} range_job;
-
-static void range_task(void *ctx, int task, int tasks) {
-  const range_job *r = ctx;
-  int64_t units = (r->n + r->align - 1) / r->align;
-  int64_t begin = dn_split(units, task, tasks) * r->align, end = dn_split(units, task + 1, tasks) * r->align;
-  if (end > r->n) end = r->n;
-  if (begin < end) r->fn(r->ctx, begin, end);
-}
-
-void dn_parallel_split(int64_t n, int64_t align, int tasks, dn_range_fn *fn, const void *ctx) {
-  if (n <= 0) return;
-  if (align < 1) align = 1;
-  int64_t units = (n + align - 1) / align;
-  if (tasks > units) tasks = (int)units;
-  if (tasks <= 1) {
-    fn(ctx, 0, n);
-    return;
-  }
-  range_job r = {fn, ctx, n, align};
-  dn_parallel(tasks, range_task, &r);
-}
-
-void dn_parallel_range(int64_t n, int64_t align, dn_range_fn *fn, const void *ctx) {
-  dn_parallel_split(n, align, dn_threads_for(n), fn, ctx);
-}
-
-void dn_parallel_rows(int64_t rows, int64_t row_size, dn_range_fn *fn, const void *ctx) {
-  int64_t work = rows * (row_size > 1 ? row_size : 1);   /* <= 2^40 (shape.h): no overflow */
-  dn_parallel_split(rows, 1, dn_threads_for(work), fn, ctx);
-}

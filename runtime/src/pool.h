@@ -37,6 +37,7 @@ bool dn_pool_contended(void);
 static inline int64_t dn_split(int64_t n, int t, int parts) { return n / parts * t + n % parts * t / parts; }
 
 /*
+** The range drivers (parallel.c), every loop's way onto the team.
 ** fn(ctx, begin, end) over [0, n) cut into dn_threads_for(n) pieces whose
 ** bounds are multiples of `align` (except n): for loops whose elements do
 ** not depend on each other.

@@ -1301,3 +1301,36 @@ static dn_status record_reduction(dn_tensor *out, const dn_tensor *a, reduce_kin
   }
   return DN_OK;
 }
+
+/* --- summing a gradient down to an input's shape (graph.h) ------------------------- */
+
+dn_status dn_sum_to_shape(dn_tensor **out, dn_tensor *grad, int ndim, const int64_t *shape) {
+  *out = NULL;
+  dn_tensor *g = dn_tensor_retain(grad);
+  dn_status st = DN_OK;
+  int lead = grad->ndim - ndim;
+  /* sum away leading dims, then dims that were broadcast from size 1 */
+  for (int d = 0; d < lead && !st; d++) {
+    dn_tensor *s;
+    st = dn_sum_dim(&s, g, 0, false);
+    dn_tensor_release(g);
+    g = s;
+  }
+  for (int d = 0; d < ndim && !st; d++) {
+    if (shape[d] != 1 || g->shape[d] == 1) continue;
+    dn_tensor *s;
+    st = dn_sum_dim(&s, g, d, true);
+    dn_tensor_release(g);
+    g = s;
+  }
+  if (st) {
+    dn_tensor_release(g);
+    return st;
+  }
+  *out = g;
+  return DN_OK;
+}
+
+dn_status dn_grad_for_input(dn_tensor **out, dn_node *node, int i, dn_tensor *grad) {
+  return dn_sum_to_shape(out, grad, node->in_ndim[i], node->in_shape[i]);
+}

@@ -1,5 +1,8 @@
 /*
-** Tensor lifetime, creation, views and copies.
+** Tensors: lifetime, creation, queries and plain aliases (views outside the
+** graph, for kernels). The bottom of the runtime's core: it calls no op, and
+** graph.c only to release a tensor's node. Copies are copy.c's; recording
+** views are view.c's.
 */
 #include <math.h>
 #include <stdio.h>
@@ -108,11 +111,26 @@ dn_status dn_tensor_new(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t
   return DN_OK;
 }
 
+/* Every element of a new contiguous t set to value (checked to fit). */
+static dn_status fill_new(dn_tensor *t, double value) {
+  if (!dn_value_fits(t->dtype, value))   /* worded as dn_fill_'s, which did this before */
+    return dn_fail(DN_EINVAL, "fill_: value %g is not representable as %s", value, dn_dtype_name(t->dtype));
+  int64_t n = dn_tensor_numel(t);
+  if (t->dtype == DN_F32) {
+    float *d = dn_tensor_data(t), v = (float)value;
+    for (int64_t i = 0; i < n; i++) d[i] = v;
+  } else {
+    for (int64_t i = 0; i < n; i++) dn_store(t, i, value);
+  }
+  dn_bump_version(t);
+  return DN_OK;
+}
+
 dn_status dn_tensor_full(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape, double value) {
   DN_FPMODE_SCOPE();
   dn_status st = dn_tensor_new(out, dtype, ndim, shape);
   if (st) return st;
-  st = dn_fill_(*out, value);
+  st = fill_new(*out, value);
   if (st) {
     dn_tensor_release(*out);
     *out = NULL;
@@ -225,7 +243,7 @@ bool dn_same_shape(const dn_tensor *a, const dn_tensor *b) {
   return true;
 }
 
-static dn_status index_offset(const char *op, const dn_tensor *t, const int64_t *index, int64_t *off) {
+dn_status dn_index_offset(const char *op, const dn_tensor *t, const int64_t *index, int64_t *off) {
   int64_t o = t->offset;
   for (int d = 0; d < t->ndim; d++) {
     if (index[d] < 0 || index[d] >= t->shape[d]) {
@@ -241,23 +259,9 @@ static dn_status index_offset(const char *op, const dn_tensor *t, const int64_t 
 
 dn_status dn_tensor_get(const dn_tensor *t, const int64_t *index, double *value) {
   int64_t off;
-  dn_status st = index_offset("get", t, index, &off);
+  dn_status st = dn_index_offset("get", t, index, &off);
   if (st) return st;
   *value = dn_load(t, off);
-  return DN_OK;
-}
-
-dn_status dn_tensor_set(dn_tensor *t, const int64_t *index, double value) {
-  DN_FPMODE_SCOPE();
-  dn_status st = dn_check_inplace("set", t);
-  if (st) return st;
-  int64_t off;
-  st = index_offset("set", t, index, &off);
-  if (st) return st;
-  if (!dn_value_fits(t->dtype, value))
-    return dn_fail(DN_EINVAL, "set: value %g is not representable as %s", value, dn_dtype_name(t->dtype));
-  dn_store(t, off, value);
-  dn_bump_version(t);
   return DN_OK;
 }
 
@@ -291,50 +295,41 @@ dn_status dn_tensor_alias(dn_tensor **out, dn_tensor *t, int ndim, const int64_t
   return DN_OK;
 }
 
-/* --- copies ----------------------------------------------------------------- */
+dn_status dn_expand_alias(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape) {
+  *out = NULL;
+  char sb[128];
+  if (ndim < t->ndim || ndim > DN_MAX_DIMS)
+    return dn_fail(DN_ESHAPE, "expand: cannot expand shape %s to %d dims", dn_shape_str(t, sb, sizeof sb), ndim);
+  dn_status st = dn_shape_check("expand", ndim, shape, NULL);
+  if (st) return st;
+  int64_t stride[DN_MAX_DIMS];
+  int lead = ndim - t->ndim;
+  for (int d = 0; d < ndim; d++) {
+    int64_t have = d >= lead ? t->shape[d - lead] : 1;
+    int64_t want = shape[d];
+    if (have == want) {
+      stride[d] = d >= lead ? t->stride[d - lead] : 0;
+    } else if (have == 1) {
+      stride[d] = 0;
+    } else {
+      return dn_fail(DN_ESHAPE, "expand: size %lld of dim %d of shape %s cannot become %lld", (long long)have,
+                     d - lead + 1, dn_shape_str(t, sb, sizeof sb), (long long)want);
+    }
+  }
+  return dn_tensor_alias(out, t, ndim, shape, stride, t->offset);
+}
 
-dn_status dn_contiguous(dn_tensor **out, dn_tensor *t) {
-  if (dn_tensor_is_contiguous(t)) {
+dn_status dn_matrix_alias(dn_tensor **out, dn_tensor *t, int vector_dim) {
+  if (t->ndim != 1) {
     *out = dn_tensor_retain(t);
     return DN_OK;
   }
-  return dn_clone(out, t);
+  int64_t n = t->shape[0], s = t->stride[0];
+  if (vector_dim == 0) return dn_tensor_alias(out, t, 2, (int64_t[]){1, n}, (int64_t[]){n * s, s}, t->offset);
+  return dn_tensor_alias(out, t, 2, (int64_t[]){n, 1}, (int64_t[]){s, 1}, t->offset);
 }
 
-/* The gradient of a copy is the gradient itself. */
-static dn_status clone_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
-  (void)node;
-  grad_in[0] = dn_tensor_retain(grad);
-  return DN_OK;
-}
-static const dn_node_type clone_node = {"clone", clone_backward};
-
-dn_status dn_clone(dn_tensor **out, const dn_tensor *t) {
-  DN_FPMODE_SCOPE();
-  dn_status st = dn_tensor_new(out, t->dtype, t->ndim, t->shape);
-  if (st) return st;
-  st = dn_copy_into(*out, t);   /* the clone node below records the copy */
-  dn_node *node;
-  if (!st) st = dn_record(*out, &clone_node, 1, &t, &node);
-  if (st) {
-    dn_tensor_release(*out);
-    *out = NULL;
-  }
-  return st;
-}
-
-dn_status dn_to_dtype(dn_tensor **out, dn_tensor *t, dn_dtype dtype) {
-  DN_FPMODE_SCOPE();
-  if (t->dtype == dtype) {
-    *out = dn_tensor_retain(t);
-    return DN_OK;
-  }
-  dn_status st = dn_tensor_new(out, dtype, t->ndim, t->shape);
-  if (st) return st;
-  st = dn_copy_into_named("to_dtype", *out, t);   /* refuses values the dtype cannot hold */
-  if (st) {
-    dn_tensor_release(*out);
-    *out = NULL;
-  }
-  return st;
+dn_status dn_transposed_alias(dn_tensor **out, dn_tensor *t) {
+  int64_t shape[2] = {t->shape[1], t->shape[0]}, stride[2] = {t->stride[1], t->stride[0]};
+  return dn_tensor_alias(out, t, 2, shape, stride, t->offset);
 }

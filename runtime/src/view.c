@@ -336,26 +336,13 @@ static dn_status expand_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
 static const dn_node_type expand_node = {"expand", expand_backward};
 
 dn_status dn_broadcast_to(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape) {
-  *out = NULL;
-  char sb[128];
-  if (ndim < t->ndim || ndim > DN_MAX_DIMS)
-    return dn_fail(DN_ESHAPE, "expand: cannot expand shape %s to %d dims", dn_shape_str(t, sb, sizeof sb), ndim);
-  dn_status st = dn_shape_check("expand", ndim, shape, NULL);
+  dn_status st = dn_expand_alias(out, t, ndim, shape);
   if (st) return st;
-  int64_t stride[DN_MAX_DIMS];
-  int lead = ndim - t->ndim;
-  for (int d = 0; d < ndim; d++) {
-    int64_t have = d >= lead ? t->shape[d - lead] : 1;
-    int64_t want = shape[d];
-    if (have == want) {
-      stride[d] = d >= lead ? t->stride[d - lead] : 0;
-    } else if (have == 1) {
-      stride[d] = 0;
-    } else {
-      return dn_fail(DN_ESHAPE, "expand: size %lld of dim %d of shape %s cannot become %lld", (long long)have,
-                     d - lead + 1, dn_shape_str(t, sb, sizeof sb), (long long)want);
-    }
-  }
   dn_node *node;
-  return make_view(out, &expand_node, t, ndim, shape, stride, t->offset, &node);
+  st = dn_record(*out, &expand_node, 1, (const dn_tensor *[]){t}, &node);
+  if (st) {
+    dn_tensor_release(*out);
+    *out = NULL;
+  }
+  return st;
 }

@@ -1,0 +1,66 @@
+/*
+** The dropout family's random kernels (dropout_mask.c, where the
+** reproducibility contract is written): keep/drop decisions regenerated from
+** (seed, offset), the masked passes, gaussian noise, and p's threshold and
+** scale. For dropout.c and linear.c; not installed. Nothing here records a
+** node or allocates.
+*/
+#ifndef DROPNET_DROPOUT_MASK_H
+#define DROPNET_DROPOUT_MASK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dropnet/dropout.h"
+#include "dropnet/rng.h"
+
+/* Keep/drop decisions per Philox block (16 bits each), and the threshold
+   of p = 1 (nothing kept). */
+#define DN_DROPOUT_DECISIONS_PER_BLOCK 8
+#define DN_DROPOUT_FULL_THRESHOLD 65536u
+
+/* How decisions map to elements: ROWS, decision i % period for element i
+   (period = numel for dropout, the step's size for locked dropout);
+   CHANNELS, decision i / period (period = elements per channel). */
+typedef enum dn_mask_layout { DN_MASK_ROWS, DN_MASK_CHANNELS } dn_mask_layout;
+
+/* p's 16-bit threshold: round(p * 65536), half away from zero. */
+uint32_t dn_dropout_threshold(double p);
+/* The kept values' scale: 1/(1-p) of the rounded p for INVERTED (0 when
+   nothing is kept), 1 for TEST_TIME. */
+float dn_dropout_scale(uint32_t threshold, dn_dropout_scaling scaling);
+/* The generator's advance (Philox blocks) for n decisions, and for n
+   gaussian noise values. */
+uint64_t dn_dropout_blocks(int64_t decisions);
+uint64_t dn_gaussian_blocks(int64_t n);
+
+/* Checks naming op: p in [0, 1]; a known scaling; both and a generator. */
+dn_status dn_dropout_check_p(const char *op, double p);
+dn_status dn_dropout_check_scaling(const char *op, dn_dropout_scaling scaling);
+dn_status dn_dropout_check_params(const char *op, double p, const dn_rng *rng, dn_dropout_scaling scaling);
+
+/*
+** dst[i] = keep ? src[i] * scale (+ shift when affine) : 0 (fill when
+** affine) over numel contiguous elements, in parallel; dst may be src.
+** Thresholds 0 and 65536 keep or drop everything without drawing bits.
+*/
+void dn_dropout_mask_run(float *dst, const float *src, int64_t numel, dn_mask_layout layout, int64_t period,
+                         uint64_t seed, uint64_t offset, uint32_t threshold, bool affine, float scale, float shift,
+                         float fill);
+
+/* dn_dropout_mask_run's ROWS mask over elements [i0, i1) of data, in place,
+   on the calling thread (for a pass that fuses it with other work). Spans
+   starting at multiples of DN_DROPOUT_SPAN_ALIGN draw each random block
+   once. */
+#define DN_DROPOUT_SPAN_ALIGN 128
+void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset, uint32_t threshold,
+                          float scale);
+
+/* dst[i] = 1 where decision i keeps, else 0, for n bytes (dn_dropout_mask). */
+void dn_dropout_keep_run(uint8_t *dst, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold);
+
+/* dst[i] = src[i] * (float)(1 + sigma * z_i) over n contiguous elements, z_i
+   standard normal as the contract says (gaussian dropout). */
+void dn_gaussian_noise_run(float *dst, const float *src, int64_t n, uint64_t seed, uint64_t offset, double sigma);
+
+#endif
