@@ -1,7 +1,7 @@
 --- Activation modules: thin wrappers over the C kernels (see nn.functional).
 local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local Module = base.Module
@@ -25,9 +25,9 @@ simple("SELU", function(x) return core.nn_selu(x) end)
 
 -- A number given directly or as opts[key]; dflt when absent.
 local function number_arg(v, key, dflt, where)
-  if type(v) == "table" then v = C.options(where, "options", v, {key})[key] end
+  if type(v) == "table" then v = check.options(where, "options", v, {key})[key] end
   if v == nil then v = dflt end
-  return C.number(where, key, v)
+  return check.number(where, key, v)
 end
 
 --- nn.LeakyReLU([negative_slope = 0.01]) (or {negative_slope = ...})
@@ -53,8 +53,8 @@ local GELU = Module:extend("GELU")
 M.GELU = GELU
 function GELU:init(opts)
   local approximate = opts
-  if type(opts) == "table" then approximate = C.options("GELU", "options", opts, {"approximate"}).approximate end
-  self.approximate = C.choice("GELU", "approximate", approximate or "none", {"none", "tanh"})
+  if type(opts) == "table" then approximate = check.options("GELU", "options", opts, {"approximate"}).approximate end
+  self.approximate = check.choice("GELU", "approximate", approximate or "none", {"none", "tanh"})
 end
 function GELU:forward(x) return core.nn_gelu(x, self.approximate == "tanh") end
 function GELU:extra_repr() return string.format("approximate=%q", self.approximate) end
@@ -63,8 +63,8 @@ function GELU:extra_repr() return string.format("approximate=%q", self.approxima
 local function dim_layer(name, kernel)
   local cls = Module:extend(name)
   cls.init = function(self, dim)
-    if type(dim) == "table" then dim = C.options(name, "options", dim, {"dim"}).dim end
-    dim = C.int(name, "dim", dim or -1)
+    if type(dim) == "table" then dim = check.options(name, "options", dim, {"dim"}).dim end
+    dim = check.int(name, "dim", dim or -1)
     if dim == 0 then error(name .. ": dims are 1-based (negative from the end); 0 is not a dim", 0) end
     self.dim = dim
   end

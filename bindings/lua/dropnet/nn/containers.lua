@@ -2,7 +2,7 @@
 -- modules for a parent's forward). Children are keyed 1..n, so model[2],
 -- #model and ipairs(model) work, and parameter names read "2.weight".
 local base = require "dropnet.nn.module"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 
 local Module, is_module = base.Module, base.is_module
 
@@ -11,7 +11,7 @@ local M = {}
 -- Appends module m as child #n+1 of container c.
 local function append(c, m, where, argn)
   if not is_module(m) then
-    error(string.format("%s: argument %d is not a module (got %s)", where, argn, C.describe(m)), 0)
+    error(string.format("%s: argument %d is not a module (got %s)", where, argn, check.describe(m)), 0)
   end
   c:add_module(#rawget(c, "_modules_order") + 1, m)
 end
@@ -141,7 +141,7 @@ end
 function ModuleList:extend(list)
   if rawget(self, "_modules") == nil then return Module.extend(self, list) end
   if type(list) ~= "table" or is_module(list) and not base.isinstance(list, ModuleList) then
-    error(string.format("ModuleList:extend: a list of modules expected (got %s)", C.describe(list)), 0)
+    error(string.format("ModuleList:extend: a list of modules expected (got %s)", check.describe(list)), 0)
   end
   -- the modules first: list may be self (list:extend(list)), which grows as we append
   local modules = {}

@@ -26,7 +26,7 @@ local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
 local layers = require "dropnet.nn.layers"
 local F = require "dropnet.nn.functional"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local Module = base.Module
@@ -49,14 +49,14 @@ local function setup(self, p, opts, scaled, below_one)
   local name = self.__name
   if p == nil then p = 0.5 end
   self.p = check_p(p, name, below_one)
-  opts = C.options(name, "options", opts, scaled and {"scale", "generator"} or {"generator"})
-  if scaled then self.scale = C.choice(name, "scale", opts.scale or "inverted", {"inverted", "test"}) end
-  self.generator = C.generator(name, opts.generator)
+  opts = check.options(name, "options", opts, scaled and {"scale", "generator"} or {"generator"})
+  if scaled then self.scale = check.choice(name, "scale", opts.scale or "inverted", {"inverted", "test"}) end
+  self.generator = check.generator(name, opts.generator)
 end
 
 local function check_tensor(x, where)
   if not dn.is_tensor(x) then
-    error(string.format("%s: a tensor expected (got %s)", where, C.describe(x)), 0)
+    error(string.format("%s: a tensor expected (got %s)", where, check.describe(x)), 0)
   end
   return x
 end
@@ -165,7 +165,7 @@ local DropConnect = random_class("DropConnect")
 -- Same as nn.Linear(in, out, {dropconnect = p}).
 function DropConnect:init(linear, p, opts)
   if not base.isinstance(linear, layers.Linear) then
-    error(string.format("DropConnect: an nn.Linear expected (got %s)", C.describe(linear)), 0)
+    error(string.format("DropConnect: an nn.Linear expected (got %s)", check.describe(linear)), 0)
   end
   if linear.dropconnect ~= nil then
     error("DropConnect: the Linear already drops its weights (dropconnect = " .. U.fmt(linear.dropconnect) .. ")", 0)
@@ -226,11 +226,11 @@ the global generator).
 --]]
 function M.mc_predict(model, x, T, opts)
   if not base.is_module(model) then
-    error(string.format("mc_predict: a module expected (got %s)", C.describe(model)), 0)
+    error(string.format("mc_predict: a module expected (got %s)", check.describe(model)), 0)
   end
-  T = C.int("mc_predict", "T", T, 1)
-  opts = C.options("mc_predict", "options", opts, {"generator"})
-  C.generator("mc_predict", opts.generator)
+  T = check.int("mc_predict", "T", T, 1)
+  opts = check.options("mc_predict", "options", opts, {"generator"})
+  check.generator("mc_predict", opts.generator)
   local saved = save_modes(model)
   local borrowers = lend_generator(model, opts.generator)
   local function passes()
@@ -238,7 +238,7 @@ function M.mc_predict(model, x, T, opts)
     for t = 1, T do
       local y = model(x)
       if not dn.is_tensor(y) then
-        error(string.format("mc_predict: the model must return a tensor (got %s)", C.describe(y)), 0)
+        error(string.format("mc_predict: the model must return a tensor (got %s)", check.describe(y)), 0)
       end
       if t == 1 then
         mean, m2 = y:clone(), dn.zeros(y:shape())

@@ -3,7 +3,7 @@
 -- arithmetic happens in C. Dims are 1-based, negative from the end.
 local dn = require "dropnet"
 local core = require "dropnet.core"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local F = {}
@@ -13,9 +13,9 @@ local ACTIVATIONS = {"relu", "tanh", "sigmoid"}
 
 -- The reduction of a loss call: a string, or {reduction = ...}; "mean" by default.
 local function reduction_of(opts, fname, known)
-  if type(opts) == "string" then return C.choice(fname, "reduction", opts, REDUCTIONS) end
-  opts = C.options(fname, "options", opts, known or {"reduction"})
-  return C.choice(fname, "reduction", opts.reduction or "mean", REDUCTIONS), opts
+  if type(opts) == "string" then return check.choice(fname, "reduction", opts, REDUCTIONS) end
+  opts = check.options(fname, "options", opts, known or {"reduction"})
+  return check.choice(fname, "reduction", opts.reduction or "mean", REDUCTIONS), opts
 end
 
 -- --- activations ------------------------------------------------------------------
@@ -27,13 +27,13 @@ function F.tanh(x) return core.tanh(x) end
 --- leaky_relu(x[, negative_slope = 0.01])
 function F.leaky_relu(x, negative_slope)
   if negative_slope == nil then negative_slope = 0.01 end
-  return core.nn_leaky_relu(x, C.number("leaky_relu", "negative_slope", negative_slope))
+  return core.nn_leaky_relu(x, check.number("leaky_relu", "negative_slope", negative_slope))
 end
 
 --- elu(x[, alpha = 1])
 function F.elu(x, alpha)
   if alpha == nil then alpha = 1.0 end
-  return core.nn_elu(x, C.number("elu", "alpha", alpha))
+  return core.nn_elu(x, check.number("elu", "alpha", alpha))
 end
 
 --- selu(x): the self-normalizing constants of Klambauer et al. 2017.
@@ -42,9 +42,9 @@ function F.selu(x) return core.nn_selu(x) end
 --- gelu(x[, approximate = "none" | "tanh"]) (or {approximate = ...})
 function F.gelu(x, approximate)
   if type(approximate) == "table" then
-    approximate = C.options("gelu", "options", approximate, {"approximate"}).approximate
+    approximate = check.options("gelu", "options", approximate, {"approximate"}).approximate
   end
-  approximate = C.choice("gelu", "approximate", approximate or "none", {"none", "tanh"})
+  approximate = check.choice("gelu", "approximate", approximate or "none", {"none", "tanh"})
   return core.nn_gelu(x, approximate == "tanh")
 end
 
@@ -63,7 +63,7 @@ end
 --- linear(x, weight[, bias[, activation]]): act(x @ weight^T + bias) in one
 -- fused kernel; weight is [out, in]; activation nil, "relu", "tanh" or "sigmoid".
 function F.linear(x, weight, bias, activation)
-  if activation ~= nil then C.choice("linear", "activation", activation, ACTIVATIONS) end
+  if activation ~= nil then check.choice("linear", "activation", activation, ACTIVATIONS) end
   return core.nn_linear(x, weight, bias, activation)
 end
 
@@ -75,7 +75,7 @@ end
 function F._check_dropout_p(p, where, below_one, what)
   if type(p) ~= "number" or p ~= p or p < 0 or p > 1 or (below_one and p == 1) then
     error(string.format("%s: %s must be a number in [0, 1%s (got %s)", where, what or "p",
-      below_one and ")" or "]", C.describe(p)), 0)
+      below_one and ")" or "]", check.describe(p)), 0)
   end
   return p
 end
@@ -86,10 +86,10 @@ local SCALES = {"inverted", "test"}
 -- training (default true), scale and generator of a dropout call.
 local function dropout_args(training, opts, fname, known)
   if training == nil then training = true end
-  C.bool(fname, "training", training)
-  opts = C.options(fname, "options", opts, known or {"scale", "generator"})
-  if opts.scale ~= nil then C.choice(fname, "scale", opts.scale, SCALES) end
-  C.generator(fname, opts.generator)
+  check.bool(fname, "training", training)
+  opts = check.options(fname, "options", opts, known or {"scale", "generator"})
+  if opts.scale ~= nil then check.choice(fname, "scale", opts.scale, SCALES) end
+  check.generator(fname, opts.generator)
   return training, opts
 end
 
@@ -97,7 +97,7 @@ end
 -- unless x is a tensor of ndim dims.
 function F._check_dropout_input(x, ndim, layout, where)
   if not dn.is_tensor(x) then
-    error(string.format("%s: a tensor expected (got %s)", where, C.describe(x)), 0)
+    error(string.format("%s: a tensor expected (got %s)", where, check.describe(x)), 0)
   end
   if x:dim() ~= ndim then
     error(string.format("%s: input must be %d-D %s (got shape [%s])", where, ndim, layout,
@@ -184,7 +184,7 @@ end
 function F.cross_entropy(logits, target, opts)
   local reduction, o = reduction_of(opts, "cross_entropy", {"reduction", "label_smoothing"})
   local smoothing = o and o.label_smoothing or 0
-  C.number("cross_entropy", "label_smoothing", smoothing)
+  check.number("cross_entropy", "label_smoothing", smoothing)
   if smoothing < 0 or smoothing > 1 then
     error(string.format("cross_entropy: label_smoothing must be in [0, 1] (got %s)", U.fmt(smoothing)), 0)
   end

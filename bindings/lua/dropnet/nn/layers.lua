@@ -4,7 +4,7 @@ local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
 local init = require "dropnet.nn.initializers"
 local F = require "dropnet.nn.functional"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local Module, Parameter = base.Module, base.Parameter
@@ -25,17 +25,17 @@ Linear.uses_generator = true   -- DropConnect masks come from self.generator
 -- `self.dropconnect` may change between steps. generator initializes the
 -- weights and draws the DropConnect masks (default: the global generator).
 function Linear:init(in_features, out_features, opts)
-  self.in_features = C.int("Linear", "in_features", in_features, 1)
-  self.out_features = C.int("Linear", "out_features", out_features, 1)
-  opts = C.options("Linear", "options", opts, {"bias", "activation", "dropconnect", "generator"})
+  self.in_features = check.int("Linear", "in_features", in_features, 1)
+  self.out_features = check.int("Linear", "out_features", out_features, 1)
+  opts = check.options("Linear", "options", opts, {"bias", "activation", "dropconnect", "generator"})
   local bias = opts.bias
   if bias == nil then bias = true end
-  C.bool("Linear", "bias", bias)
+  check.bool("Linear", "bias", bias)
   if opts.activation ~= nil then
-    C.choice("Linear", "activation", opts.activation, {"relu", "tanh", "sigmoid"})
+    check.choice("Linear", "activation", opts.activation, {"relu", "tanh", "sigmoid"})
   end
   self.activation = opts.activation
-  C.generator("Linear", opts.generator)
+  check.generator("Linear", opts.generator)
   if opts.dropconnect ~= nil then
     self.dropconnect = F._check_dropout_p(opts.dropconnect, "Linear", false, "dropconnect")
   end
@@ -48,7 +48,7 @@ end
 --- PyTorch's default: kaiming_uniform_(a = sqrt(5)) on the weight, which is
 -- U(-1/sqrt(in), 1/sqrt(in)), and the same bound for the bias.
 function Linear:reset_parameters(opts)
-  opts = C.options("Linear:reset_parameters", "options", opts, {"generator"})
+  opts = check.options("Linear:reset_parameters", "options", opts, {"generator"})
   init.kaiming_uniform_(self.weight, {a = math.sqrt(5), generator = opts.generator})
   if self.bias then
     local bound = 1 / math.sqrt(self.in_features)
@@ -110,8 +110,8 @@ M.Flatten = Flatten
 --- nn.Flatten([start_dim = 2[, end_dim = -1]]): merges dims start..end
 -- (1-based, negative from the end) into one; the batch dim 1 is kept.
 function Flatten:init(start_dim, end_dim)
-  self.start_dim = C.int("Flatten", "start_dim", start_dim or 2)
-  self.end_dim = C.int("Flatten", "end_dim", end_dim or -1)
+  self.start_dim = check.int("Flatten", "start_dim", start_dim or 2)
+  self.end_dim = check.int("Flatten", "end_dim", end_dim or -1)
   if self.start_dim == 0 or self.end_dim == 0 then
     error("Flatten: dims are 1-based (negative from the end); 0 is not a dim", 0)
   end
@@ -119,7 +119,7 @@ end
 
 function Flatten:forward(x)
   if not dn.is_tensor(x) then
-    error(string.format("Flatten: a tensor expected (got %s)", C.describe(x)), 0)
+    error(string.format("Flatten: a tensor expected (got %s)", check.describe(x)), 0)
   end
   local shape = x:shape()
   local n = #shape

@@ -2,7 +2,7 @@
 -- indices starting at 1 (Torch7's convention).
 local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local Module = base.Module
@@ -16,8 +16,8 @@ local function loss_class(name, known)
   local cls = Module:extend(name)
   cls.init = function(self, opts)
     if type(opts) == "string" then opts = {reduction = opts} end
-    opts = C.options(name, "options", opts, known)
-    self.reduction = C.choice(name, "reduction", opts.reduction or "mean", REDUCTIONS)
+    opts = check.options(name, "options", opts, known)
+    self.reduction = check.choice(name, "reduction", opts.reduction or "mean", REDUCTIONS)
   end
   cls.extra_repr = function(self)
     if self.reduction == "mean" then return "" end
@@ -34,7 +34,7 @@ local base_init = CrossEntropyLoss.init
 function CrossEntropyLoss:init(opts)
   base_init(self, opts)
   local smoothing = type(opts) == "table" and opts.label_smoothing or 0
-  C.number("CrossEntropyLoss", "label_smoothing", smoothing)
+  check.number("CrossEntropyLoss", "label_smoothing", smoothing)
   if smoothing < 0 or smoothing > 1 then
     error(string.format("CrossEntropyLoss: label_smoothing must be in [0, 1] (got %s)", U.fmt(smoothing)), 0)
   end
