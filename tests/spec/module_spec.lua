@@ -128,6 +128,15 @@ describe("nn.Module registration", function()
     assert.are.equal(1, #m:children())
   end)
 
+  it("a child replaced keeps its place, so a Sequential runs it where it was", function()
+    local seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    seq[2] = nn.Tanh()
+    local names = {}
+    for i, c in ipairs(seq:named_children()) do names[i] = c[1] .. ":" .. c[2].__name end
+    assert.are.same({"1:Linear", "2:Tanh", "3:Linear"}, names)
+    assert.are.same({1, 1}, seq(dn.ones(1, 2)):shape())
+  end)
+
   it("assigning a non-Parameter to a parameter's name is an error", function()
     local m = nn.Linear(2, 2)
     H.assert_error(function() m.weight = dn.zeros(2, 2) end,

@@ -53,15 +53,21 @@ end
 function check.options(where, what, t, known, noun)
   if t == nil then return {} end
   if type(t) ~= "table" then check.fail("%s: %s must be a table (got %s)", where, what or "options", check.describe(t)) end
-  local set = known
-  if known[1] ~= nil then   -- a list
-    set = {}
-    for _, k in ipairs(known) do set[k] = true end
-  end
+  local is_list = known[1] ~= nil
   for key in pairs(t) do
-    if not set[key] then
+    local found = not is_list and known[key]
+    if is_list then   -- a short list: a scan allocates nothing (options are checked on hot paths)
+      for _, k in ipairs(known) do
+        if k == key then found = true break end
+      end
+    end
+    if not found then
       local names = {}
-      for k in pairs(set) do names[#names + 1] = k end
+      if is_list then
+        for i, k in ipairs(known) do names[i] = k end
+      else
+        for k in pairs(known) do names[#names + 1] = k end
+      end
       table.sort(names)
       check.fail("%s: unknown %s '%s' (known: %s)", where, noun or "option", tostring(key), table.concat(names, ", "))
     end
@@ -116,6 +122,34 @@ function check.generator(where, v)
     check.fail("%s: generator must be a dropnet.Generator (got %s)", where, check.describe(v))
   end
   return v
+end
+
+--- v as a tensor.
+function check.tensor(where, v)
+  local tensor = core_metatables()
+  if tensor == nil or getmetatable(v) ~= tensor then
+    check.fail("%s: a tensor expected (got %s)", where, check.describe(v))
+  end
+  return v
+end
+
+--- x as a tensor of ndim dims; layout ("[N, C, L]") names them in the
+-- message "<where>: input must be 3-D [N, C, L] (got shape [2,3])".
+function check.input(where, x, ndim, layout)
+  check.tensor(where, x)
+  if x:dim() ~= ndim then
+    check.fail("%s: input must be %d-D %s (got shape [%s])", where, ndim, layout, table.concat(x:shape(), ","))
+  end
+  return x
+end
+
+--- p as a dropout probability: a number in [0, 1], or in [0, 1) when
+-- below_one. `what` is "p" or a field such as "dropconnect".
+function check.probability(where, what, p, below_one)
+  if type(p) ~= "number" or p ~= p or p < 0 or p > 1 or (below_one and p == 1) then
+    check.fail("%s: %s must be a number in [0, 1%s (got %s)", where, what, below_one and ")" or "]", check.describe(p))
+  end
+  return p
 end
 
 return check

@@ -1,6 +1,5 @@
 --- Layers with parameters or shape logic: Linear, Flatten, Identity.
 local dn = require "dropnet"
-local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
 local init = require "dropnet.nn.initializers"
 local F = require "dropnet.nn.functional"
@@ -37,7 +36,7 @@ function Linear:init(in_features, out_features, opts)
   self.activation = opts.activation
   check.generator("Linear", opts.generator)
   if opts.dropconnect ~= nil then
-    self.dropconnect = F._check_dropout_p(opts.dropconnect, "Linear", false, "dropconnect")
+    self.dropconnect = check.probability("Linear", "dropconnect", opts.dropconnect)
   end
   self.generator = opts.generator
   self.weight = Parameter(dn.zeros(self.out_features, self.in_features))
@@ -57,41 +56,21 @@ function Linear:reset_parameters(opts)
   return self
 end
 
-local ACTIVATION_KERNELS = {relu = core.relu, tanh = core.tanh, sigmoid = core.sigmoid}
-
---- (internal) The layer with its weights dropped with probability p and
--- masks from generator, then activation; the plain layer when p is 0 or
--- the module `owner` (self, or a DropConnect wrapping it) is not stochastic.
--- `where` and `what` name the module and its field in errors.
-function Linear:_dropconnect_forward(x, p, generator, activation, owner, where, what)
-  F._check_dropout_p(p, where, false, what)
-  if p == 0 or not owner:is_stochastic() then return core.nn_linear(x, self.weight, self.bias, activation) end
-  local y = core.dropconnect_linear(x, self.weight, self.bias, p, generator)
-  if activation then y = ACTIVATION_KERNELS[activation](y) end
-  return y
+--- Linear:forward_with_activation(x, activation): the layer, then
+-- activation (nil, "relu", "tanh", "sigmoid") fused into its kernel. With
+-- DropConnect drawing, the activation follows the masked layer. forward is
+-- this with self.activation; nn.Sequential's fusion of a Linear and the
+-- activation layer after it (dropnet.nn.fusion) is this with the layer's.
+function Linear:forward_with_activation(x, activation)
+  local p = self.dropconnect
+  if p == nil then return F.linear(x, self.weight, self.bias, activation) end
+  check.probability("Linear", "dropconnect", p)
+  return F.dropconnect_linear(x, self.weight, self.bias, p, self:is_stochastic(),
+    {generator = self.generator, activation = activation})
 end
 
 function Linear:forward(x)
   return Linear.forward_with_activation(self, x, self.activation)
-end
-
--- Used by Sequential to run this layer and the activation after it in one
--- kernel call (only when this layer has no activation of its own). With
--- DropConnect the activation follows the masked layer: the same result as
--- running the two layers one after the other.
-function Linear:forward_with_activation(x, activation)
-  local p = self.dropconnect
-  if p ~= nil then
-    return self:_dropconnect_forward(x, p, self.generator, activation, self, "Linear", "dropconnect")
-  end
-  return core.nn_linear(x, self.weight, self.bias, activation)
-end
-
--- Used by Sequential for Linear, ReLU, Dropout in a row while the dropout
--- draws: the three layers in one kernel call (core.linear_relu_dropout), with
--- the dropout's p, generator and scale.
-function Linear:_forward_relu_dropout(x, p, generator, scale)
-  return core.linear_relu_dropout(x, self.weight, self.bias, p, generator, scale)
 end
 
 function Linear:extra_repr()
@@ -118,9 +97,7 @@ function Flatten:init(start_dim, end_dim)
 end
 
 function Flatten:forward(x)
-  if not dn.is_tensor(x) then
-    error(string.format("Flatten: a tensor expected (got %s)", check.describe(x)), 0)
-  end
+  check.tensor("Flatten", x)
   local shape = x:shape()
   local n = #shape
   local s = self.start_dim < 0 and self.start_dim + n + 1 or self.start_dim

@@ -1,7 +1,7 @@
 --- Loss modules, called as loss_fn(input, target). Class targets are int32
 -- indices starting at 1 (Torch7's convention).
-local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
+local F = require "dropnet.nn.functional"
 local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
@@ -41,7 +41,7 @@ function CrossEntropyLoss:init(opts)
   self.label_smoothing = smoothing
 end
 function CrossEntropyLoss:forward(input, target)
-  return core.nn_cross_entropy(input, target, self.label_smoothing, self.reduction)
+  return F.cross_entropy(input, target, {label_smoothing = self.label_smoothing, reduction = self.reduction})
 end
 function CrossEntropyLoss:extra_repr()
   local parts = {}
@@ -53,20 +53,20 @@ end
 --- nn.NLLLoss([{reduction = "mean"}]): log-probabilities [N, C], int32 targets [N] in 1..C.
 local NLLLoss = loss_class("NLLLoss", {"reduction"})
 function NLLLoss:forward(input, target)
-  return core.nn_nll_loss(input, target, self.reduction)
+  return F.nll_loss(input, target, self.reduction)
 end
 
 --- nn.MSELoss([{reduction = "mean"}])
 local MSELoss = loss_class("MSELoss", {"reduction"})
 function MSELoss:forward(input, target)
-  return core.nn_mse_loss(input, target, self.reduction)
+  return F.mse_loss(input, target, self.reduction)
 end
 
 --- nn.BCEWithLogitsLoss([{reduction = "mean"}]): sigmoid + binary cross
 -- entropy in one stable kernel; target in [0, 1], the shape of the logits.
 local BCEWithLogitsLoss = loss_class("BCEWithLogitsLoss", {"reduction"})
 function BCEWithLogitsLoss:forward(input, target)
-  return core.nn_bce_with_logits(input, target, self.reduction)
+  return F.binary_cross_entropy_with_logits(input, target, self.reduction)
 end
 
 return M

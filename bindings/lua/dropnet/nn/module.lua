@@ -137,7 +137,8 @@ end
 -- Assignment registers modules and parameters; everything else is a plain field.
 function Module.__newindex(self, key, value)
   if is_module(value) then
-    remove_everywhere(self, key)
+    -- a child replaced keeps its place (model[2] = nn.Tanh() in a Sequential)
+    if rawget(self, "_modules")[key] == nil then remove_everywhere(self, key) end
     store_set(self, "_modules", key, value)
   elseif dn.is_tensor(value) and parameter_set[value] then
     remove_everywhere(self, key)
