@@ -832,8 +832,10 @@ function plot.panels(charts, opts)
   return document(width, height, title, body)
 end
 
---- Writes an SVG (or any text) to a file atomically: a reader never sees a
--- half-written file, and a failed write leaves the old file in place.
+--- Writes an SVG (or any text) to a file atomically with dn.write_file
+-- (temporary file, fsync, rename): a reader never sees a half-written file,
+-- and a failed write leaves the old file in place. The C module is loaded
+-- here, on the first save, so that the charts themselves stay pure Lua.
 -- @tparam string path the file to write
 -- @tparam string svg the content
 -- @treturn string path
@@ -843,20 +845,8 @@ function plot.save(path, svg)
     fail("save: path must be a non-empty string (got %s)", describe(path))
   end
   if type(svg) ~= "string" then fail("save: svg must be a string (got %s)", describe(svg)) end
-  local tmp = path .. ".tmp"
-  local f, open_err = io.open(tmp, "wb")
-  if not f then fail("save: cannot write '%s': %s", path, open_err) end
-  local written, write_err = f:write(svg)
-  local closed, close_err = f:close()
-  if not written or not closed then
-    os.remove(tmp)
-    fail("save: cannot write '%s': %s", path, tostring(write_err or close_err))
-  end
-  local renamed, rename_err = os.rename(tmp, path)
-  if not renamed then
-    os.remove(tmp)
-    fail("save: cannot write '%s': %s", path, tostring(rename_err))
-  end
+  local ok, err = pcall(require("dropnet").write_file, path, svg)
+  if not ok then fail("save: cannot write '%s' (%s)", path, tostring(err)) end
   return path
 end
 
