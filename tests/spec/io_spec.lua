@@ -270,8 +270,10 @@ describe("write_file", function()
   it("rejects bad arguments and unwritable paths, keeping the old file", function()
     local p = path("keep.txt")
     dn.write_file(p, "old")
-    H.assert_error(function() dn.write_file(p, 5) end, {"bad argument #2 to 'write_file'", "string expected, got number"})
-    H.assert_error(function() dn.write_file(p) end, {"bad argument #2 to 'write_file'", "string expected, got no value"})
+    H.assert_error(function() dn.write_file(p, 5) end,
+      {"bad argument #2 to 'write_file'", "string expected, got number"})
+    H.assert_error(function() dn.write_file(p) end,
+      {"bad argument #2 to 'write_file'", "string expected, got no value"})
     H.assert_error(function() dn.write_file(p, {}) end, {"bad argument #2 to 'write_file'"})
     H.assert_error(function() dn.write_file(nil, "x") end, {"bad argument #1 to 'write_file'"})
     H.assert_error(function() dn.write_file(p .. "\0x", "x") end, {"path contains a zero byte"})

@@ -52,7 +52,9 @@ end
 -- "options").
 function check.options(where, what, t, known, noun)
   if t == nil then return {} end
-  if type(t) ~= "table" then check.fail("%s: %s must be a table (got %s)", where, what or "options", check.describe(t)) end
+  if type(t) ~= "table" then
+    check.fail("%s: %s must be a table (got %s)", where, what or "options", check.describe(t))
+  end
   local is_list = known[1] ~= nil
   for key in pairs(t) do
     local found = not is_list and known[key]
@@ -88,7 +90,9 @@ end
 
 --- v as a finite number.
 function check.number(where, what, v)
-  if not check.is_finite(v) then check.fail("%s: %s must be a finite number (got %s)", where, what, check.describe(v)) end
+  if not check.is_finite(v) then
+    check.fail("%s: %s must be a finite number (got %s)", where, what, check.describe(v))
+  end
   return v
 end
 

@@ -360,7 +360,9 @@ local function normalization(where, normalize)
   end
   check.options(where .. ": normalize", "options", normalize, {"mean", "std"})
   local mean, std = normalize.mean, normalize.std
-  if not check.is_finite(mean) then fail("%s: normalize.mean must be a finite number (got %s)", where, describe(mean)) end
+  if not check.is_finite(mean) then
+    fail("%s: normalize.mean must be a finite number (got %s)", where, describe(mean))
+  end
   if not check.is_finite(std) or std <= 0 then
     fail("%s: normalize.std must be a finite number > 0 (got %s)", where, describe(std))
   end

@@ -552,7 +552,9 @@ function Module:load_state_dict(sd, opts)
   table.sort(unexpected)
   if strict then
     if #missing > 0 then table.insert(problems, 1, "missing keys " .. quoted_list(missing)) end
-    if #unexpected > 0 then table.insert(problems, #missing > 0 and 2 or 1, "unexpected keys " .. quoted_list(unexpected)) end
+    if #unexpected > 0 then
+      table.insert(problems, #missing > 0 and 2 or 1, "unexpected keys " .. quoted_list(unexpected))
+    end
   end
   if #problems > 0 then error(where .. ": " .. table.concat(problems, "; "), 0) end
   dn.no_grad(function()
