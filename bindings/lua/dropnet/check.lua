@@ -59,8 +59,8 @@ function check.options(where, what, t, known, noun)
   for key in pairs(t) do
     local found = not is_list and known[key]
     if is_list then   -- a short list: a scan allocates nothing (options are checked on hot paths)
-      for _, k in ipairs(known) do
-        if k == key then found = true break end
+      for i = 1, #known do
+        if known[i] == key then found = true break end
       end
     end
     if not found then
@@ -112,8 +112,8 @@ end
 
 --- v as one of the strings in the list `choices`.
 function check.choice(where, what, v, choices)
-  for _, c in ipairs(choices) do
-    if v == c then return v end
+  for i = 1, #choices do
+    if v == choices[i] then return v end
   end
   check.fail("%s: %s must be one of \"%s\" (got %s)", where, what, table.concat(choices, "\", \""), check.describe(v))
 end
@@ -121,8 +121,9 @@ end
 --- v as a dropnet.Generator, or nil (nil: the default generator, which the
 -- caller looks up when it draws, not now).
 function check.generator(where, v)
+  if v == nil then return nil end
   local _, mt = core_metatables()
-  if v ~= nil and (mt == nil or getmetatable(v) ~= mt) then
+  if mt == nil or getmetatable(v) ~= mt then
     check.fail("%s: generator must be a dropnet.Generator (got %s)", where, check.describe(v))
   end
   return v

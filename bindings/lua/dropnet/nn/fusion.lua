@@ -97,10 +97,15 @@ local function run_layer(x, m) return m(x) end
 -- the layers}, and what it was decided from (names, layers, watched fields).
 local function compile(order, mods)
   local plan = {rule_count = #RULES, names = {}, layers = {},
-                watch_modules = {}, watch_keys = {}, watch_values = {}}
+                watch_stores = {}, watch_keys = {}, watch_values = {}}
+  -- A watched field is read where an assignment to it lands: on the module
+  -- itself for the raw fields (training, mode), else in its plain fields
+  -- (module.lua's _attributes; a forward set on the instance lands there too).
+  -- Plain table reads keep the per-forward check cheap.
   local function watch(m, key)
+    local store = rawget(m, key) ~= nil and m or rawget(m, "_attributes")
     local k = #plan.watch_keys + 1
-    plan.watch_modules[k], plan.watch_keys[k], plan.watch_values[k] = m, key, m[key]
+    plan.watch_stores[k], plan.watch_keys[k], plan.watch_values[k] = store, key, rawget(store, key)
   end
   local n = #order
   for i = 1, n do
@@ -149,9 +154,9 @@ local function still_valid(plan, order, mods)
     local name = order[i]
     if name ~= names[i] or mods[name] ~= layers_of[i] then return false end
   end
-  local ms, keys, values = plan.watch_modules, plan.watch_keys, plan.watch_values
+  local stores, keys, values = plan.watch_stores, plan.watch_keys, plan.watch_values
   for k = 1, #keys do
-    if ms[k][keys[k]] ~= values[k] then return false end
+    if rawget(stores[k], keys[k]) ~= values[k] then return false end
   end
   return true
 end
