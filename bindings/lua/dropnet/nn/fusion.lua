@@ -31,13 +31,13 @@ local layers = require "dropnet.nn.layers"
 local activations = require "dropnet.nn.activations"
 local dropout = require "dropnet.nn.dropout"
 
-local Linear, ReLU, Dropout = layers.Linear, activations.ReLU, dropout.Dropout
+local Linear, Dropout = layers.Linear, dropout.Dropout
+local ReLU, Tanh, Sigmoid = activations.ReLU, activations.Tanh, activations.Sigmoid
 
 local M = {}
 
 -- The activation the Linear kernel applies itself, by activation class.
-local FUSED_ACTIVATION = {[activations.ReLU] = "relu", [activations.Tanh] = "tanh",
-                          [activations.Sigmoid] = "sigmoid"}
+local FUSED_ACTIVATION = {[ReLU] = "relu", [Tanh] = "tanh", [Sigmoid] = "sigmoid"}
 
 -- A Dropout that draws at its next forward: training or MC mode, and a valid
 -- p > 0 (an invalid p is not fused, so the layer itself raises its error).
@@ -63,7 +63,7 @@ local RULES = {
   },
   -- Linear then ReLU, Tanh or Sigmoid: the activation inside the Linear's kernel.
   {
-    pattern = {Linear, {activations.ReLU, activations.Tanh, activations.Sigmoid}},
+    pattern = {Linear, {ReLU, Tanh, Sigmoid}},
     watch = {{"activation"}, {}},
     applies = function(linear) return linear.activation == nil end,
     forward = function(x, linear, act)
