@@ -1,5 +1,5 @@
 /*
-** Shared helpers of the Lua C module (dropnet.core).
+** Shared helpers of the Lua C module (dropnet.core), defined in laux.c.
 ** A binding checks its arguments, calls one runtime function, turns a failed
 ** status into a Lua error carrying the runtime's message, and pushes results.
 */
@@ -13,6 +13,8 @@
 
 #define DN_TENSOR_MT "dropnet.Tensor"
 #define DN_GENERATOR_MT "dropnet.Generator"
+/* The registry field holding the default generator (made by dn_lua_open_random). */
+#define DN_DEFAULT_GENERATOR_KEY "dropnet.default_generator"
 
 /* Tensor userdata: one reference to a dn_tensor (NULL once released). */
 typedef struct dn_ltensor {
@@ -40,6 +42,9 @@ int dn_lua_check_status(lua_State *L, dn_status st);
 lua_Integer dn_lua_check_integer(lua_State *L, int arg, const char *what);
 /* A shape either as a table {2,3} or as integers from arg onwards. Returns ndim. */
 int dn_lua_check_shape(lua_State *L, int arg, int64_t *shape);
+/* The same with each size >= min_size (-1 lets view infer one; LUA_MININTEGER leaves the
+   check to the caller). */
+int dn_lua_check_shape_min(lua_State *L, int arg, int64_t *shape, lua_Integer min_size);
 /* A dim argument, 1-based from Lua (negative counts from the end), to a 0-based C dim. */
 int dn_lua_check_dim(lua_State *L, int arg, int ndim);
 

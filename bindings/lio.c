@@ -72,13 +72,16 @@ static int l_csv_read(lua_State *L) {
   return 1;
 }
 
-/* core.write_file(path, data): data (a string, any bytes) replaces path atomically */
+/* dn.write_file(path, data): data (a string, any bytes) replaces path atomically, through
+   the runtime's one atomic writer (temporary file, fsync, rename). Its messages start with
+   "write_file: " and name the path; they are raised as "dn.write_file: ...", the name Lua
+   code calls (plot.save and scripts/train.lua write through it). */
 static int l_write_file(lua_State *L) {
   const char *path = check_path(L, 1);
   luaL_checktype(L, 2, LUA_TSTRING);
   size_t length;
   const char *data = lua_tolstring(L, 2, &length);
-  dn_lua_check_status(L, dn_write_file(path, data, length));
+  if (dn_write_file(path, data, length) != DN_OK) return luaL_error(L, "dn.%s", dn_last_error());
   return 0;
 }
 

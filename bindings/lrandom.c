@@ -4,7 +4,6 @@
 */
 #include "ldn.h"
 
-#define DEFAULT_GENERATOR_KEY "dropnet.default_generator"
 #define DEFAULT_SEED 0x5EEDull
 
 static dn_rng *check_generator(lua_State *L, int arg) { return luaL_checkudata(L, arg, DN_GENERATOR_MT); }
@@ -14,28 +13,6 @@ static dn_rng *push_generator(lua_State *L, uint64_t seed) {
   dn_rng_seed(g, seed);
   luaL_setmetatable(L, DN_GENERATOR_MT);
   return g;
-}
-
-dn_rng *dn_lua_default_rng(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, DEFAULT_GENERATOR_KEY);
-  dn_rng *g = lua_touserdata(L, -1);
-  lua_pop(L, 1);   /* the registry keeps it alive */
-  return g;
-}
-
-dn_rng *dn_lua_opt_rng(lua_State *L, int arg) {
-  if (lua_isnoneornil(L, arg)) return dn_lua_default_rng(L);
-  dn_rng *g = luaL_testudata(L, arg, DN_GENERATOR_MT);
-  if (g) return g;
-  if (lua_istable(L, arg)) {
-    lua_getfield(L, arg, "generator");
-    g = lua_isnil(L, -1) ? dn_lua_default_rng(L) : luaL_testudata(L, -1, DN_GENERATOR_MT);
-    lua_pop(L, 1);   /* kept alive by the options table */
-    if (g) return g;
-    luaL_argerror(L, arg, "options.generator must be a dropnet.Generator");
-  }
-  luaL_argerror(L, arg, lua_pushfstring(L, "Generator or options table expected, got %s", luaL_typename(L, arg)));
-  return NULL;
 }
 
 static uint64_t check_seed(lua_State *L, int arg) {
@@ -116,7 +93,7 @@ static int l_set_rng_state(lua_State *L) {
 }
 
 static int l_default_generator(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, DEFAULT_GENERATOR_KEY);
+  lua_getfield(L, LUA_REGISTRYINDEX, DN_DEFAULT_GENERATOR_KEY);
   return 1;
 }
 
@@ -161,6 +138,6 @@ void dn_lua_open_random(lua_State *L) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   push_generator(L, DEFAULT_SEED);
-  lua_setfield(L, LUA_REGISTRYINDEX, DEFAULT_GENERATOR_KEY);
+  lua_setfield(L, LUA_REGISTRYINDEX, DN_DEFAULT_GENERATOR_KEY);
   luaL_setfuncs(L, random_functions, 0);
 }

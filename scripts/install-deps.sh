@@ -5,7 +5,7 @@ set -eu
 
 # clang and libclang-rt-dev (libFuzzer and the sanitizers' runtimes) serve `make fuzz` only; the -dev metapackages follow the clang that `clang` installs.
 PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libopenblas-openmp-dev
-zlib1g-dev libcmocka-dev lua-busted luarocks dataset-fashion-mnist libxml2-utils groff-base
+zlib1g-dev libcmocka-dev lua-busted lua-check luarocks dataset-fashion-mnist libxml2-utils groff-base
 clang libclang-rt-dev"
 
 missing=""

@@ -151,11 +151,17 @@ local function build_optimizer(params, o)
   return optim.Adam(params, {lr = o.lr, weight_decay = o.weight_decay})
 end
 
--- Learning rate for (0-based) step s of total: a closed form, so a resumed run
--- gets the same rates as an uninterrupted one.
-local function learning_rate(o, s, total)
-  if o.schedule == "cosine" then return o.lr * 0.5 * (1 + math.cos(math.pi * s / total)) end
-  return o.lr
+-- The cosine schedule (optim.lr_scheduler.CosineAnnealingLR) over all `total` steps of the run,
+-- stepped after every batch, from --lr down to 0; nil for --schedule none (the rate stays --lr).
+-- Its rate is a closed form of the step count, so a resumed run, whose schedule is moved on to
+-- the first step it runs (`done` steps), gets the same rates as an uninterrupted one. The base
+-- rate is --lr: a checkpoint's parameter groups hold the rate of their last step.
+local function build_schedule(opt, o, total, done)
+  if o.schedule ~= "cosine" then return nil end
+  for _, group in ipairs(opt.param_groups) do group.initial_lr = o.lr end
+  local schedule = optim.lr_scheduler.CosineAnnealingLR(opt, {T_max = total})
+  for _ = 1, done do schedule:step() end
+  return schedule
 end
 
 -- --- progress ------------------------------------------------------------------------------
@@ -300,7 +306,7 @@ if state then
 end
 
 local batches = #loader
-local total_steps = batches * opts.epochs
+local schedule = build_schedule(opt, opts, batches * opts.epochs, batches * (first_epoch - 1))
 local interactive = not opts.quiet and dn.isatty(io.stderr)
 say(string.format("dropnet %s: MLP 784-%s-10, dropout %.2f input / %.2f hidden, %s lr %g (%s), batch %d, %d threads",
   dn.version, table.concat(widths, "-"), opts.input_dropout, opts.dropout, opts.optimizer, opts.lr, opts.schedule,
@@ -316,17 +322,16 @@ for epoch = first_epoch, last_epoch do
   local draw, clear = progress_bar(interactive, epoch, opts.epochs, batches)
   local t0 = dn.clock()
   local loss_sum, correct, seen, lr = 0, 0, 0, opts.lr
-  local step = (epoch - 1) * batches
   model:train()
   local b = 0
   for x, y in loader:iter() do
-    lr = learning_rate(opts, step, total_steps)
-    for _, group in ipairs(opt.param_groups) do group.lr = lr end
+    lr = opt.param_groups[1].lr
     local logits = model(x)
     local loss = loss_fn(logits, y)
     opt:zero_grad()
     loss:backward()
     opt:step()
+    if schedule then schedule:step() end
     if opts.max_norm > 0 then
       for _, layer in ipairs(model:modules()) do
         if layer.weight and layer.weight:dim() == 2 then optim.max_norm_(layer.weight, opts.max_norm) end
@@ -336,7 +341,7 @@ for epoch = first_epoch, last_epoch do
     loss_sum = loss_sum + loss:item() * n
     correct = correct + logits:argmax(2):eq(y):sum():item()
     seen = seen + n
-    step, b = step + 1, b + 1
+    b = b + 1
     draw(b, seen, loss_sum / seen)
   end
   local seconds = dn.clock() - t0

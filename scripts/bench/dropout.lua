@@ -122,7 +122,8 @@ local function bench(label, shape, torch_rate)
   print(string.format("  forward (core.dropout) at %.0f%% of the copy's bandwidth",
     100 * rate["dropout fwd (core.dropout)"].gbs / rate[cases[1][1]].gbs))
   if torch_rate then
-    print(string.format("  PyTorch F.dropout fwd+bwd measured by shared/peers/torch_dropout_bench.py: %.3f G elements/s;"
+    print(string.format("  PyTorch F.dropout fwd+bwd measured by shared/peers/torch_dropout_bench.py: "
+      .. "%.3f G elements/s;"
       .. " dropnet %.3f G elements/s = %.1fx", torch_rate, fb, fb / torch_rate))
   end
 end

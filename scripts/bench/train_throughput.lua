@@ -120,10 +120,10 @@ if o.infer then
   -- sliced from a float32 tensor as PyTorch's are (the byte conversion is not timed).
   model:eval()
   local test_x = test:tensor(1)
-  local n = test_x:size(1)
+  local rows = test_x:size(1)
   local function pass()
-    for first = 1, n, 1000 do
-      local out = model(test_x:narrow(1, first, math.min(1000, n - first + 1)))
+    for first = 1, rows, 1000 do
+      local out = model(test_x:narrow(1, first, math.min(1000, rows - first + 1)))
       out:close()
     end
   end
@@ -133,12 +133,12 @@ if o.infer then
     for r = 1, o["infer-reps"] do
       local t0 = dn.clock()
       pass()
-      rates[r] = n / (dn.clock() - t0)
+      rates[r] = rows / (dn.clock() - t0)
     end
   end)
   table.sort(rates)
   local k = #rates
   local med = k % 2 == 1 and rates[(k + 1) // 2] or (rates[k // 2] + rates[k // 2 + 1]) / 2
   print(string.format("INFER model=%s eval, batch 1000, no_grad, threads=%d: median %.0f samples/s (min %.0f max %.0f, "
-    .. "%d passes over %dk test images)", o.model, o.threads, med, rates[1], rates[k], k, n // 1000))
+    .. "%d passes over %dk test images)", o.model, o.threads, med, rates[1], rates[k], k, rows // 1000))
 end

@@ -131,7 +131,8 @@ describe("the dropnet command", function()
   end)
 
   it("--no-flush-denormal computes with denormals", function()
-    local code_text = 'local dn = require("dropnet"); print(dn.get_flush_denormal(), (dn.full({3}, 2e-38) * 0.5)[1] > 0)'
+    local code_text = 'local dn = require("dropnet"); '
+      .. 'print(dn.get_flush_denormal(), (dn.full({3}, 2e-38) * 0.5)[1] > 0)'
     local code, out, err = run({"-e", code_text})
     assert.are.equal(0, code, err)
     local supported = out == "true\tfalse\n"
@@ -169,7 +170,8 @@ describe("the dropnet command", function()
     assert.are.equal(26, #want)
     assert.are.equal(#want, #got)
     for i = 1, #want do
-      assert.truthy(math.abs(got[i] - want[i]) <= 1e-4 * (1 + math.abs(want[i])), i .. ": " .. got[i] .. " vs " .. want[i])
+      assert.truthy(math.abs(got[i] - want[i]) <= 1e-4 * (1 + math.abs(want[i])),
+        i .. ": " .. got[i] .. " vs " .. want[i])
     end
   end)
 

@@ -715,10 +715,10 @@ describe("MC dropout mode", function()
 
     local Failing = nn.Module:extend("Failing")
     function Failing:init() self.calls = 0 end
-    function Failing:forward(x)
+    function Failing:forward(input)
       self.calls = self.calls + 1
       if self.calls == 3 then error("boom on pass 3", 0) end
-      return x
+      return input
     end
     local bad = nn.Sequential(nn.Dropout(0.5), Failing()):train()
     H.assert_error(function() nn.mc_predict(bad, dn.ones(2, 2), 5) end, {"boom on pass 3"})
@@ -759,7 +759,8 @@ describe("nn.functional dropout forms", function()
     assert.are.equal(x4, F.dropout2d(x4, 0.5, false))
     local y = F.dropout2d(x4, 0.5)
     for _, v in ipairs(H.flatten(y:totable())) do assert.is_true(v == 0 or v == 2) end
-    H.assert_error(function() F.dropout1d(x4, 0.5) end, {"dropout1d: input must be 3-D [N, C, L] (got shape [4,6,2,2])"})
+    H.assert_error(function() F.dropout1d(x4, 0.5) end,
+      {"dropout1d: input must be 3-D [N, C, L] (got shape [4,6,2,2])"})
     H.assert_error(function() F.dropout3d(x4, 0.5) end, {"dropout3d: input must be 5-D [N, C, D, H, W]"})
     local s = dn.ones(5, 2, 3)
     local ls = F.locked_dropout(s, 0.5):totable()

@@ -128,6 +128,15 @@ describe("nn.Module registration", function()
     assert.are.equal(1, #m:children())
   end)
 
+  it("a child replaced keeps its place, so a Sequential runs it where it was", function()
+    local seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    seq[2] = nn.Tanh()
+    local names = {}
+    for i, c in ipairs(seq:named_children()) do names[i] = c[1] .. ":" .. c[2].__name end
+    assert.are.same({"1:Linear", "2:Tanh", "3:Linear"}, names)
+    assert.are.same({1, 1}, seq(dn.ones(1, 2)):shape())
+  end)
+
   it("assigning a non-Parameter to a parameter's name is an error", function()
     local m = nn.Linear(2, 2)
     H.assert_error(function() m.weight = dn.zeros(2, 2) end,
@@ -149,7 +158,8 @@ describe("nn.Module registration", function()
     assert.are.same({"running", "scratch"}, names_of(m:named_buffers()))
     local keys = getmetatable(m:state_dict()).keys
     assert.are.same({"w", "running", "head.weight", "head.bias"}, keys)   -- scratch is not persistent
-    H.assert_error(function() m:register_parameter("a.b", dn.zeros(1)) end, {"name must be a non-empty string without '.'"})
+    H.assert_error(function() m:register_parameter("a.b", dn.zeros(1)) end,
+      {"name must be a non-empty string without '.'"})
     H.assert_error(function() m:register_parameter("p", 3) end, {"a tensor or nil expected for 'p' (got 3)"})
     H.assert_error(function() m:add_module("x", 3) end, {"add_module: a module expected for 'x' (got 3)"})
     H.assert_error(function() nn.Parameter({1, 2}) end, {"Parameter: a tensor expected (got table)"})
@@ -234,7 +244,8 @@ describe("nn.Module modes and gradients", function()
     for n = 1, 2 do
       for j = 1, 3 do
         local z = b[j] + xv[n][1] * w[j][1] + xv[n][2] * w[j][2]
-        local t = math.tanh(z)
+        local e = math.exp(2 * z)
+        local t = (e - 1) / (e + 1)   -- tanh(z): math.tanh is gone since Lua 5.3
         ds[j] = ds[j] + t
         local dz = s[j] * (1 - t * t)
         db[j] = db[j] + dz
@@ -319,7 +330,8 @@ describe("nn.Module state dicts", function()
       .. 'the model [2,3]', err)
     H.assert_error(function() m:load_state_dict({weight = "w", bias = dn.zeros(2)}) end,
       {'value for "weight" must be a tensor (got "w")'})
-    H.assert_error(function() m:load_state_dict(5) end, {"load_state_dict (Linear): a table of tensors expected (got 5)"})
+    H.assert_error(function() m:load_state_dict(5) end,
+      {"load_state_dict (Linear): a table of tensors expected (got 5)"})
     H.assert_error(function() m:load_state_dict({}, {strict = false, strct = 1}) end, {"unknown option 'strct'"})
   end)
 

@@ -8,6 +8,7 @@ local H = require "helpers"
 local F = nn.functional
 local RTOL, ATOL = 1e-5, 1e-6
 
+-- luacheck: push ignore 631 (the generating script and its output, pasted as they are)
 --[==[ Reference values: /usr/bin/python3 this script > ref.txt, pasted into REF below.
 import torch, torch.nn.functional as F
 torch.set_default_dtype(torch.float32)
@@ -180,6 +181,7 @@ local REF = {
   bce_none = {{0.474076986, 0.313261658, 21}, {0, 0.126928046, 0.750939429}},
   bce_none_grad = {{-0.377540648, -0.537882864, 0.349999994}, {2.80728725e-14, -0.083442077, 0.288394153}},
 }
+-- luacheck: pop
 
 -- The fixed inputs and weights of the script above (class targets 1-based here).
 local X = {{0.5, -1.2, 0.3, 2.0}, {-0.7, 0.1, -0.4, 1.5}, {1.1, -0.3, 0.8, -2.2}}
@@ -253,7 +255,6 @@ describe("nn.Linear", function()
     local lin = nn.Linear(400, 300)
     local bound = 1 / math.sqrt(400)
     local w = lin.weight
-    local n = w:numel()
     assert.is_true(w:max():item() <= bound and w:min():item() >= -bound)
     -- the extremes come close to the bound: P(max < 0.99 bound) = 0.995^120000
     assert.is_true(w:max():item() > 0.99 * bound and w:min():item() < -0.99 * bound)
@@ -634,7 +635,7 @@ describe("nn.init", function()
     assert.is_true(math.abs(var / (0.25 * 2 / 500) - 1) < 0.03)
     init.kaiming_uniform_(t)              -- leaky_relu, a = 0: gain sqrt(2), fan_in
     bound = math.sqrt(2) * math.sqrt(3 / 200)
-    _, var, lo, hi = stats(t)
+    _, _, lo, hi = stats(t)
     assert.is_true(lo >= -bound and hi <= bound and hi > 0.99 * bound)
     init.kaiming_uniform_(t, {mode = "fan_out", nonlinearity = "relu"})
     bound = math.sqrt(2) * math.sqrt(3 / 300)

@@ -514,14 +514,20 @@ describe("plot.save", function()
 
   it("names the path when it cannot write", function()
     local path = dir .. "/no/such/dir/train.svg"
-    H.assert_error(function() plot.save(path, "x") end, {"save: cannot write '" .. path .. "'"})
+    H.assert_error(function() plot.save(path, "x") end,
+      {"save: cannot write '" .. path .. "' (dn.write_file: cannot create a temporary file beside " .. path})
     H.assert_error(function() plot.save(nil, "x") end, {"save: path must be a non-empty string (got nil)"})
     H.assert_error(function() plot.save(dir .. "/x.svg", 5) end, {"save: svg must be a string (got 5)"})
     -- a directory in the way of the rename: the old content stays, no temp file is left
     local blocked = dir .. "/blocked"
     assert(os.execute("mkdir -p '" .. blocked .. "/inside'"))
-    H.assert_error(function() plot.save(blocked, "x") end, {"save: cannot write '" .. blocked .. "'"})
+    H.assert_error(function() plot.save(blocked, "x") end,
+      {"save: cannot write '" .. blocked .. "' (dn.write_file: " .. blocked .. " is a directory)"})
     assert.is_false(exists(blocked .. ".tmp"))
+    -- it writes through dn.write_file: no temporary is left beside the file (the writer's are hidden)
+    for name in io.popen("ls -a '" .. dir .. "'"):lines() do
+      assert.is_nil(name:find("%.tmp"), name)
+    end
   end)
 end)
 

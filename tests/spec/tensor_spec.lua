@@ -106,7 +106,7 @@ describe("module", function()
     local start = dn.memory_stats().live_bytes
     local peak = start
     for _ = 1, 100 do
-      local t = dn.zeros(1024, 1024)
+      local t = dn.zeros(1024, 1024)   -- luacheck: ignore 231 (alive while live_bytes is read)
       peak = math.max(peak, dn.memory_stats().live_bytes)
       t = nil
     end

@@ -111,7 +111,7 @@ describe("scripts/train.lua", function()
     local out = p:read("a")
     local _, _, code = p:close()
     assert.are.equal(2, code, out)
-    assert.truthy(out:find("train.lua: write_file: error writing " .. out_dir .. "/metrics.csv: File too large", 1,
+    assert.truthy(out:find("train.lua: dn.write_file: error writing " .. out_dir .. "/metrics.csv: File too large", 1,
       true), out)
     assert.is_nil(io.open(out_dir .. "/metrics.csv"), "no empty metrics.csv is left behind")
     local ls = assert(io.popen("ls -A " .. quote(out_dir)))
@@ -124,7 +124,7 @@ describe("scripts/train.lua", function()
     assert(os.execute("mkdir -p " .. quote(out_dir .. "/train.svg")))   -- a directory where the plot goes
     local out, code = run(common .. quote(dir .. "/data") .. " --epochs 1 --out " .. quote(out_dir))
     assert.are.equal(2, code, out)
-    assert.truthy(out:find("train.lua: write_file: " .. out_dir .. "/train.svg is a directory", 1, true), out)
+    assert.truthy(out:find("train.lua: dn.write_file: " .. out_dir .. "/train.svg is a directory", 1, true), out)
     out, code = run(common .. quote(dir .. "/data") .. " --epochs 1 --out /dev/null/run")
     assert.are.equal(2, code, out)
     assert.truthy(out:find("train.lua: cannot create the output directory /dev/null/run", 1, true), out)

@@ -7,7 +7,7 @@
 -- returns the value (converted where it says so) or raises
 -- "<where>: <what> must be ... (got <value>)" at level 0: the message is
 -- about the caller's argument, not about a line of the library.
-local C = {}
+local check = {}
 
 -- The C module's tensor and generator metatables, found on first need.
 -- Tensors and generators exist only once dropnet.core is loaded, so it is
@@ -23,12 +23,12 @@ local function core_metatables()
 end
 
 --- Raises string.format(fmt, ...) without a position (level 0).
-function C.fail(fmt, ...) error(string.format(fmt, ...), 0) end
+function check.fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
 --- v for a message: numbers and strings show their value, tensors are "a
 -- tensor", nn classes "class <name>", other values their metatable's
 -- __name, else their type.
-function C.describe(v)
+function check.describe(v)
   if type(v) == "number" then return tostring(v) end
   if type(v) == "string" then return string.format("%q", v) end
   local mt = getmetatable(v)
@@ -41,7 +41,7 @@ function C.describe(v)
 end
 
 --- True for a number that is neither NaN nor infinite.
-function C.is_finite(v)
+function check.is_finite(v)
   return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
 end
 
@@ -50,20 +50,28 @@ end
 -- not in `known`, a list or a set of names. Returns t, or {} for nil;
 -- anything else raises "<where>: <what> must be a table" (what defaults to
 -- "options").
-function C.options(where, what, t, known, noun)
+function check.options(where, what, t, known, noun)
   if t == nil then return {} end
-  if type(t) ~= "table" then C.fail("%s: %s must be a table (got %s)", where, what or "options", C.describe(t)) end
-  local set = known
-  if known[1] ~= nil then   -- a list
-    set = {}
-    for _, k in ipairs(known) do set[k] = true end
+  if type(t) ~= "table" then
+    check.fail("%s: %s must be a table (got %s)", where, what or "options", check.describe(t))
   end
+  local is_list = known[1] ~= nil
   for key in pairs(t) do
-    if not set[key] then
+    local found = not is_list and known[key]
+    if is_list then   -- a short list: a scan allocates nothing (options are checked on hot paths)
+      for i = 1, #known do
+        if known[i] == key then found = true break end
+      end
+    end
+    if not found then
       local names = {}
-      for k in pairs(set) do names[#names + 1] = k end
+      if is_list then
+        for i, k in ipairs(known) do names[i] = k end
+      else
+        for k in pairs(known) do names[#names + 1] = k end
+      end
       table.sort(names)
-      C.fail("%s: unknown %s '%s' (known: %s)", where, noun or "option", tostring(key), table.concat(names, ", "))
+      check.fail("%s: unknown %s '%s' (known: %s)", where, noun or "option", tostring(key), table.concat(names, ", "))
     end
   end
   return t
@@ -71,51 +79,82 @@ end
 
 --- v as an integer >= min (any integer when min is nil). Integer-valued
 -- floats (2.0) are accepted and returned as integers.
-function C.int(where, what, v, min)
+function check.int(where, what, v, min)
   local i = math.type(v) == "float" and math.tointeger(v) or v
   if math.type(i) ~= "integer" or (min and i < min) then
     local req = min and string.format("an integer >= %d", min) or "an integer"
-    C.fail("%s: %s must be %s (got %s)", where, what, req, C.describe(v))
+    check.fail("%s: %s must be %s (got %s)", where, what, req, check.describe(v))
   end
   return i
 end
 
 --- v as a finite number.
-function C.number(where, what, v)
-  if not C.is_finite(v) then C.fail("%s: %s must be a finite number (got %s)", where, what, C.describe(v)) end
+function check.number(where, what, v)
+  if not check.is_finite(v) then
+    check.fail("%s: %s must be a finite number (got %s)", where, what, check.describe(v))
+  end
   return v
 end
 
 --- v as a finite number >= 0 (rates, decays, epsilons).
-function C.nonneg(where, what, v)
-  if not C.is_finite(v) or v < 0 then
-    C.fail("%s: %s must be a finite number >= 0 (got %s)", where, what, C.describe(v))
+function check.nonneg(where, what, v)
+  if not check.is_finite(v) or v < 0 then
+    check.fail("%s: %s must be a finite number >= 0 (got %s)", where, what, check.describe(v))
   end
   return v
 end
 
 --- v as a boolean (nil is not accepted: callers apply their defaults first).
-function C.bool(where, what, v)
-  if type(v) ~= "boolean" then C.fail("%s: %s must be true or false (got %s)", where, what, C.describe(v)) end
+function check.bool(where, what, v)
+  if type(v) ~= "boolean" then check.fail("%s: %s must be true or false (got %s)", where, what, check.describe(v)) end
   return v
 end
 
 --- v as one of the strings in the list `choices`.
-function C.choice(where, what, v, choices)
-  for _, c in ipairs(choices) do
-    if v == c then return v end
+function check.choice(where, what, v, choices)
+  for i = 1, #choices do
+    if v == choices[i] then return v end
   end
-  C.fail("%s: %s must be one of \"%s\" (got %s)", where, what, table.concat(choices, "\", \""), C.describe(v))
+  check.fail("%s: %s must be one of \"%s\" (got %s)", where, what, table.concat(choices, "\", \""), check.describe(v))
 end
 
 --- v as a dropnet.Generator, or nil (nil: the default generator, which the
 -- caller looks up when it draws, not now).
-function C.generator(where, v)
+function check.generator(where, v)
+  if v == nil then return nil end
   local _, mt = core_metatables()
-  if v ~= nil and (mt == nil or getmetatable(v) ~= mt) then
-    C.fail("%s: generator must be a dropnet.Generator (got %s)", where, C.describe(v))
+  if mt == nil or getmetatable(v) ~= mt then
+    check.fail("%s: generator must be a dropnet.Generator (got %s)", where, check.describe(v))
   end
   return v
 end
 
-return C
+--- v as a tensor.
+function check.tensor(where, v)
+  local tensor = core_metatables()
+  if tensor == nil or getmetatable(v) ~= tensor then
+    check.fail("%s: a tensor expected (got %s)", where, check.describe(v))
+  end
+  return v
+end
+
+--- x as a tensor of ndim dims; layout ("[N, C, L]") names them in the
+-- message "<where>: input must be 3-D [N, C, L] (got shape [2,3])".
+function check.input(where, x, ndim, layout)
+  check.tensor(where, x)
+  if x:dim() ~= ndim then
+    check.fail("%s: input must be %d-D %s (got shape [%s])", where, ndim, layout, table.concat(x:shape(), ","))
+  end
+  return x
+end
+
+--- p as a dropout probability: a number in [0, 1], or in [0, 1) when
+-- below_one. `what` is "p" or a field such as "dropconnect".
+function check.probability(where, what, p, below_one)
+  if type(p) ~= "number" or p ~= p or p < 0 or p > 1 or (below_one and p == 1) then
+    check.fail("%s: %s must be a number in [0, 1%s (got %s)", where, what, below_one and ")" or "]", check.describe(p))
+  end
+  return p
+end
+
+return check

@@ -104,7 +104,9 @@ local function place(root, path, value, file)
       node[k] = value
     else
       if node[k] == nil then node[k] = {} end
-      if type(node[k]) ~= "table" then error(string.format("checkpoint.load: %s: '%s' is both a value and a table", file, path), 3) end
+      if type(node[k]) ~= "table" then
+        error(string.format("checkpoint.load: %s: '%s' is both a value and a table", file, path), 3)
+      end
       node = node[k]
     end
   end

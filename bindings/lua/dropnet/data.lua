@@ -14,13 +14,13 @@
 -- DROPNET_DATA environment variable, else where Debian's package installs them.
 local dn = require "dropnet"
 local core = require "dropnet.core"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 
 local data = {}
 
 -- --- checks ------------------------------------------------------------------------
 
-local fail, describe = C.fail, C.describe
+local fail, describe = check.fail, check.describe
 
 --- "[2,3]" for a tensor's shape.
 local function shape_string(t)
@@ -50,11 +50,11 @@ end
 -- @treturn Tensor float32 [rows, cols]
 function data.csv(path, options)
   check_path("data.csv", path)
-  options = C.options("data.csv", "options", options, {"delimiter", "header"})
+  options = check.options("data.csv", "options", options, {"delimiter", "header"})
   if options.delimiter ~= nil and (type(options.delimiter) ~= "string" or #options.delimiter ~= 1) then
     fail("data.csv: delimiter must be a one-character string (got %s)", describe(options.delimiter))
   end
-  if options.header ~= nil then C.bool("data.csv", "header", options.header) end
+  if options.header ~= nil then check.bool("data.csv", "header", options.header) end
   return core.csv_read(path, options)
 end
 
@@ -212,10 +212,10 @@ end
 function data.random_split(ds, n_first, options)
   local where = "random_split"
   check_dataset(where, ds)
-  local first = C.int(where, "n_first", n_first, 0)
+  local first = check.int(where, "n_first", n_first, 0)
   if first > ds.n then fail("%s: n_first must be at most the dataset size %d (got %d)", where, ds.n, first) end
-  options = C.options(where, "options", options, {"generator"})
-  local g = C.generator(where, options.generator) or dn.default_generator()
+  options = check.options(where, "options", options, {"generator"})
+  local g = check.generator(where, options.generator) or dn.default_generator()
   local perm = dn.randperm(ds.n, g)
   return ds:subset(perm:narrow(1, 1, first)), ds:subset(perm:narrow(1, first + 1, ds.n - first))
 end
@@ -248,14 +248,14 @@ DataLoader.__name = "dropnet.data.DataLoader"
 function data.DataLoader(ds, options)
   local where = "DataLoader"
   check_dataset(where, ds)
-  options = C.options(where, "options", options, {"batch_size", "shuffle", "drop_last", "generator"})
+  options = check.options(where, "options", options, {"batch_size", "shuffle", "drop_last", "generator"})
   local batch_size = 1
-  if options.batch_size ~= nil then batch_size = C.int(where, "batch_size", options.batch_size, 1) end
-  local shuffle = options.shuffle ~= nil and C.bool(where, "shuffle", options.shuffle) or false
-  local drop_last = options.drop_last ~= nil and C.bool(where, "drop_last", options.drop_last) or false
+  if options.batch_size ~= nil then batch_size = check.int(where, "batch_size", options.batch_size, 1) end
+  local shuffle = options.shuffle ~= nil and check.bool(where, "shuffle", options.shuffle) or false
+  local drop_last = options.drop_last ~= nil and check.bool(where, "drop_last", options.drop_last) or false
   return setmetatable({
     dataset = ds, batch_size = batch_size, shuffle = shuffle, drop_last = drop_last,
-    generator = C.generator(where, options.generator),
+    generator = check.generator(where, options.generator),
   }, DataLoader)
 end
 
@@ -358,10 +358,12 @@ local function normalization(where, normalize)
   if type(normalize) ~= "table" then
     fail("%s: normalize must be true, false or {mean = m, std = s} (got %s)", where, describe(normalize))
   end
-  C.options(where .. ": normalize", "options", normalize, {"mean", "std"})
+  check.options(where .. ": normalize", "options", normalize, {"mean", "std"})
   local mean, std = normalize.mean, normalize.std
-  if not C.is_finite(mean) then fail("%s: normalize.mean must be a finite number (got %s)", where, describe(mean)) end
-  if not C.is_finite(std) or std <= 0 then
+  if not check.is_finite(mean) then
+    fail("%s: normalize.mean must be a finite number (got %s)", where, describe(mean))
+  end
+  if not check.is_finite(std) or std <= 0 then
     fail("%s: normalize.std must be a finite number > 0 (got %s)", where, describe(std))
   end
   return mean, std
@@ -388,7 +390,7 @@ end
 --   y int32 [N] with labels 1..10 (`data.class_names.fashion_mnist[y]` names them)
 function data.fashion_mnist(options)
   local where = "fashion_mnist"
-  options = C.options(where, "options", options, {"split", "dir", "normalize", "flatten"})
+  options = check.options(where, "options", options, {"split", "dir", "normalize", "flatten"})
   local split = options.split == nil and "train" or options.split
   local files = FASHION_MNIST_FILES[split]
   if not files then fail("%s: split must be \"train\" or \"test\" (got %s)", where, describe(split)) end
@@ -397,7 +399,7 @@ function data.fashion_mnist(options)
   end
   local mean, std = normalization(where, options.normalize)
   local flatten = true
-  if options.flatten ~= nil then flatten = C.bool(where, "flatten", options.flatten) end
+  if options.flatten ~= nil then flatten = check.bool(where, "flatten", options.flatten) end
 
   local dir, chosen_by = data_directory(options.dir)
   local images_path, labels_path = find_file(dir, files.images), find_file(dir, files.labels)

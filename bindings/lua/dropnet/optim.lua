@@ -10,13 +10,13 @@
 -- opt.param_groups is public: a schedule (or the user) changes group.lr there.
 local dn = require "dropnet"
 local core = require "dropnet.core"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 
 local optim = {}
 
 -- --- checks ------------------------------------------------------------------------
 
-local fail, describe, is_finite = C.fail, C.describe, C.is_finite
+local fail, describe, is_finite = check.fail, check.describe, check.is_finite
 
 -- A norm limit: a number >= 0, +inf meaning no limit (as in PyTorch).
 local function check_limit(where, v)
@@ -52,7 +52,7 @@ function Optimizer:add_param_group(group)
   end
   local known = {params = true, initial_lr = true}
   for _, k in ipairs(self._spec.known) do known[k] = true end
-  C.options(where, "parameter group", group, known)
+  check.options(where, "parameter group", group, known)
   local params = group.params
   if dn.is_tensor(params) then params = {params} end
   if type(params) ~= "table" then fail("%s: params must be a list of tensors (got %s)", where, describe(params)) end
@@ -82,7 +82,7 @@ end
 
 local function new_optimizer(spec, params, options)
   local where = spec.name
-  options = C.options(where, "options", options, spec.known)
+  options = check.options(where, "options", options, spec.known)
   local self = setmetatable({name = spec.name, _spec = spec, param_groups = {}, state = {}, _members = {}},
     Optimizer)
   -- what a group gets for the options it does not set itself
@@ -237,7 +237,7 @@ function Optimizer:load_state_dict(sd)
         end
         st[k] = v:clone()
       else
-        st[k] = C.int(where, "state 'step' of parameter " .. tostring(id), v, 0)
+        st[k] = check.int(where, "state 'step' of parameter " .. tostring(id), v, 0)
       end
     end
     new_state[p] = st
@@ -279,14 +279,14 @@ local SGD = {
 
 function SGD.validate(where, g)
   if g.lr == nil then fail("%s: lr is required (e.g. {lr = 0.1})", where) end
-  C.nonneg(where, "lr", g.lr)
-  C.nonneg(where, "momentum", g.momentum)
+  check.nonneg(where, "lr", g.lr)
+  check.nonneg(where, "momentum", g.momentum)
   if not is_finite(g.dampening) then
     fail("%s: dampening must be a finite number (got %s)", where, describe(g.dampening))
   end
-  C.nonneg(where, "weight_decay", g.weight_decay)
-  C.bool(where, "nesterov", g.nesterov)
-  C.bool(where, "maximize", g.maximize)
+  check.nonneg(where, "weight_decay", g.weight_decay)
+  check.bool(where, "nesterov", g.nesterov)
+  check.bool(where, "maximize", g.maximize)
   if g.nesterov and (g.momentum <= 0 or g.dampening ~= 0) then
     fail("%s: Nesterov momentum requires a momentum > 0 and zero dampening (got momentum %s, dampening %s)", where,
       describe(g.momentum), describe(g.dampening))
@@ -314,10 +314,10 @@ function optim.SGD(params, options) return new_optimizer(SGD, params, options) e
 -- --- Adam / AdamW ------------------------------------------------------------------------
 
 local function adam_validate(where, g)
-  C.nonneg(where, "lr", g.lr)
-  C.nonneg(where, "eps", g.eps)
-  C.nonneg(where, "weight_decay", g.weight_decay)
-  C.bool(where, "maximize", g.maximize)
+  check.nonneg(where, "lr", g.lr)
+  check.nonneg(where, "eps", g.eps)
+  check.nonneg(where, "weight_decay", g.weight_decay)
+  check.bool(where, "maximize", g.maximize)
   local b = g.betas
   if type(b) ~= "table" or #b ~= 2 then fail("%s: betas must be a pair {beta1, beta2} (got %s)", where, describe(b)) end
   for i = 1, 2 do
@@ -369,9 +369,9 @@ local RMSPROP = {
 }
 
 function RMSPROP.validate(where, g)
-  for _, k in ipairs({"lr", "alpha", "eps", "weight_decay", "momentum"}) do C.nonneg(where, k, g[k]) end
-  C.bool(where, "centered", g.centered)
-  C.bool(where, "maximize", g.maximize)
+  for _, k in ipairs({"lr", "alpha", "eps", "weight_decay", "momentum"}) do check.nonneg(where, k, g[k]) end
+  check.bool(where, "centered", g.centered)
+  check.bool(where, "maximize", g.maximize)
 end
 
 function RMSPROP.update(p, g, st, group)
@@ -455,7 +455,7 @@ local function scheduler_class(name, config, value, target)
   return class
 end
 
-local function check_positive_int(where, key, v) return C.int(where, key, v, 1) end
+local function check_positive_int(where, key, v) return check.int(where, key, v, 1) end
 local function check_fraction(where, key, v)
   if not is_finite(v) or v < 0 or v > 1 then fail("%s: %s must be in [0, 1] (got %s)", where, key, describe(v)) end
   return v
@@ -466,14 +466,14 @@ local function new_scheduler(class, opt, options)
   if getmetatable(opt) ~= Optimizer then fail("%s: an optimizer expected (got %s)", where, describe(opt)) end
   local known = {}
   for _, c in ipairs(class._config) do known[c[1]] = true end
-  options = C.options(where, "options", options, known)
+  options = check.options(where, "options", options, known)
   local self = setmetatable({optimizer = opt, last_epoch = 0, base_lrs = {}}, class)
   for _, c in ipairs(class._config) do
-    local key, default, check = c[1], c[2], c[3]
+    local key, default, check_value = c[1], c[2], c[3]
     local v = options[key]
     if v == nil then v = default end
     if v == nil then fail("%s: %s is required", where, key) end
-    self[key] = check(where, key, v)
+    self[key] = check_value(where, key, v)
   end
   if class._init then class._init(self) end
   self:_apply()
@@ -530,12 +530,12 @@ end
 function Scheduler:load_state_dict(sd)
   local where = self.name .. ":load_state_dict"
   if type(sd) ~= "table" then fail("%s: a table expected (got %s)", where, describe(sd)) end
-  local last_epoch = C.int(where, "last_epoch", sd.last_epoch, 0)
+  local last_epoch = check.int(where, "last_epoch", sd.last_epoch, 0)
   local groups = #self.optimizer.param_groups
   if type(sd.base_lrs) ~= "table" or (self._target == "lr" and #sd.base_lrs ~= groups) then
     fail("%s: base_lrs must list one value per parameter group (%d)", where, groups)
   end
-  for i = 1, #sd.base_lrs do C.nonneg(where, "base_lrs[" .. i .. "]", sd.base_lrs[i]) end
+  for i = 1, #sd.base_lrs do check.nonneg(where, "base_lrs[" .. i .. "]", sd.base_lrs[i]) end
   if type(sd.last_values) ~= "table" then fail("%s: last_values must be a list", where) end
   local values = {}
   for _, c in ipairs(self._config) do
@@ -551,20 +551,20 @@ end
 local lr_scheduler = {}
 optim.lr_scheduler = lr_scheduler
 
-local STEP_LR = scheduler_class("StepLR", {{"step_size", nil, check_positive_int}, {"gamma", 0.1, C.nonneg}},
+local STEP_LR = scheduler_class("StepLR", {{"step_size", nil, check_positive_int}, {"gamma", 0.1, check.nonneg}},
   function(self, epoch, base) return base * self.gamma ^ (epoch // self.step_size) end)
 
 --- StepLR(opt, {step_size =, gamma = 0.1}): lr = base * gamma^floor(step / step_size).
 function lr_scheduler.StepLR(opt, options) return new_scheduler(STEP_LR, opt, options) end
 
-local EXPONENTIAL_LR = scheduler_class("ExponentialLR", {{"gamma", nil, C.nonneg}},
+local EXPONENTIAL_LR = scheduler_class("ExponentialLR", {{"gamma", nil, check.nonneg}},
   function(self, epoch, base) return base * self.gamma ^ epoch end)
 
 --- ExponentialLR(opt, {gamma =}): lr = base * gamma^step.
 function lr_scheduler.ExponentialLR(opt, options) return new_scheduler(EXPONENTIAL_LR, opt, options) end
 
 local COSINE_LR = scheduler_class("CosineAnnealingLR",
-  {{"T_max", nil, check_positive_int}, {"eta_min", 0, C.nonneg}},
+  {{"T_max", nil, check_positive_int}, {"eta_min", 0, check.nonneg}},
   function(self, epoch, base)
     return self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
   end)
@@ -586,7 +586,7 @@ local WARMUP_LR = scheduler_class("LinearWarmup",
 function lr_scheduler.LinearWarmup(opt, options) return new_scheduler(WARMUP_LR, opt, options) end
 
 local MOMENTUM_RAMP = scheduler_class("MomentumRamp",
-  {{"from", 0.5, C.nonneg}, {"to", 0.99, C.nonneg}, {"steps", nil, check_positive_int}},
+  {{"from", 0.5, check.nonneg}, {"to", 0.99, check.nonneg}, {"steps", nil, check_positive_int}},
   function(self, epoch)
     return self.from + (self.to - self.from) * math.min(epoch, self.steps) / self.steps
   end, "momentum")

@@ -10,7 +10,7 @@
 -- (and values <= 0 on a log axis) leave a gap in the line. Colors come from the
 -- Okabe-Ito palette (color-blind safe), assigned by series name, so a series
 -- named "test" has the same color in every panel of plot.panels.
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 
 local plot = {}
 
@@ -34,7 +34,7 @@ local log10 = function(v) return math.log(v, 10) end
 
 -- --- checks --------------------------------------------------------------------------
 
-local fail, describe, is_finite = C.fail, C.describe, C.is_finite
+local fail, describe, is_finite = check.fail, check.describe, check.is_finite
 
 local function set_of(list)
   local s = {}
@@ -345,7 +345,7 @@ local LEGEND_PLACES = {"best", "top-right", "top-left", "bottom-right", "bottom-
 -- Checks chart options and returns the chart in a normalized form.
 local function read_chart(where, opts)
   if type(opts) ~= "table" then fail("%s: expected a table of options (got %s)", where, describe(opts)) end
-  C.options(where, "options", opts, CHART_KEYS)
+  check.options(where, "options", opts, CHART_KEYS)
   local chart = {
     title = check_text(where, "title", opts.title),
     x_label = check_text(where, "x_label", opts.x_label),
@@ -379,7 +379,7 @@ local function read_chart(where, opts)
     end
     local name = check_text(string.format("%s: series %d", where, i), "name", s.name) or string.format("series %d", i)
     local swhere = string.format("%s: series %d ('%s')", where, i, name)
-    C.options(swhere, "series", s, SERIES_KEYS, "field")
+    check.options(swhere, "series", s, SERIES_KEYS, "field")
     if s.y == nil then fail("%s: y is missing", swhere) end
     local y, n = read_values(swhere, "y", s.y)
     local x
@@ -794,7 +794,7 @@ function plot.panels(charts, opts)
   if type(charts) ~= "table" or #charts == 0 then
     fail("%s: expected a non-empty list of chart options (got %s)", where, describe(charts))
   end
-  opts = C.options(where, "options", opts or {}, {"columns", "width", "height", "title"})
+  opts = check.options(where, "options", opts or {}, {"columns", "width", "height", "title"})
   local columns = opts.columns or 2
   if math.type(columns) ~= "integer" and not (math.type(columns) == "float" and columns == floor(columns)) then
     fail("%s: columns must be an integer >= 1 (got %s)", where, describe(columns))
@@ -832,8 +832,10 @@ function plot.panels(charts, opts)
   return document(width, height, title, body)
 end
 
---- Writes an SVG (or any text) to a file atomically: a reader never sees a
--- half-written file, and a failed write leaves the old file in place.
+--- Writes an SVG (or any text) to a file atomically with dn.write_file
+-- (temporary file, fsync, rename): a reader never sees a half-written file,
+-- and a failed write leaves the old file in place. The C module is loaded
+-- here, on the first save, so that the charts themselves stay pure Lua.
 -- @tparam string path the file to write
 -- @tparam string svg the content
 -- @treturn string path
@@ -843,20 +845,8 @@ function plot.save(path, svg)
     fail("save: path must be a non-empty string (got %s)", describe(path))
   end
   if type(svg) ~= "string" then fail("save: svg must be a string (got %s)", describe(svg)) end
-  local tmp = path .. ".tmp"
-  local f, open_err = io.open(tmp, "wb")
-  if not f then fail("save: cannot write '%s': %s", path, open_err) end
-  local written, write_err = f:write(svg)
-  local closed, close_err = f:close()
-  if not written or not closed then
-    os.remove(tmp)
-    fail("save: cannot write '%s': %s", path, tostring(write_err or close_err))
-  end
-  local renamed, rename_err = os.rename(tmp, path)
-  if not renamed then
-    os.remove(tmp)
-    fail("save: cannot write '%s': %s", path, tostring(rename_err))
-  end
+  local ok, err = pcall(require("dropnet").write_file, path, svg)
+  if not ok then fail("save: cannot write '%s' (%s)", path, tostring(err)) end
   return path
 end
 

@@ -1,33 +1,32 @@
---- Activation modules: thin wrappers over the C kernels (see nn.functional).
-local core = require "dropnet.core"
+--- Activation modules: thin wrappers over nn.functional.
 local base = require "dropnet.nn.module"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
+local F = require "dropnet.nn.functional"
 
 local Module = base.Module
 
 local M = {}
 
--- An activation without options; `fused` names the activation the Linear
--- kernel can apply itself (Sequential fuses Linear + this layer).
-local function simple(name, kernel, fused)
+-- An activation without options. (ReLU, Sigmoid and Tanh after a Linear in
+-- a Sequential run inside the Linear's kernel: see dropnet.nn.fusion.)
+local function simple(name, fn)
   local cls = Module:extend(name)
-  cls.forward = function(_, x) return kernel(x) end
-  cls.fused_activation = fused
+  cls.forward = function(_, x) return fn(x) end
   M[name] = cls
   return cls
 end
 
-simple("ReLU", core.relu, "relu")
-simple("Sigmoid", core.sigmoid, "sigmoid")
-simple("Tanh", core.tanh, "tanh")
-simple("SELU", function(x) return core.nn_selu(x) end)
+simple("ReLU", F.relu)
+simple("Sigmoid", F.sigmoid)
+simple("Tanh", F.tanh)
+simple("SELU", F.selu)
 
 -- A number given directly or as opts[key]; dflt when absent.
 local function number_arg(v, key, dflt, where)
-  if type(v) == "table" then v = C.options(where, "options", v, {key})[key] end
+  if type(v) == "table" then v = check.options(where, "options", v, {key})[key] end
   if v == nil then v = dflt end
-  return C.number(where, key, v)
+  return check.number(where, key, v)
 end
 
 --- nn.LeakyReLU([negative_slope = 0.01]) (or {negative_slope = ...})
@@ -36,7 +35,7 @@ M.LeakyReLU = LeakyReLU
 function LeakyReLU:init(negative_slope)
   self.negative_slope = number_arg(negative_slope, "negative_slope", 0.01, "LeakyReLU")
 end
-function LeakyReLU:forward(x) return core.nn_leaky_relu(x, self.negative_slope) end
+function LeakyReLU:forward(x) return F.leaky_relu(x, self.negative_slope) end
 function LeakyReLU:extra_repr() return "negative_slope=" .. U.fmt(self.negative_slope) end
 
 --- nn.ELU([alpha = 1]) (or {alpha = ...})
@@ -45,7 +44,7 @@ M.ELU = ELU
 function ELU:init(alpha)
   self.alpha = number_arg(alpha, "alpha", 1.0, "ELU")
 end
-function ELU:forward(x) return core.nn_elu(x, self.alpha) end
+function ELU:forward(x) return F.elu(x, self.alpha) end
 function ELU:extra_repr() return "alpha=" .. U.fmt(self.alpha) end
 
 --- nn.GELU([{approximate = "none" | "tanh"}]) (or the string alone)
@@ -53,18 +52,18 @@ local GELU = Module:extend("GELU")
 M.GELU = GELU
 function GELU:init(opts)
   local approximate = opts
-  if type(opts) == "table" then approximate = C.options("GELU", "options", opts, {"approximate"}).approximate end
-  self.approximate = C.choice("GELU", "approximate", approximate or "none", {"none", "tanh"})
+  if type(opts) == "table" then approximate = check.options("GELU", "options", opts, {"approximate"}).approximate end
+  self.approximate = check.choice("GELU", "approximate", approximate or "none", {"none", "tanh"})
 end
-function GELU:forward(x) return core.nn_gelu(x, self.approximate == "tanh") end
+function GELU:forward(x) return F.gelu(x, self.approximate) end
 function GELU:extra_repr() return string.format("approximate=%q", self.approximate) end
 
 -- Softmax-like layers take one dim (1-based, negative from the end; default -1).
 local function dim_layer(name, kernel)
   local cls = Module:extend(name)
   cls.init = function(self, dim)
-    if type(dim) == "table" then dim = C.options(name, "options", dim, {"dim"}).dim end
-    dim = C.int(name, "dim", dim or -1)
+    if type(dim) == "table" then dim = check.options(name, "options", dim, {"dim"}).dim end
+    dim = check.int(name, "dim", dim or -1)
     if dim == 0 then error(name .. ": dims are 1-based (negative from the end); 0 is not a dim", 0) end
     self.dim = dim
   end
@@ -74,7 +73,7 @@ local function dim_layer(name, kernel)
   return cls
 end
 
-dim_layer("Softmax", function(x, dim) return core.nn_softmax(x, dim) end)
-dim_layer("LogSoftmax", function(x, dim) return core.nn_log_softmax(x, dim) end)
+dim_layer("Softmax", F.softmax)
+dim_layer("LogSoftmax", F.log_softmax)
 
 return M

@@ -2,7 +2,8 @@
 -- modules for a parent's forward). Children are keyed 1..n, so model[2],
 -- #model and ipairs(model) work, and parameter names read "2.weight".
 local base = require "dropnet.nn.module"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
+local fusion = require "dropnet.nn.fusion"
 
 local Module, is_module = base.Module, base.is_module
 
@@ -11,7 +12,7 @@ local M = {}
 -- Appends module m as child #n+1 of container c.
 local function append(c, m, where, argn)
   if not is_module(m) then
-    error(string.format("%s: argument %d is not a module (got %s)", where, argn, C.describe(m)), 0)
+    error(string.format("%s: argument %d is not a module (got %s)", where, argn, check.describe(m)), 0)
   end
   c:add_module(#rawget(c, "_modules_order") + 1, m)
 end
@@ -57,63 +58,15 @@ local function layer_error(name, m, err)
   error(string.format("Sequential: layer %s (%s): %s", tostring(name), m.__name, err), 0)
 end
 
--- A layer whose class defines forward_with_activation (Linear) followed by an
--- activation whose class defines fused_activation (ReLU, Tanh, Sigmoid) runs
--- as one fused kernel call. Both are read raw from the exact class so a
--- subclass overriding forward is never fused by mistake. The output is the
--- same as running the two layers one after the other.
-local function fused_pair(m, nxt)
-  if nxt == nil then return nil end
-  local fwd = rawget(getmetatable(m), "forward_with_activation")
-  if not fwd or m.activation ~= nil then return nil end
-  local act = rawget(getmetatable(nxt), "fused_activation")
-  if not act then return nil end
-  return fwd, act
-end
-
--- Linear, ReLU, Dropout in a row (exact classes; the Linear with neither an
--- activation of its own nor DropConnect) run as one kernel call while the
--- dropout draws: the same values, gradients and generator advance as the
--- three layers one by one, without the dropout's own pass over the output
--- and without regenerating its mask in backward.
-local function fused_triple(m, relu, drop)
-  if relu == nil or drop == nil then return nil end
-  local fwd = rawget(getmetatable(m), "_forward_relu_dropout")
-  if not fwd or m.activation ~= nil or m.dropconnect ~= nil then return nil end
-  if rawget(getmetatable(relu), "fused_activation") ~= "relu" then return nil end
-  local draw_p = rawget(getmetatable(drop), "_fused_draw_p")
-  if not draw_p then return nil end
-  return fwd, draw_p
-end
-
+-- The layers run as the steps of the container's plan (dropnet.nn.fusion):
+-- one layer, or a run of layers that a fusion rule turns into one call with
+-- the same results. An error names the step's first layer.
 function Sequential:forward(x)
-  local order, mods = rawget(self, "_modules_order"), rawget(self, "_modules")
-  local i, n = 1, #order
-  while i <= n do
-    local name = order[i]
-    local m = mods[name]
-    local fwd3, draw_p = fused_triple(m, mods[order[i + 1]], mods[order[i + 2]])
-    local p = false
-    if fwd3 then
-      local drop_name = order[i + 2]
-      local ok, res = pcall(draw_p, mods[drop_name])
-      if not ok then layer_error(drop_name, mods[drop_name], res) end
-      p = res
-    end
-    local fwd, act = fused_pair(m, mods[order[i + 1]])
-    local ok, y
-    if p then
-      local drop = mods[order[i + 2]]
-      ok, y = pcall(fwd3, m, x, p, drop.generator, drop.scale)
-      i = i + 3
-    elseif fwd then
-      ok, y = pcall(fwd, m, x, act)
-      i = i + 2
-    else
-      ok, y = pcall(m, x)
-      i = i + 1
-    end
-    if not ok then layer_error(name, m, y) end
+  local plan = fusion.plan(self)
+  for i = 1, #plan do
+    local step = plan[i]
+    local ok, y = pcall(step.forward, x, table.unpack(step))
+    if not ok then layer_error(step.name, step.module, y) end
     x = y
   end
   return x
@@ -141,7 +94,7 @@ end
 function ModuleList:extend(list)
   if rawget(self, "_modules") == nil then return Module.extend(self, list) end
   if type(list) ~= "table" or is_module(list) and not base.isinstance(list, ModuleList) then
-    error(string.format("ModuleList:extend: a list of modules expected (got %s)", C.describe(list)), 0)
+    error(string.format("ModuleList:extend: a list of modules expected (got %s)", check.describe(list)), 0)
   end
   -- the modules first: list may be self (list:extend(list)), which grows as we append
   local modules = {}

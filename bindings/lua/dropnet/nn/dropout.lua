@@ -22,15 +22,15 @@ the identity in eval; scale = "test" is the convention of Srivastava et al.
 (2014): kept values unscaled in training, everything multiplied by 1-p in eval.
 --]]
 local dn = require "dropnet"
-local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
 local layers = require "dropnet.nn.layers"
 local F = require "dropnet.nn.functional"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local Module = base.Module
-local check_p, check_input = F._check_dropout_p, F._check_dropout_input
+
+local function check_p(p, where, below_one) return check.probability(where, "p", p, below_one) end
 
 local M = {}
 
@@ -49,16 +49,9 @@ local function setup(self, p, opts, scaled, below_one)
   local name = self.__name
   if p == nil then p = 0.5 end
   self.p = check_p(p, name, below_one)
-  opts = C.options(name, "options", opts, scaled and {"scale", "generator"} or {"generator"})
-  if scaled then self.scale = C.choice(name, "scale", opts.scale or "inverted", {"inverted", "test"}) end
-  self.generator = C.generator(name, opts.generator)
-end
-
-local function check_tensor(x, where)
-  if not dn.is_tensor(x) then
-    error(string.format("%s: a tensor expected (got %s)", where, C.describe(x)), 0)
-  end
-  return x
+  opts = check.options(name, "options", opts, scaled and {"scale", "generator"} or {"generator"})
+  if scaled then self.scale = check.choice(name, "scale", opts.scale or "inverted", {"inverted", "test"}) end
+  self.generator = check.generator(name, opts.generator)
 end
 
 local function scaled_repr(self)
@@ -69,14 +62,16 @@ end
 
 local function p_repr(self) return "p=" .. U.fmt(self.p) end
 
--- forward of a scaled variant: kernel(x, p, generator, scale) when
--- stochastic and p > 0; otherwise x itself or, for scale = "test" in eval,
--- x * (1-p).
-local function scaled_forward(self, x, kernel)
+local TEST_SCALE = {scale = "test"}
+
+-- forward of a scaled variant, fn one of F.dropout, F.dropout1d, ...:
+-- fn(x, p, true, {scale, generator}) when stochastic and p > 0; otherwise x
+-- itself or, for scale = "test" in eval, fn's eval transform x * (1-p).
+local function scaled_forward(self, x, fn)
   local p = check_p(self.p, self.__name)
   if p == 0 then return x end
-  if self:is_stochastic() then return kernel(x, p, self.generator, self.scale) end
-  if self.scale == "test" then return core.dropout_eval(x, p, "test") end
+  if self:is_stochastic() then return fn(x, p, true, {scale = self.scale, generator = self.generator}) end
+  if self.scale == "test" then return fn(x, p, false, TEST_SCALE) end
   return x
 end
 
@@ -88,34 +83,27 @@ local Dropout = random_class("Dropout")
 function Dropout:init(p, opts) setup(self, p, opts, true) end
 
 function Dropout:forward(x)
-  return scaled_forward(self, check_tensor(x, self.__name), core.dropout)
+  return scaled_forward(self, check.tensor(self.__name, x), F.dropout)
 end
 
 Dropout.extra_repr = scaled_repr
 
--- Used by Sequential after a Linear and a ReLU: p when this layer draws now
--- (training or MC, p > 0), else false (the layers then run one by one).
-function Dropout:_fused_draw_p()
-  local p = check_p(self.p, self.__name)
-  return p > 0 and self:is_stochastic() and p
-end
-
 -- --- channel dropout ------------------------------------------------------------------
 
 -- Dropout1d/2d/3d: one decision per (n, c) zeroes the whole channel.
-local function channel_class(name, ndim, layout)
+local function channel_class(name, ndim, layout, fn)
   local cls = random_class(name)
   cls.init = function(self, p, opts) setup(self, p, opts, true) end
   cls.forward = function(self, x)
-    return scaled_forward(self, check_input(x, ndim, layout, self.__name), core.dropout_channels)
+    return scaled_forward(self, check.input(self.__name, x, ndim, layout), fn)
   end
   cls.extra_repr = scaled_repr
   return cls
 end
 
-channel_class("Dropout1d", 3, "[N, C, L]")
-channel_class("Dropout2d", 4, "[N, C, H, W]")
-channel_class("Dropout3d", 5, "[N, C, D, H, W]")
+channel_class("Dropout1d", 3, "[N, C, L]", F.dropout1d)
+channel_class("Dropout2d", 4, "[N, C, H, W]", F.dropout2d)
+channel_class("Dropout3d", 5, "[N, C, D, H, W]", F.dropout3d)
 
 -- --- LockedDropout ------------------------------------------------------------------
 
@@ -126,22 +114,22 @@ local LockedDropout = random_class("LockedDropout")
 function LockedDropout:init(p, opts) setup(self, p, opts, true) end
 
 function LockedDropout:forward(x)
-  return scaled_forward(self, check_input(x, 3, "[T, N, F]", self.__name), core.dropout_locked)
+  return scaled_forward(self, check.input(self.__name, x, 3, "[T, N, F]"), F.locked_dropout)
 end
 
 LockedDropout.extra_repr = scaled_repr
 
 -- --- AlphaDropout, GaussianDropout ---------------------------------------------------
 
--- Unscaled variants: kernel(x, p, generator) when stochastic and p > 0, else x.
-local function unscaled_class(name, kernel, below_one)
+-- Unscaled variants: fn(x, p, true, {generator}) when stochastic and p > 0, else x.
+local function unscaled_class(name, fn, below_one)
   local cls = random_class(name)
   cls.init = function(self, p, opts) setup(self, p, opts, false, below_one) end
   cls.forward = function(self, x)
-    check_tensor(x, self.__name)
+    check.tensor(self.__name, x)
     local p = check_p(self.p, self.__name, below_one)
     if p == 0 or not self:is_stochastic() then return x end
-    return kernel(x, p, self.generator)
+    return fn(x, p, true, {generator = self.generator})
   end
   cls.extra_repr = p_repr
   return cls
@@ -150,9 +138,9 @@ end
 --- nn.AlphaDropout([p = 0.5[, {generator = g}]]): dropped units take SELU's
 -- negative saturation value, then an affine map restores zero mean and unit
 -- variance (Klambauer et al. 2017).
-unscaled_class("AlphaDropout", core.alpha_dropout)
+unscaled_class("AlphaDropout", F.alpha_dropout)
 --- nn.GaussianDropout([p = 0.5[, {generator = g}]]): x * N(1, p/(1-p)), p < 1.
-unscaled_class("GaussianDropout", core.gaussian_dropout, true)
+unscaled_class("GaussianDropout", F.gaussian_dropout, true)
 
 -- --- DropConnect ---------------------------------------------------------------------
 
@@ -165,7 +153,7 @@ local DropConnect = random_class("DropConnect")
 -- Same as nn.Linear(in, out, {dropconnect = p}).
 function DropConnect:init(linear, p, opts)
   if not base.isinstance(linear, layers.Linear) then
-    error(string.format("DropConnect: an nn.Linear expected (got %s)", C.describe(linear)), 0)
+    error(string.format("DropConnect: an nn.Linear expected (got %s)", check.describe(linear)), 0)
   end
   if linear.dropconnect ~= nil then
     error("DropConnect: the Linear already drops its weights (dropconnect = " .. U.fmt(linear.dropconnect) .. ")", 0)
@@ -176,7 +164,9 @@ end
 
 function DropConnect:forward(x)
   local linear = self.linear
-  return linear:_dropconnect_forward(x, self.p, self.generator, linear.activation, self, self.__name)
+  local p = check_p(self.p, self.__name)
+  return F.dropconnect_linear(x, linear.weight, linear.bias, p, self:is_stochastic(),
+    {generator = self.generator, activation = linear.activation})
 end
 
 DropConnect.extra_repr = p_repr
@@ -226,11 +216,11 @@ the global generator).
 --]]
 function M.mc_predict(model, x, T, opts)
   if not base.is_module(model) then
-    error(string.format("mc_predict: a module expected (got %s)", C.describe(model)), 0)
+    error(string.format("mc_predict: a module expected (got %s)", check.describe(model)), 0)
   end
-  T = C.int("mc_predict", "T", T, 1)
-  opts = C.options("mc_predict", "options", opts, {"generator"})
-  C.generator("mc_predict", opts.generator)
+  T = check.int("mc_predict", "T", T, 1)
+  opts = check.options("mc_predict", "options", opts, {"generator"})
+  check.generator("mc_predict", opts.generator)
   local saved = save_modes(model)
   local borrowers = lend_generator(model, opts.generator)
   local function passes()
@@ -238,7 +228,7 @@ function M.mc_predict(model, x, T, opts)
     for t = 1, T do
       local y = model(x)
       if not dn.is_tensor(y) then
-        error(string.format("mc_predict: the model must return a tensor (got %s)", C.describe(y)), 0)
+        error(string.format("mc_predict: the model must return a tensor (got %s)", check.describe(y)), 0)
       end
       if t == 1 then
         mean, m2 = y:clone(), dn.zeros(y:shape())

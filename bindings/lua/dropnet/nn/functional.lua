@@ -1,21 +1,24 @@
 --- dropnet.nn.functional: the layers and losses as plain functions of
 -- tensors (the modules call these). Every one is differentiable; the
 -- arithmetic happens in C. Dims are 1-based, negative from the end.
-local dn = require "dropnet"
 local core = require "dropnet.core"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local F = {}
 
 local REDUCTIONS = {"mean", "sum", "none"}
 local ACTIVATIONS = {"relu", "tanh", "sigmoid"}
+-- the options of the calls (lists made once: some calls are on every training step)
+local REDUCTION_OPTIONS, CROSS_ENTROPY_OPTIONS = {"reduction"}, {"reduction", "label_smoothing"}
+local DROPOUT_OPTIONS, GENERATOR_OPTION = {"scale", "generator"}, {"generator"}
+local DROPCONNECT_OPTIONS = {"generator", "activation"}
 
 -- The reduction of a loss call: a string, or {reduction = ...}; "mean" by default.
 local function reduction_of(opts, fname, known)
-  if type(opts) == "string" then return C.choice(fname, "reduction", opts, REDUCTIONS) end
-  opts = C.options(fname, "options", opts, known or {"reduction"})
-  return C.choice(fname, "reduction", opts.reduction or "mean", REDUCTIONS), opts
+  if type(opts) == "string" then return check.choice(fname, "reduction", opts, REDUCTIONS) end
+  opts = check.options(fname, "options", opts, known or REDUCTION_OPTIONS)
+  return check.choice(fname, "reduction", opts.reduction or "mean", REDUCTIONS), opts
 end
 
 -- --- activations ------------------------------------------------------------------
@@ -27,13 +30,13 @@ function F.tanh(x) return core.tanh(x) end
 --- leaky_relu(x[, negative_slope = 0.01])
 function F.leaky_relu(x, negative_slope)
   if negative_slope == nil then negative_slope = 0.01 end
-  return core.nn_leaky_relu(x, C.number("leaky_relu", "negative_slope", negative_slope))
+  return core.nn_leaky_relu(x, check.number("leaky_relu", "negative_slope", negative_slope))
 end
 
 --- elu(x[, alpha = 1])
 function F.elu(x, alpha)
   if alpha == nil then alpha = 1.0 end
-  return core.nn_elu(x, C.number("elu", "alpha", alpha))
+  return core.nn_elu(x, check.number("elu", "alpha", alpha))
 end
 
 --- selu(x): the self-normalizing constants of Klambauer et al. 2017.
@@ -42,9 +45,9 @@ function F.selu(x) return core.nn_selu(x) end
 --- gelu(x[, approximate = "none" | "tanh"]) (or {approximate = ...})
 function F.gelu(x, approximate)
   if type(approximate) == "table" then
-    approximate = C.options("gelu", "options", approximate, {"approximate"}).approximate
+    approximate = check.options("gelu", "options", approximate, {"approximate"}).approximate
   end
-  approximate = C.choice("gelu", "approximate", approximate or "none", {"none", "tanh"})
+  approximate = check.choice("gelu", "approximate", approximate or "none", {"none", "tanh"})
   return core.nn_gelu(x, approximate == "tanh")
 end
 
@@ -63,49 +66,27 @@ end
 --- linear(x, weight[, bias[, activation]]): act(x @ weight^T + bias) in one
 -- fused kernel; weight is [out, in]; activation nil, "relu", "tanh" or "sigmoid".
 function F.linear(x, weight, bias, activation)
-  if activation ~= nil then C.choice("linear", "activation", activation, ACTIVATIONS) end
+  if activation ~= nil then check.choice("linear", "activation", activation, ACTIVATIONS) end
   return core.nn_linear(x, weight, bias, activation)
 end
 
 -- --- dropout ----------------------------------------------------------------------------
 
---- (internal) p as a number in [0, 1] (in [0, 1) when below_one), or an error
--- "<where>: <what> must be ..." naming the function or module (what: "p" by
--- default). Shared with the dropout modules so every message reads alike.
-function F._check_dropout_p(p, where, below_one, what)
-  if type(p) ~= "number" or p ~= p or p < 0 or p > 1 or (below_one and p == 1) then
-    error(string.format("%s: %s must be a number in [0, 1%s (got %s)", where, what or "p",
-      below_one and ")" or "]", C.describe(p)), 0)
-  end
-  return p
-end
-local check_p = F._check_dropout_p
+local function check_p(p, where, below_one) return check.probability(where, "p", p, below_one) end
 
 local SCALES = {"inverted", "test"}
 
 -- training (default true), scale and generator of a dropout call.
 local function dropout_args(training, opts, fname, known)
   if training == nil then training = true end
-  C.bool(fname, "training", training)
-  opts = C.options(fname, "options", opts, known or {"scale", "generator"})
-  if opts.scale ~= nil then C.choice(fname, "scale", opts.scale, SCALES) end
-  C.generator(fname, opts.generator)
+  check.bool(fname, "training", training)
+  opts = check.options(fname, "options", opts, known or DROPOUT_OPTIONS)
+  if opts.scale ~= nil then check.choice(fname, "scale", opts.scale, SCALES) end
+  check.generator(fname, opts.generator)
   return training, opts
 end
 
---- (internal) Raises "<where>: input must be <ndim>-D <layout> (got shape [..])"
--- unless x is a tensor of ndim dims.
-function F._check_dropout_input(x, ndim, layout, where)
-  if not dn.is_tensor(x) then
-    error(string.format("%s: a tensor expected (got %s)", where, C.describe(x)), 0)
-  end
-  if x:dim() ~= ndim then
-    error(string.format("%s: input must be %d-D %s (got shape [%s])", where, ndim, layout,
-      table.concat(x:shape(), ",")), 0)
-  end
-  return x
-end
-local check_input = F._check_dropout_input
+local function check_input(x, ndim, layout, where) return check.input(where, x, ndim, layout) end
 
 --- dropout(x, p[, training = true[, {scale = "inverted" | "test", generator = g}]]):
 -- in training each element is kept with probability 1-p and scaled by
@@ -151,7 +132,7 @@ end
 -- and variance of a standard normal input (for SELU networks). x itself
 -- when not training.
 function F.alpha_dropout(x, p, training, opts)
-  training, opts = dropout_args(training, opts, "alpha_dropout", {"generator"})
+  training, opts = dropout_args(training, opts, "alpha_dropout", GENERATOR_OPTION)
   check_p(p, "alpha_dropout")
   if training then return core.alpha_dropout(x, p, opts.generator) end
   return x
@@ -160,21 +141,42 @@ end
 --- gaussian_dropout(x, p[, training = true[, {generator = g}]]): x times
 -- N(1, p/(1-p)) noise, p in [0, 1). x itself when not training.
 function F.gaussian_dropout(x, p, training, opts)
-  training, opts = dropout_args(training, opts, "gaussian_dropout", {"generator"})
+  training, opts = dropout_args(training, opts, "gaussian_dropout", GENERATOR_OPTION)
   check_p(p, "gaussian_dropout", true)
   if training then return core.gaussian_dropout(x, p, opts.generator) end
   return x
 end
 
---- dropconnect_linear(x, weight, bias, p[, training = true[, {generator = g}]]):
+local ACTIVATION_KERNELS = {relu = core.relu, tanh = core.tanh, sigmoid = core.sigmoid}
+
+--- dropconnect_linear(x, weight, bias, p[, training = true[, {generator = g, activation = nil}]]):
 -- x @ (weight * M / (1-p))^T + bias with M ~ Bernoulli(1-p) over the weight's
 -- elements; gradients reach only the kept weights. bias may be nil. Not
--- training: the plain linear layer.
+-- training (or p = 0): the plain linear layer. activation ("relu", "tanh",
+-- "sigmoid") follows the masked layer (fused into the plain layer's kernel).
 function F.dropconnect_linear(x, weight, bias, p, training, opts)
-  training, opts = dropout_args(training, opts, "dropconnect_linear", {"generator"})
+  training, opts = dropout_args(training, opts, "dropconnect_linear", DROPCONNECT_OPTIONS)
   check_p(p, "dropconnect_linear")
-  if training and p > 0 then return core.dropconnect_linear(x, weight, bias, p, opts.generator) end
-  return core.nn_linear(x, weight, bias)
+  local activation = opts.activation
+  if activation ~= nil then check.choice("dropconnect_linear", "activation", activation, ACTIVATIONS) end
+  if not training or p == 0 then return core.nn_linear(x, weight, bias, activation) end
+  local y = core.dropconnect_linear(x, weight, bias, p, opts.generator)
+  if activation then y = ACTIVATION_KERNELS[activation](y) end
+  return y
+end
+
+--- linear_relu_dropout(x, weight, bias, p[, training = true[, {scale = "inverted" | "test", generator = g}]]):
+-- dropout(relu(linear(x, weight, bias)), p) as one fused kernel call in
+-- training: the same values, gradients and generator advance as the three
+-- calls, without a pass of its own for the dropout and without a mask for
+-- backward. Not training, or p = 0: linear with "relu", then the eval
+-- transform of dropout (x * (1-p) with scale = "test"). nn.Sequential calls it
+-- for a Linear, ReLU, Dropout run of layers (dropnet.nn.fusion).
+function F.linear_relu_dropout(x, weight, bias, p, training, opts)
+  training, opts = dropout_args(training, opts, "linear_relu_dropout")
+  check_p(p, "linear_relu_dropout")
+  if training and p > 0 then return core.linear_relu_dropout(x, weight, bias, p, opts.generator, opts.scale) end
+  return core.dropout_eval(core.nn_linear(x, weight, bias, "relu"), p, opts.scale)
 end
 
 -- --- losses -----------------------------------------------------------------------------
@@ -182,9 +184,9 @@ end
 --- cross_entropy(logits, target[, {label_smoothing = 0, reduction = "mean"}]):
 -- logits [N, C], target [N] int32 class indices 1..C.
 function F.cross_entropy(logits, target, opts)
-  local reduction, o = reduction_of(opts, "cross_entropy", {"reduction", "label_smoothing"})
+  local reduction, o = reduction_of(opts, "cross_entropy", CROSS_ENTROPY_OPTIONS)
   local smoothing = o and o.label_smoothing or 0
-  C.number("cross_entropy", "label_smoothing", smoothing)
+  check.number("cross_entropy", "label_smoothing", smoothing)
   if smoothing < 0 or smoothing > 1 then
     error(string.format("cross_entropy: label_smoothing must be in [0, 1] (got %s)", U.fmt(smoothing)), 0)
   end

@@ -4,20 +4,20 @@
 -- {generator = g} (the default generator otherwise). The random numbers come
 -- from dn.rand / dn.randn, so a seeded generator gives reproducible weights.
 local dn = require "dropnet"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local I = {}
 
 local function check_tensor(t, fname)
   if not dn.is_tensor(t) then
-    error(string.format("init.%s: a tensor expected (got %s)", fname, C.describe(t)), 0)
+    error(string.format("init.%s: a tensor expected (got %s)", fname, check.describe(t)), 0)
   end
 end
 
 local function generator_of(opts, fname)
   if opts == nil then return nil end
-  return C.generator("init." .. fname, C.options("init." .. fname, "options", opts, {"generator"}).generator)
+  return check.generator("init." .. fname, check.options("init." .. fname, "options", opts, {"generator"}).generator)
 end
 
 -- Writes values into t in place without recording the write.
@@ -31,8 +31,8 @@ function I.uniform_(t, a, b, opts)
   check_tensor(t, "uniform_")
   if type(a) == "table" then a, b, opts = nil, nil, a end
   if type(b) == "table" then b, opts = nil, b end
-  a = C.number("init.uniform_", "a", a or 0)
-  b = C.number("init.uniform_", "b", b or 1)
+  a = check.number("init.uniform_", "a", a or 0)
+  b = check.number("init.uniform_", "b", b or 1)
   if a > b then error(string.format("init.uniform_: a must be <= b (got %s > %s)", U.fmt(a), U.fmt(b)), 0) end
   local g = generator_of(opts, "uniform_")
   return assign(t, dn.rand(t:shape(), g) * (b - a) + a)
@@ -43,8 +43,8 @@ function I.normal_(t, mean, std, opts)
   check_tensor(t, "normal_")
   if type(mean) == "table" then mean, std, opts = nil, nil, mean end
   if type(std) == "table" then std, opts = nil, std end
-  mean = C.number("init.normal_", "mean", mean or 0)
-  std = C.number("init.normal_", "std", std or 1)
+  mean = check.number("init.normal_", "mean", mean or 0)
+  std = check.number("init.normal_", "std", std or 1)
   if std < 0 then error(string.format("init.normal_: std must be >= 0 (got %s)", U.fmt(std)), 0) end
   local g = generator_of(opts, "normal_")
   return assign(t, dn.randn(t:shape(), g) * std + mean)
@@ -53,7 +53,7 @@ end
 --- constant_(t, value)
 function I.constant_(t, value)
   check_tensor(t, "constant_")
-  C.number("init.constant_", "value", value)
+  check.number("init.constant_", "value", value)
   dn.no_grad(t.fill_, t, value)
   return t
 end
@@ -79,11 +79,11 @@ function I.calculate_gain(nonlinearity, param)
   if nonlinearity == "leaky_relu" then
     local slope = param
     if slope == nil then slope = 0.01 end
-    C.number("init.calculate_gain", "negative_slope", slope)
+    check.number("init.calculate_gain", "negative_slope", slope)
     return math.sqrt(2 / (1 + slope * slope))
   end
   error(string.format("init.calculate_gain: unsupported nonlinearity %s (use linear, sigmoid, tanh, relu, "
-    .. "leaky_relu, selu)", C.describe(nonlinearity)), 0)
+    .. "leaky_relu, selu)", check.describe(nonlinearity)), 0)
 end
 
 --- fans(t): fan_in, fan_out of a weight [out, in, k...] (PyTorch's convention).
@@ -100,9 +100,9 @@ end
 -- Positional arguments or one options table.
 local function gain_args(gain, opts, fname)
   if type(gain) == "table" then gain, opts = nil, gain end
-  opts = C.options("init." .. fname, "options", opts, {"gain", "generator"})
+  opts = check.options("init." .. fname, "options", opts, {"gain", "generator"})
   gain = gain or opts.gain or 1
-  return C.number("init." .. fname, "gain", gain), C.generator("init." .. fname, opts.generator)
+  return check.number("init." .. fname, "gain", gain), check.generator("init." .. fname, opts.generator)
 end
 
 --- xavier_uniform_(t[, gain = 1][, {gain =, generator =}]): U(-a, a) with
@@ -129,14 +129,14 @@ end
 -- (t, a, mode, nonlinearity[, opts]): the std gain / sqrt(fan).
 local function kaiming_std(t, a, mode, nonlinearity, opts, fname)
   if type(a) == "table" then opts, a = a, nil end
-  opts = C.options("init." .. fname, "options", opts, {"a", "mode", "nonlinearity", "generator"})
+  opts = check.options("init." .. fname, "options", opts, {"a", "mode", "nonlinearity", "generator"})
   if a == nil then a = opts.a or 0 end
-  mode = C.choice("init." .. fname, "mode", mode or opts.mode or "fan_in", {"fan_in", "fan_out"})
+  mode = check.choice("init." .. fname, "mode", mode or opts.mode or "fan_in", {"fan_in", "fan_out"})
   nonlinearity = nonlinearity or opts.nonlinearity or "leaky_relu"
-  C.number("init." .. fname, "a", a)
+  check.number("init." .. fname, "a", a)
   local fan_in, fan_out = I.fans(t)
   local fan = mode == "fan_in" and fan_in or fan_out
-  return I.calculate_gain(nonlinearity, a) / math.sqrt(fan), C.generator("init." .. fname, opts.generator)
+  return I.calculate_gain(nonlinearity, a) / math.sqrt(fan), check.generator("init." .. fname, opts.generator)
 end
 
 --- kaiming_uniform_(t[, {a = 0, mode = "fan_in", nonlinearity = "leaky_relu", generator = g}]):

@@ -1,10 +1,9 @@
 --- Layers with parameters or shape logic: Linear, Flatten, Identity.
 local dn = require "dropnet"
-local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
 local init = require "dropnet.nn.initializers"
 local F = require "dropnet.nn.functional"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local Module, Parameter = base.Module, base.Parameter
@@ -25,19 +24,19 @@ Linear.uses_generator = true   -- DropConnect masks come from self.generator
 -- `self.dropconnect` may change between steps. generator initializes the
 -- weights and draws the DropConnect masks (default: the global generator).
 function Linear:init(in_features, out_features, opts)
-  self.in_features = C.int("Linear", "in_features", in_features, 1)
-  self.out_features = C.int("Linear", "out_features", out_features, 1)
-  opts = C.options("Linear", "options", opts, {"bias", "activation", "dropconnect", "generator"})
+  self.in_features = check.int("Linear", "in_features", in_features, 1)
+  self.out_features = check.int("Linear", "out_features", out_features, 1)
+  opts = check.options("Linear", "options", opts, {"bias", "activation", "dropconnect", "generator"})
   local bias = opts.bias
   if bias == nil then bias = true end
-  C.bool("Linear", "bias", bias)
+  check.bool("Linear", "bias", bias)
   if opts.activation ~= nil then
-    C.choice("Linear", "activation", opts.activation, {"relu", "tanh", "sigmoid"})
+    check.choice("Linear", "activation", opts.activation, {"relu", "tanh", "sigmoid"})
   end
   self.activation = opts.activation
-  C.generator("Linear", opts.generator)
+  check.generator("Linear", opts.generator)
   if opts.dropconnect ~= nil then
-    self.dropconnect = F._check_dropout_p(opts.dropconnect, "Linear", false, "dropconnect")
+    self.dropconnect = check.probability("Linear", "dropconnect", opts.dropconnect)
   end
   self.generator = opts.generator
   self.weight = Parameter(dn.zeros(self.out_features, self.in_features))
@@ -48,7 +47,7 @@ end
 --- PyTorch's default: kaiming_uniform_(a = sqrt(5)) on the weight, which is
 -- U(-1/sqrt(in), 1/sqrt(in)), and the same bound for the bias.
 function Linear:reset_parameters(opts)
-  opts = C.options("Linear:reset_parameters", "options", opts, {"generator"})
+  opts = check.options("Linear:reset_parameters", "options", opts, {"generator"})
   init.kaiming_uniform_(self.weight, {a = math.sqrt(5), generator = opts.generator})
   if self.bias then
     local bound = 1 / math.sqrt(self.in_features)
@@ -57,41 +56,21 @@ function Linear:reset_parameters(opts)
   return self
 end
 
-local ACTIVATION_KERNELS = {relu = core.relu, tanh = core.tanh, sigmoid = core.sigmoid}
-
---- (internal) The layer with its weights dropped with probability p and
--- masks from generator, then activation; the plain layer when p is 0 or
--- the module `owner` (self, or a DropConnect wrapping it) is not stochastic.
--- `where` and `what` name the module and its field in errors.
-function Linear:_dropconnect_forward(x, p, generator, activation, owner, where, what)
-  F._check_dropout_p(p, where, false, what)
-  if p == 0 or not owner:is_stochastic() then return core.nn_linear(x, self.weight, self.bias, activation) end
-  local y = core.dropconnect_linear(x, self.weight, self.bias, p, generator)
-  if activation then y = ACTIVATION_KERNELS[activation](y) end
-  return y
+--- Linear:forward_with_activation(x, activation): the layer, then
+-- activation (nil, "relu", "tanh", "sigmoid") fused into its kernel. With
+-- DropConnect drawing, the activation follows the masked layer. forward is
+-- this with self.activation; nn.Sequential's fusion of a Linear and the
+-- activation layer after it (dropnet.nn.fusion) is this with the layer's.
+function Linear:forward_with_activation(x, activation)
+  local p = self.dropconnect
+  if p == nil then return F.linear(x, self.weight, self.bias, activation) end
+  check.probability("Linear", "dropconnect", p)
+  return F.dropconnect_linear(x, self.weight, self.bias, p, self:is_stochastic(),
+    {generator = self.generator, activation = activation})
 end
 
 function Linear:forward(x)
   return Linear.forward_with_activation(self, x, self.activation)
-end
-
--- Used by Sequential to run this layer and the activation after it in one
--- kernel call (only when this layer has no activation of its own). With
--- DropConnect the activation follows the masked layer: the same result as
--- running the two layers one after the other.
-function Linear:forward_with_activation(x, activation)
-  local p = self.dropconnect
-  if p ~= nil then
-    return self:_dropconnect_forward(x, p, self.generator, activation, self, "Linear", "dropconnect")
-  end
-  return core.nn_linear(x, self.weight, self.bias, activation)
-end
-
--- Used by Sequential for Linear, ReLU, Dropout in a row while the dropout
--- draws: the three layers in one kernel call (core.linear_relu_dropout), with
--- the dropout's p, generator and scale.
-function Linear:_forward_relu_dropout(x, p, generator, scale)
-  return core.linear_relu_dropout(x, self.weight, self.bias, p, generator, scale)
 end
 
 function Linear:extra_repr()
@@ -110,17 +89,15 @@ M.Flatten = Flatten
 --- nn.Flatten([start_dim = 2[, end_dim = -1]]): merges dims start..end
 -- (1-based, negative from the end) into one; the batch dim 1 is kept.
 function Flatten:init(start_dim, end_dim)
-  self.start_dim = C.int("Flatten", "start_dim", start_dim or 2)
-  self.end_dim = C.int("Flatten", "end_dim", end_dim or -1)
+  self.start_dim = check.int("Flatten", "start_dim", start_dim or 2)
+  self.end_dim = check.int("Flatten", "end_dim", end_dim or -1)
   if self.start_dim == 0 or self.end_dim == 0 then
     error("Flatten: dims are 1-based (negative from the end); 0 is not a dim", 0)
   end
 end
 
 function Flatten:forward(x)
-  if not dn.is_tensor(x) then
-    error(string.format("Flatten: a tensor expected (got %s)", C.describe(x)), 0)
-  end
+  check.tensor("Flatten", x)
   local shape = x:shape()
   local n = #shape
   local s = self.start_dim < 0 and self.start_dim + n + 1 or self.start_dim

@@ -1,8 +1,8 @@
 --- Loss modules, called as loss_fn(input, target). Class targets are int32
 -- indices starting at 1 (Torch7's convention).
-local core = require "dropnet.core"
 local base = require "dropnet.nn.module"
-local C = require "dropnet.check"
+local F = require "dropnet.nn.functional"
+local check = require "dropnet.check"
 local U = require "dropnet.nn.util"
 
 local Module = base.Module
@@ -16,8 +16,8 @@ local function loss_class(name, known)
   local cls = Module:extend(name)
   cls.init = function(self, opts)
     if type(opts) == "string" then opts = {reduction = opts} end
-    opts = C.options(name, "options", opts, known)
-    self.reduction = C.choice(name, "reduction", opts.reduction or "mean", REDUCTIONS)
+    opts = check.options(name, "options", opts, known)
+    self.reduction = check.choice(name, "reduction", opts.reduction or "mean", REDUCTIONS)
   end
   cls.extra_repr = function(self)
     if self.reduction == "mean" then return "" end
@@ -34,14 +34,14 @@ local base_init = CrossEntropyLoss.init
 function CrossEntropyLoss:init(opts)
   base_init(self, opts)
   local smoothing = type(opts) == "table" and opts.label_smoothing or 0
-  C.number("CrossEntropyLoss", "label_smoothing", smoothing)
+  check.number("CrossEntropyLoss", "label_smoothing", smoothing)
   if smoothing < 0 or smoothing > 1 then
     error(string.format("CrossEntropyLoss: label_smoothing must be in [0, 1] (got %s)", U.fmt(smoothing)), 0)
   end
   self.label_smoothing = smoothing
 end
 function CrossEntropyLoss:forward(input, target)
-  return core.nn_cross_entropy(input, target, self.label_smoothing, self.reduction)
+  return F.cross_entropy(input, target, {label_smoothing = self.label_smoothing, reduction = self.reduction})
 end
 function CrossEntropyLoss:extra_repr()
   local parts = {}
@@ -53,20 +53,20 @@ end
 --- nn.NLLLoss([{reduction = "mean"}]): log-probabilities [N, C], int32 targets [N] in 1..C.
 local NLLLoss = loss_class("NLLLoss", {"reduction"})
 function NLLLoss:forward(input, target)
-  return core.nn_nll_loss(input, target, self.reduction)
+  return F.nll_loss(input, target, self.reduction)
 end
 
 --- nn.MSELoss([{reduction = "mean"}])
 local MSELoss = loss_class("MSELoss", {"reduction"})
 function MSELoss:forward(input, target)
-  return core.nn_mse_loss(input, target, self.reduction)
+  return F.mse_loss(input, target, self.reduction)
 end
 
 --- nn.BCEWithLogitsLoss([{reduction = "mean"}]): sigmoid + binary cross
 -- entropy in one stable kernel; target in [0, 1], the shape of the logits.
 local BCEWithLogitsLoss = loss_class("BCEWithLogitsLoss", {"reduction"})
 function BCEWithLogitsLoss:forward(input, target)
-  return core.nn_bce_with_logits(input, target, self.reduction)
+  return F.binary_cross_entropy_with_logits(input, target, self.reduction)
 end
 
 return M

@@ -33,7 +33,7 @@ stay random at inference, and their backward masks the gradient exactly as
 the forward masked the values. A stochastic layer asks `self:is_stochastic()`.
 --]]
 local dn = require "dropnet"
-local C = require "dropnet.check"
+local check = require "dropnet.check"
 
 local M = {}
 
@@ -46,10 +46,10 @@ local parameter_set = setmetatable({}, {__mode = "k"})
 -- first when it has a history) as a trainable parameter and returns it.
 function M.Parameter(t, requires_grad)
   if not dn.is_tensor(t) then
-    error(string.format("Parameter: a tensor expected (got %s)", C.describe(t)), 0)
+    error(string.format("Parameter: a tensor expected (got %s)", check.describe(t)), 0)
   end
   if requires_grad == nil then requires_grad = true end
-  C.bool("Parameter", "requires_grad", requires_grad)
+  check.bool("Parameter", "requires_grad", requires_grad)
   if not t.is_leaf then t = t:detach() end
   if t.requires_grad ~= requires_grad then t:requires_grad_(requires_grad) end
   parameter_set[t] = true
@@ -137,7 +137,8 @@ end
 -- Assignment registers modules and parameters; everything else is a plain field.
 function Module.__newindex(self, key, value)
   if is_module(value) then
-    remove_everywhere(self, key)
+    -- a child replaced keeps its place (model[2] = nn.Tanh() in a Sequential)
+    if rawget(self, "_modules")[key] == nil then remove_everywhere(self, key) end
     store_set(self, "_modules", key, value)
   elseif dn.is_tensor(value) and parameter_set[value] then
     remove_everywhere(self, key)
@@ -145,7 +146,7 @@ function Module.__newindex(self, key, value)
   elseif rawget(self, "_parameters")[key] ~= nil then
     if value ~= nil then
       -- an nn.Parameter is a tensor too: say which kind was given
-      local got = dn.is_tensor(value) and "a plain tensor" or C.describe(value)
+      local got = dn.is_tensor(value) and "a plain tensor" or check.describe(value)
       error(string.format("%s: cannot assign %s to parameter '%s' (nn.Parameter or nil expected)",
         self.__name, got, tostring(key)), 0)
     end
@@ -153,13 +154,13 @@ function Module.__newindex(self, key, value)
   elseif rawget(self, "_buffers")[key] ~= nil then
     if value ~= nil and not dn.is_tensor(value) then
       error(string.format("%s: cannot assign %s to buffer '%s' (a tensor or nil expected)",
-        self.__name, C.describe(value), tostring(key)), 0)
+        self.__name, check.describe(value), tostring(key)), 0)
     end
     store_set(self, "_buffers", key, value)
   elseif rawget(self, "_modules")[key] ~= nil then
     if value ~= nil then
       error(string.format("%s: cannot assign %s to child module '%s' (a module or nil expected)",
-        self.__name, C.describe(value), tostring(key)), 0)
+        self.__name, check.describe(value), tostring(key)), 0)
     end
     store_set(self, "_modules", key, nil)
   else
@@ -198,7 +199,7 @@ setmetatable(Module, {__call = construct, __tostring = class_tostring})
 -- calling the class, which runs its init method.
 function Module:extend(name)
   if type(name) ~= "string" or name == "" then
-    error(string.format("extend: a class name (string) expected (got %s)", C.describe(name)), 0)
+    error(string.format("extend: a class name (string) expected (got %s)", check.describe(name)), 0)
   end
   if rawget(self, "_modules") ~= nil then
     error("extend: call it on a class (nn.Module:extend), not on a module instance", 0)
@@ -222,7 +223,7 @@ end
 local function check_name(self, name, fname)
   if type(name) ~= "string" or name == "" or name:find(".", 1, true) then
     error(string.format("%s.%s: name must be a non-empty string without '.' (got %s)", self.__name, fname,
-      C.describe(name)), 0)
+      check.describe(name)), 0)
   end
 end
 
@@ -235,7 +236,7 @@ function Module:register_parameter(name, t)
   end
   if not dn.is_tensor(t) then
     error(string.format("%s.register_parameter: a tensor or nil expected for '%s' (got %s)", self.__name, name,
-      C.describe(t)), 0)
+      check.describe(t)), 0)
   end
   if not parameter_set[t] then t = M.Parameter(t) end
   remove_everywhere(self, name)
@@ -249,7 +250,7 @@ function Module:register_buffer(name, t, persistent)
   check_name(self, name, "register_buffer")
   if t ~= nil and not dn.is_tensor(t) then
     error(string.format("%s.register_buffer: a tensor or nil expected for '%s' (got %s)", self.__name, name,
-      C.describe(t)), 0)
+      check.describe(t)), 0)
   end
   if persistent == nil then persistent = true end
   remove_everywhere(self, name)
@@ -263,7 +264,7 @@ function Module:add_module(name, module)
   if type(name) ~= "number" then check_name(self, name, "add_module") end
   if module ~= nil and not is_module(module) then
     error(string.format("%s.add_module: a module expected for '%s' (got %s)", self.__name, tostring(name),
-      C.describe(module)), 0)
+      check.describe(module)), 0)
   end
   remove_everywhere(self, name)
   store_set(self, "_modules", name, module)
@@ -373,7 +374,7 @@ function Module:_set_mode(mode)
   if mode == true then mode = "train" elseif mode == false then mode = "eval" end
   if not MODES[mode] then
     error(string.format("%s: mode must be \"train\", \"eval\" or \"mc\" (got %s)", self.__name,
-      C.describe(mode)), 0)
+      check.describe(mode)), 0)
   end
   local training = mode == "train"
   for _, m in ipairs(self:modules()) do
@@ -386,7 +387,7 @@ end
 --- train([mode = true]): training mode (false is eval). Returns self.
 function Module:train(mode)
   if mode == nil then mode = true end
-  C.bool(self.__name .. ".train", "mode", mode)
+  check.bool(self.__name .. ".train", "mode", mode)
   return self:_set_mode(mode)
 end
 
@@ -410,7 +411,7 @@ end
 --- Sets requires_grad on every parameter (false freezes them). Returns self.
 function Module:requires_grad_(flag)
   if flag == nil then flag = true end
-  C.bool(self.__name .. ".requires_grad_", "flag", flag)
+  check.bool(self.__name .. ".requires_grad_", "flag", flag)
   for _, p in ipairs(self:parameters()) do p:requires_grad_(flag) end
   return self
 end
@@ -510,9 +511,9 @@ end
 function Module:load_state_dict(sd, opts)
   local where = "load_state_dict (" .. self.__name .. ")"
   if type(sd) ~= "table" then
-    error(string.format("%s: a table of tensors expected (got %s)", where, C.describe(sd)), 0)
+    error(string.format("%s: a table of tensors expected (got %s)", where, check.describe(sd)), 0)
   end
-  opts = C.options(where, "options", opts, {"strict"})
+  opts = check.options(where, "options", opts, {"strict"})
   local strict = opts.strict
   if strict == nil then strict = true end
   local entries = state_entries(self)
@@ -531,7 +532,7 @@ function Module:load_state_dict(sd, opts)
         end
         v = ok and t or nil
       elseif not dn.is_tensor(v) then
-        problems[#problems + 1] = string.format("value for %q must be a tensor (got %s)", name, C.describe(v))
+        problems[#problems + 1] = string.format("value for %q must be a tensor (got %s)", name, check.describe(v))
         v = nil
       end
       if v then
@@ -551,7 +552,9 @@ function Module:load_state_dict(sd, opts)
   table.sort(unexpected)
   if strict then
     if #missing > 0 then table.insert(problems, 1, "missing keys " .. quoted_list(missing)) end
-    if #unexpected > 0 then table.insert(problems, #missing > 0 and 2 or 1, "unexpected keys " .. quoted_list(unexpected)) end
+    if #unexpected > 0 then
+      table.insert(problems, #missing > 0 and 2 or 1, "unexpected keys " .. quoted_list(unexpected))
+    end
   end
   if #problems > 0 then error(where .. ": " .. table.concat(problems, "; "), 0) end
   dn.no_grad(function()

@@ -1,0 +1,179 @@
+--[[
+dropnet.nn.fusion: the fusion rules of nn.Sequential, and the plans it
+compiles from them.
+
+A rule replaces a run of consecutive layers by one fused call that gives the
+same values, gradients and generator advance as the layers one by one:
+
+  pattern   the layers' classes, in order; an entry may list several classes
+            (any of them). Classes match exactly: a subclass may change
+            forward, so it is never fused.
+  watch     per position, the fields of the layer that `applies` reads (the
+            plan is compiled again when one of them changes)
+  applies(m1, m2, ...) -> boolean: whether the run may be fused now
+  forward(x, m1, m2, ...) -> y: the fused call, through nn.functional
+
+Adding a fusion (convolution + bias + ReLU + channel dropout, say) is one
+more entry in RULES. At each position the first rule that matches wins, so
+longer runs come first.
+
+A plan is the list of steps of one Sequential: a fused run or one layer. It
+is compiled on the first forward and kept until something it was decided
+from changes: the children (added, removed, replaced or reordered), a
+watched field of a matched layer (Linear.activation, Dropout.p, the
+training/mode flags that eval(), train() and mc() set, ...), or a layer's
+forward replaced on the instance. Checking that costs a few table reads per
+forward. What a fused call reads when it runs (weights, bias, generator,
+scale, requires_grad) is read at every call, so it needs no new plan.
+--]]
+local F = require "dropnet.nn.functional"
+local layers = require "dropnet.nn.layers"
+local activations = require "dropnet.nn.activations"
+local dropout = require "dropnet.nn.dropout"
+
+local Linear, Dropout = layers.Linear, dropout.Dropout
+local ReLU, Tanh, Sigmoid = activations.ReLU, activations.Tanh, activations.Sigmoid
+
+local M = {}
+
+-- The activation the Linear kernel applies itself, by activation class.
+local FUSED_ACTIVATION = {[ReLU] = "relu", [Tanh] = "tanh", [Sigmoid] = "sigmoid"}
+
+-- A Dropout that draws at its next forward: training or MC mode, and a valid
+-- p > 0 (an invalid p is not fused, so the layer itself raises its error).
+local function draws(drop)
+  local p = drop.p
+  return type(p) == "number" and p > 0 and p <= 1 and drop:is_stochastic()
+end
+
+local RULES = {
+  -- Linear, ReLU, Dropout while the dropout draws: one kernel call, with the
+  -- dropout applied in the Linear's pass over its output and no mask kept
+  -- for backward.
+  {
+    pattern = {Linear, ReLU, Dropout},
+    watch = {{"activation", "dropconnect"}, {}, {"p", "training", "mode"}},
+    applies = function(linear, _, drop)
+      return linear.activation == nil and linear.dropconnect == nil and draws(drop)
+    end,
+    forward = function(x, linear, _, drop)
+      return F.linear_relu_dropout(x, linear.weight, linear.bias, drop.p, true,
+        {generator = drop.generator, scale = drop.scale})
+    end,
+  },
+  -- Linear then ReLU, Tanh or Sigmoid: the activation inside the Linear's kernel.
+  {
+    pattern = {Linear, {ReLU, Tanh, Sigmoid}},
+    watch = {{"activation"}, {}},
+    applies = function(linear) return linear.activation == nil end,
+    forward = function(x, linear, act)
+      return Linear.forward_with_activation(linear, x, FUSED_ACTIVATION[getmetatable(act)])
+    end,
+  },
+}
+M.RULES = RULES
+
+-- Whether module m is exactly of class `want`, or of one of the classes
+-- listed in `want`.
+local function of_class(m, want)
+  local cls = getmetatable(m)
+  if cls == want then return true end
+  if want.__name ~= nil then return false end   -- a class, not a list
+  for _, c in ipairs(want) do
+    if c == cls then return true end
+  end
+  return false
+end
+
+-- Whether m runs its class's forward (not one replaced on the instance).
+local function own_forward(m)
+  return m.forward == getmetatable(m).forward
+end
+
+local function run_layer(x, m) return m(x) end
+
+-- The plan of the children `order`/`mods` (a Sequential's _modules_order and
+-- _modules): steps {forward =, name =, module = (the first layer), [1..k] =
+-- the layers}, and what it was decided from (names, layers, watched fields).
+local function compile(order, mods)
+  local plan = {rule_count = #RULES, names = {}, layers = {},
+                watch_stores = {}, watch_keys = {}, watch_values = {}}
+  -- A watched field is read where an assignment to it lands: on the module
+  -- itself for the raw fields (training, mode), else in its plain fields
+  -- (module.lua's _attributes; a forward set on the instance lands there too).
+  -- Plain table reads keep the per-forward check cheap.
+  local function watch(m, key)
+    local store = rawget(m, key) ~= nil and m or rawget(m, "_attributes")
+    local k = #plan.watch_keys + 1
+    plan.watch_stores[k], plan.watch_keys[k], plan.watch_values[k] = store, key, rawget(store, key)
+  end
+  local n = #order
+  for i = 1, n do
+    plan.names[i], plan.layers[i] = order[i], mods[order[i]]
+  end
+  local i = 1
+  while i <= n do
+    local step
+    for _, rule in ipairs(RULES) do
+      local pattern = rule.pattern
+      local k = #pattern
+      local run = {}
+      for j = 1, k do
+        local m = plan.layers[i + j - 1]
+        if m == nil or not of_class(m, pattern[j]) then run = nil break end
+        run[j] = m
+      end
+      if run then
+        local fits = true
+        for j = 1, k do
+          watch(run[j], "forward")
+          for _, key in ipairs(rule.watch[j]) do watch(run[j], key) end
+          fits = fits and own_forward(run[j])
+        end
+        if fits and rule.applies(table.unpack(run, 1, k)) then
+          step = run
+          step.forward = rule.forward
+          break
+        end
+      end
+    end
+    step = step or {plan.layers[i], forward = run_layer}
+    step.name, step.module = order[i], plan.layers[i]
+    plan[#plan + 1] = step
+    i = i + #step
+  end
+  return plan
+end
+
+-- Whether plan still describes the children order/mods.
+local function still_valid(plan, order, mods)
+  local n = #order
+  if n ~= #plan.names or plan.rule_count ~= #RULES then return false end
+  local names, layers_of = plan.names, plan.layers
+  for i = 1, n do
+    local name = order[i]
+    if name ~= names[i] or mods[name] ~= layers_of[i] then return false end
+  end
+  local stores, keys, values = plan.watch_stores, plan.watch_keys, plan.watch_values
+  for k = 1, #keys do
+    if rawget(stores[k], keys[k]) ~= values[k] then return false end
+  end
+  return true
+end
+
+-- Each container's plan; weak, so a dropped container takes its plan along.
+local plans = setmetatable({}, {__mode = "k"})
+
+--- The plan of Sequential `seq`: the one compiled before when it still holds,
+-- else a new one.
+function M.plan(seq)
+  local order, mods = rawget(seq, "_modules_order"), rawget(seq, "_modules")
+  local plan = plans[seq]
+  if plan == nil or not still_valid(plan, order, mods) then
+    plan = compile(order, mods)
+    plans[seq] = plan
+  end
+  return plan
+end
+
+return M
