@@ -26,17 +26,7 @@
 #include "graph.h"
 #include "internal.h"
 
-/* --- names and checks ----------------------------------------------------- */
-
-static const char *const binop_names[] = {"add", "sub", "mul", "div", "pow", "eq", "ne",
-                                          "lt", "le", "gt", "ge", "maximum", "minimum"};
-static const char *const unop_names[] = {"neg", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh"};
-
-static bool binop_valid(dn_binop op) { return (unsigned)op <= (unsigned)DN_MINIMUM; }
-static bool unop_valid(dn_unop op) { return (unsigned)op <= (unsigned)DN_TANH; }
-
-const char *dn_binop_name(dn_binop op) { return binop_valid(op) ? binop_names[op] : "unknown"; }
-const char *dn_unop_name(dn_unop op) { return unop_valid(op) ? unop_names[op] : "unknown"; }
+/* --- checks ------------------------------------------------------------------ */
 
 /* Element-wise math is defined on float32 and int32 (uint8 is for masks). */
 static dn_status check_dtype(const char *opname, const dn_tensor *t) {
@@ -59,15 +49,6 @@ static bool has_negative(const dn_tensor *t) {
   }
   return false;
 }
-
-static dn_dtype binary_result_dtype(dn_binop op, const dn_tensor *a, const dn_tensor *b) {
-  if (a->dtype == DN_F32 || b->dtype == DN_F32) return DN_F32;
-  if (op == DN_DIV) return DN_F32;
-  if (op == DN_POW && has_negative(b)) return DN_F32;
-  return DN_I32;
-}
-
-static bool unop_keeps_int(dn_unop op) { return op == DN_NEG || op == DN_ABS || op == DN_RELU; }
 
 /* --- broadcasting ----------------------------------------------------------- */
 
@@ -159,6 +140,7 @@ static DN_ALWAYS_INLINE void f32_binary_loop(dn_binop op, float *out, int64_t so
 #pragma omp simd
       for (int64_t i = 0; i < n; i++) out[i * so] = dn_min_nan(a[i * sa], b[i * sb]);
       break;
+    case DN_BINOP_COUNT: break;
   }
 }
 
@@ -205,6 +187,7 @@ static DN_ALWAYS_INLINE void f32_unary_loop(dn_unop op, float *out, int64_t so, 
     case DN_TANH:
       for (int64_t i = 0; i < n; i++) out[i * so] = tanhf(a[i * sa]);
       break;
+    case DN_UNOP_COUNT: break;
   }
 }
 
@@ -296,6 +279,7 @@ static void i32_binary(dn_binop op, int32_t *out, int64_t so, const int32_t *a, 
       for (int64_t i = 0; i < n; i++) out[i * so] = a[i * sa] < b[i * sb] ? a[i * sa] : b[i * sb];
       break;
     case DN_DIV: break;   /* int32 / int32 is float32: converted before the kernel */
+    case DN_BINOP_COUNT: break;
   }
 }
 
@@ -320,20 +304,9 @@ static void i32_unary(dn_unop op, int32_t *out, int64_t so, const int32_t *a, in
   }
 }
 
-/* Whether op on int32 operands can leave the int32 range. */
-static bool binop_can_overflow(dn_binop op) { return op == DN_ADD || op == DN_SUB || op == DN_MUL || op == DN_POW; }
-static bool unop_can_overflow(dn_unop op) { return op == DN_NEG || op == DN_ABS; }
-
-/* The error for an overflow noted while computing op (name: "add", "neg_", ...). */
-static dn_status overflow_error(const char *name, bool binary, int op, const i32_overflow *o) {
-  char what[96];
-  long long x = o->x, y = o->y;
-  if (binary) {
-    static const char *const symbols[] = {[DN_ADD] = "+", [DN_SUB] = "-", [DN_MUL] = "*", [DN_POW] = "^"};
-    snprintf(what, sizeof what, "%lld %s %lld", x, symbols[op], y);
-  } else {
-    snprintf(what, sizeof what, op == DN_NEG ? "-(%lld)" : "abs(%lld)", x);
-  }
+/* The error for an overflow noted while computing an op (name: "add", "neg_", ...;
+   what: the noted operation, "2147483647 + 1", "-(-2147483648)"). */
+static dn_status overflow_error(const char *name, const char *what) {
   return dn_fail(DN_ERANGE, "%s: int32 overflow: %s is outside the int32 range (convert to float32 first)", name,
                  what);
 }
@@ -696,10 +669,68 @@ static dn_status scalar_tensor(dn_tensor **out, const dn_tensor *like, double s)
 
 /* --- binary ------------------------------------------------------------------------- */
 
+static dn_status binary_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in);
+
+/* The result dtype of an op on two int32 operands. */
+typedef enum int_result {
+  INT_STAYS,                           /* int32 */
+  INT_TO_FLOAT,                        /* float32 (div) */
+  INT_STAYS_UNLESS_NEGATIVE_EXPONENT   /* float32 if b holds a negative element (pow) */
+} int_result;
+
+/* Bits: the operands a gradient reads. */
+enum { READS_A = 1, READS_B = 2 };
+
+/* One row per dn_binop. */
+typedef struct binop_info {
+  dn_node_type node;            /* name; backward NULL: not differentiable (comparisons: 0/1) */
+  int_result int_result;
+  const char *overflow_symbol;  /* int32 results can leave the range: "x + y" in the message; NULL: never */
+  unsigned char reads[2];       /* the operands the gradient for a (reads[0]) and for b (reads[1]) read */
+} binop_info;
+
+static const binop_info binops[] = {
+  [DN_ADD] = {{"add", binary_backward}, INT_STAYS, "+", {0, 0}},
+  [DN_SUB] = {{"sub", binary_backward}, INT_STAYS, "-", {0, 0}},
+  [DN_MUL] = {{"mul", binary_backward}, INT_STAYS, "*", {READS_B, READS_A}},
+  [DN_DIV] = {{"div", binary_backward}, INT_TO_FLOAT, NULL, {READS_B, READS_A | READS_B}},
+  [DN_POW] = {{"pow", binary_backward}, INT_STAYS_UNLESS_NEGATIVE_EXPONENT, "^", {READS_A | READS_B, READS_A | READS_B}},
+  [DN_EQ] = {{"eq", NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_NE] = {{"ne", NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_LT] = {{"lt", NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_LE] = {{"le", NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_GT] = {{"gt", NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_GE] = {{"ge", NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_MAXIMUM] = {{"maximum", binary_backward}, INT_STAYS, NULL, {READS_A | READS_B, READS_A | READS_B}},
+  [DN_MINIMUM] = {{"minimum", binary_backward}, INT_STAYS, NULL, {READS_A | READS_B, READS_A | READS_B}},
+};
+_Static_assert(sizeof binops / sizeof binops[0] == DN_BINOP_COUNT, "binops: one row per dn_binop");
+
+static bool binop_valid(dn_binop op) { return (unsigned)op < (unsigned)DN_BINOP_COUNT; }
+static bool binop_differentiable(dn_binop op) { return binops[op].node.backward != NULL; }
+static bool binop_can_overflow(dn_binop op) { return binops[op].overflow_symbol != NULL; }
+
+const char *dn_binop_name(dn_binop op) { return binop_valid(op) ? binops[op].node.name : "unknown"; }
+
+static dn_dtype binary_result_dtype(dn_binop op, const dn_tensor *a, const dn_tensor *b) {
+  if (a->dtype == DN_F32 || b->dtype == DN_F32) return DN_F32;
+  switch (binops[op].int_result) {
+    case INT_STAYS: return DN_I32;
+    case INT_TO_FLOAT: return DN_F32;
+    case INT_STAYS_UNLESS_NEGATIVE_EXPONENT: return has_negative(b) ? DN_F32 : DN_I32;
+  }
+  return DN_I32;
+}
+
+/* node->ints of a binary node; its saved slots are the operands (SAVED_A, SAVED_B). */
+enum { BINARY_OP };
+enum { SAVED_A, SAVED_B };
+
 /*
-** Backward of a op b: node->ints[0] is the op; slots 0 and 1 hold a and b
-** (in the result dtype) when a rule needs them. Each input's gradient is
-** computed in the output's shape, then summed down to the input's own.
+** Backward of a op b: ints[BINARY_OP] is the op; slots SAVED_A and SAVED_B
+** hold a and b (in the result dtype) when a rule reads them (binop_info's
+** reads). Each input's gradient is computed in the output's shape, then
+** summed down to the input's own.
 */
 static dn_status binary_input_grad(dn_tensor **out, dn_binop op, int i, dn_tensor *grad, dn_tensor *a,
                                    dn_tensor *b) {
@@ -718,18 +749,14 @@ static dn_status binary_input_grad(dn_tensor **out, dn_binop op, int i, dn_tenso
   return dn_fail(DN_EINVAL, "backward: %s is not differentiable (internal error)", dn_binop_name(op));
 }
 
-/* Which operands (0: a, 1: b) the backward of op reads, given which inputs need a gradient. */
-static bool binary_reads(dn_binop op, int operand, const bool *needs_grad) {
-  switch (op) {
-    case DN_ADD: case DN_SUB: return false;
-    case DN_MUL: return needs_grad[1 - operand];    /* d(ab)/da = b */
-    case DN_DIV: return operand == 1 || needs_grad[1];
-    default: return true;                            /* pow, maximum, minimum */
-  }
+/* Whether the backward of op reads operand k (SAVED_A or SAVED_B), given which inputs need a gradient. */
+static bool binary_reads(dn_binop op, int k, const bool *needs_grad) {
+  unsigned bit = k == SAVED_A ? READS_A : READS_B;
+  return (needs_grad[0] && (binops[op].reads[0] & bit)) || (needs_grad[1] && (binops[op].reads[1] & bit));
 }
 
 static dn_status binary_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
-  dn_binop op = (dn_binop)node->ints[0];
+  dn_binop op = (dn_binop)node->ints[BINARY_OP];
   dn_tensor *operands[2] = {NULL, NULL};
   dn_status st = DN_OK;
   for (int k = 0; k < 2 && !st; k++)
@@ -737,7 +764,7 @@ static dn_status binary_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
   for (int i = 0; i < 2 && !st; i++) {
     if (!node->needs_grad[i]) continue;
     dn_tensor *full;
-    st = binary_input_grad(&full, op, i, grad, operands[0], operands[1]);
+    st = binary_input_grad(&full, op, i, grad, operands[SAVED_A], operands[SAVED_B]);
     if (st) break;
     st = dn_grad_for_input(&grad_in[i], node, i, full);
     dn_tensor_release(full);
@@ -745,28 +772,25 @@ static dn_status binary_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
   return st;
 }
 
-/* Comparisons have no entry: their 0/1 results are not differentiable. */
-static const dn_node_type binary_nodes[] = {
-  [DN_ADD] = {"add", binary_backward},     [DN_SUB] = {"sub", binary_backward},
-  [DN_MUL] = {"mul", binary_backward},     [DN_DIV] = {"div", binary_backward},
-  [DN_POW] = {"pow", binary_backward},     [DN_MAXIMUM] = {"maximum", binary_backward},
-  [DN_MINIMUM] = {"minimum", binary_backward},
-};
-
-static bool binop_differentiable(dn_binop op) { return op < DN_EQ || op == DN_MAXIMUM || op == DN_MINIMUM; }
-
 /* Records op's node on result (ca, cb: the operands in the result dtype). */
 static dn_status binary_record(dn_tensor *result, dn_binop op, const dn_tensor *a, const dn_tensor *b,
                                const dn_tensor *ca, const dn_tensor *cb) {
   if (!binop_differentiable(op)) return DN_OK;
   dn_node *node;
-  dn_status st = dn_record(result, &binary_nodes[op], 2, (const dn_tensor *[]){a, b}, &node);
+  dn_status st = dn_record(result, &binops[op].node, 2, (const dn_tensor *[]){a, b}, &node);
   if (st || !node) return st;
-  node->ints[0] = op;
+  node->ints[BINARY_OP] = op;
   const dn_tensor *operands[2] = {ca, cb};
   for (int k = 0; k < 2 && !st; k++)
     if (binary_reads(op, k, node->needs_grad)) st = dn_node_save(node, k, operands[k]);
   return st;
+}
+
+/* The error for an int32 overflow noted while computing op. */
+static dn_status binary_overflow_error(const char *name, dn_binop op, const i32_overflow *o) {
+  char what[96];
+  snprintf(what, sizeof what, "%lld %s %lld", (long long)o->x, binops[op].overflow_symbol, (long long)o->y);
+  return overflow_error(name, what);
 }
 
 dn_status dn_binary(dn_tensor **out, dn_binop op, const dn_tensor *a, const dn_tensor *b) {
@@ -790,7 +814,7 @@ dn_status dn_binary(dn_tensor **out, dn_binop op, const dn_tensor *a, const dn_t
   if (!st)
     st = run_job(&(ew_job){.segment = binary_segment, .op = op, .out = result, .in = {ca, cb}, .nin = 2,
                            .overflow = &overflow});
-  if (!st && overflow.hit) st = overflow_error(name, true, op, &overflow);
+  if (!st && overflow.hit) st = binary_overflow_error(name, op, &overflow);
   if (!st) st = binary_record(result, op, a, b, ca, cb);
   dn_tensor_release(ca);
   dn_tensor_release(cb);
@@ -849,7 +873,7 @@ dn_status dn_binary_(dn_tensor *a, dn_binop op, const dn_tensor *b) {
     if (!st)
       st = run_job(&(ew_job){.segment = binary_segment, .op = op, .out = result, .in = {a, other}, .nin = 2,
                              .overflow = &overflow});
-    if (!st && overflow.hit) st = overflow_error(name, true, op, &overflow);
+    if (!st && overflow.hit) st = binary_overflow_error(name, op, &overflow);
     if (!st) st = dn_copy_into(a, result);
     dn_tensor_release(result);
   } else {
@@ -884,17 +908,51 @@ dn_status dn_div(dn_tensor **out, const dn_tensor *a, const dn_tensor *b) { retu
 
 /* --- unary ---------------------------------------------------------------------------- */
 
-/* Whether op's derivative is cheaper from its output than from its input. */
-static bool unop_saves_output(dn_unop op) {
-  return op == DN_EXP || op == DN_SQRT || op == DN_RELU || op == DN_SIGMOID || op == DN_TANH;
+static dn_status unary_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in);
+
+/* What the backward of a unary op reads: its derivative may be cheaper from its output. */
+typedef enum unop_saves { SAVES_NOTHING, SAVES_INPUT, SAVES_OUTPUT } unop_saves;
+
+/* One row per dn_unop. */
+typedef struct unop_info {
+  dn_node_type node;            /* name and backward */
+  bool keeps_int;               /* int32 in, int32 out; the others compute in float32 */
+  const char *overflow_prefix;  /* int32 results can leave the range: "-(x)", "abs(x)" in the message; NULL: never */
+  unop_saves saves;
+} unop_info;
+
+static const unop_info unops[] = {
+  [DN_NEG] = {{"neg", unary_backward}, true, "-", SAVES_NOTHING},
+  [DN_EXP] = {{"exp", unary_backward}, false, NULL, SAVES_OUTPUT},
+  [DN_LOG] = {{"log", unary_backward}, false, NULL, SAVES_INPUT},
+  [DN_SQRT] = {{"sqrt", unary_backward}, false, NULL, SAVES_OUTPUT},
+  [DN_ABS] = {{"abs", unary_backward}, true, "abs", SAVES_INPUT},
+  [DN_RELU] = {{"relu", unary_backward}, true, NULL, SAVES_OUTPUT},
+  [DN_SIGMOID] = {{"sigmoid", unary_backward}, false, NULL, SAVES_OUTPUT},
+  [DN_TANH] = {{"tanh", unary_backward}, false, NULL, SAVES_OUTPUT},
+};
+_Static_assert(sizeof unops / sizeof unops[0] == DN_UNOP_COUNT, "unops: one row per dn_unop");
+
+static bool unop_valid(dn_unop op) { return (unsigned)op < (unsigned)DN_UNOP_COUNT; }
+
+const char *dn_unop_name(dn_unop op) { return unop_valid(op) ? unops[op].node.name : "unknown"; }
+
+/* The error for an int32 overflow noted while computing op. */
+static dn_status unary_overflow_error(const char *name, dn_unop op, const i32_overflow *o) {
+  char what[96];
+  snprintf(what, sizeof what, "%s(%lld)", unops[op].overflow_prefix, (long long)o->x);
+  return overflow_error(name, what);
 }
 
-/* Backward of a unary op: node->ints[0] is the op; slot 0 holds its input or output (unop_saves_output). */
+/* node->ints of a unary node; its one saved slot holds the input or the output (unop_info's saves). */
+enum { UNARY_OP };
+enum { SAVED_OPERAND };
+
 static dn_status unary_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
-  dn_unop op = (dn_unop)node->ints[0];
-  if (op == DN_NEG) return dn_unary(&grad_in[0], DN_NEG, grad);
+  dn_unop op = (dn_unop)node->ints[UNARY_OP];
+  if (unops[op].saves == SAVES_NOTHING) return dn_unary(&grad_in[0], DN_NEG, grad);   /* neg */
   dn_tensor *saved;
-  dn_status st = dn_node_saved(node, 0, &saved);
+  dn_status st = dn_node_saved(node, SAVED_OPERAND, &saved);
   if (st) return st;
   switch (op) {
     case DN_EXP: return dn_binary(&grad_in[0], DN_MUL, grad, saved);        /* e^x */
@@ -904,17 +962,11 @@ static dn_status unary_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad
     case DN_RELU: return run_grad_rule(&grad_in[0], GRAD_RELU, grad, saved, NULL, NAN, NAN);
     case DN_SIGMOID: return run_grad_rule(&grad_in[0], GRAD_SIGMOID, grad, saved, NULL, NAN, NAN);
     case DN_TANH: return run_grad_rule(&grad_in[0], GRAD_TANH, grad, saved, NULL, NAN, NAN);
-    case DN_NEG: break;
+    case DN_NEG:
+    case DN_UNOP_COUNT: break;
   }
   return DN_OK;
 }
-
-static const dn_node_type unary_nodes[] = {
-  [DN_NEG] = {"neg", unary_backward},   [DN_EXP] = {"exp", unary_backward},
-  [DN_LOG] = {"log", unary_backward},   [DN_SQRT] = {"sqrt", unary_backward},
-  [DN_ABS] = {"abs", unary_backward},   [DN_RELU] = {"relu", unary_backward},
-  [DN_SIGMOID] = {"sigmoid", unary_backward}, [DN_TANH] = {"tanh", unary_backward},
-};
 
 dn_status dn_unary(dn_tensor **out, dn_unop op, const dn_tensor *a) {
   DN_FPMODE_SCOPE();
@@ -922,7 +974,7 @@ dn_status dn_unary(dn_tensor **out, dn_unop op, const dn_tensor *a) {
   if (!unop_valid(op)) return dn_fail(DN_EINVAL, "unary: unknown op %d", (int)op);
   dn_status st = check_dtype(dn_unop_name(op), a);
   if (st) return st;
-  dn_dtype dtype = a->dtype == DN_I32 && unop_keeps_int(op) ? DN_I32 : DN_F32;
+  dn_dtype dtype = a->dtype == DN_I32 && unops[op].keeps_int ? DN_I32 : DN_F32;
   dn_tensor *ca = NULL, *result = NULL;
   st = dn_to_dtype(&ca, (dn_tensor *)a, dtype);
   if (!st) st = dn_tensor_new(&result, dtype, a->ndim, a->shape);
@@ -930,12 +982,13 @@ dn_status dn_unary(dn_tensor **out, dn_unop op, const dn_tensor *a) {
   if (!st)
     st = run_job(&(ew_job){.segment = unary_segment, .op = op, .out = result, .in = {ca}, .nin = 1,
                            .overflow = &overflow});
-  if (!st && overflow.hit) st = overflow_error(dn_unop_name(op), false, op, &overflow);
+  if (!st && overflow.hit) st = unary_overflow_error(dn_unop_name(op), op, &overflow);
   dn_node *node = NULL;
-  if (!st) st = dn_record(result, &unary_nodes[op], 1, &a, &node);
+  if (!st) st = dn_record(result, &unops[op].node, 1, &a, &node);
   if (node) {
-    node->ints[0] = op;
-    if (op != DN_NEG) st = dn_node_save(node, 0, unop_saves_output(op) ? result : ca);
+    node->ints[UNARY_OP] = op;
+    if (unops[op].saves != SAVES_NOTHING)
+      st = dn_node_save(node, SAVED_OPERAND, unops[op].saves == SAVES_OUTPUT ? result : ca);
   }
   dn_tensor_release(ca);
   if (st) dn_tensor_release(result);
@@ -951,20 +1004,20 @@ dn_status dn_unary_(dn_tensor *a, dn_unop op) {
   dn_status st = dn_check_inplace(name, a);
   if (!st) st = check_dtype(name, a);
   if (st) return st;
-  if (a->dtype == DN_I32 && !unop_keeps_int(op))
+  if (a->dtype == DN_I32 && !unops[op].keeps_int)
     return dn_fail(DN_ETYPE, "%s: %s of int32 is float32 and cannot be stored in place into int32", name,
                    dn_unop_name(op));
   st = dn_check_writable(name, a);
   if (st) return st;
   i32_overflow overflow = {0};
-  if (a->dtype == DN_I32 && unop_can_overflow(op)) {
+  if (a->dtype == DN_I32 && unops[op].overflow_prefix) {
     /* computed aside and copied in (which bumps the version): an overflow leaves a as it was */
     dn_tensor *result;
     st = dn_tensor_new(&result, DN_I32, a->ndim, a->shape);
     if (!st)
       st = run_job(&(ew_job){.segment = unary_segment, .op = op, .out = result, .in = {a}, .nin = 1,
                              .overflow = &overflow});
-    if (!st && overflow.hit) st = overflow_error(name, false, op, &overflow);
+    if (!st && overflow.hit) st = unary_overflow_error(name, op, &overflow);
     if (!st) st = dn_copy_into(a, result);
     dn_tensor_release(result);
     return st;
@@ -979,12 +1032,16 @@ dn_status dn_unary_(dn_tensor *a, dn_unop op) {
 /* Bounds an int32 tensor can be clamped to and stay int32: none, integral or infinite. */
 static bool int_compatible_bound(double bound) { return isnan(bound) || isinf(bound) || bound == floor(bound); }
 
-/* Passes the gradient where lo <= x <= hi (slot 0: x; scalars: lo, hi, NaN for none). */
+/* node->scalars and saved slot of a clamp node: the bounds (NaN for none) and x. */
+enum { CLAMP_LO, CLAMP_HI };
+enum { CLAMP_SAVED_X };
+
+/* Passes the gradient where lo <= x <= hi. */
 static dn_status clamp_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   dn_tensor *x;
-  dn_status st = dn_node_saved(node, 0, &x);
+  dn_status st = dn_node_saved(node, CLAMP_SAVED_X, &x);
   if (st) return st;
-  return run_grad_rule(&grad_in[0], GRAD_CLAMP, grad, x, NULL, node->scalars[0], node->scalars[1]);
+  return run_grad_rule(&grad_in[0], GRAD_CLAMP, grad, x, NULL, node->scalars[CLAMP_LO], node->scalars[CLAMP_HI]);
 }
 static const dn_node_type clamp_node = {"clamp", clamp_backward};
 
@@ -1005,9 +1062,9 @@ dn_status dn_clamp(dn_tensor **out, const dn_tensor *a, double lo, double hi) {
   dn_node *node = NULL;
   if (!st) st = dn_record(result, &clamp_node, 1, &a, &node);
   if (node) {
-    node->scalars[0] = lo;
-    node->scalars[1] = hi;
-    st = dn_node_save(node, 0, ca);
+    node->scalars[CLAMP_LO] = lo;
+    node->scalars[CLAMP_HI] = hi;
+    st = dn_node_save(node, CLAMP_SAVED_X, ca);
   }
   dn_tensor_release(ca);
   if (st) dn_tensor_release(result);
@@ -1015,13 +1072,16 @@ dn_status dn_clamp(dn_tensor **out, const dn_tensor *a, double lo, double hi) {
   return st;
 }
 
+/* The saved slot of a where node: the condition. */
+enum { WHERE_SAVED_COND };
+
 /*
 ** The gradient goes to a where the condition holds and to b elsewhere, each
-** summed to its own shape; the condition (slot 0) gets none.
+** summed to its own shape; the condition gets none.
 */
 static dn_status where_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   dn_tensor *cond, *zero = NULL;
-  dn_status st = dn_node_saved(node, 0, &cond);
+  dn_status st = dn_node_saved(node, WHERE_SAVED_COND, &cond);
   if (!st) st = dn_tensor_zeros(&zero, DN_F32, 0, NULL);
   for (int i = 0; i < 2 && !st; i++) {
     if (!node->needs_grad[i]) continue;
@@ -1064,7 +1124,7 @@ dn_status dn_where(dn_tensor **out, const dn_tensor *cond, const dn_tensor *a, c
     st = run_job(&(ew_job){.segment = where_segment, .out = result, .in = {cond, ca, cb}, .nin = 3});
   dn_node *node = NULL;
   if (!st) st = dn_record(result, &where_node, 2, (const dn_tensor *[]){a, b}, &node);
-  if (node) st = dn_node_save(node, 0, cond);
+  if (node) st = dn_node_save(node, WHERE_SAVED_COND, cond);
   dn_tensor_release(ca);
   dn_tensor_release(cb);
   if (st) dn_tensor_release(result);

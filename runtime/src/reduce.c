@@ -38,24 +38,40 @@
 /* Narrowest chunk worth its own thread. */
 #define COLUMN_MIN_SPLIT 256
 
+/* What a block of elements reduces to (see partial). */
 typedef enum reduce_op { RED_SUM, RED_MOMENTS, RED_MAX, RED_MIN } reduce_op;
-typedef enum reduce_kind { K_SUM, K_MEAN, K_VAR, K_STD, K_MAX, K_MIN } reduce_kind;
+/* The reductions; K_COUNT is their number. */
+typedef enum reduce_kind { K_SUM, K_MEAN, K_VAR, K_STD, K_MAX, K_MIN, K_COUNT } reduce_kind;
+
+/* The result dtype: float32, the input's, or (sum) int32 for an integer input. */
+typedef enum result_rule { RESULT_F32, RESULT_INPUT, RESULT_SUM } result_rule;
+
+static dn_status reduce_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in);
+
+/* One row per reduce_kind. */
+typedef struct reduction_info {
+  dn_node_type node;        /* name and backward */
+  const char *index_name;   /* the op that returns the positions only (argmax), or NULL */
+  reduce_op op;
+  result_rule result;
+  bool corrected;           /* takes a correction (var, std) */
+} reduction_info;
+
+static const reduction_info reductions[] = {
+  [K_SUM] = {{"sum", reduce_backward}, NULL, RED_SUM, RESULT_SUM, false},
+  [K_MEAN] = {{"mean", reduce_backward}, NULL, RED_SUM, RESULT_F32, false},
+  [K_VAR] = {{"var", reduce_backward}, NULL, RED_MOMENTS, RESULT_F32, true},
+  [K_STD] = {{"std", reduce_backward}, NULL, RED_MOMENTS, RESULT_F32, true},
+  [K_MAX] = {{"max", reduce_backward}, "argmax", RED_MAX, RESULT_INPUT, false},
+  [K_MIN] = {{"min", reduce_backward}, "argmin", RED_MIN, RESULT_INPUT, false},
+};
+_Static_assert(sizeof reductions / sizeof reductions[0] == K_COUNT, "reductions: one row per reduce_kind");
 
 /* Records the node of a reduction on out (dim -1: all elements). */
 static dn_status record_reduction(dn_tensor *out, const dn_tensor *a, reduce_kind kind, int dim, int correction,
                                   const dn_tensor *indices, int64_t base);
 
-static reduce_op op_of(reduce_kind kind) {
-  switch (kind) {
-    case K_SUM:
-    case K_MEAN: return RED_SUM;
-    case K_VAR:
-    case K_STD: return RED_MOMENTS;
-    case K_MAX: return RED_MAX;
-    case K_MIN: return RED_MIN;
-  }
-  return RED_SUM;
-}
+static reduce_op op_of(reduce_kind kind) { return reductions[kind].op; }
 
 /* The result of reducing some consecutive elements of a span. */
 typedef struct partial {
@@ -445,35 +461,29 @@ static bool finish(double *value, const partial *p, reduce_kind kind, bool is_fl
     case K_STD: *value = sqrt(variance_of(p->m2, p->count, correction)); return true;
     case K_MAX:
     case K_MIN: *value = p->best; return true;
+    case K_COUNT: break;
   }
   return true;
 }
 
 static dn_dtype result_dtype(reduce_kind kind, dn_dtype in) {
-  switch (kind) {
-    case K_SUM: return in == DN_F32 ? DN_F32 : DN_I32;
-    case K_MAX:
-    case K_MIN: return in;
-    default: return DN_F32;
+  switch (reductions[kind].result) {
+    case RESULT_F32: return DN_F32;
+    case RESULT_INPUT: return in;
+    case RESULT_SUM: return in == DN_F32 ? DN_F32 : DN_I32;
   }
+  return DN_F32;
 }
 
 /* --- checks --------------------------------------------------------------------- */
 
 static const char *kind_name(reduce_kind kind, bool index_only) {
-  switch (kind) {
-    case K_SUM: return "sum";
-    case K_MEAN: return "mean";
-    case K_VAR: return "var";
-    case K_STD: return "std";
-    case K_MAX: return index_only ? "argmax" : "max";
-    case K_MIN: return index_only ? "argmin" : "min";
-  }
-  return "reduce";
+  const reduction_info *r = &reductions[kind];
+  return index_only && r->index_name ? r->index_name : r->node.name;
 }
 
 static dn_status check_correction(const char *name, reduce_kind kind, int correction) {
-  if ((kind == K_VAR || kind == K_STD) && correction < 0)
+  if (reductions[kind].corrected && correction < 0)
     return dn_fail(DN_EINVAL, "%s: correction must be >= 0 (got %d)", name, correction);
   return DN_OK;
 }
@@ -819,6 +829,7 @@ static void reduce_column_chunk(column_scratch *w, const lanes *g, const outputs
         if (indices) indices[i] = (int32_t)(w->at[i] + o->base);
       }
       break;
+    case K_COUNT: break;
   }
 }
 
@@ -1174,9 +1185,20 @@ static int64_t count_tied(const float *x, int64_t n, float extremum) {
   return count;
 }
 
-/* [outer, size, inner] of the reduction's input (node->ints[0]: the dim, or -1 for all). */
+/*
+** Node layout: ints[REDUCE_DIM] the dim (-1: all), [REDUCE_KIND], [REDUCE_BASE]
+** the index base, [REDUCE_CORRECTION]; saved[SAVED_INPUT] the input (var,
+** std, max/min of all), or saved[SAVED_POSITIONS] the positions (max/min
+** over a dim: the same slot), saved[SAVED_RESULT] the result (std);
+** scalars[REDUCE_EXTREMUM] the extremum (max/min of all).
+*/
+enum { REDUCE_DIM, REDUCE_KIND, REDUCE_BASE, REDUCE_CORRECTION };
+enum { SAVED_INPUT = 0, SAVED_POSITIONS = 0, SAVED_RESULT = 1 };
+enum { REDUCE_EXTREMUM };
+
+/* [outer, size, inner] of the reduction's input. */
 static void reduced_geometry(const dn_node *node, grad_pass *w) {
-  int64_t dim = node->ints[0];
+  int64_t dim = node->ints[REDUCE_DIM];
   w->outer = w->size = w->inner = 1;
   for (int d = 0; d < node->in_ndim[0]; d++) {
     int64_t extent = node->in_shape[0][d];
@@ -1186,15 +1208,9 @@ static void reduced_geometry(const dn_node *node, grad_pass *w) {
   }
 }
 
-/*
-** Node layout: ints[0] dim (-1: all), ints[1] kind, ints[2] index base,
-** ints[3] correction; saved[0] the input (var, std, max/min of all) or the
-** positions (max/min over a dim), saved[1] the result (std);
-** scalars[0] the extremum (max/min of all).
-*/
 static dn_status reduce_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   if (!node->needs_grad[0]) return DN_OK;
-  reduce_kind kind = (reduce_kind)node->ints[1];
+  reduce_kind kind = (reduce_kind)node->ints[REDUCE_KIND];
   const char *name = kind_name(kind, false);
   grad_pass w;
   memset(&w, 0, sizeof w);
@@ -1218,10 +1234,10 @@ static dn_status reduce_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
       break;
     case K_VAR:
     case K_STD: {
-      if ((st = dn_node_saved(node, 0, &saved)) || (st = dn_contiguous(&held, saved))) goto done;
+      if ((st = dn_node_saved(node, SAVED_INPUT, &saved)) || (st = dn_contiguous(&held, saved))) goto done;
       const float *std = NULL;
       if (kind == K_STD) {
-        if ((st = dn_node_saved(node, 1, &result))) goto done;
+        if ((st = dn_node_saved(node, SAVED_RESULT, &result))) goto done;
         std = dn_tensor_data(result);   /* made contiguous by the forward */
       }
       int64_t count = w.outer * w.inner;
@@ -1235,23 +1251,28 @@ static dn_status reduce_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
       w.mean = scratch;
       w.coef = scratch + count;
       if ((st = lane_means(scratch, held, w.outer, w.size, w.inner, name))) goto done;
-      deviation_coefs(scratch + count, w.grad, std, count, w.size, node->ints[3]);
+      deviation_coefs(scratch + count, w.grad, std, count, w.size, node->ints[REDUCE_CORRECTION]);
       break;
     }
     case K_MAX:
-    case K_MIN:
-      if ((st = dn_node_saved(node, 0, &saved)) || (st = dn_contiguous(&held, saved))) goto done;
-      if (node->ints[0] < 0) {
+    case K_MIN: {
+      bool all = node->ints[REDUCE_DIM] < 0;
+      if ((st = dn_node_saved(node, all ? SAVED_INPUT : SAVED_POSITIONS, &saved)) ||
+          (st = dn_contiguous(&held, saved)))
+        goto done;
+      if (all) {
         w.rule = G_TIED;
         w.x = dn_tensor_data(held);
-        w.extremum = (float)node->scalars[0];
+        w.extremum = (float)node->scalars[REDUCE_EXTREMUM];
         w.share = w.grad[0] / (float)count_tied(w.x, w.size, w.extremum);
       } else {
         w.rule = G_SELECTED;
         w.at = dn_tensor_data(held);
-        w.base = node->ints[2];
+        w.base = node->ints[REDUCE_BASE];
       }
       break;
+    }
+    case K_COUNT: break;
   }
   grad_pass_run(&w);
 done:
@@ -1263,41 +1284,26 @@ done:
   return st;
 }
 
-static const dn_node_type sum_node = {"sum", reduce_backward};
-static const dn_node_type mean_node = {"mean", reduce_backward};
-static const dn_node_type var_node = {"var", reduce_backward};
-static const dn_node_type std_node = {"std", reduce_backward};
-static const dn_node_type max_node = {"max", reduce_backward};
-static const dn_node_type min_node = {"min", reduce_backward};
-
 static dn_status record_reduction(dn_tensor *out, const dn_tensor *a, reduce_kind kind, int dim, int correction,
                                   const dn_tensor *indices, int64_t base) {
-  const dn_node_type *type = &sum_node;
-  switch (kind) {
-    case K_SUM: type = &sum_node; break;
-    case K_MEAN: type = &mean_node; break;
-    case K_VAR: type = &var_node; break;
-    case K_STD: type = &std_node; break;
-    case K_MAX: type = &max_node; break;
-    case K_MIN: type = &min_node; break;
-  }
   dn_node *node;
-  dn_status st = dn_record(out, type, 1, &a, &node);
+  dn_status st = dn_record(out, &reductions[kind].node, 1, &a, &node);
   if (st || !node) return st;
-  node->ints[0] = dim;
-  node->ints[1] = kind;
-  node->ints[2] = base;
-  node->ints[3] = correction;
+  node->ints[REDUCE_DIM] = dim;
+  node->ints[REDUCE_KIND] = kind;
+  node->ints[REDUCE_BASE] = base;
+  node->ints[REDUCE_CORRECTION] = correction;
   switch (kind) {
     case K_SUM:
     case K_MEAN: return DN_OK;
-    case K_VAR: return dn_node_save(node, 0, a);
-    case K_STD: return (st = dn_node_save(node, 0, a)) ? st : dn_node_save(node, 1, out);
+    case K_VAR: return dn_node_save(node, SAVED_INPUT, a);
+    case K_STD: return (st = dn_node_save(node, SAVED_INPUT, a)) ? st : dn_node_save(node, SAVED_RESULT, out);
     case K_MAX:
     case K_MIN:
-      if (dim >= 0) return dn_node_save(node, 0, indices);
-      node->scalars[0] = dn_load(out, out->offset);
-      return dn_node_save(node, 0, a);
+      if (dim >= 0) return dn_node_save(node, SAVED_POSITIONS, indices);
+      node->scalars[REDUCE_EXTREMUM] = dn_load(out, out->offset);
+      return dn_node_save(node, SAVED_INPUT, a);
+    case K_COUNT: break;
   }
   return DN_OK;
 }

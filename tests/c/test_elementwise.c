@@ -24,6 +24,7 @@ static double ref_binary(dn_binop op, double x, double y) {
     case DN_GE: return x >= y;
     case DN_MAXIMUM: return isnan(x) || isnan(y) ? NAN : x > y ? x : y;
     case DN_MINIMUM: return isnan(x) || isnan(y) ? NAN : x < y ? x : y;
+    case DN_BINOP_COUNT: break;
   }
   return NAN;
 }
@@ -38,6 +39,7 @@ static double ref_unary(dn_unop op, double x) {
     case DN_RELU: return x < 0 ? 0 : x;
     case DN_SIGMOID: return 1 / (1 + exp(-x));
     case DN_TANH: return tanh(x);
+    case DN_UNOP_COUNT: break;
   }
   return NAN;
 }
