@@ -26,7 +26,10 @@ copy.c        copies, writes, gradient accumulation
 autograd.c    the engine (dn_backward)
 reduce.c      reductions, sum_to_shape
 view.c        recording views
-elementwise.c element-wise ops
+elementwise.c the element-wise driver: broadcasting, dtype checks, int32 overflows
+unary.c       unary element-wise ops (neg ... tanh)
+binary.c      binary element-wise ops (add ... minimum)
+clamp_where.c clamp and where
 matmul.c      matrix products
 dropout_mask.c the dropout family: random kernels, thresholds, scales
 linear.c      the fused linear layer (+ ReLU + dropout)
