@@ -24,7 +24,8 @@ tensor.c      lifetime, creation, queries, plain aliases
 graph.c       grad mode, nodes (record, save, release)
 copy.c        copies, writes, gradient accumulation
 autograd.c    the engine (dn_backward)
-reduce.c      reductions, sum_to_shape
+reduce_engine.c the reduction engine: blocks, spans, lanes, columns, lane means
+reduce.c      reductions (sum ... min, argmax, argmin), their backward, sum_to_shape
 view.c        recording views
 elementwise.c the element-wise driver: broadcasting, dtype checks, int32 overflows
 unary.c       unary element-wise ops (neg ... tanh)
