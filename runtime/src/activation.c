@@ -118,10 +118,16 @@ static void pointwise_run(const pointwise *p, dn_tensor *out, const dn_tensor *x
     dn_parallel_rows(dn_row_count(out), dn_row_length(out), pointwise_rows, &job);
 }
 
+/* A pointwise node: ints, scalars (the pointwise's parameters) and saved slot. */
+enum { POINTWISE_KIND };
+enum { POINTWISE_ALPHA, POINTWISE_SCALE };
+enum { POINTWISE_SAVED_X };
+
 static dn_status pointwise_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
-  pointwise p = {(pointwise_kind)node->ints[0], (float)node->scalars[0], (float)node->scalars[1]};
+  pointwise p = {(pointwise_kind)node->ints[POINTWISE_KIND], (float)node->scalars[POINTWISE_ALPHA],
+                 (float)node->scalars[POINTWISE_SCALE]};
   dn_tensor *x;
-  dn_status st = dn_node_saved(node, 0, &x);
+  dn_status st = dn_node_saved(node, POINTWISE_SAVED_X, &x);
   if (st) return st;
   st = dn_tensor_new(&grad_in[0], DN_F32, x->ndim, x->shape);
   if (st) return st;
@@ -150,10 +156,10 @@ static dn_status pointwise_forward(dn_tensor **out, dn_tensor *x, const pointwis
   dn_node *node;
   st = dn_record(y, type, 1, (const dn_tensor *[]){x}, &node);
   if (!st && node) {
-    node->ints[0] = p->kind;
-    node->scalars[0] = p->alpha;
-    node->scalars[1] = p->scale;
-    st = dn_node_save(node, 0, x);
+    node->ints[POINTWISE_KIND] = p->kind;
+    node->scalars[POINTWISE_ALPHA] = p->alpha;
+    node->scalars[POINTWISE_SCALE] = p->scale;
+    st = dn_node_save(node, POINTWISE_SAVED_X, x);
   }
   if (st) {
     dn_tensor_release(y);
@@ -299,13 +305,17 @@ done:
   return st;
 }
 
+/* A softmax node: ints and saved slot (both backwards need only the output). */
+enum { SOFTMAX_DIM, SOFTMAX_LOG_SPACE };
+enum { SOFTMAX_SAVED_Y };
+
 static dn_status softmax_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   dn_tensor *y;
-  dn_status st = dn_node_saved(node, 0, &y);
+  dn_status st = dn_node_saved(node, SOFTMAX_SAVED_Y, &y);
   if (st) return st;
   st = dn_tensor_new(&grad_in[0], DN_F32, y->ndim, y->shape);
   if (st) return st;
-  return softmax_run(grad_in[0], y, grad, (int)node->ints[0], node->ints[1] != 0);
+  return softmax_run(grad_in[0], y, grad, (int)node->ints[SOFTMAX_DIM], node->ints[SOFTMAX_LOG_SPACE] != 0);
 }
 static const dn_node_type softmax_node = {"softmax", softmax_backward};
 static const dn_node_type log_softmax_node = {"log_softmax", softmax_backward};
@@ -326,9 +336,9 @@ static dn_status softmax_forward(dn_tensor **out, dn_tensor *x, int dim, bool lo
   dn_node *node = NULL;
   if (!st) st = dn_record(y, log_space ? &log_softmax_node : &softmax_node, 1, (const dn_tensor *[]){x}, &node);
   if (!st && node) {
-    node->ints[0] = wrapped;
-    node->ints[1] = log_space;
-    st = dn_node_save(node, 0, y);   /* both backwards need only the output */
+    node->ints[SOFTMAX_DIM] = wrapped;
+    node->ints[SOFTMAX_LOG_SPACE] = log_space;
+    st = dn_node_save(node, SOFTMAX_SAVED_Y, y);
   }
   if (st) {
     dn_tensor_release(y);

@@ -174,13 +174,16 @@ static void scatter_add_run(const scatter_add *w) {
   dn_parallel(items < threads ? (int)items : threads, scatter_add_task, &job);
 }
 
-/* saved[0]: the index; ints[0]: dim, ints[1]: base. */
+/* An index_select node: ints and saved slot. */
+enum { INDEX_DIM, INDEX_BASE };
+enum { SAVED_INDEX };
+
 static dn_status index_select_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   if (!node->needs_grad[0]) return DN_OK;
-  int dim = (int)node->ints[0], ndim = node->in_ndim[0];
+  int dim = (int)node->ints[INDEX_DIM], ndim = node->in_ndim[0];
   const int64_t *shape = node->in_shape[0];
   dn_tensor *index, *g, *da;
-  dn_status st = dn_node_saved(node, 0, &index);
+  dn_status st = dn_node_saved(node, SAVED_INDEX, &index);
   if (st) return st;
   if ((st = dn_tensor_new(&da, DN_F32, ndim, shape))) return st;
   if ((st = dn_contiguous(&g, grad))) {
@@ -191,7 +194,7 @@ static dn_status index_select_backward(dn_node *node, dn_tensor *grad, dn_tensor
                    .grad = dn_tensor_data(g),
                    .index = DN_I32_AT(index, index->offset),
                    .index_stride = index->stride[0],
-                   .base = node->ints[1],
+                   .base = node->ints[INDEX_BASE],
                    .outer = 1,
                    .size = shape[dim],
                    .inner = 1,
@@ -234,9 +237,9 @@ dn_status dn_index_select(dn_tensor **out, const dn_tensor *a, int dim, const dn
   dn_node *node;
   st = dn_record(result, &index_select_node, 1, &a, &node);
   if (!st && node) {
-    node->ints[0] = d;
-    node->ints[1] = base;
-    st = dn_node_save(node, 0, index);
+    node->ints[INDEX_DIM] = d;
+    node->ints[INDEX_BASE] = base;
+    st = dn_node_save(node, SAVED_INDEX, index);
   }
   if (st) {
     dn_tensor_release(result);

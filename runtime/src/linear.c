@@ -30,6 +30,7 @@
 #define MIN_COLUMNS_PER_THREAD 64
 
 enum { SAVED_X = 0, SAVED_W = 1, SAVED_Y = 2 };
+enum { NODE_ACTIVATION = 0 };   /* node->ints: the dn_activation */
 enum { NODE_GRAD_SCALE = 0 };   /* node->scalars: the dropout scale (1 without dropout) */
 
 /* --- forward: bias + activation over the sgemm's output ------------------------ */
@@ -278,7 +279,7 @@ static dn_status bias_grad(dn_tensor **db, dn_node *node, const double *bias_sum
 }
 
 static dn_status linear_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
-  dn_activation act = (dn_activation)node->ints[0];
+  dn_activation act = (dn_activation)node->ints[NODE_ACTIVATION];
   int64_t rows = node->in_ndim[0] == 2 ? node->in_shape[0][0] : 1, cols = node->in_shape[1][0];
   dn_tensor *g = NULL, *g_pre = NULL;
   double *bias_sum = NULL;
@@ -375,7 +376,7 @@ static dn_status forward(dn_tensor **out, const dn_node_type *type, dn_tensor *x
   dn_node *node = NULL;
   if (!st && type) st = dn_record(y, type, 3, (const dn_tensor *[]){x, w, b}, &node);
   if (!st && node) {
-    node->ints[0] = act;
+    node->ints[NODE_ACTIVATION] = act;
     node->scalars[NODE_GRAD_SCALE] = drop ? drop->scale : 1.0f;
     if (node->needs_grad[1]) st = dn_node_save(node, SAVED_X, x);
     if (!st && node->needs_grad[0]) st = dn_node_save(node, SAVED_W, w);

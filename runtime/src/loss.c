@@ -200,16 +200,24 @@ static void cross_entropy_grad_rows(const void *ctx, int64_t i0, int64_t i1) {
   }
 }
 
+/*
+** A class loss node (cross_entropy, nll_loss): ints, scalars (cross_entropy's
+** label smoothing) and saved slots (nll_loss keeps the target only).
+*/
+enum { CLASS_REDUCTION, CLASS_BASE };
+enum { CLASS_LABEL_SMOOTHING };
+enum { CLASS_SAVED_X, CLASS_SAVED_TARGET, CLASS_SAVED_STATS };
+
 /* d loss / d x[i, j] = g_i (softmax_ij - (1 - eps) [j == t_i] - eps / C). */
 static dn_status cross_entropy_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   dn_tensor *x, *target, *stats;
-  dn_status st = dn_node_saved(node, 0, &x);
-  if (!st) st = dn_node_saved(node, 1, &target);
-  if (!st) st = dn_node_saved(node, 2, &stats);
+  dn_status st = dn_node_saved(node, CLASS_SAVED_X, &x);
+  if (!st) st = dn_node_saved(node, CLASS_SAVED_TARGET, &target);
+  if (!st) st = dn_node_saved(node, CLASS_SAVED_STATS, &stats);
   if (st) return st;
-  dn_reduction reduction = (dn_reduction)node->ints[0];
-  class_rows cr = class_rows_of(x, target, node->ints[1]);
-  float eps = (float)node->scalars[0];
+  dn_reduction reduction = (dn_reduction)node->ints[CLASS_REDUCTION];
+  class_rows cr = class_rows_of(x, target, node->ints[CLASS_BASE]);
+  float eps = (float)node->scalars[CLASS_LABEL_SMOOTHING];
   float smooth = cr.classes ? eps / (float)cr.classes : 0.0f, hit = 1.0f - eps;
   loss_grad lg = loss_grad_of(grad, reduction, cr.rows);
   st = dn_tensor_new(&grad_in[0], DN_F32, x->ndim, x->shape);
@@ -243,12 +251,12 @@ dn_status dn_cross_entropy(dn_tensor **out, dn_tensor *logits, const dn_tensor *
   dn_node *node = NULL;
   if (!st) st = dn_record(result, &cross_entropy_node, 1, (const dn_tensor *[]){logits}, &node);
   if (!st && node) {
-    node->ints[0] = reduction;
-    node->ints[1] = base;
-    node->scalars[0] = label_smoothing;
-    st = dn_node_save(node, 0, logits);
-    if (!st) st = dn_node_save(node, 1, target);
-    if (!st) st = dn_node_save(node, 2, stats);
+    node->ints[CLASS_REDUCTION] = reduction;
+    node->ints[CLASS_BASE] = base;
+    node->scalars[CLASS_LABEL_SMOOTHING] = label_smoothing;
+    st = dn_node_save(node, CLASS_SAVED_X, logits);
+    if (!st) st = dn_node_save(node, CLASS_SAVED_TARGET, target);
+    if (!st) st = dn_node_save(node, CLASS_SAVED_STATS, stats);
   }
   dn_free(losses);
   dn_tensor_release(stats);
@@ -263,13 +271,13 @@ dn_status dn_cross_entropy(dn_tensor **out, dn_tensor *logits, const dn_tensor *
 /* d loss / d x[i, j] = -g_i at j = t_i, else 0. */
 static dn_status nll_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   dn_tensor *target;
-  dn_status st = dn_node_saved(node, 1, &target);
+  dn_status st = dn_node_saved(node, CLASS_SAVED_TARGET, &target);
   if (st) return st;
   st = dn_tensor_zeros(&grad_in[0], DN_F32, node->in_ndim[0], node->in_shape[0]);
   if (st) return st;
   dn_tensor *dx = grad_in[0];
-  class_rows cr = class_rows_of(dx, target, node->ints[1]);
-  loss_grad lg = loss_grad_of(grad, (dn_reduction)node->ints[0], cr.rows);
+  class_rows cr = class_rows_of(dx, target, node->ints[CLASS_BASE]);
+  loss_grad lg = loss_grad_of(grad, (dn_reduction)node->ints[CLASS_REDUCTION], cr.rows);
   float *d = dn_tensor_data(dx);
   for (int64_t i = 0; i < cr.rows; i++) d[i * cr.classes + class_of(&cr, i)] = -loss_grad_at(&lg, i);
   return DN_OK;
@@ -293,9 +301,9 @@ dn_status dn_nll_loss(dn_tensor **out, dn_tensor *log_probs, const dn_tensor *ta
   dn_node *node;
   st = dn_record(result, &nll_node, 1, (const dn_tensor *[]){log_probs}, &node);
   if (!st && node) {
-    node->ints[0] = reduction;
-    node->ints[1] = base;
-    st = dn_node_save(node, 1, target);
+    node->ints[CLASS_REDUCTION] = reduction;
+    node->ints[CLASS_BASE] = base;
+    st = dn_node_save(node, CLASS_SAVED_TARGET, target);
   }
   if (st) {
     dn_tensor_release(result);
@@ -432,13 +440,17 @@ static void pointwise_grad_units(const void *ctx, int64_t k0, int64_t k1) {
 ** NULL) per element, from the incoming gradient (per element for none).
 ** MSE: 2 (x - t) g and its negative; BCE: (sigmoid(x) - t) g and -x g.
 */
+/* A pointwise loss node: ints and saved slots. */
+enum { POINTWISE_REDUCTION, POINTWISE_KIND };
+enum { POINTWISE_SAVED_X, POINTWISE_SAVED_TARGET };
+
 static dn_status pointwise_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   dn_tensor *x, *t;
-  dn_status st = dn_node_saved(node, 0, &x);
-  if (!st) st = dn_node_saved(node, 1, &t);
+  dn_status st = dn_node_saved(node, POINTWISE_SAVED_X, &x);
+  if (!st) st = dn_node_saved(node, POINTWISE_SAVED_TARGET, &t);
   if (st) return st;
-  pointwise_loss kind = (pointwise_loss)node->ints[1];
-  dn_reduction reduction = (dn_reduction)node->ints[0];
+  pointwise_loss kind = (pointwise_loss)node->ints[POINTWISE_KIND];
+  dn_reduction reduction = (dn_reduction)node->ints[POINTWISE_REDUCTION];
   for (int i = 0; i < 2 && !st; i++)
     if (node->needs_grad[i]) st = dn_tensor_new(&grad_in[i], DN_F32, x->ndim, x->shape);
   if (st) return st;
@@ -476,10 +488,10 @@ static dn_status pointwise_loss_forward(dn_tensor **out, const dn_tensor *x, con
   dn_node *node;
   st = dn_record(result, type, 2, (const dn_tensor *[]){x, t}, &node);
   if (!st && node) {
-    node->ints[0] = reduction;
-    node->ints[1] = kind;
-    st = dn_node_save(node, 0, x);
-    if (!st) st = dn_node_save(node, 1, t);
+    node->ints[POINTWISE_REDUCTION] = reduction;
+    node->ints[POINTWISE_KIND] = kind;
+    st = dn_node_save(node, POINTWISE_SAVED_X, x);
+    if (!st) st = dn_node_save(node, POINTWISE_SAVED_TARGET, t);
   }
   if (st) {
     dn_tensor_release(result);

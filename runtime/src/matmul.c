@@ -191,8 +191,10 @@ static void gemm_batch_sum(float *c, const operand *x, const operand *y, int64_t
 ** dA = G @ B^T and dB = A^T @ G per batch, with 1-D operands as a row (a)
 ** or a column (b) and G viewed as [batch, n, m]. The gradients are written
 ** straight into new tensors of the inputs' shapes (the promoted layouts of
-** a 1-D input are the same memory). saved[0] is a (for dB), saved[1] is b.
+** a 1-D input are the same memory). SAVED_A is a (for dB), SAVED_B is b (for dA).
 */
+enum { SAVED_A, SAVED_B };
+
 static dn_status matmul_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   int nda = node->in_ndim[0], ndb = node->in_ndim[1];
   const int64_t *sa = node->in_shape[0], *sb = node->in_shape[1];
@@ -219,14 +221,14 @@ static dn_status matmul_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
   st = dn_tensor_alias(&g3, g, batched ? 3 : 2, g_shape + !batched, g_stride + !batched, g->offset);
   if (st || (st = operand_init(&og, g3))) goto done;
   if (da) {
-    if ((st = dn_node_saved(node, 1, &saved)) || (st = dn_matrix_alias(&b2, saved, 1)) || (st = operand_init(&ob, b2)))
+    if ((st = dn_node_saved(node, SAVED_B, &saved)) || (st = dn_matrix_alias(&b2, saved, 1)) || (st = operand_init(&ob, b2)))
       goto done;
     operand bt = transposed(&ob);
     if (batch_a == batches) run_gemm(dn_tensor_data(da), &og, &bt, batches, 1.0f, 0.0f);
     else gemm_batch_sum(dn_tensor_data(da), &og, &bt, batches);
   }
   if (db) {
-    if ((st = dn_node_saved(node, 0, &saved)) || (st = dn_matrix_alias(&a2, saved, 0)) || (st = operand_init(&oa, a2)))
+    if ((st = dn_node_saved(node, SAVED_A, &saved)) || (st = dn_matrix_alias(&a2, saved, 0)) || (st = operand_init(&oa, a2)))
       goto done;
     operand at = transposed(&oa);
     if (batch_b == batches) run_gemm(dn_tensor_data(db), &at, &og, batches, 1.0f, 0.0f);
@@ -311,8 +313,8 @@ dn_status dn_matmul(dn_tensor **out, dn_tensor *a, dn_tensor *b) {
   dn_node *node = NULL;
   if (!st) st = dn_record(result, &matmul_node, 2, (const dn_tensor *[]){a, b}, &node);
   /* dA needs b, dB needs a: save only what an input that needs grad uses */
-  if (!st && node && node->needs_grad[0]) st = dn_node_save(node, 1, b);
-  if (!st && node && node->needs_grad[1]) st = dn_node_save(node, 0, a);
+  if (!st && node && node->needs_grad[0]) st = dn_node_save(node, SAVED_B, b);
+  if (!st && node && node->needs_grad[1]) st = dn_node_save(node, SAVED_A, a);
   if (st) {
     dn_tensor_release(result);
     return st;

@@ -140,13 +140,16 @@ dn_status dn_reshape(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *sha
   return st;
 }
 
-/* The gradient of a transpose is the gradient transposed back (ints: the two dims). */
+/* The ints of a transpose node: the two dims. */
+enum { TRANSPOSE_DIM0, TRANSPOSE_DIM1 };
+
+/* The gradient of a transpose is the gradient transposed back. */
 static dn_status transpose_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   if (node->in_ndim[0] < 2) {   /* t of a 0-D or 1-D tensor is the tensor itself */
     grad_in[0] = dn_tensor_retain(grad);
     return DN_OK;
   }
-  return dn_transpose(&grad_in[0], grad, (int)node->ints[0], (int)node->ints[1]);
+  return dn_transpose(&grad_in[0], grad, (int)node->ints[TRANSPOSE_DIM0], (int)node->ints[TRANSPOSE_DIM1]);
 }
 static const dn_node_type transpose_node = {"transpose", transpose_backward};
 static const dn_node_type t_node = {"t", transpose_backward};
@@ -162,8 +165,8 @@ static dn_status transpose_as(dn_tensor **out, const dn_node_type *type, dn_tens
   dn_node *node;
   dn_status st = make_view(out, type, t, t->ndim, shape, stride, t->offset, &node);
   if (node) {
-    node->ints[0] = dim0;
-    node->ints[1] = dim1;
+    node->ints[TRANSPOSE_DIM0] = dim0;
+    node->ints[TRANSPOSE_DIM1] = dim1;
   }
   return st;
 }
@@ -186,10 +189,13 @@ dn_status dn_t(dn_tensor **out, dn_tensor *t) {
   return transpose_as(out, &t_node, t, 0, 1);
 }
 
-/* Undoes the permutation (ints: the forward dims, wrapped). */
+/* The ints of a permute node from PERMUTE_DIMS on: the forward dims, wrapped (one per input dim). */
+enum { PERMUTE_DIMS };
+
+/* Undoes the permutation. */
 static dn_status permute_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   int inverse[DN_MAX_DIMS];
-  for (int d = 0; d < node->in_ndim[0]; d++) inverse[node->ints[d]] = d;
+  for (int d = 0; d < node->in_ndim[0]; d++) inverse[node->ints[PERMUTE_DIMS + d]] = d;
   return dn_permute(&grad_in[0], grad, inverse);
 }
 static const dn_node_type permute_node = {"permute", permute_backward};
@@ -211,21 +217,24 @@ dn_status dn_permute(dn_tensor **out, dn_tensor *t, const int *dims) {
   dn_node *node;
   dn_status st = make_view(out, &permute_node, t, t->ndim, shape, stride, t->offset, &node);
   if (node)
-    for (int d = 0; d < t->ndim; d++) node->ints[d] = wrapped[d];
+    for (int d = 0; d < t->ndim; d++) node->ints[PERMUTE_DIMS + d] = wrapped[d];
   return st;
 }
 
+/* The ints of a narrow or select node: the dim, then the start (narrow) or the index (select). */
+enum { WINDOW_DIM, WINDOW_START, WINDOW_INDEX = WINDOW_START };
+
 /*
 ** narrow and select: the base's gradient is zero outside the window and the
-** view's gradient inside it (ints: dim, then start or index).
+** view's gradient inside it.
 */
 static dn_status scatter_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in, bool is_select) {
   dn_tensor *full, *window;
   dn_status st = dn_tensor_zeros(&full, DN_F32, node->in_ndim[0], node->in_shape[0]);
   if (st) return st;
-  int dim = (int)node->ints[0];
-  st = is_select ? dn_select(&window, full, dim, node->ints[1])
-                 : dn_narrow(&window, full, dim, node->ints[1], grad->shape[dim]);
+  int dim = (int)node->ints[WINDOW_DIM];
+  st = is_select ? dn_select(&window, full, dim, node->ints[WINDOW_INDEX])
+                 : dn_narrow(&window, full, dim, node->ints[WINDOW_START], grad->shape[dim]);
   if (!st) st = dn_copy_into(window, grad);
   dn_tensor_release(window);
   if (st) {
@@ -258,8 +267,8 @@ dn_status dn_narrow(dn_tensor **out, dn_tensor *t, int dim, int64_t start, int64
   dn_node *node;
   dn_status st = make_view(out, &narrow_node, t, t->ndim, shape, t->stride, t->offset + start * t->stride[dim], &node);
   if (node) {
-    node->ints[0] = dim;
-    node->ints[1] = start;
+    node->ints[WINDOW_DIM] = dim;
+    node->ints[WINDOW_START] = start;
   }
   return st;
 }
@@ -283,8 +292,8 @@ dn_status dn_select(dn_tensor **out, dn_tensor *t, int dim, int64_t index) {
   dn_node *node;
   dn_status st = make_view(out, &select_node, t, n, shape, stride, t->offset + index * t->stride[dim], &node);
   if (node) {
-    node->ints[0] = dim;
-    node->ints[1] = index;
+    node->ints[WINDOW_DIM] = dim;
+    node->ints[WINDOW_INDEX] = index;
   }
   return st;
 }

@@ -24,9 +24,13 @@ tensor.c      lifetime, creation, queries, plain aliases
 graph.c       grad mode, nodes (record, save, release)
 copy.c        copies, writes, gradient accumulation
 autograd.c    the engine (dn_backward)
-reduce.c      reductions, sum_to_shape
+reduce_engine.c the reduction engine: blocks, spans, lanes, columns, lane means
+reduce.c      reductions (sum ... min, argmax, argmin), their backward, sum_to_shape
 view.c        recording views
-elementwise.c element-wise ops
+elementwise.c the element-wise driver: broadcasting, dtype checks, int32 overflows
+unary.c       unary element-wise ops (neg ... tanh)
+binary.c      binary element-wise ops (add ... minimum)
+clamp_where.c clamp and where
 matmul.c      matrix products
 dropout_mask.c the dropout family: random kernels, thresholds, scales
 linear.c      the fused linear layer (+ ReLU + dropout)

@@ -22,11 +22,13 @@ DN_BEGIN_DECLS
 typedef enum dn_binop {
   DN_ADD, DN_SUB, DN_MUL, DN_DIV, DN_POW,
   DN_EQ, DN_NE, DN_LT, DN_LE, DN_GT, DN_GE,
-  DN_MAXIMUM, DN_MINIMUM
+  DN_MAXIMUM, DN_MINIMUM,
+  DN_BINOP_COUNT   /* not an op: the number of ops */
 } dn_binop;
 
 typedef enum dn_unop {
-  DN_NEG, DN_EXP, DN_LOG, DN_SQRT, DN_ABS, DN_RELU, DN_SIGMOID, DN_TANH
+  DN_NEG, DN_EXP, DN_LOG, DN_SQRT, DN_ABS, DN_RELU, DN_SIGMOID, DN_TANH,
+  DN_UNOP_COUNT   /* not an op: the number of ops */
 } dn_unop;
 
 DN_API const char *dn_binop_name(dn_binop op);   /* "add", "sub", ... */
