@@ -343,7 +343,10 @@ static dn_status binary_input_grad(dn_tensor **out, dn_binop op, int i, dn_tenso
                                    dn_tensor *b) {
   switch (op) {
     case DN_ADD: *out = dn_tensor_retain(grad); return DN_OK;
-    case DN_SUB: return i == 0 ? (*out = dn_tensor_retain(grad), DN_OK) : dn_unary(out, DN_NEG, grad);
+    case DN_SUB:
+      if (i == 1) return dn_unary(out, DN_NEG, grad);
+      *out = dn_tensor_retain(grad);
+      return DN_OK;
     case DN_MUL: return dn_binary(out, DN_MUL, grad, i == 0 ? b : a);
     case DN_DIV:
       return i == 0 ? dn_binary(out, DN_DIV, grad, b) : run_grad_rule(out, GRAD_DIV_DENOMINATOR, grad, a, b);

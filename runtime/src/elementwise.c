@@ -190,7 +190,7 @@ dn_status dn_ew_run(dn_ew_job *job) {
 }
 
 
-dn_status dn_ew_run_grad(dn_tensor **out, dn_segment_fn segment, int rule, const dn_tensor *grad,
+dn_status dn_ew_run_grad(dn_tensor **out, dn_segment_fn segment, unsigned rule, const dn_tensor *grad,
                          const dn_tensor *x, const dn_tensor *y, double lo, double hi) {
   dn_status st = dn_tensor_new(out, DN_F32, grad->ndim, grad->shape);
   if (st) return st;

@@ -50,7 +50,7 @@ typedef void (*dn_segment_fn)(const dn_ew_job *job, void *out, int64_t out_strid
 
 struct dn_ew_job {
   dn_segment_fn segment;
-  int op;                  /* a dn_binop, a dn_unop or a file's gradient rule */
+  unsigned op;             /* a dn_binop, a dn_unop or a file's gradient rule (enums: unsigned) */
   double lo, hi;           /* clamp bounds, NaN for none */
   dn_i32_overflow *overflow;  /* int32 add, sub, mul, pow, neg, abs: where an overflow is noted */
   dn_tensor *out;
@@ -71,7 +71,7 @@ dn_status dn_ew_run(dn_ew_job *job);
 /* out = a new float32 tensor in grad's shape, filled by segment with
    in = {grad, x, y} (x and y broadcast to it; y may be NULL). For the
    backward rules of each file. */
-dn_status dn_ew_run_grad(dn_tensor **out, dn_segment_fn segment, int rule, const dn_tensor *grad,
+dn_status dn_ew_run_grad(dn_tensor **out, dn_segment_fn segment, unsigned rule, const dn_tensor *grad,
                          const dn_tensor *x, const dn_tensor *y, double lo, double hi);
 
 #endif

@@ -363,10 +363,16 @@ dn_status dn_matmul_into_plain(dn_tensor *out, dn_tensor *a, dn_tensor *b, float
   }
   /* sgemm must not read an operand it is writing: such an operand is copied */
   dn_tensor *a2 = NULL, *b2 = NULL;
-  st = a->storage == out->storage ? dn_plain_clone(&a2, a) : (a2 = dn_tensor_retain(a), DN_OK);
-  if (st) return st;
-  st = b->storage == out->storage ? dn_plain_clone(&b2, b) : (b2 = dn_tensor_retain(b), DN_OK);
-  if (st) goto done;
+  if (a->storage == out->storage) {
+    if ((st = dn_plain_clone(&a2, a))) return st;
+  } else {
+    a2 = dn_tensor_retain(a);
+  }
+  if (b->storage == out->storage) {
+    if ((st = dn_plain_clone(&b2, b))) goto done;
+  } else {
+    b2 = dn_tensor_retain(b);
+  }
   operand oa, ob;
   st = operand_init(&oa, a2);
   if (st) goto done;
