@@ -467,3 +467,41 @@ describe("the man page", function()
     assert.are.equal("", warnings)
   end)
 end)
+
+-- --- docs/internals.md: the contributors' map names only files that exist --------------
+
+describe("docs/internals.md", function()
+  -- A bare name (`tensor.c`, `test_gemm.c`, `nn_spec.lua`) is looked up in the folders
+  -- its kind lives in; a name with a slash is relative to the top or to the Lua library.
+  local FOLDERS = {"runtime/src", "runtime/include/dropnet", "tests/c", "tests/spec", "bindings",
+    "bindings/lua/dropnet", "bindings/lua/dropnet/nn", "docs", "tests/layers", "scripts"}
+
+  local function exists(path)
+    local f = io.open(SOURCE .. "/" .. path, "r")
+    if f then f:close() end
+    return f ~= nil
+  end
+
+  it("names only files that exist", function()
+    local text = read(SOURCE .. "/docs/internals.md")
+    local names = {}
+    for _, pattern in ipairs{"`([%w_%./%-]+%.[ch])`", "`([%w_%./%-]+%.lua)`", "`([%w_%./%-]+%.md)`",
+                             "`([%w_%./%-]+%.sh)`"} do
+      for name in text:gmatch(pattern) do names[#names + 1] = name end
+    end
+    local absent = {}
+    for _, name in ipairs(names) do
+      local found = exists(name) or exists("bindings/lua/dropnet/" .. name)
+      if not name:find("/") then
+        for _, folder in ipairs(FOLDERS) do found = found or exists(folder .. "/" .. name) end
+      end
+      if not found then absent[#absent + 1] = name end
+    end
+    assert.is_true(#names >= 40, "read only " .. #names .. " file names from docs/internals.md")
+    assert.are.same({}, absent)
+  end)
+
+  it("is linked from the README", function()
+    assert.truthy(read(SOURCE .. "/README.md"):find("docs/internals.md", 1, true))
+  end)
+end)
