@@ -24,6 +24,11 @@ static double cpu_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static float *alloc_floats(int64_t count) {
+  void *p = NULL;
+  return posix_memalign(&p, 64, (size_t)count * sizeof(float)) ? NULL : p;
+}
+
 int main(int argc, char **argv) {
 #ifdef DN_HAVE_GEMM
   if (argc < 8) {
@@ -36,8 +41,8 @@ int main(int argc, char **argv) {
   bool ta = atoi(argv[6]) != 0, tb = atoi(argv[7]) != 0;
   int reps = argc > 8 ? atoi(argv[8]) : 50;
   if (threads < 1 || m < 1 || k < 1 || n < 1 || reps < 1 || dn_set_num_threads(threads) != DN_OK) return 2;
-  float *a = malloc((size_t)(m * k) * sizeof(float)), *b = malloc((size_t)(k * n) * sizeof(float)),
-        *c = malloc((size_t)(m * n) * sizeof(float));
+  /* 64-byte aligned, as the runtime's tensors (alloc.c) */
+  float *a = alloc_floats(m * k), *b = alloc_floats(k * n), *c = alloc_floats(m * n);
   double *wall = malloc((size_t)reps * sizeof(double)), *cpu = malloc((size_t)reps * sizeof(double));
   if (!a || !b || !c || !wall || !cpu) return 1;
   for (int64_t i = 0; i < m * k; i++) a[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
