@@ -27,11 +27,28 @@
 ** time goes at M = 128, one core: packing B 14-16% (B, 3-4 MB, does not fit
 ** L2 and each element serves only 128 rows: a pass over memory at ~15 GB/s),
 ** packing A 2%; the micro-kernels run at ~80% of peak (all panels packed
-** beforehand; 81% with C a scratch tile, so C's traffic costs ~2%), against
-** 85-91% for the same kernel with its panels in L1. Tried without gain (within
+** beforehand), against 85-91% for the same kernel with its panels in L1. Tried without gain (within
 ** the noise, or slower): KC 192-512, NC 256-1024, 12x32 and 14x32 tiles,
 ** unrolling k, packing B's panels one at a time with the next one's source
 ** prefetched, prefetching the next B block during the kernels.
+**
+** Measured in the real loop (1 thread, tests/bench/bench_gemm_shape, thread
+** CPU time, medians of 3-5 alternating rounds; perf with cpu-clock, the
+** guest has no PMU): [128,784]@[1024,784]^T spends 80% in the kernels, 17%
+** packing B (its loads wait on W, 3.2 MB, read at about one core's DRAM
+** rate), 2% packing A; [1000,784]@[1024,784]^T 91%, 4%, 3%: at 124 and 144
+** GFLOP/s overall the kernels run at ~75% of peak. Handing every call a C
+** tile that stays hot (the same 8 rows of a scratch [8, 1024], C's row
+** stride kept) gives 124 -> 132 and 144 -> 156 GFLOP/s: C's lines cost 6-8%
+** (not ~2%, as a scratch tile measured before), yet neither through L1 sets
+** nor through a latency that prefetching hides. Tried there without gain:
+** prefetching the next call's C tile as well (T0 or T1); KC 400 (-9%, -3%)
+** and 800 (-7%, -3%); MC 128 or 512; the ir loop outside jr (-3%); k
+** super-blocks with the whole kb x nr B panel and a ~1 MB A block packed at
+** once, C's column kept across the k blocks (-2% at M = 128; 136 -> 115 at
+** M = 1000, B then packed once per A block); prefetching the next B block's
+** source towards L2 a few lines per kernel call (-7%), or 8-16 source rows
+** ahead inside the transposing pack (-3%).
 **
 ** The scheme is the usual packed GEMM (Goto; BLIS's loop names): for a block
 ** of kc rows of op(B) and nc columns, copy it into panels of nr columns
