@@ -210,8 +210,77 @@ static bool narrow(const dn_gemm_kernel *kern, int64_t m, int64_t n) {
   return transposed < 0.75 * as_is;
 }
 
+dn_gemm_path dn_gemm_force_path = DN_GEMM_AUTO;
+
+typedef struct direct_job {
+  const dn_gemm_kernel *kern;
+  dn_gemm_direct_fn fn;
+  dn_gemm_direct_args d;
+  int64_t m, n;
+  bool split_n;              /* tasks split columns, else rows */
+  int64_t unit, units;       /* columns or rows per unit; units to split */
+} direct_job;
+
+static void direct_task(void *ctx, int t, int nt) {
+  const direct_job *j = ctx;
+  int64_t end = j->split_n ? j->n : j->m;
+  int64_t first = j->units * t / nt * j->unit, last = min64(j->units * (t + 1) / nt * j->unit, end);
+  if (first >= last) return;
+  if (j->split_n) j->fn(&j->d, 0, j->m, first, last);
+  else j->fn(&j->d, first, last, 0, j->n);
+}
+
+/* Threads take whole tiles (the bits do not depend on the split). */
+static void direct_run(const dn_gemm_kernel *kern, bool dot, bool trans_a, int64_t m, int64_t n, int64_t k,
+                       float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                       int64_t ldc) {
+  direct_job j = {.kern = kern, .fn = dot ? kern->dot : kern->direct, .m = m, .n = n,
+                  .d = {.k = k, .a = a, .a_rs = trans_a ? 1 : lda, .a_ps = trans_a ? lda : 1, .b = b, .ldb = ldb,
+                        .c = c, .ldc = ldc, .alpha = alpha, .beta = beta}};
+  int64_t col_unit = dot ? kern->dot_cols : kern->direct_cols, row_unit = dot ? kern->dot_rows : kern->mr;
+  double work = (double)m * (double)n * (double)k;
+  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
+  int threads = small ? 1 : dn_get_num_threads();
+  j.split_n = ceil_div(n, col_unit) >= threads;
+  j.unit = j.split_n ? col_unit : row_unit;
+  j.units = ceil_div(j.split_n ? n : m, j.unit);
+  if (threads > j.units) threads = (int)j.units;
+  dn_parallel(threads, direct_task, &j);
+}
+
+/*
+** Which unpacked path, if any, the shape takes: 0 none, 1 direct, 2 dot.
+** Packing pays where each packed element serves many micro-tiles: a packed
+** B element serves m / mr of them. Measured (one core, thread CPU time,
+** GFLOP/s packed -> unpacked, AVX-512):
+**   direct, !trans_b, n = 1024: m <= 64 with k <= 256 wins (m 8: 36-62 ->
+**   107-147; m 32: 77-113 -> 117-145; m 64: 95-131 -> 115-139); m 128 at k
+**   10-48 a wash (90-129 both), at k >= 128 a loss (142-153 -> 124-141);
+**   k 512 with ldb 1024 a loss from m 32 (88 -> 55): the k x 32 B panel,
+**   rows 4 KB apart, no longer stays in L2 across the row tiles.
+**   dot, !trans_a && trans_b: n <= 32 or m <= 32 wins at every m, k tried
+**   (n 10: 32-48 -> 69-142; m 8, n 1024: 37 -> 87; m 32, n 1024: 65 ->
+**   112); m, n >= 64 mixed (128 x 1024: 120 -> 90).
+** AVX2 (4 x 24 direct tile, 3 x 3 dot): direct wins up to m 16 (k 32-256,
+** n 1024: 50-70 -> 74-87), m 32 a wash, m 64 a loss (80-94 -> 57-82),
+** hence the kernel's direct_max_m; dot as AVX-512 (n 10: 44 -> 75; m 128,
+** n 32: 56 -> 82).
+*/
+static int unpacked_path(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
+  if (dn_gemm_force_path == DN_GEMM_PACKED) return 0;
+  if (dn_gemm_force_path == DN_GEMM_DIRECT) return !trans_b ? 1 : !trans_a ? 2 : 0;
+  if (!trans_b && ((m <= kern->direct_max_m && k <= 256) || m <= kern->mr)) return 1;
+  if (!trans_a && trans_b && (m <= 32 || n <= 32)) return 2;
+  return 0;
+}
+
 bool dn_gemm(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  int path = unpacked_path(kern, trans_a, trans_b, m, n, k);
+  if (path) {
+    direct_run(kern, path == 2, trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return true;
+  }
   if (!narrow(kern, m, n)) return gemm_run(kern, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   float *t = dn_alloc((size_t)(m * n) * sizeof(float));
   if (!t) return false;

@@ -15,6 +15,8 @@
 */
 #include "gemm.h"
 
+#include <math.h>
+
 #ifdef DN_HAVE_GEMM
 
 #define MR 8
@@ -65,6 +67,29 @@ static void micro(int64_t kc, const float *restrict ap, const float *restrict bp
   ROW_STORE(4) ROW_STORE(5) ROW_STORE(6) ROW_STORE(7)
 }
 
+/* The unpacked paths (gemm_direct.h): an 8 x 32 tile as the packed one;
+   dot's 4 x 5 (20 accumulators, 9 loads per 20 FMAs). */
+#define DV_T __m512
+#define DV_LANES 16
+#define DR 8
+#define DV 2
+#define DOT_R 4
+#define DOT_J 5
+typedef __mmask16 dv_mask;
+static inline dv_mask dv_mask_of(int n) { return n >= 16 ? 0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+static inline __m512 dv_zero(void) { return _mm512_setzero_ps(); }
+static inline __m512 dv_set1(float x) { return _mm512_set1_ps(x); }
+static inline __m512 dv_bcast(const float *p) { return _mm512_set1_ps(*p); }
+static inline __m512 dv_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline __m512 dv_load_mask(const float *p, dv_mask m) { return _mm512_maskz_loadu_ps(m, p); }
+static inline void dv_store(float *p, __m512 v) { _mm512_storeu_ps(p, v); }
+static inline void dv_store_mask(float *p, dv_mask m, __m512 v) { _mm512_mask_storeu_ps(p, m, v); }
+static inline __m512 dv_fma(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
+static inline __m512 dv_mul(__m512 a, __m512 b) { return _mm512_mul_ps(a, b); }
+static inline float dv_hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+#include "gemm_direct.h"
+
 /* KC: the B micro-panel, kc x NR = 32 KB, stays in L1 (48 KB on Sapphire
    Rapids and Zen 5); MC: the A block, mc x kc = 256 KB, in L2; NC: the B
    block kc x nc = 1 MB. KC 192-512 measured alike here on the model's shapes. */
@@ -72,6 +97,8 @@ const dn_gemm_kernel dn_gemm_kernel_avx512 = {
   .name = "avx512", .cpu_features = {"avx512f", "avx512vl", NULL},
   .mr = MR, .nr = NR, .kc = 256, .mc = 256, .nc = 1024,
   .pack_a = pack_a, .pack_b = pack_b, .micro = micro,
+  .direct_cols = DV_COLS, .direct_max_m = 64, .dot_rows = DOT_R, .dot_cols = DOT_J,
+  .direct = direct, .dot = dot,
 };
 
 #endif

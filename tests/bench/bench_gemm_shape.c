@@ -5,6 +5,11 @@
 ** median GFLOP/s by wall time and, with one thread, by the thread's CPU time
 ** (far less sensitive to other processes on a shared machine), after 3
 ** warm-up calls. For A/B comparisons of the driver and kernels.
+** BENCH_GEMM_PATH=packed or =direct in the environment forces that path
+** (gemm.h's dn_gemm_force_path) where the transposes allow it;
+** BENCH_GEMM_COLD=1 writes 32 MB between calls (not timed), so that the
+** operands come from memory as in a training step, where the products
+** before evict them.
 */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -40,6 +45,9 @@ int main(int argc, char **argv) {
   int64_t m = atoll(argv[3]), k = atoll(argv[4]), n = atoll(argv[5]);
   bool ta = atoi(argv[6]) != 0, tb = atoi(argv[7]) != 0;
   int reps = argc > 8 ? atoi(argv[8]) : 50;
+  const char *path = getenv("BENCH_GEMM_PATH");
+  if (path && !strcmp(path, "packed")) dn_gemm_force_path = DN_GEMM_PACKED;
+  if (path && !strcmp(path, "direct")) dn_gemm_force_path = DN_GEMM_DIRECT;
   if (threads < 1 || m < 1 || k < 1 || n < 1 || reps < 1 || dn_set_num_threads(threads) != DN_OK) return 2;
   /* 64-byte aligned, as the runtime's tensors (alloc.c) */
   float *a = alloc_floats(m * k), *b = alloc_floats(k * n), *c = alloc_floats(m * n);
@@ -48,7 +56,11 @@ int main(int argc, char **argv) {
   for (int64_t i = 0; i < m * k; i++) a[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
   for (int64_t i = 0; i < k * n; i++) b[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
   int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  const char *cold_env = getenv("BENCH_GEMM_COLD");
+  size_t cold_len = cold_env && atoi(cold_env) ? (size_t)32 << 20 : 0;
+  char *cold = cold_len ? malloc(cold_len) : NULL;
   for (int r = -3; r < reps; r++) {
+    if (cold) memset(cold, r & 0xFF, cold_len);
     double w0 = dn_bench_now(), c0 = cpu_now();
     if (!dn_gemm(kern, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n)) return 1;
     double c1 = cpu_now(), w1 = dn_bench_now();
