@@ -249,6 +249,75 @@ static void direct_run(const dn_gemm_kernel *kern, bool dot, bool trans_a, int64
 }
 
 /*
+** x @ W^T (!trans_a && trans_b) as C^T = W @ x^T with W unpacked: W's rows
+** are the broadcast operand, read in place (8 rows of W = 8 columns of C),
+** and only x^T is packed, once per call for all threads ([k, m]: 400 KB at
+** m 128, k 784, instead of W's 3.2 MB). Threads take whole 8-column blocks
+** of C; each element sums its k blocks in order, as gemm_region.
+** Loops: WT_ROWS rows of W (a 64 KB slab per k block, in L2 whatever W's
+** row stride) by k block; in it, each x^T panel (kc x 32, 32 KB) stays in
+** L1 while the slab's 8-row blocks stream past it. Measured (one core,
+** thread CPU time, 5 alternating rounds, packed -> this): [128,784] @
+** [1024,784]^T 120 -> 126 GFLOP/s, [128,1024] @ [1024,1024]^T 116 -> 130,
+** m 64 106 -> 129, m 256 127 -> 121, m 1000 137 -> 104 (x^T, 3 MB, then
+** comes from memory for every slab). Without the slabs (8 rows of W through
+** all of k, every x^T panel from L2) 119-125 at m 128; by k block over all
+** of W (its 1 MB slab, rows 4 KB apart, does not stay in L2) 111-113 at k
+** 1024; prefetching W's rows ahead in the kernel: slower (101-110).
+*/
+#define WT_ROWS 64
+typedef struct wt_job {
+  const dn_gemm_kernel *kern;
+  int64_t m, n, k, kc_full, ldb, ldc;
+  float alpha, beta;
+  const float *w;
+  const float *xpack;        /* x^T: per k block, ceil(m / nr) panels of kc x nr */
+  float *c;
+  int64_t units;             /* 8-column blocks of C */
+} wt_job;
+
+static void wt_task(void *ctx, int t, int nt) {
+  const wt_job *g = ctx;
+  const dn_gemm_kernel *kern = g->kern;
+  int64_t mr = kern->mr, nr = kern->nr, m_panels = round_up(g->m, nr);
+  int64_t j0 = g->units * t / nt * mr, j1 = min64(g->units * (t + 1) / nt * mr, g->n);
+  for (int64_t jc = j0; jc < j1; jc += WT_ROWS) {
+    int64_t jc1 = min64(jc + WT_ROWS, j1);
+    for (int64_t pc = 0; pc < g->k; pc += g->kc_full) {
+      int64_t kc = min64(g->kc_full, g->k - pc);
+      float beta = pc == 0 ? g->beta : 1.0f;
+      const float *xp = g->xpack + pc * m_panels;
+      for (int64_t i = 0; i < g->m; i += nr)
+        for (int64_t j = jc; j < jc1; j += mr)
+          kern->micro_t(kc, g->w + j * g->ldb + pc, g->ldb, xp + i * kc, g->c + i * g->ldc + j, g->ldc,
+                        (int)min64(mr, jc1 - j), (int)min64(nr, g->m - i), g->alpha, beta);
+    }
+  }
+}
+
+static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                   int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  wt_job g = {.kern = kern, .m = m, .n = n, .k = k, .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta, .w = b,
+              .c = c};
+  g.kc_full = ceil_div(k, ceil_div(k, kern->kc));
+  int64_t m_panels = round_up(m, kern->nr);
+  float *xpack = dn_alloc((size_t)(m_panels * k) * sizeof(float));
+  if (!xpack) return false;
+  /* x^T's k blocks one after another, each as pack_b lays out op(B)[pc:pc+kc, 0:m] */
+  for (int64_t pc = 0; pc < k; pc += g.kc_full)
+    kern->pack_b(a + pc, 1, lda, min64(g.kc_full, k - pc), m, xpack + pc * m_panels);
+  g.xpack = xpack;
+  double work = (double)m * (double)n * (double)k;
+  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
+  int threads = small ? 1 : dn_get_num_threads();
+  g.units = ceil_div(n, kern->mr);
+  if (threads > g.units) threads = (int)g.units;
+  dn_parallel(threads, wt_task, &g);
+  dn_free(xpack);
+  return true;
+}
+
+/*
 ** Which unpacked path, if any, the shape takes: 0 none, 1 direct, 2 dot.
 ** Packing pays where each packed element serves many micro-tiles: a packed
 ** B element serves m / mr of them. Measured (one core, thread CPU time,
@@ -267,7 +336,7 @@ static void direct_run(const dn_gemm_kernel *kern, bool dot, bool trans_a, int64
 ** n 32: 56 -> 82).
 */
 static int unpacked_path(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
-  if (dn_gemm_force_path == DN_GEMM_PACKED) return 0;
+  if (dn_gemm_force_path == DN_GEMM_PACKED || dn_gemm_force_path == DN_GEMM_WT) return 0;
   if (dn_gemm_force_path == DN_GEMM_DIRECT) return !trans_b ? 1 : !trans_a ? 2 : 0;
   if (!trans_b && ((m <= kern->direct_max_m && k <= 256) || m <= kern->mr)) return 1;
   if (!trans_a && trans_b && (m <= 32 || n <= 32)) return 2;
@@ -277,6 +346,9 @@ static int unpacked_path(const dn_gemm_kernel *kern, bool trans_a, bool trans_b,
 bool dn_gemm(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   int path = unpacked_path(kern, trans_a, trans_b, m, n, k);
+  if (!path && !trans_a && trans_b && kern->micro_t &&
+      (dn_gemm_force_path == DN_GEMM_WT || (dn_gemm_force_path == DN_GEMM_AUTO && m <= 128)))
+    return wt_run(kern, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   if (path) {
     direct_run(kern, path == 2, trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return true;

@@ -38,6 +38,12 @@ typedef void (*dn_gemm_pack_fn)(const float *src, int64_t along, int64_t across,
 typedef void (*dn_gemm_micro_fn)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int rows,
                                  int cols, float alpha, float beta);
 
+/* C^T[rows, cols] (<= mr x nr) = alpha * (A rows read in place, a[r * a_rs
+   + p], @ bp panel) + beta * C^T, with C^T(r, q) at c[q * ldc + r]; beta ==
+   0 does not read C. */
+typedef void (*dn_gemm_micro_t_fn)(int64_t kc, const float *a, int64_t a_rs, const float *bp, float *c, int64_t ldc,
+                                   int rows, int cols, float alpha, float beta);
+
 /* A product for the unpacked paths (gemm_direct.h): op(A)(r, p) =
    a[r * a_rs + p * a_ps]; op(B)(p, j) = b[p * ldb + j] for direct,
    b[j * ldb + p] for dot (a_ps == 1 there). */
@@ -69,6 +75,7 @@ typedef struct dn_gemm_kernel {
   int dot_rows, dot_cols;    /* dot's tile */
   dn_gemm_direct_fn direct;  /* !trans_b, nothing packed */
   dn_gemm_direct_fn dot;     /* !trans_a && trans_b, nothing packed */
+  dn_gemm_micro_t_fn micro_t; /* x @ W^T as (W @ x^T)^T, W not packed; NULL: none */
 } dn_gemm_kernel;
 
 extern const dn_gemm_kernel dn_gemm_kernel_avx512, dn_gemm_kernel_avx2;
@@ -82,6 +89,7 @@ typedef enum dn_gemm_path {
   DN_GEMM_AUTO,       /* the default: the shape decides */
   DN_GEMM_PACKED,     /* packed (or its narrow transpose) */
   DN_GEMM_DIRECT,     /* direct or dot where the transposes allow, else packed */
+  DN_GEMM_WT,         /* !trans_a && trans_b: W unpacked (micro_t) where the kernel has it, else packed */
 } dn_gemm_path;
 extern dn_gemm_path dn_gemm_force_path;
 

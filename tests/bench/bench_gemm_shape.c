@@ -48,6 +48,7 @@ int main(int argc, char **argv) {
   const char *path = getenv("BENCH_GEMM_PATH");
   if (path && !strcmp(path, "packed")) dn_gemm_force_path = DN_GEMM_PACKED;
   if (path && !strcmp(path, "direct")) dn_gemm_force_path = DN_GEMM_DIRECT;
+  if (path && !strcmp(path, "wt")) dn_gemm_force_path = DN_GEMM_WT;
   if (threads < 1 || m < 1 || k < 1 || n < 1 || reps < 1 || dn_set_num_threads(threads) != DN_OK) return 2;
   /* 64-byte aligned, as the runtime's tensors (alloc.c) */
   float *a = alloc_floats(m * k), *b = alloc_floats(k * n), *c = alloc_floats(m * n);

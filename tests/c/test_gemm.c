@@ -56,7 +56,8 @@ static const gemm_impl BLAS = {"dn_blas_sgemm", dn_blas_sgemm, 3, NULL};
 /* dn_gemm returns false only when its packing buffers cannot be allocated:
    never expected here. Each kernel runs every case three ways: the path the
    shape picks, forced packed, and forced unpacked (direct or dot wherever
-   the transposes allow them, gemm.h's dn_gemm_force_path). */
+   the transposes allow them, gemm.h's dn_gemm_force_path); the AVX-512
+   kernel also with x @ W^T as (W @ x^T)^T (micro_t) wherever it applies. */
 #define KERNEL_IMPL(NAME, kernel, path)                                                                        \
   static void gemm_##NAME(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a, \
                           int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {        \
@@ -70,6 +71,7 @@ static const gemm_impl BLAS = {"dn_blas_sgemm", dn_blas_sgemm, 3, NULL};
 KERNEL_IMPL(AVX512, dn_gemm_kernel_avx512, DN_GEMM_AUTO)
 KERNEL_IMPL(AVX512_PACKED, dn_gemm_kernel_avx512, DN_GEMM_PACKED)
 KERNEL_IMPL(AVX512_DIRECT, dn_gemm_kernel_avx512, DN_GEMM_DIRECT)
+KERNEL_IMPL(AVX512_WT, dn_gemm_kernel_avx512, DN_GEMM_WT)
 KERNEL_IMPL(AVX2, dn_gemm_kernel_avx2, DN_GEMM_AUTO)
 KERNEL_IMPL(AVX2_PACKED, dn_gemm_kernel_avx2, DN_GEMM_PACKED)
 KERNEL_IMPL(AVX2_DIRECT, dn_gemm_kernel_avx2, DN_GEMM_DIRECT)
@@ -541,6 +543,7 @@ static void test_threads_bit_identical(void **state) {
     {.m = 64, .n = 1031, .k = 255, .alpha = 0.5f, .pad_c = 3, .off_b = 1, .guard = true},
     {.m = 1000, .n = 10, .k = 784, .alpha = 1},
     {.m = 31, .n = 333, .k = 1023, .alpha = -1, .beta = 0.25f, .off_a = 1},
+    {.m = 100, .n = 1030, .k = 600, .alpha = 1, .beta = 1, .pad_c = 3, .guard = true},
   };
   uint64_t seed = 4000;
   for (size_t s = 0; s < sizeof cases / sizeof *cases; s++)
@@ -619,6 +622,8 @@ static void test_unpacked_shapes(void **state) {
     {128, 10, 1024}, {128, 1024, 10}, {10, 1024, 128}, {32, 64, 784}, {64, 784, 32}, {32, 10, 64}, {32, 64, 10},
     {10, 64, 32}, {9, 33, 7}, {17, 49, 31}, {63, 25, 256}, {64, 31, 257}, {65, 7, 9}, {33, 33, 100}, {32, 32, 1},
     {1, 11, 300}, {6, 6, 17}, {7, 4099, 3}, {129, 9, 33}, {5, 97, 1025},
+    /* x @ W^T as (W @ x^T)^T: m up to 128, W's 64-row slabs and k blocks, ragged 8 x 32 tiles */
+    {128, 1024, 784}, {100, 75, 513}, {33, 131, 257}, {127, 65, 1}, {65, 1001, 300},
   };
   static const float alphas[] = {1, -0.5f}, betas[] = {0, 1};
   uint64_t seed = 6000;
@@ -692,6 +697,7 @@ int main(void) {
     KERNEL_TESTS(AVX512),
     KERNEL_TESTS(AVX512_PACKED),
     KERNEL_TESTS(AVX512_DIRECT),
+    KERNEL_TESTS(AVX512_WT),
     KERNEL_TESTS(AVX2),
     KERNEL_TESTS(AVX2_PACKED),
     KERNEL_TESTS(AVX2_DIRECT),
