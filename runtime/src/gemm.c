@@ -22,6 +22,20 @@
 **   g@W    128 1024 1024 A@B   138 (64%)   287 (67%)   96 (84%)  184 (81%)
 **   g^T@x 1024  128  784 At@B  146 (68%)   297 (69%)  103 (90%)  199 (87%)
 **   g^T@x 1024  128 1024 At@B  150 (70%)   305 (71%)  103 (90%)  199 (87%)
+** (The x@W^T rows predate wt_run, which now takes them on AVX-512: 121 ->
+** 131 and 131 -> 141 on one core in alternating rounds of one session.)
+** Products too small for packing to pay take unpacked paths (gemm_direct.h,
+** unpacked_path below); one core, thread CPU time, medians of 3
+** alternating rounds, packed -> unpacked:
+**   product (M K N, op)        avx512         avx2
+**   x3@W3^T 128 1024   10 A@Bt  40 -> 138 dot  50 -> 84 dot
+**   g3@W3   128   10 1024 A@B   packed (m 128: a wash)
+**   g3^T@x3  10  128 1024 At@B  52 -> 133      60 -> 83
+**   x1@W1^T  32  784   64 A@Bt  80 -> 134 dot  72 -> 93 dot  (784-64-10)
+**   g1^T@x1  64   32  784 At@B 106 -> 139      packed (m 64 > 16)
+**   x2@W2^T  32   64   10 A@Bt  34 -> 45 dot   26 -> 42 dot
+**   g2@W2    32   10   64 A@B   60 -> 72       packed (m 32 > 16)
+**   g2^T@x2  10   32   64 At@B  45 -> 85       35 -> 60
 ** OpenBLAS (cblas_sgemm, its own threads): 128-146 on 1 thread, 240-300 on
 ** 2; pinned to its Haswell kernels 92-97 and 167-179. Where the AVX-512
 ** time goes at M = 128, one core: packing B 14-16% (B, 3-4 MB, does not fit
@@ -49,6 +63,13 @@
 ** M = 1000, B then packed once per A block); prefetching the next B block's
 ** source towards L2 a few lines per kernel call (-7%), or 8-16 source rows
 ** ahead inside the transposing pack (-3%).
+**
+** Tried for the unpacked paths without gain: prefetching direct's C tile
+** (as micro does), the row tiles outside the column tiles, packing x^T for
+** wt_run on all threads (2 threads, 9 rounds: 240 and 246-248 GFLOP/s
+** either way); g @ W through wt_run as well, W's columns broadcast (each k
+** step a row 4 KB on, where no prefetcher follows): 84-92 against 130-138
+** packed at m 128.
 **
 ** The scheme is the usual packed GEMM (Goto; BLIS's loop names): for a block
 ** of kc rows of op(B) and nc columns, copy it into panels of nr columns
