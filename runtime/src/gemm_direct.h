@@ -27,10 +27,11 @@
 
 static inline int64_t direct_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* ROWS rows from i, columns [j, j + cols), cols <= DV_COLS; FULL: cols == DV_COLS. */
+/* ROWS rows from i, columns [j, j + cols), cols <= DV_COLS; FULL: cols ==
+   DV_COLS; PREFETCH: the next tile's next_cols columns of B too. */
 static inline __attribute__((always_inline)) void direct_tile(const dn_gemm_direct_args *d, int64_t i, int64_t j,
-                                                              int cols, const int ROWS, const bool FULL,
-                                                              const bool PREFETCH) {
+                                                              int cols, int next_cols, const int ROWS,
+                                                              const bool FULL, const bool PREFETCH) {
   DV_T acc[DR][DV];
   dv_mask mask[DV];
 #pragma GCC unroll 16
@@ -54,7 +55,7 @@ static inline __attribute__((always_inline)) void direct_tile(const dn_gemm_dire
     }
     if (PREFETCH) {
       _mm_prefetch((const char *)(b + DV_COLS), _MM_HINT_T0);
-      _mm_prefetch((const char *)(b + 2 * DV_COLS - 1), _MM_HINT_T0);
+      _mm_prefetch((const char *)(b + DV_COLS + next_cols - 1), _MM_HINT_T0);
     }
     a += ps;
     b += ldb;
@@ -73,11 +74,11 @@ static inline __attribute__((always_inline)) void direct_tile(const dn_gemm_dire
 }
 
 static inline __attribute__((always_inline)) void direct_tile_rows(const dn_gemm_direct_args *d, int64_t i,
-                                                                   int64_t j, int cols, int rows, const bool FULL,
-                                                                   const bool PREFETCH) {
+                                                                   int64_t j, int cols, int next_cols, int rows,
+                                                                   const bool FULL, const bool PREFETCH) {
   switch (rows) {
 #define DIRECT_ROWS(n) \
-  case n: direct_tile(d, i, j, cols, n, FULL, PREFETCH); break;
+  case n: direct_tile(d, i, j, cols, next_cols, n, FULL, PREFETCH); break;
     DIRECT_ROWS(1) DIRECT_ROWS(2) DIRECT_ROWS(3) DIRECT_ROWS(4)
 #if DR > 4
     DIRECT_ROWS(5) DIRECT_ROWS(6) DIRECT_ROWS(7) DIRECT_ROWS(8)
@@ -103,9 +104,10 @@ static void direct(const dn_gemm_direct_args *d, int64_t i0, int64_t i1, int64_t
     int cols = (int)direct_min(DV_COLS, j1 - j);
     for (int64_t t = 0; t < tiles; t++) {
       int64_t i = i0 + (i1 - i0) * t / tiles, rows = i0 + (i1 - i0) * (t + 1) / tiles - i;
-      if (t == 0 && j + DV_COLS < j1) direct_tile_rows(d, i, j, cols, (int)rows, true, true);
-      else if (cols == DV_COLS) direct_tile_rows(d, i, j, cols, (int)rows, true, false);
-      else direct_tile_rows(d, i, j, cols, (int)rows, false, false);
+      int next = (int)direct_min(DV_COLS, j1 - j - cols);
+      if (t == 0 && next > 0) direct_tile_rows(d, i, j, cols, next, (int)rows, true, true);
+      else if (cols == DV_COLS) direct_tile_rows(d, i, j, cols, 0, (int)rows, true, false);
+      else direct_tile_rows(d, i, j, cols, 0, (int)rows, false, false);
     }
   }
 }
