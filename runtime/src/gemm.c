@@ -69,7 +69,10 @@
 ** wt_run on all threads (2 threads, 9 rounds: 240 and 246-248 GFLOP/s
 ** either way); g @ W through wt_run as well, W's columns broadcast (each k
 ** step a row 4 KB on, where no prefetcher follows): 84-92 against 130-138
-** packed at m 128.
+** packed at m 128; an AVX2 micro_t (4 x 24 tile, C through 4 x 4
+** transposes, kc 192: C's tile round-trips 5 times at k 784) ran at 77-79
+** against 87-93 packed on [128,784|1024] @ [1024,784|1024]^T, so the AVX2
+** kernel has none.
 **
 ** The scheme is the usual packed GEMM (Goto; BLIS's loop names): for a block
 ** of kc rows of op(B) and nc columns, copy it into panels of nr columns
