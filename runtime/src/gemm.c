@@ -22,16 +22,57 @@
 **   g@W    128 1024 1024 A@B   138 (64%)   287 (67%)   96 (84%)  184 (81%)
 **   g^T@x 1024  128  784 At@B  146 (68%)   297 (69%)  103 (90%)  199 (87%)
 **   g^T@x 1024  128 1024 At@B  150 (70%)   305 (71%)  103 (90%)  199 (87%)
+** (The x@W^T rows predate wt_run, which now takes them on AVX-512: 121 ->
+** 131 and 131 -> 141 on one core in alternating rounds of one session.)
+** Products too small for packing to pay take unpacked paths (gemm_direct.h,
+** unpacked_path below); one core, thread CPU time, medians of 3
+** alternating rounds, packed -> unpacked:
+**   product (M K N, op)        avx512         avx2
+**   x3@W3^T 128 1024   10 A@Bt  40 -> 138 dot  50 -> 84 dot
+**   g3@W3   128   10 1024 A@B   packed (m 128: a wash)
+**   g3^T@x3  10  128 1024 At@B  52 -> 133      60 -> 83
+**   x1@W1^T  32  784   64 A@Bt  80 -> 134 dot  72 -> 93 dot  (784-64-10)
+**   g1^T@x1  64   32  784 At@B 106 -> 139      packed (m 64 > 16)
+**   x2@W2^T  32   64   10 A@Bt  34 -> 45 dot   26 -> 42 dot
+**   g2@W2    32   10   64 A@B   60 -> 72       packed (m 32 > 16)
+**   g2^T@x2  10   32   64 At@B  45 -> 85       35 -> 60
 ** OpenBLAS (cblas_sgemm, its own threads): 128-146 on 1 thread, 240-300 on
 ** 2; pinned to its Haswell kernels 92-97 and 167-179. Where the AVX-512
 ** time goes at M = 128, one core: packing B 14-16% (B, 3-4 MB, does not fit
 ** L2 and each element serves only 128 rows: a pass over memory at ~15 GB/s),
 ** packing A 2%; the micro-kernels run at ~80% of peak (all panels packed
-** beforehand; 81% with C a scratch tile, so C's traffic costs ~2%), against
-** 85-91% for the same kernel with its panels in L1. Tried without gain (within
+** beforehand), against 85-91% for the same kernel with its panels in L1. Tried without gain (within
 ** the noise, or slower): KC 192-512, NC 256-1024, 12x32 and 14x32 tiles,
 ** unrolling k, packing B's panels one at a time with the next one's source
 ** prefetched, prefetching the next B block during the kernels.
+**
+** Measured in the real loop (1 thread, tests/bench/bench_gemm_shape, thread
+** CPU time, medians of 3-5 alternating rounds; perf with cpu-clock, the
+** guest has no PMU): [128,784]@[1024,784]^T spends 80% in the kernels, 17%
+** packing B (its loads wait on W, 3.2 MB, read at about one core's DRAM
+** rate), 2% packing A; [1000,784]@[1024,784]^T 91%, 4%, 3%: at 124 and 144
+** GFLOP/s overall the kernels run at ~75% of peak. Handing every call a C
+** tile that stays hot (the same 8 rows of a scratch [8, 1024], C's row
+** stride kept) gives 124 -> 132 and 144 -> 156 GFLOP/s: C's lines cost 6-8%
+** (not ~2%, as a scratch tile measured before), yet neither through L1 sets
+** nor through a latency that prefetching hides. Tried there without gain:
+** prefetching the next call's C tile as well (T0 or T1); KC 400 (-9%, -3%)
+** and 800 (-7%, -3%); MC 128 or 512; the ir loop outside jr (-3%); k
+** super-blocks with the whole kb x nr B panel and a ~1 MB A block packed at
+** once, C's column kept across the k blocks (-2% at M = 128; 136 -> 115 at
+** M = 1000, B then packed once per A block); prefetching the next B block's
+** source towards L2 a few lines per kernel call (-7%), or 8-16 source rows
+** ahead inside the transposing pack (-3%).
+**
+** Tried for the unpacked paths without gain: prefetching direct's C tile
+** (as micro does), the row tiles outside the column tiles, packing x^T for
+** wt_run on all threads (2 threads, 9 rounds: 240 and 246-248 GFLOP/s
+** either way); g @ W through wt_run as well, W's columns broadcast (each k
+** step a row 4 KB on, where no prefetcher follows): 84-92 against 130-138
+** packed at m 128; an AVX2 micro_t (4 x 24 tile, C through 4 x 4
+** transposes, kc 192: C's tile round-trips 5 times at k 784) ran at 77-79
+** against 87-93 packed on [128,784|1024] @ [1024,784|1024]^T, so the AVX2
+** kernel has none.
 **
 ** The scheme is the usual packed GEMM (Goto; BLIS's loop names): for a block
 ** of kc rows of op(B) and nc columns, copy it into panels of nr columns
@@ -193,8 +234,156 @@ static bool narrow(const dn_gemm_kernel *kern, int64_t m, int64_t n) {
   return transposed < 0.75 * as_is;
 }
 
+dn_gemm_path dn_gemm_force_path = DN_GEMM_AUTO;
+
+typedef struct direct_job {
+  const dn_gemm_kernel *kern;
+  dn_gemm_direct_fn fn;
+  dn_gemm_direct_args d;
+  int64_t m, n;
+  bool split_n;              /* tasks split columns, else rows */
+  int64_t unit, units;       /* columns or rows per unit; units to split */
+} direct_job;
+
+static void direct_task(void *ctx, int t, int nt) {
+  const direct_job *j = ctx;
+  int64_t end = j->split_n ? j->n : j->m;
+  int64_t first = j->units * t / nt * j->unit, last = min64(j->units * (t + 1) / nt * j->unit, end);
+  if (first >= last) return;
+  if (j->split_n) j->fn(&j->d, 0, j->m, first, last);
+  else j->fn(&j->d, first, last, 0, j->n);
+}
+
+/* Threads take whole tiles (the bits do not depend on the split). */
+static void direct_run(const dn_gemm_kernel *kern, bool dot, bool trans_a, int64_t m, int64_t n, int64_t k,
+                       float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                       int64_t ldc) {
+  direct_job j = {.kern = kern, .fn = dot ? kern->dot : kern->direct, .m = m, .n = n,
+                  .d = {.k = k, .a = a, .a_rs = trans_a ? 1 : lda, .a_ps = trans_a ? lda : 1, .b = b, .ldb = ldb,
+                        .c = c, .ldc = ldc, .alpha = alpha, .beta = beta}};
+  int64_t col_unit = dot ? kern->dot_cols : kern->direct_cols, row_unit = dot ? kern->dot_rows : kern->mr;
+  double work = (double)m * (double)n * (double)k;
+  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
+  int threads = small ? 1 : dn_get_num_threads();
+  /* each thread reads all of the operand whose dimension is not split: split
+     the larger one (x3 @ W3^T, m 128, n 10: rows; 2 threads, 7 rounds: 141-143
+     GFLOP/s split by columns, 141-251 by rows, the same median) */
+  j.split_n = ceil_div(n, col_unit) >= threads && (n >= m || ceil_div(m, row_unit) < threads);
+  j.unit = j.split_n ? col_unit : row_unit;
+  j.units = ceil_div(j.split_n ? n : m, j.unit);
+  if (threads > j.units) threads = (int)j.units;
+  dn_parallel(threads, direct_task, &j);
+}
+
+/*
+** x @ W^T (!trans_a && trans_b) as C^T = W @ x^T with W unpacked: W's rows
+** are the broadcast operand, read in place (8 rows of W = 8 columns of C),
+** and only x^T is packed, once per call for all threads ([k, m]: 400 KB at
+** m 128, k 784, instead of W's 3.2 MB). Threads take whole 8-column blocks
+** of C; each element sums its k blocks in order, as gemm_region.
+** Loops: WT_ROWS rows of W (a 64 KB slab per k block, in L2 whatever W's
+** row stride) by k block; in it, each x^T panel (kc x 32, 32 KB) stays in
+** L1 while the slab's 8-row blocks stream past it. Measured (one core,
+** thread CPU time, 5 alternating rounds, packed -> this): [128,784] @
+** [1024,784]^T 120 -> 126 GFLOP/s, [128,1024] @ [1024,1024]^T 116 -> 130,
+** m 64 106 -> 129, m 256 127 -> 121, m 1000 137 -> 104 (x^T, 3 MB, then
+** comes from memory for every slab). Without the slabs (8 rows of W through
+** all of k, every x^T panel from L2) 119-125 at m 128; by k block over all
+** of W (its 1 MB slab, rows 4 KB apart, does not stay in L2) 111-113 at k
+** 1024; prefetching W's rows ahead in the kernel: slower (101-110).
+*/
+#define WT_ROWS 64
+/* x^T up to 512 KB (m 128, k 1024); at m 128, k 2048 and 4096 it measured
+   120-129 against 133 and 119-123 against 113-126 packed. */
+#define WT_MAX_XPACK (128 * 1024)
+typedef struct wt_job {
+  const dn_gemm_kernel *kern;
+  int64_t m, n, k, kc_full, ldb, ldc;
+  float alpha, beta;
+  const float *w;
+  const float *xpack;        /* x^T: per k block, ceil(m / nr) panels of kc x nr */
+  float *c;
+  int64_t units;             /* 8-column blocks of C */
+} wt_job;
+
+static void wt_task(void *ctx, int t, int nt) {
+  const wt_job *g = ctx;
+  const dn_gemm_kernel *kern = g->kern;
+  int64_t mr = kern->mr, nr = kern->nr, m_panels = round_up(g->m, nr);
+  int64_t j0 = g->units * t / nt * mr, j1 = min64(g->units * (t + 1) / nt * mr, g->n);
+  for (int64_t jc = j0; jc < j1; jc += WT_ROWS) {
+    int64_t jc1 = min64(jc + WT_ROWS, j1);
+    for (int64_t pc = 0; pc < g->k; pc += g->kc_full) {
+      int64_t kc = min64(g->kc_full, g->k - pc);
+      float beta = pc == 0 ? g->beta : 1.0f;
+      const float *xp = g->xpack + pc * m_panels;
+      for (int64_t i = 0; i < g->m; i += nr)
+        for (int64_t j = jc; j < jc1; j += mr)
+          kern->micro_t(kc, g->w + j * g->ldb + pc, g->ldb, xp + i * kc, g->c + i * g->ldc + j, g->ldc,
+                        (int)min64(mr, jc1 - j), (int)min64(nr, g->m - i), g->alpha, beta);
+    }
+  }
+}
+
+static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                   int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  wt_job g = {.kern = kern, .m = m, .n = n, .k = k, .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta, .w = b,
+              .c = c};
+  g.kc_full = ceil_div(k, ceil_div(k, kern->kc));
+  int64_t m_panels = round_up(m, kern->nr);
+  float *xpack = dn_alloc((size_t)(m_panels * k) * sizeof(float));
+  if (!xpack) return false;
+  /* x^T's k blocks one after another, each as pack_b lays out op(B)[pc:pc+kc, 0:m] */
+  for (int64_t pc = 0; pc < k; pc += g.kc_full)
+    kern->pack_b(a + pc, 1, lda, min64(g.kc_full, k - pc), m, xpack + pc * m_panels);
+  g.xpack = xpack;
+  double work = (double)m * (double)n * (double)k;
+  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
+  int threads = small ? 1 : dn_get_num_threads();
+  g.units = ceil_div(n, kern->mr);
+  if (threads > g.units) threads = (int)g.units;
+  dn_parallel(threads, wt_task, &g);
+  dn_free(xpack);
+  return true;
+}
+
+/*
+** Which unpacked path, if any, the shape takes: 0 none, 1 direct, 2 dot.
+** Packing pays where each packed element serves many micro-tiles: a packed
+** B element serves m / mr of them. Measured (one core, thread CPU time,
+** GFLOP/s packed -> unpacked, AVX-512):
+**   direct, !trans_b, n = 1024: m <= 64 with k <= 256 wins (m 8: 36-62 ->
+**   107-147; m 32: 77-113 -> 117-145; m 64: 95-131 -> 115-139); m 128 at k
+**   10-48 a wash (90-129 both), at k >= 128 a loss (142-153 -> 124-141);
+**   k 512 with ldb 1024 a loss from m 32 (88 -> 55): the k x 32 B panel,
+**   rows 4 KB apart, no longer stays in L2 across the row tiles.
+**   dot, !trans_a && trans_b: n <= 32 or m <= 32 wins at every m, k tried
+**   (n 10: 32-48 -> 69-142; m 8, n 1024: 37 -> 87; m 32, n 1024: 65 ->
+**   112); m, n >= 64 mixed (128 x 1024: 120 -> 90).
+** AVX2 (4 x 24 direct tile, 3 x 3 dot): direct wins up to m 16 (k 32-256,
+** n 1024: 50-70 -> 74-87), m 32 a wash, m 64 a loss (80-94 -> 57-82),
+** hence the kernel's direct_max_m; dot as AVX-512 (n 10: 44 -> 75; m 128,
+** n 32: 56 -> 82).
+*/
+static int unpacked_path(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
+  if (dn_gemm_force_path == DN_GEMM_PACKED || dn_gemm_force_path == DN_GEMM_WT) return 0;
+  if (dn_gemm_force_path == DN_GEMM_DIRECT) return !trans_b ? 1 : !trans_a ? 2 : 0;
+  if (!trans_b && ((m <= kern->direct_max_m && k <= 256) || m <= kern->mr)) return 1;
+  if (!trans_a && trans_b && (m <= 32 || n <= 32)) return 2;
+  return 0;
+}
+
 bool dn_gemm(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  int path = unpacked_path(kern, trans_a, trans_b, m, n, k);
+  if (!path && !trans_a && trans_b && kern->micro_t &&
+      (dn_gemm_force_path == DN_GEMM_WT ||
+       (dn_gemm_force_path == DN_GEMM_AUTO && m <= 128 && round_up(m, kern->nr) * k <= WT_MAX_XPACK)))
+    return wt_run(kern, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (path) {
+    direct_run(kern, path == 2, trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return true;
+  }
   if (!narrow(kern, m, n)) return gemm_run(kern, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   float *t = dn_alloc((size_t)(m * n) * sizeof(float));
   if (!t) return false;

@@ -1,7 +1,8 @@
 /*
 ** dropnet's own single-precision GEMM (gemm.c: the blocked driver and its
 ** threading; gemm_avx512.c, gemm_avx2.c: the micro-kernels and packing of
-** each instruction set; gemm_pack.h: the packing both share).
+** each instruction set; gemm_pack.h: the packing both share;
+** gemm_direct.h: the unpacked paths for small products, both share).
 **
 ** Same contract as dn_blas_sgemm (blas.h): row-major
 ** C[m,n] = alpha * op(A) @ op(B) + beta * C, A stored as [k,m] when trans_a,
@@ -9,8 +10,9 @@
 ** row length. beta == 0 never reads C (NaN in C does not propagate), as BLAS.
 ** Results are bit-identical for any thread count: each element sums its k
 ** products in the same order whoever computes it (they differ between
-** kernels). Returns false, having written nothing, when its packing buffers
-** cannot be allocated.
+** kernels, and between the packed and unpacked paths, which the shape
+** picks). Returns false, having written nothing, when its packing buffers
+** cannot be allocated (the unpacked paths allocate nothing).
 **
 ** Not installed. The kernels are compiled for their instruction sets
 ** whatever the build targets (per-file options, CMakeLists.txt) and chosen at
@@ -36,6 +38,30 @@ typedef void (*dn_gemm_pack_fn)(const float *src, int64_t along, int64_t across,
 typedef void (*dn_gemm_micro_fn)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int rows,
                                  int cols, float alpha, float beta);
 
+/* C^T[rows, cols] (<= mr x nr) = alpha * (A rows read in place, a[r * a_rs
+   + p], @ bp panel) + beta * C^T, with C^T(r, q) at c[q * ldc + r]; beta ==
+   0 does not read C. */
+typedef void (*dn_gemm_micro_t_fn)(int64_t kc, const float *a, int64_t a_rs, const float *bp, float *c, int64_t ldc,
+                                   int rows, int cols, float alpha, float beta);
+
+/* A product for the unpacked paths (gemm_direct.h): op(A)(r, p) =
+   a[r * a_rs + p * a_ps]; op(B)(p, j) = b[p * ldb + j] for direct,
+   b[j * ldb + p] for dot (a_ps == 1 there). */
+typedef struct dn_gemm_direct_args {
+  int64_t k;
+  const float *a;
+  int64_t a_rs, a_ps;
+  const float *b;
+  int64_t ldb;
+  float *c;
+  int64_t ldc;
+  float alpha, beta;
+} dn_gemm_direct_args;
+/* C[i0:i1, j0:j1] = alpha * op(A) @ op(B) + beta * C over all of k; beta ==
+   0 does not read C. Each element's bits depend on k alone, not on the
+   region. */
+typedef void (*dn_gemm_direct_fn)(const dn_gemm_direct_args *d, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
+
 typedef struct dn_gemm_kernel {
   const char *name;          /* dn_matmul_backend's "dropnet <name>" */
   const char *cpu_features[3]; /* __builtin_cpu_supports names it needs, NULL-ended */
@@ -44,12 +70,28 @@ typedef struct dn_gemm_kernel {
   dn_gemm_pack_fn pack_a;    /* into mr-wide panels */
   dn_gemm_pack_fn pack_b;    /* into nr-wide panels */
   dn_gemm_micro_fn micro;
+  int direct_cols;           /* direct's column tile (its rows come in near-equal tiles) */
+  int direct_max_m;          /* direct up to this m (gemm.c's unpacked_path) */
+  int dot_rows, dot_cols;    /* dot's tile */
+  dn_gemm_direct_fn direct;  /* !trans_b, nothing packed */
+  dn_gemm_direct_fn dot;     /* !trans_a && trans_b, nothing packed */
+  dn_gemm_micro_t_fn micro_t; /* x @ W^T as (W @ x^T)^T, W not packed; NULL: none */
 } dn_gemm_kernel;
 
 extern const dn_gemm_kernel dn_gemm_kernel_avx512, dn_gemm_kernel_avx2;
 
 /* Whether this CPU (and OS) runs the kernel's instructions. */
 bool dn_gemm_kernel_supported(const dn_gemm_kernel *kernel);
+
+/* Which path dn_gemm takes: chosen from the shape (and kernel) alone
+   unless dn_gemm_force_path says otherwise (tests and benchmarks). */
+typedef enum dn_gemm_path {
+  DN_GEMM_AUTO,       /* the default: the shape decides */
+  DN_GEMM_PACKED,     /* packed (or its narrow transpose) */
+  DN_GEMM_DIRECT,     /* direct or dot where the transposes allow, else packed */
+  DN_GEMM_WT,         /* !trans_a && trans_b: W unpacked (micro_t) where the kernel has it, else packed */
+} dn_gemm_path;
+extern dn_gemm_path dn_gemm_force_path;
 
 bool dn_gemm(const dn_gemm_kernel *kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);

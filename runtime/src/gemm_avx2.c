@@ -16,6 +16,8 @@
 */
 #include "gemm.h"
 
+#include <math.h>
+
 #ifdef DN_HAVE_GEMM
 
 #define MR 4
@@ -70,6 +72,35 @@ static void micro(int64_t kc, const float *restrict ap, const float *restrict bp
   ROW_STORE(0) ROW_STORE(1) ROW_STORE(2) ROW_STORE(3)
 }
 
+/* The unpacked paths (gemm_direct.h): a 4 x 24 tile as the packed one;
+   dot's 3 x 3 (9 accumulators, 6 loads per 9 FMAs: 16 ymm registers). */
+#define DV_T __m256
+#define DV_LANES 8
+#define DR 4
+#define DV 3
+#define DOT_R 3
+#define DOT_J 3
+typedef __m256i dv_mask;
+static inline dv_mask dv_mask_of(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline __m256 dv_zero(void) { return _mm256_setzero_ps(); }
+static inline __m256 dv_set1(float x) { return _mm256_set1_ps(x); }
+static inline __m256 dv_bcast(const float *p) { return _mm256_broadcast_ss(p); }
+static inline __m256 dv_load(const float *p) { return _mm256_loadu_ps(p); }
+static inline __m256 dv_load_mask(const float *p, dv_mask m) { return _mm256_maskload_ps(p, m); }
+static inline void dv_store(float *p, __m256 v) { _mm256_storeu_ps(p, v); }
+static inline void dv_store_mask(float *p, dv_mask m, __m256 v) { _mm256_maskstore_ps(p, m, v); }
+static inline __m256 dv_fma(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
+static inline __m256 dv_mul(__m256 a, __m256 b) { return _mm256_mul_ps(a, b); }
+static inline float dv_hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+#include "gemm_direct.h"
+
 /* KC: the B micro-panel, kc x NR = 18 KB, stays in L1 with room for the A
    panel on Zen 3 (32 KB; KC 192 and 256 measured alike here, 48 KB); MC:
    the A block, mc x kc = 96 KB, in L2 (512 KB on Zen 3); NC: the B block,
@@ -78,6 +109,8 @@ const dn_gemm_kernel dn_gemm_kernel_avx2 = {
   .name = "avx2", .cpu_features = {"avx2", "fma", NULL},
   .mr = MR, .nr = NR, .kc = 192, .mc = 128, .nc = 1032,
   .pack_a = pack_a, .pack_b = pack_b, .micro = micro,
+  .direct_cols = DV_COLS, .direct_max_m = 16, .dot_rows = DOT_R, .dot_cols = DOT_J,
+  .direct = direct, .dot = dot,
 };
 
 #endif

@@ -54,16 +54,27 @@ typedef struct {
 static const gemm_impl BLAS = {"dn_blas_sgemm", dn_blas_sgemm, 3, NULL};
 
 /* dn_gemm returns false only when its packing buffers cannot be allocated:
-   never expected here. */
-#define KERNEL_IMPL(NAME, kernel)                                                                              \
+   never expected here. Each kernel runs every case three ways: the path the
+   shape picks, forced packed, and forced unpacked (direct or dot wherever
+   the transposes allow them, gemm.h's dn_gemm_force_path); the AVX-512
+   kernel also with x @ W^T as (W @ x^T)^T (micro_t) wherever it applies. */
+#define KERNEL_IMPL(NAME, kernel, path)                                                                        \
   static void gemm_##NAME(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a, \
                           int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {        \
-    if (!dn_gemm(&kernel, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))                    \
+    dn_gemm_force_path = path;                                                                                 \
+    bool ok = dn_gemm(&kernel, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);                \
+    dn_gemm_force_path = DN_GEMM_AUTO;                                                                         \
+    if (!ok)                                                                                                   \
       fail_msg("dn_gemm (%s) returned false (m=%" PRId64 " n=%" PRId64 " k=%" PRId64 ")", kernel.name, m, n, k); \
   }                                                                                                            \
   static const gemm_impl NAME = {"dn_gemm " #NAME, gemm_##NAME, 1, &kernel};
-KERNEL_IMPL(AVX512, dn_gemm_kernel_avx512)
-KERNEL_IMPL(AVX2, dn_gemm_kernel_avx2)
+KERNEL_IMPL(AVX512, dn_gemm_kernel_avx512, DN_GEMM_AUTO)
+KERNEL_IMPL(AVX512_PACKED, dn_gemm_kernel_avx512, DN_GEMM_PACKED)
+KERNEL_IMPL(AVX512_DIRECT, dn_gemm_kernel_avx512, DN_GEMM_DIRECT)
+KERNEL_IMPL(AVX512_WT, dn_gemm_kernel_avx512, DN_GEMM_WT)
+KERNEL_IMPL(AVX2, dn_gemm_kernel_avx2, DN_GEMM_AUTO)
+KERNEL_IMPL(AVX2_PACKED, dn_gemm_kernel_avx2, DN_GEMM_PACKED)
+KERNEL_IMPL(AVX2_DIRECT, dn_gemm_kernel_avx2, DN_GEMM_DIRECT)
 #else
 static const gemm_impl BLAS = {"dn_blas_sgemm", dn_blas_sgemm, 1, NULL};
 #endif
@@ -478,8 +489,8 @@ static void test_alpha_beta(void **state) {
         }
 }
 
-/* One case on 1 thread, then on 2 and 3: the same bits (the contract); the
-   result also checked against the reference. */
+/* One case on 1 thread, then on 2, 3 and 4: the same bits (the contract);
+   the result also checked against the reference. */
 static void check_threads_bit_identical(const gemm_impl *impl, const gemm_case *cs, uint64_t seed) {
   problem pr;
   problem_init(&pr, cs, seed);
@@ -489,7 +500,7 @@ static void check_threads_bit_identical(const gemm_impl *impl, const gemm_case *
   float *one = malloc(pr.c_len * sizeof(float));
   assert_non_null(one);
   memcpy(one, pr.c_buf, pr.c_len * sizeof(float));
-  for (int threads = 2; threads <= 3; threads++) {
+  for (int threads = 2; threads <= 4; threads++) {
     DN_OK_OR_FAIL(dn_set_num_threads(threads));
     problem_reset(&pr);
     problem_run(&pr, impl);
@@ -506,7 +517,7 @@ static void check_threads_bit_identical(const gemm_impl *impl, const gemm_case *
   problem_free(&pr);
 }
 
-/* 1, 2 and 3 threads give the same bits, the model's shapes included, and
+/* 1 to 4 threads give the same bits, the model's shapes included, and
    shapes above gemm.c's one-thread limit (4M multiply-adds, so the threads
    split them) with m, n or k of 1, odd sizes past the blocks, too few column
    panels for every thread (the threads split the rows), alpha and beta,
@@ -527,6 +538,12 @@ static void test_threads_bit_identical(void **state) {
     {.m = 2053, .n = 2051, .k = 1, .alpha = 2, .beta = 1, .pad_a = 1, .pad_b = 3},
     {.m = 129, .n = 1031, .k = 777, .alpha = 0.5f, .beta = -1, .pad_c = 7, .off_a = 1, .off_c = 1, .guard = true},
     {.m = 7, .n = 9, .k = 3, .alpha = 1},
+    /* the unpacked paths' shapes, split by the threads too (past 4M multiply-adds) */
+    {.m = 10, .n = 1024, .k = 500, .alpha = 1, .beta = 1},
+    {.m = 64, .n = 1031, .k = 255, .alpha = 0.5f, .pad_c = 3, .off_b = 1, .guard = true},
+    {.m = 1000, .n = 10, .k = 784, .alpha = 1},
+    {.m = 31, .n = 333, .k = 1023, .alpha = -1, .beta = 0.25f, .off_a = 1},
+    {.m = 100, .n = 1030, .k = 600, .alpha = 1, .beta = 1, .pad_c = 3, .guard = true},
   };
   uint64_t seed = 4000;
   for (size_t s = 0; s < sizeof cases / sizeof *cases; s++)
@@ -594,19 +611,98 @@ static void test_matches_openblas(void **state) {
   }
 }
 
+/* Around the unpacked paths' tiles and thresholds (gemm.c's
+   unpacked_path): the direct tile's rows in near-equal parts (m 9-17,
+   63-65), its 32 / 24 columns, dot's 4 x 5 / 3 x 3 tiles and k tails past
+   whole vectors; m 32/33 and n 32/33 at the dot threshold, k 256/257 at
+   direct's; all four transposes, alpha, beta 0 and 1, ldc > n. */
+static void test_unpacked_shapes(void **state) {
+  const gemm_impl *impl = require_kernel(state);
+  static const int64_t shapes[][3] = {
+    {128, 10, 1024}, {128, 1024, 10}, {10, 1024, 128}, {32, 64, 784}, {64, 784, 32}, {32, 10, 64}, {32, 64, 10},
+    {10, 64, 32}, {9, 33, 7}, {17, 49, 31}, {63, 25, 256}, {64, 31, 257}, {65, 7, 9}, {33, 33, 100}, {32, 32, 1},
+    {1, 11, 300}, {6, 6, 17}, {7, 4099, 3}, {129, 9, 33}, {5, 97, 1025},
+    /* x @ W^T as (W @ x^T)^T: m up to 128, W's 64-row slabs and k blocks, ragged 8 x 32 tiles */
+    {128, 1024, 784}, {100, 75, 513}, {33, 131, 257}, {127, 65, 1}, {65, 1001, 300},
+  };
+  static const float alphas[] = {1, -0.5f}, betas[] = {0, 1};
+  uint64_t seed = 6000;
+  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+    for (int t = 0; t < 4; t++)
+      for (int x = 0; x < 2; x++) {
+        gemm_case cs = {.ta = t & 1, .tb = t >> 1, .m = shapes[s][0], .n = shapes[s][1], .k = shapes[s][2],
+                        .alpha = alphas[x], .beta = betas[(s + (size_t)t + (size_t)x) & 1], .pad_c = x ? 3 : 0,
+                        .off_a = (int)(s & 1), .off_b = x, .off_c = t & 1, .guard = x == 1};
+        run_and_check(impl, &cs, seed++);
+      }
+}
+
+#ifdef DN_HAVE_GEMM
+/* direct sums each element in one FMA chain from zero in k order, as the
+   packed micro-kernels do within a k block: where k fits one block the two
+   paths give the same bits (a check that both compute what gemm.h says). */
+static void test_direct_matches_packed(void **state) {
+  const gemm_impl *impl = *state;
+  const dn_gemm_kernel *kern = impl->kernel;
+  if (!dn_gemm_kernel_supported(kern)) skip();
+  static const int64_t shapes[][3] = {{10, 1024, 128}, {64, 784, 32}, {33, 65, 190}, {7, 9, 3}, {128, 10, 10}};
+  uint64_t seed = 7000;
+  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+    for (int ta = 0; ta < 2; ta++)
+      for (int beta = 0; beta < 2; beta++) {
+        gemm_case cs = {.ta = ta, .m = shapes[s][0], .n = shapes[s][1], .k = shapes[s][2], .alpha = 0.75f,
+                        .beta = beta ? 1.0f : 0.0f, .pad_c = 2, .off_a = 1, .guard = true};
+        assert_true(cs.k <= kern->kc);
+        problem pr;
+        problem_init(&pr, &cs, seed++);
+        float *c_out[2];
+        for (int path = 0; path < 2; path++) {
+          problem_reset(&pr);
+          dn_gemm_force_path = path ? DN_GEMM_DIRECT : DN_GEMM_PACKED;
+          bool ok = dn_gemm(kern, cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, pr.a, pr.lda, pr.b, pr.ldb, cs.beta, pr.c,
+                            pr.ldc);
+          dn_gemm_force_path = DN_GEMM_AUTO;
+          assert_true(ok);
+          check_result(&pr, impl->name);
+          c_out[path] = malloc(pr.c_len * sizeof(float));
+          assert_non_null(c_out[path]);
+          memcpy(c_out[path], pr.c_buf, pr.c_len * sizeof(float));
+        }
+        for (size_t q = 0; q < pr.c_len; q++)
+          if (float_bits(c_out[0][q]) != float_bits(c_out[1][q])) {
+            char desc[320];
+            describe(&pr, impl->name, desc, sizeof desc);
+            fail_msg("%s: direct differs from packed at offset %zu: %.9g vs %.9g", desc, q, (double)c_out[1][q],
+                     (double)c_out[0][q]);
+          }
+        free(c_out[0]);
+        free(c_out[1]);
+        problem_free(&pr);
+      }
+}
+#endif
+
 #define GEMM_TEST(impl, f) {#impl "/" #f, f, NULL, NULL, (void *)&impl}
 #define GEMM_THREAD_TEST(impl, f) {#impl "/" #f, f, save_threads, restore_threads, (void *)&impl}
 
 #define KERNEL_TESTS(impl)                                                                               \
   GEMM_TEST(impl, test_small_shapes), GEMM_TEST(impl, test_model_shapes), GEMM_TEST(impl, test_long_k_and_blocks), \
     GEMM_TEST(impl, test_leading_dims), GEMM_TEST(impl, test_alpha_beta),                                      \
-    GEMM_THREAD_TEST(impl, test_threads_bit_identical), GEMM_TEST(impl, test_matches_openblas)
+    GEMM_THREAD_TEST(impl, test_threads_bit_identical), GEMM_TEST(impl, test_matches_openblas),              \
+    GEMM_TEST(impl, test_unpacked_shapes)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
 #ifdef DN_HAVE_GEMM
     KERNEL_TESTS(AVX512),
+    KERNEL_TESTS(AVX512_PACKED),
+    KERNEL_TESTS(AVX512_DIRECT),
+    KERNEL_TESTS(AVX512_WT),
     KERNEL_TESTS(AVX2),
+    KERNEL_TESTS(AVX2_PACKED),
+    KERNEL_TESTS(AVX2_DIRECT),
+    GEMM_TEST(AVX512, test_direct_matches_packed),
+    GEMM_TEST(AVX2, test_direct_matches_packed),
 #endif
     /* the public path (what matmul calls), whichever kernel it picks */
     KERNEL_TESTS(BLAS),
