@@ -325,6 +325,23 @@ static void wt_task(void *ctx, int t, int nt) {
   }
 }
 
+typedef struct xpack_job {
+  const dn_gemm_kernel *kern;
+  const float *a;
+  int64_t lda, m, k, kc_full, panels;
+  float *dst;
+} xpack_job;
+
+/* Part t of nt of x^T's panels (k block by k block, nr columns each). */
+static void xpack_task(void *ctx, int t, int nt) {
+  const xpack_job *x = ctx;
+  int64_t nr = x->kern->nr, m_panels = x->panels * nr, units = x->panels * ceil_div(x->k, x->kc_full);
+  for (int64_t u = units * t / nt; u < units * (t + 1) / nt; u++) {
+    int64_t pc = u / x->panels * x->kc_full, i = u % x->panels * nr, kc = min64(x->kc_full, x->k - pc);
+    x->kern->pack_b(x->a + i * x->lda + pc, 1, x->lda, kc, min64(nr, x->m - i), x->dst + pc * m_panels + i * kc);
+  }
+}
+
 static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   wt_job g = {.kern = kern, .m = m, .n = n, .k = k, .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta, .w = b,
@@ -333,13 +350,16 @@ static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, 
   int64_t m_panels = round_up(m, kern->nr);
   float *xpack = dn_alloc((size_t)(m_panels * k) * sizeof(float));
   if (!xpack) return false;
-  /* x^T's k blocks one after another, each as pack_b lays out op(B)[pc:pc+kc, 0:m] */
-  for (int64_t pc = 0; pc < k; pc += g.kc_full)
-    kern->pack_b(a + pc, 1, lda, min64(g.kc_full, k - pc), m, xpack + pc * m_panels);
   g.xpack = xpack;
   double work = (double)m * (double)n * (double)k;
   bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
   int threads = small ? 1 : dn_get_num_threads();
+  /* x^T's k blocks one after another, each as pack_b lays out op(B)[pc:pc+kc,
+     0:m], one nr-column panel per task: packed by one thread, the others
+     waited ~30 us of an ~800 us product */
+  xpack_job xj = {.kern = kern, .a = a, .lda = lda, .m = m, .k = k, .kc_full = g.kc_full, .dst = xpack,
+                  .panels = ceil_div(m, kern->nr)};
+  dn_parallel(threads == 1 ? 1 : (int)min64(threads, xj.panels * ceil_div(k, g.kc_full)), xpack_task, &xj);
   g.units = ceil_div(n, kern->mr);
   if (threads > g.units) threads = (int)g.units;
   dn_parallel(threads, wt_task, &g);
