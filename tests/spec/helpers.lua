@@ -308,6 +308,25 @@ function H.assert_same(actual, expected, what)
 end
 
 --- Asserts that a tensor has the given shape (and dtype when given).
+-- Number of nonzero elements of t (a tensor op: the count is the statistic,
+-- the oracle is the binomial distribution).
+function H.count_nonzero(t)
+  return t:ne(0):sum():item()
+end
+
+-- Asserts that k successes out of n trials fit Binomial(n, q) within 6 sd.
+function H.assert_binomial(k, n, q, what)
+  local sd = math.sqrt(n * q * (1 - q))
+  if math.abs(k - n * q) > 6 * sd then
+    error(string.format("%s: %d of %d, expected %.1f +- %.1f (6 sd)", what or "count", k, n, n * q, 6 * sd), 2)
+  end
+end
+
+-- True when two tensors are equal element by element (exactly).
+function H.same_values(a, b)
+  return a:eq(b):sum():item() == a:numel()
+end
+
 function H.assert_shape(t, shape, dtype)
   local got = t:shape()
   local ok = #got == #shape
