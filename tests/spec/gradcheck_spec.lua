@@ -412,6 +412,31 @@ for _, act in ipairs {"none", "relu", "tanh", "sigmoid"} do
   end
 end
 
+-- convolutions: x [b, in, h, w] (or [b, in, w]), weight [out, in/groups, kh, kw]; options per row
+local CONVS = {
+  {"core.nn_conv2d plain", 2, {in_ch = 2, out = 3, k = {2, 3}}, {1, 1, 0, 0, 1, 1, 1}},
+  {"core.nn_conv2d stride, padding, dilation", 2, {in_ch = 2, out = 2, k = {2, 2}}, {2, 1, 1, 2, 1, 2, 1}},
+  {"core.nn_conv2d groups", 2, {in_ch = 4, out = 2, k = {3, 1}}, {1, 2, 1, 0, 1, 1, 2}},
+  {"core.nn_conv2d depthwise", 2, {in_ch = 3, out = 3, k = {2, 2}}, {1, 1, 1, 1, 1, 1, 3}},
+  {"core.nn_conv1d", 1, {in_ch = 2, out = 4, k = {3}}, {2, 1, 2, 2}},
+}
+for _, c in ipairs(CONVS) do
+  local name, n, sz, o = c[1], c[2], c[3], c[4]
+  for _, bias in ipairs {true, false} do
+    row(string.format("%s, bias %s", name, tostring(bias)), function(r, layout)
+      local b = r:int(1, 2)
+      local x_shape = n == 2 and {b, sz.in_ch, r:int(4, 5), r:int(4, 6)} or {b, sz.in_ch, r:int(6, 8)}
+      local w_shape = {sz.out, sz.in_ch // o[#o]}
+      for d = 1, n do w_shape[d + 2] = sz.k[d] end
+      return {G.random_leaf(r, x_shape, "any", layout), G.random_leaf(r, w_shape, "any", layout),
+              bias and G.random_leaf(r, {sz.out}, "any", layout) or nil}
+    end, function(x)
+      if n == 2 then return core.nn_conv2d(x[1], x[2], x[3], table.unpack(o)) end
+      return core.nn_conv1d(x[1], x[2], x[3], table.unpack(o))
+    end)
+  end
+end
+
 local ACTIVATIONS = {
   {"nn_leaky_relu default slope", function(x) return core.nn_leaky_relu(x) end, "away0"},
   {"nn_leaky_relu 0.2", function(x) return core.nn_leaky_relu(x, 0.2) end, "away0"},
@@ -518,6 +543,21 @@ if has_nn then
         return inputs, m
       end, function(x, m) return m(x[1]) end)
     end
+  end
+
+  -- nn.Conv2d with padding "same" (an odd total: the trimmed output), nn.Conv1d; parameters are inputs.
+  for _, spec in ipairs {{"nn.Conv2d padding same, kernel {2, 3}", function() return nn.Conv2d(2, 3, {2, 3},
+                            {padding = "same"}) end, {2, 2, 4, 5}},
+                         {"nn.Conv2d stride 2, groups 2", function() return nn.Conv2d(2, 4, 3,
+                            {stride = 2, padding = 1, groups = 2}) end, {2, 2, 5, 5}},
+                         {"nn.Conv1d padding same, dilation 2", function() return nn.Conv1d(2, 3, 2,
+                            {padding = "same", dilation = 2}) end, {2, 2, 6}}} do
+    nn_row(spec[1], function(r, layout)
+      local m = spec[2]()
+      local inputs = {G.random_leaf(r, spec[3], "any", layout)}
+      for _, p in ipairs(m:parameters()) do inputs[#inputs + 1] = p end
+      return inputs, m
+    end, function(x, m) return m(x[1]) end)
   end
 
   -- Sequential: Linear + ReLU fused into one kernel call, then another Linear.

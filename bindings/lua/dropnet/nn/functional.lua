@@ -70,6 +70,102 @@ function F.linear(x, weight, bias, activation)
   return core.nn_linear(x, weight, bias, activation)
 end
 
+-- --- convolutions -----------------------------------------------------------------------
+
+local CONV_OPTIONS = {"stride", "padding", "dilation", "groups"}
+local CONV_NAMES = {"conv1d", "conv2d"}
+local PADDING_WORDS = {"same", "valid"}
+
+-- v as n integers >= min (a list): one integer for every dim, or a list of n ({h, w}).
+local function conv_ints(where, what, v, n, min)
+  if type(v) == "number" then
+    local i = check.int(where, what, v, min)
+    return n == 2 and {i, i} or {i}
+  end
+  if type(v) ~= "table" or #v ~= n then
+    check.fail("%s: %s must be an integer or a list of %d integers%s (got %s)", where, what, n,
+      n == 2 and " {h, w}" or "", check.describe(v))
+  end
+  local r = {}
+  for d = 1, n do r[d] = check.int(where, string.format("%s[%d]", what, d), v[d], min) end
+  return r
+end
+F._conv_ints = conv_ints
+
+--- The options of an n-d convolution ({stride, padding, dilation, groups},
+-- unknown keys left to the caller) as lists, padding a list or "same" /
+-- "valid". Shared with nn.Conv1d/Conv2d, which check them when built.
+function F._conv_options(where, n, opts)
+  local o = {
+    stride = conv_ints(where, "stride", opts.stride or 1, n, 1),
+    dilation = conv_ints(where, "dilation", opts.dilation or 1, n, 1),
+    groups = check.int(where, "groups", opts.groups or 1, 1),
+  }
+  local padding = opts.padding or 0
+  if type(padding) == "string" then
+    o.padding = check.choice(where, "padding", padding, PADDING_WORDS)
+    for d = 1, n do
+      if padding == "same" and o.stride[d] ~= 1 then
+        check.fail("%s: padding \"same\" needs stride 1 (got stride {%s}), as in PyTorch", where,
+          table.concat(o.stride, ", "))
+      end
+    end
+  else
+    o.padding = conv_ints(where, "padding", padding, n, 0)
+  end
+  return o
+end
+
+-- conv1d (n = 1) or conv2d (n = 2) with checked options. padding "same"
+-- with an odd total (dilation * (k - 1)) pads the larger half on both sides
+-- and drops the output's first row or column: PyTorch puts the extra zero at the end.
+local function conv(n, x, weight, bias, o)
+  local pad, trim = o.padding, nil
+  if pad == "valid" then
+    pad = {0, 0}
+  elseif pad == "same" then
+    pad = {0, 0}
+    if core.Tensor == getmetatable(weight) and weight:dim() == n + 2 then
+      for d = 1, n do
+        local total = o.dilation[d] * (weight:size(d + 2) - 1)
+        pad[d] = (total + 1) // 2
+        if total % 2 == 1 then
+          trim = trim or {}
+          trim[d] = true
+        end
+      end
+    end
+  end
+  local y
+  if n == 2 then
+    y = core.nn_conv2d(x, weight, bias, o.stride[1], o.stride[2], pad[1], pad[2], o.dilation[1], o.dilation[2],
+      o.groups)
+  else
+    y = core.nn_conv1d(x, weight, bias, o.stride[1], pad[1], o.dilation[1], o.groups)
+  end
+  if trim then
+    for d = 1, n do
+      if trim[d] then y = y:narrow(d + 2, 2, y:size(d + 2) - 1) end
+    end
+  end
+  return y
+end
+
+--- conv2d(x, weight[, bias[, opts]]): x [N, C, H, W], weight [out, C/groups,
+-- kh, kw], bias [out] or nil; opts {stride = 1, padding = 0, dilation = 1,
+-- groups = 1}, each an integer or {h, w}; padding may be "same" (stride 1)
+-- or "valid".
+function F.conv2d(x, weight, bias, opts)
+  local o = F._conv_options(CONV_NAMES[2], 2, check.options("conv2d", "options", opts, CONV_OPTIONS))
+  return conv(2, x, weight, bias, o)
+end
+
+--- conv1d(x, weight[, bias[, opts]]): x [N, C, L], weight [out, C/groups, k]; opts as conv2d's, integers.
+function F.conv1d(x, weight, bias, opts)
+  local o = F._conv_options(CONV_NAMES[1], 1, check.options("conv1d", "options", opts, CONV_OPTIONS))
+  return conv(1, x, weight, bias, o)
+end
+
 -- --- dropout ----------------------------------------------------------------------------
 
 local function check_p(p, where, below_one) return check.probability(where, "p", p, below_one) end

@@ -19,7 +19,7 @@ local nn = {
   functional = require "dropnet.nn.functional",
 }
 
-for _, family in ipairs {"dropnet.nn.containers", "dropnet.nn.layers", "dropnet.nn.activations",
+for _, family in ipairs {"dropnet.nn.containers", "dropnet.nn.layers", "dropnet.nn.conv", "dropnet.nn.activations",
                          "dropnet.nn.losses", "dropnet.nn.dropout"} do
   for name, cls in pairs(require(family)) do nn[name] = cls end
 end

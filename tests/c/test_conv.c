@@ -1,0 +1,403 @@
+/* dn_conv2d, dn_conv1d: forward against a direct convolution loop, backward by finite
+   differences, the same bits for 1-4 threads, every bad argument's message. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL 1e-4
+
+static void release_all(dn_tensor **list, size_t count) {
+  for (size_t i = 0; i < count; i++) dn_tensor_release(list[i]);
+}
+#define RELEASE(...) \
+  release_all((dn_tensor *[]){__VA_ARGS__}, sizeof((dn_tensor *[]){__VA_ARGS__}) / sizeof(dn_tensor *))
+
+/* One 2-D case: sizes and options. */
+typedef struct conv_case {
+  int64_t n, in, out, h, w, kh, kw;
+  int64_t stride[2], pad[2], dil[2], groups;
+} conv_case;
+
+static int64_t out_size(int64_t size, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
+  return (size + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+}
+
+/* --- reference: the direct loop over (n, o, oh, ow, c, ki, kj), in double ------------------ */
+
+static dn_tensor *conv2d_ref(const dn_tensor *x, const dn_tensor *w, const dn_tensor *b, const conv_case *c) {
+  int64_t oh_n = out_size(c->h, c->kh, c->stride[0], c->pad[0], c->dil[0]);
+  int64_t ow_n = out_size(c->w, c->kw, c->stride[1], c->pad[1], c->dil[1]);
+  int64_t cg = c->in / c->groups, og = c->out / c->groups;
+  double *v = calloc((size_t)(c->n * c->out * oh_n * ow_n + 1), sizeof *v);
+  for (int64_t n = 0; n < c->n; n++)
+    for (int64_t o = 0; o < c->out; o++)
+      for (int64_t oh = 0; oh < oh_n; oh++)
+        for (int64_t ow = 0; ow < ow_n; ow++) {
+          double s = b ? dn_test_at(b, o) : 0;
+          int64_t grp = o / og;
+          for (int64_t ci = 0; ci < cg; ci++)
+            for (int64_t ki = 0; ki < c->kh; ki++)
+              for (int64_t kj = 0; kj < c->kw; kj++) {
+                int64_t ih = oh * c->stride[0] - c->pad[0] + ki * c->dil[0];
+                int64_t iw = ow * c->stride[1] - c->pad[1] + kj * c->dil[1];
+                if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w) continue;
+                int64_t ch = grp * cg + ci;
+                s += dn_test_at(x, ((n * c->in + ch) * c->h + ih) * c->w + iw) *
+                     dn_test_at(w, ((o * cg + ci) * c->kh + ki) * c->kw + kj);
+              }
+          v[((n * c->out + o) * oh_n + oh) * ow_n + ow] = s;
+        }
+  dn_tensor *t;
+  DN_OK_OR_FAIL(dn_tensor_from_doubles(&t, DN_F32, 4, (int64_t[]){c->n, c->out, oh_n, ow_n}, v));
+  free(v);
+  return t;
+}
+
+static void make_inputs(const conv_case *c, uint64_t seed, dn_tensor **x, dn_tensor **w, dn_tensor **b) {
+  *x = dn_test_random(seed, 4, (int64_t[]){c->n, c->in, c->h, c->w});
+  *w = dn_test_random(seed + 1, 4, (int64_t[]){c->out, c->in / c->groups, c->kh, c->kw});
+  *b = dn_test_random(seed + 2, 1, (int64_t[]){c->out});
+}
+
+static void check_forward(dn_tensor *x, dn_tensor *w, dn_tensor *b, const conv_case *c) {
+  dn_tensor *got, *want = conv2d_ref(x, w, b, c);
+  DN_OK_OR_FAIL(dn_conv2d(&got, x, w, b, c->stride, c->pad, c->dil, c->groups));
+  assert_int_equal(got->ndim, 4);
+  for (int d = 0; d < 4; d++) assert_int_equal(got->shape[d], want->shape[d]);
+  dn_test_assert_close(got, want, TOL);
+  RELEASE(got, want);
+}
+
+/* {n, in, out, h, w, kh, kw, stride, pad, dil, groups} */
+static const conv_case CASES[] = {
+  {1, 1, 1, 1, 1, 1, 1, {1, 1}, {0, 0}, {1, 1}, 1},     /* 1x1 everything */
+  {2, 3, 4, 5, 5, 3, 3, {1, 1}, {0, 0}, {1, 1}, 1},
+  {2, 3, 4, 5, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},
+  {3, 2, 5, 7, 6, 3, 2, {2, 3}, {1, 0}, {1, 1}, 1},     /* stride > 1, rectangular */
+  {2, 3, 2, 9, 8, 3, 3, {1, 2}, {2, 1}, {2, 3}, 1},     /* dilation */
+  {2, 4, 6, 6, 7, 3, 3, {1, 1}, {1, 1}, {1, 1}, 2},     /* groups */
+  {2, 6, 6, 5, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 6},     /* depthwise */
+  {1, 4, 8, 6, 5, 3, 3, {2, 1}, {1, 1}, {1, 2}, 4},     /* depthwise, multiplier 2 */
+  {2, 2, 3, 3, 4, 2, 2, {1, 1}, {3, 4}, {1, 1}, 1},     /* padding larger than the kernel */
+  {1, 3, 2, 13, 11, 5, 4, {3, 2}, {2, 1}, {1, 2}, 1},   /* odd sizes */
+  {2, 3, 3, 4, 4, 4, 4, {1, 1}, {0, 0}, {1, 1}, 1},     /* kernel = input: 1x1 output */
+  {2, 2, 2, 5, 5, 1, 1, {2, 2}, {0, 0}, {1, 1}, 1},     /* 1x1 kernel, stride 2 */
+  {1, 5, 3, 4, 9, 1, 3, {1, 4}, {0, 2}, {1, 1}, 1},     /* stride wider than the kernel */
+};
+
+static void test_forward_values(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof CASES / sizeof *CASES; i++) {
+    dn_tensor *x, *w, *b;
+    make_inputs(&CASES[i], 10 * i + 1, &x, &w, &b);
+    check_forward(x, w, b, &CASES[i]);
+    check_forward(x, w, NULL, &CASES[i]);
+    RELEASE(x, w, b);
+  }
+}
+
+/* Non-contiguous input, weight and bias; a narrowed input; a channel-last layout. */
+static void test_forward_layouts(void **state) {
+  (void)state;
+  const conv_case *c = &CASES[3];
+  dn_tensor *x, *w, *b;
+  make_inputs(c, 77, &x, &w, &b);
+  dn_tensor *xn = dn_test_noncontiguous(x), *wn = dn_test_noncontiguous(w), *bn = dn_test_noncontiguous(b);
+  assert_false(dn_tensor_is_contiguous(xn));
+  check_forward(xn, w, b, c);
+  check_forward(xn, wn, bn, c);
+  /* x as a narrow of a wider tensor (row stride > width) */
+  dn_tensor *wide = dn_test_random(78, 4, (int64_t[]){c->n, c->in, c->h, c->w + 3}), *narrow;
+  DN_OK_OR_FAIL(dn_narrow(&narrow, wide, 3, 1, c->w));
+  check_forward(narrow, w, b, c);
+  /* NHWC storage permuted to NCHW */
+  dn_tensor *nhwc = dn_test_random(79, 4, (int64_t[]){c->n, c->h, c->w, c->in}), *perm;
+  DN_OK_OR_FAIL(dn_permute(&perm, nhwc, (int[]){0, 3, 1, 2}));
+  check_forward(perm, w, b, c);
+  RELEASE(x, w, b, xn, wn, bn, wide, narrow, nhwc, perm);
+}
+
+/* conv1d against conv2d over a height of 1. */
+static void test_conv1d(void **state) {
+  (void)state;
+  const int64_t opts[][4] = {{1, 0, 1, 1}, {2, 1, 1, 1}, {1, 3, 2, 1}, {3, 2, 1, 2}, {1, 1, 1, 4}};
+  for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+    int64_t stride = opts[i][0], pad = opts[i][1], dil = opts[i][2], groups = opts[i][3];
+    conv_case c = {2, 4, 8, 1, 11, 1, 3, {1, stride}, {0, pad}, {1, dil}, groups};
+    dn_tensor *x4, *w4, *b, *x, *w, *y, *x_n;
+    make_inputs(&c, 100 + i, &x4, &w4, &b);
+    DN_OK_OR_FAIL(dn_reshape(&x, x4, 3, (int64_t[]){2, 4, 11}));
+    DN_OK_OR_FAIL(dn_reshape(&w, w4, 3, (int64_t[]){8, 4 / groups, 3}));
+    dn_tensor *want4 = conv2d_ref(x4, w4, b, &c), *want;
+    DN_OK_OR_FAIL(dn_reshape(&want, want4, 3, (int64_t[]){2, 8, want4->shape[3]}));
+    DN_OK_OR_FAIL(dn_conv1d(&y, x, w, b, stride, pad, dil, groups));
+    assert_int_equal(y->ndim, 3);
+    assert_int_equal(y->shape[2], want4->shape[3]);
+    dn_test_assert_close(y, want, TOL);
+    dn_tensor_release(y);
+    x_n = dn_test_noncontiguous(x);
+    DN_OK_OR_FAIL(dn_conv1d(&y, x_n, w, b, stride, pad, dil, groups));
+    dn_test_assert_close(y, want, TOL);
+    RELEASE(x4, w4, b, x, w, y, x_n, want4, want);
+  }
+}
+
+static void test_empty(void **state) {
+  (void)state;
+  const int64_t one[2] = {1, 1}, zero[2] = {0, 0};
+  /* batch 0 */
+  dn_tensor *x = dn_test_random(1, 4, (int64_t[]){0, 2, 4, 4}), *w = dn_test_random(2, 4, (int64_t[]){3, 2, 3, 3});
+  dn_tensor *b = dn_test_random(3, 1, (int64_t[]){3}), *y, *g;
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+  DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, one, zero, one, 1));
+  assert_int_equal(y->shape[0], 0);
+  assert_int_equal(y->shape[2], 2);
+  DN_OK_OR_FAIL(dn_tensor_zeros(&g, DN_F32, 4, y->shape));
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  for (int64_t i = 0; i < 54; i++) assert_true(dn_test_at(w->grad, i) == 0);
+  for (int64_t i = 0; i < 3; i++) assert_true(dn_test_at(b->grad, i) == 0);
+  RELEASE(x, w, b, y, g);
+  /* no input channels: the output is the bias */
+  x = dn_test_random(1, 4, (int64_t[]){2, 0, 3, 3});
+  w = dn_test_random(2, 4, (int64_t[]){2, 0, 2, 2});
+  b = dn_test_from(1, (int64_t[]){2}, (float[]){1.5f, -2});
+  DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, one, zero, one, 1));
+  for (int64_t i = 0; i < 16; i++) assert_true(dn_test_at(y, i) == (i / 4 % 2 ? -2 : 1.5));
+  RELEASE(x, w, b, y);
+}
+
+/* --- gradients ------------------------------------------------------------------------ */
+
+typedef struct grad_ctx {
+  const conv_case *c;
+  bool one_d;
+} grad_ctx;
+
+static dn_status apply_conv(dn_tensor **out, dn_tensor *const *in, const void *ctx) {
+  const grad_ctx *g = ctx;
+  const conv_case *c = g->c;
+  if (g->one_d) return dn_conv1d(out, in[0], in[1], in[2], c->stride[1], c->pad[1], c->dil[1], c->groups);
+  return dn_conv2d(out, in[0], in[1], in[2], c->stride, c->pad, c->dil, c->groups);
+}
+
+static void test_gradients(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof CASES / sizeof *CASES; i++) {
+    dn_tensor *x, *w, *b;
+    make_inputs(&CASES[i], 200 + 10 * i, &x, &w, &b);
+    grad_ctx ctx = {&CASES[i], false};
+    DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+    DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+    DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+    dn_test_gradcheck("conv2d", apply_conv, &ctx, 3, (dn_tensor *[]){x, w, b}, 5e-3, 3e-3, 2e-3);
+    dn_test_gradcheck("conv2d", apply_conv, &ctx, 3, (dn_tensor *[]){x, w, NULL}, 5e-3, 3e-3, 2e-3);
+    /* only some inputs require grad */
+    DN_OK_OR_FAIL(dn_requires_grad_(x, false));
+    dn_test_gradcheck("conv2d", apply_conv, &ctx, 3, (dn_tensor *[]){x, w, b}, 5e-3, 3e-3, 2e-3);
+    DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+    DN_OK_OR_FAIL(dn_requires_grad_(w, false));
+    DN_OK_OR_FAIL(dn_requires_grad_(b, false));
+    dn_test_gradcheck("conv2d", apply_conv, &ctx, 3, (dn_tensor *[]){x, w, b}, 5e-3, 3e-3, 2e-3);
+    RELEASE(x, w, b);
+  }
+  /* a non-contiguous input leaf, and conv1d */
+  conv_case c = CASES[4];
+  dn_tensor *x, *w, *b;
+  make_inputs(&c, 300, &x, &w, &b);
+  dn_tensor *xn = dn_test_noncontiguous(x);
+  DN_OK_OR_FAIL(dn_requires_grad_(xn, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  grad_ctx ctx = {&c, false};
+  dn_test_gradcheck("conv2d", apply_conv, &ctx, 3, (dn_tensor *[]){xn, w, b}, 5e-3, 3e-3, 2e-3);
+  RELEASE(x, w, b, xn);
+  conv_case c1 = {2, 4, 6, 1, 9, 1, 3, {1, 2}, {0, 2}, {1, 2}, 2};
+  dn_tensor *x1 = dn_test_random(301, 3, (int64_t[]){2, 4, 9}), *w1 = dn_test_random(302, 3, (int64_t[]){6, 2, 3});
+  dn_tensor *b1 = dn_test_random(303, 1, (int64_t[]){6});
+  DN_OK_OR_FAIL(dn_requires_grad_(x1, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w1, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(b1, true));
+  grad_ctx ctx1 = {&c1, true};
+  dn_test_gradcheck("conv1d", apply_conv, &ctx1, 3, (dn_tensor *[]){x1, w1, b1}, 5e-3, 3e-3, 2e-3);
+  RELEASE(x1, w1, b1);
+}
+
+static void test_autograd_bookkeeping(void **state) {
+  (void)state;
+  const conv_case *c = &CASES[2];
+  dn_tensor *x, *w, *b, *y, *y1;
+  make_inputs(c, 400, &x, &w, &b);
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c->stride, c->pad, c->dil, c->groups));
+  assert_string_equal(dn_grad_fn_name(y), "conv2d");
+  dn_tensor *x1 = dn_test_random(401, 3, (int64_t[]){1, 2, 5}), *w1 = dn_test_random(402, 3, (int64_t[]){2, 2, 2});
+  DN_OK_OR_FAIL(dn_requires_grad_(w1, true));
+  DN_OK_OR_FAIL(dn_conv1d(&y1, x1, w1, NULL, 1, 0, 1, 1));
+  assert_string_equal(dn_grad_fn_name(y1), "conv1d");
+  /* the saved input modified in place is caught */
+  dn_tensor *g;
+  DN_OK_OR_FAIL(dn_tensor_ones(&g, DN_F32, 4, y->shape));
+  bool mode = dn_set_grad_enabled(false);
+  DN_OK_OR_FAIL(dn_fill_(x, 0.0));
+  dn_set_grad_enabled(mode);
+  DN_EXPECT_ERROR(dn_backward(y, g, false), DN_EINVAL, "modified in place");
+  RELEASE(x, w, b, y, x1, w1, y1, g);
+}
+
+/* --- threads ---------------------------------------------------------------------------- */
+
+/* Forward and all three gradients on 1..4 threads: the same bits. */
+static void check_threads(const conv_case *c, uint64_t seed) {
+  dn_tensor *x, *w, *b;
+  make_inputs(c, seed, &x, &w, &b);
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+  int saved_threads = dn_get_num_threads();
+  dn_tensor *results[4][4];
+  dn_tensor *g = NULL;
+  for (int run = 0; run < 4; run++) {
+    DN_OK_OR_FAIL(dn_set_num_threads(run + 1));
+    dn_tensor *y;
+    DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c->stride, c->pad, c->dil, c->groups));
+    if (!g) g = dn_test_random(seed + 9, 4, y->shape);
+    DN_OK_OR_FAIL(dn_backward(y, g, false));
+    results[run][0] = y;
+    dn_tensor *params[3] = {x, w, b};
+    for (int p = 0; p < 3; p++) {
+      results[run][p + 1] = params[p]->grad;
+      params[p]->grad = NULL;
+    }
+  }
+  for (int k = 0; k < 4; k++) {
+    size_t bytes = (size_t)dn_tensor_numel(results[0][k]) * sizeof(float);
+    for (int run = 1; run < 4; run++) {
+      assert_memory_equal(dn_tensor_data(results[0][k]), dn_tensor_data(results[run][k]), bytes);
+      dn_tensor_release(results[run][k]);
+    }
+    dn_tensor_release(results[0][k]);
+  }
+  DN_OK_OR_FAIL(dn_set_num_threads(saved_threads));
+  RELEASE(x, w, b, g);
+}
+
+static void test_threads_bit_identical(void **state) {
+  (void)state;
+  /* large enough for parallel im2col, col2im and tiled sgemm */
+  conv_case dense = {4, 16, 32, 24, 20, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1};
+  conv_case strided = {3, 12, 24, 23, 19, 5, 3, {2, 1}, {2, 0}, {1, 2}, 3};
+  conv_case depthwise = {2, 32, 32, 28, 28, 3, 3, {1, 1}, {1, 1}, {1, 1}, 32};
+  conv_case batch1 = {1, 32, 64, 32, 32, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1};
+  check_threads(&dense, 500);
+  check_threads(&strided, 510);
+  check_threads(&depthwise, 520);
+  check_threads(&batch1, 530);
+}
+
+/* --- errors ------------------------------------------------------------------------------ */
+
+static void test_errors(void **state) {
+  (void)state;
+  const int64_t one[2] = {1, 1}, zero[2] = {0, 0};
+  dn_tensor *x = dn_test_random(1, 4, (int64_t[]){2, 3, 5, 5}), *w = dn_test_random(2, 4, (int64_t[]){4, 3, 3, 3});
+  dn_tensor *w2 = dn_test_random(3, 4, (int64_t[]){4, 2, 3, 3}), *b_bad = dn_test_random(4, 1, (int64_t[]){5});
+  dn_tensor *x3 = dn_test_random(5, 3, (int64_t[]){2, 3, 5}), *w_big = dn_test_random(6, 4, (int64_t[]){4, 3, 6, 3});
+  dn_tensor *x6 = dn_test_random(7, 4, (int64_t[]){2, 6, 5, 5}), *w6 = dn_test_random(8, 4, (int64_t[]){5, 2, 3, 3});
+  dn_tensor *xi, *y = (dn_tensor *)&y;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&xi, DN_I32, 4, (int64_t[]){2, 3, 5, 5}));
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, w2, NULL, one, zero, one, 1), DN_ESHAPE,
+                  "conv2d: input [2,3,5,5] has 3 channels but weight [4,2,3,3] expects 2 per group x 1 groups");
+  assert_null(y);
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, w_big, NULL, one, zero, one, 1), DN_ESHAPE,
+                  "conv2d: kernel [4,3,6,3] (6 with dilation 1) is larger than the padded input in height 5 "
+                  "(input [2,3,5,5], padding [0,0])");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, w, NULL, one, zero, (int64_t[]){1, 3}, 1), DN_ESHAPE,
+                  "(3 with dilation 3) is larger than the padded input in width 5");
+  DN_OK_OR_FAIL(dn_conv2d(&y, x, w_big, NULL, one, (int64_t[]){1, 0}, one, 1));   /* padding makes it fit */
+  dn_tensor_release(y);
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, w, NULL, (int64_t[]){0, 1}, zero, one, 1), DN_EINVAL,
+                  "conv2d: stride must be >= 1 (got [0,1])");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, w, NULL, (int64_t[]){1, -2}, zero, one, 1), DN_EINVAL,
+                  "conv2d: stride must be >= 1 (got [1,-2])");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, w, NULL, one, zero, (int64_t[]){0, 1}, 1), DN_EINVAL,
+                  "conv2d: dilation must be >= 1 (got [0,1])");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, w, NULL, one, (int64_t[]){-1, 0}, one, 1), DN_EINVAL,
+                  "conv2d: padding must be >= 0 (got [-1,0])");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, w, NULL, one, zero, (int64_t[]){INT64_MAX, 1}, 1), DN_EINVAL, "too large");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, w, NULL, one, zero, one, 0), DN_EINVAL, "conv2d: groups must be >= 1 (got 0)");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x6, w6, NULL, one, zero, one, 4), DN_ESHAPE,
+                  "conv2d: groups 4 does not divide the input's 6 channels (input [2,6,5,5])");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x6, w6, NULL, one, zero, one, 3), DN_ESHAPE,
+                  "conv2d: groups 3 does not divide the weight's 5 output channels (weight [5,2,3,3])");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x3, w, NULL, one, zero, one, 1), DN_ESHAPE,
+                  "conv2d: input must be 4-D [N, C, H, W] (got shape [2,3,5])");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, x3, NULL, one, zero, one, 1), DN_ESHAPE,
+                  "conv2d: weight must be 4-D [out, in/groups, kh, kw] (got shape [2,3,5])");
+  DN_EXPECT_ERROR(dn_conv2d(&y, xi, w, NULL, one, zero, one, 1), DN_ETYPE,
+                  "conv2d: expects float32 tensors (got input int32, weight float32)");
+  DN_EXPECT_ERROR(dn_conv2d(&y, x, w, b_bad, one, zero, one, 1), DN_ESHAPE,
+                  "conv2d: bias [5] does not match weight [4,3,3,3] (expected [4])");
+  /* conv1d names itself and shows 1-D options */
+  DN_EXPECT_ERROR(dn_conv1d(&y, x, w, NULL, 1, 0, 1, 1), DN_ESHAPE,
+                  "conv1d: input must be 3-D [N, C, L] (got shape [2,3,5,5])");
+  dn_tensor *w1 = dn_test_random(9, 3, (int64_t[]){4, 3, 7});
+  DN_EXPECT_ERROR(dn_conv1d(&y, x3, w1, NULL, 1, 0, 1, 1), DN_ESHAPE,
+                  "conv1d: kernel [4,3,7] (7 with dilation 1) is larger than the padded input 5 (input [2,3,5], "
+                  "padding 0)");
+  DN_EXPECT_ERROR(dn_conv1d(&y, x3, w1, NULL, 0, 1, 1, 1), DN_EINVAL, "conv1d: stride must be >= 1 (got 0)");
+  DN_EXPECT_ERROR(dn_conv1d(&y, x3, w1, NULL, 1, 1, -1, 1), DN_EINVAL, "conv1d: dilation must be >= 1 (got -1)");
+  RELEASE(x, w, w2, b_bad, x3, w_big, x6, w6, xi, w1);
+}
+
+/*
+** Against PyTorch 1.13 (float64) for one small case. Produced by:
+** /usr/bin/python3 -c "import torch; t=lambda n: torch.arange(n,dtype=torch.float64);
+**   x=(t(32)/7-2).reshape(1,2,4,4).requires_grad_(); w=(t(36)%5/4-0.5).reshape(2,2,3,3).requires_grad_();
+**   b=torch.tensor([0.25,-0.5],dtype=torch.float64,requires_grad=True);
+**   y=torch.nn.functional.conv2d(x,w,b,stride=(2,1),padding=1,dilation=(1,2)); y.backward(torch.ones_like(y));
+**   print(y.flatten().tolist(), x.grad.flatten().tolist()[:6], w.grad.flatten().tolist()[:6], b.grad.tolist())"
+*/
+static void test_pytorch_reference(void **state) {
+  (void)state;
+  double xv[32], wv[36];
+  for (int i = 0; i < 32; i++) xv[i] = i / 7.0 - 2;
+  for (int i = 0; i < 36; i++) wv[i] = (i % 5) / 4.0 - 0.5;
+  dn_tensor *x, *w, *b = dn_test_from(1, (int64_t[]){2}, (float[]){0.25f, -0.5f}), *y, *g;
+  DN_OK_OR_FAIL(dn_tensor_from_doubles(&x, DN_F32, 4, (int64_t[]){1, 2, 4, 4}, xv));
+  DN_OK_OR_FAIL(dn_tensor_from_doubles(&w, DN_F32, 4, (int64_t[]){2, 2, 3, 3}, wv));
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+  DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, (int64_t[]){2, 1}, (int64_t[]){1, 1}, (int64_t[]){1, 2}, 1));
+  DN_OK_OR_FAIL(dn_tensor_ones(&g, DN_F32, 4, y->shape));
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  assert_int_equal(y->shape[2], 2);
+  assert_int_equal(y->shape[3], 2);
+  const double want_y[] = {0.0714285714285714, -1.3214285714285716, 0.4285714285714288, -0.4642857142857142,
+                            -0.24999999999999994, 0.3571428571428571, -0.357142857142857, -0.5714285714285715};
+  const double want_dx[] = {0.0, 0.5, 0.5, -0.25, 0.0, -0.25};
+  const double want_dw[] = {-1.4285714285714286, -2.4285714285714284, -1.0, -2.857142857142857, -4.857142857142857, -2.0};
+  const double want_db[] = {4.0, 4.0};
+  for (int i = 0; i < 8; i++) assert_float_equal(dn_test_at(y, i), want_y[i], 1e-5 * (1 + fabs(want_y[i])));
+  for (int i = 0; i < 6; i++) assert_float_equal(dn_test_at(x->grad, i), want_dx[i], 1e-5 * (1 + fabs(want_dx[i])));
+  for (int i = 0; i < 6; i++) assert_float_equal(dn_test_at(w->grad, i), want_dw[i], 1e-5 * (1 + fabs(want_dw[i])));
+  for (int i = 0; i < 2; i++) assert_float_equal(dn_test_at(b->grad, i), want_db[i], 1e-5 * (1 + fabs(want_db[i])));
+  RELEASE(x, w, b, y, g);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup(test_forward_values, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_forward_layouts, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_conv1d, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_empty, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_gradients, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_autograd_bookkeeping, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_threads_bit_identical, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_pytorch_reference, dn_test_reset_modes),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
