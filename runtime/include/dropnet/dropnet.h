@@ -16,6 +16,7 @@
 #include "dropnet/parallel.h"
 #include "dropnet/autograd.h"
 #include "dropnet/nn.h"
+#include "dropnet/pooling.h"
 #include "dropnet/loss.h"
 #include "dropnet/optim.h"
 #include "dropnet/dropout.h"
