@@ -67,5 +67,6 @@ void dn_lua_open_dropout(lua_State *L);
 void dn_lua_open_optim(lua_State *L);
 void dn_lua_open_io(lua_State *L);
 void dn_lua_open_conv(lua_State *L);
+void dn_lua_open_pool(lua_State *L);
 
 #endif

@@ -469,6 +469,26 @@ for _, kernel in ipairs {"nn_softmax", "nn_log_softmax"} do
   end, function(x) return core[kernel](x[1], 1) end)
 end
 
+-- Pooling: random sizes with distinct values ("distinct": no ties for max within eps).
+local POOLS = {
+  {"nn_max_pool2d 2x2", {"b", "m", 4, 5}, function(x) return core.nn_max_pool2d(x, 2, 2, 2, 2, 0, 0, 1, 1, false) end},
+  {"nn_max_pool2d 3x2 pad dilation ceil", {"b", "m", 5, 6},
+    function(x) return core.nn_max_pool2d(x, 3, 2, 2, 1, 1, 1, 1, 2, true) end},
+  {"nn_max_pool2d unbatched", {"m", 5, 5}, function(x) return core.nn_max_pool2d(x, 3, 3, 2, 2, 1, 1, 1, 1, true) end},
+  {"nn_avg_pool2d pad ceil", {"b", "m", 5, 6},
+    function(x) return core.nn_avg_pool2d(x, 3, 3, 2, 2, 1, 1, true, true) end},
+  {"nn_avg_pool2d pad excluded", {"b", "m", 5, 6},
+    function(x) return core.nn_avg_pool2d(x, 3, 2, 2, 2, 1, 1, true, false) end},
+  {"nn_adaptive_avg_pool2d", {"b", "m", 5, 7}, function(x) return core.nn_adaptive_avg_pool2d(x, 3, 4) end},
+  {"nn_max_pool1d", {"b", "m", 9}, function(x) return core.nn_max_pool1d(x, 3, 2, 1, 2, true) end},
+  {"nn_avg_pool1d", {"b", "m", 9}, function(x) return core.nn_avg_pool1d(x, 3, 2, 1, true, false) end},
+}
+for _, c in ipairs(POOLS) do
+  row(c[1], function(r, layout)
+    return {G.random_leaf(r, shape(sizes(r), c[2]), "distinct", layout)}
+  end, function(x) return c[3](x[1]) end)
+end
+
 -- Class targets 1..classes for `n` rows.
 local function targets(r, n, classes)
   local t = {}

@@ -157,4 +157,22 @@ function check.probability(where, what, p, below_one)
   return p
 end
 
+--- v as a pair of integers >= min: an integer n is {n, n}, a table {h, w}
+-- its two entries (kernel sizes, strides, paddings). Returns h, w.
+function check.pair(where, what, v, min)
+  if type(v) == "table" and getmetatable(v) == nil then
+    local count = 0
+    for _ in pairs(v) do count = count + 1 end
+    if count ~= 2 or v[1] == nil or v[2] == nil then
+      check.fail("%s: %s must be an integer or a pair {h, w} (got a table of %d entries)", where, what, count)
+    end
+    return check.int(where, what .. "[1]", v[1], min), check.int(where, what .. "[2]", v[2], min)
+  end
+  if math.type(v) == nil then
+    check.fail("%s: %s must be an integer or a pair {h, w} (got %s)", where, what, check.describe(v))
+  end
+  local n = check.int(where, what, v, min)
+  return n, n
+end
+
 return check

@@ -17,6 +17,7 @@
 #include "dropnet/autograd.h"
 #include "dropnet/nn.h"
 #include "dropnet/conv.h"
+#include "dropnet/pooling.h"
 #include "dropnet/loss.h"
 #include "dropnet/optim.h"
 #include "dropnet/dropout.h"

@@ -304,4 +304,63 @@ function F.binary_cross_entropy_with_logits(logits, target, opts)
   return core.nn_bce_with_logits(logits, target, (reduction_of(opts, "binary_cross_entropy_with_logits")))
 end
 
+-- --- pooling (kernels in runtime/src/pooling.c) -------------------------------------------
+-- Sizes are an integer or a pair {h, w} (1-d: an integer); stride defaults to
+-- the kernel size, as in PyTorch. The C kernels check what depends on the input.
+
+local MAX_POOL_OPTIONS = {"stride", "padding", "dilation", "ceil_mode"}
+local AVG_POOL_OPTIONS = {"stride", "padding", "ceil_mode", "count_include_pad"}
+
+-- The options of a pool call, checked: kernel, stride, padding as pairs (or
+-- single integers for 1-d), then dilation, ceil_mode, count_include_pad.
+local function pool_args(fname, kernel_size, opts, known, one_d)
+  local function sizes(what, v, min)
+    if one_d then return check.int(fname, what, v, min) end
+    return check.pair(fname, what, v, min)
+  end
+  opts = check.options(fname, "options", opts, known)
+  local kh, kw = sizes("kernel_size", kernel_size, 1)
+  local sh, sw = sizes("stride", opts.stride == nil and kernel_size or opts.stride, 1)
+  local ph, pw = sizes("padding", opts.padding or 0, 0)
+  local dh, dw = sizes("dilation", opts.dilation or 1, 1)
+  local ceil_mode = check.bool(fname, "ceil_mode", opts.ceil_mode or false)
+  local include_pad = opts.count_include_pad
+  if include_pad == nil then include_pad = true end
+  check.bool(fname, "count_include_pad", include_pad)
+  if one_d then return kh, sh, ph, dh, ceil_mode, include_pad end
+  return kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode, include_pad
+end
+
+--- max_pool2d(x, kernel_size[, {stride = kernel_size, padding = 0, dilation = 1, ceil_mode = false}]):
+-- x [N, C, H, W] or [C, H, W].
+function F.max_pool2d(x, kernel_size, opts)
+  local kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode = pool_args("max_pool2d", kernel_size, opts, MAX_POOL_OPTIONS)
+  return core.nn_max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode)
+end
+
+--- avg_pool2d(x, kernel_size[, {stride = kernel_size, padding = 0, ceil_mode = false, count_include_pad = true}])
+function F.avg_pool2d(x, kernel_size, opts)
+  local kh, kw, sh, sw, ph, pw, _, _, ceil_mode, include_pad =
+    pool_args("avg_pool2d", kernel_size, opts, AVG_POOL_OPTIONS)
+  return core.nn_avg_pool2d(x, kh, kw, sh, sw, ph, pw, ceil_mode, include_pad)
+end
+
+--- max_pool1d(x, kernel_size[, opts]): x [N, C, L] or [C, L]; options as max_pool2d, integers.
+function F.max_pool1d(x, kernel_size, opts)
+  local k, s, p, d, ceil_mode = pool_args("max_pool1d", kernel_size, opts, MAX_POOL_OPTIONS, true)
+  return core.nn_max_pool1d(x, k, s, p, d, ceil_mode)
+end
+
+--- avg_pool1d(x, kernel_size[, opts]): x [N, C, L] or [C, L]; options as avg_pool2d, integers.
+function F.avg_pool1d(x, kernel_size, opts)
+  local k, s, p, _, ceil_mode, include_pad = pool_args("avg_pool1d", kernel_size, opts, AVG_POOL_OPTIONS, true)
+  return core.nn_avg_pool1d(x, k, s, p, ceil_mode, include_pad)
+end
+
+--- adaptive_avg_pool2d(x, output_size): output_size an integer or {h, w}.
+function F.adaptive_avg_pool2d(x, output_size)
+  local h, w = check.pair("adaptive_avg_pool2d", "output_size", output_size, 1)
+  return core.nn_adaptive_avg_pool2d(x, h, w)
+end
+
 return F

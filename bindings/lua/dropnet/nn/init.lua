@@ -23,5 +23,6 @@ for _, family in ipairs {"dropnet.nn.containers", "dropnet.nn.layers", "dropnet.
                          "dropnet.nn.losses", "dropnet.nn.dropout"} do
   for name, cls in pairs(require(family)) do nn[name] = cls end
 end
+for name, cls in pairs(require "dropnet.nn.pooling") do nn[name] = cls end
 
 return nn
