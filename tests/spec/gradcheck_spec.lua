@@ -489,6 +489,30 @@ for _, c in ipairs(POOLS) do
   end, function(x) return c[3](x[1]) end)
 end
 
+-- Batch normalization: x [b, m, ...], channels m ([5, m] for 2-D: with 2 values per channel the output
+-- is +-1, too flat for finite differences). The running statistics are constants (variance > 0),
+-- updated in place by the training rows, whose output does not read them.
+local BATCH_NORMS = {
+  {"train", {5, "m"}, true, true}, {"train", {"b", "m", "n"}, true, true},
+  {"train", {"b", "m", "n", "k"}, true, true}, {"train", {"b", "m", "n", "k"}, false, true},
+  {"eval", {"b", "m", "n"}, true, false}, {"eval", {"b", "m", "n", "k"}, false, false},
+}
+for _, c in ipairs(BATCH_NORMS) do
+  local mode, pattern, affine, training = c[1], c[2], c[3], c[4]
+  row(string.format("nn_batch_norm %s %s%s", mode, pattern_str(pattern), affine and " affine" or ""),
+    function(r, layout)
+      local sz = sizes(r)
+      local ch = {sz.m}
+      return {G.random_leaf(r, shape(sz, pattern), "any", layout),
+              affine and G.random_leaf(r, ch, "any", layout) or false,
+              affine and G.random_leaf(r, ch, "any", layout) or false,
+              G.tensor(G.values(r, ch, "any"), layout),
+              G.tensor(G.values(r, ch, function(g) return 0.5 + g:float() end), layout)}
+    end, function(x)
+      return core.nn_batch_norm(x[1], x[2] or nil, x[3] or nil, x[4], x[5], training, 0.1, 1e-5)
+    end)
+end
+
 -- Class targets 1..classes for `n` rows.
 local function targets(r, n, classes)
   local t = {}

@@ -363,4 +363,27 @@ function F.adaptive_avg_pool2d(x, output_size)
   return core.nn_adaptive_avg_pool2d(x, h, w)
 end
 
+-- --- normalization (kernels in runtime/src/norm.c) -----------------------------------------
+
+local BATCH_NORM_OPTIONS = {"weight", "bias", "training", "momentum", "eps"}
+
+--- batch_norm(x, running_mean, running_var[, {weight, bias, training = false, momentum = 0.1, eps = 1e-5}]):
+-- x [N, C], [N, C, L] or [N, C, H, W], statistics per channel. training: the batch's, and the running
+-- statistics (nil: none) updated in place; else the running statistics.
+function F.batch_norm(x, running_mean, running_var, opts)
+  opts = check.options("batch_norm", "options", opts, BATCH_NORM_OPTIONS)
+  local given = {running_mean = running_mean, running_var = running_var, weight = opts.weight, bias = opts.bias}
+  for _, what in ipairs {"running_mean", "running_var", "weight", "bias"} do
+    if given[what] ~= nil then check.tensor("batch_norm (" .. what .. ")", given[what]) end
+  end
+  local training = opts.training
+  if training == nil then training = false end
+  check.bool("batch_norm", "training", training)
+  local momentum = opts.momentum
+  if momentum == nil then momentum = 0.1 end
+  check.probability("batch_norm", "momentum", momentum)
+  local eps = check.nonneg("batch_norm", "eps", opts.eps == nil and 1e-5 or opts.eps)
+  return core.nn_batch_norm(x, opts.weight, opts.bias, running_mean, running_var, training, momentum, eps)
+end
+
 return F
