@@ -1,6 +1,7 @@
 /*
 ** Normalization: batch normalization over the channels of [N, C, ...]
-** inputs, with its backward.
+** inputs, and layer and group normalization over blocks of consecutive
+** elements, with their backward.
 **
 ** The input is made contiguous and read as [N, C, S] (S the product of the
 ** dims after C, 1 for [N, C]); a channel is the N runs of S elements at
@@ -22,6 +23,7 @@
 **   dx = weight * invstd * (g - dbias / M - xhat * dweight / M)   (training)
 **   dx = weight * invstd * g                                      (eval: constants).
 */
+#include <stdio.h>
 #include <string.h>
 
 #include "dropnet/autograd.h"
@@ -274,4 +276,259 @@ dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_ten
   }
   *out = y;
   return DN_OK;
+}
+
+/* --- layer and group normalization -----------------------------------------------------
+**
+** Both normalize rows of consecutive elements of the contiguous input: a
+** layer norm's rows are its normalized blocks (R rows of L elements), a
+** group norm's the (sample, group) blocks of (C / G) * S elements. The
+** affine parameter of element i of row r is
+**   p = ((r % groups) * L + i) / span
+** (layer norm: groups 1, span 1, so p = i; group norm: span S, so p is the
+** channel). Forward and dx run over whole rows per task; dweight and dbias
+** over whole parameters per task, each summing its rows in order, so the
+** bits do not depend on the thread count.
+*/
+
+typedef struct row_geom {
+  int64_t rows, len;       /* R rows of L elements */
+  int64_t groups, span;    /* parameter p of element i of row r: ((r % groups) * len + i) / span */
+} row_geom;
+
+static inline int64_t param_of(const row_geom *g, int64_t r, int64_t i) {
+  return ((r % g->groups) * g->len + i) / g->span;
+}
+
+typedef struct row_job {
+  row_geom g;
+  double eps;
+  const float *x, *g_out, *weight, *bias;   /* weight, bias contiguous or NULL */
+  float *y, *mean, *invstd;                 /* forward: y and the per-row statistics */
+  float *dx, *dweight, *dbias;              /* backward */
+} row_job;
+
+static void row_forward(const void *ctx, int64_t r0, int64_t r1) {
+  const row_job *j = ctx;
+  int64_t len = j->g.len;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * len;
+    float *y = j->y + r * len;
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < len; i++) sum += x[i];
+    double mean = sum / (double)len;
+    for (int64_t i = 0; i < len; i++) sq += (x[i] - mean) * (x[i] - mean);
+    double invstd = 1 / sqrt(sq / (double)len + j->eps);
+    for (int64_t i = 0; i < len; i++) {
+      int64_t p = param_of(&j->g, r, i);
+      double v = (x[i] - mean) * invstd;
+      if (j->weight) v *= j->weight[p];
+      if (j->bias) v += j->bias[p];
+      y[i] = (float)v;
+    }
+    j->mean[r] = (float)mean;
+    j->invstd[r] = (float)invstd;
+  }
+}
+
+/* dx of rows [r0, r1): invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * weight. */
+static void row_backward_input(const void *ctx, int64_t r0, int64_t r1) {
+  const row_job *j = ctx;
+  int64_t len = j->g.len;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * len, *g = j->g_out + r * len;
+    double mean = j->mean[r], invstd = j->invstd[r], sum_d = 0, sum_dx = 0;
+    for (int64_t i = 0; i < len; i++) {
+      double d = j->weight ? (double)g[i] * j->weight[param_of(&j->g, r, i)] : g[i];
+      sum_d += d;
+      sum_dx += d * (x[i] - mean) * invstd;
+    }
+    double mean_d = sum_d / (double)len, mean_dx = sum_dx / (double)len;
+    for (int64_t i = 0; i < len; i++) {
+      double d = j->weight ? (double)g[i] * j->weight[param_of(&j->g, r, i)] : g[i];
+      double xhat = (x[i] - mean) * invstd;
+      j->dx[r * len + i] = (float)(invstd * (d - mean_d - xhat * mean_dx));
+    }
+  }
+}
+
+/* dweight and dbias of parameters [p0, p1): each over its rows in order. */
+static void row_backward_params(const void *ctx, int64_t p0, int64_t p1) {
+  const row_job *j = ctx;
+  const row_geom *g = &j->g;
+  int64_t per_group = g->len / g->span;   /* parameters per group */
+  for (int64_t p = p0; p < p1; p++) {
+    int64_t group = p / per_group, i0 = (p % per_group) * g->span;
+    double sum_g = 0, sum_gx = 0;
+    for (int64_t r = group; r < g->rows; r += g->groups) {
+      const float *x = j->x + r * g->len, *go = j->g_out + r * g->len;
+      double mean = j->mean[r], invstd = j->invstd[r];
+      for (int64_t i = i0; i < i0 + g->span; i++) {
+        sum_g += go[i];
+        sum_gx += go[i] * (x[i] - mean) * invstd;
+      }
+    }
+    if (j->dweight) j->dweight[p] = (float)sum_gx;
+    if (j->dbias) j->dbias[p] = (float)sum_g;
+  }
+}
+
+enum { NODE_LEN = 0, NODE_GROUPS = 1, NODE_SPAN = 2 };   /* node->ints of a row norm (its row_geom but rows) */
+
+static dn_status row_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  dn_tensor *x, *mean, *invstd, *weight = NULL, *xc = NULL, *gc = NULL, *wc = NULL;
+  dn_status st = dn_node_saved(node, SAVED_X, &x);
+  if (!st) st = dn_node_saved(node, SAVED_MEAN, &mean);
+  if (!st) st = dn_node_saved(node, SAVED_INVSTD, &invstd);
+  if (!st && node->saved[SAVED_WEIGHT]) st = dn_node_saved(node, SAVED_WEIGHT, &weight);
+  if (!st) st = dn_plain_contiguous(&xc, x);
+  if (!st) st = dn_plain_contiguous(&gc, grad);
+  if (!st && weight) st = dn_plain_contiguous(&wc, weight);
+  for (int i = 0; i < 3 && !st; i++)
+    if (node->needs_grad[i]) st = dn_tensor_new(&grad_in[i], DN_F32, node->in_ndim[i], node->in_shape[i]);
+  if (!st) {
+    int64_t rows = mean->shape[0];
+    row_geom g = {rows, node->ints[NODE_LEN], node->ints[NODE_GROUPS], node->ints[NODE_SPAN]};
+    row_job job = {g, 0, dn_tensor_data(xc), dn_tensor_data(gc), wc ? dn_tensor_data(wc) : NULL, NULL, NULL,
+                   dn_tensor_data(mean), dn_tensor_data(invstd), grad_in[0] ? dn_tensor_data(grad_in[0]) : NULL,
+                   grad_in[1] ? dn_tensor_data(grad_in[1]) : NULL, grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL};
+    if (job.dx && rows) dn_parallel_rows(rows, 2 * g.len, row_backward_input, &job);
+    int64_t params = g.groups * g.len / g.span;
+    if (job.dweight || job.dbias) {
+      if (rows) {
+        dn_parallel_rows(params, rows / g.groups * g.span, row_backward_params, &job);
+      } else {
+        if (job.dweight) memset(job.dweight, 0, (size_t)params * sizeof(float));
+        if (job.dbias) memset(job.dbias, 0, (size_t)params * sizeof(float));
+      }
+    }
+  }
+  dn_tensor_release(wc);
+  dn_tensor_release(gc);
+  dn_tensor_release(xc);
+  return st;
+}
+static const dn_node_type layer_norm_node = {"layer_norm", row_norm_backward};
+static const dn_node_type group_norm_node = {"group_norm", row_norm_backward};
+
+/* The forward of both, every argument checked by the caller. */
+static dn_status row_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias, double eps,
+                          const row_geom *g, const dn_node_type *type) {
+  dn_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *invstd = NULL;
+  dn_node *node = NULL;
+  dn_status st = dn_plain_contiguous(&xc, x);
+  if (!st && weight) st = dn_plain_contiguous(&wc, weight);
+  if (!st && bias) st = dn_plain_contiguous(&bc, bias);
+  if (!st) st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
+  if (!st) st = dn_tensor_new(&mean, DN_F32, 1, &g->rows);
+  if (!st) st = dn_tensor_new(&invstd, DN_F32, 1, &g->rows);
+  if (!st) {
+    row_job job = {*g, eps, dn_tensor_data(xc), NULL, wc ? dn_tensor_data(wc) : NULL, bc ? dn_tensor_data(bc) : NULL,
+                   dn_tensor_data(y), dn_tensor_data(mean), dn_tensor_data(invstd), NULL, NULL, NULL};
+    if (g->rows) dn_parallel_rows(g->rows, 2 * g->len, row_forward, &job);
+    st = dn_record(y, type, 3, (const dn_tensor *[]){x, weight, bias}, &node);
+  }
+  if (!st && node) {
+    node->ints[NODE_LEN] = g->len;
+    node->ints[NODE_GROUPS] = g->groups;
+    node->ints[NODE_SPAN] = g->span;
+    st = dn_node_save(node, SAVED_X, x);
+    if (!st && weight && node->needs_grad[0]) st = dn_node_save(node, SAVED_WEIGHT, weight);
+    if (!st) st = dn_node_save(node, SAVED_MEAN, mean);
+    if (!st) st = dn_node_save(node, SAVED_INVSTD, invstd);
+  }
+  dn_tensor_release(invstd);
+  dn_tensor_release(mean);
+  dn_tensor_release(bc);
+  dn_tensor_release(wc);
+  dn_tensor_release(xc);
+  if (st) {
+    dn_tensor_release(y);
+    return st;
+  }
+  *out = y;
+  return DN_OK;
+}
+
+/* A row norm's affine tensor: float32 of the given shape, or NULL. */
+static dn_status check_affine(const char *op, const char *what, const dn_tensor *t, int ndim, const int64_t *shape,
+                              const char *expected) {
+  if (!t) return DN_OK;
+  dn_status st = dn_check_float(op, what, t);
+  if (st) return st;
+  bool same = t->ndim == ndim;
+  for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+  char ts[128];
+  if (!same)
+    return dn_fail(DN_ESHAPE, "%s: %s must be %s (got shape %s)", op, what, expected, dn_shape_str(t, ts, sizeof ts));
+  return DN_OK;
+}
+
+static dn_status check_eps(const char *op, double eps) {
+  if (!(eps >= 0) || isinf(eps)) return dn_fail(DN_EINVAL, "%s: eps must be finite and >= 0 (got %g)", op, eps);
+  return DN_OK;
+}
+
+/* "[3,4]" for a shape given as numbers. */
+static const char *shape_list(int ndim, const int64_t *shape, char *buf, size_t size) {
+  size_t n = (size_t)snprintf(buf, size, "[");
+  for (int d = 0; d < ndim && n < size; d++)
+    n += (size_t)snprintf(buf + n, size - n, d ? ",%lld" : "%lld", (long long)shape[d]);
+  if (n < size) snprintf(buf + n, size - n, "]");
+  return buf;
+}
+
+dn_status dn_layer_norm(dn_tensor **out, dn_tensor *x, int ndim, const int64_t *normalized_shape, dn_tensor *weight,
+                        dn_tensor *bias, double eps) {
+  DN_FPMODE_SCOPE();
+  *out = NULL;
+  const char *op = "layer_norm";
+  char xs[128], ns[128];
+  dn_status st = dn_check_float(op, "input", x);
+  if (st) return st;
+  if (ndim < 1 || ndim > x->ndim)
+    return dn_fail(DN_ESHAPE, "%s: normalized_shape must have 1 to %d dims, the input's (got %d for input %s)", op,
+                   x->ndim, ndim, dn_shape_str(x, xs, sizeof xs));
+  int64_t len = 1;
+  for (int d = 0; d < ndim; d++) {
+    if (normalized_shape[d] != x->shape[x->ndim - ndim + d] || normalized_shape[d] == 0)
+      return dn_fail(DN_ESHAPE, "%s: normalized_shape %s must be the last dims of input %s, none of them 0", op,
+                     shape_list(ndim, normalized_shape, ns, sizeof ns), dn_shape_str(x, xs, sizeof xs));
+    len *= normalized_shape[d];
+  }
+  shape_list(ndim, normalized_shape, ns, sizeof ns);
+  st = check_affine(op, "weight", weight, ndim, normalized_shape, ns);
+  if (!st) st = check_affine(op, "bias", bias, ndim, normalized_shape, ns);
+  if (!st) st = check_eps(op, eps);
+  if (st) return st;
+  row_geom g = {dn_tensor_numel(x) / len, len, 1, 1};
+  return row_norm(out, x, weight, bias, eps, &g, &layer_norm_node);
+}
+
+dn_status dn_group_norm(dn_tensor **out, dn_tensor *x, int64_t groups, dn_tensor *weight, dn_tensor *bias,
+                        double eps) {
+  DN_FPMODE_SCOPE();
+  *out = NULL;
+  const char *op = "group_norm";
+  char xs[128], cs[64];
+  dn_status st = dn_check_float(op, "input", x);
+  if (st) return st;
+  if (x->ndim < 2)
+    return dn_fail(DN_ESHAPE, "%s: input must be [N, C, ...] (got shape %s)", op, dn_shape_str(x, xs, sizeof xs));
+  for (int d = 1; d < x->ndim; d++)
+    if (x->shape[d] == 0)
+      return dn_fail(DN_ESHAPE, "%s: input %s has an empty dim (only the batch N may be 0)", op,
+                     dn_shape_str(x, xs, sizeof xs));
+  int64_t channels = x->shape[1];
+  if (groups < 1 || channels % groups != 0)
+    return dn_fail(DN_EINVAL, "%s: groups must be >= 1 and divide the %lld channels of input %s (got %lld)", op,
+                   (long long)channels, dn_shape_str(x, xs, sizeof xs), (long long)groups);
+  snprintf(cs, sizeof cs, "[%lld], one value per channel", (long long)channels);
+  st = check_affine(op, "weight", weight, 1, &channels, cs);
+  if (!st) st = check_affine(op, "bias", bias, 1, &channels, cs);
+  if (!st) st = check_eps(op, eps);
+  if (st) return st;
+  bn_dims d = dims_of(x->ndim, x->shape);
+  row_geom g = {d.n * groups, channels / groups * d.s, groups, d.s};
+  return row_norm(out, x, weight, bias, eps, &g, &group_norm_node);
 }

@@ -1,6 +1,6 @@
-/* Batch normalization: values and running statistics against a naive loop
-   (train and eval), gradients by finite differences, the same bits for 1-4
-   threads, every bad argument's message. */
+/* Batch, layer and group normalization: values (and batch norm's running
+   statistics, train and eval) against naive loops, gradients by finite
+   differences, the same bits for 1-4 threads, every bad argument's message. */
 #include "testutil.h"
 
 #include <math.h>
@@ -303,6 +303,176 @@ static void test_errors(void **state) {
   RELEASE(y, x, xi, x1, x5, xe, one, w3, w4, w33, rm, rv, ri, rg, rx, scalar);
 }
 
+/* --- layer and group normalization ----------------------------------------------------------- */
+
+/* A layer norm (groups 0: normalized over the last `norm_ndim` dims) or a group norm. */
+typedef struct row_case {
+  int ndim;
+  int64_t shape[4];
+  int norm_ndim;
+  int64_t groups;
+  bool affine;
+  double eps;
+} row_case;
+
+static const row_case ROW_CASES[] = {
+  {2, {4, 6}, 1, 0, true, 1e-5},
+  {3, {2, 3, 5}, 2, 0, true, 1e-5},
+  {4, {2, 2, 3, 4}, 3, 0, false, 1e-3},
+  {1, {7}, 1, 0, true, 1e-5},
+  {2, {0, 5}, 1, 0, true, 1e-5},           /* no rows */
+  {4, {2, 6, 2, 3}, 0, 3, true, 1e-5},
+  {3, {3, 4, 5}, 0, 1, true, 1e-5},
+  {2, {5, 6}, 0, 6, false, 1e-5},          /* instance norm of [N, C]: one value per row (xhat 0) */
+  {4, {1, 4, 3, 3}, 0, 2, true, 1e-2},
+};
+#define N_ROW_CASES (sizeof ROW_CASES / sizeof *ROW_CASES)
+
+static void affine_shape(const row_case *c, int *nd, int64_t *shape) {
+  if (c->groups) {
+    *nd = 1;
+    shape[0] = c->shape[1];
+  } else {
+    *nd = c->norm_ndim;
+    memcpy(shape, c->shape + c->ndim - c->norm_ndim, (size_t)c->norm_ndim * sizeof *shape);
+  }
+}
+
+static dn_status apply_row(dn_tensor **out, dn_tensor *const *in, const void *ctx) {
+  const row_case *c = ctx;
+  if (c->groups) return dn_group_norm(out, in[0], c->groups, in[1], in[2], c->eps);
+  return dn_layer_norm(out, in[0], c->norm_ndim, c->shape + c->ndim - c->norm_ndim, in[1], in[2], c->eps);
+}
+
+/* The naive reference: blocks of `len` consecutive elements; the affine index per element. */
+static void check_row_values(const row_case *c, dn_tensor *x, dn_tensor *w, dn_tensor *b) {
+  dn_tensor *y;
+  DN_OK_OR_FAIL(apply_row(&y, (dn_tensor *[]){x, w, b}, c));
+  int64_t numel = dn_tensor_numel(x), len = 1, s = 1;
+  for (int d = 2; d < c->ndim; d++) s *= c->shape[d];
+  if (c->groups) len = c->shape[1] / c->groups * s;
+  else
+    for (int d = c->ndim - c->norm_ndim; d < c->ndim; d++) len *= c->shape[d];
+  for (int64_t r = 0; r * len < numel; r++) {
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < len; i++) mean += dn_test_at(x, r * len + i);
+    mean /= (double)len;
+    for (int64_t i = 0; i < len; i++) var += pow(dn_test_at(x, r * len + i) - mean, 2);
+    var /= (double)len;
+    for (int64_t i = 0; i < len; i++) {
+      int64_t at = r * len + i, p = c->groups ? (at / s) % c->shape[1] : i;
+      double want = (dn_test_at(x, at) - mean) / sqrt(var + c->eps);
+      if (w) want = want * dn_test_at(w, p) + dn_test_at(b, p);
+      double got = dn_test_at(y, at);
+      if (!(fabs(got - want) <= 1e-5 * (1 + fabs(want))))
+        fail_msg("row case %d at %lld: %.9g vs %.9g", (int)(c - ROW_CASES), (long long)at, got, want);
+    }
+  }
+  if (x->requires_grad) assert_string_equal(dn_grad_fn_name(y), c->groups ? "group_norm" : "layer_norm");
+  else assert_null(y->grad_fn);
+  dn_tensor_release(y);
+}
+
+static void test_row_norms(void **state) {
+  (void)state;
+  for (size_t i = 0; i < N_ROW_CASES; i++) {
+    const row_case *c = &ROW_CASES[i];
+    int64_t ashape[4];
+    int affine_nd;
+    affine_shape(c, &affine_nd, ashape);
+    dn_tensor *x = dn_test_random(100 + i, c->ndim, c->shape), *xn = dn_test_noncontiguous(x);
+    dn_tensor *w = c->affine ? dn_test_random(200 + i, affine_nd, ashape) : NULL;
+    dn_tensor *b = c->affine ? dn_test_random(300 + i, affine_nd, ashape) : NULL;
+    check_row_values(c, x, w, b);
+    check_row_values(c, xn, w, b);
+    DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+    if (w) {
+      DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+      DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+    }
+    check_row_values(c, x, w, b);
+    if (dn_tensor_numel(x) > 0) {
+      dn_test_gradcheck("row norm", apply_row, c, 3, (dn_tensor *[]){x, w, b}, 1e-3, 1e-2, 2e-3);
+    } else {   /* no rows: zero parameter gradients */
+      dn_tensor *y, *g;
+      DN_OK_OR_FAIL(apply_row(&y, (dn_tensor *[]){x, w, b}, c));
+      DN_OK_OR_FAIL(dn_tensor_zeros(&g, DN_F32, c->ndim, c->shape));
+      DN_OK_OR_FAIL(dn_backward(y, g, false));
+      for (int64_t k = 0; k < dn_tensor_numel(w); k++) assert_float_equal(dn_test_at(w->grad, k), 0, 0);
+      RELEASE(y, g);
+    }
+    RELEASE(x, xn, w, b);
+  }
+}
+
+static void test_row_norm_threads(void **state) {
+  (void)state;
+  int saved = dn_get_num_threads();
+  const row_case cases[] = {{3, {64, 33, 40}, 1, 0, true, 1e-5}, {4, {6, 32, 17, 19}, 0, 8, true, 1e-5}};
+  for (size_t k = 0; k < 2; k++) {
+    const row_case *c = &cases[k];
+    int64_t ashape[4];
+    int affine_nd;
+    affine_shape(c, &affine_nd, ashape);
+    dn_tensor *first[4] = {NULL};
+    for (int threads = 1; threads <= 4; threads++) {
+      DN_OK_OR_FAIL(dn_set_num_threads(threads));
+      dn_tensor *x = dn_test_random(5, c->ndim, c->shape), *w = dn_test_random(6, affine_nd, ashape);
+      dn_tensor *b = dn_test_random(7, affine_nd, ashape), *g = dn_test_random(8, c->ndim, c->shape), *y;
+      DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+      DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+      DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+      DN_OK_OR_FAIL(apply_row(&y, (dn_tensor *[]){x, w, b}, c));
+      DN_OK_OR_FAIL(dn_backward(y, g, false));
+      dn_tensor *now[4] = {y, x->grad, w->grad, b->grad};
+      for (int i = 0; i < 4; i++) {
+        if (!first[i]) DN_OK_OR_FAIL(dn_clone(&first[i], now[i]));
+        else
+          assert_memory_equal(dn_tensor_data(now[i]), dn_tensor_data(first[i]),
+                              (size_t)dn_tensor_numel(now[i]) * sizeof(float));
+      }
+      RELEASE(x, w, b, g, y);
+    }
+    for (int i = 0; i < 4; i++) dn_tensor_release(first[i]);
+  }
+  DN_OK_OR_FAIL(dn_set_num_threads(saved));
+}
+
+static void test_row_norm_errors(void **state) {
+  (void)state;
+  dn_tensor *x = dn_test_random(1, 3, (int64_t[]){2, 4, 3}), *y = (dn_tensor *)&y, *xi, *w3, *w4, *x1, *xe;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&xi, DN_I32, 2, (int64_t[]){2, 3}));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&x1, DN_F32, 1, (int64_t[]){4}));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&xe, DN_F32, 3, (int64_t[]){2, 4, 0}));
+  w3 = dn_test_random(2, 1, (int64_t[]){3});
+  w4 = dn_test_random(3, 1, (int64_t[]){4});
+  DN_EXPECT_ERROR(dn_layer_norm(&y, xi, 1, (int64_t[]){3}, NULL, NULL, 1e-5), DN_ETYPE,
+                  "layer_norm: input must be float32 (got int32)");
+  assert_null(y);
+  DN_EXPECT_ERROR(dn_layer_norm(&y, x, 4, (int64_t[]){1, 2, 4, 3}, NULL, NULL, 1e-5), DN_ESHAPE,
+                  "layer_norm: normalized_shape must have 1 to 3 dims, the input's (got 4 for input [2,4,3])");
+  DN_EXPECT_ERROR(dn_layer_norm(&y, x, 2, (int64_t[]){3, 4}, NULL, NULL, 1e-5), DN_ESHAPE,
+                  "layer_norm: normalized_shape [3,4] must be the last dims of input [2,4,3], none of them 0");
+  DN_EXPECT_ERROR(dn_layer_norm(&y, x, 1, (int64_t[]){3}, w4, NULL, 1e-5), DN_ESHAPE,
+                  "layer_norm: weight must be [3] (got shape [4])");
+  DN_EXPECT_ERROR(dn_layer_norm(&y, x, 1, (int64_t[]){3}, w3, w4, 1e-5), DN_ESHAPE,
+                  "layer_norm: bias must be [3] (got shape [4])");
+  DN_EXPECT_ERROR(dn_layer_norm(&y, x, 1, (int64_t[]){3}, NULL, NULL, -1), DN_EINVAL,
+                  "layer_norm: eps must be finite and >= 0 (got -1)");
+  DN_EXPECT_ERROR(dn_group_norm(&y, xi, 1, NULL, NULL, 1e-5), DN_ETYPE, "group_norm: input must be float32");
+  DN_EXPECT_ERROR(dn_group_norm(&y, x1, 1, NULL, NULL, 1e-5), DN_ESHAPE,
+                  "group_norm: input must be [N, C, ...] (got shape [4])");
+  DN_EXPECT_ERROR(dn_group_norm(&y, xe, 1, NULL, NULL, 1e-5), DN_ESHAPE,
+                  "group_norm: input [2,4,0] has an empty dim (only the batch N may be 0)");
+  DN_EXPECT_ERROR(dn_group_norm(&y, x, 3, NULL, NULL, 1e-5), DN_EINVAL,
+                  "group_norm: groups must be >= 1 and divide the 4 channels of input [2,4,3] (got 3)");
+  DN_EXPECT_ERROR(dn_group_norm(&y, x, 0, NULL, NULL, 1e-5), DN_EINVAL, "(got 0)");
+  DN_EXPECT_ERROR(dn_group_norm(&y, x, 2, w3, NULL, 1e-5), DN_ESHAPE,
+                  "group_norm: weight must be [4], one value per channel (got shape [3])");
+  DN_EXPECT_ERROR(dn_group_norm(&y, x, 2, NULL, NULL, INFINITY), DN_EINVAL, "group_norm: eps must be finite");
+  RELEASE(x, xi, w3, w4, x1, xe);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_values, dn_test_reset_modes),
@@ -311,6 +481,9 @@ int main(void) {
     cmocka_unit_test_setup(test_nodes, dn_test_reset_modes),
     cmocka_unit_test_setup(test_threads_bit_identical, dn_test_reset_modes),
     cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_row_norms, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_row_norm_threads, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_row_norm_errors, dn_test_reset_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /*
-** Normalization layers over float32 tensors. They record autograd nodes;
-** *out is a new contiguous tensor (a new reference), NULL on failure.
+** Normalization layers over float32 tensors: batch, layer and group
+** normalization. They record autograd nodes; *out is a new contiguous
+** tensor (a new reference), NULL on failure.
 */
 #ifndef DROPNET_NORM_H
 #define DROPNET_NORM_H
@@ -29,6 +30,26 @@ DN_BEGIN_DECLS
 */
 DN_API dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
                                dn_tensor *running_mean, dn_tensor *running_var, bool training, double momentum,
+                               double eps);
+
+/*
+** Layer normalization: x [..., D1, ..., Dk] normalized over its last k =
+** ndim dims, which must equal normalized_shape, y = (x - mean) / sqrt(var
+** + eps) * weight + bias with the biased variance of each such block, as
+** PyTorch 1.13's layer_norm. weight and bias (normalized_shape, borrowed)
+** may be NULL. Differentiable in x, weight and bias; the same bits for any
+** thread count.
+*/
+DN_API dn_status dn_layer_norm(dn_tensor **out, dn_tensor *x, int ndim, const int64_t *normalized_shape,
+                               dn_tensor *weight, dn_tensor *bias, double eps);
+
+/*
+** Group normalization: x [N, C, ...] with its C channels in `groups`
+** groups of C / groups consecutive channels, each (sample, group)
+** normalized over its channels and every dim after C, then weight and bias
+** ([C], borrowed, may be NULL) per channel, as PyTorch 1.13's group_norm.
+*/
+DN_API dn_status dn_group_norm(dn_tensor **out, dn_tensor *x, int64_t groups, dn_tensor *weight, dn_tensor *bias,
                                double eps);
 
 DN_END_DECLS
