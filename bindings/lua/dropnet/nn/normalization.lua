@@ -1,6 +1,7 @@
---- Normalization modules: BatchNorm1d, BatchNorm2d. The statistics live in
--- buffers (running_mean, running_var, num_batches_tracked), so they are in
--- state_dict() and in checkpoints; the arithmetic is F.batch_norm's.
+--- Normalization modules: BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm.
+-- BatchNorm's statistics live in buffers (running_mean, running_var,
+-- num_batches_tracked), so they are in state_dict() and in checkpoints; the
+-- arithmetic is nn.functional's.
 local dn = require "dropnet"
 local base = require "dropnet.nn.module"
 local check = require "dropnet.check"
@@ -97,5 +98,76 @@ end
 batch_norm_class("BatchNorm1d", {[2] = true, [3] = true}, "[N, C] or [N, C, L]")
 --- nn.BatchNorm2d(num_features[, opts]): x [N, C, H, W].
 batch_norm_class("BatchNorm2d", {[4] = true}, "[N, C, H, W]")
+
+-- An affine pair: weight ones and bias zeros of shape, when affine.
+local function affine_parameters(self, affine, shape)
+  if affine then
+    self.weight = Parameter(dn.ones(shape))
+    self.bias = Parameter(dn.zeros(shape))
+  end
+end
+
+-- weight 1 and bias 0 again.
+local function reset_affine(self)
+  if self.weight then
+    dn.no_grad(function()
+      self.weight:fill_(1)
+      self.bias:fill_(0)
+    end)
+  end
+  return self
+end
+
+--- nn.LayerNorm(normalized_shape[, {eps = 1e-5, elementwise_affine = true}]): normalizes over the last
+-- dims, which must be normalized_shape (an integer or a list).
+local LayerNorm = Module:extend("LayerNorm")
+M.LayerNorm = LayerNorm
+function LayerNorm:init(normalized_shape, opts)
+  self.normalized_shape = F._normalized_shape("LayerNorm", normalized_shape)
+  opts = check.options("LayerNorm", "options", opts, {"eps", "elementwise_affine"})
+  self.eps = check.nonneg("LayerNorm", "eps", opts.eps == nil and 1e-5 or opts.eps)
+  local affine = opts.elementwise_affine
+  if affine == nil then affine = true end
+  self.elementwise_affine = check.bool("LayerNorm", "elementwise_affine", affine)
+  affine_parameters(self, affine, self.normalized_shape)
+end
+function LayerNorm:forward(x)
+  return F.layer_norm(x, self.normalized_shape, {weight = self.weight, bias = self.bias, eps = self.eps})
+end
+LayerNorm.reset_parameters = reset_affine
+function LayerNorm:extra_repr()
+  return string.format("{%s}, eps=%g, elementwise_affine=%s", table.concat(self.normalized_shape, ", "), self.eps,
+    tostring(self.elementwise_affine))
+end
+
+--- nn.GroupNorm(num_groups, num_channels[, {eps = 1e-5, affine = true}]): x [N, C, ...].
+local GroupNorm = Module:extend("GroupNorm")
+M.GroupNorm = GroupNorm
+function GroupNorm:init(num_groups, num_channels, opts)
+  self.num_groups = check.int("GroupNorm", "num_groups", num_groups, 1)
+  self.num_channels = check.int("GroupNorm", "num_channels", num_channels, 1)
+  if self.num_channels % self.num_groups ~= 0 then
+    check.fail("GroupNorm: num_channels %d must be divisible by num_groups %d", self.num_channels, self.num_groups)
+  end
+  opts = check.options("GroupNorm", "options", opts, {"eps", "affine"})
+  self.eps = check.nonneg("GroupNorm", "eps", opts.eps == nil and 1e-5 or opts.eps)
+  local affine = opts.affine
+  if affine == nil then affine = true end
+  self.affine = check.bool("GroupNorm", "affine", affine)
+  affine_parameters(self, affine, {self.num_channels})
+end
+function GroupNorm:forward(x)
+  check.tensor("GroupNorm", x)
+  if x:dim() < 2 or x:shape()[2] ~= self.num_channels then
+    check.fail("GroupNorm: input must be [N, %d, ...] (got shape [%s])", self.num_channels,
+      table.concat(x:shape(), ","))
+  end
+  return F.group_norm(x, self.num_groups, {weight = self.weight, bias = self.bias, eps = self.eps})
+end
+GroupNorm.reset_parameters = reset_affine
+function GroupNorm:extra_repr()
+  return string.format("%d, %d, eps=%g, affine=%s", self.num_groups, self.num_channels, self.eps,
+    tostring(self.affine))
+end
 
 return M
