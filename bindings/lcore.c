@@ -105,5 +105,6 @@ int luaopen_dropnet_core(lua_State *L) {
   dn_lua_open_io(L);
   dn_lua_open_conv(L);
   dn_lua_open_pool(L);
+  dn_lua_open_norm(L);
   return 1;
 }

@@ -68,5 +68,6 @@ void dn_lua_open_optim(lua_State *L);
 void dn_lua_open_io(lua_State *L);
 void dn_lua_open_conv(lua_State *L);
 void dn_lua_open_pool(lua_State *L);
+void dn_lua_open_norm(lua_State *L);
 
 #endif

@@ -228,6 +228,13 @@ local PROBES = {
   {"F.avg_pool2d", function() return F.avg_pool2d(x4, 2, PROBE) end},
   {"F.max_pool1d", function() return F.max_pool1d(x3, 2, PROBE) end},
   {"F.avg_pool1d", function() return F.avg_pool1d(x3, 2, PROBE) end},
+  {"nn.BatchNorm1d", function() return nn.BatchNorm1d(3, PROBE) end},
+  {"nn.BatchNorm2d", function() return nn.BatchNorm2d(3, PROBE) end},
+  {"F.batch_norm", function() return F.batch_norm(x2, nil, nil, PROBE) end},
+  {"nn.LayerNorm", function() return nn.LayerNorm(3, PROBE) end},
+  {"nn.GroupNorm", function() return nn.GroupNorm(1, 3, PROBE) end},
+  {"F.layer_norm", function() return F.layer_norm(x2, 3, PROBE) end},
+  {"F.group_norm", function() return F.group_norm(x2, 1, PROBE) end},
   {"F.gelu", function() return F.gelu(x2, PROBE) end},
   {"F.dropout", function() return F.dropout(x2, 0.5, true, PROBE) end},
   {"F.dropout1d", function() return F.dropout1d(x3, 0.5, true, PROBE) end},
@@ -286,7 +293,7 @@ end
 -- --- the C headers ------------------------------------------------------------------------
 
 local HEADERS = {"error", "export", "alloc", "tensor", "elementwise", "reduce", "matmul", "index", "rng",
-  "parallel", "autograd", "nn", "loss", "optim", "dropout", "io", "dropnet"}
+  "parallel", "autograd", "nn", "loss", "optim", "dropout", "io", "norm", "dropnet"}
 
 -- {name =, header =, line =, documented =} for every DN_API declaration.
 local function c_declarations()

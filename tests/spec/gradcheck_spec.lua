@@ -489,6 +489,57 @@ for _, c in ipairs(POOLS) do
   end, function(x) return c[3](x[1]) end)
 end
 
+-- Batch normalization: x [b, m, ...], channels m ([5, m] for 2-D: with 2 values per channel the output
+-- is +-1, too flat for finite differences). The running statistics are constants (variance > 0),
+-- updated in place by the training rows, whose output does not read them.
+local BATCH_NORMS = {
+  {"train", {5, "m"}, true, true}, {"train", {"b", "m", "n"}, true, true},
+  {"train", {"b", "m", "n", "k"}, true, true}, {"train", {"b", "m", "n", "k"}, false, true},
+  {"eval", {"b", "m", "n"}, true, false}, {"eval", {"b", "m", "n", "k"}, false, false},
+}
+for _, c in ipairs(BATCH_NORMS) do
+  local mode, pattern, affine, training = c[1], c[2], c[3], c[4]
+  row(string.format("nn_batch_norm %s %s%s", mode, pattern_str(pattern), affine and " affine" or ""),
+    function(r, layout)
+      local sz = sizes(r)
+      local ch = {sz.m}
+      return {G.random_leaf(r, shape(sz, pattern), "any", layout),
+              affine and G.random_leaf(r, ch, "any", layout) or false,
+              affine and G.random_leaf(r, ch, "any", layout) or false,
+              G.tensor(G.values(r, ch, "any"), layout),
+              G.tensor(G.values(r, ch, function(g) return 0.5 + g:float() end), layout)}
+    end, function(x)
+      return core.nn_batch_norm(x[1], x[2] or nil, x[3] or nil, x[4], x[5], training, 0.1, 1e-5)
+    end)
+end
+
+-- Layer norm over the last dims of x; group norm of x [b, 2m, ...] in groups (2: m channels each, or 2m:
+-- one channel each). Affine parameters of the normalized shape / [C], or none.
+local ROW_NORMS = {
+  {"nn_layer_norm last dim", {"b", "m", 6}, function() return {6} end},
+  {"nn_layer_norm last two dims", {"b", "m", "n"}, function(sz) return {sz.m, sz.n} end},
+  {"nn_group_norm 2 groups", {"b", "c", "n"}, 2},
+  {"nn_group_norm a group per channel", {"b", "c", "n", "k"}, "c"},
+}
+for _, c in ipairs(ROW_NORMS) do
+  for _, affine in ipairs {true, false} do
+    row(string.format("%s%s", c[1], affine and " affine" or ""), function(r, layout)
+      local sz = sizes(r)
+      sz.c = 2 * sz.m
+      local layer = type(c[3]) == "function"
+      local pshape = layer and c[3](sz) or {sz.c}
+      local groups = not layer and (c[3] == "c" and sz.c or c[3]) or nil
+      local inputs = {G.random_leaf(r, shape(sz, c[2]), "any", layout),
+                      affine and G.random_leaf(r, pshape, "any", layout) or false,
+                      affine and G.random_leaf(r, pshape, "any", layout) or false}
+      return inputs, {layer = layer, pshape = pshape, groups = groups}
+    end, function(x, ctx)
+      if ctx.layer then return core.nn_layer_norm(x[1], ctx.pshape, x[2] or nil, x[3] or nil, 1e-5) end
+      return core.nn_group_norm(x[1], ctx.groups, x[2] or nil, x[3] or nil, 1e-5)
+    end)
+  end
+end
+
 -- Class targets 1..classes for `n` rows.
 local function targets(r, n, classes)
   local t = {}

@@ -18,6 +18,7 @@
 #include "dropnet/nn.h"
 #include "dropnet/conv.h"
 #include "dropnet/pooling.h"
+#include "dropnet/norm.h"
 #include "dropnet/loss.h"
 #include "dropnet/optim.h"
 #include "dropnet/dropout.h"

@@ -363,4 +363,66 @@ function F.adaptive_avg_pool2d(x, output_size)
   return core.nn_adaptive_avg_pool2d(x, h, w)
 end
 
+-- --- normalization (kernels in runtime/src/norm.c) -----------------------------------------
+
+local BATCH_NORM_OPTIONS = {"weight", "bias", "training", "momentum", "eps"}
+
+--- batch_norm(x, running_mean, running_var[, {weight, bias, training = false, momentum = 0.1, eps = 1e-5}]):
+-- x [N, C], [N, C, L] or [N, C, H, W], statistics per channel. training: the batch's, and the running
+-- statistics (nil: none) updated in place; else the running statistics.
+function F.batch_norm(x, running_mean, running_var, opts)
+  opts = check.options("batch_norm", "options", opts, BATCH_NORM_OPTIONS)
+  local given = {running_mean = running_mean, running_var = running_var, weight = opts.weight, bias = opts.bias}
+  for _, what in ipairs {"running_mean", "running_var", "weight", "bias"} do
+    if given[what] ~= nil then check.tensor("batch_norm (" .. what .. ")", given[what]) end
+  end
+  local training = opts.training
+  if training == nil then training = false end
+  check.bool("batch_norm", "training", training)
+  local momentum = opts.momentum
+  if momentum == nil then momentum = 0.1 end
+  check.probability("batch_norm", "momentum", momentum)
+  local eps = check.nonneg("batch_norm", "eps", opts.eps == nil and 1e-5 or opts.eps)
+  return core.nn_batch_norm(x, opts.weight, opts.bias, running_mean, running_var, training, momentum, eps)
+end
+
+local ROW_NORM_OPTIONS = {"weight", "bias", "eps"}
+
+-- The weight, bias and eps of a layer_norm or group_norm call, checked.
+local function row_norm_options(fname, opts)
+  opts = check.options(fname, "options", opts, ROW_NORM_OPTIONS)
+  for _, what in ipairs {"weight", "bias"} do
+    if opts[what] ~= nil then check.tensor(fname .. " (" .. what .. ")", opts[what]) end
+  end
+  return opts.weight, opts.bias, check.nonneg(fname, "eps", opts.eps == nil and 1e-5 or opts.eps)
+end
+
+--- The sizes of a normalized_shape: an integer n ({n}) or a list of integers >= 1.
+function F._normalized_shape(fname, shape)
+  if math.type(shape) ~= nil then return {check.int(fname, "normalized_shape", shape, 1)} end
+  if type(shape) ~= "table" or getmetatable(shape) ~= nil or #shape == 0 then
+    check.fail("%s: normalized_shape must be an integer or a list of integers (got %s)", fname,
+      check.describe(shape))
+  end
+  local out = {}
+  for i, v in ipairs(shape) do out[i] = check.int(fname, "normalized_shape[" .. i .. "]", v, 1) end
+  return out
+end
+
+--- layer_norm(x, normalized_shape[, {weight, bias, eps = 1e-5}]): x normalized over its last dims,
+-- which must be normalized_shape (an integer or a list); weight and bias of that shape.
+function F.layer_norm(x, normalized_shape, opts)
+  local shape = F._normalized_shape("layer_norm", normalized_shape)
+  local weight, bias, eps = row_norm_options("layer_norm", opts)
+  return core.nn_layer_norm(x, shape, weight, bias, eps)
+end
+
+--- group_norm(x, num_groups[, {weight, bias, eps = 1e-5}]): x [N, C, ...], C channels in num_groups
+-- groups; weight and bias [C].
+function F.group_norm(x, num_groups, opts)
+  check.int("group_norm", "num_groups", num_groups, 1)
+  local weight, bias, eps = row_norm_options("group_norm", opts)
+  return core.nn_group_norm(x, num_groups, weight, bias, eps)
+end
+
 return F

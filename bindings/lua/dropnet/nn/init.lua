@@ -24,5 +24,6 @@ for _, family in ipairs {"dropnet.nn.containers", "dropnet.nn.layers", "dropnet.
   for name, cls in pairs(require(family)) do nn[name] = cls end
 end
 for name, cls in pairs(require "dropnet.nn.pooling") do nn[name] = cls end
+for name, cls in pairs(require "dropnet.nn.normalization") do nn[name] = cls end
 
 return nn

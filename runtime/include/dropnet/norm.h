@@ -1,0 +1,57 @@
+/*
+** Normalization layers over float32 tensors: batch, layer and group
+** normalization. They record autograd nodes; *out is a new contiguous
+** tensor (a new reference), NULL on failure.
+*/
+#ifndef DROPNET_NORM_H
+#define DROPNET_NORM_H
+
+#include "dropnet/tensor.h"
+#include "dropnet/export.h"
+
+DN_BEGIN_DECLS
+
+/*
+** Batch normalization of x [N, C], [N, C, L] or [N, C, H, W]: each channel c
+** is normalized over every other dim, y = (x - mean_c) / sqrt(var_c + eps)
+** * weight_c + bias_c, as PyTorch 1.13's batch_norm.
+**
+** training: mean and (biased) variance of the batch; when running_mean and
+** running_var are given they are updated in place (borrowed, float32 [C]):
+** r = (1 - momentum) * r + momentum * batch value, with the unbiased batch
+** variance for running_var. Needs more than one value per channel.
+** Otherwise (eval): running_mean and running_var, both required, are used
+** and left alone.
+**
+** weight and bias ([C], borrowed) may be NULL (1 and 0). Differentiable in
+** x, weight and bias; the running statistics never require grad. Sums are
+** in double, one channel per task: the same bits for any thread count. An
+** input with N = 0 gives an empty output and updates nothing.
+*/
+DN_API dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
+                               dn_tensor *running_mean, dn_tensor *running_var, bool training, double momentum,
+                               double eps);
+
+/*
+** Layer normalization: x [..., D1, ..., Dk] normalized over its last k =
+** ndim dims, which must equal normalized_shape, y = (x - mean) / sqrt(var
+** + eps) * weight + bias with the biased variance of each such block, as
+** PyTorch 1.13's layer_norm. weight and bias (normalized_shape, borrowed)
+** may be NULL. Differentiable in x, weight and bias; the same bits for any
+** thread count.
+*/
+DN_API dn_status dn_layer_norm(dn_tensor **out, dn_tensor *x, int ndim, const int64_t *normalized_shape,
+                               dn_tensor *weight, dn_tensor *bias, double eps);
+
+/*
+** Group normalization: x [N, C, ...] with its C channels in `groups`
+** groups of C / groups consecutive channels, each (sample, group)
+** normalized over its channels and every dim after C, then weight and bias
+** ([C], borrowed, may be NULL) per channel, as PyTorch 1.13's group_norm.
+*/
+DN_API dn_status dn_group_norm(dn_tensor **out, dn_tensor *x, int64_t groups, dn_tensor *weight, dn_tensor *bias,
+                               double eps);
+
+DN_END_DECLS
+
+#endif

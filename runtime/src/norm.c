@@ -1,0 +1,534 @@
+/*
+** Normalization: batch normalization over the channels of [N, C, ...]
+** inputs, and layer and group normalization over blocks of consecutive
+** elements, with their backward.
+**
+** The input is made contiguous and read as [N, C, S] (S the product of the
+** dims after C, 1 for [N, C]); a channel is the N runs of S elements at
+** (n * C + c) * S. Every pass is one dn_parallel_rows over whole channels:
+** a channel's statistics, its outputs, and in backward its three gradients
+** are computed by one task in a fixed order, so the bits do not depend on
+** the thread count. Sums are in double, and the variance is a second pass
+** over (x - mean)^2, not E[x^2] - mean^2 (no cancellation for inputs far
+** from 0).
+**
+** Training uses the batch's mean and biased variance; the running
+** statistics are updated as PyTorch 1.13 does (batch_norm_cpu_update_stats:
+** momentum * batch + (1 - momentum) * running in double, the unbiased
+** variance, stored as float32). Eval normalizes with the running values.
+** Either way the node keeps the mean and 1 / sqrt(var + eps) it used per
+** channel (float32 [C]), so backward is one pass over x and the gradient:
+** with xhat = (x - mean) * invstd and M = N * S values per channel,
+**   dbias = sum g,  dweight = sum g * xhat,
+**   dx = weight * invstd * (g - dbias / M - xhat * dweight / M)   (training)
+**   dx = weight * invstd * g                                      (eval: constants).
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "dropnet/autograd.h"
+#include "dropnet/norm.h"
+#include "graph.h"
+#include "internal.h"
+
+enum { SAVED_X = 0, SAVED_WEIGHT = 1, SAVED_MEAN = 2, SAVED_INVSTD = 3 };
+enum { NODE_TRAINING = 0 };   /* node->ints: whether the batch's statistics were used */
+
+/* An input read as [n, c, s]. */
+typedef struct bn_dims {
+  int64_t n, c, s;
+} bn_dims;
+
+static bn_dims dims_of(int ndim, const int64_t *shape) {
+  bn_dims d = {shape[0], shape[1], 1};
+  for (int i = 2; i < ndim; i++) d.s *= shape[i];
+  return d;
+}
+
+/* Element c of a 1-D float32 tensor of any stride. */
+static inline float *at(const dn_tensor *t, int64_t c) { return DN_F32_AT(t, t->offset + c * t->stride[0]); }
+
+/* --- forward ---------------------------------------------------------------------------- */
+
+/* Channels [c0, c1) of a forward pass. */
+typedef struct bn_forward_job {
+  bn_dims d;
+  const float *x, *weight, *bias;   /* weight, bias contiguous or NULL */
+  float *y;
+  dn_tensor *running_mean, *running_var;   /* or NULL (training only) */
+  bool training;
+  double momentum, eps;
+  float *save_mean, *save_invstd;   /* [C] */
+} bn_forward_job;
+
+/* The batch's mean and biased variance of channel c, and the running update. */
+static void batch_stats(const bn_forward_job *j, int64_t c, double *mean_out, double *var_out) {
+  bn_dims d = j->d;
+  double sum = 0, sq = 0;
+  for (int64_t n = 0; n < d.n; n++) {
+    const float *row = j->x + (n * d.c + c) * d.s;
+    for (int64_t s = 0; s < d.s; s++) sum += row[s];
+  }
+  double m = (double)(d.n * d.s), mean = sum / m;
+  for (int64_t n = 0; n < d.n; n++) {
+    const float *row = j->x + (n * d.c + c) * d.s;
+    for (int64_t s = 0; s < d.s; s++) {
+      double v = row[s] - mean;
+      sq += v * v;
+    }
+  }
+  *mean_out = mean;
+  *var_out = sq / m;
+  if (j->running_mean) {
+    float *rm = at(j->running_mean, c), *rv = at(j->running_var, c);
+    *rm = (float)(j->momentum * mean + (1 - j->momentum) * *rm);
+    *rv = (float)(j->momentum * (sq / (m - 1)) + (1 - j->momentum) * *rv);
+  }
+}
+
+static void forward_channels(const void *ctx, int64_t c0, int64_t c1) {
+  const bn_forward_job *j = ctx;
+  bn_dims d = j->d;
+  for (int64_t c = c0; c < c1; c++) {
+    double mean, var;
+    if (j->training) batch_stats(j, c, &mean, &var);
+    else mean = *at(j->running_mean, c), var = *at(j->running_var, c);
+    double invstd = 1 / sqrt(var + j->eps);
+    double w = j->weight ? j->weight[c] : 1.0, b = j->bias ? j->bias[c] : 0.0;
+    double scale = invstd * w;
+    for (int64_t n = 0; n < d.n; n++) {
+      const float *xr = j->x + (n * d.c + c) * d.s;
+      float *yr = j->y + (n * d.c + c) * d.s;
+      for (int64_t s = 0; s < d.s; s++) yr[s] = (float)((xr[s] - mean) * scale + b);
+    }
+    j->save_mean[c] = (float)mean;
+    j->save_invstd[c] = (float)invstd;
+  }
+}
+
+/* --- backward --------------------------------------------------------------------------- */
+
+/* Channels [c0, c1) of a backward pass; outputs NULL when not wanted. */
+typedef struct bn_backward_job {
+  bn_dims d;
+  bool training;
+  const float *x, *g, *weight, *mean, *invstd;   /* weight may be NULL */
+  float *dx, *dweight, *dbias;
+} bn_backward_job;
+
+static void backward_channels(const void *ctx, int64_t c0, int64_t c1) {
+  const bn_backward_job *j = ctx;
+  bn_dims d = j->d;
+  for (int64_t c = c0; c < c1; c++) {
+    double mean = j->mean[c], invstd = j->invstd[c], sum_g = 0, sum_g_xmu = 0;
+    for (int64_t n = 0; n < d.n; n++) {
+      const float *xr = j->x + (n * d.c + c) * d.s, *gr = j->g + (n * d.c + c) * d.s;
+      for (int64_t s = 0; s < d.s; s++) {
+        sum_g += gr[s];
+        sum_g_xmu += gr[s] * (xr[s] - mean);
+      }
+    }
+    if (j->dbias) j->dbias[c] = (float)sum_g;
+    if (j->dweight) j->dweight[c] = (float)(sum_g_xmu * invstd);
+    if (!j->dx) continue;
+    double m = (double)(d.n * d.s), k = (j->weight ? j->weight[c] : 1.0) * invstd;
+    double g_shift = j->training ? sum_g / m : 0, xmu_scale = j->training ? sum_g_xmu * invstd * invstd / m : 0;
+    for (int64_t n = 0; n < d.n; n++) {
+      const float *xr = j->x + (n * d.c + c) * d.s, *gr = j->g + (n * d.c + c) * d.s;
+      float *dxr = j->dx + (n * d.c + c) * d.s;
+      for (int64_t s = 0; s < d.s; s++) dxr[s] = (float)(k * (gr[s] - g_shift - (xr[s] - mean) * xmu_scale));
+    }
+  }
+}
+
+static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  bn_dims d = dims_of(node->in_ndim[0], node->in_shape[0]);
+  dn_tensor *x, *mean, *invstd, *weight = NULL, *xc = NULL, *gc = NULL, *wc = NULL;
+  dn_status st = dn_node_saved(node, SAVED_X, &x);
+  if (!st) st = dn_node_saved(node, SAVED_MEAN, &mean);
+  if (!st) st = dn_node_saved(node, SAVED_INVSTD, &invstd);
+  if (!st && node->saved[SAVED_WEIGHT]) st = dn_node_saved(node, SAVED_WEIGHT, &weight);
+  if (!st) st = dn_plain_contiguous(&xc, x);
+  if (!st) st = dn_plain_contiguous(&gc, grad);
+  if (!st && weight) st = dn_plain_contiguous(&wc, weight);
+  for (int i = 0; i < 3 && !st; i++)
+    if (node->needs_grad[i]) st = dn_tensor_new(&grad_in[i], DN_F32, node->in_ndim[i], node->in_shape[i]);
+  if (!st) {
+    bn_backward_job job = {d, node->ints[NODE_TRAINING] != 0, dn_tensor_data(xc), dn_tensor_data(gc),
+                           wc ? dn_tensor_data(wc) : NULL, dn_tensor_data(mean), dn_tensor_data(invstd),
+                           grad_in[0] ? dn_tensor_data(grad_in[0]) : NULL,
+                           grad_in[1] ? dn_tensor_data(grad_in[1]) : NULL,
+                           grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL};
+    dn_parallel_rows(d.c, 2 * d.n * d.s, backward_channels, &job);
+  }
+  dn_tensor_release(wc);
+  dn_tensor_release(gc);
+  dn_tensor_release(xc);
+  return st;
+}
+static const dn_node_type batch_norm_node = {"batch_norm", batch_norm_backward};
+
+/* --- checks ------------------------------------------------------------------------------- */
+
+/* A per-channel tensor: float32 [C], or NULL. */
+static dn_status check_channel_tensor(const char *what, const dn_tensor *t, const dn_tensor *x) {
+  if (!t) return DN_OK;
+  dn_status st = dn_check_float("batch_norm", what, t);
+  if (st) return st;
+  char ts[128], xs[128];
+  if (t->ndim != 1 || t->shape[0] != x->shape[1])
+    return dn_fail(DN_ESHAPE, "batch_norm: %s must be [%lld], one value per channel of input %s (got shape %s)",
+                   what, (long long)x->shape[1], dn_shape_str(x, xs, sizeof xs), dn_shape_str(t, ts, sizeof ts));
+  return DN_OK;
+}
+
+/* A running statistic updated in place: no graph, no expanded view. */
+static dn_status check_running_writable(const char *what, const dn_tensor *t) {
+  if (t->requires_grad)
+    return dn_fail(DN_EINVAL, "batch_norm: %s must not require grad (it is updated in place)", what);
+  return dn_check_writable("batch_norm", t);
+}
+
+static dn_status check_args(const dn_tensor *x, const dn_tensor *weight, const dn_tensor *bias,
+                            const dn_tensor *running_mean, const dn_tensor *running_var, bool training,
+                            double momentum, double eps) {
+  char xs[128];
+  dn_status st = dn_check_float("batch_norm", "input", x);
+  if (st) return st;
+  if (x->ndim < 2 || x->ndim > 4)
+    return dn_fail(DN_ESHAPE, "batch_norm: input must be [N, C], [N, C, L] or [N, C, H, W] (got shape %s)",
+                   dn_shape_str(x, xs, sizeof xs));
+  for (int i = 1; i < x->ndim; i++)
+    if (x->shape[i] == 0)
+      return dn_fail(DN_ESHAPE, "batch_norm: input %s has an empty dim (only the batch N may be 0)",
+                     dn_shape_str(x, xs, sizeof xs));
+  st = check_channel_tensor("weight", weight, x);
+  if (!st) st = check_channel_tensor("bias", bias, x);
+  if (!st) st = check_channel_tensor("running_mean", running_mean, x);
+  if (!st) st = check_channel_tensor("running_var", running_var, x);
+  if (st) return st;
+  if (!running_mean != !running_var)
+    return dn_fail(DN_EINVAL, "batch_norm: running_mean and running_var go together (got only %s)",
+                   running_mean ? "running_mean" : "running_var");
+  if (!training && !running_mean)
+    return dn_fail(DN_EINVAL, "batch_norm: eval mode (training false) needs running_mean and running_var");
+  if (!(eps >= 0) || isinf(eps)) return dn_fail(DN_EINVAL, "batch_norm: eps must be finite and >= 0 (got %g)", eps);
+  if (!(momentum >= 0 && momentum <= 1))
+    return dn_fail(DN_EINVAL, "batch_norm: momentum must be in [0, 1] (got %g)", momentum);
+  bn_dims d = dims_of(x->ndim, x->shape);
+  if (training && d.n * d.s == 1)
+    return dn_fail(DN_ESHAPE, "batch_norm: expected more than 1 value per channel when training (got input %s)",
+                   dn_shape_str(x, xs, sizeof xs));
+  if (training && running_mean) {
+    st = check_running_writable("running_mean", running_mean);
+    if (!st) st = check_running_writable("running_var", running_var);
+  }
+  return st;
+}
+
+dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias, dn_tensor *running_mean,
+                        dn_tensor *running_var, bool training, double momentum, double eps) {
+  DN_FPMODE_SCOPE();
+  *out = NULL;
+  dn_status st = check_args(x, weight, bias, running_mean, running_var, training, momentum, eps);
+  if (st) return st;
+  bn_dims d = dims_of(x->ndim, x->shape);
+  if (d.n == 0) running_mean = running_var = NULL;   /* nothing to learn from */
+  dn_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *invstd = NULL;
+  dn_node *node = NULL;
+  st = dn_plain_contiguous(&xc, x);
+  if (!st && weight) st = dn_plain_contiguous(&wc, weight);
+  if (!st && bias) st = dn_plain_contiguous(&bc, bias);
+  if (!st) st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
+  if (!st) st = dn_tensor_new(&mean, DN_F32, 1, &d.c);
+  if (!st) st = dn_tensor_new(&invstd, DN_F32, 1, &d.c);
+  if (!st) {
+    bn_forward_job job = {d, dn_tensor_data(xc), wc ? dn_tensor_data(wc) : NULL, bc ? dn_tensor_data(bc) : NULL,
+                          dn_tensor_data(y), running_mean, running_var, training, momentum, eps,
+                          dn_tensor_data(mean), dn_tensor_data(invstd)};
+    if (d.n > 0) {
+      dn_parallel_rows(d.c, 2 * d.n * d.s, forward_channels, &job);
+    } else {   /* an empty batch: a node whose backward gives zeros */
+      memset(job.save_mean, 0, (size_t)d.c * sizeof(float));
+      memset(job.save_invstd, 0, (size_t)d.c * sizeof(float));
+    }
+    if (training && running_mean) {
+      dn_bump_version(running_mean);
+      dn_bump_version(running_var);
+    }
+    st = dn_record(y, &batch_norm_node, 3, (const dn_tensor *[]){x, weight, bias}, &node);
+  }
+  if (!st && node) {
+    node->ints[NODE_TRAINING] = training;
+    st = dn_node_save(node, SAVED_X, x);
+    if (!st && weight && node->needs_grad[0]) st = dn_node_save(node, SAVED_WEIGHT, weight);
+    if (!st) st = dn_node_save(node, SAVED_MEAN, mean);
+    if (!st) st = dn_node_save(node, SAVED_INVSTD, invstd);
+  }
+  dn_tensor_release(invstd);
+  dn_tensor_release(mean);
+  dn_tensor_release(bc);
+  dn_tensor_release(wc);
+  dn_tensor_release(xc);
+  if (st) {
+    dn_tensor_release(y);
+    return st;
+  }
+  *out = y;
+  return DN_OK;
+}
+
+/* --- layer and group normalization -----------------------------------------------------
+**
+** Both normalize rows of consecutive elements of the contiguous input: a
+** layer norm's rows are its normalized blocks (R rows of L elements), a
+** group norm's the (sample, group) blocks of (C / G) * S elements. The
+** affine parameter of element i of row r is
+**   p = ((r % groups) * L + i) / span
+** (layer norm: groups 1, span 1, so p = i; group norm: span S, so p is the
+** channel). Forward and dx run over whole rows per task; dweight and dbias
+** over whole parameters per task, each summing its rows in order, so the
+** bits do not depend on the thread count.
+*/
+
+typedef struct row_geom {
+  int64_t rows, len;       /* R rows of L elements */
+  int64_t groups, span;    /* parameter p of element i of row r: ((r % groups) * len + i) / span */
+} row_geom;
+
+static inline int64_t param_of(const row_geom *g, int64_t r, int64_t i) {
+  return ((r % g->groups) * g->len + i) / g->span;
+}
+
+typedef struct row_job {
+  row_geom g;
+  double eps;
+  const float *x, *g_out, *weight, *bias;   /* weight, bias contiguous or NULL */
+  float *y, *mean, *invstd;                 /* forward: y and the per-row statistics */
+  float *dx, *dweight, *dbias;              /* backward */
+} row_job;
+
+static void row_forward(const void *ctx, int64_t r0, int64_t r1) {
+  const row_job *j = ctx;
+  int64_t len = j->g.len;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * len;
+    float *y = j->y + r * len;
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < len; i++) sum += x[i];
+    double mean = sum / (double)len;
+    for (int64_t i = 0; i < len; i++) sq += (x[i] - mean) * (x[i] - mean);
+    double invstd = 1 / sqrt(sq / (double)len + j->eps);
+    for (int64_t i = 0; i < len; i++) {
+      int64_t p = param_of(&j->g, r, i);
+      double v = (x[i] - mean) * invstd;
+      if (j->weight) v *= j->weight[p];
+      if (j->bias) v += j->bias[p];
+      y[i] = (float)v;
+    }
+    j->mean[r] = (float)mean;
+    j->invstd[r] = (float)invstd;
+  }
+}
+
+/* dx of rows [r0, r1): invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * weight. */
+static void row_backward_input(const void *ctx, int64_t r0, int64_t r1) {
+  const row_job *j = ctx;
+  int64_t len = j->g.len;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * len, *g = j->g_out + r * len;
+    double mean = j->mean[r], invstd = j->invstd[r], sum_d = 0, sum_dx = 0;
+    for (int64_t i = 0; i < len; i++) {
+      double d = j->weight ? (double)g[i] * j->weight[param_of(&j->g, r, i)] : g[i];
+      sum_d += d;
+      sum_dx += d * (x[i] - mean) * invstd;
+    }
+    double mean_d = sum_d / (double)len, mean_dx = sum_dx / (double)len;
+    for (int64_t i = 0; i < len; i++) {
+      double d = j->weight ? (double)g[i] * j->weight[param_of(&j->g, r, i)] : g[i];
+      double xhat = (x[i] - mean) * invstd;
+      j->dx[r * len + i] = (float)(invstd * (d - mean_d - xhat * mean_dx));
+    }
+  }
+}
+
+/* dweight and dbias of parameters [p0, p1): each over its rows in order. */
+static void row_backward_params(const void *ctx, int64_t p0, int64_t p1) {
+  const row_job *j = ctx;
+  const row_geom *g = &j->g;
+  int64_t per_group = g->len / g->span;   /* parameters per group */
+  for (int64_t p = p0; p < p1; p++) {
+    int64_t group = p / per_group, i0 = (p % per_group) * g->span;
+    double sum_g = 0, sum_gx = 0;
+    for (int64_t r = group; r < g->rows; r += g->groups) {
+      const float *x = j->x + r * g->len, *go = j->g_out + r * g->len;
+      double mean = j->mean[r], invstd = j->invstd[r];
+      for (int64_t i = i0; i < i0 + g->span; i++) {
+        sum_g += go[i];
+        sum_gx += go[i] * (x[i] - mean) * invstd;
+      }
+    }
+    if (j->dweight) j->dweight[p] = (float)sum_gx;
+    if (j->dbias) j->dbias[p] = (float)sum_g;
+  }
+}
+
+enum { NODE_LEN = 0, NODE_GROUPS = 1, NODE_SPAN = 2 };   /* node->ints of a row norm (its row_geom but rows) */
+
+static dn_status row_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  dn_tensor *x, *mean, *invstd, *weight = NULL, *xc = NULL, *gc = NULL, *wc = NULL;
+  dn_status st = dn_node_saved(node, SAVED_X, &x);
+  if (!st) st = dn_node_saved(node, SAVED_MEAN, &mean);
+  if (!st) st = dn_node_saved(node, SAVED_INVSTD, &invstd);
+  if (!st && node->saved[SAVED_WEIGHT]) st = dn_node_saved(node, SAVED_WEIGHT, &weight);
+  if (!st) st = dn_plain_contiguous(&xc, x);
+  if (!st) st = dn_plain_contiguous(&gc, grad);
+  if (!st && weight) st = dn_plain_contiguous(&wc, weight);
+  for (int i = 0; i < 3 && !st; i++)
+    if (node->needs_grad[i]) st = dn_tensor_new(&grad_in[i], DN_F32, node->in_ndim[i], node->in_shape[i]);
+  if (!st) {
+    int64_t rows = mean->shape[0];
+    row_geom g = {rows, node->ints[NODE_LEN], node->ints[NODE_GROUPS], node->ints[NODE_SPAN]};
+    row_job job = {g, 0, dn_tensor_data(xc), dn_tensor_data(gc), wc ? dn_tensor_data(wc) : NULL, NULL, NULL,
+                   dn_tensor_data(mean), dn_tensor_data(invstd), grad_in[0] ? dn_tensor_data(grad_in[0]) : NULL,
+                   grad_in[1] ? dn_tensor_data(grad_in[1]) : NULL, grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL};
+    if (job.dx && rows) dn_parallel_rows(rows, 2 * g.len, row_backward_input, &job);
+    int64_t params = g.groups * g.len / g.span;
+    if (job.dweight || job.dbias) {
+      if (rows) {
+        dn_parallel_rows(params, rows / g.groups * g.span, row_backward_params, &job);
+      } else {
+        if (job.dweight) memset(job.dweight, 0, (size_t)params * sizeof(float));
+        if (job.dbias) memset(job.dbias, 0, (size_t)params * sizeof(float));
+      }
+    }
+  }
+  dn_tensor_release(wc);
+  dn_tensor_release(gc);
+  dn_tensor_release(xc);
+  return st;
+}
+static const dn_node_type layer_norm_node = {"layer_norm", row_norm_backward};
+static const dn_node_type group_norm_node = {"group_norm", row_norm_backward};
+
+/* The forward of both, every argument checked by the caller. */
+static dn_status row_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias, double eps,
+                          const row_geom *g, const dn_node_type *type) {
+  dn_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *invstd = NULL;
+  dn_node *node = NULL;
+  dn_status st = dn_plain_contiguous(&xc, x);
+  if (!st && weight) st = dn_plain_contiguous(&wc, weight);
+  if (!st && bias) st = dn_plain_contiguous(&bc, bias);
+  if (!st) st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
+  if (!st) st = dn_tensor_new(&mean, DN_F32, 1, &g->rows);
+  if (!st) st = dn_tensor_new(&invstd, DN_F32, 1, &g->rows);
+  if (!st) {
+    row_job job = {*g, eps, dn_tensor_data(xc), NULL, wc ? dn_tensor_data(wc) : NULL, bc ? dn_tensor_data(bc) : NULL,
+                   dn_tensor_data(y), dn_tensor_data(mean), dn_tensor_data(invstd), NULL, NULL, NULL};
+    if (g->rows) dn_parallel_rows(g->rows, 2 * g->len, row_forward, &job);
+    st = dn_record(y, type, 3, (const dn_tensor *[]){x, weight, bias}, &node);
+  }
+  if (!st && node) {
+    node->ints[NODE_LEN] = g->len;
+    node->ints[NODE_GROUPS] = g->groups;
+    node->ints[NODE_SPAN] = g->span;
+    st = dn_node_save(node, SAVED_X, x);
+    if (!st && weight && node->needs_grad[0]) st = dn_node_save(node, SAVED_WEIGHT, weight);
+    if (!st) st = dn_node_save(node, SAVED_MEAN, mean);
+    if (!st) st = dn_node_save(node, SAVED_INVSTD, invstd);
+  }
+  dn_tensor_release(invstd);
+  dn_tensor_release(mean);
+  dn_tensor_release(bc);
+  dn_tensor_release(wc);
+  dn_tensor_release(xc);
+  if (st) {
+    dn_tensor_release(y);
+    return st;
+  }
+  *out = y;
+  return DN_OK;
+}
+
+/* A row norm's affine tensor: float32 of the given shape, or NULL. */
+static dn_status check_affine(const char *op, const char *what, const dn_tensor *t, int ndim, const int64_t *shape,
+                              const char *expected) {
+  if (!t) return DN_OK;
+  dn_status st = dn_check_float(op, what, t);
+  if (st) return st;
+  bool same = t->ndim == ndim;
+  for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+  char ts[128];
+  if (!same)
+    return dn_fail(DN_ESHAPE, "%s: %s must be %s (got shape %s)", op, what, expected, dn_shape_str(t, ts, sizeof ts));
+  return DN_OK;
+}
+
+static dn_status check_eps(const char *op, double eps) {
+  if (!(eps >= 0) || isinf(eps)) return dn_fail(DN_EINVAL, "%s: eps must be finite and >= 0 (got %g)", op, eps);
+  return DN_OK;
+}
+
+/* "[3,4]" for a shape given as numbers. */
+static const char *shape_list(int ndim, const int64_t *shape, char *buf, size_t size) {
+  size_t n = (size_t)snprintf(buf, size, "[");
+  for (int d = 0; d < ndim && n < size; d++)
+    n += (size_t)snprintf(buf + n, size - n, d ? ",%lld" : "%lld", (long long)shape[d]);
+  if (n < size) snprintf(buf + n, size - n, "]");
+  return buf;
+}
+
+dn_status dn_layer_norm(dn_tensor **out, dn_tensor *x, int ndim, const int64_t *normalized_shape, dn_tensor *weight,
+                        dn_tensor *bias, double eps) {
+  DN_FPMODE_SCOPE();
+  *out = NULL;
+  const char *op = "layer_norm";
+  char xs[128], ns[128];
+  dn_status st = dn_check_float(op, "input", x);
+  if (st) return st;
+  if (ndim < 1 || ndim > x->ndim)
+    return dn_fail(DN_ESHAPE, "%s: normalized_shape must have 1 to %d dims, the input's (got %d for input %s)", op,
+                   x->ndim, ndim, dn_shape_str(x, xs, sizeof xs));
+  int64_t len = 1;
+  for (int d = 0; d < ndim; d++) {
+    if (normalized_shape[d] != x->shape[x->ndim - ndim + d] || normalized_shape[d] == 0)
+      return dn_fail(DN_ESHAPE, "%s: normalized_shape %s must be the last dims of input %s, none of them 0", op,
+                     shape_list(ndim, normalized_shape, ns, sizeof ns), dn_shape_str(x, xs, sizeof xs));
+    len *= normalized_shape[d];
+  }
+  shape_list(ndim, normalized_shape, ns, sizeof ns);
+  st = check_affine(op, "weight", weight, ndim, normalized_shape, ns);
+  if (!st) st = check_affine(op, "bias", bias, ndim, normalized_shape, ns);
+  if (!st) st = check_eps(op, eps);
+  if (st) return st;
+  row_geom g = {dn_tensor_numel(x) / len, len, 1, 1};
+  return row_norm(out, x, weight, bias, eps, &g, &layer_norm_node);
+}
+
+dn_status dn_group_norm(dn_tensor **out, dn_tensor *x, int64_t groups, dn_tensor *weight, dn_tensor *bias,
+                        double eps) {
+  DN_FPMODE_SCOPE();
+  *out = NULL;
+  const char *op = "group_norm";
+  char xs[128], cs[64];
+  dn_status st = dn_check_float(op, "input", x);
+  if (st) return st;
+  if (x->ndim < 2)
+    return dn_fail(DN_ESHAPE, "%s: input must be [N, C, ...] (got shape %s)", op, dn_shape_str(x, xs, sizeof xs));
+  for (int d = 1; d < x->ndim; d++)
+    if (x->shape[d] == 0)
+      return dn_fail(DN_ESHAPE, "%s: input %s has an empty dim (only the batch N may be 0)", op,
+                     dn_shape_str(x, xs, sizeof xs));
+  int64_t channels = x->shape[1];
+  if (groups < 1 || channels % groups != 0)
+    return dn_fail(DN_EINVAL, "%s: groups must be >= 1 and divide the %lld channels of input %s (got %lld)", op,
+                   (long long)channels, dn_shape_str(x, xs, sizeof xs), (long long)groups);
+  snprintf(cs, sizeof cs, "[%lld], one value per channel", (long long)channels);
+  st = check_affine(op, "weight", weight, 1, &channels, cs);
+  if (!st) st = check_affine(op, "bias", bias, 1, &channels, cs);
+  if (!st) st = check_eps(op, eps);
+  if (st) return st;
+  bn_dims d = dims_of(x->ndim, x->shape);
+  row_geom g = {d.n * groups, channels / groups * d.s, groups, d.s};
+  return row_norm(out, x, weight, bias, eps, &g, &group_norm_node);
+}
