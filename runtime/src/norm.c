@@ -39,6 +39,17 @@ typedef struct bn_dims {
   int64_t n, c, s;
 } bn_dims;
 
+/* What every normalization's backward reads: x, the weight (only for dx),
+   and the per-channel (or per-row) mean and 1 / sqrt(var + eps) it used. */
+static dn_status save_for_backward(dn_node *node, const dn_tensor *x, const dn_tensor *weight, const dn_tensor *mean,
+                                   const dn_tensor *invstd) {
+  dn_status st = dn_node_save(node, SAVED_X, x);
+  if (!st && weight && node->needs_grad[0]) st = dn_node_save(node, SAVED_WEIGHT, weight);
+  if (!st) st = dn_node_save(node, SAVED_MEAN, mean);
+  if (!st) st = dn_node_save(node, SAVED_INVSTD, invstd);
+  return st;
+}
+
 static bn_dims dims_of(int ndim, const int64_t *shape) {
   bn_dims d = {shape[0], shape[1], 1};
   for (int i = 2; i < ndim; i++) d.s *= shape[i];
@@ -260,10 +271,7 @@ dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_ten
   }
   if (!st && node) {
     node->ints[NODE_TRAINING] = training;
-    st = dn_node_save(node, SAVED_X, x);
-    if (!st && weight && node->needs_grad[0]) st = dn_node_save(node, SAVED_WEIGHT, weight);
-    if (!st) st = dn_node_save(node, SAVED_MEAN, mean);
-    if (!st) st = dn_node_save(node, SAVED_INVSTD, invstd);
+    st = save_for_backward(node, x, weight, mean, invstd);
   }
   dn_tensor_release(invstd);
   dn_tensor_release(mean);
@@ -432,10 +440,7 @@ static dn_status row_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_t
     node->ints[NODE_LEN] = g->len;
     node->ints[NODE_GROUPS] = g->groups;
     node->ints[NODE_SPAN] = g->span;
-    st = dn_node_save(node, SAVED_X, x);
-    if (!st && weight && node->needs_grad[0]) st = dn_node_save(node, SAVED_WEIGHT, weight);
-    if (!st) st = dn_node_save(node, SAVED_MEAN, mean);
-    if (!st) st = dn_node_save(node, SAVED_INVSTD, invstd);
+    st = save_for_backward(node, x, weight, mean, invstd);
   }
   dn_tensor_release(invstd);
   dn_tensor_release(mean);

@@ -53,6 +53,17 @@ local function batch_norm_forward(self, x)
   return y
 end
 
+-- weight 1 and bias 0 again.
+local function reset_affine(self)
+  if self.weight then
+    dn.no_grad(function()
+      self.weight:fill_(1)
+      self.bias:fill_(0)
+    end)
+  end
+  return self
+end
+
 local function batch_norm_class(name, dims, layout)
   local cls = Module:extend(name)
   M[name] = cls
@@ -78,13 +89,7 @@ local function batch_norm_class(name, dims, layout)
   --- The running statistics reset, weight 1 and bias 0.
   function cls:reset_parameters()
     self:reset_running_stats()
-    if self.affine then
-      dn.no_grad(function()
-        self.weight:fill_(1)
-        self.bias:fill_(0)
-      end)
-    end
-    return self
+    return reset_affine(self)
   end
   function cls:extra_repr()
     return string.format("%d, eps=%g, momentum=%g, affine=%s, track_running_stats=%s", self.num_features, self.eps,
@@ -105,17 +110,6 @@ local function affine_parameters(self, affine, shape)
     self.weight = Parameter(dn.ones(shape))
     self.bias = Parameter(dn.zeros(shape))
   end
-end
-
--- weight 1 and bias 0 again.
-local function reset_affine(self)
-  if self.weight then
-    dn.no_grad(function()
-      self.weight:fill_(1)
-      self.bias:fill_(0)
-    end)
-  end
-  return self
 end
 
 --- nn.LayerNorm(normalized_shape[, {eps = 1e-5, elementwise_affine = true}]): normalizes over the last
