@@ -69,9 +69,17 @@ if o.model == "a" then
   model = nn.Sequential(nn.Dropout(0.2), nn.Linear(784, 1024), nn.ReLU(), nn.Dropout(0.5),
     nn.Linear(1024, 1024), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1024, 10))
   batch = 128
-else
+elseif o.model == "b" then
   model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 10))
   batch = 32
+elseif o.model == "c" then
+  model = nn.Sequential(nn.Unflatten(2, {1, 28, 28}),
+    nn.Conv2d(1, 32, 3, {padding = 1}), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout2d(0.1),
+    nn.Conv2d(32, 64, 3, {padding = 1}), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout2d(0.1),
+    nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+  batch = 128
+else
+  error("train_throughput.lua: --model must be a, b or c, not " .. tostring(o.model), 0)
 end
 local opt = optim.SGD(model:parameters(), {lr = o.lr, momentum = 0.9})
 local loss_fn = nn.CrossEntropyLoss()

@@ -118,6 +118,52 @@ function Flatten:extra_repr()
   return string.format("start_dim=%d, end_dim=%d", self.start_dim, self.end_dim)
 end
 
+-- --- Unflatten -------------------------------------------------------------------------
+
+local Unflatten = Module:extend("Unflatten")
+M.Unflatten = Unflatten
+
+--- nn.Unflatten(dim, sizes): splits dim (1-based, negative from the end) into the
+-- sizes of the table (their product must equal that dim's size); the inverse of Flatten.
+function Unflatten:init(dim, sizes)
+  self.dim = check.int("Unflatten", "dim", dim)
+  if self.dim == 0 then error("Unflatten: dims are 1-based (negative from the end); 0 is not a dim", 0) end
+  if type(sizes) ~= "table" or #sizes == 0 then
+    error("Unflatten: sizes must be a non-empty table of positive integers, got " .. type(sizes), 0)
+  end
+  self.sizes = {}
+  for k, v in ipairs(sizes) do
+    self.sizes[k] = check.int("Unflatten", "sizes[" .. k .. "]", v)
+    if v < 1 then error(string.format("Unflatten: sizes[%d] must be positive, got %d", k, v), 0) end
+  end
+end
+
+function Unflatten:forward(x)
+  check.tensor("Unflatten", x)
+  local shape = x:shape()
+  local n = #shape
+  local d = self.dim < 0 and self.dim + n + 1 or self.dim
+  if d < 1 or d > n then
+    error(string.format("Unflatten: dim %d out of range for a %d-D input of shape [%s]", self.dim, n,
+      table.concat(shape, ",")), 0)
+  end
+  local product = 1
+  for _, v in ipairs(self.sizes) do product = product * v end
+  if product ~= shape[d] then
+    error(string.format("Unflatten: sizes [%s] (product %d) do not split dim %d of size %d (input [%s])",
+      table.concat(self.sizes, ","), product, self.dim, shape[d], table.concat(shape, ",")), 0)
+  end
+  local new_shape = {}
+  for k = 1, d - 1 do new_shape[#new_shape + 1] = shape[k] end
+  for _, v in ipairs(self.sizes) do new_shape[#new_shape + 1] = v end
+  for k = d + 1, n do new_shape[#new_shape + 1] = shape[k] end
+  return x:reshape(new_shape)
+end
+
+function Unflatten:extra_repr()
+  return string.format("dim=%d, sizes={%s}", self.dim, table.concat(self.sizes, ", "))
+end
+
 -- --- Identity ----------------------------------------------------------------------------
 
 local Identity = Module:extend("Identity")
