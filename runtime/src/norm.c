@@ -8,7 +8,7 @@
 ** (n * C + c) * S. Every pass is one dn_parallel_rows over whole channels:
 ** a channel's statistics, its outputs, and in backward its three gradients
 ** are computed by one task in a fixed order, so the bits do not depend on
-** the thread count. Sums are in double, and the variance is a second pass
+** the thread count. Sums are in double (in lanes, below), and the variance is a second pass
 ** over (x - mean)^2, not E[x^2] - mean^2 (no cancellation for inputs far
 ** from 0).
 **
@@ -59,6 +59,84 @@ static bn_dims dims_of(int ndim, const int64_t *shape) {
 /* Element c of a 1-D float32 tensor of any stride. */
 static inline float *at(const dn_tensor *t, int64_t c) { return DN_F32_AT(t, t->offset + c * t->stride[0]); }
 
+/* --- sums in lanes -----------------------------------------------------------------------
+**
+** A double running sum over a channel is one dependent add per element
+** (4 cycles each): most of a small CNN's step. These sums keep LANES
+** independent double partial sums (element s goes to lane s % LANES of
+** its run) that the compiler turns into vector adds, combined in a fixed
+** order at the end: the same bits for any thread count and any ISA.
+*/
+#define LANES 8
+
+/* LANES doubles as one value (GCC/clang vector extension: a zmm, or two
+   ymm on AVX2 builds), so the partial sums stay in registers. */
+typedef double lanes __attribute__((vector_size(LANES * sizeof(double))));
+
+static inline lanes lanes_load(const double *p) {
+  lanes v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline void lanes_store(double *p, lanes v) { memcpy(p, &v, sizeof v); }
+
+typedef float float_lanes __attribute__((vector_size(LANES * sizeof(float))));
+
+/* x[0..LANES) widened to double. */
+static inline lanes lanes_of(const float *x) {
+  float_lanes f;
+  memcpy(&f, x, sizeof f);
+  return __builtin_convertvector(f, lanes);
+}
+
+static inline void lanes_sum(double acc[LANES], const float *x, int64_t n) {
+  int64_t s = 0;
+  lanes a = lanes_load(acc);
+  for (; s + LANES <= n; s += LANES) a += lanes_of(x + s);
+  lanes_store(acc, a);
+  for (; s < n; s++) acc[s % LANES] += x[s];
+}
+
+/* acc += (x - mean)^2 */
+static inline void lanes_sq_dev(double acc[LANES], const float *x, int64_t n, double mean) {
+  int64_t s = 0;
+  lanes a = lanes_load(acc);
+  for (; s + LANES <= n; s += LANES) {
+    lanes v = lanes_of(x + s) - mean;
+    a += v * v;
+  }
+  lanes_store(acc, a);
+  for (; s < n; s++) acc[s % LANES] += (x[s] - mean) * (x[s] - mean);
+}
+
+/* acc_g += g, acc_gx += g * (x - mean) */
+static inline void lanes_g_gx(double acc_g[LANES], double acc_gx[LANES], const float *g, const float *x, int64_t n,
+                              double mean) {
+  int64_t s = 0;
+  lanes a = lanes_load(acc_g), b = lanes_load(acc_gx);
+  for (; s + LANES <= n; s += LANES) {
+    lanes gv = lanes_of(g + s);
+    a += gv;
+    b += gv * (lanes_of(x + s) - mean);
+  }
+  lanes_store(acc_g, a);
+  lanes_store(acc_gx, b);
+  for (; s < n; s++) {
+    acc_g[s % LANES] += g[s];
+    acc_gx[s % LANES] += g[s] * (x[s] - mean);
+  }
+}
+
+/* The lanes' total, pairwise in a fixed order. */
+static inline double lanes_total(const double acc[LANES]) {
+  double t[LANES];
+  memcpy(t, acc, sizeof t);
+  for (int w = LANES / 2; w >= 1; w /= 2)
+    for (int k = 0; k < w; k++) t[k] += t[k + w];
+  return t[0];
+}
+
 /* --- forward ---------------------------------------------------------------------------- */
 
 /* Channels [c0, c1) of a forward pass. */
@@ -75,19 +153,12 @@ typedef struct bn_forward_job {
 /* The batch's mean and biased variance of channel c, and the running update. */
 static void batch_stats(const bn_forward_job *j, int64_t c, double *mean_out, double *var_out) {
   bn_dims d = j->d;
-  double sum = 0, sq = 0;
-  for (int64_t n = 0; n < d.n; n++) {
-    const float *row = j->x + (n * d.c + c) * d.s;
-    for (int64_t s = 0; s < d.s; s++) sum += row[s];
-  }
-  double m = (double)(d.n * d.s), mean = sum / m;
-  for (int64_t n = 0; n < d.n; n++) {
-    const float *row = j->x + (n * d.c + c) * d.s;
-    for (int64_t s = 0; s < d.s; s++) {
-      double v = row[s] - mean;
-      sq += v * v;
-    }
-  }
+  double acc[LANES] = {0};
+  for (int64_t n = 0; n < d.n; n++) lanes_sum(acc, j->x + (n * d.c + c) * d.s, d.s);
+  double m = (double)(d.n * d.s), mean = lanes_total(acc) / m;
+  memset(acc, 0, sizeof acc);
+  for (int64_t n = 0; n < d.n; n++) lanes_sq_dev(acc, j->x + (n * d.c + c) * d.s, d.s, mean);
+  double sq = lanes_total(acc);
   *mean_out = mean;
   *var_out = sq / m;
   if (j->running_mean) {
@@ -110,6 +181,7 @@ static void forward_channels(const void *ctx, int64_t c0, int64_t c1) {
     for (int64_t n = 0; n < d.n; n++) {
       const float *xr = j->x + (n * d.c + c) * d.s;
       float *yr = j->y + (n * d.c + c) * d.s;
+#pragma omp simd
       for (int64_t s = 0; s < d.s; s++) yr[s] = (float)((xr[s] - mean) * scale + b);
     }
     j->save_mean[c] = (float)mean;
@@ -131,14 +203,10 @@ static void backward_channels(const void *ctx, int64_t c0, int64_t c1) {
   const bn_backward_job *j = ctx;
   bn_dims d = j->d;
   for (int64_t c = c0; c < c1; c++) {
-    double mean = j->mean[c], invstd = j->invstd[c], sum_g = 0, sum_g_xmu = 0;
-    for (int64_t n = 0; n < d.n; n++) {
-      const float *xr = j->x + (n * d.c + c) * d.s, *gr = j->g + (n * d.c + c) * d.s;
-      for (int64_t s = 0; s < d.s; s++) {
-        sum_g += gr[s];
-        sum_g_xmu += gr[s] * (xr[s] - mean);
-      }
-    }
+    double mean = j->mean[c], invstd = j->invstd[c], acc_g[LANES] = {0}, acc_gx[LANES] = {0};
+    for (int64_t n = 0; n < d.n; n++)
+      lanes_g_gx(acc_g, acc_gx, j->g + (n * d.c + c) * d.s, j->x + (n * d.c + c) * d.s, d.s, mean);
+    double sum_g = lanes_total(acc_g), sum_g_xmu = lanes_total(acc_gx);
     if (j->dbias) j->dbias[c] = (float)sum_g;
     if (j->dweight) j->dweight[c] = (float)(sum_g_xmu * invstd);
     if (!j->dx) continue;
@@ -147,6 +215,7 @@ static void backward_channels(const void *ctx, int64_t c0, int64_t c1) {
     for (int64_t n = 0; n < d.n; n++) {
       const float *xr = j->x + (n * d.c + c) * d.s, *gr = j->g + (n * d.c + c) * d.s;
       float *dxr = j->dx + (n * d.c + c) * d.s;
+#pragma omp simd
       for (int64_t s = 0; s < d.s; s++) dxr[s] = (float)(k * (gr[s] - g_shift - (xr[s] - mean) * xmu_scale));
     }
   }
@@ -322,11 +391,12 @@ static void row_forward(const void *ctx, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; r++) {
     const float *x = j->x + r * len;
     float *y = j->y + r * len;
-    double sum = 0, sq = 0;
-    for (int64_t i = 0; i < len; i++) sum += x[i];
-    double mean = sum / (double)len;
-    for (int64_t i = 0; i < len; i++) sq += (x[i] - mean) * (x[i] - mean);
-    double invstd = 1 / sqrt(sq / (double)len + j->eps);
+    double acc[LANES] = {0};
+    lanes_sum(acc, x, len);
+    double mean = lanes_total(acc) / (double)len;
+    memset(acc, 0, sizeof acc);
+    lanes_sq_dev(acc, x, len, mean);
+    double invstd = 1 / sqrt(lanes_total(acc) / (double)len + j->eps);
     for (int64_t i = 0; i < len; i++) {
       int64_t p = param_of(&j->g, r, i);
       double v = (x[i] - mean) * invstd;

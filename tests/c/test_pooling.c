@@ -27,6 +27,8 @@ typedef struct pool_case {
 
 static const pool_case CASES[] = {
   {MAX2D, 2, 3, 8, 8, {2, 2}, {2, 2}, {0, 0}, {1, 1}, false, false},
+  {MAX2D, 2, 2, 9, 41, {2, 2}, {2, 2}, {0, 0}, {1, 1}, false, false},   /* 2x2 fast path, odd sizes */
+  {MAX2D, 1, 2, 9, 41, {2, 2}, {2, 2}, {0, 0}, {1, 1}, true, false},    /* its ceil_mode: general path */
   {MAX2D, 1, 2, 7, 9, {3, 2}, {2, 1}, {1, 1}, {1, 1}, false, false},
   {MAX2D, 2, 1, 9, 7, {3, 3}, {2, 3}, {1, 0}, {2, 1}, true, false},
   {MAX2D, 1, 1, 5, 5, {2, 2}, {2, 2}, {1, 1}, {1, 1}, true, false},
@@ -205,6 +207,45 @@ static void test_gradients(void **state) {
   }
 }
 
+/* The 2x2 stride-2 path (vectorized) against a naive loop on values with many
+   ties, NaNs and infinities: the same maxima and the same argmax (first
+   maximum, last NaN) in the gradient. */
+static void test_2x2_ties_nan_wide(void **state) {
+  (void)state;
+  const int64_t H = 6, W = 70, planes = 3;
+  dn_tensor *x = dn_test_random(11, 4, (int64_t[]){1, planes, H, W});
+  float *d = dn_tensor_data(x);
+  for (int64_t i = 0; i < planes * H * W; i++) {
+    d[i] = floorf(d[i] * 3);   /* a few levels: ties everywhere */
+    if (i % 17 == 3) d[i] = NAN;
+    if (i % 23 == 5) d[i] = -INFINITY;
+  }
+  dn_tensor *y, *g;
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_max_pool2d(&y, x, (int64_t[]){2, 2}, NULL, NULL, NULL, false));
+  DN_OK_OR_FAIL(dn_tensor_full(&g, DN_F32, 4, (int64_t[]){1, planes, H / 2, W / 2}, 1.0f));
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  const float *gx = dn_tensor_data(x->grad);
+  for (int64_t p = 0; p < planes; p++)
+    for (int64_t oh = 0; oh < H / 2; oh++)
+      for (int64_t ow = 0; ow < W / 2; ow++) {
+        float m = -INFINITY;
+        int64_t at = (p * H + 2 * oh) * W + 2 * ow;
+        for (int64_t i = 0; i < 2; i++)
+          for (int64_t j = 0; j < 2; j++) {
+            int64_t k = (p * H + 2 * oh + i) * W + 2 * ow + j;
+            if (d[k] > m || d[k] != d[k]) m = d[k], at = k;
+          }
+        float got = dn_test_at(y, (p * (H / 2) + oh) * (W / 2) + ow);
+        assert_true(got == m || (got != got && m != m));
+        assert_float_equal(gx[at], 1, 0);
+      }
+  double total = 0;
+  for (int64_t i = 0; i < planes * H * W; i++) total += gx[i];
+  assert_float_equal(total, (double)(planes * (H / 2) * (W / 2)), 0);
+  RELEASE(x, y, g);
+}
+
 /* The first maximum takes a tie's gradient; a NaN is the maximum and its last one the gradient. */
 static void test_ties_and_nan(void **state) {
   (void)state;
@@ -372,6 +413,7 @@ int main(void) {
     cmocka_unit_test_setup(test_views_and_empty, dn_test_reset_modes),
     cmocka_unit_test_setup(test_gradients, dn_test_reset_modes),
     cmocka_unit_test_setup(test_ties_and_nan, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_2x2_ties_nan_wide, dn_test_reset_modes),
     cmocka_unit_test_setup(test_nodes, dn_test_reset_modes),
     cmocka_unit_test_setup(test_threads_bit_identical, dn_test_reset_modes),
     cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
