@@ -8,9 +8,13 @@
 ** (n * C + c) * S. Every pass is one dn_parallel_rows over whole channels:
 ** a channel's statistics, its outputs, and in backward its three gradients
 ** are computed by one task in a fixed order, so the bits do not depend on
-** the thread count. Sums are in double (in lanes, below), and the variance is a second pass
-** over (x - mean)^2, not E[x^2] - mean^2 (no cancellation for inputs far
-** from 0).
+** the thread count. Sums are in double (in lanes, below). Batch norm takes
+** its statistics in one pass of shifted sums, sum (x - k) and sum (x - k)^2
+** with k the channel's first value (the variance is then
+** sum (x - k)^2 - (sum (x - k))^2 / M): in double, and shifted by a value of
+** the data, this does not cancel for inputs far from 0 as E[x^2] - mean^2
+** would. Layer and group norm rows are small and take a second pass over
+** (x - mean)^2.
 **
 ** Training uses the batch's mean and biased variance; the running
 ** statistics are updated as PyTorch 1.13 does (batch_norm_cpu_update_stats:
@@ -110,6 +114,23 @@ static inline void lanes_sq_dev(double acc[LANES], const float *x, int64_t n, do
   for (; s < n; s++) acc[s % LANES] += (x[s] - mean) * (x[s] - mean);
 }
 
+/* acc_d += x - k, acc_sq += (x - k)^2: one pass for a mean and a variance. */
+static inline void lanes_shifted(double acc_d[LANES], double acc_sq[LANES], const float *x, int64_t n, double k) {
+  int64_t s = 0;
+  lanes a = lanes_load(acc_d), b = lanes_load(acc_sq);
+  for (; s + LANES <= n; s += LANES) {
+    lanes v = lanes_of(x + s) - k;
+    a += v;
+    b += v * v;
+  }
+  lanes_store(acc_d, a);
+  lanes_store(acc_sq, b);
+  for (; s < n; s++) {
+    acc_d[s % LANES] += x[s] - k;
+    acc_sq[s % LANES] += (x[s] - k) * (x[s] - k);
+  }
+}
+
 /* acc_g += g, acc_gx += g * (x - mean) */
 static inline void lanes_g_gx(double acc_g[LANES], double acc_gx[LANES], const float *g, const float *x, int64_t n,
                               double mean) {
@@ -153,12 +174,11 @@ typedef struct bn_forward_job {
 /* The batch's mean and biased variance of channel c, and the running update. */
 static void batch_stats(const bn_forward_job *j, int64_t c, double *mean_out, double *var_out) {
   bn_dims d = j->d;
-  double acc[LANES] = {0};
-  for (int64_t n = 0; n < d.n; n++) lanes_sum(acc, j->x + (n * d.c + c) * d.s, d.s);
-  double m = (double)(d.n * d.s), mean = lanes_total(acc) / m;
-  memset(acc, 0, sizeof acc);
-  for (int64_t n = 0; n < d.n; n++) lanes_sq_dev(acc, j->x + (n * d.c + c) * d.s, d.s, mean);
-  double sq = lanes_total(acc);
+  double acc_d[LANES] = {0}, acc_sq[LANES] = {0}, k = j->x[c * d.s];
+  for (int64_t n = 0; n < d.n; n++) lanes_shifted(acc_d, acc_sq, j->x + (n * d.c + c) * d.s, d.s, k);
+  double m = (double)(d.n * d.s), sum_d = lanes_total(acc_d), mean = k + sum_d / m;
+  double sq = lanes_total(acc_sq) - sum_d * (sum_d / m);   /* sum of (x - mean)^2 */
+  if (sq < 0) sq = 0;
   *mean_out = mean;
   *var_out = sq / m;
   if (j->running_mean) {

@@ -33,6 +33,7 @@ static const bn_case CASES[] = {
   {3, {1, 2, 5}, false, false, 0.1, 1e-5},
   {4, {2, 3, 4, 5}, true, false, 0.1, 1e-5},
   {4, {1, 1, 1, 1}, true, false, 0.1, 1e-5},   /* one value: fine in eval */
+  {4, {3, 5, 7, 9}, true, true, 0.1, 1e-5},     /* runs of 63: whole lanes and a tail */
 };
 #define N_CASES (sizeof CASES / sizeof *CASES)
 
@@ -128,6 +129,29 @@ static void test_values(void **state) {
       release_inputs(&in);
     }
   }
+}
+
+/* Inputs far from 0 with a small spread (1e6 + noise in [-1, 1], the first
+   value of a channel 100 away from the rest): the one-pass shifted sums
+   must not cancel. */
+static void test_far_from_zero(void **state) {
+  (void)state;
+  const bn_case *c = &CASES[N_CASES - 1];
+  bn_inputs in = make_inputs(c, 77);
+  float *x = dn_tensor_data(in.x);
+  for (int64_t i = 0; i < dn_tensor_numel(in.x); i++) x[i] = 1e6f + x[i];
+  int64_t s = c->shape[2] * c->shape[3];
+  for (int64_t k = 0; k < c->shape[1]; k++) x[k * s] += 100.0f;
+  double rm0[8], rv0[8];
+  for (int64_t k = 0; k < c->shape[1]; k++) {
+    rm0[k] = dn_test_at(in.running_mean, k);
+    rv0[k] = dn_test_at(in.running_var, k);
+  }
+  dn_tensor *y;
+  DN_OK_OR_FAIL(apply(&y, (dn_tensor *[]){in.x, in.weight, in.bias, in.running_mean, in.running_var}, c));
+  check_against_reference(c, &in, y, rm0, rv0);
+  dn_tensor_release(y);
+  release_inputs(&in);
 }
 
 /* Training without running statistics; an empty batch; a strided weight. */
@@ -476,6 +500,7 @@ static void test_row_norm_errors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_values, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_far_from_zero, dn_test_reset_modes),
     cmocka_unit_test_setup(test_no_running_and_empty, dn_test_reset_modes),
     cmocka_unit_test_setup(test_gradients, dn_test_reset_modes),
     cmocka_unit_test_setup(test_nodes, dn_test_reset_modes),
