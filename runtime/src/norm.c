@@ -34,6 +34,7 @@
 #include "dropnet/norm.h"
 #include "graph.h"
 #include "internal.h"
+#include "lanes.h"
 
 enum { SAVED_X = 0, SAVED_WEIGHT = 1, SAVED_MEAN = 2, SAVED_INVSTD = 3 };
 enum { NODE_TRAINING = 0 };   /* node->ints: whether the batch's statistics were used */
@@ -62,101 +63,6 @@ static bn_dims dims_of(int ndim, const int64_t *shape) {
 
 /* Element c of a 1-D float32 tensor of any stride. */
 static inline float *at(const dn_tensor *t, int64_t c) { return DN_F32_AT(t, t->offset + c * t->stride[0]); }
-
-/* --- sums in lanes -----------------------------------------------------------------------
-**
-** A double running sum over a channel is one dependent add per element
-** (4 cycles each): most of a small CNN's step. These sums keep LANES
-** independent double partial sums (element s goes to lane s % LANES of
-** its run) that the compiler turns into vector adds, combined in a fixed
-** order at the end: the same bits for any thread count and any ISA.
-*/
-#define LANES 8
-
-/* LANES doubles as one value (GCC/clang vector extension: a zmm, or two
-   ymm on AVX2 builds), so the partial sums stay in registers. */
-typedef double lanes __attribute__((vector_size(LANES * sizeof(double))));
-
-static inline lanes lanes_load(const double *p) {
-  lanes v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-static inline void lanes_store(double *p, lanes v) { memcpy(p, &v, sizeof v); }
-
-typedef float float_lanes __attribute__((vector_size(LANES * sizeof(float))));
-
-/* x[0..LANES) widened to double. */
-static inline lanes lanes_of(const float *x) {
-  float_lanes f;
-  memcpy(&f, x, sizeof f);
-  return __builtin_convertvector(f, lanes);
-}
-
-static inline void lanes_sum(double acc[LANES], const float *x, int64_t n) {
-  int64_t s = 0;
-  lanes a = lanes_load(acc);
-  for (; s + LANES <= n; s += LANES) a += lanes_of(x + s);
-  lanes_store(acc, a);
-  for (; s < n; s++) acc[s % LANES] += x[s];
-}
-
-/* acc += (x - mean)^2 */
-static inline void lanes_sq_dev(double acc[LANES], const float *x, int64_t n, double mean) {
-  int64_t s = 0;
-  lanes a = lanes_load(acc);
-  for (; s + LANES <= n; s += LANES) {
-    lanes v = lanes_of(x + s) - mean;
-    a += v * v;
-  }
-  lanes_store(acc, a);
-  for (; s < n; s++) acc[s % LANES] += (x[s] - mean) * (x[s] - mean);
-}
-
-/* acc_d += x - k, acc_sq += (x - k)^2: one pass for a mean and a variance. */
-static inline void lanes_shifted(double acc_d[LANES], double acc_sq[LANES], const float *x, int64_t n, double k) {
-  int64_t s = 0;
-  lanes a = lanes_load(acc_d), b = lanes_load(acc_sq);
-  for (; s + LANES <= n; s += LANES) {
-    lanes v = lanes_of(x + s) - k;
-    a += v;
-    b += v * v;
-  }
-  lanes_store(acc_d, a);
-  lanes_store(acc_sq, b);
-  for (; s < n; s++) {
-    acc_d[s % LANES] += x[s] - k;
-    acc_sq[s % LANES] += (x[s] - k) * (x[s] - k);
-  }
-}
-
-/* acc_g += g, acc_gx += g * (x - mean) */
-static inline void lanes_g_gx(double acc_g[LANES], double acc_gx[LANES], const float *g, const float *x, int64_t n,
-                              double mean) {
-  int64_t s = 0;
-  lanes a = lanes_load(acc_g), b = lanes_load(acc_gx);
-  for (; s + LANES <= n; s += LANES) {
-    lanes gv = lanes_of(g + s);
-    a += gv;
-    b += gv * (lanes_of(x + s) - mean);
-  }
-  lanes_store(acc_g, a);
-  lanes_store(acc_gx, b);
-  for (; s < n; s++) {
-    acc_g[s % LANES] += g[s];
-    acc_gx[s % LANES] += g[s] * (x[s] - mean);
-  }
-}
-
-/* The lanes' total, pairwise in a fixed order. */
-static inline double lanes_total(const double acc[LANES]) {
-  double t[LANES];
-  memcpy(t, acc, sizeof t);
-  for (int w = LANES / 2; w >= 1; w /= 2)
-    for (int k = 0; k < w; k++) t[k] += t[k + w];
-  return t[0];
-}
 
 /* --- forward ---------------------------------------------------------------------------- */
 

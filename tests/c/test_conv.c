@@ -296,6 +296,48 @@ static void test_threads_bit_identical(void **state) {
   check_threads(&batch1, 530);
 }
 
+/* A batch convolved in chunks of elements (a large per-element im2col: 2
+   elements per chunk, the last chunk of 1) against the reference, and its
+   gradients against those of each element convolved alone. */
+static void test_chunks(void **state) {
+  (void)state;
+  conv_case c = {5, 16, 4, 72, 72, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1};
+  dn_tensor *x, *w, *b, *y, *g;
+  make_inputs(&c, 700, &x, &w, &b);
+  check_forward(x, w, b, &c);
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+  DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c.stride, c.pad, c.dil, c.groups));
+  g = dn_test_random(709, 4, y->shape);
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  int64_t wn = dn_tensor_numel(w), image = c.in * c.h * c.w;
+  double *dw = calloc((size_t)wn, sizeof *dw), db[4] = {0};
+  for (int64_t n = 0; n < c.n; n++) {
+    dn_tensor *xv, *xn, *gv, *gn, *wn1, *bn1, *yn;
+    DN_OK_OR_FAIL(dn_narrow(&xv, x, 0, n, 1));
+    DN_OK_OR_FAIL(dn_detach(&xn, xv));
+    DN_OK_OR_FAIL(dn_requires_grad_(xn, true));
+    DN_OK_OR_FAIL(dn_narrow(&gv, g, 0, n, 1));
+    DN_OK_OR_FAIL(dn_contiguous(&gn, gv));
+    DN_OK_OR_FAIL(dn_detach(&wn1, w));
+    DN_OK_OR_FAIL(dn_requires_grad_(wn1, true));
+    DN_OK_OR_FAIL(dn_detach(&bn1, b));
+    DN_OK_OR_FAIL(dn_requires_grad_(bn1, true));
+    DN_OK_OR_FAIL(dn_conv2d(&yn, xn, wn1, bn1, c.stride, c.pad, c.dil, c.groups));
+    DN_OK_OR_FAIL(dn_backward(yn, gn, false));
+    for (int64_t i = 0; i < image; i++)
+      assert_float_equal(dn_test_at(x->grad, n * image + i), dn_test_at(xn->grad, i), 1e-4);
+    for (int64_t i = 0; i < wn; i++) dw[i] += dn_test_at(wn1->grad, i);
+    for (int64_t i = 0; i < c.out; i++) db[i] += dn_test_at(bn1->grad, i);
+    RELEASE(xv, xn, gv, gn, wn1, bn1, yn);
+  }
+  for (int64_t i = 0; i < wn; i++) assert_float_equal(dn_test_at(w->grad, i), dw[i], 1e-3 * (1 + fabs(dw[i])));
+  for (int64_t i = 0; i < c.out; i++) assert_float_equal(dn_test_at(b->grad, i), db[i], 1e-3 * (1 + fabs(db[i])));
+  free(dw);
+  RELEASE(x, w, b, y, g);
+}
+
 /* --- errors ------------------------------------------------------------------------------ */
 
 static void test_errors(void **state) {
@@ -396,6 +438,7 @@ int main(void) {
     cmocka_unit_test_setup(test_gradients, dn_test_reset_modes),
     cmocka_unit_test_setup(test_autograd_bookkeeping, dn_test_reset_modes),
     cmocka_unit_test_setup(test_threads_bit_identical, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_chunks, dn_test_reset_modes),
     cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
     cmocka_unit_test_setup(test_pytorch_reference, dn_test_reset_modes),
   };
