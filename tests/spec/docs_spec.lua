@@ -293,7 +293,7 @@ end
 -- --- the C headers ------------------------------------------------------------------------
 
 local HEADERS = {"error", "export", "alloc", "tensor", "elementwise", "reduce", "matmul", "index", "rng",
-  "parallel", "autograd", "nn", "loss", "optim", "dropout", "io", "conv", "pooling", "norm", "dropnet"}
+  "parallel", "autograd", "nn", "loss", "optim", "dropout", "dropblock", "io", "conv", "pooling", "norm", "dropnet"}
 
 -- {name =, header =, line =, documented =} for every DN_API declaration.
 local function c_declarations()
