@@ -33,7 +33,9 @@
 ** - gamma is rounded to threshold = round(gamma * 65536) (half away from
 **   zero, in double), 65536 for p = 1. Decision k uses the 16 bits of
 **   dropout decision k (Philox stream 1, block offset + k/8) and places a
-**   block iff bits < threshold.
+**   block iff bits < threshold. (The rounding moves gamma by at most 2^-17,
+**   so the expected dropped fraction by at most bs^2 * 2^-17: 3.7e-4 for
+**   bs = 7; a gamma below 2^-17 places no block.)
 ** - Decision k = ((n * C + c) * (H - bs + 1) + i) * (W - bs + 1) + j for
 **   the block anchored at (i, j) of plane (n, c).
 ** - A forward advances the generator's offset by ceil(decisions / 8)
