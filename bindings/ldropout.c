@@ -1,10 +1,10 @@
 /*
-** The dropout family from Lua, as core.* functions (dropnet.nn builds its
-** modules and functional forms on them). A generator argument may be a
-** dropnet.Generator, an options table {generator = g} or nil (the default
-** generator). When the runtime hands back the input itself (p = 0, or eval
-** with inverted scaling), the input's own userdata is returned, so
-** `y == x` holds in Lua as well.
+** The dropout family (DropBlock included) from Lua, as core.* functions
+** (dropnet.nn builds its modules and functional forms on them). A generator
+** argument may be a dropnet.Generator, an options table {generator = g} or
+** nil (the default generator). When the runtime hands back the input itself
+** (p = 0, or eval with inverted scaling), the input's own userdata is
+** returned, so `y == x` holds in Lua as well.
 */
 #include <string.h>
 
@@ -123,6 +123,31 @@ static int l_dropout_mask(lua_State *L) {
   return 1;
 }
 
+/* core.dropblock2d(x, p, block_size[, generator]): x [N, C, H, W] or [C, H, W], training mode */
+static int l_dropblock2d(lua_State *L) {
+  dn_tensor *x = dn_lua_check_tensor(L, 1);
+  double p = check_p(L, 2);
+  int64_t block_size = dn_lua_check_integer(L, 3, "block_size");
+  dn_rng *rng = dn_lua_opt_rng(L, 4);
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_dropblock2d(&r->t, x, p, block_size, rng));
+  return push_result(L, r, x, 1);
+}
+
+/* core.dropblock2d_mask(shape, p, block_size[, generator]): the uint8 keep mask core.dropblock2d
+   would draw now for an input of that shape; the generator does not advance. */
+static int l_dropblock2d_mask(lua_State *L) {
+  int64_t shape[DN_MAX_DIMS];
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int ndim = dn_lua_check_shape(L, 1, shape);
+  double p = check_p(L, 2);
+  int64_t block_size = dn_lua_check_integer(L, 3, "block_size");
+  const dn_rng *rng = dn_lua_opt_rng(L, 4);
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_dropblock2d_mask(&r->t, rng, ndim, shape, p, block_size));
+  return 1;
+}
+
 /* core.dropout_saved_mask_bytes(y): bytes of mask y's dropout node keeps for backward */
 static int l_dropout_saved_mask_bytes(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)dn_dropout_saved_mask_bytes(dn_lua_check_tensor(L, 1)));
@@ -135,6 +160,7 @@ static const luaL_Reg dropout_functions[] = {
   {"gaussian_dropout", l_gaussian_dropout}, {"dropconnect_linear", l_dropconnect_linear},
   {"linear_relu_dropout", l_linear_relu_dropout},
   {"dropout_mask", l_dropout_mask}, {"dropout_saved_mask_bytes", l_dropout_saved_mask_bytes},
+  {"dropblock2d", l_dropblock2d}, {"dropblock2d_mask", l_dropblock2d_mask},
   {NULL, NULL}};
 
 void dn_lua_open_dropout(lua_State *L) { luaL_setfuncs(L, dropout_functions, 0); }

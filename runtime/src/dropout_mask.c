@@ -24,6 +24,8 @@
 **   Box-Muller, rounded to float) but on stream 1, and y_i = x_i * noise_i
 **   with noise_i = (float)(1 + sqrt(p/(1-p)) z_i) in double, p as given (no
 **   rounding: there is no threshold).
+** - dropblock2d (dropblock.c): decision k is the block anchored at centre
+**   position k of the planes' centre grids; "keep" means no block there.
 ** - After a forward the offset advances by ceil(decisions/8) blocks
 **   (ceil(n/4) for gaussian). p = 0 and eval draw nothing.
 ** - Backward regenerates the decisions from (seed, offset) saved in the
@@ -306,6 +308,24 @@ void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, ui
   mask_range(&job, i0, i1);
 }
 
+void dn_dropout_keep_span(uint8_t *dst, int64_t k0, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold) {
+  if (threshold == 0 || threshold >= FULL_THRESHOLD) {
+    memset(dst, threshold == 0, (size_t)n);
+    return;
+  }
+  _Alignas(64) uint16_t bits[GROUP];
+  for (int64_t k = k0, end = k0 + n; k < end;) {
+    int64_t group = k / GROUP, in_group = k - group * GROUP;
+    int64_t len = GROUP - in_group < end - k ? GROUP - in_group : end - k;
+    group_bits(bits, seed, offset + (uint64_t)group * DN_PHILOX_LANES);
+    uint8_t *out = dst + (k - k0);
+    const uint16_t *b = bits + in_group;
+#pragma omp simd
+    for (int64_t m = 0; m < len; m++) out[m] = b[m] >= threshold;
+    k += len;
+  }
+}
+
 typedef struct keep_job {
   uint8_t *dst;
   uint64_t seed, offset;
@@ -314,19 +334,7 @@ typedef struct keep_job {
 
 static void keep_range(const void *opaque, int64_t i0, int64_t i1) {
   const keep_job *job = opaque;
-  _Alignas(64) uint16_t bits[GROUP];
-  for (int64_t base = i0; base < i1; base += GROUP) {
-    int64_t len = i1 - base < GROUP ? i1 - base : GROUP;
-    if (job->threshold == 0 || job->threshold >= FULL_THRESHOLD) {
-      memset(job->dst + base, job->threshold == 0, (size_t)len);
-      continue;
-    }
-    group_bits(bits, job->seed, job->offset + (uint64_t)(base / GROUP) * DN_PHILOX_LANES);
-    uint8_t *dst = job->dst + base;
-    uint32_t threshold = job->threshold;
-#pragma omp simd
-    for (int64_t m = 0; m < len; m++) dst[m] = bits[m] >= threshold;
-  }
+  dn_dropout_keep_span(job->dst + i0, i0, i1 - i0, job->seed, job->offset, job->threshold);
 }
 
 void dn_dropout_keep_run(uint8_t *dst, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold) {

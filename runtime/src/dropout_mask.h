@@ -2,8 +2,8 @@
 ** The dropout family's random kernels (dropout_mask.c, where the
 ** reproducibility contract is written): keep/drop decisions regenerated from
 ** (seed, offset), the masked passes, gaussian noise, and p's threshold and
-** scale. For dropout.c and linear.c; not installed. Nothing here records a
-** node or allocates.
+** scale. For dropout.c, linear.c and dropblock.c; not installed. Nothing
+** here records a node or allocates.
 */
 #ifndef DROPNET_DROPOUT_MASK_H
 #define DROPNET_DROPOUT_MASK_H
@@ -58,6 +58,12 @@ void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, ui
 
 /* dst[i] = 1 where decision i keeps, else 0, for n bytes (dn_dropout_mask). */
 void dn_dropout_keep_run(uint8_t *dst, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold);
+
+/* The same for decisions [k0, k0 + n) into dst[0 .. n), on the calling
+   thread, k0 anywhere (dropblock reads its centre grid a row at a time).
+   Spans starting at multiples of DN_DROPOUT_SPAN_ALIGN draw each random
+   block once. */
+void dn_dropout_keep_span(uint8_t *dst, int64_t k0, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold);
 
 /* dst[i] = src[i] * (float)(1 + sigma * z_i) over n contiguous elements, z_i
    standard normal as the contract says (gaussian dropout). */

@@ -35,6 +35,7 @@ matmul.c      matrix products
 dropout_mask.c the dropout family: random kernels, thresholds, scales
 linear.c      the fused linear layer (+ ReLU + dropout)
 dropout.c     the dropout family: ops and nodes
+dropblock.c   DropBlock: the block mask walk, its op and node
 '
 # The one call upwards, by name: a tensor owns its node, so releasing a
 # tensor releases its node (and a node releases the tensors it holds).

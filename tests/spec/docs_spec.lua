@@ -168,6 +168,11 @@ do
   end
 end
 
+-- nn.DropBlockSchedule's object
+local dropblock_schedule = nn.DropBlockSchedule(nn.DropBlock2d(0, 1), {stop = 0.1, steps = 1})
+need_methods("DropBlockSchedule:", getmetatable(dropblock_schedule))
+need_fields("DropBlockSchedule.", dropblock_schedule)
+
 -- dropnet.data and its objects
 need_all("data.", data)
 local ds = data.TensorDataset(dn.zeros(4, 2), dn.zeros(4))
@@ -209,6 +214,8 @@ local PROBES = {
   {"nn.AlphaDropout", function() return nn.AlphaDropout(0.5, PROBE) end},
   {"nn.GaussianDropout", function() return nn.GaussianDropout(0.5, PROBE) end},
   {"nn.DropConnect", function() return nn.DropConnect(nn.Linear(2, 2), 0.5, PROBE) end},
+  {"nn.DropBlock2d", function() return nn.DropBlock2d(0.1, 2, PROBE) end},
+  {"nn.DropBlockSchedule", function() return nn.DropBlockSchedule(nn.DropBlock2d(0.1, 2), PROBE) end},
   {"nn.mc_predict", function() return nn.mc_predict(nn.Identity(), x2, 1, PROBE) end},
   {"nn.LeakyReLU", function() return nn.LeakyReLU(PROBE) end},
   {"nn.ELU", function() return nn.ELU(PROBE) end},
@@ -241,6 +248,7 @@ local PROBES = {
   {"F.dropout2d", function() return F.dropout2d(x4, 0.5, true, PROBE) end},
   {"F.dropout3d", function() return F.dropout3d(x5, 0.5, true, PROBE) end},
   {"F.locked_dropout", function() return F.locked_dropout(x3, 0.5, true, PROBE) end},
+  {"F.dropblock2d", function() return F.dropblock2d(x4, 0.5, 2, true, PROBE) end},
   {"F.alpha_dropout", function() return F.alpha_dropout(x2, 0.5, true, PROBE) end},
   {"F.gaussian_dropout", function() return F.gaussian_dropout(x2, 0.5, true, PROBE) end},
   {"F.dropconnect_linear", function() return F.dropconnect_linear(x2, w(), nil, 0.5, true, PROBE) end},
@@ -293,7 +301,7 @@ end
 -- --- the C headers ------------------------------------------------------------------------
 
 local HEADERS = {"error", "export", "alloc", "tensor", "elementwise", "reduce", "matmul", "index", "rng",
-  "parallel", "autograd", "nn", "loss", "optim", "dropout", "io", "conv", "pooling", "norm", "dropnet"}
+  "parallel", "autograd", "nn", "loss", "optim", "dropout", "dropblock", "io", "conv", "pooling", "norm", "dropnet"}
 
 -- {name =, header =, line =, documented =} for every DN_API declaration.
 local function c_declarations()
@@ -382,6 +390,7 @@ describe("docs/lua-api.md", function()
       {"Linear:", nn.Linear},
       {"Scheduler:", getmetatable(getmetatable(lr_scheduler.StepLR(sgd, {step_size = 1}))).__index},
       {"MomentumRamp:", getmetatable(lr_scheduler.MomentumRamp(momentum_opt, {steps = 1}))},
+      {"DropBlockSchedule:", getmetatable(dropblock_schedule)},
     }
     local unknown = {}
     for _, h in ipairs(headings) do

@@ -7,6 +7,8 @@ dropnet.nn.dropout: the dropout family as modules, and MC dropout.
   nn.AlphaDropout(p[, {generator = g}])             keeps SELU's mean and variance
   nn.GaussianDropout(p[, {generator = g}])          multiplicative N(1, p/(1-p)) noise, p < 1
   nn.DropConnect(linear, p[, {generator = g}])      drops the weights of an nn.Linear
+  nn.DropBlock2d(p, block_size[, {generator = g}])  zeroes whole blocks of [N,C,H,W] / [C,H,W] maps
+  nn.DropBlockSchedule(modules, {start, stop, steps}) ramps the DropBlock2d modules' p linearly
   nn.mc_predict(model, x, T[, {generator = g}])     predictive mean and variance over T MC passes
 
 Every module draws only in training and MC mode (Module:is_stochastic());
@@ -170,6 +172,130 @@ function DropConnect:forward(x)
 end
 
 DropConnect.extra_repr = p_repr
+
+-- --- DropBlock --------------------------------------------------------------------------
+
+local DropBlock2d = random_class("DropBlock2d")
+local GENERATOR_ONLY = {"generator"}
+
+--- nn.DropBlock2d(p, block_size[, {generator = g}]): DropBlock (Ghiasi et al.
+-- 2018) on [N, C, H, W] or [C, H, W]: in training and MC mode, whole
+-- block_size x block_size blocks of each feature map are zeroed (see
+-- F.dropblock2d) and the rest scaled by numel / kept. `p` and `block_size`
+-- are public fields, checked at every forward (DropBlockSchedule sets p).
+function DropBlock2d:init(p, block_size, opts)
+  local name = self.__name
+  self.p = check_p(p, name)
+  self.block_size = check.int(name, "block_size", block_size, 1)
+  opts = check.options(name, "options", opts, GENERATOR_ONLY)
+  self.generator = check.generator(name, opts.generator)
+end
+
+-- The input and block size are checked in every mode, so a layer that does
+-- not fit its input fails in eval as well.
+function DropBlock2d:forward(x)
+  local name = self.__name
+  local p = check_p(self.p, name)
+  local block_size = F._dropblock_input(name, x, self.block_size)
+  if p == 0 or not self:is_stochastic() then return x end
+  return F.dropblock2d(x, p, block_size, true, {generator = self.generator})
+end
+
+function DropBlock2d:extra_repr() return p_repr(self) .. ", block_size=" .. U.fmt(self.block_size) end
+
+-- A schedule of p: a plain object (not a module), like optim's schedules.
+local DropBlockSchedule = {}
+DropBlockSchedule.__index = DropBlockSchedule
+DropBlockSchedule.__name = "DropBlockSchedule"
+
+local SCHEDULE_OPTIONS = {"start", "stop", "steps"}
+
+-- The DropBlock2d modules of `modules` (one module or a list; each searched
+-- with its descendants), each once, in model order.
+local function dropblock_modules(where, modules)
+  local list = base.is_module(modules) and {modules} or modules
+  if type(list) ~= "table" or getmetatable(list) ~= nil then
+    check.fail("%s: a module or a list of modules expected (got %s)", where, check.describe(modules))
+  end
+  local found, seen = {}, {}
+  for i, m in ipairs(list) do
+    if not base.is_module(m) then
+      check.fail("%s: modules[%d] must be a module (got %s)", where, i, check.describe(m))
+    end
+    for _, sub in ipairs(m:modules()) do
+      if base.isinstance(sub, DropBlock2d) and not seen[sub] then
+        seen[sub] = true
+        found[#found + 1] = sub
+      end
+    end
+  end
+  if #found == 0 then check.fail("%s: no nn.DropBlock2d among the modules given", where) end
+  return found
+end
+
+-- start, stop and steps checked (stop and steps required), as a table.
+local function schedule_values(where, t)
+  if t.stop == nil then check.fail("%s: stop is required", where) end
+  if t.steps == nil then check.fail("%s: steps is required", where) end
+  return {start = check.probability(where, "start", t.start == nil and 0 or t.start),
+    stop = check.probability(where, "stop", t.stop), steps = check.int(where, "steps", t.steps, 1)}
+end
+
+--[[
+nn.DropBlockSchedule(modules, {start = 0, stop =, steps =}) -> schedule
+
+The linear schedule of the DropBlock paper: p goes from `start` to `stop`
+over `steps` calls of schedule:step(), then stays at `stop`. `modules` is
+one module or a list: every nn.DropBlock2d among them and their descendants
+is driven. The value for step 0 is set when the schedule is made (as optim's
+schedules do); state_dict() / load_state_dict() for checkpoints.
+--]]
+function M.DropBlockSchedule(modules, opts)
+  local where = "DropBlockSchedule"
+  local targets = dropblock_modules(where, modules)
+  local values = schedule_values(where, check.options(where, "options", opts, SCHEDULE_OPTIONS))
+  local self = setmetatable({modules = targets, start = values.start, stop = values.stop, steps = values.steps,
+    last_step = 0}, DropBlockSchedule)
+  self:_apply()
+  return self
+end
+
+--- The p of step `step` (default: the current one): start + (stop - start) *
+--- min(step, steps) / steps, exactly `stop` from `steps` on.
+function DropBlockSchedule:get_p(step)
+  step = step == nil and self.last_step or check.int("DropBlockSchedule:get_p", "step", step, 0)
+  if step >= self.steps then return self.stop end
+  local p = self.start + (self.stop - self.start) * step / self.steps
+  -- rounding must not leave [start, stop]: p is checked as a probability at every forward
+  return math.max(math.min(p, math.max(self.start, self.stop)), math.min(self.start, self.stop))
+end
+
+function DropBlockSchedule:_apply()
+  local p = self:get_p()
+  for _, m in ipairs(self.modules) do m.p = p end
+end
+
+--- Advances by one step and sets every module's p. Returns the new p.
+function DropBlockSchedule:step()
+  self.last_step = self.last_step + 1
+  self:_apply()
+  return self:get_p()
+end
+
+--- {last_step =, start =, stop =, steps =}: a plain table (checkpoint.save stores it).
+function DropBlockSchedule:state_dict()
+  return {last_step = self.last_step, start = self.start, stop = self.stop, steps = self.steps}
+end
+
+--- Restores a state_dict() and sets the modules' p for its step.
+function DropBlockSchedule:load_state_dict(sd)
+  local where = "DropBlockSchedule:load_state_dict"
+  if type(sd) ~= "table" then check.fail("%s: a table expected (got %s)", where, check.describe(sd)) end
+  local last_step = check.int(where, "last_step", sd.last_step, 0)
+  local values = schedule_values(where, sd)
+  self.start, self.stop, self.steps, self.last_step = values.start, values.stop, values.steps, last_step
+  self:_apply()
+end
 
 -- --- MC dropout ----------------------------------------------------------------------
 

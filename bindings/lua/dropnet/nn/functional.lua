@@ -243,6 +243,41 @@ function F.gaussian_dropout(x, p, training, opts)
   return x
 end
 
+--- (internal) block_size as an integer after checking x as a DropBlock input
+-- for `where` (nn.DropBlock2d, dropblock2d): [N, C, H, W] or [C, H, W] whose
+-- maps hold a whole block_size x block_size block.
+function F._dropblock_input(where, x, block_size)
+  check.tensor(where, x)
+  local shape = x:shape()
+  local ndim = #shape
+  if ndim ~= 3 and ndim ~= 4 then
+    check.fail("%s: input must be 4-D [N, C, H, W] or 3-D [C, H, W] (got shape [%s])", where,
+      table.concat(shape, ","))
+  end
+  block_size = check.int(where, "block_size", block_size, 1)
+  local h, w = shape[ndim - 1], shape[ndim]
+  local smaller = math.min(h, w)
+  if block_size > smaller then
+    check.fail("%s: block_size %d does not fit the %d x %d feature maps of input [%s] (must be <= min(H, W) = %d)",
+      where, block_size, h, w, table.concat(shape, ","), smaller)
+  end
+  return block_size
+end
+
+--- dropblock2d(x, p, block_size[, training = true[, {generator = g}]]):
+-- DropBlock (Ghiasi et al. 2018) of x [N, C, H, W] or [C, H, W]: in training,
+-- block_size x block_size blocks, placed where they fit with probability
+-- gamma = p*H*W / (bs^2 (H-bs+1)(W-bs+1)), are zeroed and the rest scaled by
+-- numel / kept (over the whole tensor). x itself when not training or p = 0.
+-- The backward regenerates the mask from the generator's counter.
+function F.dropblock2d(x, p, block_size, training, opts)
+  training, opts = dropout_args(training, opts, "dropblock2d", GENERATOR_OPTION)
+  check_p(p, "dropblock2d")
+  block_size = F._dropblock_input("dropblock2d", x, block_size)
+  if training then return core.dropblock2d(x, p, block_size, opts.generator) end
+  return x
+end
+
 local ACTIVATION_KERNELS = {relu = core.relu, tanh = core.tanh, sigmoid = core.sigmoid}
 
 --- dropconnect_linear(x, weight, bias, p[, training = true[, {generator = g, activation = nil}]]):
