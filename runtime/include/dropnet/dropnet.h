@@ -22,6 +22,7 @@
 #include "dropnet/loss.h"
 #include "dropnet/optim.h"
 #include "dropnet/dropout.h"
+#include "dropnet/augment.h"
 #include "dropnet/io.h"
 
 #endif
