@@ -1,46 +1,77 @@
--- scripts/train.lua — the main job: a dropout MLP on Fashion-MNIST.
+-- scripts/train.lua — the main job: a dropout MLP (or a small CNN) on Fashion-MNIST.
 --
 --   dropnet scripts/train.lua [options]        (dropnet scripts/train.lua --help)
 --
--- Trains 784-1024-1024-10 with ReLU, dropout on the input and hidden layers,
--- Adam with a cosine learning-rate schedule, and reports train and test
--- loss/accuracy every epoch. Writes to --out (default runs/<timestamp>/):
--- metrics.csv, train.svg (loss and accuracy curves) and
--- checkpoint.safetensors (model, optimizer, generator, epoch, options),
--- each written atomically after every epoch (a write that fails, e.g. on a
--- full disk, stops the run with exit code 2 and keeps the previous epoch's
--- file); --resume continues a run exactly.
+-- --model mlp (the default) trains 784-1024-1024-10 with ReLU, dropout on the
+-- input and hidden layers. --model cnn trains a convolutional network on the
+-- same 28x28 images (nn.Unflatten to [N,1,28,28]): one block per --channels
+-- entry, each --convs-per-block times Conv2d 3x3 (padding 1, no bias) +
+-- BatchNorm2d + ReLU, then MaxPool2d 2 and Dropout2d(--conv-dropout); then
+-- Flatten, Linear to each --hidden width + ReLU + Dropout(--dropout), and
+-- Linear to 10. --augment (either model) crops every training image at random
+-- from it padded by 2 black pixels and mirrors half of them
+-- (data.RandomCrop, data.RandomHorizontalFlip); evaluation never augments.
 --
--- The defaults were chosen on a validation split carved from the training
--- set (--validation 10000), never on the test set; see README.md.
+-- Both use Adam with a cosine learning-rate schedule, and report train and
+-- test loss/accuracy every epoch. Writes to --out (default runs/<timestamp>/):
+-- metrics.csv, train.svg (loss and accuracy curves) and
+-- checkpoint.safetensors (model, optimizer, generator, epoch, options --
+-- the model kind and architecture included), each written atomically after
+-- every epoch (a write that fails, e.g. on a full disk, stops the run with
+-- exit code 2 and keeps the previous epoch's file); --resume continues a run
+-- exactly, rebuilding the model the checkpoint was made with.
+--
+-- The MLP's defaults were chosen on a validation split carved from the
+-- training set (--validation 10000), never on the test set; see README.md.
+-- The CNN's (channels 32,64, one conv per block, conv dropout 0.1, hidden
+-- 128, dropout 0.5, 15 epochs) are placeholders until such a sweep is run.
 local dn = require "dropnet"
 local nn, optim, data, plot = dn.nn, dn.optim, dn.data, dn.plot
 local checkpoint = require "dropnet.checkpoint"
 
 local defaults = {
-  epochs = 20, batch_size = 128, lr = 1e-3, momentum = 0.9, weight_decay = 0,
-  dropout = 0.3, input_dropout = 0.1, hidden = "1024,1024", optimizer = "adam",
+  batch_size = 128, lr = 1e-3, momentum = 0.9, weight_decay = 0, optimizer = "adam",
   schedule = "cosine", max_norm = 0, seed = 1, threads = 2, data = nil, out = nil,
   resume = nil, validation = 0, normalize = true, quiet = false, stop_after = nil,
+  model = "mlp", channels = "32,64", convs_per_block = 1, conv_dropout = 0.1, augment = false,
 }
+
+-- Defaults that depend on --model, applied to the options not given (nor read from a checkpoint).
+local model_defaults = {
+  mlp = {epochs = 20, dropout = 0.3, input_dropout = 0.1, hidden = "1024,1024"},
+  cnn = {epochs = 15, dropout = 0.5, input_dropout = 0, hidden = "128"},
+}
+
+-- Options that only the CNN reads.
+local CNN_ONLY = {"channels", "convs_per_block", "conv_dropout"}
+
+-- Options a checkpoint written before --model existed lacks, with the values its run had.
+local LEGACY = {model = "mlp", augment = false}
 
 local usage = [[
 usage: dropnet scripts/train.lua [options]
 
-Trains a dropout MLP on Fashion-MNIST and prints the test accuracy.
+Trains a dropout MLP (or a small CNN) on Fashion-MNIST and prints the test accuracy.
 
 options:
-  --epochs N            epochs to train (default 20)
+  --model NAME          mlp | cnn (default mlp)
+  --epochs N            epochs to train (default 20; cnn: 15)
   --batch-size N        samples per step (default 128)
   --lr X                learning rate (default 0.001)
   --optimizer NAME      adam | adamw | sgd (default adam)
   --momentum X          SGD momentum (default 0.9; Nesterov)
   --weight-decay X      weight decay (default 0)
   --schedule NAME       cosine | none (default cosine)
-  --dropout P           dropout on hidden layers (default 0.3)
-  --input-dropout P     dropout on the input pixels (default 0.1)
-  --hidden W1,W2,...    hidden layer widths (default 1024,1024)
-  --max-norm C          max-norm constraint on each unit's incoming weights (default 0: off)
+  --dropout P           dropout on hidden (fully connected) layers (default 0.3; cnn: 0.5)
+  --input-dropout P     dropout on the input pixels (default 0.1; cnn: 0)
+  --hidden W1,W2,...    hidden (fully connected) layer widths (default 1024,1024; cnn: 128)
+  --channels C1,C2,...  cnn: one conv block per entry with that many channels, each ending in a
+                        2x2 max-pool, at most 4 blocks (default 32,64)
+  --convs-per-block N   cnn: 3x3 conv + batch norm + ReLU layers per block (default 1)
+  --conv-dropout P      cnn: channel dropout (Dropout2d) after each block (default 0.1)
+  --augment             random crops (padding 2) and horizontal flips of the training images
+  --max-norm C          max-norm constraint on each unit's incoming weights, fully connected
+                        layers only (default 0: off)
   --validation N        hold out N training samples and report on them instead of the test set
   --no-normalize        pixels in [0,1] without mean/std normalization
   --seed N              random seed (default 1)
@@ -48,8 +79,8 @@ options:
   --data DIR            directory with the Fashion-MNIST files (default: $DROPNET_DATA or
                         /usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist)
   --out DIR             output directory (default runs/<timestamp>)
-  --resume FILE         continue from a checkpoint (its options are used; --epochs may extend the run,
-                        which changes the learning-rate schedule from there on)
+  --resume FILE         continue from a checkpoint (its options, the model included, are used; --epochs
+                        may extend the run, which changes the learning-rate schedule from there on)
   --stop-after N        stop after epoch N as if interrupted (continue later with --resume)
   --quiet               print only the final result
   --help                this text
@@ -67,8 +98,9 @@ local function parse_args(argv)
   for k, v in pairs(defaults) do opts[k] = v end
   local numbers = {epochs = "int", batch_size = "int", lr = "num", momentum = "num", weight_decay = "num",
     dropout = "num", input_dropout = "num", max_norm = "num", seed = "int", threads = "int", validation = "int",
-    stop_after = "int"}
-  local strings = {hidden = true, optimizer = true, schedule = true, data = true, out = true, resume = true}
+    stop_after = "int", convs_per_block = "int", conv_dropout = "num"}
+  local strings = {hidden = true, optimizer = true, schedule = true, data = true, out = true, resume = true,
+    model = true, channels = true}
   local i = 1
   while i <= #argv do
     local a = argv[i]
@@ -79,6 +111,8 @@ local function parse_args(argv)
       opts.quiet, given.quiet = true, true
     elseif a == "--no-normalize" then
       opts.normalize, given.normalize = false, true
+    elseif a == "--augment" then
+      opts.augment, given.augment = true, true
     elseif a:sub(1, 2) == "--" then
       local key = a:sub(3):gsub("-", "_")
       local v = argv[i + 1]
@@ -103,12 +137,36 @@ local function parse_args(argv)
   return opts, given
 end
 
+-- A comma-separated list of whole numbers >= 1, e.g. "1024,1024" (empty for ""), or nil.
+local function parse_widths(text)
+  local widths = {}
+  for w in tostring(text):gmatch("[^,]+") do
+    local n = math.tointeger(tonumber(w))
+    if not n or n < 1 then return nil end
+    widths[#widths + 1] = n
+  end
+  return widths
+end
+
+-- The model's defaults for the options still unset (--model checked first).
+local function apply_model_defaults(o, given)
+  if o.model ~= "mlp" and o.model ~= "cnn" then fail("--model must be mlp or cnn (got '%s')", tostring(o.model)) end
+  for k, v in pairs(model_defaults[o.model]) do
+    if o[k] == nil then o[k] = v end
+  end
+  if o.model == "mlp" then
+    for _, k in ipairs(CNN_ONLY) do
+      if given[k] then fail("--%s applies to --model cnn only", (k:gsub("_", "-"))) end
+    end
+  end
+end
+
 local function check_options(o)
   if o.epochs < 1 then fail("--epochs must be >= 1") end
   if o.batch_size < 1 then fail("--batch-size must be >= 1") end
   if not (o.lr > 0) then fail("--lr must be > 0") end
-  for _, k in ipairs({"dropout", "input_dropout"}) do
-    if not (o[k] >= 0 and o[k] < 1) then fail("--%s must be in [0, 1)", k:gsub("_", "-")) end
+  for _, k in ipairs({"dropout", "input_dropout", "conv_dropout"}) do
+    if not (o[k] >= 0 and o[k] < 1) then fail("--%s must be in [0, 1)", (k:gsub("_", "-"))) end
   end
   if o.optimizer ~= "adam" and o.optimizer ~= "adamw" and o.optimizer ~= "sgd" then
     fail("--optimizer must be adam, adamw or sgd (got '%s')", o.optimizer)
@@ -116,21 +174,24 @@ local function check_options(o)
   if o.schedule ~= "cosine" and o.schedule ~= "none" then fail("--schedule must be cosine or none") end
   if o.threads < 1 then fail("--threads must be >= 1") end
   if o.validation < 0 or o.validation >= 60000 then fail("--validation must be in [0, 60000)") end
-  local widths = {}
-  for w in tostring(o.hidden):gmatch("[^,]+") do
-    local n = math.tointeger(tonumber(w))
-    if not n or n < 1 then fail("--hidden must be a list of widths like 1024,1024 (got '%s')", o.hidden) end
-    widths[#widths + 1] = n
-  end
+  local widths = parse_widths(o.hidden)
+  if not widths then fail("--hidden must be a list of widths like 1024,1024 (got '%s')", o.hidden) end
   if #widths == 0 then fail("--hidden needs at least one width") end
-  return widths
+  local channels = parse_widths(o.channels)
+  if not channels then fail("--channels must be a list of channel counts like 32,64 (got '%s')", o.channels) end
+  if #channels == 0 then fail("--channels needs at least one block") end
+  -- each block halves the image (28, 14, 7, 3, 1): a fifth would leave nothing
+  if #channels > 4 then
+    fail("--channels: at most 4 blocks fit a 28x28 image, each halving it (got %d: '%s')", #channels, o.channels)
+  end
+  if o.convs_per_block < 1 then fail("--convs-per-block must be >= 1") end
+  return widths, channels
 end
 
 -- --- model, optimizer, schedule ---------------------------------------------------------
 
-local function build_model(widths, o)
-  local layers = {nn.Dropout(o.input_dropout)}
-  local fan_in = 784
+-- The fully connected layers from fan_in features: each width + ReLU + dropout, then 10 logits.
+local function add_classifier(layers, fan_in, widths, o)
   for _, w in ipairs(widths) do
     layers[#layers + 1] = nn.Linear(fan_in, w)
     layers[#layers + 1] = nn.ReLU()
@@ -138,7 +199,59 @@ local function build_model(widths, o)
     fan_in = w
   end
   layers[#layers + 1] = nn.Linear(fan_in, 10)
-  return nn.Sequential(table.unpack(layers))
+  return layers
+end
+
+local function build_mlp(widths, o)
+  return nn.Sequential(table.unpack(add_classifier({nn.Dropout(o.input_dropout)}, 784, widths, o)))
+end
+
+-- The CNN takes the same [N,784] batches as the MLP. The convolutions carry no bias: the batch
+-- norm right after them adds its own.
+local function build_cnn(widths, channels, o)
+  local layers = {nn.Dropout(o.input_dropout), nn.Unflatten(2, {1, 28, 28})}
+  local in_channels, side = 1, 28
+  for _, c in ipairs(channels) do
+    for _ = 1, o.convs_per_block do
+      layers[#layers + 1] = nn.Conv2d(in_channels, c, 3, {padding = 1, bias = false})
+      layers[#layers + 1] = nn.BatchNorm2d(c)
+      layers[#layers + 1] = nn.ReLU()
+      in_channels = c
+    end
+    layers[#layers + 1] = nn.MaxPool2d(2)
+    layers[#layers + 1] = nn.Dropout2d(o.conv_dropout)
+    side = side // 2
+  end
+  layers[#layers + 1] = nn.Flatten()
+  return nn.Sequential(table.unpack(add_classifier(layers, in_channels * side * side, widths, o)))
+end
+
+local function build_model(widths, channels, o)
+  if o.model == "cnn" then return build_cnn(widths, channels, o) end
+  return build_mlp(widths, o)
+end
+
+-- "MLP 784-1024-1024-10" or "CNN 1x28x28-[32]-[64]-128-10": for the log and the plot's title.
+local function model_name(widths, channels, o)
+  if o.model ~= "cnn" then return string.format("MLP 784-%s-10", table.concat(widths, "-")) end
+  local blocks = {}
+  for i, c in ipairs(channels) do
+    blocks[i] = "[" .. (o.convs_per_block > 1 and (o.convs_per_block .. "x") or "") .. c .. "]"
+  end
+  return string.format("CNN 1x28x28-%s-%s-10", table.concat(blocks, "-"), table.concat(widths, "-"))
+end
+
+-- The training batches' augmentation (--augment): crops of the images padded by 2 pixels of
+-- the value a black pixel has (its byte table's entry for 0: zero padding before normalization,
+-- as torchvision pads images), and horizontal flips, drawn from the default generator (so the
+-- checkpoint's generator state covers them). nil without --augment.
+local function augmentation(o, train_set)
+  if not o.augment then return nil end
+  local pixels = train_set.byte_tables[1]
+  local black = pixels and pixels:narrow(1, 1, 1):item() or 0
+  local shape = {1, 28, 28}
+  return data.Compose{data.RandomCrop(28, {padding = 2, fill = black, shape = shape}),
+    data.RandomHorizontalFlip({p = 0.5, shape = shape})}
 end
 
 local function build_optimizer(params, o)
@@ -264,8 +377,10 @@ if opts.resume then
   local keep = {epochs = true, out = true, resume = true, quiet = true, threads = true, data = true,
     stop_after = true}
   for k, v in pairs(state.options) do if not (keep[k] and given[k]) then opts[k] = v end end
+  for k, v in pairs(LEGACY) do if state.options[k] == nil then opts[k] = v end end
 end
-local widths = check_options(opts)
+apply_model_defaults(opts, given)
+local widths, channels = check_options(opts)
 dn.set_num_threads(opts.threads)
 dn.manual_seed(opts.seed)
 local say = opts.quiet and function() end or print
@@ -289,10 +404,11 @@ else
 end
 local eval_loader = data.DataLoader(eval_set, {batch_size = EVAL_BATCH})
 
-local model = build_model(widths, opts)
+local model = build_model(widths, channels, opts)
 local opt = build_optimizer(model:parameters(), opts)
 local loss_fn = nn.CrossEntropyLoss()
-local loader = data.DataLoader(train_set, {batch_size = opts.batch_size, shuffle = true})
+local loader = data.DataLoader(train_set, {batch_size = opts.batch_size, shuffle = true,
+  transform = augmentation(opts, train_set)})
 local history, first_epoch = {}, 1
 if state then
   model:load_state_dict(state.model)
@@ -308,9 +424,16 @@ end
 local batches = #loader
 local schedule = build_schedule(opt, opts, batches * opts.epochs, batches * (first_epoch - 1))
 local interactive = not opts.quiet and dn.isatty(io.stderr)
-say(string.format("dropnet %s: MLP 784-%s-10, dropout %.2f input / %.2f hidden, %s lr %g (%s), batch %d, %d threads",
-  dn.version, table.concat(widths, "-"), opts.input_dropout, opts.dropout, opts.optimizer, opts.lr, opts.schedule,
-  opts.batch_size, opts.threads))
+if opts.model == "cnn" then
+  say(string.format("dropnet %s: %s, dropout %.2f input / %.2f conv / %.2f hidden%s, %s lr %g (%s), batch %d, "
+    .. "%d threads", dn.version, model_name(widths, channels, opts), opts.input_dropout, opts.conv_dropout,
+    opts.dropout, opts.augment and ", augmented" or "", opts.optimizer, opts.lr, opts.schedule, opts.batch_size,
+    opts.threads))
+else
+  say(string.format("dropnet %s: MLP 784-%s-10, dropout %.2f input / %.2f hidden%s, %s lr %g (%s), batch %d, "
+    .. "%d threads", dn.version, table.concat(widths, "-"), opts.input_dropout, opts.dropout,
+    opts.augment and ", augmented" or "", opts.optimizer, opts.lr, opts.schedule, opts.batch_size, opts.threads))
+end
 say(string.format("data: %d training samples, %d %s samples; writing to %s/", #train_set, #eval_set, eval_name,
   opts.out))
 say(string.format("%5s  %10s  %9s  %10s  %9s  %7s  %9s", "epoch", "train loss", "train acc", eval_name:sub(1, 4) ..
@@ -353,8 +476,9 @@ for epoch = first_epoch, last_epoch do
   say(string.format("%5d  %10.4f  %9.4f  %10.4f  %9.4f  %7.1f  %9.0f", epoch, h.train_loss, h.train_acc, eval_loss,
     eval_acc, seconds, h.samples_per_s))
   write_metrics(opts.out .. "/metrics.csv", history)
-  write_plot(opts.out .. "/train.svg", history, eval_name,
-    string.format("dropnet: 784-%s-10 on Fashion-MNIST", table.concat(widths, "-")))
+  write_plot(opts.out .. "/train.svg", history, eval_name, opts.model == "cnn"
+    and string.format("dropnet: %s on Fashion-MNIST", model_name(widths, channels, opts))
+    or string.format("dropnet: 784-%s-10 on Fashion-MNIST", table.concat(widths, "-")))
   local saved_opts = {}
   for k, v in pairs(opts) do if k ~= "resume" and k ~= "stop_after" then saved_opts[k] = v end end
   local saved, save_err = pcall(checkpoint.save, opts.out .. "/checkpoint.safetensors", {

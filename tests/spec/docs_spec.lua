@@ -178,9 +178,17 @@ need_all("data.", data)
 local ds = data.TensorDataset(dn.zeros(4, 2), dn.zeros(4))
 need_methods("TensorDataset:", getmetatable(ds))
 need_fields("TensorDataset.", ds)
-local loader = data.DataLoader(ds, {batch_size = 2, generator = dn.Generator(1)})
+local loader = data.DataLoader(ds, {batch_size = 2, generator = dn.Generator(1), transform = function(x) return x end})
 need_methods("DataLoader:", getmetatable(loader))
 need_fields("DataLoader.", loader)
+-- the transforms, with every option set so that every field shows up
+local crop = data.RandomCrop(2, {padding = 1, fill = 0, shape = {1, 2, 2}, generator = dn.Generator(1)})
+local flip = data.RandomHorizontalFlip({p = 0.5, shape = {1, 2, 2}, generator = dn.Generator(1)})
+local compose = data.Compose{crop, flip}
+for name, t in pairs({RandomCrop = crop, RandomHorizontalFlip = flip, Compose = compose}) do
+  need_methods(name .. ":", getmetatable(t))
+  need_fields(name .. ".", t)
+end
 
 need_all("plot.", plot)
 need_all("checkpoint.", checkpoint)
@@ -275,6 +283,8 @@ local PROBES = {
   {"data.csv", function() return data.csv("never-read.csv", PROBE) end},
   {"data.random_split", function() return data.random_split(ds, 1, PROBE) end},
   {"data.DataLoader", function() return data.DataLoader(ds, PROBE) end},
+  {"data.RandomCrop", function() return data.RandomCrop(2, PROBE) end},
+  {"data.RandomHorizontalFlip", function() return data.RandomHorizontalFlip(PROBE) end},
   {"data.fashion_mnist", function() return data.fashion_mnist(PROBE) end},
   {"plot.line_chart", function() return plot.line_chart(PROBE) end},
   {"plot.line_chart", function() return plot.line_chart{series = {{y = {1}, __probe__ = true}}} end},
@@ -301,7 +311,8 @@ end
 -- --- the C headers ------------------------------------------------------------------------
 
 local HEADERS = {"error", "export", "alloc", "tensor", "elementwise", "reduce", "matmul", "index", "rng",
-  "parallel", "autograd", "nn", "loss", "optim", "dropout", "dropblock", "io", "conv", "pooling", "norm", "dropnet"}
+  "parallel", "autograd", "nn", "loss", "optim", "dropout", "dropblock", "io", "conv", "pooling", "norm", "augment",
+  "dropnet"}
 
 -- {name =, header =, line =, documented =} for every DN_API declaration.
 local function c_declarations()
@@ -387,6 +398,8 @@ describe("docs/lua-api.md", function()
       {"lr_scheduler.", lr_scheduler}, {"Optimizer:", getmetatable(sgd)}, {"data.", data},
       {"TensorDataset:", getmetatable(ds)}, {"DataLoader:", getmetatable(loader)}, {"plot.", plot},
       {"checkpoint.", checkpoint}, {"Sequential:", nn.Sequential}, {"ModuleList:", nn.ModuleList},
+      {"RandomCrop:", getmetatable(crop)}, {"RandomHorizontalFlip:", getmetatable(flip)},
+      {"Compose:", getmetatable(compose)},
       {"Linear:", nn.Linear},
       {"Scheduler:", getmetatable(getmetatable(lr_scheduler.StepLR(sgd, {step_size = 1}))).__index},
       {"MomentumRamp:", getmetatable(lr_scheduler.MomentumRamp(momentum_opt, {steps = 1}))},

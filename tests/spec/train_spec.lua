@@ -1,5 +1,5 @@
 -- scripts/train.lua end to end on small generated data (never the real dataset):
--- outputs, bit-identical resume, and bad options.
+-- outputs, bit-identical resume, and bad options, for the MLP and for --model cnn.
 local dn = require "dropnet"
 local checkpoint = require "dropnet.checkpoint"
 local H = require "helpers"
@@ -158,5 +158,130 @@ describe("scripts/train.lua", function()
     local out, code = run("--help")
     assert.are.equal(0, code)
     assert.truthy(out:find("usage: dropnet scripts/train.lua", 1, true))
+    for _, option in ipairs({"--model", "--channels", "--convs-per-block", "--conv-dropout", "--augment"}) do
+      assert.truthy(out:find("\n  " .. option .. " ", 1, true), option .. " is not in --help")
+    end
+  end)
+
+  -- --model cnn: a small network (two blocks of 4 and 8 channels, 16 hidden units) so that the
+  -- runs take a fraction of a second.
+  local cnn = "--model cnn --channels 4,8 --hidden 16 --batch-size 32 --lr 0.01 --threads 2 --quiet --data "
+
+  it("trains a CNN with --model cnn and records the model in the checkpoint", function()
+    local out, code = run(cnn .. quote(dir .. "/data") .. " --epochs 2 --out " .. quote(dir .. "/cnn"))
+    assert.are.equal(0, code, out)
+    local acc = tonumber(out:match("test accuracy (%d%.%d+) after 2 epochs"))
+    assert.is_not_nil(acc, out)
+    assert.is_true(acc > 0.9, "easy data should be learned: " .. out)
+    assert.are.equal(3, #model_metrics(dir .. "/cnn/metrics.csv"))
+    assert.is_true(os.execute("xmllint --noout " .. quote(dir .. "/cnn/train.svg")) == true)
+    assert.truthy(read(dir .. "/cnn/train.svg"):find("CNN 1x28x28-[4]-[8]-16-10", 1, true))
+    local state = checkpoint.load(dir .. "/cnn/checkpoint.safetensors")
+    assert.are.equal("cnn", state.options.model)
+    assert.are.equal("4,8", tostring(state.options.channels))
+    assert.is_false(state.options.augment)
+    -- Dropout, Unflatten, then Conv2d 1->4 3x3 without bias and its BatchNorm2d (with running statistics)
+    assert.are.same({4, 1, 3, 3}, state.model["3.weight"]:shape())
+    assert.is_nil(state.model["3.bias"])
+    assert.are.same({4}, state.model["4.running_mean"]:shape())
+    assert.are.same({8, 4, 3, 3}, state.model["8.weight"]:shape())
+    assert.are.same({16, 8 * 7 * 7}, state.model["14.weight"]:shape())
+    assert.are.same({10, 16}, state.model["17.weight"]:shape())
+  end)
+
+  it("builds the blocks --channels and --convs-per-block ask for, and augments with --augment", function()
+    local data = quote(dir .. "/data")
+    local out, code = run(cnn .. data .. " --epochs 1 --channels 2,3,4 --convs-per-block 2 --conv-dropout 0 "
+      .. "--dropout 0 --augment --out " .. quote(dir .. "/cnn-deep"))
+    assert.are.equal(0, code, out)
+    local state = checkpoint.load(dir .. "/cnn-deep/checkpoint.safetensors")
+    assert.is_true(state.options.augment)
+    local convs = {}
+    for _, t in pairs(state.model) do
+      if t:dim() == 4 then convs[#convs + 1] = table.concat(t:shape(), "x") end
+    end
+    table.sort(convs)
+    assert.are.same({"2x1x3x3", "2x2x3x3", "3x2x3x3", "3x3x3x3", "4x3x3x3", "4x4x3x3"}, convs)
+    -- 28 -> 14 -> 7 -> 3 after three pools
+    local fc
+    for _, t in pairs(state.model) do
+      if t:dim() == 2 and t:size(1) == 16 then fc = t end
+    end
+    assert.are.same({16, 4 * 3 * 3}, fc:shape())
+    -- the same run without --augment trains on other batches
+    out, code = run(cnn .. data .. " --epochs 1 --channels 2,3,4 --convs-per-block 2 --conv-dropout 0 "
+      .. "--dropout 0 --out " .. quote(dir .. "/cnn-deep-plain"))
+    assert.are.equal(0, code, out)
+    assert.are_not.same(model_metrics(dir .. "/cnn-deep/metrics.csv"),
+      model_metrics(dir .. "/cnn-deep-plain/metrics.csv"))
+  end)
+
+  it("resumes a CNN with --augment after epoch 1 to bit-identical weights, statistics and metrics", function()
+    local data = quote(dir .. "/data")
+    local extra = " --epochs 2 --convs-per-block 2 --augment --out "
+    local out, code = run(cnn .. data .. extra .. quote(dir .. "/cnn-full"))
+    assert.are.equal(0, code, out)
+    out, code = run(cnn .. data .. extra .. quote(dir .. "/cnn-resumed") .. " --stop-after 1")
+    assert.are.equal(0, code, out)
+    assert.are.equal(1, checkpoint.load(dir .. "/cnn-resumed/checkpoint.safetensors").epoch)
+    -- the checkpoint's options rebuild the CNN: nothing about the model is given again
+    out, code = run("--quiet --resume " .. quote(dir .. "/cnn-resumed/checkpoint.safetensors"))
+    assert.are.equal(0, code, out)
+    local a = dn.load(dir .. "/cnn-full/checkpoint.safetensors")
+    local b = dn.load(dir .. "/cnn-resumed/checkpoint.safetensors")
+    local names = 0
+    for name, t in pairs(a) do
+      names = names + 1
+      assert.is_not_nil(b[name], name)
+      assert.are.same(t:shape(), b[name]:shape())
+      assert.are.equal(0, (t:float() - b[name]:float()):abs():max():item(), name .. " differs after resume")
+    end
+    assert.is_true(names > 20)
+    assert.are.same(model_metrics(dir .. "/cnn-full/metrics.csv"), model_metrics(dir .. "/cnn-resumed/metrics.csv"))
+  end)
+
+  it("resumes a checkpoint written before --model existed as the MLP it is", function()
+    local out, code = run(common .. quote(dir .. "/data") .. " --epochs 2 --stop-after 1 --out "
+      .. quote(dir .. "/old"))
+    assert.are.equal(0, code, out)
+    local path = dir .. "/old/checkpoint.safetensors"
+    local state = checkpoint.load(path)
+    for _, k in ipairs({"model", "channels", "convs_per_block", "conv_dropout", "augment"}) do
+      state.options[k] = nil
+    end
+    checkpoint.save(path, state)
+    -- --augment on the command line does not change the run either: its options come from the checkpoint
+    out, code = run("--quiet --augment --resume " .. quote(path))
+    assert.are.equal(0, code, out)
+    state = checkpoint.load(path)
+    assert.are.equal(2, state.epoch)
+    assert.are.equal("mlp", state.options.model)
+    assert.is_false(state.options.augment)
+    assert.are.same({16, 784}, state.model["2.weight"]:shape())
+    assert.are.equal(3, #model_metrics(dir .. "/old/metrics.csv"))
+  end)
+
+  it("rejects bad CNN options with a message and exit code 2", function()
+    local cases = {
+      {"--model rnn", "train.lua: --model must be mlp or cnn (got 'rnn')"},
+      {"--model", "option '--model' needs a value"},
+      {"--model cnn --channels 8,x", "train.lua: --channels must be a list of channel counts like 32,64 (got '8,x')"},
+      {"--model cnn --channels 0", "--channels must be a list of channel counts"},
+      {"--model cnn --channels ,", "train.lua: --channels needs at least one block"},
+      {"--model cnn --channels 8,8,8,8,8", "train.lua: --channels: at most 4 blocks fit a 28x28 image"},
+      {"--model cnn --convs-per-block 0", "train.lua: --convs-per-block must be >= 1"},
+      {"--model cnn --convs-per-block 1.5", "option '--convs-per-block' needs a whole number (got '1.5')"},
+      {"--model cnn --conv-dropout 1", "train.lua: --conv-dropout must be in [0, 1)"},
+      {"--model cnn --hidden 0", "train.lua: --hidden must be a list of widths"},
+      {"--channels 8", "train.lua: --channels applies to --model cnn only"},
+      {"--conv-dropout 0.2", "train.lua: --conv-dropout applies to --model cnn only"},
+      {"--model mlp --convs-per-block 2", "train.lua: --convs-per-block applies to --model cnn only"},
+      {"--augment yes", "unexpected argument 'yes'"},
+    }
+    for _, case in ipairs(cases) do
+      local out, code = run(case[1])
+      assert.are.equal(2, code, case[1] .. ": " .. out)
+      assert.truthy(out:find(case[2], 1, true), case[1] .. ": " .. out)
+    end
   end)
 end)

@@ -4,11 +4,17 @@
 -- dataset stored as bytes (Fashion-MNIST's images), the uint8 -> float32
 -- conversion of each batch, fused with its gathering (`byte_rows_to_float`).
 -- Lua only decides which rows go into which batch, with tensors of indices.
+-- The augmentation transforms (RandomCrop, RandomHorizontalFlip) are one C
+-- call per batch too (`random_crop`, `random_hflip`), each image's random
+-- choice drawn from a generator.
 --
 --   local data = require "dropnet.data"
 --   local train = data.fashion_mnist{split = "train"}   -- images kept as uint8
 --   local loader = data.DataLoader(train, {batch_size = 128, shuffle = true})
 --   for x, y in loader:iter() do ... end        -- x float32 [128,784], y int32 [128]
+--   local augment = data.Compose{data.RandomCrop(28, {padding = 2, shape = {1, 28, 28}}),
+--     data.RandomHorizontalFlip{shape = {1, 28, 28}}}
+--   loader = data.DataLoader(train, {batch_size = 128, shuffle = true, transform = augment})
 --
 -- Data files are found in `dir`, else in the directory named by the
 -- DROPNET_DATA environment variable, else where Debian's package installs them.
@@ -220,6 +226,221 @@ function data.random_split(ds, n_first, options)
   return ds:subset(perm:narrow(1, 1, first)), ds:subset(perm:narrow(1, first + 1, ds.n - first))
 end
 
+-- --- transforms --------------------------------------------------------------------
+
+--- True for a function or a value whose metatable has a __call function.
+local function is_callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and type(rawget(mt, "__call")) == "function"
+end
+
+local function list_string(list)
+  return "{" .. table.concat(list, ",") .. "}"
+end
+
+--- The `shape` option of a transform: nil, or a copy of {C, H, W} / {H, W}
+-- (positive integers), the shape of one image of a flat batch.
+local function check_image_shape(where, shape)
+  if shape == nil then return nil end
+  if type(shape) ~= "table" or (#shape ~= 2 and #shape ~= 3) then
+    fail("%s: shape must be {C, H, W} or {H, W}, the shape of one image (got %s)", where, describe(shape))
+  end
+  local copy = {}
+  for i = 1, #shape do copy[i] = check.int(where, string.format("shape[%d]", i), shape[i], 1) end
+  for key in pairs(shape) do
+    if math.type(key) ~= "integer" or key < 1 or key > #shape then
+      fail("%s: shape must be a list {C, H, W} or {H, W} (found key %s)", where, describe(key))
+    end
+  end
+  return copy
+end
+
+--- A size or padding option: an integer or a pair {height, width}, as {h, w}.
+local function check_pair(where, what, v, min)
+  if type(v) == "table" then
+    if #v ~= 2 then fail("%s: %s must be an integer or a pair {height, width} (got a table of %d values)", where,
+      what, #v) end
+    return {check.int(where, what .. "[1] (height)", v[1], min), check.int(where, what .. "[2] (width)", v[2], min)}
+  end
+  if v == nil or type(v) ~= "number" then
+    fail("%s: %s must be an integer or a pair {height, width} (got %s)", where, what, describe(v))
+  end
+  local n = check.int(where, what, v, min)
+  return {n, n}
+end
+
+--- The batch x as images [N, ..., H, W] for the C kernels, and a function
+-- giving a result back in x's layout. A flat batch [N, D] is viewed (or
+-- copied, if its strides need it) as [N, C, H, W] through `shape`, and its
+-- results flattened again; a batch of 3 or more dims is used as it is, and
+-- must end with `shape` when one is given.
+local function image_batch(where, x, shape)
+  check.tensor(where, x)
+  local dims = x:dim()
+  if dims == 2 then
+    if not shape then
+      fail("%s: a flat batch %s needs the image shape: pass shape = {C, H, W}, e.g. {1, 28, 28}", where,
+        shape_string(x))
+    end
+    local c, h, w = 1, shape[#shape - 1], shape[#shape]
+    if #shape == 3 then c = shape[1] end
+    local n, d = x:size(1), x:size(2)
+    if c * h * w ~= d then
+      fail("%s: shape %s has %d values per image, but the batch %s has %d", where, list_string(shape), c * h * w,
+        shape_string(x), d)
+    end
+    return x:reshape(n, c, h, w), function(y)
+      local ys, per_image = y:shape(), 1
+      for i = 2, #ys do per_image = per_image * ys[i] end
+      return y:reshape(n, per_image)
+    end
+  end
+  if dims < 3 then
+    fail("%s: x must be a batch of images [N, C, H, W] or [N, H, W], or a flat batch [N, D] with the shape option "
+      .. "(got %s %s)", where, dims == 0 and "a 0-dim tensor" or "shape", dims == 0 and "" or shape_string(x))
+  end
+  if shape then
+    local xs = x:shape()
+    local match = #xs - 1 >= #shape
+    for i = 1, #shape do match = match and xs[#xs - #shape + i] == shape[i] end
+    if not match then
+      fail("%s: the batch %s does not end with the image shape %s", where, shape_string(x), list_string(shape))
+    end
+  end
+  return x, function(y) return y end
+end
+
+local RandomCrop = {}
+RandomCrop.__index = RandomCrop
+RandomCrop.__name = "dropnet.data.RandomCrop"
+
+--- Random crops of padded images (torchvision's RandomCrop with constant
+-- padding), for batches: each image of a batch gets its own crop position,
+-- drawn from the generator (one Philox block per image: the same bits for
+-- any thread count). `crop(x)` returns a new tensor and never changes x; the
+-- result does not require grad.
+-- @tparam integer|table size the crop, size x size or {height, width}
+-- @tparam[opt] table options `padding` (integer or {height, width} added on
+--   each side, default 0), `fill` (the padding's value, default 0),
+--   `shape` ({C, H, W} or {H, W}: the image shape of flat batches [N, C*H*W]),
+--   `generator` (default: the default generator when the transform is applied)
+-- @treturn RandomCrop a callable: `crop(x)` for x [N, ..., H, W] or flat [N, D]
+-- @usage local crop = data.RandomCrop(28, {padding = 2, shape = {1, 28, 28}}); x = crop(x)
+function data.RandomCrop(size, options)
+  local where = "RandomCrop"
+  local pair = check_pair(where, "size", size, 1)
+  options = check.options(where, "options", options, {"padding", "fill", "shape", "generator"})
+  local padding = {0, 0}
+  if options.padding ~= nil then padding = check_pair(where, "padding", options.padding, 0) end
+  local fill = 0
+  if options.fill ~= nil then fill = check.number(where, "fill", options.fill) end
+  local shape = check_image_shape(where, options.shape)
+  if shape then
+    local h, w = shape[#shape - 1], shape[#shape]
+    if pair[1] > h + 2 * padding[1] or pair[2] > w + 2 * padding[2] then
+      fail("%s: crop size %dx%d is larger than the padded image %dx%d (image %dx%d, padding %dx%d)", where, pair[1],
+        pair[2], h + 2 * padding[1], w + 2 * padding[2], h, w, padding[1], padding[2])
+    end
+  end
+  return setmetatable({size = pair, padding = padding, fill = fill, shape = shape,
+    generator = check.generator(where, options.generator)}, RandomCrop)
+end
+
+function RandomCrop:__call(x)
+  local where = "RandomCrop"
+  local images, restore = image_batch(where, x, self.shape)
+  local h, w = images:size(images:dim() - 1), images:size(images:dim())
+  local ph, pw = self.padding[1], self.padding[2]
+  if self.size[1] > h + 2 * ph or self.size[2] > w + 2 * pw then
+    fail("%s: crop size %dx%d is larger than the padded image %dx%d (image %dx%d, padding %dx%d)", where,
+      self.size[1], self.size[2], h + 2 * ph, w + 2 * pw, h, w, ph, pw)
+  end
+  return restore(core.random_crop(images, self.size[1], self.size[2], ph, pw, self.fill, self.generator))
+end
+
+function RandomCrop:__tostring()
+  return string.format("dropnet.data.RandomCrop(size=%dx%d, padding=%dx%d, fill=%s%s)", self.size[1], self.size[2],
+    self.padding[1], self.padding[2], tostring(self.fill), self.shape and ", shape=" .. list_string(self.shape) or "")
+end
+
+local RandomHorizontalFlip = {}
+RandomHorizontalFlip.__index = RandomHorizontalFlip
+RandomHorizontalFlip.__name = "dropnet.data.RandomHorizontalFlip"
+
+--- Random horizontal flips (torchvision's RandomHorizontalFlip), for
+-- batches: each image is mirrored left to right with probability p, drawn
+-- from the generator per image. `flip(x)` returns a new tensor of x's shape.
+-- @tparam[opt] table options `p` (in [0, 1], default 0.5), `shape` (as for
+--   RandomCrop), `generator`
+-- @treturn RandomHorizontalFlip a callable: `flip(x)`
+function data.RandomHorizontalFlip(options)
+  local where = "RandomHorizontalFlip"
+  options = check.options(where, "options", options, {"p", "shape", "generator"})
+  local p = 0.5
+  if options.p ~= nil then
+    p = options.p
+    if not check.is_finite(p) or p < 0 or p > 1 then fail("%s: p must be a number in [0, 1] (got %s)", where,
+      describe(p)) end
+  end
+  return setmetatable({p = p, shape = check_image_shape(where, options.shape),
+    generator = check.generator(where, options.generator)}, RandomHorizontalFlip)
+end
+
+function RandomHorizontalFlip:__call(x)
+  local images, restore = image_batch("RandomHorizontalFlip", x, self.shape)
+  return restore(core.random_hflip(images, self.p, self.generator))
+end
+
+function RandomHorizontalFlip:__tostring()
+  return string.format("dropnet.data.RandomHorizontalFlip(p=%s%s)", tostring(self.p),
+    self.shape and ", shape=" .. list_string(self.shape) or "")
+end
+
+local Compose = {}
+Compose.__index = Compose
+Compose.__name = "dropnet.data.Compose"
+
+--- Transforms applied one after the other: `compose(x)` is
+-- `tn(...t2(t1(x)))`. Each is a transform of this module or any function
+-- (or callable value) from a tensor to a tensor.
+-- @tparam table transforms the list, in order (copied)
+-- @treturn Compose a callable
+function data.Compose(transforms)
+  local where = "Compose"
+  if type(transforms) ~= "table" or getmetatable(transforms) ~= nil then
+    fail("%s: transforms must be a list of transforms (got %s)", where, describe(transforms))
+  end
+  local list = {}
+  for i = 1, #transforms do
+    if not is_callable(transforms[i]) then
+      fail("%s: transforms[%d] must be a function or a callable transform (got %s)", where, i,
+        describe(transforms[i]))
+    end
+    list[i] = transforms[i]
+  end
+  for key in pairs(transforms) do
+    if math.type(key) ~= "integer" or key < 1 or key > #transforms then
+      fail("%s: transforms must be a list (found key %s)", where, describe(key))
+    end
+  end
+  return setmetatable({transforms = list}, Compose)
+end
+
+function Compose:__call(x)
+  for i, t in ipairs(self.transforms) do
+    x = t(x)
+    if not dn.is_tensor(x) then fail("Compose: transforms[%d] returned %s, a tensor expected", i, describe(x)) end
+  end
+  return x
+end
+
+function Compose:__tostring()
+  local parts = {}
+  for i, t in ipairs(self.transforms) do parts[i] = tostring(t) end
+  return "dropnet.data.Compose{" .. table.concat(parts, ", ") .. "}"
+end
+
 -- --- DataLoader --------------------------------------------------------------------
 
 local DataLoader = {}
@@ -242,20 +463,26 @@ DataLoader.__name = "dropnet.data.DataLoader"
 --   `shuffle` (default false),
 --   `drop_last` (drop the last batch when it is smaller than batch_size; default false),
 --   `generator` (a Generator for shuffling; default: `dn.default_generator()`
---   as it is when each epoch starts)
+--   as it is when each epoch starts),
+--   `transform` (a function or callable transform, e.g. `data.Compose{...}`,
+--   applied to the first tensor of every batch, the inputs; default none)
 -- @treturn DataLoader with `#loader` batches per epoch
 -- @usage for x, y in data.DataLoader(ds, {batch_size = 64, shuffle = true}):iter() do ... end
 function data.DataLoader(ds, options)
   local where = "DataLoader"
   check_dataset(where, ds)
-  options = check.options(where, "options", options, {"batch_size", "shuffle", "drop_last", "generator"})
+  options = check.options(where, "options", options,
+    {"batch_size", "shuffle", "drop_last", "generator", "transform"})
   local batch_size = 1
   if options.batch_size ~= nil then batch_size = check.int(where, "batch_size", options.batch_size, 1) end
   local shuffle = options.shuffle ~= nil and check.bool(where, "shuffle", options.shuffle) or false
   local drop_last = options.drop_last ~= nil and check.bool(where, "drop_last", options.drop_last) or false
+  if options.transform ~= nil and not is_callable(options.transform) then
+    fail("%s: transform must be a function or a callable transform (got %s)", where, describe(options.transform))
+  end
   return setmetatable({
     dataset = ds, batch_size = batch_size, shuffle = shuffle, drop_last = drop_last,
-    generator = check.generator(where, options.generator),
+    generator = check.generator(where, options.generator), transform = options.transform,
   }, DataLoader)
 end
 
@@ -270,19 +497,22 @@ end
 function DataLoader:__len() return self:num_batches() end
 
 function DataLoader:__tostring()
-  return string.format("dropnet.data.DataLoader(%d samples, batch_size=%d, shuffle=%s, drop_last=%s: %d batches)",
-    self.dataset.n, self.batch_size, tostring(self.shuffle), tostring(self.drop_last), self:num_batches())
+  return string.format("dropnet.data.DataLoader(%d samples, batch_size=%d, shuffle=%s, drop_last=%s%s: %d batches)",
+    self.dataset.n, self.batch_size, tostring(self.shuffle), tostring(self.drop_last),
+    self.transform and ", transform" or "", self:num_batches())
 end
 
 --- One epoch: an iterator for a generic `for`, giving each batch's tensors
--- (one per dataset tensor, in the dataset's order). Draws the epoch's
--- permutation now when shuffling.
+-- (one per dataset tensor, in the dataset's order), the first one passed
+-- through the loader's transform if it has one. Draws the epoch's
+-- permutation now when shuffling; a transform draws when its batch is made.
 -- @return iterator function
 -- @usage for x, y in loader:iter() do ... end
 function DataLoader:iter()
   local ds = self.dataset
   local tensors, count = ds.tensors, #ds.tensors
   local n, batch_size, batches = self.dataset.n, self.batch_size, self:num_batches()
+  local transform = self.transform
   local perm
   if self.shuffle then perm = dn.randperm(n, self.generator or dn.default_generator()) end
   local k = 0
@@ -297,6 +527,11 @@ function DataLoader:iter()
       for i = 1, count do batch[i] = rows_of(ds, i, tensors[i], index) end
     else
       for i = 1, count do batch[i] = rows_of(ds, i, tensors[i]:narrow(1, start, length), nil) end
+    end
+    if transform then
+      local x = transform(batch[1])
+      if not dn.is_tensor(x) then fail("DataLoader: the transform returned %s, a tensor expected", describe(x)) end
+      batch[1] = x
     end
     return table.unpack(batch, 1, count)
   end

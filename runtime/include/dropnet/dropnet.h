@@ -23,6 +23,7 @@
 #include "dropnet/optim.h"
 #include "dropnet/dropout.h"
 #include "dropnet/dropblock.h"
+#include "dropnet/augment.h"
 #include "dropnet/io.h"
 
 #endif
