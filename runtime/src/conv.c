@@ -228,11 +228,18 @@ static void grad_to_buf(const conv_geom *g, int64_t n0, int64_t count, const flo
 ** 32 -> 64 channels on 14x14 maps gives [64, 288] @ [288, 196] per
 ** element, too small to reach the GEMM's speed (~100 GFLOP/s here against
 ** ~250 for the chunk's [64, 288] @ [288, 7252]). The chunk's col stays
-** within COL_BUDGET floats. The size depends on the shapes only, so the bits
-** do not depend on the thread count.
+** within COL_BUDGET floats. A chunk costs two copies (its output out of the
+** sgemm's layout, its gradient into it), one float per 2 * group_rows FLOPs:
+** layers with fewer than MIN_CHUNK_ROWS rows per group (a first layer: 1 x
+** 3 x 3) stay one element at a time, where those copies would cost more than
+** the sgemm (measured, 1 -> 32 on 28x28: the copies were a third of its
+** time). The size depends on the shapes only, so the bits do not depend on
+** the thread count.
 */
 #define COL_BUDGET ((int64_t)2 << 20)   /* floats: 8 MiB */
+#define MIN_CHUNK_ROWS 32
 static int64_t chunk_size(const conv_geom *g) {
+  if (g->group_rows < MIN_CHUNK_ROWS) return 1;
   int64_t per = g->in_ch * g->k_h * g->k_w * g->positions;
   int64_t count = per > 0 ? COL_BUDGET / per : g->batch;
   if (count > g->batch) count = g->batch;
