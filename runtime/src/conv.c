@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "conv_geom.h"
 #include "dropnet/conv.h"
 #include "graph.h"
 #include "internal.h"
@@ -49,34 +50,7 @@ enum { SAVED_X = 0, SAVED_W = 1 };
 /* node->ints: stride, padding and dilation as {rows, columns}, then groups */
 enum { NODE_STRIDE = 0, NODE_PADDING = 2, NODE_DILATION = 4, NODE_GROUPS = 6 };
 
-/* One convolution's sizes, a 1-D one with in_h = k_h = out_h = 1. */
-typedef struct conv_geom {
-  int64_t batch, in_ch, out_ch, groups;
-  int64_t in_h, in_w, k_h, k_w, out_h, out_w;
-  int64_t stride[2], pad[2], dil[2];
-  int64_t group_rows;   /* rows of col per group: in/G * KH * KW */
-  int64_t positions;    /* OH * OW */
-} conv_geom;
-
-/* One batch element of x as im2col reads it: [C, H, W] with element strides. */
-typedef struct image {
-  const float *data;
-  int64_t sc, sh, sw;
-} image;
-
 /* --- im2col and col2im ----------------------------------------------------------- */
-
-/* ow in [*lo, *hi) reads a column inside [0, in_w) for kernel column kj. */
-static void valid_columns(const conv_geom *g, int64_t kj, int64_t *lo, int64_t *hi) {
-  int64_t shift = kj * g->dil[1] - g->pad[1];   /* iw = ow * stride + shift */
-  int64_t s = g->stride[1];
-  int64_t first = shift >= 0 ? 0 : (-shift + s - 1) / s;
-  int64_t last = g->in_w - shift <= 0 ? 0 : (g->in_w - shift + s - 1) / s;   /* first ow past the input */
-  if (last > g->out_w) last = g->out_w;
-  if (first > last) first = last;
-  *lo = first;
-  *hi = last;
-}
 
 /* A chunk of batch elements [n0, n0 + count) of x as col [rows, count * positions]:
    element i's receptive fields are columns [i * positions, (i + 1) * positions). */
@@ -91,8 +65,6 @@ typedef struct im2col_job {
   chunk ch;
   float *col;
 } im2col_job;
-
-static image image_of(const dn_tensor *x, int64_t n);
 
 /* Tasks [t0, t1) of col, task t = (element i, row r): row (c, ki, kj) holds
    x[c, oh*sh + ki*dh - ph, ow*sw + kj*dw - pw] over (oh, ow). */
@@ -248,13 +220,6 @@ static int64_t chunk_size(const conv_geom *g) {
 
 /* --- shared pieces ------------------------------------------------------------------ */
 
-/* Batch element n of x (float32, [N, C, H, W] or [N, C, L]) as an image. */
-static image image_of(const dn_tensor *x, int64_t n) {
-  const float *base = DN_F32_AT(x, x->offset + n * x->stride[0]);
-  if (x->ndim == 3) return (image){base, x->stride[1], 0, x->stride[2]};
-  return (image){base, x->stride[1], x->stride[2], x->stride[3]};
-}
-
 /* The sizes from x's and w's shapes (3-D for conv1d, 4-D for conv2d) and the
    options, stride/padding/dilation as {rows, columns}. */
 static void geom_init(conv_geom *g, int ndim, const int64_t *xs, const int64_t *ws, const int64_t *stride,
@@ -279,15 +244,6 @@ static void geom_init(conv_geom *g, int ndim, const int64_t *xs, const int64_t *
   g->positions = g->out_h * g->out_w;
 }
 
-/* One input channel per group (groups = in) and few output channels per
-   group: the direct loops. With many (a first layer: 1 -> 32 channels) the
-   group's sgemm is wide enough: measured, N 64, 1 -> 32, 28x28, 5x5: 69
-   GFLOP/s by im2col against 6 by the direct loops. */
-#define MAX_DEPTHWISE_MULTIPLIER 4
-static bool depthwise(const conv_geom *g) {
-  return g->in_ch == g->groups && g->out_ch <= MAX_DEPTHWISE_MULTIPLIER * g->groups;
-}
-
 /* Scratch of rows * cols floats, or DN_ENOMEM naming op. */
 static dn_status scratch(float **out, const char *op, int64_t rows, int64_t cols) {
   int64_t n;
@@ -295,118 +251,6 @@ static dn_status scratch(float **out, const char *op, int64_t rows, int64_t cols
     return dn_fail(DN_ENOMEM, "%s: out of memory for a [%lld, %lld] im2col buffer", op, (long long)rows,
                    (long long)cols);
   return DN_OK;
-}
-
-/* --- depthwise: direct loops ----------------------------------------------------------- */
-
-typedef struct depthwise_job {
-  const conv_geom *g;
-  const dn_tensor *x;   /* forward and dw: the input (any strides) */
-  const float *w;       /* contiguous [O, 1, KH, KW] */
-  const float *b;       /* forward: the bias or NULL */
-  const float *grad;    /* backward: contiguous [N, O, OH, OW] */
-  float *out;           /* y, dx (contiguous [N, C, H, W]) or dw */
-} depthwise_job;
-
-/* Output planes [p0, p1) of y, plane p = (n, o). */
-static void depthwise_forward_planes(const void *ctx, int64_t p0, int64_t p1) {
-  const depthwise_job *j = ctx;
-  const conv_geom *g = j->g;
-  int64_t mult = g->out_ch / g->groups;
-  for (int64_t p = p0; p < p1; p++) {
-    int64_t n = p / g->out_ch, o = p % g->out_ch;
-    image x = image_of(j->x, n);
-    const float *plane = x.data + (o / mult) * x.sc, *w = j->w + o * g->k_h * g->k_w;
-    float *y = j->out + p * g->positions, bias = j->b ? j->b[o] : 0.0f;
-    for (int64_t i = 0; i < g->positions; i++) y[i] = bias;
-    for (int64_t ki = 0; ki < g->k_h; ki++)
-      for (int64_t kj = 0; kj < g->k_w; kj++) {   /* taps outermost: one valid range per tap */
-        int64_t lo, hi, step = g->stride[1] * x.sw;
-        valid_columns(g, kj, &lo, &hi);
-        float wv = w[ki * g->k_w + kj];
-        for (int64_t oh = 0; oh < g->out_h; oh++) {
-          int64_t ih = oh * g->stride[0] + ki * g->dil[0] - g->pad[0];
-          if (ih < 0 || ih >= g->in_h) continue;
-          const float *src = plane + ih * x.sh + (lo * g->stride[1] + kj * g->dil[1] - g->pad[1]) * x.sw;
-          float *dst = y + oh * g->out_w + lo;
-          if (step == 1) {
-#pragma omp simd
-            for (int64_t i = 0; i < hi - lo; i++) dst[i] += wv * src[i];
-          } else {
-            for (int64_t i = 0; i < hi - lo; i++) dst[i] += wv * src[i * step];
-          }
-        }
-      }
-  }
-}
-
-/* Input planes [p0, p1) of dx, plane p = (n, c): every output channel of c's group scatters into it. */
-static void depthwise_dx_planes(const void *ctx, int64_t p0, int64_t p1) {
-  const depthwise_job *j = ctx;
-  const conv_geom *g = j->g;
-  int64_t mult = g->out_ch / g->groups, plane = g->in_h * g->in_w;
-  for (int64_t p = p0; p < p1; p++) {
-    int64_t n = p / g->in_ch, c = p % g->in_ch;
-    float *dx = j->out + p * plane;
-    memset(dx, 0, (size_t)plane * sizeof *dx);
-    for (int64_t o = c * mult; o < (c + 1) * mult; o++) {
-      const float *gp = j->grad + (n * g->out_ch + o) * g->positions, *w = j->w + o * g->k_h * g->k_w;
-      for (int64_t ki = 0; ki < g->k_h; ki++)
-        for (int64_t kj = 0; kj < g->k_w; kj++) {
-          int64_t lo, hi;
-          valid_columns(g, kj, &lo, &hi);
-          float wv = w[ki * g->k_w + kj];
-          for (int64_t oh = 0; oh < g->out_h; oh++) {
-            int64_t ih = oh * g->stride[0] + ki * g->dil[0] - g->pad[0];
-            if (ih < 0 || ih >= g->in_h) continue;
-            float *row = dx + ih * g->in_w + lo * g->stride[1] + kj * g->dil[1] - g->pad[1];
-            const float *src = gp + oh * g->out_w + lo;
-            if (g->stride[1] == 1) {
-#pragma omp simd
-              for (int64_t i = 0; i < hi - lo; i++) row[i] += wv * src[i];
-            } else {
-              for (int64_t i = 0; i < hi - lo; i++) row[i * g->stride[1]] += wv * src[i];
-            }
-          }
-        }
-    }
-  }
-}
-
-/* dw[o] for output channels [o0, o1): per kernel tap, a double sum over n and rows of float row sums. */
-static void depthwise_dw_channels(const void *ctx, int64_t o0, int64_t o1) {
-  const depthwise_job *j = ctx;
-  const conv_geom *g = j->g;
-  int64_t mult = g->out_ch / g->groups;
-  for (int64_t o = o0; o < o1; o++) {
-    for (int64_t ki = 0; ki < g->k_h; ki++)
-      for (int64_t kj = 0; kj < g->k_w; kj++) {
-        int64_t lo, hi;
-        valid_columns(g, kj, &lo, &hi);
-        double sum = 0.0;
-        for (int64_t n = 0; n < g->batch; n++) {
-          image x = image_of(j->x, n);
-          const float *gp = j->grad + (n * g->out_ch + o) * g->positions;
-          int64_t step = g->stride[1] * x.sw;
-          for (int64_t oh = 0; oh < g->out_h; oh++) {
-            int64_t ih = oh * g->stride[0] + ki * g->dil[0] - g->pad[0];
-            if (ih < 0 || ih >= g->in_h) continue;
-            const float *g_row = gp + oh * g->out_w;
-            const float *src = x.data + (o / mult) * x.sc + ih * x.sh +
-                               (lo * g->stride[1] + kj * g->dil[1] - g->pad[1]) * x.sw;
-            float part = 0.0f;
-            if (step == 1) {
-#pragma omp simd reduction(+ : part)
-              for (int64_t i = 0; i < hi - lo; i++) part += g_row[lo + i] * src[i];
-            } else {
-              for (int64_t i = 0; i < hi - lo; i++) part += g_row[lo + i] * src[i * step];
-            }
-            sum += part;
-          }
-        }
-        j->out[(o * g->k_h + ki) * g->k_w + kj] = (float)sum;
-      }
-  }
 }
 
 /* --- backward ----------------------------------------------------------------------- */
@@ -458,16 +302,8 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   if (!st && want_dw && !depthwise(&g)) st = scratch(&col, op, rows, nb * l);
   if (!st && (want_dx || want_dw) && !depthwise(&g) && nb > 1) st = scratch(&gbuf, op, g.out_ch, nb * l);
   if (!st && (want_dx || want_dw) && depthwise(&g) && g.out_ch > 0) {
-    depthwise_job job = {&g, x, want_dx ? dn_tensor_data(wc) : NULL, NULL, dn_tensor_data(gc), NULL};
-    int64_t taps = g.positions * g.k_h * g.k_w;
-    if (want_dx) {
-      job.out = dn_tensor_data(dx);
-      dn_parallel_rows(g.batch * g.in_ch, taps * (g.out_ch / g.groups), depthwise_dx_planes, &job);
-    }
-    if (want_dw) {
-      job.out = dn_tensor_data(dw);
-      dn_parallel_rows(g.out_ch, taps * g.batch, depthwise_dw_channels, &job);
-    }
+    if (want_dx) st = dn_depthwise_dx(&g, dn_tensor_data(wc), dn_tensor_data(gc), dn_tensor_data(dx));
+    if (!st && want_dw) st = dn_depthwise_dw(&g, x, dn_tensor_data(gc), dn_tensor_data(dw));
   } else if (!st && (want_dx || want_dw)) {
     const float *gd = dn_tensor_data(gc);
     const float *wd = want_dx ? dn_tensor_data(wc) : NULL;
@@ -625,8 +461,7 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
     st = dn_plain_contiguous(&wc, w);
     if (!st) st = b ? dn_plain_contiguous(&bc, b) : DN_OK;
     if (!st) {
-      depthwise_job job = {g, x, dn_tensor_data(wc), bc ? dn_tensor_data(bc) : NULL, NULL, yd};
-      dn_parallel_rows(g->batch * g->out_ch, g->positions * g->k_h * g->k_w, depthwise_forward_planes, &job);
+      st = dn_depthwise_forward(g, x, dn_tensor_data(wc), bc ? dn_tensor_data(bc) : NULL, yd);
     }
     dn_tensor_release(bc);
     dn_tensor_release(wc);

@@ -80,6 +80,9 @@ static const conv_case CASES[] = {
   {2, 4, 6, 6, 7, 3, 3, {1, 1}, {1, 1}, {1, 1}, 2},     /* groups */
   {2, 6, 6, 5, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 6},     /* depthwise */
   {1, 4, 8, 6, 5, 3, 3, {2, 1}, {1, 1}, {1, 2}, 4},     /* depthwise, multiplier 2 */
+  {2, 4, 8, 7, 9, 3, 3, {1, 1}, {3, 2}, {2, 1}, 4},     /* depthwise stride 1: dilation, padding past the span */
+  {1, 3, 3, 6, 5, 2, 4, {1, 1}, {0, 1}, {1, 1}, 3},     /* depthwise stride 1, even rectangular kernel */
+  {3, 5, 5, 1, 70, 1, 5, {1, 1}, {0, 2}, {1, 3}, 5},    /* depthwise rows longer than a register block */
   {2, 2, 3, 3, 4, 2, 2, {1, 1}, {3, 4}, {1, 1}, 1},     /* padding larger than the kernel */
   {1, 3, 2, 13, 11, 5, 4, {3, 2}, {2, 1}, {1, 2}, 1},   /* odd sizes */
   {2, 3, 3, 4, 4, 4, 4, {1, 1}, {0, 0}, {1, 1}, 1},     /* kernel = input: 1x1 output */
@@ -203,7 +206,18 @@ static void test_gradients(void **state) {
     dn_test_gradcheck("conv2d", apply_conv, &ctx, 3, (dn_tensor *[]){x, w, b}, 5e-3, 3e-3, 2e-3);
     RELEASE(x, w, b);
   }
-  /* a non-contiguous input leaf, and conv1d */
+  /* a non-contiguous input leaf (dense and depthwise), and conv1d */
+  for (int k = 0; k < 2; k++) {
+    conv_case cn = CASES[k ? 8 : 4];
+    dn_tensor *xc, *wk, *bk;
+    make_inputs(&cn, 310 + k, &xc, &wk, &bk);
+    dn_tensor *xnc = dn_test_noncontiguous(xc);
+    DN_OK_OR_FAIL(dn_requires_grad_(xnc, true));
+    DN_OK_OR_FAIL(dn_requires_grad_(wk, true));
+    grad_ctx cx = {&cn, false};
+    dn_test_gradcheck("conv2d", apply_conv, &cx, 3, (dn_tensor *[]){xnc, wk, bk}, 5e-3, 3e-3, 2e-3);
+    RELEASE(xc, wk, bk, xnc);
+  }
   conv_case c = CASES[4];
   dn_tensor *x, *w, *b;
   make_inputs(&c, 300, &x, &w, &b);
