@@ -55,7 +55,7 @@ hostile: build
 	DN_HOSTILE_CALLS=$(HOSTILE_CALLS) sh $(BUILD)/hostile/hostile.sh $(if $(REPLAY),--replay $(REPLAY)) --seed $(HOSTILE_SEED)
 
 # Every benchmark side by side with PyTorch, the machine's roofs and the targets of
-# issue 11 (scripts/bench/all.sh; BENCH_ARGS="--quick", "--pairs 5", "--peers DIR", ...).
+# issues 11 and 13 (scripts/bench/all.sh; BENCH_ARGS="--quick", "--pairs 5", "--no-cnn", ...).
 bench: build
 	sh scripts/bench/all.sh --dropnet $(BUILD)/dropnet $(BENCH_ARGS)
 

@@ -1,7 +1,7 @@
 #!/bin/sh
-# scripts/bench/all.sh — every benchmark of issue 11 in one run, side by side with PyTorch.
+# scripts/bench/all.sh — every benchmark of issues 11 and 13 in one run, side by side with PyTorch.
 #
-#   sh scripts/bench/all.sh [--pairs N] [--quick] [--peers DIR] [--no-busy] [--dropnet BIN]
+#   sh scripts/bench/all.sh [--pairs N] [--quick] [--peers DIR] [--no-busy] [--no-cnn] [--dropnet BIN]
 #                           [--epochs E] [--samples S] [--smoke]        (or: make bench)
 #
 # Prints the machine (CPU model, vendor, AVX-512/AVX2, dropnet's sgemm kernel
@@ -15,6 +15,8 @@
 #   - small MLP training (--model b: 784-64-10, batch 32); PyTorch's figure is the
 #     better of its 1- and 2-thread runs in each pair (its best tuning for this model);
 #   - inference at batch 1000 (eval, no_grad, the 10k test images; from the model-a runs);
+#   - small CNN training and inference at batch 1000 (--model c, issue 13: two conv + BatchNorm
+#     + ReLU + max-pool + Dropout2d blocks, then Linear 3136-128-10; batch 128);
 #   - dropout forward and forward+backward (scripts/bench/dropout.lua against
 #     torch_dropout_bench.py: F.dropout, p = 0.5, 16M floats and [128,1024], 2 threads);
 #   - start-up (`dropnet -e ''` against `python3 -c 'import torch'`);
@@ -33,6 +35,7 @@
 #                  default ../shared/peers beside the checkout. Without them, or when
 #                  /usr/bin/python3 cannot import torch, only dropnet's figures and the roofs print.
 #   --no-busy      skip the busy-neighbour case
+#   --no-cnn       skip the small CNN (issue 13's case, the longest: ~1 min per epoch of PyTorch)
 #   --dropnet BIN  the dropnet command (default build/dropnet); bench_roofs and bench_gemm_roof
 #                  are taken from the same directory
 #   --epochs E     training epochs per run (default 4; --quick: 2)
@@ -42,7 +45,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
-pairs="" quick=0 smoke=0 peers="" busy=1 bin="$here/build/dropnet" epochs="" samples=""
+pairs="" quick=0 smoke=0 peers="" busy=1 cnn=1 bin="$here/build/dropnet" epochs="" samples=""
 usage() { sed -n '3,4p' "$0" | sed 's/^# *//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,6 +54,7 @@ while [ $# -gt 0 ]; do
     --smoke) smoke=1 quick=1; shift ;;
     --peers) [ $# -ge 2 ] || usage; peers=$2; shift 2 ;;
     --no-busy) busy=0; shift ;;
+    --no-cnn) cnn=0; shift ;;
     --dropnet) [ $# -ge 2 ] || usage; bin=$2; shift 2 ;;
     --epochs) [ $# -ge 2 ] || usage; epochs=$2; shift 2 ;;
     --samples) [ $# -ge 2 ] || usage; samples=$2; shift 2 ;;
@@ -329,6 +333,32 @@ table "small MLP training (model b: 784-64-10, dropout, batch 32; PyTorch: the b
 table "inference at batch 1000 (model a after training, eval, no_grad, 10k test images, median of $infer_reps passes; samples/s)" \
   samples/s "$tmp/infer" higher 1.3 "inference, batch 1000 (samples/s)"
 
+# --- small CNN (issue 13) ---------------------------------------------------------------------------------
+if [ "$cnn" = 1 ]; then
+  : > "$tmp/c" ; : > "$tmp/c_infer" ; : > "$tmp/spread_c"
+  first=1 i=1
+  while [ "$i" -le "$pairs" ]; do
+    run_dn() { dn_train "$tmp/dn_c" c "$epochs" --infer --infer-reps "$infer_reps"; }
+    run_pt() { [ "$torch" = 0 ] || pt_train "$tmp/pt_c" c "$epochs" 2 --infer --infer-reps "$infer_reps"; }
+    if [ "$first" = 1 ]; then run_dn; run_pt; else run_pt; run_dn; fi
+    dn=$(rate_of "$tmp/dn_c"); need "train_throughput.lua --model c" "$dn" "$tmp/dn_c"
+    dni=$(infer_of "$tmp/dn_c"); need "train_throughput.lua --model c --infer" "$dni" "$tmp/dn_c"
+    spread_of "$tmp/dn_c" >> "$tmp/spread_c"
+    pt=- pti=-
+    if [ "$torch" = 1 ]; then
+      pt=$(rate_of "$tmp/pt_c"); need "torch_mlp_train.py --model c" "$pt" "$tmp/pt_c"
+      pti=$(infer_of "$tmp/pt_c"); need "torch_mlp_train.py --model c --infer" "$pti" "$tmp/pt_c"
+    fi
+    echo "$i $dn $pt" >> "$tmp/c"
+    echo "$i $dni $pti" >> "$tmp/c_infer"
+    first=$((1 - first)) i=$((i + 1))
+  done
+  table "small CNN training (model c: 2 x conv 3x3 + BatchNorm + ReLU + max-pool + Dropout2d, Linear 3136-128-10, batch 128; samples/s)" \
+    samples/s "$tmp/c" higher 3 "small CNN training (samples/s)"
+  table "small CNN inference at batch 1000 (model c after training, eval, no_grad, 10k test images; samples/s)" \
+    samples/s "$tmp/c_infer" higher 2 "small CNN inference, batch 1000 (samples/s)"
+fi
+
 # --- dropout ----------------------------------------------------------------------------------------------
 dn_drop() { awk -v size="$1" -v mode="$2" '/^16M floats/ { s = "16M" } /^\[128,1024\]/ { s = "128x1024" }
   s == size && $1 == "dropout" && $2 == mode && $3 == "(F.dropout)" { print $6 }' "$3"; }
@@ -427,6 +457,7 @@ else
   spread_row "reference MLP (model a)" "$tmp/spread_a"
   [ "$busy" = 0 ] || spread_row "reference MLP, busy neighbour" "$tmp/spread_busy"
   spread_row "small MLP (model b)" "$tmp/spread_b"
+  [ "$cnn" = 0 ] || spread_row "small CNN (model c)" "$tmp/spread_c"
   if [ -s "$tmp/pt_spread" ]; then
     set -- $(awk 'NR == 1 || $1 < lo { lo = $1 } NR == 1 || $2 > hi { hi = $2 } END { printf "%.2f %.2f", lo, hi }' "$tmp/pt_spread")
     echo "(PyTorch, reference MLP, for comparison: slowest $1, fastest $2 of epoch 1)"

@@ -17,7 +17,7 @@ for line in '== machine' 'cpu: ' 'kernel: ' 'dropnet: ' \
   'pytorch: skipped: no torch_mlp_train.py and torch_dropout_bench.py in /nonexistent/peers' \
   '== roofs' 'copy  memcpy ' '== reference MLP training (model a' '== reference MLP against the roofs' \
   'median % of GEMM roof: ' '== reference MLP training beside a busy neighbour' '== small MLP training (model b' \
-  '== inference at batch 1000' '== dropout fwd, 16M floats' '== dropout fwd+bwd, 16M floats' \
+  '== inference at batch 1000' '== small CNN training (model c' '== small CNN inference at batch 1000' '== dropout fwd, 16M floats' '== dropout fwd+bwd, 16M floats' \
   '== dropout fwd, 128x1024 floats' '== dropout fwd+bwd, 128x1024 floats' '== start-up' '== peak RSS' \
   '== per-epoch spread' '== summary' 'PyTorch skipped: '; do
   grep -qF -- "$line" "$out" || fail "no line with: $line"
@@ -27,7 +27,8 @@ for row in 'reference MLP training (samples/s)' 'reference MLP, % of GEMM roof' 
   'small MLP training (samples/s)' 'inference, batch 1000 (samples/s)' 'dropout fwd 16M (G elements/s)' \
   'dropout fwd+bwd 16M (G elements/s)' 'dropout fwd 128x1024 (G elements/s)' \
   'dropout fwd+bwd 128x1024 (G elements/s)' 'start-up (ms)' 'peak RSS (MiB)' \
-  'epoch spread: reference MLP (model a)' 'epoch spread: small MLP (model b)'; do
+  'epoch spread: reference MLP (model a)' 'epoch spread: small MLP (model b)' 'small CNN training (samples/s)' \
+  'small CNN inference, batch 1000 (samples/s)' 'epoch spread: small CNN (model c)'; do
   awk -v row="$row" 'index($0, row) == 1 { print substr($0, 47) }' "$out" | grep -Eq '^ *[0-9][0-9.]*' ||
     fail "summary row without a dropnet figure: $row"
 done
