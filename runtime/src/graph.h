@@ -17,7 +17,7 @@
 #include "dropnet/tensor.h"
 
 #define DN_NODE_INPUTS 3
-#define DN_NODE_SAVED 4
+#define DN_NODE_SAVED 5
 
 typedef struct dn_node dn_node;
 typedef dn_status (*dn_backward_fn)(dn_node *node, dn_tensor *grad_out, dn_tensor **grad_in);

@@ -6,7 +6,8 @@
 ** GCC/clang vector type: one zmm, or two ymm on AVX2 builds). A run is
 ** summed by one task in a fixed order, so the bits do not depend on the
 ** thread count. Used by the normalizations and the convolution's bias
-** gradient.
+** gradient; lanes_g_gx applies a ReLU's backward on the way (batch norm +
+** ReLU).
 */
 #ifndef DN_LANES_H
 #define DN_LANES_H
@@ -74,21 +75,53 @@ static inline void lanes_shifted(double acc_d[LANES], double acc_sq[LANES], cons
   }
 }
 
-/* acc_g += g, acc_gx += g * (x - mean) */
-static inline void lanes_g_gx(double acc_g[LANES], double acc_gx[LANES], const float *g, const float *x, int64_t n,
-                              double mean) {
+/*
+** ReLU's backward of the gradient g at the ReLU's output y: g, or +0 where
+** y <= 0 (a NaN output passes g), the runtime's relu backward (unary.c) bit
+** for bit. A bit mask rather than a select: gcc does not vectorize a float
+** select whose result feeds double arithmetic (linear.c's zero_unless).
+*/
+static inline __attribute__((always_inline)) float relu_grad(float g, float y) {
+  uint32_t bits;
+  memcpy(&bits, &g, sizeof bits);
+  bits &= -(uint32_t)!(y <= 0.0f);
+  memcpy(&g, &bits, sizeof g);
+  return g;
+}
+
+typedef int32_t int_lanes __attribute__((vector_size(LANES * sizeof(int32_t))));
+
+/* g[0..LANES), each through relu_grad at y[0..LANES) when y is given, widened to double. */
+static inline __attribute__((always_inline)) lanes lanes_of_grad(const float *g, const float *y) {
+  if (!y) return lanes_of(g);
+  float_lanes gf, yf;
+  int_lanes bits;
+  memcpy(&gf, g, sizeof gf);
+  memcpy(&yf, y, sizeof yf);
+  memcpy(&bits, &gf, sizeof bits);
+  bits &= ~(yf <= 0.0f);   /* a vector comparison: -1 where true */
+  memcpy(&gf, &bits, sizeof gf);
+  return __builtin_convertvector(gf, lanes);
+}
+
+/* acc_g += g', acc_gx += g' * (x - mean), g' = g, or relu_grad(g, y) when
+   y (ReLU's output over these elements) is given. */
+static inline __attribute__((always_inline)) void lanes_g_gx(double acc_g[LANES], double acc_gx[LANES],
+                                                             const float *g, const float *y, const float *x,
+                                                             int64_t n, double mean) {
   int64_t s = 0;
   lanes a = lanes_load(acc_g), b = lanes_load(acc_gx);
   for (; s + LANES <= n; s += LANES) {
-    lanes gv = lanes_of(g + s);
+    lanes gv = lanes_of_grad(g + s, y ? y + s : NULL);
     a += gv;
     b += gv * (lanes_of(x + s) - mean);
   }
   lanes_store(acc_g, a);
   lanes_store(acc_gx, b);
   for (; s < n; s++) {
-    acc_g[s % LANES] += g[s];
-    acc_gx[s % LANES] += g[s] * (x[s] - mean);
+    float gs = y ? relu_grad(g[s], y[s]) : g[s];
+    acc_g[s % LANES] += gs;
+    acc_gx[s % LANES] += gs * (x[s] - mean);
   }
 }
 

@@ -26,6 +26,16 @@
 **   dbias = sum g,  dweight = sum g * xhat,
 **   dx = weight * invstd * (g - dbias / M - xhat * dweight / M)   (training)
 **   dx = weight * invstd * g                                      (eval: constants).
+**
+** Batch norm + ReLU (dn_batch_norm_relu) is the same op with a flag: the
+** forward's write pass applies ReLU to each float32 output as the runtime's
+** relu does (v < 0 ? 0 : v), and its node also saves that output y; the
+** backward's two passes read g through ReLU's backward (+0 where y <= 0,
+** relu_grad in lanes.h) wherever they read g. The values are exactly those
+** of the unfused pair, and no pass, pre-activation tensor or masked gradient
+** is added. The mask comes from the saved y, not from recomputing the
+** normalized value with the float32-saved statistics, which would not give
+** the forward's bits.
 */
 #include <stdio.h>
 #include <string.h>
@@ -36,8 +46,9 @@
 #include "internal.h"
 #include "lanes.h"
 
-enum { SAVED_X = 0, SAVED_WEIGHT = 1, SAVED_MEAN = 2, SAVED_INVSTD = 3 };
-enum { NODE_TRAINING = 0 };   /* node->ints: whether the batch's statistics were used */
+enum { SAVED_X = 0, SAVED_WEIGHT = 1, SAVED_MEAN = 2, SAVED_INVSTD = 3, SAVED_Y = 4 };   /* SAVED_Y: with ReLU */
+enum { NODE_TRAINING = 0, NODE_RELU = 1 };   /* node->ints: batch statistics used; ReLU fused */
+_Static_assert(SAVED_Y < DN_NODE_SAVED, "norm.c: a node holds x, weight, mean, invstd and y");
 
 /* An input read as [n, c, s]. */
 typedef struct bn_dims {
@@ -72,7 +83,7 @@ typedef struct bn_forward_job {
   const float *x, *weight, *bias;   /* weight, bias contiguous or NULL */
   float *y;
   dn_tensor *running_mean, *running_var;   /* or NULL (training only) */
-  bool training;
+  bool training, relu;
   double momentum, eps;
   float *save_mean, *save_invstd;   /* [C] */
 } bn_forward_job;
@@ -94,6 +105,17 @@ static void batch_stats(const bn_forward_job *j, int64_t c, double *mean_out, do
   }
 }
 
+/* n outputs of a channel, with relu then ReLU as the runtime's (v < 0 keeps NaN and -0, unary.c). Inlined
+   at a constant relu: one loop, and one expression for the normalized value fused or not. */
+static DN_ALWAYS_INLINE void forward_run(float *y, const float *x, int64_t n, double mean, double scale, double b,
+                                         bool relu) {
+#pragma omp simd
+  for (int64_t s = 0; s < n; s++) {
+    float v = (float)((x[s] - mean) * scale + b);
+    y[s] = relu && v < 0.0f ? 0.0f : v;
+  }
+}
+
 static void forward_channels(const void *ctx, int64_t c0, int64_t c1) {
   const bn_forward_job *j = ctx;
   bn_dims d = j->d;
@@ -107,8 +129,8 @@ static void forward_channels(const void *ctx, int64_t c0, int64_t c1) {
     for (int64_t n = 0; n < d.n; n++) {
       const float *xr = j->x + (n * d.c + c) * d.s;
       float *yr = j->y + (n * d.c + c) * d.s;
-#pragma omp simd
-      for (int64_t s = 0; s < d.s; s++) yr[s] = (float)((xr[s] - mean) * scale + b);
+      if (j->relu) forward_run(yr, xr, d.s, mean, scale, b, true);
+      else forward_run(yr, xr, d.s, mean, scale, b, false);
     }
     j->save_mean[c] = (float)mean;
     j->save_invstd[c] = (float)invstd;
@@ -117,21 +139,34 @@ static void forward_channels(const void *ctx, int64_t c0, int64_t c1) {
 
 /* --- backward --------------------------------------------------------------------------- */
 
-/* Channels [c0, c1) of a backward pass; outputs NULL when not wanted. */
+/* Channels [c0, c1) of a backward pass; outputs NULL when not wanted. With y
+   (the output of batch norm + ReLU) g is read through ReLU's backward. */
 typedef struct bn_backward_job {
   bn_dims d;
   bool training;
-  const float *x, *g, *weight, *mean, *invstd;   /* weight may be NULL */
+  const float *x, *g, *y, *weight, *mean, *invstd;   /* y, weight may be NULL */
   float *dx, *dweight, *dbias;
 } bn_backward_job;
 
-static void backward_channels(const void *ctx, int64_t c0, int64_t c1) {
-  const bn_backward_job *j = ctx;
+/* dx of n elements of a channel; with relu (a constant once inlined) g through ReLU's backward at y. */
+static DN_ALWAYS_INLINE void backward_run(float *dx, const float *x, const float *g, const float *y, int64_t n,
+                                          double mean, double k, double g_shift, double xmu_scale, bool relu) {
+#pragma omp simd
+  for (int64_t s = 0; s < n; s++) {
+    float gs = relu ? relu_grad(g[s], y[s]) : g[s];
+    dx[s] = (float)(k * (gs - g_shift - (x[s] - mean) * xmu_scale));
+  }
+}
+
+/* Channels [c0, c1); fused: whether j->y is given, a constant once inlined. */
+static DN_ALWAYS_INLINE void backward_channel_range(const bn_backward_job *j, int64_t c0, int64_t c1, bool fused) {
   bn_dims d = j->d;
   for (int64_t c = c0; c < c1; c++) {
     double mean = j->mean[c], invstd = j->invstd[c], acc_g[LANES] = {0}, acc_gx[LANES] = {0};
-    for (int64_t n = 0; n < d.n; n++)
-      lanes_g_gx(acc_g, acc_gx, j->g + (n * d.c + c) * d.s, j->x + (n * d.c + c) * d.s, d.s, mean);
+    for (int64_t n = 0; n < d.n; n++) {
+      int64_t at = (n * d.c + c) * d.s;
+      lanes_g_gx(acc_g, acc_gx, j->g + at, fused ? j->y + at : NULL, j->x + at, d.s, mean);
+    }
     double sum_g = lanes_total(acc_g), sum_g_xmu = lanes_total(acc_gx);
     if (j->dbias) j->dbias[c] = (float)sum_g;
     if (j->dweight) j->dweight[c] = (float)(sum_g_xmu * invstd);
@@ -139,21 +174,27 @@ static void backward_channels(const void *ctx, int64_t c0, int64_t c1) {
     double m = (double)(d.n * d.s), k = (j->weight ? j->weight[c] : 1.0) * invstd;
     double g_shift = j->training ? sum_g / m : 0, xmu_scale = j->training ? sum_g_xmu * invstd * invstd / m : 0;
     for (int64_t n = 0; n < d.n; n++) {
-      const float *xr = j->x + (n * d.c + c) * d.s, *gr = j->g + (n * d.c + c) * d.s;
-      float *dxr = j->dx + (n * d.c + c) * d.s;
-#pragma omp simd
-      for (int64_t s = 0; s < d.s; s++) dxr[s] = (float)(k * (gr[s] - g_shift - (xr[s] - mean) * xmu_scale));
+      int64_t at = (n * d.c + c) * d.s;
+      backward_run(j->dx + at, j->x + at, j->g + at, fused ? j->y + at : NULL, d.s, mean, k, g_shift, xmu_scale,
+                   fused);
     }
   }
 }
 
+static void backward_channels(const void *ctx, int64_t c0, int64_t c1) {
+  const bn_backward_job *j = ctx;
+  if (j->y) backward_channel_range(j, c0, c1, true);
+  else backward_channel_range(j, c0, c1, false);
+}
+
 static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   bn_dims d = dims_of(node->in_ndim[0], node->in_shape[0]);
-  dn_tensor *x, *mean, *invstd, *weight = NULL, *xc = NULL, *gc = NULL, *wc = NULL;
+  dn_tensor *x, *mean, *invstd, *weight = NULL, *y = NULL, *xc = NULL, *gc = NULL, *wc = NULL;
   dn_status st = dn_node_saved(node, SAVED_X, &x);
   if (!st) st = dn_node_saved(node, SAVED_MEAN, &mean);
   if (!st) st = dn_node_saved(node, SAVED_INVSTD, &invstd);
   if (!st && node->saved[SAVED_WEIGHT]) st = dn_node_saved(node, SAVED_WEIGHT, &weight);
+  if (!st && node->ints[NODE_RELU]) st = dn_node_saved(node, SAVED_Y, &y);   /* the forward's own output: contiguous */
   if (!st) st = dn_plain_contiguous(&xc, x);
   if (!st) st = dn_plain_contiguous(&gc, grad);
   if (!st && weight) st = dn_plain_contiguous(&wc, weight);
@@ -161,7 +202,8 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
     if (node->needs_grad[i]) st = dn_tensor_new(&grad_in[i], DN_F32, node->in_ndim[i], node->in_shape[i]);
   if (!st) {
     bn_backward_job job = {d, node->ints[NODE_TRAINING] != 0, dn_tensor_data(xc), dn_tensor_data(gc),
-                           wc ? dn_tensor_data(wc) : NULL, dn_tensor_data(mean), dn_tensor_data(invstd),
+                           y ? dn_tensor_data(y) : NULL, wc ? dn_tensor_data(wc) : NULL, dn_tensor_data(mean),
+                           dn_tensor_data(invstd),
                            grad_in[0] ? dn_tensor_data(grad_in[0]) : NULL,
                            grad_in[1] ? dn_tensor_data(grad_in[1]) : NULL,
                            grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL};
@@ -173,70 +215,73 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
   return st;
 }
 static const dn_node_type batch_norm_node = {"batch_norm", batch_norm_backward};
+static const dn_node_type batch_norm_relu_node = {"batch_norm_relu", batch_norm_backward};
 
 /* --- checks ------------------------------------------------------------------------------- */
 
-/* A per-channel tensor: float32 [C], or NULL. */
-static dn_status check_channel_tensor(const char *what, const dn_tensor *t, const dn_tensor *x) {
+/* A per-channel tensor: float32 [C], or NULL. op: the entry point's name, for messages. */
+static dn_status check_channel_tensor(const char *op, const char *what, const dn_tensor *t, const dn_tensor *x) {
   if (!t) return DN_OK;
-  dn_status st = dn_check_float("batch_norm", what, t);
+  dn_status st = dn_check_float(op, what, t);
   if (st) return st;
   char ts[128], xs[128];
   if (t->ndim != 1 || t->shape[0] != x->shape[1])
-    return dn_fail(DN_ESHAPE, "batch_norm: %s must be [%lld], one value per channel of input %s (got shape %s)",
-                   what, (long long)x->shape[1], dn_shape_str(x, xs, sizeof xs), dn_shape_str(t, ts, sizeof ts));
+    return dn_fail(DN_ESHAPE, "%s: %s must be [%lld], one value per channel of input %s (got shape %s)", op, what,
+                   (long long)x->shape[1], dn_shape_str(x, xs, sizeof xs), dn_shape_str(t, ts, sizeof ts));
   return DN_OK;
 }
 
 /* A running statistic updated in place: no graph, no expanded view. */
-static dn_status check_running_writable(const char *what, const dn_tensor *t) {
+static dn_status check_running_writable(const char *op, const char *what, const dn_tensor *t) {
   if (t->requires_grad)
-    return dn_fail(DN_EINVAL, "batch_norm: %s must not require grad (it is updated in place)", what);
-  return dn_check_writable("batch_norm", t);
+    return dn_fail(DN_EINVAL, "%s: %s must not require grad (it is updated in place)", op, what);
+  return dn_check_writable(op, t);
 }
 
-static dn_status check_args(const dn_tensor *x, const dn_tensor *weight, const dn_tensor *bias,
+static dn_status check_args(const char *op, const dn_tensor *x, const dn_tensor *weight, const dn_tensor *bias,
                             const dn_tensor *running_mean, const dn_tensor *running_var, bool training,
                             double momentum, double eps) {
   char xs[128];
-  dn_status st = dn_check_float("batch_norm", "input", x);
+  dn_status st = dn_check_float(op, "input", x);
   if (st) return st;
   if (x->ndim < 2 || x->ndim > 4)
-    return dn_fail(DN_ESHAPE, "batch_norm: input must be [N, C], [N, C, L] or [N, C, H, W] (got shape %s)",
+    return dn_fail(DN_ESHAPE, "%s: input must be [N, C], [N, C, L] or [N, C, H, W] (got shape %s)", op,
                    dn_shape_str(x, xs, sizeof xs));
   for (int i = 1; i < x->ndim; i++)
     if (x->shape[i] == 0)
-      return dn_fail(DN_ESHAPE, "batch_norm: input %s has an empty dim (only the batch N may be 0)",
+      return dn_fail(DN_ESHAPE, "%s: input %s has an empty dim (only the batch N may be 0)", op,
                      dn_shape_str(x, xs, sizeof xs));
-  st = check_channel_tensor("weight", weight, x);
-  if (!st) st = check_channel_tensor("bias", bias, x);
-  if (!st) st = check_channel_tensor("running_mean", running_mean, x);
-  if (!st) st = check_channel_tensor("running_var", running_var, x);
+  st = check_channel_tensor(op, "weight", weight, x);
+  if (!st) st = check_channel_tensor(op, "bias", bias, x);
+  if (!st) st = check_channel_tensor(op, "running_mean", running_mean, x);
+  if (!st) st = check_channel_tensor(op, "running_var", running_var, x);
   if (st) return st;
   if (!running_mean != !running_var)
-    return dn_fail(DN_EINVAL, "batch_norm: running_mean and running_var go together (got only %s)",
+    return dn_fail(DN_EINVAL, "%s: running_mean and running_var go together (got only %s)", op,
                    running_mean ? "running_mean" : "running_var");
   if (!training && !running_mean)
-    return dn_fail(DN_EINVAL, "batch_norm: eval mode (training false) needs running_mean and running_var");
-  if (!(eps >= 0) || isinf(eps)) return dn_fail(DN_EINVAL, "batch_norm: eps must be finite and >= 0 (got %g)", eps);
+    return dn_fail(DN_EINVAL, "%s: eval mode (training false) needs running_mean and running_var", op);
+  if (!(eps >= 0) || isinf(eps)) return dn_fail(DN_EINVAL, "%s: eps must be finite and >= 0 (got %g)", op, eps);
   if (!(momentum >= 0 && momentum <= 1))
-    return dn_fail(DN_EINVAL, "batch_norm: momentum must be in [0, 1] (got %g)", momentum);
+    return dn_fail(DN_EINVAL, "%s: momentum must be in [0, 1] (got %g)", op, momentum);
   bn_dims d = dims_of(x->ndim, x->shape);
   if (training && d.n * d.s == 1)
-    return dn_fail(DN_ESHAPE, "batch_norm: expected more than 1 value per channel when training (got input %s)",
+    return dn_fail(DN_ESHAPE, "%s: expected more than 1 value per channel when training (got input %s)", op,
                    dn_shape_str(x, xs, sizeof xs));
   if (training && running_mean) {
-    st = check_running_writable("running_mean", running_mean);
-    if (!st) st = check_running_writable("running_var", running_var);
+    st = check_running_writable(op, "running_mean", running_mean);
+    if (!st) st = check_running_writable(op, "running_var", running_var);
   }
   return st;
 }
 
-dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias, dn_tensor *running_mean,
-                        dn_tensor *running_var, bool training, double momentum, double eps) {
-  DN_FPMODE_SCOPE();
+/* The forward of dn_batch_norm and (relu) dn_batch_norm_relu. */
+static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
+                            dn_tensor *running_mean, dn_tensor *running_var, bool training, double momentum,
+                            double eps, bool relu) {
   *out = NULL;
-  dn_status st = check_args(x, weight, bias, running_mean, running_var, training, momentum, eps);
+  const dn_node_type *type = relu ? &batch_norm_relu_node : &batch_norm_node;
+  dn_status st = check_args(type->name, x, weight, bias, running_mean, running_var, training, momentum, eps);
   if (st) return st;
   bn_dims d = dims_of(x->ndim, x->shape);
   if (d.n == 0) running_mean = running_var = NULL;   /* nothing to learn from */
@@ -250,7 +295,7 @@ dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_ten
   if (!st) st = dn_tensor_new(&invstd, DN_F32, 1, &d.c);
   if (!st) {
     bn_forward_job job = {d, dn_tensor_data(xc), wc ? dn_tensor_data(wc) : NULL, bc ? dn_tensor_data(bc) : NULL,
-                          dn_tensor_data(y), running_mean, running_var, training, momentum, eps,
+                          dn_tensor_data(y), running_mean, running_var, training, relu, momentum, eps,
                           dn_tensor_data(mean), dn_tensor_data(invstd)};
     if (d.n > 0) {
       dn_parallel_rows(d.c, 2 * d.n * d.s, forward_channels, &job);
@@ -262,11 +307,13 @@ dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_ten
       dn_bump_version(running_mean);
       dn_bump_version(running_var);
     }
-    st = dn_record(y, &batch_norm_node, 3, (const dn_tensor *[]){x, weight, bias}, &node);
+    st = dn_record(y, type, 3, (const dn_tensor *[]){x, weight, bias}, &node);
   }
   if (!st && node) {
     node->ints[NODE_TRAINING] = training;
+    node->ints[NODE_RELU] = relu;
     st = save_for_backward(node, x, weight, mean, invstd);
+    if (!st && relu) st = dn_node_save(node, SAVED_Y, y);   /* ReLU's mask in backward */
   }
   dn_tensor_release(invstd);
   dn_tensor_release(mean);
@@ -279,6 +326,19 @@ dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_ten
   }
   *out = y;
   return DN_OK;
+}
+
+dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias, dn_tensor *running_mean,
+                        dn_tensor *running_var, bool training, double momentum, double eps) {
+  DN_FPMODE_SCOPE();
+  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, false);
+}
+
+dn_status dn_batch_norm_relu(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
+                             dn_tensor *running_mean, dn_tensor *running_var, bool training, double momentum,
+                             double eps) {
+  DN_FPMODE_SCOPE();
+  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, true);
 }
 
 /* --- layer and group normalization -----------------------------------------------------

@@ -7,9 +7,11 @@
 -- GFLOP/s (the convolution's multiply-adds counted as 2 FLOPs; backward as twice
 -- the forward, once without dx), the median of --reps timed runs after a warm-up.
 -- Layers: the two convolutions of the small CNN of train_throughput.lua --model c
--- (batch 128), its batch norm, ReLU and max pool, and a depthwise 3x3 convolution
--- next to a dense one of the same FLOPs (N 8, 28x28: 1024 channels one per group
--- against 32 -> 32), whose ratio is the last line.
+-- (batch 128), its batch norm, ReLU, the two as nn.Sequential fuses them
+-- (F.batch_norm_relu: against the sum of the two rows above) and max pool, and
+-- a depthwise 3x3 convolution next to a dense one of the same FLOPs (N 8,
+-- 28x28: 1024 channels one per group against 32 -> 32), whose ratio is the
+-- last line.
 local dn = require "dropnet"
 local nn = dn.nn
 
@@ -74,6 +76,8 @@ bench("Conv2d 32->64 3x3 pad 1, 128x32x14x14", nn.Conv2d(32, 64, 3, {padding = 1
   conv_flops(128, 32, 64, 14, 3, 1), true)
 bench("BatchNorm2d(32), 128x32x28x28", nn.BatchNorm2d(32), dn.randn(128, 32, 28, 28), 0, true)
 bench("ReLU, 128x32x28x28", nn.ReLU(), dn.randn(128, 32, 28, 28), 0, true)
+bench("BatchNorm2d(32) + ReLU fused, 128x32x28x28", nn.Sequential(nn.BatchNorm2d(32), nn.ReLU()),
+  dn.randn(128, 32, 28, 28), 0, true)
 bench("MaxPool2d(2), 128x32x28x28", nn.MaxPool2d(2), dn.randn(128, 32, 28, 28), 0, true)
 local _, dense = bench("dense Conv2d 32->32 3x3, 8x32x28x28", nn.Conv2d(32, 32, 3, {padding = 1}),
   dn.randn(8, 32, 28, 28), conv_flops(8, 32, 32, 28, 3, 1), true)

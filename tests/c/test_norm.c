@@ -1,9 +1,13 @@
 /* Batch, layer and group normalization: values (and batch norm's running
    statistics, train and eval) against naive loops, gradients by finite
-   differences, the same bits for 1-4 threads, every bad argument's message. */
+   differences, the same bits for 1-4 threads, every bad argument's message.
+   Batch norm + ReLU: the bits of batch norm then relu (values, running
+   statistics, gradients), boundary values (zeros of both signs, NaN)
+   included, for 1-3 threads. */
 #include "testutil.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "graph.h"
@@ -327,6 +331,285 @@ static void test_errors(void **state) {
   RELEASE(y, x, xi, x1, x5, xe, one, w3, w4, w33, rm, rv, ri, rg, rx, scalar);
 }
 
+/* --- batch norm + ReLU ------------------------------------------------------------------------ */
+
+/* Which tensors require grad in a fused-vs-unfused run. */
+enum { GRAD_X = 1, GRAD_W = 2, GRAD_B = 4 };
+
+/* What a run leaves: the output, the running statistics, the gradients of x, weight, bias (NULL: none). */
+enum { OUT_Y, OUT_RM, OUT_RV, OUT_DX, OUT_DW, OUT_DB, N_OUTS };
+
+/* Boundary values in the inputs: channel 0 of x symmetric about an exact
+   mean 0, with +0 and -0 elements (and, affine, a negative weight and a -0
+   bias: outputs +0 and -0); running_mean 0 there too (eval: the same zeros).
+   Channel 1: a NaN element (training: the whole channel's statistics NaN;
+   eval: one NaN output). Last channel in eval (C >= 3): a negative running
+   variance (1 / sqrt of a negative: NaN for the channel). The gradient: an
+   infinity at the two zeros of channel 0 (masked: 0, not NaN). */
+static void set_boundaries(bn_inputs *in, const bn_case *c, dn_tensor *g) {
+  int64_t n = c->shape[0], ch = c->shape[1], s = 1;
+  for (int d = 2; d < c->ndim; d++) s *= c->shape[d];
+  float *x = dn_tensor_data(in->x), *gd = dn_tensor_data(g);
+  int64_t m = n * s;
+  for (int64_t k = 0; k < m; k++) {
+    int64_t at = ((k / s) * ch) * s + k % s, pair = k / 2;
+    float v = (float)(pair % 3) * 0.25f * (k % 2 ? -1.0f : 1.0f);   /* pairs +v, -v: +0, -0 at pair % 3 == 0 */
+    x[at] = (k == m - 1 && m % 2) ? 0.0f : v;
+  }
+  gd[0] = INFINITY;
+  if (m > 1) gd[1] = -INFINITY;
+  ((float *)dn_tensor_data(in->running_mean))[0] = 0.0f;
+  if (in->weight) {
+    float *w = dn_tensor_data(in->weight);
+    w[0] = -fabsf(w[0]) - 0.5f;
+    ((float *)dn_tensor_data(in->bias))[0] = -0.0f;
+  }
+  if (ch > 1) x[s] = NAN;
+  if (ch > 2 && !c->training) ((float *)dn_tensor_data(in->running_var))[ch - 1] = -1.0f;
+}
+
+/* One run of the case: dn_batch_norm_relu (fused) or dn_batch_norm then dn_unary(DN_RELU), with running
+   statistics or without (training only), the grads asked for, back-propagating a fixed gradient. */
+static void run_relu_case(dn_tensor *outs[N_OUTS], const bn_case *c, bool fused, bool running, unsigned grads,
+                          bool boundaries, bool strided) {
+  bn_inputs in = make_inputs(c, 500 + (uint64_t)(c - CASES));
+  dn_tensor *g = dn_test_random(600, c->ndim, c->shape);
+  if (boundaries) set_boundaries(&in, c, g);
+  if (strided) {
+    dn_tensor *xn = dn_test_noncontiguous(in.x), *gn = dn_test_noncontiguous(g);
+    RELEASE(in.x, g);
+    in.x = xn;
+    g = gn;
+  }
+  if (grads & GRAD_X) DN_OK_OR_FAIL(dn_requires_grad_(in.x, true));
+  if ((grads & GRAD_W) && in.weight) DN_OK_OR_FAIL(dn_requires_grad_(in.weight, true));
+  if ((grads & GRAD_B) && in.bias) DN_OK_OR_FAIL(dn_requires_grad_(in.bias, true));
+  dn_tensor *rm = running ? in.running_mean : NULL, *rv = running ? in.running_var : NULL, *y;
+  if (fused) {
+    DN_OK_OR_FAIL(dn_batch_norm_relu(&y, in.x, in.weight, in.bias, rm, rv, c->training, c->momentum, c->eps));
+  } else {
+    dn_tensor *pre;
+    DN_OK_OR_FAIL(dn_batch_norm(&pre, in.x, in.weight, in.bias, rm, rv, c->training, c->momentum, c->eps));
+    DN_OK_OR_FAIL(dn_unary(&y, DN_RELU, pre));
+    dn_tensor_release(pre);
+  }
+  if (y->grad_fn) {
+    assert_string_equal(dn_grad_fn_name(y), fused ? "batch_norm_relu" : "relu");
+    DN_OK_OR_FAIL(dn_backward(y, g, false));
+  } else {
+    assert_true(grads == 0 || (!in.weight && !(grads & GRAD_X)));
+  }
+  dn_tensor *got[N_OUTS] = {y, in.running_mean, in.running_var, in.x->grad, in.weight ? in.weight->grad : NULL,
+                            in.bias ? in.bias->grad : NULL};
+  for (int k = 0; k < N_OUTS; k++) {
+    outs[k] = NULL;
+    if (got[k]) DN_OK_OR_FAIL(dn_contiguous(&outs[k], got[k]));
+  }
+  dn_tensor_release(y);
+  dn_tensor_release(g);
+  release_inputs(&in);
+}
+
+static void assert_same_bits(dn_tensor *const a[N_OUTS], dn_tensor *const b[N_OUTS], const char *what) {
+  static const char *const names[N_OUTS] = {"y", "running_mean", "running_var", "dx", "dweight", "dbias"};
+  for (int k = 0; k < N_OUTS; k++) {
+    if (!a[k] || !b[k]) {
+      if (a[k] || b[k]) fail_msg("%s: %s given by one run only", what, names[k]);
+      continue;
+    }
+    assert_int_equal(dn_tensor_numel(a[k]), dn_tensor_numel(b[k]));
+    if (memcmp(dn_tensor_data(a[k]), dn_tensor_data(b[k]), (size_t)dn_tensor_numel(a[k]) * sizeof(float)) != 0)
+      fail_msg("%s: %s differs from the unfused pair's", what, names[k]);
+  }
+}
+
+static void release_outs(dn_tensor *outs[N_OUTS]) {
+  for (int k = 0; k < N_OUTS; k++) dn_tensor_release(outs[k]);
+}
+
+/* Bits of the output, the running statistics and every gradient: fused = batch norm then relu, for every
+   case (2-D, 3-D, 4-D, training and eval, affine or not), with and without running statistics, each subset of
+   gradients, the boundary inputs, strided x and gradient. */
+static void test_relu_fused_bit_identical(void **state) {
+  (void)state;
+  static const unsigned GRADS[] = {GRAD_X | GRAD_W | GRAD_B, GRAD_X, GRAD_W, GRAD_B, GRAD_W | GRAD_B, 0};
+  int compared = 0;
+  for (size_t i = 0; i < N_CASES; i++) {
+    const bn_case *c = &CASES[i];
+    for (int running = 0; running < 2; running++) {
+      if (!running && !c->training) continue;   /* eval needs the running statistics */
+      for (size_t gi = 0; gi < sizeof GRADS / sizeof *GRADS; gi++) {
+        if (!c->affine && (GRADS[gi] & (GRAD_W | GRAD_B)) && GRADS[gi] != (GRAD_X | GRAD_W | GRAD_B)) continue;
+        for (int boundaries = 0; boundaries < 2; boundaries++)
+          for (int strided = 0; strided < 2; strided++) {
+            char what[128];
+            snprintf(what, sizeof what, "case %zu, running %d, grads %u, boundaries %d, strided %d", i, running,
+                     GRADS[gi], boundaries, strided);
+            dn_tensor *plain[N_OUTS], *fused[N_OUTS];
+            run_relu_case(plain, c, false, running, GRADS[gi], boundaries, strided);
+            run_relu_case(fused, c, true, running, GRADS[gi], boundaries, strided);
+            assert_same_bits(plain, fused, what);
+            if (boundaries && GRADS[gi] == (GRAD_X | GRAD_W | GRAD_B)) {
+              /* the boundaries are there: NaN outputs, a -0 output (affine), zero outputs with masked
+                 infinite gradients */
+              const float *y = dn_tensor_data(fused[OUT_Y]);
+              bool nan = false, neg_zero = false;
+              for (int64_t k = 0; k < dn_tensor_numel(fused[OUT_Y]); k++) {
+                nan = nan || isnan(y[k]);
+                neg_zero = neg_zero || (y[k] == 0.0f && signbit(y[k]));
+              }
+              if (c->shape[1] > 1) assert_true(nan);
+              if (c->affine) assert_true(neg_zero);
+              if (c->affine) assert_false(isnan(dn_test_at(fused[OUT_DB], 0)));   /* its infinities masked */
+            }
+            release_outs(plain);
+            release_outs(fused);
+            compared++;
+          }
+      }
+    }
+  }
+  assert_true(compared > 100);
+}
+
+/* The fused op's output against the reference loops (values only: relu of them), and an empty batch. */
+static void test_relu_values_and_empty(void **state) {
+  (void)state;
+  const bn_case *c = &CASES[3];
+  bn_inputs in = make_inputs(c, 41), ref = make_inputs(c, 41);
+  dn_tensor *y, *y0;
+  DN_OK_OR_FAIL(dn_batch_norm_relu(&y, in.x, in.weight, in.bias, in.running_mean, in.running_var, true, 0.1, 1e-5));
+  DN_OK_OR_FAIL(dn_batch_norm(&y0, ref.x, ref.weight, ref.bias, ref.running_mean, ref.running_var, true, 0.1, 1e-5));
+  int64_t positive = 0;
+  for (int64_t k = 0; k < dn_tensor_numel(y); k++) {
+    double want = dn_test_at(y0, k) < 0 ? 0 : dn_test_at(y0, k);
+    assert_float_equal(dn_test_at(y, k), want, 0);
+    positive += want > 0;
+  }
+  assert_true(positive > 0 && positive < dn_tensor_numel(y));
+  RELEASE(y, y0);
+  release_inputs(&in);
+  release_inputs(&ref);
+  /* an empty batch: an empty output, nothing learned, zero parameter gradients */
+  dn_tensor *empty, *ge, *w = dn_test_random(3, 1, (int64_t[]){4}), *rm, *rv, *ye;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&empty, DN_F32, 4, (int64_t[]){0, 4, 2, 2}));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&ge, DN_F32, 4, (int64_t[]){0, 4, 2, 2}));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&rm, DN_F32, 1, (int64_t[]){4}));
+  DN_OK_OR_FAIL(dn_tensor_full(&rv, DN_F32, 1, (int64_t[]){4}, 1.0));
+  DN_OK_OR_FAIL(dn_requires_grad_(empty, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_batch_norm_relu(&ye, empty, w, NULL, rm, rv, true, 0.1, 1e-5));
+  assert_int_equal(ye->shape[0], 0);
+  assert_float_equal(dn_test_at(rm, 0), 0, 0);
+  DN_OK_OR_FAIL(dn_backward(ye, ge, false));
+  assert_int_equal(empty->grad->shape[0], 0);
+  for (int k = 0; k < 4; k++) assert_float_equal(dn_test_at(w->grad, k), 0, 0);
+  RELEASE(empty, ge, w, rm, rv, ye);
+}
+
+/* The fused op's node: its name, no node without grad, and a changed output or input refused in backward. */
+static void test_relu_nodes(void **state) {
+  (void)state;
+  dn_tensor *x = dn_test_random(7, 2, (int64_t[]){4, 3}), *g = dn_test_random(8, 2, (int64_t[]){4, 3}), *y, *x2;
+  DN_OK_OR_FAIL(dn_batch_norm_relu(&y, x, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+  assert_null(y->grad_fn);
+  dn_tensor_release(y);
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_batch_norm_relu(&y, x, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+  assert_string_equal(dn_grad_fn_name(y), "batch_norm_relu");
+  /* the output (its ReLU mask) changed in place: refused */
+  dn_set_grad_enabled(false);
+  DN_OK_OR_FAIL(dn_fill_(y, 1.0));
+  dn_set_grad_enabled(true);
+  DN_EXPECT_ERROR(dn_backward(y, g, false), DN_EINVAL,
+                  "that batch_norm_relu saved for its backward was modified in place");
+  dn_tensor_release(y);
+  /* the input changed in place: refused */
+  DN_OK_OR_FAIL(dn_clone(&x2, x));
+  DN_OK_OR_FAIL(dn_batch_norm_relu(&y, x2, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+  dn_set_grad_enabled(false);
+  DN_OK_OR_FAIL(dn_fill_(x2, 1.0));
+  dn_set_grad_enabled(true);
+  DN_EXPECT_ERROR(dn_backward(y, g, false), DN_EINVAL, "modified");
+  RELEASE(y, x2, x, g);
+}
+
+/* 1, 2 and 3 threads: the fused op's bits, all the unfused pair's at 1 thread. */
+static void test_relu_threads(void **state) {
+  (void)state;
+  int saved = dn_get_num_threads();
+  for (int training = 0; training < 2; training++) {
+    bn_case c = {4, {8, 16, 19, 23}, true, training, 0.1, 1e-5};
+    /* run_relu_case seeds by the case's index in CASES: a case outside it gets its own inputs here */
+    dn_tensor *first[N_OUTS] = {NULL};
+    for (int threads = 1; threads <= 3; threads++) {
+      DN_OK_OR_FAIL(dn_set_num_threads(threads));
+      for (int fused = 0; fused < 2; fused++) {
+        if (fused == 0 && threads > 1) continue;
+        bn_inputs in = make_inputs(&c, 91);
+        dn_tensor *g = dn_test_random(92, 4, c.shape), *y;
+        ((float *)dn_tensor_data(in.x))[5] = NAN;
+        DN_OK_OR_FAIL(dn_requires_grad_(in.x, true));
+        DN_OK_OR_FAIL(dn_requires_grad_(in.weight, true));
+        DN_OK_OR_FAIL(dn_requires_grad_(in.bias, true));
+        if (fused) {
+          DN_OK_OR_FAIL(dn_batch_norm_relu(&y, in.x, in.weight, in.bias, in.running_mean, in.running_var, c.training,
+                                           c.momentum, c.eps));
+        } else {
+          dn_tensor *pre;
+          DN_OK_OR_FAIL(dn_batch_norm(&pre, in.x, in.weight, in.bias, in.running_mean, in.running_var, c.training,
+                                      c.momentum, c.eps));
+          DN_OK_OR_FAIL(dn_unary(&y, DN_RELU, pre));
+          dn_tensor_release(pre);
+        }
+        DN_OK_OR_FAIL(dn_backward(y, g, false));
+        dn_tensor *now[N_OUTS] = {y, in.running_mean, in.running_var, in.x->grad, in.weight->grad, in.bias->grad};
+        for (int k = 0; k < N_OUTS; k++) {
+          if (!first[k]) {
+            DN_OK_OR_FAIL(dn_clone(&first[k], now[k]));
+          } else if (memcmp(dn_tensor_data(now[k]), dn_tensor_data(first[k]),
+                            (size_t)dn_tensor_numel(now[k]) * sizeof(float)) != 0) {
+            fail_msg("training %d, %d threads, fused %d: output %d differs", training, threads, fused, k);
+          }
+        }
+        RELEASE(y, g);
+        release_inputs(&in);
+      }
+    }
+    for (int k = 0; k < N_OUTS; k++) dn_tensor_release(first[k]);
+  }
+  DN_OK_OR_FAIL(dn_set_num_threads(saved));
+}
+
+/* The checks are batch norm's, named after the fused op. */
+static void test_relu_errors(void **state) {
+  (void)state;
+  dn_tensor *x = dn_test_random(1, 4, (int64_t[]){2, 3, 2, 2}), *y = (dn_tensor *)&y, *xi, *one, *w4, *rm, *rv, *rg;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&xi, DN_I32, 2, (int64_t[]){2, 3}));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&one, DN_F32, 2, (int64_t[]){1, 3}));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&rm, DN_F32, 1, (int64_t[]){3}));
+  DN_OK_OR_FAIL(dn_tensor_full(&rv, DN_F32, 1, (int64_t[]){3}, 1.0));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&rg, DN_F32, 1, (int64_t[]){3}));
+  DN_OK_OR_FAIL(dn_requires_grad_(rg, true));
+  w4 = dn_test_random(3, 1, (int64_t[]){4});
+  DN_EXPECT_ERROR(dn_batch_norm_relu(&y, xi, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), DN_ETYPE,
+                  "batch_norm_relu: input must be float32 (got int32)");
+  assert_null(y);
+  DN_EXPECT_ERROR(dn_batch_norm_relu(&y, x, w4, NULL, NULL, NULL, true, 0.1, 1e-5), DN_ESHAPE,
+                  "batch_norm_relu: weight must be [3], one value per channel of input [2,3,2,2] (got shape [4])");
+  DN_EXPECT_ERROR(dn_batch_norm_relu(&y, x, NULL, NULL, NULL, NULL, false, 0.1, 1e-5), DN_EINVAL,
+                  "batch_norm_relu: eval mode (training false) needs running_mean and running_var");
+  DN_EXPECT_ERROR(dn_batch_norm_relu(&y, one, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), DN_ESHAPE,
+                  "batch_norm_relu: expected more than 1 value per channel when training (got input [1,3])");
+  DN_EXPECT_ERROR(dn_batch_norm_relu(&y, x, NULL, NULL, rg, rv, true, 0.1, 1e-5), DN_EINVAL,
+                  "batch_norm_relu: running_mean must not require grad (it is updated in place)");
+  DN_EXPECT_ERROR(dn_batch_norm_relu(&y, x, NULL, NULL, rm, rv, true, -0.5, 1e-5), DN_EINVAL,
+                  "batch_norm_relu: momentum must be in [0, 1] (got -0.5)");
+  DN_EXPECT_ERROR(dn_batch_norm_relu(&y, x, NULL, NULL, rm, rv, true, 0.1, INFINITY), DN_EINVAL,
+                  "batch_norm_relu: eps must be finite");
+  RELEASE(x, xi, one, w4, rm, rv, rg);
+}
+
 /* --- layer and group normalization ----------------------------------------------------------- */
 
 /* A layer norm (groups 0: normalized over the last `norm_ndim` dims) or a group norm. */
@@ -506,6 +789,11 @@ int main(void) {
     cmocka_unit_test_setup(test_nodes, dn_test_reset_modes),
     cmocka_unit_test_setup(test_threads_bit_identical, dn_test_reset_modes),
     cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_relu_fused_bit_identical, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_relu_values_and_empty, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_relu_nodes, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_relu_threads, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_relu_errors, dn_test_reset_modes),
     cmocka_unit_test_setup(test_row_norms, dn_test_reset_modes),
     cmocka_unit_test_setup(test_row_norm_threads, dn_test_reset_modes),
     cmocka_unit_test_setup(test_row_norm_errors, dn_test_reset_modes),

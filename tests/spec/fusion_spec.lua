@@ -27,6 +27,24 @@ local function mlp(g)
     nn.Linear(16, 5))
 end
 
+-- A small CNN: BatchNorm2d then ReLU after the convolution, BatchNorm1d then ReLU in the head (each pair
+-- one fused step); opts: the batch norm layers' options.
+local function cnn(opts)
+  return nn.Sequential(nn.Conv2d(2, 4, 3, {padding = 1}), nn.BatchNorm2d(4, opts), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Flatten(), nn.Linear(4 * 3 * 3, 6), nn.BatchNorm1d(6, opts), nn.ReLU(), nn.Linear(6, 3))
+end
+
+-- Asserts a and b (tensors) hold the same float32 bits: -0 is not 0, NaN is NaN.
+local function assert_bits(a, b, what)
+  assert.are.same(a:shape(), b:shape(), what .. ": shape")
+  local va, vb = a:reshape(a:numel()):totable(), b:reshape(b:numel()):totable()
+  for i = 1, #va do
+    if string.pack("<f", va[i]) ~= string.pack("<f", vb[i]) then
+      error(string.format("%s: element %d: %.9g (fused) vs %.9g (unfused)", what, i, va[i], vb[i]), 2)
+    end
+  end
+end
+
 describe("fusion plan", function()
   it("is compiled on the first forward and reused while nothing changes", function()
     local model = mlp()
@@ -144,5 +162,105 @@ describe("fusion plan", function()
     both(function(m) m[5].dropconnect = nil end)
     same_step("DropConnect off", 12)
     assert.are.same({1, 3, 3, 1}, step_sizes(fused))
+  end)
+
+  it("fuses BatchNorm1d / BatchNorm2d and ReLU in every mode, and not a subclass or a replaced forward", function()
+    local model = cnn()
+    local x = dn.randn(3, 2, 6, 6)
+    model(x)
+    assert.are.same({1, 2, 1, 1, 1, 2, 1}, step_sizes(model))
+    assert.equal("batch_norm_relu", nn.Sequential(model[1], model[2], model[3])(x).grad_fn)
+    model:eval()
+    assert.are.same({1, 2, 1, 1, 1, 2, 1}, step_sizes(model))
+    model:mc()
+    assert.are.same({1, 2, 1, 1, 1, 2, 1}, step_sizes(model))
+    local MyBatchNorm = nn.BatchNorm2d:extend("MyBatchNorm")
+    assert.are.same({1, 1}, step_sizes(nn.Sequential(MyBatchNorm(4), nn.ReLU())))
+    assert.are.same({1, 1}, step_sizes(nn.Sequential(nn.BatchNorm2d(4), nn.LeakyReLU())))
+    model[2].forward = function(self, v) return nn.BatchNorm2d.forward(self, v) end
+    assert.are.same({1, 1, 1, 1, 1, 1, 2, 1}, step_sizes(model))
+    -- errors come from the layer's own checks, through the fused step
+    local ok, err = pcall(cnn(), dn.randn(3, 2, 6))
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("layer 1 (Conv2d)", 1, true), tostring(err))
+    ok, err = pcall(nn.Sequential(nn.BatchNorm1d(3), nn.ReLU()), dn.randn(4, 5))
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find(
+      "Sequential: layer 1 (BatchNorm1d): BatchNorm1d: input has 5 channels, expected num_features = 3", 1, true),
+      tostring(err))
+    ok, err = pcall(nn.Sequential(nn.BatchNorm1d(3), nn.ReLU()), dn.randn(1, 3))
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("batch_norm_relu: expected more than 1 value per channel when training", 1,
+      true), tostring(err))
+  end)
+
+  it("gives the bits of BatchNorm then ReLU one by one through SGD steps, eval and MC modes", function()
+    -- For each batch norm configuration two copies with the same state, one run through the plan, one layer
+    -- by layer: the output, every gradient, the parameters after the step and the buffers (running statistics,
+    -- num_batches_tracked) have the same bits.
+    local configs = {
+      {name = "default"},
+      {name = "momentum 0.3, eps 1e-3", opts = {momentum = 0.3, eps = 1e-3}},
+      {name = "affine false", opts = {affine = false}},
+      {name = "track_running_stats false", opts = {track_running_stats = false}},
+    }
+    for _, cfg in ipairs(configs) do
+      dn.manual_seed(11)
+      local fused, plain = cnn(cfg.opts), cnn(cfg.opts)
+      plain:load_state_dict(fused:state_dict())
+      local function sgd(model) return optim.SGD(model:parameters(), {lr = 0.05, momentum = 0.9}) end
+      local opt_fused, opt_plain = sgd(fused), sgd(plain)
+      local loss_fn = nn.CrossEntropyLoss()
+      local target = dn.tensor({1, 2, 3, 1, 2}, "int32")
+      local function run(model, opt, forward, x)
+        local xin = x:detach():requires_grad_()
+        local y = forward(model, xin)
+        opt:zero_grad()
+        loss_fn(y, target):backward()
+        local grads = {xin.grad}
+        for _, p in ipairs(model:parameters()) do grads[#grads + 1] = p.grad or false end
+        opt:step()
+        return y, grads
+      end
+      local function same_step(what, seed)
+        what = cfg.name .. ", " .. what
+        dn.manual_seed(seed)
+        local x = dn.randn(5, 2, 6, 6)
+        local y1, g1 = run(fused, opt_fused, function(m, v) return m(v) end, x)
+        local y2, g2 = run(plain, opt_plain, unfused, x)
+        assert_bits(y1, y2, what .. ": output")
+        assert.are.equal(#g2, #g1)
+        for i = 1, #g1 do
+          if g2[i] then assert_bits(g1[i], g2[i], what .. ": gradient " .. i) else assert.is_false(g1[i]) end
+        end
+        local p1, p2 = fused:parameters(), plain:parameters()
+        for i = 1, #p1 do assert_bits(p1[i], p2[i], what .. ": parameter " .. i) end
+        local b1, b2 = fused:named_buffers(), plain:named_buffers()
+        assert.are.equal(#b2, #b1)
+        for i = 1, #b1 do
+          assert.are.equal(b2[i][1], b1[i][1])
+          if b1[i][2]:dtype() == "int32" then
+            assert.are.equal(b2[i][2]:item(), b1[i][2]:item(), what .. ": " .. b1[i][1])
+          else
+            assert_bits(b1[i][2], b2[i][2], what .. ": " .. b1[i][1])
+          end
+        end
+      end
+      for s = 1, 3 do same_step("train " .. s, s) end
+      fused:eval()
+      plain:eval()
+      same_step("eval", 4)
+      fused:mc()
+      plain:mc()
+      same_step("mc", 5)
+      fused:train()
+      plain:train()
+      same_step("train again", 6)
+      assert.are.same({1, 2, 1, 1, 1, 2, 1}, step_sizes(fused))
+      if cfg.opts == nil then
+        assert.are.equal(4, fused[2].num_batches_tracked:item())
+        assert.are.equal(4, fused[7].num_batches_tracked:item())
+      end
+    end
   end)
 end)

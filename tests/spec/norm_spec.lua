@@ -1,6 +1,7 @@
 -- dropnet.nn normalization: F.batch_norm, nn.BatchNorm1d and nn.BatchNorm2d against PyTorch (train and
 -- eval: values, gradients, running statistics), the buffers in state_dict and checkpoints, the modes;
--- F.layer_norm, F.group_norm, nn.LayerNorm, nn.GroupNorm against PyTorch; options and errors. The
+-- F.layer_norm, F.group_norm, nn.LayerNorm, nn.GroupNorm against PyTorch; options and errors;
+-- F.batch_norm_relu against F.relu(F.batch_norm(...)), bit for bit. The
 -- reference values come from PyTorch 1.13 in float64 (/usr/bin/python3); the scripts that printed them
 -- are in the comments below.
 local dn = require "dropnet"
@@ -337,6 +338,97 @@ describe("BatchNorm state", function()
     fresh:eval()
     local x = X({24, 3})
     H.assert_same(fresh(x), model(x))
+  end)
+end)
+
+describe("batch_norm_relu", function()
+  -- Asserts a and b (tensors) hold the same float32 bits: -0 is not 0, NaN is NaN.
+  local function assert_bits(a, b, what)
+    assert.same(a:shape(), b:shape(), what .. ": shape")
+    local va, vb = flat(a), flat(b)
+    for i = 1, #va do
+      if string.pack("<f", va[i]) ~= string.pack("<f", vb[i]) then
+        error(string.format("%s: element %d: %.9g vs %.9g", what, i, va[i], vb[i]), 2)
+      end
+    end
+  end
+
+  -- F.batch_norm_relu and F.relu(F.batch_norm(...)) on copies of the same inputs: output, gradients and
+  -- running statistics bit for bit. make() -> x, weight, bias, running_mean, running_var (nil: none).
+  local function compare(what, make, training, momentum, eps)
+    local results = {}
+    for k, fused in ipairs {false, true} do
+      local x, w, b, rm, rv = make()
+      x:requires_grad_()
+      if w then w:requires_grad_() end
+      if b then b:requires_grad_() end
+      local opts = {weight = w, bias = b, training = training, momentum = momentum, eps = eps}
+      local y = fused and F.batch_norm_relu(x, rm, rv, opts) or F.relu(F.batch_norm(x, rm, rv, opts))
+      assert.equal(fused and "batch_norm_relu" or "relu", y.grad_fn)
+      ;(y * weights(y:shape())):sum():backward()
+      results[k] = {y = y, dx = x.grad, dw = w and w.grad, db = b and b.grad, rm = rm, rv = rv}
+    end
+    local plain, fused = results[1], results[2]
+    for _, key in ipairs {"y", "dx", "dw", "db", "rm", "rv"} do
+      if plain[key] then assert_bits(fused[key], plain[key], what .. " " .. key) else assert.is_nil(fused[key]) end
+    end
+    return fused.y
+  end
+
+  it("gives F.relu(F.batch_norm(...))'s bits: values, gradients, running statistics", function()
+    local names = {}
+    for name in pairs(CASES) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local c = CASES[name]
+      for _, running in ipairs {true, false} do
+        if running or c[3] then
+          local y = compare(name, function()
+            local w, b = nil, nil
+            if c[2] then w, b = W(), B() end
+            if running then return X(c[1]), w, b, RM(), RV() end
+            return X(c[1]), w, b
+          end, c[3], c[4], c[5])
+          local zeros = y:eq(0):sum():item()
+          assert.truthy(zeros > 0 and zeros < y:numel(), name .. ": the ReLU cuts some values")
+        end
+      end
+    end
+  end)
+
+  it("keeps -0, NaN and exact zeros as relu does (eval at the running mean)", function()
+    -- x [24, 3]: every 5th value the channel's running mean (a zero output, +0 or -0 with the bias -0), two
+    -- NaN values; running_var negative in channel 3 (1 / sqrt of a negative: NaN outputs)
+    local means = {0, 0.5, -0.25}
+    local y = compare("boundaries", function()
+      local v = flat(X({24, 3}))
+      for i = 1, #v, 5 do v[i] = means[(i - 1) % 3 + 1] end
+      v[2], v[10] = 0 / 0, 0 / 0
+      local b = dn.tensor({-0.0, -0.0, 0.5})
+      return dn.tensor(v):reshape({24, 3}), dn.tensor({-1.5, 2, 1}), b, dn.tensor(means), dn.tensor({1, 2, -1})
+    end, false, 0.1, 1e-5)
+    local values, neg_zero, nan = flat(y), false, 0
+    for _, v in ipairs(values) do
+      if v == 0 and 1 / v < 0 then neg_zero = true end
+      if v ~= v then nan = nan + 1 end
+    end
+    assert.is_true(neg_zero)
+    assert.is_true(nan >= 24)
+  end)
+
+  it("checks its options as F.batch_norm does, named batch_norm_relu", function()
+    local function fails(message, ...)
+      local ok, err = pcall(F.batch_norm_relu, ...)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(message, 1, true), tostring(err))
+    end
+    fails("batch_norm_relu: unknown option 'foo'", X({24, 3}), nil, nil, {foo = 1})
+    fails("batch_norm_relu: training must be true or false (got \"yes\")", X({24, 3}), nil, nil, {training = "yes"})
+    fails("batch_norm_relu (weight): a tensor expected (got 3)", X({24, 3}), nil, nil, {weight = 3})
+    fails("batch_norm_relu: momentum must be a number in [0, 1] (got 2)", X({24, 3}), nil, nil, {momentum = 2})
+    fails("batch_norm_relu: eval mode (training false) needs running_mean and running_var", X({24, 3}))
+    fails("batch_norm_relu: input must be float32 (got int32)", dn.zeros({4, 3}, "int32"), nil, nil,
+      {training = true})
   end)
 end)
 

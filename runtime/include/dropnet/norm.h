@@ -33,6 +33,22 @@ DN_API dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight,
                                double eps);
 
 /*
+** relu(batch_norm(x)) in one op, with dn_batch_norm's arguments and
+** behaviour (running statistics, eval, empty batch, errors named
+** "batch_norm_relu"): the ReLU is applied in the pass that writes the
+** normalized values, and in backward its mask (the saved output y <= 0) is
+** applied to the gradient inside batch norm's passes. Values, the running
+** statistics and the gradients of x, weight and bias are bit for bit those
+** of dn_batch_norm followed by dn_unary(DN_RELU) (NaN and -0 outputs kept;
+** a NaN output passes its gradient), for any thread count; the node keeps
+** the output beside what dn_batch_norm keeps. nn.Sequential uses it for a
+** BatchNorm1d or BatchNorm2d followed by a ReLU.
+*/
+DN_API dn_status dn_batch_norm_relu(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
+                                    dn_tensor *running_mean, dn_tensor *running_var, bool training,
+                                    double momentum, double eps);
+
+/*
 ** Layer normalization: x [..., D1, ..., Dk] normalized over its last k =
 ** ndim dims, which must equal normalized_shape, y = (x - mean) / sqrt(var
 ** + eps) * weight + bias with the biased variance of each such block, as

@@ -402,23 +402,37 @@ end
 
 local BATCH_NORM_OPTIONS = {"weight", "bias", "training", "momentum", "eps"}
 
+-- The arguments of core.nn_batch_norm (and core.nn_batch_norm_relu) from a
+-- batch_norm-style call to fname: x, weight, bias, running_mean, running_var,
+-- training, momentum, eps, the options checked.
+local function batch_norm_args(fname, x, running_mean, running_var, opts)
+  opts = check.options(fname, "options", opts, BATCH_NORM_OPTIONS)
+  local given = {running_mean = running_mean, running_var = running_var, weight = opts.weight, bias = opts.bias}
+  for _, what in ipairs {"running_mean", "running_var", "weight", "bias"} do
+    if given[what] ~= nil then check.tensor(fname .. " (" .. what .. ")", given[what]) end
+  end
+  local training = opts.training
+  if training == nil then training = false end
+  check.bool(fname, "training", training)
+  local momentum = opts.momentum
+  if momentum == nil then momentum = 0.1 end
+  check.probability(fname, "momentum", momentum)
+  local eps = check.nonneg(fname, "eps", opts.eps == nil and 1e-5 or opts.eps)
+  return x, opts.weight, opts.bias, running_mean, running_var, training, momentum, eps
+end
+
 --- batch_norm(x, running_mean, running_var[, {weight, bias, training = false, momentum = 0.1, eps = 1e-5}]):
 -- x [N, C], [N, C, L] or [N, C, H, W], statistics per channel. training: the batch's, and the running
 -- statistics (nil: none) updated in place; else the running statistics.
 function F.batch_norm(x, running_mean, running_var, opts)
-  opts = check.options("batch_norm", "options", opts, BATCH_NORM_OPTIONS)
-  local given = {running_mean = running_mean, running_var = running_var, weight = opts.weight, bias = opts.bias}
-  for _, what in ipairs {"running_mean", "running_var", "weight", "bias"} do
-    if given[what] ~= nil then check.tensor("batch_norm (" .. what .. ")", given[what]) end
-  end
-  local training = opts.training
-  if training == nil then training = false end
-  check.bool("batch_norm", "training", training)
-  local momentum = opts.momentum
-  if momentum == nil then momentum = 0.1 end
-  check.probability("batch_norm", "momentum", momentum)
-  local eps = check.nonneg("batch_norm", "eps", opts.eps == nil and 1e-5 or opts.eps)
-  return core.nn_batch_norm(x, opts.weight, opts.bias, running_mean, running_var, training, momentum, eps)
+  return core.nn_batch_norm(batch_norm_args("batch_norm", x, running_mean, running_var, opts))
+end
+
+--- batch_norm_relu(x, running_mean, running_var[, opts]): F.relu(F.batch_norm(x, ...)) as one kernel call
+-- (the same options), with the same bits: the ReLU in batch norm's output pass and its mask in batch norm's
+-- backward. nn.Sequential uses it for a BatchNorm1d or BatchNorm2d followed by a ReLU (dropnet.nn.fusion).
+function F.batch_norm_relu(x, running_mean, running_var, opts)
+  return core.nn_batch_norm_relu(batch_norm_args("batch_norm_relu", x, running_mean, running_var, opts))
 end
 
 local ROW_NORM_OPTIONS = {"weight", "bias", "eps"}

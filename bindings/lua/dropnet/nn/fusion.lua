@@ -13,6 +13,9 @@ same values, gradients and generator advance as the layers one by one:
   applies(m1, m2, ...) -> boolean: whether the run may be fused now
   forward(x, m1, m2, ...) -> y: the fused call, through nn.functional
 
+The rules: Linear, ReLU, Dropout (while the dropout draws); Linear then
+ReLU, Tanh or Sigmoid; BatchNorm1d or BatchNorm2d then ReLU.
+
 Adding a fusion (convolution + bias + ReLU + channel dropout, say) is one
 more entry in RULES. At each position the first rule that matches wins, so
 longer runs come first.
@@ -30,9 +33,11 @@ local F = require "dropnet.nn.functional"
 local layers = require "dropnet.nn.layers"
 local activations = require "dropnet.nn.activations"
 local dropout = require "dropnet.nn.dropout"
+local normalization = require "dropnet.nn.normalization"
 
 local Linear, Dropout = layers.Linear, dropout.Dropout
 local ReLU, Tanh, Sigmoid = activations.ReLU, activations.Tanh, activations.Sigmoid
+local BatchNorm1d, BatchNorm2d = normalization.BatchNorm1d, normalization.BatchNorm2d
 
 local M = {}
 
@@ -69,6 +74,18 @@ local RULES = {
     forward = function(x, linear, act)
       return Linear.forward_with_activation(linear, x, FUSED_ACTIVATION[getmetatable(act)])
     end,
+  },
+  -- BatchNorm1d or BatchNorm2d then ReLU: the ReLU in the batch norm's output
+  -- pass and its mask inside the batch norm's backward (F.batch_norm_relu),
+  -- run by the layer's own forward, so its checks, modes (train, eval, MC),
+  -- running statistics, num_batches_tracked, track_running_stats and affine
+  -- are the unfused layer's. Always applies: what differs between modes is
+  -- read by that forward at every call.
+  {
+    pattern = {{BatchNorm1d, BatchNorm2d}, ReLU},
+    watch = {{}, {}},
+    applies = function() return true end,
+    forward = function(x, bn) return getmetatable(bn).forward_with(bn, x, F.batch_norm_relu) end,
   },
 }
 M.RULES = RULES

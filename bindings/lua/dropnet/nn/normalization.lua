@@ -40,12 +40,14 @@ end
 
 -- In training the batch's statistics (and the running ones updated); in eval
 -- and MC mode the running statistics, or the batch's without them.
-local function batch_norm_forward(self, x)
+-- batch_norm: F.batch_norm, or F.batch_norm_relu for the layer and a ReLU
+-- after it (dropnet.nn.fusion).
+local function batch_norm_forward(self, x, batch_norm)
   if x:shape()[2] ~= self.num_features then
     check.fail("%s: input has %d channels, expected num_features = %d (input shape [%s])", self.__name,
       x:shape()[2], self.num_features, table.concat(x:shape(), ","))
   end
-  local y = F.batch_norm(x, self.running_mean, self.running_var, {weight = self.weight, bias = self.bias,
+  local y = batch_norm(x, self.running_mean, self.running_var, {weight = self.weight, bias = self.bias,
     training = self.training or not self.track_running_stats, momentum = self.momentum, eps = self.eps})
   if self.training and self.track_running_stats then
     dn.no_grad(function() self.num_batches_tracked:add_(1) end)
@@ -68,13 +70,17 @@ local function batch_norm_class(name, dims, layout)
   local cls = Module:extend(name)
   M[name] = cls
   function cls:init(num_features, opts) batch_norm_init(self, name, num_features, opts) end
-  function cls:forward(x)
+  --- cls:forward_with(x, batch_norm): the layer's forward with batch_norm
+  -- (F.batch_norm, or F.batch_norm_relu: the layer then ReLU, fused) as its
+  -- arithmetic; forward is this with F.batch_norm.
+  function cls:forward_with(x, batch_norm)
     check.tensor(name, x)
     if not dims[x:dim()] then
       check.fail("%s: input must be %s (got shape [%s])", name, layout, table.concat(x:shape(), ","))
     end
-    return batch_norm_forward(self, x)
+    return batch_norm_forward(self, x, batch_norm)
   end
+  function cls:forward(x) return cls.forward_with(self, x, F.batch_norm) end
   --- Running mean 0, variance 1, no batch counted.
   function cls:reset_running_stats()
     if self.track_running_stats then
