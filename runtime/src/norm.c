@@ -5,10 +5,14 @@
 **
 ** The input is made contiguous and read as [N, C, S] (S the product of the
 ** dims after C, 1 for [N, C]); a channel is the N runs of S elements at
-** (n * C + c) * S. Every pass is one dn_parallel_rows over whole channels:
-** a channel's statistics, its outputs, and in backward its three gradients
-** are computed by one task in a fixed order, so the bits do not depend on
-** the thread count. Sums are in double (in lanes, below). Batch norm takes
+** (n * C + c) * S. Batch norm's sums are one dn_parallel_rows over whole
+** channels (a channel's statistics, and in backward its sums, dweight and
+** dbias, by one task in a fixed order); its outputs and dx are then written
+** by a second pass over the rows (n, c) in memory order, from per-channel
+** parameters in double (a channel's rows are C * S apart: walking them
+** channel by channel defeats the prefetcher). No value depends on how the
+** work is split, so the bits do not depend on the thread count. Sums are in
+** double (in lanes, below). Batch norm takes
 ** its statistics in one pass of shifted sums, sum (x - k) and sum (x - k)^2
 ** with k the channel's first value (the variance is then
 ** sum (x - k)^2 - (sum (x - k))^2 / M): in double, and shifted by a value of
@@ -21,7 +25,8 @@
 ** momentum * batch + (1 - momentum) * running in double, the unbiased
 ** variance, stored as float32). Eval normalizes with the running values.
 ** Either way the node keeps the mean and 1 / sqrt(var + eps) it used per
-** channel (float32 [C]), so backward is one pass over x and the gradient:
+** channel (float32 [C]), so backward is a pass of sums over x and the
+** gradient, then the pass that writes dx:
 ** with xhat = (x - mean) * invstd and M = N * S values per channel,
 **   dbias = sum g,  dweight = sum g * xhat,
 **   dx = weight * invstd * (g - dbias / M - xhat * dweight / M)   (training)
@@ -77,7 +82,8 @@ static inline float *at(const dn_tensor *t, int64_t c) { return DN_F32_AT(t, t->
 
 /* --- forward ---------------------------------------------------------------------------- */
 
-/* Channels [c0, c1) of a forward pass. */
+/* A forward pass: per channel the statistics (channels [c0, c1) per task),
+   then the outputs row by row in memory order. */
 typedef struct bn_forward_job {
   bn_dims d;
   const float *x, *weight, *bias;   /* weight, bias contiguous or NULL */
@@ -86,6 +92,7 @@ typedef struct bn_forward_job {
   bool training, relu;
   double momentum, eps;
   float *save_mean, *save_invstd;   /* [C] */
+  double *param;                    /* [C][3]: mean, scale, shift of each channel's outputs */
 } bn_forward_job;
 
 /* The batch's mean and biased variance of channel c, and the running update. */
@@ -116,36 +123,47 @@ static DN_ALWAYS_INLINE void forward_run(float *y, const float *x, int64_t n, do
   }
 }
 
+/* The statistics and output parameters of channels [c0, c1). */
 static void forward_channels(const void *ctx, int64_t c0, int64_t c1) {
   const bn_forward_job *j = ctx;
-  bn_dims d = j->d;
   for (int64_t c = c0; c < c1; c++) {
     double mean, var;
     if (j->training) batch_stats(j, c, &mean, &var);
     else mean = *at(j->running_mean, c), var = *at(j->running_var, c);
     double invstd = 1 / sqrt(var + j->eps);
     double w = j->weight ? j->weight[c] : 1.0, b = j->bias ? j->bias[c] : 0.0;
-    double scale = invstd * w;
-    for (int64_t n = 0; n < d.n; n++) {
-      const float *xr = j->x + (n * d.c + c) * d.s;
-      float *yr = j->y + (n * d.c + c) * d.s;
-      if (j->relu) forward_run(yr, xr, d.s, mean, scale, b, true);
-      else forward_run(yr, xr, d.s, mean, scale, b, false);
-    }
+    j->param[3 * c] = mean;
+    j->param[3 * c + 1] = invstd * w;
+    j->param[3 * c + 2] = b;
     j->save_mean[c] = (float)mean;
     j->save_invstd[c] = (float)invstd;
   }
 }
 
+/* Rows [r0, r1) of the output, row r = (n, c): in memory order, so the
+   hardware prefetcher streams them (a channel's rows are C * S apart). */
+static void forward_rows(const void *ctx, int64_t r0, int64_t r1) {
+  const bn_forward_job *j = ctx;
+  int64_t s = j->d.s;
+  for (int64_t r = r0; r < r1; r++) {
+    const double *p = j->param + 3 * (r % j->d.c);
+    if (j->relu) forward_run(j->y + r * s, j->x + r * s, s, p[0], p[1], p[2], true);
+    else forward_run(j->y + r * s, j->x + r * s, s, p[0], p[1], p[2], false);
+  }
+}
+
 /* --- backward --------------------------------------------------------------------------- */
 
-/* Channels [c0, c1) of a backward pass; outputs NULL when not wanted. With y
-   (the output of batch norm + ReLU) g is read through ReLU's backward. */
+/* A backward pass: per channel the sums, dweight and dbias (channels
+   [c0, c1) per task), then dx row by row in memory order. Outputs NULL when
+   not wanted. With y (the output of batch norm + ReLU) g is read through
+   ReLU's backward. */
 typedef struct bn_backward_job {
   bn_dims d;
   bool training;
   const float *x, *g, *y, *weight, *mean, *invstd;   /* y, weight may be NULL */
   float *dx, *dweight, *dbias;
+  double *param;   /* [C][3]: k, g_shift, xmu_scale of each channel's dx */
 } bn_backward_job;
 
 /* dx of n elements of a channel; with relu (a constant once inlined) g through ReLU's backward at y. */
@@ -170,14 +188,10 @@ static DN_ALWAYS_INLINE void backward_channel_range(const bn_backward_job *j, in
     double sum_g = lanes_total(acc_g), sum_g_xmu = lanes_total(acc_gx);
     if (j->dbias) j->dbias[c] = (float)sum_g;
     if (j->dweight) j->dweight[c] = (float)(sum_g_xmu * invstd);
-    if (!j->dx) continue;
-    double m = (double)(d.n * d.s), k = (j->weight ? j->weight[c] : 1.0) * invstd;
-    double g_shift = j->training ? sum_g / m : 0, xmu_scale = j->training ? sum_g_xmu * invstd * invstd / m : 0;
-    for (int64_t n = 0; n < d.n; n++) {
-      int64_t at = (n * d.c + c) * d.s;
-      backward_run(j->dx + at, j->x + at, j->g + at, fused ? j->y + at : NULL, d.s, mean, k, g_shift, xmu_scale,
-                   fused);
-    }
+    double m = (double)(d.n * d.s);
+    j->param[3 * c] = (j->weight ? j->weight[c] : 1.0) * invstd;
+    j->param[3 * c + 1] = j->training ? sum_g / m : 0;
+    j->param[3 * c + 2] = j->training ? sum_g_xmu * invstd * invstd / m : 0;
   }
 }
 
@@ -185,6 +199,26 @@ static void backward_channels(const void *ctx, int64_t c0, int64_t c1) {
   const bn_backward_job *j = ctx;
   if (j->y) backward_channel_range(j, c0, c1, true);
   else backward_channel_range(j, c0, c1, false);
+}
+
+/* Rows [r0, r1) of dx, row r = (n, c), in memory order. */
+static void backward_rows(const void *ctx, int64_t r0, int64_t r1) {
+  const bn_backward_job *j = ctx;
+  int64_t s = j->d.s;
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t c = r % j->d.c;
+    const double *p = j->param + 3 * c;
+    const float *x = j->x + r * s, *g = j->g + r * s;
+    if (j->y) backward_run(j->dx + r * s, x, g, j->y + r * s, s, j->mean[c], p[0], p[1], p[2], true);
+    else backward_run(j->dx + r * s, x, g, NULL, s, j->mean[c], p[0], p[1], p[2], false);
+  }
+}
+
+/* [C][3] doubles of per-channel parameters, or DN_ENOMEM naming op. */
+static dn_status channel_params(double **out, const char *op, int64_t c) {
+  if (!(*out = dn_alloc((size_t)(3 * c + 1) * sizeof **out)))
+    return dn_fail(DN_ENOMEM, "%s: out of memory for %lld channels' parameters", op, (long long)c);
+  return DN_OK;
 }
 
 static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
@@ -200,15 +234,19 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
   if (!st && weight) st = dn_plain_contiguous(&wc, weight);
   for (int i = 0; i < 3 && !st; i++)
     if (node->needs_grad[i]) st = dn_tensor_new(&grad_in[i], DN_F32, node->in_ndim[i], node->in_shape[i]);
+  double *param = NULL;
+  if (!st) st = channel_params(&param, node->type->name, d.c);
   if (!st) {
     bn_backward_job job = {d, node->ints[NODE_TRAINING] != 0, dn_tensor_data(xc), dn_tensor_data(gc),
                            y ? dn_tensor_data(y) : NULL, wc ? dn_tensor_data(wc) : NULL, dn_tensor_data(mean),
                            dn_tensor_data(invstd),
                            grad_in[0] ? dn_tensor_data(grad_in[0]) : NULL,
                            grad_in[1] ? dn_tensor_data(grad_in[1]) : NULL,
-                           grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL};
+                           grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL, param};
     dn_parallel_rows(d.c, 2 * d.n * d.s, backward_channels, &job);
+    if (job.dx) dn_parallel_rows(d.n * d.c, 3 * d.s, backward_rows, &job);
   }
+  dn_free(param);
   dn_tensor_release(wc);
   dn_tensor_release(gc);
   dn_tensor_release(xc);
@@ -293,12 +331,15 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
   if (!st) st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
   if (!st) st = dn_tensor_new(&mean, DN_F32, 1, &d.c);
   if (!st) st = dn_tensor_new(&invstd, DN_F32, 1, &d.c);
+  double *param = NULL;
+  if (!st) st = channel_params(&param, type->name, d.c);
   if (!st) {
     bn_forward_job job = {d, dn_tensor_data(xc), wc ? dn_tensor_data(wc) : NULL, bc ? dn_tensor_data(bc) : NULL,
                           dn_tensor_data(y), running_mean, running_var, training, relu, momentum, eps,
-                          dn_tensor_data(mean), dn_tensor_data(invstd)};
+                          dn_tensor_data(mean), dn_tensor_data(invstd), param};
     if (d.n > 0) {
-      dn_parallel_rows(d.c, 2 * d.n * d.s, forward_channels, &job);
+      dn_parallel_rows(d.c, training ? d.n * d.s : 1, forward_channels, &job);
+      dn_parallel_rows(d.n * d.c, 2 * d.s, forward_rows, &job);
     } else {   /* an empty batch: a node whose backward gives zeros */
       memset(job.save_mean, 0, (size_t)d.c * sizeof(float));
       memset(job.save_invstd, 0, (size_t)d.c * sizeof(float));
@@ -309,6 +350,7 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
     }
     st = dn_record(y, type, 3, (const dn_tensor *[]){x, weight, bias}, &node);
   }
+  dn_free(param);
   if (!st && node) {
     node->ints[NODE_TRAINING] = training;
     node->ints[NODE_RELU] = relu;
