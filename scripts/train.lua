@@ -67,7 +67,8 @@ options:
   --hidden W1,W2,...    hidden (fully connected) layer widths (default 1024,1024; cnn: 128)
   --channels C1,C2,...  cnn: one conv block per entry with that many channels, each ending in a
                         2x2 max-pool, at most 4 blocks (default 32,64)
-  --convs-per-block N   cnn: 3x3 conv + batch norm + ReLU layers per block (default 1)
+  --convs-per-block N   cnn: 3x3 conv + batch norm + ReLU layers per block, or one count per block
+                        (N1,N2,...; default 1)
   --conv-dropout P      cnn: channel dropout (Dropout2d) after each block (default 0.1)
   --augment             random crops (padding 2) and horizontal flips of the training images
   --max-norm C          max-norm constraint on each unit's incoming weights, fully connected
@@ -98,9 +99,9 @@ local function parse_args(argv)
   for k, v in pairs(defaults) do opts[k] = v end
   local numbers = {epochs = "int", batch_size = "int", lr = "num", momentum = "num", weight_decay = "num",
     dropout = "num", input_dropout = "num", max_norm = "num", seed = "int", threads = "int", validation = "int",
-    stop_after = "int", convs_per_block = "int", conv_dropout = "num"}
+    stop_after = "int", conv_dropout = "num"}
   local strings = {hidden = true, optimizer = true, schedule = true, data = true, out = true, resume = true,
-    model = true, channels = true}
+    model = true, channels = true, convs_per_block = true}
   local i = 1
   while i <= #argv do
     local a = argv[i]
@@ -184,8 +185,17 @@ local function check_options(o)
   if #channels > 4 then
     fail("--channels: at most 4 blocks fit a 28x28 image, each halving it (got %d: '%s')", #channels, o.channels)
   end
-  if o.convs_per_block < 1 then fail("--convs-per-block must be >= 1") end
-  return widths, channels
+  -- one count for every block, or one per block (a checkpoint may hold a number)
+  local convs = parse_widths(o.convs_per_block)
+  if not convs or #convs == 0 then
+    fail("--convs-per-block must be a whole number >= 1 or a list like 1,2 (got '%s')", tostring(o.convs_per_block))
+  end
+  if #convs == 1 then
+    for i = 2, #channels do convs[i] = convs[1] end
+  elseif #convs ~= #channels then
+    fail("--convs-per-block: %d counts for %d blocks (--channels %s)", #convs, #channels, o.channels)
+  end
+  return widths, channels, convs
 end
 
 -- --- model, optimizer, schedule ---------------------------------------------------------
@@ -208,11 +218,11 @@ end
 
 -- The CNN takes the same [N,784] batches as the MLP. The convolutions carry no bias: the batch
 -- norm right after them adds its own.
-local function build_cnn(widths, channels, o)
+local function build_cnn(widths, channels, convs, o)
   local layers = {nn.Dropout(o.input_dropout), nn.Unflatten(2, {1, 28, 28})}
   local in_channels, side = 1, 28
-  for _, c in ipairs(channels) do
-    for _ = 1, o.convs_per_block do
+  for b, c in ipairs(channels) do
+    for _ = 1, convs[b] do
       layers[#layers + 1] = nn.Conv2d(in_channels, c, 3, {padding = 1, bias = false})
       layers[#layers + 1] = nn.BatchNorm2d(c)
       layers[#layers + 1] = nn.ReLU()
@@ -226,17 +236,17 @@ local function build_cnn(widths, channels, o)
   return nn.Sequential(table.unpack(add_classifier(layers, in_channels * side * side, widths, o)))
 end
 
-local function build_model(widths, channels, o)
-  if o.model == "cnn" then return build_cnn(widths, channels, o) end
+local function build_model(widths, channels, convs, o)
+  if o.model == "cnn" then return build_cnn(widths, channels, convs, o) end
   return build_mlp(widths, o)
 end
 
 -- "MLP 784-1024-1024-10" or "CNN 1x28x28-[32]-[64]-128-10": for the log and the plot's title.
-local function model_name(widths, channels, o)
+local function model_name(widths, channels, convs, o)
   if o.model ~= "cnn" then return string.format("MLP 784-%s-10", table.concat(widths, "-")) end
   local blocks = {}
   for i, c in ipairs(channels) do
-    blocks[i] = "[" .. (o.convs_per_block > 1 and (o.convs_per_block .. "x") or "") .. c .. "]"
+    blocks[i] = "[" .. (convs[i] > 1 and (convs[i] .. "x") or "") .. c .. "]"
   end
   return string.format("CNN 1x28x28-%s-%s-10", table.concat(blocks, "-"), table.concat(widths, "-"))
 end
@@ -380,7 +390,7 @@ if opts.resume then
   for k, v in pairs(LEGACY) do if state.options[k] == nil then opts[k] = v end end
 end
 apply_model_defaults(opts, given)
-local widths, channels = check_options(opts)
+local widths, channels, convs = check_options(opts)
 dn.set_num_threads(opts.threads)
 dn.manual_seed(opts.seed)
 local say = opts.quiet and function() end or print
@@ -404,7 +414,7 @@ else
 end
 local eval_loader = data.DataLoader(eval_set, {batch_size = EVAL_BATCH})
 
-local model = build_model(widths, channels, opts)
+local model = build_model(widths, channels, convs, opts)
 local opt = build_optimizer(model:parameters(), opts)
 local loss_fn = nn.CrossEntropyLoss()
 local loader = data.DataLoader(train_set, {batch_size = opts.batch_size, shuffle = true,
@@ -426,7 +436,7 @@ local schedule = build_schedule(opt, opts, batches * opts.epochs, batches * (fir
 local interactive = not opts.quiet and dn.isatty(io.stderr)
 if opts.model == "cnn" then
   say(string.format("dropnet %s: %s, dropout %.2f input / %.2f conv / %.2f hidden%s, %s lr %g (%s), batch %d, "
-    .. "%d threads", dn.version, model_name(widths, channels, opts), opts.input_dropout, opts.conv_dropout,
+    .. "%d threads", dn.version, model_name(widths, channels, convs, opts), opts.input_dropout, opts.conv_dropout,
     opts.dropout, opts.augment and ", augmented" or "", opts.optimizer, opts.lr, opts.schedule, opts.batch_size,
     opts.threads))
 else
@@ -477,7 +487,7 @@ for epoch = first_epoch, last_epoch do
     eval_acc, seconds, h.samples_per_s))
   write_metrics(opts.out .. "/metrics.csv", history)
   write_plot(opts.out .. "/train.svg", history, eval_name, opts.model == "cnn"
-    and string.format("dropnet: %s on Fashion-MNIST", model_name(widths, channels, opts))
+    and string.format("dropnet: %s on Fashion-MNIST", model_name(widths, channels, convs, opts))
     or string.format("dropnet: 784-%s-10 on Fashion-MNIST", table.concat(widths, "-")))
   local saved_opts = {}
   for k, v in pairs(opts) do if k ~= "resume" and k ~= "stop_after" then saved_opts[k] = v end end

@@ -208,6 +208,16 @@ describe("scripts/train.lua", function()
       if t:dim() == 2 and t:size(1) == 16 then fc = t end
     end
     assert.are.same({16, 4 * 3 * 3}, fc:shape())
+    -- one count per block
+    out, code = run(cnn .. data .. " --epochs 1 --channels 2,3 --convs-per-block 1,2 --conv-dropout 0 "
+      .. "--dropout 0 --out " .. quote(dir .. "/cnn-mixed"))
+    assert.are.equal(0, code, out)
+    local mixed = {}
+    for _, t in pairs(checkpoint.load(dir .. "/cnn-mixed/checkpoint.safetensors").model) do
+      if t:dim() == 4 then mixed[#mixed + 1] = table.concat(t:shape(), "x") end
+    end
+    table.sort(mixed)
+    assert.are.same({"2x1x3x3", "3x2x3x3", "3x3x3x3"}, mixed)
     -- the same run without --augment trains on other batches
     out, code = run(cnn .. data .. " --epochs 1 --channels 2,3,4 --convs-per-block 2 --conv-dropout 0 "
       .. "--dropout 0 --out " .. quote(dir .. "/cnn-deep-plain"))
@@ -269,8 +279,9 @@ describe("scripts/train.lua", function()
       {"--model cnn --channels 0", "--channels must be a list of channel counts"},
       {"--model cnn --channels ,", "train.lua: --channels needs at least one block"},
       {"--model cnn --channels 8,8,8,8,8", "train.lua: --channels: at most 4 blocks fit a 28x28 image"},
-      {"--model cnn --convs-per-block 0", "train.lua: --convs-per-block must be >= 1"},
-      {"--model cnn --convs-per-block 1.5", "option '--convs-per-block' needs a whole number (got '1.5')"},
+      {"--model cnn --convs-per-block 0", "train.lua: --convs-per-block must be a whole number >= 1 or a list"},
+      {"--model cnn --convs-per-block 1.5", "train.lua: --convs-per-block must be a whole number >= 1 or a list"},
+      {"--model cnn --channels 8,16 --convs-per-block 1,2,1", "train.lua: --convs-per-block: 3 counts for 2 blocks"},
       {"--model cnn --conv-dropout 1", "train.lua: --conv-dropout must be in [0, 1)"},
       {"--model cnn --hidden 0", "train.lua: --hidden must be a list of widths"},
       {"--channels 8", "train.lua: --channels applies to --model cnn only"},
