@@ -90,15 +90,6 @@ static void augment_images(const void *ctx, int64_t n0, int64_t n1) {
   }
 }
 
-/* dn_tensor_new's message with `op` in place of its "tensor" prefix. */
-static dn_status rename_failure(dn_status st, const char *op) {
-  char message[512];
-  const char *prev = dn_last_error();
-  if (!strncmp(prev, "tensor: ", 8)) prev += 8;
-  snprintf(message, sizeof message, "%s", prev);
-  return dn_fail(st, "%s: %s", op, message);
-}
-
 /* x's dtype and layout; fills planes, in_h, in_w. */
 static dn_status check_images(const char *op, const dn_tensor *x, dn_rng *rng, augment_job *j) {
   char xs[128];
@@ -124,7 +115,7 @@ static dn_status run(const char *op, dn_tensor **out, const dn_tensor *x, dn_rng
   shape[x->ndim - 1] = j->out_w;
   dn_tensor *result, *dense = NULL;
   dn_status st = dn_tensor_new(&result, DN_F32, x->ndim, shape);
-  if (st) return rename_failure(st, op);
+  if (st) return dn_fail_as(st, op);
   int64_t images = x->shape[0];
   if (dn_tensor_numel(result) > 0) {
     st = dn_plain_contiguous(&dense, x);

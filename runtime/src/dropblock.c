@@ -306,13 +306,7 @@ dn_status dn_dropblock2d_mask(dn_tensor **mask, const dn_rng *rng, int ndim, con
   if (ndim > 0 && !shape) return dn_fail(DN_EINVAL, "%s: shape is NULL for %d dims", op, ndim);
   /* the tensor first: it validates the sizes (negative, too many) */
   st = dn_tensor_new(mask, DN_U8, ndim, shape);
-  if (st) {
-    char message[512];
-    const char *prev = dn_last_error();
-    if (!strncmp(prev, "tensor: ", 8)) prev += 8;
-    snprintf(message, sizeof message, "%s", prev);
-    return dn_fail(st, "%s: %s", op, message);
-  }
+  if (st) return dn_fail_as(st, op);
   char ms[128];
   st = check_geometry(op, ndim, shape, block_size, dn_shape_str(*mask, ms, sizeof ms));
   if (!st) {

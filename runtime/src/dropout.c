@@ -405,13 +405,7 @@ dn_status dn_dropout_mask(dn_tensor **mask, const dn_rng *rng, int ndim, const i
   if (st) return st;
   if (ndim > 0 && !shape) return dn_fail(DN_EINVAL, "dropout_mask: shape is NULL for %d dims", ndim);
   st = dn_tensor_new(mask, DN_U8, ndim, shape);
-  if (st) {
-    char message[512];
-    const char *prev = dn_last_error();
-    if (!strncmp(prev, "tensor: ", 8)) prev += 8;
-    snprintf(message, sizeof message, "%s", prev);
-    return dn_fail(st, "dropout_mask: %s", message);
-  }
+  if (st) return dn_fail_as(st, "dropout_mask");
   /* p = 0 keeps everything, like dn_dropout (which draws nothing then) */
   dn_dropout_keep_run(dn_tensor_data(*mask), dn_tensor_numel(*mask), rng->seed, rng->offset,
                       p == 0.0 ? 0 : dn_dropout_threshold(p));

@@ -1,8 +1,10 @@
 /* The per-thread last error message. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "dropnet/error.h"
+#include "internal.h"
 
 static _Thread_local char last_message[512];
 
@@ -28,4 +30,12 @@ dn_status dn_fail(dn_status s, const char *fmt, ...) {
   vsnprintf(last_message, sizeof last_message, fmt, ap);
   va_end(ap);
   return s;
+}
+
+dn_status dn_fail_as(dn_status s, const char *op) {
+  char message[sizeof last_message];
+  const char *prev = last_message;
+  if (!strncmp(prev, "tensor: ", 8)) prev += 8;
+  snprintf(message, sizeof message, "%s", prev);
+  return dn_fail(s, "%s: %s", op, message);
 }

@@ -61,6 +61,10 @@ static inline float dn_sigmoid_f32(float x) {
 static inline float dn_max_nan(float x, float y) { return (x > y || x != x) ? x : y; }
 static inline float dn_min_nan(float x, float y) { return (x < y || x != x) ? x : y; }
 
+/* s, with the last error's message re-issued under op's name (its "tensor: "
+   prefix, from a dn_tensor_new that refused the sizes, replaced): error.c. */
+dn_status dn_fail_as(dn_status s, const char *op);
+
 /* DN_ETYPE "<op>: <what> must be float32 (got <dtype>)" unless t is float32. */
 static inline dn_status dn_check_float(const char *op, const char *what, const dn_tensor *t) {
   if (t->dtype == DN_F32) return DN_OK;

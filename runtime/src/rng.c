@@ -84,15 +84,6 @@ static void fill_normal(float *dst, int64_t n, const dn_rng *rng, int64_t b0, in
   }
 }
 
-/* dn_tensor_new's message with `op` in place of its "tensor" prefix. */
-static dn_status rename_failure(dn_status st, const char *op) {
-  char message[512];
-  const char *prev = dn_last_error();
-  if (!strncmp(prev, "tensor: ", 8)) prev += 8;
-  snprintf(message, sizeof message, "%s", prev);
-  return dn_fail(st, "%s: %s", op, message);
-}
-
 typedef void (*fill_fn)(float *dst, int64_t n, const dn_rng *rng, int64_t b0, int64_t b1);
 
 /* Elements [begin, end) of a random tensor: blocks begin/4 up to the one
@@ -119,7 +110,7 @@ static dn_status random_tensor(const char *op, fill_fn fill, dn_tensor **out, dn
   if (ndim > 0 && !shape) return dn_fail(DN_EINVAL, "%s: shape is NULL for %d dims", op, ndim);
   dn_tensor *t;
   dn_status st = dn_tensor_new(&t, DN_F32, ndim, shape);
-  if (st) return rename_failure(st, op);
+  if (st) return dn_fail_as(st, op);
   int64_t n = dn_tensor_numel(t);
   int64_t blocks = (n + 3) / 4;
   /* Ranges start at whole groups of DN_PHILOX_LANES blocks, so that every
@@ -186,7 +177,7 @@ dn_status dn_randperm(dn_tensor **out, dn_rng *rng, int64_t n, int64_t base) {
                    (long long)base + n);
   dn_tensor *t;
   dn_status st = dn_tensor_new(&t, DN_I32, 1, &n);
-  if (st) return rename_failure(st, "randperm");
+  if (st) return dn_fail_as(st, "randperm");
   int32_t *perm = dn_tensor_data(t);
   for (int64_t i = 0; i < n; i++) perm[i] = (int32_t)(base + i);
   /* Fisher-Yates from the back: position i swaps with a uniform j in [0, i]. */
