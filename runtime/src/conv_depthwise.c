@@ -308,8 +308,9 @@ static void flat_dw_task(void *ctx, int task, int tasks) {
   const conv_geom *g = j->g;
   padded pd = j->pd;
   int64_t mult = g->out_ch / g->groups, kk = g->k_h * g->k_w, len = g->out_h * pd.in_width;
-  float *xp = j->scratch + task * j->scratch_floats, *gfull = xp + pd.in_rows * pd.in_width + pd.slack;
-  double *acc = (double *)(gfull + round_block(len));   /* kk */
+  /* the task's scratch: kk doubles (its 64-byte aligned start), then the two planes */
+  double *acc = (double *)(j->scratch + task * j->scratch_floats);
+  float *xp = (float *)acc + (2 * kk + 15) / 16 * 16, *gfull = xp + pd.in_rows * pd.in_width + pd.slack;
   for (int64_t o = dn_split(j->units, task, tasks); o < dn_split(j->units, task + 1, tasks); o++) {
     memset(acc, 0, (size_t)kk * sizeof *acc);
     for (int64_t n = 0; n < g->batch; n++) {
@@ -379,7 +380,8 @@ dn_status dn_depthwise_dw(const conv_geom *g, const dn_tensor *x, const float *g
     return DN_OK;
   }
   flat_job j = {.g = g, .pd = padded_of(g), .x = x, .grad = grad, .out = dw};
-  /* input plane + slack, gradient plane at the padded width, taps doubles */
-  int64_t floats = j.pd.in_rows * j.pd.in_width + j.pd.slack + round_block(g->out_h * j.pd.in_width) + 2 * taps;
+  /* taps doubles, input plane + slack, gradient plane at the padded width */
+  int64_t floats = (2 * taps + 15) / 16 * 16 + j.pd.in_rows * j.pd.in_width + j.pd.slack +
+                   round_block(g->out_h * j.pd.in_width);
   return run_flat(&j, flat_dw_task, g->out_ch, floats, g->batch * g->out_ch * g->positions * taps);
 }
