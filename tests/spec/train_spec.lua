@@ -165,7 +165,8 @@ describe("scripts/train.lua", function()
 
   -- --model cnn: a small network (two blocks of 4 and 8 channels, 16 hidden units) so that the
   -- runs take a fraction of a second.
-  local cnn = "--model cnn --channels 4,8 --hidden 16 --batch-size 32 --lr 0.01 --threads 2 --quiet --data "
+  local cnn = "--model cnn --channels 4,8 --convs-per-block 1 --hidden 16 --batch-size 32 --lr 0.01 --threads 2 "
+    .. "--quiet --data "
 
   it("trains a CNN with --model cnn and records the model in the checkpoint", function()
     local out, code = run(cnn .. quote(dir .. "/data") .. " --epochs 2 --out " .. quote(dir .. "/cnn"))
