@@ -1,11 +1,13 @@
 -- scripts/bench/train_throughput.lua — training throughput of the reference model,
 -- the same loop as shared/peers/torch_mlp_train.py measures for PyTorch.
 --
---   dropnet [--no-flush-denormal] scripts/bench/train_throughput.lua [--model a|b] [--epochs 4] [--threads 2]
+--   dropnet [--no-flush-denormal] scripts/bench/train_throughput.lua [--model a|b|c] [--epochs 4] [--threads 2]
 --
 -- Model a: Dropout(0.2), Linear 784-1024, ReLU, Dropout(0.5), Linear 1024-1024, ReLU,
 -- Dropout(0.5), Linear 1024-10; batch 128. Model b: Linear 784-64, ReLU, Dropout(0.5),
--- Linear 64-10; batch 32 (overhead-bound). Both: cross-entropy, SGD lr 0.05 momentum 0.9,
+-- Linear 64-10; batch 32 (overhead-bound). Model c (issue 13): the images as [N,1,28,28],
+-- Conv2d 1-32 3x3 pad 1, BatchNorm2d, ReLU, MaxPool2d 2, Dropout2d(0.1), the same with 32-64,
+-- Flatten, Linear 3136-128, ReLU, Dropout(0.5), Linear 128-10; batch 128. All: cross-entropy, SGD lr 0.05 momentum 0.9,
 -- pixels in [0,1], reshuffled every epoch, last partial batch kept. The timed region is
 -- the training loop (shuffle, gather, forward, backward, step, loss:item()); dropnet keeps
 -- the images as uint8 and its gather converts each batch to float32 (PyTorch gathers
@@ -23,8 +25,9 @@ local nn, optim, data = dn.nn, dn.optim, dn.data
 
 local USAGE = [[
 usage: dropnet [--no-flush-denormal] scripts/bench/train_throughput.lua [options]
-  --model a|b    a: 784-1024-1024-10 with dropout, batch 128 (default);
-                 b: 784-64-10 with dropout, batch 32 (the small, overhead-bound MLP)
+  --model a|b|c  a: 784-1024-1024-10 with dropout, batch 128 (default);
+                 b: 784-64-10 with dropout, batch 32 (the small, overhead-bound MLP);
+                 c: the small CNN (two conv + batch norm + pool + Dropout2d blocks), batch 128
   --epochs N     epochs to train (default 4; the summary is the median of epochs 2..N)
   --threads N    dropnet's thread count (default 2)
   --seed N       seed of the default generator (default 1)

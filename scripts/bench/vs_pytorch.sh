@@ -1,7 +1,7 @@
 #!/bin/sh
 # scripts/bench/vs_pytorch.sh — training throughput of dropnet against PyTorch, side by side.
 #
-#   sh scripts/bench/vs_pytorch.sh [--pairs N] [--model a|b] [--epochs E] [--peers DIR] [--dropnet BIN]
+#   sh scripts/bench/vs_pytorch.sh [--pairs N] [--model a|b|c] [--epochs E] [--peers DIR] [--dropnet BIN]
 #
 # Runs scripts/bench/train_throughput.lua and the PyTorch reference script
 # (torch_mlp_train.py in DIR, default ../shared/peers beside the checkout)
