@@ -1,8 +1,8 @@
 /*
 ** Normalization kernels from Lua, as core.nn_batch_norm,
-** core.nn_batch_norm_relu, core.nn_layer_norm and core.nn_group_norm. The Lua library (F.batch_norm, nn.BatchNorm2d,
-** nn.LayerNorm, ...) applies the defaults and chooses between batch and
-** running statistics.
+** core.nn_batch_norm_relu, core.nn_layer_norm and core.nn_group_norm. The
+** Lua library (F.batch_norm, nn.BatchNorm2d, nn.LayerNorm, ...) applies the
+** defaults and chooses between batch and running statistics.
 */
 #include "ldn.h"
 
