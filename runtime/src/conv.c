@@ -302,8 +302,8 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   if (!st && want_dw && !depthwise(&g)) st = scratch(&col, op, rows, nb * l);
   if (!st && (want_dx || want_dw) && !depthwise(&g) && nb > 1) st = scratch(&gbuf, op, g.out_ch, nb * l);
   if (!st && (want_dx || want_dw) && depthwise(&g) && g.out_ch > 0) {
-    if (want_dx) st = dn_depthwise_dx(&g, dn_tensor_data(wc), dn_tensor_data(gc), dn_tensor_data(dx));
-    if (!st && want_dw) st = dn_depthwise_dw(&g, x, dn_tensor_data(gc), dn_tensor_data(dw));
+    if (want_dx) st = dn_depthwise_dx(op, &g, dn_tensor_data(wc), dn_tensor_data(gc), dn_tensor_data(dx));
+    if (!st && want_dw) st = dn_depthwise_dw(op, &g, x, dn_tensor_data(gc), dn_tensor_data(dw));
   } else if (!st && (want_dx || want_dw)) {
     const float *gd = dn_tensor_data(gc);
     const float *wd = want_dx ? dn_tensor_data(wc) : NULL;
@@ -461,7 +461,7 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
     st = dn_plain_contiguous(&wc, w);
     if (!st) st = b ? dn_plain_contiguous(&bc, b) : DN_OK;
     if (!st) {
-      st = dn_depthwise_forward(g, x, dn_tensor_data(wc), bc ? dn_tensor_data(bc) : NULL, yd);
+      st = dn_depthwise_forward(op, g, x, dn_tensor_data(wc), bc ? dn_tensor_data(bc) : NULL, yd);
     }
     dn_tensor_release(bc);
     dn_tensor_release(wc);

@@ -246,6 +246,7 @@ static padded padded_of(const conv_geom *g) {
 }
 
 typedef struct flat_job {
+  const char *op;       /* for messages: conv2d or conv1d */
   const conv_geom *g;
   padded pd;
   const dn_tensor *x;
@@ -335,7 +336,7 @@ static dn_status run_flat(flat_job *j, dn_task_fn *fn, int64_t units, int64_t fl
   floats = (floats + 15) / 16 * 16;   /* each task's scratch 64-byte aligned */
   int64_t total;
   if (!dn_size_mul(floats, tasks, &total) || !(j->scratch = dn_alloc((size_t)total * sizeof(float))))
-    return dn_fail(DN_ENOMEM, "conv2d: out of memory for %d depthwise scratch planes of %lld floats", tasks,
+    return dn_fail(DN_ENOMEM, "%s: out of memory for %d depthwise scratch planes of %lld floats", j->op, tasks,
                    (long long)floats);
   j->scratch_floats = floats;
   j->units = units;
@@ -348,38 +349,38 @@ static bool unit_stride(const conv_geom *g) { return g->stride[0] == 1 && g->str
 
 /* --- the passes ---------------------------------------------------------------------------- */
 
-dn_status dn_depthwise_forward(const conv_geom *g, const dn_tensor *x, const float *w, const float *b, float *y) {
+dn_status dn_depthwise_forward(const char *op, const conv_geom *g, const dn_tensor *x, const float *w, const float *b, float *y) {
   int64_t taps = g->k_h * g->k_w;
   if (!unit_stride(g)) {
     depthwise_job job = {g, x, w, b, NULL, y};
     dn_parallel_rows(g->batch * g->out_ch, g->positions * taps, depthwise_forward_planes, &job);
     return DN_OK;
   }
-  flat_job j = {.g = g, .pd = padded_of(g), .x = x, .w = w, .b = b, .out = y};
+  flat_job j = {.op = op, .g = g, .pd = padded_of(g), .x = x, .w = w, .b = b, .out = y};
   int64_t floats = j.pd.in_rows * j.pd.in_width + j.pd.slack + round_block(g->out_h * j.pd.in_width);
   return run_flat(&j, flat_forward_task, g->batch * g->out_ch, floats, g->batch * g->out_ch * g->positions * taps);
 }
 
-dn_status dn_depthwise_dx(const conv_geom *g, const float *w, const float *grad, float *dx) {
+dn_status dn_depthwise_dx(const char *op, const conv_geom *g, const float *w, const float *grad, float *dx) {
   int64_t taps = g->k_h * g->k_w, mult = g->out_ch / g->groups;
   if (!unit_stride(g)) {
     depthwise_job job = {g, NULL, w, NULL, grad, dx};
     dn_parallel_rows(g->batch * g->in_ch, g->positions * taps * mult, depthwise_dx_planes, &job);
     return DN_OK;
   }
-  flat_job j = {.g = g, .pd = padded_of(g), .w = w, .grad = grad, .out = dx};
+  flat_job j = {.op = op, .g = g, .pd = padded_of(g), .w = w, .grad = grad, .out = dx};
   int64_t floats = j.pd.g_rows * j.pd.g_width + j.pd.slack + round_block(g->in_h * j.pd.g_width);
   return run_flat(&j, flat_dx_task, g->batch * g->in_ch, floats, g->batch * g->out_ch * g->positions * taps);
 }
 
-dn_status dn_depthwise_dw(const conv_geom *g, const dn_tensor *x, const float *grad, float *dw) {
+dn_status dn_depthwise_dw(const char *op, const conv_geom *g, const dn_tensor *x, const float *grad, float *dw) {
   int64_t taps = g->k_h * g->k_w;
   if (!unit_stride(g)) {
     depthwise_job job = {g, x, NULL, NULL, grad, dw};
     dn_parallel_rows(g->out_ch, g->positions * taps * g->batch, depthwise_dw_channels, &job);
     return DN_OK;
   }
-  flat_job j = {.g = g, .pd = padded_of(g), .x = x, .grad = grad, .out = dw};
+  flat_job j = {.op = op, .g = g, .pd = padded_of(g), .x = x, .grad = grad, .out = dw};
   /* taps doubles, input plane + slack, gradient plane at the padded width */
   int64_t floats = (2 * taps + 15) / 16 * 16 + j.pd.in_rows * j.pd.in_width + j.pd.slack +
                    round_block(g->out_h * j.pd.in_width);

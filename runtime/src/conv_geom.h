@@ -53,9 +53,11 @@ static inline bool depthwise(const conv_geom *g) {
 
 /* The depthwise passes (conv_depthwise.c), for checked sizes with batch,
    channels and kernel not empty: w contiguous [O, 1, KH, KW], grad
-   contiguous [N, O, OH, OW], outputs contiguous. */
-dn_status dn_depthwise_forward(const conv_geom *g, const dn_tensor *x, const float *w, const float *b, float *y);
-dn_status dn_depthwise_dx(const conv_geom *g, const float *w, const float *grad, float *dx);
-dn_status dn_depthwise_dw(const conv_geom *g, const dn_tensor *x, const float *grad, float *dw);
+   contiguous [N, O, OH, OW], outputs contiguous; op names the caller in a
+   message (DN_ENOMEM for scratch). */
+dn_status dn_depthwise_forward(const char *op, const conv_geom *g, const dn_tensor *x, const float *w, const float *b,
+                               float *y);
+dn_status dn_depthwise_dx(const char *op, const conv_geom *g, const float *w, const float *grad, float *dx);
+dn_status dn_depthwise_dw(const char *op, const conv_geom *g, const dn_tensor *x, const float *grad, float *dw);
 
 #endif
