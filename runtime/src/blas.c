@@ -166,3 +166,27 @@ void dn_blas_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
   job.tiles = tiles;
   dn_parallel(tasks, tile_task, &job);
 }
+
+size_t dn_blas_here_floats(int64_t m, int64_t n, int64_t k) {
+#ifdef DN_HAVE_GEMM
+  const dn_gemm_kernel *kernel = own_kernel();
+  if (kernel) return dn_gemm_here_floats(kernel, m, n, k);
+#endif
+  (void)m, (void)n, (void)k;
+  return 0;
+}
+
+void dn_blas_sgemm_here(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *buffer) {
+#ifdef DN_HAVE_GEMM
+  const dn_gemm_kernel *kernel = own_kernel();
+  if (kernel) {
+    dn_gemm_here(kernel, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, buffer);
+    return;
+  }
+#endif
+  (void)buffer;
+  openblas_single_threaded();
+  cblas_sgemm(CblasRowMajor, op_of(trans_a), op_of(trans_b), (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb,
+              beta, c, (int)ldc);
+}

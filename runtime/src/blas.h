@@ -7,6 +7,7 @@
 #define DROPNET_BLAS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* True when every value fits the BLAS's int arguments; callers check sizes
@@ -22,5 +23,16 @@ bool dn_blas_fits(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int
 */
 void dn_blas_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+/*
+** The same product on the calling thread alone, for work already split
+** across the team (a convolution's images, one per task). buffer: at least
+** dn_blas_here_floats(m, n, k) floats, 64-byte aligned (dn_alloc's), for
+** our kernel's packing; OpenBLAS takes none (0). Bits depend on the shape
+** alone.
+*/
+size_t dn_blas_here_floats(int64_t m, int64_t n, int64_t k);
+void dn_blas_sgemm_here(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *buffer);
 
 #endif

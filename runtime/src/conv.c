@@ -2,35 +2,40 @@
 ** Convolution (NCHW, float32): y = conv(x, w) + b, PyTorch's cross-correlation
 ** with stride, zero padding, dilation and groups.
 **
-** Forward, for each chunk of B batch elements (chunk_size: as many as fit
-** an 8 MiB col): im2col copies the receptive fields of the chunk into col
-** [in * KH * KW, B * OH * OW] (zeros where the padding is; element i in
-** columns [i * OH * OW, (i + 1) * OH * OW)), and for each group one sgemm
-** writes [out/G rows, B * OH * OW] = w_g @ col_g (a group's rows of w and of
-** col are contiguous blocks); one pass copies that into y [N, out, OH, OW]
-** adding the bias. With B = 1 the sgemm writes y directly. Backward reads
-** the same layouts, the chunk's gradient first copied to [out, B * OH * OW]:
-**   dx = col2im(w_g^T @ g_g)              one sgemm per group, then a pass
-**   dw_g += g_g @ col_g^T                 im2col again (col is not kept)
-**   db[o] = sum over n, positions of g    in double
-** col is never saved between forward and backward: recomputing it costs one
-** copy of x's receptive fields, keeping it would hold KH * KW copies of x per
-** layer until backward.
+** A batch element (an image) is one task's from start to end. Its output
+** rows are cut into slabs whose im2col fits SLAB_FLOATS (a 32 -> 64 channel
+** 3x3 layer on 14x14 maps is one slab per image); for each slab im2col
+** copies the receptive fields into col [in * KH * KW, slab positions]
+** (zeros where the padding is), and for each group one sgemm on the task's
+** own thread writes the slab's outputs straight into y [O, OH * OW] (a
+** group's rows of w and of col are contiguous blocks); the bias is added
+** while the image's outputs are still in cache. Backward, per slab:
+**   dx += col2im(w_g^T @ g_g)            one sgemm per group
+**   dw_part += g_g @ col_g^T             im2col again (col is not kept)
+**   db_part[o] += sum of g over the slab   in double
+** The batch is cut into parts (a function of its size alone, never of the
+** thread count); a part's dw and db sum its images in order, and the parts
+** are added in order at the end. So every value is computed by one fixed
+** sequence of operations: the bits do not depend on the thread count.
 **
-** The chunk loop is serial and each step is parallel inside (im2col and
-** col2im by whole rows / channels, sgemm by its own tiles), so every output
-** element is computed by one fixed sequence of operations: the bits do not
-** depend on the thread count, and dw accumulates over chunks in batch order.
-** Scratch (col, dcol) comes from dn_alloc before any parallel loop.
+** Why an image per thread: col and the sgemm's packed panels stay in the
+** core's L2, the sgemm writes y in its own layout, and nothing waits for a
+** parallel region per step. The earlier scheme (one sgemm on all threads
+** over a chunk of images, then copies between [O, images * positions] and
+** NCHW) ran the 32 -> 64 layer at 150 GFLOP/s forward and 142 backward on
+** 2 threads of the Sapphire Rapids; an image's [64, 288] @ [288, 196] alone
+** runs at ~146 GFLOP/s on one core.
+**
+** col is never saved between forward and backward: recomputing it costs one
+** copy of x's receptive fields, keeping it would hold KH * KW copies of x
+** per layer until backward. Scratch (col, dcol, the sgemm's panels) comes
+** from dn_alloc, one part per task, before the parallel region.
 **
 ** Depthwise convolutions (one input channel per group: groups = in) skip
 ** im2col: a group's sgemm would be [out/G, KH*KW] @ [KH*KW, OH*OW], too thin
 ** to run near the GEMM's speed (measured, N 8, C 1024, 28x28, 3x3: 3.7
-** GFLOP/s against 78 for a dense conv of the same FLOPs, 20x slower). A
-** direct loop per output plane instead adds w[o, ki, kj] times a shifted row
-** of x into each output row (unit stride: vectorized); backward scatters the
-** same way into dx planes and sums dw per output channel over the batch.
-** Planes and channels are whole tasks, so the bits do not depend on threads.
+** GFLOP/s against 78 for a dense conv of the same FLOPs, 20x slower). Their
+** direct loops are in conv_depthwise.c; db is summed here as for the others.
 **
 ** dn_conv1d is the same kernel over a height of 1: x [N, C, L] is read as
 ** [N, C, 1, L] through its strides, w [O, C/G, K] as [O, C/G, 1, K].
@@ -44,53 +49,39 @@
 #include "graph.h"
 #include "internal.h"
 #include "lanes.h"
+#include "pool.h"
 #include "shape.h"
 
 enum { SAVED_X = 0, SAVED_W = 1 };
 /* node->ints: stride, padding and dilation as {rows, columns}, then groups */
 enum { NODE_STRIDE = 0, NODE_PADDING = 2, NODE_DILATION = 4, NODE_GROUPS = 6 };
 
-/* --- im2col and col2im ----------------------------------------------------------- */
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* A chunk of batch elements [n0, n0 + count) of x as col [rows, count * positions]:
-   element i's receptive fields are columns [i * positions, (i + 1) * positions). */
-typedef struct chunk {
-  const dn_tensor *x;   /* forward and dw: the input (any strides) */
-  int64_t n0, count;
-  int64_t ld;           /* count * positions: col's row stride */
-} chunk;
+/* --- one slab of an image: im2col and col2im --------------------------------------- */
 
-typedef struct im2col_job {
-  const conv_geom *g;
-  chunk ch;
-  float *col;
-} im2col_job;
-
-/* Tasks [t0, t1) of col, task t = (element i, row r): row (c, ki, kj) holds
-   x[c, oh*sh + ki*dh - ph, ow*sw + kj*dw - pw] over (oh, ow). */
-static void im2col_rows(const void *ctx, int64_t t0, int64_t t1) {
-  const im2col_job *j = ctx;
-  const conv_geom *g = j->g;
-  int64_t kk = g->k_h * g->k_w, rows = g->in_ch * kk;
-  for (int64_t t = t0; t < t1; t++) {
-    int64_t i = t / rows, r = t % rows;
-    int64_t c = r / kk, ki = r % kk / g->k_w, kj = r % g->k_w;
-    image x = image_of(j->ch.x, j->ch.n0 + i);
-    int64_t lo, hi;
+/* col [rows, ld] for output rows [oh0, oh1) of image x: row r = (c, ki, kj)
+   holds x[c, oh*sh + ki*dh - ph, ow*sw + kj*dw - pw] over (oh, ow). */
+static void im2col_slab(const conv_geom *g, image x, int64_t oh0, int64_t oh1, float *col, int64_t ld) {
+  int64_t kk = g->k_h * g->k_w, rows = g->in_ch * kk, step = g->stride[1] * x.sw;
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t c = r / kk, ki = r % kk / g->k_w, kj = r % g->k_w, lo, hi;
     valid_columns(g, kj, &lo, &hi);
-    float *dst = j->col + r * j->ch.ld + i * g->positions;
-    for (int64_t oh = 0; oh < g->out_h; oh++, dst += g->out_w) {
+    int64_t iw0 = kj * g->dil[1] - g->pad[1];
+    float *dst = col + r * ld;
+    for (int64_t oh = oh0; oh < oh1; oh++, dst += g->out_w) {
       int64_t ih = oh * g->stride[0] + ki * g->dil[0] - g->pad[0];
-      if (ih < 0 || ih >= g->in_h) {
+      if (ih < 0 || ih >= g->in_h || lo == hi) {
         memset(dst, 0, (size_t)g->out_w * sizeof *dst);
         continue;
       }
-      const float *src = x.data + c * x.sc + ih * x.sh;
-      int64_t sw = x.sw, step = g->stride[1] * sw, iw0 = kj * g->dil[1] - g->pad[1];
+      const float *sp = x.data + c * x.sc + ih * x.sh + (lo * g->stride[1] + iw0) * x.sw;
       for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-      const float *sp = src + (lo * g->stride[1] + iw0) * sw;
+      /* rows are short (14-28 floats): a loop, not a memcpy call per row */
       if (step == 1) {
-        memcpy(dst + lo, sp, (size_t)(hi - lo) * sizeof *dst);
+#pragma omp simd
+        for (int64_t k = 0; k < hi - lo; k++) dst[lo + k] = sp[k];
       } else {
         for (int64_t ow = lo; ow < hi; ow++, sp += step) dst[ow] = *sp;
       }
@@ -99,124 +90,165 @@ static void im2col_rows(const void *ctx, int64_t t0, int64_t t1) {
   }
 }
 
-static void im2col(const conv_geom *g, chunk ch, float *col) {
-  im2col_job job = {g, ch, col};
-  dn_parallel_rows(ch.count * g->in_ch * g->k_h * g->k_w, g->positions, im2col_rows, &job);
-}
-
-typedef struct col2im_job {
-  const conv_geom *g;
-  const float *col;   /* [rows, ld]: element i at columns [i * positions, ...) */
-  int64_t ld;
-  float *dx;          /* the chunk's first element of dx, contiguous [count, C, H, W] */
-} col2im_job;
-
-/* Tasks [t0, t1) of dx, task t = (element i, channel c): the sum of col's
-   entries that im2col read from each element, in the fixed order (ki, kj, oh, ow). */
-static void col2im_channels(const void *ctx, int64_t t0, int64_t t1) {
-  const col2im_job *j = ctx;
-  const conv_geom *g = j->g;
-  int64_t plane = g->in_h * g->in_w;
-  for (int64_t t = t0; t < t1; t++) {
-    int64_t i = t / g->in_ch, c = t % g->in_ch;
-    float *dx = j->dx + t * plane;
-    memset(dx, 0, (size_t)plane * sizeof *dx);
+/* dx (one image, contiguous [C, H, W]) += the entries of col [rows, ld] that
+   im2col_slab read from it for output rows [oh0, oh1), in the fixed order
+   (c, ki, kj, oh, ow). */
+static void col2im_slab(const conv_geom *g, const float *col, int64_t ld, int64_t oh0, int64_t oh1, float *dx) {
+  int64_t plane = g->in_h * g->in_w, sw = g->stride[1];
+  for (int64_t c = 0; c < g->in_ch; c++)
     for (int64_t ki = 0; ki < g->k_h; ki++)
       for (int64_t kj = 0; kj < g->k_w; kj++) {
-        const float *src = j->col + ((c * g->k_h + ki) * g->k_w + kj) * j->ld + i * g->positions;
+        const float *src = col + ((c * g->k_h + ki) * g->k_w + kj) * ld;
         int64_t lo, hi;
         valid_columns(g, kj, &lo, &hi);
         int64_t iw0 = kj * g->dil[1] - g->pad[1];
-        for (int64_t oh = 0; oh < g->out_h; oh++, src += g->out_w) {
+        for (int64_t oh = oh0; oh < oh1; oh++, src += g->out_w) {
           int64_t ih = oh * g->stride[0] + ki * g->dil[0] - g->pad[0];
-          if (ih < 0 || ih >= g->in_h) continue;
-          float *row = dx + ih * g->in_w + lo * g->stride[1] + iw0;
-          if (g->stride[1] == 1) {
+          if (ih < 0 || ih >= g->in_h || lo == hi) continue;
+          float *row = dx + c * plane + ih * g->in_w + lo * sw + iw0;
+          if (sw == 1) {
 #pragma omp simd
             for (int64_t k = 0; k < hi - lo; k++) row[k] += src[lo + k];
           } else {
-            for (int64_t k = 0; k < hi - lo; k++) row[k * g->stride[1]] += src[lo + k];
+            for (int64_t k = 0; k < hi - lo; k++) row[k * sw] += src[lo + k];
           }
         }
       }
-  }
 }
 
-static void col2im(const conv_geom *g, const float *col, int64_t count, float *dx) {
-  col2im_job job = {g, col, count * g->positions, dx};
-  dn_parallel_rows(count * g->in_ch, g->k_h * g->k_w * g->positions, col2im_channels, &job);
+/* --- the tasks ----------------------------------------------------------------------- */
+
+/* Output rows per slab: its col within SLAB_FLOATS (512 KiB, with the
+   sgemm's panels of it within a core's L2), at least one row. A function of
+   the shapes alone. */
+#define SLAB_FLOATS ((int64_t)128 << 10)
+static int64_t slab_rows(const conv_geom *g) {
+  int64_t per_row = g->in_ch * g->k_h * g->k_w * g->out_w;
+  int64_t r = per_row > 0 ? SLAB_FLOATS / per_row : g->out_h;
+  return r < 1 ? 1 : min64(r, g->out_h);
 }
 
-/* --- [N, O, positions] and [O, count * positions] ------------------------------------ */
+/* Backward's parts of the batch: at most PARTS (so up to PARTS threads
+   share a backward), and their copies of dw within PARTS_DW_FLOATS. A
+   function of the shapes alone, never of the thread count. */
+#define PARTS 8
+#define PARTS_DW_FLOATS ((int64_t)4 << 20)
+static int64_t parts_of(const conv_geom *g) {
+  int64_t parts = min64(g->batch, PARTS), wn = g->out_ch * g->group_rows;
+  if (wn > 0 && parts * wn > PARTS_DW_FLOATS) parts = max64(1, PARTS_DW_FLOATS / wn);
+  return parts;
+}
 
-/* Copies between an output-shaped tensor's elements [n0, n0 + count) and
-   a chunk buffer [O, count * positions], adding the bias on the way in. */
-typedef struct permute_job {
+/* One pass over the batch, forward or backward. */
+typedef struct conv_job {
   const conv_geom *g;
-  int64_t n0, count;
-  float *y;            /* to y: [N, O, positions] */
-  const float *grad;   /* to buf: [N, O, positions] */
-  float *buf;          /* [O, count * positions] */
-  const float *bias;   /* to y: added, or NULL */
-} permute_job;
+  int64_t slab;                   /* output rows per slab */
+  const dn_tensor *x;             /* forward, and backward's dw: any strides */
+  const float *w, *bias, *grad;   /* contiguous; grad [N, O, positions] */
+  float *y, *dx;                  /* contiguous, or NULL */
+  float *dw;                      /* [parts][O * group_rows] (dw itself with one part), or NULL */
+  double *db;                     /* [parts][O][LANES], zeroed, or NULL */
+  int64_t parts;
+  float *scratch;                 /* task t's: col, then the sgemm's panels, then dcol */
+  int64_t col_floats, pack_floats, task_floats;
+} conv_job;
 
-/* Rows [r0, r1), row r = (element i, channel o). */
-static void permute_rows(const void *ctx, int64_t r0, int64_t r1) {
-  const permute_job *j = ctx;
-  int64_t l = j->g->positions, o_n = j->g->out_ch;
-  for (int64_t r = r0; r < r1; r++) {
-    int64_t i = r / o_n, o = r % o_n, at = ((j->n0 + i) * o_n + o) * l;
-    float *b = j->buf + o * j->count * l + i * l;
-    if (j->grad) {
-      memcpy(b, j->grad + at, (size_t)l * sizeof *b);
-      continue;
-    }
-    float *a = j->y + at;
-    if (j->bias) {
-      float v = j->bias[o];
+/* The products' og and kg, zero when a group has no outputs or no inputs. */
+static bool has_products(const conv_geom *g) { return g->out_ch > 0 && g->group_rows > 0; }
+
+/* Image n's outputs. */
+static void forward_image(const conv_job *j, int64_t n, float *col, float *pack) {
+  const conv_geom *g = j->g;
+  int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
+  float *y = j->y + n * g->out_ch * l;
+  if (!has_products(g)) memset(y, 0, (size_t)(g->out_ch * l) * sizeof *y);   /* no inputs: only the bias */
+  for (int64_t oh0 = 0; has_products(g) && oh0 < g->out_h; oh0 += j->slab) {
+    int64_t oh1 = min64(oh0 + j->slab, g->out_h), cols = (oh1 - oh0) * g->out_w, at = oh0 * g->out_w;
+    im2col_slab(g, image_of(j->x, n), oh0, oh1, col, cols);
+    for (int64_t k = 0; k < g->groups; k++)
+      dn_blas_sgemm_here(false, false, og, cols, kg, 1.0f, j->w + k * og * kg, kg, col + k * kg * cols, cols, 0.0f,
+                         y + k * og * l + at, l, pack);
+  }
+  for (int64_t o = 0; j->bias && o < g->out_ch; o++) {
+    float *row = y + o * l, v = j->bias[o];
 #pragma omp simd
-      for (int64_t p = 0; p < l; p++) a[p] = b[p] + v;
-    } else {
-      memcpy(a, b, (size_t)l * sizeof *a);
-    }
+    for (int64_t p = 0; p < l; p++) row[p] += v;
   }
 }
 
-/* y's elements [n0, n0 + count) = buf (+ bias). */
-static void buf_to_output(const conv_geom *g, int64_t n0, int64_t count, float *buf, float *y, const float *bias) {
-  permute_job job = {g, n0, count, y, NULL, buf, bias};
-  dn_parallel_rows(count * g->out_ch, g->positions, permute_rows, &job);
+static void forward_task(void *ctx, int t, int nt) {
+  const conv_job *j = ctx;
+  float *col = j->scratch + t * j->task_floats, *pack = col + j->col_floats;
+  for (int64_t n = dn_split(j->g->batch, t, nt); n < dn_split(j->g->batch, t + 1, nt); n++)
+    forward_image(j, n, col, pack);
 }
 
-/* buf = grad's elements [n0, n0 + count). */
-static void grad_to_buf(const conv_geom *g, int64_t n0, int64_t count, const float *grad, float *buf) {
-  permute_job job = {g, n0, count, NULL, grad, buf, NULL};
-  dn_parallel_rows(count * g->out_ch, g->positions, permute_rows, &job);
+/* Image n's dx, and its terms of its part's dw (first: the part's first
+   image, which writes rather than adds) and db. */
+static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, double *db, float *col, float *pack,
+                           float *dcol) {
+  const conv_geom *g = j->g;
+  int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
+  const float *gn = j->grad + n * g->out_ch * l;
+  float *dx = j->dx ? j->dx + n * g->in_ch * g->in_h * g->in_w : NULL;
+  if (dx) memset(dx, 0, (size_t)(g->in_ch * g->in_h * g->in_w) * sizeof *dx);
+  for (int64_t oh0 = 0; has_products(g) && (dx || dw) && oh0 < g->out_h; oh0 += j->slab) {
+    int64_t oh1 = min64(oh0 + j->slab, g->out_h), cols = (oh1 - oh0) * g->out_w, at = oh0 * g->out_w;
+    if (dx) {
+      for (int64_t k = 0; k < g->groups; k++)
+        dn_blas_sgemm_here(true, false, kg, cols, og, 1.0f, j->w + k * og * kg, kg, gn + k * og * l + at, l, 0.0f,
+                           dcol + k * kg * cols, cols, pack);
+      col2im_slab(g, dcol, cols, oh0, oh1, dx);
+    }
+    if (dw) {
+      im2col_slab(g, image_of(j->x, n), oh0, oh1, col, cols);
+      for (int64_t k = 0; k < g->groups; k++)
+        dn_blas_sgemm_here(false, true, og, kg, cols, 1.0f, gn + k * og * l + at, l, col + k * kg * cols, cols,
+                           first && oh0 == 0 ? 0.0f : 1.0f, dw + k * og * kg, kg, pack);
+    }
+  }
+  for (int64_t o = 0; db && o < g->out_ch; o++) lanes_sum(db + o * LANES, gn + o * l, l);
 }
 
-/*
-** Batch elements per chunk. One sgemm per group over a chunk's columns
-** (count * positions of them) instead of one per element: a layer like
-** 32 -> 64 channels on 14x14 maps gives [64, 288] @ [288, 196] per
-** element, too small to reach the GEMM's speed (~100 GFLOP/s here against
-** ~250 for the chunk's [64, 288] @ [288, 7252]). The chunk's col stays
-** within COL_BUDGET floats. A chunk costs two copies (its output out of the
-** sgemm's layout, its gradient into it), one float per 2 * group_rows FLOPs:
-** layers with fewer than MIN_CHUNK_ROWS rows per group (a first layer: 1 x
-** 3 x 3) stay one element at a time, where those copies would cost more than
-** the sgemm (measured, 1 -> 32 on 28x28: the copies were a third of its
-** time). The size depends on the shapes only, so the bits do not depend on
-** the thread count.
-*/
-#define COL_BUDGET ((int64_t)2 << 20)   /* floats: 8 MiB */
-#define MIN_CHUNK_ROWS 32
-static int64_t chunk_size(const conv_geom *g) {
-  if (g->group_rows < MIN_CHUNK_ROWS) return 1;
-  int64_t per = g->in_ch * g->k_h * g->k_w * g->positions;
-  int64_t count = per > 0 ? COL_BUDGET / per : g->batch;
-  if (count > g->batch) count = g->batch;
-  return count < 1 ? 1 : count;
+static void backward_task(void *ctx, int t, int nt) {
+  const conv_job *j = ctx;
+  const conv_geom *g = j->g;
+  float *col = j->scratch + t * j->task_floats, *pack = col + j->col_floats, *dcol = pack + j->pack_floats;
+  for (int64_t p = dn_split(j->parts, t, nt); p < dn_split(j->parts, t + 1, nt); p++) {
+    float *dw = j->dw ? j->dw + p * g->out_ch * g->group_rows : NULL;
+    double *db = j->db ? j->db + p * g->out_ch * LANES : NULL;
+    int64_t n0 = dn_split(g->batch, (int)p, (int)j->parts), n1 = dn_split(g->batch, (int)p + 1, (int)j->parts);
+    for (int64_t n = n0; n < n1; n++) backward_image(j, n, n == n0, dw, db, col, pack, dcol);
+  }
 }
+
+/* The sgemm's packing floats for the products of a slab of `cols` positions. */
+static int64_t pack_floats(const conv_geom *g, int64_t cols) {
+  if (!has_products(g)) return 0;
+  int64_t og = g->out_ch / g->groups, kg = g->group_rows;
+  size_t f = dn_blas_here_floats(og, cols, kg), d = dn_blas_here_floats(kg, cols, og),
+         w = dn_blas_here_floats(og, kg, cols);
+  return (int64_t)(f > d ? (f > w ? f : w) : (d > w ? d : w));
+}
+
+/* j->scratch for `tasks` tasks: col when im2col runs, dcol when dx does, the
+   sgemm's panels when either does; each part whole cache lines. */
+static dn_status task_scratch(conv_job *j, const char *op, int tasks, bool col, bool dcol) {
+  const conv_geom *g = j->g;
+  int64_t slab_cols = j->slab * g->out_w, last_cols = (g->out_h - (g->out_h - 1) / j->slab * j->slab) * g->out_w;
+  int64_t rows = g->in_ch * g->k_h * g->k_w, col_size = (rows * slab_cols + 15) / 16 * 16;
+  j->col_floats = col || dcol ? col_size : 0;
+  j->pack_floats = col || dcol ? (max64(pack_floats(g, slab_cols), pack_floats(g, last_cols)) + 15) / 16 * 16 : 0;
+  j->task_floats = j->col_floats + j->pack_floats + (dcol ? col_size : 0);
+  int64_t total;
+  if (!dn_size_mul(j->task_floats, tasks, &total) || !(j->scratch = dn_alloc((size_t)max64(total, 1) * sizeof(float))))
+    return dn_fail(DN_ENOMEM, "%s: out of memory for %d tasks' im2col buffers of [%lld, %lld]", op, tasks,
+                   (long long)rows, (long long)slab_cols);
+  return DN_OK;
+}
+
+/* Tasks for `units` of work: one per thread, at most one per unit. */
+static int tasks_for(int64_t units) { return (int)min64(dn_get_num_threads(), units); }
 
 /* --- shared pieces ------------------------------------------------------------------ */
 
@@ -244,33 +276,7 @@ static void geom_init(conv_geom *g, int ndim, const int64_t *xs, const int64_t *
   g->positions = g->out_h * g->out_w;
 }
 
-/* Scratch of rows * cols floats, or DN_ENOMEM naming op. */
-static dn_status scratch(float **out, const char *op, int64_t rows, int64_t cols) {
-  int64_t n;
-  if (!dn_size_mul(rows, cols, &n) || !(*out = dn_alloc((size_t)(n > 0 ? n : 1) * sizeof **out)))
-    return dn_fail(DN_ENOMEM, "%s: out of memory for a [%lld, %lld] im2col buffer", op, (long long)rows,
-                   (long long)cols);
-  return DN_OK;
-}
-
 /* --- backward ----------------------------------------------------------------------- */
-
-typedef struct bias_grad_job {
-  const conv_geom *g;
-  const float *grad;   /* contiguous [N, O, positions] */
-  float *db;
-} bias_grad_job;
-
-/* db[o] for o in [o0, o1): a double sum (in lanes) over n, then positions. */
-static void bias_grad_rows(const void *ctx, int64_t o0, int64_t o1) {
-  const bias_grad_job *j = ctx;
-  const conv_geom *g = j->g;
-  for (int64_t o = o0; o < o1; o++) {
-    double acc[LANES] = {0};
-    for (int64_t n = 0; n < g->batch; n++) lanes_sum(acc, j->grad + (n * g->out_ch + o) * g->positions, g->positions);
-    j->db[o] = (float)lanes_total(acc);
-  }
-}
 
 /* The geometry a node was recorded with. */
 static void node_geom(conv_geom *g, const dn_node *node) {
@@ -278,67 +284,73 @@ static void node_geom(conv_geom *g, const dn_node *node) {
             node->ints + NODE_PADDING, node->ints + NODE_DILATION, node->ints[NODE_GROUPS]);
 }
 
-/*
-** dx and dw batch element by batch element (dw accumulating in batch order),
-** then db. Scratch: dcol for dx, col for dw.
-*/
+/* dw[e] = the parts' dw[e] added in part order, for e in [e0, e1). */
+typedef struct parts_job {
+  const float *parts;
+  int64_t count, size;
+  float *dw;
+} parts_job;
+
+static void sum_parts(const void *ctx, int64_t e0, int64_t e1) {
+  const parts_job *j = ctx;
+  for (int64_t e = e0; e < e1; e++) {
+    float s = j->parts[e];
+    for (int64_t p = 1; p < j->count; p++) s += j->parts[p * j->size + e];
+    j->dw[e] = s;
+  }
+}
+
+/* dx, dw and db by parts of the batch (depthwise: dx and dw by its own loops). */
 static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   const char *op = node->type->name;
   conv_geom g;
   node_geom(&g, node);
-  int64_t og = g.out_ch / g.groups, kg = g.group_rows, l = g.positions, rows = g.in_ch * g.k_h * g.k_w;
   bool want_dx = node->needs_grad[0], want_dw = node->needs_grad[1], want_db = node->needs_grad[2];
+  bool run = g.batch > 0 && g.out_ch > 0, dense = !depthwise(&g);
   dn_tensor *gc = NULL, *x = NULL, *w = NULL, *dx = NULL, *dw = NULL, *db = NULL, *wc = NULL;
-  float *col = NULL, *dcol = NULL, *gbuf = NULL;
   dn_status st = dn_plain_contiguous(&gc, grad);
   if (!st && want_dx) st = dn_node_saved(node, SAVED_W, &w);
   if (!st && want_dx) st = dn_plain_contiguous(&wc, w);
   if (!st && want_dw) st = dn_node_saved(node, SAVED_X, &x);
-  if (!st && want_dx) st = dn_tensor_new(&dx, DN_F32, node->in_ndim[0], node->in_shape[0]);
+  if (!st && want_dx) st = (run ? dn_tensor_new : dn_tensor_zeros)(&dx, DN_F32, node->in_ndim[0], node->in_shape[0]);
   if (!st && want_dw) st = dn_tensor_zeros(&dw, DN_F32, node->in_ndim[1], node->in_shape[1]);
-  if (!st && want_db) st = dn_tensor_new(&db, DN_F32, node->in_ndim[2], node->in_shape[2]);
-  int64_t nb = chunk_size(&g);
-  if (!st && want_dx && !depthwise(&g)) st = scratch(&dcol, op, rows, nb * l);
-  if (!st && want_dw && !depthwise(&g)) st = scratch(&col, op, rows, nb * l);
-  if (!st && (want_dx || want_dw) && !depthwise(&g) && nb > 1) st = scratch(&gbuf, op, g.out_ch, nb * l);
-  if (!st && (want_dx || want_dw) && depthwise(&g) && g.out_ch > 0) {
-    if (want_dx) st = dn_depthwise_dx(op, &g, dn_tensor_data(wc), dn_tensor_data(gc), dn_tensor_data(dx));
-    if (!st && want_dw) st = dn_depthwise_dw(op, &g, x, dn_tensor_data(gc), dn_tensor_data(dw));
-  } else if (!st && (want_dx || want_dw)) {
-    const float *gd = dn_tensor_data(gc);
-    const float *wd = want_dx ? dn_tensor_data(wc) : NULL;
-    float *dxd = want_dx ? dn_tensor_data(dx) : NULL, *dwd = want_dw ? dn_tensor_data(dw) : NULL;
-    bool products = og > 0 && kg > 0;   /* else dx is 0 and dw is empty */
-    int64_t image_size = g.in_ch * g.in_h * g.in_w;
-    if (dxd && !products) memset(dxd, 0, (size_t)(g.batch * image_size) * sizeof *dxd);
-    for (int64_t n0 = 0; products && n0 < g.batch; n0 += nb) {
-      int64_t count = g.batch - n0 < nb ? g.batch - n0 : nb, ld = count * l;
-      const float *gk = gd + n0 * g.out_ch * l;   /* one element: [O, positions] already */
-      if (nb > 1) {
-        grad_to_buf(&g, n0, count, gd, gbuf);
-        gk = gbuf;
-      }
-      if (dxd) {
-        for (int64_t k = 0; k < g.groups; k++)
-          dn_blas_sgemm(true, false, kg, ld, og, 1.0f, wd + k * og * kg, kg, gk + k * og * ld, ld, 0.0f,
-                        dcol + k * kg * ld, ld);
-        col2im(&g, dcol, count, dxd + n0 * image_size);
-      }
-      if (dwd) {
-        im2col(&g, (chunk){x, n0, count, ld}, col);
-        for (int64_t k = 0; k < g.groups; k++)
-          dn_blas_sgemm(false, true, og, kg, ld, 1.0f, gk + k * og * ld, ld, col + k * kg * ld, ld,
-                        n0 ? 1.0f : 0.0f, dwd + k * og * kg, kg);
-      }
-    }
+  if (!st && want_db) st = dn_tensor_zeros(&db, DN_F32, node->in_ndim[2], node->in_shape[2]);
+  const float *gd = st ? NULL : dn_tensor_data(gc);
+  if (!st && run && !dense && want_dx) st = dn_depthwise_dx(op, &g, dn_tensor_data(wc), gd, dn_tensor_data(dx));
+  if (!st && run && !dense && want_dw) st = dn_depthwise_dw(op, &g, x, gd, dn_tensor_data(dw));
+  conv_job j = {.g = &g, .slab = slab_rows(&g), .x = x, .w = wc ? dn_tensor_data(wc) : NULL, .grad = gd,
+                .parts = parts_of(&g)};
+  float *dw_parts = NULL;
+  int64_t wn = g.out_ch * g.group_rows;
+  if (!st && run && dense && want_dx) j.dx = dn_tensor_data(dx);
+  if (!st && run && dense && want_dw && wn > 0) {
+    if (j.parts == 1) j.dw = dn_tensor_data(dw);
+    else if (!(j.dw = dw_parts = dn_alloc((size_t)(j.parts * wn) * sizeof(float))))
+      st = dn_fail(DN_ENOMEM, "%s: out of memory for %lld partial weight gradients", op, (long long)j.parts);
   }
-  if (!st && want_db) {
-    bias_grad_job job = {&g, dn_tensor_data(gc), dn_tensor_data(db)};
-    dn_parallel_rows(g.out_ch, g.batch * l, bias_grad_rows, &job);
+  if (!st && run && want_db) {
+    size_t size = (size_t)(j.parts * g.out_ch * LANES) * sizeof(double);
+    if ((j.db = dn_alloc(size))) memset(j.db, 0, size);
+    else st = dn_fail(DN_ENOMEM, "%s: out of memory for %lld partial bias gradients", op, (long long)j.parts);
   }
-  dn_free(col);
-  dn_free(dcol);
-  dn_free(gbuf);
+  if (!st && (j.dx || j.dw || j.db)) {
+    int tasks = tasks_for(j.parts);
+    st = task_scratch(&j, op, tasks, j.dw != NULL, j.dx != NULL);
+    if (!st) dn_parallel(tasks, backward_task, &j);
+  }
+  if (!st && dw_parts) {
+    parts_job pj = {dw_parts, j.parts, wn, dn_tensor_data(dw)};
+    dn_parallel_range(wn, 16, sum_parts, &pj);
+  }
+  for (int64_t o = 0; !st && j.db && o < g.out_ch; o++) {
+    double acc[LANES] = {0};
+    for (int64_t p = 0; p < j.parts; p++)
+      for (int i = 0; i < LANES; i++) acc[i] += j.db[(p * g.out_ch + o) * LANES + i];
+    ((float *)dn_tensor_data(db))[o] = (float)lanes_total(acc);
+  }
+  dn_free(j.scratch);
+  dn_free(j.db);
+  dn_free(dw_parts);
   dn_tensor_release(wc);
   dn_tensor_release(gc);
   if (st) {
@@ -434,67 +446,23 @@ static dn_status check_args(const char *op, int ndim, const dn_tensor *x, const 
   return DN_OK;
 }
 
-typedef struct bias_job {
-  float *y;
-  const float *b;
-  int64_t out_ch, positions;
-} bias_job;
-
-/* Rows [r0, r1) of y viewed as [N * O, positions] += b[row % O]. */
-static void add_bias_rows(const void *ctx, int64_t r0, int64_t r1) {
-  const bias_job *j = ctx;
-  for (int64_t r = r0; r < r1; r++) {
-    float *row = j->y + r * j->positions, v = j->b[r % j->out_ch];
-#pragma omp simd
-    for (int64_t p = 0; p < j->positions; p++) row[p] += v;
-  }
-}
 
 /* y (new, contiguous [N, O, positions]) = conv(x, w) + b for checked arguments. */
 static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_tensor *x, dn_tensor *w, dn_tensor *b) {
-  int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
-  float *yd = dn_tensor_data(y);
+  if (g->batch == 0 || g->out_ch == 0) return DN_OK;   /* y is empty */
   dn_tensor *wc = NULL, *bc = NULL;
-  float *col = NULL, *ybuf = NULL;
-  dn_status st = DN_OK;
-  if (g->batch > 0 && og > 0 && kg > 0 && depthwise(g)) {
-    st = dn_plain_contiguous(&wc, w);
-    if (!st) st = b ? dn_plain_contiguous(&bc, b) : DN_OK;
-    if (!st) {
-      st = dn_depthwise_forward(op, g, x, dn_tensor_data(wc), bc ? dn_tensor_data(bc) : NULL, yd);
-    }
-    dn_tensor_release(bc);
-    dn_tensor_release(wc);
-    return st;   /* the bias is in */
+  dn_status st = dn_plain_contiguous(&wc, w);
+  if (!st && b) st = dn_plain_contiguous(&bc, b);
+  const float *wd = st ? NULL : dn_tensor_data(wc), *bd = bc ? dn_tensor_data(bc) : NULL;
+  if (!st && depthwise(g)) {
+    st = dn_depthwise_forward(op, g, x, wd, bd, dn_tensor_data(y));   /* the bias is in */
+  } else if (!st) {
+    conv_job j = {.g = g, .slab = slab_rows(g), .x = x, .w = wd, .bias = bd, .y = dn_tensor_data(y), .parts = 1};
+    int tasks = tasks_for(g->batch);
+    st = task_scratch(&j, op, tasks, true, false);
+    if (!st) dn_parallel(tasks, forward_task, &j);
+    dn_free(j.scratch);
   }
-  bool bias_done = false;
-  if (g->batch > 0 && og > 0 && kg > 0) {
-    int64_t nb = chunk_size(g), rows = g->in_ch * g->k_h * g->k_w;
-    st = dn_plain_contiguous(&wc, w);
-    if (!st && b) st = dn_plain_contiguous(&bc, b);
-    if (!st) st = scratch(&col, op, rows, nb * l);
-    if (!st && nb > 1) st = scratch(&ybuf, op, g->out_ch, nb * l);
-    const float *wd = st ? NULL : dn_tensor_data(wc), *bd = bc ? dn_tensor_data(bc) : NULL;
-    for (int64_t n0 = 0; !st && n0 < g->batch; n0 += nb) {
-      int64_t count = g->batch - n0 < nb ? g->batch - n0 : nb, ld = count * l;
-      im2col(g, (chunk){x, n0, count, ld}, col);
-      float *dst = nb > 1 ? ybuf : yd + n0 * g->out_ch * l;   /* one element: y's own layout */
-      for (int64_t k = 0; k < g->groups; k++)
-        dn_blas_sgemm(false, false, og, ld, kg, 1.0f, wd + k * og * kg, kg, col + k * kg * ld, ld, 0.0f,
-                      dst + k * og * ld, ld);
-      if (nb > 1) buf_to_output(g, n0, count, ybuf, yd, bd);
-    }
-    bias_done = nb > 1;
-  } else {
-    memset(yd, 0, (size_t)dn_tensor_numel(y) * sizeof *yd);   /* no input channels: only the bias */
-  }
-  if (!st && b && !bias_done) st = bc ? DN_OK : dn_plain_contiguous(&bc, b);
-  if (!st && b && !bias_done) {
-    bias_job job = {yd, dn_tensor_data(bc), g->out_ch, l};
-    dn_parallel_rows(g->batch * g->out_ch, l, add_bias_rows, &job);
-  }
-  dn_free(ybuf);
-  dn_free(col);
   dn_tensor_release(bc);
   dn_tensor_release(wc);
   return st;

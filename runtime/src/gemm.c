@@ -219,6 +219,31 @@ static bool gemm_run(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int
   return true;
 }
 
+/* Packing floats for one thread's product of this shape: its A and B blocks,
+   whole cache lines each (gemm.h, dn_gemm_here). */
+static void here_sizes(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, int64_t *kc_full, size_t *a_floats,
+                       size_t *b_floats) {
+  *kc_full = ceil_div(k, ceil_div(k, kern->kc));
+  *a_floats = (size_t)round_up(round_up(min64(m, kern->mc), kern->mr) * *kc_full, 16);
+  *b_floats = (size_t)round_up(round_up(min64(n, kern->nc), kern->nr) * *kc_full, 16);
+}
+
+size_t dn_gemm_here_floats(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k) {
+  int64_t kc_full;
+  size_t a_floats, b_floats;
+  here_sizes(kern, m, n, k, &kc_full, &a_floats, &b_floats);
+  return a_floats + b_floats;
+}
+
+void dn_gemm_here(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                  float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                  int64_t ldc, float *buffer) {
+  gemm_args g = {.kern = kern, .trans_a = trans_a, .trans_b = trans_b, .m = m, .n = n, .k = k, .lda = lda,
+                 .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c};
+  here_sizes(kern, m, n, k, &g.kc_full, &g.a_floats, &g.b_floats);
+  gemm_region(&g, 0, m, 0, n, buffer, buffer + g.a_floats);
+}
+
 /*
 ** A narrow C (n well under the kernel's nr: the model's 10 classes) would
 ** mostly multiply padding columns; such a product runs as its transpose,

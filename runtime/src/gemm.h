@@ -22,6 +22,7 @@
 #define DROPNET_GEMM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -95,6 +96,16 @@ extern dn_gemm_path dn_gemm_force_path;
 
 bool dn_gemm(const dn_gemm_kernel *kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+/* The packed product on the calling thread alone (inside a parallel task:
+   a convolution's per-image products), packing into the caller's buffer of
+   dn_gemm_here_floats(kernel, m, n, k) floats, 64-byte aligned. Same
+   contract as dn_gemm otherwise; never fails. Its bits are dn_gemm's packed
+   path's (a function of the shape alone). */
+size_t dn_gemm_here_floats(const dn_gemm_kernel *kernel, int64_t m, int64_t n, int64_t k);
+void dn_gemm_here(const dn_gemm_kernel *kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                  float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                  int64_t ldc, float *buffer);
 #endif
 
 #endif

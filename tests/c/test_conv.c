@@ -299,7 +299,7 @@ static void check_threads(const conv_case *c, uint64_t seed) {
 
 static void test_threads_bit_identical(void **state) {
   (void)state;
-  /* large enough for parallel im2col, col2im and tiled sgemm */
+  /* images split across tasks forward, parts of the batch backward (dw, db summed per part) */
   conv_case dense = {4, 16, 32, 24, 20, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1};
   conv_case strided = {3, 12, 24, 23, 19, 5, 3, {2, 1}, {2, 0}, {1, 2}, 3};
   conv_case depthwise = {2, 32, 32, 28, 28, 3, 3, {1, 1}, {1, 1}, {1, 1}, 32};
@@ -310,12 +310,13 @@ static void test_threads_bit_identical(void **state) {
   check_threads(&batch1, 530);
 }
 
-/* A batch convolved in chunks of elements (a large per-element im2col: 2
-   elements per chunk, the last chunk of 1) against the reference, and its
-   gradients against those of each element convolved alone. */
-static void test_chunks(void **state) {
+/* An image convolved in slabs of output rows (its im2col larger than one
+   slab: 72 rows in 6 slabs of 12), a batch of 11 in backward's 8 parts (some
+   of 2 images), against the reference, and its gradients against those of
+   each element convolved alone. */
+static void test_slabs_and_parts(void **state) {
   (void)state;
-  conv_case c = {5, 16, 4, 72, 72, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1};
+  conv_case c = {11, 16, 4, 72, 72, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1};
   dn_tensor *x, *w, *b, *y, *g;
   make_inputs(&c, 700, &x, &w, &b);
   check_forward(x, w, b, &c);
@@ -452,7 +453,7 @@ int main(void) {
     cmocka_unit_test_setup(test_gradients, dn_test_reset_modes),
     cmocka_unit_test_setup(test_autograd_bookkeeping, dn_test_reset_modes),
     cmocka_unit_test_setup(test_threads_bit_identical, dn_test_reset_modes),
-    cmocka_unit_test_setup(test_chunks, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_slabs_and_parts, dn_test_reset_modes),
     cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
     cmocka_unit_test_setup(test_pytorch_reference, dn_test_reset_modes),
   };
