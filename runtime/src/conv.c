@@ -61,10 +61,67 @@ static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* --- one slab of an image: im2col and col2im --------------------------------------- */
 
+/*
+** Stride 1 with the output as wide as the input (padding "same", as 3x3 with
+** padding 1): a row of col over consecutive output rows is x's plane read at
+** a constant offset, so im2col is one long copy per row of col (then zeros
+** where the padding columns are) and col2im one long add, instead of a
+** short copy per output row (14-28 floats: most of the time went to the
+** loops' ends). Measured on the small CNN's 32 -> 64 layer (batch 128, 2
+** threads, scripts/bench/conv.lua): forward 5.05 -> 3.96 ms, forward +
+** backward 14.3 -> 11.5 ms.
+*/
+static bool same_width(const conv_geom *g) {
+  return g->stride[0] == 1 && g->stride[1] == 1 && g->out_w == g->in_w;
+}
+
+/* The flat offset from output (oh, ow) to input (ih, iw) for kernel (ki, kj). */
+static int64_t shift_of(const conv_geom *g, int64_t ki, int64_t kj) {
+  return (ki * g->dil[0] - g->pad[0]) * g->in_w + kj * g->dil[1] - g->pad[1];
+}
+
+/* For kernel (ki, kj) and output rows [oh0, oh1): the columns [lo, hi) and
+   rows [a, b) (a >= b: none) that read inside the input. */
+static void shifted_rows(const conv_geom *g, int64_t ki, int64_t kj, int64_t oh0, int64_t oh1, int64_t *lo,
+                         int64_t *hi, int64_t *a, int64_t *b) {
+  valid_columns(g, kj, lo, hi);
+  int64_t first = g->pad[0] - ki * g->dil[0];   /* oh + ki * dh - ph = 0 */
+  *a = first > oh0 ? first : oh0;
+  *b = first + g->in_h < oh1 ? first + g->in_h : oh1;
+  if (*lo == *hi) *b = *a;
+}
+
+/* Zeros in columns [0, lo) and [hi, out_w) of `rows` rows of width out_w. */
+static void zero_padding_columns(const conv_geom *g, float *d, int64_t rows, int64_t lo, int64_t hi) {
+  for (int64_t oh = 0; oh < rows; oh++, d += g->out_w) {
+    for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0.0f;
+    for (int64_t ow = hi; ow < g->out_w; ow++) d[ow] = 0.0f;
+  }
+}
+
 /* col [rows, ld] for output rows [oh0, oh1) of image x: row r = (c, ki, kj)
    holds x[c, oh*sh + ki*dh - ph, ow*sw + kj*dw - pw] over (oh, ow). */
 static void im2col_slab(const conv_geom *g, image x, int64_t oh0, int64_t oh1, float *col, int64_t ld) {
   int64_t kk = g->k_h * g->k_w, rows = g->in_ch * kk, step = g->stride[1] * x.sw;
+  if (same_width(g) && x.sw == 1 && x.sh == g->in_w) {
+    for (int64_t r = 0; r < rows; r++) {
+      int64_t c = r / kk, ki = r % kk / g->k_w, kj = r % g->k_w, lo, hi, a, b;
+      shifted_rows(g, ki, kj, oh0, oh1, &lo, &hi, &a, &b);
+      float *dst = col + r * ld;
+      if (a >= b) {
+        memset(dst, 0, (size_t)((oh1 - oh0) * g->out_w) * sizeof *dst);
+        continue;
+      }
+      memset(dst, 0, (size_t)((a - oh0) * g->out_w) * sizeof *dst);
+      memset(dst + (b - oh0) * g->out_w, 0, (size_t)((oh1 - b) * g->out_w) * sizeof *dst);
+      float *d = dst + (a - oh0) * g->out_w;
+      /* from the first element read: input (a + ki * dh - ph, lo + kj * dw - pw), inside x */
+      const float *src = x.data + c * x.sc + a * g->in_w + shift_of(g, ki, kj) + lo;
+      memcpy(d + lo, src, (size_t)((b - a) * g->out_w - lo - (g->out_w - hi)) * sizeof *d);
+      zero_padding_columns(g, d, b - a, lo, hi);
+    }
+    return;
+  }
   for (int64_t r = 0; r < rows; r++) {
     int64_t c = r / kk, ki = r % kk / g->k_w, kj = r % g->k_w, lo, hi;
     valid_columns(g, kj, &lo, &hi);
@@ -78,10 +135,8 @@ static void im2col_slab(const conv_geom *g, image x, int64_t oh0, int64_t oh1, f
       }
       const float *sp = x.data + c * x.sc + ih * x.sh + (lo * g->stride[1] + iw0) * x.sw;
       for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-      /* rows are short (14-28 floats): a loop, not a memcpy call per row */
       if (step == 1) {
-#pragma omp simd
-        for (int64_t k = 0; k < hi - lo; k++) dst[lo + k] = sp[k];
+        memcpy(dst + lo, sp, (size_t)(hi - lo) * sizeof *dst);
       } else {
         for (int64_t ow = lo; ow < hi; ow++, sp += step) dst[ow] = *sp;
       }
@@ -93,8 +148,27 @@ static void im2col_slab(const conv_geom *g, image x, int64_t oh0, int64_t oh1, f
 /* dx (one image, contiguous [C, H, W]) += the entries of col [rows, ld] that
    im2col_slab read from it for output rows [oh0, oh1), in the fixed order
    (c, ki, kj, oh, ow). */
-static void col2im_slab(const conv_geom *g, const float *col, int64_t ld, int64_t oh0, int64_t oh1, float *dx) {
+static void col2im_slab(const conv_geom *g, float *col, int64_t ld, int64_t oh0, int64_t oh1, float *dx) {
   int64_t plane = g->in_h * g->in_w, sw = g->stride[1];
+  if (same_width(g)) {
+    /* col's entries that im2col would have zeroed are made zero, so that one
+       long add per row of col leaves the other rows' columns as they were */
+    for (int64_t c = 0; c < g->in_ch; c++)
+      for (int64_t ki = 0; ki < g->k_h; ki++)
+        for (int64_t kj = 0; kj < g->k_w; kj++) {
+          int64_t lo, hi, a, b;
+          shifted_rows(g, ki, kj, oh0, oh1, &lo, &hi, &a, &b);
+          if (a >= b) continue;
+          float *src = col + ((c * g->k_h + ki) * g->k_w + kj) * ld + (a - oh0) * g->out_w;
+          float *d = dx + c * plane + a * g->in_w + shift_of(g, ki, kj) + lo;   /* the first element written */
+          zero_padding_columns(g, src, b - a, lo, hi);
+          int64_t len = (b - a) * g->out_w - lo - (g->out_w - hi);
+          src += lo;
+#pragma omp simd
+          for (int64_t k = 0; k < len; k++) d[k] += src[k];
+        }
+    return;
+  }
   for (int64_t c = 0; c < g->in_ch; c++)
     for (int64_t ki = 0; ki < g->k_h; ki++)
       for (int64_t kj = 0; kj < g->k_w; kj++) {

@@ -88,6 +88,11 @@ static const conv_case CASES[] = {
   {2, 3, 3, 4, 4, 4, 4, {1, 1}, {0, 0}, {1, 1}, 1},     /* kernel = input: 1x1 output */
   {2, 2, 2, 5, 5, 1, 1, {2, 2}, {0, 0}, {1, 1}, 1},     /* 1x1 kernel, stride 2 */
   {1, 5, 3, 4, 9, 1, 3, {1, 4}, {0, 2}, {1, 1}, 1},     /* stride wider than the kernel */
+  /* stride 1, output as wide as the input: im2col and col2im by shifted planes */
+  {2, 3, 4, 6, 7, 3, 3, {1, 1}, {2, 2}, {2, 2}, 1},     /* dilation 2, padding 2 */
+  {2, 3, 4, 7, 6, 5, 3, {1, 1}, {1, 1}, {1, 1}, 1},     /* fewer output rows than input rows */
+  {1, 2, 3, 4, 5, 3, 3, {1, 1}, {3, 1}, {1, 1}, 1},     /* output rows reading only padding */
+  {2, 2, 3, 3, 2, 3, 5, {1, 1}, {1, 2}, {1, 1}, 1},     /* kernel wider than the input */
 };
 
 static void test_forward_values(void **state) {
@@ -102,9 +107,7 @@ static void test_forward_values(void **state) {
 }
 
 /* Non-contiguous input, weight and bias; a narrowed input; a channel-last layout. */
-static void test_forward_layouts(void **state) {
-  (void)state;
-  const conv_case *c = &CASES[3];
+static void check_layouts(const conv_case *c) {
   dn_tensor *x, *w, *b;
   make_inputs(c, 77, &x, &w, &b);
   dn_tensor *xn = dn_test_noncontiguous(x), *wn = dn_test_noncontiguous(w), *bn = dn_test_noncontiguous(b);
@@ -120,6 +123,11 @@ static void test_forward_layouts(void **state) {
   DN_OK_OR_FAIL(dn_permute(&perm, nhwc, (int[]){0, 3, 1, 2}));
   check_forward(perm, w, b, c);
   RELEASE(x, w, b, xn, wn, bn, wide, narrow, nhwc, perm);
+}
+
+static void test_forward_layouts(void **state) {
+  (void)state;
+  for (int k = 2; k <= 3; k++) check_layouts(&CASES[k]);   /* padding "same" (shifted planes), strided */
 }
 
 /* conv1d against conv2d over a height of 1. */
