@@ -210,9 +210,8 @@ static void test_gradients(void **state) {
 /* The 2x2 stride-2 path (vectorized) against a naive loop on values with many
    ties, NaNs and infinities: the same maxima and the same argmax (first
    maximum, last NaN) in the gradient. */
-static void test_2x2_ties_nan_wide(void **state) {
-  (void)state;
-  const int64_t H = 6, W = 70, planes = 3;
+static void check_2x2(int64_t H, int64_t W, int64_t planes) {
+  int64_t OH = H / 2, OW = W / 2;
   dn_tensor *x = dn_test_random(11, 4, (int64_t[]){1, planes, H, W});
   float *d = dn_tensor_data(x);
   for (int64_t i = 0; i < planes * H * W; i++) {
@@ -223,12 +222,16 @@ static void test_2x2_ties_nan_wide(void **state) {
   dn_tensor *y, *g;
   DN_OK_OR_FAIL(dn_requires_grad_(x, true));
   DN_OK_OR_FAIL(dn_max_pool2d(&y, x, (int64_t[]){2, 2}, NULL, NULL, NULL, false));
-  DN_OK_OR_FAIL(dn_tensor_full(&g, DN_F32, 4, (int64_t[]){1, planes, H / 2, W / 2}, 1.0f));
+  DN_OK_OR_FAIL(dn_tensor_full(&g, DN_F32, 4, (int64_t[]){1, planes, OH, OW}, 1.0f));
   DN_OK_OR_FAIL(dn_backward(y, g, false));
+  dn_tensor *y_eval;   /* without a node: no indices written */
+  bool was = dn_set_grad_enabled(false);
+  DN_OK_OR_FAIL(dn_max_pool2d(&y_eval, x, (int64_t[]){2, 2}, NULL, NULL, NULL, false));
+  dn_set_grad_enabled(was);
   const float *gx = dn_tensor_data(x->grad);
   for (int64_t p = 0; p < planes; p++)
-    for (int64_t oh = 0; oh < H / 2; oh++)
-      for (int64_t ow = 0; ow < W / 2; ow++) {
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
         float m = -INFINITY;
         int64_t at = (p * H + 2 * oh) * W + 2 * ow;
         for (int64_t i = 0; i < 2; i++)
@@ -236,14 +239,24 @@ static void test_2x2_ties_nan_wide(void **state) {
             int64_t k = (p * H + 2 * oh + i) * W + 2 * ow + j;
             if (d[k] > m || d[k] != d[k]) m = d[k], at = k;
           }
-        float got = dn_test_at(y, (p * (H / 2) + oh) * (W / 2) + ow);
+        float got = dn_test_at(y, (p * OH + oh) * OW + ow), got_eval = dn_test_at(y_eval, (p * OH + oh) * OW + ow);
         assert_true(got == m || (got != got && m != m));
+        assert_true(got_eval == m || (got_eval != got_eval && m != m));
         assert_float_equal(gx[at], 1, 0);
       }
   double total = 0;
   for (int64_t i = 0; i < planes * H * W; i++) total += gx[i];
-  assert_float_equal(total, (double)(planes * (H / 2) * (W / 2)), 0);
-  RELEASE(x, y, g);
+  assert_float_equal(total, (double)(planes * OH * OW), 0);
+  RELEASE(x, y, g, y_eval);
+}
+
+/* Rows of 35 outputs (chunks of 16, 16, 3), of 7 and 14 (a chunk spans
+   rows), 1, odd sizes (inputs no window covers), one plane or several (the
+   last rows of the input are not read past). */
+static void test_2x2_ties_nan_wide(void **state) {
+  (void)state;
+  static const int64_t sizes[][3] = {{6, 70, 3}, {14, 14, 5}, {28, 28, 2}, {7, 29, 3}, {4, 2, 1}, {2, 33, 1}};
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) check_2x2(sizes[i][0], sizes[i][1], sizes[i][2]);
 }
 
 /* The first maximum takes a tie's gradient; a NaN is the maximum and its last one the gradient. */
