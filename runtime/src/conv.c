@@ -100,8 +100,10 @@ static void zero_padding_columns(const conv_geom *g, float *d, int64_t rows, int
 }
 
 /* col [rows, ld] for output rows [oh0, oh1) of image x: row r = (c, ki, kj)
-   holds x[c, oh*sh + ki*dh - ph, ow*sw + kj*dw - pw] over (oh, ow). */
-static void im2col_slab(const conv_geom *g, image x, int64_t oh0, int64_t oh1, float *col, int64_t ld) {
+   holds x[c, oh*sh + ki*dh - ph, ow*sw + kj*dw - pw] over (oh, ow). zeroed:
+   col holds this slab of another image, whose rows of padding (shifted
+   planes) are zeros already: they are the same for every image. */
+static void im2col_slab(const conv_geom *g, image x, int64_t oh0, int64_t oh1, float *col, int64_t ld, bool zeroed) {
   int64_t kk = g->k_h * g->k_w, rows = g->in_ch * kk, step = g->stride[1] * x.sw;
   if (same_width(g) && x.sw == 1 && x.sh == g->in_w) {
     for (int64_t r = 0; r < rows; r++) {
@@ -109,11 +111,13 @@ static void im2col_slab(const conv_geom *g, image x, int64_t oh0, int64_t oh1, f
       shifted_rows(g, ki, kj, oh0, oh1, &lo, &hi, &a, &b);
       float *dst = col + r * ld;
       if (a >= b) {
-        memset(dst, 0, (size_t)((oh1 - oh0) * g->out_w) * sizeof *dst);
+        if (!zeroed) memset(dst, 0, (size_t)((oh1 - oh0) * g->out_w) * sizeof *dst);
         continue;
       }
-      memset(dst, 0, (size_t)((a - oh0) * g->out_w) * sizeof *dst);
-      memset(dst + (b - oh0) * g->out_w, 0, (size_t)((oh1 - b) * g->out_w) * sizeof *dst);
+      if (!zeroed) {
+        memset(dst, 0, (size_t)((a - oh0) * g->out_w) * sizeof *dst);
+        memset(dst + (b - oh0) * g->out_w, 0, (size_t)((oh1 - b) * g->out_w) * sizeof *dst);
+      }
       float *d = dst + (a - oh0) * g->out_w;
       /* from the first element read: input (a + ki * dh - ph, lo + kj * dw - pw), inside x */
       const float *src = x.data + c * x.sc + a * g->in_w + shift_of(g, ki, kj) + lo;
@@ -231,14 +235,14 @@ typedef struct conv_job {
 static bool has_products(const conv_geom *g) { return g->out_ch > 0 && g->group_rows > 0; }
 
 /* Image n's outputs. */
-static void forward_image(const conv_job *j, int64_t n, float *col, float *pack) {
+static void forward_image(const conv_job *j, int64_t n, float *col, float *pack, bool zeroed) {
   const conv_geom *g = j->g;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
   float *y = j->y + n * g->out_ch * l;
   if (!has_products(g)) memset(y, 0, (size_t)(g->out_ch * l) * sizeof *y);   /* no inputs: only the bias */
   for (int64_t oh0 = 0; has_products(g) && oh0 < g->out_h; oh0 += j->slab) {
     int64_t oh1 = min64(oh0 + j->slab, g->out_h), cols = (oh1 - oh0) * g->out_w, at = oh0 * g->out_w;
-    im2col_slab(g, image_of(j->x, n), oh0, oh1, col, cols);
+    im2col_slab(g, image_of(j->x, n), oh0, oh1, col, cols, zeroed && j->slab == g->out_h);
     for (int64_t k = 0; k < g->groups; k++)
       dn_blas_sgemm_here(false, false, og, cols, kg, 1.0f, j->w + k * og * kg, kg, col + k * kg * cols, cols, 0.0f,
                          y + k * og * l + at, l, pack);
@@ -253,14 +257,14 @@ static void forward_image(const conv_job *j, int64_t n, float *col, float *pack)
 static void forward_task(void *ctx, int t, int nt) {
   const conv_job *j = ctx;
   float *col = j->scratch + t * j->task_floats, *pack = col + j->col_floats;
-  for (int64_t n = dn_split(j->g->batch, t, nt); n < dn_split(j->g->batch, t + 1, nt); n++)
-    forward_image(j, n, col, pack);
+  int64_t n0 = dn_split(j->g->batch, t, nt);
+  for (int64_t n = n0; n < dn_split(j->g->batch, t + 1, nt); n++) forward_image(j, n, col, pack, n > n0);
 }
 
 /* Image n's dx, and its terms of its part's dw (first: the part's first
    image, which writes rather than adds) and db. */
 static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, double *db, float *col, float *pack,
-                           float *dcol) {
+                           float *dcol, bool zeroed) {
   const conv_geom *g = j->g;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
   const float *gn = j->grad + n * g->out_ch * l;
@@ -275,7 +279,7 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
       col2im_slab(g, dcol, cols, oh0, oh1, dx);
     }
     if (dw) {
-      im2col_slab(g, image_of(j->x, n), oh0, oh1, col, cols);
+      im2col_slab(g, image_of(j->x, n), oh0, oh1, col, cols, zeroed && j->slab == g->out_h);
       for (int64_t k = 0; k < g->groups; k++)
         dn_blas_sgemm_here(false, true, og, kg, cols, 1.0f, gn + k * og * l + at, l, col + k * kg * cols, cols,
                            first && oh0 == 0 ? 0.0f : 1.0f, dw + k * og * kg, kg, pack);
@@ -288,11 +292,12 @@ static void backward_task(void *ctx, int t, int nt) {
   const conv_job *j = ctx;
   const conv_geom *g = j->g;
   float *col = j->scratch + t * j->task_floats, *pack = col + j->col_floats, *dcol = pack + j->pack_floats;
+  bool zeroed = false;   /* col's rows of padding: written by this task's first image */
   for (int64_t p = dn_split(j->parts, t, nt); p < dn_split(j->parts, t + 1, nt); p++) {
     float *dw = j->dw ? j->dw + p * g->out_ch * g->group_rows : NULL;
     double *db = j->db ? j->db + p * g->out_ch * LANES : NULL;
     int64_t n0 = dn_split(g->batch, (int)p, (int)j->parts), n1 = dn_split(g->batch, (int)p + 1, (int)j->parts);
-    for (int64_t n = n0; n < n1; n++) backward_image(j, n, n == n0, dw, db, col, pack, dcol);
+    for (int64_t n = n0; n < n1; n++, zeroed = true) backward_image(j, n, n == n0, dw, db, col, pack, dcol, zeroed);
   }
 }
 

@@ -93,6 +93,7 @@ static const conv_case CASES[] = {
   {2, 3, 4, 7, 6, 5, 3, {1, 1}, {1, 1}, {1, 1}, 1},     /* fewer output rows than input rows */
   {1, 2, 3, 4, 5, 3, 3, {1, 1}, {3, 1}, {1, 1}, 1},     /* output rows reading only padding */
   {2, 2, 3, 3, 2, 3, 5, {1, 1}, {1, 2}, {1, 1}, 1},     /* kernel wider than the input */
+  {7, 3, 4, 6, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},     /* several images per task: col's padding zeroed once */
 };
 
 static void test_forward_values(void **state) {
