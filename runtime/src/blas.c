@@ -190,3 +190,15 @@ void dn_blas_sgemm_here(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_
   cblas_sgemm(CblasRowMajor, op_of(trans_a), op_of(trans_b), (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb,
               beta, c, (int)ldc);
 }
+
+void dn_blas_here_tile(int *mr, int *nr) {
+#ifdef DN_HAVE_GEMM
+  const dn_gemm_kernel *kernel = own_kernel();
+  if (kernel) {
+    *mr = kernel->mr;
+    *nr = kernel->nr;
+    return;
+  }
+#endif
+  *mr = *nr = 1;   /* OpenBLAS: no padding to avoid that we know of */
+}

@@ -35,4 +35,9 @@ size_t dn_blas_here_floats(int64_t m, int64_t n, int64_t k);
 void dn_blas_sgemm_here(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                         int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *buffer);
 
+/* The micro-tile of dn_blas_sgemm_here's kernel (rows of op(A), columns of
+   op(B)): products are computed in whole tiles, so a caller may choose the
+   orientation of a product (C or C^T) that pads less. 1 x 1 for OpenBLAS. */
+void dn_blas_here_tile(int *mr, int *nr);
+
 #endif

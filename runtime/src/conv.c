@@ -225,6 +225,7 @@ typedef struct conv_job {
   const float *w, *bias, *grad;   /* contiguous; grad [N, O, positions] */
   float *y, *dx;                  /* contiguous, or NULL */
   float *dw;                      /* [parts][O * group_rows] (dw itself with one part), or NULL */
+  bool dw_t;                      /* dw's parts hold each group's block transposed, [group_rows, O/G] */
   double *db;                     /* [parts][O][LANES], zeroed, or NULL */
   int64_t parts;
   float *scratch;                 /* task t's: col, then the sgemm's panels, then dcol */
@@ -280,9 +281,14 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
     }
     if (dw) {
       im2col_slab(g, image_of(j->x, n), oh0, oh1, col, cols, zeroed && j->slab == g->out_h);
-      for (int64_t k = 0; k < g->groups; k++)
-        dn_blas_sgemm_here(false, true, og, kg, cols, 1.0f, gn + k * og * l + at, l, col + k * kg * cols, cols,
-                           first && oh0 == 0 ? 0.0f : 1.0f, dw + k * og * kg, kg, pack);
+      float beta = first && oh0 == 0 ? 0.0f : 1.0f;
+      for (int64_t k = 0; k < g->groups; k++) {
+        const float *gk = gn + k * og * l + at, *ck = col + k * kg * cols;
+        if (j->dw_t)
+          dn_blas_sgemm_here(false, true, kg, og, cols, 1.0f, ck, cols, gk, l, beta, dw + k * og * kg, og, pack);
+        else
+          dn_blas_sgemm_here(false, true, og, kg, cols, 1.0f, gk, l, ck, cols, beta, dw + k * og * kg, kg, pack);
+      }
     }
   }
   for (int64_t o = 0; db && o < g->out_ch; o++) lanes_sum(db + o * LANES, gn + o * l, l);
@@ -306,8 +312,10 @@ static int64_t pack_floats(const conv_geom *g, int64_t cols) {
   if (!has_products(g)) return 0;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows;
   size_t f = dn_blas_here_floats(og, cols, kg), d = dn_blas_here_floats(kg, cols, og),
-         w = dn_blas_here_floats(og, kg, cols);
-  return (int64_t)(f > d ? (f > w ? f : w) : (d > w ? d : w));
+         w = dn_blas_here_floats(og, kg, cols), wt = dn_blas_here_floats(kg, og, cols);
+  size_t most = f > d ? f : d;
+  most = most > w ? most : w;
+  return (int64_t)(most > wt ? most : wt);
 }
 
 /* j->scratch for `tasks` tasks: col when im2col runs, dcol when dx does, the
@@ -363,20 +371,40 @@ static void node_geom(conv_geom *g, const dn_node *node) {
             node->ints + NODE_PADDING, node->ints + NODE_DILATION, node->ints[NODE_GROUPS]);
 }
 
-/* dw[e] = the parts' dw[e] added in part order, for e in [e0, e1). */
+/* dw[e] = the parts' dw[e] added in part order, for e in [e0, e1); with
+   transposed parts, e = (group, o, r) is read at (group, r, o). */
 typedef struct parts_job {
   const float *parts;
   int64_t count, size;
+  bool transposed;
+  int64_t og, kg;
   float *dw;
 } parts_job;
 
 static void sum_parts(const void *ctx, int64_t e0, int64_t e1) {
   const parts_job *j = ctx;
   for (int64_t e = e0; e < e1; e++) {
-    float s = j->parts[e];
-    for (int64_t p = 1; p < j->count; p++) s += j->parts[p * j->size + e];
+    int64_t at = e;
+    if (j->transposed) {
+      int64_t block = j->og * j->kg, in = e % block;
+      at = e - in + in % j->kg * j->og + in / j->kg;
+    }
+    float s = j->parts[at];
+    for (int64_t p = 1; p < j->count; p++) s += j->parts[p * j->size + at];
     j->dw[e] = s;
   }
+}
+
+/* Whether dw's products pad less as dw^T = col @ g^T than as g @ col^T (a
+   first layer's 1 x 3 x 3 rows: [32, 9] pads 9 columns to the kernel's 32,
+   [9, 32] pads 9 rows to 16). */
+static bool dw_transposed(const conv_geom *g) {
+  int mr, nr;
+  dn_blas_here_tile(&mr, &nr);
+  int64_t og = g->out_ch / g->groups, kg = g->group_rows;
+  double as_is = (double)((og + mr - 1) / mr * mr) * (double)((kg + nr - 1) / nr * nr);
+  double transposed = (double)((kg + mr - 1) / mr * mr) * (double)((og + nr - 1) / nr * nr);
+  return transposed < 0.75 * as_is;
 }
 
 /* dx, dw and db by parts of the batch (depthwise: dx and dw by its own loops). */
@@ -403,7 +431,8 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   int64_t wn = g.out_ch * g.group_rows;
   if (!st && run && dense && want_dx) j.dx = dn_tensor_data(dx);
   if (!st && run && dense && want_dw && wn > 0) {
-    if (j.parts == 1) j.dw = dn_tensor_data(dw);
+    j.dw_t = dw_transposed(&g);
+    if (j.parts == 1 && !j.dw_t) j.dw = dn_tensor_data(dw);
     else if (!(j.dw = dw_parts = dn_alloc((size_t)(j.parts * wn) * sizeof(float))))
       st = dn_fail(DN_ENOMEM, "%s: out of memory for %lld partial weight gradients", op, (long long)j.parts);
   }
@@ -418,7 +447,7 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
     if (!st) dn_parallel(tasks, backward_task, &j);
   }
   if (!st && dw_parts) {
-    parts_job pj = {dw_parts, j.parts, wn, dn_tensor_data(dw)};
+    parts_job pj = {dw_parts, j.parts, wn, j.dw_t, g.out_ch / g.groups, g.group_rows, dn_tensor_data(dw)};
     dn_parallel_range(wn, 16, sum_parts, &pj);
   }
   for (int64_t o = 0; !st && j.db && o < g.out_ch; o++) {

@@ -94,6 +94,10 @@ static const conv_case CASES[] = {
   {1, 2, 3, 4, 5, 3, 3, {1, 1}, {3, 1}, {1, 1}, 1},     /* output rows reading only padding */
   {2, 2, 3, 3, 2, 3, 5, {1, 1}, {1, 2}, {1, 1}, 1},     /* kernel wider than the input */
   {7, 3, 4, 6, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},     /* several images per task: col's padding zeroed once */
+  /* few rows per group, many outputs: dw computed transposed (col @ g^T) */
+  {3, 1, 32, 6, 7, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},    /* a first layer */
+  {2, 2, 64, 5, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 2},    /* and groups */
+  {1, 1, 32, 4, 5, 3, 3, {1, 1}, {0, 1}, {1, 1}, 1},    /* and one image (one part) */
 };
 
 static void test_forward_values(void **state) {
