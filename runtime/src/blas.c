@@ -202,3 +202,27 @@ void dn_blas_here_tile(int *mr, int *nr) {
 #endif
   *mr = *nr = 1;   /* OpenBLAS: no padding to avoid that we know of */
 }
+
+size_t dn_blas_here_b_floats(int64_t m, int64_t n, int64_t k) {
+#ifdef DN_HAVE_GEMM
+  const dn_gemm_kernel *kernel = own_kernel();
+  if (kernel) return dn_gemm_here_floats(kernel, m, n, k);
+#endif
+  (void)m;
+  return (size_t)(k * n);
+}
+
+void dn_blas_sgemm_here_b(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                          dn_blas_b_source *source, void *ctx, float beta, float *c, int64_t ldc, float *buffer) {
+#ifdef DN_HAVE_GEMM
+  const dn_gemm_kernel *kernel = own_kernel();
+  if (kernel) {
+    dn_gemm_here_b(kernel, trans_a, m, n, k, alpha, a, lda, source, ctx, beta, c, ldc, buffer);
+    return;
+  }
+#endif
+  source(ctx, 0, k, 0, n, n, buffer);   /* one panel as wide as op(B): op(B) itself */
+  openblas_single_threaded();
+  cblas_sgemm(CblasRowMajor, op_of(trans_a), CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda, buffer, (int)n,
+              beta, c, (int)ldc);
+}

@@ -40,4 +40,18 @@ void dn_blas_sgemm_here(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_
    orientation of a product (C or C^T) that pads less. 1 x 1 for OpenBLAS. */
 void dn_blas_here_tile(int *mr, int *nr);
 
+/*
+** The same with op(B) [k, n] from a source that writes it packed (a
+** convolution's im2col straight into the kernel's panels): source(ctx, pc,
+** kc, jc, nc, width, dst) writes op(B)[pc:pc+kc, jc:jc+nc] as panels of
+** `width` columns, panel q at dst + q * width * kc holding kc rows of width
+** values, zeros past nc. For OpenBLAS it is called once with width n, which
+** is op(B) itself, row-major, in buffer. buffer: at least
+** dn_blas_here_b_floats(m, n, k) floats, 64-byte aligned.
+*/
+typedef void dn_blas_b_source(void *ctx, int64_t pc, int64_t kc, int64_t jc, int64_t nc, int64_t width, float *dst);
+size_t dn_blas_here_b_floats(int64_t m, int64_t n, int64_t k);
+void dn_blas_sgemm_here_b(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                          dn_blas_b_source *source, void *ctx, float beta, float *c, int64_t ldc, float *buffer);
+
 #endif

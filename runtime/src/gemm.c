@@ -119,6 +119,8 @@ typedef struct gemm_args {
   int64_t units;             /* panels to split */
   float *buffer;             /* the tasks' packing buffers, one part each */
   size_t a_floats, b_floats; /* of each part */
+  dn_gemm_b_source *b_source; /* packs op(B) itself, or NULL */
+  void *b_ctx;
 } gemm_args;
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -148,6 +150,10 @@ static void pack_a(const gemm_args *g, int64_t ic, int64_t mc, int64_t pc, int64
 
 /* op(B)[pc:pc+kc, jc:jc+nc] into nr-column panels, each kc x nr. */
 static void pack_b(const gemm_args *g, int64_t pc, int64_t kc, int64_t jc, int64_t nc, float *dst) {
+  if (g->b_source) {
+    g->b_source(g->b_ctx, pc, kc, jc, nc, g->kern->nr, dst);
+    return;
+  }
   int64_t along = g->trans_b ? 1 : g->ldb, across = g->trans_b ? g->ldb : 1;
   g->kern->pack_b(g->b + pc * along + jc * across, along, across, kc, nc, dst);
 }
@@ -240,6 +246,15 @@ void dn_gemm_here(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_
                   int64_t ldc, float *buffer) {
   gemm_args g = {.kern = kern, .trans_a = trans_a, .trans_b = trans_b, .m = m, .n = n, .k = k, .lda = lda,
                  .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c};
+  here_sizes(kern, m, n, k, &g.kc_full, &g.a_floats, &g.b_floats);
+  gemm_region(&g, 0, m, 0, n, buffer, buffer + g.a_floats);
+}
+
+void dn_gemm_here_b(const dn_gemm_kernel *kern, bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, dn_gemm_b_source *source, void *ctx, float beta, float *c,
+                    int64_t ldc, float *buffer) {
+  gemm_args g = {.kern = kern, .trans_a = trans_a, .m = m, .n = n, .k = k, .lda = lda, .ldc = ldc,
+                 .alpha = alpha, .beta = beta, .a = a, .c = c, .b_source = source, .b_ctx = ctx};
   here_sizes(kern, m, n, k, &g.kc_full, &g.a_floats, &g.b_floats);
   gemm_region(&g, 0, m, 0, n, buffer, buffer + g.a_floats);
 }

@@ -103,6 +103,16 @@ bool dn_gemm(const dn_gemm_kernel *kernel, bool trans_a, bool trans_b, int64_t m
    contract as dn_gemm otherwise; never fails. Its bits are dn_gemm's packed
    path's (a function of the shape alone). */
 size_t dn_gemm_here_floats(const dn_gemm_kernel *kernel, int64_t m, int64_t n, int64_t k);
+/* A source of op(B) that packs itself (a convolution's im2col, written
+   straight into the panels): writes op(B)[pc:pc+kc, jc:jc+nc] as the
+   kernel's pack_b lays it out, panels of `width` columns, panel q at dst +
+   q * width * kc holding kc rows of width values, zeros past nc. */
+typedef void dn_gemm_b_source(void *ctx, int64_t pc, int64_t kc, int64_t jc, int64_t nc, int64_t width, float *dst);
+/* dn_gemm_here with op(B) from source (its values must not depend on the
+   call's blocking). */
+void dn_gemm_here_b(const dn_gemm_kernel *kernel, bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, dn_gemm_b_source *source, void *ctx, float beta, float *c,
+                    int64_t ldc, float *buffer);
 void dn_gemm_here(const dn_gemm_kernel *kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                   float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                   int64_t ldc, float *buffer);
