@@ -177,15 +177,16 @@ size_t dn_blas_here_floats(int64_t m, int64_t n, int64_t k) {
 }
 
 void dn_blas_sgemm_here(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *buffer) {
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *buffer,
+                        const float *a_packed) {
 #ifdef DN_HAVE_GEMM
   const dn_gemm_kernel *kernel = own_kernel();
   if (kernel) {
-    dn_gemm_here(kernel, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, buffer);
+    dn_gemm_here(kernel, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, buffer, a_packed);
     return;
   }
 #endif
-  (void)buffer;
+  (void)buffer, (void)a_packed;
   openblas_single_threaded();
   cblas_sgemm(CblasRowMajor, op_of(trans_a), op_of(trans_b), (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb,
               beta, c, (int)ldc);
@@ -213,16 +214,39 @@ size_t dn_blas_here_b_floats(int64_t m, int64_t n, int64_t k) {
 }
 
 void dn_blas_sgemm_here_b(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                          dn_blas_b_source *source, void *ctx, float beta, float *c, int64_t ldc, float *buffer) {
+                          dn_blas_b_source *source, void *ctx, float beta, float *c, int64_t ldc, float *buffer,
+                          const float *a_packed) {
 #ifdef DN_HAVE_GEMM
   const dn_gemm_kernel *kernel = own_kernel();
   if (kernel) {
-    dn_gemm_here_b(kernel, trans_a, m, n, k, alpha, a, lda, source, ctx, beta, c, ldc, buffer);
+    dn_gemm_here_b(kernel, trans_a, m, n, k, alpha, a, lda, source, ctx, beta, c, ldc, buffer, a_packed);
     return;
   }
 #endif
+  (void)a_packed;
   source(ctx, 0, k, 0, n, n, buffer);   /* one panel as wide as op(B): op(B) itself */
   openblas_single_threaded();
   cblas_sgemm(CblasRowMajor, op_of(trans_a), CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda, buffer, (int)n,
               beta, c, (int)ldc);
+}
+
+size_t dn_blas_here_a_floats(int64_t m, int64_t k) {
+#ifdef DN_HAVE_GEMM
+  const dn_gemm_kernel *kernel = own_kernel();
+  if (kernel) return dn_gemm_a_floats(kernel, m, k);
+#endif
+  (void)m, (void)k;
+  return 0;
+}
+
+bool dn_blas_here_pack_a(bool trans_a, int64_t m, int64_t k, const float *a, int64_t lda, float *dst) {
+#ifdef DN_HAVE_GEMM
+  const dn_gemm_kernel *kernel = own_kernel();
+  if (kernel) {
+    dn_gemm_pack_a(kernel, trans_a, m, k, a, lda, dst);
+    return true;
+  }
+#endif
+  (void)trans_a, (void)m, (void)k, (void)a, (void)lda, (void)dst;
+  return false;
 }

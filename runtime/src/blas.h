@@ -28,12 +28,19 @@ void dn_blas_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
 ** The same product on the calling thread alone, for work already split
 ** across the team (a convolution's images, one per task). buffer: at least
 ** dn_blas_here_floats(m, n, k) floats, 64-byte aligned (dn_alloc's), for
-** our kernel's packing; OpenBLAS takes none (0). Bits depend on the shape
-** alone.
+** our kernel's packing; OpenBLAS takes none (0). a_packed: op(A) packed by
+** dn_blas_here_pack_a, or NULL. Bits depend on the shape alone.
 */
 size_t dn_blas_here_floats(int64_t m, int64_t n, int64_t k);
 void dn_blas_sgemm_here(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *buffer);
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *buffer,
+                        const float *a_packed);
+/* op(A) [m, k] packed once for many such products (a convolution's weight,
+   for every image): dn_blas_here_a_floats(m, k) floats at dst (64-byte
+   aligned), then passed as a_packed with the same a. Returns false, having
+   packed nothing, where the products take no packed A (OpenBLAS: pass NULL). */
+size_t dn_blas_here_a_floats(int64_t m, int64_t k);
+bool dn_blas_here_pack_a(bool trans_a, int64_t m, int64_t k, const float *a, int64_t lda, float *dst);
 
 /* The micro-tile of dn_blas_sgemm_here's kernel (rows of op(A), columns of
    op(B)): products are computed in whole tiles, so a caller may choose the
@@ -52,6 +59,7 @@ void dn_blas_here_tile(int *mr, int *nr);
 typedef void dn_blas_b_source(void *ctx, int64_t pc, int64_t kc, int64_t jc, int64_t nc, int64_t width, float *dst);
 size_t dn_blas_here_b_floats(int64_t m, int64_t n, int64_t k);
 void dn_blas_sgemm_here_b(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                          dn_blas_b_source *source, void *ctx, float beta, float *c, int64_t ldc, float *buffer);
+                          dn_blas_b_source *source, void *ctx, float beta, float *c, int64_t ldc, float *buffer,
+                          const float *a_packed);
 
 #endif

@@ -121,6 +121,7 @@ typedef struct gemm_args {
   size_t a_floats, b_floats; /* of each part */
   dn_gemm_b_source *b_source; /* packs op(B) itself, or NULL */
   void *b_ctx;
+  const float *a_packed;     /* all of op(A) packed beforehand (dn_gemm_pack_a), or NULL */
 } gemm_args;
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -171,10 +172,12 @@ static void gemm_region(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, 
       pack_b(g, pc, kc, jc, nc, bpack);
       for (int64_t ic = i0; ic < i1; ic += mc_max) {
         int64_t mc = min64(mc_max, i1 - ic);
-        pack_a(g, ic, mc, pc, kc, apack);
+        const float *ap = apack;
+        if (g->a_packed) ap = g->a_packed + pc * round_up(g->m, mr) + ic * kc;
+        else pack_a(g, ic, mc, pc, kc, apack);
         for (int64_t jr = 0; jr < nc; jr += nr)
           for (int64_t ir = 0; ir < mc; ir += mr)
-            kern->micro(kc, apack + ir * kc, bpack + jr * kc, g->c + (ic + ir) * g->ldc + jc + jr, g->ldc,
+            kern->micro(kc, ap + ir * kc, bpack + jr * kc, g->c + (ic + ir) * g->ldc + jc + jr, g->ldc,
                         (int)min64(mr, mc - ir), (int)min64(nr, nc - jr), g->alpha, beta);
       }
     }
@@ -243,18 +246,34 @@ size_t dn_gemm_here_floats(const dn_gemm_kernel *kern, int64_t m, int64_t n, int
 
 void dn_gemm_here(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                   float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                  int64_t ldc, float *buffer) {
+                  int64_t ldc, float *buffer, const float *a_packed) {
   gemm_args g = {.kern = kern, .trans_a = trans_a, .trans_b = trans_b, .m = m, .n = n, .k = k, .lda = lda,
-                 .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c};
+                 .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c, .a_packed = a_packed};
   here_sizes(kern, m, n, k, &g.kc_full, &g.a_floats, &g.b_floats);
   gemm_region(&g, 0, m, 0, n, buffer, buffer + g.a_floats);
 }
 
+size_t dn_gemm_a_floats(const dn_gemm_kernel *kern, int64_t m, int64_t k) {
+  return (size_t)(round_up(m, kern->mr) * k);
+}
+
+void dn_gemm_pack_a(const dn_gemm_kernel *kern, bool trans_a, int64_t m, int64_t k, const float *a, int64_t lda,
+                    float *dst) {
+  gemm_args g = {.kern = kern, .trans_a = trans_a, .m = m, .k = k, .lda = lda, .a = a};
+  int64_t kc_full = ceil_div(k, ceil_div(k, kern->kc));   /* as here_sizes */
+  for (int64_t pc = 0; pc < k; pc += kc_full) {
+    int64_t kc = min64(kc_full, k - pc);
+    for (int64_t ic = 0; ic < m; ic += kern->mc)
+      pack_a(&g, ic, min64(kern->mc, m - ic), pc, kc, dst + pc * round_up(m, kern->mr) + ic * kc);
+  }
+}
+
 void dn_gemm_here_b(const dn_gemm_kernel *kern, bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, int64_t lda, dn_gemm_b_source *source, void *ctx, float beta, float *c,
-                    int64_t ldc, float *buffer) {
+                    int64_t ldc, float *buffer, const float *a_packed) {
   gemm_args g = {.kern = kern, .trans_a = trans_a, .m = m, .n = n, .k = k, .lda = lda, .ldc = ldc,
-                 .alpha = alpha, .beta = beta, .a = a, .c = c, .b_source = source, .b_ctx = ctx};
+                 .alpha = alpha, .beta = beta, .a = a, .c = c, .b_source = source, .b_ctx = ctx,
+                 .a_packed = a_packed};
   here_sizes(kern, m, n, k, &g.kc_full, &g.a_floats, &g.b_floats);
   gemm_region(&g, 0, m, 0, n, buffer, buffer + g.a_floats);
 }

@@ -112,10 +112,17 @@ typedef void dn_gemm_b_source(void *ctx, int64_t pc, int64_t kc, int64_t jc, int
    call's blocking). */
 void dn_gemm_here_b(const dn_gemm_kernel *kernel, bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, int64_t lda, dn_gemm_b_source *source, void *ctx, float beta, float *c,
-                    int64_t ldc, float *buffer);
+                    int64_t ldc, float *buffer, const float *a_packed);
 void dn_gemm_here(const dn_gemm_kernel *kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                   float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                  int64_t ldc, float *buffer);
+                  int64_t ldc, float *buffer, const float *a_packed);
+/* All of op(A) [m, k] packed once, for products that share it (a
+   convolution's weight, for every image): dn_gemm_a_floats(kernel, m, k)
+   floats at dst. Passed as a_packed (else NULL), the products read it
+   instead of packing A themselves. */
+size_t dn_gemm_a_floats(const dn_gemm_kernel *kernel, int64_t m, int64_t k);
+void dn_gemm_pack_a(const dn_gemm_kernel *kernel, bool trans_a, int64_t m, int64_t k, const float *a, int64_t lda,
+                    float *dst);
 #endif
 
 #endif

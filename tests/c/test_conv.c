@@ -187,6 +187,71 @@ static void test_empty(void **state) {
 
 /* --- gradients ------------------------------------------------------------------------ */
 
+/* dx, dw and db of sum(conv(x, w, b) * g) in double, straight from the definition. */
+static void grads_ref(const dn_tensor *x, const dn_tensor *w, const dn_tensor *g, const conv_case *c, double *dx,
+                      double *dw, double *db) {
+  int64_t oh_n = out_size(c->h, c->kh, c->stride[0], c->pad[0], c->dil[0]);
+  int64_t ow_n = out_size(c->w, c->kw, c->stride[1], c->pad[1], c->dil[1]);
+  int64_t cg = c->in / c->groups, og = c->out / c->groups;
+  for (int64_t n = 0; n < c->n; n++)
+    for (int64_t o = 0; o < c->out; o++)
+      for (int64_t oh = 0; oh < oh_n; oh++)
+        for (int64_t ow = 0; ow < ow_n; ow++) {
+          double gv = dn_test_at(g, ((n * c->out + o) * oh_n + oh) * ow_n + ow);
+          db[o] += gv;
+          for (int64_t ci = 0; ci < cg; ci++)
+            for (int64_t ki = 0; ki < c->kh; ki++)
+              for (int64_t kj = 0; kj < c->kw; kj++) {
+                int64_t ih = oh * c->stride[0] - c->pad[0] + ki * c->dil[0];
+                int64_t iw = ow * c->stride[1] - c->pad[1] + kj * c->dil[1];
+                if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w) continue;
+                int64_t xi = ((n * c->in + o / og * cg + ci) * c->h + ih) * c->w + iw;
+                int64_t wi = ((o * cg + ci) * c->kh + ki) * c->kw + kj;
+                dx[xi] += gv * dn_test_at(w, wi);
+                dw[wi] += gv * dn_test_at(x, xi);
+              }
+        }
+}
+
+static void assert_grad_close(const dn_tensor *got, const double *want, double tol) {
+  for (int64_t i = 0; i < dn_tensor_numel(got); i++) assert_float_equal(dn_test_at(got, i), want[i], tol);
+}
+
+/* Values, and gradients against the definition where finite differences in
+   float32 are too coarse: 288 rows per group (two k blocks of the sgemm, w packed once
+   for all images), a first layer (dw transposed), groups. */
+static void test_gradients_reference(void **state) {
+  (void)state;
+  static const conv_case cases[] = {
+    {3, 32, 9, 6, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},
+    {4, 1, 32, 9, 7, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},
+    {2, 64, 40, 5, 4, 3, 3, {1, 1}, {1, 1}, {1, 1}, 2},
+    {3, 30, 10, 7, 6, 3, 3, {2, 1}, {1, 0}, {1, 2}, 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const conv_case *c = &cases[i];
+    dn_tensor *x, *w, *b, *y, *g;
+    make_inputs(c, 900 + 10 * i, &x, &w, &b);
+    check_forward(x, w, b, c);
+    DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+    DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+    DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+    DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c->stride, c->pad, c->dil, c->groups));
+    g = dn_test_random(905 + 10 * i, 4, y->shape);
+    DN_OK_OR_FAIL(dn_backward(y, g, false));
+    double *dx = calloc((size_t)dn_tensor_numel(x), sizeof *dx), *dw = calloc((size_t)dn_tensor_numel(w), sizeof *dw);
+    double *db = calloc((size_t)c->out, sizeof *db);
+    grads_ref(x, w, g, c, dx, dw, db);
+    assert_grad_close(x->grad, dx, 1e-3);
+    assert_grad_close(w->grad, dw, 1e-3);
+    assert_grad_close(b->grad, db, 1e-3);
+    free(dx);
+    free(dw);
+    free(db);
+    RELEASE(x, w, b, y, g);
+  }
+}
+
 typedef struct grad_ctx {
   const conv_case *c;
   bool one_d;
@@ -466,6 +531,7 @@ int main(void) {
     cmocka_unit_test_setup(test_gradients, dn_test_reset_modes),
     cmocka_unit_test_setup(test_autograd_bookkeeping, dn_test_reset_modes),
     cmocka_unit_test_setup(test_threads_bit_identical, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_gradients_reference, dn_test_reset_modes),
     cmocka_unit_test_setup(test_slabs_and_parts, dn_test_reset_modes),
     cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
     cmocka_unit_test_setup(test_pytorch_reference, dn_test_reset_modes),
