@@ -1,6 +1,7 @@
 /*
 ** Normalization kernels from Lua, as core.nn_batch_norm,
-** core.nn_batch_norm_relu, core.nn_layer_norm and core.nn_group_norm. The
+** core.nn_batch_norm_relu, core.nn_batch_norm_relu_max_pool2d,
+** core.nn_layer_norm and core.nn_group_norm. The
 ** Lua library (F.batch_norm, nn.BatchNorm2d, nn.LayerNorm, ...) applies the
 ** defaults and chooses between batch and running statistics.
 */
@@ -11,7 +12,7 @@ static dn_tensor *opt_tensor(lua_State *L, int arg) {
   return lua_isnoneornil(L, arg) ? NULL : dn_lua_check_tensor(L, arg);
 }
 
-/* The arguments of core.nn_batch_norm and core.nn_batch_norm_relu, passed to fn. */
+/* The arguments of core.nn_batch_norm and its fused forms, passed to fn. */
 static int batch_norm_call(lua_State *L, dn_status (*fn)(dn_tensor **, dn_tensor *, dn_tensor *, dn_tensor *,
                                                          dn_tensor *, dn_tensor *, bool, double, double)) {
   dn_tensor *x = dn_lua_check_tensor(L, 1), *weight = opt_tensor(L, 2), *bias = opt_tensor(L, 3);
@@ -28,6 +29,10 @@ static int l_batch_norm(lua_State *L) { return batch_norm_call(L, dn_batch_norm)
 
 /* core.nn_batch_norm_relu(...): the same arguments, relu(batch_norm(...)) in one op */
 static int l_batch_norm_relu(lua_State *L) { return batch_norm_call(L, dn_batch_norm_relu); }
+
+/* core.nn_batch_norm_relu_max_pool2d(...): the same arguments, x [N, C, H, W], max_pool2d(relu(batch_norm(...)),
+   2) in one op */
+static int l_batch_norm_relu_max_pool2d(lua_State *L) { return batch_norm_call(L, dn_batch_norm_relu_max_pool2d); }
 
 /* core.nn_layer_norm(x, normalized_shape, weight, bias, eps); normalized_shape a table of sizes */
 static int l_layer_norm(lua_State *L) {
@@ -54,7 +59,8 @@ static int l_group_norm(lua_State *L) {
 }
 
 static const luaL_Reg norm_functions[] = {
-  {"nn_batch_norm", l_batch_norm}, {"nn_batch_norm_relu", l_batch_norm_relu}, {"nn_layer_norm", l_layer_norm},
+  {"nn_batch_norm", l_batch_norm}, {"nn_batch_norm_relu", l_batch_norm_relu},
+  {"nn_batch_norm_relu_max_pool2d", l_batch_norm_relu_max_pool2d}, {"nn_layer_norm", l_layer_norm},
   {"nn_group_norm", l_group_norm},
   {NULL, NULL}};
 

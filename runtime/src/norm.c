@@ -41,6 +41,23 @@
 ** is added. The mask comes from the saved y, not from recomputing the
 ** normalized value with the float32-saved statistics, which would not give
 ** the forward's bits.
+**
+** Batch norm + ReLU + 2x2 max pool (dn_batch_norm_relu_max_pool2d, the
+** block of a small CNN) is a third form, for [N, C, H, W]: the statistics
+** pass is batch norm's; the write pass normalizes a row (n, c) with ReLU
+** into its task's scratch plane (H * W floats, in L1) and pools that plane
+** into the output (max_pool_2x2.h, pooling.c's kernel), so the normalized
+** tensor, four times the output, is never written to memory and read back.
+** Backward rebuilds, per row in a task's scratch, the gradient that the
+** unfused chain hands to batch norm + ReLU's backward (max pool's backward:
+** zeros, then += the output gradient at each window's argmax) and runs
+** batch norm's sums and dx expression on it unchanged, so the bits are
+** those of the chain. The ReLU mask needs no saved output: at a window's
+** argmax ReLU's output is the window's output, and every other position of
+** the rebuilt gradient is +0, which the mask keeps +0; so the node saves a
+** window whose output is <= 0 with index -1 (no gradient) and keeps the
+** indices only, as the chain keeps. Rows of an odd H or W that no window
+** reads get no gradient from the pool, and still their share of the sums.
 */
 #include <stdio.h>
 #include <string.h>
@@ -50,10 +67,15 @@
 #include "graph.h"
 #include "internal.h"
 #include "lanes.h"
+#include "max_pool_2x2.h"
+#include "shape.h"
 
-enum { SAVED_X = 0, SAVED_WEIGHT = 1, SAVED_MEAN = 2, SAVED_INVSTD = 3, SAVED_Y = 4 };   /* SAVED_Y: with ReLU */
-enum { NODE_TRAINING = 0, NODE_RELU = 1 };   /* node->ints: batch statistics used; ReLU fused */
-_Static_assert(SAVED_Y < DN_NODE_SAVED, "norm.c: a node holds x, weight, mean, invstd and y");
+/* SAVED_Y: with ReLU; SAVED_INDICES, in the same slot: with the pool (int32, the argmax of each window in its
+   plane, -1 where ReLU zeroed the window's output) */
+enum { SAVED_X = 0, SAVED_WEIGHT = 1, SAVED_MEAN = 2, SAVED_INVSTD = 3, SAVED_Y = 4, SAVED_INDICES = 4 };
+enum { NODE_TRAINING = 0, NODE_RELU = 1, NODE_POOL = 2 };   /* node->ints: batch statistics used; ReLU; pool */
+_Static_assert(SAVED_Y < DN_NODE_SAVED && SAVED_INDICES < DN_NODE_SAVED,
+               "norm.c: a node holds x, weight, mean, invstd and y or the indices");
 
 /* An input read as [n, c, s]. */
 typedef struct bn_dims {
@@ -152,6 +174,54 @@ static void forward_rows(const void *ctx, int64_t r0, int64_t r1) {
   }
 }
 
+/* Tasks for a pass over `units` rows or channels of `work` elements in all, as dn_parallel_rows cuts. */
+static int tasks_for(int64_t units, int64_t work) {
+  int t = dn_threads_for(work);
+  return units < t ? (int)units : t;
+}
+
+/* Zeroed scratch of `floats` floats for each of `tasks` tasks, each part 64-byte aligned (*stride floats
+   apart), or DN_ENOMEM naming op. */
+static dn_status task_scratch(float **out, int64_t *stride, const char *op, int tasks, int64_t floats) {
+  int64_t part = (floats + 15) / 16 * 16, bytes;
+  *out = NULL;
+  if (!dn_size_mul(part, tasks, &bytes) || !dn_size_mul(bytes, (int64_t)sizeof **out, &bytes) ||
+      !(*out = dn_alloc((size_t)bytes)))
+    return dn_fail(DN_ENOMEM, "%s: out of memory for %d scratch planes of %lld floats", op, tasks, (long long)floats);
+  memset(*out, 0, (size_t)bytes);
+  *stride = part;
+  return DN_OK;
+}
+
+/* The write pass of batch norm + ReLU + max pool: rows (n, c) of [N, C, H, W] in memory order, split by
+   dn_split, each normalized into its task's scratch plane and pooled from there. */
+typedef struct bn_pool_job {
+  const bn_forward_job *bn;
+  int64_t in_w, out_h, out_w;
+  float *y;                  /* [N, C, out_h, out_w] */
+  int32_t *idx;              /* the same, or NULL: no node, no indices */
+  float *scratch;            /* per task: a plane, then zeros the chunked pool may read (max_2x2_slack) */
+  int64_t scratch_floats;    /* floats from one task's part to the next */
+  int tasks;
+} bn_pool_job;
+
+static void forward_pool_task(void *ctx, int task, int tasks) {
+  const bn_pool_job *j = ctx;
+  const bn_forward_job *f = j->bn;
+  int64_t s = f->d.s, out = j->out_h * j->out_w, rows = f->d.n * f->d.c;
+  float *plane = j->scratch + task * j->scratch_floats;
+  const float *plane_end = plane + j->scratch_floats;
+  for (int64_t r = dn_split(rows, task, tasks); r < dn_split(rows, task + 1, tasks); r++) {
+    const double *p = f->param + 3 * (r % f->d.c);
+    forward_run(plane, f->x + r * s, s, p[0], p[1], p[2], true);
+    float *y = j->y + r * out;
+    int32_t *idx = j->idx ? j->idx + r * out : NULL;
+    max_plane_2x2(y, idx, plane, plane_end, j->in_w, j->out_h, j->out_w);
+    if (idx)   /* ReLU's backward zeroes the window's gradient: none to route */
+      for (int64_t o = 0; o < out; o++) idx[o] = y[o] <= 0.0f ? -1 : idx[o];
+  }
+}
+
 /* --- backward --------------------------------------------------------------------------- */
 
 /* A backward pass: per channel the sums, dweight and dbias (channels
@@ -164,6 +234,11 @@ typedef struct bn_backward_job {
   const float *x, *g, *y, *weight, *mean, *invstd;   /* y, weight may be NULL */
   float *dx, *dweight, *dbias;
   double *param;   /* [C][3]: k, g_shift, xmu_scale of each channel's dx */
+  /* with the pool: g is the pool's output gradient [N, C, out_h, out_w] */
+  const int32_t *idx;        /* the saved argmax of each window, -1: no gradient */
+  int64_t in_w, out_h, out_w;
+  float *scratch;            /* per task: a plane of the rebuilt gradient, zeroed before the pass */
+  int64_t scratch_floats;
 } bn_backward_job;
 
 /* dx of n elements of a channel; with relu (a constant once inlined) g through ReLU's backward at y. */
@@ -176,22 +251,28 @@ static DN_ALWAYS_INLINE void backward_run(float *dx, const float *x, const float
   }
 }
 
+/* dbias, dweight and the parameters of dx of channel c, from its lanes of sum g and sum g * (x - mean). */
+static void channel_result(const bn_backward_job *j, int64_t c, const double acc_g[LANES],
+                           const double acc_gx[LANES]) {
+  double invstd = j->invstd[c], sum_g = lanes_total(acc_g), sum_g_xmu = lanes_total(acc_gx);
+  if (j->dbias) j->dbias[c] = (float)sum_g;
+  if (j->dweight) j->dweight[c] = (float)(sum_g_xmu * invstd);
+  double m = (double)(j->d.n * j->d.s);
+  j->param[3 * c] = (j->weight ? j->weight[c] : 1.0) * invstd;
+  j->param[3 * c + 1] = j->training ? sum_g / m : 0;
+  j->param[3 * c + 2] = j->training ? sum_g_xmu * invstd * invstd / m : 0;
+}
+
 /* Channels [c0, c1); fused: whether j->y is given, a constant once inlined. */
 static DN_ALWAYS_INLINE void backward_channel_range(const bn_backward_job *j, int64_t c0, int64_t c1, bool fused) {
   bn_dims d = j->d;
   for (int64_t c = c0; c < c1; c++) {
-    double mean = j->mean[c], invstd = j->invstd[c], acc_g[LANES] = {0}, acc_gx[LANES] = {0};
+    double mean = j->mean[c], acc_g[LANES] = {0}, acc_gx[LANES] = {0};
     for (int64_t n = 0; n < d.n; n++) {
       int64_t at = (n * d.c + c) * d.s;
       lanes_g_gx(acc_g, acc_gx, j->g + at, fused ? j->y + at : NULL, j->x + at, d.s, mean);
     }
-    double sum_g = lanes_total(acc_g), sum_g_xmu = lanes_total(acc_gx);
-    if (j->dbias) j->dbias[c] = (float)sum_g;
-    if (j->dweight) j->dweight[c] = (float)(sum_g_xmu * invstd);
-    double m = (double)(d.n * d.s);
-    j->param[3 * c] = (j->weight ? j->weight[c] : 1.0) * invstd;
-    j->param[3 * c + 1] = j->training ? sum_g / m : 0;
-    j->param[3 * c + 2] = j->training ? sum_g_xmu * invstd * invstd / m : 0;
+    channel_result(j, c, acc_g, acc_gx);
   }
 }
 
@@ -214,6 +295,110 @@ static void backward_rows(const void *ctx, int64_t r0, int64_t r1) {
   }
 }
 
+/*
+** With the pool: row r's gradient as the unfused chain hands it to batch
+** norm + ReLU's backward, with ReLU's backward applied, into plane (S
+** floats). Max pool's backward zeroes the plane and adds each output's
+** gradient at its window's argmax: the argmax gets 0 + g (which turns -0
+** into +0, and flushes a denormal g under FTZ, as the chain's add does),
+** the window's other three positions +0. A window whose output ReLU zeroed
+** (index -1) gets +0 everywhere, which is what ReLU's backward makes of its
+** gradient. Written window by window, all four positions with selects, in
+** runs of a constant number of windows that the compiler vectorizes whole;
+** a row's last run overlaps the one before rather than leaving a scalar
+** remainder (rewriting a window writes the same values). A scatter with a
+** branch on the mask, or a loop over a row's own 14 or 7 windows, took
+** longer than the pass saved. A row or column in no window is never
+** written: the plane's zeros from before the pass.
+*/
+static DN_ALWAYS_INLINE void unpool_windows(float *r0, float *r1, const float *g, const int32_t *idx, int32_t base,
+                                            int32_t w, int64_t windows) {
+#pragma omp simd
+  for (int64_t ow = 0; ow < windows; ow++) {
+    int32_t at = idx[ow] - (base + 2 * (int32_t)ow);   /* 0, 1, w, w + 1; negative: masked */
+    float v = 0.0f + g[ow];
+    r0[2 * ow] = at == 0 ? v : 0.0f;
+    r0[2 * ow + 1] = at == 1 ? v : 0.0f;
+    r1[2 * ow] = at == w ? v : 0.0f;
+    r1[2 * ow + 1] = at == w + 1 ? v : 0.0f;
+  }
+}
+
+static void unpool_row(float *plane, const bn_backward_job *j, int64_t r) {
+  int64_t in_w = j->in_w, out_w = j->out_w, out = j->out_h * out_w;
+  int64_t run = out_w >= 16 ? 16 : out_w >= 8 ? 8 : out_w >= 4 ? 4 : out_w;   /* windows per run */
+  int32_t w = (int32_t)in_w;
+  for (int64_t oh = 0; oh < j->out_h; oh++) {
+    const float *g = j->g + r * out + oh * out_w;
+    const int32_t *idx = j->idx + r * out + oh * out_w;
+    float *r0 = plane + 2 * oh * in_w, *r1 = r0 + in_w;
+    int32_t base = (int32_t)(2 * oh * in_w);
+    for (int64_t ow0 = 0; ow0 < out_w; ow0 += run) {
+      int64_t k = ow0 + run <= out_w ? ow0 : out_w - run;   /* the last run ends at the row's end */
+      float *a = r0 + 2 * k, *b = r1 + 2 * k;
+      int32_t at = base + 2 * (int32_t)k;
+      if (run == 16) unpool_windows(a, b, g + k, idx + k, at, w, 16);
+      else if (run == 8) unpool_windows(a, b, g + k, idx + k, at, w, 8);
+      else if (run == 4) unpool_windows(a, b, g + k, idx + k, at, w, 4);
+      else unpool_windows(a, b, g + k, idx + k, at, w, run);
+    }
+  }
+}
+
+/*
+** backward_channel_range with the pool: the same lanes over the rebuilt
+** rows, each channel's rows in the order of n, channels by dn_split. A block
+** of channels is walked together, (n, c) for c in the block, so the rows
+** are read in memory order (one channel at a time reads rows C * S apart:
+** the short gradient and index rows then came in at the cache's latency).
+*/
+enum { CHANNEL_BLOCK = 8 };
+static void backward_pool_channels(void *ctx, int task, int tasks) {
+  const bn_backward_job *j = ctx;
+  bn_dims d = j->d;
+  float *plane = j->scratch + task * j->scratch_floats;
+  int64_t c1 = dn_split(d.c, task + 1, tasks);
+  for (int64_t cb = dn_split(d.c, task, tasks); cb < c1; cb += CHANNEL_BLOCK) {
+    int64_t block = c1 - cb < CHANNEL_BLOCK ? c1 - cb : CHANNEL_BLOCK;
+    double acc_g[CHANNEL_BLOCK][LANES] = {{0}}, acc_gx[CHANNEL_BLOCK][LANES] = {{0}};
+    for (int64_t n = 0; n < d.n; n++)
+      for (int64_t k = 0; k < block; k++) {
+        int64_t r = n * d.c + cb + k;
+        unpool_row(plane, j, r);
+        lanes_g_gx(acc_g[k], acc_gx[k], plane, NULL, j->x + r * d.s, d.s, j->mean[cb + k]);
+      }
+    for (int64_t k = 0; k < block; k++) channel_result(j, cb + k, acc_g[k], acc_gx[k]);
+  }
+}
+
+/* backward_rows with the pool: dx of rows split by dn_split, in memory order, from the rebuilt rows. */
+static void backward_pool_rows(void *ctx, int task, int tasks) {
+  const bn_backward_job *j = ctx;
+  int64_t s = j->d.s, rows = j->d.n * j->d.c;
+  float *plane = j->scratch + task * j->scratch_floats;
+  for (int64_t r = dn_split(rows, task, tasks); r < dn_split(rows, task + 1, tasks); r++) {
+    int64_t c = r % j->d.c;
+    const double *p = j->param + 3 * c;
+    unpool_row(plane, j, r);
+    backward_run(j->dx + r * s, j->x + r * s, plane, NULL, s, j->mean[c], p[0], p[1], p[2], false);
+  }
+}
+
+/* Both backward passes with the pool, with scratch for the larger one's tasks; DN_ENOMEM naming op. */
+static dn_status backward_pooled(bn_backward_job *j, const char *op) {
+  bn_dims d = j->d;
+  int channel_tasks = tasks_for(d.c, 2 * d.c * d.n * d.s);
+  int row_tasks = j->dx && d.n > 0 ? tasks_for(d.n * d.c, 3 * d.n * d.c * d.s) : 0;
+  dn_status st = task_scratch(&j->scratch, &j->scratch_floats, op,
+                              channel_tasks > row_tasks ? channel_tasks : row_tasks, d.s);
+  if (st) return st;
+  dn_parallel(channel_tasks, backward_pool_channels, j);
+  if (row_tasks) dn_parallel(row_tasks, backward_pool_rows, j);
+  dn_free(j->scratch);
+  j->scratch = NULL;
+  return DN_OK;
+}
+
 /* [C][3] doubles of per-channel parameters, or DN_ENOMEM naming op. */
 static dn_status channel_params(double **out, const char *op, int64_t c) {
   if (!(*out = dn_alloc((size_t)(3 * c + 1) * sizeof **out)))
@@ -223,12 +408,15 @@ static dn_status channel_params(double **out, const char *op, int64_t c) {
 
 static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   bn_dims d = dims_of(node->in_ndim[0], node->in_shape[0]);
-  dn_tensor *x, *mean, *invstd, *weight = NULL, *y = NULL, *xc = NULL, *gc = NULL, *wc = NULL;
+  bool pool = node->ints[NODE_POOL] != 0;
+  dn_tensor *x, *mean, *invstd, *weight = NULL, *y = NULL, *idx = NULL, *xc = NULL, *gc = NULL, *wc = NULL;
   dn_status st = dn_node_saved(node, SAVED_X, &x);
   if (!st) st = dn_node_saved(node, SAVED_MEAN, &mean);
   if (!st) st = dn_node_saved(node, SAVED_INVSTD, &invstd);
   if (!st && node->saved[SAVED_WEIGHT]) st = dn_node_saved(node, SAVED_WEIGHT, &weight);
-  if (!st && node->ints[NODE_RELU]) st = dn_node_saved(node, SAVED_Y, &y);   /* the forward's own output: contiguous */
+  /* the forward's own tensors: contiguous */
+  if (!st && pool) st = dn_node_saved(node, SAVED_INDICES, &idx);
+  else if (!st && node->ints[NODE_RELU]) st = dn_node_saved(node, SAVED_Y, &y);
   if (!st) st = dn_plain_contiguous(&xc, x);
   if (!st) st = dn_plain_contiguous(&gc, grad);
   if (!st && weight) st = dn_plain_contiguous(&wc, weight);
@@ -242,9 +430,15 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
                            dn_tensor_data(invstd),
                            grad_in[0] ? dn_tensor_data(grad_in[0]) : NULL,
                            grad_in[1] ? dn_tensor_data(grad_in[1]) : NULL,
-                           grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL, param};
-    dn_parallel_rows(d.c, 2 * d.n * d.s, backward_channels, &job);
-    if (job.dx) dn_parallel_rows(d.n * d.c, 3 * d.s, backward_rows, &job);
+                           grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL, param,
+                           idx ? dn_tensor_data(idx) : NULL, pool ? node->in_shape[0][3] : 0,
+                           pool ? grad->shape[2] : 0, pool ? grad->shape[3] : 0, NULL, 0};
+    if (pool) {
+      st = backward_pooled(&job, node->type->name);
+    } else {
+      dn_parallel_rows(d.c, 2 * d.n * d.s, backward_channels, &job);
+      if (job.dx) dn_parallel_rows(d.n * d.c, 3 * d.s, backward_rows, &job);
+    }
   }
   dn_free(param);
   dn_tensor_release(wc);
@@ -254,6 +448,7 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
 }
 static const dn_node_type batch_norm_node = {"batch_norm", batch_norm_backward};
 static const dn_node_type batch_norm_relu_node = {"batch_norm_relu", batch_norm_backward};
+static const dn_node_type batch_norm_relu_max_pool2d_node = {"batch_norm_relu_max_pool2d", batch_norm_backward};
 
 /* --- checks ------------------------------------------------------------------------------- */
 
@@ -313,33 +508,70 @@ static dn_status check_args(const char *op, const dn_tensor *x, const dn_tensor 
   return st;
 }
 
-/* The forward of dn_batch_norm and (relu) dn_batch_norm_relu. */
+/* The input of batch norm + ReLU + max pool: float32 [N, C, H, W] holding a 2x2 window (H, W >= 2), with
+   planes that int32 indices address. Checked before check_args, whose message lists other layouts. */
+static dn_status check_pool_input(const char *op, const dn_tensor *x) {
+  char xs[128];
+  dn_status st = dn_check_float(op, "input", x);
+  if (st) return st;
+  if (x->ndim != 4 || x->shape[2] < 2 || x->shape[3] < 2)
+    return dn_fail(DN_ESHAPE, "%s: input must be [N, C, H, W] with H >= 2 and W >= 2 for the 2x2 pool (got shape %s)",
+                   op, dn_shape_str(x, xs, sizeof xs));
+  int64_t plane;
+  if (!dn_size_mul(x->shape[2], x->shape[3], &plane) || plane > INT32_MAX)
+    return dn_fail(DN_ESHAPE, "%s: input %s has planes of more than 2^31 - 1 elements (int32 indices)", op,
+                   dn_shape_str(x, xs, sizeof xs));
+  return DN_OK;
+}
+
+/* The forward of dn_batch_norm, dn_batch_norm_relu and dn_batch_norm_relu_max_pool2d: type says which. */
 static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
                             dn_tensor *running_mean, dn_tensor *running_var, bool training, double momentum,
-                            double eps, bool relu) {
+                            double eps, const dn_node_type *type) {
   *out = NULL;
-  const dn_node_type *type = relu ? &batch_norm_relu_node : &batch_norm_node;
-  dn_status st = check_args(type->name, x, weight, bias, running_mean, running_var, training, momentum, eps);
+  bool pool = type == &batch_norm_relu_max_pool2d_node, relu = pool || type == &batch_norm_relu_node;
+  dn_status st = pool ? check_pool_input(type->name, x) : DN_OK;
+  if (!st) st = check_args(type->name, x, weight, bias, running_mean, running_var, training, momentum, eps);
   if (st) return st;
   bn_dims d = dims_of(x->ndim, x->shape);
   if (d.n == 0) running_mean = running_var = NULL;   /* nothing to learn from */
-  dn_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *invstd = NULL;
+  int64_t shape[DN_MAX_DIMS];
+  memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
+  if (pool) shape[2] /= 2, shape[3] /= 2;   /* floor: an odd last row or column is in no window */
+  dn_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *idx = NULL, *mean = NULL, *invstd = NULL;
   dn_node *node = NULL;
   st = dn_plain_contiguous(&xc, x);
   if (!st && weight) st = dn_plain_contiguous(&wc, weight);
   if (!st && bias) st = dn_plain_contiguous(&bc, bias);
-  if (!st) st = dn_tensor_new(&y, DN_F32, x->ndim, x->shape);
+  if (!st) st = dn_tensor_new(&y, DN_F32, x->ndim, shape);
   if (!st) st = dn_tensor_new(&mean, DN_F32, 1, &d.c);
   if (!st) st = dn_tensor_new(&invstd, DN_F32, 1, &d.c);
   double *param = NULL;
   if (!st) st = channel_params(&param, type->name, d.c);
+  /* the node before the passes: the pool writes indices only for one; everything is allocated before the
+     running statistics change */
+  if (!st) st = dn_record(y, type, 3, (const dn_tensor *[]){x, weight, bias}, &node);
+  if (!st && node && pool) st = dn_tensor_new(&idx, DN_I32, 4, shape);
+  bn_pool_job pj = {.tasks = 0};
+  if (!st && pool && d.n > 0) {
+    pj = (bn_pool_job){.in_w = x->shape[3], .out_h = shape[2], .out_w = shape[3],
+                       .tasks = tasks_for(d.n * d.c, 2 * d.n * d.c * d.s)};
+    st = task_scratch(&pj.scratch, &pj.scratch_floats, type->name, pj.tasks, d.s + max_2x2_slack(shape[3]));
+  }
   if (!st) {
     bn_forward_job job = {d, dn_tensor_data(xc), wc ? dn_tensor_data(wc) : NULL, bc ? dn_tensor_data(bc) : NULL,
                           dn_tensor_data(y), running_mean, running_var, training, relu, momentum, eps,
                           dn_tensor_data(mean), dn_tensor_data(invstd), param};
     if (d.n > 0) {
       dn_parallel_rows(d.c, training ? d.n * d.s : 1, forward_channels, &job);
-      dn_parallel_rows(d.n * d.c, 2 * d.s, forward_rows, &job);
+      if (pool) {
+        pj.bn = &job;
+        pj.y = dn_tensor_data(y);
+        pj.idx = idx ? dn_tensor_data(idx) : NULL;
+        dn_parallel(pj.tasks, forward_pool_task, &pj);
+      } else {
+        dn_parallel_rows(d.n * d.c, 2 * d.s, forward_rows, &job);
+      }
     } else {   /* an empty batch: a node whose backward gives zeros */
       memset(job.save_mean, 0, (size_t)d.c * sizeof(float));
       memset(job.save_invstd, 0, (size_t)d.c * sizeof(float));
@@ -348,15 +580,18 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
       dn_bump_version(running_mean);
       dn_bump_version(running_var);
     }
-    st = dn_record(y, type, 3, (const dn_tensor *[]){x, weight, bias}, &node);
   }
+  dn_free(pj.scratch);
   dn_free(param);
   if (!st && node) {
     node->ints[NODE_TRAINING] = training;
     node->ints[NODE_RELU] = relu;
+    node->ints[NODE_POOL] = pool;
     st = save_for_backward(node, x, weight, mean, invstd);
-    if (!st && relu) st = dn_node_save(node, SAVED_Y, y);   /* ReLU's mask in backward */
+    if (!st && pool) st = dn_node_save(node, SAVED_INDICES, idx);   /* the pool's routes and ReLU's mask */
+    else if (!st && relu) st = dn_node_save(node, SAVED_Y, y);     /* ReLU's mask in backward */
   }
+  dn_tensor_release(idx);
   dn_tensor_release(invstd);
   dn_tensor_release(mean);
   dn_tensor_release(bc);
@@ -373,14 +608,23 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
 dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias, dn_tensor *running_mean,
                         dn_tensor *running_var, bool training, double momentum, double eps) {
   DN_FPMODE_SCOPE();
-  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, false);
+  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, &batch_norm_node);
 }
 
 dn_status dn_batch_norm_relu(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
                              dn_tensor *running_mean, dn_tensor *running_var, bool training, double momentum,
                              double eps) {
   DN_FPMODE_SCOPE();
-  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, true);
+  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps,
+                    &batch_norm_relu_node);
+}
+
+dn_status dn_batch_norm_relu_max_pool2d(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
+                                        dn_tensor *running_mean, dn_tensor *running_var, bool training,
+                                        double momentum, double eps) {
+  DN_FPMODE_SCOPE();
+  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps,
+                    &batch_norm_relu_max_pool2d_node);
 }
 
 /* --- layer and group normalization -----------------------------------------------------

@@ -36,6 +36,7 @@
 #include "dropnet/pooling.h"
 #include "graph.h"
 #include "internal.h"
+#include "max_pool_2x2.h"
 #include "shape.h"
 
 /* Largest kernel, stride, padding or dilation (PyTorch's are int). */
@@ -129,97 +130,13 @@ static void max_plane(const pool_geom *g, float *y, int32_t *idx, const float *x
   }
 }
 
-/* Whether max_plane_2x2 computes this pool: the usual 2x2 window at stride
-   2 with no padding or dilation, every window inside the plane. */
+/* Whether max_plane_2x2 (max_pool_2x2.h: the same values and indices,
+   vectorized) computes this pool: the usual 2x2 window at stride 2 with no
+   padding or dilation, every window inside the plane. */
 static bool is_max_2x2(const pool_geom *g) {
   return g->kind == POOL_MAX && g->dims == 2 && g->kernel[0] == 2 && g->kernel[1] == 2 && g->stride[0] == 2 &&
          g->stride[1] == 2 && g->padding[0] == 0 && g->padding[1] == 0 && g->dilation[0] == 1 &&
          g->dilation[1] == 1 && 2 * g->out_h <= g->in_h && 2 * g->out_w <= g->in_w;
-}
-
-/* max_plane for is_max_2x2 with the same comparisons in the same order (so
-   the same values, indices and NaN rule), written branch-free so that the
-   compiler vectorizes a row of outputs: the general loop costs ~3 ns an
-   input, most of a small CNN's step. */
-static DN_ALWAYS_INLINE void max_row_2x2(float *yr, int32_t *ir, const float *r0, const float *r1, int64_t out_w,
-                                          int32_t base, int32_t w, bool with_idx) {
-#pragma omp simd
-  for (int64_t ow = 0; ow < out_w; ow++) {
-    float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1], m = a;
-    int32_t at = 0;
-    bool tb = b > m || b != b;
-    m = tb ? b : m, at = tb ? 1 : at;
-    bool tc = c > m || c != c;
-    m = tc ? c : m, at = tc ? w : at;
-    bool td = d > m || d != d;
-    m = td ? d : m, at = td ? w + 1 : at;
-    yr[ow] = m;
-    if (with_idx) ir[ow] = base + 2 * (int32_t)ow + at;
-  }
-}
-
-/*
-** CHUNK outputs of a row at once (the body of max_row_2x2), from input rows
-** read 2 * CHUNK floats wide: a loop of constant length, which the compiler
-** vectorizes whole. A row's own length (7 or 14 outputs in a small CNN)
-** left nearly all of it to the vector loop's scalar remainder: 2x2 pools
-** took as long on 14x14 maps as on 28x28 ones with twice the data. Lanes
-** past the row's end read on into the buffer (the caller makes sure there
-** is one) and their results are not kept.
-*/
-#define CHUNK 16
-static DN_ALWAYS_INLINE void max_chunk_2x2(float *yr, int32_t *ir, const float *r0, const float *r1, int32_t base,
-                                            int32_t w, bool with_idx) {
-#pragma omp simd
-  for (int64_t ow = 0; ow < CHUNK; ow++) {
-    float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1], m = a;
-    int32_t at = 0;
-    bool tb = b > m || b != b;
-    m = tb ? b : m, at = tb ? 1 : at;
-    bool tc = c > m || c != c;
-    m = tc ? c : m, at = tc ? w : at;
-    bool td = d > m || d != d;
-    m = td ? d : m, at = td ? w + 1 : at;
-    yr[ow] = m;
-    if (with_idx) ir[ow] = base + 2 * (int32_t)ow + at;
-  }
-}
-
-/* Output row oh of a plane by chunks; x_end: the end of the readable input. */
-static DN_ALWAYS_INLINE void max_row_chunks(const pool_geom *g, float *y, int32_t *idx, const float *x,
-                                            const float *x_end, int64_t oh, bool with_idx) {
-  int64_t in_w = g->in_w, out_w = g->out_w;
-  const float *r0 = x + 2 * oh * in_w, *r1 = r0 + in_w;
-  int32_t base = (int32_t)(2 * oh * in_w), w = (int32_t)in_w;
-  float *yr = y + oh * out_w;
-  int32_t *ir = with_idx ? idx + oh * out_w : NULL;
-  if (x_end - r1 < (out_w + CHUNK - 1) / CHUNK * 2 * CHUNK) {   /* the last rows of the input: no reading on */
-    max_row_2x2(yr, ir, r0, r1, out_w, base, w, with_idx);
-    return;
-  }
-  for (int64_t ow0 = 0; ow0 < out_w; ow0 += CHUNK) {
-    /* straight into y while the chunk ends inside this plane's outputs (a
-       later row overwrites what spills into it), else through a buffer */
-    if (oh * out_w + ow0 + CHUNK <= g->out_h * out_w) {
-      max_chunk_2x2(yr + ow0, with_idx ? ir + ow0 : NULL, r0 + 2 * ow0, r1 + 2 * ow0, base + 2 * (int32_t)ow0, w,
-                    with_idx);
-      continue;
-    }
-    float yb[CHUNK];
-    int32_t ib[CHUNK];
-    max_chunk_2x2(yb, ib, r0 + 2 * ow0, r1 + 2 * ow0, base + 2 * (int32_t)ow0, w, with_idx);
-    for (int64_t k = 0; k < out_w - ow0 && k < CHUNK; k++) {
-      yr[ow0 + k] = yb[k];
-      if (with_idx) ir[ow0 + k] = ib[k];
-    }
-  }
-}
-
-static void max_plane_2x2(const pool_geom *g, float *y, int32_t *idx, const float *x, const float *x_end) {
-  for (int64_t oh = 0; oh < g->out_h; oh++) {
-    if (idx) max_row_chunks(g, y, idx, x, x_end, oh, true);
-    else max_row_chunks(g, y, NULL, x, x_end, oh, false);
-  }
 }
 
 /* gx [in_h, in_w] (zeroed) += gy through the saved argmax. */
@@ -276,7 +193,8 @@ static void pool_planes(const void *ctx, int64_t p0, int64_t p1) {
     /* gx is zeroed here, a plane at a time while it is in cache, not by one
        serial memset of the whole tensor before the pass */
     if (j->backward) memset(j->dst + p * in, 0, (size_t)in * sizeof(float));
-    if (!j->backward && fast) max_plane_2x2(g, j->dst + p * out, idx, j->src + p * in, j->src + g->planes * in);
+    if (!j->backward && fast)
+      max_plane_2x2(j->dst + p * out, idx, j->src + p * in, j->src + g->planes * in, g->in_w, g->out_h, g->out_w);
     else if (!j->backward && g->kind == POOL_MAX) max_plane(g, j->dst + p * out, idx, j->src + p * in);
     else if (!j->backward) mean_plane(g, j->dst + p * out, j->src + p * in);
     else if (g->kind == POOL_MAX) max_plane_backward(g, j->dst + p * in, j->src + p * out, idx);

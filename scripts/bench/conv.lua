@@ -8,10 +8,11 @@
 -- the forward, once without dx), the median of --reps timed runs after a warm-up.
 -- Layers: the two convolutions of the small CNN of train_throughput.lua --model c
 -- (batch 128), its batch norm, ReLU, the two as nn.Sequential fuses them
--- (F.batch_norm_relu: against the sum of the two rows above) and max pool, and
--- a depthwise 3x3 convolution next to a dense one of the same FLOPs (N 8,
--- 28x28: 1024 channels one per group against 32 -> 32), whose ratio is the
--- last line.
+-- (F.batch_norm_relu: against the sum of the two rows above), max pool, the
+-- three as nn.Sequential fuses them (F.batch_norm_relu_max_pool2d: against the
+-- fused pair plus max pool), and a depthwise 3x3 convolution next to a dense
+-- one of the same FLOPs (N 8, 28x28: 1024 channels one per group against
+-- 32 -> 32), whose ratio is the last line.
 local dn = require "dropnet"
 local nn = dn.nn
 
@@ -79,6 +80,8 @@ bench("ReLU, 128x32x28x28", nn.ReLU(), dn.randn(128, 32, 28, 28), 0, true)
 bench("BatchNorm2d(32) + ReLU fused, 128x32x28x28", nn.Sequential(nn.BatchNorm2d(32), nn.ReLU()),
   dn.randn(128, 32, 28, 28), 0, true)
 bench("MaxPool2d(2), 128x32x28x28", nn.MaxPool2d(2), dn.randn(128, 32, 28, 28), 0, true)
+bench("BatchNorm2d(32) + ReLU + MaxPool2d(2) fused", nn.Sequential(nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2)),
+  dn.randn(128, 32, 28, 28), 0, true)
 local _, dense = bench("dense Conv2d 32->32 3x3, 8x32x28x28", nn.Conv2d(32, 32, 3, {padding = 1}),
   dn.randn(8, 32, 28, 28), conv_flops(8, 32, 32, 28, 3, 1), true)
 local _, depth = bench("depthwise Conv2d 1024 groups 3x3, 8x1024x28x28",

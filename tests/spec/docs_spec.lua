@@ -246,6 +246,7 @@ local PROBES = {
   {"nn.BatchNorm1d", function() return nn.BatchNorm1d(3, PROBE) end},
   {"nn.BatchNorm2d", function() return nn.BatchNorm2d(3, PROBE) end},
   {"F.batch_norm", function() return F.batch_norm(x2, nil, nil, PROBE) end},
+  {"F.batch_norm_relu_max_pool2d", function() return F.batch_norm_relu_max_pool2d(x4, nil, nil, PROBE) end},
   {"nn.LayerNorm", function() return nn.LayerNorm(3, PROBE) end},
   {"nn.GroupNorm", function() return nn.GroupNorm(1, 3, PROBE) end},
   {"F.layer_norm", function() return F.layer_norm(x2, 3, PROBE) end},

@@ -27,8 +27,8 @@ local function mlp(g)
     nn.Linear(16, 5))
 end
 
--- A small CNN: BatchNorm2d then ReLU after the convolution, BatchNorm1d then ReLU in the head (each pair
--- one fused step); opts: the batch norm layers' options.
+-- A small CNN: BatchNorm2d, ReLU and MaxPool2d(2) after the convolution (one fused step), BatchNorm1d then
+-- ReLU in the head (one fused step); opts: the batch norm layers' options.
 local function cnn(opts)
   return nn.Sequential(nn.Conv2d(2, 4, 3, {padding = 1}), nn.BatchNorm2d(4, opts), nn.ReLU(), nn.MaxPool2d(2),
     nn.Flatten(), nn.Linear(4 * 3 * 3, 6), nn.BatchNorm1d(6, opts), nn.ReLU(), nn.Linear(6, 3))
@@ -168,12 +168,12 @@ describe("fusion plan", function()
     local model = cnn()
     local x = dn.randn(3, 2, 6, 6)
     model(x)
-    assert.are.same({1, 2, 1, 1, 1, 2, 1}, step_sizes(model))
+    assert.are.same({1, 3, 1, 1, 2, 1}, step_sizes(model))
     assert.equal("batch_norm_relu", nn.Sequential(model[1], model[2], model[3])(x).grad_fn)
     model:eval()
-    assert.are.same({1, 2, 1, 1, 1, 2, 1}, step_sizes(model))
+    assert.are.same({1, 3, 1, 1, 2, 1}, step_sizes(model))
     model:mc()
-    assert.are.same({1, 2, 1, 1, 1, 2, 1}, step_sizes(model))
+    assert.are.same({1, 3, 1, 1, 2, 1}, step_sizes(model))
     local MyBatchNorm = nn.BatchNorm2d:extend("MyBatchNorm")
     assert.are.same({1, 1}, step_sizes(nn.Sequential(MyBatchNorm(4), nn.ReLU())))
     assert.are.same({1, 1}, step_sizes(nn.Sequential(nn.BatchNorm2d(4), nn.LeakyReLU())))
@@ -194,7 +194,7 @@ describe("fusion plan", function()
       true), tostring(err))
   end)
 
-  it("gives the bits of BatchNorm then ReLU one by one through SGD steps, eval and MC modes", function()
+  it("gives the bits of BatchNorm, ReLU (and MaxPool2d) one by one through SGD steps, eval and MC modes", function()
     -- For each batch norm configuration two copies with the same state, one run through the plan, one layer
     -- by layer: the output, every gradient, the parameters after the step and the buffers (running statistics,
     -- num_batches_tracked) have the same bits.
@@ -256,11 +256,159 @@ describe("fusion plan", function()
       fused:train()
       plain:train()
       same_step("train again", 6)
-      assert.are.same({1, 2, 1, 1, 1, 2, 1}, step_sizes(fused))
+      assert.are.same({1, 3, 1, 1, 2, 1}, step_sizes(fused))
       if cfg.opts == nil then
         assert.are.equal(4, fused[2].num_batches_tracked:item())
         assert.are.equal(4, fused[7].num_batches_tracked:item())
       end
+    end
+  end)
+
+  it("fuses BatchNorm2d, ReLU and MaxPool2d only for a 2x2 pool at stride 2, in every mode", function()
+    local function block(pool) return nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), pool) end
+    local x = dn.randn(4, 3, 6, 8)
+    local function grad_fn(model) return model(x:detach():requires_grad_()).grad_fn end
+    local fused_pools = {
+      {"MaxPool2d(2)", nn.MaxPool2d(2)},
+      {"MaxPool2d({2, 2})", nn.MaxPool2d({2, 2})},
+      {"stride 2", nn.MaxPool2d(2, {stride = 2})},
+      {"every option at its 2x2 value", nn.MaxPool2d({2, 2}, {stride = {2, 2}, padding = {0, 0}, dilation = 1,
+        ceil_mode = false})},
+    }
+    for _, c in ipairs(fused_pools) do
+      local model = block(c[2])
+      assert.are.same({3}, step_sizes(model), c[1])
+      assert.equal("batch_norm_relu_max_pool2d", grad_fn(model), c[1])
+      model:eval()
+      assert.are.same({3}, step_sizes(model), c[1] .. ", eval")
+      assert.equal("batch_norm_relu_max_pool2d", grad_fn(model), c[1] .. ", eval")
+      model:mc()
+      assert.are.same({3}, step_sizes(model), c[1] .. ", mc")
+    end
+    -- any other pool: BatchNorm2d and ReLU fused, the pool alone
+    local other_pools = {
+      {"MaxPool2d(3)", nn.MaxPool2d(3)},
+      {"stride 1", nn.MaxPool2d(2, {stride = 1})},
+      {"stride {2, 1}", nn.MaxPool2d(2, {stride = {2, 1}})},
+      {"padding 1", nn.MaxPool2d(2, {padding = 1})},
+      {"dilation 2", nn.MaxPool2d(2, {dilation = 2})},
+      {"ceil_mode", nn.MaxPool2d(2, {ceil_mode = true})},
+      {"kernel {2, 3}", nn.MaxPool2d({2, 3}, {stride = 2})},
+      {"AvgPool2d(2)", nn.AvgPool2d(2)},
+      {"a subclass", nn.MaxPool2d:extend("MyPool")(2)},
+    }
+    for _, c in ipairs(other_pools) do
+      local model = block(c[2])
+      assert.are.same({2, 1}, step_sizes(model), c[1])
+      assert.are_not.equal("batch_norm_relu_max_pool2d", grad_fn(model), c[1])
+    end
+    local replaced = nn.MaxPool2d(2)
+    replaced.forward = function(self, v) return nn.MaxPool2d.forward(self, v) end
+    assert.are.same({2, 1}, step_sizes(block(replaced)))
+    assert.are.same({2, 1}, step_sizes(nn.Sequential(nn.BatchNorm1d(3), nn.ReLU(), nn.MaxPool2d(2))))
+  end)
+
+  it("plans again when a MaxPool2d's sizes change, and checks a size table edited in place", function()
+    local model = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2))
+    local pool = model[3]
+    local function changes(what, edit, sizes)
+      edit()
+      assert.are.same(sizes, step_sizes(model), what)
+    end
+    changes("ceil_mode on", function() pool.ceil_mode = true end, {2, 1})
+    changes("ceil_mode off", function() pool.ceil_mode = false end, {3})
+    changes("stride 1", function() pool.stride = 1 end, {2, 1})
+    changes("stride {2, 2}", function() pool.stride = {2, 2} end, {3})
+    changes("padding 1", function() pool.padding = 1 end, {2, 1})
+    changes("padding 0", function() pool.padding = 0 end, {3})
+    changes("dilation 2", function() pool.dilation = 2 end, {2, 1})
+    changes("dilation 1", function() pool.dilation = 1 end, {3})
+    changes("kernel 3", function() pool.kernel_size = 3 end, {2, 1})
+    changes("kernel {2, 2}", function() pool.kernel_size = {2, 2} end, {3})
+    -- a table edited in place changes no watched field: the plan is kept, the fused step runs the layers
+    pool.kernel_size[2] = 3
+    assert.are.same({3}, step_sizes(model))
+    local x = dn.randn(4, 3, 6, 8)
+    local y = model(x:detach():requires_grad_())
+    assert.equal("max_pool2d", y.grad_fn)
+    assert.are.same({4, 3, 3, 3}, y:shape())
+    assert_bits(y, unfused(model, x), "kernel {2, 3} edited in place")
+  end)
+
+  it("raises the layers' own errors through the fused BatchNorm2d, ReLU and MaxPool2d", function()
+    local function fails(x, message)
+      local model = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2))
+      local ok, err = pcall(model, x)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(message, 1, true), tostring(err))
+      -- the layers one by one raise the same message (here with the position of the raising line)
+      local plain_ok, plain_err = pcall(unfused, model, x)
+      assert.is_false(plain_ok)
+      plain_err = tostring(plain_err):gsub("^[^\n]-dropnet/nn/[%w_]+%.lua:%d+: ", "", 1)
+      assert.truthy(tostring(err):find(plain_err, 1, true), tostring(err) .. " vs " .. plain_err)
+    end
+    fails(dn.randn(2, 3, 6), "Sequential: layer 1 (BatchNorm2d): BatchNorm2d: input must be [N, C, H, W]")
+    fails(dn.randn(2, 4, 6, 6), "BatchNorm2d: input has 4 channels, expected num_features = 3")
+    fails(dn.randn(2, 3, 1, 6), "max_pool2d: kernel size 2x2 is larger than the padded input")
+    fails(dn.randn(2, 3, 6, 1), "max_pool2d: kernel size 2x2 is larger than the padded input")
+  end)
+
+  it("gives the bits of BatchNorm2d, ReLU and MaxPool2d one by one: odd planes, SGD steps, every mode", function()
+    -- A convolution, the three layers (planes of 7x9: a row and a column in no window), a Linear; the same
+    -- state copied, one run through the plan, one layer by layer; the pool 2x2 (the three fused) or 3x3 at
+    -- stride 2 (BatchNorm2d and ReLU fused, the pool alone), both 3x4 outputs.
+    local configs = {
+      {name = "MaxPool2d(2)", pool = {2}, sizes = {1, 3, 1, 1}},
+      {name = "MaxPool2d(2), affine false", pool = {2}, opts = {affine = false}, sizes = {1, 3, 1, 1}},
+      {name = "MaxPool2d(2), no running statistics", pool = {2}, opts = {track_running_stats = false},
+       sizes = {1, 3, 1, 1}},
+      {name = "MaxPool2d(3, stride 2)", pool = {3, {stride = 2}}, sizes = {1, 2, 1, 1, 1}},
+    }
+    for _, cfg in ipairs(configs) do
+      local function model_of()
+        return nn.Sequential(nn.Conv2d(2, 4, 3, {padding = 1}), nn.BatchNorm2d(4, cfg.opts), nn.ReLU(),
+          nn.MaxPool2d(table.unpack(cfg.pool)), nn.Flatten(), nn.Linear(4 * 3 * 4, 3))
+      end
+      dn.manual_seed(21)
+      local fused, plain = model_of(), model_of()
+      plain:load_state_dict(fused:state_dict())
+      local function sgd(model) return optim.SGD(model:parameters(), {lr = 0.05, momentum = 0.9}) end
+      local opt_fused, opt_plain = sgd(fused), sgd(plain)
+      local loss_fn = nn.CrossEntropyLoss()
+      local target = dn.tensor({1, 2, 3, 1, 2}, "int32")
+      local function run(model, opt, forward, x)
+        local xin = x:detach():requires_grad_()
+        local y = forward(model, xin)
+        opt:zero_grad()
+        loss_fn(y, target):backward()
+        local grads = {xin.grad}
+        for _, p in ipairs(model:parameters()) do grads[#grads + 1] = p.grad end
+        opt:step()
+        return y, grads
+      end
+      for step, mode in ipairs {"train", "train", "eval", "mc", "train"} do
+        local what = string.format("%s, step %d (%s)", cfg.name, step, mode)
+        fused[mode](fused)
+        plain[mode](plain)
+        local x = dn.randn(5, 2, 7, 9)
+        local y1, g1 = run(fused, opt_fused, function(m, v) return m(v) end, x)
+        local y2, g2 = run(plain, opt_plain, unfused, x)
+        assert_bits(y1, y2, what .. ": output")
+        assert.are.equal(#g2, #g1)
+        for i = 1, #g1 do assert_bits(g1[i], g2[i], what .. ": gradient " .. i) end
+        local p1, p2 = fused:parameters(), plain:parameters()
+        for i = 1, #p1 do assert_bits(p1[i], p2[i], what .. ": parameter " .. i) end
+        local b1, b2 = fused:named_buffers(), plain:named_buffers()
+        assert.are.equal(#b2, #b1)
+        for i = 1, #b1 do
+          if b1[i][2]:dtype() == "int32" then
+            assert.are.equal(b2[i][2]:item(), b1[i][2]:item(), what .. ": " .. b1[i][1])
+          else
+            assert_bits(b1[i][2], b2[i][2], what .. ": " .. b1[i][1])
+          end
+        end
+      end
+      assert.are.same(cfg.sizes, step_sizes(fused), cfg.name)
     end
   end)
 end)

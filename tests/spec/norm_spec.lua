@@ -1,7 +1,8 @@
 -- dropnet.nn normalization: F.batch_norm, nn.BatchNorm1d and nn.BatchNorm2d against PyTorch (train and
 -- eval: values, gradients, running statistics), the buffers in state_dict and checkpoints, the modes;
 -- F.layer_norm, F.group_norm, nn.LayerNorm, nn.GroupNorm against PyTorch; options and errors;
--- F.batch_norm_relu against F.relu(F.batch_norm(...)), bit for bit. The
+-- F.batch_norm_relu against F.relu(F.batch_norm(...)) and F.batch_norm_relu_max_pool2d against
+-- F.max_pool2d(F.batch_norm_relu(...), 2), bit for bit. The
 -- reference values come from PyTorch 1.13 in float64 (/usr/bin/python3); the scripts that printed them
 -- are in the comments below.
 local dn = require "dropnet"
@@ -341,17 +342,18 @@ describe("BatchNorm state", function()
   end)
 end)
 
-describe("batch_norm_relu", function()
-  -- Asserts a and b (tensors) hold the same float32 bits: -0 is not 0, NaN is NaN.
-  local function assert_bits(a, b, what)
-    assert.same(a:shape(), b:shape(), what .. ": shape")
-    local va, vb = flat(a), flat(b)
-    for i = 1, #va do
-      if string.pack("<f", va[i]) ~= string.pack("<f", vb[i]) then
-        error(string.format("%s: element %d: %.9g vs %.9g", what, i, va[i], vb[i]), 2)
-      end
+-- Asserts a and b (tensors) hold the same float32 bits: -0 is not 0, NaN is NaN.
+local function assert_bits(a, b, what)
+  assert.same(a:shape(), b:shape(), what .. ": shape")
+  local va, vb = flat(a), flat(b)
+  for i = 1, #va do
+    if string.pack("<f", va[i]) ~= string.pack("<f", vb[i]) then
+      error(string.format("%s: element %d: %.9g vs %.9g", what, i, va[i], vb[i]), 2)
     end
   end
+end
+
+describe("batch_norm_relu", function()
 
   -- F.batch_norm_relu and F.relu(F.batch_norm(...)) on copies of the same inputs: output, gradients and
   -- running statistics bit for bit. make() -> x, weight, bias, running_mean, running_var (nil: none).
@@ -429,6 +431,75 @@ describe("batch_norm_relu", function()
     fails("batch_norm_relu: eval mode (training false) needs running_mean and running_var", X({24, 3}))
     fails("batch_norm_relu: input must be float32 (got int32)", dn.zeros({4, 3}, "int32"), nil, nil,
       {training = true})
+  end)
+end)
+
+describe("batch_norm_relu_max_pool2d", function()
+  -- F.batch_norm_relu_max_pool2d and F.max_pool2d(F.batch_norm_relu(...), 2) on copies of the same inputs:
+  -- output, gradients and running statistics bit for bit. x: random, or integers (ties in most windows, and
+  -- windows that ReLU zeroes whole).
+  local function compare(what, shape, affine, training, running, ties)
+    local results = {}
+    for k, fused in ipairs {false, true} do
+      local g = dn.Generator(17)
+      local x = dn.randn(shape[1], shape[2], shape[3], shape[4], g)
+      if ties then x = (x * 3):int():float() end
+      x:requires_grad_()
+      local c = shape[2]
+      local w, b, rm, rv
+      if affine then w, b = dn.randn(c, g):requires_grad_(), dn.randn(c, g):requires_grad_() end
+      if running then rm, rv = dn.randn(c, g), dn.rand(c, g) + 0.5 end
+      local opts = {weight = w, bias = b, training = training, momentum = 0.2, eps = 1e-4}
+      local y = fused and F.batch_norm_relu_max_pool2d(x, rm, rv, opts)
+        or F.max_pool2d(F.batch_norm_relu(x, rm, rv, opts), 2)
+      assert.equal(fused and "batch_norm_relu_max_pool2d" or "max_pool2d", y.grad_fn)
+      ;(y * weights(y:shape())):sum():backward()
+      results[k] = {y = y, dx = x.grad, dw = w and w.grad, db = b and b.grad, rm = rm, rv = rv}
+    end
+    local plain, fused = results[1], results[2]
+    for _, key in ipairs {"y", "dx", "dw", "db", "rm", "rv"} do
+      if plain[key] then assert_bits(fused[key], plain[key], what .. " " .. key) else assert.is_nil(fused[key]) end
+    end
+    return fused.y
+  end
+
+  it("gives F.max_pool2d(F.batch_norm_relu(...), 2)'s bits: values, gradients, running statistics", function()
+    local shapes = {{2, 3, 7, 9}, {4, 2, 14, 14}, {2, 1, 28, 28}, {3, 3, 2, 2}, {1, 3, 6, 8}, {2, 2, 5, 40}}
+    for _, shape in ipairs(shapes) do
+      for _, mode in ipairs {"train", "train without running", "eval"} do
+        for _, affine in ipairs {true, false} do
+          for _, ties in ipairs {false, true} do
+            local what = string.format("[%s] %s%s%s", table.concat(shape, ","), mode, affine and " affine" or "",
+              ties and " ties" or "")
+            local y = compare(what, shape, affine, mode ~= "eval", mode ~= "train without running", ties)
+            assert.same({shape[1], shape[2], shape[3] // 2, shape[4] // 2}, y:shape(), what)
+          end
+        end
+      end
+    end
+  end)
+
+  it("checks its input and options as F.batch_norm does, named batch_norm_relu_max_pool2d", function()
+    local function fails(message, ...)
+      local ok, err = pcall(F.batch_norm_relu_max_pool2d, ...)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(message, 1, true), tostring(err))
+    end
+    local train = {training = true}
+    fails("batch_norm_relu_max_pool2d: input must be [N, C, H, W] with H >= 2 and W >= 2 for the 2x2 pool "
+      .. "(got shape [6,3,4])", X({6, 3, 4}), nil, nil, train)
+    fails("batch_norm_relu_max_pool2d: input must be [N, C, H, W] with H >= 2 and W >= 2 for the 2x2 pool "
+      .. "(got shape [4,3,1,6])", X({4, 3, 1, 6}), nil, nil, train)
+    fails("(got shape [4,3,6,1])", X({4, 3, 6, 1}), nil, nil, train)
+    fails("batch_norm_relu_max_pool2d: unknown option 'foo'", X({4, 3, 2, 3}), nil, nil, {foo = 1})
+    fails("batch_norm_relu_max_pool2d: training must be true or false (got \"yes\")", X({4, 3, 2, 3}), nil, nil,
+      {training = "yes"})
+    fails("batch_norm_relu_max_pool2d (weight): a tensor expected (got 3)", X({4, 3, 2, 3}), nil, nil, {weight = 3})
+    fails("batch_norm_relu_max_pool2d: weight must be [3], one value per channel of input [4,3,2,3] (got shape [2])",
+      X({4, 3, 2, 3}), nil, nil, {weight = dn.ones(2), training = true})
+    fails("batch_norm_relu_max_pool2d: eval mode (training false) needs running_mean and running_var", X({4, 3, 2, 3}))
+    fails("batch_norm_relu_max_pool2d: input must be float32 (got int32)", dn.zeros({4, 3, 2, 2}, "int32"), nil,
+      nil, train)
   end)
 end)
 

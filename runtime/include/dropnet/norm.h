@@ -49,6 +49,26 @@ DN_API dn_status dn_batch_norm_relu(dn_tensor **out, dn_tensor *x, dn_tensor *we
                                     double momentum, double eps);
 
 /*
+** max_pool2d(relu(batch_norm(x)), kernel 2, stride 2) in one op, for x
+** [N, C, H, W] with H >= 2 and W >= 2: *out is [N, C, H / 2, W / 2] (floor:
+** an odd last row or column is normalized and counted in the statistics,
+** and in no window). dn_batch_norm's arguments and behaviour otherwise
+** (running statistics, eval, empty batch; errors named
+** "batch_norm_relu_max_pool2d"). Each plane is normalized into a per-thread
+** scratch buffer and pooled from there, so the normalized tensor is never
+** written to memory; backward rebuilds each plane's pooled gradient the
+** same way. Values, the running statistics and the gradients of x, weight
+** and bias are bit for bit those of dn_batch_norm_relu followed by
+** dn_max_pool2d (kernel 2x2, stride 2, no padding, floor), for any thread
+** count; the node keeps the int32 argmax of each window (as max pool's)
+** beside what dn_batch_norm keeps. nn.Sequential uses it for a BatchNorm2d,
+** a ReLU and such a MaxPool2d.
+*/
+DN_API dn_status dn_batch_norm_relu_max_pool2d(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
+                                               dn_tensor *running_mean, dn_tensor *running_var, bool training,
+                                               double momentum, double eps);
+
+/*
 ** Layer normalization: x [..., D1, ..., Dk] normalized over its last k =
 ** ndim dims, which must equal normalized_shape, y = (x - mean) / sqrt(var
 ** + eps) * weight + bias with the biased variance of each such block, as

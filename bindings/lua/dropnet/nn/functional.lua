@@ -402,7 +402,7 @@ end
 
 local BATCH_NORM_OPTIONS = {"weight", "bias", "training", "momentum", "eps"}
 
--- The arguments of core.nn_batch_norm (and core.nn_batch_norm_relu) from a
+-- The arguments of core.nn_batch_norm (and its fused forms) from a
 -- batch_norm-style call to fname: x, weight, bias, running_mean, running_var,
 -- training, momentum, eps, the options checked.
 local function batch_norm_args(fname, x, running_mean, running_var, opts)
@@ -433,6 +433,15 @@ end
 -- backward. nn.Sequential uses it for a BatchNorm1d or BatchNorm2d followed by a ReLU (dropnet.nn.fusion).
 function F.batch_norm_relu(x, running_mean, running_var, opts)
   return core.nn_batch_norm_relu(batch_norm_args("batch_norm_relu", x, running_mean, running_var, opts))
+end
+
+--- batch_norm_relu_max_pool2d(x, running_mean, running_var[, opts]): F.max_pool2d(F.batch_norm_relu(x, ...), 2)
+-- as one kernel call (the same options), with the same bits, for x [N, C, H, W] with H, W >= 2: each plane is
+-- normalized into a scratch buffer and pooled from there. nn.Sequential uses it for a BatchNorm2d, a ReLU and a
+-- MaxPool2d(2) (dropnet.nn.fusion).
+function F.batch_norm_relu_max_pool2d(x, running_mean, running_var, opts)
+  return core.nn_batch_norm_relu_max_pool2d(batch_norm_args("batch_norm_relu_max_pool2d", x, running_mean,
+    running_var, opts))
 end
 
 local ROW_NORM_OPTIONS = {"weight", "bias", "eps"}

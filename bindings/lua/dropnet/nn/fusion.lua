@@ -14,7 +14,8 @@ same values, gradients and generator advance as the layers one by one:
   forward(x, m1, m2, ...) -> y: the fused call, through nn.functional
 
 The rules: Linear, ReLU, Dropout (while the dropout draws); Linear then
-ReLU, Tanh or Sigmoid; BatchNorm1d or BatchNorm2d then ReLU.
+ReLU, Tanh or Sigmoid; BatchNorm2d, ReLU, MaxPool2d (a 2x2 pool at stride
+2); BatchNorm1d or BatchNorm2d then ReLU.
 
 Adding a fusion (convolution + bias + ReLU + channel dropout, say) is one
 more entry in RULES. At each position the first rule that matches wins, so
@@ -29,15 +30,19 @@ forward replaced on the instance. Checking that costs a few table reads per
 forward. What a fused call reads when it runs (weights, bias, generator,
 scale, requires_grad) is read at every call, so it needs no new plan.
 --]]
+local dn = require "dropnet"
+local check = require "dropnet.check"
 local F = require "dropnet.nn.functional"
 local layers = require "dropnet.nn.layers"
 local activations = require "dropnet.nn.activations"
 local dropout = require "dropnet.nn.dropout"
 local normalization = require "dropnet.nn.normalization"
+local pooling = require "dropnet.nn.pooling"
 
 local Linear, Dropout = layers.Linear, dropout.Dropout
 local ReLU, Tanh, Sigmoid = activations.ReLU, activations.Tanh, activations.Sigmoid
 local BatchNorm1d, BatchNorm2d = normalization.BatchNorm1d, normalization.BatchNorm2d
+local MaxPool2d = pooling.MaxPool2d
 
 local M = {}
 
@@ -49,6 +54,27 @@ local FUSED_ACTIVATION = {[ReLU] = "relu", [Tanh] = "tanh", [Sigmoid] = "sigmoid
 local function draws(drop)
   local p = drop.p
   return type(p) == "number" and p > 0 and p <= 1 and drop:is_stochastic()
+end
+
+-- Whether a pool's size field v (an integer or {h, w}; nil: `default`) is valid and n in both dims, as
+-- F.max_pool2d reads it. An invalid field is not fused, so the layer itself raises its error.
+local function pair_is(v, default, n)
+  if v == nil then v = default end
+  local ok, h, w = pcall(check.pair, "MaxPool2d", "size", v, 0)
+  return ok and h == n and w == n
+end
+
+-- Whether MaxPool2d `pool` is F.batch_norm_relu_max_pool2d's pool: kernel 2x2, stride 2x2 (the kernel size
+-- when nil), no padding or dilation, floor mode.
+local function pool_2x2(pool)
+  local kernel = pool.kernel_size
+  return pair_is(kernel, nil, 2) and pair_is(pool.stride, kernel, 2) and pair_is(pool.padding, 0, 0)
+    and pair_is(pool.dilation, 1, 1) and not pool.ceil_mode
+end
+
+-- Whether x is [N, C, H, W] with a whole 2x2 window (else the layers one by one raise their own errors).
+local function has_window(x)
+  return dn.is_tensor(x) and x:dim() == 4 and x:size(3) >= 2 and x:size(4) >= 2
 end
 
 local RULES = {
@@ -73,6 +99,21 @@ local RULES = {
     applies = function(linear) return linear.activation == nil end,
     forward = function(x, linear, act)
       return Linear.forward_with_activation(linear, x, FUSED_ACTIVATION[getmetatable(act)])
+    end,
+  },
+  -- BatchNorm2d, ReLU and a 2x2 max pool at stride 2: each plane normalized
+  -- with the ReLU into a scratch buffer and pooled from there
+  -- (F.batch_norm_relu_max_pool2d), so the batch norm's output is never
+  -- written to memory; run by the batch norm layer's own forward, as the
+  -- rule below. Any other pool leaves the first two to the rule below.
+  {
+    pattern = {BatchNorm2d, ReLU, MaxPool2d},
+    watch = {{}, {}, {"kernel_size", "stride", "padding", "dilation", "ceil_mode"}},
+    applies = function(_, _, pool) return pool_2x2(pool) end,
+    forward = function(x, bn, relu, pool)
+      -- checked again: a size table edited in place changes no watched field
+      if not (pool_2x2(pool) and has_window(x)) then return pool(relu(bn(x))) end
+      return getmetatable(bn).forward_with(bn, x, F.batch_norm_relu_max_pool2d)
     end,
   },
   -- BatchNorm1d or BatchNorm2d then ReLU: the ReLU in the batch norm's output

@@ -1,0 +1,415 @@
+/* Batch norm + ReLU + 2x2 max pool (dn_batch_norm_relu_max_pool2d) against
+   the unfused chain, bit for bit: the output, the running statistics and the
+   gradients of x, weight and bias. Odd and even planes (a row and a column in
+   no window), one window per plane, rows of more than one chunk, batch 1,
+   one channel, training and eval, affine or not, with running statistics or
+   without; values with ties and windows that ReLU zeroes whole; NaN, -0 and
+   signed zero outputs with infinite, -0 and denormal gradients (denormals
+   flushed or not); strided inputs; each subset of gradients; 1-3 threads;
+   the node; an empty batch; every bad argument's message. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "graph.h"
+
+static void release_all(dn_tensor **list, size_t count) {
+  for (size_t i = 0; i < count; i++) dn_tensor_release(list[i]);
+}
+#define RELEASE(...) \
+  release_all((dn_tensor *[]){__VA_ARGS__}, sizeof((dn_tensor *[]){__VA_ARGS__}) / sizeof(dn_tensor *))
+
+/* One configuration: input shape [N, C, H, W], affine or not, training or eval. */
+typedef struct pool_case {
+  int64_t shape[4];
+  bool affine, training;
+  double momentum, eps;
+} pool_case;
+
+static const pool_case CASES[] = {
+  {{2, 3, 7, 9}, true, true, 0.1, 1e-5},     /* odd H and W: the last row and column in no window */
+  {{2, 3, 7, 9}, false, false, 0.1, 1e-5},
+  {{4, 3, 14, 14}, true, true, 0.1, 1e-5},
+  {{4, 3, 14, 14}, true, false, 0.1, 1e-5},
+  {{2, 1, 28, 28}, true, true, 0.3, 1e-3},
+  {{2, 1, 28, 28}, false, false, 0.1, 1e-5},
+  {{3, 3, 2, 2}, true, true, 0.1, 1e-5},     /* one window per plane */
+  {{3, 3, 2, 2}, false, false, 0.1, 1e-5},
+  {{1, 3, 6, 8}, true, true, 1.0, 1e-2},     /* batch 1 */
+  {{1, 1, 2, 3}, false, true, 0.0, 1e-5},    /* one channel, one window, an odd column */
+  {{1, 3, 5, 4}, true, false, 0.1, 1e-5},
+  {{2, 2, 5, 40}, true, true, 0.1, 1e-5},    /* rows of 20 outputs: a whole chunk of 16 and a part */
+  {{2, 3, 3, 35}, false, true, 0.1, 1e-5},   /* rows of 17 */
+};
+#define N_CASES (sizeof CASES / sizeof *CASES)
+
+/* What x and the gradient hold: random values in [-2, 2]; integers (floor(3 v): ties in most windows, and
+   whole windows <= 0, ties of ReLU's zeros); those integers with NaN, signed zeros and special gradients. */
+typedef enum values { VALUES_RANDOM, VALUES_TIES, VALUES_SPECIAL, N_VALUES } values;
+
+/* The fused op, or the chain it replaces: batch_norm_relu then max_pool2d, or batch_norm, relu, max_pool2d. */
+typedef enum chain { FUSED, BN_RELU_POOL, BN_RELU_POOL_APART } chain;
+
+enum { GRAD_X = 1, GRAD_W = 2, GRAD_B = 4 };
+enum { OUT_Y, OUT_RM, OUT_RV, OUT_DX, OUT_DW, OUT_DB, N_OUTS };
+
+typedef struct inputs {
+  dn_tensor *x, *weight, *bias, *running_mean, *running_var, *g;   /* g: [N, C, H / 2, W / 2] */
+} inputs;
+
+static void out_shape(const pool_case *c, int64_t out[4]) {
+  out[0] = c->shape[0], out[1] = c->shape[1], out[2] = c->shape[2] / 2, out[3] = c->shape[3] / 2;
+}
+
+static inputs make_inputs(const pool_case *c, uint64_t seed, values kind) {
+  int64_t ch = c->shape[1], out[4];
+  out_shape(c, out);
+  inputs in = {dn_test_random(seed, 4, c->shape), NULL, NULL, NULL, NULL, dn_test_random(seed + 5, 4, out)};
+  if (c->affine) {
+    in.weight = dn_test_random(seed + 1, 1, &ch);
+    in.bias = dn_test_random(seed + 2, 1, &ch);
+  }
+  in.running_mean = dn_test_random(seed + 3, 1, &ch);
+  in.running_var = dn_test_random(seed + 4, 1, &ch);
+  float *rv = dn_tensor_data(in.running_var);
+  for (int64_t k = 0; k < ch; k++) rv[k] = fabsf(rv[k]) + 0.25f;
+  if (kind == VALUES_RANDOM) return in;
+  float *x = dn_tensor_data(in.x), *g = dn_tensor_data(in.g);
+  int64_t n = dn_tensor_numel(in.x), s = c->shape[2] * c->shape[3];
+  for (int64_t k = 0; k < n; k++) x[k] = floorf(3.0f * x[k]);
+  if (kind == VALUES_TIES) return in;
+  /* channel 0: eval normalizes at running mean 0, and the bias -0 with a negative weight makes x = 0 give -0
+     outputs and x > 0 negative ones: windows of -0 and +0; channel 1: a NaN (training: the channel's
+     statistics; eval: one window); gradients: -0, denormal, infinite */
+  ((float *)dn_tensor_data(in.running_mean))[0] = 0.0f;
+  if (in.weight) {
+    float *w = dn_tensor_data(in.weight);
+    w[0] = -fabsf(w[0]) - 0.5f;
+    ((float *)dn_tensor_data(in.bias))[0] = -0.0f;
+  }
+  if (ch > 1) x[s + 1] = NAN;
+  for (int64_t k = 0; k < dn_tensor_numel(in.g); k++) {
+    if (k % 5 == 1) g[k] = -0.0f;
+    if (k % 7 == 2) g[k] = 1e-40f;
+  }
+  g[0] = INFINITY;
+  return in;
+}
+
+static void release_inputs(inputs *in) {
+  RELEASE(in->x, in->weight, in->bias, in->running_mean, in->running_var, in->g);
+}
+
+/* What the chain's intermediate (ReLU's output) held, over every run: the pool's boundaries were met. */
+static struct {
+  int64_t windows, tied, all_zero, nan;
+} seen;
+
+/* Counts ties, windows of zeros and NaN among the 2x2 windows of a [N, C, H, W] ReLU output. */
+static void count_windows(const dn_tensor *a) {
+  const float *v = dn_tensor_data(a);
+  int64_t planes = a->shape[0] * a->shape[1], h = a->shape[2], w = a->shape[3];
+  for (int64_t p = 0; p < planes; p++)
+    for (int64_t oh = 0; oh < h / 2; oh++)
+      for (int64_t ow = 0; ow < w / 2; ow++) {
+        const float *r0 = v + p * h * w + 2 * oh * w + 2 * ow, *r1 = r0 + w;
+        float e[4] = {r0[0], r0[1], r1[0], r1[1]}, m = e[0];
+        bool nan = false;
+        for (int k = 0; k < 4; k++) {
+          nan = nan || isnan(e[k]);
+          if (e[k] > m) m = e[k];
+        }
+        int at_max = 0, zeros = 0;
+        for (int k = 0; k < 4; k++) at_max += e[k] == m, zeros += e[k] == 0.0f;
+        seen.windows++;
+        seen.nan += nan;
+        seen.tied += !nan && m > 0 && at_max > 1;
+        seen.all_zero += zeros == 4;
+      }
+}
+
+/* One run: the fused op or a chain on the case's inputs, with running statistics or without, the gradients
+   asked for, x and the gradient strided or not; outs: contiguous copies (NULL: not given). */
+static void run(dn_tensor *outs[N_OUTS], const pool_case *c, chain how, values kind, bool running, unsigned grads,
+                bool strided) {
+  inputs in = make_inputs(c, 700 + 10 * (uint64_t)(c - CASES) + (uint64_t)kind, kind);
+  if (strided) {
+    dn_tensor *xn = dn_test_noncontiguous(in.x), *gn = dn_test_noncontiguous(in.g);
+    RELEASE(in.x, in.g);
+    in.x = xn;
+    in.g = gn;
+  }
+  if (grads & GRAD_X) DN_OK_OR_FAIL(dn_requires_grad_(in.x, true));
+  if ((grads & GRAD_W) && in.weight) DN_OK_OR_FAIL(dn_requires_grad_(in.weight, true));
+  if ((grads & GRAD_B) && in.bias) DN_OK_OR_FAIL(dn_requires_grad_(in.bias, true));
+  dn_tensor *rm = running ? in.running_mean : NULL, *rv = running ? in.running_var : NULL, *y, *act;
+  if (how == FUSED) {
+    DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&y, in.x, in.weight, in.bias, rm, rv, c->training, c->momentum,
+                                                c->eps));
+  } else {
+    if (how == BN_RELU_POOL) {
+      DN_OK_OR_FAIL(dn_batch_norm_relu(&act, in.x, in.weight, in.bias, rm, rv, c->training, c->momentum, c->eps));
+    } else {
+      dn_tensor *pre;
+      DN_OK_OR_FAIL(dn_batch_norm(&pre, in.x, in.weight, in.bias, rm, rv, c->training, c->momentum, c->eps));
+      DN_OK_OR_FAIL(dn_unary(&act, DN_RELU, pre));
+      dn_tensor_release(pre);
+    }
+    count_windows(act);
+    DN_OK_OR_FAIL(dn_max_pool2d(&y, act, (const int64_t[]){2, 2}, NULL, NULL, NULL, false));
+    dn_tensor_release(act);
+  }
+  if (y->grad_fn) {
+    assert_string_equal(dn_grad_fn_name(y), how == FUSED ? "batch_norm_relu_max_pool2d" : "max_pool2d");
+    DN_OK_OR_FAIL(dn_backward(y, in.g, false));
+  } else {
+    assert_true(grads == 0 || (!in.weight && !(grads & GRAD_X)));
+  }
+  dn_tensor *got[N_OUTS] = {y, in.running_mean, in.running_var, in.x->grad, in.weight ? in.weight->grad : NULL,
+                            in.bias ? in.bias->grad : NULL};
+  for (int k = 0; k < N_OUTS; k++) {
+    outs[k] = NULL;
+    if (got[k]) DN_OK_OR_FAIL(dn_contiguous(&outs[k], got[k]));
+  }
+  dn_tensor_release(y);
+  release_inputs(&in);
+}
+
+static void assert_same_bits(dn_tensor *const a[N_OUTS], dn_tensor *const b[N_OUTS], const char *what) {
+  static const char *const names[N_OUTS] = {"y", "running_mean", "running_var", "dx", "dweight", "dbias"};
+  for (int k = 0; k < N_OUTS; k++) {
+    if (!a[k] || !b[k]) {
+      if (a[k] || b[k]) fail_msg("%s: %s given by one run only", what, names[k]);
+      continue;
+    }
+    assert_int_equal(dn_tensor_numel(a[k]), dn_tensor_numel(b[k]));
+    const uint32_t *ua = dn_tensor_data(a[k]), *ub = dn_tensor_data(b[k]);
+    for (int64_t i = 0; i < dn_tensor_numel(a[k]); i++)
+      if (ua[i] != ub[i])
+        fail_msg("%s: %s differs from the chain's at %lld: %.9g vs %.9g", what, names[k], (long long)i,
+                 dn_test_at(a[k], i), dn_test_at(b[k], i));
+  }
+}
+
+static void release_outs(dn_tensor *outs[N_OUTS]) {
+  for (int k = 0; k < N_OUTS; k++) dn_tensor_release(outs[k]);
+}
+
+/* Every case, kind of values, with and without running statistics (training), each subset of gradients
+   (none: no node, the pool writes no indices), contiguous and strided: the fused op's bits are
+   batch_norm_relu then max_pool2d's, and with every gradient also batch_norm, relu, max_pool2d's. */
+static void test_bit_identical(void **state) {
+  (void)state;
+  static const unsigned GRADS[] = {GRAD_X | GRAD_W | GRAD_B, GRAD_X, GRAD_W | GRAD_B, GRAD_W, 0};
+  memset(&seen, 0, sizeof seen);
+  int compared = 0;
+  for (size_t i = 0; i < N_CASES; i++) {
+    const pool_case *c = &CASES[i];
+    for (int kind = 0; kind < N_VALUES; kind++)
+      for (int running = 0; running < 2; running++) {
+        if (!running && !c->training) continue;   /* eval needs the running statistics */
+        for (size_t gi = 0; gi < sizeof GRADS / sizeof *GRADS; gi++) {
+          if (!c->affine && (GRADS[gi] & (GRAD_W | GRAD_B)) && GRADS[gi] != (GRAD_X | GRAD_W | GRAD_B)) continue;
+          for (int strided = 0; strided < 2; strided++) {
+            char what[160];
+            snprintf(what, sizeof what, "case %zu [%lld,%lld,%lld,%lld], values %d, running %d, grads %u, strided %d",
+                     i, (long long)c->shape[0], (long long)c->shape[1], (long long)c->shape[2],
+                     (long long)c->shape[3], kind, running, GRADS[gi], strided);
+            dn_tensor *fused[N_OUTS], *chain_outs[N_OUTS];
+            run(fused, c, FUSED, (values)kind, running, GRADS[gi], strided);
+            run(chain_outs, c, BN_RELU_POOL, (values)kind, running, GRADS[gi], strided);
+            assert_same_bits(fused, chain_outs, what);
+            release_outs(chain_outs);
+            if (GRADS[gi] == (GRAD_X | GRAD_W | GRAD_B)) {
+              run(chain_outs, c, BN_RELU_POOL_APART, (values)kind, running, GRADS[gi], strided);
+              assert_same_bits(fused, chain_outs, what);
+              release_outs(chain_outs);
+            }
+            release_outs(fused);
+            compared++;
+          }
+        }
+      }
+  }
+  assert_true(compared > 300);
+  /* the boundaries were there: ties at a positive maximum, windows ReLU zeroed whole, NaN windows */
+  assert_true(seen.tied > seen.windows / 20);
+  assert_true(seen.all_zero > seen.windows / 20);
+  assert_true(seen.nan > 0);
+}
+
+/* Denormal gradients kept (flush off): 0 + g keeps them in the chain's max pool backward, and here too. */
+static void test_denormals_kept(void **state) {
+  (void)state;
+  bool flush = dn_get_flush_denormal();
+  dn_set_flush_denormal(false);
+  for (size_t i = 0; i < N_CASES; i++) {
+    dn_tensor *fused[N_OUTS], *chain_outs[N_OUTS];
+    char what[64];
+    snprintf(what, sizeof what, "case %zu, denormals kept", i);
+    run(fused, &CASES[i], FUSED, VALUES_SPECIAL, true, GRAD_X | GRAD_W | GRAD_B, false);
+    run(chain_outs, &CASES[i], BN_RELU_POOL, VALUES_SPECIAL, true, GRAD_X | GRAD_W | GRAD_B, false);
+    assert_same_bits(fused, chain_outs, what);
+    release_outs(fused);
+    release_outs(chain_outs);
+  }
+  dn_set_flush_denormal(flush);
+}
+
+/* 1, 2 and 3 threads, planes of 28x28 and 27x29: the fused op's bits, all the chain's at 1 thread. */
+static void test_threads(void **state) {
+  (void)state;
+  int saved = dn_get_num_threads();
+  static const pool_case big[] = {
+    {{8, 16, 28, 28}, true, true, 0.1, 1e-5},
+    {{8, 16, 27, 29}, true, true, 0.1, 1e-5},
+    {{8, 16, 28, 28}, true, false, 0.1, 1e-5},
+    {{6, 5, 14, 14}, false, true, 0.1, 1e-5},
+  };
+  for (size_t i = 0; i < sizeof big / sizeof *big; i++)
+    for (int kind = VALUES_RANDOM; kind <= VALUES_SPECIAL; kind += VALUES_SPECIAL) {
+      DN_OK_OR_FAIL(dn_set_num_threads(1));
+      dn_tensor *want[N_OUTS];
+      run(want, &big[i], BN_RELU_POOL, (values)kind, true, GRAD_X | GRAD_W | GRAD_B, false);
+      for (int threads = 1; threads <= 3; threads++) {
+        DN_OK_OR_FAIL(dn_set_num_threads(threads));
+        dn_tensor *got[N_OUTS];
+        char what[64];
+        snprintf(what, sizeof what, "big case %zu, values %d, %d threads", i, kind, threads);
+        run(got, &big[i], FUSED, (values)kind, true, GRAD_X | GRAD_W | GRAD_B, false);
+        assert_same_bits(got, want, what);
+        release_outs(got);
+      }
+      release_outs(want);
+    }
+  DN_OK_OR_FAIL(dn_set_num_threads(saved));
+}
+
+/* The node: its name, none without grad; a changed input refused in backward; a changed output not (the node
+   keeps the indices, as the chain's max pool does, not the output). */
+static void test_node(void **state) {
+  (void)state;
+  const int64_t shape[4] = {2, 3, 6, 6}, out[4] = {2, 3, 3, 3};
+  dn_tensor *x = dn_test_random(7, 4, shape), *x1 = dn_test_random(7, 4, shape), *g = dn_test_random(8, 4, out);
+  dn_tensor *y, *x2;
+  DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+  assert_null(y->grad_fn);
+  assert_int_equal(y->ndim, 4);
+  for (int d = 0; d < 4; d++) assert_int_equal(y->shape[d], out[d]);
+  dn_tensor_release(y);
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+  assert_string_equal(dn_grad_fn_name(y), "batch_norm_relu_max_pool2d");
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  dn_tensor_release(y);
+  /* the output changed in place: the same gradient */
+  DN_OK_OR_FAIL(dn_requires_grad_(x1, true));
+  DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&y, x1, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+  dn_set_grad_enabled(false);
+  DN_OK_OR_FAIL(dn_fill_(y, -1.0));
+  dn_set_grad_enabled(true);
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  assert_memory_equal(dn_tensor_data(x1->grad), dn_tensor_data(x->grad), (size_t)dn_tensor_numel(x->grad) * 4);
+  dn_tensor_release(y);
+  /* the input changed in place: refused */
+  DN_OK_OR_FAIL(dn_clone(&x2, x));
+  DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&y, x2, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+  dn_set_grad_enabled(false);
+  DN_OK_OR_FAIL(dn_fill_(x2, 1.0));
+  dn_set_grad_enabled(true);
+  DN_EXPECT_ERROR(dn_backward(y, g, false), DN_EINVAL, "modified");
+  RELEASE(y, x2, x, x1, g);
+}
+
+/* An empty batch: an empty output, nothing learned, zero parameter gradients. */
+static void test_empty_batch(void **state) {
+  (void)state;
+  dn_tensor *x, *ge, *w = dn_test_random(3, 1, (int64_t[]){4}), *rm, *rv, *y;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&x, DN_F32, 4, (int64_t[]){0, 4, 5, 6}));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&ge, DN_F32, 4, (int64_t[]){0, 4, 2, 3}));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&rm, DN_F32, 1, (int64_t[]){4}));
+  DN_OK_OR_FAIL(dn_tensor_full(&rv, DN_F32, 1, (int64_t[]){4}, 1.0));
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&y, x, w, NULL, rm, rv, true, 0.1, 1e-5));
+  assert_int_equal(y->shape[0], 0);
+  assert_int_equal(y->shape[2], 2);
+  assert_int_equal(y->shape[3], 3);
+  assert_float_equal(dn_test_at(rm, 0), 0, 0);
+  assert_float_equal(dn_test_at(rv, 0), 1, 0);
+  DN_OK_OR_FAIL(dn_backward(y, ge, false));
+  assert_int_equal(x->grad->shape[0], 0);
+  for (int k = 0; k < 4; k++) assert_float_equal(dn_test_at(w->grad, k), 0, 0);
+  RELEASE(x, ge, w, rm, rv, y);
+}
+
+/* The input's layout for the 2x2 pool, then batch norm's checks, all named after the fused op. */
+static void test_errors(void **state) {
+  (void)state;
+  const char *op = "batch_norm_relu_max_pool2d";
+  dn_tensor *x = dn_test_random(1, 4, (int64_t[]){2, 3, 4, 4}), *y = (dn_tensor *)&y;
+  dn_tensor *x3 = dn_test_random(2, 3, (int64_t[]){2, 3, 4}), *h1 = dn_test_random(3, 4, (int64_t[]){2, 3, 1, 4});
+  dn_tensor *w1 = dn_test_random(4, 4, (int64_t[]){2, 3, 4, 1}), *x5 = dn_test_random(5, 5, (int64_t[]){2, 3, 2, 2, 2});
+  dn_tensor *w4 = dn_test_random(6, 1, (int64_t[]){4}), *r2 = dn_test_random(7, 1, (int64_t[]){2}), *xi, *xe, *rm, *rv,
+            *rg;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&xi, DN_I32, 4, (int64_t[]){2, 3, 4, 4}));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&xe, DN_F32, 4, (int64_t[]){2, 0, 4, 4}));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&rm, DN_F32, 1, (int64_t[]){3}));
+  DN_OK_OR_FAIL(dn_tensor_full(&rv, DN_F32, 1, (int64_t[]){3}, 1.0));
+  DN_OK_OR_FAIL(dn_tensor_zeros(&rg, DN_F32, 1, (int64_t[]){3}));
+  DN_OK_OR_FAIL(dn_requires_grad_(rg, true));
+  char want[256];
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, x3, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), DN_ESHAPE,
+                  "batch_norm_relu_max_pool2d: input must be [N, C, H, W] with H >= 2 and W >= 2 for the 2x2 pool "
+                  "(got shape [2,3,4])");
+  assert_null(y);
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, h1, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), DN_ESHAPE,
+                  "batch_norm_relu_max_pool2d: input must be [N, C, H, W] with H >= 2 and W >= 2 for the 2x2 pool "
+                  "(got shape [2,3,1,4])");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, w1, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), DN_ESHAPE,
+                  "(got shape [2,3,4,1])");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, x5, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), DN_ESHAPE,
+                  "(got shape [2,3,2,2,2])");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, xi, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), DN_ETYPE,
+                  "batch_norm_relu_max_pool2d: input must be float32 (got int32)");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, xe, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), DN_ESHAPE,
+                  "batch_norm_relu_max_pool2d: input [2,0,4,4] has an empty dim (only the batch N may be 0)");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, x, w4, NULL, NULL, NULL, true, 0.1, 1e-5), DN_ESHAPE,
+                  "batch_norm_relu_max_pool2d: weight must be [3], one value per channel of input [2,3,4,4] (got "
+                  "shape [4])");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, x, NULL, w4, NULL, NULL, true, 0.1, 1e-5), DN_ESHAPE,
+                  "batch_norm_relu_max_pool2d: bias must be [3]");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, r2, rv, true, 0.1, 1e-5), DN_ESHAPE,
+                  "batch_norm_relu_max_pool2d: running_mean must be [3], one value per channel of input [2,3,4,4] "
+                  "(got shape [2])");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, rm, r2, false, 0.1, 1e-5), DN_ESHAPE,
+                  "batch_norm_relu_max_pool2d: running_var must be [3]");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, NULL, NULL, false, 0.1, 1e-5), DN_EINVAL,
+                  "batch_norm_relu_max_pool2d: eval mode (training false) needs running_mean and running_var");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, rg, rv, true, 0.1, 1e-5), DN_EINVAL,
+                  "batch_norm_relu_max_pool2d: running_mean must not require grad (it is updated in place)");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, rm, rv, true, 1.5, 1e-5), DN_EINVAL,
+                  "batch_norm_relu_max_pool2d: momentum must be in [0, 1] (got 1.5)");
+  snprintf(want, sizeof want, "%s: eps must be finite", op);
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, rm, rv, true, 0.1, NAN), DN_EINVAL, want);
+  /* nothing was updated by the refused calls */
+  for (int k = 0; k < 3; k++) {
+    assert_float_equal(dn_test_at(rm, k), 0, 0);
+    assert_float_equal(dn_test_at(rv, k), 1, 0);
+  }
+  RELEASE(x, x3, h1, w1, x5, w4, r2, xi, xe, rm, rv, rg);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup(test_bit_identical, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_denormals_kept, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_threads, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_node, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_empty_batch, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
