@@ -205,6 +205,16 @@ typedef struct bn_pool_job {
   int tasks;
 } bn_pool_job;
 
+/* idx = -1 where y <= 0, as a select of bits: the conditional store left
+   the loop scalar, a third of the pass's time. */
+static void mask_indices(int32_t *restrict idx, const float *restrict y, int64_t n) {
+#pragma omp simd
+  for (int64_t o = 0; o < n; o++) {
+    int32_t drop = -(int32_t)(y[o] <= 0.0f);   /* all ones where ReLU zeroed the window */
+    idx[o] |= drop;
+  }
+}
+
 static void forward_pool_task(void *ctx, int task, int tasks) {
   const bn_pool_job *j = ctx;
   const bn_forward_job *f = j->bn;
@@ -218,7 +228,7 @@ static void forward_pool_task(void *ctx, int task, int tasks) {
     int32_t *idx = j->idx ? j->idx + r * out : NULL;
     max_plane_2x2(y, idx, plane, plane_end, j->in_w, j->out_h, j->out_w);
     if (idx)   /* ReLU's backward zeroes the window's gradient: none to route */
-      for (int64_t o = 0; o < out; o++) idx[o] = y[o] <= 0.0f ? -1 : idx[o];
+      mask_indices(idx, y, out);
   }
 }
 
