@@ -49,19 +49,7 @@ static DN_ALWAYS_INLINE void max_row_2x2(float *yr, int32_t *ir, const float *r0
 #define MAX_2X2_CHUNK 16
 static DN_ALWAYS_INLINE void max_chunk_2x2(float *yr, int32_t *ir, const float *r0, const float *r1, int32_t base,
                                             int32_t w, bool with_idx) {
-#pragma omp simd
-  for (int64_t ow = 0; ow < MAX_2X2_CHUNK; ow++) {
-    float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1], m = a;
-    int32_t at = 0;
-    bool tb = b > m || b != b;
-    m = tb ? b : m, at = tb ? 1 : at;
-    bool tc = c > m || c != c;
-    m = tc ? c : m, at = tc ? w : at;
-    bool td = d > m || d != d;
-    m = td ? d : m, at = td ? w + 1 : at;
-    yr[ow] = m;
-    if (with_idx) ir[ow] = base + 2 * (int32_t)ow + at;
-  }
+  max_row_2x2(yr, ir, r0, r1, MAX_2X2_CHUNK, base, w, with_idx);   /* inlined: the length a constant */
 }
 
 /* Floats readable past the end of a plane's input that let its last row be pooled by chunks too. */
