@@ -29,7 +29,7 @@
 **
 ** col is never saved between forward and backward: recomputing it costs one
 ** copy of x's receptive fields, keeping it would hold KH * KW copies of x
-** per layer until backward. Scratch (col, dcol, the sgemm's panels) comes
+** per layer until backward. Scratch (col, dcol, the forward's rows, the sgemm's panels) comes
 ** from dn_alloc, one part per task, before the parallel region.
 **
 ** Depthwise convolutions (one input channel per group: groups = in) skip

@@ -5,6 +5,7 @@
    statistics, gradients), boundary values (zeros of both signs, NaN)
    included, for 1-3 threads. */
 #include "testutil.h"
+#include "testutil_norm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -333,12 +334,6 @@ static void test_errors(void **state) {
 
 /* --- batch norm + ReLU ------------------------------------------------------------------------ */
 
-/* Which tensors require grad in a fused-vs-unfused run. */
-enum { GRAD_X = 1, GRAD_W = 2, GRAD_B = 4 };
-
-/* What a run leaves: the output, the running statistics, the gradients of x, weight, bias (NULL: none). */
-enum { OUT_Y, OUT_RM, OUT_RV, OUT_DX, OUT_DW, OUT_DB, N_OUTS };
-
 /* Boundary values in the inputs: channel 0 of x symmetric about an exact
    mean 0, with +0 and -0 elements (and, affine, a negative weight and a -0
    bias: outputs +0 and -0); running_mean 0 there too (eval: the same zeros).
@@ -399,32 +394,10 @@ static void run_relu_case(dn_tensor *outs[N_OUTS], const bn_case *c, bool fused,
   } else {
     assert_true(grads == 0 || (!in.weight && !(grads & GRAD_X)));
   }
-  dn_tensor *got[N_OUTS] = {y, in.running_mean, in.running_var, in.x->grad, in.weight ? in.weight->grad : NULL,
-                            in.bias ? in.bias->grad : NULL};
-  for (int k = 0; k < N_OUTS; k++) {
-    outs[k] = NULL;
-    if (got[k]) DN_OK_OR_FAIL(dn_contiguous(&outs[k], got[k]));
-  }
+  norm_collect_outs(outs, y, in.running_mean, in.running_var, in.x, in.weight, in.bias);
   dn_tensor_release(y);
   dn_tensor_release(g);
   release_inputs(&in);
-}
-
-static void assert_same_bits(dn_tensor *const a[N_OUTS], dn_tensor *const b[N_OUTS], const char *what) {
-  static const char *const names[N_OUTS] = {"y", "running_mean", "running_var", "dx", "dweight", "dbias"};
-  for (int k = 0; k < N_OUTS; k++) {
-    if (!a[k] || !b[k]) {
-      if (a[k] || b[k]) fail_msg("%s: %s given by one run only", what, names[k]);
-      continue;
-    }
-    assert_int_equal(dn_tensor_numel(a[k]), dn_tensor_numel(b[k]));
-    if (memcmp(dn_tensor_data(a[k]), dn_tensor_data(b[k]), (size_t)dn_tensor_numel(a[k]) * sizeof(float)) != 0)
-      fail_msg("%s: %s differs from the unfused pair's", what, names[k]);
-  }
-}
-
-static void release_outs(dn_tensor *outs[N_OUTS]) {
-  for (int k = 0; k < N_OUTS; k++) dn_tensor_release(outs[k]);
 }
 
 /* Bits of the output, the running statistics and every gradient: fused = batch norm then relu, for every
@@ -448,7 +421,7 @@ static void test_relu_fused_bit_identical(void **state) {
             dn_tensor *plain[N_OUTS], *fused[N_OUTS];
             run_relu_case(plain, c, false, running, GRADS[gi], boundaries, strided);
             run_relu_case(fused, c, true, running, GRADS[gi], boundaries, strided);
-            assert_same_bits(plain, fused, what);
+            norm_assert_same_bits(plain, fused, what, "the unfused pair's");
             if (boundaries && GRADS[gi] == (GRAD_X | GRAD_W | GRAD_B)) {
               /* the boundaries are there: NaN outputs, a -0 output (affine), zero outputs with masked
                  infinite gradients */
@@ -462,8 +435,8 @@ static void test_relu_fused_bit_identical(void **state) {
               if (c->affine) assert_true(neg_zero);
               if (c->affine) assert_false(isnan(dn_test_at(fused[OUT_DB], 0)));   /* its infinities masked */
             }
-            release_outs(plain);
-            release_outs(fused);
+            norm_release_outs(plain);
+            norm_release_outs(fused);
             compared++;
           }
       }

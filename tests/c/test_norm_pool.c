@@ -8,6 +8,7 @@
    flushed or not); strided inputs; each subset of gradients; 1-3 threads;
    the node; an empty batch; every bad argument's message. */
 #include "testutil.h"
+#include "testutil_norm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -52,8 +53,6 @@ typedef enum values { VALUES_RANDOM, VALUES_TIES, VALUES_SPECIAL, N_VALUES } val
 /* The fused op, or the chain it replaces: batch_norm_relu then max_pool2d, or batch_norm, relu, max_pool2d. */
 typedef enum chain { FUSED, BN_RELU_POOL, BN_RELU_POOL_APART } chain;
 
-enum { GRAD_X = 1, GRAD_W = 2, GRAD_B = 4 };
-enum { OUT_Y, OUT_RM, OUT_RV, OUT_DX, OUT_DW, OUT_DB, N_OUTS };
 
 typedef struct inputs {
   dn_tensor *x, *weight, *bias, *running_mean, *running_var, *g;   /* g: [N, C, H / 2, W / 2] */
@@ -167,34 +166,9 @@ static void run(dn_tensor *outs[N_OUTS], const pool_case *c, chain how, values k
   } else {
     assert_true(grads == 0 || (!in.weight && !(grads & GRAD_X)));
   }
-  dn_tensor *got[N_OUTS] = {y, in.running_mean, in.running_var, in.x->grad, in.weight ? in.weight->grad : NULL,
-                            in.bias ? in.bias->grad : NULL};
-  for (int k = 0; k < N_OUTS; k++) {
-    outs[k] = NULL;
-    if (got[k]) DN_OK_OR_FAIL(dn_contiguous(&outs[k], got[k]));
-  }
+  norm_collect_outs(outs, y, in.running_mean, in.running_var, in.x, in.weight, in.bias);
   dn_tensor_release(y);
   release_inputs(&in);
-}
-
-static void assert_same_bits(dn_tensor *const a[N_OUTS], dn_tensor *const b[N_OUTS], const char *what) {
-  static const char *const names[N_OUTS] = {"y", "running_mean", "running_var", "dx", "dweight", "dbias"};
-  for (int k = 0; k < N_OUTS; k++) {
-    if (!a[k] || !b[k]) {
-      if (a[k] || b[k]) fail_msg("%s: %s given by one run only", what, names[k]);
-      continue;
-    }
-    assert_int_equal(dn_tensor_numel(a[k]), dn_tensor_numel(b[k]));
-    const uint32_t *ua = dn_tensor_data(a[k]), *ub = dn_tensor_data(b[k]);
-    for (int64_t i = 0; i < dn_tensor_numel(a[k]); i++)
-      if (ua[i] != ub[i])
-        fail_msg("%s: %s differs from the chain's at %lld: %.9g vs %.9g", what, names[k], (long long)i,
-                 dn_test_at(a[k], i), dn_test_at(b[k], i));
-  }
-}
-
-static void release_outs(dn_tensor *outs[N_OUTS]) {
-  for (int k = 0; k < N_OUTS; k++) dn_tensor_release(outs[k]);
 }
 
 /* Every case, kind of values, with and without running statistics (training), each subset of gradients
@@ -220,14 +194,14 @@ static void test_bit_identical(void **state) {
             dn_tensor *fused[N_OUTS], *chain_outs[N_OUTS];
             run(fused, c, FUSED, (values)kind, running, GRADS[gi], strided);
             run(chain_outs, c, BN_RELU_POOL, (values)kind, running, GRADS[gi], strided);
-            assert_same_bits(fused, chain_outs, what);
-            release_outs(chain_outs);
+            norm_assert_same_bits(fused, chain_outs, what, "the chain's");
+            norm_release_outs(chain_outs);
             if (GRADS[gi] == (GRAD_X | GRAD_W | GRAD_B)) {
               run(chain_outs, c, BN_RELU_POOL_APART, (values)kind, running, GRADS[gi], strided);
-              assert_same_bits(fused, chain_outs, what);
-              release_outs(chain_outs);
+              norm_assert_same_bits(fused, chain_outs, what, "the chain's");
+              norm_release_outs(chain_outs);
             }
-            release_outs(fused);
+            norm_release_outs(fused);
             compared++;
           }
         }
@@ -251,9 +225,9 @@ static void test_denormals_kept(void **state) {
     snprintf(what, sizeof what, "case %zu, denormals kept", i);
     run(fused, &CASES[i], FUSED, VALUES_SPECIAL, true, GRAD_X | GRAD_W | GRAD_B, false);
     run(chain_outs, &CASES[i], BN_RELU_POOL, VALUES_SPECIAL, true, GRAD_X | GRAD_W | GRAD_B, false);
-    assert_same_bits(fused, chain_outs, what);
-    release_outs(fused);
-    release_outs(chain_outs);
+    norm_assert_same_bits(fused, chain_outs, what, "the chain's");
+    norm_release_outs(fused);
+    norm_release_outs(chain_outs);
   }
   dn_set_flush_denormal(flush);
 }
@@ -279,10 +253,10 @@ static void test_threads(void **state) {
         char what[64];
         snprintf(what, sizeof what, "big case %zu, values %d, %d threads", i, kind, threads);
         run(got, &big[i], FUSED, (values)kind, true, GRAD_X | GRAD_W | GRAD_B, false);
-        assert_same_bits(got, want, what);
-        release_outs(got);
+        norm_assert_same_bits(got, want, what, "the chain's");
+        norm_release_outs(got);
       }
-      release_outs(want);
+      norm_release_outs(want);
     }
   DN_OK_OR_FAIL(dn_set_num_threads(saved));
 }
