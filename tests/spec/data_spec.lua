@@ -695,3 +695,48 @@ describe("data.DataLoader", function()
       {"DataLoader: expected a TensorDataset (got a tensor)"})
   end)
 end)
+
+describe("data.digits", function()
+  -- Checksums computed with Python from the CSV the data came from (Debian python3-sklearn 1.2.1,
+  -- sklearn/datasets/data/digits.csv.gz): the 0..16 pixel counts sum to 561718, the 0..9 labels to 8070.
+  it("holds the 1,797 digits with pixels in [0,1] and labels 1..10", function()
+    local ds = data.digits()
+    local x, y = ds.tensors[1], ds.tensors[2]
+    assert.same({1797, 64}, x:shape())
+    assert.same({1797}, y:shape())
+    assert.equal("float32", x:dtype())
+    assert.equal("int32", y:dtype())
+    assert.equal(561718, x:sum():item() * 16)   -- /16 is exact in float32, and so is the sum
+    assert.equal(8070 + 1797, y:sum():item())
+    assert.equal(0, x:min():item())
+    assert.equal(1, x:max():item())
+    assert.equal(1, y:min():item())
+    assert.equal(10, y:max():item())
+    -- the first sample is a 0, the second a 1 (the CSV's first two rows)
+    assert.equal(1, y[1])
+    assert.equal(2, y[2])
+    assert.equal(13 / 16, x[1][4])
+    assert.same({"0", "9"}, {data.class_names.digits[y[1]], data.class_names.digits[10]})
+  end)
+
+  it("keeps the image layout with flatten = false and checks its options", function()
+    local ds = data.digits{flatten = false}
+    assert.same({1797, 1, 8, 8}, ds.tensors[1]:shape())
+    assert.equal(13 / 16, ds.tensors[1][1][1][1][4])
+    H.assert_error(function() return data.digits{flatten = 1} end, {"digits", "flatten"})
+    H.assert_error(function() return data.digits{split = "train"} end, {"digits", "split"})
+  end)
+
+  it("splits and loads like any TensorDataset", function()
+    local train, test = data.random_split(data.digits(), 1297)
+    assert.equal(1297, #train)
+    assert.equal(500, #test)
+    local n = 0
+    for x, y in data.DataLoader(test, {batch_size = 128}):iter() do
+      n = n + x:shape()[1]
+      assert.equal(64, x:shape()[2])
+      assert.equal(x:shape()[1], y:shape()[1])
+    end
+    assert.equal(500, n)
+  end)
+end)

@@ -546,6 +546,7 @@ function DataLoader:__call() return self:iter() end
 data.class_names = {
   fashion_mnist = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
     "Ankle boot"},
+  digits = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"},
 }
 
 local FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -674,6 +675,30 @@ function data.fashion_mnist(options)
   if mean then pixels:sub_(mean):div_(std) end
   local x = flatten and images:view(n, 28 * 28) or images:view(n, 1, 28, 28)
   return data.TensorDataset(x, y):set_byte_table(1, pixels)
+end
+
+-- --- the 8x8 digits ----------------------------------------------------------------
+
+local DIGITS_SAMPLES = 1797
+
+--- The 1,797 8x8 handwritten digits (UCI "Optical Recognition of Handwritten
+-- Digits", CC BY 4.0; the copy scikit-learn ships), shipped with the library
+-- (dropnet/data/digits.lua), so no file is needed.
+-- @tparam[opt] table options `flatten` (true: x is [1797,64]; false: [1797,1,8,8]; default true)
+-- @treturn TensorDataset x float32 pixels in [0,1] (the 0..16 counts / 16), y int32 [1797] with labels
+--   1..10 for the digits 0..9 (`data.class_names.digits[y]` names them)
+function data.digits(options)
+  local where = "digits"
+  options = check.options(where, "options", options, {"flatten"})
+  local flatten = true
+  if options.flatten ~= nil then flatten = check.bool(where, "flatten", options.flatten) end
+  -- each value is stored as the letter string.char(97 + value), a sample per line
+  local text = require("dropnet.data.digits"):gsub("\n", "")
+  local rows = dn.tensor({text:byte(1, -1)}, "uint8"):view(DIGITS_SAMPLES, 65)
+  local x = rows:narrow(2, 1, 64):float():sub_(97):div_(16)
+  local y = rows:narrow(2, 65, 1):int():view(DIGITS_SAMPLES):sub_(96)
+  if not flatten then x = x:view(DIGITS_SAMPLES, 1, 8, 8) end
+  return data.TensorDataset(x, y)
 end
 
 return data
