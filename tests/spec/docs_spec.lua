@@ -71,7 +71,7 @@ end
 
 -- --- the public API at run time -----------------------------------------------------
 
-local nn, optim, data, plot = dn.nn, dn.optim, dn.data, dn.plot   -- loads the lazy modules
+local nn, optim, data, plot, analysis = dn.nn, dn.optim, dn.data, dn.plot, dn.analysis   -- the lazy modules
 local F, init, lr_scheduler = nn.functional, nn.init, optim.lr_scheduler
 local tensor_mt = getmetatable(dn.zeros(1))
 local generator_methods = getmetatable(dn.Generator(1)).__index
@@ -115,7 +115,8 @@ local function need_fields(prefix, obj, skip)
 end
 
 local MODULES = {"dropnet", "dropnet.nn", "dropnet.nn.functional", "dropnet.nn.init", "dropnet.optim",
-  "dropnet.optim.lr_scheduler", "dropnet.data", "dropnet.plot", "dropnet.checkpoint"}
+  "dropnet.optim.lr_scheduler", "dropnet.data", "dropnet.plot", "dropnet.checkpoint",
+  "dropnet.analysis"}
 
 -- dropnet and the tensor
 need_all("dn.", dn)
@@ -192,6 +193,7 @@ end
 
 need_all("plot.", plot)
 need_all("checkpoint.", checkpoint)
+need_all("analysis.", analysis)
 
 -- --- options, found by asking each function for the ones it knows ------------------------
 
@@ -213,6 +215,9 @@ local momentum_opt = optim.SGD({dn.zeros(1):requires_grad_()}, {lr = 0.1, moment
 
 local PROBES = {
   {"nn.Linear", function() return nn.Linear(2, 2, PROBE) end},
+  {"analysis.gradient_noise",
+    function() return analysis.gradient_noise(nn.Linear(3, 1), F.mse_loss, x2, x2, PROBE) end},
+  {"analysis.activation_stats", function() return analysis.activation_stats(x2, PROBE) end},
   {"Linear:reset_parameters", function() return nn.Linear(2, 2):reset_parameters(PROBE) end},
   {"nn.Dropout", function() return nn.Dropout(0.5, PROBE) end},
   {"nn.Dropout1d", function() return nn.Dropout1d(0.5, PROBE) end},
@@ -398,7 +403,8 @@ describe("docs/lua-api.md", function()
       {"nn.init.", init}, {"nn.", nn}, {"F.", F}, {"Module:", nn.Module}, {"optim.", optim},
       {"lr_scheduler.", lr_scheduler}, {"Optimizer:", getmetatable(sgd)}, {"data.", data},
       {"TensorDataset:", getmetatable(ds)}, {"DataLoader:", getmetatable(loader)}, {"plot.", plot},
-      {"checkpoint.", checkpoint}, {"Sequential:", nn.Sequential}, {"ModuleList:", nn.ModuleList},
+      {"checkpoint.", checkpoint}, {"analysis.", analysis},
+      {"Sequential:", nn.Sequential}, {"ModuleList:", nn.ModuleList},
       {"RandomCrop:", getmetatable(crop)}, {"RandomHorizontalFlip:", getmetatable(flip)},
       {"Compose:", getmetatable(compose)},
       {"Linear:", nn.Linear},

@@ -10,10 +10,10 @@ function dn.is_tensor(x)
   return getmetatable(x) == core.Tensor
 end
 
--- dn.nn, dn.optim, dn.data and dn.plot load on first use: they require
+-- dn.nn, dn.optim, dn.data, dn.plot and dn.analysis load on first use: they require
 -- "dropnet" themselves, so loading them here would be a cycle.
 local lazy_modules = {nn = "dropnet.nn", optim = "dropnet.optim", data = "dropnet.data",
-  plot = "dropnet.plot"}
+  plot = "dropnet.plot", analysis = "dropnet.analysis"}
 setmetatable(dn, {__index = function(t, key)
   local name = lazy_modules[key]
   if not name then return nil end

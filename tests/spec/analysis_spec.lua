@@ -1,0 +1,196 @@
+-- dropnet.analysis: each statistic against a case with a known answer.
+local dn = require "dropnet"
+local nn = require "dropnet.nn"
+local analysis = require "dropnet.analysis"
+local H = require "helpers"
+
+local function sum_loss(out) return out:sum() end
+local function mean_loss(out) return out:mean() end
+
+-- Sequential(Dropout(p), Linear(d, 1, no bias)) with the loss out:sum(): the
+-- weight's gradient is sum_i m_i * x_i / (1 - p) over the rows, so its
+-- variance over masks is p / (1 - p) * ||x||^2 and its mean is the rows' sum.
+local function dropout_linear(p, d)
+  return nn.Sequential(nn.Dropout(p), nn.Linear(d, 1, {bias = false}))
+end
+
+local function sq(t) return (t * t):sum():item() end
+
+describe("analysis.gradient_noise", function()
+  it("gives the variance over masks p/(1-p)*||x||^2, the mean gradient and its SNR", function()
+    dn.manual_seed(11)
+    local p, x = 0.2, dn.rand(4, 64)
+    local per, total = analysis.gradient_noise(dropout_linear(p, 64), sum_loss, x, nil, {masks = 1000})
+    local w = per["2.weight"]
+    local predicted = p / (1 - p) * sq(x)
+    -- with 1,000 masks the estimate's relative standard deviation is below 1%: 5% is > 5 sigma
+    H.assert_close(w.mask_variance, predicted, 0.05, 0, "mask_variance")
+    H.assert_close(w.norm, math.sqrt(sq(x:sum(1))), 0.02, 0, "norm of the mean gradient")
+    H.assert_close(w.snr, w.norm ^ 2 / w.mask_variance, 1e-12, 0, "snr")
+    -- one parameter: the total is the same
+    assert.equal(w.mask_variance, total.mask_variance)
+    H.assert_close(total.norm, w.norm, 1e-12, 0, "total norm")
+  end)
+
+  it("is an unbiased estimate even with two masks", function()
+    -- the mean of 200 two-mask estimates (relative std ~0.9%); dividing by K
+    -- instead of K - 1 would give half
+    dn.manual_seed(5)
+    local p, x = 0.2, dn.rand(1, 256)
+    local model, sum = dropout_linear(p, 256), 0
+    for i = 1, 200 do
+      dn.manual_seed(1000 + i)   -- it restores the generator: a new seed, new masks
+      sum = sum + analysis.gradient_noise(model, sum_loss, x, nil, {masks = 2})["2.weight"].mask_variance
+    end
+    H.assert_close(sum / 200, p / (1 - p) * sq(x), 0.1, 0, "mean of two-mask estimates")
+  end)
+
+  it("gives exactly 0 without dropout (and an infinite SNR)", function()
+    dn.manual_seed(2)
+    local per, total = analysis.gradient_noise(dropout_linear(0, 16), sum_loss, dn.rand(3, 16), nil, {masks = 5})
+    assert.equal(0, per["2.weight"].mask_variance)
+    assert.equal(math.huge, per["2.weight"].snr)
+    assert.equal(0, total.mask_variance)
+  end)
+
+  it("gives the variance over minibatches, the full-data gradient's cosine and their ratio", function()
+    dn.manual_seed(7)
+    local d = 8
+    local model = dropout_linear(0.5, d)
+    local batches, rows = {}, {}
+    for b = 1, 4 do
+      local bx = dn.rand(b + 1, d)   -- batches of different sizes
+      batches[b] = {bx, nil}
+      rows[b] = bx
+    end
+    local x = dn.rand(5, d)
+    local per, total = analysis.gradient_noise(model, mean_loss, x, nil, {masks = 3, batches = batches})
+    local w = per["2.weight"]
+    -- without dropout the gradient of mean(x @ w^T) is the batch's mean row
+    local g, mean = {}, dn.zeros(1, d)
+    for b = 1, 4 do
+      g[b] = rows[b]:mean(1, true)
+      mean = mean + g[b] / 4
+    end
+    local var = 0
+    for b = 1, 4 do var = var + sq(g[b] - mean) end
+    H.assert_close(w.batch_variance, var / 3, 1e-5, 0, "batch_variance")
+    H.assert_close(w.variance_ratio, w.mask_variance / w.batch_variance, 1e-12, 0, "variance_ratio")
+    -- the full-data gradient: the mean row of all 14 rows; the three masks'
+    -- gradients are the mean rows of x masked: their cosine with it, averaged
+    local all = (rows[1]:sum(1, true) + rows[2]:sum(1, true) + rows[3]:sum(1, true) + rows[4]:sum(1, true)) / 14
+    assert.is_true(w.cosine > 0 and w.cosine < 1)
+    H.assert_close(w.direction_error, 1 - w.cosine, 1e-12, 0, "direction_error")
+    assert.equal(w.cosine, total.cosine)
+    -- with p = 0 the cosine is exact: cos(mean row of x, mean row of all)
+    local per0 = analysis.gradient_noise(dropout_linear(0, d), mean_loss, x, nil, {masks = 2, batches = batches})
+    local gx = x:mean(1, true)
+    local model0 = per0["2.weight"]
+    H.assert_close(model0.cosine, (gx * all):sum():item() / math.sqrt(sq(gx) * sq(all)), 1e-5, 0, "cosine")
+  end)
+
+  it("sums the parameters into the total and names them as named_parameters does", function()
+    dn.manual_seed(9)
+    local model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Dropout(0.3), nn.Linear(5, 3))
+    local x, y = dn.randn(10, 6), dn.tensor({1, 2, 3, 1, 2, 3, 1, 2, 3, 1}, "int32")
+    local per, total = analysis.gradient_noise(model, nn.functional.cross_entropy, x, y, {masks = 6})
+    local names, var, norm2 = {}, 0, 0
+    for _, np in ipairs(model:named_parameters()) do
+      names[#names + 1] = np[1]
+      local r = per[np[1]]
+      assert.is_true(r.mask_variance > 0, np[1])
+      var, norm2 = var + r.mask_variance, norm2 + r.norm ^ 2
+    end
+    assert.same({"1.weight", "1.bias", "4.weight", "4.bias"}, names)
+    H.assert_close(total.mask_variance, var, 1e-12, 0, "total mask_variance")
+    H.assert_close(total.norm, math.sqrt(norm2), 1e-12, 0, "total norm")
+    H.assert_close(total.snr, norm2 / var, 1e-12, 0, "total snr")
+    assert.is_nil(total.batch_variance)
+  end)
+
+  it("puts back the modes, buffers, gradients and the generator", function()
+    dn.manual_seed(4)
+    local model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 2))
+    model:train()
+    model[4]:eval()   -- a sub-module's own mode
+    local x = dn.randn(8, 4)
+    model(x):sum():backward()
+    local grad_before = model[1].weight.grad:clone()
+    local mean_before = model[2].running_mean:clone()
+    local state = dn.get_rng_state()
+    local expected_draw = dn.rand(3)
+    dn.set_rng_state(state)
+    analysis.gradient_noise(model, sum_loss, x, nil, {masks = 3, batches = {{x, nil}, {x, nil}}})
+    assert.equal("train", model.mode)
+    assert.equal("eval", model[4].mode)
+    assert.is_false(model[4].training)
+    assert.is_true(model[2].training)
+    H.assert_same(model[2].running_mean, mean_before, "running_mean")
+    H.assert_same(model[1].weight.grad, grad_before, "grad")
+    H.assert_same(dn.rand(3), expected_draw, "the next draw")
+  end)
+
+  it("puts the state back when the loss raises, and checks its arguments", function()
+    local model = dropout_linear(0.5, 4)
+    model:eval()
+    local x = dn.rand(2, 4)
+    H.assert_error(function() analysis.gradient_noise(model, function() error("boom", 0) end, x) end, {"boom"})
+    assert.equal("eval", model.mode)
+    H.assert_error(function() analysis.gradient_noise({}, sum_loss, x) end,
+      {"analysis.gradient_noise: model must be a module"})
+    H.assert_error(function() analysis.gradient_noise(model, 3, x) end, {"loss_fn must be a function"})
+    H.assert_error(function() analysis.gradient_noise(model, sum_loss, "x") end, {"x must be a tensor"})
+    H.assert_error(function() analysis.gradient_noise(model, sum_loss, x, nil, {masks = 1}) end, {"masks"})
+    H.assert_error(function() analysis.gradient_noise(model, sum_loss, x, nil, {mask = 4}) end, {"mask"})
+    H.assert_error(function() analysis.gradient_noise(model, function() return 1 end, x) end,
+      {"loss_fn must return a one-element tensor"})
+    H.assert_error(function() analysis.gradient_noise(model, sum_loss, x, nil, {batches = {{x, nil}}}) end,
+      {"at least 2 batches"})
+    H.assert_error(function() analysis.gradient_noise(model, sum_loss, x, nil, {batches = {x, x}}) end,
+      {"batches[1] must be a pair"})
+    H.assert_error(function() analysis.gradient_noise(nn.ReLU(), sum_loss, x) end, {"no parameter"})
+  end)
+end)
+
+describe("analysis.coadaptation", function()
+  it("gives 1 for units that move together and leaves constant units out", function()
+    local h = dn.tensor{{1, -1, 3, 2}, {2, -2, 3, 4}, {4, -4, 3, 8}, {7, -7, 3, 14}}   -- u, -u, constant, 2u
+    local r = analysis.coadaptation(h)
+    H.assert_close(r.mean_abs_correlation, 1, 1e-6, 0, "mean |corr|")
+    assert.equal(3, r.units)
+    assert.equal(1, r.constant)
+  end)
+
+  it("matches the pairwise correlations computed by hand", function()
+    -- columns a, b, a + b over four samples: corr(a, b) = 0 by construction
+    local h = dn.tensor{{1, 1, 2}, {1, -1, 0}, {-1, 1, 0}, {-1, -1, -2}}
+    local r = analysis.coadaptation(h)
+    -- |corr(a,b)| = 0, |corr(a,a+b)| = |corr(b,a+b)| = 1/sqrt(2)
+    H.assert_close(r.mean_abs_correlation, (0 + 2 / math.sqrt(2)) / 3, 1e-6, 0, "mean |corr|")
+    -- more dims are units: [4, 3, 1, 1] is the same
+    H.assert_close(analysis.coadaptation(h:view(4, 3, 1, 1)).mean_abs_correlation, r.mean_abs_correlation, 0, 0,
+      "4-D")
+  end)
+
+  it("checks its input", function()
+    H.assert_error(function() analysis.coadaptation(dn.ones(1, 3)) end, {"analysis.coadaptation", "2 samples"})
+    H.assert_error(function() analysis.coadaptation(dn.ones(3)) end, {"analysis.coadaptation", "[N, units"})
+    H.assert_error(function() analysis.coadaptation(dn.ones(2, 2, "int32")) end, {"float32"})
+    assert.is_true(analysis.coadaptation(dn.ones(3, 2)).mean_abs_correlation ~=
+      analysis.coadaptation(dn.ones(3, 2)).mean_abs_correlation)   -- NaN: no unit varies
+  end)
+end)
+
+describe("analysis.activation_stats", function()
+  it("counts inactive activations and dead units", function()
+    local h = dn.tensor{{0, 2, 0, 1}, {0, 0, 0, 3}, {0, 4, 0, 0}}
+    local r = analysis.activation_stats(h)
+    H.assert_close(r.mean, 10 / 12, 1e-6, 0, "mean")
+    H.assert_close(r.sparsity, 8 / 12, 1e-6, 0, "sparsity")
+    H.assert_close(r.dead, 2 / 4, 1e-6, 0, "dead")
+    H.assert_close(r.active_per_sample, 4 / 12, 1e-6, 0, "active_per_sample")
+    H.assert_close(analysis.activation_stats(h, {threshold = 1.5}).sparsity, 9 / 12, 1e-6, 0, "threshold")
+    H.assert_error(function() analysis.activation_stats(h, {threshold = 0 / 0}) end, {"threshold"})
+    H.assert_error(function() analysis.activation_stats(h, {limit = 1}) end, {"limit"})
+  end)
+end)
