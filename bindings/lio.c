@@ -85,6 +85,15 @@ static int l_write_file(lua_State *L) {
   return 0;
 }
 
+/* dn.mkdir(path): the directory and its missing parents (mkdir -p), no shell involved */
+static int l_mkdir(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TSTRING);   /* a number would name a directory by accident */
+  const char *path = check_path(L, 1);
+  if (dn_make_directory(path) != DN_OK)   /* the runtime's message, under the name Lua code calls */
+    return luaL_error(L, "dn.mkdir: %s", dn_last_error() + strlen("make_directory: "));
+  return 0;
+}
+
 static int compare_tensor_names(const void *a, const void *b) {
   return strcmp(((const dn_named_tensor *)a)->name, ((const dn_named_tensor *)b)->name);
 }
@@ -195,7 +204,8 @@ static int l_load(lua_State *L) {
 
 static const luaL_Reg functions[] = {
   {"idx_read", l_idx_read}, {"idx_write", l_idx_write}, {"csv_read", l_csv_read},
-  {"save", l_save},         {"load", l_load},           {"write_file", l_write_file}, {NULL, NULL}};
+  {"save", l_save},         {"load", l_load},           {"write_file", l_write_file},
+  {"mkdir", l_mkdir},       {NULL, NULL}};
 
 void dn_lua_open_io(lua_State *L) {
   if (luaL_newmetatable(L, SAFETENSORS_BOX_MT)) {

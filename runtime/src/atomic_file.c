@@ -284,3 +284,29 @@ dn_status dn_write_file(const char *path, const void *data, size_t n) {
   if (!st) st = dn_atomic_commit(&f);
   return st;
 }
+
+/* mkdir -p: each missing component of path is created (mode 0777 less the
+   umask); an existing directory is fine, an existing file is not. */
+dn_status dn_make_directory(const char *path) {
+  if (!path) return dn_fail(DN_EINVAL, "make_directory: path is NULL");
+  size_t n = strlen(path);
+  if (n == 0) return dn_fail(DN_EINVAL, "make_directory: path is empty");
+  if (n >= PATH_MAX) return dn_fail(DN_EINVAL, "make_directory: path is longer than %d bytes", PATH_MAX - 1);
+  char buf[PATH_MAX];
+  memcpy(buf, path, n + 1);
+  /* every prefix that ends before a '/', then the whole path */
+  for (size_t i = 1; i <= n; i++) {
+    if (i < n && buf[i] != '/') continue;
+    char saved = buf[i];
+    buf[i] = '\0';
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+      int err = errno;
+      return dn_fail(DN_EIO, "make_directory: cannot create %s: %s", buf, strerror(err));
+    }
+    buf[i] = saved;
+  }
+  struct stat sb;
+  if (stat(path, &sb) != 0) return dn_fail(DN_EIO, "make_directory: cannot stat %s: %s", path, strerror(errno));
+  if (!S_ISDIR(sb.st_mode)) return dn_fail(DN_EIO, "make_directory: %s exists and is not a directory", path);
+  return DN_OK;
+}

@@ -541,6 +541,31 @@ static void test_stale_temporaries(void **state) {
   dn_tensor_release(t);
 }
 
+/* dn_make_directory: mkdir -p, an existing directory accepted, a file refused naming the path. */
+static void test_make_directory(void **state) {
+  (void)state;
+  char deep[512];
+  snprintf(deep, sizeof deep, "%s", dn_test_path("mk/a/b"));
+  assert_int_equal(dn_make_directory(deep), DN_OK);
+  assert_int_equal(dn_make_directory(deep), DN_OK);
+  char file[600];
+  snprintf(file, sizeof file, "%s/f", deep);
+  assert_int_equal(dn_write_file(file, "x", 1), DN_OK);
+  assert_int_equal(dn_make_directory(file), DN_EIO);
+  assert_non_null(strstr(dn_last_error(), "exists and is not a directory"));
+  char below[700];
+  snprintf(below, sizeof below, "%s/g", file);
+  assert_int_equal(dn_make_directory(below), DN_EIO);
+  assert_non_null(strstr(dn_last_error(), "cannot create"));
+  assert_non_null(strstr(dn_last_error(), below));
+  assert_int_equal(dn_make_directory(""), DN_EINVAL);
+  assert_int_equal(dn_make_directory(NULL), DN_EINVAL);
+  remove(file);
+  remove(deep);
+  remove(dn_test_path("mk/a"));
+  remove(dn_test_path("mk"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_roundtrip),
@@ -553,6 +578,7 @@ int main(void) {
     cmocka_unit_test(test_save_errors),
     cmocka_unit_test(test_atomic_save),
     cmocka_unit_test(test_stale_temporaries),
+    cmocka_unit_test(test_make_directory),
   };
   return cmocka_run_group_tests(tests, dn_test_tempdir_setup, dn_test_tempdir_teardown);
 }

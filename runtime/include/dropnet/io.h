@@ -35,6 +35,11 @@ DN_API dn_status dn_csv_read(dn_tensor **out, const char *path, char delimiter, 
    path, and leaves an existing file at path as it was. */
 DN_API dn_status dn_write_file(const char *path, const void *data, size_t n);
 
+/* Creates directory path and any missing parent (as `mkdir -p`); an existing directory is
+   fine. A component that cannot be created, or path naming something else than a
+   directory, is DN_EIO naming it and the reason. */
+DN_API dn_status dn_make_directory(const char *path);
+
 /* --- safetensors ---------------------------------------------------------------- */
 
 typedef struct dn_named_tensor {
