@@ -29,6 +29,7 @@
 local dn = require "dropnet"
 local nn, optim, data, plot = dn.nn, dn.optim, dn.data, dn.plot
 local checkpoint = require "dropnet.checkpoint"
+local run = require "dropnet.run"
 
 local defaults = {
   batch_size = 128, lr = 1e-3, momentum = 0.9, weight_decay = 0, optimizer = "adam",
@@ -288,35 +289,6 @@ local function build_schedule(opt, o, total, done)
   return schedule
 end
 
--- --- progress ------------------------------------------------------------------------------
-
-local function format_time(seconds)
-  seconds = math.floor(seconds + 0.5)
-  if seconds >= 60 then return string.format("%dm%02ds", seconds // 60, seconds % 60) end
-  return string.format("%ds", seconds)
-end
-
--- A progress bar redrawn in place on a terminal; nothing when output is a log.
-local function progress_bar(enabled, epoch, epochs, batches)
-  if not enabled then return function() end, function() end end
-  local t0, last = dn.clock(), -1
-  local function draw(done, samples, loss)
-    local now = dn.clock()
-    if done < batches and now - last < 0.1 then return end
-    last = now
-    local width = 28
-    local filled = math.floor(width * done / batches)
-    local rate = samples / math.max(now - t0, 1e-9)
-    local eta = (batches - done) * (now - t0) / math.max(done, 1)
-    io.stderr:write(string.format("\r\27[Kepoch %d/%d [%s%s] %d/%d  loss %.4f  %.0f samples/s  ETA %s",
-      epoch, epochs, string.rep("=", filled), string.rep(" ", width - filled), done, batches, loss, rate,
-      format_time(eta)))
-    io.stderr:flush()
-  end
-  local function clear() io.stderr:write("\r\27[K") io.stderr:flush() end
-  return draw, clear
-end
-
 -- --- evaluation ------------------------------------------------------------------------------
 
 -- In batches of EVAL_BATCH: the whole test set at once would hold 10,000-row activations
@@ -396,9 +368,10 @@ dn.set_num_threads(opts.threads)
 dn.manual_seed(opts.seed)
 local say = opts.quiet and function() end or print
 
-opts.out = opts.out or (state and opts.resume:match("^(.*)/[^/]*$")) or os.date("runs/%Y%m%d-%H%M%S")
-if not os.execute(string.format("mkdir -p '%s'", opts.out:gsub("'", "'\\''"))) then
-  fail("cannot create the output directory %s", opts.out)
+do
+  local ok, out = pcall(run.directory, opts.out or (state and opts.resume:match("^(.*)/[^/]*$")) or nil)
+  if not ok then fail("%s", out) end
+  opts.out = out
 end
 
 local normalize = opts.normalize
@@ -453,7 +426,8 @@ say(string.format("%5s  %10s  %9s  %10s  %9s  %7s  %9s", "epoch", "train loss", 
 local run_t0 = dn.clock()
 local last_epoch = opts.stop_after and math.min(opts.stop_after, opts.epochs) or opts.epochs
 for epoch = first_epoch, last_epoch do
-  local draw, clear = progress_bar(interactive, epoch, opts.epochs, batches)
+  local bar = run.progress(string.format("epoch %d/%d", epoch, opts.epochs), batches,
+    {enabled = interactive, unit = opts.batch_size, unit_name = "samples"})
   local t0 = dn.clock()
   local loss_sum, correct, seen, lr = 0, 0, 0, opts.lr
   model:train()
@@ -476,10 +450,10 @@ for epoch = first_epoch, last_epoch do
     correct = correct + logits:argmax(2):eq(y):sum():item()
     seen = seen + n
     b = b + 1
-    draw(b, seen, loss_sum / seen)
+    bar:update(b, string.format("loss %.4f", loss_sum / seen))
   end
   local seconds = dn.clock() - t0
-  clear()
+  bar:close()
   local eval_loss, eval_acc = evaluate(model, eval_loader, loss_fn)
   local h = {epoch = epoch, train_loss = loss_sum / seen, train_acc = correct / seen, eval_loss = eval_loss,
     eval_acc = eval_acc, lr = lr, seconds = seconds, samples_per_s = seen / seconds}
@@ -501,5 +475,5 @@ end
 local last = history[#history]
 if last then
   print(string.format("%s accuracy %.4f after %d epochs (%s of training); outputs in %s/", eval_name, last.eval_acc,
-    last.epoch, format_time(dn.clock() - run_t0), opts.out))
+    last.epoch, run.format_time(dn.clock() - run_t0), opts.out))
 end

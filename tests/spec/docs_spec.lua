@@ -116,7 +116,7 @@ end
 
 local MODULES = {"dropnet", "dropnet.nn", "dropnet.nn.functional", "dropnet.nn.init", "dropnet.optim",
   "dropnet.optim.lr_scheduler", "dropnet.data", "dropnet.plot", "dropnet.checkpoint",
-  "dropnet.analysis"}
+  "dropnet.analysis", "dropnet.run"}
 
 -- dropnet and the tensor
 need_all("dn.", dn)
@@ -194,6 +194,13 @@ end
 need_all("plot.", plot)
 need_all("checkpoint.", checkpoint)
 need_all("analysis.", analysis)
+local run = require "dropnet.run"
+need_all("run.", run)
+local run_csv = run.csv(os.tmpname(), {"a"})
+need_methods("Csv:", getmetatable(run_csv))
+local run_bar = run.progress("x", 1, {enabled = false})
+need_methods("Progress:", getmetatable(run_bar))
+os.remove(run_csv.path)
 
 -- --- options, found by asking each function for the ones it knows ------------------------
 
@@ -218,6 +225,7 @@ local PROBES = {
   {"analysis.gradient_noise",
     function() return analysis.gradient_noise(nn.Linear(3, 1), F.mse_loss, x2, x2, PROBE) end},
   {"analysis.activation_stats", function() return analysis.activation_stats(x2, PROBE) end},
+  {"run.progress", function() return run.progress("x", 1, PROBE) end},
   {"Linear:reset_parameters", function() return nn.Linear(2, 2):reset_parameters(PROBE) end},
   {"nn.Dropout", function() return nn.Dropout(0.5, PROBE) end},
   {"nn.Dropout1d", function() return nn.Dropout1d(0.5, PROBE) end},
@@ -403,7 +411,8 @@ describe("docs/lua-api.md", function()
       {"nn.init.", init}, {"nn.", nn}, {"F.", F}, {"Module:", nn.Module}, {"optim.", optim},
       {"lr_scheduler.", lr_scheduler}, {"Optimizer:", getmetatable(sgd)}, {"data.", data},
       {"TensorDataset:", getmetatable(ds)}, {"DataLoader:", getmetatable(loader)}, {"plot.", plot},
-      {"checkpoint.", checkpoint}, {"analysis.", analysis},
+      {"checkpoint.", checkpoint}, {"analysis.", analysis}, {"run.", run}, {"Csv:", getmetatable(run_csv)},
+      {"Progress:", getmetatable(run_bar)},
       {"Sequential:", nn.Sequential}, {"ModuleList:", nn.ModuleList},
       {"RandomCrop:", getmetatable(crop)}, {"RandomHorizontalFlip:", getmetatable(flip)},
       {"Compose:", getmetatable(compose)},
