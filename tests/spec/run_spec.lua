@@ -120,3 +120,32 @@ describe("run.format_time", function()
     H.assert_error(function() run.format_time(-1) end, {"run.format_time: seconds must be a finite number >= 0"})
   end)
 end)
+
+describe("run.parse_args", function()
+  local SPEC = {{"out", "string"}, {"seed", "int", 1}, {"quick", "flag", false}, {"lr", "num", 0.1},
+    {"batch_size", "int", 32}}
+
+  it("reads --name value, --name=value and flags, with defaults and what was given", function()
+    local o, given = run.parse_args({"--seed=3", "--quick", "--out", "x", "--batch-size", "64", "--lr", "1e-3"}, SPEC)
+    assert.same({seed = 3, quick = true, out = "x", lr = 1e-3, batch_size = 64}, o)
+    assert.equal("integer", math.type(o.seed))
+    assert.same({seed = true, quick = true, out = true, batch_size = true, lr = true}, given)
+    local d = run.parse_args({}, SPEC)
+    assert.same({seed = 1, quick = false, lr = 0.1, batch_size = 32}, d)
+    assert.is_true(run.parse_args({"--help"}, SPEC).help)
+  end)
+
+  it("names the bad option and suggests the closest known one", function()
+    H.assert_error(function() run.parse_args({"--sede", "1"}, SPEC) end,
+      {"unknown option '--sede' (did you mean --seed?); see --help"})
+    H.assert_error(function() run.parse_args({"--batchsize=3"}, SPEC) end, {"did you mean --batch-size?"})
+    H.assert_error(function() run.parse_args({"--zzzzzzzz"}, SPEC) end, {"unknown option '--zzzzzzzz'; see --help"})
+    H.assert_error(function() run.parse_args({"--seed", "1.5"}, SPEC) end,
+      {"option '--seed' needs a whole number (got '1.5')"})
+    H.assert_error(function() run.parse_args({"--lr", "fast"}, SPEC) end, {"option '--lr' needs a number (got 'fast')"})
+    H.assert_error(function() run.parse_args({"--seed"}, SPEC) end, {"option '--seed' needs a whole number"})
+    H.assert_error(function() run.parse_args({"--quick=yes"}, SPEC) end, {"option '--quick' takes no value"})
+    H.assert_error(function() run.parse_args({"data"}, SPEC) end, {"unexpected argument 'data'"})
+    H.assert_error(function() run.parse_args({}, {{"x", "float"}}) end, {"run.parse_args: spec[1] must be"})
+  end)
+end)

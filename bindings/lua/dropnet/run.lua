@@ -45,6 +45,93 @@ function run.format_time(seconds)
   return string.format("%ds", seconds)
 end
 
+-- --- command-line options --------------------------------------------------------------
+
+local KINDS = {int = "a whole number", num = "a number", string = "a value", flag = true}
+
+-- Levenshtein distance, for "did you mean".
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = {[0] = i}
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+--- Parses a script's arguments (`arg`) against `spec`, a list of
+-- {name, kind, default} with kind "int", "num", "string" or "flag" (a name
+-- "batch_size" is written --batch-size). Accepts `--name value` and
+-- `--name=value`; a flag takes no value. `--help` gives `help = true`.
+-- Errors name the option and, for a misspelt one, the closest known name.
+-- @treturn table the options, defaults filled in
+-- @treturn table the names given on the command line (name -> true)
+function run.parse_args(argv, spec)
+  if type(argv) ~= "table" then fail("run.parse_args: argv must be a table (got %s)", describe(argv)) end
+  if type(spec) ~= "table" then fail("run.parse_args: spec must be a list (got %s)", describe(spec)) end
+  local kinds, opts, given, names = {}, {}, {}, {}
+  for i, entry in ipairs(spec) do
+    local name, kind = type(entry) == "table" and entry[1], type(entry) == "table" and entry[2]
+    if type(name) ~= "string" or not KINDS[kind] then
+      fail("run.parse_args: spec[%d] must be {name, \"int\"|\"num\"|\"string\"|\"flag\", default} (got %s)", i,
+        describe(entry))
+    end
+    kinds[name], opts[name] = kind, entry[3]
+    names[#names + 1] = name
+  end
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--help" or a == "-h" then
+      opts.help, given.help = true, true
+    elseif type(a) == "string" and a:sub(1, 2) == "--" then
+      local key, value = a:sub(3), nil
+      local eq = key:find("=", 1, true)
+      if eq then key, value = key:sub(1, eq - 1), key:sub(eq + 1) end
+      key = key:gsub("-", "_")
+      local kind = kinds[key]
+      if not kind then
+        local best, best_d
+        for _, n in ipairs(names) do
+          local d = distance(key, n)
+          if not best_d or d < best_d then best, best_d = n, d end
+        end
+        local hint = best and best_d <= math.max(2, #key // 3)
+          and string.format(" (did you mean --%s?)", (best:gsub("_", "-"))) or ""
+        fail("unknown option '%s'%s; see --help", a, hint)
+      end
+      if kind == "flag" then
+        if value then fail("option '--%s' takes no value (got '%s')", (key:gsub("_", "-")), value) end
+        opts[key] = true
+      else
+        if not value then
+          value = argv[i + 1]
+          if value == nil then fail("option '%s' needs %s", a, KINDS[kind]) end
+          i = i + 1
+        end
+        if kind == "int" or kind == "num" then
+          local n = tonumber(value)
+          if not n or (kind == "int" and math.tointeger(n) == nil) then
+            fail("option '--%s' needs %s (got '%s')", (key:gsub("_", "-")), KINDS[kind], value)
+          end
+          value = kind == "int" and math.tointeger(n) or n
+        end
+        opts[key] = value
+      end
+      given[key] = true
+    else
+      fail("unexpected argument '%s'; see --help", tostring(a))
+    end
+    i = i + 1
+  end
+  return opts, given
+end
+
 -- --- CSV --------------------------------------------------------------------------------
 
 local Csv = {}
