@@ -121,8 +121,9 @@ local function train(name, p)
   return history
 end
 
-print(string.format("dropnet %s: MLP 64-256-256-10 on the 8x8 digits (%d train / %d test), SGD lr %g (cosine) momentum 0.9, "
-  .. "batch %d, %d epochs; writing to %s/", dn.version, #train_set, #test_set, opts.lr, BATCH, opts.epochs, out))
+print(string.format("dropnet %s: MLP 64-256-256-10 on the 8x8 digits (%d train / %d test), SGD lr %g (cosine) "
+  .. "momentum 0.9, batch %d, %d epochs; writing to %s/", dn.version, #train_set, #test_set, opts.lr, BATCH,
+  opts.epochs, out))
 local t0 = dn.clock()
 local runs = {
   {name = "no dropout", history = train("no dropout", 0)},
