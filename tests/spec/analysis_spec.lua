@@ -194,3 +194,43 @@ describe("analysis.activation_stats", function()
     H.assert_error(function() analysis.activation_stats(h, {limit = 1}) end, {"limit"})
   end)
 end)
+
+describe("analysis.gradient_direction", function()
+  it("gives the mean pairwise cosine distance of batch gradients and their distance to the full gradient", function()
+    -- Linear(d, 1, no bias) and the loss mean(out): the gradient of a batch is its mean row
+    dn.manual_seed(3)
+    local d = 5
+    local model = dropout_linear(0, d)
+    local rows = {dn.rand(3, d), dn.rand(2, d), dn.rand(4, d)}
+    local batches = {{rows[1], nil}, {rows[2], nil}, {rows[3], nil}}
+    local r = analysis.gradient_direction(model, mean_loss, batches)
+    local g = {rows[1]:mean(1, true), rows[2]:mean(1, true), rows[3]:mean(1, true)}
+    local full = (rows[1]:sum(1, true) + rows[2]:sum(1, true) + rows[3]:sum(1, true)) / 9
+    local function cos(a, b) return (a * b):sum():item() / math.sqrt(sq(a) * sq(b)) end
+    local variance = ((1 - cos(g[1], g[2])) + (1 - cos(g[1], g[3])) + (1 - cos(g[2], g[3]))) / 3
+    local err = ((1 - cos(g[1], full)) + (1 - cos(g[2], full)) + (1 - cos(g[3], full))) / 3
+    H.assert_close(r.direction_variance, variance, 1e-4, 1e-7, "direction_variance")
+    H.assert_close(r.direction_error, err, 1e-4, 1e-7, "direction_error")
+    assert.equal(3, r.batches)
+    -- a separate full set: the first batch alone
+    local r1 = analysis.gradient_direction(model, mean_loss, batches, {full = {batches[1], batches[1]}})
+    H.assert_close(r1.direction_error, ((1 - cos(g[2], g[1])) + (1 - cos(g[3], g[1]))) / 3, 1e-4, 1e-7, "error")
+  end)
+
+  it("grows with dropout, restores the state and checks its arguments", function()
+    dn.manual_seed(8)
+    local x = dn.rand(16, 10)
+    local batches = {{x, nil}, {x, nil}, {x, nil}, {x, nil}}
+    -- the same batch four times: without dropout the directions agree exactly
+    local r0 = analysis.gradient_direction(dropout_linear(0, 10), mean_loss, batches)
+    H.assert_close(r0.direction_variance, 0, 0, 1e-6, "no dropout")
+    local model = dropout_linear(0.5, 10)
+    model:eval()
+    local r = analysis.gradient_direction(model, mean_loss, batches)
+    assert.is_true(r.direction_variance > 1e-3, tostring(r.direction_variance))
+    assert.equal("eval", model.mode)
+    H.assert_error(function() analysis.gradient_direction(model, mean_loss, {batches[1]}) end, {"at least 2"})
+    H.assert_error(function() analysis.gradient_direction(model, mean_loss, batches, {ful = 1}) end, {"ful"})
+    H.assert_error(function() analysis.gradient_direction(3, mean_loss, batches) end, {"model must be a module"})
+  end)
+end)

@@ -210,6 +210,64 @@ function analysis.gradient_noise(model, loss_fn, x, y, options)
   end)
 end
 
+-- Cosine of two gradients given as lists of tensors (all parameters as one vector).
+local function list_cosine(a, b)
+  local ab, aa, bb = 0, 0, 0
+  for i = 1, #a do
+    ab, aa, bb = ab + dot(a[i], b[i]), aa + dot(a[i], a[i]), bb + dot(b[i], b[i])
+  end
+  return ab / math.sqrt(aa * bb)
+end
+
+--- How much the direction of the gradient moves between minibatches under
+-- dropout, and how far it is from the full-data gradient without dropout
+-- (Liu et al. 2023, "Dropout reduces underfitting"): the gradient g_b of each
+-- batch in training mode (each batch its own masks), and h, the gradient over
+-- `opts.full` (default: the same batches) in eval mode, rows weighted.
+-- @treturn table {direction_variance = mean over pairs of 1 - cos(g_b, g_c),
+--   direction_error = mean over b of 1 - cos(g_b, h), batches = B}
+function analysis.gradient_direction(model, loss_fn, batches, options)
+  local where = "analysis.gradient_direction"
+  local nn = require "dropnet.nn"
+  if not nn.is_module(model) then fail("%s: model must be a module (got %s)", where, describe(model)) end
+  if type(loss_fn) ~= "function" and not (getmetatable(loss_fn) or {}).__call then
+    fail("%s: loss_fn must be a function (got %s)", where, describe(loss_fn))
+  end
+  local list = batch_list(where, batches)
+  options = check.options(where, "options", options, {"full"})
+  local full_list = options.full ~= nil and batch_list(where, options.full) or list
+  local params = {}
+  for _, p in ipairs(model:parameters()) do if p.requires_grad then params[#params + 1] = p end end
+  if #params == 0 then fail("%s: the model has no parameter that requires grad", where) end
+
+  return with_state_restored(model, function()
+    model:eval()
+    local full, rows = {}, 0
+    for k, b in ipairs(full_list) do
+      local g = gradients(where, model, loss_fn, b[1], b[2], params)
+      local n = b[1]:shape()[1] or 1
+      for i, gi in ipairs(g) do
+        if k == 1 then full[i] = gi * n else full[i]:add_(gi * n) end
+      end
+      rows = rows + n
+    end
+    for i = 1, #full do full[i]:div_(rows) end
+    model:train()
+    local grads, err = {}, 0
+    for k, b in ipairs(list) do
+      grads[k] = gradients(where, model, loss_fn, b[1], b[2], params)
+      err = err + (1 - list_cosine(grads[k], full))
+    end
+    local pairs_sum, pairs_n = 0, 0
+    for a = 1, #grads do
+      for b = a + 1, #grads do
+        pairs_sum, pairs_n = pairs_sum + (1 - list_cosine(grads[a], grads[b])), pairs_n + 1
+      end
+    end
+    return {direction_variance = pairs_sum / pairs_n, direction_error = err / #grads, batches = #grads}
+  end)
+end
+
 -- --- activations -------------------------------------------------------------------------
 
 -- h as a [N, units] matrix without its graph (more dims are the units).
