@@ -37,12 +37,15 @@ describe("analysis.gradient_noise", function()
     -- instead of K - 1 would give half
     dn.manual_seed(5)
     local p, x = 0.2, dn.rand(1, 256)
-    local model, sum = dropout_linear(p, 256), 0
+    local model, sum, norm2 = dropout_linear(p, 256), 0, 0
     for i = 1, 200 do
       dn.manual_seed(1000 + i)   -- it restores the generator: a new seed, new masks
-      sum = sum + analysis.gradient_noise(model, sum_loss, x, nil, {masks = 2})["2.weight"].mask_variance
+      local w = analysis.gradient_noise(model, sum_loss, x, nil, {masks = 2})["2.weight"]
+      sum, norm2 = sum + w.mask_variance, norm2 + w.norm ^ 2
     end
     H.assert_close(sum / 200, p / (1 - p) * sq(x), 0.1, 0, "mean of two-mask estimates")
+    -- E g = x: the squared norm of the mean of two draws alone would be 12.5% too large here
+    H.assert_close(norm2 / 200, sq(x), 0.03, 0, "mean of two-mask estimates of ||E g||^2")
   end)
 
   it("gives exactly 0 without dropout (and an infinite SNR)", function()

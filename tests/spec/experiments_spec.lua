@@ -1,5 +1,6 @@
 -- The experiment scripts (scripts/experiments/) end to end in their --quick form: they run, write their
 -- files, and every table has numbers.
+local dn = require "dropnet"
 local H = require "helpers"
 
 local BIN = os.getenv("DROPNET_BIN")
@@ -88,5 +89,82 @@ describe("scripts/experiments/seed_digits.lua", function()
     out, code = run("seed_digits.lua", "--help")
     assert.equal(0, code)
     assert.truthy(out:find("usage: dropnet scripts/experiments/seed_digits.lua", 1, true), out)
+  end)
+end)
+
+describe("scripts/experiments/dropout_gradients.lua", function()
+  if not BIN then
+    pending("DROPNET_BIN is not set: point it at the built dropnet executable")
+    return
+  end
+  local dir
+  setup(function()
+    dir = H.make_tempdir()
+    assert(os.execute("mkdir " .. quote(dir .. "/data")))
+    -- a small stand-in for Fashion-MNIST: 10 classes, each a brightness band plus noise, hard enough that
+    -- some test images are misclassified (M4 compares the variance on wrong and right predictions)
+    local g = dn.Generator(9)
+    for _, split in ipairs({{"train", 600}, {"t10k", 200}}) do
+      local name, n = split[1], split[2]
+      local labels = (dn.rand(n, g) * 10):int()
+      local images = (dn.rand(n, 28, 28, g) * 160 + labels:float():view(n, 1, 1) * 10):int():to("uint8")
+      dn.idx_write(dir .. "/data/" .. name .. "-images-idx3-ubyte.gz", images)
+      dn.idx_write(dir .. "/data/" .. name .. "-labels-idx1-ubyte.gz", labels:to("uint8"))
+    end
+  end)
+  teardown(function() H.remove_dir(dir) end)
+
+  it("writes a report whose every table has numbers, the figures and the raw tables (--quick)", function()
+    local out, code = run("dropout_gradients.lua", "--quick --threads 2 --data " .. quote(dir .. "/data") ..
+      " --out " .. quote(dir .. "/report"))
+    assert.are.equal(0, code, out)
+    local report = read(dir .. "/report/report.md")
+    for _, section in ipairs({"## 8x8 digits", "## Fashion-MNIST", "### M1", "### M2", "### M3", "### M4", "### M5",
+        "generalization gap", "Placement"}) do
+      assert.truthy(report:find(section, 1, true), "missing section " .. section)
+    end
+    local _, verdicts = report:gsub("%*%*agrees%*%*", "")
+    local _, disagreements = report:gsub("%*%*does not agree%*%*", "")
+    assert.equal(2 * 10, verdicts + disagreements)   -- 10 verdicts per dataset
+    -- every table row: each cell after the first has a number, none is NaN
+    local rows = 0
+    for line in report:gmatch("[^\n]+") do
+      if line:match("^| ") and not line:match("^| %-%-%-") and not line:match("^| p |") and not line:match("^| k |")
+          and not line:match("^| dropout") and not line:match("^| |") then
+        rows = rows + 1
+        local cells = {}
+        for cell in line:gmatch("|([^|]*)") do cells[#cells + 1] = cell end
+        for i = 2, #cells do
+          if cells[i]:match("%S") then
+            assert.truthy(cells[i]:match("%d"), "a cell without a number: " .. line)
+            assert.falsy(cells[i]:lower():match("nan"), "NaN in: " .. line)
+          end
+        end
+      end
+    end
+    assert.is_true(rows >= 2 * 25, "table rows: " .. rows)
+    for _, name in ipairs({"m1_variance", "m2_direction", "m3_activations", "m4_mc", "m5_snr", "grad_norms"}) do
+      for _, tag in ipairs({"digits", "fashion"}) do
+        local svg = string.format("%s/report/%s_%s.svg", dir, name, tag)
+        assert.is_true(well_formed(svg), svg .. " must be well-formed XML")
+        assert.truthy(report:find(string.format("(%s_%s.svg)", name, tag), 1, true), name .. " not in the report")
+      end
+    end
+    for _, csv in ipairs({"runs", "noise", "direction", "activations", "mc"}) do
+      local rows_csv = csv_rows(string.format("%s/report/%s.csv", dir, csv))
+      assert.is_true(#rows_csv > 2, csv .. ".csv has no rows")
+    end
+  end)
+
+  it("explains bad options", function()
+    local out, code = run("dropout_gradients.lua", "--datasets cifar --out " .. quote(dir .. "/x"))
+    assert.equal(2, code)
+    assert.truthy(out:find("unknown dataset 'cifar'", 1, true), out)
+    out, code = run("dropout_gradients.lua", "--seeds 1")
+    assert.equal(2, code)
+    assert.truthy(out:find("--seeds must be at least 2", 1, true), out)
+    out, code = run("dropout_gradients.lua", "--qiuck")
+    assert.equal(2, code)
+    assert.truthy(out:find("did you mean --quick?", 1, true), out)
   end)
 end)

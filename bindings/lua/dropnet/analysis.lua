@@ -184,8 +184,11 @@ function analysis.gradient_noise(model, loss_fn, x, y, options)
     local bv_total = 0
     for i, name in ipairs(names) do
       local m = over_masks.mean[i]
-      local sq = dot(m, m)
-      local r = {norm = math.sqrt(sq), mask_variance = over_masks.m2[i] / (masks - 1)}
+      local r = {mask_variance = over_masks.m2[i] / (masks - 1)}
+      -- ||mean||^2 overestimates ||E g||^2 by the variance of the mean,
+      -- mask_variance / K: subtract it (an unbiased estimate; 0 if negative)
+      local sq = math.max(0, dot(m, m) - r.mask_variance / masks)
+      r.norm = math.sqrt(sq)
       r.snr = sq / r.mask_variance
       total.norm = total.norm + sq
       total.mask_variance = total.mask_variance + r.mask_variance
