@@ -27,7 +27,7 @@ what it does to gradients and activations, and writes report.md with tables and 
 options:
   --quick        the short version (about 2 minutes): fewer seeds, epochs and samples
   --datasets L   comma-separated: digits,fashion (default both)
-  --seeds N      seeds per configuration (default 3; --quick: 2)
+  --seeds N      seeds per configuration (default 5; --quick: 2)
   --seed N       first seed (default 1)
   --threads N    threads (default 2)
   --data DIR     directory with the Fashion-MNIST files (default: $DROPNET_DATA or Debian's)
@@ -48,7 +48,7 @@ if opts.help then
   os.exit(0)
 end
 if opts.threads < 1 then fail("--threads must be at least 1 (got %d)", opts.threads) end
-opts.seeds = opts.seeds or (opts.quick and 2 or 3)
+opts.seeds = opts.seeds or (opts.quick and 2 or 5)
 if opts.seeds < 2 then fail("--seeds must be at least 2 for a confidence interval (got %d)", opts.seeds) end
 dn.set_num_threads(opts.threads)
 local made, out = pcall(run.directory, opts.out)
@@ -78,12 +78,12 @@ local function load_datasets()
       if not ok then fail("%s", train) end
       local test = data.fashion_mnist{split = "test", dir = opts.data, normalize = true}
       -- a subset keeps the sweep within its time budget; the test split is used whole (or its first part)
-      local n_train = math.min(#train, opts.quick and 4000 or 20000)
+      local n_train = math.min(#train, opts.quick and 4000 or 30000)
       local n_test = math.min(#test, opts.quick and 2000 or 10000)
       train = train:subset(dn.arange(1, n_train + 1):int())
       test = test:subset(dn.arange(1, n_test + 1):int())
       sets[#sets + 1] = {name = "fashion", label = "Fashion-MNIST", train = train, test = test, inputs = 784,
-        hidden = 256, epochs = opts.quick and 3 or 8, lr = 0.05}
+        hidden = 256, epochs = opts.quick and 3 or 10, lr = 0.02}
     else
       fail("--datasets: unknown dataset '%s' (known: digits, fashion)", name)
     end
