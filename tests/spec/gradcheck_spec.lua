@@ -316,8 +316,8 @@ row("cat of five along dim 2, one constant", function(r, layout)
   local sz = sizes(r)
   local list = {}
   for i = 1, 5 do
-    local shape = {sz.m, i}
-    list[i] = i == 4 and G.tensor(G.values(r, shape), layout) or G.random_leaf(r, shape, "any", layout)
+    local piece = {sz.m, i}
+    list[i] = i == 4 and G.tensor(G.values(r, piece), layout) or G.random_leaf(r, piece, "any", layout)
   end
   return list
 end, function(x) return dn.cat(x, 2) end)
