@@ -262,7 +262,7 @@ static int push_join(lua_State *L, bool stack) {
       break;
     }
   }
-  int dim = lua_isnoneornil(L, 2) ? 0 : dn_lua_check_dim(L, 2, ndim);
+  int dim = lua_isnoneornil(L, 2) || n == 0 ? 0 : dn_lua_check_dim(L, 2, ndim);   /* an empty list: the runtime says so */
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   const dn_tensor *const *list = (const dn_tensor *const *)items;
   dn_lua_check_status(L, stack ? dn_stack(&r->t, list, n, dim) : dn_cat(&r->t, list, n, dim));

@@ -299,6 +299,7 @@ describe("dn.cat and dn.stack", function()
     local a = dn.ones(2, 3)
     H.assert_error(function() return dn.cat({}) end, {"cat: expected a non-empty list of tensors"})
     H.assert_error(function() return dn.stack({}) end, {"stack: expected a non-empty list of tensors"})
+    H.assert_error(function() return dn.cat({}, 5) end, {"cat: expected a non-empty list of tensors"})
     H.assert_error(function() return dn.cat(a) end, {"bad argument #1 to 'cat'", "table expected"})
     H.assert_error(function() return dn.cat({a, 3}) end, {"cat: item 2 of the list is a number, Tensor expected"})
     H.assert_error(function() return dn.cat({a, dn.ones(2, 3, "int32")}) end,
