@@ -5,6 +5,8 @@
 ** The files that register functions (ltensor.c, lops.c, ...) use only these
 ** and the runtime's public API.
 */
+#include <limits.h>
+
 #include "ldn.h"
 
 /* --- tensor userdata and memory accounting ---------------------------------- */
@@ -63,6 +65,22 @@ dn_tensor *dn_lua_check_tensor(lua_State *L, int arg) {
   }
   if (!u->t) luaL_argerror(L, arg, "tensor has been closed");
   return u->t;
+}
+
+dn_tensor **dn_lua_check_tensor_list(lua_State *L, int arg, const char *fname, int *count) {
+  luaL_checktype(L, arg, LUA_TTABLE);
+  lua_Unsigned n = lua_rawlen(L, arg);
+  if (n > INT_MAX) luaL_argerror(L, arg, "too many tensors");
+  dn_tensor **items = lua_newuserdatauv(L, (n ? n : 1) * sizeof *items, 0);
+  for (lua_Unsigned i = 1; i <= n; i++) {
+    lua_rawgeti(L, arg, (lua_Integer)i);
+    items[i - 1] = dn_lua_test_tensor(L, -1);
+    if (!items[i - 1])
+      luaL_error(L, "%s: item %d of the list is a %s, Tensor expected", fname, (int)i, dn_lua_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  *count = (int)n;
+  return items;
 }
 
 const char *dn_lua_typename(lua_State *L, int arg) {

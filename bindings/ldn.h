@@ -30,6 +30,11 @@ dn_ltensor *dn_lua_new_tensor_slot(lua_State *L);
 dn_tensor *dn_lua_check_tensor(lua_State *L, int arg);
 dn_tensor *dn_lua_test_tensor(lua_State *L, int arg);   /* NULL if not a tensor; error if closed */
 
+/* The tensors of the list (a table) at arg, in an array that a userdata pushed on the stack owns (the
+   collector frees it, so an error while reading cannot leak it). Borrowed: the list keeps them alive.
+   Errors name fname and the item that is not a tensor. */
+dn_tensor **dn_lua_check_tensor_list(lua_State *L, int arg, const char *fname, int *count);
+
 /* Type name for messages: "dropnet.Tensor" rather than "userdata". */
 const char *dn_lua_typename(lua_State *L, int arg);
 

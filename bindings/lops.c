@@ -1,6 +1,7 @@
 /*
 ** Tensor math from Lua: arithmetic (methods and metamethods), element-wise
-** functions, comparisons, reductions, matmul and index ops.
+** functions, comparisons, reductions, norms and cumulative sums, masked
+** fills, joining (cat, stack), matmul and index ops.
 */
 #include <math.h>
 
@@ -200,6 +201,76 @@ static int push_arg_extreme(lua_State *L, bool is_max) {
 static int m_argmax(lua_State *L) { return push_arg_extreme(L, true); }
 static int m_argmin(lua_State *L) { return push_arg_extreme(L, false); }
 
+/* t:norm([p = 2[, dim[, keepdim]]]): p a number >= 0 (math.huge: the max); dim nil for all elements */
+static int m_norm(lua_State *L) {
+  dn_tensor *a = dn_lua_check_tensor(L, 1);
+  double p = luaL_optnumber(L, 2, 2.0);
+  dn_ltensor *r;
+  if (lua_isnoneornil(L, 3)) {
+    r = dn_lua_new_tensor_slot(L);
+    dn_lua_check_status(L, dn_vector_norm_all(&r->t, a, p));
+    return 1;
+  }
+  int dim = dn_lua_check_dim(L, 3, a->ndim);
+  bool keepdim = lua_toboolean(L, 4);
+  r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_vector_norm_dim(&r->t, a, p, dim, keepdim));
+  return 1;
+}
+
+/* t:cumsum(dim) */
+static int m_cumsum(lua_State *L) {
+  dn_tensor *a = dn_lua_check_tensor(L, 1);
+  int dim = dn_lua_check_dim(L, 2, a->ndim);
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_cumsum(&r->t, a, dim));
+  return 1;
+}
+
+/* --- masked fill ------------------------------------------------------------------------------- */
+
+/* t:masked_fill(mask, value), t:masked_fill_(mask, value) */
+static int m_masked_fill(lua_State *L) {
+  dn_tensor *a = dn_lua_check_tensor(L, 1), *mask = dn_lua_check_tensor(L, 2);
+  double value = luaL_checknumber(L, 3);
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_masked_fill(&r->t, a, mask, value));
+  return 1;
+}
+
+static int m_masked_fill_(lua_State *L) {
+  dn_tensor *a = dn_lua_check_tensor(L, 1), *mask = dn_lua_check_tensor(L, 2);
+  double value = luaL_checknumber(L, 3);
+  dn_lua_check_status(L, dn_masked_fill_(a, mask, value));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* --- joining ------------------------------------------------------------------------------------ */
+
+/* dn.cat(tensors[, dim = 1]), dn.stack(tensors[, dim = 1]): dim is checked here against the dims it
+   refers to (cat: the first tensor that is not 1-D and empty; stack: one more than the tensors') */
+static int push_join(lua_State *L, bool stack) {
+  lua_settop(L, 2);   /* the list's owner goes to 3 */
+  int n;
+  dn_tensor **items = dn_lua_check_tensor_list(L, 1, stack ? "stack" : "cat", &n);   /* pushes its owner */
+  int ndim = 1;
+  if (n > 0) ndim = stack ? items[0]->ndim + 1 : items[0]->ndim;
+  for (int k = 0; !stack && k < n; k++) {
+    if (!(items[k]->ndim == 1 && items[k]->shape[0] == 0)) {
+      ndim = items[k]->ndim;
+      break;
+    }
+  }
+  int dim = lua_isnoneornil(L, 2) || n == 0 ? 0 : dn_lua_check_dim(L, 2, ndim);   /* an empty list: the runtime says so */
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  const dn_tensor *const *list = (const dn_tensor *const *)items;
+  dn_lua_check_status(L, stack ? dn_stack(&r->t, list, n, dim) : dn_cat(&r->t, list, n, dim));
+  return 1;
+}
+static int l_cat(lua_State *L) { return push_join(L, false); }
+static int l_stack(lua_State *L) { return push_join(L, true); }
+
 /* --- matmul and index ops -------------------------------------------------------------------- */
 
 static int m_matmul(lua_State *L) {
@@ -247,6 +318,7 @@ static const luaL_Reg op_methods[] = {
   {"relu", m_relu}, {"sigmoid", m_sigmoid}, {"tanh", m_tanh}, {"clamp", m_clamp},
   {"sum", m_sum}, {"mean", m_mean}, {"var", m_var}, {"std", m_std},
   {"max", m_max}, {"min", m_min}, {"argmax", m_argmax}, {"argmin", m_argmin},
+  {"norm", m_norm}, {"cumsum", m_cumsum}, {"masked_fill", m_masked_fill}, {"masked_fill_", m_masked_fill_},
   {"matmul", m_matmul}, {"index_select", m_index_select}, {"one_hot", m_one_hot},
   {"byte_rows_to_float", m_byte_rows_to_float}, {NULL, NULL}};
 
@@ -258,7 +330,8 @@ static const luaL_Reg op_meta[] = {
 static const char *const functional[] = {
   "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt", "ge", "maximum", "minimum",
   "neg", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "clamp", "sum", "mean", "var", "std",
-  "max", "min", "argmax", "argmin", "matmul", "index_select", "one_hot", "byte_rows_to_float", NULL};
+  "max", "min", "argmax", "argmin", "norm", "cumsum", "masked_fill", "matmul", "index_select", "one_hot",
+  "byte_rows_to_float", NULL};
 
 void dn_lua_open_ops(lua_State *L) {
   luaL_getmetatable(L, DN_TENSOR_MT);
@@ -272,4 +345,8 @@ void dn_lua_open_ops(lua_State *L) {
   lua_pop(L, 2);
   lua_pushcfunction(L, l_where);
   lua_setfield(L, -2, "where");
+  lua_pushcfunction(L, l_cat);
+  lua_setfield(L, -2, "cat");
+  lua_pushcfunction(L, l_stack);
+  lua_setfield(L, -2, "stack");
 }

@@ -4,8 +4,6 @@
 ** Hyperparameters come in an options table; absent fields take the defaults
 ** of the runtime's option structs (0 / false) unless noted.
 */
-#include <limits.h>
-
 #include "ldn.h"
 
 /* --- options tables ------------------------------------------------------------- */
@@ -94,29 +92,10 @@ static int l_max_norm_(lua_State *L) {
   return 1;
 }
 
-/* The tensors of the list at arg, in a userdata-backed array (freed by the
-   collector, so an error while reading cannot leak it). Borrowed: the list
-   keeps them alive. */
-static dn_tensor **check_tensor_list(lua_State *L, int arg, const char *fname, int *count) {
-  luaL_checktype(L, arg, LUA_TTABLE);
-  lua_Unsigned n = lua_rawlen(L, arg);
-  if (n > INT_MAX) luaL_argerror(L, arg, "too many tensors");
-  dn_tensor **items = lua_newuserdatauv(L, (n ? n : 1) * sizeof *items, 0);
-  for (lua_Unsigned i = 1; i <= n; i++) {
-    lua_rawgeti(L, arg, (lua_Integer)i);
-    items[i - 1] = dn_lua_test_tensor(L, -1);
-    if (!items[i - 1])
-      luaL_error(L, "%s: item %d of the list is a %s, Tensor expected", fname, (int)i, dn_lua_typename(L, -1));
-    lua_pop(L, 1);
-  }
-  *count = (int)n;
-  return items;
-}
-
 /* core.clip_grad_norm_(list_of_tensors, max_norm) -> total norm before clipping */
 static int l_clip_grad_norm_(lua_State *L) {
   int count;
-  dn_tensor **items = check_tensor_list(L, 1, "clip_grad_norm_", &count);
+  dn_tensor **items = dn_lua_check_tensor_list(L, 1, "clip_grad_norm_", &count);
   double max_norm = luaL_checknumber(L, 2), total;
   dn_lua_check_status(L, dn_clip_grad_norm_(items, count, max_norm, &total));
   lua_pushnumber(L, total);
@@ -126,7 +105,7 @@ static int l_clip_grad_norm_(lua_State *L) {
 /* core.total_norm(list_of_tensors) -> L2 norm of all of them together */
 static int l_total_norm(lua_State *L) {
   int count;
-  dn_tensor **items = check_tensor_list(L, 1, "total_norm", &count);
+  dn_tensor **items = dn_lua_check_tensor_list(L, 1, "total_norm", &count);
   double norm;
   dn_lua_check_status(L, dn_total_norm(&norm, items, count));
   lua_pushnumber(L, norm);

@@ -473,6 +473,13 @@ static int m_fill_(lua_State *L) {
   return 1;
 }
 
+static int m_zero_(lua_State *L) {
+  dn_tensor *t = dn_lua_check_tensor(L, 1);
+  dn_lua_check_status(L, dn_zero_(t));
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int to_dtype(lua_State *L, dn_dtype dtype) {
   dn_tensor *t = dn_lua_check_tensor(L, 1);
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
@@ -571,7 +578,7 @@ static const luaL_Reg tensor_methods[] = {
   {"view", m_view}, {"reshape", m_reshape}, {"transpose", m_transpose}, {"t", m_t}, {"permute", m_permute},
   {"narrow", m_narrow}, {"select", m_select}, {"unsqueeze", m_unsqueeze}, {"squeeze", m_squeeze},
   {"expand", m_expand}, {"contiguous", m_contiguous}, {"clone", m_clone}, {"copy_", m_copy_},
-  {"fill_", m_fill_}, {"float", m_float}, {"int", m_int}, {"to", m_to}, {"close", tensor_gc},
+  {"fill_", m_fill_}, {"zero_", m_zero_}, {"float", m_float}, {"int", m_int}, {"to", m_to}, {"close", tensor_gc},
   {NULL, NULL}};
 
 static const luaL_Reg tensor_meta[] = {

@@ -94,7 +94,14 @@ static dn_status run_node(dn_node *n, bool retain_graph) {
                    "backward: the graph through %s was already freed by an earlier backward; "
                    "pass retain_graph = true to the first backward to run backward twice",
                    n->type->name);
-  dn_tensor *grad_in[DN_NODE_INPUTS] = {NULL};
+  /* the fixed-arity ops' gradients on the stack; cat's and stack's many in one allocation */
+  dn_tensor *few[DN_NODE_INPUTS] = {NULL}, **grad_in = few;
+  int slots = n->n_inputs > DN_NODE_INPUTS ? n->n_inputs : DN_NODE_INPUTS;
+  if (slots > DN_NODE_INPUTS) {
+    grad_in = dn_alloc((size_t)slots * sizeof *grad_in);
+    if (!grad_in) return dn_fail(DN_ENOMEM, "backward: out of memory for the gradients of %s", n->type->name);
+    memset(grad_in, 0, (size_t)slots * sizeof *grad_in);
+  }
   dn_status st = n->type->backward(n, n->grad, grad_in);
   for (int i = 0; i < n->n_inputs && !st; i++) {
     if (!grad_in[i] || !n->needs_grad[i]) continue;
@@ -103,7 +110,8 @@ static dn_status run_node(dn_node *n, bool retain_graph) {
     if (n->next_fn[i]) st = accumulate(&n->next_fn[i]->grad, grad_in[i]);
     else if (n->next_leaf[i]) st = accumulate(&n->next_leaf[i]->grad, grad_in[i]);
   }
-  for (int i = 0; i < DN_NODE_INPUTS; i++) dn_tensor_release(grad_in[i]);
+  for (int i = 0; i < slots; i++) dn_tensor_release(grad_in[i]);
+  if (grad_in != few) dn_free(grad_in);
   dn_tensor_release(n->grad);
   n->grad = NULL;
   if (!st && !retain_graph) {

@@ -1,9 +1,11 @@
 /*
-** clamp (to bounds) and where (by a condition): element-wise selections,
-** forward and backward. Segments run through the element-wise driver
-** (elementwise.c).
+** clamp (to bounds), where (by a condition) and masked_fill (a value where
+** a mask holds): element-wise selections, forward and backward. Segments
+** run through the element-wise driver (elementwise.c).
 */
+#include <float.h>
 #include <math.h>
+#include <string.h>
 
 #include "dropnet/elementwise.h"
 #include "elementwise_job.h"
@@ -194,3 +196,110 @@ dn_status dn_where(dn_tensor **out, const dn_tensor *cond, const dn_tensor *a, c
   return st;
 }
 
+
+/* --- masked_fill ------------------------------------------------------------------ */
+
+/* in = {x, mask}: job->lo where the mask (any dtype, nonzero is true; NaN counts as true) holds, else x. */
+static void masked_fill_segment(const dn_ew_job *job, void *out, int64_t so, void *const *in, const int64_t *si,
+                                int64_t n) {
+  int64_t sx = si[0], sm = si[1];
+  dn_dtype mask_dtype = job->in[1]->dtype;
+  const float *mf = in[1];
+  const int32_t *mi = in[1];
+  const uint8_t *mu = in[1];
+  if (job->out->dtype == DN_F32) {
+    float *o = out, v = (float)job->lo;
+    const float *x = in[0];
+    switch (mask_dtype) {
+      case DN_F32: for (int64_t i = 0; i < n; i++) o[i * so] = mf[i * sm] != 0 ? v : x[i * sx]; break;
+      case DN_I32: for (int64_t i = 0; i < n; i++) o[i * so] = mi[i * sm] != 0 ? v : x[i * sx]; break;
+      case DN_U8: for (int64_t i = 0; i < n; i++) o[i * so] = mu[i * sm] != 0 ? v : x[i * sx]; break;
+    }
+  } else {
+    int32_t *o = out, v = (int32_t)job->lo;   /* checked to fit by the op */
+    const int32_t *x = in[0];
+    switch (mask_dtype) {
+      case DN_F32: for (int64_t i = 0; i < n; i++) o[i * so] = mf[i * sm] != 0 ? v : x[i * sx]; break;
+      case DN_I32: for (int64_t i = 0; i < n; i++) o[i * so] = mi[i * sm] != 0 ? v : x[i * sx]; break;
+      case DN_U8: for (int64_t i = 0; i < n; i++) o[i * so] = mu[i * sm] != 0 ? v : x[i * sx]; break;
+    }
+  }
+}
+
+/* The checks both forms share: dtypes and the value. */
+static dn_status check_masked_fill(const char *op, const dn_tensor *a, const dn_tensor *mask, double value) {
+  dn_status st = dn_ew_check_dtype(op, a);
+  if (st) return st;
+  if (mask->dtype != DN_F32 && mask->dtype != DN_I32 && mask->dtype != DN_U8)
+    return dn_fail(DN_ETYPE, "%s: mask has an unknown dtype %d", op, (int)mask->dtype);
+  /* a finite double beyond float32's range has no float32 (converting it is undefined) */
+  if (!dn_value_fits(a->dtype, value) || (a->dtype == DN_F32 && isfinite(value) && fabs(value) > FLT_MAX))
+    return dn_fail(DN_EINVAL, "%s: value %g is not representable as %s", op, value, dn_dtype_name(a->dtype));
+  return DN_OK;
+}
+
+/* The saved slot of a masked_fill node: the mask. */
+enum { MASKED_SAVED_MASK };
+
+/* The gradient passes where the mask does not hold, summed to a's shape. */
+static dn_status masked_fill_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  if (!node->needs_grad[0]) return DN_OK;
+  dn_tensor *mask, *full;
+  dn_status st = dn_node_saved(node, MASKED_SAVED_MASK, &mask);
+  if (!st) st = dn_ew_run_grad(&full, masked_fill_segment, 0, grad, mask, NULL, 0.0, NAN);
+  if (st) return st;
+  st = dn_grad_for_input(&grad_in[0], node, 0, full);
+  dn_tensor_release(full);
+  return st;
+}
+static const dn_node_type masked_fill_node = {"masked_fill", masked_fill_backward};
+
+dn_status dn_masked_fill(dn_tensor **out, const dn_tensor *a, const dn_tensor *mask, double value) {
+  DN_FPMODE_SCOPE();
+  *out = NULL;
+  dn_status st = check_masked_fill("masked_fill", a, mask, value);
+  if (st) return st;
+  int ndim;
+  int64_t shape[DN_MAX_DIMS], size_a, size_m;
+  if (dn_broadcast_dims(a->ndim, a->shape, mask->ndim, mask->shape, &ndim, shape, &size_a, &size_m) >= 0) {
+    char as[128], ms[128];
+    return dn_fail(DN_ESHAPE, "masked_fill: the tensor's shape %s and the mask's %s cannot be broadcast together",
+                   dn_shape_str(a, as, sizeof as), dn_shape_str(mask, ms, sizeof ms));
+  }
+  dn_tensor *result;
+  st = dn_tensor_new(&result, a->dtype, ndim, shape);
+  if (st) return st;
+  st = dn_ew_run(&(dn_ew_job){.segment = masked_fill_segment, .lo = value, .out = result, .in = {a, mask}, .nin = 2});
+  dn_node *node = NULL;
+  if (!st) st = dn_record(result, &masked_fill_node, 1, &a, &node);
+  if (node) st = dn_node_save(node, MASKED_SAVED_MASK, mask);
+  if (st) dn_tensor_release(result);
+  else *out = result;
+  return st;
+}
+
+dn_status dn_masked_fill_(dn_tensor *a, const dn_tensor *mask, double value) {
+  DN_FPMODE_SCOPE();
+  dn_status st = dn_check_inplace("masked_fill_", a);
+  if (!st) st = check_masked_fill("masked_fill_", a, mask, value);
+  if (st) return st;
+  int ndim;
+  int64_t shape[DN_MAX_DIMS], size_a, size_m;
+  int bad = dn_broadcast_dims(a->ndim, a->shape, mask->ndim, mask->shape, &ndim, shape, &size_a, &size_m);
+  if (bad >= 0 || ndim != a->ndim || memcmp(shape, a->shape, (size_t)ndim * sizeof *shape) != 0) {
+    char as[128], ms[128];
+    return dn_fail(DN_ESHAPE, "masked_fill_: the mask's shape %s cannot be broadcast to the tensor's shape %s",
+                   dn_shape_str(mask, ms, sizeof ms), dn_shape_str(a, as, sizeof as));
+  }
+  if ((st = dn_check_writable("masked_fill_", a))) return st;
+  /* a mask in a's own memory is read from a copy: the writes must not change what is read later */
+  dn_tensor *m = dn_tensor_retain((dn_tensor *)mask);
+  if (mask->storage == a->storage) {
+    dn_tensor_release(m);
+    if ((st = dn_plain_clone(&m, mask))) return st;
+  }
+  st = dn_ew_run(&(dn_ew_job){.segment = masked_fill_segment, .lo = value, .out = a, .in = {a, m}, .nin = 2});
+  dn_tensor_release(m);
+  if (!st) dn_bump_version(a);
+  return st;
+}

@@ -275,13 +275,19 @@ dn_status dn_copy_into_named(const char *op, dn_tensor *dst, const dn_tensor *sr
   return DN_OK;
 }
 
-dn_status dn_fill_(dn_tensor *t, double value) {
+/* fill_ and zero_, named op in messages. */
+static dn_status fill_named(const char *op, dn_tensor *t, double value) {
   DN_FPMODE_SCOPE();
-  dn_status st = dn_check_inplace("fill_", t);
-  if (!st) st = dn_check_writable("fill_", t);   /* a 2^40-element expanded view would take hours */
+  dn_status st = dn_check_inplace(op, t);
+  if (!st) st = dn_check_writable(op, t);   /* a 2^40-element expanded view would take hours */
   if (st) return st;
   if (!dn_value_fits(t->dtype, value))
-    return dn_fail(DN_EINVAL, "fill_: value %g is not representable as %s", value, dn_dtype_name(t->dtype));
+    return dn_fail(DN_EINVAL, "%s: value %g is not representable as %s", op, value, dn_dtype_name(t->dtype));
+  if (value == 0 && !signbit(value) && dn_tensor_is_contiguous(t)) {   /* all-zero bits: 0 in every dtype */
+    memset(dn_tensor_data(t), 0, (size_t)dn_tensor_numel(t) * dn_dtype_size(t->dtype));
+    dn_bump_version(t);
+    return DN_OK;
+  }
   int64_t rows = dn_row_count(t), len = dn_row_length(t), stride = dn_row_stride(t);
   for (int64_t r = 0; r < rows; r++) {
     int64_t off = dn_row_offset(t, r);
@@ -295,6 +301,9 @@ dn_status dn_fill_(dn_tensor *t, double value) {
   dn_bump_version(t);
   return DN_OK;
 }
+
+dn_status dn_fill_(dn_tensor *t, double value) { return fill_named("fill_", t, value); }
+dn_status dn_zero_(dn_tensor *t) { return fill_named("zero_", t, 0.0); }
 
 dn_status dn_tensor_set(dn_tensor *t, const int64_t *index, double value) {
   DN_FPMODE_SCOPE();

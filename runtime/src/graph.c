@@ -59,6 +59,35 @@ const char *dn_grad_fn_name(const dn_tensor *t) { return t->grad_fn ? t->grad_fn
 
 /* --- nodes ------------------------------------------------------------------- */
 
+/*
+** A node and its per-input arrays are one allocation: the node, then the
+** arrays for n inputs, widest elements first so each stays aligned (the
+** node's size is a multiple of 8: it holds pointers and a uint64_t).
+*/
+static dn_node *node_new(int n_inputs) {
+  size_t n = (size_t)n_inputs;
+  size_t bytes = sizeof(dn_node) + n * (sizeof(int64_t[DN_MAX_DIMS]) + 2 * sizeof(void *) + sizeof(int) +
+                                        sizeof(dn_dtype) + sizeof(bool));
+  char *p = dn_alloc(bytes);
+  if (!p) return NULL;
+  memset(p, 0, bytes);
+  dn_node *node = (dn_node *)p;
+  p += sizeof(dn_node);
+  node->in_shape = (int64_t(*)[DN_MAX_DIMS])p;
+  p += n * sizeof(int64_t[DN_MAX_DIMS]);
+  node->next_fn = (dn_node **)p;
+  p += n * sizeof(dn_node *);
+  node->next_leaf = (dn_tensor **)p;
+  p += n * sizeof(dn_tensor *);
+  node->in_ndim = (int *)p;
+  p += n * sizeof(int);
+  node->in_dtype = (dn_dtype *)p;
+  p += n * sizeof(dn_dtype);
+  node->needs_grad = (bool *)p;
+  node->n_inputs = n_inputs;
+  return node;
+}
+
 dn_status dn_record(dn_tensor *out, const dn_node_type *type, int n_inputs, const dn_tensor *const *inputs,
                     dn_node **node) {
   *node = NULL;
@@ -66,13 +95,11 @@ dn_status dn_record(dn_tensor *out, const dn_node_type *type, int n_inputs, cons
   bool any = false;
   for (int i = 0; i < n_inputs; i++) any = any || (inputs[i] && inputs[i]->requires_grad);
   if (!any) return DN_OK;
-  dn_node *n = dn_alloc(sizeof *n);
+  dn_node *n = node_new(n_inputs);
   if (!n) return dn_fail(DN_ENOMEM, "%s: out of memory recording the graph", type->name);
-  memset(n, 0, sizeof *n);
   n->refcount = 1;
   n->type = type;
   n->seq = next_seq++;
-  n->n_inputs = n_inputs;
   for (int i = 0; i < n_inputs; i++) {
     dn_tensor *in = (dn_tensor *)inputs[i];
     if (!in) continue;

@@ -8,7 +8,8 @@
 ** so in-place changes are caught) and any scalars in node->scalars/ints.
 ** The backward function receives d(loss)/d(output) and sets grad_in[i]
 ** (a new reference with input i's shape, or NULL for no gradient) for each
-** input with node->needs_grad[i]. Backward runs with grad mode off.
+** input with node->needs_grad[i]; grad_in has n_inputs entries, all NULL on
+** entry. Backward runs with grad mode off.
 */
 #ifndef DROPNET_GRAPH_H
 #define DROPNET_GRAPH_H
@@ -16,6 +17,8 @@
 #include "dropnet/autograd.h"
 #include "dropnet/tensor.h"
 
+/* The inputs of the fixed-arity ops (linear: x, w, b). A node may have any
+   number (cat and stack record one input per tensor joined); see below. */
 #define DN_NODE_INPUTS 3
 #define DN_NODE_SAVED 5
 
@@ -31,13 +34,15 @@ struct dn_node {
   int refcount;
   const dn_node_type *type;
   uint64_t seq;                                   /* creation order: inputs are older */
+  /* n_inputs entries each, in the same allocation as the node (after it),
+     so a node with 20 inputs costs one allocation as one with 1 does */
   int n_inputs;
-  struct dn_node *next_fn[DN_NODE_INPUTS];        /* owned: the input's grad_fn, or NULL */
-  dn_tensor *next_leaf[DN_NODE_INPUTS];           /* owned: the input if a leaf that requires grad */
-  bool needs_grad[DN_NODE_INPUTS];
-  dn_dtype in_dtype[DN_NODE_INPUTS];
-  int in_ndim[DN_NODE_INPUTS];
-  int64_t in_shape[DN_NODE_INPUTS][DN_MAX_DIMS];
+  struct dn_node **next_fn;                       /* owned: the input's grad_fn, or NULL */
+  dn_tensor **next_leaf;                          /* owned: the input if a leaf that requires grad */
+  bool *needs_grad;
+  dn_dtype *in_dtype;
+  int *in_ndim;
+  int64_t (*in_shape)[DN_MAX_DIMS];
   dn_tensor *saved[DN_NODE_SAVED];                /* owned aliases, outside the graph */
   uint32_t saved_version[DN_NODE_SAVED];
   double scalars[4];

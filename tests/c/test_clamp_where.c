@@ -1,8 +1,10 @@
-/* clamp and where (clamp_where.c) against naive double-precision loops:
-   bounds (one-sided, NaN, int32 saturation, a non-integral bound making
-   float32), conditions of every dtype with three-way broadcasting and dtype
-   promotion, their errors, and their gradients by finite differences
-   (broadcast operands, a condition requiring grad gets none). */
+/* clamp, where and masked_fill (clamp_where.c) against naive
+   double-precision loops: bounds (one-sided, NaN, int32 saturation, a
+   non-integral bound making float32), conditions and masks of every dtype
+   with broadcasting and dtype promotion, masked_fill_ in place (a mask in the
+   tensor's own memory, version bump, the in-place rules), their errors, and
+   their gradients by finite differences (broadcast operands, a condition or
+   mask requiring grad gets none). */
 #include "testutil.h"
 #include "testutil_elementwise.h"
 
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "graph.h"
+#include "internal.h"
 
 /* --- clamp and where ----------------------------------------------------------------------- */
 
@@ -195,12 +198,135 @@ static void test_where_gradients(void **state) {
   release_all(list, 4);
 }
 
+/* --- masked_fill ---------------------------------------------------------------------------- */
+
+static void check_masked_fill(const dn_tensor *a, const dn_tensor *mask, double value, int ndim,
+                              const int64_t *shape) {
+  dn_tensor *out;
+  DN_OK_OR_FAIL(dn_masked_fill(&out, a, mask, value));
+  expect_shape(out, ndim, shape);
+  assert_int_equal(out->dtype, a->dtype);
+  for (int64_t i = 0; i < dn_tensor_numel(out); i++) {
+    double m = bcast_at(mask, ndim, shape, i);
+    double want = m != 0 ? (a->dtype == DN_F32 ? (double)(float)value : value) : bcast_at(a, ndim, shape, i);
+    expect_close(dn_test_at(out, i), want, out->dtype, "masked_fill", i);
+  }
+  dn_tensor_release(out);
+}
+
+static void test_masked_fill(void **state) {
+  (void)state;
+  int64_t shape[2] = {3, 4};
+  dn_tensor *a = dn_test_random(130, 2, shape), *an = dn_test_noncontiguous(a);
+  dn_tensor *mf = dn_test_from(2, shape, (float[]){1, 0, -0.0f, NAN, 2, 0, 0, 1, -1, 0, INFINITY, 0});
+  dn_tensor *mi = random_ints(131, 2, shape, 1), *mu, *mn = dn_test_noncontiguous(mf);
+  DN_OK_OR_FAIL(dn_tensor_new(&mu, DN_U8, 2, shape));
+  uint8_t *u = dn_tensor_data(mu);
+  for (int i = 0; i < 12; i++) u[i] = (uint8_t)(i % 3 == 0 ? 0 : i * 20);
+  const dn_tensor *masks[] = {mf, mi, mu, mn};
+  for (int k = 0; k < 4; k++) {
+    check_masked_fill(a, masks[k], -7.5, 2, shape);
+    check_masked_fill(an, masks[k], NAN, 2, shape);
+  }
+  /* broadcasting both ways (the result has the broadcast shape, as torch.masked_fill) */
+  dn_tensor *row = dn_test_from(1, (int64_t[]){4}, (float[]){0, 1, 0, 1});
+  dn_tensor *col = dn_test_random(132, 2, (int64_t[]){3, 1});
+  check_masked_fill(a, row, 0.25, 2, shape);
+  check_masked_fill(col, row, 0.25, 2, shape);
+  dn_tensor *ints = random_ints(133, 2, shape, 9);
+  check_masked_fill(ints, mu, -3, 2, shape);
+  dn_tensor *empty;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&empty, DN_F32, 2, (int64_t[]){0, 4}));
+  check_masked_fill(empty, row, 1, 2, (int64_t[]){0, 4});
+
+  /* in place: the same values; mask broadcast to t; a mask that is t itself */
+  dn_tensor *c;
+  DN_OK_OR_FAIL(dn_clone(&c, a));
+  uint32_t version = c->storage->version;
+  DN_OK_OR_FAIL(dn_masked_fill_(c, row, 0.25));
+  assert_true(c->storage->version != version);
+  for (int64_t i = 0; i < 12; i++)
+    assert_true(dn_test_at(c, i) == (i % 2 ? 0.25f : dn_test_at(a, i)));
+  dn_tensor *self = dn_test_from(1, (int64_t[]){4}, (float[]){0, 2, 0, -1});
+  DN_OK_OR_FAIL(dn_masked_fill_(self, self, 5));
+  assert_true(dn_test_at(self, 0) == 0 && dn_test_at(self, 1) == 5 && dn_test_at(self, 3) == 5);
+  /* a mask in the tensor's own memory in another order is read before any write */
+  dn_tensor *z = dn_test_from(1, (int64_t[]){4}, (float[]){0, 0, 0, 1}), *zr;
+  DN_OK_OR_FAIL(dn_tensor_alias(&zr, z, 1, (int64_t[]){4}, (int64_t[]){-1}, 3));   /* z reversed */
+  DN_OK_OR_FAIL(dn_masked_fill_(z, zr, 9));   /* the mask is [1, 0, 0, 0]: z[3] must not see z[0]'s 9 */
+  assert_true(dn_test_at(z, 0) == 9 && dn_test_at(z, 1) == 0 && dn_test_at(z, 2) == 0 && dn_test_at(z, 3) == 1);
+  dn_tensor *in = dn_test_noncontiguous(a);
+  DN_OK_OR_FAIL(dn_masked_fill_(in, mf, 1));
+  for (int64_t i = 0; i < 12; i++)
+    assert_true(dn_test_at(in, i) == (dn_test_at(mf, i) != 0 ? 1 : dn_test_at(a, i)));
+
+  /* errors */
+  dn_tensor *out = (dn_tensor *)1, *b5 = dn_test_random(134, 1, (int64_t[]){5}), *leaf;
+  DN_EXPECT_ERROR(dn_masked_fill(&out, a, b5, 0), DN_ESHAPE,
+                  "masked_fill: the tensor's shape [3,4] and the mask's [5] cannot be broadcast together");
+  assert_null(out);
+  DN_EXPECT_ERROR(dn_masked_fill(&out, ints, row, 2.5), DN_EINVAL,
+                  "masked_fill: value 2.5 is not representable as int32");
+  DN_EXPECT_ERROR(dn_masked_fill(&out, a, row, 1e300), DN_EINVAL, "masked_fill: value 1e+300 is not representable");
+  DN_EXPECT_ERROR(dn_masked_fill(&out, mu, row, 1), DN_ETYPE, "masked_fill: uint8 tensors are not supported");
+  DN_EXPECT_ERROR(dn_masked_fill_(row, mf, 1), DN_ESHAPE,
+                  "masked_fill_: the mask's shape [3,4] cannot be broadcast to the tensor's shape [4]");
+  DN_EXPECT_ERROR(dn_masked_fill_(ints, row, 0.5), DN_EINVAL, "masked_fill_: value 0.5 is not representable");
+  dn_tensor *ex;
+  DN_OK_OR_FAIL(dn_broadcast_to(&ex, row, 2, shape));
+  DN_EXPECT_ERROR(dn_masked_fill_(ex, mf, 1), DN_EINVAL, "masked_fill_: cannot write into an expanded tensor");
+  DN_OK_OR_FAIL(dn_clone(&leaf, a));
+  DN_OK_OR_FAIL(dn_requires_grad_(leaf, true));
+  DN_EXPECT_ERROR(dn_masked_fill_(leaf, row, 1), DN_EINVAL, "masked_fill_: in-place operation on a tensor that requires grad");
+  bool mode = dn_set_grad_enabled(false);
+  DN_OK_OR_FAIL(dn_masked_fill_(leaf, row, 1));   /* allowed under no_grad, as every in-place op */
+  dn_set_grad_enabled(mode);
+  dn_tensor *list[] = {a, an, mf, mi, mu, mn, row, col, ints, empty, c, self, z, zr, in, b5, ex, leaf};
+  release_all(list, (int)(sizeof list / sizeof *list));
+}
+
+static dn_status f_masked_fill(dn_tensor **out, dn_tensor *const *in, const void *ctx) {
+  (void)ctx;
+  return dn_masked_fill(out, in[0], in[1], -0.5);
+}
+
+static void test_masked_fill_gradients(void **state) {
+  (void)state;
+  const dn_dtype mask_types[] = {DN_U8, DN_I32, DN_F32};
+  for (int t = 0; t < 3; t++) {
+    for (int layout = 0; layout < 2; layout++) {
+      dn_tensor *m01, *mask;
+      DN_OK_OR_FAIL(dn_tensor_from_doubles(&m01, DN_F32, 2, (int64_t[]){3, 4},
+                                           (double[]){1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 1, 1}));
+      DN_OK_OR_FAIL(dn_to_dtype(&mask, m01, mask_types[t]));
+      dn_tensor *x = input(140, 2, (int64_t[]){3, 4}, ANY, layout, true);
+      gradcheck("masked_fill", f_masked_fill, NULL, 2, (dn_tensor *[]){x, mask});
+      /* a broadcast input: its gradient is summed back */
+      dn_tensor *xr = input(141, 2, (int64_t[]){1, 4}, ANY, layout, true);
+      gradcheck("masked_fill broadcast", f_masked_fill, NULL, 2, (dn_tensor *[]){xr, mask});
+      dn_tensor *list[] = {m01, mask, x, xr};
+      release_all(list, 4);
+    }
+  }
+  /* exact: zero where filled; a mask requiring grad gets none */
+  dn_tensor *x = leaf_of(4, (float[]){1, 2, 3, 4}), *m = leaf_of(4, (float[]){0, 1, 0, 1}), *y;
+  DN_OK_OR_FAIL(dn_masked_fill(&y, x, m, 0));
+  assert_string_equal(dn_grad_fn_name(y), "masked_fill");
+  backward_ones(y);
+  expect_grad(x, (float[]){1, 0, 1, 0}, 4);
+  assert_null(m->grad);
+  dn_tensor *list[] = {x, m, y};
+  release_all(list, 3);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_clamp),
     cmocka_unit_test(test_where),
     cmocka_unit_test_setup(test_clamp_gradients, dn_test_reset_modes),
     cmocka_unit_test_setup(test_where_gradients, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_masked_fill, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_masked_fill_gradients, dn_test_reset_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

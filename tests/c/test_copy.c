@@ -1,4 +1,4 @@
-/* copy_, fill_ and dtype conversions (copy.c): values an int dtype cannot hold (and arange's int dtypes),
+/* copy_, fill_, zero_ and dtype conversions (copy.c): values an int dtype cannot hold (and arange's int dtypes),
    copies between views of one storage, writes into expanded views. */
 #include "testutil.h"
 
@@ -226,6 +226,48 @@ static void test_copy_into_expanded(void **state) {
   dn_tensor_release(src);
 }
 
+/* zero_: every dtype and layout, -0.0 written as +0.0, the in-place rules, the version bump. */
+static void test_zero(void **state) {
+  (void)state;
+  const dn_dtype types[] = {DN_F32, DN_I32, DN_U8};
+  for (int t = 0; t < 3; t++) {
+    dn_tensor *a, *tr;
+    DN_OK_OR_FAIL(dn_tensor_full(&a, types[t], 2, (int64_t[]){3, 5}, 7));
+    uint32_t version = a->storage->version;
+    DN_OK_OR_FAIL(dn_zero_(a));
+    assert_true(a->storage->version != version);
+    for (int k = 0; k < 15; k++) assert_true(dn_test_at(a, k) == 0);
+    DN_OK_OR_FAIL(dn_fill_(a, 3));
+    DN_OK_OR_FAIL(dn_t(&tr, a));   /* a strided view: only its elements change */
+    dn_tensor *col;
+    DN_OK_OR_FAIL(dn_select(&col, tr, 0, 1));   /* a[:, 1] */
+    DN_OK_OR_FAIL(dn_zero_(col));
+    for (int k = 0; k < 15; k++) assert_true(dn_test_at(a, k) == (k % 5 == 1 ? 0 : 3));
+    dn_tensor *list[] = {a, tr, col};
+    for (size_t k = 0; k < 3; k++) dn_tensor_release(list[k]);
+  }
+  dn_tensor *f;
+  DN_OK_OR_FAIL(dn_tensor_full(&f, DN_F32, 1, (int64_t[]){2}, -1));
+  DN_OK_OR_FAIL(dn_zero_(f));
+  assert_false(signbit(((float *)dn_tensor_data(f))[0]));
+  DN_OK_OR_FAIL(dn_fill_(f, -0.0));   /* fill_ keeps the sign it is given */
+  assert_true(signbit(((float *)dn_tensor_data(f))[1]));
+  /* the rules of every in-place op */
+  DN_OK_OR_FAIL(dn_requires_grad_(f, true));
+  DN_EXPECT_ERROR(dn_zero_(f), DN_EINVAL, "zero_: in-place operation on a tensor that requires grad");
+  bool mode = dn_set_grad_enabled(false);
+  DN_OK_OR_FAIL(dn_zero_(f));
+  dn_set_grad_enabled(mode);
+  dn_tensor *row, *ex, *empty;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&row, DN_F32, 1, (int64_t[]){3}));
+  DN_OK_OR_FAIL(dn_broadcast_to(&ex, row, 2, (int64_t[]){4, 3}));
+  DN_EXPECT_ERROR(dn_zero_(ex), DN_EINVAL, "zero_: cannot write into an expanded tensor");
+  DN_OK_OR_FAIL(dn_tensor_new(&empty, DN_F32, 2, (int64_t[]){0, 3}));
+  DN_OK_OR_FAIL(dn_zero_(empty));
+  dn_tensor *list[] = {f, row, ex, empty};
+  for (size_t k = 0; k < 4; k++) dn_tensor_release(list[k]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_conversion_truncates_in_range, dn_test_reset_modes),
@@ -236,6 +278,7 @@ int main(void) {
     cmocka_unit_test_setup(test_copy_refuses_partial_overlap, dn_test_reset_modes),
     cmocka_unit_test_setup(test_copy_within_one_storage_that_does_not_overlap, dn_test_reset_modes),
     cmocka_unit_test_setup(test_copy_into_expanded, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_zero, dn_test_reset_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,10 @@ view.c        recording views
 elementwise.c the element-wise driver: broadcasting, dtype checks, int32 overflows
 unary.c       unary element-wise ops (neg ... tanh)
 binary.c      binary element-wise ops (add ... minimum)
-clamp_where.c clamp and where
+clamp_where.c clamp, where and masked_fill
+join.c        cat and stack
+scan.c        cumsum
+vector_norm.c vector p-norms
 matmul.c      matrix products
 dropout_mask.c the dropout family: random kernels, thresholds, scales
 linear.c      the fused linear layer (+ ReLU + dropout)

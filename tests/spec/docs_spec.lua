@@ -324,9 +324,12 @@ end
 
 -- --- the C headers ------------------------------------------------------------------------
 
-local HEADERS = {"error", "export", "alloc", "tensor", "elementwise", "reduce", "matmul", "index", "rng",
-  "parallel", "autograd", "nn", "loss", "optim", "dropout", "dropblock", "io", "conv", "pooling", "norm", "augment",
-  "dropnet"}
+-- Every header dropnet.h includes (version.h is generated), export.h and dropnet.h itself: a new header
+-- is checked as soon as dropnet.h includes it.
+local HEADERS = {"export", "dropnet"}
+for name in read(SOURCE .. "/runtime/include/dropnet/dropnet.h"):gmatch('#include "dropnet/([%w_]+)%.h"') do
+  if name ~= "version" and name ~= "export" then HEADERS[#HEADERS + 1] = name end
+end
 
 -- {name =, header =, line =, documented =} for every DN_API declaration.
 local function c_declarations()

@@ -257,6 +257,86 @@ row("max(1) of a :t()", function(r, layout)
   return {G.random_leaf(r, {sz.m, sz.n}, "distinct", layout)}
 end, function(x) return (x[1]:t():max(1)) end)
 
+-- --- norms, cumsum, masked_fill ------------------------------------------------------------------
+
+-- p < 2 has a kink (or an infinite curvature) at 0: values away from it; the inf-norm needs no ties
+local NORMS = {
+  {"norm()", function(x) return x:norm() end, "any"},
+  {"norm(2, 2)", function(x) return x:norm(2, 2) end, "any"},
+  {"norm(2, -1, keepdim)", function(x) return x:norm(2, -1, true) end, "any"},
+  {"norm(1)", function(x) return x:norm(1) end, "away0"},
+  {"norm(1, 1)", function(x) return x:norm(1, 1) end, "away0"},
+  {"norm(3, 3)", function(x) return x:norm(3, 3) end, "any"},
+  {"norm(0.5, 2)", function(x) return x:norm(0.5, 2) end, "away0"},
+  {"norm(1.5)", function(x) return x:norm(1.5) end, "away0"},
+  {"norm(4, 1, keepdim)", function(x) return x:norm(4, 1, true) end, "any"},
+  {"norm(inf)", function(x) return x:norm(math.huge) end, "distinct"},
+  {"norm(inf, 2)", function(x) return x:norm(math.huge, 2) end, "distinct"},
+  {"dn.norm(x, 2, 3)", function(x) return dn.norm(x, 2, 3) end, "any"},
+  {"cumsum(1)", function(x) return x:cumsum(1) end, "any"},
+  {"cumsum(2)", function(x) return x:cumsum(2) end, "any"},
+  {"dn.cumsum(x, -1)", function(x) return dn.cumsum(x, -1) end, "any"},
+}
+for _, c in ipairs(NORMS) do
+  row(c[1], function(r, layout)
+    local sz = sizes(r)
+    return {G.random_leaf(r, {sz.b, sz.m, sz.n}, c[3], layout)}
+  end, function(x) return c[2](x[1]) end)
+end
+row("norm(2, 1) of a :t()", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout)}
+end, function(x) return x[1]:t():norm(2, 1) end)
+row("cumsum(1) of a :t()", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout)}
+end, function(x) return x[1]:t():cumsum(1) end)
+row("masked_fill {m,n} mask", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout), G.tensor(G.values(r, {sz.m, sz.n}, "any"), layout):gt(0)}
+end, function(x) return x[1]:masked_fill(x[2], -0.5) end)
+row("masked_fill broadcast {n} mask, int32", function(r, layout)
+  local sz = sizes(r)
+  local mask = {}
+  for i = 1, sz.n do mask[i] = i % 2 end
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout), G.ints(mask)}
+end, function(x) return dn.masked_fill(x[1], x[2], 2) end)
+row("masked_fill of a {1,n} input by a {m,n} mask", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {1, sz.n}, "any", layout), G.tensor(G.values(r, {sz.m, sz.n}, "any")):lt(0)}
+end, function(x) return x[1]:masked_fill(x[2], 0) end)
+
+-- --- cat and stack ------------------------------------------------------------------------------------
+
+row("cat of two along dim 1", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout), G.random_leaf(r, {sz.k, sz.n}, "any", layout)}
+end, function(x) return dn.cat({x[1], x[2]}) end)
+row("cat of five along dim 2, one constant", function(r, layout)
+  local sz = sizes(r)
+  local list = {}
+  for i = 1, 5 do
+    local piece = {sz.m, i}
+    list[i] = i == 4 and G.tensor(G.values(r, piece), layout) or G.random_leaf(r, piece, "any", layout)
+  end
+  return list
+end, function(x) return dn.cat(x, 2) end)
+row("cat of one leaf three times, a :t() and a 1-D empty tensor", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.m}, "any", layout)}
+end, function(x) return dn.cat({x[1], x[1]:t(), dn.zeros(0), x[1] * 2}, -1) end)
+for _, dim in ipairs {1, 2, 3, -1} do
+  row("stack of three along dim " .. dim, function(r, layout)
+    local sz = sizes(r)
+    return {G.random_leaf(r, {sz.m, sz.n}, "any", layout), G.random_leaf(r, {sz.m, sz.n}, "any", layout),
+            G.random_leaf(r, {sz.m, sz.n}, "any", layout)}
+  end, function(x) return dn.stack(x, dim) end)
+end
+row("stack of 0-dim tensors", function(r)
+  return {G.random_leaf(r, {}, "any"), G.random_leaf(r, {}, "any"), G.random_leaf(r, {}, "any"),
+          G.random_leaf(r, {}, "any")}
+end, function(x) return dn.stack(x) end, {layouts = {"contiguous"}})
+
 -- --- matmul and index_select -----------------------------------------------------------------------
 
 local MATMUL = {

@@ -56,6 +56,11 @@ DN_API dn_status dn_unary_(dn_tensor *a, dn_unop op);
 DN_API dn_status dn_clamp(dn_tensor **out, const dn_tensor *a, double lo, double hi);
 /* out = cond != 0 ? a : b, all three broadcast together. */
 DN_API dn_status dn_where(dn_tensor **out, const dn_tensor *cond, const dn_tensor *a, const dn_tensor *b);
+/* out = mask != 0 ? value : a (mask of any dtype, NaN counts as true), a and mask broadcast together as
+   torch.masked_fill; value must fit a's dtype. Differentiable in a: no gradient where filled. */
+DN_API dn_status dn_masked_fill(dn_tensor **out, const dn_tensor *a, const dn_tensor *mask, double value);
+/* The same in place: mask broadcasts to a's shape; an error when a requires grad in grad mode. */
+DN_API dn_status dn_masked_fill_(dn_tensor *a, const dn_tensor *mask, double value);
 
 /* Convenience wrappers over dn_binary/dn_unary. */
 DN_API dn_status dn_add(dn_tensor **out, const dn_tensor *a, const dn_tensor *b);

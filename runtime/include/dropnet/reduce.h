@@ -38,6 +38,16 @@ DN_API dn_status dn_min_dim(dn_tensor **values, dn_tensor **indices, const dn_te
 DN_API dn_status dn_argmax_all(dn_tensor **out, const dn_tensor *a, int64_t base);
 DN_API dn_status dn_argmin_all(dn_tensor **out, const dn_tensor *a, int64_t base);
 
+/* The vector p-norm of float32 elements (torch.linalg.vector_norm): (sum |x|^p)^(1/p) for p > 0, max |x|
+   for p = INFINITY, the count of non-zeros for p = 0 (which records a node that gives no gradient).
+   Sums in double: p = 2 cannot overflow. The gradient at a zero norm is 0; inf shares it among ties. */
+DN_API dn_status dn_vector_norm_all(dn_tensor **out, const dn_tensor *a, double p);
+DN_API dn_status dn_vector_norm_dim(dn_tensor **out, const dn_tensor *a, double p, int dim, bool keepdim);
+
+/* Cumulative sums along dim, a's shape: float32 accumulates in double, int32 and uint8 give int32
+   (DN_ERANGE when a sum leaves int32). Differentiable (float32). */
+DN_API dn_status dn_cumsum(dn_tensor **out, const dn_tensor *a, int dim);
+
 DN_END_DECLS
 
 #endif

@@ -122,6 +122,8 @@ DN_API dn_status dn_clone(dn_tensor **out, const dn_tensor *t);
    exactly dst (same elements, same order: a no-op) is DN_EINVAL, as is an expanded dst. */
 DN_API dn_status dn_copy_(dn_tensor *dst, const dn_tensor *src);
 DN_API dn_status dn_fill_(dn_tensor *t, double value);
+/* fill_ with 0 (any dtype), as torch.Tensor.zero_: an error when t requires grad in grad mode. */
+DN_API dn_status dn_zero_(dn_tensor *t);
 /* Converted copy (or t itself if already of dtype). float->int truncates toward zero (2.7 -> 2,
    -2.7 -> -2); NaN, infinities and values whose truncation does not fit the dtype (3e9 to int32,
    300 or -1 to uint8) are DN_EINVAL "to_dtype: value V at position P is not representable as T". */
