@@ -300,6 +300,41 @@ row("index_select(-1) of 3-D", function(r, layout)
   return {G.random_leaf(r, {sz.b, sz.m, sz.n}, "any", layout), G.ints({2, 2, 1})}
 end, function(x) return dn.index_select(x[1], -1, x[2]) end)
 
+-- --- gather and scatter_add ------------------------------------------------------------------------
+
+-- A nested table of int32 index values in [1, size] (repeats likely), of shape {rows, cols}.
+local function index_values(r, rows, cols, size)
+  local v = {}
+  for i = 1, rows do
+    v[i] = {}
+    for j = 1, cols do v[i][j] = r:int(1, size) end
+  end
+  return v
+end
+
+row("gather(2) with repeated indices", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout), G.ints(index_values(r, sz.m, sz.n + 2, sz.n))}
+end, function(x) return x[1]:gather(2, x[2]) end)
+row("gather(1) of an index smaller than the input", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout), G.ints(index_values(r, sz.m + 1, sz.n - 1, sz.m))}
+end, function(x) return dn.gather(x[1], 1, x[2]) end)
+row("gather(-1) of a :t()", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.n, sz.m}, "any", layout), G.ints(index_values(r, sz.m, 3, sz.n))}
+end, function(x) return x[1]:t():gather(-1, x[2]) end)
+row("scatter_add(2), input and a larger src", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout), G.ints(index_values(r, sz.m, sz.n + 1, sz.n)),
+          G.random_leaf(r, {sz.m + 1, sz.n + 2}, "any", layout)}
+end, function(x) return x[1]:scatter_add(2, x[2], x[3]) end)
+row("scatter_add(1) into a constant", function(r, layout)
+  local sz = sizes(r)
+  return {G.tensor(G.values(r, {sz.m, sz.n}), layout), G.ints(index_values(r, 2 * sz.m, sz.n, sz.m)),
+          G.random_leaf(r, {2 * sz.m, sz.n}, "any", layout)}
+end, function(x) return dn.scatter_add(x[1], 1, x[2], x[3]) end)
+
 -- --- views and copies ------------------------------------------------------------------------------
 
 local VIEWS = {
