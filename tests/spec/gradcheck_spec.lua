@@ -335,6 +335,28 @@ row("scatter_add(1) into a constant", function(r, layout)
           G.random_leaf(r, {2 * sz.m, sz.n}, "any", layout)}
 end, function(x) return dn.scatter_add(x[1], 1, x[2], x[3]) end)
 
+-- --- sort, topk, median, quantile (values 0.1 apart: a step of eps keeps every order) ------------------
+
+local ORDER = {
+  {"sort(2)", {"m", "n"}, function(x) return (x:sort(2)) end},
+  {"sort(1, descending)", {"m", "n"}, function(x) return (x:sort(1, true)) end},
+  {"dn.sort of 3-D along dim 2", {"b", "m", "n"}, function(x) return (dn.sort(x, 2)) end},
+  {"topk(2)", {"m", "n"}, function(x) return (x:topk(2)) end},
+  {"topk(2, 1, smallest, unsorted)", {"m", "n"}, function(x) return (x:topk(2, 1, false, false)) end},
+  {"median()", {"m", "n"}, function(x) return x:median() end},
+  {"median(2)", {"m", "n"}, function(x) return (x:median(2)) end},
+  {"median(1, keepdim) of 3-D", {"b", "m", "n"}, function(x) return (dn.median(x, 1, true)) end},
+  {"quantile(0.3)", {"m", "n"}, function(x) return x:quantile(0.3) end},
+  {"quantile({0, 0.4, 0.4, 1}, 2)", {"m", "n"}, function(x) return x:quantile(dn.tensor {0, 0.4, 0.4, 1}, 2) end},
+  {"quantile(0.75, 1, keepdim)", {"m", "n"}, function(x) return dn.quantile(x, 0.75, 1, true) end},
+  {"quantile(0.6, -1) of a :t()", {"m", "n"}, function(x) return x:t():quantile(0.6, -1) end},
+}
+for _, c in ipairs(ORDER) do
+  row(c[1], function(r, layout)
+    return {G.random_leaf(r, shape(sizes(r), c[2]), "distinct", layout)}
+  end, function(x) return c[3](x[1]) end)
+end
+
 -- --- views and copies ------------------------------------------------------------------------------
 
 local VIEWS = {

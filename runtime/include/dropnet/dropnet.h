@@ -12,6 +12,7 @@
 #include "dropnet/reduce.h"
 #include "dropnet/matmul.h"
 #include "dropnet/index.h"
+#include "dropnet/sort.h"
 #include "dropnet/rng.h"
 #include "dropnet/parallel.h"
 #include "dropnet/autograd.h"
