@@ -107,5 +107,6 @@ int luaopen_dropnet_core(lua_State *L) {
   dn_lua_open_pool(L);
   dn_lua_open_norm(L);
   dn_lua_open_augment(L);
+  dn_lua_open_sort(L);
   return 1;
 }

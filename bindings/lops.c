@@ -290,6 +290,33 @@ static int m_index_select(lua_State *L) {
   return 1;
 }
 
+/* t:gather(dim, index): index int32 of t's ndim holding 1-based positions along dim */
+static int m_gather(lua_State *L) {
+  dn_tensor *a = dn_lua_check_tensor(L, 1);
+  int dim = dn_lua_check_dim(L, 2, a->ndim);
+  dn_tensor *index = dn_lua_check_tensor(L, 3);
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_gather(&r->t, a, dim, index, 1));
+  return 1;
+}
+
+/* t:scatter_add(dim, index, src) and t:scatter_add_(dim, index, src): 1-based index values */
+static int push_scatter_add(lua_State *L, bool in_place) {
+  dn_tensor *a = dn_lua_check_tensor(L, 1);
+  int dim = dn_lua_check_dim(L, 2, a->ndim);
+  dn_tensor *index = dn_lua_check_tensor(L, 3), *src = dn_lua_check_tensor(L, 4);
+  if (in_place) {
+    dn_lua_check_status(L, dn_scatter_add_(a, dim, index, src, 1));
+    lua_settop(L, 1);
+    return 1;
+  }
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_scatter_add(&r->t, a, dim, index, src, 1));
+  return 1;
+}
+static int m_scatter_add(lua_State *L) { return push_scatter_add(L, false); }
+static int m_scatter_add_(lua_State *L) { return push_scatter_add(L, true); }
+
 /* bytes:byte_rows_to_float(index, table): index 1-based, or nil for every row */
 static int m_byte_rows_to_float(lua_State *L) {
   dn_tensor *src = dn_lua_check_tensor(L, 1);
@@ -320,6 +347,7 @@ static const luaL_Reg op_methods[] = {
   {"max", m_max}, {"min", m_min}, {"argmax", m_argmax}, {"argmin", m_argmin},
   {"norm", m_norm}, {"cumsum", m_cumsum}, {"masked_fill", m_masked_fill}, {"masked_fill_", m_masked_fill_},
   {"matmul", m_matmul}, {"index_select", m_index_select}, {"one_hot", m_one_hot},
+  {"gather", m_gather}, {"scatter_add", m_scatter_add}, {"scatter_add_", m_scatter_add_},
   {"byte_rows_to_float", m_byte_rows_to_float}, {NULL, NULL}};
 
 static const luaL_Reg op_meta[] = {
@@ -331,6 +359,7 @@ static const char *const functional[] = {
   "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt", "ge", "maximum", "minimum",
   "neg", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "clamp", "sum", "mean", "var", "std",
   "max", "min", "argmax", "argmin", "norm", "cumsum", "masked_fill", "matmul", "index_select", "one_hot",
+  "gather", "scatter_add",
   "byte_rows_to_float", NULL};
 
 void dn_lua_open_ops(lua_State *L) {

@@ -217,6 +217,10 @@ dn_status dn_matmul_into_plain(dn_tensor *out, dn_tensor *a, dn_tensor *b, float
    on it that records its own node. linear.c. */
 dn_status dn_linear_plain(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, dn_activation act);
 
+/* a[c with c[dim] = index[c] - base] += src[c] for float32 a and src, index int32 of a's ndim whose
+   values the caller has checked; no graph. The backward of gather, sort and their kin (index.c). */
+void dn_scatter_add_into(dn_tensor *a, int dim, const dn_tensor *index, const dn_tensor *src, int64_t base);
+
 /* Marks an in-place write (autograd checks versions). */
 static inline void dn_bump_version(dn_tensor *t) { t->storage->version++; }
 

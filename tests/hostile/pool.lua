@@ -89,6 +89,10 @@ P.benign = {
   "\"out.safetensors\", {a = dn.ones(2)}", "\"out.idx\", dn.ones(2)", "\"out.ckpt\", {a = 1}",
   "\"out.svg\", \"<svg/>\"", "{series = {{y = {1, 2, 3}}}}", "{{series = {{y = {1, 2, 3}}}}}",
   "function() return dn.ones(1) end", "{seed = 1, offset = 0}", "\"x\"", "io.stderr",
+  -- gather and scatter_add (a 2-D int32 index along dim 2)
+  "dn.randn(2, 4), 2, dn.tensor({{1, 4}, {2, 2}}, \"int32\")",
+  "dn.randn(2, 4), 2, dn.tensor({{1, 4}, {2, 2}}, \"int32\"), dn.randn(2, 3)",
+  "2, dn.tensor({{1, 4}, {2, 2}}, \"int32\")", "2, dn.tensor({{1, 4}, {2, 2}}, \"int32\"), dn.randn(2, 3)",
 }
 
 -- Argument lists tried after an object's constructor code, as "<obj>, <rest>".

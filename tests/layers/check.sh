@@ -39,6 +39,8 @@ dropout_mask.c the dropout family: random kernels, thresholds, scales
 linear.c      the fused linear layer (+ ReLU + dropout)
 dropout.c     the dropout family: ops and nodes
 dropblock.c   DropBlock: the block mask walk, its op and node
+index.c       index ops: index_select, one_hot, gather, scatter_add (and the scatter other backwards use)
+sort.c        sort, topk, median, quantile, histc (their backward scatters through index.c)
 '
 # The one call upwards, by name: a tensor owns its node, so releasing a
 # tensor releases its node (and a node releases the tensors it holds).

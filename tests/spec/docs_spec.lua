@@ -221,6 +221,7 @@ local function w() return dn.zeros(3, 3) end
 local momentum_opt = optim.SGD({dn.zeros(1):requires_grad_()}, {lr = 0.1, momentum = 0.5})
 
 local PROBES = {
+  {"dn.histogram", function() return dn.histogram(dn.zeros(2), PROBE) end},
   {"nn.Linear", function() return nn.Linear(2, 2, PROBE) end},
   {"analysis.gradient_noise",
     function() return analysis.gradient_noise(nn.Linear(3, 1), F.mse_loss, x2, x2, PROBE) end},

@@ -380,6 +380,63 @@ row("index_select(-1) of 3-D", function(r, layout)
   return {G.random_leaf(r, {sz.b, sz.m, sz.n}, "any", layout), G.ints({2, 2, 1})}
 end, function(x) return dn.index_select(x[1], -1, x[2]) end)
 
+-- --- gather and scatter_add ------------------------------------------------------------------------
+
+-- A nested table of int32 index values in [1, size] (repeats likely), of shape {rows, cols}.
+local function index_values(r, rows, cols, size)
+  local v = {}
+  for i = 1, rows do
+    v[i] = {}
+    for j = 1, cols do v[i][j] = r:int(1, size) end
+  end
+  return v
+end
+
+row("gather(2) with repeated indices", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout), G.ints(index_values(r, sz.m, sz.n + 2, sz.n))}
+end, function(x) return x[1]:gather(2, x[2]) end)
+row("gather(1) of an index smaller than the input", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout), G.ints(index_values(r, sz.m + 1, sz.n - 1, sz.m))}
+end, function(x) return dn.gather(x[1], 1, x[2]) end)
+row("gather(-1) of a :t()", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.n, sz.m}, "any", layout), G.ints(index_values(r, sz.m, 3, sz.n))}
+end, function(x) return x[1]:t():gather(-1, x[2]) end)
+row("scatter_add(2), input and a larger src", function(r, layout)
+  local sz = sizes(r)
+  return {G.random_leaf(r, {sz.m, sz.n}, "any", layout), G.ints(index_values(r, sz.m, sz.n + 1, sz.n)),
+          G.random_leaf(r, {sz.m + 1, sz.n + 2}, "any", layout)}
+end, function(x) return x[1]:scatter_add(2, x[2], x[3]) end)
+row("scatter_add(1) into a constant", function(r, layout)
+  local sz = sizes(r)
+  return {G.tensor(G.values(r, {sz.m, sz.n}), layout), G.ints(index_values(r, 2 * sz.m, sz.n, sz.m)),
+          G.random_leaf(r, {2 * sz.m, sz.n}, "any", layout)}
+end, function(x) return dn.scatter_add(x[1], 1, x[2], x[3]) end)
+
+-- --- sort, topk, median, quantile (values 0.1 apart: a step of eps keeps every order) ------------------
+
+local ORDER = {
+  {"sort(2)", {"m", "n"}, function(x) return (x:sort(2)) end},
+  {"sort(1, descending)", {"m", "n"}, function(x) return (x:sort(1, true)) end},
+  {"dn.sort of 3-D along dim 2", {"b", "m", "n"}, function(x) return (dn.sort(x, 2)) end},
+  {"topk(2)", {"m", "n"}, function(x) return (x:topk(2)) end},
+  {"topk(2, 1, smallest, unsorted)", {"m", "n"}, function(x) return (x:topk(2, 1, false, false)) end},
+  {"median()", {"m", "n"}, function(x) return x:median() end},
+  {"median(2)", {"m", "n"}, function(x) return (x:median(2)) end},
+  {"median(1, keepdim) of 3-D", {"b", "m", "n"}, function(x) return (dn.median(x, 1, true)) end},
+  {"quantile(0.3)", {"m", "n"}, function(x) return x:quantile(0.3) end},
+  {"quantile({0, 0.4, 0.4, 1}, 2)", {"m", "n"}, function(x) return x:quantile(dn.tensor {0, 0.4, 0.4, 1}, 2) end},
+  {"quantile(0.75, 1, keepdim)", {"m", "n"}, function(x) return dn.quantile(x, 0.75, 1, true) end},
+  {"quantile(0.6, -1) of a :t()", {"m", "n"}, function(x) return x:t():quantile(0.6, -1) end},
+}
+for _, c in ipairs(ORDER) do
+  row(c[1], function(r, layout)
+    return {G.random_leaf(r, shape(sizes(r), c[2]), "distinct", layout)}
+  end, function(x) return c[3](x[1]) end)
+end
+
 -- --- views and copies ------------------------------------------------------------------------------
 
 local VIEWS = {

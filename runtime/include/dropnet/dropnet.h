@@ -13,6 +13,7 @@
 #include "dropnet/matmul.h"
 #include "dropnet/index.h"
 #include "dropnet/join.h"
+#include "dropnet/sort.h"
 #include "dropnet/rng.h"
 #include "dropnet/parallel.h"
 #include "dropnet/autograd.h"
