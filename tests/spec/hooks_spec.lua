@@ -1,9 +1,11 @@
--- Hooks on tensors (Tensor:register_hook, dn.hook_aliases): what they see and when, replacements, order,
--- removal, errors raised from backward, lifetimes under the collector. Oracles: hand-derived gradients
--- (d(x*x)/dx = 2x, ...).
+-- Hooks on tensors (Tensor:register_hook, dn.hook_aliases) and on modules (forward pre-hooks, forward
+-- hooks, full backward hooks): what they see and when, replacements, order, removal, errors raised
+-- from backward, lifetimes under the collector, and a fused Sequential seen exactly as the unfused one.
+-- Oracles: hand-derived gradients (d(x*x)/dx = 2x, ...) and plain Lua loops (H.matmul2) for Linear.
 local dn = require "dropnet"
 local H = require "helpers"
 local nn = dn.nn
+local fusion = require "dropnet.nn.fusion"
 
 local function full_gc()
   for _ = 1, 4 do collectgarbage() end
@@ -267,5 +269,259 @@ describe("dn.hook_aliases", function()
     out = dn.hook_aliases({a}, function() return {"x"} end)
     H.assert_error(function() (out[1] * 2):sum():backward() end,
       {"hook_aliases: item 1 of a hook's result must be a tensor or nil (got string)"})
+  end)
+end)
+
+-- --- modules --------------------------------------------------------------------------------
+
+-- A module with two tensor inputs and a number: a * b * s + a.
+local Pair = nn.Module:extend("Pair")
+function Pair:forward(a, b, s) return a * b * s + a end
+
+describe("Module hooks", function()
+  it("forward pre-hooks see and may replace the arguments", function()
+    local lin = nn.Linear(3, 2)
+    local x = dn.randn(4, 3)
+    local seen
+    local h = lin:register_forward_pre_hook(function(m, input)
+      seen = {m = m, n = input.n, x = input[1]}
+      return input[1] * 2
+    end)
+    local y = lin(x)
+    assert.are.equal(lin, seen.m)
+    assert.are.equal(1, seen.n)
+    assert.are.equal(x, seen.x)
+    H.assert_same(y, lin:forward(x * 2))
+    h:remove()
+    H.assert_same(lin(x), lin:forward(x))
+    -- a table replaces the whole argument list
+    local pair = Pair()
+    pair:register_forward_pre_hook(function(_, input)
+      assert.are.equal(3, input.n)
+      return {input[2], input[1], 10}
+    end)
+    H.assert_same(pair(dn.tensor{1, 2}, dn.tensor{3, 4}, 1), {33, 84})   -- b * a * 10 + b
+  end)
+
+  it("forward hooks see the input and output and may replace the output", function()
+    local relu = nn.ReLU()
+    local x = dn.tensor{-1, 2}
+    local seen
+    relu:register_forward_hook(function(m, input, output) seen = {m, input[1], output} end)
+    local h = relu:register_forward_hook(function(_, _, output) return output + 1 end)
+    local y = relu(x)
+    assert.are.equal(relu, seen[1])
+    assert.are.equal(x, seen[2])
+    H.assert_same(seen[3], {0, 2})
+    H.assert_same(y, {1, 3})
+    h:remove()
+    H.assert_same(relu(x), {0, 2})
+    H.assert_error(function() relu:register_forward_hook("f") end,
+      {"ReLU.register_forward_hook: a function expected (got \"f\")"})
+  end)
+
+  it("run in registration order; a removal takes effect at once, even during a call", function()
+    local m = nn.Identity()
+    local log, hb = {}, nil
+    m:register_forward_hook(function() log[#log + 1] = "a" hb:remove() end)
+    hb = m:register_forward_hook(function() log[#log + 1] = "b" end)
+    m:register_forward_pre_hook(function() log[#log + 1] = "pre" end)
+    m(dn.ones(1))
+    m(dn.ones(1))
+    assert.are.same({"pre", "a", "pre", "a"}, log)
+  end)
+
+  it("full backward hooks get grad_input and grad_output of a Linear, as computed by hand", function()
+    dn.manual_seed(3)
+    local lin = nn.Linear(3, 2)
+    local xv = H.rand_values({4, 3}, -1, 1)
+    local wv = H.rand_values({4, 2}, -1, 1)   -- dL/dy: loss = sum(y * w)
+    local x = dn.tensor(xv, {requires_grad = true})
+    local seen
+    lin:register_full_backward_hook(function(m, grad_input, grad_output)
+      seen = {m = m, gi = grad_input, go = grad_output}
+    end)
+    ;(lin(x) * dn.tensor(wv)):sum():backward()
+    assert.are.equal(lin, seen.m)
+    assert.are.equal(1, seen.gi.n)
+    assert.are.equal(1, seen.go.n)
+    H.assert_close(seen.go[1], H.map(wv, H.f32), 0, 0)
+    local expected = H.matmul2(H.map(wv, H.f32), lin.weight:totable())   -- dL/dx = dL/dy @ W
+    H.assert_close(seen.gi[1], expected, 1e-6, 1e-6)
+    H.assert_same(x.grad, seen.gi[1])
+  end)
+
+  it("full backward hooks may replace grad_input, which is what flows on", function()
+    local model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1))
+    local x = dn.randn(2, 3):requires_grad_()
+    local into_first
+    model[1]:register_full_backward_hook(function(_, _, grad_output) into_first = grad_output[1] end)
+    model[3]:register_full_backward_hook(function(_, grad_input) return {grad_input[1] * 0 + 1} end)
+    model(x):sum():backward()
+    -- Tanh's backward got ones: the first layer's output gradient is 1 - tanh(h)^2
+    local h = model[1](x)
+    H.assert_close(into_first, (1 - h:tanh() * h:tanh()), 1e-6, 1e-6)
+    -- with no input requiring grad: grad_input is all nil and may not be replaced
+    local lin = nn.Linear(3, 1)
+    local seen
+    lin:register_full_backward_hook(function(_, gi, go) seen = {gi, go} end)
+    lin(dn.randn(2, 3)):sum():backward()
+    assert.are.equal(1, seen[1].n)
+    assert.is_nil(seen[1][1])
+    H.assert_same(seen[2][1], {{1}, {1}})
+    local lin2 = nn.Linear(3, 1)
+    lin2:register_full_backward_hook(function() return {dn.zeros(2, 3)} end)
+    H.assert_error(function() lin2(dn.randn(2, 3)):sum():backward() end,
+      {"Linear: a full backward hook returned a gradient for input 1, but no input requires grad"})
+  end)
+
+  it("full backward hooks see every input of a module at once", function()
+    local pair = Pair()
+    local a, b = leaf{1, 2}, leaf{3, 4}
+    local calls, seen = 0, nil
+    pair:register_full_backward_hook(function(_, gi, go)
+      calls = calls + 1
+      seen = {gi = gi, go = go}
+      return {gi[1] * 10, nil, nil, n = 3}   -- a's gradient replaced, b's kept
+    end)
+    pair(a, b, 2):sum():backward()
+    assert.are.equal(1, calls)
+    assert.are.equal(3, seen.gi.n)
+    H.assert_same(seen.gi[1], {7, 9})   -- b * s + 1
+    H.assert_same(seen.gi[2], {2, 4})   -- a * s
+    assert.is_nil(seen.gi[3])
+    H.assert_same(seen.go[1], {1, 1})
+    H.assert_same(a.grad, {70, 90})
+    H.assert_same(b.grad, {2, 4})
+    local bad = Pair()
+    bad:register_full_backward_hook(function() return {nil, nil, dn.ones(1)} end)
+    H.assert_error(function() bad(leaf{1}, leaf{1}, 1):sum():backward() end,
+      {"Pair: a full backward hook returned a gradient for input 3, which has none"})
+    bad = Pair()
+    bad:register_full_backward_hook(function() return {n = 2} end)
+    H.assert_error(function() bad(leaf{1}, leaf{1}, 1):sum():backward() end,
+      {"Pair: a full backward hook returned 2 gradients for 3 inputs"})
+    bad = Pair()
+    bad:register_full_backward_hook(function() error("module hook failed") end)
+    H.assert_error(function() bad(leaf{1}, leaf{1}, 1):sum():backward() end, {"module hook failed"})
+  end)
+
+  it("do nothing under no_grad beyond the forward hooks", function()
+    local lin = nn.Linear(2, 2)
+    local calls = 0
+    lin:register_full_backward_hook(function() calls = calls + 1 end)
+    local y = dn.no_grad(function() return lin(dn.ones(1, 2)) end)
+    assert.is_false(y.requires_grad)
+    assert.are.equal(0, calls)
+  end)
+
+  it("let go of their closures with the model, and leave a training loop's memory flat", function()
+    local weak = setmetatable({}, {__mode = "k"})
+    do
+      local model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+      for _, m in ipairs(model:children()) do
+        local f = function() end
+        weak[f] = true
+        m:register_full_backward_hook(f)
+        m:register_forward_hook(f)
+      end
+      model(dn.randn(3, 4)):sum():backward()
+    end
+    assert.are.equal(0, survivors(weak))
+    local model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 2))
+    for _, m in ipairs(model:children()) do m:register_full_backward_hook(function() end) end
+    for _, p in ipairs(model:parameters()) do p:register_hook(function() end) end
+    local x = dn.randn(3, 4)
+    local function steps(n)
+      for _ = 1, n do
+        model:zero_grad()
+        model(x):sum():backward()
+      end
+      full_gc()
+      return dn.memory_stats().live_bytes, collectgarbage("count")
+    end
+    local bytes0, kb0 = steps(20)
+    local bytes1, kb1 = steps(200)
+    assert.are.equal(bytes0, bytes1)
+    assert.is_true(kb1 < kb0 + 64, string.format("Lua heap grew from %.0f to %.0f KB", kb0, kb1))
+  end)
+end)
+
+-- --- fusion ----------------------------------------------------------------------------------
+
+describe("hooks in a fused Sequential", function()
+  -- Linear+ReLU+Dropout fused twice, then a Linear: what fusion_spec's model trains.
+  local function mlp()
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 8), nn.ReLU(), nn.Dropout(0.5),
+      nn.Linear(8, 3))
+  end
+
+  local function step_sizes(model)
+    local sizes = {}
+    for i, step in ipairs(fusion.plan(model)) do sizes[i] = #step end
+    return sizes
+  end
+
+  it("leaves a run unfused while one of its layers has a hook, and no longer", function()
+    local model = mlp()
+    model(dn.randn(2, 6))
+    assert.are.same({3, 3, 1}, step_sizes(model))
+    local h = model[6]:register_forward_hook(function() end)   -- the second run's Dropout
+    assert.are.same({3, 2, 1, 1}, step_sizes(model))            -- Linear+ReLU still fused
+    local g = model[2]:register_full_backward_hook(function() end)
+    assert.are.same({1, 1, 1, 2, 1, 1}, step_sizes(model))
+    h:remove()
+    assert.are.same({1, 1, 1, 3, 1}, step_sizes(model))
+    g:remove()
+    assert.are.same({3, 3, 1}, step_sizes(model))
+    model:register_forward_hook(function() end)   -- on the container: its runs stay fused
+    assert.are.same({3, 3, 1}, step_sizes(model))
+  end)
+
+  it("gives hooks inside fused runs the unfused layers' inputs, outputs and gradients, bit for bit", function()
+    dn.manual_seed(11)
+    local hooked = mlp()
+    local plain = mlp()
+    plain:load_state_dict(hooked:state_dict())
+    local x = dn.randn(5, 6)
+    -- every layer hooked: what each sees
+    local seen = {}
+    for i, m in ipairs(hooked:children()) do
+      seen[i] = {}
+      m:register_forward_hook(function(_, input, output) seen[i].input, seen[i].output = input[1], output end)
+      m:register_full_backward_hook(function(_, gi, go) seen[i].gi, seen[i].go = gi[1], go[1] end)
+    end
+    dn.manual_seed(99)
+    local xa = x:clone():requires_grad_()
+    local out = hooked(xa)
+    out:sum():backward()
+    -- the reference: the plain model's layers one by one, tensor hooks on what flows between them
+    dn.manual_seed(99)
+    local xb = x:clone():requires_grad_()
+    local ref, acts = {}, {[0] = xb}
+    for i, m in ipairs(plain:children()) do
+      ref[i] = {}
+      acts[i] = m(acts[i - 1])
+      acts[i]:register_hook(function(g) ref[i].go = g:clone() end)
+    end
+    xb:register_hook(function(g) ref[0] = g:clone() end)
+    acts[#acts]:sum():backward()
+    for i = 1, #acts do
+      assert_bits(seen[i].input, acts[i - 1], "layer " .. i .. " input")
+      assert_bits(seen[i].output, acts[i], "layer " .. i .. " output")
+      assert_bits(seen[i].go, ref[i].go, "layer " .. i .. " grad_output")
+      assert_bits(seen[i].gi, i == 1 and ref[0] or ref[i - 1].go, "layer " .. i .. " grad_input")
+    end
+    -- and the model's results are the fused model's without hooks
+    dn.manual_seed(99)
+    local xc = x:clone():requires_grad_()
+    plain:zero_grad()
+    local out_fused = plain(xc)
+    assert.are.same({3, 3, 1}, step_sizes(plain))
+    out_fused:sum():backward()
+    assert_bits(out, out_fused, "output")
+    assert_bits(xa.grad, xc.grad, "input gradient")
+    local pa, pb = hooked:parameters(), plain:parameters()
+    for k = 1, #pa do assert_bits(pa[k].grad, pb[k].grad, "parameter " .. k .. " gradient") end
   end)
 end)
