@@ -86,7 +86,7 @@ static int m_backward(lua_State *L) {
   } else if (!lua_isnoneornil(L, opts)) {
     return luaL_argerror(L, opts, "options table expected ({retain_graph = true})");
   }
-  dn_lua_check_status(L, dn_backward(t, grad, retain));
+  dn_lua_check_status(L, dn_lua_backward(L, t, grad, retain));
   dn_lua_account_memory(L);
   return 0;
 }

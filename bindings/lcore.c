@@ -99,6 +99,7 @@ int luaopen_dropnet_core(lua_State *L) {
   dn_lua_open_ops(L);
   dn_lua_open_random(L);
   dn_lua_open_autograd(L);
+  dn_lua_open_hook(L);
   dn_lua_open_nn(L);
   dn_lua_open_dropout(L);
   dn_lua_open_optim(L);

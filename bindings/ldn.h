@@ -61,12 +61,20 @@ dn_rng *dn_lua_opt_rng(lua_State *L, int arg);
 /* Tells the Lua collector about C memory growth (Lua cannot see it). */
 void dn_lua_account_memory(lua_State *L);
 
+/* dn_backward from Lua (t:backward): Lua hooks run on L, and the error a hook raised is raised again
+   here, as it was; any other failure comes back as the status. lhook.c. */
+dn_status dn_lua_backward(lua_State *L, dn_tensor *t, const dn_tensor *grad, bool retain_graph);
+/* Releases the registry references of the Lua hooks freed since the last call (a hook can be freed
+   where no Lua call is safe, so it is queued): tensor __gc and the hook functions call it. */
+void dn_lua_flush_hooks(lua_State *L);
+
 /* Registration of each area's functions into the module table at -1 and
    methods into the Tensor metatable's method table at -2. */
 void dn_lua_open_tensor(lua_State *L);
 void dn_lua_open_ops(lua_State *L);
 void dn_lua_open_random(lua_State *L);
 void dn_lua_open_autograd(lua_State *L);
+void dn_lua_open_hook(lua_State *L);
 void dn_lua_open_nn(lua_State *L);
 void dn_lua_open_dropout(lua_State *L);
 void dn_lua_open_optim(lua_State *L);

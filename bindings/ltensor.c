@@ -31,6 +31,7 @@ static int tensor_gc(lua_State *L) {
   dn_ltensor *u = luaL_checkudata(L, 1, DN_TENSOR_MT);
   dn_tensor_release(u->t);
   u->t = NULL;
+  dn_lua_flush_hooks(L);   /* the hooks that went with the tensor or its graph */
   return 0;
 }
 

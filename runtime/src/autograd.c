@@ -2,17 +2,25 @@
 ** The autograd engine: dn_backward. It walks the nodes newest first, calls
 ** each node's backward function with grad mode off, and adds the gradients
 ** into the inputs' nodes and leaves. It calls only the layers below it:
-** tensor.c, graph.c and copy.c (the gradient's first copy and the check-free
-** accumulation); no op, so no per-edge argument checks.
+** tensor.c, hook.c, graph.c and copy.c (the gradient's first copy and the
+** check-free accumulation); no op, so no per-edge argument checks.
+**
+** Hooks (hook.c) run where PyTorch's do: a node's hooks when its gradient
+** is complete, just before its backward; a leaf's once all its uses have
+** added theirs, before .grad. For that a leaf with hooks collects its
+** gradient apart (staged) until the last node that feeds it has run. Without
+** hooks the only cost is testing NULL pointers.
 */
 #include <stdlib.h>
 #include <string.h>
 
 #include "dropnet/autograd.h"
 #include "graph.h"
+#include "hook.h"
 #include "internal.h"
 
 static uint64_t next_visit = 1;   /* graphs are walked from one thread at a time */
+static uint64_t next_backward = 1;
 
 /* --- backward -------------------------------------------------------------------- */
 
@@ -88,6 +96,11 @@ static dn_status check_grad_shape(dn_node *n, int i, const dn_tensor *g) {
                  n->type->name, dn_shape_str(g, gs, sizeof gs), i + 1);
 }
 
+/* Where a gradient for leaf goes: its .grad, or its staging slot while its hooks wait for every use. */
+static dn_tensor **leaf_slot(dn_tensor *leaf) {
+  return leaf->hooks && leaf->hooks->staging ? &leaf->hooks->staged : &leaf->grad;
+}
+
 static dn_status run_node(dn_node *n, bool retain_graph) {
   if (n->freed)
     return dn_fail(DN_EINVAL,
@@ -108,7 +121,7 @@ static dn_status run_node(dn_node *n, bool retain_graph) {
     st = check_grad_shape(n, i, grad_in[i]);
     if (st) break;
     if (n->next_fn[i]) st = accumulate(&n->next_fn[i]->grad, grad_in[i]);
-    else if (n->next_leaf[i]) st = accumulate(&n->next_leaf[i]->grad, grad_in[i]);
+    else if (n->next_leaf[i]) st = accumulate(leaf_slot(n->next_leaf[i]), grad_in[i]);
   }
   for (int i = 0; i < slots; i++) dn_tensor_release(grad_in[i]);
   if (grad_in != few) dn_free(grad_in);
@@ -139,6 +152,89 @@ static dn_status root_grad(dn_tensor **out, dn_tensor *root, const dn_tensor *gr
   return DN_OK;
 }
 
+/* --- hooks ------------------------------------------------------------------------ */
+
+/* Marks the leaves with live hooks that the nodes in order feed as staging, each with the position of
+   the last node that feeds it. */
+static void stage_leaves(const node_list *order) {
+  for (size_t k = 0; k < order->count; k++) {
+    dn_node *n = order->items[k];
+    for (int i = 0; i < n->n_inputs; i++) {
+      dn_tensor *leaf = n->next_leaf[i];
+      if (!leaf || !leaf->hooks || !dn_hook_list_live(leaf->hooks)) continue;
+      dn_hook_list *l = leaf->hooks;
+      if (!l->staging) {   /* a previous backward that failed may have left a gradient */
+        dn_tensor_release(l->staged);
+        l->staged = NULL;
+      }
+      l->staging = true;
+      l->last = k;
+    }
+  }
+}
+
+/* A leaf's summed gradient through its hooks, then into .grad. */
+static dn_status flush_leaf(dn_tensor *leaf) {
+  dn_hook_list *l = leaf->hooks;
+  dn_tensor *g = l->staged;
+  l->staged = NULL;
+  l->staging = false;
+  if (!g) return DN_OK;
+  dn_tensor_retain(leaf);   /* a hook may drop everything else that holds it */
+  dn_status st = dn_hook_list_run_leaf(l, &g);
+  if (!st) st = accumulate(&leaf->grad, g);
+  dn_tensor_release(g);
+  dn_tensor_release(leaf);
+  return st;
+}
+
+/* After node k of the order ran (or had no gradient): the leaves whose last feeder it was. */
+static dn_status flush_leaves_after(dn_node *n, size_t k) {
+  dn_status st = DN_OK;
+  for (int i = 0; i < n->n_inputs && !st; i++) {
+    dn_tensor *leaf = n->next_leaf[i];
+    if (leaf && leaf->hooks && leaf->hooks->staging && leaf->hooks->last == k) st = flush_leaf(leaf);
+  }
+  return st;
+}
+
+/* After a failure: the staged gradients are dropped, as the nodes' are. */
+static void unstage_leaves(const node_list *order) {
+  for (size_t k = 0; k < order->count; k++) {
+    dn_node *n = order->items[k];
+    for (int i = 0; i < n->n_inputs; i++) {
+      dn_tensor *leaf = n->next_leaf[i];
+      if (!leaf || !leaf->hooks) continue;
+      dn_tensor_release(leaf->hooks->staged);
+      leaf->hooks->staged = NULL;
+      leaf->hooks->staging = false;
+    }
+  }
+}
+
+/* A node's hooks, with the node held: a hook may drop the last tensor that refers to it. */
+static dn_status run_node_hooks(dn_node *n, uint64_t backward) {
+  n->refcount++;
+  dn_status st = dn_hook_list_run_node(n->hooks, backward);
+  dn_node_release(n);
+  return st;
+}
+
+/* --- dn_backward ------------------------------------------------------------------------ */
+
+/* A leaf root: its gradient is g0 (owned), through its hooks. */
+static dn_status backward_leaf(dn_tensor *root, dn_tensor *g0) {
+  dn_status st = DN_OK;
+  if (root->hooks && dn_hook_list_live(root->hooks)) {
+    dn_tensor_retain(root);
+    st = dn_hook_list_run_leaf(root->hooks, &g0);
+    dn_tensor_release(root);
+  }
+  if (!st) st = accumulate(&root->grad, g0);
+  dn_tensor_release(g0);
+  return st;
+}
+
 dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain_graph) {
   DN_FPMODE_SCOPE();
   if (!root->requires_grad)
@@ -147,12 +243,12 @@ dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain_graph)
   dn_status st = root_grad(&g0, root, grad);
   if (st) return st;
   bool previous = dn_set_grad_enabled(false);
-  if (!root->grad_fn) {   /* a leaf: its gradient is g0 */
-    st = accumulate(&root->grad, g0);
-    dn_tensor_release(g0);
+  if (!root->grad_fn) {
+    st = backward_leaf(root, g0);
     dn_set_grad_enabled(previous);
     return st;
   }
+  uint64_t backward = next_backward++;
   node_list order = {0};
   st = collect(root->grad_fn, &order);
   if (!st) {
@@ -160,17 +256,77 @@ dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain_graph)
     root->grad_fn->grad = g0;
     g0 = NULL;
   }
+  bool staging = !st && dn_hook_leaf_lists() > 0;
+  if (staging) stage_leaves(&order);
   for (size_t k = 0; k < order.count && !st; k++) {
     dn_node *n = order.items[k];
-    if (n->grad) st = run_node(n, retain_graph);
+    if (n->hooks) st = run_node_hooks(n, backward);
+    if (!st && n->grad) st = run_node(n, retain_graph);
+    if (!st && staging) st = flush_leaves_after(n, k);
   }
   /* after a failure, drop the partial gradients still held by nodes */
   for (size_t k = 0; k < order.count; k++) {
     dn_tensor_release(order.items[k]->grad);
     order.items[k]->grad = NULL;
   }
+  if (staging) unstage_leaves(&order);
   dn_free(order.items);
   dn_tensor_release(g0);
   dn_set_grad_enabled(previous);
   return st;
+}
+
+/* --- hook aliases -------------------------------------------------------------------------- */
+
+/* The gradient passes through unchanged: the node is only a place for hooks. */
+static dn_status hook_alias_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
+  (void)node;
+  grad_in[0] = dn_tensor_retain(grad);
+  return DN_OK;
+}
+static const dn_node_type hook_alias_node = {"backward_hook", hook_alias_backward};
+
+#define DN_HOOK_ALIASES_MAX 4096
+
+/*
+** The nodes are recorded one after another, so when backward reaches the
+** newest of them every later node has run: the others' gradients are complete
+** too, and the group hook can see and replace them all at once.
+*/
+dn_status dn_hook_aliases(dn_tensor **outs, dn_hook **handle, int n, dn_tensor *const *ins, dn_grad_hook_fn fn,
+                          void *userdata, dn_hook_free_fn free_fn) {
+  if (handle) *handle = NULL;
+  if (n < 1 || n > DN_HOOK_ALIASES_MAX)
+    return dn_fail(DN_EINVAL, "hook_aliases: expected 1 to %d tensors (got %d)", DN_HOOK_ALIASES_MAX, n);
+  for (int i = 0; i < n; i++) outs[i] = NULL;
+  if (!fn) return dn_fail(DN_EINVAL, "hook_aliases: the hook function is NULL");
+  for (int i = 0; i < n; i++)
+    if (!ins[i]) return dn_fail(DN_EINVAL, "hook_aliases: tensor %d is NULL", i + 1);
+  dn_hook *h = dn_hook_new(n, fn, userdata, free_fn);
+  if (!h) return dn_fail(DN_ENOMEM, "hook_aliases: out of memory");
+  dn_status st = DN_OK;
+  for (int i = 0; i < n && !st; i++) {
+    dn_tensor *in = ins[i];
+    st = dn_tensor_alias(&outs[i], in, in->ndim, in->shape, in->stride, in->offset);
+    dn_node *node = NULL;
+    if (!st) st = dn_record(outs[i], &hook_alias_node, 1, (const dn_tensor *[]){in}, &node);
+    if (!st && node) {
+      h->nodes[i] = node;
+      h->live++;
+      st = dn_hook_list_add(&node->hooks, h, false);
+    }
+  }
+  if (st) {
+    dn_hook_abandon(h);   /* the caller keeps userdata */
+    for (int i = 0; i < n; i++) {
+      dn_tensor_release(outs[i]);
+      outs[i] = NULL;
+    }
+    dn_hook_release(h);
+    return st == DN_ENOMEM ? dn_fail(DN_ENOMEM, "hook_aliases: out of memory") : st;
+  }
+  if (h->live == 0) dn_hook_remove(h);   /* nothing to watch */
+  if (handle) *handle = h;
+  else dn_hook_release(h);
+  return DN_OK;
 }

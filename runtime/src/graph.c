@@ -9,6 +9,7 @@
 
 #include "dropnet/autograd.h"
 #include "graph.h"
+#include "hook.h"
 #include "internal.h"
 
 static _Thread_local bool grad_disabled;   /* zero-initialized: grad mode on */
@@ -179,6 +180,7 @@ void dn_node_release(dn_node *node) {
     }
     dn_node_free_saved(n);
     dn_tensor_release(n->grad);
+    dn_hook_list_free(n->hooks, n);
     dn_free(n);
   }
   if (stack != inline_stack) dn_free(stack);

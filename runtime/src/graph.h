@@ -48,6 +48,7 @@ struct dn_node {
   double scalars[4];
   int64_t ints[DN_MAX_DIMS + 4];
   bool freed;                                     /* saved tensors released by backward */
+  struct dn_hook_list *hooks;                     /* owned: hooks on the output's gradient, or NULL */
   /* used by dn_backward only */
   dn_tensor *grad;
   uint64_t visit;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "graph.h"
+#include "hook.h"
 #include "internal.h"
 #include "shape.h"
 
@@ -57,6 +58,7 @@ void dn_tensor_release(dn_tensor *t) {
   storage_release(t->storage);
   dn_tensor_release(t->grad);
   if (t->grad_fn) dn_node_release(t->grad_fn);
+  if (t->hooks) dn_hook_list_free(t->hooks, NULL);
   dn_free(t);
 }
 

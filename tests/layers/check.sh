@@ -21,6 +21,7 @@ lib=$1
 # Lowest first. One line per file.
 LAYERS='
 tensor.c      lifetime, creation, queries, plain aliases
+hook.c        gradient hooks: objects, lists, registration, running them
 graph.c       grad mode, nodes (record, save, release)
 copy.c        copies, writes, gradient accumulation
 autograd.c    the engine (dn_backward)
@@ -42,9 +43,9 @@ dropblock.c   DropBlock: the block mask walk, its op and node
 index.c       index ops: index_select, one_hot, gather, scatter_add (and the scatter other backwards use)
 sort.c        sort, topk, median, quantile, histc (their backward scatters through index.c)
 '
-# The one call upwards, by name: a tensor owns its node, so releasing a
-# tensor releases its node (and a node releases the tensors it holds).
-ALLOWED='tensor.c graph.c dn_node_release'
+# The calls upwards, by name: a tensor owns its node and its hooks, so
+# releasing a tensor releases them (and they release the tensors they hold).
+ALLOWED='tensor.c graph.c dn_node_release tensor.c hook.c dn_hook_list_free'
 
 rank() { printf '%s\n' "$LAYERS" | awk -v f="$1" 'NF && $1 == f { print NR; found = 1 } END { if (!found) print 0 }'; }
 

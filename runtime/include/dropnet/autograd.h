@@ -45,6 +45,48 @@ DN_API dn_status dn_check_inplace(const char *op, const dn_tensor *t);
    be lost without a word. Used by every in-place op that reads a tensor. */
 DN_API dn_status dn_check_inplace_source(const char *op, const dn_tensor *src);
 
+/* --- gradient hooks -------------------------------------------------------------- */
+
+/*
+** A hook sees gradients during dn_backward before they go on (PyTorch's
+** register_hook): on a leaf, the sum of the gradients of all its uses, once,
+** before it is added to .grad; on an op's result, the gradient flowing into
+** it, before the op's backward. fn gets the n gradients it watches (borrowed;
+** NULL where none arrived) and may set replacements[i] to a new reference
+** (float32, the shape of grads[i]) that flows on instead; a status other than
+** DN_OK stops the backward with that error (fn must not leave replacements set
+** then). Hooks of one tensor run in registration order, each seeing the last
+** one's replacement, with grad mode off, on the thread calling dn_backward.
+** Setting none costs nothing: the engine only tests pointers that are NULL.
+*/
+typedef struct dn_hook dn_hook;
+typedef dn_status (*dn_grad_hook_fn)(void *userdata, int n, dn_tensor *const *grads, dn_tensor **replacements);
+/* Frees a hook's userdata: called once, when the hook is removed or every tensor it watches is freed. */
+typedef void (*dn_hook_free_fn)(void *userdata);
+
+/* Registers fn (n = 1) on t, which must require grad. On success the hook owns userdata (free_fn may be
+   NULL) and *handle, when handle is not NULL, is a new reference; on failure nothing is kept. */
+DN_API dn_status dn_register_hook(dn_hook **handle, dn_tensor *t, dn_grad_hook_fn fn, void *userdata,
+                                  dn_hook_free_fn free_fn);
+/*
+** outs[i]: an alias of ins[i] (no copy) whose gradient flows back unchanged
+** through a "backward_hook" node when ins[i] requires grad, with fn watching
+** the n aliases together: it runs once per backward, when the first of them is
+** reached, with all their gradients (complete by then: only ops made later use
+** the aliases), and its replacements are what flows into ins. The place of a
+** module's backward hooks (PyTorch's BackwardHookFunction). 1 <= n <= 4096.
+** When no alias records a node (nothing requires grad, or grad mode is off)
+** fn never runs and free_fn runs at once. Ownership of userdata and *handle as
+** dn_register_hook; on failure every outs[i] is NULL.
+*/
+DN_API dn_status dn_hook_aliases(dn_tensor **outs, dn_hook **handle, int n, dn_tensor *const *ins,
+                                 dn_grad_hook_fn fn, void *userdata, dn_hook_free_fn free_fn);
+/* Unregisters h: it never runs again and its free_fn runs now. A no-op when h was already removed or
+   its tensors are gone. */
+DN_API void dn_hook_remove(dn_hook *h);
+/* Drops a handle; the hook stays registered. NULL is a no-op. */
+DN_API void dn_hook_release(dn_hook *h);
+
 DN_END_DECLS
 
 #endif

@@ -31,6 +31,7 @@ typedef struct dn_storage {
 } dn_storage;
 
 struct dn_node;      /* autograd graph node (autograd.h) */
+struct dn_hook_list; /* gradient hooks (dn_register_hook, autograd.h) */
 
 typedef struct dn_tensor {
   int refcount;
@@ -44,6 +45,7 @@ typedef struct dn_tensor {
   bool requires_grad;
   struct dn_tensor *grad;         /* owned; NULL until backward reaches it */
   struct dn_node *grad_fn;        /* owned reference; NULL for leaves */
+  struct dn_hook_list *hooks;     /* owned; a leaf's gradient hooks, NULL when none was ever set */
 } dn_tensor;
 
 DN_API const char *dn_dtype_name(dn_dtype dtype);   /* "float32", "int32", "uint8" */

@@ -25,8 +25,12 @@ A plan is the list of steps of one Sequential: a fused run or one layer. It
 is compiled on the first forward and kept until something it was decided
 from changes: the children (added, removed, replaced or reordered), a
 watched field of a matched layer (Linear.activation, Dropout.p, the
-training/mode flags that eval(), train() and mc() set, ...), or a layer's
-forward replaced on the instance. Checking that costs a few table reads per
+training/mode flags that eval(), train() and mc() set, ...), a layer's
+forward replaced on the instance, or hooks added to or removed from a layer.
+A run with a layer that has hooks (dropnet.nn.hooks) is not fused: the
+hooks see each layer's own call, input, output and gradients, bit for bit
+those of the layers one by one (the rest of the run may still match a
+shorter rule). Checking that costs a few table reads per
 forward. What a fused call reads when it runs (weights, bias, generator,
 scale, requires_grad) is read at every call, so it needs no new plan.
 --]]
@@ -185,8 +189,9 @@ local function compile(order, mods)
         local fits = true
         for j = 1, k do
           watch(run[j], "forward")
+          watch(run[j], "_hooks")
           for _, key in ipairs(rule.watch[j]) do watch(run[j], key) end
-          fits = fits and own_forward(run[j])
+          fits = fits and own_forward(run[j]) and not rawget(run[j], "_hooks")
         end
         if fits and rule.applies(table.unpack(run, 1, k)) then
           step = run

@@ -34,6 +34,7 @@ the forward masked the values. A stochastic layer asks `self:is_stochastic()`.
 --]]
 local dn = require "dropnet"
 local check = require "dropnet.check"
+local module_hooks = require "dropnet.nn.hooks"
 
 local M = {}
 
@@ -168,8 +169,11 @@ function Module.__newindex(self, key, value)
   end
 end
 
+-- A call runs forward, through the hooks when the module has any (dropnet.nn.hooks).
 function Module.__call(self, ...)
-  return self:forward(...)
+  local hooks = rawget(self, "_hooks")
+  if not hooks then return self:forward(...) end
+  return module_hooks.call(self, hooks, ...)
 end
 
 -- Metamethods are read raw from an instance's metatable, so every class
@@ -188,6 +192,7 @@ local function construct(cls, ...)
     _parameters = {}, _parameters_order = new_order(),
     _buffers = {}, _buffers_order = new_order(), _nonpersistent = {},
     _modules = {}, _modules_order = new_order(),
+    _hooks = false,   -- raw, so a fusion plan can watch it (dropnet.nn.hooks)
   }, cls)
   self:init(...)
   return self
@@ -428,6 +433,16 @@ function Module:zero_grad(set_to_none)
     end
   end
 end
+
+-- --- hooks ---------------------------------------------------------------------------
+
+--- Hooks on the module's calls (dropnet.nn.hooks): each returns a handle whose remove() unregisters it.
+-- fn(module, input) before forward; its result, when not nil, replaces the argument list.
+Module.register_forward_pre_hook = module_hooks.register_forward_pre_hook
+-- fn(module, input, output) after forward; its result, when not nil, replaces the output.
+Module.register_forward_hook = module_hooks.register_forward_hook
+-- fn(module, grad_input, grad_output) in backward; its result, when not nil, replaces grad_input.
+Module.register_full_backward_hook = module_hooks.register_full_backward_hook
 
 -- --- state ---------------------------------------------------------------------------
 
