@@ -59,8 +59,8 @@ function check.options(where, what, t, known, noun)
   for key in pairs(t) do
     local found = not is_list and known[key]
     if is_list then   -- a short list: a scan allocates nothing (options are checked on hot paths)
-      for i = 1, #known do
-        if known[i] == key then found = true break end
+      for _, k in ipairs(known) do
+        if k == key then found = true break end
       end
     end
     if not found then
@@ -112,10 +112,13 @@ end
 
 --- v as one of the strings in the list `choices`.
 function check.choice(where, what, v, choices)
-  for i = 1, #choices do
-    if v == choices[i] then return v end
+  -- ipairs, not #: a table whose __len lies cannot make this loop run on (a hostile-walk finding)
+  local names = {}
+  for i, c in ipairs(choices) do
+    if v == c then return v end
+    names[i] = tostring(c)
   end
-  check.fail("%s: %s must be one of \"%s\" (got %s)", where, what, table.concat(choices, "\", \""), check.describe(v))
+  check.fail("%s: %s must be one of \"%s\" (got %s)", where, what, table.concat(names, "\", \""), check.describe(v))
 end
 
 --- v as a dropnet.Generator, or nil (nil: the default generator, which the
