@@ -1,6 +1,7 @@
 -- dropnet.analysis: each statistic against a case with a known answer.
 local dn = require "dropnet"
 local nn = require "dropnet.nn"
+local optim = require "dropnet.optim"
 local analysis = require "dropnet.analysis"
 local H = require "helpers"
 
@@ -235,5 +236,110 @@ describe("analysis.gradient_direction", function()
     H.assert_error(function() analysis.gradient_direction(model, mean_loss, {batches[1]}) end, {"at least 2"})
     H.assert_error(function() analysis.gradient_direction(model, mean_loss, batches, {ful = 1}) end, {"ful"})
     H.assert_error(function() analysis.gradient_direction(3, mean_loss, batches) end, {"model must be a module"})
+  end)
+end)
+
+describe("analysis.track", function()
+  local function tmpdir()
+    local d = os.tmpname()
+    os.remove(d)
+    return d
+  end
+
+  -- A step of SGD on model with the loss out:sum(); returns the first layer's weight gradient norm.
+  local function sgd_step(model, opt, x)
+    local loss = model(x):sum()
+    opt:zero_grad()
+    loss:backward()
+    local g = model[1].weight.grad:norm():item()
+    opt:step()
+    return g
+  end
+
+  it("records each layer's gradients, update ratio and active units on the sampled steps", function()
+    dn.manual_seed(6)
+    local model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    dn.no_grad(function()
+      model[1].weight:copy_(dn.tensor{{1, 0}, {-1, 0}, {0, 0}})
+      model[1].bias:zero_()
+    end)
+    local lr = 0.01
+    local opt = optim.SGD(model:parameters(), {lr = lr})
+    local tracker = analysis.track(model, {every = 2})
+    local x = dn.tensor{{1, 2}, {3, 4}, {-0.5, 1}, {2, 0}}
+    local norms, before = {}, {}
+    for step = 1, 5 do
+      before[step] = model[1].weight:clone()
+      norms[step] = sgd_step(model, opt, x)
+      tracker:step()
+      model:eval()
+      model(x)   -- an evaluation between steps is not a step
+      model:train()
+    end
+    local rows = tracker:close()
+    local steps = {}
+    for _, r in ipairs(rows) do if r.layer == "1" then steps[#steps + 1] = r.step end end
+    assert.same({1, 3, 5}, steps)
+    for _, r in ipairs(rows) do
+      if r.layer == "1" then
+        H.assert_close(r.weight_grad_norm, norms[r.step], 1e-6, 0, "weight_grad_norm")
+        -- SGD: W moves by lr * grad
+        H.assert_close(r.update_ratio, lr * norms[r.step] / before[r.step]:norm():item(), 1e-4, 0, "update_ratio")
+        -- units x1, -x1 and 0 (bias 0): active on 3, 1 and 0 of the 4 rows, so 4/12 of the outputs
+        -- are active and one unit of three is dead (the first step; later steps move the weights)
+        if r.step == 1 then
+          H.assert_close(r.active_fraction, 4 / 12, 1e-6, 0, "active_fraction")
+          H.assert_close(r.dead_fraction, 1 / 3, 1e-6, 0, "dead_fraction")
+        end
+      else
+        -- the last layer's output gradient is all ones (loss = sum): its norm is sqrt(4 * 2)
+        H.assert_close(r.output_grad_norm, math.sqrt(8), 1e-6, 0, "output_grad_norm")
+      end
+    end
+  end)
+
+  it("leaves training as it was, bit for bit, and writes track.csv and track.svg", function()
+    local function train(track)
+      dn.manual_seed(12)
+      local model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 3))
+      local opt = optim.SGD(model:parameters(), {lr = 0.1, momentum = 0.9})
+      local tracker = track and analysis.track(model, {every = 2, out = track})
+      for _ = 1, 6 do
+        local x = dn.randn(16, 6)
+        sgd_step(model, opt, x)
+        if tracker then tracker:step() end
+      end
+      if tracker then tracker:close() end
+      return model
+    end
+    local dir = tmpdir()
+    local plain, tracked = train(nil), train(dir)
+    H.assert_same(tracked[1].weight, plain[1].weight, "weights after tracked training")
+    H.assert_same(tracked[4].weight, plain[4].weight, "weights after tracked training")
+    local csv = io.open(dir .. "/track.csv"):read("a")
+    local header = "step,layer,weight_grad_norm,output_grad_norm,update_ratio,active_fraction,dead_fraction\n"
+    assert.equal(header, csv:sub(1, #header))
+    local _, lines = csv:gsub("\n", "")
+    assert.equal(1 + 3 * 2, lines)   -- steps 1, 3, 5; two layers
+    local svg = io.open(dir .. "/track.svg"):read("a")
+    assert.truthy(svg:find("<svg", 1, true))
+    os.remove(dir .. "/track.csv")
+    os.remove(dir .. "/track.svg")
+    os.remove(dir)
+  end)
+
+  it("sets no hook between samples and checks its arguments", function()
+    local model = nn.Sequential(nn.Linear(2, 2))
+    local tracker = analysis.track(model, {every = 3})
+    assert.is_true(#tracker.handles > 0)
+    tracker:step()
+    assert.equal(0, #tracker.handles)
+    tracker:close()
+    H.assert_error(function() analysis.track(3) end, {"analysis.track: model must be a module"})
+    H.assert_error(function() analysis.track(model, {every = 0}) end, {"analysis.track", "every"})
+    H.assert_error(function() analysis.track(model, {each = 1}) end, {"each"})
+    H.assert_error(function() analysis.track(nn.ReLU()) end, {"no layer with a weight"})
+    H.assert_error(function() analysis.track(model, {layers = {nn.Linear(2, 2)}}) end,
+      {"layers[1] must be a module of the model"})
   end)
 end)

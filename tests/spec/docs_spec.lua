@@ -194,6 +194,9 @@ end
 need_all("plot.", plot)
 need_all("checkpoint.", checkpoint)
 need_all("analysis.", analysis)
+local tracker = analysis.track(nn.Linear(2, 2), {every = 1})
+need_methods("Tracker:", getmetatable(tracker))
+tracker:close()
 local run = require "dropnet.run"
 need_all("run.", run)
 local run_csv = run.csv(os.tmpname(), {"a"})
@@ -227,6 +230,7 @@ local PROBES = {
     function() return analysis.gradient_noise(nn.Linear(3, 1), F.mse_loss, x2, x2, PROBE) end},
   {"analysis.activation_stats", function() return analysis.activation_stats(x2, PROBE) end},
   {"run.progress", function() return run.progress("x", 1, PROBE) end},
+  {"analysis.track", function() return analysis.track(nn.Linear(2, 2), PROBE) end},
   {"Linear:reset_parameters", function() return nn.Linear(2, 2):reset_parameters(PROBE) end},
   {"nn.Dropout", function() return nn.Dropout(0.5, PROBE) end},
   {"nn.Dropout1d", function() return nn.Dropout1d(0.5, PROBE) end},
@@ -415,7 +419,8 @@ describe("docs/lua-api.md", function()
       {"nn.init.", init}, {"nn.", nn}, {"F.", F}, {"Module:", nn.Module}, {"optim.", optim},
       {"lr_scheduler.", lr_scheduler}, {"Optimizer:", getmetatable(sgd)}, {"data.", data},
       {"TensorDataset:", getmetatable(ds)}, {"DataLoader:", getmetatable(loader)}, {"plot.", plot},
-      {"checkpoint.", checkpoint}, {"analysis.", analysis}, {"run.", run}, {"Csv:", getmetatable(run_csv)},
+      {"checkpoint.", checkpoint}, {"analysis.", analysis}, {"Tracker:", getmetatable(tracker)}, {"run.", run},
+      {"Csv:", getmetatable(run_csv)},
       {"Progress:", getmetatable(run_bar)},
       {"Sequential:", nn.Sequential}, {"ModuleList:", nn.ModuleList},
       {"RandomCrop:", getmetatable(crop)}, {"RandomHorizontalFlip:", getmetatable(flip)},

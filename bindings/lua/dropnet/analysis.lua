@@ -333,4 +333,155 @@ function analysis.activation_stats(h, options)
   return {mean = z:mean():item(), sparsity = sparsity, dead = dead, active_per_sample = 1 - sparsity}
 end
 
+-- --- tracking a training run ------------------------------------------------------------------
+
+local Tracker = {}
+Tracker.__index = Tracker
+
+local TRACK_COLUMNS = {"step", "layer", "weight_grad_norm", "output_grad_norm", "update_ratio", "active_fraction",
+  "dead_fraction"}
+
+--- Watches the layers of a model during training: every `every` steps,
+-- per layer, the gradient norm of its weight, the norm of the gradient
+-- reaching its output (the backward signal), the update/weight ratio
+-- ||W_after - W_before|| / ||W_before||, the fraction of its outputs above 0
+-- (what a following ReLU lets through) and the fraction of dead units
+-- (never above 0 over the batch). Hooks are set only for the sampled steps
+-- (a step in between runs as if untracked). Call tracker:step() once per
+-- training step, after the optimizer's step; tracker:close() at the end.
+-- @param model a Module
+-- @tparam[opt] table options `every` (steps between samples, default 100), `out` (a directory: track.csv
+--   is written as it goes and track.svg at close; nil: nothing written), `layers` (a list of modules;
+--   default: every module with a weight of 2 or more dims)
+function analysis.track(model, options)
+  local where = "analysis.track"
+  local nn = require "dropnet.nn"
+  if not nn.is_module(model) then fail("%s: model must be a module (got %s)", where, describe(model)) end
+  options = check.options(where, "options", options, {"every", "out", "layers"})
+  local every = options.every == nil and 100 or check.int(where, "every", options.every, 1)
+  if options.out ~= nil and type(options.out) ~= "string" then
+    fail("%s: out must be a directory name (got %s)", where, describe(options.out))
+  end
+  local names = {}
+  for _, nm in ipairs(model:named_modules()) do names[nm[2]] = nm[1] == "" and "model" or nm[1] end
+  local layers = {}
+  if options.layers ~= nil then
+    if type(options.layers) ~= "table" then fail("%s: layers must be a list of modules", where) end
+    for i, m in ipairs(options.layers) do
+      if not nn.is_module(m) or not names[m] then
+        fail("%s: layers[%d] must be a module of the model (got %s)", where, i, describe(m))
+      end
+      if not (dn.is_tensor(rawget(m, "_parameters").weight)) then
+        fail("%s: layers[%d] (%s) has no weight to track", where, i, names[m])
+      end
+      layers[#layers + 1] = {name = names[m], module = m}
+    end
+  else
+    for _, nm in ipairs(model:named_modules()) do
+      local w = rawget(nm[2], "_parameters").weight
+      if dn.is_tensor(w) and w:dim() >= 2 then layers[#layers + 1] = {name = names[nm[2]], module = nm[2]} end
+    end
+  end
+  if #layers == 0 then fail("%s: the model has no layer with a weight to track", where) end
+  local self = setmetatable({model = model, every = every, layers = layers, steps = 0, records = {},
+    handles = {}, captured = {}, out = options.out}, Tracker)
+  if self.out then
+    local run = require "dropnet.run"
+    self.out = run.directory(self.out)
+    self.csv = run.csv(self.out .. "/track.csv", TRACK_COLUMNS)
+  end
+  self:_arm()
+  return self
+end
+
+-- Sets the forward hooks that capture the next training step.
+function Tracker:_arm()
+  for _, layer in ipairs(self.layers) do
+    local m = layer.module
+    self.handles[#self.handles + 1] = m:register_forward_hook(function(_, _, output)
+      -- an evaluation pass between steps is not a training step; only a step's first call counts
+      if not m.training or self.captured[layer] or not dn.is_tensor(output) then return end
+      local rec = {weight_before = dn.no_grad(function() return m.weight:clone() end)}
+      dn.no_grad(function()
+        local n = output:shape()[1] or 1
+        local on = output:detach():reshape(n, output:numel() // math.max(n, 1)):gt(0)
+        rec.active_fraction = on:mean():item()
+        -- a unit: a feature of [N, F], a channel of [N, C, ...]
+        local units = output:dim() >= 2 and output:shape()[2] or 1
+        local per_unit = on:reshape(n, units, on:numel() // math.max(n * units, 1))
+        rec.dead_fraction = 1 - per_unit:max(3):max(1):mean():item()
+      end)
+      if output.requires_grad then
+        output:register_hook(function(g)
+          rec.output_grad_norm = g:norm():item()
+        end)
+      end
+      self.captured[layer] = rec
+    end)
+  end
+end
+
+function Tracker:_disarm()
+  for _, h in ipairs(self.handles) do h:remove() end
+  self.handles, self.captured = {}, {}
+end
+
+--- Ends a training step: on a sampled step, records each layer (after the
+-- optimizer's step, so the update is known) and removes the hooks.
+function Tracker:step()
+  if #self.handles > 0 then
+    for _, layer in ipairs(self.layers) do
+      local rec = self.captured[layer]
+      if rec then
+        local m = layer.module
+        local w, g = m.weight, m.weight.grad
+        local row = {step = self.steps + 1, layer = layer.name, weight_grad_norm = g and g:norm():item() or 0 / 0,
+          output_grad_norm = rec.output_grad_norm or 0 / 0, active_fraction = rec.active_fraction,
+          dead_fraction = rec.dead_fraction}
+        local before = rec.weight_before:norm():item()
+        row.update_ratio = dn.no_grad(function() return (w - rec.weight_before):norm():item() end) / before
+        self.records[#self.records + 1] = row
+        if self.csv then self.csv:add(row) end
+      end
+    end
+    self:_disarm()
+  end
+  self.steps = self.steps + 1
+  if self.steps % self.every == 0 then self:_arm() end
+end
+
+--- The records so far: a list of {step, layer, weight_grad_norm, output_grad_norm, update_ratio,
+-- active_fraction, dead_fraction}.
+function Tracker:rows()
+  local copy = {}
+  for i, r in ipairs(self.records) do copy[i] = r end
+  return copy
+end
+
+--- Removes the hooks and, with `out`, draws track.svg: one panel per
+-- statistic, a line per layer against the step. Returns the records.
+function Tracker:close()
+  self:_disarm()
+  if self.out and #self.records > 0 then
+    local plot = require "dropnet.plot"
+    local panels = {}
+    local specs = {{"weight_grad_norm", "weight gradient norm", true}, {"output_grad_norm",
+      "gradient norm at the output", true}, {"update_ratio", "update / weight", true},
+      {"active_fraction", "active fraction", false}, {"dead_fraction", "dead units", false}}
+    for _, spec in ipairs(specs) do
+      local series = {}
+      for _, layer in ipairs(self.layers) do
+        local xs, ys = {}, {}
+        for _, r in ipairs(self.records) do
+          if r.layer == layer.name then xs[#xs + 1], ys[#ys + 1] = r.step, r[spec[1]] end
+        end
+        series[#series + 1] = {name = "layer " .. layer.name, x = xs, y = ys}
+      end
+      panels[#panels + 1] = {title = spec[2], x_label = "step", series = series, log_y = spec[3]}
+    end
+    plot.save(self.out .. "/track.svg", plot.panels(panels, {columns = 3, title = "Layers during training"}))
+  end
+  return self:rows()
+end
+
 return analysis
