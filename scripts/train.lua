@@ -36,6 +36,7 @@ local defaults = {
   schedule = "cosine", max_norm = 0, seed = 1, threads = 2, data = nil, out = nil,
   resume = nil, validation = 0, normalize = true, quiet = false, stop_after = nil,
   model = "mlp", channels = "32,64", convs_per_block = "1,2", conv_dropout = 0.25, augment = false,
+  track = false, track_every = 100,
 }
 
 -- Defaults that depend on --model, applied to the options not given (nor read from a checkpoint).
@@ -85,6 +86,9 @@ options:
   --resume FILE         continue from a checkpoint (its options, the model included, are used; --epochs
                         may extend the run, which changes the learning-rate schedule from there on)
   --stop-after N        stop after epoch N as if interrupted (continue later with --resume)
+  --track               record each layer's gradient norms, update ratio and active/dead units every
+                        --track-every steps into track.csv and track.svg (dropnet.analysis.track)
+  --track-every N       steps between tracked steps (default 100)
   --quiet               print only the final result
   --help                this text
 ]]
@@ -101,7 +105,7 @@ local function parse_args(argv)
   for k, v in pairs(defaults) do opts[k] = v end
   local numbers = {epochs = "int", batch_size = "int", lr = "num", momentum = "num", weight_decay = "num",
     dropout = "num", input_dropout = "num", max_norm = "num", seed = "int", threads = "int", validation = "int",
-    stop_after = "int", conv_dropout = "num"}
+    stop_after = "int", conv_dropout = "num", track_every = "int"}
   local strings = {hidden = true, optimizer = true, schedule = true, data = true, out = true, resume = true,
     model = true, channels = true, convs_per_block = true}
   local i = 1
@@ -116,6 +120,8 @@ local function parse_args(argv)
       opts.normalize, given.normalize = false, true
     elseif a == "--augment" then
       opts.augment, given.augment = true, true
+    elseif a == "--track" then
+      opts.track, given.track = true, true
     elseif a:sub(1, 2) == "--" then
       local key = a:sub(3):gsub("-", "_")
       local v = argv[i + 1]
@@ -176,6 +182,7 @@ local function check_options(o)
   end
   if o.schedule ~= "cosine" and o.schedule ~= "none" then fail("--schedule must be cosine or none") end
   if o.threads < 1 then fail("--threads must be >= 1") end
+  if (o.track_every or 100) < 1 then fail("--track-every must be >= 1") end
   if o.validation < 0 or o.validation >= 60000 then fail("--validation must be in [0, 60000)") end
   local widths = parse_widths(o.hidden)
   if not widths then fail("--hidden must be a list of widths like 1024,1024 (got '%s')", o.hidden) end
@@ -405,6 +412,8 @@ if state then
   end
 end
 
+-- a checkpoint from before --track lacks both options
+local tracker = opts.track and dn.analysis.track(model, {every = opts.track_every or 100, out = opts.out}) or nil
 local batches = #loader
 local schedule = build_schedule(opt, opts, batches * opts.epochs, batches * (first_epoch - 1))
 local interactive = not opts.quiet and dn.isatty(io.stderr)
@@ -440,6 +449,7 @@ for epoch = first_epoch, last_epoch do
     loss:backward()
     opt:step()
     if schedule then schedule:step() end
+    if tracker then tracker:step() end
     if opts.max_norm > 0 then
       for _, layer in ipairs(model:modules()) do
         if layer.weight and layer.weight:dim() == 2 then optim.max_norm_(layer.weight, opts.max_norm) end
@@ -472,6 +482,7 @@ for epoch = first_epoch, last_epoch do
   if not saved then fail("%s", save_err) end
 end
 
+if tracker then tracker:close() end
 local last = history[#history]
 if last then
   print(string.format("%s accuracy %.4f after %d epochs (%s of training); outputs in %s/", eval_name, last.eval_acc,

@@ -58,6 +58,25 @@ describe("scripts/train.lua", function()
 
   local common = "--hidden 16,8 --batch-size 32 --lr 0.01 --threads 2 --quiet --data "
 
+  it("tracks the layers with --track", function()
+    local out, code = run(common .. quote(dir .. "/data") .. " --epochs 2 --track --track-every 7 --out " ..
+      quote(dir .. "/tracked"))
+    assert.are.equal(0, code, out)
+    local csv = read(dir .. "/tracked/track.csv")
+    assert.truthy(csv:match("^step,layer,weight_grad_norm"), csv)
+    -- 320 samples / 32 = 10 steps per epoch, 20 steps: steps 1, 8, 15; three Linear layers
+    local _, lines = csv:gsub("\n", "")
+    assert.are.equal(1 + 3 * 3, lines, csv)
+    assert.is_true(os.execute("xmllint --noout " .. quote(dir .. "/tracked/track.svg")) == true)
+    -- the tracked run takes the same steps as the untracked one
+    local plain, plain_code = run(common .. quote(dir .. "/data") .. " --epochs 2 --out " .. quote(dir .. "/untracked"))
+    assert.are.equal(0, plain_code, plain)
+    assert.same(model_metrics(dir .. "/untracked/metrics.csv"), model_metrics(dir .. "/tracked/metrics.csv"))
+    out, code = run("--track-every 0")
+    assert.are.equal(2, code)
+    assert.truthy(out:find("--track-every must be >= 1", 1, true), out)
+  end)
+
   it("trains, reports and writes metrics, a plot and a checkpoint", function()
     local out, code = run(common .. quote(dir .. "/data") .. " --epochs 3 --out " .. quote(dir .. "/full"))
     assert.are.equal(0, code, out)
