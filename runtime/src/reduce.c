@@ -19,6 +19,7 @@
 #include "graph.h"
 #include "internal.h"
 #include "reduce_engine.h"
+#include "shape.h"
 
 /* The result dtype: float32, the input's, or (sum) int32 for an integer input. */
 typedef enum result_rule { RESULT_F32, RESULT_INPUT, RESULT_SUM } result_rule;
@@ -72,15 +73,6 @@ static dn_status check_correction(const char *name, reduce_kind kind, int correc
   return DN_OK;
 }
 
-/* Indices base .. base + count - 1 must fit int32. */
-static dn_status check_base(const char *name, int64_t base, int64_t count) {
-  if (base < 0) return dn_fail(DN_EINVAL, "%s: index base must be >= 0 (got %lld)", name, (long long)base);
-  if (count > 0 && base > (int64_t)INT32_MAX - (count - 1))
-    return dn_fail(DN_ERANGE, "%s: indices from %lld to %lld do not fit int32", name, (long long)base,
-                   (long long)(base + count - 1));
-  return DN_OK;
-}
-
 /* --- all elements ----------------------------------------------------------------- */
 
 static dn_status reduce_all(dn_tensor **out, const dn_tensor *a, reduce_kind kind, int correction, bool want_index,
@@ -94,7 +86,7 @@ static dn_status reduce_all(dn_tensor **out, const dn_tensor *a, reduce_kind kin
   if (st) return st;
   if ((op == RED_MAX || op == RED_MIN) && numel == 0)
     return dn_fail(DN_EINVAL, "%s: cannot reduce an empty tensor", name);
-  if (want_index && (st = check_base(name, base, numel))) return st;
+  if (want_index && (st = dn_check_index_base(name, base, numel))) return st;
 
   span s;
   dn_span_of_tensor(&s, a);
@@ -162,7 +154,7 @@ static dn_status reduce_dim(dn_tensor **values, dn_tensor **indices, const dn_te
     if (g.length == 0)
       return dn_fail(DN_EINVAL, "%s: cannot reduce dim %d of size 0 (shape %s)", name, dim,
                      dn_shape_str(a, sb, sizeof sb));
-    if (want_at && (st = check_base(name, at_base, g.length))) return st;
+    if (want_at && (st = dn_check_index_base(name, at_base, g.length))) return st;
   }
 
   /* keepdim leaves the reduced dim as 1; a 0-dim input stays 0-dim */

@@ -42,6 +42,16 @@ static inline bool dn_range_fits(int64_t start, int64_t length, int64_t size) {
   return start >= 0 && length >= 0 && start <= size && length <= size - start;
 }
 
+/* Indices base .. base + count - 1 (an op returning int32 indices counted
+   from base, 1 for Lua) must fit int32; else an error naming the op. */
+static inline dn_status dn_check_index_base(const char *name, int64_t base, int64_t count) {
+  if (base < 0) return dn_fail(DN_EINVAL, "%s: index base must be >= 0 (got %lld)", name, (long long)base);
+  if (count > 0 && base > (int64_t)INT32_MAX - (count - 1))
+    return dn_fail(DN_ERANGE, "%s: indices from %lld to %lld do not fit int32", name, (long long)base,
+                   (long long)(base + count - 1));
+  return DN_OK;
+}
+
 /* dn_shape_check (tensor.h, public: the bindings check shapes with it too)
    enforces the invariant. */
 

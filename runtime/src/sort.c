@@ -384,15 +384,6 @@ static dn_status check_dim(const char *name, const dn_tensor *a, int *dim) {
   return DN_OK;
 }
 
-/* Indices base .. base + count - 1 must fit int32. */
-static dn_status check_base(const char *name, int64_t base, int64_t count) {
-  if (base < 0) return dn_fail(DN_EINVAL, "%s: index base must be >= 0 (got %lld)", name, (long long)base);
-  if (count > 0 && base > (int64_t)INT32_MAX - (count - 1))
-    return dn_fail(DN_ERANGE, "%s: indices from %lld to %lld do not fit int32", name, (long long)base,
-                   (long long)(base + count - 1));
-  return DN_OK;
-}
-
 /* --- backward through the indices ------------------------------------------------------- */
 
 /* Node layout of sort, topk and median over a dim: ints and saved slot. */
@@ -486,7 +477,7 @@ static dn_status order_dim(dn_tensor **values, dn_tensor **indices, const dn_ten
   if (op == OP_TOPK && (k < 0 || k > j.g.length))
     return dn_fail(DN_EINVAL, "topk: k must be in [0, %lld], the size of the dim (shape %s; got %lld)",
                    (long long)j.g.length, dn_shape_str(a, sb, sizeof sb), (long long)k);
-  if ((st = check_base(name, base, j.g.length))) return st;
+  if ((st = dn_check_index_base(name, base, j.g.length))) return st;
   int64_t shape[DN_MAX_DIMS];
   memcpy(shape, a->shape, sizeof shape);
   if (a->ndim > 0 && op == OP_TOPK) shape[dim] = k;
@@ -537,7 +528,7 @@ dn_status dn_median_dim(dn_tensor **values, dn_tensor **indices, const dn_tensor
   if (j.g.length == 0 && j.g.count > 0)
     return dn_fail(DN_EINVAL, "median: cannot take the median along a dim of size 0 (shape %s)",
                    dn_shape_str(a, sb, sizeof sb));
-  if ((st = check_base("median", base, j.g.length))) return st;
+  if ((st = dn_check_index_base("median", base, j.g.length))) return st;
   /* keepdim leaves the reduced dim as 1; a 0-dim input stays 0-dim */
   int64_t shape[DN_MAX_DIMS];
   int ndim = 0;

@@ -72,6 +72,13 @@ end
 
 local function dot(a, b) return (a * b):sum():item() end
 
+-- acc[i] += n * g[i] for a list of tensors (acc[i] made at the first call).
+local function add_scaled(acc, g, n)
+  for i, gi in ipairs(g) do
+    if acc[i] then acc[i]:add_(gi * n) else acc[i] = gi * n end
+  end
+end
+
 -- Running mean and sum of squared deviations of vectors (Welford's update:
 -- no cancellation when the deviations are small against the mean).
 local function welford_add(acc, k, g)
@@ -109,6 +116,14 @@ local function batch_list(where, batches)
   return list
 end
 
+local function check_model_and_loss(where, model, loss_fn)
+  local nn = require "dropnet.nn"
+  if not nn.is_module(model) then fail("%s: model must be a module (got %s)", where, describe(model)) end
+  if type(loss_fn) ~= "function" and not (getmetatable(loss_fn) or {}).__call then
+    fail("%s: loss_fn must be a function (got %s)", where, describe(loss_fn))
+  end
+end
+
 --- Gradient noise of a model on one batch: the gradient's spread over
 -- dropout masks, and (with `batches`) over minibatches without dropout.
 -- See docs/lua-api.md for the definitions; the model's modes, buffers,
@@ -122,11 +137,7 @@ end
 -- @treturn table the same over all parameters together
 function analysis.gradient_noise(model, loss_fn, x, y, options)
   local where = "analysis.gradient_noise"
-  local nn = require "dropnet.nn"
-  if not nn.is_module(model) then fail("%s: model must be a module (got %s)", where, describe(model)) end
-  if type(loss_fn) ~= "function" and not (getmetatable(loss_fn) or {}).__call then
-    fail("%s: loss_fn must be a function (got %s)", where, describe(loss_fn))
-  end
+  check_model_and_loss(where, model, loss_fn)
   if not dn.is_tensor(x) then fail("%s: x must be a tensor (got %s)", where, describe(x)) end
   options = check.options(where, "options", options, {"masks", "batches"})
   local masks = options.masks == nil and 16 or check.int(where, "masks", options.masks, 2)
@@ -152,9 +163,7 @@ function analysis.gradient_noise(model, loss_fn, x, y, options)
         local g = gradients(where, model, loss_fn, b[1], b[2], params)
         welford_add(over_batches, k, g)
         local n = b[1]:shape()[1] or 1   -- a loss averaged over the batch: weight by its rows
-        for i, gi in ipairs(g) do
-          if k == 1 then full[i] = gi * n else full[i]:add_(gi * n) end
-        end
+        add_scaled(full, g, n)
         rows = rows + n
       end
       for i = 1, #full do full[i]:div_(rows) end
@@ -231,11 +240,7 @@ end
 --   direction_error = mean over b of 1 - cos(g_b, h), batches = B}
 function analysis.gradient_direction(model, loss_fn, batches, options)
   local where = "analysis.gradient_direction"
-  local nn = require "dropnet.nn"
-  if not nn.is_module(model) then fail("%s: model must be a module (got %s)", where, describe(model)) end
-  if type(loss_fn) ~= "function" and not (getmetatable(loss_fn) or {}).__call then
-    fail("%s: loss_fn must be a function (got %s)", where, describe(loss_fn))
-  end
+  check_model_and_loss(where, model, loss_fn)
   local list = batch_list(where, batches)
   options = check.options(where, "options", options, {"full"})
   local full_list = options.full ~= nil and batch_list(where, options.full) or list
@@ -246,12 +251,10 @@ function analysis.gradient_direction(model, loss_fn, batches, options)
   return with_state_restored(model, function()
     model:eval()
     local full, rows = {}, 0
-    for k, b in ipairs(full_list) do
+    for _, b in ipairs(full_list) do
       local g = gradients(where, model, loss_fn, b[1], b[2], params)
       local n = b[1]:shape()[1] or 1
-      for i, gi in ipairs(g) do
-        if k == 1 then full[i] = gi * n else full[i]:add_(gi * n) end
-      end
+      add_scaled(full, g, n)
       rows = rows + n
     end
     for i = 1, #full do full[i]:div_(rows) end
