@@ -1,6 +1,5 @@
 -- The experiment scripts (scripts/experiments/) end to end in their --quick form: they run, write their
 -- files, and every table has numbers.
-local dn = require "dropnet"
 local H = require "helpers"
 
 local BIN = os.getenv("DROPNET_BIN")
@@ -100,17 +99,10 @@ describe("scripts/experiments/dropout_gradients.lua", function()
   local dir
   setup(function()
     dir = H.make_tempdir()
-    assert(os.execute("mkdir " .. quote(dir .. "/data")))
-    -- a small stand-in for Fashion-MNIST: 10 classes, each a brightness band plus noise, hard enough that
-    -- some test images are misclassified (M4 compares the variance on wrong and right predictions)
-    local g = dn.Generator(9)
-    for _, split in ipairs({{"train", 600}, {"t10k", 200}}) do
-      local name, n = split[1], split[2]
-      local labels = (dn.rand(n, g) * 10):int()
-      local images = (dn.rand(n, 28, 28, g) * 160 + labels:float():view(n, 1, 1) * 10):int():to("uint8")
-      dn.idx_write(dir .. "/data/" .. name .. "-images-idx3-ubyte.gz", images)
-      dn.idx_write(dir .. "/data/" .. name .. "-labels-idx1-ubyte.gz", labels:to("uint8"))
-    end
+    -- 10 classes, each a brightness band plus noise, hard enough that some test images are misclassified
+    -- (M4 compares the variance on wrong and right predictions)
+    H.write_fake_fashion_mnist(dir .. "/data", {train = 600, test = 200, classes = 10, noise = 160, step = 10,
+      seed = 9})
   end)
   teardown(function() H.remove_dir(dir) end)
 

@@ -386,6 +386,21 @@ function H.make_tempdir()
   return dir
 end
 
+--- Writes a stand-in for Fashion-MNIST into dir (created): gzip IDX files of o.train training and o.test
+-- test 28x28 images whose label k in 0..o.classes-1 adds k * o.step to uniform noise in [0, o.noise), drawn
+-- from dn.Generator(o.seed). Tests never read the real data set.
+function H.write_fake_fashion_mnist(dir, o)
+  assert(os.execute("mkdir -p " .. H.quote(dir)))
+  local g = dn.Generator(o.seed)
+  for _, split in ipairs({{"train", o.train}, {"t10k", o.test}}) do
+    local name, n = split[1], split[2]
+    local labels = (dn.rand(n, g) * o.classes):int()
+    local images = (dn.rand(n, 28, 28, g) * o.noise + labels:float():view(n, 1, 1) * o.step):int():to("uint8")
+    dn.idx_write(dir .. "/" .. name .. "-images-idx3-ubyte.gz", images)
+    dn.idx_write(dir .. "/" .. name .. "-labels-idx1-ubyte.gz", labels:to("uint8"))
+  end
+end
+
 --- Removes dir and everything in it.
 function H.remove_dir(dir)
   if dir then os.execute("rm -rf " .. H.quote(dir)) end

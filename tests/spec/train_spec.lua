@@ -40,16 +40,8 @@ describe("scripts/train.lua", function()
 
   setup(function()
     dir = H.make_tempdir()
-    assert(os.execute("mkdir " .. quote(dir .. "/data")))
     -- 320 training and 80 test images of two easy-to-tell classes, in IDX files
-    local g = dn.Generator(5)
-    for _, split in ipairs({{"train", 320}, {"t10k", 80}}) do
-      local name, n = split[1], split[2]
-      local labels = (dn.rand(n, g) * 2):int()                       -- 0 or 1
-      local images = (dn.rand(n, 28, 28, g) * 100 + labels:float():view(n, 1, 1) * 120):int():to("uint8")
-      dn.idx_write(dir .. "/data/" .. name .. "-images-idx3-ubyte.gz", images)
-      dn.idx_write(dir .. "/data/" .. name .. "-labels-idx1-ubyte.gz", labels:to("uint8"))
-    end
+    H.write_fake_fashion_mnist(dir .. "/data", {train = 320, test = 80, classes = 2, noise = 100, step = 120, seed = 5})
   end)
 
   teardown(function()
