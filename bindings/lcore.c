@@ -109,5 +109,6 @@ int luaopen_dropnet_core(lua_State *L) {
   dn_lua_open_norm(L);
   dn_lua_open_augment(L);
   dn_lua_open_sort(L);
+  dn_lua_open_signal(L);
   return 1;
 }

@@ -19,7 +19,10 @@
 -- the model kind and architecture included), each written atomically after
 -- every epoch (a write that fails, e.g. on a full disk, stops the run with
 -- exit code 2 and keeps the previous epoch's file); --resume continues a run
--- exactly, rebuilding the model the checkpoint was made with.
+-- exactly, rebuilding the model the checkpoint was made with. Ctrl-C ends the
+-- step under way, writes the checkpoint with the place in the epoch and
+-- prints the --resume command (exit status 130); a second Ctrl-C ends the
+-- process at once. Options are --key value or --key=value (run.parse_args).
 --
 -- The defaults of both models were chosen on a validation split carved from
 -- the training set (--validation 10000), never on the test set; see README.md.
@@ -30,14 +33,6 @@ local dn = require "dropnet"
 local nn, optim, data, plot = dn.nn, dn.optim, dn.data, dn.plot
 local checkpoint = require "dropnet.checkpoint"
 local run = require "dropnet.run"
-
-local defaults = {
-  batch_size = 128, lr = 1e-3, momentum = 0.9, weight_decay = 0, optimizer = "adam",
-  schedule = "cosine", max_norm = 0, seed = 1, threads = 2, data = nil, out = nil,
-  resume = nil, validation = 0, normalize = true, quiet = false, stop_after = nil,
-  model = "mlp", channels = "32,64", convs_per_block = "1,2", conv_dropout = 0.25, augment = false,
-  track = false, track_every = 100,
-}
 
 -- Defaults that depend on --model, applied to the options not given (nor read from a checkpoint).
 local model_defaults = {
@@ -55,6 +50,8 @@ local usage = [[
 usage: dropnet scripts/train.lua [options]
 
 Trains a dropout MLP (or a small CNN) on Fashion-MNIST and prints the test accuracy.
+Options take --key value or --key=value. Ctrl-C ends the step, saves a checkpoint and prints
+the command that resumes it; a second Ctrl-C stops at once.
 
 options:
   --model NAME          mlp | cnn (default mlp)
@@ -89,7 +86,7 @@ options:
   --track               record each layer's gradient norms, update ratio and active/dead units every
                         --track-every steps into track.csv and track.svg (dropnet.analysis.track)
   --track-every N       steps between tracked steps (default 100)
-  --quiet               print only the final result
+  --quiet               print only the final result (and where a resumed or interrupted run is)
   --help                this text
 ]]
 
@@ -100,49 +97,31 @@ local function fail(fmt, ...)
   os.exit(2)
 end
 
+-- The options for run.parse_args: {name, kind, default} (--batch-size is batch_size). The options whose
+-- default depends on --model (model_defaults) have none here.
+local OPTIONS = {
+  {"model", "string", "mlp"}, {"epochs", "int"}, {"batch_size", "int", 128}, {"lr", "num", 1e-3},
+  {"optimizer", "string", "adam"}, {"momentum", "num", 0.9}, {"weight_decay", "num", 0},
+  {"schedule", "string", "cosine"},
+  {"dropout", "num"}, {"input_dropout", "num"}, {"hidden", "string"}, {"channels", "string", "32,64"},
+  {"convs_per_block", "string", "1,2"}, {"conv_dropout", "num", 0.25}, {"augment", "flag", false},
+  {"max_norm", "num", 0}, {"validation", "int", 0}, {"no_normalize", "flag", false}, {"seed", "int", 1},
+  {"threads", "int", 2}, {"data", "string"}, {"out", "string"}, {"resume", "string"}, {"stop_after", "int"},
+  {"track", "flag", false}, {"track_every", "int", 100}, {"quiet", "flag", false},
+}
+
+-- `--key value` and `--key=value`; an unknown option names the nearest known one (run.parse_args).
 local function parse_args(argv)
-  local opts, given = {}, {}
-  for k, v in pairs(defaults) do opts[k] = v end
-  local numbers = {epochs = "int", batch_size = "int", lr = "num", momentum = "num", weight_decay = "num",
-    dropout = "num", input_dropout = "num", max_norm = "num", seed = "int", threads = "int", validation = "int",
-    stop_after = "int", conv_dropout = "num", track_every = "int"}
-  local strings = {hidden = true, optimizer = true, schedule = true, data = true, out = true, resume = true,
-    model = true, channels = true, convs_per_block = true}
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    if a == "--help" or a == "-h" then
-      io.write(usage)
-      os.exit(0)
-    elseif a == "--quiet" then
-      opts.quiet, given.quiet = true, true
-    elseif a == "--no-normalize" then
-      opts.normalize, given.normalize = false, true
-    elseif a == "--augment" then
-      opts.augment, given.augment = true, true
-    elseif a == "--track" then
-      opts.track, given.track = true, true
-    elseif a:sub(1, 2) == "--" then
-      local key = a:sub(3):gsub("-", "_")
-      local v = argv[i + 1]
-      if not numbers[key] and not strings[key] then fail("unknown option '%s' (see --help)", a) end
-      if v == nil then fail("option '%s' needs a value", a) end
-      if numbers[key] then
-        local n = tonumber(v)
-        if not n or (numbers[key] == "int" and math.tointeger(n) == nil) then
-          fail("option '%s' needs %s (got '%s')", a, numbers[key] == "int" and "a whole number" or "a number", v)
-        end
-        opts[key] = numbers[key] == "int" and math.tointeger(n) or n
-      else
-        opts[key] = v
-      end
-      given[key] = true
-      i = i + 1
-    else
-      fail("unexpected argument '%s' (see --help)", a)
-    end
-    i = i + 1
+  local ok, opts, given = pcall(run.parse_args, argv, OPTIONS)
+  if not ok then fail("%s", opts) end
+  if opts.help then
+    io.write(usage)
+    os.exit(0)
   end
+  opts.help, given.help = nil, nil
+  -- a checkpoint's options hold `normalize`, as they always have
+  opts.normalize, given.normalize = not opts.no_normalize, given.no_normalize
+  opts.no_normalize, given.no_normalize = nil, nil
   return opts, given
 end
 
@@ -320,7 +299,12 @@ end
 
 -- --- outputs ---------------------------------------------------------------------------------
 
-local CSV_HEADER = "epoch,train_loss,train_acc,eval_loss,eval_acc,lr,seconds,samples_per_s"
+-- metrics.csv names the evaluation columns as the console does: test_loss and test_acc, or
+-- val_loss and val_acc with --validation. (The history keeps eval_loss and eval_acc, which
+-- checkpoints hold.)
+local function csv_header(short)
+  return string.format("epoch,train_loss,train_acc,%s_loss,%s_acc,lr,seconds,samples_per_s", short, short)
+end
 
 -- Every output goes through the library's atomic writer (temporary file, fsync, rename; any
 -- write, close or rename error is an error naming the file): a failed write stops the run with
@@ -330,8 +314,8 @@ local function write_file(path, text)
   if not ok then fail("%s", err) end
 end
 
-local function write_metrics(path, history)
-  local lines = {CSV_HEADER}
+local function write_metrics(path, history, short)
+  local lines = {csv_header(short)}
   for _, h in ipairs(history) do
     lines[#lines + 1] = string.format("%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.3f,%.1f", h.epoch, h.train_loss, h.train_acc,
       h.eval_loss, h.eval_acc, h.lr, h.seconds, h.samples_per_s)
@@ -355,6 +339,43 @@ local function write_plot(path, history, eval_name, title)
   }, {columns = 2, title = title}))
 end
 
+-- --- Ctrl-C ------------------------------------------------------------------------------------
+
+-- s quoted for a POSIX shell when it needs to be.
+local function shell_word(s)
+  if s:match("^[%w_%-%./=:,+@]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- The command line that continues from `path`: this interpreter with its own options (arg[-n]..arg[-1],
+-- as lua.c and dropnet build `arg`), this script, --resume. The checkpoint holds every other option.
+local function resume_command(path)
+  local first = 0
+  while arg[first - 1] ~= nil do first = first - 1 end
+  local words = {}
+  for i = first, 0 do words[#words + 1] = shell_word(arg[i]) end
+  words[#words + 1] = "--resume"
+  words[#words + 1] = shell_word(path)
+  return table.concat(words, " ")
+end
+
+-- After the first Ctrl-C (dn.catch_interrupt) the run ends its step, saves the checkpoint and stops
+-- here with exit status 130, as a shell reports a process ended by SIGINT.
+local function stop_interrupted(where, path)
+  -- on a terminal, off the line where it echoed ^C
+  io.stderr:write(string.format("%strain.lua: interrupted %s; saved %s\ncontinue with: %s\n",
+    dn.isatty(io.stderr) and "\n" or "", where, path, resume_command(path)))
+  os.exit(130)
+end
+
+-- A test hook: DROPNET_TRAIN_PAUSE=E:S:FILE makes the run, after step S of epoch E, create FILE and wait
+-- (up to a minute) for a SIGINT, so that a test interrupts it at a known step whatever the timing.
+local function pause_hook()
+  local e, s, file = (os.getenv("DROPNET_TRAIN_PAUSE") or ""):match("^(%d+):(%d+):(.+)$")
+  if not e then return nil end
+  return {epoch = math.tointeger(tonumber(e)), step = math.tointeger(tonumber(s)), file = file}
+end
+
 -- --- main --------------------------------------------------------------------------------------
 
 local opts, given = parse_args(arg)
@@ -375,11 +396,13 @@ dn.set_num_threads(opts.threads)
 dn.manual_seed(opts.seed)
 local say = opts.quiet and function() end or print
 
+-- the output directory is checked before the data loads
 do
   local ok, out = pcall(run.directory, opts.out or (state and opts.resume:match("^(.*)/[^/]*$")) or nil)
   if not ok then fail("%s", out) end
   opts.out = out
 end
+local checkpoint_path = opts.out .. "/checkpoint.safetensors"
 
 local normalize = opts.normalize
 local ok, train_set = pcall(data.fashion_mnist, {split = "train", dir = opts.data, normalize = normalize})
@@ -393,6 +416,8 @@ else
   eval_set = data.fashion_mnist{split = "test", dir = opts.data, normalize = normalize}
   eval_name = "test"
 end
+-- the evaluation's name in the console's header and the CSV's columns
+local eval_short = opts.validation > 0 and "val" or "test"
 local eval_loader = data.DataLoader(eval_set, {batch_size = EVAL_BATCH})
 
 local model = build_model(widths, channels, convs, opts)
@@ -400,22 +425,35 @@ local opt = build_optimizer(model:parameters(), opts)
 local loss_fn = nn.CrossEntropyLoss()
 local loader = data.DataLoader(train_set, {batch_size = opts.batch_size, shuffle = true,
   transform = augmentation(opts, train_set)})
-local history, first_epoch = {}, 1
+local batches = #loader
+-- partial: where in its epoch a checkpoint written on Ctrl-C stopped (nil after a whole epoch)
+local history, first_epoch, partial = {}, 1, nil
 if state then
   model:load_state_dict(state.model)
   opt:load_state_dict(state.optim)
   dn.set_rng_state(state.rng)
   history = state.history or {}
   first_epoch = state.epoch + 1
+  partial = state.partial
+  if partial and (partial.epoch ~= first_epoch or not (partial.step >= 1 and partial.step < batches)) then
+    fail("%s stopped at step %s of epoch %s, which a run of %d steps per epoch after epoch %d cannot continue",
+      opts.resume, tostring(partial.step), tostring(partial.epoch), batches, state.epoch)
+  end
+  -- said even with --quiet: one line, and what a resumed run does is not obvious
   if first_epoch > opts.epochs then
-    say(string.format("checkpoint %s is at epoch %d of %d: nothing to do", opts.resume, state.epoch, opts.epochs))
+    print(string.format("checkpoint %s is at epoch %d of %d: nothing to do", opts.resume, state.epoch, opts.epochs))
+  elseif partial then
+    print(string.format("resuming %s at epoch %d of %d, step %d of %d", opts.resume, first_epoch, opts.epochs,
+      partial.step + 1, batches))
+  else
+    print(string.format("resuming %s at epoch %d of %d", opts.resume, first_epoch, opts.epochs))
   end
 end
 
 -- a checkpoint from before --track lacks both options
 local tracker = opts.track and dn.analysis.track(model, {every = opts.track_every or 100, out = opts.out}) or nil
-local batches = #loader
-local schedule = build_schedule(opt, opts, batches * opts.epochs, batches * (first_epoch - 1))
+local done_steps = batches * (first_epoch - 1) + (partial and partial.step or 0)
+local schedule = build_schedule(opt, opts, batches * opts.epochs, done_steps)
 local interactive = not opts.quiet and dn.isatty(io.stderr)
 if opts.model == "cnn" then
   say(string.format("dropnet %s: %s, dropout %.2f input / %.2f conv / %.2f hidden%s, %s lr %g (%s), batch %d, "
@@ -429,19 +467,45 @@ else
 end
 say(string.format("data: %d training samples, %d %s samples; writing to %s/", #train_set, #eval_set, eval_name,
   opts.out))
-say(string.format("%5s  %10s  %9s  %10s  %9s  %7s  %9s", "epoch", "train loss", "train acc", eval_name:sub(1, 4) ..
-  " loss", eval_name:sub(1, 4) .. " acc", "seconds", "samples/s"))
+say(string.format("%5s  %10s  %9s  %10s  %9s  %7s  %9s", "epoch", "train loss", "train acc", eval_short ..
+  " loss", eval_short .. " acc", "seconds", "samples/s"))
 
+-- The checkpoint after `done` whole epochs, and with `within` the state of the epoch under way.
+local function save_checkpoint(done, within)
+  local saved_opts = {}
+  for k, v in pairs(opts) do if k ~= "resume" and k ~= "stop_after" then saved_opts[k] = v end end
+  local saved, save_err = pcall(checkpoint.save, checkpoint_path, {
+    model = model:state_dict(), optim = opt:state_dict(), rng = dn.get_rng_state(), epoch = done,
+    options = saved_opts, history = history, partial = within})
+  if not saved then fail("%s", save_err) end
+end
+
+local pause = pause_hook()
 local run_t0 = dn.clock()
 local last_epoch = opts.stop_after and math.min(opts.stop_after, opts.epochs) or opts.epochs
+dn.catch_interrupt()
 for epoch = first_epoch, last_epoch do
   local bar = run.progress(string.format("epoch %d/%d", epoch, opts.epochs), batches,
     {enabled = interactive, unit = opts.batch_size, unit_name = "samples"})
+  -- The epoch's shuffle is drawn from the default generator when the epoch starts: its state then,
+  -- saved with a mid-epoch checkpoint, draws the same permutation again on resume.
+  local resumed = partial and partial.epoch == epoch and partial or nil
+  partial = nil
+  local epoch_rng = resumed and resumed.rng or dn.get_rng_state()
+  if resumed then dn.set_rng_state(resumed.rng) end
+  local next_batch = loader:iter()
+  local b, loss_sum, correct, seen, seconds_before = 0, 0, 0, 0, 0
+  if resumed then
+    -- skip the batches already trained on (an augmentation's draws are undone by the state set next)
+    for _ = 1, resumed.step do next_batch() end
+    dn.set_rng_state(state.rng)
+    b, loss_sum, correct, seen = resumed.step, resumed.loss_sum, resumed.correct, resumed.seen
+    seconds_before = resumed.seconds
+  end
   local t0 = dn.clock()
-  local loss_sum, correct, seen, lr = 0, 0, 0, opts.lr
+  local lr = opts.lr
   model:train()
-  local b = 0
-  for x, y in loader:iter() do
+  for x, y in next_batch do
     lr = opt.param_groups[1].lr
     local logits = model(x)
     local loss = loss_fn(logits, y)
@@ -461,8 +525,20 @@ for epoch = first_epoch, last_epoch do
     seen = seen + n
     b = b + 1
     bar:update(b, string.format("loss %.4f", loss_sum / seen))
+    if pause and pause.epoch == epoch and pause.step == b then
+      write_file(pause.file, "")
+      dn.interrupted(60)
+    end
+    -- after the epoch's last step the epoch is finished first (below)
+    if b < batches and dn.interrupted() then
+      bar:close()
+      save_checkpoint(epoch - 1, {epoch = epoch, step = b, rng = epoch_rng, loss_sum = loss_sum, correct = correct,
+        seen = seen, seconds = seconds_before + dn.clock() - t0})
+      stop_interrupted(string.format("in epoch %d of %d after step %d of %d", epoch, opts.epochs, b, batches),
+        checkpoint_path)
+    end
   end
-  local seconds = dn.clock() - t0
+  local seconds = seconds_before + dn.clock() - t0
   bar:close()
   local eval_loss, eval_acc = evaluate(model, eval_loader, loss_fn)
   local h = {epoch = epoch, train_loss = loss_sum / seen, train_acc = correct / seen, eval_loss = eval_loss,
@@ -470,17 +546,16 @@ for epoch = first_epoch, last_epoch do
   history[#history + 1] = h
   say(string.format("%5d  %10.4f  %9.4f  %10.4f  %9.4f  %7.1f  %9.0f", epoch, h.train_loss, h.train_acc, eval_loss,
     eval_acc, seconds, h.samples_per_s))
-  write_metrics(opts.out .. "/metrics.csv", history)
+  write_metrics(opts.out .. "/metrics.csv", history, eval_short)
   write_plot(opts.out .. "/train.svg", history, eval_name, opts.model == "cnn"
     and string.format("dropnet: %s on Fashion-MNIST", model_name(widths, channels, convs, opts))
     or string.format("dropnet: 784-%s-10 on Fashion-MNIST", table.concat(widths, "-")))
-  local saved_opts = {}
-  for k, v in pairs(opts) do if k ~= "resume" and k ~= "stop_after" then saved_opts[k] = v end end
-  local saved, save_err = pcall(checkpoint.save, opts.out .. "/checkpoint.safetensors", {
-    model = model:state_dict(), optim = opt:state_dict(), rng = dn.get_rng_state(), epoch = epoch,
-    options = saved_opts, history = history})
-  if not saved then fail("%s", save_err) end
+  save_checkpoint(epoch, nil)
+  if epoch < last_epoch and dn.interrupted() then
+    stop_interrupted(string.format("after epoch %d of %d", epoch, opts.epochs), checkpoint_path)
+  end
 end
+dn.release_interrupt()
 
 if tracker then tracker:close() end
 local last = history[#history]

@@ -20,6 +20,44 @@ end
 
 local read = H.read_file
 
+-- Runs `interpreter` TRAIN args in the background with the script's test hook DROPNET_TRAIN_PAUSE set, so
+-- that it waits for a signal after step `step` of epoch `epoch`; sends it SIGINT once it waits there (not
+-- timing-dependent) and returns its output and exit status.
+local function run_interrupted(interpreter, args, epoch, step, tag)
+  local ready = os.tmpname()
+  os.remove(ready)
+  local log = ready .. ".log"
+  local script = string.format("DROPNET_TRAIN_PAUSE=%s %s %s %s >%s 2>&1 & echo $!; wait $!; echo \"status $?\"",
+    quote(epoch .. ":" .. step .. ":" .. ready), interpreter, quote(TRAIN), args, quote(log))
+  local p = assert(io.popen("sh -c " .. quote(script)))
+  local pid = assert(p:read("l"), tag)
+  for _ = 1, 600 do   -- at most a minute
+    local f = io.open(ready)
+    if f then f:close() break end
+    os.execute("sleep 0.1")
+  end
+  os.execute("kill -INT " .. pid)
+  local status = tonumber(p:read("a"):match("status (%d+)"))
+  p:close()
+  local out = read(log)
+  os.remove(ready)
+  os.remove(log)
+  return out, status
+end
+
+-- Asserts the tensors of two checkpoints are equal bit for bit; returns how many there are.
+local function assert_same_checkpoints(path_a, path_b)
+  local a, b = dn.load(path_a), dn.load(path_b)
+  local names = 0
+  for name, t in pairs(a) do
+    names = names + 1
+    assert.is_not_nil(b[name], name)
+    assert.are.same(t:shape(), b[name]:shape())
+    assert.are.equal(0, (t:float() - b[name]:float()):abs():max():item(), name .. " differs after resume")
+  end
+  return names
+end
+
 -- The loss/accuracy columns of metrics.csv (timings differ between runs).
 local function model_metrics(path)
   local rows = {}
@@ -111,6 +149,47 @@ describe("scripts/train.lua", function()
     assert.are.same(model_metrics(dir .. "/full/metrics.csv"), model_metrics(dir .. "/resumed/metrics.csv"))
   end)
 
+  -- Ctrl-C: the step ends, the checkpoint holds the place in the epoch (and the epoch's shuffle), the message
+  -- says where and how to go on, exit status 130; the resumed run ends as the uninterrupted one.
+  it("saves the place in the epoch on Ctrl-C and resumes it bit-identically", function()
+    local path = dir .. "/interrupted/checkpoint.safetensors"
+    local out, status = run_interrupted(quote(BIN), common .. quote(dir .. "/data") .. " --epochs 3 --out "
+      .. quote(dir .. "/interrupted"), 2, 3, "mlp")
+    assert.are.equal(130, status, out)
+    assert.truthy(out:find("train.lua: interrupted in epoch 2 of 3 after step 3 of 10; saved " .. path .. "\n", 1,
+      true), out)
+    local command = out:match("\ncontinue with: ([^\n]+)\n")
+    assert.are.equal(string.format("%s %s --resume %s", BIN, TRAIN, path), command)
+    local state = checkpoint.load(path)
+    assert.are.equal(1, state.epoch)
+    assert.are.equal(1, #state.history)
+    assert.are.equal(2, state.partial.epoch)
+    assert.are.equal(3, state.partial.step)
+    assert.are.equal(3 * 32, state.partial.seen)
+    assert.are.equal(2, #model_metrics(dir .. "/interrupted/metrics.csv"))   -- header + epoch 1
+    -- the command it printed, as printed
+    local p = assert(io.popen(command .. " 2>&1"))
+    out = p:read("a")
+    local ok = p:close()
+    assert.is_true(ok, out)
+    assert.truthy(out:find("resuming " .. path .. " at epoch 2 of 3, step 4 of 10\n", 1, true), out)
+    assert.is_true(assert_same_checkpoints(dir .. "/full/checkpoint.safetensors", path) > 6)
+    assert.is_nil(checkpoint.load(path).partial)
+    assert.are.same(model_metrics(dir .. "/full/metrics.csv"), model_metrics(dir .. "/interrupted/metrics.csv"))
+  end)
+
+  it("says from which epoch it resumes", function()
+    local out, code = run(common .. quote(dir .. "/data") .. " --epochs 1 --out " .. quote(dir .. "/one"))
+    assert.are.equal(0, code, out)
+    local path = dir .. "/one/checkpoint.safetensors"
+    out, code = run("--epochs 2 --resume " .. quote(path))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("resuming " .. path .. " at epoch 2 of 2\n", 1, true), out)
+    out, code = run("--resume " .. quote(path))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("checkpoint " .. path .. " is at epoch 2 of 2: nothing to do", 1, true), out)
+  end)
+
   -- The outputs go through dn.write_file: a failed write stops the run with exit code 2 and a message
   -- naming the file, and never leaves an empty or partial file in its place.
   it("stops with a message naming the file when an output cannot be written (a full disk)", function()
@@ -148,7 +227,11 @@ describe("scripts/train.lua", function()
       {"--optimizer lbfgs", "--optimizer must be"},
       {"--hidden 10,x", "--hidden must be a list"},
       {"--bogus 1", "unknown option '--bogus'"},
-      {"--lr", "needs a value"},
+      {"--lr", "option '--lr' needs a number"},
+      {"--epoch 2", "train.lua: unknown option '--epoch' (did you mean --epochs?); see --help"},
+      {"--batchsize=64", "train.lua: unknown option '--batchsize=64' (did you mean --batch-size?)"},
+      {"--epochs=two", "train.lua: option '--epochs' needs a whole number (got 'two')"},
+      {"--quiet=yes", "train.lua: option '--quiet' takes no value (got 'yes')"},
       {"--epochs 2.5", "needs a whole number"},
     }
     for _, case in ipairs(cases) do
@@ -156,6 +239,33 @@ describe("scripts/train.lua", function()
       assert.are.equal(2, code, case[1] .. ": " .. out)
       assert.truthy(out:find(case[2], 1, true), case[1] .. ": " .. out)
     end
+  end)
+
+  it("takes --key=value as well as --key value, and names the CSV columns as the console does", function()
+    local out, code = run("--hidden=16,8 --batch-size=32 --lr=0.01 --threads=2 --data=" .. quote(dir .. "/data")
+      .. " --epochs=2 --validation=80 --out=" .. quote(dir .. "/equals"))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("epoch  train loss  train acc    val loss    val acc", 1, true), out)
+    assert.truthy(out:find("validation accuracy %d%.%d+ after 2 epochs"), out)
+    local lines = {}
+    for line in read(dir .. "/equals/metrics.csv"):gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.are.equal("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,samples_per_s", lines[1])
+    assert.are.equal(3, #lines)
+    local state = checkpoint.load(dir .. "/equals/checkpoint.safetensors")
+    assert.are.equal(2, state.epoch)
+    assert.are.equal(2, state.options.epochs)
+    assert.are.equal(80, state.options.validation)
+    assert.are.same({16, 784}, state.model["2.weight"]:shape())
+    -- without --validation the columns are the test set's, as the console's "test loss"
+    assert.are.equal("epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds,samples_per_s",
+      read(dir .. "/full/metrics.csv"):match("^[^\n]+"))
+  end)
+
+  it("checks --out before it loads the data", function()
+    local out, code = run("--quiet --data " .. quote(dir .. "/nowhere") .. " --out /dev/null/run")
+    assert.are.equal(2, code, out)
+    assert.truthy(out:find("train.lua: run.directory: cannot use /dev/null/run as the output directory", 1, true), out)
+    assert.is_nil(out:find("fashion_mnist", 1, true), out)
   end)
 
   it("names the data directory and how to get the files when they are missing", function()
@@ -260,6 +370,27 @@ describe("scripts/train.lua", function()
     end
     assert.is_true(names > 20)
     assert.are.same(model_metrics(dir .. "/cnn-full/metrics.csv"), model_metrics(dir .. "/cnn-resumed/metrics.csv"))
+  end)
+
+  it("resumes a CNN with --augment interrupted in its first epoch under plain lua5.4 bit-identically", function()
+    local out_dir = dir .. "/cnn-interrupted"
+    local path = out_dir .. "/checkpoint.safetensors"
+    local out, status = run_interrupted("lua5.4", cnn .. quote(dir .. "/data")
+      .. " --epochs 2 --convs-per-block 2 --augment --out " .. quote(out_dir), 1, 2, "cnn")
+    assert.are.equal(130, status, out)
+    assert.truthy(out:find("train.lua: interrupted in epoch 1 of 2 after step 2 of 10; saved " .. path, 1, true), out)
+    local command = out:match("\ncontinue with: ([^\n]+)\n")
+    assert.are.equal(string.format("lua5.4 %s --resume %s", TRAIN, path), command)
+    local state = checkpoint.load(path)
+    assert.are.equal(0, state.epoch)
+    assert.are.same({}, state.history)
+    assert.are.equal(2, state.partial.step)
+    local p = assert(io.popen(command .. " 2>&1"))
+    out = p:read("a")
+    assert.is_true(p:close(), out)
+    assert.truthy(out:find("resuming " .. path .. " at epoch 1 of 2, step 3 of 10\n", 1, true), out)
+    assert.is_true(assert_same_checkpoints(dir .. "/cnn-full/checkpoint.safetensors", path) > 20)
+    assert.are.same(model_metrics(dir .. "/cnn-full/metrics.csv"), model_metrics(out_dir .. "/metrics.csv"))
   end)
 
   it("resumes a checkpoint written before --model existed as the MLP it is", function()
