@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test sanitize portable fuzz hostile bench bench-c clean install
+.PHONY: all deps build run test sanitize portable fuzz hostile bench bench-c clean install rock
 
 all: build
 
@@ -69,6 +69,14 @@ bench-c: build
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+# A LuaRocks source rock of the working tree, made offline (scripts/make-rock.sh):
+# $(BUILD)/rock/dropnet-scm-1.src.rock, for `luarocks install` on any machine
+# with the Debian packages of `make deps`.
+rock:
+	@sh scripts/make-rock.sh . $(BUILD)/rock > /dev/null
+	@echo "wrote $(BUILD)/rock/dropnet-scm-1.src.rock; install it with:"
+	@echo "  luarocks --lua-version=5.4 install --local $(BUILD)/rock/dropnet-scm-1.src.rock"
 
 clean:
 	rm -rf $(BUILD) build-sanitize build-portable $(FUZZ_BUILD)
