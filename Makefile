@@ -17,8 +17,11 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Installs missing Debian packages, builds, and runs the main job.
-run: deps build
+# Installs missing Debian packages, builds, and runs the main job. The build's
+# output goes to $(BUILD)/build.log: on success only its warnings are shown, on
+# failure all of it (scripts/quiet-build.sh).
+run: deps
+	@sh scripts/quiet-build.sh $(BUILD)/build.log $(MAKE) build
 	$(BUILD)/dropnet scripts/train.lua $(ARGS)
 
 # Every test (C and Lua) through ctest; the last line counts them all.
