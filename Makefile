@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test sanitize portable fuzz hostile bench bench-c clean install
+.PHONY: all deps build run test sanitize portable fuzz hostile bench bench-c clean install rock
 
 all: build
 
@@ -17,8 +17,11 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Installs missing Debian packages, builds, and runs the main job.
-run: deps build
+# Installs missing Debian packages, builds, and runs the main job. The build's
+# output goes to $(BUILD)/build.log: on success only its warnings are shown, on
+# failure all of it (scripts/quiet-build.sh).
+run: deps
+	@sh scripts/quiet-build.sh $(BUILD)/build.log $(MAKE) build
 	$(BUILD)/dropnet scripts/train.lua $(ARGS)
 
 # Every test (C and Lua) through ctest; the last line counts them all.
@@ -69,6 +72,14 @@ bench-c: build
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+# A LuaRocks source rock of the working tree, made offline (scripts/make-rock.sh):
+# $(BUILD)/rock/dropnet-scm-1.src.rock, for `luarocks install` on any machine
+# with the Debian packages of `make deps`.
+rock:
+	@sh scripts/make-rock.sh . $(BUILD)/rock > /dev/null
+	@echo "wrote $(BUILD)/rock/dropnet-scm-1.src.rock; install it with:"
+	@echo "  luarocks --lua-version=5.4 install --local $(BUILD)/rock/dropnet-scm-1.src.rock"
 
 clean:
 	rm -rf $(BUILD) build-sanitize build-portable $(FUZZ_BUILD)

@@ -8,6 +8,15 @@
 -- installs the C module (lib/lua/5.4/dropnet/core.so), the Lua library
 -- (share/lua/5.4/dropnet/) and the `dropnet` command (bin/dropnet) into the
 -- tree; the C library, headers and pkg-config file come with `make install`.
+-- The man page stays in the rock's directory, where LuaRocks keeps what it
+-- does not deploy: man -l "$(luarocks --lua-version=5.4 show --rock-dir
+-- dropnet)/share/man/man1/dropnet.1".
+--
+-- A source rock: `make rock` (scripts/make-rock.sh) packs the working tree
+-- into build/rock/dropnet-scm-1.src.rock, offline, with a copy of this
+-- rockspec whose source is that tarball; `luarocks install` of the .src.rock
+-- builds the bundled copy. (`luarocks pack` of this file itself would clone
+-- source.url from a temporary directory, where "." is no repository.)
 --
 -- Version: "scm-1" is LuaRocks' name for a development rock. The version of
 -- the code is in the VERSION file, the single source of truth: CMake's
@@ -16,13 +25,15 @@
 -- too: `luarocks new_version rockspec/dropnet-scm-1.rockspec "$(cat VERSION)"`
 -- writes dropnet-<VERSION>-1.rockspec. tests/install/version.sh checks that
 -- step and the version everywhere; tests/install/luarocks.sh `luarocks make`s
--- this rockspec into a temporary tree and runs what it installed.
+-- this rockspec into a temporary tree and runs what it installed, and
+-- tests/install/rock.sh makes the source rock and installs it.
 rockspec_format = "3.0"
 package = "dropnet"
 version = "scm-1"
 
 source = {
-   -- a local repository: the checkout itself (no network involved)
+   -- the checkout itself, for `luarocks make` (which does not read it); `make rock`
+   -- writes a copy of this rockspec with a tarball of the working tree here
    url = "git+file://.",
 }
 
