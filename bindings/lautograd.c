@@ -41,7 +41,7 @@ static int s_grad(lua_State *L) {
   dn_tensor *g = dn_lua_check_tensor(L, 2);
   if (!dn_same_shape(t, g) || g->dtype != DN_F32) {
     char ts[128], gs[128];
-    return luaL_error(L, "grad: a gradient of shape %s (%s) does not fit a tensor of shape %s",
+    return dn_lua_error(L, "grad: a gradient of shape %s (%s) does not fit a tensor of shape %s",
                       dn_shape_str(g, gs, sizeof gs), dn_dtype_name(g->dtype), dn_shape_str(t, ts, sizeof ts));
   }
   dn_tensor_retain(g);

@@ -6,6 +6,9 @@
 ** and the runtime's public API.
 */
 #include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <string.h>
 
 #include "ldn.h"
 
@@ -76,7 +79,7 @@ dn_tensor **dn_lua_check_tensor_list(lua_State *L, int arg, const char *fname, i
     lua_rawgeti(L, arg, (lua_Integer)i);
     items[i - 1] = dn_lua_test_tensor(L, -1);
     if (!items[i - 1])
-      luaL_error(L, "%s: item %d of the list is a %s, Tensor expected", fname, (int)i, dn_lua_typename(L, -1));
+      dn_lua_error(L, "%s: item %d of the list is a %s, Tensor expected", fname, (int)i, dn_lua_typename(L, -1));
     lua_pop(L, 1);
   }
   *count = (int)n;
@@ -93,8 +96,46 @@ const char *dn_lua_typename(lua_State *L, int arg) {
   return luaL_typename(L, arg);
 }
 
+/* --- errors at the user's line --------------------------------------------------- */
+
+/* The registry field where dropnet/check.lua leaves the chunkname prefix of the library's files
+   ("@dropnet/" under the dropnet command). Absent (the C module loaded alone): no frame is skipped. */
+#define DN_LIBRARY_SOURCE_KEY "dropnet.library_source"
+
+void dn_lua_where(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, DN_LIBRARY_SOURCE_KEY);
+  size_t prefix_len = 0;
+  const char *prefix = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &prefix_len) : NULL;
+  lua_Debug ar;
+  bool inside = false;   /* passed through a library frame: C frames (pcall) on its way out are skipped too */
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    bool library = prefix && strncmp(ar.source, prefix, prefix_len) == 0;
+    if (library || (inside && ar.what[0] == 'C')) {
+      inside = true;
+      continue;
+    }
+    lua_pop(L, 1);
+    if (ar.currentline > 0) lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    else lua_pushliteral(L, "");
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushliteral(L, "");
+}
+
+int dn_lua_error(lua_State *L, const char *fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  dn_lua_where(L);
+  lua_pushvfstring(L, fmt, args);
+  va_end(args);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 int dn_lua_check_status(lua_State *L, dn_status st) {
-  if (st != DN_OK) return luaL_error(L, "%s", dn_last_error());
+  if (st != DN_OK) return dn_lua_error(L, "%s", dn_last_error());
   return 0;
 }
 

@@ -38,6 +38,13 @@ dn_tensor **dn_lua_check_tensor_list(lua_State *L, int arg, const char *fname, i
 /* Type name for messages: "dropnet.Tensor" rather than "userdata". */
 const char *dn_lua_typename(lua_State *L, int arg);
 
+/* luaL_error with the position of the user's line: the caller's "file:line: ", or when the caller is the
+   Lua library (the dropnet Lua files), the innermost frame outside it, so that a shape error met in nn.Linear names
+   the script's line that called the model. Every binding raises its errors through it. */
+int dn_lua_error(lua_State *L, const char *fmt, ...);
+/* Pushes that position ("" when there is none). */
+void dn_lua_where(lua_State *L);
+
 /* Raises the runtime's last error message when st != DN_OK. The usual shape:
      dn_ltensor *r = dn_lua_new_tensor_slot(L);
      dn_lua_check_status(L, dn_add(&r->t, a, b));

@@ -92,8 +92,8 @@ static void take_replacement(lua_State *L, hook_call *c, int i) {
   if (!u || !u->t) {
     const char *got = u ? "a closed tensor" : dn_lua_typename(L, -1);
     if (c->group)
-      luaL_error(L, "hook_aliases: item %d of a hook's result must be a tensor or nil (got %s)", i + 1, got);
-    luaL_error(L, "register_hook: a hook must return a tensor or nil (got %s)", got);
+      dn_lua_error(L, "hook_aliases: item %d of a hook's result must be a tensor or nil (got %s)", i + 1, got);
+    dn_lua_error(L, "register_hook: a hook must return a tensor or nil (got %s)", got);
   }
   c->reps[i] = dn_tensor_retain(u->t);
 }
@@ -120,7 +120,7 @@ static int call_protected(lua_State *L) {
   lua_call(L, 1, 1);
   if (lua_isnil(L, -1)) return 0;
   if (!lua_istable(L, -1))
-    return luaL_error(L, "hook_aliases: a hook must return a table of gradients or nil (got %s)",
+    return dn_lua_error(L, "hook_aliases: a hook must return a table of gradients or nil (got %s)",
                       dn_lua_typename(L, -1));
   for (int i = 0; i < c->n; i++) {
     lua_rawgeti(L, -1, i + 1);
@@ -179,7 +179,7 @@ static lua_hook *new_lua_hook(lua_State *L, int arg, bool group, const char *fna
   lua_hook *h = malloc(sizeof *h);
   if (!h) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    luaL_error(L, "%s: out of memory", fname);
+    dn_lua_error(L, "%s: out of memory", fname);
   }
   h->ref = ref;
   h->group = group;

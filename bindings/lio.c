@@ -81,7 +81,7 @@ static int l_write_file(lua_State *L) {
   luaL_checktype(L, 2, LUA_TSTRING);
   size_t length;
   const char *data = lua_tolstring(L, 2, &length);
-  if (dn_write_file(path, data, length) != DN_OK) return luaL_error(L, "dn.%s", dn_last_error());
+  if (dn_write_file(path, data, length) != DN_OK) return dn_lua_error(L, "dn.%s", dn_last_error());
   return 0;
 }
 
@@ -90,7 +90,7 @@ static int l_mkdir(lua_State *L) {
   luaL_checktype(L, 1, LUA_TSTRING);   /* a number would name a directory by accident */
   const char *path = check_path(L, 1);
   if (dn_make_directory(path) != DN_OK)   /* the runtime's message, under the name Lua code calls */
-    return luaL_error(L, "dn.mkdir: %s", dn_last_error() + strlen("make_directory: "));
+    return dn_lua_error(L, "dn.mkdir: %s", dn_last_error() + strlen("make_directory: "));
   return 0;
 }
 
@@ -108,7 +108,7 @@ static int count_entries(lua_State *L, int arg) {
   lua_pushnil(L);
   while (lua_next(L, arg)) {
     lua_pop(L, 1);
-    if (n == INT32_MAX) luaL_error(L, "save: too many entries");
+    if (n == INT32_MAX) dn_lua_error(L, "save: too many entries");
     n++;
   }
   return n;
@@ -117,10 +117,10 @@ static int count_entries(lua_State *L, int arg) {
 /* The string key at -2 during lua_next, checked (no conversion: that would break lua_next). */
 static const char *check_key(lua_State *L, const char *what) {
   if (lua_type(L, -2) != LUA_TSTRING)
-    luaL_error(L, "save: %s must be strings (got %s)", what, luaL_typename(L, -2));
+    dn_lua_error(L, "save: %s must be strings (got %s)", what, luaL_typename(L, -2));
   size_t length;
   const char *key = lua_tolstring(L, -2, &length);
-  if (strlen(key) != length) luaL_error(L, "save: %s must not contain zero bytes", what);
+  if (strlen(key) != length) dn_lua_error(L, "save: %s must not contain zero bytes", what);
   return key;
 }
 
@@ -130,6 +130,17 @@ static const char *check_key(lua_State *L, const char *what) {
 static int l_save(lua_State *L) {
   const char *path = check_path(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
+  /* dn.save(path, model) is torch.save's habit; a module's fields are its internals, so name the fix instead */
+  if (lua_getmetatable(L, 2)) {
+    bool is_module = lua_getfield(L, -1, "__is_module_class") == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    if (is_module) {
+      lua_getfield(L, -2, "__name");
+      const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "Module";
+      return dn_lua_error(L, "save: got the module %s; pass model:state_dict() to save its tensors "
+                        "(or dropnet.checkpoint.save for a whole training state)", name);
+    }
+    lua_pop(L, 2);
+  }
   bool has_metadata = !lua_isnoneornil(L, 3);
   if (has_metadata) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
@@ -141,8 +152,8 @@ static int l_save(lua_State *L) {
   while (lua_next(L, 2)) {
     const char *name = check_key(L, "tensor names");
     dn_ltensor *u = luaL_testudata(L, -1, DN_TENSOR_MT);
-    if (!u) luaL_error(L, "save: '%s' must be a tensor (got %s)", name, dn_lua_typename(L, -1));
-    if (!u->t) luaL_error(L, "save: tensor '%s' has been closed", name);
+    if (!u) dn_lua_error(L, "save: '%s' must be a tensor (got %s)", name, dn_lua_typename(L, -1));
+    if (!u->t) dn_lua_error(L, "save: tensor '%s' has been closed", name);
     tensors[i].name = name;
     tensors[i].tensor = u->t;
     i++;
@@ -160,11 +171,11 @@ static int l_save(lua_State *L) {
       const char *key = check_key(L, "metadata keys");
       int type = lua_type(L, -1);
       if (type != LUA_TSTRING && type != LUA_TNUMBER)
-        luaL_error(L, "save: metadata '%s' must be a string or a number (got %s)", key, luaL_typename(L, -1));
+        dn_lua_error(L, "save: metadata '%s' must be a string or a number (got %s)", key, luaL_typename(L, -1));
       lua_pushvalue(L, -1);
       size_t length;
       const char *value = lua_tolstring(L, -1, &length);   /* converts the copy, not the table's value */
-      if (strlen(value) != length) luaL_error(L, "save: metadata '%s' must not contain zero bytes", key);
+      if (strlen(value) != length) dn_lua_error(L, "save: metadata '%s' must not contain zero bytes", key);
       lua_rawseti(L, 6, i + 1);
       metadata[i].key = key;
       metadata[i].value = value;

@@ -23,7 +23,7 @@ static int push_binary(lua_State *L, dn_binop op, int arg_a, int arg_b) {
     dn_lua_check_status(L, dn_binary_scalar(&r->t, op, b, lua_tonumber(L, arg_a), true));
   } else {
     int bad = a || lua_type(L, arg_a) == LUA_TNUMBER ? arg_b : arg_a;
-    return luaL_error(L, "%s: expected a tensor or a number (got %s)", dn_binop_name(op), luaL_typename(L, bad));
+    return dn_lua_error(L, "%s: expected a tensor or a number (got %s)", dn_binop_name(op), luaL_typename(L, bad));
   }
   return 1;
 }
@@ -88,7 +88,7 @@ static int m_clamp(lua_State *L) {
   double lo = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
   double hi = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
   if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3))
-    return luaL_error(L, "clamp: give at least one of min and max");
+    return dn_lua_error(L, "clamp: give at least one of min and max");
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   dn_lua_check_status(L, dn_clamp(&r->t, a, lo, hi));
   return 1;
@@ -100,7 +100,7 @@ static dn_tensor *tensor_or_number(lua_State *L, int arg, const char *fname, dn_
   dn_tensor *t = dn_lua_test_tensor(L, arg);
   if (t) return t;
   if (lua_type(L, arg) != LUA_TNUMBER)
-    luaL_error(L, "%s: argument #%d must be a tensor or a number (got %s)", fname, arg, luaL_typename(L, arg));
+    dn_lua_error(L, "%s: argument #%d must be a tensor or a number (got %s)", fname, arg, luaL_typename(L, arg));
   double v = lua_tonumber(L, arg);
   /* kept alive by a userdata so a later error cannot leak it */
   dn_ltensor *holder = dn_lua_new_tensor_slot(L);

@@ -50,7 +50,7 @@ static int push_state(lua_State *L, const dn_rng *g) {
 
 static void read_state(lua_State *L, int arg, dn_rng *g, const char *fname) {
   if (!lua_istable(L, arg))
-    luaL_error(L, "%s: state must be a table {seed = ..., offset = ...} (got %s)", fname, luaL_typename(L, arg));
+    dn_lua_error(L, "%s: state must be a table {seed = ..., offset = ...} (got %s)", fname, luaL_typename(L, arg));
   dn_rng s;
   const char *fields[2] = {"seed", "offset"};
   uint64_t *dst[2] = {&s.seed, &s.offset};
@@ -58,7 +58,7 @@ static void read_state(lua_State *L, int arg, dn_rng *g, const char *fname) {
     lua_getfield(L, arg, fields[i]);
     int isnum;
     lua_Integer v = lua_tointegerx(L, -1, &isnum);
-    if (!isnum) luaL_error(L, "%s: state.%s must be an integer (got %s)", fname, fields[i], luaL_typename(L, -1));
+    if (!isnum) dn_lua_error(L, "%s: state.%s must be an integer (got %s)", fname, fields[i], luaL_typename(L, -1));
     *dst[i] = (uint64_t)v;
     lua_pop(L, 1);
   }

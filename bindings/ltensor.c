@@ -49,7 +49,7 @@ static void nested_shape(lua_State *L, int idx, nested *n) {
   n->ndim = 0;
   lua_pushvalue(L, idx);
   while (lua_istable(L, -1)) {
-    if (n->ndim >= DN_MAX_DIMS) luaL_error(L, "tensor: nesting deeper than %d dims", DN_MAX_DIMS);
+    if (n->ndim >= DN_MAX_DIMS) dn_lua_error(L, "tensor: nesting deeper than %d dims", DN_MAX_DIMS);
     n->shape[n->ndim++] = (int64_t)lua_rawlen(L, -1);
     if (lua_rawlen(L, -1) == 0) break;
     lua_rawgeti(L, -1, 1);
@@ -63,16 +63,16 @@ static void nested_fill(lua_State *L, int idx, nested *n, int depth, char *path,
     int isnum;
     lua_Number v = lua_tonumberx(L, idx, &isnum);
     if (!isnum)
-      luaL_error(L, "tensor: element %s must be a number (got %s)", pathlen ? path : "[]", luaL_typename(L, idx));
+      dn_lua_error(L, "tensor: element %s must be a number (got %s)", pathlen ? path : "[]", luaL_typename(L, idx));
     n->values[n->count++] = v;
     return;
   }
   if (!lua_istable(L, idx))
-    luaL_error(L, "tensor: element %s must be a table of %d items (got %s)", pathlen ? path : "[]",
+    dn_lua_error(L, "tensor: element %s must be a table of %d items (got %s)", pathlen ? path : "[]",
                (int)n->shape[depth], luaL_typename(L, idx));
   int64_t len = (int64_t)lua_rawlen(L, idx);
   if (len != n->shape[depth])
-    luaL_error(L, "tensor: row %s has %d items, expected %d (rows must all have the same length)",
+    dn_lua_error(L, "tensor: row %s has %d items, expected %d (rows must all have the same length)",
                pathlen ? path : "[]", (int)len, (int)n->shape[depth]);
   for (int64_t i = 1; i <= len; i++) {
     lua_rawgeti(L, idx, (lua_Integer)i);
@@ -297,7 +297,7 @@ static int m_totable(lua_State *L) {
   for (int d = 0, last = t->ndim - 1; d < last && tables > 0; d++) {
     if (t->shape[d] > DN_TOTABLE_MAX_TABLES / tables) {
       char sb[160];
-      return luaL_error(L, "totable: a tensor of shape %s would need more than 2^28 Lua tables",
+      return dn_lua_error(L, "totable: a tensor of shape %s would need more than 2^28 Lua tables",
                         dn_shape_str(t, sb, sizeof sb));
     }
     tables *= t->shape[d];
@@ -314,7 +314,7 @@ static int m_tostring(lua_State *L) {
     return 1;
   }
   char *s = dn_tensor_format(u->t);
-  if (!s) return luaL_error(L, "tostring: out of memory");
+  if (!s) return dn_lua_error(L, "tostring: out of memory");
   lua_pushstring(L, s);
   free(s);
   return 1;
@@ -322,7 +322,7 @@ static int m_tostring(lua_State *L) {
 
 static int m_len(lua_State *L) {
   dn_tensor *t = dn_lua_check_tensor(L, 1);
-  if (t->ndim == 0) return luaL_error(L, "len: a 0-dim tensor has no length (use numel or item)");
+  if (t->ndim == 0) return dn_lua_error(L, "len: a 0-dim tensor has no length (use numel or item)");
   lua_pushinteger(L, t->shape[0]);
   return 1;
 }
@@ -367,15 +367,15 @@ static int m_permute(lua_State *L) {
   int64_t dims64[DN_MAX_DIMS];
   int n = dn_lua_check_shape_min(L, 2, dims64, LUA_MININTEGER);   /* dims, checked below */
   if (n != t->ndim)
-    return luaL_error(L, "permute: expected %d dims for a %d-D tensor (got %d)", t->ndim, t->ndim, n);
+    return dn_lua_error(L, "permute: expected %d dims for a %d-D tensor (got %d)", t->ndim, t->ndim, n);
   int dims[DN_MAX_DIMS];
   for (int i = 0; i < n; i++) {
     int64_t d = dims64[i];
     if (d < -n || d > n || d == 0)
-      return luaL_error(L, "permute: dim %I out of range for a %d-D tensor", (lua_Integer)d, n);
+      return dn_lua_error(L, "permute: dim %I out of range for a %d-D tensor", (lua_Integer)d, n);
     dims[i] = d > 0 ? (int)d - 1 : (int)(d + n);
     for (int j = 0; j < i; j++)
-      if (dims[j] == dims[i]) return luaL_error(L, "permute: dim %d appears twice", dims[i] + 1);
+      if (dims[j] == dims[i]) return dn_lua_error(L, "permute: dim %d appears twice", dims[i] + 1);
   }
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   dn_lua_check_status(L, dn_permute(&r->t, t, dims));
@@ -389,20 +389,26 @@ static int m_narrow(lua_State *L) {
   lua_Integer start = dn_lua_check_integer(L, 3, "start"), length = dn_lua_check_integer(L, 4, "length");
   lua_Integer size = t->shape[dim];
   if (start < 1 || length < 0 || start - 1 > size || length > size - (start - 1))   /* never overflows */
-    return luaL_error(L, "narrow: start %I and length %I out of bounds for dim %d of size %I", start, length,
-                      dim + 1, size);
+    return dn_lua_error(L, "narrow: start %I and length %I out of bounds for dim %d of size %I%s", start, length,
+                      dim + 1, size, start == 0 ? " (start is 1-based)" : "");
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   dn_lua_check_status(L, dn_narrow(&r->t, t, dim, start - 1, length));
   return 1;
 }
 
+/* What to add to "index i out of range ... of size n": a PyTorch habit (t[0]) gets told that Lua counts from 1. */
+static const char *index_hint(lua_Integer index) {
+  return index == 0 ? " (indices start at 1; -1 is the last)" : "";
+}
+
 /* Pushes t:select(dim, index) with a 1-based index (negative from the end). */
 static int push_select(lua_State *L, dn_tensor *t, int dim, lua_Integer index, const char *fname) {
-  if (t->ndim == 0) return luaL_error(L, "%s: cannot index a 0-dim tensor (use item)", fname);
+  if (t->ndim == 0) return dn_lua_error(L, "%s: cannot index a 0-dim tensor (use item)", fname);
   lua_Integer size = t->shape[dim];
   lua_Integer i = index < 0 ? index + size + 1 : index;
   if (i < 1 || i > size)
-    return luaL_error(L, "%s: index %I out of range for dim %d of size %I", fname, index, dim + 1, size);
+    return dn_lua_error(L, "%s: index %I out of range for dim %d of size %I%s", fname, index, dim + 1, size,
+                      index_hint(index));
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   dn_lua_check_status(L, dn_select(&r->t, t, dim, i - 1));
   return 1;
@@ -419,7 +425,7 @@ static int m_unsqueeze(lua_State *L) {
   lua_Integer d = dn_lua_check_integer(L, 2, "dim");
   int n = t->ndim + 1;
   if (d == 0 || d < -n || d > n)
-    return luaL_error(L, "unsqueeze: dim %I out of range for a %d-D tensor (use 1..%d or -1..-%d)", d,
+    return dn_lua_error(L, "unsqueeze: dim %I out of range for a %d-D tensor (use 1..%d or -1..-%d)", d,
                       t->ndim, n, n);
   dn_ltensor *r = dn_lua_new_tensor_slot(L);
   dn_lua_check_status(L, dn_unsqueeze(&r->t, t, d > 0 ? (int)d - 1 : (int)(d + n)));
@@ -497,6 +503,64 @@ static int m_to(lua_State *L) {
 
 /* --- indexing: t[i] and t[i] = v ------------------------------------------------------ */
 
+/* The edit distance of a and b (insertions, deletions, substitutions, swaps of neighbours: "gard" is one
+   edit from "grad"), or limit + 1 once it exceeds limit. Names are short: rows of 64 cover every method
+   name; longer keys are not compared. */
+static int name_distance(const char *a, size_t la, const char *b, size_t lb, int limit) {
+  if (la > 63 || lb > 63 || (la > lb ? la - lb : lb - la) > (size_t)limit) return limit + 1;
+  int before[64] = {0}, prev[64], row[64];
+  for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
+  for (size_t i = 1; i <= la; i++) {
+    row[0] = (int)i;
+    int best = row[0];
+    for (size_t j = 1; j <= lb; j++) {
+      int d = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      if (prev[j] + 1 < d) d = prev[j] + 1;
+      if (row[j - 1] + 1 < d) d = row[j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && before[j - 2] + 1 < d)
+        d = before[j - 2] + 1;
+      row[j] = d;
+      if (d < best) best = d;
+    }
+    if (best > limit) return limit + 1;
+    memcpy(before, prev, (lb + 1) * sizeof *prev);
+    memcpy(prev, row, (lb + 1) * sizeof *prev);
+  }
+  return prev[lb];
+}
+
+/* t.key for a key that is no method or property: an error (a misspelt t.requires_gard would otherwise read
+   as nil far from the typo), naming the closest key of the tables at stack indices methods and properties
+   when one is at most 1 edit away (keys of up to 4 characters) or 2. */
+static int unknown_field(lua_State *L, int methods, int properties) {
+  size_t key_len;
+  const char *key = lua_tolstring(L, 2, &key_len);
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return dn_lua_error(L, "index: a tensor has no field %s (index with an integer, or call a method)",
+                        luaL_typename(L, 2));
+  int limit = key_len <= 4 ? 1 : 2, best_distance = limit + 1;
+  const char *best = NULL;
+  int tables[2] = {methods, properties};
+  for (int k = 0; k < 2; k++) {
+    lua_pushnil(L);
+    while (lua_next(L, tables[k])) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) != LUA_TSTRING) continue;
+      size_t len;
+      const char *name = lua_tolstring(L, -1, &len);
+      int d = name_distance(key, key_len, name, len, limit);
+      if (d < best_distance || (d == best_distance && best && strcmp(name, best) < 0)) {
+        best_distance = d;
+        best = name;   /* the table keeps the string alive */
+      }
+    }
+  }
+  if (best)
+    return dn_lua_error(L, "index: a tensor has no field '%s' (did you mean %s?)", key, best);
+  return dn_lua_error(L, "index: a tensor has no field '%s' (its methods and properties are listed in "
+                      "docs/lua-api.md)", key);
+}
+
 static int m_index(lua_State *L) {
   if (lua_type(L, 2) == LUA_TNUMBER) {
     dn_tensor *t = dn_lua_check_tensor(L, 1);
@@ -504,7 +568,7 @@ static int m_index(lua_State *L) {
     if (t->ndim == 1) {
       lua_Integer size = t->shape[0], j = i < 0 ? i + size + 1 : i;
       if (j < 1 || j > size)
-        return luaL_error(L, "index: index %I out of range for a tensor of size %I", i, size);
+        return dn_lua_error(L, "index: index %I out of range for a tensor of size %I%s", i, size, index_hint(i));
       double v;
       dn_lua_check_status(L, dn_tensor_get(t, (int64_t[]){j - 1}, &v));
       push_value(L, t->dtype, v);
@@ -529,8 +593,7 @@ static int m_index(lua_State *L) {
     lua_call(L, 1, 1);
     return 1;
   }
-  lua_pushnil(L);
-  return 1;
+  return unknown_field(L, lua_gettop(L) - 3, lua_gettop(L) - 1);
 }
 
 static int m_newindex(lua_State *L) {
@@ -547,14 +610,14 @@ static int m_newindex(lua_State *L) {
       lua_call(L, 2, 0);
       return 0;
     }
-    return luaL_error(L, "newindex: cannot set field '%s' of a tensor", luaL_tolstring(L, 2, NULL));
+    return dn_lua_error(L, "newindex: cannot set field '%s' of a tensor", luaL_tolstring(L, 2, NULL));
   }
   lua_Integer i = dn_lua_check_integer(L, 2, "index");
   dn_lua_check_status(L, dn_check_inplace("newindex", t));
-  if (t->ndim == 0) return luaL_error(L, "newindex: cannot index a 0-dim tensor (use fill_)");
+  if (t->ndim == 0) return dn_lua_error(L, "newindex: cannot index a 0-dim tensor (use fill_)");
   lua_Integer size = t->shape[0], j = i < 0 ? i + size + 1 : i;
   if (j < 1 || j > size)
-    return luaL_error(L, "newindex: index %I out of range for dim 1 of size %I", i, size);
+    return dn_lua_error(L, "newindex: index %I out of range for dim 1 of size %I%s", i, size, index_hint(i));
   dn_tensor *row;
   dn_lua_check_status(L, dn_select(&row, t, 0, j - 1));
   dn_status st;
@@ -564,7 +627,7 @@ static int m_newindex(lua_State *L) {
     dn_tensor *src = dn_lua_test_tensor(L, 3);
     if (!src) {
       dn_tensor_release(row);
-      return luaL_error(L, "newindex: value must be a number or a tensor (got %s)", luaL_typename(L, 3));
+      return dn_lua_error(L, "newindex: value must be a number or a tensor (got %s)", luaL_typename(L, 3));
     }
     st = dn_copy_(row, src);
   }

@@ -119,15 +119,19 @@ dn_status dn_byte_rows_to_float(dn_tensor **out, const dn_tensor *src, const dn_
       return dn_fail(DN_ESHAPE, "byte_rows_to_float: index must be 1-D (got shape %s)",
                      dn_shape_str(index, sb, sizeof sb));
     rows = index->shape[0];
-    /* base comes from the caller: base + size can overflow, v - base cannot */
-    int64_t end = size > INT64_MAX - base ? INT64_MAX : base + size;
+    /* base comes from the caller: base + size - 1 can overflow, v - base cannot; the range is written closed */
+    int64_t last = size - 1 > INT64_MAX - base ? INT64_MAX : base + (size - 1);
     /* every index is checked before anything is allocated, as index_select does */
     for (int64_t j = 0; j < rows; j++) {
       int64_t v = *DN_I32_AT(index, index->offset + j * index->stride[0]);
-      if (v < base || v - base >= size)
-        return dn_fail(DN_ERANGE, "byte_rows_to_float: index %lld at position %lld is out of range [%lld, %lld) "
+      if (v < base || v - base >= size) {
+        if (size == 0)
+          return dn_fail(DN_ERANGE, "byte_rows_to_float: index %lld at position %lld is out of range (no valid "
+                         "index) for a first dim of size 0", (long long)v, (long long)(j + base));
+        return dn_fail(DN_ERANGE, "byte_rows_to_float: index %lld at position %lld is out of range [%lld, %lld] "
                        "for a first dim of size %lld", (long long)v, (long long)(j + base), (long long)base,
-                       (long long)end, (long long)size);
+                       (long long)last, (long long)size);
+      }
     }
   }
 

@@ -11,12 +11,18 @@
 ** Tensors of more than SUMMARY_THRESHOLD elements show EDGE_ITEMS items at
 ** each end of every long dim, with "..." between. Rows wrap at LINE_WIDTH.
 ** Slices of 3-D and deeper tensors are separated by blank lines.
+**
+** A 0-dim tensor takes one line, as PyTorch prints it: tensor(3.5000), or
+** tensor(7, dtype=int32). The autograd state follows the dtype, as PyTorch
+** shows it: ", grad_fn=<MulBackward>" on a result of recorded ops,
+** ", requires_grad=true" on a leaf that requires grad ("true": Lua's word).
 */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dropnet/autograd.h"
 #include "internal.h"
 
 #define SUMMARY_THRESHOLD 1000
@@ -168,6 +174,27 @@ static void emit_dims(text *s, const dn_tensor *t, const layout *lay, int dim, i
   text_puts(s, "]");
 }
 
+/* The text, or NULL (freed) after an allocation failure. */
+static char *finish(text *s) {
+  if (s->failed) {
+    free(s->data);
+    return NULL;
+  }
+  return s->data;
+}
+
+/* ", grad_fn=<name>" or ", requires_grad=true" (nothing for a tensor outside autograd). */
+static void emit_autograd(text *s, const dn_tensor *t) {
+  const char *fn = dn_grad_fn_name(t);
+  if (fn) {
+    text_puts(s, ", grad_fn=<");
+    text_puts(s, fn);
+    text_puts(s, ">");
+  } else if (t->requires_grad) {
+    text_puts(s, ", requires_grad=true");
+  }
+}
+
 char *dn_tensor_format(const dn_tensor *t) {
   if (!t) return NULL;
   text s = {NULL, 0, 0, false};
@@ -180,12 +207,21 @@ char *dn_tensor_format(const dn_tensor *t) {
                                                 st.max_abs / st.min_abs_nonzero > 1e3);
     lay.style = scientific ? STYLE_SCIENTIFIC : STYLE_FIXED;
   }
-  if (numel == 0) {
-    text_puts(&s, "[]");
-  } else if (t->ndim == 0) {
+  if (t->ndim == 0) {
     char buf[64];
     format_value(buf, sizeof buf, dn_load(t, t->offset), lay.style);
+    text_puts(&s, "tensor(");
     text_puts(&s, buf + (buf[0] == ' '));   /* a lone value needs no sign column */
+    if (t->dtype != DN_F32) {
+      text_puts(&s, ", dtype=");
+      text_puts(&s, dn_dtype_name(t->dtype));
+    }
+    emit_autograd(&s, t);
+    text_puts(&s, ")");
+    return finish(&s);
+  }
+  if (numel == 0) {
+    text_puts(&s, "[]");
   } else {
     measure_width(t, &lay, 0, t->offset, &lay.width);
     emit_dims(&s, t, &lay, 0, t->offset);
@@ -195,9 +231,6 @@ char *dn_tensor_format(const dn_tensor *t) {
   text_puts(&s, dn_shape_str(t, shape, sizeof shape));
   text_puts(&s, ", ");
   text_puts(&s, dn_dtype_name(t->dtype));
-  if (s.failed) {
-    free(s.data);
-    return NULL;
-  }
-  return s.data;
+  emit_autograd(&s, t);
+  return finish(&s);
 }

@@ -16,20 +16,26 @@
 #include "graph.h"
 #include "internal.h"
 
-/* DN_ERANGE naming the first value of index (int32, any shape) outside [base, base + size). */
+/* DN_ERANGE naming the first value of index (int32, any shape) outside [base, base + size - 1]. The range
+   is written closed, in the caller's base: a Lua user reads "[1, 3]" as the valid 1-based indices. */
 static dn_status check_indices(const char *op, const dn_tensor *index, int64_t base, int64_t size,
                                const char *what) {
   int64_t rows = dn_row_count(index), len = dn_row_length(index), stride = dn_row_stride(index);
-  /* size comes from the user (one_hot's num_classes may be 2^63 - 1): base + size can overflow, v - base cannot */
-  int64_t end = size > INT64_MAX - base ? INT64_MAX : base + size;
+  /* size comes from the user (one_hot's num_classes may be 2^63 - 1): base + size - 1 can overflow, v - base
+     cannot; size >= 1 wherever last is printed */
+  int64_t last = size - 1 > INT64_MAX - base ? INT64_MAX : base + (size - 1);
   for (int64_t r = 0; r < rows; r++) {
     const int32_t *row = DN_I32_AT(index, dn_row_offset(index, r));
     for (int64_t i = 0; i < len; i++) {
       int64_t v = row[i * stride];
-      if (v < base || v - base >= size)
-        return dn_fail(DN_ERANGE, "%s: index %lld at position %lld is out of range [%lld, %lld) %s %lld", op,
-                       (long long)v, (long long)(r * len + i + base), (long long)base, (long long)end, what,
+      if (v < base || v - base >= size) {
+        if (size == 0)
+          return dn_fail(DN_ERANGE, "%s: index %lld at position %lld is out of range (no valid index) %s 0", op,
+                         (long long)v, (long long)(r * len + i + base), what);
+        return dn_fail(DN_ERANGE, "%s: index %lld at position %lld is out of range [%lld, %lld] %s %lld", op,
+                       (long long)v, (long long)(r * len + i + base), (long long)base, (long long)last, what,
                        (long long)size);
+      }
     }
   }
   return DN_OK;

@@ -157,7 +157,7 @@ static void test_errors(void **state) {
   assert_null(out);
   DN_EXPECT_ERROR(dn_byte_rows_to_float(&out, scalar, NULL, 0, table), DN_ESHAPE, "at least one dim");
   DN_EXPECT_ERROR(dn_byte_rows_to_float(&out, src, bad_idx, 0, table), DN_ERANGE,
-                  "byte_rows_to_float: index 5 at position 1 is out of range [0, 5)");
+                  "byte_rows_to_float: index 5 at position 1 is out of range [0, 4]");
   DN_EXPECT_ERROR(dn_byte_rows_to_float(&out, src, bad_idx, 1, table), DN_ERANGE, "index 0 at position 3");
   DN_EXPECT_ERROR(dn_byte_rows_to_float(&out, src, matrix_idx, 0, table), DN_ESHAPE, "index must be 1-D");
   DN_EXPECT_ERROR(dn_byte_rows_to_float(&out, src, float_idx, 0, table), DN_ETYPE, "index must be int32");

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,16 +59,16 @@ static void test_scalar_and_empty(void **state) {
   (void)state;
   dn_tensor *t;
   DN_OK_OR_FAIL(dn_tensor_full(&t, DN_F32, 0, NULL, 3.5));
-  expect_text(t, "3.5000\ndropnet.Tensor of shape [], float32");
+  expect_text(t, "tensor(3.5000)");
   dn_tensor_release(t);
   DN_OK_OR_FAIL(dn_tensor_full(&t, DN_F32, 0, NULL, -2));
-  expect_text(t, "-2.0000\ndropnet.Tensor of shape [], float32");
+  expect_text(t, "tensor(-2.0000)");
   dn_tensor_release(t);
   DN_OK_OR_FAIL(dn_tensor_full(&t, DN_I32, 0, NULL, 7));
-  expect_text(t, "7\ndropnet.Tensor of shape [], int32");
+  expect_text(t, "tensor(7, dtype=int32)");
   dn_tensor_release(t);
   DN_OK_OR_FAIL(dn_tensor_full(&t, DN_F32, 0, NULL, 1e-9));
-  expect_text(t, "1.0000e-09\ndropnet.Tensor of shape [], float32");
+  expect_text(t, "tensor(1.0000e-09)");
   dn_tensor_release(t);
 
   DN_OK_OR_FAIL(dn_tensor_new(&t, DN_F32, 2, (int64_t[]){0, 3}));
@@ -150,7 +151,7 @@ static void test_nan_inf(void **state) {
   expect_text(t, "[    nan,  2.0000,     inf]\ndropnet.Tensor of shape [3], float32");
   dn_tensor_release(t);
   t = dn_test_from(0, NULL, (float[]){-INFINITY});
-  expect_text(t, "-inf\ndropnet.Tensor of shape [], float32");
+  expect_text(t, "tensor(-inf)");
   dn_tensor_release(t);
 }
 
@@ -232,6 +233,31 @@ static void test_summary_picks_style_from_shown_values(void **state) {
   assert_null(dn_tensor_format(NULL));
 }
 
+/* The autograd state closes the text as PyTorch shows it: requires_grad on a leaf, grad_fn on a result. */
+static void test_autograd_state(void **state) {
+  (void)state;
+  dn_tensor *leaf = dn_test_from(1, (int64_t[]){2}, (float[]){1, 2}), *product, *scalar, *total;
+  expect_text(leaf, "[ 1.0000,  2.0000]\ndropnet.Tensor of shape [2], float32");
+  DN_OK_OR_FAIL(dn_requires_grad_(leaf, true));
+  expect_text(leaf, "[ 1.0000,  2.0000]\ndropnet.Tensor of shape [2], float32, requires_grad=true");
+  DN_OK_OR_FAIL(dn_mul(&product, leaf, leaf));
+  char want[160];
+  snprintf(want, sizeof want, "[ 1.0000,  4.0000]\ndropnet.Tensor of shape [2], float32, grad_fn=<%s>",
+           dn_grad_fn_name(product));
+  assert_non_null(dn_grad_fn_name(product));
+  expect_text(product, want);
+  DN_OK_OR_FAIL(dn_tensor_full(&scalar, DN_F32, 0, NULL, 3.5));
+  DN_OK_OR_FAIL(dn_requires_grad_(scalar, true));
+  expect_text(scalar, "tensor(3.5000, requires_grad=true)");
+  DN_OK_OR_FAIL(dn_mul(&total, scalar, scalar));
+  snprintf(want, sizeof want, "tensor(12.2500, grad_fn=<%s>)", dn_grad_fn_name(total));
+  expect_text(total, want);
+  dn_tensor_release(total);
+  dn_tensor_release(scalar);
+  dn_tensor_release(product);
+  dn_tensor_release(leaf);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_small_float),
@@ -244,6 +270,7 @@ int main(void) {
     cmocka_unit_test(test_long_rows_wrap),
     cmocka_unit_test(test_summarized),
     cmocka_unit_test(test_summary_picks_style_from_shown_values),
+    cmocka_unit_test(test_autograd_state),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

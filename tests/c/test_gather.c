@@ -357,8 +357,8 @@ static void test_errors(void **state) {
   DN_EXPECT_ERROR(dn_gather(&out, a, 1, flat, 0), DN_ESHAPE, "gather: index has 1 dim, input has 2");
   assert_null(out);
   DN_EXPECT_ERROR(dn_gather(&out, a, 1, high, 0), DN_ERANGE,
-                  "gather: index 3 at position 2 is out of range [0, 3) for a dim of size 3");
-  DN_EXPECT_ERROR(dn_gather(&out, a, 1, ok, 1), DN_ERANGE, "gather: index 0 at position 1 is out of range [1, 4)");
+                  "gather: index 3 at position 2 is out of range [0, 2] for a dim of size 3");
+  DN_EXPECT_ERROR(dn_gather(&out, a, 1, ok, 1), DN_ERANGE, "gather: index 0 at position 1 is out of range [1, 3]");
   DN_EXPECT_ERROR(dn_gather(&out, a, 1, wide, 0), DN_ESHAPE,
                   "gather: index of shape [3,1] does not fit the input of shape [2,3] (it may be larger only along "
                   "the dim it indexes)");
@@ -382,7 +382,7 @@ static void test_errors(void **state) {
   assert_null(out);
   /* an empty dim has no valid index */
   dn_tensor *empty = dn_test_random(144, 2, (int64_t[]){2, 0});
-  DN_EXPECT_ERROR(dn_gather(&out, empty, 1, ok, 0), DN_ERANGE, "out of range [0, 0)");
+  DN_EXPECT_ERROR(dn_gather(&out, empty, 1, ok, 0), DN_ERANGE, "out of range (no valid index)");
   RELEASE(a, flat, high, wide, ok, float_index, src, small, vec, ints, bytes, empty);
 }
 

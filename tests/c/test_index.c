@@ -127,11 +127,11 @@ static void test_index_select_errors(void **state) {
   dn_tensor *high = int_tensor(1, (int64_t[]){3}, (int32_t[]){0, 5, 1});
   dn_tensor *low = int_tensor(1, (int64_t[]){2}, (int32_t[]){1, -1});
   DN_EXPECT_ERROR(dn_index_select(&out, a, 0, high, 0), DN_ERANGE,
-                  "index_select: index 5 at position 1 is out of range [0, 5) for a dim of size 5");
+                  "index_select: index 5 at position 1 is out of range [0, 4] for a dim of size 5");
   assert_null(out);
-  DN_EXPECT_ERROR(dn_index_select(&out, a, 0, low, 0), DN_ERANGE, "index -1 at position 1 is out of range [0, 5)");
-  DN_EXPECT_ERROR(dn_index_select(&out, a, 0, low, 1), DN_ERANGE, "index -1 at position 2 is out of range [1, 6) for a dim of size 5");
-  DN_EXPECT_ERROR(dn_index_select(&out, a, 1, high, 0), DN_ERANGE, "index 5 at position 1 is out of range [0, 3)");
+  DN_EXPECT_ERROR(dn_index_select(&out, a, 0, low, 0), DN_ERANGE, "index -1 at position 1 is out of range [0, 4]");
+  DN_EXPECT_ERROR(dn_index_select(&out, a, 0, low, 1), DN_ERANGE, "index -1 at position 2 is out of range [1, 5] for a dim of size 5");
+  DN_EXPECT_ERROR(dn_index_select(&out, a, 1, high, 0), DN_ERANGE, "index 5 at position 1 is out of range [0, 2]");
   DN_EXPECT_ERROR(dn_index_select(&out, a, 2, high, 0), DN_EINVAL, "index_select: dim 2 out of range for a 2-D tensor");
   DN_EXPECT_ERROR(dn_index_select(&out, a, -3, high, 0), DN_EINVAL, "dim -3 out of range");
   dn_tensor *float_index = dn_test_from(1, (int64_t[]){2}, (float[]){0, 1}), *matrix_index, *scalar;
@@ -141,7 +141,7 @@ static void test_index_select_errors(void **state) {
   DN_OK_OR_FAIL(dn_tensor_zeros(&scalar, DN_F32, 0, NULL));
   DN_EXPECT_ERROR(dn_index_select(&out, scalar, 0, high, 0), DN_EINVAL, "dim 0 out of range for a 0-D tensor");
   dn_tensor *empty = dn_test_random(9, 2, (int64_t[]){0, 3});
-  DN_EXPECT_ERROR(dn_index_select(&out, empty, 0, low, 0), DN_ERANGE, "out of range [0, 0)");
+  DN_EXPECT_ERROR(dn_index_select(&out, empty, 0, low, 0), DN_ERANGE, "out of range (no valid index)");
   assert_null(out);
   RELEASE(a, high, low, float_index, matrix_index, scalar, empty);
 }
@@ -222,14 +222,14 @@ static void test_one_hot_errors(void **state) {
   (void)state;
   dn_tensor *labels = int_tensor(2, (int64_t[]){2, 2}, (int32_t[]){0, 1, 4, 2}), *out = (dn_tensor *)1;
   DN_EXPECT_ERROR(dn_one_hot(&out, labels, 4, 0), DN_ERANGE,
-                  "one_hot: index 4 at position 2 is out of range [0, 4) for num_classes 4");
+                  "one_hot: index 4 at position 2 is out of range [0, 3] for num_classes 4");
   assert_null(out);
-  DN_EXPECT_ERROR(dn_one_hot(&out, labels, 5, 1), DN_ERANGE, "index 0 at position 1 is out of range [1, 6)");
+  DN_EXPECT_ERROR(dn_one_hot(&out, labels, 5, 1), DN_ERANGE, "index 0 at position 1 is out of range [1, 5]");
   DN_EXPECT_ERROR(dn_one_hot(&out, labels, 0, 0), DN_EINVAL, "one_hot: num_classes must be >= 1 (got 0)");
   DN_EXPECT_ERROR(dn_one_hot(&out, labels, -3, 0), DN_EINVAL, "(got -3)");
   /* issue 10 (the hostile driver): base + num_classes overflowed int64 in the range check */
   DN_EXPECT_ERROR(dn_one_hot(&out, labels, INT64_MAX, 1), DN_ERANGE,
-                  "index 0 at position 1 is out of range [1, 9223372036854775807)");
+                  "index 0 at position 1 is out of range [1, 9223372036854775807]");
   dn_tensor *ones = int_tensor(1, (int64_t[]){2}, (int32_t[]){1, 2});
   DN_EXPECT_ERROR(dn_one_hot(&out, ones, INT64_MAX, 1), DN_EINVAL, "too large");
   RELEASE(ones);

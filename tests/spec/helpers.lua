@@ -345,6 +345,11 @@ function H.error_of(fn, ...)
   return tostring(err)
 end
 
+--- msg without the "file:line: " that errors carry in front (the user's line).
+function H.strip_position(msg)
+  return (tostring(msg):gsub("^[^\n:]+:%d+: ", "", 1))
+end
+
 --- Asserts fn raises an error whose message contains every plain string in `parts`.
 function H.assert_error(fn, parts)
   local ok, err = pcall(fn)

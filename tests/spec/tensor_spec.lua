@@ -398,9 +398,23 @@ describe("indexing", function()
     H.assert_same(i, {0, 7, 0})
   end)
 
-  it("unknown fields read as nil", function()
+  it("unknown fields are errors that suggest the right name", function()
     local a = dn.zeros(2)
-    assert.is_nil(a.no_such_method)
+    H.assert_error(function() return a.no_such_method end,
+      {"index: a tensor has no field 'no_such_method' (its methods and properties are listed in docs/lua-api.md)"})
+    H.assert_error(function() return a.requires_gard end,
+      {"index: a tensor has no field 'requires_gard' (did you mean requires_grad?)"})
+    H.assert_error(function() return a:sumn() end, {"no field 'sumn' (did you mean sum?)"})
+    H.assert_error(function() return a.shpe end, {"(did you mean shape?)"})
+    H.assert_error(function() return a[true] end, {"index: a tensor has no field boolean"})
+    -- the position is the reading line
+    local err = H.error_of(function() local g = a.gard; return g end)
+    assert.truthy(err:find("^[^:]*tensor_spec%.lua:%d+: index: a tensor has no field 'gard' %(did you mean grad%?%)"),
+      err)
+    -- the fields that exist still read as before, nil included
+    assert.is_nil(a.grad)
+    assert.is_nil(a.grad_fn)
+    assert.is_false(a.requires_grad)
   end)
 end)
 
@@ -492,9 +506,9 @@ describe("tostring", function()
     assert.truthy(neg:find("-1.5000", 1, true), neg)
     local special = tostring(dn.tensor{0 / 0, 1 / 0, -1 / 0})
     for _, word in ipairs{"nan", "inf", "-inf"} do assert.truthy(special:find(word, 1, true), special) end
-    local s0 = tostring(dn.tensor{1, 2}:sum())
-    assert.truthy(s0:find("3.0000", 1, true), s0)
-    assert.truthy(s0:find("shape [], float32", 1, true), s0)
+    -- a 0-dim tensor on one line, as PyTorch prints it
+    assert.are.equal("tensor(3.0000)", tostring(dn.tensor{1, 2}:sum()))
+    assert.are.equal("tensor(3, dtype=int32)", tostring(dn.tensor({1, 2}, "int32"):sum()))
   end)
 
   it("summarizes large tensors", function()

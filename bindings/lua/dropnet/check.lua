@@ -5,8 +5,8 @@
 -- Every check takes (where, what, value, ...): `where` names the function
 -- ("Linear", "DataLoader"), `what` the argument ("in_features"). A check
 -- returns the value (converted where it says so) or raises
--- "<where>: <what> must be ... (got <value>)" at level 0: the message is
--- about the caller's argument, not about a line of the library.
+-- "<where>: <what> must be ... (got <value>)" at the user's line (check.where):
+-- the message is about the caller's argument, not about a line of the library.
 local check = {}
 
 -- The C module's tensor and generator metatables, found on first need.
@@ -22,8 +22,84 @@ local function core_metatables()
   return tensor_mt, generator_mt
 end
 
---- Raises string.format(fmt, ...) without a position (level 0).
-function check.fail(fmt, ...) error(string.format(fmt, ...), 0) end
+-- The chunkname prefix of the library's files: "@dropnet/" under the dropnet
+-- command (embedded files), "@/…/lua/dropnet/" under plain lua5.4. Every file of
+-- the library is found through the same path entry as this one.
+local LIBRARY_SOURCE = debug.getinfo(1, "S").source:match("^(@.*)check%.lua$")
+-- The C module reads it from the registry, so its errors skip the library's
+-- frames too (bindings/laux.c, dn_lua_where).
+if LIBRARY_SOURCE then debug.getregistry()["dropnet.library_source"] = LIBRARY_SOURCE end
+
+local function in_library(source)
+  return LIBRARY_SOURCE ~= nil and source:sub(1, #LIBRARY_SOURCE) == LIBRARY_SOURCE
+end
+
+--- "file:line: " of the line an error should name: the innermost frame
+-- outside the library (and outside C functions it went through, such as
+-- pcall), which is the user's line that called into dropnet; "" when there is
+-- none (a library call made from C). A position inside dropnet/nn/*.lua says
+-- nothing to the user about which of their lines is wrong.
+function check.where()
+  local level = 2   -- the caller of where
+  while true do
+    local info = debug.getinfo(level, "Sl")
+    if info == nil then return "" end
+    if info.what ~= "C" and not in_library(info.source) then
+      return info.currentline > 0 and string.format("%s:%d: ", info.short_src, info.currentline) or ""
+    end
+    level = level + 1
+  end
+end
+
+--- Raises string.format(fmt, ...) at the user's line (check.where).
+function check.fail(fmt, ...) error(check.where() .. string.format(fmt, ...), 0) end
+
+--- Raises msg (a string) at the user's line, as check.fail does.
+function check.error(msg) error(check.where() .. msg, 0) end
+
+--- The edit distance (insertions, deletions, substitutions, swaps of
+-- neighbours) between a and b, or limit + 1 as soon as it exceeds limit.
+local function distance(a, b, limit)
+  local la, lb = #a, #b
+  if math.abs(la - lb) > limit then return limit + 1 end
+  local before, prev = {}, {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    local row = {[0] = i}
+    local best = i
+    local ca = a:byte(i)
+    for j = 1, lb do
+      local cb = b:byte(j)
+      local d = math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca == cb and 0 or 1))
+      if i > 1 and j > 1 and ca == b:byte(j - 1) and a:byte(i - 1) == cb then d = math.min(d, before[j - 2] + 1) end
+      row[j] = d
+      if d < best then best = d end
+    end
+    if best > limit then return limit + 1 end
+    before, prev = prev, row
+  end
+  return prev[lb]
+end
+
+--- The name among the keys of the tables in `lists` (string keys only)
+-- closest to key, when it is a likely misspelling: at most 1 edit away for
+-- names of up to 4 characters, 2 beyond. nil when none is that close.
+function check.suggest(key, lists)
+  if type(key) ~= "string" then return nil end
+  local limit = #key <= 4 and 1 or 2
+  local best, best_d
+  for _, list in ipairs(lists) do
+    for name in pairs(list) do
+      if type(name) == "string" and name ~= key then
+        local d = distance(key, name, limit)
+        if d <= limit and (best_d == nil or d < best_d or (d == best_d and name < best)) then
+          best, best_d = name, d
+        end
+      end
+    end
+  end
+  return best
+end
 
 --- v for a message: numbers and strings show their value, tensors are "a
 -- tensor", nn classes "class <name>", other values their metatable's
@@ -38,6 +114,15 @@ function check.describe(v)
   end
   if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
   return type(v)
+end
+
+--- True for an nn module instance (not a class): its class chain marks
+-- itself with __is_module_class. Found without requiring dropnet.nn, which
+-- requires this file.
+function check.is_module(v)
+  if type(v) ~= "table" or rawget(v, "_modules") == nil then return false end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__is_module_class == true
 end
 
 --- True for a number that is neither NaN nor infinite.

@@ -13,6 +13,7 @@
 -- "b:true", "s:text"); an empty table is "t:". The file is written atomically
 -- (dn.save), so a run killed while saving keeps its previous checkpoint.
 local dn = require "dropnet"
+local check = require "dropnet.check"
 
 local checkpoint = {}
 
@@ -21,11 +22,11 @@ local FORMAT_KEY, FORMAT = "__dropnet__", "checkpoint/1"
 local function key_part(k, where)
   if math.type(k) == "integer" then return "#" .. k end
   if type(k) ~= "string" then
-    error(string.format("checkpoint.save: key of type %s at '%s' (only strings and integers)", type(k), where), 3)
+    check.fail("checkpoint.save: key of type %s at '%s' (only strings and integers)", type(k), where)
   end
   if k == "" or k:find("/", 1, true) or k:sub(1, 1) == "#" or k == FORMAT_KEY then
-    error(string.format("checkpoint.save: key '%s' at '%s' cannot be stored (empty, contains '/', or starts with '#')",
-      k, where), 3)
+    check.fail("checkpoint.save: key '%s' at '%s' cannot be stored (empty, contains '/', or starts with '#')",
+      k, where)
   end
   return k
 end
@@ -41,14 +42,14 @@ local function encode_value(v, path)
   end
   if type(v) == "boolean" then return v and "b:true" or "b:false" end
   if type(v) == "string" then return "s:" .. v end
-  error(string.format("checkpoint.save: value of type %s at '%s' cannot be stored", type(v), path), 3)
+  check.fail("checkpoint.save: value of type %s at '%s' cannot be stored", type(v), path)
 end
 
 local function flatten(value, path, tensors, metadata, seen)
   if dn.is_tensor(value) then
     tensors[path] = value
   elseif type(value) == "table" then
-    if seen[value] then error(string.format("checkpoint.save: a cycle at '%s'", path), 2) end
+    if seen[value] then check.fail("checkpoint.save: a cycle at '%s'", path) end
     seen[value] = true
     if next(value) == nil then metadata[path] = "t:" end
     for k, v in pairs(value) do
@@ -63,8 +64,8 @@ end
 
 --- Saves a nested table of tensors, numbers, booleans and strings to path.
 function checkpoint.save(path, state)
-  if type(path) ~= "string" then error("checkpoint.save: path must be a string", 2) end
-  if type(state) ~= "table" then error("checkpoint.save: state must be a table", 2) end
+  if type(path) ~= "string" then check.error("checkpoint.save: path must be a string") end
+  if type(state) ~= "table" then check.error("checkpoint.save: state must be a table") end
   local tensors, metadata = {}, {}
   flatten(state, "", tensors, metadata, {})
   metadata[FORMAT_KEY] = FORMAT
@@ -89,7 +90,7 @@ local function decode_value(s, path, file)
   elseif kind == "t:" then
     return {}
   end
-  error(string.format("checkpoint.load: %s: bad value '%s' at '%s'", file, s, path), 3)
+  check.fail("checkpoint.load: %s: bad value '%s' at '%s'", file, s, path)
 end
 
 -- Sets root[path] = value, creating tables along the path.
@@ -99,13 +100,13 @@ local function place(root, path, value, file)
   for part in path:gmatch("[^/]+") do parts[#parts + 1] = part end
   for i, part in ipairs(parts) do
     local k = part:sub(1, 1) == "#" and math.tointeger(tonumber(part:sub(2))) or part
-    if k == nil then error(string.format("checkpoint.load: %s: bad key '%s'", file, path), 3) end
+    if k == nil then check.fail("checkpoint.load: %s: bad key '%s'", file, path) end
     if i == #parts then
       node[k] = value
     else
       if node[k] == nil then node[k] = {} end
       if type(node[k]) ~= "table" then
-        error(string.format("checkpoint.load: %s: '%s' is both a value and a table", file, path), 3)
+        check.fail("checkpoint.load: %s: '%s' is both a value and a table", file, path)
       end
       node = node[k]
     end
@@ -114,11 +115,11 @@ end
 
 --- Loads a file written by checkpoint.save and returns the nested table.
 function checkpoint.load(path)
-  if type(path) ~= "string" then error("checkpoint.load: path must be a string", 2) end
+  if type(path) ~= "string" then check.error("checkpoint.load: path must be a string") end
   local tensors, metadata = dn.load(path)
   if metadata[FORMAT_KEY] ~= FORMAT then
-    error(string.format("checkpoint.load: %s is not a dropnet checkpoint (no %s = %s in its metadata)", path,
-      FORMAT_KEY, FORMAT), 2)
+    check.fail("checkpoint.load: %s is not a dropnet checkpoint (no %s = %s in its metadata)", path,
+      FORMAT_KEY, FORMAT)
   end
   local state = {}
   for name, t in pairs(tensors) do place(state, name, t, path) end

@@ -572,7 +572,7 @@ end
 -- of the `dir` argument, DROPNET_DATA, the Debian package's directory. An
 -- explicit choice is never silently replaced by another directory.
 local function data_directory(dir)
-  if dir ~= nil then return dir, "the dir argument" end
+  if dir ~= nil then return dir, "the dir argument; --data DIR of scripts/train.lua" end
   local env = os.getenv("DROPNET_DATA")
   if env and env ~= "" then return env, "the DROPNET_DATA variable" end
   return FASHION_MNIST_DIR, "the default directory"
@@ -643,8 +643,10 @@ function data.fashion_mnist(options)
     local missing = {}
     if not images_path then missing[#missing + 1] = files.images .. "(.gz)" end
     if not labels_path then missing[#missing + 1] = files.labels .. "(.gz)" end
+    -- worded for both readers: a script writer passes dir, a user of scripts/train.lua passes --data
     fail("%s: the %s split is missing: looked for %s in %s (%s). To get the files: install Debian's package "
-      .. "dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or pass dir = ..., or set DROPNET_DATA",
+      .. "dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or name the directory that holds them: "
+      .. "pass dir = DIR to data.fashion_mnist (scripts/train.lua: --data DIR), or set DROPNET_DATA=DIR",
       where, split, table.concat(missing, " and "), dir, chosen_by)
   end
 

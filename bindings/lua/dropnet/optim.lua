@@ -50,6 +50,10 @@ function Optimizer:add_param_group(group)
   if type(group) ~= "table" then
     fail("%s: a parameter group must be a table with params (got %s)", where, describe(group))
   end
+  if check.is_module(group) or check.is_module(group.params) then
+    local m = check.is_module(group) and group or group.params
+    fail("%s: got the module %s where parameters were expected (pass model:parameters())", where, describe(m))
+  end
   local known = {params = true, initial_lr = true}
   for _, k in ipairs(self._spec.known) do known[k] = true end
   check.options(where, "parameter group", group, known)
@@ -91,6 +95,9 @@ local function new_optimizer(spec, params, options)
   for k, v in pairs(options) do self.defaults[k] = copy_value(v) end
   if dn.is_tensor(params) then
     params = {params}
+  elseif check.is_module(params) then   -- PyTorch's habit is optim.Adam(model.parameters())
+    fail("%s: params must be a list of tensors, not the module %s (pass model:parameters())", where,
+      describe(params))
   elseif type(params) ~= "table" then
     fail("%s: params must be a list of tensors or of parameter groups (got %s)", where, describe(params))
   end

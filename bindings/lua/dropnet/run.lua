@@ -14,6 +14,10 @@ local dn = require "dropnet"
 local check = require "dropnet.check"
 
 local fail, describe = check.fail, check.describe
+-- What a script's command-line user is told (a bad option, an output directory
+-- in the way) carries no "file:line: ": the user ran a command, the line of
+-- the script that called run.* would only be noise on their terminal.
+local function tell(fmt, ...) error(string.format(fmt, ...), 0) end
 
 local run = {}
 
@@ -26,10 +30,10 @@ function run.directory(out)
   end
   out = out or os.date("runs/%Y%m%d-%H%M%S")
   local ok, err = pcall(dn.mkdir, out)
-  if not ok then fail("run.directory: cannot use %s as the output directory (%s)", out, err) end
+  if not ok then tell("run.directory: cannot use %s as the output directory (%s)", out, err) end
   local probe = out .. "/.dropnet-write-test"
   ok, err = pcall(dn.write_file, probe, "")
-  if not ok then fail("run.directory: cannot write into %s (%s)", out, err) end
+  if not ok then tell("run.directory: cannot write into %s (%s)", out, err) end
   os.remove(probe)
   return out
 end
@@ -103,21 +107,21 @@ function run.parse_args(argv, spec)
         end
         local hint = best and best_d <= math.max(2, #key // 3)
           and string.format(" (did you mean --%s?)", (best:gsub("_", "-"))) or ""
-        fail("unknown option '%s'%s; see --help", a, hint)
+        tell("unknown option '%s'%s; see --help", a, hint)
       end
       if kind == "flag" then
-        if value then fail("option '--%s' takes no value (got '%s')", (key:gsub("_", "-")), value) end
+        if value then tell("option '--%s' takes no value (got '%s')", (key:gsub("_", "-")), value) end
         opts[key] = true
       else
         if not value then
           value = argv[i + 1]
-          if value == nil then fail("option '%s' needs %s", a, KINDS[kind]) end
+          if value == nil then tell("option '%s' needs %s", a, KINDS[kind]) end
           i = i + 1
         end
         if kind == "int" or kind == "num" then
           local n = tonumber(value)
           if not n or (kind == "int" and math.tointeger(n) == nil) then
-            fail("option '--%s' needs %s (got '%s')", (key:gsub("_", "-")), KINDS[kind], value)
+            tell("option '--%s' needs %s (got '%s')", (key:gsub("_", "-")), KINDS[kind], value)
           end
           value = kind == "int" and math.tointeger(n) or n
         end
@@ -125,7 +129,7 @@ function run.parse_args(argv, spec)
       end
       given[key] = true
     else
-      fail("unexpected argument '%s'; see --help", tostring(a))
+      tell("unexpected argument '%s'; see --help", tostring(a))
     end
     i = i + 1
   end

@@ -132,8 +132,8 @@ DN_API dn_status dn_zero_(dn_tensor *t);
 DN_API dn_status dn_to_dtype(dn_tensor **out, dn_tensor *t, dn_dtype dtype);
 
 /* --- printing --------------------------------------------------------------- */
-/* Human-readable text like PyTorch/Torch7 (values, then shape and dtype);
-   large tensors are summarized with "...". Returns a malloc'd string the
+/* Human-readable text like PyTorch/Torch7 (values, then shape, dtype and autograd state; a 0-dim tensor on
+   one line, "tensor(3.5000)"); large tensors are summarized with "...". Returns a malloc'd string the
    caller frees with free(); NULL on allocation failure. */
 DN_API char *dn_tensor_format(const dn_tensor *t);
 

@@ -64,7 +64,7 @@ local function dim_layer(name, kernel)
   cls.init = function(self, dim)
     if type(dim) == "table" then dim = check.options(name, "options", dim, {"dim"}).dim end
     dim = check.int(name, "dim", dim or -1)
-    if dim == 0 then error(name .. ": dims are 1-based (negative from the end); 0 is not a dim", 0) end
+    if dim == 0 then check.error(name .. ": dims are 1-based (negative from the end); 0 is not a dim") end
     self.dim = dim
   end
   cls.forward = function(self, x) return kernel(x, self.dim) end

@@ -12,7 +12,7 @@ local M = {}
 -- Appends module m as child #n+1 of container c.
 local function append(c, m, where, argn)
   if not is_module(m) then
-    error(string.format("%s: argument %d is not a module (got %s)", where, argn, check.describe(m)), 0)
+    check.fail("%s: argument %d is not a module (got %s)", where, argn, check.describe(m))
   end
   c:add_module(#rawget(c, "_modules_order") + 1, m)
 end
@@ -49,13 +49,16 @@ end
 Sequential.__len = child_count
 
 -- The error of layer `name` re-raised with the layer's position and type.
--- A "file:line:" prefix pointing into this library (where the layer called
--- its kernel) says nothing to the user and is dropped; positions in user
--- code stay.
+-- The error already names the user's line (check.where, and the C module's
+-- errors alike): that "file:line: " moves to the front, where Lua and editors
+-- look for it. A prefix pointing into this library says nothing to the user
+-- and is dropped.
 local function layer_error(name, m, err)
   if type(err) ~= "string" then error(err, 0) end
   err = err:gsub("^[^\n]-dropnet/nn/[%w_]+%.lua:%d+: ", "", 1)
-  error(string.format("Sequential: layer %s (%s): %s", tostring(name), m.__name, err), 0)
+  local position, rest = err:match("^([^\n:]+:%d+: )(.*)$")
+  if not position then position, rest = "", err end
+  error(string.format("%sSequential: layer %s (%s): %s", position, tostring(name), m.__name, rest), 0)
 end
 
 -- The layers run as the steps of the container's plan (dropnet.nn.fusion):
@@ -94,7 +97,7 @@ end
 function ModuleList:extend(list)
   if rawget(self, "_modules") == nil then return Module.extend(self, list) end
   if type(list) ~= "table" or is_module(list) and not base.isinstance(list, ModuleList) then
-    error(string.format("ModuleList:extend: a list of modules expected (got %s)", check.describe(list)), 0)
+    check.fail("ModuleList:extend: a list of modules expected (got %s)", check.describe(list))
   end
   -- the modules first: list may be self (list:extend(list)), which grows as we append
   local modules = {}
@@ -106,7 +109,7 @@ end
 ModuleList.__len = child_count
 
 function ModuleList:forward()
-  error("ModuleList: has no forward; call its modules from the parent's forward", 0)
+  check.error("ModuleList: has no forward; call its modules from the parent's forward")
 end
 
 return M

@@ -155,10 +155,10 @@ local DropConnect = random_class("DropConnect")
 -- Same as nn.Linear(in, out, {dropconnect = p}).
 function DropConnect:init(linear, p, opts)
   if not base.isinstance(linear, layers.Linear) then
-    error(string.format("DropConnect: an nn.Linear expected (got %s)", check.describe(linear)), 0)
+    check.fail("DropConnect: an nn.Linear expected (got %s)", check.describe(linear))
   end
   if linear.dropconnect ~= nil then
-    error("DropConnect: the Linear already drops its weights (dropconnect = " .. U.fmt(linear.dropconnect) .. ")", 0)
+    check.error("DropConnect: the Linear already drops its weights (dropconnect = " .. U.fmt(linear.dropconnect) .. ")")
   end
   self.linear = linear
   setup(self, p, opts, false)
@@ -342,7 +342,7 @@ the global generator).
 --]]
 function M.mc_predict(model, x, T, opts)
   if not base.is_module(model) then
-    error(string.format("mc_predict: a module expected (got %s)", check.describe(model)), 0)
+    check.fail("mc_predict: a module expected (got %s)", check.describe(model))
   end
   T = check.int("mc_predict", "T", T, 1)
   opts = check.options("mc_predict", "options", opts, {"generator"})
@@ -354,7 +354,7 @@ function M.mc_predict(model, x, T, opts)
     for t = 1, T do
       local y = model(x)
       if not dn.is_tensor(y) then
-        error(string.format("mc_predict: the model must return a tensor (got %s)", check.describe(y)), 0)
+        check.fail("mc_predict: the model must return a tensor (got %s)", check.describe(y))
       end
       if t == 1 then
         mean, m2 = y:clone(), dn.zeros(y:shape())

@@ -319,7 +319,7 @@ function F.cross_entropy(logits, target, opts)
   local smoothing = o and o.label_smoothing or 0
   check.number("cross_entropy", "label_smoothing", smoothing)
   if smoothing < 0 or smoothing > 1 then
-    error(string.format("cross_entropy: label_smoothing must be in [0, 1] (got %s)", U.fmt(smoothing)), 0)
+    check.fail("cross_entropy: label_smoothing must be in [0, 1] (got %s)", U.fmt(smoothing))
   end
   return core.nn_cross_entropy(logits, target, smoothing, reduction)
 end

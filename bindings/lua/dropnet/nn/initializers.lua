@@ -11,7 +11,7 @@ local I = {}
 
 local function check_tensor(t, fname)
   if not dn.is_tensor(t) then
-    error(string.format("init.%s: a tensor expected (got %s)", fname, check.describe(t)), 0)
+    check.fail("init.%s: a tensor expected (got %s)", fname, check.describe(t))
   end
 end
 
@@ -33,7 +33,7 @@ function I.uniform_(t, a, b, opts)
   if type(b) == "table" then b, opts = nil, b end
   a = check.number("init.uniform_", "a", a or 0)
   b = check.number("init.uniform_", "b", b or 1)
-  if a > b then error(string.format("init.uniform_: a must be <= b (got %s > %s)", U.fmt(a), U.fmt(b)), 0) end
+  if a > b then check.fail("init.uniform_: a must be <= b (got %s > %s)", U.fmt(a), U.fmt(b)) end
   local g = generator_of(opts, "uniform_")
   return assign(t, dn.rand(t:shape(), g) * (b - a) + a)
 end
@@ -45,7 +45,7 @@ function I.normal_(t, mean, std, opts)
   if type(std) == "table" then std, opts = nil, std end
   mean = check.number("init.normal_", "mean", mean or 0)
   std = check.number("init.normal_", "std", std or 1)
-  if std < 0 then error(string.format("init.normal_: std must be >= 0 (got %s)", U.fmt(std)), 0) end
+  if std < 0 then check.fail("init.normal_: std must be >= 0 (got %s)", U.fmt(std)) end
   local g = generator_of(opts, "normal_")
   return assign(t, dn.randn(t:shape(), g) * std + mean)
 end
@@ -82,15 +82,15 @@ function I.calculate_gain(nonlinearity, param)
     check.number("init.calculate_gain", "negative_slope", slope)
     return math.sqrt(2 / (1 + slope * slope))
   end
-  error(string.format("init.calculate_gain: unsupported nonlinearity %s (use linear, sigmoid, tanh, relu, "
-    .. "leaky_relu, selu)", check.describe(nonlinearity)), 0)
+  check.fail("init.calculate_gain: unsupported nonlinearity %s (use linear, sigmoid, tanh, relu, "
+    .. "leaky_relu, selu)", check.describe(nonlinearity))
 end
 
 --- fans(t): fan_in, fan_out of a weight [out, in, k...] (PyTorch's convention).
 function I.fans(t)
   local shape = t:shape()
   if #shape < 2 then
-    error(string.format("init: fan in and fan out need a tensor of at least 2 dims (got %d-D)", #shape), 0)
+    check.fail("init: fan in and fan out need a tensor of at least 2 dims (got %d-D)", #shape)
   end
   local receptive = 1
   for d = 3, #shape do receptive = receptive * shape[d] end

@@ -92,7 +92,7 @@ function Flatten:init(start_dim, end_dim)
   self.start_dim = check.int("Flatten", "start_dim", start_dim or 2)
   self.end_dim = check.int("Flatten", "end_dim", end_dim or -1)
   if self.start_dim == 0 or self.end_dim == 0 then
-    error("Flatten: dims are 1-based (negative from the end); 0 is not a dim", 0)
+    check.error("Flatten: dims are 1-based (negative from the end); 0 is not a dim")
   end
 end
 
@@ -103,8 +103,8 @@ function Flatten:forward(x)
   local s = self.start_dim < 0 and self.start_dim + n + 1 or self.start_dim
   local e = self.end_dim < 0 and self.end_dim + n + 1 or self.end_dim
   if s < 1 or s > n or e < 1 or e > n or s > e then
-    error(string.format("Flatten: dims %d..%d out of range for a %d-D input of shape [%s]", self.start_dim,
-      self.end_dim, n, table.concat(shape, ",")), 0)
+    check.fail("Flatten: dims %d..%d out of range for a %d-D input of shape [%s]", self.start_dim,
+      self.end_dim, n, table.concat(shape, ","))
   end
   local new_shape, merged = {}, 1
   for d = 1, s - 1 do new_shape[#new_shape + 1] = shape[d] end
@@ -127,14 +127,14 @@ M.Unflatten = Unflatten
 -- sizes of the table (their product must equal that dim's size); the inverse of Flatten.
 function Unflatten:init(dim, sizes)
   self.dim = check.int("Unflatten", "dim", dim)
-  if self.dim == 0 then error("Unflatten: dims are 1-based (negative from the end); 0 is not a dim", 0) end
+  if self.dim == 0 then check.error("Unflatten: dims are 1-based (negative from the end); 0 is not a dim") end
   if type(sizes) ~= "table" or #sizes == 0 then
-    error("Unflatten: sizes must be a non-empty table of positive integers, got " .. type(sizes), 0)
+    check.error("Unflatten: sizes must be a non-empty table of positive integers, got " .. type(sizes))
   end
   self.sizes = {}
   for k, v in ipairs(sizes) do
     self.sizes[k] = check.int("Unflatten", "sizes[" .. k .. "]", v)
-    if v < 1 then error(string.format("Unflatten: sizes[%d] must be positive, got %d", k, v), 0) end
+    if v < 1 then check.fail("Unflatten: sizes[%d] must be positive, got %d", k, v) end
   end
 end
 
@@ -144,14 +144,14 @@ function Unflatten:forward(x)
   local n = #shape
   local d = self.dim < 0 and self.dim + n + 1 or self.dim
   if d < 1 or d > n then
-    error(string.format("Unflatten: dim %d out of range for a %d-D input of shape [%s]", self.dim, n,
-      table.concat(shape, ",")), 0)
+    check.fail("Unflatten: dim %d out of range for a %d-D input of shape [%s]", self.dim, n,
+      table.concat(shape, ","))
   end
   local product = 1
   for _, v in ipairs(self.sizes) do product = product * v end
   if product ~= shape[d] then
-    error(string.format("Unflatten: sizes [%s] (product %d) do not split dim %d of size %d (input [%s])",
-      table.concat(self.sizes, ","), product, self.dim, shape[d], table.concat(shape, ",")), 0)
+    check.fail("Unflatten: sizes [%s] (product %d) do not split dim %d of size %d (input [%s])",
+      table.concat(self.sizes, ","), product, self.dim, shape[d], table.concat(shape, ","))
   end
   local new_shape = {}
   for k = 1, d - 1 do new_shape[#new_shape + 1] = shape[k] end

@@ -36,7 +36,7 @@ function CrossEntropyLoss:init(opts)
   local smoothing = type(opts) == "table" and opts.label_smoothing or 0
   check.number("CrossEntropyLoss", "label_smoothing", smoothing)
   if smoothing < 0 or smoothing > 1 then
-    error(string.format("CrossEntropyLoss: label_smoothing must be in [0, 1] (got %s)", U.fmt(smoothing)), 0)
+    check.fail("CrossEntropyLoss: label_smoothing must be in [0, 1] (got %s)", U.fmt(smoothing))
   end
   self.label_smoothing = smoothing
 end

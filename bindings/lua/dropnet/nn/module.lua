@@ -47,7 +47,7 @@ local parameter_set = setmetatable({}, {__mode = "k"})
 -- first when it has a history) as a trainable parameter and returns it.
 function M.Parameter(t, requires_grad)
   if not dn.is_tensor(t) then
-    error(string.format("Parameter: a tensor expected (got %s)", check.describe(t)), 0)
+    check.fail("Parameter: a tensor expected (got %s)", check.describe(t))
   end
   if requires_grad == nil then requires_grad = true end
   check.bool("Parameter", "requires_grad", requires_grad)
@@ -66,9 +66,21 @@ end
 
 -- Each kind of member (parameters, buffers, children) lives in a map plus a
 -- list of its names in registration order.
+-- Marks name as a field that may read as nil (set to nil on purpose), so
+-- that reading it is never refused as a misspelling (Module.__index).
+local function declare_nil(self, name)
+  local declared = rawget(self, "_declared")
+  if not declared then
+    declared = {}
+    rawset(self, "_declared", declared)
+  end
+  declared[name] = true
+end
+
 local function store_set(self, kind, name, value)
   local map, order = rawget(self, kind), rawget(self, kind .. "_order")
   if value == nil then
+    declare_nil(self, name)
     if map[name] ~= nil or order.has[name] then
       for i = 1, #order do
         if order[i] == name then table.remove(order, i) break end
@@ -132,7 +144,44 @@ function Module.__index(self, key)
   if v ~= nil then return v end
   v = rawget(self, "_modules")[key]
   if v ~= nil then return v end
-  return getmetatable(self)[key]
+  v = getmetatable(self)[key]
+  if v ~= nil or type(key) ~= "string" or key:byte(1) == 95 then return v end   -- 95: "_", private probes
+  return M._missing_field(self, key)
+end
+
+-- Names of a class and its ancestors (methods, class fields), by class.
+local class_names = setmetatable({}, {__mode = "k"})
+local function names_of_class(cls)
+  local names = class_names[cls]
+  if names then return names end
+  names = {}
+  local c = cls
+  while type(c) == "table" do
+    for k in next, c do
+      if type(k) == "string" and k:byte(1) ~= 95 then names[k] = true end
+    end
+    c = rawget(c, "super")
+  end
+  class_names[cls] = names
+  return names
+end
+
+-- A string field that no member or method of self has. Lua reads a missing
+-- field as nil, and optional fields are probed so (`if self.bias then`); a
+-- name one or two edits away from a real one (model.weigth) is a typo that
+-- would read as nil far from where it was made, so it is refused with the
+-- right name. Fields set to nil on purpose (self.cache = nil) read as nil.
+function M._missing_field(self, key)
+  local declared = rawget(self, "_declared")
+  if declared and declared[key] then return nil end
+  local suggestion = check.suggest(key, {rawget(self, "_attributes"), rawget(self, "_parameters"),
+    rawget(self, "_buffers"), rawget(self, "_modules"), names_of_class(getmetatable(self)),
+    {training = true, mode = true}})
+  if suggestion then
+    check.fail("%s: no field '%s' (did you mean %s?)", rawget(getmetatable(self), "__name") or "Module", key,
+      suggestion)
+  end
+  return nil
 end
 
 -- Assignment registers modules and parameters; everything else is a plain field.
@@ -148,23 +197,24 @@ function Module.__newindex(self, key, value)
     if value ~= nil then
       -- an nn.Parameter is a tensor too: say which kind was given
       local got = dn.is_tensor(value) and "a plain tensor" or check.describe(value)
-      error(string.format("%s: cannot assign %s to parameter '%s' (nn.Parameter or nil expected)",
-        self.__name, got, tostring(key)), 0)
+      check.fail("%s: cannot assign %s to parameter '%s' (nn.Parameter or nil expected)",
+        self.__name, got, tostring(key))
     end
     store_set(self, "_parameters", key, nil)
   elseif rawget(self, "_buffers")[key] ~= nil then
     if value ~= nil and not dn.is_tensor(value) then
-      error(string.format("%s: cannot assign %s to buffer '%s' (a tensor or nil expected)",
-        self.__name, check.describe(value), tostring(key)), 0)
+      check.fail("%s: cannot assign %s to buffer '%s' (a tensor or nil expected)",
+        self.__name, check.describe(value), tostring(key))
     end
     store_set(self, "_buffers", key, value)
   elseif rawget(self, "_modules")[key] ~= nil then
     if value ~= nil then
-      error(string.format("%s: cannot assign %s to child module '%s' (a module or nil expected)",
-        self.__name, check.describe(value), tostring(key)), 0)
+      check.fail("%s: cannot assign %s to child module '%s' (a module or nil expected)",
+        self.__name, check.describe(value), tostring(key))
     end
     store_set(self, "_modules", key, nil)
   else
+    if value == nil then declare_nil(self, key) end
     rawget(self, "_attributes")[key] = value
   end
 end
@@ -204,10 +254,10 @@ setmetatable(Module, {__call = construct, __tostring = class_tostring})
 -- calling the class, which runs its init method.
 function Module:extend(name)
   if type(name) ~= "string" or name == "" then
-    error(string.format("extend: a class name (string) expected (got %s)", check.describe(name)), 0)
+    check.fail("extend: a class name (string) expected (got %s)", check.describe(name))
   end
   if rawget(self, "_modules") ~= nil then
-    error("extend: call it on a class (nn.Module:extend), not on a module instance", 0)
+    check.error("extend: call it on a class (nn.Module:extend), not on a module instance")
   end
   local cls = {}
   for _, k in ipairs(METAMETHODS) do cls[k] = self[k] end
@@ -220,15 +270,15 @@ end
 function Module:init() end
 
 function Module:forward()
-  error(string.format("%s: forward is not defined (define %s:forward)", self.__name, self.__name), 0)
+  check.fail("%s: forward is not defined (define %s:forward)", self.__name, self.__name)
 end
 
 -- --- registration ------------------------------------------------------------
 
 local function check_name(self, name, fname)
   if type(name) ~= "string" or name == "" or name:find(".", 1, true) then
-    error(string.format("%s.%s: name must be a non-empty string without '.' (got %s)", self.__name, fname,
-      check.describe(name)), 0)
+    check.fail("%s.%s: name must be a non-empty string without '.' (got %s)", self.__name, fname,
+      check.describe(name))
   end
 end
 
@@ -240,8 +290,8 @@ function Module:register_parameter(name, t)
     return nil
   end
   if not dn.is_tensor(t) then
-    error(string.format("%s.register_parameter: a tensor or nil expected for '%s' (got %s)", self.__name, name,
-      check.describe(t)), 0)
+    check.fail("%s.register_parameter: a tensor or nil expected for '%s' (got %s)", self.__name, name,
+      check.describe(t))
   end
   if not parameter_set[t] then t = M.Parameter(t) end
   remove_everywhere(self, name)
@@ -254,8 +304,8 @@ end
 function Module:register_buffer(name, t, persistent)
   check_name(self, name, "register_buffer")
   if t ~= nil and not dn.is_tensor(t) then
-    error(string.format("%s.register_buffer: a tensor or nil expected for '%s' (got %s)", self.__name, name,
-      check.describe(t)), 0)
+    check.fail("%s.register_buffer: a tensor or nil expected for '%s' (got %s)", self.__name, name,
+      check.describe(t))
   end
   if persistent == nil then persistent = true end
   remove_everywhere(self, name)
@@ -268,8 +318,8 @@ end
 function Module:add_module(name, module)
   if type(name) ~= "number" then check_name(self, name, "add_module") end
   if module ~= nil and not is_module(module) then
-    error(string.format("%s.add_module: a module expected for '%s' (got %s)", self.__name, tostring(name),
-      check.describe(module)), 0)
+    check.fail("%s.add_module: a module expected for '%s' (got %s)", self.__name, tostring(name),
+      check.describe(module))
   end
   remove_everywhere(self, name)
   store_set(self, "_modules", name, module)
@@ -378,8 +428,8 @@ local MODES = {train = true, eval = true, mc = true}
 function Module:_set_mode(mode)
   if mode == true then mode = "train" elseif mode == false then mode = "eval" end
   if not MODES[mode] then
-    error(string.format("%s: mode must be \"train\", \"eval\" or \"mc\" (got %s)", self.__name,
-      check.describe(mode)), 0)
+    check.fail("%s: mode must be \"train\", \"eval\" or \"mc\" (got %s)", self.__name,
+      check.describe(mode))
   end
   local training = mode == "train"
   for _, m in ipairs(self:modules()) do
@@ -526,7 +576,7 @@ end
 function Module:load_state_dict(sd, opts)
   local where = "load_state_dict (" .. self.__name .. ")"
   if type(sd) ~= "table" then
-    error(string.format("%s: a table of tensors expected (got %s)", where, check.describe(sd)), 0)
+    check.fail("%s: a table of tensors expected (got %s)", where, check.describe(sd))
   end
   opts = check.options(where, "options", opts, {"strict"})
   local strict = opts.strict
@@ -571,7 +621,7 @@ function Module:load_state_dict(sd, opts)
       table.insert(problems, #missing > 0 and 2 or 1, "unexpected keys " .. quoted_list(unexpected))
     end
   end
-  if #problems > 0 then error(where .. ": " .. table.concat(problems, "; "), 0) end
+  if #problems > 0 then check.error(where .. ": " .. table.concat(problems, "; ")) end
   dn.no_grad(function()
     for _, c in ipairs(copies) do c[1]:copy_(c[2]) end
   end)
