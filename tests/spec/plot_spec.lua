@@ -512,10 +512,18 @@ describe("plot.save", function()
     assert.is_false(exists(path .. ".tmp"))
   end)
 
+  it("makes the folders a figure goes into", function()
+    local path = dir .. "/new/figures/train.svg"
+    assert.are.equal(path, plot.save(path, "x"))
+    assert.are.equal("x", read(path))
+  end)
+
   it("names the path when it cannot write", function()
-    local path = dir .. "/no/such/dir/train.svg"
+    local file = dir .. "/a-file"
+    plot.save(file, "x")
+    local path = file .. "/dir/train.svg"   -- a folder cannot be made inside a file
     H.assert_error(function() plot.save(path, "x") end,
-      {"save: cannot write '" .. path .. "' (dn.write_file: cannot create a temporary file beside " .. path})
+      {"save: cannot write '" .. path .. "' (", "cannot create " .. file .. "/dir: Not a directory"})
     H.assert_error(function() plot.save(nil, "x") end, {"save: path must be a non-empty string (got nil)"})
     H.assert_error(function() plot.save(dir .. "/x.svg", 5) end, {"save: svg must be a string (got 5)"})
     -- a directory in the way of the rename: the old content stays, no temp file is left

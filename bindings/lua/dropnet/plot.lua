@@ -700,7 +700,14 @@ function plot.save(path, svg)
     fail("save: path must be a non-empty string (got %s)", describe(path))
   end
   if type(svg) ~= "string" then fail("save: svg must be a string (got %s)", describe(svg)) end
-  local ok, err = pcall(require("dropnet").write_file, path, svg)
+  local dn = require "dropnet"
+  -- a figure for a folder that does not exist yet: make it (as mkdir -p)
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then
+    local made, why = pcall(dn.mkdir, dir)
+    if not made then fail("save: cannot write '%s' (%s)", path, tostring(why)) end
+  end
+  local ok, err = pcall(dn.write_file, path, svg)
   if not ok then fail("save: cannot write '%s' (%s)", path, tostring(err)) end
   return path
 end
