@@ -144,3 +144,17 @@ describe("printing", function()
     assert.are.equal(3, dn.tensor{3}:item())
   end)
 end)
+
+describe("a module's optional fields", function()
+  it("read as nil at once the second time (no edit-distance search per read), and a new field is seen", function()
+    local nn = require "dropnet.nn"
+    local l = nn.Linear(2, 2, {bias = false})
+    assert.is_nil(l.dropconnect)
+    assert.is_true(rawget(l, "_misses").dropconnect)
+    l.extra = 1   -- setting a field forgets the misses: 'extr' is now a misspelling of it
+    assert.is_nil(rawget(l, "_misses"))
+    local ok, err = pcall(function() return l.extr end)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("did you mean extra?", 1, true))
+  end)
+end)
