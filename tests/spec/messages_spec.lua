@@ -147,7 +147,6 @@ end)
 
 describe("a module's optional fields", function()
   it("read as nil at once the second time (no edit-distance search per read), and a new field is seen", function()
-    local nn = require "dropnet.nn"
     local l = nn.Linear(2, 2, {bias = false})
     assert.is_nil(l.dropconnect)
     assert.is_true(rawget(l, "_misses").dropconnect)
