@@ -468,7 +468,7 @@ static int read_statement(prompt *p, int *status) {
   char *line;
   int r = read_line(p, "> ", &line);
   if (r != READ_OK) return r;
-  if (strchr(line, '\033')) {
+  if (!p->editing && strchr(line, '\033')) {
     /* an arrow key typed where lines are read plainly */
     free(line);
 #ifdef DN_HAVE_READLINE
@@ -538,8 +538,8 @@ const char *dn_prompt_features(void) {
   return "At a terminal the prompt edits lines with GNU readline: history in ~/.dropnet_history,\n"
          "TAB completes names, fields and methods; Ctrl-C stops the running statement.\n";
 #else
-  return "This build has no readline (built without readline): the prompt reads plain lines,\n"
-         "with no history or completion; Ctrl-C stops the running statement.\n";
+  return "This dropnet is built without readline: the prompt reads plain lines, with no line\n"
+         "editing, history or completion; Ctrl-C stops the running statement.\n";
 #endif
 }
 
