@@ -37,7 +37,7 @@
 #endif
 
 #define HISTORY_FILE ".dropnet_history"
-#define HISTORY_MAX 1000   /* statements kept in the history file */
+#define HISTORY_MAX 1000   /* entries kept; the file is cut to its last 2 * HISTORY_MAX lines (a time stamp and a line each) */
 
 enum { READ_OK, READ_END, READ_INTERRUPTED };
 
