@@ -229,6 +229,16 @@ static void add_match(const char *head, size_t nhead, const char *name) {
   found.items[found.n++] = s;
 }
 
+/* Replaces the metatable on top by the table to look in next: its __index
+   when that is a table; else (an __index function, as dropnet's modules and
+   tensors have) the metatable itself, where a class keeps its methods. */
+static void next_table(lua_State *L) {
+  lua_pushliteral(L, "__index");
+  lua_rawget(L, -2);
+  if (lua_type(L, -1) == LUA_TTABLE) lua_remove(L, -2);
+  else lua_pop(L, 1);
+}
+
 /* The field `key` of the value at `idx` without running code: a raw field of
    a table, else the metatable's __index when that is a table (followed a few
    levels). Pushes the value, or nil. */
@@ -246,11 +256,8 @@ static void peek_field(lua_State *L, int idx, const char *key) {
       lua_pop(L, 1);
     }
     if (!lua_getmetatable(L, -1)) break;
-    lua_pushliteral(L, "__index");
-    lua_rawget(L, -2);
-    lua_remove(L, -2);   /* the metatable */
     lua_remove(L, -2);   /* the value looked in */
-    if (lua_type(L, -1) != LUA_TTABLE) break;
+    next_table(L);
   }
   lua_pop(L, 1);
   lua_pushnil(L);
@@ -265,7 +272,9 @@ static void add_keys(lua_State *L, const char *head, size_t nhead, const char *p
     if (lua_type(L, -2) == LUA_TSTRING && (!methods_only || lua_type(L, -1) == LUA_TFUNCTION)) {
       size_t n;
       const char *k = lua_tolstring(L, -2, &n);
-      if (n >= npart && strncmp(k, part, npart) == 0 && is_name(k, n) && !is_keyword(k))
+      /* metamethods and class internals (__index, __name) only when asked for */
+      int hidden = strncmp(k, "__", 2) == 0 && strncmp(part, "__", 2) != 0;
+      if (!hidden && n >= npart && strncmp(k, part, npart) == 0 && is_name(k, n) && !is_keyword(k))
         add_match(head, nhead, k);
     }
     lua_pop(L, 1);
@@ -273,9 +282,9 @@ static void add_keys(lua_State *L, const char *head, size_t nhead, const char *p
 }
 
 /* The names one can write after the value at `idx`: its own keys when a table,
-   then its metatable's __index table's, and so on up; for dropnet's tensors,
-   whose __index is a function, the metatable's __methods (and with `.` its
-   __properties) tables. */
+   then those of the tables next_table finds, and so on up (a class and its
+   ancestors); for dropnet's tensors also the metatable's __methods (and with
+   `.` its __properties) tables. */
 static void add_fields(lua_State *L, int idx, const char *head, size_t nhead, const char *part, int methods_only) {
   lua_pushvalue(L, idx);
   for (int depth = 0; depth < 16; depth++) {
@@ -289,10 +298,7 @@ static void add_fields(lua_State *L, int idx, const char *head, size_t nhead, co
       if (lua_type(L, -1) == LUA_TTABLE) add_keys(L, head, nhead, part, methods_only);
       lua_pop(L, 1);
     }
-    lua_pushliteral(L, "__index");
-    lua_rawget(L, -2);
-    lua_remove(L, -2);
-    if (lua_type(L, -1) != LUA_TTABLE) break;
+    next_table(L);
   }
   lua_pop(L, 1);
 }

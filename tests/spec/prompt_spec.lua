@@ -178,6 +178,8 @@ describe("the dropnet prompt", function()
     s.run("t:nume" .. TAB .. "()", "37")                 -- a tensor's method
     s.run("dn.nn.Line" .. TAB .. " ~= nil", "true")       -- a submodule's field
     s.run("tostr" .. TAB .. "(12 * 3)", "36")             -- a global
+    s.run("m = dn.nn.Linear(2, 3)")
+    s.run("type(m:paramet" .. TAB .. "())", "table")      -- a module's method, found in its class
     local code, screen = s.finish()
     assert.are.equal(0, code)
     assert.truthy(screen:find("dn.zeros(2)", 1, true), screen)
