@@ -16,6 +16,7 @@
 #include <lualib.h>
 
 #include "dropnet/dropnet.h"
+#include "prompt.h"
 
 int luaopen_dropnet_core(lua_State *L);
 
@@ -41,8 +42,9 @@ static void usage(FILE *f) {
           "  --help         print this help and exit\n"
           "  -              read the script from standard input\n"
           "\n"
-          "With no script and no -e, the prompt starts when standard input is a terminal.\n",
-          progname);
+          "With no script and no -e, the prompt starts when standard input is a terminal.\n"
+          "%s",
+          progname, dn_prompt_features());
 }
 
 /* Message handler: the error plus a traceback. */
@@ -137,72 +139,6 @@ static int run_script(lua_State *L, char **argv, int argc, int script) {
   return report(L, status);
 }
 
-/* --- the interactive prompt (plain stdio; no readline dependency) ---------- */
-
-static int incomplete(lua_State *L, int status) {
-  if (status == LUA_ERRSYNTAX) {
-    size_t lmsg;
-    const char *msg = lua_tolstring(L, -1, &lmsg);
-    const char *eof = "<eof>";
-    size_t leof = strlen(eof);
-    if (lmsg >= leof && strcmp(msg + lmsg - leof, eof) == 0) {
-      lua_pop(L, 1);
-      return 1;
-    }
-  }
-  return 0;
-}
-
-static void print_results(lua_State *L) {
-  int n = lua_gettop(L);
-  if (n == 0) return;
-  lua_getglobal(L, "print");
-  lua_insert(L, 1);
-  if (lua_pcall(L, n, 0, 0) != LUA_OK) report(L, LUA_ERRRUN);
-}
-
-static void repl(lua_State *L) {
-  char line[8192];
-  printf("dropnet %s (Lua 5.4) -- require \"dropnet\" is in `dn`; Ctrl-D to quit\n", DN_VERSION);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "dropnet");
-  if (docall(L, 1, 1) == LUA_OK) lua_setglobal(L, "dn");
-  else report(L, LUA_ERRRUN);
-  for (;;) {
-    lua_settop(L, 0);
-    fputs("> ", stdout);
-    fflush(stdout);
-    if (!fgets(line, sizeof line, stdin)) break;
-    lua_pushstring(L, line);
-    for (;;) {
-      /* first try as an expression, so `1 + 1` prints 2 */
-      const char *src = lua_tostring(L, 1);
-      lua_pushfstring(L, "return %s;", src);
-      int status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=stdin");
-      lua_remove(L, -2);
-      if (status != LUA_OK) {
-        lua_pop(L, 1);
-        status = luaL_loadbuffer(L, src, strlen(src), "=stdin");
-      }
-      if (!incomplete(L, status)) {
-        lua_remove(L, 1);   /* the source text */
-        if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
-        if (status == LUA_OK) print_results(L);
-        else report(L, status);
-        break;
-      }
-      fputs(">> ", stdout);
-      fflush(stdout);
-      if (!fgets(line, sizeof line, stdin)) return;
-      /* continue the statement: source = source .. line */
-      lua_settop(L, 1);
-      lua_pushstring(L, line);
-      lua_concat(L, 2);
-    }
-  }
-  fputs("\n", stdout);
-}
-
 /* --- main ------------------------------------------------------------------------ */
 
 static int parse_int(const char *s, lua_Integer *v) {
@@ -244,7 +180,7 @@ static int pmain(lua_State *L) {
     }
   }
   if (o->script > 0 && run_script(L, argv, argc, o->script) != LUA_OK) return 0;
-  if (o->interactive) repl(L);
+  if (o->interactive) dn_prompt_run(L, progname);
   lua_pushboolean(L, 1);
   return 1;
 }
