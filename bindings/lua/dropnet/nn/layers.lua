@@ -35,6 +35,7 @@ function Linear:init(in_features, out_features, opts)
   end
   self.activation = opts.activation
   check.generator("Linear", opts.generator)
+  self.dropconnect = nil   -- declared: the fusion plan reads it at every call
   if opts.dropconnect ~= nil then
     self.dropconnect = check.probability("Linear", "dropconnect", opts.dropconnect)
   end

@@ -148,8 +148,11 @@ function Module.__index(self, key)
   if v ~= nil then return v end
   v = getmetatable(self)[key]
   if v ~= nil then return v end
-  local misses = rawget(self, "_misses")   -- a known optional field read every call: answer at once
-  if misses and misses[key] then return nil end
+  -- optional fields read at every call (set to nil on purpose, or known to be no misspelling): at once
+  local known = rawget(self, "_declared")
+  if known and known[key] then return nil end
+  known = rawget(self, "_misses")
+  if known and known[key] then return nil end
   if type(key) ~= "string" or byte(key, 1) == 95 then return nil end   -- 95: "_", private probes
   return M._missing_field(self, key)
 end
