@@ -67,6 +67,7 @@ static int l_world_size(lua_State *L) {
 /* dist.all_reduce(t_or_list[, op = "sum"]): "sum" or "mean" over the ranks, in place; returns its argument. */
 static int l_all_reduce(lua_State *L) {
   static const char *const ops[] = {"sum", "mean", NULL};
+  lua_settop(L, 2);   /* the list's array is pushed above the arguments */
   int count = 0;
   dn_tensor **tensors = check_tensors(L, "dist.all_reduce", &count);
   dn_dist_op op = DN_DIST_SUM;
@@ -86,6 +87,7 @@ static int l_all_reduce(lua_State *L) {
 
 /* dist.broadcast(t_or_list, root): root's tensors copied into every rank's, in place; returns its argument. */
 static int l_broadcast(lua_State *L) {
+  lua_settop(L, 2);
   int count = 0;
   dn_tensor **tensors = check_tensors(L, "dist.broadcast", &count);
   lua_Integer root = dn_lua_check_integer(L, 2, "root");

@@ -169,17 +169,17 @@ static void unpack(dn_tensor *const *tensors, int count, const unsigned char *bu
   }
 }
 
-/* Every rank tells the others whether its input was accepted, its size and its op or root (param). Returns
+/* Every rank tells the others whether its input was accepted, its size (in unit) and its op or root (param). Returns
    DN_OK when all agree; otherwise local (when this rank failed: its message stays) or DN_EDIST. */
-static dn_status agree(const char *fn, dn_status local, int64_t size, int64_t param) {
+static dn_status agree(const char *fn, dn_status local, int64_t size, const char *unit, int64_t param) {
   int64_t v[5] = {local != DN_OK, size, -size, param, -param};
   int err = MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_INT64_T, MPI_MAX, comm);
   if (local != DN_OK) return local;
   if (err != MPI_SUCCESS) return mpi_fail(fn, "MPI_Allreduce (agreement)", err);
   if (v[0]) return dn_fail(DN_EDIST, "%s: another rank's arguments were rejected (see its message)", fn);
   if (v[1] != -v[2])
-    return dn_fail(DN_EDIST, "%s: the ranks passed lists of different sizes (%lld to %lld bytes; this rank %lld)", fn,
-                   (long long)-v[2], (long long)v[1], (long long)size);
+    return dn_fail(DN_EDIST, "%s: the ranks passed lists of different sizes (%lld to %lld %s; this rank %lld)", fn,
+                   (long long)-v[2], (long long)v[1], unit, (long long)size);
   if (v[3] != -v[4])
     return dn_fail(DN_EDIST, "%s: the ranks passed different %s (%lld to %lld)", fn,
                    strcmp(fn, "dist.broadcast") ? "ops" : "roots", (long long)-v[4], (long long)v[3]);
@@ -203,7 +203,7 @@ dn_status dn_dist_all_reduce(dn_tensor *const *tensors, int count, dn_dist_op op
     if (!fused || (world_rank == 0 && !gathered))
       local = dn_fail(DN_ENOMEM, "%s: out of memory for the fused buffer (%lld elements)", fn, (long long)total);
   }
-  st = agree(fn, local, total, op);
+  st = agree(fn, local, total, "elements", op);
   if (st == DN_OK && total > 0) pack((unsigned char *)fused, tensors, count);
   for (int64_t start = 0; st == DN_OK && start < total; start += chunk) {
     int n = (int)(total - start < chunk ? total - start : chunk);
@@ -248,7 +248,7 @@ dn_status dn_dist_broadcast(dn_tensor *const *tensors, int count, int root) {
     fused = dn_alloc((size_t)bytes);
     if (!fused) local = dn_fail(DN_ENOMEM, "%s: out of memory for the fused buffer (%lld bytes)", fn, (long long)bytes);
   }
-  st = agree(fn, local, bytes, root);
+  st = agree(fn, local, bytes, "bytes", root);
   if (st == DN_OK && world_rank == root && bytes > 0) pack(fused, tensors, count);
   for (int64_t start = 0; st == DN_OK && start < bytes; start += BROADCAST_CHUNK) {
     int n = (int)(bytes - start < BROADCAST_CHUNK ? bytes - start : BROADCAST_CHUNK);
