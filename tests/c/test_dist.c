@@ -58,6 +58,9 @@ static void test_init_world_of_one(void **state) {
 
 static void test_all_reduce(void **state) {
   if (!dn_dist_available()) skip();
+  dn_alloc_stats stats;
+  dn_alloc_get_stats(&stats);
+  size_t live = stats.live_bytes;   /* the fused buffers must be given back */
   const float va[6] = {1.5f, -2.25f, 3e-38f, 1e30f, -0.0f, 7};
   const float vb[1] = {0.1f};
   dn_tensor *a = dn_test_from(2, (int64_t[]){2, 3}, va);
@@ -83,6 +86,8 @@ static void test_all_reduce(void **state) {
   dn_tensor_release(b);
   dn_tensor_release(empty);
   dn_tensor_release(s);
+  dn_alloc_get_stats(&stats);
+  assert_int_equal(stats.live_bytes, live);
 }
 
 static void test_broadcast(void **state) {
