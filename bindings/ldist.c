@@ -3,6 +3,9 @@
 ** count from 0, as MPI and PyTorch count them (a rank is not an index).
 ** Collectives take one tensor or a list of tensors, change them in place and
 ** return what they were given.
+** Nothing finalizes MPI when the Lua state closes: a rank ending on an error
+** would wait in MPI_Finalize for ranks that wait for it in a collective,
+** where exiting without it lets mpirun stop them all and say why.
 */
 #include <limits.h>
 #include <string.h>
