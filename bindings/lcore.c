@@ -110,5 +110,6 @@ int luaopen_dropnet_core(lua_State *L) {
   dn_lua_open_augment(L);
   dn_lua_open_sort(L);
   dn_lua_open_signal(L);
+  dn_lua_open_dist(L);
   return 1;
 }

@@ -92,5 +92,6 @@ void dn_lua_open_norm(lua_State *L);
 void dn_lua_open_augment(lua_State *L);
 void dn_lua_open_sort(lua_State *L);
 void dn_lua_open_signal(lua_State *L);
+void dn_lua_open_dist(lua_State *L);
 
 #endif

@@ -78,6 +78,8 @@ static int l_interrupted(lua_State *L) {
     if (!(wait >= 0) || !isfinite(wait))
       return luaL_argerror(L, 1, lua_pushfstring(L, "wait must be a finite number >= 0 (got %f)", wait));
   }
+  /* a century is forever here, and keeps the end time within time_t (math.maxinteger seconds does not) */
+  if (wait > 3.2e9) wait = 3.2e9;
   struct timespec now, end;
   clock_gettime(CLOCK_MONOTONIC, &now);
   double end_s = (double)now.tv_sec + (double)now.tv_nsec * 1e-9 + (double)wait;

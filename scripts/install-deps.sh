@@ -3,11 +3,12 @@
 # Uses sudo when not root. Safe to run again.
 set -eu
 
+# libopenmpi-dev and openmpi-bin (mpirun) give the distributed layer, dn.distributed (optional: without them it says "built without MPI").
 # libreadline-dev gives the dropnet prompt line editing (optional: without it the prompt reads plain lines).
 # clang and libclang-rt-dev (libFuzzer and the sanitizers' runtimes) serve `make fuzz` only; the -dev metapackages follow the clang that `clang` installs.
 PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libopenblas-openmp-dev
 libreadline-dev zlib1g-dev libcmocka-dev lua-busted lua-check luarocks dataset-fashion-mnist libxml2-utils groff-base
-clang libclang-rt-dev"
+clang libclang-rt-dev libopenmpi-dev openmpi-bin"
 
 missing=""
 for p in $PACKAGES; do

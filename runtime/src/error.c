@@ -20,6 +20,8 @@ const char *dn_status_name(dn_status s) {
     case DN_ENOMEM: return "out of memory";
     case DN_EIO: return "i/o error";
     case DN_EFORMAT: return "malformed file";
+    case DN_EUNSUPPORTED: return "not supported by this build";
+    case DN_EDIST: return "distributed error";
   }
   return "unknown status";
 }

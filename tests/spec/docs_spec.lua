@@ -116,7 +116,7 @@ end
 
 local MODULES = {"dropnet", "dropnet.nn", "dropnet.nn.functional", "dropnet.nn.init", "dropnet.optim",
   "dropnet.optim.lr_scheduler", "dropnet.data", "dropnet.plot", "dropnet.checkpoint",
-  "dropnet.analysis", "dropnet.run"}
+  "dropnet.analysis", "dropnet.run", "dropnet.distributed"}
 
 -- dropnet and the tensor
 need_all("dn.", dn)
@@ -124,6 +124,7 @@ need_methods("Tensor:", tensor_mt.__methods)
 for _, k in ipairs(sorted_keys(tensor_mt.__properties)) do need("Tensor." .. k, false) end
 for _, k in ipairs(sorted_keys(tensor_mt.__setters)) do need("Tensor." .. k, false) end
 need_methods("Generator:", generator_methods)
+need_all("dist.", dn.distributed)
 
 -- dropnet.nn: functions, classes, their own methods (the Module protocol's
 -- init, forward and extra_repr are documented once, on Module)

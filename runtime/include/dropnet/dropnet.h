@@ -27,5 +27,6 @@
 #include "dropnet/dropblock.h"
 #include "dropnet/augment.h"
 #include "dropnet/io.h"
+#include "dropnet/dist.h"
 
 #endif

@@ -18,7 +18,9 @@ typedef enum dn_status {
   DN_ERANGE,   /* index out of range */
   DN_ENOMEM,   /* allocation failed */
   DN_EIO,      /* file could not be read or written */
-  DN_EFORMAT   /* file contents are malformed */
+  DN_EFORMAT,  /* file contents are malformed */
+  DN_EUNSUPPORTED, /* not in this build (the distributed layer without MPI) */
+  DN_EDIST     /* a collective failed: MPI reported an error, or another rank's input was rejected */
 } dn_status;
 
 /* The message of the last failure on this thread ("" if none). Borrowed:

@@ -1,0 +1,118 @@
+/*
+** dn.distributed: the MPI collectives of runtime/src/dist.c from Lua. Ranks
+** count from 0, as MPI and PyTorch count them (a rank is not an index).
+** Collectives take one tensor or a list of tensors, change them in place and
+** return what they were given.
+** Nothing finalizes MPI when the Lua state closes: a rank ending on an error
+** would wait in MPI_Finalize for ranks that wait for it in a collective,
+** where exiting without it lets mpirun stop them all and say why.
+*/
+#include <limits.h>
+#include <string.h>
+
+#include "ldn.h"
+
+/* The tensors of argument 1, one tensor or a list of them. */
+static dn_tensor **check_tensors(lua_State *L, const char *fname, int *count) {
+  dn_tensor *t = dn_lua_test_tensor(L, 1);
+  if (t) {
+    /* a userdata on the stack, as the list's array is */
+    dn_tensor **items = lua_newuserdatauv(L, sizeof *items, 0);
+    items[0] = t;
+    *count = 1;
+    return items;
+  }
+  if (!lua_istable(L, 1))
+    dn_lua_error(L, "%s: expected a tensor or a list of tensors (got %s)", fname, dn_lua_typename(L, 1));
+  return dn_lua_check_tensor_list(L, 1, fname, count);
+}
+
+/* dist.available(): true when dropnet was built with MPI. */
+static int l_available(lua_State *L) {
+  lua_pushboolean(L, dn_dist_available());
+  return 1;
+}
+
+/* dist.init(): starts MPI (a world of size 1 without mpirun); again is a no-op. */
+static int l_init(lua_State *L) {
+  dn_lua_check_status(L, dn_dist_init());
+  return 0;
+}
+
+/* dist.finalize(): ends MPI; again is a no-op. */
+static int l_finalize(lua_State *L) {
+  dn_lua_check_status(L, dn_dist_finalize());
+  return 0;
+}
+
+/* dist.is_initialized(): between init and finalize. */
+static int l_is_initialized(lua_State *L) {
+  lua_pushboolean(L, dn_dist_is_initialized());
+  return 1;
+}
+
+/* dist.rank(): 0 .. world_size() - 1. */
+static int l_rank(lua_State *L) {
+  int rank = 0;
+  dn_lua_check_status(L, dn_dist_rank(&rank));
+  lua_pushinteger(L, rank);
+  return 1;
+}
+
+/* dist.world_size(): the number of processes. */
+static int l_world_size(lua_State *L) {
+  int size = 0;
+  dn_lua_check_status(L, dn_dist_world_size(&size));
+  lua_pushinteger(L, size);
+  return 1;
+}
+
+/* dist.all_reduce(t_or_list[, op = "sum"]): "sum" or "mean" over the ranks, in place; returns its argument. */
+static int l_all_reduce(lua_State *L) {
+  static const char *const ops[] = {"sum", "mean", NULL};
+  lua_settop(L, 2);   /* the list's array is pushed above the arguments */
+  int count = 0;
+  dn_tensor **tensors = check_tensors(L, "dist.all_reduce", &count);
+  dn_dist_op op = DN_DIST_SUM;
+  if (!lua_isnoneornil(L, 2)) {
+    const char *name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    int k = 0;
+    while (name && ops[k] && strcmp(ops[k], name)) k++;
+    if (!name || !ops[k])
+      return dn_lua_error(L, "dist.all_reduce: op must be \"sum\" or \"mean\" (got %s)",
+                          name ? lua_pushfstring(L, "\"%s\"", name) : dn_lua_typename(L, 2));
+    op = k == 0 ? DN_DIST_SUM : DN_DIST_MEAN;
+  }
+  dn_lua_check_status(L, dn_dist_all_reduce(tensors, count, op));
+  lua_pushvalue(L, 1);
+  return 1;
+}
+
+/* dist.broadcast(t_or_list, root): root's tensors copied into every rank's, in place; returns its argument. */
+static int l_broadcast(lua_State *L) {
+  lua_settop(L, 2);
+  int count = 0;
+  dn_tensor **tensors = check_tensors(L, "dist.broadcast", &count);
+  lua_Integer root = dn_lua_check_integer(L, 2, "root");
+  if (root < 0 || root > INT_MAX) return dn_lua_error(L, "dist.broadcast: root %I out of range", (LUAI_UACINT)root);
+  dn_lua_check_status(L, dn_dist_broadcast(tensors, count, (int)root));
+  lua_pushvalue(L, 1);
+  return 1;
+}
+
+/* dist.barrier(): returns once every rank has called it. */
+static int l_barrier(lua_State *L) {
+  dn_lua_check_status(L, dn_dist_barrier());
+  return 0;
+}
+
+static const luaL_Reg functions[] = {
+  {"available", l_available}, {"init", l_init}, {"finalize", l_finalize}, {"is_initialized", l_is_initialized},
+  {"rank", l_rank}, {"world_size", l_world_size}, {"all_reduce", l_all_reduce}, {"broadcast", l_broadcast},
+  {"barrier", l_barrier}, {NULL, NULL}};
+
+/* The module table's field `distributed` (dn.distributed). */
+void dn_lua_open_dist(lua_State *L) {
+  luaL_newlib(L, functions);
+  lua_setfield(L, -2, "distributed");
+}
