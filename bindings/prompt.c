@@ -87,7 +87,7 @@ static void restore_sigint(void) { sigaction(SIGINT, &sigint_before, NULL); }
 
 /* --- running a statement -------------------------------------------------------- */
 
-static int msghandler(lua_State *L) {
+int dn_prompt_msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
@@ -109,7 +109,7 @@ static void report(prompt *p, int status) {
 /* Calls the function on top with SIGINT stopping it; leaves its results. */
 static int run_chunk(lua_State *L, int nargs) {
   int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, dn_prompt_msghandler);
   lua_insert(L, base);
   running_L = L;
   set_sigint(on_sigint_running, SA_RESETHAND);

@@ -12,6 +12,10 @@
    prefixes error messages. Errors in statements are reported, not raised. */
 void dn_prompt_run(lua_State *L, const char *progname);
 
+/* The message handler of the command's protected calls (scripts and prompt
+   statements): the error, or its __tostring, plus a traceback. */
+int dn_prompt_msghandler(lua_State *L);
+
 /* A sentence for --help: whether this build has line editing. */
 const char *dn_prompt_features(void);
 
