@@ -36,7 +36,10 @@ local sessions = 0
 local function start(home)
   sessions = sessions + 1   -- a screen file per session: never read an earlier session's screen
   local screen = string.format("%s/screen%d.txt", home, sessions)
-  local command = quote(BIN) .. " -i"
+  -- `script -c` runs the command through $SHELL; dash (Debian's /bin/sh, what CI's
+  -- environment gives) stays as its parent in the terminal's foreground group, and a Ctrl-C
+  -- would kill that shell, not test the prompt: exec replaces it
+  local command = "exec " .. quote(BIN) .. " -i"
   local pipe = assert(io.popen(table.concat({
     "HOME=" .. quote(home), "INPUTRC=/dev/null", "TERM=xterm",
     "timeout", tostring(TIMEOUT * 4), "script", "-qfec", quote(command), "/dev/null",
