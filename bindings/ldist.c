@@ -106,13 +106,97 @@ static int l_barrier(lua_State *L) {
   return 0;
 }
 
+/* dist.batch_shard(count): this rank's place in a batch split over the ranks in rank order:
+   skip (the samples of the ranks before it) and total. */
+static int l_batch_shard(lua_State *L) {
+  lua_Integer count = dn_lua_check_integer(L, 1, "count");
+  int64_t skip = 0, total = 0;
+  dn_lua_check_status(L, dn_dist_batch_shard((int64_t)count, &skip, &total));
+  lua_pushinteger(L, (lua_Integer)skip);
+  lua_pushinteger(L, (lua_Integer)total);
+  return 2;
+}
+
+/* --- the gradient reducer under nn.DataParallel ------------------------------------------------- */
+
+#define REDUCER_MT "dropnet.distributed.Reducer"
+
+typedef struct lreducer {
+  dn_dist_reducer *r;
+} lreducer;
+
+static lreducer *check_reducer(lua_State *L) {
+  lreducer *u = luaL_checkudata(L, 1, REDUCER_MT);
+  if (!u->r) dn_lua_error(L, "Reducer: closed");
+  return u;
+}
+
+/* dist.Reducer(params, bucket_bytes): watches the parameters' gradients (collective: every rank, same list). */
+static int l_reducer(lua_State *L) {
+  lua_settop(L, 2);
+  if (!lua_istable(L, 1))
+    return dn_lua_error(L, "dist.Reducer: expected a list of parameters (got %s)", dn_lua_typename(L, 1));
+  int count = 0;
+  dn_tensor **params = dn_lua_check_tensor_list(L, 1, "dist.Reducer", &count);
+  lua_Integer bytes = dn_lua_check_integer(L, 2, "bucket_bytes");
+  lreducer *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->r = NULL;
+  luaL_setmetatable(L, REDUCER_MT);
+  dn_lua_check_status(L, dn_dist_reducer_new(&u->r, params, count, (int64_t)bytes));
+  return 1;
+}
+
+/* reducer:set_weight(w): this rank's weight in the sum of gradients. */
+static int r_set_weight(lua_State *L) {
+  lreducer *u = check_reducer(L);
+  lua_Number w = luaL_checknumber(L, 2);
+  dn_lua_check_status(L, dn_dist_reducer_set_weight(u->r, (double)w));
+  return 0;
+}
+
+/* reducer:stats(): {buckets, elements, steps, wait_seconds, reduce_seconds}. */
+static int r_stats(lua_State *L) {
+  lreducer *u = check_reducer(L);
+  dn_dist_reducer_stats s;
+  dn_dist_reducer_get_stats(u->r, &s);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, s.buckets);
+  lua_setfield(L, -2, "buckets");
+  lua_pushinteger(L, (lua_Integer)s.elements);
+  lua_setfield(L, -2, "elements");
+  lua_pushinteger(L, (lua_Integer)s.steps);
+  lua_setfield(L, -2, "steps");
+  lua_pushnumber(L, s.wait_seconds);
+  lua_setfield(L, -2, "wait_seconds");
+  lua_pushnumber(L, s.reduce_seconds);
+  lua_setfield(L, -2, "reduce_seconds");
+  return 1;
+}
+
+/* reducer:close() (and __gc, __close): the hooks go; gradients are local again. */
+static int r_close(lua_State *L) {
+  lreducer *u = luaL_checkudata(L, 1, REDUCER_MT);
+  dn_dist_reducer_free(u->r);
+  u->r = NULL;
+  return 0;
+}
+
+static const luaL_Reg reducer_methods[] = {
+  {"set_weight", r_set_weight}, {"stats", r_stats}, {"close", r_close}, {NULL, NULL}};
+static const luaL_Reg reducer_meta[] = {{"__gc", r_close}, {"__close", r_close}, {NULL, NULL}};
+
 static const luaL_Reg functions[] = {
   {"available", l_available}, {"init", l_init}, {"finalize", l_finalize}, {"is_initialized", l_is_initialized},
   {"rank", l_rank}, {"world_size", l_world_size}, {"all_reduce", l_all_reduce}, {"broadcast", l_broadcast},
-  {"barrier", l_barrier}, {NULL, NULL}};
+  {"barrier", l_barrier}, {"batch_shard", l_batch_shard}, {"Reducer", l_reducer}, {NULL, NULL}};
 
 /* The module table's field `distributed` (dn.distributed). */
 void dn_lua_open_dist(lua_State *L) {
+  luaL_newmetatable(L, REDUCER_MT);
+  luaL_setfuncs(L, reducer_meta, 0);
+  luaL_newlib(L, reducer_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
   luaL_newlib(L, functions);
   lua_setfield(L, -2, "distributed");
 }

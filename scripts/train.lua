@@ -86,6 +86,10 @@ options:
   --track               record each layer's gradient norms, update ratio and active/dead units every
                         --track-every steps into track.csv and track.svg (dropnet.analysis.track)
   --track-every N       steps between tracked steps (default 100)
+  --distributed         data-parallel training over MPI: mpirun -np N dropnet scripts/train.lua
+                        --distributed ...; each rank trains on its share of every batch and draws the
+                        masks one process would (the same steps as one process); rank 0 alone prints
+                        and writes; threads per rank default to 1; a checkpoint resumes with any N
   --quiet               print only the final result (and where a resumed or interrupted run is)
   --help                this text
 ]]
@@ -108,6 +112,7 @@ local OPTIONS = {
   {"max_norm", "num", 0}, {"validation", "int", 0}, {"no_normalize", "flag", false}, {"seed", "int", 1},
   {"threads", "int", 2}, {"data", "string"}, {"out", "string"}, {"resume", "string"}, {"stop_after", "int"},
   {"track", "flag", false}, {"track_every", "int", 100}, {"quiet", "flag", false},
+  {"distributed", "flag", false},
 }
 
 -- `--key value` and `--key=value`; an unknown option names the nearest known one (run.parse_args).
@@ -281,19 +286,30 @@ end
 -- (40 MB per hidden layer), and the byte-stored images are converted batch by batch.
 local EVAL_BATCH = 1000
 
-local function evaluate(model, loader, loss_fn)
+-- Sums of the ranks' loss, correct count and sample count (as they are alone).
+local function sum_over_ranks(dist, loss_sum, correct, seen)
+  if not dist then return loss_sum, correct, seen end
+  local t = dist.all_reduce(dn.tensor({loss_sum, correct, seen}), "sum"):totable()
+  return t[1], t[2], t[3]
+end
+
+-- With --distributed each rank evaluates its share of the set (a distributed loader) and the sums are added.
+local function evaluate(model, loader, loss_fn, dist)
   model:eval()
   local loss_sum, correct, seen = 0, 0, 0
   dn.no_grad(function()
     for x, y in loader:iter() do
-      local logits = model(x)
       local n = y:size(1)
-      loss_sum = loss_sum + loss_fn(logits, y):item() * n
-      correct = correct + logits:argmax(2):eq(y):sum():item()
-      seen = seen + n
+      if n > 0 then
+        local logits = model(x)
+        loss_sum = loss_sum + loss_fn(logits, y):item() * n
+        correct = correct + logits:argmax(2):eq(y):sum():item()
+        seen = seen + n
+      end
     end
   end)
   model:train()
+  loss_sum, correct, seen = sum_over_ranks(dist, loss_sum, correct, seen)
   return loss_sum / seen, correct / seen
 end
 
@@ -386,21 +402,37 @@ if opts.resume then
   state = loaded
   -- the run's options come from the checkpoint; only these may change
   local keep = {epochs = true, out = true, resume = true, quiet = true, threads = true, data = true,
-    stop_after = true}
+    stop_after = true, distributed = true}
   for k, v in pairs(state.options) do if not (keep[k] and given[k]) then opts[k] = v end end
   for k, v in pairs(LEGACY) do if state.options[k] == nil then opts[k] = v end end
 end
 apply_model_defaults(opts, given)
 local widths, channels, convs = check_options(opts)
+
+-- --distributed: one process per rank under mpirun; rank 0 (the leader) alone prints and writes.
+local dist
+if opts.distributed then
+  dist = dn.distributed
+  if not dist.available() then
+    fail("--distributed: this dropnet is built without MPI (Debian: libopenmpi-dev and openmpi-bin, then rebuild)")
+  end
+  local ok, err = pcall(dist.init)
+  if not ok then fail("--distributed: %s", err) end
+  -- one thread per rank unless told: mpirun -np N places N ranks on N cores
+  if not given.threads then opts.threads = 1 end
+end
+local rank, ranks = dist and dist.rank() or 0, dist and dist.world_size() or 1
+local leader = rank == 0
 dn.set_num_threads(opts.threads)
 dn.manual_seed(opts.seed)
-local say = opts.quiet and function() end or print
+local say = (opts.quiet or not leader) and function() end or print
 
--- the output directory is checked before the data loads
+-- the output directory is checked before the data loads (the leader's: the others write nothing)
 do
-  local ok, out = pcall(run.directory, opts.out or (state and opts.resume:match("^(.*)/[^/]*$")) or nil)
+  local ok, out = true, opts.out
+  if leader then ok, out = pcall(run.directory, opts.out or (state and opts.resume:match("^(.*)/[^/]*$")) or nil) end
   if not ok then fail("%s", out) end
-  opts.out = out
+  opts.out = out or "(rank 0's directory)"
 end
 local checkpoint_path = opts.out .. "/checkpoint.safetensors"
 
@@ -418,13 +450,13 @@ else
 end
 -- the evaluation's name in the console's header and the CSV's columns
 local eval_short = opts.validation > 0 and "val" or "test"
-local eval_loader = data.DataLoader(eval_set, {batch_size = EVAL_BATCH})
+local eval_loader = data.DataLoader(eval_set, {batch_size = EVAL_BATCH, distributed = dist ~= nil})
 
 local model = build_model(widths, channels, convs, opts)
 local opt = build_optimizer(model:parameters(), opts)
 local loss_fn = nn.CrossEntropyLoss()
 local loader = data.DataLoader(train_set, {batch_size = opts.batch_size, shuffle = true,
-  transform = augmentation(opts, train_set)})
+  transform = augmentation(opts, train_set), distributed = dist ~= nil})
 local batches = #loader
 -- partial: where in its epoch a checkpoint written on Ctrl-C stopped (nil after a whole epoch)
 local history, first_epoch, partial = {}, 1, nil
@@ -440,7 +472,8 @@ if state then
       opts.resume, tostring(partial.step), tostring(partial.epoch), batches, state.epoch)
   end
   -- said even with --quiet: one line, and what a resumed run does is not obvious
-  if first_epoch > opts.epochs then
+  if not leader then -- luacheck: ignore 542
+  elseif first_epoch > opts.epochs then
     print(string.format("checkpoint %s is at epoch %d of %d: nothing to do", opts.resume, state.epoch, opts.epochs))
   elseif partial then
     print(string.format("resuming %s at epoch %d of %d, step %d of %d", opts.resume, first_epoch, opts.epochs,
@@ -450,20 +483,25 @@ if state then
   end
 end
 
+-- the model the training steps call: with --distributed its DataParallel wrapper, which starts from rank 0's
+-- parameters and sums the gradients over the ranks (model itself is what the checkpoints hold)
+local train_model = dist and nn.DataParallel(model) or model
 -- a checkpoint from before --track lacks both options
-local tracker = opts.track and dn.analysis.track(model, {every = opts.track_every or 100, out = opts.out}) or nil
+local tracker = leader and opts.track and dn.analysis.track(model, {every = opts.track_every or 100, out = opts.out})
+  or nil
 local done_steps = batches * (first_epoch - 1) + (partial and partial.step or 0)
 local schedule = build_schedule(opt, opts, batches * opts.epochs, done_steps)
-local interactive = not opts.quiet and dn.isatty(io.stderr)
+local interactive = leader and not opts.quiet and dn.isatty(io.stderr)
 if opts.model == "cnn" then
   say(string.format("dropnet %s: %s, dropout %.2f input / %.2f conv / %.2f hidden%s, %s lr %g (%s), batch %d, "
-    .. "%d threads", dn.version, model_name(widths, channels, convs, opts), opts.input_dropout, opts.conv_dropout,
+    .. "%d threads%s", dn.version, model_name(widths, channels, convs, opts), opts.input_dropout, opts.conv_dropout,
     opts.dropout, opts.augment and ", augmented" or "", opts.optimizer, opts.lr, opts.schedule, opts.batch_size,
-    opts.threads))
+    opts.threads, dist and string.format(" x %d processes", ranks) or ""))
 else
   say(string.format("dropnet %s: MLP 784-%s-10, dropout %.2f input / %.2f hidden%s, %s lr %g (%s), batch %d, "
-    .. "%d threads", dn.version, table.concat(widths, "-"), opts.input_dropout, opts.dropout,
-    opts.augment and ", augmented" or "", opts.optimizer, opts.lr, opts.schedule, opts.batch_size, opts.threads))
+    .. "%d threads%s", dn.version, table.concat(widths, "-"), opts.input_dropout, opts.dropout,
+    opts.augment and ", augmented" or "", opts.optimizer, opts.lr, opts.schedule, opts.batch_size, opts.threads,
+    dist and string.format(" x %d processes", ranks) or ""))
 end
 say(string.format("data: %d training samples, %d %s samples; writing to %s/", #train_set, #eval_set, eval_name,
   opts.out))
@@ -472,8 +510,12 @@ say(string.format("%5s  %10s  %9s  %10s  %9s  %7s  %9s", "epoch", "train loss", 
 
 -- The checkpoint after `done` whole epochs, and with `within` the state of the epoch under way.
 local function save_checkpoint(done, within)
+  if not leader then return end
   local saved_opts = {}
-  for k, v in pairs(opts) do if k ~= "resume" and k ~= "stop_after" then saved_opts[k] = v end end
+  -- how a run was launched is not what it trains: a checkpoint resumes with or without --distributed
+  for k, v in pairs(opts) do
+    if k ~= "resume" and k ~= "stop_after" and k ~= "distributed" then saved_opts[k] = v end
+  end
   local saved, save_err = pcall(checkpoint.save, checkpoint_path, {
     model = model:state_dict(), optim = opt:state_dict(), rng = dn.get_rng_state(), epoch = done,
     options = saved_opts, history = history, partial = within})
@@ -483,7 +525,9 @@ end
 local pause = pause_hook()
 local run_t0 = dn.clock()
 local last_epoch = opts.stop_after and math.min(opts.stop_after, opts.epochs) or opts.epochs
-dn.catch_interrupt()
+-- Under mpirun a Ctrl-C reaches mpirun, which stops every rank: the last epoch's checkpoint stays. (Ranks that
+-- stopped at different steps could not write one checkpoint.)
+if not dist then dn.catch_interrupt() end
 for epoch = first_epoch, last_epoch do
   local bar = run.progress(string.format("epoch %d/%d", epoch, opts.epochs), batches,
     {enabled = interactive, unit = opts.batch_size, unit_name = "samples"})
@@ -507,7 +551,7 @@ for epoch = first_epoch, last_epoch do
   model:train()
   for x, y in next_batch do
     lr = opt.param_groups[1].lr
-    local logits = model(x)
+    local logits = train_model(x)
     local loss = loss_fn(logits, y)
     opt:zero_grad()
     loss:backward()
@@ -530,7 +574,7 @@ for epoch = first_epoch, last_epoch do
       dn.interrupted(60)
     end
     -- after the epoch's last step the epoch is finished first (below)
-    if b < batches and dn.interrupted() then
+    if b < batches and not dist and dn.interrupted() then
       bar:close()
       save_checkpoint(epoch - 1, {epoch = epoch, step = b, rng = epoch_rng, loss_sum = loss_sum, correct = correct,
         seen = seen, seconds = seconds_before + dn.clock() - t0})
@@ -540,26 +584,31 @@ for epoch = first_epoch, last_epoch do
   end
   local seconds = seconds_before + dn.clock() - t0
   bar:close()
-  local eval_loss, eval_acc = evaluate(model, eval_loader, loss_fn)
+  loss_sum, correct, seen = sum_over_ranks(dist, loss_sum, correct, seen)
+  local eval_loss, eval_acc = evaluate(model, eval_loader, loss_fn, dist)
   local h = {epoch = epoch, train_loss = loss_sum / seen, train_acc = correct / seen, eval_loss = eval_loss,
     eval_acc = eval_acc, lr = lr, seconds = seconds, samples_per_s = seen / seconds}
   history[#history + 1] = h
   say(string.format("%5d  %10.4f  %9.4f  %10.4f  %9.4f  %7.1f  %9.0f", epoch, h.train_loss, h.train_acc, eval_loss,
     eval_acc, seconds, h.samples_per_s))
-  write_metrics(opts.out .. "/metrics.csv", history, eval_short)
-  write_plot(opts.out .. "/train.svg", history, eval_name, opts.model == "cnn"
-    and string.format("dropnet: %s on Fashion-MNIST", model_name(widths, channels, convs, opts))
-    or string.format("dropnet: 784-%s-10 on Fashion-MNIST", table.concat(widths, "-")))
+  if leader then
+    write_metrics(opts.out .. "/metrics.csv", history, eval_short)
+    write_plot(opts.out .. "/train.svg", history, eval_name, opts.model == "cnn"
+      and string.format("dropnet: %s on Fashion-MNIST", model_name(widths, channels, convs, opts))
+      or string.format("dropnet: 784-%s-10 on Fashion-MNIST", table.concat(widths, "-")))
+  end
   save_checkpoint(epoch, nil)
-  if epoch < last_epoch and dn.interrupted() then
+  if epoch < last_epoch and not dist and dn.interrupted() then
     stop_interrupted(string.format("after epoch %d of %d", epoch, opts.epochs), checkpoint_path)
   end
 end
-dn.release_interrupt()
+if not dist then dn.release_interrupt() end
 
 if tracker then tracker:close() end
 local last = history[#history]
-if last then
+if last and leader then
   print(string.format("%s accuracy %.4f after %d epochs (%s of training); outputs in %s/", eval_name, last.eval_acc,
     last.epoch, run.format_time(dn.clock() - run_t0), opts.out))
 end
+-- every rank ends MPI: mpirun counts a rank that exits without it as failed
+if dist then dist.finalize() end

@@ -22,6 +22,39 @@
 static uint64_t next_visit = 1;   /* graphs are walked from one thread at a time */
 static uint64_t next_backward = 1;
 
+/* --- end-of-backward callbacks ----------------------------------------------------- */
+
+#define CALLBACKS_MAX 16
+
+typedef struct callback_queue {
+  struct { dn_backward_callback_fn fn; void *userdata; } items[CALLBACKS_MAX];
+  int count;
+  bool closed;   /* the callbacks are running: none may be added */
+} callback_queue;
+
+static callback_queue *queue;   /* the running backward's (a hook's own backward has its own) */
+
+dn_status dn_queue_backward_callback(dn_backward_callback_fn fn, void *userdata) {
+  if (!fn) return dn_fail(DN_EINVAL, "queue_backward_callback: fn is NULL");
+  if (!queue || queue->closed) return dn_fail(DN_EINVAL, "queue_backward_callback: no backward is running");
+  if (queue->count == CALLBACKS_MAX)
+    return dn_fail(DN_EINVAL, "queue_backward_callback: more than %d callbacks in one backward", CALLBACKS_MAX);
+  queue->items[queue->count].fn = fn;
+  queue->items[queue->count].userdata = userdata;
+  queue->count++;
+  return DN_OK;
+}
+
+/* Runs the queue's callbacks (all of them, even after a failure, so each can drop its state). */
+static dn_status run_callbacks(callback_queue *q, dn_status st) {
+  q->closed = true;
+  for (int k = 0; k < q->count; k++) {
+    dn_status cst = q->items[k].fn(q->items[k].userdata, st == DN_OK);
+    if (!st) st = cst;
+  }
+  return st;
+}
+
 /* --- backward -------------------------------------------------------------------- */
 
 typedef struct node_list {
@@ -243,8 +276,11 @@ dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain_graph)
   dn_status st = root_grad(&g0, root, grad);
   if (st) return st;
   bool previous = dn_set_grad_enabled(false);
+  callback_queue callbacks = {.count = 0}, *outer = queue;
+  queue = &callbacks;
   if (!root->grad_fn) {
-    st = backward_leaf(root, g0);
+    st = run_callbacks(&callbacks, backward_leaf(root, g0));
+    queue = outer;
     dn_set_grad_enabled(previous);
     return st;
   }
@@ -272,6 +308,8 @@ dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain_graph)
   if (staging) unstage_leaves(&order);
   dn_free(order.items);
   dn_tensor_release(g0);
+  st = run_callbacks(&callbacks, st);
+  queue = outer;
   dn_set_grad_enabled(previous);
   return st;
 }

@@ -36,7 +36,7 @@
 
 #ifdef DN_HAVE_MPI
 
-#include <mpi.h>
+#include "dist_mpi.h"
 
 /* Elements a chunk of the all-reduce carries: rank 0 gathers world size x 16 MB at most. */
 #define REDUCE_CHUNK ((int64_t)1 << 22)
@@ -49,8 +49,11 @@ static bool started_mpi;   /* dn_dist_init called MPI_Init (so finalize ends it)
 static MPI_Comm comm = MPI_COMM_NULL;
 static int world_rank, world_size;
 
-/* A failed MPI call as DN_EDIST with MPI's own words. */
-static dn_status mpi_fail(const char *fn, const char *call, int err) {
+MPI_Comm dn_dist_comm(void) { return comm; }
+int dn_dist_my_rank(void) { return world_rank; }
+int dn_dist_ranks(void) { return world_size; }
+
+dn_status dn_dist_mpi_fail(const char *fn, const char *call, int err) {
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   if (MPI_Error_string(err, text, &len) != MPI_SUCCESS) len = 0;
@@ -58,7 +61,7 @@ static dn_status mpi_fail(const char *fn, const char *call, int err) {
   return dn_fail(DN_EDIST, "%s: %s failed: %s", fn, call, len > 0 ? text : "unknown MPI error");
 }
 
-static dn_status need_running(const char *fn) {
+dn_status dn_dist_need_running(const char *fn) {
   if (state == RUNNING) return DN_OK;
   if (state == FINALIZED) return dn_fail(DN_EINVAL, "%s: the distributed layer was finalized", fn);
   return dn_fail(DN_EINVAL, "%s: not initialized (call dist.init first)", fn);
@@ -81,17 +84,17 @@ dn_status dn_dist_init(void) {
     /* Only the thread that called init calls MPI (the pool's workers never do). */
     int provided = 0;
     int err = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
-    if (err != MPI_SUCCESS) return mpi_fail(fn, "MPI_Init_thread", err);
+    if (err != MPI_SUCCESS) return dn_dist_mpi_fail(fn, "MPI_Init_thread", err);
     started_mpi = true;
   }
   int err = MPI_Comm_dup(MPI_COMM_WORLD, &comm);
-  if (err != MPI_SUCCESS) return mpi_fail(fn, "MPI_Comm_dup", err);
+  if (err != MPI_SUCCESS) return dn_dist_mpi_fail(fn, "MPI_Comm_dup", err);
   err = MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
   if (err == MPI_SUCCESS) err = MPI_Comm_rank(comm, &world_rank);
   if (err == MPI_SUCCESS) err = MPI_Comm_size(comm, &world_size);
   if (err != MPI_SUCCESS) {
     MPI_Comm_free(&comm);
-    return mpi_fail(fn, "setting up the communicator", err);
+    return dn_dist_mpi_fail(fn, "setting up the communicator", err);
   }
   state = RUNNING;
   return DN_OK;
@@ -101,17 +104,17 @@ dn_status dn_dist_finalize(void) {
   if (state != RUNNING) return DN_OK;
   state = FINALIZED;
   int err = MPI_Comm_free(&comm);
-  if (err != MPI_SUCCESS) return mpi_fail("dist.finalize", "MPI_Comm_free", err);
+  if (err != MPI_SUCCESS) return dn_dist_mpi_fail("dist.finalize", "MPI_Comm_free", err);
   if (started_mpi) {
     err = MPI_Finalize();
-    if (err != MPI_SUCCESS) return mpi_fail("dist.finalize", "MPI_Finalize", err);
+    if (err != MPI_SUCCESS) return dn_dist_mpi_fail("dist.finalize", "MPI_Finalize", err);
   }
   return DN_OK;
 }
 
 dn_status dn_dist_rank(int *rank) {
   if (!rank) return dn_fail(DN_EINVAL, "dist.rank: rank is NULL");
-  dn_status st = need_running("dist.rank");
+  dn_status st = dn_dist_need_running("dist.rank");
   if (st != DN_OK) return st;
   *rank = world_rank;
   return DN_OK;
@@ -119,17 +122,17 @@ dn_status dn_dist_rank(int *rank) {
 
 dn_status dn_dist_world_size(int *size) {
   if (!size) return dn_fail(DN_EINVAL, "dist.world_size: size is NULL");
-  dn_status st = need_running("dist.world_size");
+  dn_status st = dn_dist_need_running("dist.world_size");
   if (st != DN_OK) return st;
   *size = world_size;
   return DN_OK;
 }
 
 dn_status dn_dist_barrier(void) {
-  dn_status st = need_running("dist.barrier");
+  dn_status st = dn_dist_need_running("dist.barrier");
   if (st != DN_OK) return st;
   int err = MPI_Barrier(comm);
-  return err == MPI_SUCCESS ? DN_OK : mpi_fail("dist.barrier", "MPI_Barrier", err);
+  return err == MPI_SUCCESS ? DN_OK : dn_dist_mpi_fail("dist.barrier", "MPI_Barrier", err);
 }
 
 /* The list's total size in bytes (float32 only when float_only), or a status naming the bad tensor. */
@@ -171,24 +174,25 @@ static void unpack(dn_tensor *const *tensors, int count, const unsigned char *bu
 
 /* Every rank tells the others whether its input was accepted, its size (in unit) and its op or root (param). Returns
    DN_OK when all agree; otherwise local (when this rank failed: its message stays) or DN_EDIST. */
-static dn_status agree(const char *fn, dn_status local, int64_t size, const char *unit, int64_t param) {
+dn_status dn_dist_agree(const char *fn, dn_status local, int64_t size, const char *unit, int64_t param,
+                        const char *param_name) {
   int64_t v[5] = {local != DN_OK, size, -size, param, -param};
   int err = MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_INT64_T, MPI_MAX, comm);
   if (local != DN_OK) return local;
-  if (err != MPI_SUCCESS) return mpi_fail(fn, "MPI_Allreduce (agreement)", err);
+  if (err != MPI_SUCCESS) return dn_dist_mpi_fail(fn, "MPI_Allreduce (agreement)", err);
   if (v[0]) return dn_fail(DN_EDIST, "%s: another rank's arguments were rejected (see its message)", fn);
   if (v[1] != -v[2])
     return dn_fail(DN_EDIST, "%s: the ranks passed lists of different sizes (%lld to %lld %s; this rank %lld)", fn,
                    (long long)-v[2], (long long)v[1], unit, (long long)size);
   if (v[3] != -v[4])
-    return dn_fail(DN_EDIST, "%s: the ranks passed different %s (%lld to %lld)", fn,
-                   strcmp(fn, "dist.broadcast") ? "ops" : "roots", (long long)-v[4], (long long)v[3]);
+    return dn_fail(DN_EDIST, "%s: the ranks passed different %s (%lld to %lld)", fn, param_name, (long long)-v[4],
+                   (long long)v[3]);
   return DN_OK;
 }
 
 dn_status dn_dist_all_reduce(dn_tensor *const *tensors, int count, dn_dist_op op) {
   static const char fn[] = "dist.all_reduce";
-  dn_status st = need_running(fn);
+  dn_status st = dn_dist_need_running(fn);
   if (st != DN_OK) return st;
   int64_t bytes = 0;
   dn_status local = check_list(fn, tensors, count, true, &bytes);
@@ -203,14 +207,14 @@ dn_status dn_dist_all_reduce(dn_tensor *const *tensors, int count, dn_dist_op op
     if (!fused || (world_rank == 0 && !gathered))
       local = dn_fail(DN_ENOMEM, "%s: out of memory for the fused buffer (%lld elements)", fn, (long long)total);
   }
-  st = agree(fn, local, total, "elements", op);
+  st = dn_dist_agree(fn, local, total, "elements", op, "ops");
   if (st == DN_OK && total > 0) pack((unsigned char *)fused, tensors, count);
   for (int64_t start = 0; st == DN_OK && start < total; start += chunk) {
     int n = (int)(total - start < chunk ? total - start : chunk);
     float *part = fused + start;
     int err = MPI_Gather(part, n, MPI_FLOAT, gathered, n, MPI_FLOAT, 0, comm);
     if (err != MPI_SUCCESS) {
-      st = mpi_fail(fn, "MPI_Gather", err);
+      st = dn_dist_mpi_fail(fn, "MPI_Gather", err);
       break;
     }
     if (world_rank == 0) {
@@ -226,7 +230,7 @@ dn_status dn_dist_all_reduce(dn_tensor *const *tensors, int count, dn_dist_op op
       }
     }
     err = MPI_Bcast(part, n, MPI_FLOAT, 0, comm);
-    if (err != MPI_SUCCESS) st = mpi_fail(fn, "MPI_Bcast", err);
+    if (err != MPI_SUCCESS) st = dn_dist_mpi_fail(fn, "MPI_Bcast", err);
   }
   if (st == DN_OK && total > 0) unpack(tensors, count, (const unsigned char *)fused);
   dn_free(gathered);
@@ -236,7 +240,7 @@ dn_status dn_dist_all_reduce(dn_tensor *const *tensors, int count, dn_dist_op op
 
 dn_status dn_dist_broadcast(dn_tensor *const *tensors, int count, int root) {
   static const char fn[] = "dist.broadcast";
-  dn_status st = need_running(fn);
+  dn_status st = dn_dist_need_running(fn);
   if (st != DN_OK) return st;
   int64_t bytes = 0;
   dn_status local = check_list(fn, tensors, count, false, &bytes);
@@ -248,12 +252,12 @@ dn_status dn_dist_broadcast(dn_tensor *const *tensors, int count, int root) {
     fused = dn_alloc((size_t)bytes);
     if (!fused) local = dn_fail(DN_ENOMEM, "%s: out of memory for the fused buffer (%lld bytes)", fn, (long long)bytes);
   }
-  st = agree(fn, local, bytes, "bytes", root);
+  st = dn_dist_agree(fn, local, bytes, "bytes", root, "roots");
   if (st == DN_OK && world_rank == root && bytes > 0) pack(fused, tensors, count);
   for (int64_t start = 0; st == DN_OK && start < bytes; start += BROADCAST_CHUNK) {
     int n = (int)(bytes - start < BROADCAST_CHUNK ? bytes - start : BROADCAST_CHUNK);
     int err = MPI_Bcast(fused + start, n, MPI_BYTE, root, comm);
-    if (err != MPI_SUCCESS) st = mpi_fail(fn, "MPI_Bcast", err);
+    if (err != MPI_SUCCESS) st = dn_dist_mpi_fail(fn, "MPI_Bcast", err);
   }
   /* root's tensors already hold the data: no write, no version bump */
   if (st == DN_OK && world_rank != root && bytes > 0) unpack(tensors, count, fused);

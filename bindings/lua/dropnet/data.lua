@@ -465,14 +465,21 @@ DataLoader.__name = "dropnet.data.DataLoader"
 --   `generator` (a Generator for shuffling; default: `dn.default_generator()`
 --   as it is when each epoch starts),
 --   `transform` (a function or callable transform, e.g. `data.Compose{...}`,
---   applied to the first tensor of every batch, the inputs; default none)
+--   applied to the first tensor of every batch, the inputs; default none),
+--   `distributed` (default false: with true, for data-parallel training under
+--   `mpirun`, every rank draws the same permutation, forms the same global
+--   batches of `batch_size` samples (the last one as without it, drop_last
+--   included), and takes its own contiguous share of each, ranks in order:
+--   rank r of W gets samples floor(r*n/W)+1 .. floor((r+1)*n/W) of a batch of
+--   n. The transform then draws, through the generators' batch shard, the
+--   values one process would draw for those samples.)
 -- @treturn DataLoader with `#loader` batches per epoch
 -- @usage for x, y in data.DataLoader(ds, {batch_size = 64, shuffle = true}):iter() do ... end
 function data.DataLoader(ds, options)
   local where = "DataLoader"
   check_dataset(where, ds)
   options = check.options(where, "options", options,
-    {"batch_size", "shuffle", "drop_last", "generator", "transform"})
+    {"batch_size", "shuffle", "drop_last", "generator", "transform", "distributed"})
   local batch_size = 1
   if options.batch_size ~= nil then batch_size = check.int(where, "batch_size", options.batch_size, 1) end
   local shuffle = options.shuffle ~= nil and check.bool(where, "shuffle", options.shuffle) or false
@@ -480,9 +487,16 @@ function data.DataLoader(ds, options)
   if options.transform ~= nil and not is_callable(options.transform) then
     fail("%s: transform must be a function or a callable transform (got %s)", where, describe(options.transform))
   end
+  local rank, ranks
+  if options.distributed ~= nil and check.bool(where, "distributed", options.distributed) then
+    local dist = dn.distributed
+    if not dist.is_initialized() then dist.init() end   -- a world of one process without mpirun
+    rank, ranks = dist.rank(), dist.world_size()
+  end
   return setmetatable({
     dataset = ds, batch_size = batch_size, shuffle = shuffle, drop_last = drop_last,
     generator = check.generator(where, options.generator), transform = options.transform,
+    rank = rank, ranks = ranks,
   }, DataLoader)
 end
 
@@ -497,9 +511,39 @@ end
 function DataLoader:__len() return self:num_batches() end
 
 function DataLoader:__tostring()
-  return string.format("dropnet.data.DataLoader(%d samples, batch_size=%d, shuffle=%s, drop_last=%s%s: %d batches)",
+  return string.format("dropnet.data.DataLoader(%d samples, batch_size=%d, shuffle=%s, drop_last=%s%s%s: %d batches)",
     self.dataset.n, self.batch_size, tostring(self.shuffle), tostring(self.drop_last),
-    self.transform and ", transform" or "", self:num_batches())
+    self.transform and ", transform" or "",
+    self.ranks and string.format(", distributed: rank %d of %d", self.rank, self.ranks) or "", self:num_batches())
+end
+
+-- The generators a transform draws from: its own (and those of a Compose's parts), and the default one.
+local function transform_generators(transform, list, seen)
+  list, seen = list or {dn.default_generator()}, seen or {}
+  if type(transform) == "table" then
+    local g = rawget(transform, "generator")
+    if g and not seen[g] then
+      seen[g] = true
+      list[#list + 1] = g
+    end
+    for _, t in ipairs(rawget(transform, "transforms") or {}) do transform_generators(t, list, seen) end
+  end
+  return list
+end
+
+-- transform(x) with the generators holding this rank's share of the global batch.
+local function sharded_transform(transform, x, skip, total)
+  local gens, before = transform_generators(transform), {}
+  for i, g in ipairs(gens) do
+    before[i] = table.pack(g:shard())
+    g:set_shard(skip, x:size(1), total)
+  end
+  local ok, y = pcall(transform, x)
+  for i, g in ipairs(gens) do
+    if before[i][1] == nil then g:clear_shard() else g:set_shard(table.unpack(before[i], 1, 3)) end
+  end
+  if not ok then error(y, 0) end
+  return y
 end
 
 --- One epoch: an iterator for a generic `for`, giving each batch's tensors
@@ -520,7 +564,13 @@ function DataLoader:iter()
     if k >= batches then return nil end
     local start = k * batch_size + 1
     local length = math.min(batch_size, n - start + 1)
+    local global = length
     k = k + 1
+    local skip = 0
+    if self.ranks then   -- this rank's contiguous share of the global batch
+      skip = global * self.rank // self.ranks
+      start, length = start + skip, global * (self.rank + 1) // self.ranks - skip
+    end
     local batch = {}
     if perm then
       local index = perm:narrow(1, start, length)
@@ -529,7 +579,9 @@ function DataLoader:iter()
       for i = 1, count do batch[i] = rows_of(ds, i, tensors[i]:narrow(1, start, length), nil) end
     end
     if transform then
-      local x = transform(batch[1])
+      local x
+      if self.ranks and self.ranks > 1 then x = sharded_transform(transform, batch[1], skip, global)
+      else x = transform(batch[1]) end
       if not dn.is_tensor(x) then fail("DataLoader: the transform returned %s, a tensor expected", describe(x)) end
       batch[1] = x
     end

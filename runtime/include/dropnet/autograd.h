@@ -87,6 +87,18 @@ DN_API void dn_hook_remove(dn_hook *h);
 /* Drops a handle; the hook stays registered. NULL is a no-op. */
 DN_API void dn_hook_release(dn_hook *h);
 
+/*
+** Runs fn(userdata, ok) once the backward that is running now has finished
+** every node and leaf (PyTorch's queue_callback): the place for work that
+** needs every gradient of the step, such as waiting for a data-parallel
+** reduction started by leaf hooks. ok is false when the backward failed, so
+** fn can drop its state; a status from fn becomes the backward's when it
+** had none. Callbacks run in queue order, each once; fn may not queue more.
+** Called outside a backward it fails with DN_EINVAL.
+*/
+typedef dn_status (*dn_backward_callback_fn)(void *userdata, bool ok);
+DN_API dn_status dn_queue_backward_callback(dn_backward_callback_fn fn, void *userdata);
+
 DN_END_DECLS
 
 #endif

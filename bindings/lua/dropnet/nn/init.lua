@@ -25,5 +25,6 @@ for _, family in ipairs {"dropnet.nn.containers", "dropnet.nn.layers", "dropnet.
 end
 for name, cls in pairs(require "dropnet.nn.pooling") do nn[name] = cls end
 for name, cls in pairs(require "dropnet.nn.normalization") do nn[name] = cls end
+nn.DataParallel = require("dropnet.nn.parallel").DataParallel
 
 return nn
