@@ -1,7 +1,11 @@
 /*
 ** Generators and random tensors. A Generator is a Philox key and counter
-** offset; the module keeps one default generator (dn.manual_seed seeds it).
+** offset, and optionally a batch shard (configuration, not state: seeding
+** and set_state keep it); the module keeps one default generator
+** (dn.manual_seed seeds it).
 */
+#include <string.h>
+
 #include "ldn.h"
 
 #define DEFAULT_SEED 0x5EEDull
@@ -26,9 +30,15 @@ static int l_generator(lua_State *L) {
   return 1;
 }
 
+/* Seeds g, keeping its batch shard. */
+static void reseed(dn_rng *g, uint64_t seed) {
+  g->seed = seed;
+  g->offset = 0;
+}
+
 static int g_manual_seed(lua_State *L) {
   dn_rng *g = check_generator(L, 1);
-  dn_rng_seed(g, check_seed(L, 2));
+  reseed(g, check_seed(L, 2));
   lua_settop(L, 1);
   return 1;
 }
@@ -51,7 +61,7 @@ static int push_state(lua_State *L, const dn_rng *g) {
 static void read_state(lua_State *L, int arg, dn_rng *g, const char *fname) {
   if (!lua_istable(L, arg))
     dn_lua_error(L, "%s: state must be a table {seed = ..., offset = ...} (got %s)", fname, luaL_typename(L, arg));
-  dn_rng s;
+  dn_rng s = *g;   /* the shard stays */
   const char *fields[2] = {"seed", "offset"};
   uint64_t *dst[2] = {&s.seed, &s.offset};
   for (int i = 0; i < 2; i++) {
@@ -74,14 +84,57 @@ static int g_set_state(lua_State *L) {
   return 1;
 }
 
+/* g:set_shard(skip, count, total): this process's samples are skip+1 .. skip+count of
+   every batch of total; g:set_shard(nil) clears. */
+static int g_set_shard(lua_State *L) {
+  dn_rng *g = check_generator(L, 1);
+  if (lua_isnoneornil(L, 2)) {
+    dn_rng_clear_shard(g);
+  } else {
+    lua_Integer skip = dn_lua_check_integer(L, 2, "skip");
+    lua_Integer count = dn_lua_check_integer(L, 3, "count");
+    lua_Integer total = dn_lua_check_integer(L, 4, "total");
+    if (dn_rng_set_shard(g, skip, count, total) != DN_OK) {
+      const char *msg = dn_last_error(), *colon = strstr(msg, ": ");
+      dn_lua_error(L, "Generator:set_shard: %s", colon ? colon + 2 : msg);
+    }
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int g_clear_shard(lua_State *L) {
+  dn_rng_clear_shard(check_generator(L, 1));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* g:shard() -> skip, count, total, or nil without a shard */
+static int g_shard(lua_State *L) {
+  dn_rng *g = check_generator(L, 1);
+  if (g->shard_count == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, (lua_Integer)g->shard_first);
+  lua_pushinteger(L, (lua_Integer)g->shard_count);
+  lua_pushinteger(L, (lua_Integer)g->shard_total);
+  return 3;
+}
+
 static int g_tostring(lua_State *L) {
   dn_rng *g = check_generator(L, 1);
-  lua_pushfstring(L, "dropnet.Generator(seed=%I, offset=%I)", (lua_Integer)g->seed, (lua_Integer)g->offset);
+  if (g->shard_count)
+    lua_pushfstring(L, "dropnet.Generator(seed=%I, offset=%I, shard=%I+%I/%I)", (lua_Integer)g->seed,
+                    (lua_Integer)g->offset, (lua_Integer)g->shard_first, (lua_Integer)g->shard_count,
+                    (lua_Integer)g->shard_total);
+  else
+    lua_pushfstring(L, "dropnet.Generator(seed=%I, offset=%I)", (lua_Integer)g->seed, (lua_Integer)g->offset);
   return 1;
 }
 
 static int l_manual_seed(lua_State *L) {
-  dn_rng_seed(dn_lua_default_rng(L), check_seed(L, 1));
+  reseed(dn_lua_default_rng(L), check_seed(L, 1));
   return 0;
 }
 
@@ -123,7 +176,8 @@ static int l_randperm(lua_State *L) {
 
 static const luaL_Reg generator_methods[] = {
   {"manual_seed", g_manual_seed}, {"initial_seed", g_initial_seed}, {"get_state", g_get_state},
-  {"set_state", g_set_state}, {NULL, NULL}};
+  {"set_state", g_set_state}, {"set_shard", g_set_shard}, {"clear_shard", g_clear_shard}, {"shard", g_shard},
+  {NULL, NULL}};
 
 static const luaL_Reg random_functions[] = {
   {"Generator", l_generator}, {"manual_seed", l_manual_seed}, {"get_rng_state", l_get_rng_state},

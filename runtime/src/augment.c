@@ -2,10 +2,12 @@
 ** Data augmentation: random crops of padded images and random horizontal
 ** flips of a batch (dropnet/augment.h states the contract).
 **
-** Image n's choice is a pure function of (seed, offset + n): one Philox
-** block of the augmentation stream, computed by whichever task copies that
-** image. The parallel loop is one dn_parallel_rows over whole images, so
-** the bits are the same for any thread count. The padding is never
+** Image n's choice is a pure function of (seed, offset + first + n): one
+** Philox block of the augmentation stream, computed by whichever task
+** copies that image; first is 0, or the generator's batch shard's first
+** sample (rng.h), and the offset advances by the whole batch's size. The
+** parallel loop is one dn_parallel_rows over whole images, so the bits are
+** the same for any thread count. The padding is never
 ** materialized: an output row is a run of fill values, a memcpy of the
 ** input row's overlap with the window (reversed for a flip), and fill again.
 */
@@ -25,6 +27,7 @@ typedef struct augment_job {
   const float *src;
   float *dst;
   const dn_rng *rng;
+  int64_t first;    /* the batch shard's first image (0 without) */
   int64_t planes;   /* channels per image (1 for [N, H, W]) */
   int64_t in_h, in_w, out_h, out_w;
   int64_t pad_h, pad_w;
@@ -76,7 +79,7 @@ static void augment_images(const void *ctx, int64_t n0, int64_t n1) {
   int64_t in_plane = j->in_h * j->in_w, out_plane = j->out_h * j->out_w;
   for (int64_t n = n0; n < n1; n++) {
     uint32_t w[4];
-    dn_philox_block(w, j->rng->seed, j->rng->offset + (uint64_t)n, DN_AUGMENT_STREAM);
+    dn_philox_block(w, j->rng->seed, j->rng->offset + (uint64_t)(j->first + n), DN_AUGMENT_STREAM);
     const float *src = j->src + n * j->planes * in_plane;
     float *dst = j->dst + n * j->planes * out_plane;
     if (j->crop) {
@@ -107,14 +110,18 @@ static dn_status check_images(const char *op, const dn_tensor *x, dn_rng *rng, a
   return DN_OK;
 }
 
-/* Runs the job over x's images into a new [N, ..., out_h, out_w] tensor; advances rng by N. */
+/* Runs the job over x's images into a new [N, ..., out_h, out_w] tensor;
+   advances rng by N (by the batch's size under a shard). */
 static dn_status run(const char *op, dn_tensor **out, const dn_tensor *x, dn_rng *rng, augment_job *j) {
+  int64_t total;
+  dn_status st = dn_rng_batch(op, rng, x->shape[0], &j->first, &total);
+  if (st) return st;
   int64_t shape[DN_MAX_DIMS];
   memcpy(shape, x->shape, sizeof shape);
   shape[x->ndim - 2] = j->out_h;
   shape[x->ndim - 1] = j->out_w;
   dn_tensor *result, *dense = NULL;
-  dn_status st = dn_tensor_new(&result, DN_F32, x->ndim, shape);
+  st = dn_tensor_new(&result, DN_F32, x->ndim, shape);
   if (st) return dn_fail_as(st, op);
   int64_t images = x->shape[0];
   if (dn_tensor_numel(result) > 0) {
@@ -130,7 +137,7 @@ static dn_status run(const char *op, dn_tensor **out, const dn_tensor *x, dn_rng
     dn_parallel_rows(images, j->planes * (j->out_h * j->out_w + j->in_h * j->in_w), augment_images, j);
     dn_tensor_release(dense);
   }
-  rng->offset += (uint64_t)images;
+  rng->offset += (uint64_t)total;
   *out = result;
   return DN_OK;
 }

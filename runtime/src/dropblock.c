@@ -37,7 +37,7 @@
 _Static_assert(READ_SPAN % DN_DROPOUT_SPAN_ALIGN == 0, "refills must start on a generator call");
 
 /* node->ints and node->scalars */
-enum { NODE_SEED, NODE_OFFSET, NODE_BLOCK, NODE_THRESHOLD };
+enum { NODE_SEED, NODE_OFFSET, NODE_BLOCK, NODE_THRESHOLD, NODE_BASE };
 enum { NODE_SCALE };
 
 /* One input's sizes: planes = N * C maps of height x width, and the grid
@@ -60,6 +60,7 @@ typedef struct block_job {
   const float *src;
   uint8_t *keep_dst;
   float scale;
+  int64_t base;   /* decision of plane 0's first anchor (a batch shard's; 0 without) */
   uint64_t seed, offset;
   uint32_t threshold;
   int64_t *last;   /* tasks x width: each task's last[] */
@@ -68,7 +69,8 @@ typedef struct block_job {
 
 /* --- the mask walk ------------------------------------------------------------------ */
 
-/* A window of decisions [first, end) as keep bytes (1 = no block there). */
+/* A window of decisions [first, end) as keep bytes (1 = no block there),
+   in the generator's numbering (base included). */
 typedef struct decision_window {
   int64_t first, end;
   uint8_t keep[READ_SPAN];
@@ -78,7 +80,7 @@ typedef struct decision_window {
    window from a generator-call boundary when they are not all in it. */
 static const uint8_t *decisions(decision_window *w, const block_job *job, int64_t k, int64_t len) {
   if (k < w->first || k + len > w->end) {
-    int64_t total = job->g->planes * job->g->anchor_rows * job->g->anchor_cols;
+    int64_t total = job->base + job->g->planes * job->g->anchor_rows * job->g->anchor_cols;
     w->first = k - k % DN_DROPOUT_SPAN_ALIGN;
     w->end = total - w->first < READ_SPAN ? total : w->first + READ_SPAN;
     dn_dropout_keep_span(w->keep, w->first, w->end - w->first, job->seed, job->offset, job->threshold);
@@ -108,7 +110,7 @@ static int64_t walk_plane(const block_job *job, int64_t plane, int64_t *last, de
   int64_t width = g->width, bs = g->block;
   bool any = job->threshold > 0;   /* threshold 0: no block anywhere */
   for (int64_t c = 0; c < width; c++) last[c] = -bs;   /* no block reaches row 0 */
-  int64_t kept = 0, k = plane * g->anchor_rows * g->anchor_cols;
+  int64_t kept = 0, k = job->base + plane * g->anchor_rows * g->anchor_cols;
   for (int64_t r = 0; r < g->height; r++) {
     if (any && r < g->anchor_rows) mark_blocks(job, w, k + r * g->anchor_cols, r, last);
     int64_t above = r - bs;   /* dropped iff last[c] > above */
@@ -221,6 +223,30 @@ static uint32_t anchor_threshold(double p, const block_geom *g) {
 
 static int64_t anchor_count(const block_geom *g) { return g->planes * g->anchor_rows * g->anchor_cols; }
 
+/*
+** The whole batch's geometry under rng's batch shard (rng.h): *all has
+** total * C planes and *base is the first local anchor's decision (0 and
+** *all = *g without a shard). A 3-D input has no batch: an error under a
+** shard.
+*/
+static dn_status shard_geometry(const char *op, const dn_rng *rng, int ndim, const int64_t *shape,
+                                const char *shape_text, const block_geom *g, block_geom *all, int64_t *base) {
+  *all = *g;
+  *base = 0;
+  if (ndim == 3) return dn_dropout_no_batch(op, rng, shape_text);
+  int64_t first, total, planes, plane_size, numel;
+  dn_status st = dn_rng_batch(op, rng, shape[0], &first, &total);
+  if (st) return st;
+  /* the whole batch's elements fit, so do its anchors and first's */
+  if (!dn_size_mul(total, shape[1], &planes) || !dn_size_mul(g->height, g->width, &plane_size) ||
+      !dn_size_mul(planes, plane_size, &numel))
+    return dn_fail(DN_ESHAPE, "%s: a batch of %lld samples like input %s is too large", op, (long long)total,
+                   shape_text);
+  all->planes = planes;
+  *base = first * shape[1] * g->anchor_rows * g->anchor_cols;
+  return DN_OK;
+}
+
 /* --- forward and backward ---------------------------------------------------------------- */
 
 static dn_status dropblock_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
@@ -233,7 +259,8 @@ static dn_status dropblock_backward(dn_node *node, dn_tensor *grad, dn_tensor **
   if (!st) {
     block_job job = {.g = &g, .dst = dn_tensor_data(dx), .src = dn_tensor_data(gc),
                      .scale = (float)node->scalars[NODE_SCALE], .seed = (uint64_t)node->ints[NODE_SEED],
-                     .offset = (uint64_t)node->ints[NODE_OFFSET], .threshold = (uint32_t)node->ints[NODE_THRESHOLD]};
+                     .offset = (uint64_t)node->ints[NODE_OFFSET], .threshold = (uint32_t)node->ints[NODE_THRESHOLD],
+                     .base = node->ints[NODE_BASE]};
     st = run_walks("dropblock2d", &job, (const block_pass[]){PASS_APPLY}, 1, NULL);
     if (st) dn_tensor_release(dx);
     else grad_in[0] = dx;
@@ -255,7 +282,10 @@ dn_status dn_dropblock2d(dn_tensor **out, dn_tensor *x, double p, int64_t block_
   char xs[128];
   st = check_geometry(op, x->ndim, x->shape, block_size, dn_shape_str(x, xs, sizeof xs));
   if (st) return st;
-  block_geom g = geometry(x->ndim, x->shape, block_size);
+  block_geom g = geometry(x->ndim, x->shape, block_size), all;
+  int64_t base;
+  st = shard_geometry(op, rng, x->ndim, x->shape, xs, &g, &all, &base);
+  if (st) return st;
   if (p == 0.0) {
     *out = dn_tensor_retain(x);
     return DN_OK;
@@ -271,9 +301,18 @@ dn_status dn_dropblock2d(dn_tensor **out, dn_tensor *x, double p, int64_t block_
   uint64_t seed = rng->seed, offset = rng->offset;
   uint32_t threshold = anchor_threshold(p, &g);
   block_job job = {.g = &g, .dst = dn_tensor_data(y), .src = dn_tensor_data(src), .seed = seed, .offset = offset,
-                   .threshold = threshold};
+                   .threshold = threshold, .base = base};
   int64_t kept;
-  st = run_walks(op, &job, (const block_pass[]){PASS_COUNT, PASS_APPLY}, 2, &kept);
+  if (all.planes == g.planes) {
+    st = run_walks(op, &job, (const block_pass[]){PASS_COUNT, PASS_APPLY}, 2, &kept);
+  } else {
+    /* a batch shard: the scale counts the whole batch's kept elements, so
+       the other samples' decisions are walked too (counted, not applied) */
+    block_job counter = {.g = &all, .seed = seed, .offset = offset, .threshold = threshold};
+    st = run_walks(op, &counter, (const block_pass[]){PASS_COUNT}, 1, &kept);
+    job.scale = counter.scale;
+    if (!st) st = run_walks(op, &job, (const block_pass[]){PASS_APPLY}, 1, NULL);
+  }
   dn_tensor_release(src);
   dn_node *node = NULL;
   if (!st) st = dn_record(y, &dropblock_node, 1, (const dn_tensor *[]){x}, &node);
@@ -286,9 +325,10 @@ dn_status dn_dropblock2d(dn_tensor **out, dn_tensor *x, double p, int64_t block_
     node->ints[NODE_OFFSET] = (int64_t)offset;
     node->ints[NODE_BLOCK] = block_size;
     node->ints[NODE_THRESHOLD] = threshold;
+    node->ints[NODE_BASE] = base;
     node->scalars[NODE_SCALE] = job.scale;
   }
-  rng->offset += dn_dropout_blocks(anchor_count(&g));
+  rng->offset += dn_dropout_blocks(anchor_count(&all));
   *out = y;
   return DN_OK;
 }
@@ -309,11 +349,16 @@ dn_status dn_dropblock2d_mask(dn_tensor **mask, const dn_rng *rng, int ndim, con
   if (st) return dn_fail_as(st, op);
   char ms[128];
   st = check_geometry(op, ndim, shape, block_size, dn_shape_str(*mask, ms, sizeof ms));
+  block_geom g, all;
+  int64_t base;
   if (!st) {
-    block_geom g = geometry(ndim, shape, block_size);
+    g = geometry(ndim, shape, block_size);
+    st = shard_geometry(op, rng, ndim, shape, ms, &g, &all, &base);
+  }
+  if (!st) {
     /* p = 0 keeps everything, like dn_dropblock2d (which draws nothing then) */
     block_job job = {.g = &g, .keep_dst = dn_tensor_data(*mask), .seed = rng->seed, .offset = rng->offset,
-                     .threshold = p == 0.0 ? 0 : anchor_threshold(p, &g)};
+                     .threshold = p == 0.0 ? 0 : anchor_threshold(p, &g), .base = base};
     st = run_walks(op, &job, (const block_pass[]){PASS_KEEP}, 1, NULL);
   }
   if (st) {

@@ -23,7 +23,7 @@
 
 /* --- shared forward/backward plumbing --------------------------------------------- */
 
-enum { NODE_SEED, NODE_OFFSET, NODE_THRESHOLD, NODE_LAYOUT, NODE_PERIOD };
+enum { NODE_SEED, NODE_OFFSET, NODE_THRESHOLD, NODE_LAYOUT, NODE_PERIOD, NODE_BASE };
 enum { NODE_GRAD_SCALE };
 
 /* What one masked op does: how decisions map to elements and the values. */
@@ -31,7 +31,8 @@ typedef struct mask_spec {
   const dn_node_type *node_type;
   dn_mask_layout layout;
   int64_t period;       /* ROWS: decisions per row; CHANNELS: elements per channel */
-  int64_t decisions;    /* drawn by this call (advance of the offset: ceil(decisions/8) blocks) */
+  int64_t base;         /* decision of the first element or channel (a batch shard's; 0 without) */
+  int64_t decisions;    /* drawn by the whole batch (advance of the offset: ceil(decisions/8) blocks) */
   uint32_t threshold;
   bool affine;
   float scale, shift, fill;
@@ -46,7 +47,7 @@ static dn_status mask_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   st = dn_tensor_new(&dx, DN_F32, node->in_ndim[0], node->in_shape[0]);
   if (!st) {
     dn_dropout_mask_run(dn_tensor_data(dx), dn_tensor_data(g), dn_tensor_numel(dx), (dn_mask_layout)node->ints[NODE_LAYOUT],
-             node->ints[NODE_PERIOD], (uint64_t)node->ints[NODE_SEED], (uint64_t)node->ints[NODE_OFFSET],
+             node->ints[NODE_PERIOD], node->ints[NODE_BASE], (uint64_t)node->ints[NODE_SEED], (uint64_t)node->ints[NODE_OFFSET],
              (uint32_t)node->ints[NODE_THRESHOLD], false, (float)node->scalars[NODE_GRAD_SCALE], 0.0f, 0.0f);
     grad_in[0] = dx;
   }
@@ -75,8 +76,8 @@ static dn_status masked_forward(dn_tensor **out, dn_tensor *x, dn_rng *rng, cons
     return st;
   }
   uint64_t seed = rng->seed, offset = rng->offset;
-  dn_dropout_mask_run(dn_tensor_data(y), dn_tensor_data(src), dn_tensor_numel(y), spec->layout, spec->period, seed, offset,
-           spec->threshold, spec->affine, spec->scale, spec->shift, spec->fill);
+  dn_dropout_mask_run(dn_tensor_data(y), dn_tensor_data(src), dn_tensor_numel(y), spec->layout, spec->period,
+                      spec->base, seed, offset, spec->threshold, spec->affine, spec->scale, spec->shift, spec->fill);
   dn_tensor_release(src);
   dn_node *node;
   st = dn_record(y, spec->node_type, 1, (const dn_tensor *[]){x}, &node);
@@ -90,6 +91,7 @@ static dn_status masked_forward(dn_tensor **out, dn_tensor *x, dn_rng *rng, cons
     node->ints[NODE_THRESHOLD] = spec->threshold;
     node->ints[NODE_LAYOUT] = spec->layout;
     node->ints[NODE_PERIOD] = spec->period;
+    node->ints[NODE_BASE] = spec->base;
     node->scalars[NODE_GRAD_SCALE] = spec->grad_scale;
   }
   rng->offset += dn_dropout_blocks(spec->decisions);
@@ -106,14 +108,38 @@ static dn_status check_common(const char *op, const dn_tensor *x, double p, cons
   return st;
 }
 
+/* Elements per sample of x with batch dimension dim (all of x when x has
+   no such dim; 0 for an empty batch, which draws nothing). */
+static int64_t per_sample(const dn_tensor *x, int dim) {
+  if (x->ndim <= dim) return dn_tensor_numel(x);
+  return x->shape[dim] ? dn_tensor_numel(x) / x->shape[dim] : 0;
+}
+
+/*
+** x's decision numbering under rng's batch shard (rng.h): batch dimension
+** dim, per decisions per sample; *base is the first decision, *decisions
+** the whole batch's. An x without dim is one sample, and an error under a
+** shard.
+*/
+static dn_status numbering(const char *op, const dn_rng *rng, const dn_tensor *x, int dim, int64_t per,
+                           int64_t *base, int64_t *decisions) {
+  if (x->ndim <= dim) {
+    char xs[128];
+    *base = 0;
+    *decisions = per;
+    return dn_dropout_no_batch(op, rng, dn_shape_str(x, xs, sizeof xs));
+  }
+  return dn_dropout_shard(op, rng, x->shape[dim], per, base, decisions);
+}
+
 /* --- the family ------------------------------------------------------------------------ */
 
-static dn_status scaled_dropout(const dn_node_type *type, dn_mask_layout layout, int64_t period,
+static dn_status scaled_dropout(const dn_node_type *type, dn_mask_layout layout, int64_t period, int64_t base,
                                 int64_t decisions, dn_tensor **out, dn_tensor *x, double p, dn_rng *rng,
                                 dn_dropout_scaling scaling) {
   uint32_t threshold = dn_dropout_threshold(p);
   float scale = dn_dropout_scale(threshold, scaling);
-  mask_spec spec = {type, layout, period, decisions, threshold, false, scale, 0.0f, 0.0f, scale};
+  mask_spec spec = {type, layout, period, base, decisions, threshold, false, scale, 0.0f, 0.0f, scale};
   return masked_forward(out, x, rng, &spec);
 }
 
@@ -122,13 +148,15 @@ dn_status dn_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng, dn_dr
   *out = NULL;
   dn_status st = check_common("dropout", x, p, rng);
   if (!st) st = dn_dropout_check_scaling("dropout", scaling);
+  int64_t base, decisions;
+  if (!st) st = numbering("dropout", rng, x, 0, per_sample(x, 0), &base, &decisions);
   if (st) return st;
   if (p == 0.0) {
     *out = dn_tensor_retain(x);
     return DN_OK;
   }
   int64_t n = dn_tensor_numel(x);
-  return scaled_dropout(&dropout_node, DN_MASK_ROWS, n, n, out, x, p, rng, scaling);
+  return scaled_dropout(&dropout_node, DN_MASK_ROWS, n, base, decisions, out, x, p, rng, scaling);
 }
 
 dn_status dn_dropout_eval(dn_tensor **out, dn_tensor *x, double p, dn_dropout_scaling scaling) {
@@ -156,6 +184,8 @@ dn_status dn_dropout_channels(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
     st = dn_fail(DN_ESHAPE, "%s: input must have at least 2 dims [N, C, *] (got shape %s)", op,
                  dn_shape_str(x, xs, sizeof xs));
   }
+  int64_t base = 0, decisions = 0;
+  if (!st) st = numbering(op, rng, x, 0, x->shape[1], &base, &decisions);
   if (st) return st;
   if (p == 0.0) {
     *out = dn_tensor_retain(x);
@@ -166,7 +196,7 @@ dn_status dn_dropout_channels(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
   /* one element per channel is plain dropout with the same decisions */
   dn_mask_layout layout = channel_size == 1 ? DN_MASK_ROWS : DN_MASK_CHANNELS;
   int64_t period = channel_size == 1 ? channels : channel_size;
-  return scaled_dropout(&dropout_channels_node, layout, period, channels, out, x, p, rng, scaling);
+  return scaled_dropout(&dropout_channels_node, layout, period, base, decisions, out, x, p, rng, scaling);
 }
 
 dn_status dn_dropout_locked(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng, dn_dropout_scaling scaling) {
@@ -179,13 +209,16 @@ dn_status dn_dropout_locked(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng
     char xs[128];
     st = dn_fail(DN_ESHAPE, "%s: input must be 3-D [T, N, F] (got shape %s)", op, dn_shape_str(x, xs, sizeof xs));
   }
+  /* the samples are dim 1; a step's decisions are reused at every t */
+  int64_t base = 0, decisions = 0;
+  if (!st) st = numbering(op, rng, x, 1, x->shape[2], &base, &decisions);
   if (st) return st;
   if (p == 0.0) {
     *out = dn_tensor_retain(x);
     return DN_OK;
   }
   int64_t per_step = x->shape[1] * x->shape[2];
-  return scaled_dropout(&dropout_locked_node, DN_MASK_ROWS, per_step, per_step, out, x, p, rng, scaling);
+  return scaled_dropout(&dropout_locked_node, DN_MASK_ROWS, per_step, base, decisions, out, x, p, rng, scaling);
 }
 
 /*
@@ -197,6 +230,8 @@ dn_status dn_alpha_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng)
   DN_FPMODE_SCOPE();
   *out = NULL;
   dn_status st = check_common("alpha_dropout", x, p, rng);
+  int64_t base, decisions;
+  if (!st) st = numbering("alpha_dropout", rng, x, 0, per_sample(x, 0), &base, &decisions);
   if (st) return st;
   if (p == 0.0) {
     *out = dn_tensor_retain(x);
@@ -209,14 +244,14 @@ dn_status dn_alpha_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng)
     b = -a * ALPHA_PRIME * rounded;
   }
   int64_t n = dn_tensor_numel(x);
-  mask_spec spec = {&alpha_dropout_node, DN_MASK_ROWS, n, n, threshold, true, (float)a, (float)b,
+  mask_spec spec = {&alpha_dropout_node, DN_MASK_ROWS, n, base, decisions, threshold, true, (float)a, (float)b,
                     (float)(a * ALPHA_PRIME + b), (float)a};
   return masked_forward(out, x, rng, &spec);
 }
 
 /* --- gaussian dropout ------------------------------------------------------------------- */
 
-enum { GAUSS_SEED, GAUSS_OFFSET };
+enum { GAUSS_SEED, GAUSS_OFFSET, GAUSS_BASE };
 enum { GAUSS_SIGMA };
 
 static dn_status gaussian_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
@@ -226,7 +261,7 @@ static dn_status gaussian_backward(dn_node *node, dn_tensor *grad, dn_tensor **g
   if (st) return st;
   st = dn_tensor_new(&dx, DN_F32, node->in_ndim[0], node->in_shape[0]);
   if (!st) {
-    dn_gaussian_noise_run(dn_tensor_data(dx), dn_tensor_data(g), dn_tensor_numel(dx),
+    dn_gaussian_noise_run(dn_tensor_data(dx), dn_tensor_data(g), dn_tensor_numel(dx), node->ints[GAUSS_BASE],
                           (uint64_t)node->ints[GAUSS_SEED], (uint64_t)node->ints[GAUSS_OFFSET],
                           node->scalars[GAUSS_SIGMA]);
     grad_in[0] = dx;
@@ -243,6 +278,8 @@ dn_status dn_gaussian_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
   dn_status st = check_common(op, x, p, rng);
   if (!st && p == 1.0)
     st = dn_fail(DN_EINVAL, "%s: p must be < 1 (the noise variance p/(1-p) is infinite at p = 1)", op);
+  int64_t base, normals;
+  if (!st) st = numbering(op, rng, x, 0, per_sample(x, 0), &base, &normals);
   if (st) return st;
   if (p == 0.0) {
     *out = dn_tensor_retain(x);
@@ -259,7 +296,7 @@ dn_status dn_gaussian_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
   uint64_t seed = rng->seed, offset = rng->offset;
   double sigma = sqrt(p / (1.0 - p));
   int64_t n = dn_tensor_numel(y);
-  dn_gaussian_noise_run(dn_tensor_data(y), dn_tensor_data(src), n, seed, offset, sigma);
+  dn_gaussian_noise_run(dn_tensor_data(y), dn_tensor_data(src), n, base, seed, offset, sigma);
   dn_tensor_release(src);
   dn_node *node;
   st = dn_record(y, &gaussian_dropout_node, 1, (const dn_tensor *[]){x}, &node);
@@ -270,9 +307,10 @@ dn_status dn_gaussian_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *r
   if (node) {
     node->ints[GAUSS_SEED] = (int64_t)seed;
     node->ints[GAUSS_OFFSET] = (int64_t)offset;
+    node->ints[GAUSS_BASE] = base;
     node->scalars[GAUSS_SIGMA] = sigma;
   }
-  rng->offset += dn_gaussian_blocks(n);
+  rng->offset += dn_gaussian_blocks(normals);
   *out = y;
   return DN_OK;
 }
@@ -290,8 +328,9 @@ static dn_status masked_weight(dn_tensor **out, dn_tensor *w, uint64_t seed, uin
   st = dn_tensor_new(out, DN_F32, 2, w->shape);
   if (!st) {
     int64_t n = dn_tensor_numel(w);
-    dn_dropout_mask_run(dn_tensor_data(*out), dn_tensor_data(src), n, DN_MASK_ROWS, n, seed, offset, threshold, false, scale,
-             0.0f, 0.0f);
+    /* the weight mask is the layer's, not per sample: a batch shard does not apply */
+    dn_dropout_mask_run(dn_tensor_data(*out), dn_tensor_data(src), n, DN_MASK_ROWS, n, 0, seed, offset, threshold,
+                        false, scale, 0.0f, 0.0f);
   }
   dn_tensor_release(src);
   return st;
@@ -320,7 +359,7 @@ static dn_status dropconnect_backward(dn_node *node, dn_tensor *grad, dn_tensor 
     if (!st) {
       int64_t n = dn_tensor_numel(dw);
       float *data = dn_tensor_data(dw);
-      dn_dropout_mask_run(data, data, n, DN_MASK_ROWS, n, seed, offset, threshold, false, scale, 0.0f, 0.0f);
+      dn_dropout_mask_run(data, data, n, DN_MASK_ROWS, n, 0, seed, offset, threshold, false, scale, 0.0f, 0.0f);
       grad_in[1] = dw;
     } else {
       dn_tensor_release(dw);
@@ -406,8 +445,16 @@ dn_status dn_dropout_mask(dn_tensor **mask, const dn_rng *rng, int ndim, const i
   if (ndim > 0 && !shape) return dn_fail(DN_EINVAL, "dropout_mask: shape is NULL for %d dims", ndim);
   st = dn_tensor_new(mask, DN_U8, ndim, shape);
   if (st) return dn_fail_as(st, "dropout_mask");
+  /* dim 0 is the batch, as for dn_dropout */
+  int64_t base, decisions;
+  st = numbering("dropout_mask", rng, *mask, 0, per_sample(*mask, 0), &base, &decisions);
+  if (st) {
+    dn_tensor_release(*mask);
+    *mask = NULL;
+    return st;
+  }
   /* p = 0 keeps everything, like dn_dropout (which draws nothing then) */
-  dn_dropout_keep_run(dn_tensor_data(*mask), dn_tensor_numel(*mask), rng->seed, rng->offset,
+  dn_dropout_keep_run(dn_tensor_data(*mask), dn_tensor_numel(*mask), base, rng->seed, rng->offset,
                       p == 0.0 ? 0 : dn_dropout_threshold(p));
   return DN_OK;
 }

@@ -29,7 +29,19 @@
 ** - After a forward the offset advances by ceil(decisions/8) blocks
 **   (ceil(n/4) for gaussian). p = 0 and eval draw nothing.
 ** - Backward regenerates the decisions from (seed, offset) saved in the
-**   node: no mask bytes are kept.
+**   node (and the shard's base below): no mask bytes are kept.
+** - Batch shards (rng.h): with a shard [first, first + count) of total, an
+**   op whose input has `per` decisions (normals for gaussian) per sample
+**   uses decision first*per + k where the whole batch would use k, and
+**   advances the offset by ceil(total*per/8) blocks (ceil(total*per/4) for
+**   gaussian): the decisions of the full batch's rows first .. first+count-1.
+**   per: the sample's elements (dropout, alpha, gaussian, the fused
+**   linear's output row), its channels C (dropout_channels), its features F
+**   (dropout_locked, sample = dim 1), its C * anchor rows * anchor columns
+**   (dropblock2d). first*per is in general no multiple of 8 or 4, so every
+**   kernel takes a base decision index; without a shard the base is 0 and
+**   the code is the same. DropBlock's scale counts the kept elements of the
+**   whole batch (every process walks every sample's decisions once more).
 **
 ** Speed. The decision bits come from a hand-vectorized Philox (AVX-512 or
 ** AVX2 intrinsics, else the portable dn_philox_blocks; all three give the
@@ -57,6 +69,7 @@
 #include "dropout_mask.h"
 #include "internal.h"
 #include "philox.h"
+#include "shape.h"
 
 #define DROPOUT_STREAM 1
 #define DECISIONS_PER_BLOCK DN_DROPOUT_DECISIONS_PER_BLOCK
@@ -176,15 +189,16 @@ static inline void group_bits(uint16_t bits[GROUP], uint64_t seed, uint64_t firs
 /* --- masked element-wise kernel -------------------------------------------------- */
 
 /*
-** dst[i] = keep(d) ? src[i] * scale (+ shift) : fill, with d = i % period
-** (elements in rows of `period` decisions; rows = 1 for dropout, T for
-** locked dropout). dst may be src (in place). Thresholds 0 and 65536 keep or
+** dst[i] = keep(base + d) ? src[i] * scale (+ shift) : fill, with
+** d = i % period (elements in rows of `period` decisions; rows = 1 for
+** dropout, T for locked dropout). dst may be src (in place). Thresholds 0 and 65536 keep or
 ** drop everything without generating bits.
 */
 typedef struct mask_job {
   float *dst;
   const float *src;
   int64_t period;
+  int64_t base;        /* decision of element 0 (a batch shard's first*per; 0 without) */
   uint64_t seed, offset;
   uint32_t threshold;
   bool affine;         /* alpha dropout: kept = src * scale + shift, dropped = fill */
@@ -224,9 +238,10 @@ static void mask_range(const void *opaque, int64_t i0, int64_t i1) {
   bool constant = job->threshold == 0 || job->threshold >= FULL_THRESHOLD;
   _Alignas(64) uint16_t bits[GROUP];
   int64_t cached_group = -1;
-  int64_t d = i0 % job->period;   /* decision of element i */
+  int64_t d = i0 % job->period;   /* element i's decision within its row */
   for (int64_t i = i0; i < i1;) {
-    int64_t group = d / GROUP, in_group = d - group * GROUP;
+    int64_t k = job->base + d;      /* ... and in the generator's numbering */
+    int64_t group = k / GROUP, in_group = k - group * GROUP;
     int64_t len = GROUP - in_group;
     if (len > job->period - d) len = job->period - d;
     if (len > i1 - i) len = i1 - i;
@@ -249,11 +264,12 @@ static void mask_range(const void *opaque, int64_t i0, int64_t i1) {
 
 /* --- channel kernel ----------------------------------------------------------------- */
 
-/* dst = keep(i / channel_size) ? src * scale : 0, one decision per channel. */
+/* dst = keep(base + i / channel_size) ? src * scale : 0, one decision per channel. */
 typedef struct channel_job {
   float *dst;
   const float *src;
   int64_t channel_size;
+  int64_t base;   /* decision of channel 0 */
   uint64_t seed, offset;
   uint32_t threshold;
   float scale;
@@ -272,12 +288,12 @@ static void channel_range(const void *opaque, int64_t i0, int64_t i1) {
     if (job->threshold == 0 || job->threshold >= FULL_THRESHOLD) {
       keep = job->threshold == 0;
     } else {
-      int64_t group = k / GROUP;
+      int64_t decision = job->base + k, group = decision / GROUP;
       if (group != cached_group) {
         group_bits(bits, job->seed, job->offset + (uint64_t)group * DN_PHILOX_LANES);
         cached_group = group;
       }
-      keep = bits[k - group * GROUP] >= job->threshold;
+      keep = bits[decision - group * GROUP] >= job->threshold;
     }
     constant_segment(&segment, job->dst + i, job->src + i, len, keep);
     i += len;
@@ -287,24 +303,24 @@ static void channel_range(const void *opaque, int64_t i0, int64_t i1) {
 /* --- drivers ----------------------------------------------------------------------- */
 
 void dn_dropout_mask_run(float *dst, const float *src, int64_t numel, dn_mask_layout layout, int64_t period,
-                         uint64_t seed, uint64_t offset, uint32_t threshold, bool affine, float scale, float shift,
-                         float fill) {
+                         int64_t base, uint64_t seed, uint64_t offset, uint32_t threshold, bool affine, float scale,
+                         float shift, float fill) {
   if (numel == 0) return;
   if (layout == DN_MASK_CHANNELS) {
-    channel_job job = {dst, src, period, seed, offset, threshold, scale};
+    channel_job job = {dst, src, period, base, seed, offset, threshold, scale};
     dn_parallel_range(numel, GROUP, channel_range, &job);
   } else {
-    mask_job job = {dst, src, period, seed, offset, threshold, affine, scale, shift, fill};
+    mask_job job = {dst, src, period, base, seed, offset, threshold, affine, scale, shift, fill};
     dn_parallel_range(numel, GROUP, mask_range, &job);
   }
 }
 
 _Static_assert(DN_DROPOUT_SPAN_ALIGN % GROUP == 0, "spans must start on a generator call");
 
-void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset, uint32_t threshold,
-                          float scale) {
-  /* period = the span's end: decision i is element i for every i in the span */
-  mask_job job = {data, data, i1, seed, offset, threshold, false, scale, 0.0f, 0.0f};
+void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, int64_t base, uint64_t seed, uint64_t offset,
+                          uint32_t threshold, float scale) {
+  /* period = the span's end: decision base + i is element i's for every i in the span */
+  mask_job job = {data, data, i1, base, seed, offset, threshold, false, scale, 0.0f, 0.0f};
   mask_range(&job, i0, i1);
 }
 
@@ -328,17 +344,18 @@ void dn_dropout_keep_span(uint8_t *dst, int64_t k0, int64_t n, uint64_t seed, ui
 
 typedef struct keep_job {
   uint8_t *dst;
+  int64_t base;
   uint64_t seed, offset;
   uint32_t threshold;
 } keep_job;
 
 static void keep_range(const void *opaque, int64_t i0, int64_t i1) {
   const keep_job *job = opaque;
-  dn_dropout_keep_span(job->dst + i0, i0, i1 - i0, job->seed, job->offset, job->threshold);
+  dn_dropout_keep_span(job->dst + i0, job->base + i0, i1 - i0, job->seed, job->offset, job->threshold);
 }
 
-void dn_dropout_keep_run(uint8_t *dst, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold) {
-  keep_job job = {dst, seed, offset, threshold};
+void dn_dropout_keep_run(uint8_t *dst, int64_t n, int64_t base, uint64_t seed, uint64_t offset, uint32_t threshold) {
+  keep_job job = {dst, base, seed, offset, threshold};
   dn_parallel_range(n, GROUP, keep_range, &job);
 }
 
@@ -347,18 +364,21 @@ void dn_dropout_keep_run(uint8_t *dst, int64_t n, uint64_t seed, uint64_t offset
 #define NORMALS_PER_BLOCK 4
 #define TWO_PI 6.283185307179586476925286766559
 
-/* dst[i] = src[i] * (float)(1 + sigma * z_i), z_i as randn's element i on stream 1. */
+/* dst[i] = src[i] * (float)(1 + sigma * z_(base+i)), z_j as randn's element j on stream 1. */
 typedef struct gaussian_job {
   float *dst;
   const float *src;
   int64_t numel;
+  int64_t base;
   uint64_t seed, offset;
   double sigma;
 } gaussian_job;
 
 static void gaussian_range(const void *opaque, int64_t i0, int64_t i1) {
   const gaussian_job *job = opaque;
-  for (int64_t block = i0 / NORMALS_PER_BLOCK; block * NORMALS_PER_BLOCK < i1; block++) {
+  /* global numbering: element i is normal base + i */
+  int64_t base = job->base, j0 = base + i0, j1 = base + i1;
+  for (int64_t block = j0 / NORMALS_PER_BLOCK; block * NORMALS_PER_BLOCK < j1; block++) {
     uint32_t x[4];
     dn_philox_block(x, job->seed, job->offset + (uint64_t)block, DROPOUT_STREAM);
     for (int pair = 0; pair < 2; pair++) {
@@ -367,15 +387,16 @@ static void gaussian_range(const void *opaque, int64_t i0, int64_t i1) {
       double radius = sqrt(-2.0 * log(u1)), angle = TWO_PI * u2;
       double z[2] = {radius * cos(angle), radius * sin(angle)};
       for (int h = 0; h < 2; h++) {
-        int64_t i = block * NORMALS_PER_BLOCK + 2 * pair + h;
-        if (i >= i0 && i < i1) job->dst[i] = job->src[i] * (float)(1.0 + job->sigma * (double)(float)z[h]);
+        int64_t j = block * NORMALS_PER_BLOCK + 2 * pair + h;
+        if (j >= j0 && j < j1) job->dst[j - base] = job->src[j - base] * (float)(1.0 + job->sigma * (double)(float)z[h]);
       }
     }
   }
 }
 
-void dn_gaussian_noise_run(float *dst, const float *src, int64_t n, uint64_t seed, uint64_t offset, double sigma) {
-  gaussian_job job = {dst, src, n, seed, offset, sigma};
+void dn_gaussian_noise_run(float *dst, const float *src, int64_t n, int64_t base, uint64_t seed, uint64_t offset,
+                           double sigma) {
+  gaussian_job job = {dst, src, n, base, seed, offset, sigma};
   dn_parallel_range(n, GROUP, gaussian_range, &job);
 }
 
@@ -387,6 +408,27 @@ static uint64_t blocks_for(int64_t decisions, int64_t per_block) {
 
 uint64_t dn_dropout_blocks(int64_t decisions) { return blocks_for(decisions, DECISIONS_PER_BLOCK); }
 uint64_t dn_gaussian_blocks(int64_t n) { return blocks_for(n, NORMALS_PER_BLOCK); }
+
+dn_status dn_dropout_no_batch(const char *op, const dn_rng *rng, const char *shape_text) {
+  if (!rng || rng->shard_count == 0) return DN_OK;
+  return dn_fail(DN_ESHAPE, "%s: the generator holds samples %lld..%lld of a batch of %lld, but input %s has no batch "
+                 "dimension (give it one of size %lld)", op, (long long)rng->shard_first + 1,
+                 (long long)(rng->shard_first + rng->shard_count), (long long)rng->shard_total, shape_text,
+                 (long long)rng->shard_count);
+}
+
+dn_status dn_dropout_shard(const char *op, const dn_rng *rng, int64_t batch, int64_t per, int64_t *base,
+                           int64_t *decisions) {
+  int64_t first, total;
+  dn_status st = dn_rng_batch(op, rng, batch, &first, &total);
+  if (st) return st;
+  /* first < total, so first * per fits whenever total * per does */
+  if (!dn_size_mul(total, per, decisions))
+    return dn_fail(DN_ESHAPE, "%s: a batch of %lld samples with %lld random decisions each is too large", op,
+                   (long long)total, (long long)per);
+  *base = first * per;
+  return DN_OK;
+}
 
 dn_status dn_dropout_check_p(const char *op, double p) {
   if (!(p >= 0.0 && p <= 1.0)) return dn_fail(DN_EINVAL, "%s: p must be in [0, 1] (got %g)", op, p);

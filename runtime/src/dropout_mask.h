@@ -34,6 +34,16 @@ float dn_dropout_scale(uint32_t threshold, dn_dropout_scaling scaling);
 uint64_t dn_dropout_blocks(int64_t decisions);
 uint64_t dn_gaussian_blocks(int64_t n);
 
+/* A per-sample op's decision numbering under rng's batch shard (rng.h):
+   batch = the input's batch size, per = decisions per sample; *base =
+   first * per (0 without a shard) and *decisions = total * per, the
+   full batch's count (the offset's advance). Errors name op. */
+/* An input without a batch dimension (shape_text): an error naming op
+   when rng holds a batch shard, else DN_OK. */
+dn_status dn_dropout_no_batch(const char *op, const dn_rng *rng, const char *shape_text);
+dn_status dn_dropout_shard(const char *op, const dn_rng *rng, int64_t batch, int64_t per, int64_t *base,
+                           int64_t *decisions);
+
 /* Checks naming op: p in [0, 1]; a known scaling; both and a generator. */
 dn_status dn_dropout_check_p(const char *op, double p);
 dn_status dn_dropout_check_scaling(const char *op, dn_dropout_scaling scaling);
@@ -42,22 +52,24 @@ dn_status dn_dropout_check_params(const char *op, double p, const dn_rng *rng, d
 /*
 ** dst[i] = keep ? src[i] * scale (+ shift when affine) : 0 (fill when
 ** affine) over numel contiguous elements, in parallel; dst may be src.
-** Thresholds 0 and 65536 keep or drop everything without drawing bits.
+** The layout's decision d is the generator's decision base + d (a batch
+** shard's offset into the full batch; 0 without). Thresholds 0 and 65536
+** keep or drop everything without drawing bits.
 */
 void dn_dropout_mask_run(float *dst, const float *src, int64_t numel, dn_mask_layout layout, int64_t period,
-                         uint64_t seed, uint64_t offset, uint32_t threshold, bool affine, float scale, float shift,
-                         float fill);
+                         int64_t base, uint64_t seed, uint64_t offset, uint32_t threshold, bool affine, float scale,
+                         float shift, float fill);
 
 /* dn_dropout_mask_run's ROWS mask over elements [i0, i1) of data, in place,
-   on the calling thread (for a pass that fuses it with other work). Spans
-   starting at multiples of DN_DROPOUT_SPAN_ALIGN draw each random block
-   once. */
+   on the calling thread (for a pass that fuses it with other work): element
+   i takes decision base + i. Spans whose base + i0 is a multiple of
+   DN_DROPOUT_SPAN_ALIGN draw each random block once. */
 #define DN_DROPOUT_SPAN_ALIGN 128
-void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, uint64_t seed, uint64_t offset, uint32_t threshold,
-                          float scale);
+void dn_dropout_mask_span(float *data, int64_t i0, int64_t i1, int64_t base, uint64_t seed, uint64_t offset,
+                          uint32_t threshold, float scale);
 
-/* dst[i] = 1 where decision i keeps, else 0, for n bytes (dn_dropout_mask). */
-void dn_dropout_keep_run(uint8_t *dst, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold);
+/* dst[i] = 1 where decision base + i keeps, else 0, for n bytes (dn_dropout_mask). */
+void dn_dropout_keep_run(uint8_t *dst, int64_t n, int64_t base, uint64_t seed, uint64_t offset, uint32_t threshold);
 
 /* The same for decisions [k0, k0 + n) into dst[0 .. n), on the calling
    thread, k0 anywhere (dropblock reads its centre grid a row at a time).
@@ -65,8 +77,9 @@ void dn_dropout_keep_run(uint8_t *dst, int64_t n, uint64_t seed, uint64_t offset
    block once. */
 void dn_dropout_keep_span(uint8_t *dst, int64_t k0, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold);
 
-/* dst[i] = src[i] * (float)(1 + sigma * z_i) over n contiguous elements, z_i
-   standard normal as the contract says (gaussian dropout). */
-void dn_gaussian_noise_run(float *dst, const float *src, int64_t n, uint64_t seed, uint64_t offset, double sigma);
+/* dst[i] = src[i] * (float)(1 + sigma * z_(base+i)) over n contiguous
+   elements, z_j standard normal as the contract says (gaussian dropout). */
+void dn_gaussian_noise_run(float *dst, const float *src, int64_t n, int64_t base, uint64_t seed, uint64_t offset,
+                           double sigma);
 
 #endif

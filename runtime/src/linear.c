@@ -91,6 +91,7 @@ static void bias_act_forward(float *y, int64_t rows, int64_t cols, const float *
 ** bias_act_row) and then dn_dropout's mask.
 */
 typedef struct dropout_params {
+  int64_t base;   /* decision of y's element 0 (a batch shard's first * out; 0 without) */
   uint64_t seed, offset;
   uint32_t threshold;
   float scale;
@@ -119,7 +120,7 @@ static void bias_relu_dropout_range(const void *ctx, int64_t begin, int64_t end)
       bias_act_row(y + i, bias ? bias + c : NULL, len, DN_ACT_RELU);
       i += len;
     }
-    dn_dropout_mask_span(y, b0, b1, d->seed, d->offset, d->threshold, d->scale);
+    dn_dropout_mask_span(y, b0, b1, d->base, d->seed, d->offset, d->threshold, d->scale);
   }
 }
 
@@ -403,12 +404,23 @@ dn_status dn_linear_relu_dropout(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn
                                  dn_rng *rng, dn_dropout_scaling scaling) {
   DN_FPMODE_SCOPE();
   *out = NULL;
-  dn_status st = dn_dropout_check_params("linear_relu_dropout", p, rng, scaling);
+  const char *op = "linear_relu_dropout";
+  dn_status st = dn_dropout_check_params(op, p, rng, scaling);
+  if (!st) st = check_args(x, w, b, DN_ACT_RELU);
+  if (st) return st;
+  /* the output's rows are the samples: out = w's rows decisions each (rng.h's batch shards) */
+  int64_t base = 0, decisions = w->shape[0];
+  if (x->ndim == 1) {
+    char xs[128];
+    st = dn_dropout_no_batch(op, rng, dn_shape_str(x, xs, sizeof xs));
+  } else {
+    st = dn_dropout_shard(op, rng, x->shape[0], w->shape[0], &base, &decisions);
+  }
   if (st) return st;
   if (p == 0.0) return dn_linear(out, x, w, b, DN_ACT_RELU);   /* dropout with p = 0 draws nothing */
   uint32_t threshold = dn_dropout_threshold(p);
-  dropout_params drop = {rng->seed, rng->offset, threshold, dn_dropout_scale(threshold, scaling)};
+  dropout_params drop = {base, rng->seed, rng->offset, threshold, dn_dropout_scale(threshold, scaling)};
   st = forward(out, &linear_relu_dropout_node, x, w, b, DN_ACT_RELU, &drop);
-  if (!st) rng->offset += dn_dropout_blocks(dn_tensor_numel(*out));
+  if (!st) rng->offset += dn_dropout_blocks(decisions);
   return st;
 }

@@ -19,8 +19,46 @@
 #define TWO_PI 6.283185307179586476925286766559
 
 void dn_rng_seed(dn_rng *rng, uint64_t seed) {
-  rng->seed = seed;
-  rng->offset = 0;
+  *rng = (dn_rng){.seed = seed};
+}
+
+/* first/count/total of a shard, or an error naming op (fields set by hand are checked too). */
+static dn_status check_shard(const char *op, int64_t first, int64_t count, int64_t total) {
+  if (first < 0 || count < 1 || total < 1 || count > total || first > total - count)
+    return dn_fail(DN_EINVAL, "%s: a shard needs 0 <= first, 1 <= count and first + count <= total (got first %lld, "
+                   "count %lld, total %lld)", op, (long long)first, (long long)count, (long long)total);
+  return DN_OK;
+}
+
+dn_status dn_rng_set_shard(dn_rng *rng, int64_t first, int64_t count, int64_t total) {
+  if (!rng) return dn_fail(DN_EINVAL, "rng_set_shard: generator is NULL");
+  dn_status st = check_shard("rng_set_shard", first, count, total);
+  if (st) return st;
+  rng->shard_first = first;
+  rng->shard_count = count;
+  rng->shard_total = total;
+  return DN_OK;
+}
+
+void dn_rng_clear_shard(dn_rng *rng) {
+  if (!rng) return;
+  rng->shard_first = rng->shard_count = rng->shard_total = 0;
+}
+
+dn_status dn_rng_batch(const char *op, const dn_rng *rng, int64_t n, int64_t *first, int64_t *total) {
+  *first = 0;
+  *total = n;
+  if (!rng || rng->shard_count == 0) return DN_OK;
+  dn_status st = check_shard(op, rng->shard_first, rng->shard_count, rng->shard_total);
+  if (st) return st;
+  if (n != rng->shard_count)
+    return dn_fail(DN_ESHAPE, "%s: the generator holds samples %lld..%lld of a batch of %lld (%lld samples), but the "
+                   "input's batch dimension has size %lld", op, (long long)rng->shard_first + 1,
+                   (long long)(rng->shard_first + rng->shard_count), (long long)rng->shard_total,
+                   (long long)rng->shard_count, (long long)n);
+  *first = rng->shard_first;
+  *total = rng->shard_total;
+  return DN_OK;
 }
 
 void dn_philox4x32(uint64_t key, uint64_t block, uint64_t stream, uint32_t out[4]) {

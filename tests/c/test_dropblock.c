@@ -350,9 +350,9 @@ static void test_gradcheck(void **state) {
     int64_t shape[4];
     fd_case c;
   } cases[] = {
-    {4, {2, 3, 6, 7}, {{2718, 3}, 0.4, 3}},
-    {4, {1, 2, 5, 5}, {{2719, 0}, 0.5, 2}},
-    {3, {3, 4, 6}, {{2720, 1}, 0.3, 4}},
+    {4, {2, 3, 6, 7}, {{.seed = 2718, .offset = 3}, 0.4, 3}},
+    {4, {1, 2, 5, 5}, {{.seed = 2719, .offset = 0}, 0.5, 2}},
+    {3, {3, 4, 6}, {{.seed = 2720, .offset = 1}, 0.3, 4}},
   };
   for (size_t q = 0; q < sizeof cases / sizeof *cases; q++) {
     dn_tensor *x = leaf(dn_test_random(q, cases[q].ndim, cases[q].shape));

@@ -251,7 +251,7 @@ static void test_channels(void **state) {
   assert_true(bits_equal(y3, y3n));
   for (int64_t k = 0; k < 35; k++)
     for (int64_t e = 0; e < 9; e++)
-      assert_true(dn_test_at(y3, k * 9 + e) == (ref_keep(&(dn_rng){4, 0}, k, 0.6) ? dn_test_at(x3, k * 9 + e) : 0));
+      assert_true(dn_test_at(y3, k * 9 + e) == (ref_keep(&(dn_rng){.seed = 4}, k, 0.6) ? dn_test_at(x3, k * 9 + e) : 0));
 
   /* channel fraction over many channels */
   int64_t big[3] = {1000, 200, 2};

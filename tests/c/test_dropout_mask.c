@@ -122,7 +122,7 @@ static void test_masks_differ_and_repeat(void **state) {
   dn_philox4x32(100, 0, 0, words);
   assert_true((float)dn_test_at(u, 0) == (float)((words[0] >> 8) * 0x1p-24));   /* stream 0 */
   int differ = 0;
-  for (int64_t k = 0; k < 8; k++) differ += ref_bits(&(dn_rng){100, 0}, k) != (uint16_t)(words[k / 2] >> (16 * (k % 2)));
+  for (int64_t k = 0; k < 8; k++) differ += ref_bits(&(dn_rng){.seed = 100}, k) != (uint16_t)(words[k / 2] >> (16 * (k % 2)));
   assert_true(differ >= 6);
   dn_tensor *list[] = {x, y1, y2, y3, y4, u};
   for (size_t i = 0; i < sizeof list / sizeof *list; i++) dn_tensor_release(list[i]);

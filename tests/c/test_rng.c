@@ -57,7 +57,7 @@ static void test_philox_known_answers(void **state) {
 
 static void test_seed(void **state) {
   (void)state;
-  dn_rng rng = {123, 456};
+  dn_rng rng = {.seed = 123, .offset = 456};
   dn_rng_seed(&rng, 0xDEADBEEFCAFEull);
   assert_true(rng.seed == 0xDEADBEEFCAFEull);
   assert_true(rng.offset == 0);
@@ -271,7 +271,7 @@ static void test_thread_count_does_not_matter(void **state) {
     assert_memory_equal(dn_tensor_data(one), dn_tensor_data(two), (size_t)n * sizeof(float));
     assert_true(a.offset == b.offset);
     /* spot-check the parallel result against the contract */
-    dn_rng start = {5, 77};
+    dn_rng start = {.seed = 5, .offset = 77};
     for (int64_t i = 0; i < n; i += 9973) {
       float want = m == 0 ? expected_uniform(&start, i) : expected_normal(&start, i);
       assert_true(dn_test_at(two, i) == want);

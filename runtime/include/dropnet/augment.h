@@ -17,6 +17,9 @@
 **   words w0..w3. Every call advances the offset by N blocks, whatever the
 **   padding, sizes or p, so a batch's choices depend only on the
 **   generator's state and on n, never on the thread count.
+** - Under a batch shard (rng.h) of samples [first, first + count) of
+**   total, N must be count, image n draws block (offset + first + n) and
+**   the offset advances by total: the full batch's images first.. exactly.
 ** - dn_random_crop: with the padded image Hp = H + 2 pad_h by Wp = W + 2 pad_w
 **   and the crop out_h x out_w, top = (w0 * (Hp - out_h + 1)) >> 32 and
 **   left = (w1 * (Wp - out_w + 1)) >> 32 (64-bit products: Lemire's

@@ -23,6 +23,19 @@
 **   in [0, i] by Lemire's unbiased multiply-and-reject on 64-bit draws);
 **   draw k is block offset + k/2, words (2(k%2), 2(k%2)+1) as (low, high).
 **   The offset advances by ceil(draws/2).
+** - Batch shards (data-parallel runs): a generator may hold samples
+**   [first, first + count) of a batch of `total` samples. Then every
+**   per-sample random op (the dropout family but dropconnect_linear,
+**   dropblock2d, random_crop, random_hflip, and the mask inspectors that take
+**   a shape) requires its input's batch dimension (dim 0; dim 1 for
+**   dropout_locked [T, N, F]) to have size count, and draws exactly what it
+**   would draw for those samples of a `total`-sample input from the same
+**   state: with `per` decisions per sample, local decision k is global
+**   decision first*per + k. The offset advances as the full-batch op's does,
+**   so every process's next op starts at the same offset. Unbatched inputs
+**   and other sizes fail. rand, randn, randperm and dropconnect's weight mask
+**   are not per-sample and ignore the shard. The shard is configuration, not
+**   state: seed and offset are the generator's whole state.
 */
 #ifndef DROPNET_RNG_H
 #define DROPNET_RNG_H
@@ -35,10 +48,22 @@ DN_BEGIN_DECLS
 typedef struct dn_rng {
   uint64_t seed;     /* the Philox key */
   uint64_t offset;   /* next unused 128-bit counter block */
+  /* batch shard: samples [shard_first, shard_first + shard_count) of
+     shard_total; all 0 = none (a zero-initialized generator has none) */
+  int64_t shard_first, shard_count, shard_total;
 } dn_rng;
 
-/* Key = seed, offset = 0: the generator's first state for that seed. */
+/* Key = seed, offset = 0, no shard: the generator's first state for that seed. */
 DN_API void dn_rng_seed(dn_rng *rng, uint64_t seed);
+/* This process holds samples [first, first + count) of a batch of total:
+   0 <= first, 1 <= count, first + count <= total. */
+DN_API dn_status dn_rng_set_shard(dn_rng *rng, int64_t first, int64_t count, int64_t total);
+/* Back to no shard (whole batches). */
+DN_API void dn_rng_clear_shard(dn_rng *rng);
+/* The batch a per-sample op draws for, given its batch dimension's size n:
+   without a shard first 0 and total n; with one, first and total of the
+   shard, or an error naming op when n != count. */
+DN_API dn_status dn_rng_batch(const char *op, const dn_rng *rng, int64_t n, int64_t *first, int64_t *total);
 /* One Philox4x32-10 block: 4 x 32 random bits for counter (block, stream). */
 DN_API void dn_philox4x32(uint64_t key, uint64_t block, uint64_t stream, uint32_t out[4]);
 
