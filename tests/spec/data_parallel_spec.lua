@@ -43,6 +43,21 @@ local function run(np, bucket_mb)
   return results
 end
 
+-- Runs the worker under mpirun with rank 1 failing at step 10: returns whether it succeeded, its log and the
+-- seconds it took.
+local function run_dying(np)
+  local dir = H.make_tempdir()
+  local cmd = string.format("timeout 60 %s -np %d lua5.4 %s %s 0.002 10 > %s/log 2>&1", MPIRUN, np, quote(WORKER),
+    quote(dir), quote(dir))
+  local t0 = os.time()
+  local ok = os.execute(cmd)
+  local log = read_file(dir .. "/log")
+  for rank = 0, np - 1 do os.remove(string.format("%s/rank%d.txt", dir, rank)) end
+  os.remove(dir .. "/log")
+  os.remove(dir)
+  return ok, log, os.time() - t0
+end
+
 local function values(text)
   local v = {}
   for item in text:gmatch("[^,]+") do v[#v + 1] = tonumber(item) end
@@ -87,7 +102,7 @@ end
 
 describe("nn.DataParallel", function()
   it("checks its arguments", function()
-    H.assert_error(function() dn.nn.DataParallel(3) end, {"DataParallel: expected a module (got number)"})
+    H.assert_error(function() dn.nn.DataParallel(3) end, {"DataParallel: expected a module (got 3)"})
     H.assert_error(function() dn.nn.DataParallel(dn.nn.Linear(2, 2), {bucket_mb = 0}) end,
       {"DataParallel: bucket_mb must be a number of megabytes > 0"})
     H.assert_error(function() dn.nn.DataParallel(dn.nn.Linear(2, 2), {reduction = "max"}) end,
@@ -123,5 +138,13 @@ describe("nn.DataParallel", function()
     local one_bucket = run(2, "25")
     check_weights(single, one_bucket, 2)
     assert.are.equal("1 1012 50", one_bucket[0].stats)
+  end)
+
+  it("stops every rank with the failing rank's message when one rank dies, instead of hanging", function()
+    local ok, log, seconds = run_dying(2)
+    assert.is_falsy(ok)
+    assert.truthy(log:find("rank 1 fails on purpose at step 10", 1, true), log)
+    assert.truthy(log:find("mpirun", 1, true), log)   -- mpirun says which rank ended the job
+    assert.is_true(seconds < 55, "the job took " .. seconds .. " s: the other rank waited for the dead one")
   end)
 end)

@@ -10,6 +10,7 @@ local nn, data, optim = dn.nn, dn.data, dn.optim
 local dist = dn.distributed
 
 local bucket_mb = tonumber(arg[2] or "0.002")   -- small buckets: several per step, each started on its own
+local die_at = tonumber(arg[3])                   -- rank 1 fails at this step (a rank that dies)
 dist.init()
 local rank = dist.rank()
 local out = assert(io.open(arg[1] .. "/rank" .. rank .. ".txt", "w"))
@@ -39,6 +40,7 @@ end)
 while step < 50 do
   for xb, yb in loader:iter() do
     step = step + 1
+    if step == die_at and rank == 1 then error("rank 1 fails on purpose at step " .. step) end
     skip = dist.batch_shard(xb:size(1))   -- where this rank's rows sit in the global batch (for the mask lines)
     opt:zero_grad()
     loss_fn(dp(xb), yb):backward()
@@ -56,3 +58,4 @@ local s = dp:comm_stats()
 out:write(string.format("stats %d %d %d\n", s.buckets, s.elements, s.steps))
 out:write("done\n")
 out:close()
+dist.finalize()

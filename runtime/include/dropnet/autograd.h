@@ -97,6 +97,7 @@ DN_API void dn_hook_release(dn_hook *h);
 ** Called outside a backward it fails with DN_EINVAL.
 */
 typedef dn_status (*dn_backward_callback_fn)(void *userdata, bool ok);
+/* Queues fn for the end of the running backward (see above). */
 DN_API dn_status dn_queue_backward_callback(dn_backward_callback_fn fn, void *userdata);
 
 DN_END_DECLS
