@@ -610,5 +610,15 @@ if last and leader then
   print(string.format("%s accuracy %.4f after %d epochs (%s of training); outputs in %s/", eval_name, last.eval_acc,
     last.epoch, run.format_time(dn.clock() - run_t0), opts.out))
 end
+-- what the gradients' exchange cost rank 0: the time a step waited for it at the end of backward
+if dist and leader and not opts.quiet and ranks > 1 then
+  local s, trained = train_model:comm_stats(), 0
+  for _, h in ipairs(history) do trained = trained + h.seconds end
+  if s.steps > 0 and trained > 0 then
+    print(string.format("gradient exchange: %d buckets, %.2f ms per step waiting (%.1f%% of training time), "
+      .. "%.2f ms per step in the reducer", s.buckets, 1e3 * s.wait_seconds / s.steps, 100 * s.wait_seconds / trained,
+      1e3 * s.reduce_seconds / s.steps))
+  end
+end
 -- every rank ends MPI: mpirun counts a rank that exits without it as failed
 if dist then dist.finalize() end

@@ -45,6 +45,7 @@ W.deny = {}
 -- still are.
 W.loop_counts = {
   ["dn.nn.mc_predict"] = 3,   -- mc_predict(model, x, T): T forward passes of the model
+  ["dn.interrupted"] = 1,     -- interrupted(wait): waits that many seconds for a Ctrl-C, by design
 }
 
 local KEYWORDS = {}
