@@ -17,6 +17,10 @@
 -- the steady state (it pays one-time costs, and it was the fastest while momentum buffers
 -- had not yet decayed into denormals; issue 11).
 --
+-- --distributed (under `mpirun -np N`) trains with nn.DataParallel and the distributed loader: the
+-- same global batch split over the ranks; rank 0 prints, its samples/s counting every rank's samples,
+-- and its SUMMARY adds the time a step waited for the gradients' exchange (scripts/bench/distributed.sh).
+--
 -- --infer adds, after training, the eval throughput as torch_mlp_train.py --infer
 -- measures it: eval mode, no_grad, batch 1000 over the 10k test images, two
 -- warm-up passes, then the median of --infer-reps timed passes (an INFER line).
@@ -37,10 +41,12 @@ usage: dropnet [--no-flush-denormal] scripts/bench/train_throughput.lua [options
   --infer-reps N timed inference passes, median reported (default 7)
   --samples N    train on the first N training samples only (smoke tests; the
                  figures then compare with nothing)
+  --distributed  data-parallel over MPI (run under mpirun -np N): rank 0 reports
+  --bucket-mb X  DataParallel's bucket size in MB (default 25)
 dropnet's --no-flush-denormal computes with denormal floats instead of flushing them.]]
 
 local o = {model = "a", epochs = 4, threads = 2, seed = 1, lr = 0.05, data = nil, infer = false,
-  ["infer-reps"] = 7, samples = nil}
+  ["infer-reps"] = 7, samples = nil, distributed = false, ["bucket-mb"] = 25}
 local optional = {data = true, samples = true}
 local i = 1
 if arg[1] == "--help" or arg[1] == "-h" then
@@ -50,8 +56,8 @@ end
 while i <= #arg do
   local key, value = arg[i]:match("^%-%-(.+)$"), arg[i + 1]
   if not key or o[key] == nil and not optional[key] then error("train_throughput.lua: unknown option " .. arg[i], 0) end
-  if key == "infer" then
-    o.infer = true
+  if key == "infer" or key == "distributed" then
+    o[key] = true
     i = i + 1
   else
     if value == nil then error("train_throughput.lua: option " .. arg[i] .. " needs a value", 0) end
@@ -86,20 +92,25 @@ else
 end
 local opt = optim.SGD(model:parameters(), {lr = o.lr, momentum = 0.9})
 local loss_fn = nn.CrossEntropyLoss()
-local loader = data.DataLoader(train, {batch_size = batch, shuffle = true})
+local loader = data.DataLoader(train, {batch_size = batch, shuffle = true, distributed = o.distributed})
+local dist = o.distributed and dn.distributed or nil
+local stepper = dist and nn.DataParallel(model, {bucket_mb = o["bucket-mb"]}) or model
+local leader = not dist or dist.rank() == 0
+local print = leader and print or function() end
 -- evaluated in batches of 1000, as the PyTorch script does
 local test_loader = data.DataLoader(test, {batch_size = 1000})
-print(string.format("# dropnet %s, model %s, batch %d, %d threads, sgemm: %s, flush_denormal=%s",
-  dn.version, o.model, batch, o.threads, dn.matmul_backend(),
-  tostring(dn.get_flush_denormal())))
+print(string.format("# dropnet %s, model %s, batch %d, %d threads%s, sgemm: %s, flush_denormal=%s",
+  dn.version, o.model, batch, o.threads, dist and string.format(" x %d processes", dist.world_size()) or "",
+  dn.matmul_backend(), tostring(dn.get_flush_denormal())))
 
-local times = {}
+local times, waits = {}, {}
 for epoch = 1, o.epochs do
+  local wait0 = dist and stepper:comm_stats().wait_seconds or 0
   model:train()
   local t0 = dn.clock()
   local total, batches = 0, 0
   for x, y in loader:iter() do
-    local loss = loss_fn(model(x), y)
+    local loss = loss_fn(stepper(x), y)
     opt:zero_grad()
     loss:backward()
     opt:step()
@@ -108,6 +119,7 @@ for epoch = 1, o.epochs do
   end
   local dt = dn.clock() - t0
   times[epoch] = dt
+  waits[epoch] = dist and (stepper:comm_stats().wait_seconds - wait0) / dt or 0
   model:eval()
   local correct = 0
   dn.no_grad(function()
@@ -123,8 +135,15 @@ table.sort(steady)
 local n = #steady
 local median = n % 2 == 1 and steady[(n + 1) // 2] or (steady[n // 2] + steady[n // 2 + 1]) / 2
 local which = #times > 2 and ("epochs 2-" .. #times) or ("epoch " .. #times)
-print(string.format("SUMMARY model=%s threads=%d batch=%d flush_denormal=%s: median epoch %.3fs (%s), %.0f samples/s",
-  o.model, o.threads, batch, tostring(dn.get_flush_denormal()), median, which, #train / median))
+local waiting = ""
+if dist then
+  local w = {table.unpack(waits, #waits > 1 and 2 or 1)}
+  table.sort(w)
+  waiting = string.format(", processes=%d, waiting on the exchange %.1f%% of the epoch (median)", dist.world_size(),
+    100 * w[(#w + 1) // 2])
+end
+print(string.format("SUMMARY model=%s threads=%d batch=%d flush_denormal=%s: median epoch %.3fs (%s), %.0f samples/s%s",
+  o.model, o.threads, batch, tostring(dn.get_flush_denormal()), median, which, #train / median, waiting))
 
 if o.infer then
   -- As torch_mlp_train.py --infer: eval mode, no_grad, batches of 1000 over the test set,
@@ -153,3 +172,4 @@ if o.infer then
   print(string.format("INFER model=%s eval, batch 1000, no_grad, threads=%d: median %.0f samples/s (min %.0f max %.0f, "
     .. "%d passes over %dk test images)", o.model, o.threads, med, rates[1], rates[k], k, rows // 1000))
 end
+if dist then dist.finalize() end
