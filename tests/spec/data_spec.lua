@@ -686,7 +686,8 @@ describe("data.DataLoader", function()
     H.assert_error(function() return data.DataLoader(ds, {batch_size = "8"}) end, {'(got "8")'})
     assert.are.equal(2, data.DataLoader(ds, {batch_size = 2.0}).batch_size)
     H.assert_error(function() return data.DataLoader(ds, {batchsize = 8}) end,
-      {"DataLoader: unknown option 'batchsize' (known: batch_size, distributed, drop_last, generator, shuffle, transform)"})
+      {"DataLoader: unknown option 'batchsize' "
+        .. "(known: batch_size, distributed, drop_last, generator, shuffle, transform)"})
     H.assert_error(function() return data.DataLoader(ds, {shuffle = 1}) end, {"shuffle must be true or false (got 1)"})
     H.assert_error(function() return data.DataLoader(ds, {drop_last = "no"}) end, {"drop_last must be true or false"})
     H.assert_error(function() return data.DataLoader(ds, {generator = {}}) end,
