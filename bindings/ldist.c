@@ -107,14 +107,21 @@ static int l_barrier(lua_State *L) {
 }
 
 /* dist.batch_shard(count): this rank's place in a batch split over the ranks in rank order:
-   skip (the samples of the ranks before it) and total. */
+   skip (the samples of the ranks before it), total, and the list of every rank's count. */
 static int l_batch_shard(lua_State *L) {
   lua_Integer count = dn_lua_check_integer(L, 1, "count");
-  int64_t skip = 0, total = 0;
-  dn_lua_check_status(L, dn_dist_batch_shard((int64_t)count, &skip, &total));
+  int size = 1;
+  if (dn_dist_is_initialized()) dn_lua_check_status(L, dn_dist_world_size(&size));
+  int64_t skip = 0, total = 0, *counts = lua_newuserdatauv(L, (size_t)size * sizeof *counts, 0);
+  dn_lua_check_status(L, dn_dist_batch_shard((int64_t)count, &skip, &total, counts));
   lua_pushinteger(L, (lua_Integer)skip);
   lua_pushinteger(L, (lua_Integer)total);
-  return 2;
+  lua_createtable(L, size, 0);
+  for (int r = 0; r < size; r++) {
+    lua_pushinteger(L, (lua_Integer)counts[r]);
+    lua_rawseti(L, -2, r + 1);
+  }
+  return 3;
 }
 
 /* --- the gradient reducer under nn.DataParallel ------------------------------------------------- */
@@ -146,11 +153,25 @@ static int l_reducer(lua_State *L) {
   return 1;
 }
 
-/* reducer:set_weight(w): this rank's weight in the sum of gradients. */
-static int r_set_weight(lua_State *L) {
+/* reducer:set_weights({w0, w1, ...}): every rank's weight in the sum of gradients, in rank order. */
+static int r_set_weights(lua_State *L) {
   lreducer *u = check_reducer(L);
-  lua_Number w = luaL_checknumber(L, 2);
-  dn_lua_check_status(L, dn_dist_reducer_set_weight(u->r, (double)w));
+  if (!lua_istable(L, 2))
+    return dn_lua_error(L, "Reducer:set_weights: expected a list of weights, one per rank (got %s)",
+                        dn_lua_typename(L, 2));
+  lua_Integer n = luaL_len(L, 2);
+  if (n < 1 || n > INT_MAX / 2) return dn_lua_error(L, "Reducer:set_weights: expected one weight per rank (got %I)",
+                                                    (LUAI_UACINT)n);
+  double *w = lua_newuserdatauv(L, (size_t)n * sizeof *w, 0);
+  for (lua_Integer k = 1; k <= n; k++) {
+    lua_geti(L, 2, k);
+    if (!lua_isnumber(L, -1))
+      return dn_lua_error(L, "Reducer:set_weights: weight %I is %s, a number expected", (LUAI_UACINT)k,
+                          dn_lua_typename(L, -1));
+    w[k - 1] = (double)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  dn_lua_check_status(L, dn_dist_reducer_set_weights(u->r, w, (int)n));
   return 0;
 }
 
@@ -182,7 +203,7 @@ static int r_close(lua_State *L) {
 }
 
 static const luaL_Reg reducer_methods[] = {
-  {"set_weight", r_set_weight}, {"stats", r_stats}, {"close", r_close}, {NULL, NULL}};
+  {"set_weights", r_set_weights}, {"stats", r_stats}, {"close", r_close}, {NULL, NULL}};
 static const luaL_Reg reducer_meta[] = {{"__gc", r_close}, {"__close", r_close}, {NULL, NULL}};
 
 static const luaL_Reg functions[] = {

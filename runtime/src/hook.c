@@ -125,6 +125,12 @@ bool dn_hook_list_live(const dn_hook_list *list) {
   return false;
 }
 
+int dn_hook_list_live_count(const dn_hook_list *list) {
+  int live = 0;
+  for (int k = 0; list && k < list->count; k++) live += list->items[k]->fn != NULL;
+  return live;
+}
+
 /* --- running ----------------------------------------------------------------------------- */
 
 static dn_status check_replacement(int n, int i, const dn_tensor *grad, const dn_tensor *rep) {

@@ -40,6 +40,8 @@ typedef struct dn_hook_list {
 void dn_hook_list_free(dn_hook_list *list, const struct dn_node *owner);
 /* Whether the list holds a hook that was not removed. */
 bool dn_hook_list_live(const dn_hook_list *list);
+/* How many of its hooks were not removed (0 for NULL). */
+int dn_hook_list_live_count(const dn_hook_list *list);
 /* Number of leaves that have a hook list: the engine stages leaf gradients only when it is not 0. */
 long dn_hook_leaf_lists(void);
 /* Runs the hooks of a node's list that have not run in backward `backward`, each with the current

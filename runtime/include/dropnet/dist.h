@@ -49,26 +49,27 @@ DN_API dn_status dn_dist_broadcast(dn_tensor *const *tensors, int count, int roo
 /* Returns once every rank has called it. */
 DN_API dn_status dn_dist_barrier(void);
 /* This rank's place in a batch split over the ranks in rank order: given its own sample count, *skip = the
-   samples of the ranks before it and *total = the samples of all ranks (one small all-gather). */
-DN_API dn_status dn_dist_batch_shard(int64_t count, int64_t *skip, int64_t *total);
+   samples of the ranks before it, *total = the samples of all ranks and, when counts is not NULL, counts[r] =
+   rank r's (world size entries). One small all-gather. */
+DN_API dn_status dn_dist_batch_shard(int64_t count, int64_t *skip, int64_t *total, int64_t *counts);
 
 /*
 ** Data-parallel gradient reduction (PyTorch DDP's design, with a fixed
 ** order of sums). The reducer watches a model's parameters (the same list,
-** in the same order, on every rank) through leaf gradient hooks. During a
-** backward each parameter's gradient, times this rank's weight, is copied
-** into a bucket; buckets hold the parameters in reverse order (the order
-** backward produces them), about bucket_bytes each, and a full bucket starts
-** its exchange at once (non-blocking point-to-point messages), so the sums
-** travel while backward computes the earlier layers. When the backward ends
+** in the same order, on every rank) through leaf gradient hooks. Buckets
+** hold the parameters in reverse order (the order backward produces them),
+** about bucket_bytes each; once a bucket's gradients are all computed its
+** exchange starts (non-blocking point-to-point messages), so the sums travel
+** while backward computes the earlier layers. When the backward ends
 ** (dn_queue_backward_callback) every bucket is finished and each parameter's
-** .grad holds the sum over the ranks of weight x gradient, added to the
-** .grad it had before the backward (gradient accumulation works as without
-** the reducer); a parameter no rank used gets zeros.
-** Sums run in rank order (r0 + r1 + ...): every rank gets the same bits and
-** repeated runs with the same world size give the same bits. Each rank sums
-** one slice of each bucket and sends it to the others (a reduce-scatter then
-** an all-gather), so the work and the traffic are spread over the ranks.
+** .grad holds the sum over the ranks of weight[r] x rank r's gradient, added
+** to the .grad it had before the backward (gradient accumulation works as
+** without the reducer); a parameter no rank used gets zeros.
+** Sums run in rank order (w0 g0 + w1 g1 + ...): every rank gets the same bits
+** and repeated runs with the same world size give the same bits. Each rank
+** sums one slice of each gradient and sends it to the others (a reduce-scatter
+** then an all-gather), so the work and the traffic are spread over the ranks;
+** a gradient that becomes .grad is exchanged in place, with no copy.
 ** A backward that fails on one rank leaves the ranks out of step: the
 ** reducer then refuses to run again (the run must restart).
 ** Creating one is collective (the ranks check that their lists agree).
@@ -79,17 +80,17 @@ typedef struct dn_dist_reducer_stats {
   int64_t elements;        /* float32 elements reduced per step */
   int64_t steps;           /* backward passes reduced */
   double wait_seconds;     /* time spent at the end of backward waiting for the exchange */
-  double reduce_seconds;   /* time spent in the reducer altogether (copies, sums, waits) */
+  double reduce_seconds;   /* time spent in the reducer altogether (posting, sums, waits) */
 } dn_dist_reducer_stats;
 
-/* A reducer over count float32 parameters (each requires grad); bucket_bytes >= 1. Nothing is hooked in a
-   world of one rank with weight 1: gradients stay as backward made them. */
+/* A reducer over count float32 parameters (leaves that require grad); bucket_bytes >= 1. In a world of one
+   rank nothing is exchanged: a gradient is only scaled by its weight when that is not 1. */
 DN_API dn_status dn_dist_reducer_new(dn_dist_reducer **out, dn_tensor *const *params, int count, int64_t bucket_bytes);
 /* Removes the hooks and frees the reducer (NULL is a no-op). Not during a backward. */
 DN_API void dn_dist_reducer_free(dn_dist_reducer *r);
-/* This rank's weight in the sum (finite, >= 0): count/total for a loss that is a mean over a global batch,
-   1/world size to average (the default). */
-DN_API dn_status dn_dist_reducer_set_weight(dn_dist_reducer *r, double weight);
+/* Every rank's weight in the sum (n = world size, each finite and >= 0; the same on every rank): count[r]/total
+   for a loss that is a mean over a global batch; 1/world size each to average (the default). */
+DN_API dn_status dn_dist_reducer_set_weights(dn_dist_reducer *r, const double *weights, int n);
 /* Counters since the reducer was made. */
 DN_API void dn_dist_reducer_get_stats(const dn_dist_reducer *r, dn_dist_reducer_stats *stats);
 

@@ -22,7 +22,7 @@
 -- - Backward hands each parameter's gradient to the C reducer
 --   (dist.Reducer), which sums weight x gradient over the ranks in buckets,
 --   in rank order, while backward goes on; with reduction "mean" (a loss that
---   averages over its batch) the weight is count / total, so the sum is the
+--   averages over its batch) rank r's weight is its count / total, so the sum is the
 --   gradient of the mean over the global batch, the one process's gradient
 --   up to the order of the float sums. With "sum" the weight is 1.
 -- BatchNorm's batch statistics stay per rank (as in PyTorch's
@@ -99,12 +99,14 @@ function DataParallel:forward(...)
   end
   local dist = dn.distributed
   local count = x:size(self.batch_dim)
-  local skip, total = dist.batch_shard(count)
+  local skip, total, counts = dist.batch_shard(count)
   if count == 0 then
     check.fail("DataParallel: this rank has no samples of the global batch (%d samples over %d ranks); "
       .. "use a batch size of at least the number of ranks, or drop_last", total, dist.world_size())
   end
-  self._reducer:set_weight(self.reduction == "mean" and count / total or 1)
+  local weights = {}
+  for r, c in ipairs(counts) do weights[r] = self.reduction == "mean" and c / total or 1 end
+  self._reducer:set_weights(weights)
   if self.broadcast_buffers then
     local buffers = model:buffers()
     if #buffers > 0 then dist.broadcast(buffers, 0) end
