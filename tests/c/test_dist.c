@@ -144,6 +144,52 @@ static void test_bad_input(void **state) {
   dn_tensor_release(i32);
 }
 
+/* The gradient reducer in a world of one: nothing is exchanged; gradients are scaled by the rank's weight,
+   accumulate as without it, and every byte comes back. */
+static void test_reducer_world_of_one(void **state) {
+  if (!dn_dist_available()) skip();
+  dn_alloc_stats before_stats;
+  dn_alloc_get_stats(&before_stats);
+  dn_tensor *w = dn_test_from(1, (int64_t[]){3}, (float[]){1, 2, 3}), *y, *g;
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  dn_dist_reducer *r = NULL;
+  DN_EXPECT_ERROR(dn_dist_reducer_new(&r, &w, 1, 0), DN_EINVAL, "DataParallel: bucket size must be >= 1 byte");
+  DN_EXPECT_ERROR(dn_dist_reducer_new(&r, (dn_tensor *[]){w, w}, 2, 64), DN_EINVAL,
+                  "DataParallel: parameter 2 is parameter 1 again");
+  DN_OK_OR_FAIL(dn_dist_reducer_new(&r, &w, 1, 64));
+  DN_EXPECT_ERROR(dn_dist_reducer_set_weights(r, (double[]){1, 1}, 2), DN_EINVAL, "expected one weight per rank (1)");
+  DN_EXPECT_ERROR(dn_dist_reducer_set_weights(r, (double[]){-1}, 1), DN_EINVAL, "weight 1 must be finite and >= 0");
+  /* weight 1: the gradient as backward made it (d sum(w*w) = 2w) */
+  DN_OK_OR_FAIL(dn_mul(&y, w, w));
+  DN_OK_OR_FAIL(dn_sum_all(&g, y));
+  DN_OK_OR_FAIL(dn_dist_reducer_set_weights(r, (double[]){1}, 1));
+  DN_OK_OR_FAIL(dn_backward(g, NULL, true));
+  assert_true(bits_equal(w->grad, (float[]){2, 4, 6}, 3));
+  /* weight 0.25, accumulated onto the previous gradient */
+  DN_OK_OR_FAIL(dn_dist_reducer_set_weights(r, (double[]){0.25}, 1));
+  DN_OK_OR_FAIL(dn_backward(g, NULL, true));
+  assert_true(bits_equal(w->grad, (float[]){2.5f, 5, 7.5f}, 3));
+  dn_dist_reducer_stats s;
+  dn_dist_reducer_get_stats(r, &s);
+  assert_int_equal(s.buckets, 1);
+  assert_int_equal(s.elements, 3);
+  assert_int_equal(s.steps, 0);   /* a world of one exchanges nothing */
+  /* freed: the hook goes, gradients are local again */
+  dn_dist_reducer_free(r);
+  DN_OK_OR_FAIL(dn_backward(g, NULL, false));
+  assert_true(bits_equal(w->grad, (float[]){4.5f, 9, 13.5f}, 3));
+  dn_tensor_release(g);
+  dn_tensor_release(y);
+  dn_tensor_release(w);
+  int64_t skip = -1, total = -1, counts[1] = {-1};
+  DN_OK_OR_FAIL(dn_dist_batch_shard(5, &skip, &total, counts));
+  assert_true(skip == 0 && total == 5 && counts[0] == 5);
+  DN_EXPECT_ERROR(dn_dist_batch_shard(-1, &skip, &total, NULL), DN_EINVAL, "dist.batch_shard: count must be >= 0");
+  dn_alloc_stats after_stats;
+  dn_alloc_get_stats(&after_stats);
+  assert_int_equal(after_stats.live_bytes, before_stats.live_bytes);
+}
+
 static void test_finalize(void **state) {
   if (!dn_dist_available()) skip();
   int v = 0;
@@ -163,6 +209,7 @@ int main(void) {
     cmocka_unit_test(test_all_reduce),
     cmocka_unit_test(test_broadcast),
     cmocka_unit_test(test_bad_input),
+    cmocka_unit_test(test_reducer_world_of_one),
     cmocka_unit_test(test_finalize),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

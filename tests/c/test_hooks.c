@@ -313,6 +313,93 @@ static void test_failing_hook_stops_backward_cleanly(void **state) {
   assert_int_equal(live_bytes(), before);
 }
 
+/* --- end-of-backward callbacks (dn_queue_backward_callback) --- */
+
+typedef struct callback_log {
+  int calls[2];
+  bool ok[2];
+  bool grad_done;          /* x->grad was set when callback 0 ran */
+  dn_tensor *x;
+  dn_status result;        /* what callback 1 returns */
+} callback_log;
+
+static callback_log *cb_log;
+static int cb_order[4], cb_order_n;
+
+static dn_status callback0(void *userdata, bool ok) {
+  callback_log *l = userdata;
+  l->calls[0]++;
+  l->ok[0] = ok;
+  l->grad_done = l->x->grad != NULL;
+  cb_order[cb_order_n++] = 0;
+  /* no more callbacks once they run */
+  DN_EXPECT_ERROR(dn_queue_backward_callback(callback0, l), DN_EINVAL, "no backward is running");
+  return DN_OK;
+}
+
+static dn_status callback1(void *userdata, bool ok) {
+  callback_log *l = userdata;
+  l->calls[1]++;
+  l->ok[1] = ok;
+  cb_order[cb_order_n++] = 1;
+  return l->result;
+}
+
+/* A hook that queues both callbacks (on its first call in a backward), then fails when asked. */
+static dn_status queueing_hook(void *userdata, int n, dn_tensor *const *grads, dn_tensor **reps) {
+  (void)n, (void)grads, (void)reps;
+  probe *p = userdata;
+  p->calls++;
+  DN_OK_OR_FAIL(dn_queue_backward_callback(callback0, cb_log));
+  DN_OK_OR_FAIL(dn_queue_backward_callback(callback1, cb_log));
+  return p->fail ? dn_fail(DN_EINVAL, "queueing hook: refused") : DN_OK;
+}
+
+static void test_backward_callbacks_run_at_the_end(void **state) {
+  (void)state;
+  size_t before = live_bytes();
+  DN_EXPECT_ERROR(dn_queue_backward_callback(callback0, NULL), DN_EINVAL,
+                  "queue_backward_callback: no backward is running");
+  DN_EXPECT_ERROR(dn_queue_backward_callback(NULL, NULL), DN_EINVAL, "queue_backward_callback: fn is NULL");
+  dn_tensor *x = leaf3(1, 2, 3), *y, *z, *g = ones3();
+  callback_log l = {.x = x};
+  cb_log = &l;
+  cb_order_n = 0;
+  probe p = new_probe(1);
+  dn_hook *h;
+  DN_OK_OR_FAIL(dn_register_hook(&h, x, queueing_hook, &p, NULL));
+  DN_OK_OR_FAIL(dn_mul(&y, x, x));
+  DN_OK_OR_FAIL(dn_add(&z, y, x));
+  DN_OK_OR_FAIL(dn_backward(z, g, true));
+  /* once each, in queue order, after the leaf's .grad was written */
+  assert_int_equal(l.calls[0], 1);
+  assert_int_equal(l.calls[1], 1);
+  assert_true(l.ok[0] && l.ok[1]);
+  assert_true(l.grad_done);
+  assert_int_equal(cb_order[0], 0);
+  assert_int_equal(cb_order[1], 1);
+  /* a callback's error becomes the backward's */
+  l.result = dn_fail(DN_EDIST, "callback 1: refused");
+  DN_EXPECT_ERROR(dn_backward(z, g, true), DN_EDIST, "callback 1: refused");
+  assert_int_equal(l.calls[1], 2);
+  l.result = DN_OK;
+  /* a failing backward still runs them, with ok = false, and keeps its own error */
+  p.fail = true;
+  DN_EXPECT_ERROR(dn_backward(z, g, true), DN_EINVAL, "queueing hook: refused");
+  assert_int_equal(l.calls[0], 3);
+  assert_false(l.ok[0]);
+  assert_false(l.ok[1]);
+  /* a leaf as the root: the same */
+  p.fail = false;
+  DN_OK_OR_FAIL(dn_backward(x, g, false));
+  assert_int_equal(l.calls[0], 4);
+  assert_true(l.ok[0]);
+  dn_hook_remove(h);
+  dn_hook_release(h);
+  RELEASE(x, y, z, g);
+  assert_int_equal(live_bytes(), before);
+}
+
 static void test_bad_replacements_and_arguments(void **state) {
   (void)state;
   dn_tensor *x = leaf3(1, 2, 3), *y, *g = ones3();
@@ -450,6 +537,7 @@ int main(void) {
     cmocka_unit_test_setup(test_handle_outlives_or_dies_before_its_tensor, dn_test_reset_modes),
     cmocka_unit_test_setup(test_hook_may_remove_itself, dn_test_reset_modes),
     cmocka_unit_test_setup(test_failing_hook_stops_backward_cleanly, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_backward_callbacks_run_at_the_end, dn_test_reset_modes),
     cmocka_unit_test_setup(test_bad_replacements_and_arguments, dn_test_reset_modes),
     cmocka_unit_test_setup(test_aliases_show_all_gradients_at_once, dn_test_reset_modes),
     cmocka_unit_test_setup(test_aliases_without_grad_free_at_once, dn_test_reset_modes),
