@@ -11,6 +11,7 @@
 ** gradient apart (staged) until the last node that feeds it has run. Without
 ** hooks the only cost is testing NULL pointers.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,12 +47,20 @@ dn_status dn_queue_backward_callback(dn_backward_callback_fn fn, void *userdata)
 }
 
 /* Runs the queue's callbacks (all of them, even after a failure, so each can drop its state). */
+/* The first error wins, message too: a callback that cleans up after a failure may set
+   messages of its own on the way. */
 static dn_status run_callbacks(callback_queue *q, dn_status st) {
+  char message[512] = "";
   q->closed = true;
+  if (st) snprintf(message, sizeof message, "%s", dn_last_error());
   for (int k = 0; k < q->count; k++) {
     dn_status cst = q->items[k].fn(q->items[k].userdata, st == DN_OK);
-    if (!st) st = cst;
+    if (!st && cst) {
+      st = cst;
+      snprintf(message, sizeof message, "%s", dn_last_error());
+    }
   }
+  if (st) dn_fail(st, "%s", message);
   return st;
 }
 
