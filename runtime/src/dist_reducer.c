@@ -121,6 +121,18 @@ static dn_status post(const char *fn, dn_dist_reducer *r, int b, int phase) {
   return err == MPI_SUCCESS ? DN_OK : dn_dist_mpi_fail(fn, phase == SCATTER ? "MPI_Isend (scatter)" : "MPI_Isend (gather)", err);
 }
 
+/* acc = w src (first) or acc += w src: one rank's term. restrict and simd because GCC kept this scalar
+   otherwise (it cannot rule out that src and acc overlap), and the sums are a third of the exchange's time. */
+static void add_weighted(float *restrict acc, const float *restrict src, float w, int64_t n, bool first) {
+  if (first) {
+#pragma omp simd
+    for (int64_t e = 0; e < n; e++) acc[e] = w * src[e];
+  } else {
+#pragma omp simd
+    for (int64_t e = 0; e < n; e++) acc[e] += w * src[e];
+  }
+}
+
 /* This rank's slice of each parameter = the ranks' copies weighted and added in rank order. */
 static void sum_slices(dn_dist_reducer *r, bucket *k) {
   enum { CHUNK = 1024 };
@@ -135,11 +147,7 @@ static void sum_slices(dn_dist_reducer *r, bucket *k) {
       int64_t n = mylen - i0 < CHUNK ? mylen - i0 : CHUNK;
       for (int s = 0, slot = 0; s < r->ranks; s++) {
         const float *src = s == r->rank ? own + i0 : scratch + (int64_t)slot++ * mylen + i0;
-        float w = r->weights[s];
-        if (s == 0)
-          for (int64_t e = 0; e < n; e++) acc[e] = w * src[e];
-        else
-          for (int64_t e = 0; e < n; e++) acc[e] += w * src[e];
+        add_weighted(acc, src, r->weights[s], n, s == 0);
       }
       memcpy(own + i0, acc, (size_t)n * sizeof *acc);
     }
