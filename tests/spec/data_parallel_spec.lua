@@ -147,4 +147,35 @@ describe("nn.DataParallel", function()
     assert.truthy(log:find("mpirun", 1, true), log)   -- mpirun says which rank ended the job
     assert.is_true(seconds < 55, "the job took " .. seconds .. " s: the other rank waited for the dead one")
   end)
+
+  it("stops every rank, not only the empty one, when a rank gets no samples of a batch", function()
+    local dir = H.make_tempdir()
+    local script = dir .. "/empty.lua"
+    H.write_file(script, [[
+      local dn = require "dropnet"
+      local dist = dn.distributed
+      dist.init()
+      local dp = dn.nn.DataParallel(dn.nn.Linear(3, 2))
+      local rows = dist.rank() == 0 and 1 or 0            -- a global batch of 1 over 2 ranks
+      local ok, err = pcall(dp, dn.zeros({rows, 3}))
+      local f = assert(io.open(arg[1] .. "/rank" .. dist.rank() .. ".txt", "w"))
+      f:write(ok and "ran\n" or err .. "\n")
+      f:close()
+      dist.finalize()
+    ]])
+    local cmd = string.format("timeout 60 %s -np 2 lua5.4 %s %s > %s/log 2>&1", MPIRUN, quote(script), quote(dir),
+      quote(dir))
+    local ok = os.execute(cmd)
+    local log = read_file(dir .. "/log")
+    assert(ok, "the script failed (" .. cmd .. "):\n" .. log)
+    for rank = 0, 1 do
+      local text = read_file(string.format("%s/rank%d.txt", dir, rank))
+      assert.truthy(text:find("DataParallel: rank 1 has no samples of the global batch (1 samples over 2 ranks)", 1,
+        true), "rank " .. rank .. ": " .. text)
+      os.remove(string.format("%s/rank%d.txt", dir, rank))
+    end
+    os.remove(script)
+    os.remove(dir .. "/log")
+    os.remove(dir)
+  end)
 end)

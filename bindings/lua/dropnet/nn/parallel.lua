@@ -100,9 +100,11 @@ function DataParallel:forward(...)
   local dist = dn.distributed
   local count = x:size(self.batch_dim)
   local skip, total, counts = dist.batch_shard(count)
-  if count == 0 then
-    check.fail("DataParallel: this rank has no samples of the global batch (%d samples over %d ranks); "
-      .. "use a batch size of at least the number of ranks, or drop_last", total, dist.world_size())
+  for r, c in ipairs(counts) do   -- every rank sees the counts, so every rank stops here, none waits for it
+    if c == 0 then
+      check.fail("DataParallel: rank %d has no samples of the global batch (%d samples over %d ranks); "
+        .. "use a batch size of at least the number of ranks, or drop_last", r - 1, total, dist.world_size())
+    end
   end
   local weights = {}
   for r, c in ipairs(counts) do weights[r] = self.reduction == "mean" and c / total or 1 end
