@@ -45,6 +45,20 @@ static int l_finalize(lua_State *L) {
   return 0;
 }
 
+/* dist.set_timeout(seconds): how long a collective waits for the other ranks. */
+static int l_set_timeout(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TNUMBER)
+    return luaL_error(L, "dist.set_timeout: seconds must be a number (got %s)", luaL_typename(L, 1));
+  dn_lua_check_status(L, dn_dist_set_timeout(lua_tonumber(L, 1)));
+  return 0;
+}
+
+/* dist.timeout(): the limit in seconds. */
+static int l_timeout(lua_State *L) {
+  lua_pushnumber(L, dn_dist_timeout());
+  return 1;
+}
+
 /* dist.is_initialized(): between init and finalize. */
 static int l_is_initialized(lua_State *L) {
   lua_pushboolean(L, dn_dist_is_initialized());
@@ -209,7 +223,8 @@ static const luaL_Reg reducer_meta[] = {{"__gc", r_close}, {"__close", r_close},
 static const luaL_Reg functions[] = {
   {"available", l_available}, {"init", l_init}, {"finalize", l_finalize}, {"is_initialized", l_is_initialized},
   {"rank", l_rank}, {"world_size", l_world_size}, {"all_reduce", l_all_reduce}, {"broadcast", l_broadcast},
-  {"barrier", l_barrier}, {"batch_shard", l_batch_shard}, {"Reducer", l_reducer}, {NULL, NULL}};
+  {"barrier", l_barrier}, {"batch_shard", l_batch_shard}, {"Reducer", l_reducer}, {"set_timeout", l_set_timeout},
+  {"timeout", l_timeout}, {NULL, NULL}};
 
 /* The module table's field `distributed` (dn.distributed). */
 void dn_lua_open_dist(lua_State *L) {

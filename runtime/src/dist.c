@@ -23,11 +23,21 @@
 ** reduce-scatter would spread the work. Buffers go in chunks, which bounds
 ** rank 0's gather buffer and keeps MPI's int counts in range.
 **
+** Timeouts: every collective is started without blocking and waited for by
+** dn_dist_wait, which gives up after the layer's timeout (30 minutes unless
+** set, PyTorch's default): a rank that hangs, or is gone while its process
+** lingers, becomes an error on the others instead of an endless wait. The
+** collective is then left unfinished, so the layer refuses every later call
+** (the ranks are out of step); the script ends, and mpirun stops the job.
+** (A rank whose process ends is caught sooner: mpirun stops the job at once.)
+**
 ** Without MPI (DN_HAVE_MPI undefined) every entry point but
 ** dn_dist_available fails with DN_EUNSUPPORTED.
 */
 #include <limits.h>
+#include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "dropnet/alloc.h"
 #include "dropnet/dist.h"
@@ -48,6 +58,8 @@ static int state = NEVER_STARTED;
 static bool started_mpi;   /* dn_dist_init called MPI_Init (so finalize ends it) */
 static MPI_Comm comm = MPI_COMM_NULL;
 static int world_rank, world_size;
+static double timeout_seconds = DN_DIST_DEFAULT_TIMEOUT;
+static bool timed_out;   /* a collective was abandoned: the ranks are out of step */
 
 MPI_Comm dn_dist_comm(void) { return comm; }
 int dn_dist_my_rank(void) { return world_rank; }
@@ -61,11 +73,51 @@ dn_status dn_dist_mpi_fail(const char *fn, const char *call, int err) {
   return dn_fail(DN_EDIST, "%s: %s failed: %s", fn, call, len > 0 ? text : "unknown MPI error");
 }
 
-dn_status dn_dist_need_running(const char *fn) {
+/* For the local queries (rank, world size): they still answer after a timeout. */
+static dn_status need_started(const char *fn) {
   if (state == RUNNING) return DN_OK;
   if (state == FINALIZED) return dn_fail(DN_EINVAL, "%s: the distributed layer was finalized", fn);
   return dn_fail(DN_EINVAL, "%s: not initialized (call dist.init first)", fn);
 }
+
+dn_status dn_dist_need_running(const char *fn) {
+  if (state == RUNNING && timed_out)
+    return dn_fail(DN_EDIST, "%s: an earlier collective timed out, so the ranks are out of step; restart the run", fn);
+  if (state == RUNNING) return DN_OK;
+  if (state == FINALIZED) return dn_fail(DN_EINVAL, "%s: the distributed layer was finalized", fn);
+  return dn_fail(DN_EINVAL, "%s: not initialized (call dist.init first)", fn);
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+dn_status dn_dist_wait(const char *fn, const char *call, int count, MPI_Request *reqs) {
+  double deadline = now() + timeout_seconds;
+  for (unsigned spins = 0;; spins++) {
+    int done = 0, err = MPI_Testall(count, reqs, &done, MPI_STATUSES_IGNORE);
+    if (err != MPI_SUCCESS) return dn_dist_mpi_fail(fn, call, err);
+    if (done) return DN_OK;
+    if (spins % 256 == 255 && now() > deadline) {
+      timed_out = true;
+      return dn_fail(DN_EDIST,
+                     "%s: %s: no word from the other ranks for %g s (a rank hangs, or is gone while its process "
+                     "lingers); the ranks are out of step, restart the run (dist.set_timeout sets the limit)",
+                     fn, call, timeout_seconds);
+    }
+  }
+}
+
+dn_status dn_dist_set_timeout(double seconds) {
+  if (!(seconds > 0.0 && seconds <= 1e9))
+    return dn_fail(DN_EINVAL, "dist.set_timeout: seconds must be > 0 and at most 1e9 (got %g)", seconds);
+  timeout_seconds = seconds;
+  return DN_OK;
+}
+
+double dn_dist_timeout(void) { return timeout_seconds; }
 
 bool dn_dist_available(void) { return true; }
 
@@ -103,6 +155,10 @@ dn_status dn_dist_init(void) {
 dn_status dn_dist_finalize(void) {
   if (state != RUNNING) return DN_OK;
   state = FINALIZED;
+  /* MPI_Finalize would wait for the abandoned collective: the process ends without it (mpirun then stops
+     the job) */
+  if (timed_out)
+    return dn_fail(DN_EDIST, "dist.finalize: an earlier collective timed out; MPI is left as it is, end the process");
   int err = MPI_Comm_free(&comm);
   if (err != MPI_SUCCESS) return dn_dist_mpi_fail("dist.finalize", "MPI_Comm_free", err);
   if (started_mpi) {
@@ -114,7 +170,7 @@ dn_status dn_dist_finalize(void) {
 
 dn_status dn_dist_rank(int *rank) {
   if (!rank) return dn_fail(DN_EINVAL, "dist.rank: rank is NULL");
-  dn_status st = dn_dist_need_running("dist.rank");
+  dn_status st = need_started("dist.rank");
   if (st != DN_OK) return st;
   *rank = world_rank;
   return DN_OK;
@@ -122,7 +178,7 @@ dn_status dn_dist_rank(int *rank) {
 
 dn_status dn_dist_world_size(int *size) {
   if (!size) return dn_fail(DN_EINVAL, "dist.world_size: size is NULL");
-  dn_status st = dn_dist_need_running("dist.world_size");
+  dn_status st = need_started("dist.world_size");
   if (st != DN_OK) return st;
   *size = world_size;
   return DN_OK;
@@ -131,8 +187,10 @@ dn_status dn_dist_world_size(int *size) {
 dn_status dn_dist_barrier(void) {
   dn_status st = dn_dist_need_running("dist.barrier");
   if (st != DN_OK) return st;
-  int err = MPI_Barrier(comm);
-  return err == MPI_SUCCESS ? DN_OK : dn_dist_mpi_fail("dist.barrier", "MPI_Barrier", err);
+  MPI_Request req;
+  int err = MPI_Ibarrier(comm, &req);
+  if (err != MPI_SUCCESS) return dn_dist_mpi_fail("dist.barrier", "MPI_Ibarrier", err);
+  return dn_dist_wait("dist.barrier", "MPI_Ibarrier", 1, &req);
 }
 
 /* The list's total size in bytes (float32 only when float_only), or a status naming the bad tensor. */
@@ -177,9 +235,12 @@ static void unpack(dn_tensor *const *tensors, int count, const unsigned char *bu
 dn_status dn_dist_agree(const char *fn, dn_status local, int64_t size, const char *unit, int64_t param,
                         const char *param_name) {
   int64_t v[5] = {local != DN_OK, size, -size, param, -param};
-  int err = MPI_Allreduce(MPI_IN_PLACE, v, 5, MPI_INT64_T, MPI_MAX, comm);
+  MPI_Request req;
+  int err = MPI_Iallreduce(MPI_IN_PLACE, v, 5, MPI_INT64_T, MPI_MAX, comm, &req);
+  dn_status waited = err == MPI_SUCCESS ? dn_dist_wait(fn, "MPI_Iallreduce (agreement)", 1, &req) : DN_OK;
   if (local != DN_OK) return local;
-  if (err != MPI_SUCCESS) return dn_dist_mpi_fail(fn, "MPI_Allreduce (agreement)", err);
+  if (err != MPI_SUCCESS) return dn_dist_mpi_fail(fn, "MPI_Iallreduce (agreement)", err);
+  if (waited != DN_OK) return waited;
   if (v[0]) return dn_fail(DN_EDIST, "%s: another rank's arguments were rejected (see its message)", fn);
   if (v[1] != -v[2])
     return dn_fail(DN_EDIST, "%s: the ranks passed lists of different sizes (%lld to %lld %s; this rank %lld)", fn,
@@ -212,11 +273,10 @@ dn_status dn_dist_all_reduce(dn_tensor *const *tensors, int count, dn_dist_op op
   for (int64_t start = 0; st == DN_OK && start < total; start += chunk) {
     int n = (int)(total - start < chunk ? total - start : chunk);
     float *part = fused + start;
-    int err = MPI_Gather(part, n, MPI_FLOAT, gathered, n, MPI_FLOAT, 0, comm);
-    if (err != MPI_SUCCESS) {
-      st = dn_dist_mpi_fail(fn, "MPI_Gather", err);
-      break;
-    }
+    MPI_Request req;
+    int err = MPI_Igather(part, n, MPI_FLOAT, gathered, n, MPI_FLOAT, 0, comm, &req);
+    st = err == MPI_SUCCESS ? dn_dist_wait(fn, "MPI_Igather", 1, &req) : dn_dist_mpi_fail(fn, "MPI_Igather", err);
+    if (st != DN_OK) break;
     if (world_rank == 0) {
       /* rank order, one add at a time: the same bits whatever MPI did */
       memcpy(part, gathered, (size_t)n * sizeof(float));
@@ -229,8 +289,8 @@ dn_status dn_dist_all_reduce(dn_tensor *const *tensors, int count, dn_dist_op op
         for (int i = 0; i < n; i++) part[i] /= ranks;
       }
     }
-    err = MPI_Bcast(part, n, MPI_FLOAT, 0, comm);
-    if (err != MPI_SUCCESS) st = dn_dist_mpi_fail(fn, "MPI_Bcast", err);
+    err = MPI_Ibcast(part, n, MPI_FLOAT, 0, comm, &req);
+    st = err == MPI_SUCCESS ? dn_dist_wait(fn, "MPI_Ibcast", 1, &req) : dn_dist_mpi_fail(fn, "MPI_Ibcast", err);
   }
   if (st == DN_OK && total > 0) unpack(tensors, count, (const unsigned char *)fused);
   dn_free(gathered);
@@ -256,8 +316,9 @@ dn_status dn_dist_broadcast(dn_tensor *const *tensors, int count, int root) {
   if (st == DN_OK && world_rank == root && bytes > 0) pack(fused, tensors, count);
   for (int64_t start = 0; st == DN_OK && start < bytes; start += BROADCAST_CHUNK) {
     int n = (int)(bytes - start < BROADCAST_CHUNK ? bytes - start : BROADCAST_CHUNK);
-    int err = MPI_Bcast(fused + start, n, MPI_BYTE, root, comm);
-    if (err != MPI_SUCCESS) st = dn_dist_mpi_fail(fn, "MPI_Bcast", err);
+    MPI_Request req;
+    int err = MPI_Ibcast(fused + start, n, MPI_BYTE, root, comm, &req);
+    st = err == MPI_SUCCESS ? dn_dist_wait(fn, "MPI_Ibcast", 1, &req) : dn_dist_mpi_fail(fn, "MPI_Ibcast", err);
   }
   /* root's tensors already hold the data: no write, no version bump */
   if (st == DN_OK && world_rank != root && bytes > 0) unpack(tensors, count, fused);
@@ -275,6 +336,11 @@ static dn_status unsupported(const char *fn) {
 bool dn_dist_available(void) { return false; }
 bool dn_dist_is_initialized(void) { return false; }
 dn_status dn_dist_init(void) { return unsupported("dist.init"); }
+dn_status dn_dist_set_timeout(double seconds) {
+  (void)seconds;
+  return unsupported("dist.set_timeout");
+}
+double dn_dist_timeout(void) { return DN_DIST_DEFAULT_TIMEOUT; }
 dn_status dn_dist_finalize(void) { return unsupported("dist.finalize"); }
 dn_status dn_dist_rank(int *rank) { return unsupported("dist.rank"); }
 dn_status dn_dist_world_size(int *size) { return unsupported("dist.world_size"); }

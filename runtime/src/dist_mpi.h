@@ -15,6 +15,9 @@ int dn_dist_my_rank(void);
 int dn_dist_ranks(void);
 /* A failed MPI call as DN_EDIST with MPI's own words. */
 dn_status dn_dist_mpi_fail(const char *fn, const char *call, int err);
+/* Waits for count requests, up to the layer's timeout (dist.c): DN_EDIST naming fn and call when it runs out,
+   and the layer then refuses every later call. */
+dn_status dn_dist_wait(const char *fn, const char *call, int count, MPI_Request *reqs);
 /* DN_OK between init and finalize, else a message naming fn. */
 dn_status dn_dist_need_running(const char *fn);
 /* Every rank says whether its input was accepted (local), its size in unit and a parameter; DN_OK when they

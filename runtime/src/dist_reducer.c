@@ -158,10 +158,15 @@ static void sum_slices(dn_dist_reducer *r, bucket *k) {
 static dn_status advance(const char *fn, dn_dist_reducer *r, int b, bool wait) {
   bucket *k = &r->buckets[b];
   while (k->phase == SCATTER || k->phase == GATHER) {
-    int done = 1, err;
-    if (wait) err = MPI_Waitall(k->nreqs, k->reqs, MPI_STATUSES_IGNORE);
-    else err = MPI_Testall(k->nreqs, k->reqs, &done, MPI_STATUSES_IGNORE);
-    if (err != MPI_SUCCESS) return dn_dist_mpi_fail(fn, wait ? "MPI_Waitall" : "MPI_Testall", err);
+    int done = 1;
+    if (wait) {
+      dn_status st = dn_dist_wait(fn, k->phase == SCATTER ? "the gradients' exchange (scatter)"
+                                                          : "the gradients' exchange (gather)", k->nreqs, k->reqs);
+      if (st) return st;
+    } else {
+      int err = MPI_Testall(k->nreqs, k->reqs, &done, MPI_STATUSES_IGNORE);
+      if (err != MPI_SUCCESS) return dn_dist_mpi_fail(fn, "MPI_Testall", err);
+    }
     if (!done) return DN_OK;
     if (k->phase == GATHER) {
       k->phase = DONE;
@@ -185,7 +190,8 @@ static dn_status poll_all(const char *fn, dn_dist_reducer *r) {
 static dn_status finish(void *userdata, bool ok);
 
 static dn_status start_backward(dn_dist_reducer *r) {
-  dn_status st = dn_queue_backward_callback(finish, r);
+  dn_status st = dn_dist_need_running("DataParallel backward");   /* finalized, or a collective timed out */
+  if (!st) st = dn_queue_backward_callback(finish, r);
   if (st) return st;
   r->active = true;
   for (int i = 0; i < r->count; i++) r->where[i] = NOT_READY;
@@ -514,11 +520,14 @@ dn_status dn_dist_batch_shard(int64_t count, int64_t *skip, int64_t *total, int6
   /* a bad count on one rank still takes part in the all-gather, then fails on every rank */
   int64_t mine = count >= 0 ? count : -1, *all = dn_alloc((size_t)ranks * sizeof *all);
   int64_t fallback[1];
-  int err = MPI_Allgather(&mine, 1, MPI_INT64_T, all ? all : fallback, all ? 1 : 0, MPI_INT64_T, dn_dist_comm());
+  MPI_Request req;
+  int err = MPI_Iallgather(&mine, 1, MPI_INT64_T, all ? all : fallback, all ? 1 : 0, MPI_INT64_T, dn_dist_comm(),
+                           &req);
+  st = err == MPI_SUCCESS ? dn_dist_wait(fn, "MPI_Iallgather", 1, &req) : dn_dist_mpi_fail(fn, "MPI_Iallgather", err);
   if (!all) return dn_fail(DN_ENOMEM, "%s: out of memory", fn);
-  if (err != MPI_SUCCESS) {
+  if (st) {
     dn_free(all);
-    return dn_dist_mpi_fail(fn, "MPI_Allgather", err);
+    return st;
   }
   *skip = *total = 0;
   for (int s = 0; s < ranks; s++) {

@@ -9,6 +9,7 @@
    tests/spec/distributed_spec.lua under mpirun. */
 #include "testutil.h"
 
+#include <math.h>
 #include <string.h>
 
 static bool bits_equal(const dn_tensor *a, const float *want, int64_t n) {
@@ -26,6 +27,8 @@ static void test_without_mpi(void **state) {
   DN_EXPECT_ERROR(dn_dist_broadcast(&t, 1, 0), DN_EUNSUPPORTED, "dist.broadcast: built without MPI");
   DN_EXPECT_ERROR(dn_dist_barrier(), DN_EUNSUPPORTED, "dist.barrier: built without MPI");
   DN_EXPECT_ERROR(dn_dist_finalize(), DN_EUNSUPPORTED, "dist.finalize: built without MPI");
+  DN_EXPECT_ERROR(dn_dist_set_timeout(5), DN_EUNSUPPORTED, "dist.set_timeout: built without MPI");
+  assert_true(dn_dist_timeout() == DN_DIST_DEFAULT_TIMEOUT);
   assert_false(dn_dist_is_initialized());
   dn_tensor_release(t);
 }
@@ -40,6 +43,15 @@ static void test_before_init(void **state) {
   DN_EXPECT_ERROR(dn_dist_all_reduce(&t, 1, DN_DIST_SUM), DN_EINVAL, "dist.all_reduce: not initialized");
   DN_EXPECT_ERROR(dn_dist_broadcast(&t, 1, 0), DN_EINVAL, "dist.broadcast: not initialized");
   DN_EXPECT_ERROR(dn_dist_barrier(), DN_EINVAL, "dist.barrier: not initialized");
+  /* the timeout: set before init, checked */
+  assert_true(dn_dist_timeout() == 1800.0);
+  DN_EXPECT_ERROR(dn_dist_set_timeout(0), DN_EINVAL, "dist.set_timeout: seconds must be > 0 and at most 1e9 (got 0)");
+  DN_EXPECT_ERROR(dn_dist_set_timeout(-1), DN_EINVAL, "dist.set_timeout: seconds must be > 0");
+  DN_EXPECT_ERROR(dn_dist_set_timeout(NAN), DN_EINVAL, "dist.set_timeout: seconds must be > 0");
+  DN_EXPECT_ERROR(dn_dist_set_timeout(INFINITY), DN_EINVAL, "dist.set_timeout: seconds must be > 0");
+  DN_OK_OR_FAIL(dn_dist_set_timeout(0.25));
+  assert_true(dn_dist_timeout() == 0.25);
+  DN_OK_OR_FAIL(dn_dist_set_timeout(DN_DIST_DEFAULT_TIMEOUT));
   dn_tensor_release(t);
 }
 

@@ -108,6 +108,14 @@ describe("dn.distributed", function()
     H.assert_error(function() dist.broadcast(dn.zeros(2)) end, {"root"})
     H.assert_error(function() dist.broadcast(dn.zeros(2), -1) end, {"dist.broadcast: root -1 out of range"})
     if dist.available() then
+      assert.are.equal(1800, dist.timeout())   -- PyTorch's 30 minutes
+      H.assert_error(function() dist.set_timeout(0) end,
+        {"dist.set_timeout: seconds must be > 0 and at most 1e9 (got 0)"})
+      H.assert_error(function() dist.set_timeout(0 / 0) end, {"dist.set_timeout: seconds must be > 0"})
+      H.assert_error(function() dist.set_timeout("1") end, {"dist.set_timeout: seconds must be a number (got string)"})
+      dist.set_timeout(60)
+      assert.are.equal(60, dist.timeout())
+      dist.set_timeout(1800)
       assert.is_false(dist.is_initialized())
       H.assert_error(dist.rank, {"dist.rank: not initialized (call dist.init first)"})
       H.assert_error(function() dist.all_reduce(dn.zeros(2)) end, {"dist.all_reduce: not initialized"})
@@ -149,6 +157,62 @@ describe("dn.distributed", function()
         results[rank].sizes)
       assert.matches("^true dist.broadcast: the ranks passed different roots %(0 to 1%)", results[rank].roots)
       assert.are.equal(encode {2, 2}, results[rank].after)
+    end
+  end)
+
+  -- Rank 1 hangs (sleeps 30 s) before a collective or before backward; rank 0 gives up after its 1 s timeout
+  -- with a message, refuses the next call, and ends; mpirun then stops the job.
+  local HANG = [[
+    local dn = require "dropnet"
+    local dist, where, mode = dn.distributed, arg[1], arg[2]
+    dist.init()
+    dist.set_timeout(1)
+    local ok, err
+    if mode == "backward" then   -- the forward's collective done, rank 1 hangs before backward
+      local out = dn.nn.DataParallel(dn.nn.Linear(3, 2))(dn.ones({2, 3}))
+      if dist.rank() == 1 then os.execute("sleep 30") end
+      ok, err = pcall(function() out:sum():backward() end)
+    else
+      if dist.rank() == 1 then os.execute("sleep 30") end
+      ok, err = pcall(dist.all_reduce, dn.ones(4))
+    end
+    local _, again = pcall(dist.barrier)
+    local f = assert(io.open(where .. "/rank" .. dist.rank() .. ".txt", "w"))
+    f:write(tostring(ok), "\n", tostring(err), "\n", tostring(again), "\n")
+    f:close()
+    os.exit(1)   -- dist.finalize would fail too: MPI is left as it is
+  ]]
+
+  local function run_hanging(mode)
+    local dir = H.make_tempdir()
+    H.write_file(dir .. "/hang.lua", HANG)
+    local cmd = string.format("timeout 60 %s -np 2 lua5.4 %s %s %s > %s/log 2>&1", MPIRUN, quote(dir .. "/hang.lua"),
+      quote(dir), mode, quote(dir))
+    local t0 = os.time()
+    local ok = os.execute(cmd)
+    local seconds = os.time() - t0
+    local log = read_file(dir .. "/log")
+    local f = io.open(dir .. "/rank0.txt")
+    local text = f and f:read("a") or ""
+    if f then f:close() end
+    for _, name in ipairs {"rank0.txt", "rank1.txt", "hang.lua", "log"} do os.remove(dir .. "/" .. name) end
+    os.remove(dir)
+    return ok, text, log, seconds
+  end
+
+  it("turns a rank that hangs into an error on the others after dist.set_timeout's limit", function()
+    for _, case in ipairs {
+      {"collective", "dist.all_reduce: MPI_Iallreduce %(agreement%): no word from the other ranks for 1 s"},
+      {"backward", "DataParallel backward: the gradients' exchange %(scatter%): no word from the other ranks for 1 s"},
+    } do
+      local ok, text, log, seconds = run_hanging(case[1])
+      assert.is_falsy(ok)
+      local okline, err, again = text:match("^(%S+)\n([^\n]*)\n([^\n]*)\n$")
+      assert.are.equal("false", okline, case[1] .. ": " .. text .. "\n" .. log)
+      assert.matches(case[2], err)
+      assert.matches("restart the run %(dist.set_timeout sets the limit%)", err)
+      assert.matches("^dist.barrier: an earlier collective timed out, so the ranks are out of step", again)
+      assert.is_true(seconds < 25, case[1] .. ": the job took " .. seconds .. " s: it waited for the hanging rank")
     end
   end)
 end)

@@ -48,6 +48,14 @@ DN_API dn_status dn_dist_all_reduce(dn_tensor *const *tensors, int count, dn_dis
 DN_API dn_status dn_dist_broadcast(dn_tensor *const *tensors, int count, int root);
 /* Returns once every rank has called it. */
 DN_API dn_status dn_dist_barrier(void);
+/* 30 minutes, PyTorch's default. */
+#define DN_DIST_DEFAULT_TIMEOUT 1800.0
+/* How long a rank waits for the others in any collective (and in the gradients' exchange) before it gives up
+   with DN_EDIST: a rank that hangs becomes an error on the others. After a timeout the ranks are out of step:
+   every later call fails (finalize too) and the process should end. seconds > 0 (at most 1e9); the default is
+   DN_DIST_DEFAULT_TIMEOUT. Local to the rank; may be set before dn_dist_init. */
+DN_API dn_status dn_dist_set_timeout(double seconds);
+DN_API double dn_dist_timeout(void);
 /* This rank's place in a batch split over the ranks in rank order: given its own sample count, *skip = the
    samples of the ranks before it, *total = the samples of all ranks and, when counts is not NULL, counts[r] =
    rank r's (world size entries). One small all-gather. */
