@@ -46,9 +46,8 @@ dn_status dn_queue_backward_callback(dn_backward_callback_fn fn, void *userdata)
   return DN_OK;
 }
 
-/* Runs the queue's callbacks (all of them, even after a failure, so each can drop its state). */
-/* The first error wins, message too: a callback that cleans up after a failure may set
-   messages of its own on the way. */
+/* Runs the queue's callbacks (all of them, even after a failure, so each can drop its state). The first
+   error wins, message too: a callback that cleans up after a failure may set messages of its own. */
 static dn_status run_callbacks(callback_queue *q, dn_status st) {
   char message[512] = "";
   q->closed = true;

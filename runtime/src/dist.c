@@ -35,7 +35,6 @@
 ** dn_dist_available fails with DN_EUNSUPPORTED.
 */
 #include <limits.h>
-#include <math.h>
 #include <string.h>
 #include <time.h>
 
@@ -293,8 +292,10 @@ dn_status dn_dist_all_reduce(dn_tensor *const *tensors, int count, dn_dist_op op
     st = err == MPI_SUCCESS ? dn_dist_wait(fn, "MPI_Ibcast", 1, &req) : dn_dist_mpi_fail(fn, "MPI_Ibcast", err);
   }
   if (st == DN_OK && total > 0) unpack(tensors, count, (const unsigned char *)fused);
-  dn_free(gathered);
-  dn_free(fused);
+  if (!timed_out) {   /* an abandoned collective may still own them */
+    dn_free(gathered);
+    dn_free(fused);
+  }
   return st;
 }
 
@@ -322,7 +323,7 @@ dn_status dn_dist_broadcast(dn_tensor *const *tensors, int count, int root) {
   }
   /* root's tensors already hold the data: no write, no version bump */
   if (st == DN_OK && world_rank != root && bytes > 0) unpack(tensors, count, fused);
-  dn_free(fused);
+  if (!timed_out) dn_free(fused);   /* an abandoned collective may still own it */
   return st;
 }
 

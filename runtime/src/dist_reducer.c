@@ -525,10 +525,7 @@ dn_status dn_dist_batch_shard(int64_t count, int64_t *skip, int64_t *total, int6
                            &req);
   st = err == MPI_SUCCESS ? dn_dist_wait(fn, "MPI_Iallgather", 1, &req) : dn_dist_mpi_fail(fn, "MPI_Iallgather", err);
   if (!all) return dn_fail(DN_ENOMEM, "%s: out of memory", fn);
-  if (st) {
-    dn_free(all);
-    return st;
-  }
+  if (st) return st;   /* all is left to the unfinished collective (a few bytes) */
   *skip = *total = 0;
   for (int s = 0; s < ranks; s++) {
     if (all[s] < 0) {
