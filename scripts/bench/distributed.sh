@@ -2,7 +2,7 @@
 # scripts/bench/distributed.sh — data-parallel training throughput (issue 16): the reference MLP trained by
 # 2 processes x 1 thread (mpirun, nn.DataParallel) against 1 process x 1 thread and 1 process x 2 threads.
 #
-#   sh scripts/bench/distributed.sh [--rounds N] [--model a|b|c] [--epochs E] [--bucket-mb X] [--dropnet BIN]
+#   sh scripts/bench/distributed.sh [--rounds N] [--model a|b|c] [--epochs E] [--batch N] [--bucket-mb X] [--dropnet BIN]
 #                                   [--mpirun-args "..."]
 #
 # Each round runs the three alternately (this kind of machine drifts within minutes: only figures measured
@@ -12,12 +12,13 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
-rounds=3 model=a epochs=4 bucket=25 bin="$here/build/dropnet" extra=""
+rounds=3 model=a epochs=4 bucket=25 bin="$here/build/dropnet" extra="" batch=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2 ;;
     --model) model=$2 ;;
     --epochs) epochs=$2 ;;
+    --batch) batch="--batch $2" ;;
     --bucket-mb) bucket=$2 ;;
     --dropnet) bin=$2 ;;
     --mpirun-args) extra=$2 ;;
@@ -39,14 +40,14 @@ mpirun="mpirun -np 2 --bind-to core $root $extra"
 bench="$here/scripts/bench/train_throughput.lua"
 rate() { sed -n 's/^SUMMARY.* \([0-9][0-9]*\) samples\/s.*$/\1/p' | tail -n 1; }
 
-echo "# model $model, $epochs epochs per run, $rounds rounds, buckets of $bucket MB; $(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p'); $mpirun"
+echo "# model $model${batch:+ ($batch)}, $epochs epochs per run, $rounds rounds, buckets of $bucket MB; $(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p'); $mpirun"
 printf '%5s %10s %10s %10s %9s %9s %8s\n' round 1x1 1x2 2x1 '2x1/1x1' '2x1/1x2' waiting
 r1="" r2=""
 i=1
 while [ "$i" -le "$rounds" ]; do
-  one=$("$bin" "$bench" --model "$model" --epochs "$epochs" --threads 1 | rate)
-  two_threads=$("$bin" "$bench" --model "$model" --epochs "$epochs" --threads 2 | rate)
-  summary=$($mpirun "$bin" "$bench" --model "$model" --epochs "$epochs" --threads 1 --distributed \
+  one=$("$bin" "$bench" --model "$model" --epochs "$epochs" $batch --threads 1 | rate)
+  two_threads=$("$bin" "$bench" --model "$model" --epochs "$epochs" $batch --threads 2 | rate)
+  summary=$($mpirun "$bin" "$bench" --model "$model" --epochs "$epochs" $batch --threads 1 --distributed \
     --bucket-mb "$bucket" | grep '^SUMMARY')
   two=$(echo "$summary" | rate)
   waiting=$(echo "$summary" | sed -n 's/.*waiting on the exchange \([0-9.]*%\).*/\1/p')

@@ -33,6 +33,7 @@ usage: dropnet [--no-flush-denormal] scripts/bench/train_throughput.lua [options
                  b: 784-64-10 with dropout, batch 32 (the small, overhead-bound MLP);
                  c: the small CNN (two conv + batch norm + pool + Dropout2d blocks), batch 128
   --epochs N     epochs to train (default 4; the summary is the median of epochs 2..N)
+  --batch N      the (global) batch size instead of the model's
   --threads N    dropnet's thread count (default 2)
   --seed N       seed of the default generator (default 1)
   --lr X         SGD learning rate (default 0.05; momentum 0.9)
@@ -47,7 +48,7 @@ dropnet's --no-flush-denormal computes with denormal floats instead of flushing 
 
 local o = {model = "a", epochs = 4, threads = 2, seed = 1, lr = 0.05, data = nil, infer = false,
   ["infer-reps"] = 7, samples = nil, distributed = false, ["bucket-mb"] = 25}
-local optional = {data = true, samples = true}
+local optional = {data = true, samples = true, batch = true}
 local i = 1
 if arg[1] == "--help" or arg[1] == "-h" then
   print(USAGE)
@@ -89,6 +90,12 @@ elseif o.model == "c" then
   batch = 128
 else
   error("train_throughput.lua: --model must be a, b or c, not " .. tostring(o.model), 0)
+end
+if o.batch ~= nil then
+  if math.type(o.batch) ~= "integer" or o.batch < 1 then
+    error("train_throughput.lua: --batch must be a positive integer, not " .. tostring(o.batch), 0)
+  end
+  batch = o.batch
 end
 local opt = optim.SGD(model:parameters(), {lr = o.lr, momentum = 0.9})
 local loss_fn = nn.CrossEntropyLoss()
