@@ -87,19 +87,19 @@ dn_status dn_dist_need_running(const char *fn) {
   return dn_fail(DN_EINVAL, "%s: not initialized (call dist.init first)", fn);
 }
 
-static double now(void) {
+double dn_dist_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 dn_status dn_dist_wait(const char *fn, const char *call, int count, MPI_Request *reqs) {
-  double deadline = now() + timeout_seconds;
+  double deadline = dn_dist_now() + timeout_seconds;
   for (unsigned spins = 0;; spins++) {
     int done = 0, err = MPI_Testall(count, reqs, &done, MPI_STATUSES_IGNORE);
     if (err != MPI_SUCCESS) return dn_dist_mpi_fail(fn, call, err);
     if (done) return DN_OK;
-    if (spins % 256 == 255 && now() > deadline) {
+    if (spins % 256 == 255 && dn_dist_now() > deadline) {
       timed_out = true;
       return dn_fail(DN_EDIST,
                      "%s: %s: no word from the other ranks for %g s (a rank hangs, or is gone while its process "

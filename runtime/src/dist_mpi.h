@@ -15,6 +15,8 @@ int dn_dist_my_rank(void);
 int dn_dist_ranks(void);
 /* A failed MPI call as DN_EDIST with MPI's own words. */
 dn_status dn_dist_mpi_fail(const char *fn, const char *call, int err);
+/* Seconds on the monotonic clock: the timeouts' and the reducer's counters. */
+double dn_dist_now(void);
 /* Waits for count requests, up to the layer's timeout (dist.c): DN_EDIST naming fn and call when it runs out,
    and the layer then refuses every later call. */
 dn_status dn_dist_wait(const char *fn, const char *call, int count, MPI_Request *reqs);

@@ -24,7 +24,6 @@
 */
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 #include "dropnet/alloc.h"
 #include "dropnet/autograd.h"
@@ -75,12 +74,6 @@ struct dn_dist_reducer {
   bool broken;                /* a backward failed with an exchange in flight */
   dn_dist_reducer_stats stats;
 };
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Slice s of n elements cut in W: [start, start + len). */
 static void slice(int64_t n, int ranks, int s, int64_t *start, int64_t *len) {
@@ -241,7 +234,7 @@ static dn_status on_grad(void *userdata, int n, dn_tensor *const *grads, dn_tens
     for (int64_t e = 0, m = dn_tensor_numel(g); e < m; e++) d[e] *= weight;
     return DN_OK;
   }
-  double t0 = now();
+  double t0 = dn_dist_now();
   dn_status st = r->active ? DN_OK : start_backward(r);
   if (st) return st;
   if (r->where[i] != NOT_READY) return dn_fail(DN_EINVAL, "%s: parameter %d got two gradients in one backward", fn, i + 1);
@@ -264,7 +257,7 @@ static dn_status on_grad(void *userdata, int n, dn_tensor *const *grads, dn_tens
   int b = r->bucket_of[i];
   if (--r->buckets[b].pending == 0) st = post(fn, r, b, SCATTER);
   if (!st) st = poll_all(fn, r);
-  r->stats.reduce_seconds += now() - t0;
+  r->stats.reduce_seconds += dn_dist_now() - t0;
   return st;
 }
 
@@ -286,7 +279,7 @@ static dn_status finish(void *userdata, bool ok) {
     if (!r->broken) drop_temps(r);   /* with messages in flight the buffers must outlive them */
     return DN_OK;
   }
-  double t0 = now();
+  double t0 = dn_dist_now();
   dn_status st = DN_OK;
   /* parameters this rank did not use: zeros go, and their buckets too */
   for (int i = 0; i < r->count && !st; i++) {
@@ -299,9 +292,9 @@ static dn_status finish(void *userdata, bool ok) {
   }
   for (int b = 0; b < r->nbuckets && !st; b++)
     if (r->buckets[b].phase == IDLE) st = post(fn, r, b, SCATTER);
-  double t1 = now();
+  double t1 = dn_dist_now();
   for (int b = 0; b < r->nbuckets && !st; b++) st = advance(fn, r, b, true);
-  r->stats.wait_seconds += now() - t1;
+  r->stats.wait_seconds += dn_dist_now() - t1;
   if (st) {
     r->broken = true;
     return st;
@@ -334,7 +327,7 @@ static dn_status finish(void *userdata, bool ok) {
   }
   drop_temps(r);
   r->stats.steps++;
-  r->stats.reduce_seconds += now() - t0;
+  r->stats.reduce_seconds += dn_dist_now() - t0;
   return st;
 }
 

@@ -324,14 +324,15 @@ typedef struct callback_log {
 } callback_log;
 
 static callback_log *cb_log;
-static int cb_order[16], cb_order_n;   /* the order of the calls, the first 16 */
+enum { CB_ORDER_MAX = 16 };
+static int cb_order[CB_ORDER_MAX], cb_order_n;   /* the order of the calls, the first CB_ORDER_MAX */
 
 static dn_status callback0(void *userdata, bool ok) {
   callback_log *l = userdata;
   l->calls[0]++;
   l->ok[0] = ok;
   l->grad_done = l->x->grad != NULL;
-  if (cb_order_n < 16) cb_order[cb_order_n++] = 0;
+  if (cb_order_n < CB_ORDER_MAX) cb_order[cb_order_n++] = 0;
   /* no more callbacks once they run */
   DN_EXPECT_ERROR(dn_queue_backward_callback(callback0, l), DN_EINVAL, "no backward is running");
   return DN_OK;
@@ -341,7 +342,7 @@ static dn_status callback1(void *userdata, bool ok) {
   callback_log *l = userdata;
   l->calls[1]++;
   l->ok[1] = ok;
-  if (cb_order_n < 16) cb_order[cb_order_n++] = 1;
+  if (cb_order_n < CB_ORDER_MAX) cb_order[cb_order_n++] = 1;
   /* sets its message when it fails: callback 0 ran just before and left one of its own */
   return l->result ? dn_fail(l->result, "callback 1: refused") : DN_OK;
 }
