@@ -167,13 +167,72 @@ typedef struct col_source {
   const conv_geom *g;
   image x;
   int64_t oh0, oh1, group;
-  float *rows;   /* KH * KW rows of the slab's positions */
-  bool zeroed;   /* rows' padding zero for this slab already */
+  float *rows;            /* KH * KW rows of the slab's positions */
+  bool zeroed;            /* rows' padding zero for this slab already */
+  const uint8_t *inside;  /* inside_map's, or NULL */
 } col_source;
+
+/*
+** Same-width convolutions over contiguous planes: col's row (c, ki, kj) at
+** output position q is x's plane c at q + shift_of(ki, kj) where the kernel
+** reads inside the input, else 0. inside [KH * KW][positions] says where (1,
+** a function of the shape alone), so the panels are filled straight from
+** the image, one selected copy per value: the row-by-row im2col into a
+** buffer, its zeroing of padding columns and the copy into the panels took
+** a third of the 32 -> 64 layer's forward.
+*/
+static bool direct_source(const conv_geom *g, image x) { return same_width(g) && x.sw == 1 && x.sh == g->in_w; }
+
+static uint8_t *inside_map(const conv_geom *g) {
+  int64_t kk = g->k_h * g->k_w;
+  uint8_t *m = dn_alloc((size_t)(kk * g->positions));
+  for (int64_t q = 0; m && q < kk; q++) {
+    int64_t ki = q / g->k_w, kj = q % g->k_w, lo, hi;
+    valid_columns(g, kj, &lo, &hi);
+    for (int64_t oh = 0; oh < g->out_h; oh++) {
+      int64_t ih = oh + ki * g->dil[0] - g->pad[0];   /* stride 1 */
+      for (int64_t ow = 0; ow < g->out_w; ow++)
+        m[q * g->positions + oh * g->out_w + ow] = ih >= 0 && ih < g->in_h && ow >= lo && ow < hi;
+    }
+  }
+  return m;
+}
+
+/* d[i] = x[at + i] where inside[i], else 0, for i < w; zeros to width. x is
+   read only where inside (at + i may lie before or past the tensor). Inlined
+   at the kernels' widths: masked vector loads. */
+static DN_ALWAYS_INLINE void select_copy(float *restrict d, const float *restrict x, int64_t at,
+                                         const uint8_t *restrict inside, int64_t w, int64_t width) {
+#pragma omp simd
+  for (int64_t i = 0; i < w; i++) d[i] = inside[i] ? x[at + i] : 0.0f;
+  for (int64_t i = w; i < width; i++) d[i] = 0.0f;
+}
+
+static void col_source_direct(const col_source *s, int64_t pc, int64_t kc, int64_t jc, int64_t nc, int64_t width,
+                              float *dst) {
+  const conv_geom *g = s->g;
+  int64_t kk = g->k_h * g->k_w, first = s->oh0 * g->out_w + jc;   /* the image's position of panel column 0 */
+  for (int64_t p = 0; p < kc; p++) {
+    int64_t r = s->group * g->group_rows + pc + p, c = r / kk, q = r % kk;
+    int64_t at = c * s->x.sc + shift_of(g, q / g->k_w, q % g->k_w) + first;
+    const uint8_t *inside = s->inside + q * g->positions + first;
+    for (int64_t j0 = 0; j0 < nc; j0 += width) {
+      float *d = dst + j0 * kc + p * width;
+      int64_t w = nc - j0 < width ? nc - j0 : width;
+      if (w == 32 && width == 32) select_copy(d, s->x.data, at + j0, inside + j0, 32, 32);
+      else if (w == 24 && width == 24) select_copy(d, s->x.data, at + j0, inside + j0, 24, 24);
+      else select_copy(d, s->x.data, at + j0, inside + j0, w, width);
+    }
+  }
+}
 
 static void col_source_pack(void *ctx, int64_t pc, int64_t kc, int64_t jc, int64_t nc, int64_t width, float *dst) {
   const col_source *s = ctx;
   const conv_geom *g = s->g;
+  if (s->inside && direct_source(g, s->x)) {
+    col_source_direct(s, pc, kc, jc, nc, width, dst);
+    return;
+  }
   int64_t kk = g->k_h * g->k_w, cols = (s->oh1 - s->oh0) * g->out_w;
   for (int64_t p = 0; p < kc; p++) {
     int64_t r = s->group * g->group_rows + pc + p;
@@ -271,6 +330,7 @@ typedef struct conv_job {
   const dn_tensor *x;             /* forward, and backward's dw: any strides */
   const float *w, *bias, *grad;   /* contiguous; grad [N, O, positions] */
   const float *w_packed;          /* each group's w (forward) or w^T (dx) packed once, or NULL */
+  const uint8_t *inside;          /* the forward's inside_map, or NULL */
   int64_t w_packed_size;          /* floats per group */
   float *y, *dx;                  /* contiguous, or NULL */
   float *dw;                      /* [parts][O * group_rows] (dw itself with one part), or NULL */
@@ -334,7 +394,8 @@ static void forward_image(const conv_job *j, int64_t n, float *rows, float *pack
     int64_t oh1 = min64(oh0 + j->slab, g->out_h), cols = (oh1 - oh0) * g->out_w, at = oh0 * g->out_w;
     for (int64_t k = 0; k < g->groups; k++) {
       /* a group's rows cover every (ki, kj) before the next group's start */
-      col_source src = {g, image_of(j->x, n), oh0, oh1, k, rows, (zeroed || k > 0) && j->slab == g->out_h};
+      col_source src = {g, image_of(j->x, n), oh0, oh1, k, rows, (zeroed || k > 0) && j->slab == g->out_h,
+                        j->inside};
       dn_blas_sgemm_here_b(false, og, cols, kg, 1.0f, j->w + k * og * kg, kg, col_source_pack, &src, 0.0f,
                            y + k * og * l + at, l, pack, packed_w(j, k));
     }
@@ -668,9 +729,13 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
     conv_job j = {.g = g, .slab = slab_rows(g), .x = x, .w = wd, .bias = bd, .y = dn_tensor_data(y), .parts = 1};
     int tasks = tasks_for(g->batch);
     float *packed = NULL;
+    uint8_t *inside = NULL;
     st = task_scratch(&j, op, tasks, true, false, false);
     if (!st) st = pack_weight(&j, op, false, &packed);
+    if (!st && direct_source(g, image_of(x, 0)) && !(j.inside = inside = inside_map(g)))
+      st = dn_fail(DN_ENOMEM, "%s: out of memory for its map of padding", op);
     if (!st) dn_parallel(tasks, forward_task, &j);
+    dn_free(inside);
     dn_free(packed);
     dn_free(j.scratch);
   }
