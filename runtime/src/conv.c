@@ -226,6 +226,16 @@ static void col_source_direct(const col_source *s, int64_t pc, int64_t kc, int64
   }
 }
 
+/* im2col_slab for a direct_source, through the map: each row one selected copy. */
+static void im2col_direct(const conv_geom *g, image x, const uint8_t *inside, int64_t oh0, int64_t oh1, float *col,
+                          int64_t ld) {
+  int64_t kk = g->k_h * g->k_w, first = oh0 * g->out_w, cols = (oh1 - oh0) * g->out_w;
+  for (int64_t r = 0; r < g->in_ch * kk; r++) {
+    int64_t c = r / kk, q = r % kk, at = c * x.sc + shift_of(g, q / g->k_w, q % g->k_w) + first;
+    select_copy(col + r * ld, x.data, at, inside + q * g->positions + first, cols, cols);
+  }
+}
+
 static void col_source_pack(void *ctx, int64_t pc, int64_t kc, int64_t jc, int64_t nc, int64_t width, float *dst) {
   const col_source *s = ctx;
   const conv_geom *g = s->g;
@@ -432,7 +442,9 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
       col2im_slab(g, dcol, cols, oh0, oh1, dx);
     }
     if (dw) {
-      im2col_slab(g, image_of(j->x, n), oh0, oh1, col, cols, zeroed && j->slab == g->out_h);
+      image xn = image_of(j->x, n);
+      if (j->inside && direct_source(g, xn)) im2col_direct(g, xn, j->inside, oh0, oh1, col, cols);
+      else im2col_slab(g, xn, oh0, oh1, col, cols, zeroed && j->slab == g->out_h);
       float beta = first && oh0 == 0 ? 0.0f : 1.0f;
       for (int64_t k = 0; k < g->groups; k++) {
         const float *gk = gn + k * og * l + at, *ck = col + k * kg * cols;
@@ -600,6 +612,9 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
     if ((j.db = dn_alloc(size))) memset(j.db, 0, size);
     else st = dn_fail(DN_ENOMEM, "%s: out of memory for %lld partial bias gradients", op, (long long)j.parts);
   }
+  uint8_t *inside = NULL;
+  if (!st && j.dw && direct_source(&g, image_of(x, 0)) && !(j.inside = inside = inside_map(&g)))
+    st = dn_fail(DN_ENOMEM, "%s: out of memory for its map of padding", op);
   if (!st && (j.dx || j.dw || j.db)) {
     int tasks = tasks_for(j.parts);
     st = task_scratch(&j, op, tasks, false, j.dw != NULL, j.dx != NULL);
@@ -616,6 +631,7 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
       for (int i = 0; i < LANES; i++) acc[i] += j.db[(p * g.out_ch + o) * LANES + i];
     ((float *)dn_tensor_data(db))[o] = (float)lanes_total(acc);
   }
+  dn_free(inside);
   dn_free(j.scratch);
   dn_free(j.db);
   dn_free(dw_parts);
