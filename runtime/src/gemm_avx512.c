@@ -12,6 +12,8 @@
 ** rows). Unrolling k by 2 or 4 changed nothing measurable. 8 x 48 (24
 ** accumulators, 11 loads per 24 FMAs, KC 160): 1-5% faster on one thread,
 ** 2-6% slower on two (the 1024 columns split into 22 panels).
+** Edge tiles of <= 16 columns on 8 accumulators (micro_lo), one core:
+** 64x288x196 124 -> 130, At@B 288x64x196 135 -> 140; full tiles the same.
 */
 #include "gemm.h"
 
@@ -36,12 +38,42 @@
     float *cr = c + (r) * ldc;                                                        \
     __m512 v0 = _mm512_mul_ps(c##r##0, va), v1 = _mm512_mul_ps(c##r##1, va);          \
     if (beta != 0.0f) {                                                               \
-      v0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lo, cr), vb, v0);                    \
+      v0 = _mm512_fmadd_ps(_mm512_loadu_ps(cr), vb, v0);                              \
       v1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(hi, cr + 16), vb, v1);               \
     }                                                                                 \
-    _mm512_mask_storeu_ps(cr, lo, v0);                                                \
+    _mm512_storeu_ps(cr, v0);                                                         \
     _mm512_mask_storeu_ps(cr + 16, hi, v1);                                           \
   }
+
+/* A tile of at most 16 columns (the last panel where N mod 32 is 1-16: 196,
+   784) as micro computes its first vector per row, so the same bits, without
+   the FMAs on the panel's zero padding; the panel stays NR wide. Not inlined:
+   that moved micro's loop, full tiles then ran 1-2% slower (as they do with
+   the loop 64-byte aligned). */
+#define ROW_FMA_LO(r) c##r##0 = _mm512_fmadd_ps(_mm512_set1_ps(ap[r]), b0, c##r##0)
+#define ROW_STORE_LO(r)                                                               \
+  if (r < rows) {                                                                     \
+    float *cr = c + (r) * ldc;                                                        \
+    __m512 v0 = _mm512_mul_ps(c##r##0, va);                                           \
+    if (beta != 0.0f) v0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lo, cr), vb, v0);    \
+    _mm512_mask_storeu_ps(cr, lo, v0);                                                \
+  }
+
+static __attribute__((noinline)) void micro_lo(int64_t kc, const float *restrict ap, const float *restrict bp,
+                                                float *c, int64_t ldc, int rows, int cols, float alpha, float beta) {
+  __m512 c00 = _mm512_setzero_ps(), c10 = c00, c20 = c00, c30 = c00, c40 = c00, c50 = c00, c60 = c00, c70 = c00;
+  for (int64_t p = 0; p < kc; p++) {
+    __m512 b0 = _mm512_load_ps(bp);
+    ROW_FMA_LO(0); ROW_FMA_LO(1); ROW_FMA_LO(2); ROW_FMA_LO(3);
+    ROW_FMA_LO(4); ROW_FMA_LO(5); ROW_FMA_LO(6); ROW_FMA_LO(7);
+    ap += MR;
+    bp += NR;
+  }
+  __mmask16 lo = (__mmask16)((1u << cols) - 1);
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  ROW_STORE_LO(0) ROW_STORE_LO(1) ROW_STORE_LO(2) ROW_STORE_LO(3)
+  ROW_STORE_LO(4) ROW_STORE_LO(5) ROW_STORE_LO(6) ROW_STORE_LO(7)
+}
 
 static void micro(int64_t kc, const float *restrict ap, const float *restrict bp, float *c, int64_t ldc, int rows,
                   int cols, float alpha, float beta) {
@@ -49,7 +81,11 @@ static void micro(int64_t kc, const float *restrict ap, const float *restrict bp
      on the model's shapes, whose C is in L2 between k blocks) */
   for (int r = 0; r < rows; r++) {
     _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch((const char *)(c + r * ldc + NR - 1), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + r * ldc + cols - 1), _MM_HINT_T0);
+  }
+  if (cols <= 16) {
+    micro_lo(kc, ap, bp, c, ldc, rows, cols, alpha, beta);
+    return;
   }
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
          c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
@@ -60,8 +96,7 @@ static void micro(int64_t kc, const float *restrict ap, const float *restrict bp
     ap += MR;
     bp += NR;
   }
-  __mmask16 lo = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
-  __mmask16 hi = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+  __mmask16 hi = (__mmask16)((1u << (cols - 16)) - 1);   /* cols 17-32 here */
   __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   ROW_STORE(0) ROW_STORE(1) ROW_STORE(2) ROW_STORE(3)
   ROW_STORE(4) ROW_STORE(5) ROW_STORE(6) ROW_STORE(7)

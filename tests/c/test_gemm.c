@@ -471,11 +471,13 @@ static void test_leading_dims(void **state) {
 }
 
 /* alpha in {1, 0.5, -2} x beta in {0, 1, 0.25}: C = alpha AB + beta C_old,
-   and with beta == 0 the NaN-filled C is not read. */
+   and with beta == 0 the NaN-filled C is not read. Ragged rows with a last
+   column panel of 1-16 (196: micro's half-width path) and of 17-31 (212,
+   over two k blocks). */
 static void test_alpha_beta(void **state) {
   const gemm_impl *impl = require_kernel(state);
   static const int64_t shapes[][3] = {{1, 1, 1}, {9, 17, 33}, {33, 31, 300}, {40, 63, 520}, {128, 10, 1024},
-                                      {300, 40, 20}};
+                                      {300, 40, 20}, {12, 196, 40}, {70, 212, 300}};
   static const float alphas[] = {1, 0.5f, -2}, betas[] = {0, 1, 0.25f};
   uint64_t seed = 3000;
   for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
@@ -645,7 +647,8 @@ static void test_direct_matches_packed(void **state) {
   const gemm_impl *impl = *state;
   const dn_gemm_kernel *kern = impl->kernel;
   if (!dn_gemm_kernel_supported(kern)) skip();
-  static const int64_t shapes[][3] = {{10, 1024, 128}, {64, 784, 32}, {33, 65, 190}, {7, 9, 3}, {128, 10, 10}};
+  static const int64_t shapes[][3] = {{10, 1024, 128}, {64, 784, 32}, {33, 65, 190}, {7, 9, 3}, {128, 10, 10},
+                                      {12, 196, 40}};
   uint64_t seed = 7000;
   for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
     for (int ta = 0; ta < 2; ta++)
