@@ -53,9 +53,9 @@
 #include "pool.h"
 #include "shape.h"
 
-enum { SAVED_X = 0, SAVED_W = 1 };
+enum { SAVED_X = 0, SAVED_W = 1, SAVED_Y = 2 };   /* y: conv + ReLU's output */
 /* node->ints: stride, padding and dilation as {rows, columns}, then groups */
-enum { NODE_STRIDE = 0, NODE_PADDING = 2, NODE_DILATION = 4, NODE_GROUPS = 6 };
+enum { NODE_STRIDE = 0, NODE_PADDING = 2, NODE_DILATION = 4, NODE_GROUPS = 6, NODE_RELU = 7 };
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -341,6 +341,9 @@ typedef struct conv_job {
   const float *w, *bias, *grad;   /* contiguous; grad [N, O, positions] */
   const float *w_packed;          /* each group's w (forward) or w^T (dx) packed once, or NULL */
   const uint8_t *inside;          /* the forward's inside_map, or NULL */
+  bool relu;                      /* forward: ReLU on the outputs (after the bias) */
+  const float *relu_y;            /* backward: conv + ReLU's output [N, O, positions]; grad is read through
+                                     ReLU's backward at it, image by image into the task's gbuf; or NULL */
   int64_t w_packed_size;          /* floats per group */
   float *y, *dx;                  /* contiguous, or NULL */
   float *dw;                      /* [parts][O * group_rows] (dw itself with one part), or NULL */
@@ -348,12 +351,12 @@ typedef struct conv_job {
   double *db;                     /* [parts][O][LANES], zeroed, or NULL */
   int64_t parts;
   float *scratch;                 /* task t's: col, the sgemm's panels, dcol, the forward's rows */
-  int64_t col_floats, pack_floats, dcol_floats, rows_floats, task_floats;
+  int64_t col_floats, pack_floats, dcol_floats, rows_floats, g_floats, task_floats;
 } conv_job;
 
 /* Task t's parts of the scratch. */
 typedef struct task_buffers {
-  float *col, *pack, *dcol, *rows;
+  float *col, *pack, *dcol, *rows, *g;
 } task_buffers;
 
 static task_buffers buffers_of(const conv_job *j, int t) {
@@ -362,6 +365,7 @@ static task_buffers buffers_of(const conv_job *j, int t) {
   b.pack = b.col + j->col_floats;
   b.dcol = b.pack + j->pack_floats;
   b.rows = b.dcol + j->dcol_floats;
+  b.g = b.rows + j->rows_floats;
   return b;
 }
 
@@ -410,10 +414,21 @@ static void forward_image(const conv_job *j, int64_t n, float *rows, float *pack
                            y + k * og * l + at, l, pack, packed_w(j, k));
     }
   }
-  for (int64_t o = 0; j->bias && o < g->out_ch; o++) {
+  for (int64_t o = 0; j->bias && !j->relu && o < g->out_ch; o++) {
     float *row = y + o * l, v = j->bias[o];
 #pragma omp simd
     for (int64_t p = 0; p < l; p++) row[p] += v;
+  }
+  /* ReLU as the runtime's (v < 0 keeps NaN and -0); no bias adds nothing, not 0 (which would turn -0 into 0) */
+  for (int64_t o = 0; j->relu && o < g->out_ch; o++) {
+    float *row = y + o * l, v = j->bias ? j->bias[o] : 0.0f;
+    if (j->bias) {
+#pragma omp simd
+      for (int64_t p = 0; p < l; p++) row[p] = row[p] + v < 0.0f ? 0.0f : row[p] + v;
+    } else {
+#pragma omp simd
+      for (int64_t p = 0; p < l; p++) row[p] = row[p] < 0.0f ? 0.0f : row[p];
+    }
   }
 }
 
@@ -427,10 +442,17 @@ static void forward_task(void *ctx, int t, int nt) {
 /* Image n's dx, and its terms of its part's dw (first: the part's first
    image, which writes rather than adds) and db. */
 static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, double *db, float *col, float *pack,
-                           float *dcol, bool zeroed) {
+                           float *dcol, float *gbuf, bool zeroed) {
   const conv_geom *g = j->g;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
   const float *gn = j->grad + n * g->out_ch * l;
+  if (j->relu_y) {
+    /* ReLU's backward (unary.c's rule: 0 where y <= 0), the image's gradient while it stays in cache */
+    const float *y = j->relu_y + n * g->out_ch * l;
+#pragma omp simd
+    for (int64_t e = 0; e < g->out_ch * l; e++) gbuf[e] = y[e] <= 0.0f ? 0.0f : gn[e];
+    gn = gbuf;
+  }
   float *dx = j->dx ? j->dx + n * g->in_ch * g->in_h * g->in_w : NULL;
   if (dx) memset(dx, 0, (size_t)(g->in_ch * g->in_h * g->in_w) * sizeof *dx);
   for (int64_t oh0 = 0; has_products(g) && (dx || dw) && oh0 < g->out_h; oh0 += j->slab) {
@@ -467,7 +489,7 @@ static void backward_task(void *ctx, int t, int nt) {
     float *dw = j->dw ? j->dw + p * g->out_ch * g->group_rows : NULL;
     double *db = j->db ? j->db + p * g->out_ch * LANES : NULL;
     int64_t n0 = dn_split(g->batch, (int)p, (int)j->parts), n1 = dn_split(g->batch, (int)p + 1, (int)j->parts);
-    for (int64_t n = n0; n < n1; n++, zeroed = true) backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, zeroed);
+    for (int64_t n = n0; n < n1; n++, zeroed = true) backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, zeroed);
   }
 }
 
@@ -494,10 +516,11 @@ static dn_status task_scratch(conv_job *j, const char *op, int tasks, bool forwa
   j->col_floats = col ? col_size : 0;
   j->dcol_floats = dcol ? col_size : 0;
   j->rows_floats = forward ? whole_lines(g->k_h * g->k_w * slab_cols) : 0;
+  j->g_floats = j->relu_y ? whole_lines(g->out_ch * g->positions) : 0;
   j->pack_floats = forward || col || dcol
                      ? whole_lines(max64(pack_floats(g, slab_cols, forward), pack_floats(g, last_cols, forward)))
                      : 0;
-  j->task_floats = j->col_floats + j->pack_floats + j->dcol_floats + j->rows_floats;
+  j->task_floats = j->col_floats + j->pack_floats + j->dcol_floats + j->rows_floats + j->g_floats;
   int64_t total;
   if (!dn_size_mul(j->task_floats, tasks, &total) || !(j->scratch = dn_alloc((size_t)max64(total, 1) * sizeof(float))))
     return dn_fail(DN_ENOMEM, "%s: out of memory for %d tasks' im2col buffers of [%lld, %lld]", op, tasks,
@@ -594,10 +617,23 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   if (!st && want_dw) st = dn_tensor_zeros(&dw, DN_F32, node->in_ndim[1], node->in_shape[1]);
   if (!st && want_db) st = dn_tensor_zeros(&db, DN_F32, node->in_ndim[2], node->in_shape[2]);
   const float *gd = st ? NULL : dn_tensor_data(gc);
+  /* conv + ReLU: grad through ReLU's backward at the saved output, image by image in the dense passes */
+  bool relu = node->ints[NODE_RELU] != 0;
+  dn_tensor *y = NULL;
+  float *g_relu = NULL;
+  if (!st && relu && run) st = dn_node_saved(node, SAVED_Y, &y);
+  if (!st && relu && run && !dense) {
+    int64_t count = dn_tensor_numel(gc);
+    const float *yd = dn_tensor_data(y);
+    if (!(g_relu = dn_alloc((size_t)count * sizeof *g_relu)))
+      st = dn_fail(DN_ENOMEM, "%s: out of memory for its gradient through ReLU", op);
+    for (int64_t e = 0; !st && e < count; e++) g_relu[e] = yd[e] <= 0.0f ? 0.0f : gd[e];
+    gd = g_relu;
+  }
   if (!st && run && !dense && want_dx) st = dn_depthwise_dx(op, &g, dn_tensor_data(wc), gd, dn_tensor_data(dx));
   if (!st && run && !dense && want_dw) st = dn_depthwise_dw(op, &g, x, gd, dn_tensor_data(dw));
   conv_job j = {.g = &g, .slab = slab_rows(&g), .x = x, .w = wc ? dn_tensor_data(wc) : NULL, .grad = gd,
-                .parts = parts_of(&g)};
+                .parts = parts_of(&g), .relu_y = relu && dense && y ? dn_tensor_data(y) : NULL};
   float *dw_parts = NULL, *w_packed = NULL;
   int64_t wn = g.out_ch * g.group_rows;
   if (!st && run && dense && want_dx) j.dx = dn_tensor_data(dx);
@@ -632,6 +668,7 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
     ((float *)dn_tensor_data(db))[o] = (float)lanes_total(acc);
   }
   dn_free(inside);
+  dn_free(g_relu);
   dn_free(j.scratch);
   dn_free(j.db);
   dn_free(dw_parts);
@@ -651,6 +688,8 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
 }
 static const dn_node_type conv2d_node = {"conv2d", conv_backward};
 static const dn_node_type conv1d_node = {"conv1d", conv_backward};
+static const dn_node_type conv2d_relu_node = {"conv2d_relu", conv_backward};
+static const dn_node_type conv1d_relu_node = {"conv1d_relu", conv_backward};
 
 /* --- forward ------------------------------------------------------------------------ */
 
@@ -733,7 +772,8 @@ static dn_status check_args(const char *op, int ndim, const dn_tensor *x, const 
 
 
 /* y (new, contiguous [N, O, positions]) = conv(x, w) + b for checked arguments. */
-static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_tensor *x, dn_tensor *w, dn_tensor *b) {
+static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_tensor *x, dn_tensor *w, dn_tensor *b,
+                         bool relu) {
   if (g->batch == 0 || g->out_ch == 0) return DN_OK;   /* y is empty */
   dn_tensor *wc = NULL, *bc = NULL;
   dn_status st = dn_plain_contiguous(&wc, w);
@@ -741,8 +781,11 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
   const float *wd = st ? NULL : dn_tensor_data(wc), *bd = bc ? dn_tensor_data(bc) : NULL;
   if (!st && depthwise(g)) {
     st = dn_depthwise_forward(op, g, x, wd, bd, dn_tensor_data(y));   /* the bias is in */
+    float *yd = dn_tensor_data(y);
+    for (int64_t e = 0; !st && relu && e < dn_tensor_numel(y); e++) yd[e] = yd[e] < 0.0f ? 0.0f : yd[e];
   } else if (!st) {
-    conv_job j = {.g = g, .slab = slab_rows(g), .x = x, .w = wd, .bias = bd, .y = dn_tensor_data(y), .parts = 1};
+    conv_job j = {.g = g, .slab = slab_rows(g), .x = x, .w = wd, .bias = bd, .y = dn_tensor_data(y), .parts = 1,
+                  .relu = relu};
     int tasks = tasks_for(g->batch);
     float *packed = NULL;
     uint8_t *inside = NULL;
@@ -762,7 +805,8 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
 
 /* Checks, the output, the kernel, the node (ndim 3: conv1d, 4: conv2d). */
 static dn_status forward(dn_tensor **out, const dn_node_type *type, int ndim, dn_tensor *x, dn_tensor *w,
-                         dn_tensor *b, const int64_t *stride, const int64_t *pad, const int64_t *dil, int64_t groups) {
+                         dn_tensor *b, const int64_t *stride, const int64_t *pad, const int64_t *dil, int64_t groups,
+                         bool relu) {
   *out = NULL;
   dn_status st = check_args(type->name, ndim, x, w, b, stride, pad, dil, groups);
   if (st) return st;
@@ -772,7 +816,7 @@ static dn_status forward(dn_tensor **out, const dn_node_type *type, int ndim, dn
   dn_tensor *y;
   st = dn_tensor_new(&y, DN_F32, ndim, shape);
   if (st) return st;
-  st = compute(type->name, y, &g, x, w, b);
+  st = compute(type->name, y, &g, x, w, b, relu);
   dn_node *node = NULL;
   if (!st) st = dn_record(y, type, 3, (const dn_tensor *[]){x, w, b}, &node);
   if (!st && node) {
@@ -782,8 +826,10 @@ static dn_status forward(dn_tensor **out, const dn_node_type *type, int ndim, dn
       node->ints[NODE_DILATION + i] = dil[i];
     }
     node->ints[NODE_GROUPS] = groups;
+    node->ints[NODE_RELU] = relu;
     if (node->needs_grad[1]) st = dn_node_save(node, SAVED_X, x);
     if (!st && node->needs_grad[0]) st = dn_node_save(node, SAVED_W, w);
+    if (!st && relu) st = dn_node_save(node, SAVED_Y, y);
   }
   if (st) {
     dn_tensor_release(y);
@@ -796,12 +842,25 @@ static dn_status forward(dn_tensor **out, const dn_node_type *type, int ndim, dn
 dn_status dn_conv2d(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, const int64_t stride[2],
                     const int64_t padding[2], const int64_t dilation[2], int64_t groups) {
   DN_FPMODE_SCOPE();
-  return forward(out, &conv2d_node, 4, x, w, b, stride, padding, dilation, groups);
+  return forward(out, &conv2d_node, 4, x, w, b, stride, padding, dilation, groups, false);
+}
+
+dn_status dn_conv2d_relu(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, const int64_t stride[2],
+                         const int64_t padding[2], const int64_t dilation[2], int64_t groups) {
+  DN_FPMODE_SCOPE();
+  return forward(out, &conv2d_relu_node, 4, x, w, b, stride, padding, dilation, groups, true);
 }
 
 dn_status dn_conv1d(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, int64_t stride, int64_t padding,
                     int64_t dilation, int64_t groups) {
   DN_FPMODE_SCOPE();
   return forward(out, &conv1d_node, 3, x, w, b, (int64_t[]){1, stride}, (int64_t[]){0, padding},
-                 (int64_t[]){1, dilation}, groups);
+                 (int64_t[]){1, dilation}, groups, false);
+}
+
+dn_status dn_conv1d_relu(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, int64_t stride, int64_t padding,
+                         int64_t dilation, int64_t groups) {
+  DN_FPMODE_SCOPE();
+  return forward(out, &conv1d_relu_node, 3, x, w, b, (int64_t[]){1, stride}, (int64_t[]){0, padding},
+                 (int64_t[]){1, dilation}, groups, true);
 }

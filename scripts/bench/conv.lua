@@ -10,7 +10,9 @@
 -- (batch 128), its batch norm, ReLU, the two as nn.Sequential fuses them
 -- (F.batch_norm_relu: against the sum of the two rows above), max pool, the
 -- three as nn.Sequential fuses them (F.batch_norm_relu_max_pool2d: against the
--- fused pair plus max pool), and a depthwise 3x3 convolution next to a dense
+-- fused pair plus max pool), each convolution then ReLU one by one and as
+-- nn.Sequential fuses them (F.conv2d_relu: the CONV+RELU line gives the
+-- ratios), and a depthwise 3x3 convolution next to a dense
 -- one of the same FLOPs (N 8, 28x28: 1024 channels one per group against
 -- 32 -> 32), whose ratio is the last line.
 local dn = require "dropnet"
@@ -82,6 +84,20 @@ bench("BatchNorm2d(32) + ReLU fused, 128x32x28x28", nn.Sequential(nn.BatchNorm2d
 bench("MaxPool2d(2), 128x32x28x28", nn.MaxPool2d(2), dn.randn(128, 32, 28, 28), 0, true)
 bench("BatchNorm2d(32) + ReLU + MaxPool2d(2) fused", nn.Sequential(nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2)),
   dn.randn(128, 32, 28, 28), 0, true)
+-- Conv2d then ReLU one by one (the layers called in turn) and as nn.Sequential fuses them (F.conv2d_relu)
+local function conv_relu_rows(name, conv, x, flops, needs_dx)
+  local chain = setmetatable({parameters = function() return conv:parameters() end},
+    {__call = function(_, v) return nn.ReLU()(conv(v)) end})
+  local _, one = bench(name .. " + ReLU, one by one", chain, x, flops, needs_dx)
+  local _, fused = bench(name .. " + ReLU fused", nn.Sequential(conv, nn.ReLU()), x, flops, needs_dx)
+  return one, fused
+end
+local one1, fused1 = conv_relu_rows("Conv2d 1->32", nn.Conv2d(1, 32, 3, {padding = 1}),
+  dn.randn(128, 1, 28, 28), conv_flops(128, 1, 32, 28, 3, 1), false)
+local one2, fused2 = conv_relu_rows("Conv2d 32->64", nn.Conv2d(32, 64, 3, {padding = 1}),
+  dn.randn(128, 32, 14, 14), conv_flops(128, 32, 64, 14, 3, 1), true)
+print(string.format("CONV+RELU fused forward+backward: %.2fx and %.2fx the time of the two layers one by one",
+  fused1 / one1, fused2 / one2))
 local _, dense = bench("dense Conv2d 32->32 3x3, 8x32x28x28", nn.Conv2d(32, 32, 3, {padding = 1}),
   dn.randn(8, 32, 28, 28), conv_flops(8, 32, 32, 28, 3, 1), true)
 local _, depth = bench("depthwise Conv2d 1024 groups 3x3, 8x1024x28x28",

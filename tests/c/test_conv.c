@@ -388,6 +388,108 @@ static void test_threads_bit_identical(void **state) {
   check_threads(&batch1, 530);
 }
 
+/* --- conv + ReLU ------------------------------------------------------------------------- */
+
+/* y and the gradients of x, w, b for y's gradient g, through dn_conv2d_relu or dn_conv2d then ReLU (dn_unary). */
+static void conv_relu_run(bool fused, dn_tensor *x, dn_tensor *w, dn_tensor *b, const conv_case *c, dn_tensor *g,
+                          dn_tensor *out[4]) {
+  dn_tensor *y, *z;
+  if (fused) {
+    DN_OK_OR_FAIL(dn_conv2d_relu(&y, x, w, b, c->stride, c->pad, c->dil, c->groups));
+  } else {
+    DN_OK_OR_FAIL(dn_conv2d(&z, x, w, b, c->stride, c->pad, c->dil, c->groups));
+    DN_OK_OR_FAIL(dn_unary(&y, DN_RELU, z));
+    dn_tensor_release(z);
+  }
+  if (fused) assert_string_equal(dn_grad_fn_name(y), "conv2d_relu");
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  out[0] = y;
+  dn_tensor *params[3] = {x, w, b};
+  for (int p = 0; p < 3; p++) {
+    out[p + 1] = params[p] ? params[p]->grad : NULL;
+    if (params[p]) params[p]->grad = NULL;
+  }
+}
+
+/* dn_conv2d_relu gives dn_conv2d then dn_relu's bits: output and every
+   gradient, every case (dense, strided, groups, depthwise, shifted planes,
+   transposed dw), with and without bias, on 1 and 3 threads; a gradient
+   with zeros and -0 where the output is positive and a bias pushing outputs
+   to exactly 0 exercise ReLU's edges. */
+static void test_conv_relu_bits(void **state) {
+  (void)state;
+  int saved_threads = dn_get_num_threads();
+  for (size_t i = 0; i < sizeof CASES / sizeof *CASES; i++)
+    for (int threads = 1; threads <= 3; threads += 2)
+      for (int with_bias = 0; with_bias < 2; with_bias++) {
+        const conv_case *c = &CASES[i];
+        DN_OK_OR_FAIL(dn_set_num_threads(threads));
+        dn_tensor *x, *w, *b;
+        make_inputs(c, 40 * i + 7, &x, &w, &b);
+        DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+        DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+        DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+        dn_tensor *bias = with_bias ? b : NULL;
+        dn_tensor *probe;
+        DN_OK_OR_FAIL(dn_conv2d(&probe, x, w, NULL, c->stride, c->pad, c->dil, c->groups));
+        dn_tensor *g = dn_test_random(40 * i + 9, 4, probe->shape);
+        float *gd = dn_tensor_data(g);
+        for (int64_t e = 0; e < dn_tensor_numel(g); e += 5) gd[e] = e % 10 ? -0.0f : 0.0f;
+        dn_tensor_release(probe);
+        dn_tensor *a[4], *r[4];
+        conv_relu_run(true, x, w, bias, c, g, a);
+        conv_relu_run(false, x, w, bias, c, g, r);
+        for (int k = 0; k < 4; k++) {
+          if (!r[k]) {
+            assert_null(a[k]);
+            continue;
+          }
+          size_t bytes = (size_t)dn_tensor_numel(r[k]) * sizeof(float);
+          assert_int_equal(dn_tensor_numel(a[k]), dn_tensor_numel(r[k]));
+          if (memcmp(dn_tensor_data(a[k]), dn_tensor_data(r[k]), bytes))
+            fail_msg("case %zu, %d threads, bias %d: result %d differs from conv then relu", i, threads, with_bias,
+                     k);
+          RELEASE(a[k], r[k]);
+        }
+        RELEASE(x, w, b, g);
+      }
+  DN_OK_OR_FAIL(dn_set_num_threads(saved_threads));
+}
+
+/* dn_conv1d_relu: dn_conv1d then dn_relu's bits. */
+static void test_conv1d_relu_bits(void **state) {
+  (void)state;
+  dn_tensor *x = dn_test_random(900, 3, (int64_t[]){3, 4, 17}), *w = dn_test_random(901, 3, (int64_t[]){6, 2, 3});
+  dn_tensor *b = dn_test_random(902, 1, (int64_t[]){6});
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+  dn_tensor *y[2], *grads[2][3];
+  dn_tensor *g = dn_test_random(903, 3, (int64_t[]){3, 6, 17});
+  for (int fused = 0; fused < 2; fused++) {
+    if (fused) {
+      DN_OK_OR_FAIL(dn_conv1d_relu(&y[1], x, w, b, 1, 1, 1, 2));
+      assert_string_equal(dn_grad_fn_name(y[1]), "conv1d_relu");
+    } else {
+      dn_tensor *z;
+      DN_OK_OR_FAIL(dn_conv1d(&z, x, w, b, 1, 1, 1, 2));
+      DN_OK_OR_FAIL(dn_unary(&y[0], DN_RELU, z));
+      dn_tensor_release(z);
+    }
+    DN_OK_OR_FAIL(dn_backward(y[fused], g, false));
+    dn_tensor *params[3] = {x, w, b};
+    for (int p = 0; p < 3; p++) {
+      grads[fused][p] = params[p]->grad;
+      params[p]->grad = NULL;
+    }
+  }
+  assert_memory_equal(dn_tensor_data(y[0]), dn_tensor_data(y[1]), (size_t)dn_tensor_numel(y[0]) * sizeof(float));
+  for (int p = 0; p < 3; p++)
+    assert_memory_equal(dn_tensor_data(grads[0][p]), dn_tensor_data(grads[1][p]),
+                        (size_t)dn_tensor_numel(grads[0][p]) * sizeof(float));
+  RELEASE(y[0], y[1], grads[0][0], grads[0][1], grads[0][2], grads[1][0], grads[1][1], grads[1][2], x, w, b, g);
+}
+
 /* An image convolved in slabs of output rows (its im2col larger than one
    slab: 72 rows in 6 slabs of 12), a batch of 11 in backward's 8 parts (some
    of 2 images), against the reference, and its gradients against those of
@@ -533,6 +635,8 @@ int main(void) {
     cmocka_unit_test_setup(test_threads_bit_identical, dn_test_reset_modes),
     cmocka_unit_test_setup(test_gradients_reference, dn_test_reset_modes),
     cmocka_unit_test_setup(test_slabs_and_parts, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_conv_relu_bits, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_conv1d_relu_bits, dn_test_reset_modes),
     cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
     cmocka_unit_test_setup(test_pytorch_reference, dn_test_reset_modes),
   };

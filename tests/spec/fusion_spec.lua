@@ -411,4 +411,67 @@ describe("fusion plan", function()
       assert.are.same(cfg.sizes, step_sizes(fused), cfg.name)
     end
   end)
+  it("fuses Conv1d / Conv2d then ReLU, and not a subclass, a replaced forward or a hooked layer", function()
+    local function grad_fn(model, x) return model(x:detach():requires_grad_()).grad_fn end
+    local conv2 = nn.Sequential(nn.Conv2d(2, 3, 3, {padding = 1}), nn.ReLU())
+    assert.are.same({2}, step_sizes(conv2))
+    assert.equal("conv2d_relu", grad_fn(conv2, dn.randn(2, 2, 5, 5)))
+    local conv1 = nn.Sequential(nn.Conv1d(2, 3, 3), nn.ReLU())
+    assert.are.same({2}, step_sizes(conv1))
+    assert.equal("conv1d_relu", grad_fn(conv1, dn.randn(2, 2, 7)))
+    conv2:eval()
+    assert.are.same({2}, step_sizes(conv2))
+    assert.equal("conv2d_relu", grad_fn(conv2, dn.randn(2, 2, 5, 5)))
+    local sub = nn.Sequential(nn.Conv2d:extend("MyConv")(2, 3, 3), nn.ReLU())
+    assert.are.same({1, 1}, step_sizes(sub))
+    local replaced = nn.Conv2d(2, 3, 3)
+    replaced.forward = function(self, v) return nn.Conv2d.forward(self, v) end
+    assert.are.same({1, 1}, step_sizes(nn.Sequential(replaced, nn.ReLU())))
+    local hooked = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU())
+    hooked[2]:register_forward_hook(function() end)
+    assert.are.same({1, 1}, step_sizes(hooked))
+    assert.equal("relu", grad_fn(hooked, dn.randn(2, 2, 5, 5)))
+    -- the layer's own checks and messages
+    H.assert_error(function() conv2(dn.randn(2, 5, 5)) end, "Conv2d: input must be")
+    H.assert_error(function() conv2(dn.randn(1, 4, 5, 5)) end, "conv2d_relu: input [1,4,5,5] has 4 channels")
+  end)
+
+  it("gives the bits of Conv2d / Conv1d and ReLU one by one: SGD steps, even kernels with padding same", function()
+    -- A network without batch norm: each convolution and its ReLU fused (one with groups, one with an even
+    -- kernel and padding "same", whose output is narrowed after the fused call), a 1-D one on the rows.
+    local function model_of()
+      return nn.Sequential(nn.Conv2d(2, 4, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, {2, 3}, {padding = "same", groups = 2}), nn.ReLU(), nn.Flatten(3),
+        nn.Conv1d(4, 3, 3, {bias = false}), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 13, 3))
+    end
+    dn.manual_seed(22)
+    local fused, plain = model_of(), model_of()
+    plain:load_state_dict(fused:state_dict())
+    assert.are.same({2, 1, 2, 1, 2, 1, 1}, step_sizes(fused))
+    local opt_fused = optim.SGD(fused:parameters(), {lr = 0.05, momentum = 0.9})
+    local opt_plain = optim.SGD(plain:parameters(), {lr = 0.05, momentum = 0.9})
+    local loss_fn = nn.CrossEntropyLoss()
+    local target = dn.tensor({1, 2, 3, 1, 2}, "int32")
+    local function run(model, opt, forward, x)
+      local xin = x:detach():requires_grad_()
+      local y = forward(model, xin)
+      opt:zero_grad()
+      loss_fn(y, target):backward()
+      local grads = {xin.grad}
+      for _, p in ipairs(model:parameters()) do grads[#grads + 1] = p.grad end
+      opt:step()
+      return y, grads
+    end
+    for step = 1, 4 do
+      local what = string.format("step %d", step)
+      local x = dn.randn(5, 2, 7, 10)
+      local y1, g1 = run(fused, opt_fused, function(m, v) return m(v) end, x)
+      local y2, g2 = run(plain, opt_plain, unfused, x)
+      assert_bits(y1, y2, what .. ": output")
+      assert.are.equal(#g2, #g1)
+      for i = 1, #g1 do assert_bits(g1[i], g2[i], what .. ": gradient " .. i) end
+      local p1, p2 = fused:parameters(), plain:parameters()
+      for i = 1, #p1 do assert_bits(p1[i], p2[i], what .. ": parameter " .. i) end
+    end
+  end)
 end)

@@ -27,6 +27,16 @@ DN_API dn_status dn_conv2d(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tenso
 DN_API dn_status dn_conv1d(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, int64_t stride, int64_t padding,
                            int64_t dilation, int64_t groups);
 
+/* dn_conv2d then ReLU in one pass over each image's outputs while they are in
+   cache (a "conv2d_relu" node): the bits of dn_conv2d followed by dn_relu, for
+   values and gradients. The fused form of nn.Conv2d, nn.ReLU in a Sequential. */
+DN_API dn_status dn_conv2d_relu(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, const int64_t stride[2],
+                                const int64_t padding[2], const int64_t dilation[2], int64_t groups);
+
+/* dn_conv1d then ReLU, as dn_conv2d_relu (a "conv1d_relu" node). */
+DN_API dn_status dn_conv1d_relu(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, int64_t stride,
+                                int64_t padding, int64_t dilation, int64_t groups);
+
 DN_END_DECLS
 
 #endif

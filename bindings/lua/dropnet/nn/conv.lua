@@ -89,10 +89,14 @@ end
 
 function Conv2d:reset_parameters(opts) return conv_reset(self, "Conv2d", opts) end
 
-function Conv2d:forward(x)
+--- Conv2d:forward_with(x, conv): the layer's forward with conv (F.conv2d, or F.conv2d_relu: the layer then
+-- ReLU, fused) as its arithmetic; forward is this with F.conv2d.
+function Conv2d:forward_with(x, conv)
   check.input("Conv2d", x, 4, "[N, C, H, W]")
-  return F.conv2d(x, self.weight, self.bias, conv_opts(self))
+  return conv(x, self.weight, self.bias, conv_opts(self))
 end
+
+function Conv2d:forward(x) return Conv2d.forward_with(self, x, F.conv2d) end
 
 Conv2d.extra_repr = conv_repr
 
@@ -108,10 +112,13 @@ end
 
 function Conv1d:reset_parameters(opts) return conv_reset(self, "Conv1d", opts) end
 
-function Conv1d:forward(x)
+--- Conv1d:forward_with(x, conv): as Conv2d's, with F.conv1d or F.conv1d_relu.
+function Conv1d:forward_with(x, conv)
   check.input("Conv1d", x, 3, "[N, C, L]")
-  return F.conv1d(x, self.weight, self.bias, conv_opts(self))
+  return conv(x, self.weight, self.bias, conv_opts(self))
 end
+
+function Conv1d:forward(x) return Conv1d.forward_with(self, x, F.conv1d) end
 
 Conv1d.extra_repr = conv_repr
 

@@ -116,10 +116,11 @@ function F._conv_options(where, n, opts)
   return o
 end
 
--- conv1d (n = 1) or conv2d (n = 2) with checked options. padding "same"
--- with an odd total (dilation * (k - 1)) pads the larger half on both sides
--- and drops the output's first row or column: PyTorch puts the extra zero at the end.
-local function conv(n, x, weight, bias, o)
+-- conv1d (n = 1) or conv2d (n = 2) with checked options, then ReLU when relu.
+-- padding "same" with an odd total (dilation * (k - 1)) pads the larger half
+-- on both sides and drops the output's first row or column: PyTorch puts the
+-- extra zero at the end.
+local function conv(n, x, weight, bias, o, relu)
   local pad, trim = o.padding, nil
   if pad == "valid" then
     pad = {0, 0}
@@ -139,9 +140,9 @@ local function conv(n, x, weight, bias, o)
   local y
   if n == 2 then
     y = core.nn_conv2d(x, weight, bias, o.stride[1], o.stride[2], pad[1], pad[2], o.dilation[1], o.dilation[2],
-      o.groups)
+      o.groups, relu)
   else
-    y = core.nn_conv1d(x, weight, bias, o.stride[1], pad[1], o.dilation[1], o.groups)
+    y = core.nn_conv1d(x, weight, bias, o.stride[1], pad[1], o.dilation[1], o.groups, relu)
   end
   if trim then
     for d = 1, n do
@@ -164,6 +165,19 @@ end
 function F.conv1d(x, weight, bias, opts)
   local o = F._conv_options(CONV_NAMES[1], 1, check.options("conv1d", "options", opts, CONV_OPTIONS))
   return conv(1, x, weight, bias, o)
+end
+
+--- conv2d_relu(x, weight[, bias[, opts]]): F.relu(F.conv2d(x, weight, bias, opts)) in one pass over
+-- each image's outputs, the same bits (values and gradients).
+function F.conv2d_relu(x, weight, bias, opts)
+  local o = F._conv_options("conv2d_relu", 2, check.options("conv2d_relu", "options", opts, CONV_OPTIONS))
+  return conv(2, x, weight, bias, o, true)
+end
+
+--- conv1d_relu(x, weight[, bias[, opts]]): F.relu(F.conv1d(x, weight, bias, opts)), as conv2d_relu.
+function F.conv1d_relu(x, weight, bias, opts)
+  local o = F._conv_options("conv1d_relu", 1, check.options("conv1d_relu", "options", opts, CONV_OPTIONS))
+  return conv(1, x, weight, bias, o, true)
 end
 
 -- --- dropout ----------------------------------------------------------------------------

@@ -15,10 +15,10 @@ same values, gradients and generator advance as the layers one by one:
 
 The rules: Linear, ReLU, Dropout (while the dropout draws); Linear then
 ReLU, Tanh or Sigmoid; BatchNorm2d, ReLU, MaxPool2d (a 2x2 pool at stride
-2); BatchNorm1d or BatchNorm2d then ReLU.
+2); BatchNorm1d or BatchNorm2d then ReLU; Conv1d or Conv2d then ReLU.
 
-Adding a fusion (convolution + bias + ReLU + channel dropout, say) is one
-more entry in RULES. At each position the first rule that matches wins, so
+Adding a fusion (convolution + ReLU + channel dropout, say) is one more
+entry in RULES. At each position the first rule that matches wins, so
 longer runs come first.
 
 A plan is the list of steps of one Sequential: a fused run or one layer. It
@@ -42,11 +42,15 @@ local activations = require "dropnet.nn.activations"
 local dropout = require "dropnet.nn.dropout"
 local normalization = require "dropnet.nn.normalization"
 local pooling = require "dropnet.nn.pooling"
+local conv = require "dropnet.nn.conv"
 
 local Linear, Dropout = layers.Linear, dropout.Dropout
 local ReLU, Tanh, Sigmoid = activations.ReLU, activations.Tanh, activations.Sigmoid
 local BatchNorm1d, BatchNorm2d = normalization.BatchNorm1d, normalization.BatchNorm2d
 local MaxPool2d = pooling.MaxPool2d
+local Conv1d, Conv2d = conv.Conv1d, conv.Conv2d
+-- The fused form of each convolution's forward.
+local CONV_RELU = {[Conv1d] = F.conv1d_relu, [Conv2d] = F.conv2d_relu}
 
 local M = {}
 
@@ -131,6 +135,20 @@ local RULES = {
     watch = {{}, {}},
     applies = function() return true end,
     forward = function(x, bn) return getmetatable(bn).forward_with(bn, x, F.batch_norm_relu) end,
+  },
+  -- Conv1d or Conv2d then ReLU: the ReLU in the pass that adds the bias to
+  -- each image's outputs while they are in cache, and ReLU's backward on each
+  -- image's gradient inside the convolution's backward (F.conv2d_relu), run
+  -- by the layer's own forward (its checks and messages). A network without
+  -- batch norm: the ReLU's own passes over memory are gone.
+  {
+    pattern = {{Conv1d, Conv2d}, ReLU},
+    watch = {{}, {}},
+    applies = function() return true end,
+    forward = function(x, c)
+      local cls = getmetatable(c)
+      return cls.forward_with(c, x, CONV_RELU[cls])
+    end,
   },
 }
 M.RULES = RULES
