@@ -244,9 +244,20 @@ size_t dn_gemm_here_floats(const dn_gemm_kernel *kern, int64_t m, int64_t n, int
   return a_floats + b_floats;
 }
 
+static int unpacked_path(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
+
 void dn_gemm_here(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                   float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                   int64_t ldc, float *buffer, const float *a_packed) {
+  /* the unpacked paths as dn_gemm takes them (a first convolution's dw: [32, 784] @ [784, 9] as dot
+     products along the positions, where packing transposed the image's gradient) */
+  int path = a_packed ? 0 : unpacked_path(kern, trans_a, trans_b, m, n, k);
+  if (path) {
+    dn_gemm_direct_args d = {.k = k, .a = a, .a_rs = trans_a ? 1 : lda, .a_ps = trans_a ? lda : 1, .b = b,
+                             .ldb = ldb, .c = c, .ldc = ldc, .alpha = alpha, .beta = beta};
+    (path == 2 ? kern->dot : kern->direct)(&d, 0, m, 0, n);
+    return;
+  }
   gemm_args g = {.kern = kern, .trans_a = trans_a, .trans_b = trans_b, .m = m, .n = n, .k = k, .lda = lda,
                  .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c, .a_packed = a_packed};
   here_sizes(kern, m, n, k, &g.kc_full, &g.a_floats, &g.b_floats);
