@@ -27,6 +27,12 @@
 ** 2 threads of the Sapphire Rapids; an image's [64, 288] @ [288, 196] alone
 ** runs at ~146 GFLOP/s on one core.
 **
+** Same-width convolutions (stride 1, 3x3 with padding 1) read the image
+** through a map of where each kernel position falls inside it (inside_map):
+** the forward's panels and backward's col are masked copies of x's planes.
+** With dn_conv2d_relu the ReLU rides on the bias pass, and its backward on
+** each image's gradient before the products (the bits of the two ops).
+**
 ** col is never saved between forward and backward: recomputing it costs one
 ** copy of x's receptive fields, keeping it would hold KH * KW copies of x
 ** per layer until backward. Scratch (col, dcol, the forward's rows, the sgemm's panels) comes
@@ -340,7 +346,7 @@ typedef struct conv_job {
   const dn_tensor *x;             /* forward, and backward's dw: any strides */
   const float *w, *bias, *grad;   /* contiguous; grad [N, O, positions] */
   const float *w_packed;          /* each group's w (forward) or w^T (dx) packed once, or NULL */
-  const uint8_t *inside;          /* the forward's inside_map, or NULL */
+  const uint8_t *inside;          /* inside_map (forward, and backward's im2col for dw), or NULL */
   bool relu;                      /* forward: ReLU on the outputs (after the bias) */
   const float *relu_y;            /* backward: conv + ReLU's output [N, O, positions]; grad is read through
                                      ReLU's backward at it, image by image into the task's gbuf; or NULL */
@@ -489,7 +495,8 @@ static void backward_task(void *ctx, int t, int nt) {
     float *dw = j->dw ? j->dw + p * g->out_ch * g->group_rows : NULL;
     double *db = j->db ? j->db + p * g->out_ch * LANES : NULL;
     int64_t n0 = dn_split(g->batch, (int)p, (int)j->parts), n1 = dn_split(g->batch, (int)p + 1, (int)j->parts);
-    for (int64_t n = n0; n < n1; n++, zeroed = true) backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, zeroed);
+    for (int64_t n = n0; n < n1; n++, zeroed = true)
+      backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, zeroed);
   }
 }
 
@@ -782,7 +789,8 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
   if (!st && depthwise(g)) {
     st = dn_depthwise_forward(op, g, x, wd, bd, dn_tensor_data(y));   /* the bias is in */
     float *yd = dn_tensor_data(y);
-    for (int64_t e = 0; !st && relu && e < dn_tensor_numel(y); e++) yd[e] = yd[e] < 0.0f ? 0.0f : yd[e];
+    int64_t count = relu && !st ? dn_tensor_numel(y) : 0;
+    for (int64_t e = 0; e < count; e++) yd[e] = yd[e] < 0.0f ? 0.0f : yd[e];
   } else if (!st) {
     conv_job j = {.g = g, .slab = slab_rows(g), .x = x, .w = wd, .bias = bd, .y = dn_tensor_data(y), .parts = 1,
                   .relu = relu};
