@@ -45,6 +45,20 @@ local function assert_bits(a, b, what)
   end
 end
 
+-- One SGD step of model on x (a 5-sample batch, targets 1 2 3 1 2) through forward(model, x): the output and
+-- the gradients of x and of every parameter (false: none), before the step.
+local TARGET = dn.tensor({1, 2, 3, 1, 2}, "int32")
+local function sgd_step(model, opt, forward, x)
+  local xin = x:detach():requires_grad_()
+  local y = forward(model, xin)
+  opt:zero_grad()
+  nn.CrossEntropyLoss()(y, TARGET):backward()
+  local grads = {xin.grad}
+  for _, p in ipairs(model:parameters()) do grads[#grads + 1] = p.grad or false end
+  opt:step()
+  return y, grads
+end
+
 describe("fusion plan", function()
   it("is compiled on the first forward and reused while nothing changes", function()
     local model = mlp()
@@ -210,24 +224,12 @@ describe("fusion plan", function()
       plain:load_state_dict(fused:state_dict())
       local function sgd(model) return optim.SGD(model:parameters(), {lr = 0.05, momentum = 0.9}) end
       local opt_fused, opt_plain = sgd(fused), sgd(plain)
-      local loss_fn = nn.CrossEntropyLoss()
-      local target = dn.tensor({1, 2, 3, 1, 2}, "int32")
-      local function run(model, opt, forward, x)
-        local xin = x:detach():requires_grad_()
-        local y = forward(model, xin)
-        opt:zero_grad()
-        loss_fn(y, target):backward()
-        local grads = {xin.grad}
-        for _, p in ipairs(model:parameters()) do grads[#grads + 1] = p.grad or false end
-        opt:step()
-        return y, grads
-      end
       local function same_step(what, seed)
         what = cfg.name .. ", " .. what
         dn.manual_seed(seed)
         local x = dn.randn(5, 2, 6, 6)
-        local y1, g1 = run(fused, opt_fused, function(m, v) return m(v) end, x)
-        local y2, g2 = run(plain, opt_plain, unfused, x)
+        local y1, g1 = sgd_step(fused, opt_fused, function(m, v) return m(v) end, x)
+        local y2, g2 = sgd_step(plain, opt_plain, unfused, x)
         assert_bits(y1, y2, what .. ": output")
         assert.are.equal(#g2, #g1)
         for i = 1, #g1 do
@@ -374,25 +376,13 @@ describe("fusion plan", function()
       plain:load_state_dict(fused:state_dict())
       local function sgd(model) return optim.SGD(model:parameters(), {lr = 0.05, momentum = 0.9}) end
       local opt_fused, opt_plain = sgd(fused), sgd(plain)
-      local loss_fn = nn.CrossEntropyLoss()
-      local target = dn.tensor({1, 2, 3, 1, 2}, "int32")
-      local function run(model, opt, forward, x)
-        local xin = x:detach():requires_grad_()
-        local y = forward(model, xin)
-        opt:zero_grad()
-        loss_fn(y, target):backward()
-        local grads = {xin.grad}
-        for _, p in ipairs(model:parameters()) do grads[#grads + 1] = p.grad end
-        opt:step()
-        return y, grads
-      end
       for step, mode in ipairs {"train", "train", "eval", "mc", "train"} do
         local what = string.format("%s, step %d (%s)", cfg.name, step, mode)
         fused[mode](fused)
         plain[mode](plain)
         local x = dn.randn(5, 2, 7, 9)
-        local y1, g1 = run(fused, opt_fused, function(m, v) return m(v) end, x)
-        local y2, g2 = run(plain, opt_plain, unfused, x)
+        local y1, g1 = sgd_step(fused, opt_fused, function(m, v) return m(v) end, x)
+        local y2, g2 = sgd_step(plain, opt_plain, unfused, x)
         assert_bits(y1, y2, what .. ": output")
         assert.are.equal(#g2, #g1)
         for i = 1, #g1 do assert_bits(g1[i], g2[i], what .. ": gradient " .. i) end
@@ -450,23 +440,11 @@ describe("fusion plan", function()
     assert.are.same({2, 1, 2, 1, 2, 1, 1}, step_sizes(fused))
     local opt_fused = optim.SGD(fused:parameters(), {lr = 0.05, momentum = 0.9})
     local opt_plain = optim.SGD(plain:parameters(), {lr = 0.05, momentum = 0.9})
-    local loss_fn = nn.CrossEntropyLoss()
-    local target = dn.tensor({1, 2, 3, 1, 2}, "int32")
-    local function run(model, opt, forward, x)
-      local xin = x:detach():requires_grad_()
-      local y = forward(model, xin)
-      opt:zero_grad()
-      loss_fn(y, target):backward()
-      local grads = {xin.grad}
-      for _, p in ipairs(model:parameters()) do grads[#grads + 1] = p.grad end
-      opt:step()
-      return y, grads
-    end
     for step = 1, 4 do
       local what = string.format("step %d", step)
       local x = dn.randn(5, 2, 7, 10)
-      local y1, g1 = run(fused, opt_fused, function(m, v) return m(v) end, x)
-      local y2, g2 = run(plain, opt_plain, unfused, x)
+      local y1, g1 = sgd_step(fused, opt_fused, function(m, v) return m(v) end, x)
+      local y2, g2 = sgd_step(plain, opt_plain, unfused, x)
       assert_bits(y1, y2, what .. ": output")
       assert.are.equal(#g2, #g1)
       for i = 1, #g1 do assert_bits(g1[i], g2[i], what .. ": gradient " .. i) end
