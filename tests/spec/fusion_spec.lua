@@ -59,6 +59,15 @@ local function sgd_step(model, opt, forward, x)
   return y, grads
 end
 
+-- Asserts one step's outputs y, gradients g and the models' parameters hold the same bits fused and plain.
+local function assert_same_step(what, y1, g1, y2, g2, fused, plain)
+  assert_bits(y1, y2, what .. ": output")
+  assert.are.equal(#g2, #g1)
+  for i = 1, #g1 do assert_bits(g1[i], g2[i], what .. ": gradient " .. i) end
+  local p1, p2 = fused:parameters(), plain:parameters()
+  for i = 1, #p1 do assert_bits(p1[i], p2[i], what .. ": parameter " .. i) end
+end
+
 describe("fusion plan", function()
   it("is compiled on the first forward and reused while nothing changes", function()
     local model = mlp()
@@ -383,11 +392,7 @@ describe("fusion plan", function()
         local x = dn.randn(5, 2, 7, 9)
         local y1, g1 = sgd_step(fused, opt_fused, function(m, v) return m(v) end, x)
         local y2, g2 = sgd_step(plain, opt_plain, unfused, x)
-        assert_bits(y1, y2, what .. ": output")
-        assert.are.equal(#g2, #g1)
-        for i = 1, #g1 do assert_bits(g1[i], g2[i], what .. ": gradient " .. i) end
-        local p1, p2 = fused:parameters(), plain:parameters()
-        for i = 1, #p1 do assert_bits(p1[i], p2[i], what .. ": parameter " .. i) end
+        assert_same_step(what, y1, g1, y2, g2, fused, plain)
         local b1, b2 = fused:named_buffers(), plain:named_buffers()
         assert.are.equal(#b2, #b1)
         for i = 1, #b1 do
@@ -445,11 +450,7 @@ describe("fusion plan", function()
       local x = dn.randn(5, 2, 7, 10)
       local y1, g1 = sgd_step(fused, opt_fused, function(m, v) return m(v) end, x)
       local y2, g2 = sgd_step(plain, opt_plain, unfused, x)
-      assert_bits(y1, y2, what .. ": output")
-      assert.are.equal(#g2, #g1)
-      for i = 1, #g1 do assert_bits(g1[i], g2[i], what .. ": gradient " .. i) end
-      local p1, p2 = fused:parameters(), plain:parameters()
-      for i = 1, #p1 do assert_bits(p1[i], p2[i], what .. ": parameter " .. i) end
+      assert_same_step(what, y1, g1, y2, g2, fused, plain)
     end
   end)
 end)
