@@ -453,10 +453,10 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
   const float *gn = j->grad + n * g->out_ch * l;
   if (j->relu_y) {
-    /* ReLU's backward (unary.c's rule: 0 where y <= 0), the image's gradient while it stays in cache */
+    /* ReLU's backward (lanes.h, 0 where y <= 0), the image's gradient while it stays in cache */
     const float *y = j->relu_y + n * g->out_ch * l;
 #pragma omp simd
-    for (int64_t e = 0; e < g->out_ch * l; e++) gbuf[e] = y[e] <= 0.0f ? 0.0f : gn[e];
+    for (int64_t e = 0; e < g->out_ch * l; e++) gbuf[e] = relu_grad(gn[e], y[e]);
     gn = gbuf;
   }
   float *dx = j->dx ? j->dx + n * g->in_ch * g->in_h * g->in_w : NULL;
@@ -634,7 +634,7 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
     const float *yd = dn_tensor_data(y);
     if (!(g_relu = dn_alloc((size_t)count * sizeof *g_relu)))
       st = dn_fail(DN_ENOMEM, "%s: out of memory for its gradient through ReLU", op);
-    for (int64_t e = 0; !st && e < count; e++) g_relu[e] = yd[e] <= 0.0f ? 0.0f : gd[e];
+    for (int64_t e = 0; !st && e < count; e++) g_relu[e] = relu_grad(gd[e], yd[e]);
     gd = g_relu;
   }
   if (!st && run && !dense && want_dx) st = dn_depthwise_dx(op, &g, dn_tensor_data(wc), gd, dn_tensor_data(dx));

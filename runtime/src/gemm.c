@@ -245,6 +245,8 @@ size_t dn_gemm_here_floats(const dn_gemm_kernel *kern, int64_t m, int64_t n, int
 }
 
 static int unpacked_path(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
+static dn_gemm_direct_args direct_args(bool trans_a, int64_t k, float alpha, const float *a, int64_t lda,
+                                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
 void dn_gemm_here(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                   float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
@@ -253,8 +255,7 @@ void dn_gemm_here(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_
      products along the positions, where packing transposed the image's gradient) */
   int path = a_packed ? 0 : unpacked_path(kern, trans_a, trans_b, m, n, k);
   if (path) {
-    dn_gemm_direct_args d = {.k = k, .a = a, .a_rs = trans_a ? 1 : lda, .a_ps = trans_a ? lda : 1, .b = b,
-                             .ldb = ldb, .c = c, .ldc = ldc, .alpha = alpha, .beta = beta};
+    dn_gemm_direct_args d = direct_args(trans_a, k, alpha, a, lda, b, ldb, beta, c, ldc);
     (path == 2 ? kern->dot : kern->direct)(&d, 0, m, 0, n);
     return;
   }
@@ -324,13 +325,19 @@ static void direct_task(void *ctx, int t, int nt) {
   else j->fn(&j->d, first, last, 0, j->n);
 }
 
+/* The unpacked paths' operands: op(A) through its row and k strides. */
+static dn_gemm_direct_args direct_args(bool trans_a, int64_t k, float alpha, const float *a, int64_t lda,
+                                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  return (dn_gemm_direct_args){.k = k, .a = a, .a_rs = trans_a ? 1 : lda, .a_ps = trans_a ? lda : 1, .b = b,
+                               .ldb = ldb, .c = c, .ldc = ldc, .alpha = alpha, .beta = beta};
+}
+
 /* Threads take whole tiles (the bits do not depend on the split). */
 static void direct_run(const dn_gemm_kernel *kern, bool dot, bool trans_a, int64_t m, int64_t n, int64_t k,
                        float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                        int64_t ldc) {
   direct_job j = {.kern = kern, .fn = dot ? kern->dot : kern->direct, .m = m, .n = n,
-                  .d = {.k = k, .a = a, .a_rs = trans_a ? 1 : lda, .a_ps = trans_a ? lda : 1, .b = b, .ldb = ldb,
-                        .c = c, .ldc = ldc, .alpha = alpha, .beta = beta}};
+                  .d = direct_args(trans_a, k, alpha, a, lda, b, ldb, beta, c, ldc)};
   int64_t col_unit = dot ? kern->dot_cols : kern->direct_cols, row_unit = dot ? kern->dot_rows : kern->mr;
   double work = (double)m * (double)n * (double)k;
   bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());

@@ -234,6 +234,15 @@ describe("convolution errors", function()
     assert_error(function() F.conv2d(x, w, nil, {groups = 2}) end, "conv2d: groups 2 does not divide")
     assert_error(function() F.conv2d(x:int(), w) end, "conv2d: expects float32 tensors (got input int32")
     assert_error(function() F.conv1d(x, w) end, "conv1d: input must be 3-D [N, C, L]")
+    -- the fused forms, under their own names
+    assert_error(function() F.conv2d_relu(dn.zeros(2, 2, 5, 5), w) end,
+      "conv2d_relu: input [2,2,5,5] has 2 channels but weight [4,3,3,3] expects 3 per group x 1 groups")
+    assert_error(function() F.conv2d_relu(x, w, nil, {stride = 0}) end,
+      "conv2d_relu: stride must be an integer >= 1 (got 0)")
+    assert_error(function() F.conv2d_relu(x, w, nil, {strides = 2}) end, "conv2d_relu")
+    assert_error(function() F.conv1d_relu(x, w) end, "conv1d_relu: input must be 3-D [N, C, L]")
+    assert_error(function() nn.Conv2d(3, 4, 3):forward_with(dn.zeros(2, 3, 5), F.conv2d_relu) end,
+      "Conv2d: input must be")
   end)
   it("check options with the library's wording", function()
     assert_error(function() F.conv2d(x, w, nil, {stride = 0}) end, "conv2d: stride must be an integer >= 1 (got 0)")
