@@ -110,6 +110,22 @@ static int l_linear_relu_dropout(lua_State *L) {
   return 1;
 }
 
+/* core.batch_norm_relu_max_pool2d_dropout2d(x, weight, bias, running_mean, running_var, training, momentum, eps, p[,
+   generator[, scaling]]): core.nn_batch_norm_relu_max_pool2d's arguments (nil for no tensor), then channel
+   dropout's */
+static int l_batch_norm_relu_max_pool2d_dropout2d(lua_State *L) {
+  dn_tensor *x = dn_lua_check_tensor(L, 1), *t[4];
+  for (int i = 0; i < 4; i++) t[i] = lua_isnoneornil(L, 2 + i) ? NULL : dn_lua_check_tensor(L, 2 + i);
+  bool training = lua_toboolean(L, 6);
+  double momentum = luaL_checknumber(L, 7), eps = luaL_checknumber(L, 8), p = check_p(L, 9);
+  dn_rng *rng = dn_lua_opt_rng(L, 10);
+  dn_dropout_scaling scaling = check_scaling(L, 11);
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_batch_norm_relu_max_pool2d_dropout2d(&r->t, x, t[0], t[1], t[2], t[3], training, momentum,
+                                                                 eps, p, rng, scaling));
+  return 1;
+}
+
 /* core.dropout_mask(shape, p[, generator]): the uint8 keep mask (1 = kept) that core.dropout
    would draw now for a tensor of that shape; the generator does not advance. */
 static int l_dropout_mask(lua_State *L) {
@@ -159,6 +175,7 @@ static const luaL_Reg dropout_functions[] = {
   {"dropout_locked", l_dropout_locked}, {"alpha_dropout", l_alpha_dropout},
   {"gaussian_dropout", l_gaussian_dropout}, {"dropconnect_linear", l_dropconnect_linear},
   {"linear_relu_dropout", l_linear_relu_dropout},
+  {"batch_norm_relu_max_pool2d_dropout2d", l_batch_norm_relu_max_pool2d_dropout2d},
   {"dropout_mask", l_dropout_mask}, {"dropout_saved_mask_bytes", l_dropout_saved_mask_bytes},
   {"dropblock2d", l_dropblock2d}, {"dropblock2d_mask", l_dropblock2d_mask},
   {NULL, NULL}};

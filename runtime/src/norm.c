@@ -58,12 +58,25 @@
 ** window whose output is <= 0 with index -1 (no gradient) and keeps the
 ** indices only, as the chain keeps. Rows of an odd H or W that no window
 ** reads get no gradient from the pool, and still their share of the sums.
+**
+** With channel dropout after the pool (dn_batch_norm_relu_max_pool2d_dropout2d,
+** the block of a small CNN with Dropout2d) the write pass draws nothing per
+** element: the (n, c) rows' decisions are dn_dropout_channels' (one byte
+** each, drawn before the pass), a dropped row is written as zeros with every
+** index -1 without being normalized, and a kept row's pooled outputs are
+** multiplied by the scale, as the dropout's own pass would. Backward needs
+** no mask: the chain's dropout backward hands the pool g * scale on kept
+** rows and zeros on dropped ones, and a dropped row's indices, all -1,
+** already make its rebuilt gradient +0; so the rebuilt gradient takes
+** 0 + g * scale at a window's argmax (scale 1 without the dropout), and the
+** bits are those of the chain with dn_dropout_channels after the pool.
 */
 #include <stdio.h>
 #include <string.h>
 
 #include "dropnet/autograd.h"
 #include "dropnet/norm.h"
+#include "dropout_mask.h"
 #include "graph.h"
 #include "internal.h"
 #include "lanes.h"
@@ -74,6 +87,7 @@
    plane, -1 where ReLU zeroed the window's output) */
 enum { SAVED_X = 0, SAVED_WEIGHT = 1, SAVED_MEAN = 2, SAVED_INVSTD = 3, SAVED_Y = 4, SAVED_INDICES = 4 };
 enum { NODE_TRAINING = 0, NODE_RELU = 1, NODE_POOL = 2 };   /* node->ints: batch statistics used; ReLU; pool */
+enum { NODE_GRAD_SCALE = 0 };   /* node->scalars with the pool: the dropout's scale of kept rows' gradients */
 _Static_assert(SAVED_Y < DN_NODE_SAVED && SAVED_INDICES < DN_NODE_SAVED,
                "norm.c: a node holds x, weight, mean, invstd and y or the indices");
 
@@ -218,6 +232,8 @@ typedef struct bn_pool_job {
   float *scratch;            /* per task: a plane, then zeros the chunked pool may read (max_2x2_slack) */
   int64_t scratch_floats;    /* floats from one task's part to the next */
   int tasks;
+  const uint8_t *keep;       /* channel dropout's decision of each row (n, c), or NULL: no dropout */
+  float scale;               /* the dropout's scale of kept rows */
 } bn_pool_job;
 
 /* idx = -1 where y <= 0, as a select of bits: the conditional store left
@@ -237,13 +253,23 @@ static void forward_pool_task(void *ctx, int task, int tasks) {
   float *plane = j->scratch + task * j->scratch_floats;
   const float *plane_end = plane + j->scratch_floats;
   for (int64_t r = dn_split(rows, task, tasks); r < dn_split(rows, task + 1, tasks); r++) {
-    const double *p = f->param + 3 * (r % f->d.c);
-    forward_run(plane, f->x + r * s, s, p[0], p[1], p[2], true);
     float *y = j->y + r * out;
     int32_t *idx = j->idx ? j->idx + r * out : NULL;
+    if (j->keep && !j->keep[r]) {   /* dropped: zeros, and no gradient to route */
+      memset(y, 0, (size_t)out * sizeof *y);
+      if (idx) memset(idx, 0xff, (size_t)out * sizeof *idx);
+      continue;
+    }
+    const double *p = f->param + 3 * (r % f->d.c);
+    forward_run(plane, f->x + r * s, s, p[0], p[1], p[2], true);
     max_plane_2x2(y, idx, plane, plane_end, j->in_w, j->out_h, j->out_w);
     if (idx)   /* ReLU's backward zeroes the window's gradient: none to route */
       mask_indices(idx, y, out);
+    if (j->keep) {
+      float scale = j->scale;
+#pragma omp simd
+      for (int64_t o = 0; o < out; o++) y[o] *= scale;
+    }
   }
 }
 
@@ -264,6 +290,7 @@ typedef struct bn_backward_job {
   int64_t in_w, out_h, out_w;
   float *scratch;            /* per task: a plane of the rebuilt gradient, zeroed before the pass */
   int64_t scratch_floats;
+  float g_scale;             /* g's factor on the way into the plane: the dropout's scale, else 1 */
 } bn_backward_job;
 
 /* dx of n elements of a channel; with relu (a constant once inlined) g through ReLU's backward at y. */
@@ -324,7 +351,9 @@ static void backward_rows(const void *ctx, int64_t r0, int64_t r1) {
 ** With the pool: row r's gradient as the unfused chain hands it to batch
 ** norm + ReLU's backward, with ReLU's backward applied, into plane (S
 ** floats). Max pool's backward zeroes the plane and adds each output's
-** gradient at its window's argmax: the argmax gets 0 + g (which turns -0
+** gradient (after a dropout, g * scale: its backward on a kept row; a
+** dropped row's windows are all -1) at its window's argmax: the argmax gets
+** 0 + g (which turns -0
 ** into +0, and flushes a denormal g under FTZ, as the chain's add does),
 ** the window's other three positions +0. A window whose output ReLU zeroed
 ** (index -1) gets +0 everywhere, which is what ReLU's backward makes of its
@@ -337,11 +366,12 @@ static void backward_rows(const void *ctx, int64_t r0, int64_t r1) {
 ** written: the plane's zeros from before the pass.
 */
 static DN_ALWAYS_INLINE void unpool_windows(float *r0, float *r1, const float *g, const int32_t *idx, int32_t base,
-                                            int32_t w, int64_t windows) {
+                                            int32_t w, int64_t windows, float scale) {
 #pragma omp simd
   for (int64_t ow = 0; ow < windows; ow++) {
     int32_t at = idx[ow] - (base + 2 * (int32_t)ow);   /* 0, 1, w, w + 1; negative: masked */
-    float v = 0.0f + g[ow];
+    float gs = g[ow] * scale;   /* scale 1 (no dropout): g itself */
+    float v = 0.0f + gs;
     r0[2 * ow] = at == 0 ? v : 0.0f;
     r0[2 * ow + 1] = at == 1 ? v : 0.0f;
     r1[2 * ow] = at == w ? v : 0.0f;
@@ -362,10 +392,10 @@ static void unpool_row(float *plane, const bn_backward_job *j, int64_t r) {
       int64_t k = ow0 + run <= out_w ? ow0 : out_w - run;   /* the last run ends at the row's end */
       float *a = r0 + 2 * k, *b = r1 + 2 * k;
       int32_t at = base + 2 * (int32_t)k;
-      if (run == 16) unpool_windows(a, b, g + k, idx + k, at, w, 16);
-      else if (run == 8) unpool_windows(a, b, g + k, idx + k, at, w, 8);
-      else if (run == 4) unpool_windows(a, b, g + k, idx + k, at, w, 4);
-      else unpool_windows(a, b, g + k, idx + k, at, w, run);
+      if (run == 16) unpool_windows(a, b, g + k, idx + k, at, w, 16, j->g_scale);
+      else if (run == 8) unpool_windows(a, b, g + k, idx + k, at, w, 8, j->g_scale);
+      else if (run == 4) unpool_windows(a, b, g + k, idx + k, at, w, 4, j->g_scale);
+      else unpool_windows(a, b, g + k, idx + k, at, w, run, j->g_scale);
     }
   }
 }
@@ -457,7 +487,8 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
                            grad_in[1] ? dn_tensor_data(grad_in[1]) : NULL,
                            grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL, param,
                            idx ? dn_tensor_data(idx) : NULL, pool ? node->in_shape[0][3] : 0,
-                           pool ? grad->shape[2] : 0, pool ? grad->shape[3] : 0, NULL, 0};
+                           pool ? grad->shape[2] : 0, pool ? grad->shape[3] : 0, NULL, 0,
+                           pool ? (float)node->scalars[NODE_GRAD_SCALE] : 1.0f};
     if (pool) {
       st = backward_pooled(&job, node->type->name);
     } else {
@@ -474,6 +505,8 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
 static const dn_node_type batch_norm_node = {"batch_norm", batch_norm_backward};
 static const dn_node_type batch_norm_relu_node = {"batch_norm_relu", batch_norm_backward};
 static const dn_node_type batch_norm_relu_max_pool2d_node = {"batch_norm_relu_max_pool2d", batch_norm_backward};
+static const dn_node_type batch_norm_relu_max_pool2d_dropout2d_node = {"batch_norm_relu_max_pool2d_dropout2d",
+                                                                       batch_norm_backward};
 
 /* --- checks ------------------------------------------------------------------------------- */
 
@@ -549,15 +582,34 @@ static dn_status check_pool_input(const char *op, const dn_tensor *x) {
   return DN_OK;
 }
 
-/* The forward of dn_batch_norm, dn_batch_norm_relu and dn_batch_norm_relu_max_pool2d: type says which. */
+/* Channel dropout after the pool: the decision of each row (n, c), and the kept rows' scale. */
+typedef struct bn_dropout {
+  const uint8_t *keep;
+  float scale;
+} bn_dropout;
+
+/* Whether type pools. */
+static bool pools(const dn_node_type *type) {
+  return type == &batch_norm_relu_max_pool2d_node || type == &batch_norm_relu_max_pool2d_dropout2d_node;
+}
+
+/* The checks of a batch norm entry point (type: which); the pool's input first, as its message is narrower. */
+static dn_status check_batch_norm(const dn_node_type *type, const dn_tensor *x, const dn_tensor *weight,
+                                  const dn_tensor *bias, const dn_tensor *running_mean,
+                                  const dn_tensor *running_var, bool training, double momentum, double eps) {
+  dn_status st = pools(type) ? check_pool_input(type->name, x) : DN_OK;
+  if (!st) st = check_args(type->name, x, weight, bias, running_mean, running_var, training, momentum, eps);
+  return st;
+}
+
+/* The forward of dn_batch_norm, dn_batch_norm_relu, dn_batch_norm_relu_max_pool2d and the last with a
+   dropout (drop: its decisions; NULL: none drawn): type says which. The arguments are checked. */
 static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
                             dn_tensor *running_mean, dn_tensor *running_var, bool training, double momentum,
-                            double eps, const dn_node_type *type) {
+                            double eps, const dn_node_type *type, const bn_dropout *drop) {
   *out = NULL;
-  bool pool = type == &batch_norm_relu_max_pool2d_node, relu = pool || type == &batch_norm_relu_node;
-  dn_status st = pool ? check_pool_input(type->name, x) : DN_OK;
-  if (!st) st = check_args(type->name, x, weight, bias, running_mean, running_var, training, momentum, eps);
-  if (st) return st;
+  bool pool = pools(type), relu = pool || type == &batch_norm_relu_node;
+  dn_status st;
   bn_dims d = dims_of(x->ndim, x->shape);
   if (d.n == 0) running_mean = running_var = NULL;   /* nothing to learn from */
   int64_t shape[DN_MAX_DIMS];
@@ -580,7 +632,8 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
   bn_pool_job pj = {.tasks = 0};
   if (!st && pool && d.n > 0) {
     pj = (bn_pool_job){.in_w = x->shape[3], .out_h = shape[2], .out_w = shape[3],
-                       .tasks = tasks_for(d.n * d.c, 2 * d.n * d.c * d.s)};
+                       .tasks = tasks_for(d.n * d.c, 2 * d.n * d.c * d.s), .keep = drop ? drop->keep : NULL,
+                       .scale = drop ? drop->scale : 1.0f};
     st = task_scratch(&pj.scratch, &pj.scratch_floats, type->name, pj.tasks, d.s + max_2x2_slack(shape[3]));
   }
   if (!st) {
@@ -612,6 +665,7 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
     node->ints[NODE_TRAINING] = training;
     node->ints[NODE_RELU] = relu;
     node->ints[NODE_POOL] = pool;
+    node->scalars[NODE_GRAD_SCALE] = drop ? drop->scale : 1.0;
     st = save_for_backward(node, x, weight, mean, invstd);
     if (!st && pool) st = dn_node_save(node, SAVED_INDICES, idx);   /* the pool's routes and ReLU's mask */
     else if (!st && relu) st = dn_node_save(node, SAVED_Y, y);     /* ReLU's mask in backward */
@@ -630,26 +684,64 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
   return DN_OK;
 }
 
+/* A checked entry point without dropout. */
+static dn_status batch_norm_checked(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
+                                    dn_tensor *running_mean, dn_tensor *running_var, bool training, double momentum,
+                                    double eps, const dn_node_type *type) {
+  *out = NULL;
+  dn_status st = check_batch_norm(type, x, weight, bias, running_mean, running_var, training, momentum, eps);
+  if (st) return st;
+  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, type, NULL);
+}
+
 dn_status dn_batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias, dn_tensor *running_mean,
                         dn_tensor *running_var, bool training, double momentum, double eps) {
   DN_FPMODE_SCOPE();
-  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, &batch_norm_node);
+  return batch_norm_checked(out, x, weight, bias, running_mean, running_var, training, momentum, eps,
+                            &batch_norm_node);
 }
 
 dn_status dn_batch_norm_relu(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
                              dn_tensor *running_mean, dn_tensor *running_var, bool training, double momentum,
                              double eps) {
   DN_FPMODE_SCOPE();
-  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps,
-                    &batch_norm_relu_node);
+  return batch_norm_checked(out, x, weight, bias, running_mean, running_var, training, momentum, eps,
+                            &batch_norm_relu_node);
 }
 
 dn_status dn_batch_norm_relu_max_pool2d(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
                                         dn_tensor *running_mean, dn_tensor *running_var, bool training,
                                         double momentum, double eps) {
   DN_FPMODE_SCOPE();
-  return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps,
-                    &batch_norm_relu_max_pool2d_node);
+  return batch_norm_checked(out, x, weight, bias, running_mean, running_var, training, momentum, eps,
+                            &batch_norm_relu_max_pool2d_node);
+}
+
+dn_status dn_batch_norm_relu_max_pool2d_dropout2d(dn_tensor **out, dn_tensor *x, dn_tensor *weight,
+                                                  dn_tensor *bias, dn_tensor *running_mean, dn_tensor *running_var,
+                                                  bool training, double momentum, double eps, double p, dn_rng *rng,
+                                                  dn_dropout_scaling scaling) {
+  DN_FPMODE_SCOPE();
+  *out = NULL;
+  const dn_node_type *type = &batch_norm_relu_max_pool2d_dropout2d_node;
+  dn_status st = check_batch_norm(type, x, weight, bias, running_mean, running_var, training, momentum, eps);
+  if (!st) st = dn_dropout_check_params(type->name, p, rng, scaling);
+  /* one decision per (n, c) of the pool's output, numbered as dn_dropout_channels numbers them */
+  int64_t base = 0, decisions = 0;
+  if (!st) st = dn_dropout_shard(type->name, rng, x->shape[0], x->shape[1], &base, &decisions);
+  if (st) return st;
+  if (p == 0.0)   /* the dropout would return its input: nothing drawn */
+    return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, type, NULL);
+  int64_t rows = x->shape[0] * x->shape[1];
+  uint8_t *keep = dn_alloc((size_t)rows + 1);
+  if (!keep) return dn_fail(DN_ENOMEM, "%s: out of memory for %lld channel decisions", type->name, (long long)rows);
+  uint32_t threshold = dn_dropout_threshold(p);
+  dn_dropout_keep_span(keep, base, rows, rng->seed, rng->offset, threshold);
+  bn_dropout drop = {keep, dn_dropout_scale(threshold, scaling)};
+  st = batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, type, &drop);
+  dn_free(keep);
+  if (!st) rng->offset += dn_dropout_blocks(decisions);
+  return st;
 }
 
 /* --- layer and group normalization -----------------------------------------------------

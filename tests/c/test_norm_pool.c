@@ -6,7 +6,11 @@
    without; values with ties and windows that ReLU zeroes whole; NaN, -0 and
    signed zero outputs with infinite, -0 and denormal gradients (denormals
    flushed or not); strided inputs; each subset of gradients; 1-3 threads;
-   the node; an empty batch; every bad argument's message. */
+   the node; an empty batch; every bad argument's message. The same op with
+   channel dropout after the pool (dn_batch_norm_relu_max_pool2d_dropout2d)
+   against the chain then dn_dropout_channels: values, gradients and the
+   generator's offset, for each p and scaling, a batch shard, 1-3 threads,
+   and its own errors. */
 #include "testutil.h"
 #include "testutil_norm.h"
 
@@ -376,6 +380,173 @@ static void test_errors(void **state) {
   RELEASE(x, x3, h1, w1, x5, w4, r2, xi, xe, rm, rv, rg);
 }
 
+/* --- with channel dropout after the pool ---------------------------------------------------------------- */
+
+/* A dropout setting: p and scaling, and a batch shard [first, first + N) of total samples (total 0: none). */
+typedef struct drop_case {
+  double p;
+  dn_dropout_scaling scaling;
+  int64_t shard_first, shard_total;
+} drop_case;
+
+static const drop_case DROPS[] = {
+  {0.5, DN_DROPOUT_INVERTED, 0, 0},
+  {0.3, DN_DROPOUT_TEST_TIME, 0, 0},
+  {0.2, DN_DROPOUT_INVERTED, 3, 11},   /* samples [3, 3 + N) of 11 */
+  {1.0, DN_DROPOUT_INVERTED, 0, 0},    /* everything dropped */
+  {0.0, DN_DROPOUT_INVERTED, 0, 0},    /* nothing drawn */
+};
+#define N_DROPS (sizeof DROPS / sizeof *DROPS)
+
+/* How many rows (n, c) the runs of the fused op kept and dropped: both were met. */
+static struct {
+  int64_t kept, dropped;
+} rows_seen;
+
+/* One run with the dropout: fused, or batch_norm_relu then max_pool2d then dropout_channels, from a generator
+   seeded 99 (and sharded as d says); *offset: its offset after the call. */
+static void run_dropout(dn_tensor *outs[N_OUTS], uint64_t *offset, const pool_case *c, const drop_case *d,
+                        bool fused, values kind, unsigned grads) {
+  inputs in = make_inputs(c, 900 + 10 * (uint64_t)(c - CASES) + (uint64_t)kind, kind);
+  if (grads & GRAD_X) DN_OK_OR_FAIL(dn_requires_grad_(in.x, true));
+  if ((grads & GRAD_W) && in.weight) DN_OK_OR_FAIL(dn_requires_grad_(in.weight, true));
+  if ((grads & GRAD_B) && in.bias) DN_OK_OR_FAIL(dn_requires_grad_(in.bias, true));
+  dn_rng rng;
+  dn_rng_seed(&rng, 99);
+  rng.offset = 5;
+  if (d->shard_total) DN_OK_OR_FAIL(dn_rng_set_shard(&rng, d->shard_first, c->shape[0], d->shard_total));
+  dn_tensor *y;
+  if (fused) {
+    DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d_dropout2d(&y, in.x, in.weight, in.bias, in.running_mean,
+                                                          in.running_var, c->training, c->momentum, c->eps, d->p,
+                                                          &rng, d->scaling));
+    const float *v = dn_tensor_data(y);
+    int64_t plane = dn_tensor_numel(y) / (c->shape[0] * c->shape[1]);
+    for (int64_t r = 0; r < c->shape[0] * c->shape[1]; r++) {
+      bool zeros = true;
+      for (int64_t k = 0; k < plane; k++) zeros = zeros && v[r * plane + k] == 0.0f && !signbit(v[r * plane + k]);
+      if (zeros) rows_seen.dropped++;
+      else rows_seen.kept++;
+    }
+  } else {
+    dn_tensor *act, *pooled;
+    DN_OK_OR_FAIL(dn_batch_norm_relu(&act, in.x, in.weight, in.bias, in.running_mean, in.running_var, c->training,
+                                     c->momentum, c->eps));
+    DN_OK_OR_FAIL(dn_max_pool2d(&pooled, act, (const int64_t[]){2, 2}, NULL, NULL, NULL, false));
+    DN_OK_OR_FAIL(dn_dropout_channels(&y, pooled, d->p, &rng, d->scaling));
+    RELEASE(act, pooled);
+  }
+  if (y->grad_fn) {
+    if (fused) assert_string_equal(dn_grad_fn_name(y), "batch_norm_relu_max_pool2d_dropout2d");
+    DN_OK_OR_FAIL(dn_backward(y, in.g, false));
+  } else {
+    assert_true(grads == 0 || (!in.weight && !(grads & GRAD_X)));
+  }
+  *offset = rng.offset;
+  norm_collect_outs(outs, y, in.running_mean, in.running_var, in.x, in.weight, in.bias);
+  dn_tensor_release(y);
+  release_inputs(&in);
+}
+
+/* Every case, kind of values and dropout setting, with every gradient, x's only and none: the fused op's bits
+   and generator advance are the chain's. */
+static void test_dropout_bit_identical(void **state) {
+  (void)state;
+  static const unsigned GRADS[] = {GRAD_X | GRAD_W | GRAD_B, GRAD_X, 0};
+  memset(&rows_seen, 0, sizeof rows_seen);
+  for (size_t i = 0; i < N_CASES; i++)
+    for (int kind = 0; kind < N_VALUES; kind++)
+      for (size_t di = 0; di < N_DROPS; di++)
+        for (size_t gi = 0; gi < sizeof GRADS / sizeof *GRADS; gi++) {
+          const drop_case *d = &DROPS[di];
+          char what[160];
+          snprintf(what, sizeof what, "case %zu, values %d, p %g, scaling %d, shard %lld of %lld, grads %u", i, kind,
+                   d->p, (int)d->scaling, (long long)d->shard_first, (long long)d->shard_total, GRADS[gi]);
+          dn_tensor *fused[N_OUTS], *chain_outs[N_OUTS];
+          uint64_t fused_offset, chain_offset;
+          run_dropout(fused, &fused_offset, &CASES[i], d, true, (values)kind, GRADS[gi]);
+          run_dropout(chain_outs, &chain_offset, &CASES[i], d, false, (values)kind, GRADS[gi]);
+          norm_assert_same_bits(fused, chain_outs, what, "the chain's");
+          if (fused_offset != chain_offset) fail_msg("%s: generator offset %llu, the chain's %llu", what,
+                                                     (unsigned long long)fused_offset,
+                                                     (unsigned long long)chain_offset);
+          assert_true(d->p > 0 ? fused_offset > 5 : fused_offset == 5);
+          norm_release_outs(fused);
+          norm_release_outs(chain_outs);
+        }
+  assert_true(rows_seen.kept > 100 && rows_seen.dropped > 100);
+}
+
+/* 1, 2 and 3 threads on 28x28 and 27x29 planes: the chain's bits at 1 thread. */
+static void test_dropout_threads(void **state) {
+  (void)state;
+  int saved = dn_get_num_threads();
+  static const pool_case big[] = {
+    {{8, 16, 28, 28}, true, true, 0.1, 1e-5},
+    {{8, 16, 27, 29}, true, false, 0.1, 1e-5},
+  };
+  for (size_t i = 0; i < sizeof big / sizeof *big; i++) {
+    DN_OK_OR_FAIL(dn_set_num_threads(1));
+    dn_tensor *want[N_OUTS];
+    uint64_t want_offset, got_offset;
+    run_dropout(want, &want_offset, &big[i], &DROPS[0], false, VALUES_RANDOM, GRAD_X | GRAD_W | GRAD_B);
+    for (int threads = 1; threads <= 3; threads++) {
+      DN_OK_OR_FAIL(dn_set_num_threads(threads));
+      dn_tensor *got[N_OUTS];
+      char what[64];
+      snprintf(what, sizeof what, "big case %zu, %d threads", i, threads);
+      run_dropout(got, &got_offset, &big[i], &DROPS[0], true, VALUES_RANDOM, GRAD_X | GRAD_W | GRAD_B);
+      norm_assert_same_bits(got, want, what, "the chain's");
+      assert_true(got_offset == want_offset);
+      norm_release_outs(got);
+    }
+    norm_release_outs(want);
+  }
+  DN_OK_OR_FAIL(dn_set_num_threads(saved));
+}
+
+/* The dropout's checks and the batch norm's, named after the fused op; nothing drawn or updated. */
+static void test_dropout_errors(void **state) {
+  (void)state;
+  dn_tensor *x = dn_test_random(1, 4, (int64_t[]){2, 3, 4, 4}), *x3 = dn_test_random(2, 3, (int64_t[]){2, 3, 4});
+  dn_tensor *y = (dn_tensor *)&y, *rm, *rv;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&rm, DN_F32, 1, (int64_t[]){3}));
+  DN_OK_OR_FAIL(dn_tensor_full(&rv, DN_F32, 1, (int64_t[]){3}, 1.0));
+  dn_rng rng;
+  dn_rng_seed(&rng, 1);
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d_dropout2d(&y, x3, NULL, NULL, rm, rv, true, 0.1, 1e-5, 0.5, &rng,
+                                                          DN_DROPOUT_INVERTED),
+                  DN_ESHAPE, "batch_norm_relu_max_pool2d_dropout2d: input must be [N, C, H, W] with H >= 2 and W >= 2 "
+                  "for the 2x2 pool (got shape [2,3,4])");
+  assert_null(y);
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d_dropout2d(&y, x, NULL, NULL, rm, rv, true, 0.1, 1e-5, 1.5, &rng,
+                                                          DN_DROPOUT_INVERTED),
+                  DN_EINVAL, "batch_norm_relu_max_pool2d_dropout2d: p must be in [0, 1] (got 1.5)");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d_dropout2d(&y, x, NULL, NULL, rm, rv, true, 0.1, 1e-5, NAN, &rng,
+                                                          DN_DROPOUT_INVERTED),
+                  DN_EINVAL, "batch_norm_relu_max_pool2d_dropout2d: p must be in [0, 1] (got nan)");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d_dropout2d(&y, x, NULL, NULL, rm, rv, true, 0.1, 1e-5, 0.5, NULL,
+                                                          DN_DROPOUT_INVERTED),
+                  DN_EINVAL, "batch_norm_relu_max_pool2d_dropout2d: generator is NULL");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d_dropout2d(&y, x, NULL, NULL, rm, rv, true, 0.1, 1e-5, 0.5, &rng,
+                                                          (dn_dropout_scaling)7),
+                  DN_EINVAL, "batch_norm_relu_max_pool2d_dropout2d: unknown scaling 7");
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d_dropout2d(&y, x, NULL, NULL, rm, rv, true, 2.0, 1e-5, 0.5, &rng,
+                                                          DN_DROPOUT_INVERTED),
+                  DN_EINVAL, "batch_norm_relu_max_pool2d_dropout2d: momentum must be in [0, 1] (got 2)");
+  /* a shard of another batch size */
+  DN_OK_OR_FAIL(dn_rng_set_shard(&rng, 0, 3, 6));
+  DN_EXPECT_ERROR(dn_batch_norm_relu_max_pool2d_dropout2d(&y, x, NULL, NULL, rm, rv, true, 0.1, 1e-5, 0.5, &rng,
+                                                          DN_DROPOUT_INVERTED),
+                  DN_ESHAPE, "batch_norm_relu_max_pool2d_dropout2d");
+  assert_true(rng.offset == 0);
+  for (int k = 0; k < 3; k++) {
+    assert_float_equal(dn_test_at(rm, k), 0, 0);
+    assert_float_equal(dn_test_at(rv, k), 1, 0);
+  }
+  RELEASE(x, x3, rm, rv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_bit_identical, dn_test_reset_modes),
@@ -384,6 +555,9 @@ int main(void) {
     cmocka_unit_test_setup(test_node, dn_test_reset_modes),
     cmocka_unit_test_setup(test_empty_batch, dn_test_reset_modes),
     cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_dropout_bit_identical, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_dropout_threads, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_dropout_errors, dn_test_reset_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

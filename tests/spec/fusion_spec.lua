@@ -374,11 +374,27 @@ describe("fusion plan", function()
       {name = "MaxPool2d(2), no running statistics", pool = {2}, opts = {track_running_stats = false},
        sizes = {1, 3, 1, 1}},
       {name = "MaxPool2d(3, stride 2)", pool = {3, {stride = 2}}, sizes = {1, 2, 1, 1, 1}},
+      -- a Dropout2d after the pool (its own generator in each copy, in the same state): the four fused while
+      -- it draws (train, MC), the three and the dropout alone in eval
+      {name = "MaxPool2d(2), Dropout2d(0.5)", pool = {2}, drop = {0.5}, sizes = {1, 4, 1, 1}},
+      {name = "MaxPool2d(2), Dropout2d(0.3, scale test)", pool = {2}, drop = {0.3, {scale = "test"}},
+       sizes = {1, 4, 1, 1}},
+      {name = "MaxPool2d(2), no running statistics, Dropout2d(0.5)", pool = {2}, drop = {0.5},
+       opts = {track_running_stats = false}, sizes = {1, 4, 1, 1}},
+      {name = "MaxPool2d(3, stride 2), Dropout2d(0.5)", pool = {3, {stride = 2}}, drop = {0.5},
+       sizes = {1, 2, 1, 1, 1, 1}},
     }
     for _, cfg in ipairs(configs) do
       local function model_of()
-        return nn.Sequential(nn.Conv2d(2, 4, 3, {padding = 1}), nn.BatchNorm2d(4, cfg.opts), nn.ReLU(),
-          nn.MaxPool2d(table.unpack(cfg.pool)), nn.Flatten(), nn.Linear(4 * 3 * 4, 3))
+        local layers = {nn.Conv2d(2, 4, 3, {padding = 1}), nn.BatchNorm2d(4, cfg.opts), nn.ReLU(),
+          nn.MaxPool2d(table.unpack(cfg.pool))}
+        if cfg.drop then
+          local p, opts = cfg.drop[1], cfg.drop[2] or {}
+          layers[#layers + 1] = nn.Dropout2d(p, {scale = opts.scale, generator = dn.Generator(5)})
+        end
+        layers[#layers + 1] = nn.Flatten()
+        layers[#layers + 1] = nn.Linear(4 * 3 * 4, 3)
+        return nn.Sequential(table.unpack(layers))
       end
       dn.manual_seed(21)
       local fused, plain = model_of(), model_of()
@@ -406,6 +422,67 @@ describe("fusion plan", function()
       assert.are.same(cfg.sizes, step_sizes(fused), cfg.name)
     end
   end)
+  it("fuses BatchNorm2d, ReLU, MaxPool2d and Dropout2d while the dropout draws", function()
+    local model = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout2d(0.4))
+    local x = dn.randn(4, 3, 6, 8)
+    local function grad_fn() return model(x:detach():requires_grad_()).grad_fn end
+    assert.are.same({4}, step_sizes(model))
+    assert.equal("batch_norm_relu_max_pool2d_dropout2d", grad_fn())
+    model:eval()   -- the dropout does not draw: the three fused, the dropout alone
+    assert.are.same({3, 1}, step_sizes(model))
+    assert.equal("batch_norm_relu_max_pool2d", grad_fn())
+    model:mc()
+    assert.are.same({4}, step_sizes(model))
+    model:train()
+    model[4].p = 0
+    assert.are.same({3, 1}, step_sizes(model))
+    model[4].p = 0.2
+    assert.are.same({4}, step_sizes(model))
+    model[4].p = 1.5   -- not fused: the layer raises its own error
+    assert.are.same({3, 1}, step_sizes(model))
+    local ok, err = pcall(model, x)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("Dropout2d: p must be", 1, true), tostring(err))
+    model[4].p = 0.2
+    model[3].stride = 1   -- another pool: BatchNorm2d and ReLU fused, the pool and the dropout alone
+    assert.are.same({2, 1, 1}, step_sizes(model))
+    model[3].stride = 2
+    assert.are.same({4}, step_sizes(model))
+    local sub = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout2d:extend("MyDrop")(0.4))
+    assert.are.same({3, 1}, step_sizes(sub))
+    local other = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.4))
+    assert.are.same({3, 1}, step_sizes(other))
+    -- a plane smaller than the window: the layers one by one, with their errors
+    local tiny_ok, tiny_err = pcall(model, dn.randn(2, 3, 1, 6))
+    assert.is_false(tiny_ok)
+    assert.truthy(tostring(tiny_err):find("max_pool2d: kernel size 2x2 is larger than the padded input", 1, true))
+  end)
+
+  it("checks F.batch_norm_relu_max_pool2d_dropout2d's arguments, naming it", function()
+    local F = nn.functional
+    local x = dn.randn(2, 3, 4, 4)
+    local function fails(message, ...)
+      local ok, err = pcall(F.batch_norm_relu_max_pool2d_dropout2d, ...)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(message, 1, true), tostring(err))
+    end
+    fails("batch_norm_relu_max_pool2d_dropout2d: p must be", x, nil, nil, 1.5, {training = true})
+    fails("batch_norm_relu_max_pool2d_dropout2d: p must be", x, nil, nil, "half", {training = true})
+    fails("batch_norm_relu_max_pool2d_dropout2d: scale must be one of", x, nil, nil, 0.5,
+      {training = true, scale = "tested"})
+    fails("batch_norm_relu_max_pool2d_dropout2d: unknown option", x, nil, nil, 0.5, {training = true, rate = 1})
+    fails("batch_norm_relu_max_pool2d_dropout2d: generator", x, nil, nil, 0.5, {training = true, generator = 3})
+    fails("batch_norm_relu_max_pool2d_dropout2d: eval mode (training false) needs running_mean", x, nil, nil, 0.5)
+    fails("batch_norm_relu_max_pool2d_dropout2d: input must be [N, C, H, W] with H >= 2 and W >= 2",
+      dn.randn(2, 3, 4), nil, nil, 0.5, {training = true})
+    -- p = 0 draws nothing: the pool's output and the generator where it was
+    local g = dn.Generator(3)
+    local before = g:get_state()
+    local y = F.batch_norm_relu_max_pool2d_dropout2d(x, nil, nil, 0, {training = true, generator = g})
+    assert_bits(y, F.batch_norm_relu_max_pool2d(x, nil, nil, {training = true}), "p = 0")
+    assert.are.same(before, g:get_state())
+  end)
+
   it("fuses Conv1d / Conv2d then ReLU, and not a subclass, a replaced forward or a hooked layer", function()
     local function grad_fn(model, x) return model(x:detach():requires_grad_()).grad_fn end
     local conv2 = nn.Sequential(nn.Conv2d(2, 3, 3, {padding = 1}), nn.ReLU())

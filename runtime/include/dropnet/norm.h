@@ -6,6 +6,8 @@
 #ifndef DROPNET_NORM_H
 #define DROPNET_NORM_H
 
+#include "dropnet/dropout.h"
+#include "dropnet/rng.h"
 #include "dropnet/tensor.h"
 #include "dropnet/export.h"
 
@@ -67,6 +69,25 @@ DN_API dn_status dn_batch_norm_relu(dn_tensor **out, dn_tensor *x, dn_tensor *we
 DN_API dn_status dn_batch_norm_relu_max_pool2d(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias,
                                                dn_tensor *running_mean, dn_tensor *running_var, bool training,
                                                double momentum, double eps);
+
+/*
+** dn_dropout_channels(dn_batch_norm_relu_max_pool2d(x, ...), p, rng,
+** scaling) in one op (Dropout2d after the block; grad_fn
+** "batch_norm_relu_max_pool2d_dropout2d", errors named so): the dropout's
+** decisions (one per (n, c) of the output, the generator's batch shard
+** honoured), scale and generator advance, and p = 0 drawing nothing. The
+** pass that pools a plane writes a dropped one as zeros without normalizing
+** it and scales a kept one; backward needs no mask (a dropped plane's saved
+** indices route no gradient). Values, the running statistics, the
+** generator's offset and the gradients of x, weight and bias are bit for bit
+** those of the two calls, for any thread count. nn.Sequential uses it for a
+** BatchNorm2d, a ReLU, such a MaxPool2d and a Dropout2d that draws.
+*/
+DN_API dn_status dn_batch_norm_relu_max_pool2d_dropout2d(dn_tensor **out, dn_tensor *x, dn_tensor *weight,
+                                                         dn_tensor *bias, dn_tensor *running_mean,
+                                                         dn_tensor *running_var, bool training, double momentum,
+                                                         double eps, double p, dn_rng *rng,
+                                                         dn_dropout_scaling scaling);
 
 /*
 ** Layer normalization: x [..., D1, ..., Dk] normalized over its last k =

@@ -458,6 +458,28 @@ function F.batch_norm_relu_max_pool2d(x, running_mean, running_var, opts)
     running_var, opts))
 end
 
+local BN_DROPOUT_OPTIONS = {"weight", "bias", "training", "momentum", "eps", "generator", "scale"}
+
+--- batch_norm_relu_max_pool2d_dropout2d(x, running_mean, running_var, p[, opts]):
+-- F.dropout2d(F.batch_norm_relu_max_pool2d(x, ...), p, true, {generator, scale}) as one kernel call, with the same
+-- bits and generator advance: the dropout always draws (training's `training` option is the batch norm's). opts:
+-- batch_norm's, and dropout's generator and scale ("inverted" | "test"). A dropped plane is written as zeros
+-- without being normalized; backward needs no mask. nn.Sequential uses it for a BatchNorm2d, a ReLU, a
+-- MaxPool2d(2) and a Dropout2d in training or MC mode (dropnet.nn.fusion).
+function F.batch_norm_relu_max_pool2d_dropout2d(x, running_mean, running_var, p, opts)
+  local fname = "batch_norm_relu_max_pool2d_dropout2d"
+  opts = check.options(fname, "options", opts, BN_DROPOUT_OPTIONS)
+  check_p(p, fname)
+  local generator, scale = opts.generator, opts.scale
+  if scale ~= nil then check.choice(fname, "scale", scale, SCALES) end
+  check.generator(fname, generator)
+  local bn = {weight = opts.weight, bias = opts.bias, training = opts.training, momentum = opts.momentum,
+              eps = opts.eps}
+  local xx, weight, bias, rm, rv, training, momentum, eps = batch_norm_args(fname, x, running_mean, running_var, bn)
+  return core.batch_norm_relu_max_pool2d_dropout2d(xx, weight, bias, rm, rv, training, momentum, eps, p, generator,
+    scale)
+end
+
 local ROW_NORM_OPTIONS = {"weight", "bias", "eps"}
 
 -- The weight, bias and eps of a layer_norm or group_norm call, checked.

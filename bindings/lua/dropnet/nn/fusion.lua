@@ -15,7 +15,8 @@ same values, gradients and generator advance as the layers one by one:
 
 The rules: Linear, ReLU, Dropout (while the dropout draws); Linear then
 ReLU, Tanh or Sigmoid; BatchNorm2d, ReLU, MaxPool2d (a 2x2 pool at stride
-2); BatchNorm1d or BatchNorm2d then ReLU; Conv1d or Conv2d then ReLU.
+2) and Dropout2d (while it draws); BatchNorm2d, ReLU, MaxPool2d; BatchNorm1d
+or BatchNorm2d then ReLU; Conv1d or Conv2d then ReLU.
 
 Adding a fusion (convolution + ReLU + channel dropout, say) is one more
 entry in RULES. At each position the first rule that matches wins, so
@@ -44,7 +45,7 @@ local normalization = require "dropnet.nn.normalization"
 local pooling = require "dropnet.nn.pooling"
 local conv = require "dropnet.nn.conv"
 
-local Linear, Dropout = layers.Linear, dropout.Dropout
+local Linear, Dropout, Dropout2d = layers.Linear, dropout.Dropout, dropout.Dropout2d
 local ReLU, Tanh, Sigmoid = activations.ReLU, activations.Tanh, activations.Sigmoid
 local BatchNorm1d, BatchNorm2d = normalization.BatchNorm1d, normalization.BatchNorm2d
 local MaxPool2d = pooling.MaxPool2d
@@ -85,6 +86,16 @@ local function has_window(x)
   return dn.is_tensor(x) and x:dim() == 4 and x:size(3) >= 2 and x:size(4) >= 2
 end
 
+-- F.batch_norm_relu_max_pool2d_dropout2d with Dropout2d drop's p, generator and scale, in batch_norm's form (the
+-- layer's forward_with calls it so).
+local function with_dropout2d(drop)
+  local p, dropout_opts = drop.p, {generator = drop.generator, scale = drop.scale}
+  return function(x, running_mean, running_var, opts)
+    for k, v in pairs(opts) do dropout_opts[k] = v end
+    return F.batch_norm_relu_max_pool2d_dropout2d(x, running_mean, running_var, p, dropout_opts)
+  end
+end
+
 local RULES = {
   -- Linear, ReLU, Dropout while the dropout draws: one kernel call, with the
   -- dropout applied in the Linear's pass over its output and no mask kept
@@ -107,6 +118,19 @@ local RULES = {
     applies = function(linear) return linear.activation == nil end,
     forward = function(x, linear, act)
       return Linear.forward_with_activation(linear, x, FUSED_ACTIVATION[getmetatable(act)])
+    end,
+  },
+  -- BatchNorm2d, ReLU, a 2x2 max pool at stride 2 and a Dropout2d that
+  -- draws: the rule below with the channel dropout in the pass that pools
+  -- (a dropped plane is not normalized at all) and no mask or pass of its
+  -- own in backward (F.batch_norm_relu_max_pool2d_dropout2d).
+  {
+    pattern = {BatchNorm2d, ReLU, MaxPool2d, Dropout2d},
+    watch = {{}, {}, {"kernel_size", "stride", "padding", "dilation", "ceil_mode"}, {"p", "training", "mode"}},
+    applies = function(_, _, pool, drop) return pool_2x2(pool) and draws(drop) end,
+    forward = function(x, bn, relu, pool, drop)
+      if not (pool_2x2(pool) and has_window(x)) then return drop(pool(relu(bn(x)))) end
+      return getmetatable(bn).forward_with(bn, x, with_dropout2d(drop))
     end,
   },
   -- BatchNorm2d, ReLU and a 2x2 max pool at stride 2: each plane normalized
