@@ -210,6 +210,13 @@ dn_rng *dn_lua_opt_rng(lua_State *L, int arg) {
   dn_rng *g = luaL_testudata(L, arg, DN_GENERATOR_MT);
   if (g) return g;
   if (lua_istable(L, arg)) {
+    /* a misspelt or foreign key ({requires_grad = true}) must not pass silently */
+    for (lua_pushnil(L); lua_next(L, arg); lua_pop(L, 1))
+      if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "generator") != 0) {
+        lua_pop(L, 1);
+        luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s' (the options table takes only generator)",
+                                              luaL_tolstring(L, -1, NULL)));
+      }
     lua_getfield(L, arg, "generator");
     g = lua_isnil(L, -1) ? dn_lua_default_rng(L) : luaL_testudata(L, -1, DN_GENERATOR_MT);
     lua_pop(L, 1);   /* kept alive by the options table */
