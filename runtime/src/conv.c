@@ -14,6 +14,9 @@
 **   dx += col2im(w_g^T @ g_g)            one sgemm per group
 **   dw_part += g_g @ col_g^T             im2col again (col is not kept)
 **   db_part[o] += sum of g over the slab   in double
+** except that a stride-1 convolution with at least 16 input channels per
+** group takes dw from KH * KW products of a channels-last copy of the
+** image, whole images at a time, without im2col (conv_dw_shifts.c).
 ** The batch is cut into parts (a function of its size alone, never of the
 ** thread count); a part's dw and db sum its images in order, and the parts
 ** are added in order at the end. So every value is computed by one fixed
@@ -354,15 +357,16 @@ typedef struct conv_job {
   float *y, *dx;                  /* contiguous, or NULL */
   float *dw;                      /* [parts][O * group_rows] (dw itself with one part), or NULL */
   bool dw_t;                      /* dw's parts hold each group's block transposed, [group_rows, O/G] */
+  bool dw_shifts;                 /* dw by conv_dw_shifts.c: parts in its [G][KH * KW][O/G][C/G] order */
   double *db;                     /* [parts][O][LANES], zeroed, or NULL */
   int64_t parts;
-  float *scratch;                 /* task t's: col, the sgemm's panels, dcol, the forward's rows */
-  int64_t col_floats, pack_floats, dcol_floats, rows_floats, g_floats, task_floats;
+  float *scratch;                 /* task t's: col, the sgemm's panels, dcol, the forward's rows, ... */
+  int64_t col_floats, pack_floats, dcol_floats, rows_floats, g_floats, xt_floats, gp_floats, task_floats;
 } conv_job;
 
 /* Task t's parts of the scratch. */
 typedef struct task_buffers {
-  float *col, *pack, *dcol, *rows, *g;
+  float *col, *pack, *dcol, *rows, *g, *xt, *gp;   /* xt, gp: dw by shifts */
 } task_buffers;
 
 static task_buffers buffers_of(const conv_job *j, int t) {
@@ -372,6 +376,8 @@ static task_buffers buffers_of(const conv_job *j, int t) {
   b.dcol = b.pack + j->pack_floats;
   b.rows = b.dcol + j->dcol_floats;
   b.g = b.rows + j->rows_floats;
+  b.xt = b.g + j->g_floats;
+  b.gp = b.xt + j->xt_floats;
   return b;
 }
 
@@ -448,7 +454,7 @@ static void forward_task(void *ctx, int t, int nt) {
 /* Image n's dx, and its terms of its part's dw (first: the part's first
    image, which writes rather than adds) and db. */
 static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, double *db, float *col, float *pack,
-                           float *dcol, float *gbuf, bool zeroed) {
+                           float *dcol, float *gbuf, float *xt, float *gp, bool zeroed) {
   const conv_geom *g = j->g;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
   const float *gn = j->grad + n * g->out_ch * l;
@@ -461,7 +467,8 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
   }
   float *dx = j->dx ? j->dx + n * g->in_ch * g->in_h * g->in_w : NULL;
   if (dx) memset(dx, 0, (size_t)(g->in_ch * g->in_h * g->in_w) * sizeof *dx);
-  for (int64_t oh0 = 0; has_products(g) && (dx || dw) && oh0 < g->out_h; oh0 += j->slab) {
+  float *dw_col = j->dw_shifts ? NULL : dw;   /* dw through im2col, slab by slab */
+  for (int64_t oh0 = 0; has_products(g) && (dx || dw_col) && oh0 < g->out_h; oh0 += j->slab) {
     int64_t oh1 = min64(oh0 + j->slab, g->out_h), cols = (oh1 - oh0) * g->out_w, at = oh0 * g->out_w;
     if (dx) {
       for (int64_t k = 0; k < g->groups; k++)
@@ -469,7 +476,7 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
                            dcol + k * kg * cols, cols, pack, packed_w(j, k));
       col2im_slab(g, dcol, cols, oh0, oh1, dx);
     }
-    if (dw) {
+    if (dw_col) {
       image xn = image_of(j->x, n);
       if (j->inside && direct_source(g, xn)) im2col_direct(g, xn, j->inside, oh0, oh1, col, cols);
       else im2col_slab(g, xn, oh0, oh1, col, cols, zeroed && j->slab == g->out_h);
@@ -483,6 +490,7 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
       }
     }
   }
+  if (dw && j->dw_shifts && has_products(g)) dn_conv_dw_shifts(g, image_of(j->x, n), gn, xt, gp, dw, first, pack);
   for (int64_t o = 0; db && o < g->out_ch; o++) lanes_sum(db + o * LANES, gn + o * l, l);
 }
 
@@ -491,12 +499,14 @@ static void backward_task(void *ctx, int t, int nt) {
   const conv_geom *g = j->g;
   task_buffers b = buffers_of(j, t);
   bool zeroed = false;   /* col's rows of padding: written by this task's first image */
+  /* the shifts' padding: never written */
+  memset(b.xt, 0, (size_t)(j->xt_floats + j->gp_floats) * sizeof *b.xt);
   for (int64_t p = dn_split(j->parts, t, nt); p < dn_split(j->parts, t + 1, nt); p++) {
     float *dw = j->dw ? j->dw + p * g->out_ch * g->group_rows : NULL;
     double *db = j->db ? j->db + p * g->out_ch * LANES : NULL;
     int64_t n0 = dn_split(g->batch, (int)p, (int)j->parts), n1 = dn_split(g->batch, (int)p + 1, (int)j->parts);
     for (int64_t n = n0; n < n1; n++, zeroed = true)
-      backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, zeroed);
+      backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, b.xt, b.gp, zeroed);
   }
 }
 
@@ -524,10 +534,14 @@ static dn_status task_scratch(conv_job *j, const char *op, int tasks, bool forwa
   j->dcol_floats = dcol ? col_size : 0;
   j->rows_floats = forward ? whole_lines(g->k_h * g->k_w * slab_cols) : 0;
   j->g_floats = j->relu_y ? whole_lines(g->out_ch * g->positions) : 0;
+  j->xt_floats = j->dw_shifts ? whole_lines(dn_conv_dw_shifts_xt_floats(g)) : 0;
+  j->gp_floats = j->dw_shifts ? whole_lines(dn_conv_dw_shifts_gp_floats(g)) : 0;
   j->pack_floats = forward || col || dcol
                      ? whole_lines(max64(pack_floats(g, slab_cols, forward), pack_floats(g, last_cols, forward)))
                      : 0;
-  j->task_floats = j->col_floats + j->pack_floats + j->dcol_floats + j->rows_floats + j->g_floats;
+  if (j->dw_shifts) j->pack_floats = max64(j->pack_floats, whole_lines((int64_t)dn_conv_dw_shifts_pack_floats(g)));
+  j->task_floats = j->col_floats + j->pack_floats + j->dcol_floats + j->rows_floats + j->g_floats + j->xt_floats +
+                   j->gp_floats;
   int64_t total;
   if (!dn_size_mul(j->task_floats, tasks, &total) || !(j->scratch = dn_alloc((size_t)max64(total, 1) * sizeof(float))))
     return dn_fail(DN_ENOMEM, "%s: out of memory for %d tasks' im2col buffers of [%lld, %lld]", op, tasks,
@@ -573,12 +587,14 @@ static void node_geom(conv_geom *g, const dn_node *node) {
 }
 
 /* dw[e] = the parts' dw[e] added in part order, for e in [e0, e1); with
-   transposed parts, e = (group, o, r) is read at (group, r, o). */
+   transposed parts, e = (group, o, r) is read at (group, r, o); with the
+   shifts' parts, e = (group, o, c, q) at (group, q, o, c), q the kernel
+   offset (kk of them). */
 typedef struct parts_job {
   const float *parts;
   int64_t count, size;
-  bool transposed;
-  int64_t og, kg;
+  bool transposed, shifts;
+  int64_t og, kg, kk;
   float *dw;
 } parts_job;
 
@@ -589,6 +605,10 @@ static void sum_parts(const void *ctx, int64_t e0, int64_t e1) {
     if (j->transposed) {
       int64_t block = j->og * j->kg, in = e % block;
       at = e - in + in % j->kg * j->og + in / j->kg;
+    } else if (j->shifts) {
+      int64_t block = j->og * j->kg, in = e % block, cg = j->kg / j->kk;
+      int64_t o = in / j->kg, c = in % j->kg / j->kk, q = in % j->kk;
+      at = e - in + (q * j->og + o) * cg + c;
     }
     float s = j->parts[at];
     for (int64_t p = 1; p < j->count; p++) s += j->parts[p * j->size + at];
@@ -645,8 +665,9 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   int64_t wn = g.out_ch * g.group_rows;
   if (!st && run && dense && want_dx) j.dx = dn_tensor_data(dx);
   if (!st && run && dense && want_dw && wn > 0) {
-    j.dw_t = dw_transposed(&g);
-    if (j.parts == 1 && !j.dw_t) j.dw = dn_tensor_data(dw);
+    j.dw_shifts = dn_conv_dw_shifts_fits(&g);
+    j.dw_t = !j.dw_shifts && dw_transposed(&g);
+    if (j.parts == 1 && !j.dw_t && !j.dw_shifts) j.dw = dn_tensor_data(dw);
     else if (!(j.dw = dw_parts = dn_alloc((size_t)(j.parts * wn) * sizeof(float))))
       st = dn_fail(DN_ENOMEM, "%s: out of memory for %lld partial weight gradients", op, (long long)j.parts);
   }
@@ -656,16 +677,17 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
     else st = dn_fail(DN_ENOMEM, "%s: out of memory for %lld partial bias gradients", op, (long long)j.parts);
   }
   uint8_t *inside = NULL;
-  if (!st && j.dw && direct_source(&g, image_of(x, 0)) && !(j.inside = inside = inside_map(&g)))
+  if (!st && j.dw && !j.dw_shifts && direct_source(&g, image_of(x, 0)) && !(j.inside = inside = inside_map(&g)))
     st = dn_fail(DN_ENOMEM, "%s: out of memory for its map of padding", op);
   if (!st && (j.dx || j.dw || j.db)) {
     int tasks = tasks_for(j.parts);
-    st = task_scratch(&j, op, tasks, false, j.dw != NULL, j.dx != NULL);
+    st = task_scratch(&j, op, tasks, false, j.dw != NULL && !j.dw_shifts, j.dx != NULL);
     if (!st && j.dx) st = pack_weight(&j, op, true, &w_packed);
     if (!st) dn_parallel(tasks, backward_task, &j);
   }
   if (!st && dw_parts) {
-    parts_job pj = {dw_parts, j.parts, wn, j.dw_t, g.out_ch / g.groups, g.group_rows, dn_tensor_data(dw)};
+    parts_job pj = {dw_parts, j.parts, wn, j.dw_t, j.dw_shifts, g.out_ch / g.groups, g.group_rows,
+                    g.k_h * g.k_w, dn_tensor_data(dw)};
     dn_parallel_range(wn, 16, sum_parts, &pj);
   }
   for (int64_t o = 0; !st && j.db && o < g.out_ch; o++) {

@@ -60,4 +60,21 @@ dn_status dn_depthwise_forward(const char *op, const conv_geom *g, const dn_tens
 dn_status dn_depthwise_dx(const char *op, const conv_geom *g, const float *w, const float *grad, float *dx);
 dn_status dn_depthwise_dw(const char *op, const conv_geom *g, const dn_tensor *x, const float *grad, float *dw);
 
+/*
+** A stride-1 convolution's dw by shifted products of a channels-last copy
+** of the image (conv_dw_shifts.c), for geometries where
+** dn_conv_dw_shifts_fits. Per task: xt and gp of the sizes below, zeroed
+** once before the task's first image (their padding is never written),
+** and the sgemm's pack buffer. dn_conv_dw_shifts adds image x's terms
+** (gradient gn, contiguous [O, OH * OW]) to dw, [G][KH * KW][O/G][C/G]
+** (first: writes them).
+*/
+#define DN_DW_SHIFTS_MIN_CHANNELS 16
+bool dn_conv_dw_shifts_fits(const conv_geom *g);
+int64_t dn_conv_dw_shifts_xt_floats(const conv_geom *g);
+int64_t dn_conv_dw_shifts_gp_floats(const conv_geom *g);
+size_t dn_conv_dw_shifts_pack_floats(const conv_geom *g);
+void dn_conv_dw_shifts(const conv_geom *g, image x, const float *gn, float *xt, float *gp, float *dw, bool first,
+                       float *pack);
+
 #endif

@@ -219,7 +219,10 @@ static void assert_grad_close(const dn_tensor *got, const double *want, double t
 
 /* Values, and gradients against the definition where finite differences in
    float32 are too coarse: 288 rows per group (two k blocks of the sgemm, w packed once
-   for all images), a first layer (dw transposed), groups. */
+   for all images), a first layer (dw transposed), groups; stride 1 with at least 16
+   input channels per group (dw by shifted products, conv_dw_shifts.c) with dilation,
+   padding past the kernel, even and wide kernels, groups, several images per part,
+   and x strided. */
 static void test_gradients_reference(void **state) {
   (void)state;
   static const conv_case cases[] = {
@@ -227,11 +230,24 @@ static void test_gradients_reference(void **state) {
     {4, 1, 32, 9, 7, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},
     {2, 64, 40, 5, 4, 3, 3, {1, 1}, {1, 1}, {1, 1}, 2},
     {3, 30, 10, 7, 6, 3, 3, {2, 1}, {1, 0}, {1, 2}, 1},
+    {2, 16, 5, 6, 7, 3, 3, {1, 1}, {2, 2}, {2, 2}, 1},    /* dilation 2, padding 2 */
+    {2, 16, 3, 3, 4, 2, 2, {1, 1}, {3, 4}, {1, 1}, 1},    /* padding larger than the kernel */
+    {1, 48, 6, 4, 5, 2, 4, {1, 1}, {0, 1}, {1, 1}, 3},    /* groups of 16, even rectangular kernel */
+    {2, 16, 4, 3, 2, 3, 5, {1, 1}, {1, 2}, {1, 1}, 1},    /* kernel wider than the input */
+    {11, 20, 7, 5, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},   /* parts of one and two images */
+    {2, 17, 3, 1, 9, 1, 3, {1, 1}, {0, 1}, {1, 3}, 1},    /* one row (as conv1d), dilated */
   };
-  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    const conv_case *c = &cases[i];
+  for (size_t i = 0; i < 2 * (sizeof cases / sizeof *cases); i++) {
+    /* each case twice: x contiguous, then strided */
+    bool strided = i >= sizeof cases / sizeof *cases;
+    const conv_case *c = &cases[i % (sizeof cases / sizeof *cases)];
     dn_tensor *x, *w, *b, *y, *g;
     make_inputs(c, 900 + 10 * i, &x, &w, &b);
+    if (strided) {
+      dn_tensor *xs = dn_test_noncontiguous(x);
+      dn_tensor_release(x);
+      x = xs;
+    }
     check_forward(x, w, b, c);
     DN_OK_OR_FAIL(dn_requires_grad_(x, true));
     DN_OK_OR_FAIL(dn_requires_grad_(w, true));

@@ -1,0 +1,81 @@
+/*
+** A stride-1 convolution's weight gradient without im2col: one image's
+**   dw[o, c, ki, kj] = sum over positions p of g[o, p] * x[c, p + offset(ki, kj)]
+** as KH * KW products of a channels-last copy of the image.
+**
+** The image is copied once into xt [Hp * Wp + slack, C] (channels last,
+** its padding rows and columns zero: Hp = H + 2 * pad, Wp = W + 2 * pad),
+** and the gradient into gp [O, OH * Wp] (each output row widened to Wp with
+** zeros). Then position k = oh * Wp + ow of gp reads xt row k + ki * dil *
+** Wp + kj * dil for kernel offset (ki, kj): the offset's B operand is xt
+** itself from that row on, [OH * Wp, C] with row stride C, and
+**   dw_q [O/G, C/G] (+)= gp_g [O/G, OH * Wp] @ xt_q,g [OH * Wp, C/G]
+** is a plain sgemm whose B is read in place. The im2col it replaces wrote
+** KH * KW copies of the image, [C * KH * KW, OH * OW], which the sgemm then
+** packed transposed (a third of the 32 -> 64 layer's backward beside the
+** products). The widened rows cost (Wp - OW) / OW more multiply-adds (2/14
+** at 14x14 with padding 1), whose gradient is 0: each element's chain of
+** FMAs is the im2col product's with exact zeros added, the same bits for
+** finite inputs. xt's rows past a row's end wrap to the next row, and the
+** last rows read the zeroed slack: only zeros of gp meet them.
+**
+** dw_q goes to a part buffer in [G][KH * KW][O/G][C/G] order; conv.c's sum
+** of the parts reads it back into [O, C/G, KH, KW].
+*/
+#include <string.h>
+
+#include "blas.h"
+#include "conv_geom.h"
+
+/* The padded plane's width and height, and gp's row length (OH * Wp). */
+static int64_t padded_w(const conv_geom *g) { return g->in_w + 2 * g->pad[1]; }
+static int64_t padded_h(const conv_geom *g) { return g->in_h + 2 * g->pad[0]; }
+
+bool dn_conv_dw_shifts_fits(const conv_geom *g) {
+  /* stride 1 (the shifts), and enough channels per group for the products' columns */
+  return g->stride[0] == 1 && g->stride[1] == 1 && g->in_ch / g->groups >= DN_DW_SHIFTS_MIN_CHANNELS &&
+         !depthwise(g);
+}
+
+int64_t dn_conv_dw_shifts_xt_floats(const conv_geom *g) {
+  int64_t slack = (g->k_w - 1) * g->dil[1] + 1;   /* the last row's reads past its end */
+  return (padded_h(g) * padded_w(g) + slack) * g->in_ch;
+}
+
+int64_t dn_conv_dw_shifts_gp_floats(const conv_geom *g) { return g->out_ch * g->out_h * padded_w(g); }
+
+/* xt's interior = image x, channels last; its padding untouched (zero). */
+static void channels_last(const conv_geom *g, image x, float *xt) {
+  int64_t c_count = g->in_ch, wp = padded_w(g);
+  for (int64_t c = 0; c < c_count; c++)
+    for (int64_t h = 0; h < g->in_h; h++) {
+      const float *src = x.data + c * x.sc + h * x.sh;
+      float *d = xt + ((h + g->pad[0]) * wp + g->pad[1]) * c_count + c;
+      for (int64_t w = 0; w < g->in_w; w++) d[w * c_count] = src[w * x.sw];
+    }
+}
+
+/* gp's rows = gn's (contiguous [O, OH * OW]) widened to Wp; the widening untouched (zero). */
+static void widened_rows(const conv_geom *g, const float *gn, float *gp) {
+  int64_t wp = padded_w(g);
+  for (int64_t r = 0; r < g->out_ch * g->out_h; r++)
+    memcpy(gp + r * wp, gn + r * g->out_w, (size_t)g->out_w * sizeof *gp);
+}
+
+void dn_conv_dw_shifts(const conv_geom *g, image x, const float *gn, float *xt, float *gp, float *dw, bool first,
+                       float *pack) {
+  int64_t og = g->out_ch / g->groups, cg = g->in_ch / g->groups, kk = g->k_h * g->k_w, wp = padded_w(g);
+  int64_t k = g->out_h * wp;
+  channels_last(g, x, xt);
+  widened_rows(g, gn, gp);
+  for (int64_t grp = 0; grp < g->groups; grp++)
+    for (int64_t q = 0; q < kk; q++) {
+      int64_t shift = (q / g->k_w) * g->dil[0] * wp + (q % g->k_w) * g->dil[1];
+      dn_blas_sgemm_here(false, false, og, cg, k, 1.0f, gp + grp * og * k, k, xt + shift * g->in_ch + grp * cg,
+                         g->in_ch, first ? 0.0f : 1.0f, dw + (grp * kk + q) * og * cg, cg, pack, NULL);
+    }
+}
+
+size_t dn_conv_dw_shifts_pack_floats(const conv_geom *g) {
+  return dn_blas_here_floats(g->out_ch / g->groups, g->in_ch / g->groups, g->out_h * padded_w(g));
+}
