@@ -35,6 +35,9 @@
 ** the forward's panels and backward's col are masked copies of x's planes.
 ** With dn_conv2d_relu the ReLU rides on the bias pass, and its backward on
 ** each image's gradient before the products (the bits of the two ops).
+** dn_conv2d_stats also takes each output row's sums for the batch norm that
+** follows (row_stats.h) on that pass, so the batch norm does not read the
+** whole output once more for its statistics.
 **
 ** col is never saved between forward and backward: recomputing it costs one
 ** copy of x's receptive fields, keeping it would hold KH * KW copies of x
@@ -60,6 +63,7 @@
 #include "internal.h"
 #include "lanes.h"
 #include "pool.h"
+#include "row_stats.h"
 #include "shape.h"
 
 enum { SAVED_X = 0, SAVED_W = 1, SAVED_Y = 2 };   /* y: conv + ReLU's output */
@@ -351,6 +355,7 @@ typedef struct conv_job {
   const float *w_packed;          /* each group's w (forward) or w^T (dx) packed once, or NULL */
   const uint8_t *inside;          /* inside_map (forward, and backward's im2col for dw), or NULL */
   bool relu;                      /* forward: ReLU on the outputs (after the bias) */
+  double *row_sums;               /* forward: each output row's sums for a batch norm (row_stats.h), or NULL */
   const float *relu_y;            /* backward: conv + ReLU's output [N, O, positions]; grad is read through
                                      ReLU's backward at it, image by image into the task's gbuf; or NULL */
   int64_t w_packed_size;          /* floats per group */
@@ -442,6 +447,12 @@ static void forward_image(const conv_job *j, int64_t n, float *rows, float *pack
       for (int64_t p = 0; p < l; p++) row[p] = row[p] < 0.0f ? 0.0f : row[p];
     }
   }
+  /* a batch norm's sums of each output row, while the image's outputs are in cache */
+  double *sums = j->row_sums ? j->row_sums + n * g->out_ch * ROW_STATS_SUMS : NULL;
+  int64_t o = 0;
+  for (; sums && o + 2 <= g->out_ch; o += 2)
+    dn_row_sums2(y + o * l, y + (o + 1) * l, l, sums + o * ROW_STATS_SUMS, sums + (o + 1) * ROW_STATS_SUMS);
+  if (sums && o < g->out_ch) dn_row_sums(y + o * l, l, sums + o * ROW_STATS_SUMS);
 }
 
 static void forward_task(void *ctx, int t, int nt) {
@@ -800,9 +811,22 @@ static dn_status check_args(const char *op, int ndim, const dn_tensor *x, const 
 }
 
 
-/* y (new, contiguous [N, O, positions]) = conv(x, w) + b for checked arguments. */
+/* Output rows [r0, r1)'s sums (the depthwise path's, after it). */
+typedef struct row_sums_job {
+  const float *y;
+  int64_t len;
+  double *sums;
+} row_sums_job;
+
+static void row_sums_range(const void *ctx, int64_t r0, int64_t r1) {
+  const row_sums_job *j = ctx;
+  for (int64_t r = r0; r < r1; r++) dn_row_sums(j->y + r * j->len, j->len, j->sums + r * ROW_STATS_SUMS);
+}
+
+/* y (new, contiguous [N, O, positions]) = conv(x, w) + b for checked arguments; row_sums: each output row's
+   sums for a batch norm, or NULL. */
 static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_tensor *x, dn_tensor *w, dn_tensor *b,
-                         bool relu) {
+                         bool relu, double *row_sums) {
   if (g->batch == 0 || g->out_ch == 0) return DN_OK;   /* y is empty */
   dn_tensor *wc = NULL, *bc = NULL;
   dn_status st = dn_plain_contiguous(&wc, w);
@@ -813,9 +837,11 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
     float *yd = dn_tensor_data(y);
     int64_t count = relu && !st ? dn_tensor_numel(y) : 0;
     for (int64_t e = 0; e < count; e++) yd[e] = yd[e] < 0.0f ? 0.0f : yd[e];
+    row_sums_job rj = {yd, g->positions, row_sums};
+    if (!st && row_sums) dn_parallel_rows(g->batch * g->out_ch, g->positions, row_sums_range, &rj);
   } else if (!st) {
     conv_job j = {.g = g, .slab = slab_rows(g), .x = x, .w = wd, .bias = bd, .y = dn_tensor_data(y), .parts = 1,
-                  .relu = relu};
+                  .relu = relu, .row_sums = row_sums};
     int tasks = tasks_for(g->batch);
     float *packed = NULL;
     uint8_t *inside = NULL;
@@ -833,10 +859,11 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
   return st;
 }
 
-/* Checks, the output, the kernel, the node (ndim 3: conv1d, 4: conv2d). */
+/* Checks, the output, the kernel, the node (ndim 3: conv1d, 4: conv2d); stats: the output carries its
+   rows' sums for a batch norm (row_stats.h). */
 static dn_status forward(dn_tensor **out, const dn_node_type *type, int ndim, dn_tensor *x, dn_tensor *w,
                          dn_tensor *b, const int64_t *stride, const int64_t *pad, const int64_t *dil, int64_t groups,
-                         bool relu) {
+                         bool relu, bool stats) {
   *out = NULL;
   dn_status st = check_args(type->name, ndim, x, w, b, stride, pad, dil, groups);
   if (st) return st;
@@ -846,7 +873,17 @@ static dn_status forward(dn_tensor **out, const dn_node_type *type, int ndim, dn
   dn_tensor *y;
   st = dn_tensor_new(&y, DN_F32, ndim, shape);
   if (st) return st;
-  st = compute(type->name, y, &g, x, w, b, relu);
+  dn_row_stats *sums = NULL;
+  int64_t rows = g.batch * g.out_ch;
+  if (stats && rows > 0 && g.positions > 0 && !(sums = dn_row_stats_new(rows, g.positions)))
+    st = dn_fail(DN_ENOMEM, "%s: out of memory for the sums of %lld output rows", type->name, (long long)rows);
+  if (!st) st = compute(type->name, y, &g, x, w, b, relu, sums ? sums->sums : NULL);
+  if (!st && sums) {
+    sums->version = y->storage->version;
+    y->row_stats = sums;
+  } else {
+    dn_free(sums);
+  }
   dn_node *node = NULL;
   if (!st) st = dn_record(y, type, 3, (const dn_tensor *[]){x, w, b}, &node);
   if (!st && node) {
@@ -872,25 +909,38 @@ static dn_status forward(dn_tensor **out, const dn_node_type *type, int ndim, dn
 dn_status dn_conv2d(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, const int64_t stride[2],
                     const int64_t padding[2], const int64_t dilation[2], int64_t groups) {
   DN_FPMODE_SCOPE();
-  return forward(out, &conv2d_node, 4, x, w, b, stride, padding, dilation, groups, false);
+  return forward(out, &conv2d_node, 4, x, w, b, stride, padding, dilation, groups, false, false);
+}
+
+dn_status dn_conv2d_stats(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, const int64_t stride[2],
+                          const int64_t padding[2], const int64_t dilation[2], int64_t groups) {
+  DN_FPMODE_SCOPE();
+  return forward(out, &conv2d_node, 4, x, w, b, stride, padding, dilation, groups, false, true);
 }
 
 dn_status dn_conv2d_relu(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, const int64_t stride[2],
                          const int64_t padding[2], const int64_t dilation[2], int64_t groups) {
   DN_FPMODE_SCOPE();
-  return forward(out, &conv2d_relu_node, 4, x, w, b, stride, padding, dilation, groups, true);
+  return forward(out, &conv2d_relu_node, 4, x, w, b, stride, padding, dilation, groups, true, false);
 }
 
 dn_status dn_conv1d(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, int64_t stride, int64_t padding,
                     int64_t dilation, int64_t groups) {
   DN_FPMODE_SCOPE();
   return forward(out, &conv1d_node, 3, x, w, b, (int64_t[]){1, stride}, (int64_t[]){0, padding},
-                 (int64_t[]){1, dilation}, groups, false);
+                 (int64_t[]){1, dilation}, groups, false, false);
+}
+
+dn_status dn_conv1d_stats(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, int64_t stride, int64_t padding,
+                          int64_t dilation, int64_t groups) {
+  DN_FPMODE_SCOPE();
+  return forward(out, &conv1d_node, 3, x, w, b, (int64_t[]){1, stride}, (int64_t[]){0, padding},
+                 (int64_t[]){1, dilation}, groups, false, true);
 }
 
 dn_status dn_conv1d_relu(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, int64_t stride, int64_t padding,
                          int64_t dilation, int64_t groups) {
   DN_FPMODE_SCOPE();
   return forward(out, &conv1d_relu_node, 3, x, w, b, (int64_t[]){1, stride}, (int64_t[]){0, padding},
-                 (int64_t[]){1, dilation}, groups, true);
+                 (int64_t[]){1, dilation}, groups, true, false);
 }

@@ -13,12 +13,17 @@
 ** channel by channel defeats the prefetcher). No value depends on how the
 ** work is split, so the bits do not depend on the thread count. Sums are in
 ** double (in lanes, below). Batch norm takes
-** its statistics in one pass of shifted sums, sum (x - k) and sum (x - k)^2
-** with k the channel's first value (the variance is then
-** sum (x - k)^2 - (sum (x - k))^2 / M): in double, and shifted by a value of
-** the data, this does not cancel for inputs far from 0 as E[x^2] - mean^2
-** would. Layer and group norm rows are small and take a second pass over
-** (x - mean)^2.
+** its statistics from shifted sums of each row (n, c), sum (x - k) and
+** sum (x - k)^2 with k the row's first value (row_stats.h): in double, and
+** shifted by a value of the data, this does not cancel for inputs far from 0
+** as E[x^2] - mean^2 would. A channel's rows are then merged in the order of
+** n: the mean from the rows' totals, the sum of squared deviations as each
+** row's own plus its mean's spread about the channel's (channel_stats).
+** The rows' sums are one pass over
+** the input in memory order, or none when the input carries them: a
+** convolution that a batch norm follows computes them while each image's
+** outputs are in cache (dn_conv2d_stats), with the same bits. Layer and
+** group norm rows are small and take a second pass over (x - mean)^2.
 **
 ** Training uses the batch's mean and biased variance; the running
 ** statistics are updated as PyTorch 1.13 does (batch_norm_cpu_update_stats:
@@ -81,6 +86,7 @@
 #include "internal.h"
 #include "lanes.h"
 #include "max_pool_2x2.h"
+#include "row_stats.h"
 #include "shape.h"
 
 /* SAVED_Y: with ReLU; SAVED_INDICES, in the same slot: with the pool (int32, the argmax of each window in its
@@ -118,8 +124,9 @@ static inline float *at(const dn_tensor *t, int64_t c) { return DN_F32_AT(t, t->
 
 /* --- forward ---------------------------------------------------------------------------- */
 
-/* A forward pass: per channel the statistics (channels [c0, c1) per task),
-   then the outputs row by row in memory order. */
+/* A forward pass: in training each row's sums (or the input's own), per
+   channel the statistics (channels [c0, c1) per task), then the outputs row
+   by row in memory order. */
 typedef struct bn_forward_job {
   bn_dims d;
   const float *x, *weight, *bias;   /* weight, bias contiguous or NULL */
@@ -129,35 +136,34 @@ typedef struct bn_forward_job {
   double momentum, eps;
   float *save_mean, *save_invstd;   /* [C] */
   double *param;                    /* [C][3]: mean, scale, shift of each channel's outputs */
+  const double *sums;               /* training: [N * C][ROW_STATS_SUMS], row_stats.h */
+  double *own_sums;                 /* the same when this op computes them, or NULL */
 } bn_forward_job;
 
-/* Channels whose statistics one walk gathers: rows (n, c) of a block are
-   read in memory order (one channel at a time reads rows C * S apart, short
-   runs for the prefetcher at 14x14), each channel's sums still over n in
-   order, so the bits are as channel by channel. */
-enum { STATS_BLOCK = 8 };
+/* Rows [r0, r1)'s sums, in memory order. */
+static void row_sums_range(const void *ctx, int64_t r0, int64_t r1) {
+  const bn_forward_job *j = ctx;
+  for (int64_t r = r0; r < r1; r++) dn_row_sums(j->x + r * j->d.s, j->d.s, j->own_sums + r * ROW_STATS_SUMS);
+}
 
-/* The batch's mean and biased variance of channels [c0, c0 + block), and
-   the running update. */
-static void batch_stats(const bn_forward_job *j, int64_t c0, int64_t block, double *mean_out, double *var_out) {
+/* Channel c's batch mean and sum of squared deviations from its rows' sums, in the order of n: the mean
+   from the rows' totals, then each row's squared deviations about its own mean plus its share of the
+   spread of the rows' means about the channel's (exact for symmetric data: a mean of 0 is 0). */
+static void channel_stats(const bn_forward_job *j, int64_t c, double *mean_out, double *sq_out) {
   bn_dims d = j->d;
-  double acc_d[STATS_BLOCK][LANES] = {{0}}, acc_sq[STATS_BLOCK][LANES] = {{0}}, k[STATS_BLOCK];
-  for (int64_t b = 0; b < block; b++) k[b] = j->x[(c0 + b) * d.s];
-  for (int64_t n = 0; n < d.n; n++)
-    for (int64_t b = 0; b < block; b++)
-      lanes_shifted(acc_d[b], acc_sq[b], j->x + (n * d.c + c0 + b) * d.s, d.s, k[b]);
-  for (int64_t b = 0; b < block; b++) {
-    double m = (double)(d.n * d.s), sum_d = lanes_total(acc_d[b]), mean = k[b] + sum_d / m;
-    double sq = lanes_total(acc_sq[b]) - sum_d * (sum_d / m);   /* sum of (x - mean)^2 */
-    if (sq < 0) sq = 0;
-    mean_out[b] = mean;
-    var_out[b] = sq / m;
-    if (j->running_mean) {
-      float *rm = at(j->running_mean, c0 + b), *rv = at(j->running_var, c0 + b);
-      *rm = (float)(j->momentum * mean + (1 - j->momentum) * *rm);
-      *rv = (float)(j->momentum * (sq / (m - 1)) + (1 - j->momentum) * *rv);
-    }
+  double len = (double)d.s, total = 0, sq = 0;
+  for (int64_t n = 0; n < d.n; n++) {
+    const double *r = j->sums + (n * d.c + c) * ROW_STATS_SUMS;
+    total += r[0] * len + r[1];
   }
+  double mean = total / (len * (double)d.n);
+  for (int64_t n = 0; n < d.n; n++) {
+    const double *r = j->sums + (n * d.c + c) * ROW_STATS_SUMS;
+    double row_sq = r[2] - r[1] * (r[1] / len), dev = r[0] + r[1] / len - mean;
+    sq += (row_sq < 0 ? 0 : row_sq) + len * dev * dev;
+  }
+  *mean_out = mean;
+  *sq_out = sq;
 }
 
 /* n outputs of a channel, with relu then ReLU as the runtime's (v < 0 keeps NaN and -0, unary.c). Inlined
@@ -171,16 +177,23 @@ static DN_ALWAYS_INLINE void forward_run(float *y, const float *x, int64_t n, do
   }
 }
 
-/* The statistics and output parameters of channels [c0, c1). */
+/* The statistics, the running update and the output parameters of channels [c0, c1). */
 static void forward_channels(const void *ctx, int64_t c0, int64_t c1) {
   const bn_forward_job *j = ctx;
-  double means[STATS_BLOCK], vars[STATS_BLOCK];
+  double m = (double)(j->d.n * j->d.s);
   for (int64_t c = c0; c < c1; c++) {
-    if (j->training && (c - c0) % STATS_BLOCK == 0)
-      batch_stats(j, c, c1 - c < STATS_BLOCK ? c1 - c : STATS_BLOCK, means, vars);
-    double mean, var;
-    if (j->training) mean = means[(c - c0) % STATS_BLOCK], var = vars[(c - c0) % STATS_BLOCK];
-    else mean = *at(j->running_mean, c), var = *at(j->running_var, c);
+    double mean, var, sq;
+    if (j->training) {
+      channel_stats(j, c, &mean, &sq);
+      var = sq / m;
+      if (j->running_mean) {
+        float *rm = at(j->running_mean, c), *rv = at(j->running_var, c);
+        *rm = (float)(j->momentum * mean + (1 - j->momentum) * *rm);
+        *rv = (float)(j->momentum * (sq / (m - 1)) + (1 - j->momentum) * *rv);
+      }
+    } else {
+      mean = *at(j->running_mean, c), var = *at(j->running_var, c);
+    }
     double invstd = 1 / sqrt(var + j->eps);
     double w = j->weight ? j->weight[c] : 1.0, b = j->bias ? j->bias[c] : 0.0;
     j->param[3 * c] = mean;
@@ -639,9 +652,18 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
   if (!st) {
     bn_forward_job job = {d, dn_tensor_data(xc), wc ? dn_tensor_data(wc) : NULL, bc ? dn_tensor_data(bc) : NULL,
                           dn_tensor_data(y), running_mean, running_var, training, relu, momentum, eps,
-                          dn_tensor_data(mean), dn_tensor_data(invstd), param};
-    if (d.n > 0) {
-      dn_parallel_rows(d.c, training ? d.n * d.s : 1, forward_channels, &job);
+                          dn_tensor_data(mean), dn_tensor_data(invstd), param, NULL, NULL};
+    /* the rows' sums: the input's own, or one pass here */
+    if (training && d.n > 0 && !(job.sums = dn_row_stats_of(x, d.n * d.c, d.s))) {
+      if ((job.own_sums = dn_alloc((size_t)(d.n * d.c * ROW_STATS_SUMS) * sizeof(double)))) {
+        dn_parallel_rows(d.n * d.c, d.s, row_sums_range, &job);
+        job.sums = job.own_sums;
+      } else {
+        st = dn_fail(DN_ENOMEM, "%s: out of memory for the sums of %lld rows", type->name, (long long)(d.n * d.c));
+      }
+    }
+    if (!st && d.n > 0) {
+      dn_parallel_rows(d.c, training ? d.n : 1, forward_channels, &job);
       if (pool) {
         pj.bn = &job;
         pj.y = dn_tensor_data(y);
@@ -650,14 +672,15 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
       } else {
         dn_parallel_rows(d.n * d.c, 2 * d.s, forward_rows, &job);
       }
-    } else {   /* an empty batch: a node whose backward gives zeros */
+    } else if (!st) {   /* an empty batch: a node whose backward gives zeros */
       memset(job.save_mean, 0, (size_t)d.c * sizeof(float));
       memset(job.save_invstd, 0, (size_t)d.c * sizeof(float));
     }
-    if (training && running_mean) {
+    if (!st && training && running_mean) {
       dn_bump_version(running_mean);
       dn_bump_version(running_var);
     }
+    dn_free(job.own_sums);
   }
   dn_free(pj.scratch);
   dn_free(param);

@@ -59,6 +59,7 @@ void dn_tensor_release(dn_tensor *t) {
   dn_tensor_release(t->grad);
   if (t->grad_fn) dn_node_release(t->grad_fn);
   if (t->hooks) dn_hook_list_free(t->hooks, NULL);
+  dn_free(t->row_stats);
   dn_free(t);
 }
 

@@ -10,7 +10,9 @@
    channel dropout after the pool (dn_batch_norm_relu_max_pool2d_dropout2d)
    against the chain then dn_dropout_channels: values, gradients and the
    generator's offset, for each p and scaling, a batch shard, 1-3 threads,
-   and its own errors. */
+   and its own errors. Every batch norm form on a convolution's output that
+   carries its rows' sums (dn_conv2d_stats, dn_conv1d_stats) against the same
+   without them; sums dropped by an in-place write. */
 #include "testutil.h"
 #include "testutil_norm.h"
 
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dropnet/conv.h"
 #include "graph.h"
 
 static void release_all(dn_tensor **list, size_t count) {
@@ -547,6 +550,80 @@ static void test_dropout_errors(void **state) {
   RELEASE(x, x3, rm, rv);
 }
 
+/* --- statistics left by a convolution ------------------------------------------------------------------ */
+
+/* A convolution before a batch norm: 2-D dense or depthwise (the sums from a pass after the direct loops),
+   or 1-D; the batch norm form (0 plain, 1 + ReLU, 2 + ReLU + pool, 3 + dropout too; 2-D only). */
+typedef struct stats_case {
+  int ndim;
+  int64_t n, in, out, h, w, groups;
+  int form;
+} stats_case;
+
+/* y = the convolution (with its rows' sums when stats), scaled by 2 in place first when write; then the
+   batch norm form in training with running statistics, backward of a fixed gradient to x and the weights. */
+static void run_stats(dn_tensor *outs[N_OUTS], const stats_case *c, bool stats, bool write) {
+  int64_t xs[4] = {c->n, c->in, c->h, c->w}, ws[4] = {c->out, c->in / c->groups, 3, 3}, ch = c->out;
+  if (c->ndim == 3) xs[2] = c->w, ws[2] = 3;
+  dn_tensor *x = dn_test_random(31, c->ndim, xs), *w = dn_test_random(32, c->ndim, ws), *y, *z;
+  dn_tensor *bw = dn_test_random(33, 1, &ch), *bb = dn_test_random(34, 1, &ch), *rm, *rv;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&rm, DN_F32, 1, &ch));
+  DN_OK_OR_FAIL(dn_tensor_full(&rv, DN_F32, 1, &ch, 1.0));
+  if (!write) {   /* an in-place write on a graph's tensor is refused: forward only then */
+    DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+    DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+    DN_OK_OR_FAIL(dn_requires_grad_(bw, true));
+  }
+  const int64_t one[2] = {1, 1};
+  if (c->ndim == 4)
+    DN_OK_OR_FAIL((stats ? dn_conv2d_stats : dn_conv2d)(&y, x, w, NULL, one, one, one, c->groups));
+  else
+    DN_OK_OR_FAIL((stats ? dn_conv1d_stats : dn_conv1d)(&y, x, w, NULL, 1, 1, 1, c->groups));
+  assert_true((y->row_stats != NULL) == stats);
+  if (write) DN_OK_OR_FAIL(dn_binary_scalar_(y, DN_MUL, 2.0));
+  dn_rng rng;
+  dn_rng_seed(&rng, 5);
+  switch (c->form) {
+    case 0: DN_OK_OR_FAIL(dn_batch_norm(&z, y, bw, bb, rm, rv, true, 0.1, 1e-5)); break;
+    case 1: DN_OK_OR_FAIL(dn_batch_norm_relu(&z, y, bw, bb, rm, rv, true, 0.1, 1e-5)); break;
+    case 2: DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&z, y, bw, bb, rm, rv, true, 0.1, 1e-5)); break;
+    default:
+      DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d_dropout2d(&z, y, bw, bb, rm, rv, true, 0.1, 1e-5, 0.3, &rng,
+                                                            DN_DROPOUT_INVERTED));
+  }
+  if (z->grad_fn) {
+    dn_tensor *g = dn_test_random(35, z->ndim, z->shape);
+    DN_OK_OR_FAIL(dn_backward(z, g, false));
+    dn_tensor_release(g);
+  }
+  norm_collect_outs(outs, z, rm, rv, x, w, bw);
+  RELEASE(x, w, y, z, bw, bb, rm, rv);
+}
+
+/* With the convolution's sums or without, the same bits; an in-place write drops the sums (the doubled
+   values' statistics, not the stale ones). */
+static void test_conv_stats(void **state) {
+  (void)state;
+  static const stats_case cases[] = {
+    {4, 3, 4, 6, 7, 9, 1, 0}, {4, 3, 4, 6, 7, 9, 1, 1}, {4, 3, 4, 6, 7, 9, 1, 2}, {4, 3, 4, 6, 7, 9, 1, 3},
+    {4, 5, 32, 16, 8, 8, 1, 3},   /* several images per task, even rows: the epilogue's pairs of rows */
+    {4, 2, 3, 5, 6, 6, 1, 1},     /* an odd number of output channels: a row alone */
+    {4, 3, 6, 6, 5, 6, 6, 2},     /* depthwise: the pass after the direct loops */
+    {3, 3, 4, 6, 1, 11, 2, 0}, {3, 3, 4, 6, 1, 11, 2, 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+    for (int write = 0; write < 2; write++) {
+      char what[64];
+      snprintf(what, sizeof what, "stats case %zu, written %d", i, write);
+      dn_tensor *with[N_OUTS], *without[N_OUTS];
+      run_stats(with, &cases[i], true, write);
+      run_stats(without, &cases[i], false, write);
+      norm_assert_same_bits(with, without, what, "without the convolution's sums");
+      norm_release_outs(with);
+      norm_release_outs(without);
+    }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_bit_identical, dn_test_reset_modes),
@@ -558,6 +635,7 @@ int main(void) {
     cmocka_unit_test_setup(test_dropout_bit_identical, dn_test_reset_modes),
     cmocka_unit_test_setup(test_dropout_threads, dn_test_reset_modes),
     cmocka_unit_test_setup(test_dropout_errors, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_conv_stats, dn_test_reset_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

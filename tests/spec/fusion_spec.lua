@@ -483,6 +483,46 @@ describe("fusion plan", function()
     assert.are.same(before, g:get_state())
   end)
 
+  it("runs a Conv2d / Conv1d before a batch norm as F.conv2d_stats / F.conv1d_stats, the batch norm its own step",
+    function()
+    local stats_rule
+    for _, rule in ipairs(fusion.RULES) do
+      if rule.next then stats_rule = rule end
+    end
+    local function first_is_stats(model) return fusion.plan(model)[1].forward == stats_rule.forward end
+    local m2 = nn.Sequential(nn.Conv2d(3, 4, 3, {padding = 1}), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+    assert.are.same({1, 3}, step_sizes(m2))
+    assert.is_true(first_is_stats(m2))
+    local m1 = nn.Sequential(nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.ReLU())
+    assert.are.same({1, 2}, step_sizes(m1))
+    assert.is_true(first_is_stats(m1))
+    -- no batch norm after it, a subclass, a hooked convolution: the plain layer
+    assert.is_false(first_is_stats(nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2))))
+    assert.is_false(first_is_stats(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d:extend("MyBN")(4))))
+    assert.is_false(first_is_stats(nn.Sequential(nn.Conv2d:extend("MyConv")(3, 4, 3), nn.BatchNorm2d(4))))
+    local hooked = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    hooked[1]:register_forward_hook(function() end)
+    assert.is_false(first_is_stats(hooked))
+    -- the last layer: nothing follows
+    assert.is_false(first_is_stats(nn.Sequential(nn.Conv2d(3, 4, 3))))
+    -- the layer's errors are its own
+    local ok, err = pcall(m2, dn.randn(2, 5, 6, 6))
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("Conv2d", 1, true), tostring(err))
+    -- F.conv2d_stats: F.conv2d's values, node and errors under its own name
+    local F = nn.functional
+    local x, w = dn.randn(2, 3, 5, 5), dn.randn(4, 3, 3, 3)
+    assert_bits(F.conv2d_stats(x, w, nil, {padding = 1}), F.conv2d(x, w, nil, {padding = 1}), "conv2d_stats")
+    local x1, w1 = dn.randn(2, 3, 7), dn.randn(4, 3, 3)
+    assert_bits(F.conv1d_stats(x1, w1, nil, {padding = 1}), F.conv1d(x1, w1, nil, {padding = 1}), "conv1d_stats")
+    local bad_ok, bad = pcall(F.conv2d_stats, x, w, nil, {stride = 0})
+    assert.is_false(bad_ok)
+    assert.truthy(tostring(bad):find("conv2d_stats", 1, true), tostring(bad))
+    local bad3_ok, bad3 = pcall(F.conv2d_stats, dn.randn(3, 5, 5), w)
+    assert.is_false(bad3_ok)
+    assert.truthy(tostring(bad3):find("conv2d", 1, true), tostring(bad3))
+  end)
+
   it("fuses Conv1d / Conv2d then ReLU, and not a subclass, a replaced forward or a hooked layer", function()
     local function grad_fn(model, x) return model(x:detach():requires_grad_()).grad_fn end
     local conv2 = nn.Sequential(nn.Conv2d(2, 3, 3, {padding = 1}), nn.ReLU())

@@ -37,6 +37,19 @@ DN_API dn_status dn_conv2d_relu(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_
 DN_API dn_status dn_conv1d_relu(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, int64_t stride,
                                 int64_t padding, int64_t dilation, int64_t groups);
 
+/* dn_conv2d / dn_conv1d whose output also carries the sums of each of its
+   rows (n, o) that a batch norm's statistics are made of, taken while each
+   image's outputs are in cache (dn_tensor.row_stats): a batch norm of that
+   tensor (dn_batch_norm and its fused forms, norm.h) then skips its own pass
+   over the input for them, with the same bits. An in-place write to the
+   output (its storage's version) or a view of it drops them. The same node,
+   values and gradients as dn_conv2d / dn_conv1d. The form of nn.Conv2d /
+   nn.Conv1d in a Sequential when a batch norm follows. */
+DN_API dn_status dn_conv2d_stats(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, const int64_t stride[2],
+                                 const int64_t padding[2], const int64_t dilation[2], int64_t groups);
+DN_API dn_status dn_conv1d_stats(dn_tensor **out, dn_tensor *x, dn_tensor *w, dn_tensor *b, int64_t stride,
+                                 int64_t padding, int64_t dilation, int64_t groups);
+
 DN_END_DECLS
 
 #endif

@@ -32,6 +32,7 @@ typedef struct dn_storage {
 
 struct dn_node;      /* autograd graph node (autograd.h) */
 struct dn_hook_list; /* gradient hooks (dn_register_hook, autograd.h) */
+struct dn_row_stats; /* a batch norm's statistics of this tensor's rows, left by the op that wrote it */
 
 typedef struct dn_tensor {
   int refcount;
@@ -46,6 +47,9 @@ typedef struct dn_tensor {
   struct dn_tensor *grad;         /* owned; NULL until backward reaches it */
   struct dn_node *grad_fn;        /* owned reference; NULL for leaves */
   struct dn_hook_list *hooks;     /* owned; a leaf's gradient hooks, NULL when none was ever set */
+  /* owned, or NULL: the per-(n, c) sums a batch norm of this tensor needs, computed by the op that wrote it
+     while the values were in cache (dn_conv2d_stats); valid while the storage's version is unchanged */
+  struct dn_row_stats *row_stats;
 } dn_tensor;
 
 DN_API const char *dn_dtype_name(dn_dtype dtype);   /* "float32", "int32", "uint8" */

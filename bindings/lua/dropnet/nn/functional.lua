@@ -116,11 +116,12 @@ function F._conv_options(where, n, opts)
   return o
 end
 
--- conv1d (n = 1) or conv2d (n = 2) with checked options, then ReLU when relu.
+-- conv1d (n = 1) or conv2d (n = 2) with checked options, then ReLU when relu; stats: the output carries its
+-- rows' sums for the batch norm after it (F.conv2d_stats).
 -- padding "same" with an odd total (dilation * (k - 1)) pads the larger half
 -- on both sides and drops the output's first row or column: PyTorch puts the
 -- extra zero at the end.
-local function conv(n, x, weight, bias, o, relu)
+local function conv(n, x, weight, bias, o, relu, stats)
   local pad, trim = o.padding, nil
   if pad == "valid" then
     pad = {0, 0}
@@ -140,9 +141,9 @@ local function conv(n, x, weight, bias, o, relu)
   local y
   if n == 2 then
     y = core.nn_conv2d(x, weight, bias, o.stride[1], o.stride[2], pad[1], pad[2], o.dilation[1], o.dilation[2],
-      o.groups, relu)
+      o.groups, relu, stats)
   else
-    y = core.nn_conv1d(x, weight, bias, o.stride[1], pad[1], o.dilation[1], o.groups, relu)
+    y = core.nn_conv1d(x, weight, bias, o.stride[1], pad[1], o.dilation[1], o.groups, relu, stats)
   end
   if trim then
     for d = 1, n do
@@ -178,6 +179,21 @@ end
 function F.conv1d_relu(x, weight, bias, opts)
   local o = F._conv_options("conv1d_relu", 1, check.options("conv1d_relu", "options", opts, CONV_OPTIONS))
   return conv(1, x, weight, bias, o, true)
+end
+
+--- conv2d_stats(x, weight[, bias[, opts]]): F.conv2d, whose output also carries the sums of its rows that a
+-- batch norm's statistics are made of, taken while each image's outputs are in cache: a batch norm of that
+-- tensor then skips its own pass for them (the same bits). nn.Sequential uses it for a Conv2d followed by a
+-- BatchNorm2d.
+function F.conv2d_stats(x, weight, bias, opts)
+  local o = F._conv_options("conv2d_stats", 2, check.options("conv2d_stats", "options", opts, CONV_OPTIONS))
+  return conv(2, x, weight, bias, o, false, true)
+end
+
+--- conv1d_stats(x, weight[, bias[, opts]]): F.conv1d, as conv2d_stats (a Conv1d followed by a BatchNorm1d).
+function F.conv1d_stats(x, weight, bias, opts)
+  local o = F._conv_options("conv1d_stats", 1, check.options("conv1d_stats", "options", opts, CONV_OPTIONS))
+  return conv(1, x, weight, bias, o, false, true)
 end
 
 -- --- dropout ----------------------------------------------------------------------------

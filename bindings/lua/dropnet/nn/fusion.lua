@@ -10,13 +10,16 @@ same values, gradients and generator advance as the layers one by one:
             forward, so it is never fused.
   watch     per position, the fields of the layer that `applies` reads (the
             plan is compiled again when one of them changes)
+  next      optional: the class (or list) of the layer after the run, which
+            the rule needs but leaves to the next step
   applies(m1, m2, ...) -> boolean: whether the run may be fused now
   forward(x, m1, m2, ...) -> y: the fused call, through nn.functional
 
 The rules: Linear, ReLU, Dropout (while the dropout draws); Linear then
 ReLU, Tanh or Sigmoid; BatchNorm2d, ReLU, MaxPool2d (a 2x2 pool at stride
 2) and Dropout2d (while it draws); BatchNorm2d, ReLU, MaxPool2d; BatchNorm1d
-or BatchNorm2d then ReLU; Conv1d or Conv2d then ReLU.
+or BatchNorm2d then ReLU; a Conv1d or Conv2d before a batch norm (it leaves
+the batch norm its statistics' sums); Conv1d or Conv2d then ReLU.
 
 Adding a fusion (convolution + ReLU + channel dropout, say) is one more
 entry in RULES. At each position the first rule that matches wins, so
@@ -50,8 +53,9 @@ local ReLU, Tanh, Sigmoid = activations.ReLU, activations.Tanh, activations.Sigm
 local BatchNorm1d, BatchNorm2d = normalization.BatchNorm1d, normalization.BatchNorm2d
 local MaxPool2d = pooling.MaxPool2d
 local Conv1d, Conv2d = conv.Conv1d, conv.Conv2d
--- The fused form of each convolution's forward.
+-- The fused forms of each convolution's forward.
 local CONV_RELU = {[Conv1d] = F.conv1d_relu, [Conv2d] = F.conv2d_relu}
+local CONV_STATS = {[Conv1d] = F.conv1d_stats, [Conv2d] = F.conv2d_stats}
 
 local M = {}
 
@@ -160,6 +164,21 @@ local RULES = {
     applies = function() return true end,
     forward = function(x, bn) return getmetatable(bn).forward_with(bn, x, F.batch_norm_relu) end,
   },
+  -- Conv1d or Conv2d followed by (not fused with) a batch norm: the
+  -- convolution takes each output row's sums for the batch norm's statistics
+  -- while the image's outputs are in cache (F.conv2d_stats), and the batch
+  -- norm's own step skips its pass over them. `next`: the class the
+  -- following layer must have; it is not part of the run.
+  {
+    pattern = {{Conv1d, Conv2d}},
+    next = {BatchNorm1d, BatchNorm2d},
+    watch = {{}},
+    applies = function() return true end,
+    forward = function(x, c)
+      local cls = getmetatable(c)
+      return cls.forward_with(c, x, CONV_STATS[cls])
+    end,
+  },
   -- Conv1d or Conv2d then ReLU: the ReLU in the pass that adds the bias to
   -- each image's outputs while they are in cache, and ReLU's backward on each
   -- image's gradient inside the convolution's backward (F.conv2d_relu), run
@@ -226,6 +245,10 @@ local function compile(order, mods)
         local m = plan.layers[i + j - 1]
         if m == nil or not of_class(m, pattern[j]) then run = nil break end
         run[j] = m
+      end
+      if run and rule.next then
+        local after = plan.layers[i + k]
+        if after == nil or not of_class(after, rule.next) then run = nil end
       end
       if run then
         local fits = true
