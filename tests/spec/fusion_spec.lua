@@ -496,6 +496,16 @@ describe("fusion plan", function()
     local m1 = nn.Sequential(nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.ReLU())
     assert.are.same({1, 2}, step_sizes(m1))
     assert.is_true(first_is_stats(m1))
+    -- only while the batch norm takes the batch's statistics: not in eval or MC mode, unless it keeps none
+    m2:eval()
+    assert.is_false(first_is_stats(m2))
+    m2:mc()
+    assert.is_false(first_is_stats(m2))
+    m2[2].track_running_stats = false
+    assert.is_true(first_is_stats(m2))
+    m2[2].track_running_stats = true
+    m2:train()
+    assert.is_true(first_is_stats(m2))
     -- no batch norm after it, a subclass, a hooked convolution: the plain layer
     assert.is_false(first_is_stats(nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2))))
     assert.is_false(first_is_stats(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d:extend("MyBN")(4))))

@@ -11,7 +11,8 @@ same values, gradients and generator advance as the layers one by one:
   watch     per position, the fields of the layer that `applies` reads (the
             plan is compiled again when one of them changes)
   next      optional: the class (or list) of the layer after the run, which
-            the rule needs but leaves to the next step
+            the rule needs but leaves to the next step; `applies` gets it
+            as its last argument, and `watch_next` lists its fields read
   applies(m1, m2, ...) -> boolean: whether the run may be fused now
   forward(x, m1, m2, ...) -> y: the fused call, through nn.functional
 
@@ -169,11 +170,14 @@ local RULES = {
   -- while the image's outputs are in cache (F.conv2d_stats), and the batch
   -- norm's own step skips its pass over them. `next`: the class the
   -- following layer must have; it is not part of the run.
+  -- Only when the batch norm takes the batch's statistics (training, or no
+  -- running statistics); in eval and MC mode it reads the running ones.
   {
     pattern = {{Conv1d, Conv2d}},
     next = {BatchNorm1d, BatchNorm2d},
     watch = {{}},
-    applies = function() return true end,
+    watch_next = {"training", "track_running_stats"},
+    applies = function(_, bn) return bn.training or not bn.track_running_stats end,
     forward = function(x, c)
       local cls = getmetatable(c)
       return cls.forward_with(c, x, CONV_STATS[cls])
@@ -246,10 +250,8 @@ local function compile(order, mods)
         if m == nil or not of_class(m, pattern[j]) then run = nil break end
         run[j] = m
       end
-      if run and rule.next then
-        local after = plan.layers[i + k]
-        if after == nil or not of_class(after, rule.next) then run = nil end
-      end
+      local after = rule.next and plan.layers[i + k]
+      if run and rule.next and (after == nil or not of_class(after, rule.next)) then run = nil end
       if run then
         local fits = true
         for j = 1, k do
@@ -258,7 +260,11 @@ local function compile(order, mods)
           for _, key in ipairs(rule.watch[j]) do watch(run[j], key) end
           fits = fits and own_forward(run[j]) and not rawget(run[j], "_hooks")
         end
-        if fits and rule.applies(table.unpack(run, 1, k)) then
+        for _, key in ipairs(rule.watch_next or {}) do watch(after, key) end
+        run[k + 1] = after   -- applies' last argument (nil without `next`), then dropped from the run
+        local applies = rule.applies(table.unpack(run, 1, k + 1))
+        run[k + 1] = nil
+        if fits and applies then
           step = run
           step.forward = rule.forward
           break
