@@ -136,6 +136,20 @@ static void count_windows(const dn_tensor *a) {
       }
 }
 
+/* The end of a run: backward of the case's gradient through y's node (named grad_fn, or any name for NULL),
+   or none when nothing asked for a gradient; outs collected; y and the inputs released. */
+static void finish_run(dn_tensor *outs[N_OUTS], dn_tensor *y, inputs *in, unsigned grads, const char *grad_fn) {
+  if (y->grad_fn) {
+    if (grad_fn) assert_string_equal(dn_grad_fn_name(y), grad_fn);
+    DN_OK_OR_FAIL(dn_backward(y, in->g, false));
+  } else {
+    assert_true(grads == 0 || (!in->weight && !(grads & GRAD_X)));
+  }
+  norm_collect_outs(outs, y, in->running_mean, in->running_var, in->x, in->weight, in->bias);
+  dn_tensor_release(y);
+  release_inputs(in);
+}
+
 /* One run: the fused op or a chain on the case's inputs, with running statistics or without, the gradients
    asked for, x and the gradient strided or not; outs: contiguous copies (NULL: not given). */
 static void run(dn_tensor *outs[N_OUTS], const pool_case *c, chain how, values kind, bool running, unsigned grads,
@@ -167,15 +181,7 @@ static void run(dn_tensor *outs[N_OUTS], const pool_case *c, chain how, values k
     DN_OK_OR_FAIL(dn_max_pool2d(&y, act, (const int64_t[]){2, 2}, NULL, NULL, NULL, false));
     dn_tensor_release(act);
   }
-  if (y->grad_fn) {
-    assert_string_equal(dn_grad_fn_name(y), how == FUSED ? "batch_norm_relu_max_pool2d" : "max_pool2d");
-    DN_OK_OR_FAIL(dn_backward(y, in.g, false));
-  } else {
-    assert_true(grads == 0 || (!in.weight && !(grads & GRAD_X)));
-  }
-  norm_collect_outs(outs, y, in.running_mean, in.running_var, in.x, in.weight, in.bias);
-  dn_tensor_release(y);
-  release_inputs(&in);
+  finish_run(outs, y, &in, grads, how == FUSED ? "batch_norm_relu_max_pool2d" : "max_pool2d");
 }
 
 /* Every case, kind of values, with and without running statistics (training), each subset of gradients
@@ -439,16 +445,8 @@ static void run_dropout(dn_tensor *outs[N_OUTS], uint64_t *offset, const pool_ca
     DN_OK_OR_FAIL(dn_dropout_channels(&y, pooled, d->p, &rng, d->scaling));
     RELEASE(act, pooled);
   }
-  if (y->grad_fn) {
-    if (fused) assert_string_equal(dn_grad_fn_name(y), "batch_norm_relu_max_pool2d_dropout2d");
-    DN_OK_OR_FAIL(dn_backward(y, in.g, false));
-  } else {
-    assert_true(grads == 0 || (!in.weight && !(grads & GRAD_X)));
-  }
+  finish_run(outs, y, &in, grads, fused ? "batch_norm_relu_max_pool2d_dropout2d" : NULL);
   *offset = rng.offset;
-  norm_collect_outs(outs, y, in.running_mean, in.running_var, in.x, in.weight, in.bias);
-  dn_tensor_release(y);
-  release_inputs(&in);
 }
 
 /* Every case, kind of values and dropout setting, with every gradient, x's only and none: the fused op's bits
