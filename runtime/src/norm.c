@@ -5,9 +5,10 @@
 **
 ** The input is made contiguous and read as [N, C, S] (S the product of the
 ** dims after C, 1 for [N, C]); a channel is the N runs of S elements at
-** (n * C + c) * S. Batch norm's sums are one dn_parallel_rows over whole
-** channels (a channel's statistics, and in backward its sums, dweight and
-** dbias, by one task in a fixed order); its outputs and dx are then written
+** (n * C + c) * S. Batch norm's statistics are sums of each row, merged per
+** channel in a fixed order (below); backward's sums, dweight and dbias are
+** one dn_parallel_rows over whole channels (a channel by one task in a fixed
+** order); the outputs and dx are then written
 ** by a second pass over the rows (n, c) in memory order, from per-channel
 ** parameters in double (a channel's rows are C * S apart: walking them
 ** channel by channel defeats the prefetcher). No value depends on how the
