@@ -403,21 +403,31 @@ static void on_line(char *line) {
   rl_callback_handler_remove();
 }
 
-/* readline's callback interface: select() wakes up on SIGINT, so Ctrl-C can
-   drop the line without readline's own handlers (which would re-raise the
-   signal and end the command). */
+/* readline's callback interface: the wait for input wakes up on SIGINT, so
+   Ctrl-C can drop the line without readline's own handlers (which would
+   re-raise the signal and end the command). SIGINT stays blocked except
+   inside pselect, which unblocks it atomically: with select, a Ctrl-C that
+   landed between the check of sigint_seen and the wait (a busy machine, the
+   typed keys still being handled) was noticed only at the next key, and the
+   prompt sat there. */
 static int read_edited(const char *prompt_text, char **line) {
   line_read = NULL;
   line_done = 0;
   sigint_seen = 0;
+  sigset_t block, before, unblocked;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigprocmask(SIG_BLOCK, &block, &before);
+  unblocked = before;
+  sigdelset(&unblocked, SIGINT);
   set_sigint(on_sigint_reading, 0);
   rl_callback_handler_install(prompt_text, on_line);
-  int fd = fileno(rl_instream);
+  int fd = fileno(rl_instream), status = READ_OK;
   while (!line_done) {
     fd_set fds;
     FD_ZERO(&fds);
     FD_SET(fd, &fds);
-    int r = select(fd + 1, &fds, NULL, NULL, NULL);
+    int r = pselect(fd + 1, &fds, NULL, NULL, NULL, &unblocked);
     if (sigint_seen) {
       rl_free_line_state();
       rl_callback_sigcleanup();
@@ -427,8 +437,8 @@ static int read_edited(const char *prompt_text, char **line) {
       using_history();
       fputs("\n", stdout);
       fflush(stdout);
-      restore_sigint();
-      return READ_INTERRUPTED;
+      status = READ_INTERRUPTED;
+      break;
     }
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -437,7 +447,10 @@ static int read_edited(const char *prompt_text, char **line) {
     }
     rl_callback_read_char();
   }
+  /* a SIGINT still pending meets on_sigint_reading (ignored, as it always was), then the old handler is back */
+  sigprocmask(SIG_SETMASK, &before, NULL);
   restore_sigint();
+  if (status == READ_INTERRUPTED) return status;
   if (!line_read) return READ_END;
   *line = line_read;
   return READ_OK;
