@@ -448,11 +448,8 @@ static void forward_image(const conv_job *j, int64_t n, float *rows, float *pack
     }
   }
   /* a batch norm's sums of each output row, while the image's outputs are in cache */
-  double *sums = j->row_sums ? j->row_sums + n * g->out_ch * ROW_STATS_SUMS : NULL;
-  int64_t o = 0;
-  for (; sums && o + 2 <= g->out_ch; o += 2)
-    dn_row_sums2(y + o * l, y + (o + 1) * l, l, sums + o * ROW_STATS_SUMS, sums + (o + 1) * ROW_STATS_SUMS);
-  if (sums && o < g->out_ch) dn_row_sums(y + o * l, l, sums + o * ROW_STATS_SUMS);
+  for (int64_t o = 0; j->row_sums && o < g->out_ch; o++)
+    dn_row_sums(y + o * l, l, j->row_sums + (n * g->out_ch + o) * ROW_STATS_SUMS);
 }
 
 static void forward_task(void *ctx, int t, int nt) {
@@ -811,18 +808,6 @@ static dn_status check_args(const char *op, int ndim, const dn_tensor *x, const 
 }
 
 
-/* Output rows [r0, r1)'s sums (the depthwise path's, after it). */
-typedef struct row_sums_job {
-  const float *y;
-  int64_t len;
-  double *sums;
-} row_sums_job;
-
-static void row_sums_range(const void *ctx, int64_t r0, int64_t r1) {
-  const row_sums_job *j = ctx;
-  for (int64_t r = r0; r < r1; r++) dn_row_sums(j->y + r * j->len, j->len, j->sums + r * ROW_STATS_SUMS);
-}
-
 /* y (new, contiguous [N, O, positions]) = conv(x, w) + b for checked arguments; row_sums: each output row's
    sums for a batch norm, or NULL. */
 static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_tensor *x, dn_tensor *w, dn_tensor *b,
@@ -837,8 +822,9 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
     float *yd = dn_tensor_data(y);
     int64_t count = relu && !st ? dn_tensor_numel(y) : 0;
     for (int64_t e = 0; e < count; e++) yd[e] = yd[e] < 0.0f ? 0.0f : yd[e];
-    row_sums_job rj = {yd, g->positions, row_sums};
-    if (!st && row_sums) dn_parallel_rows(g->batch * g->out_ch, g->positions, row_sums_range, &rj);
+    /* the depthwise loops' outputs summed in a pass after them */
+    dn_row_sums_job rj = {yd, g->positions, row_sums};
+    if (!st && row_sums) dn_parallel_rows(g->batch * g->out_ch, g->positions, dn_row_sums_range, &rj);
   } else if (!st) {
     conv_job j = {.g = g, .slab = slab_rows(g), .x = x, .w = wd, .bias = bd, .y = dn_tensor_data(y), .parts = 1,
                   .relu = relu, .row_sums = row_sums};

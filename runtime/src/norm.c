@@ -141,12 +141,6 @@ typedef struct bn_forward_job {
   double *own_sums;                 /* the same when this op computes them, or NULL */
 } bn_forward_job;
 
-/* Rows [r0, r1)'s sums, in memory order. */
-static void row_sums_range(const void *ctx, int64_t r0, int64_t r1) {
-  const bn_forward_job *j = ctx;
-  for (int64_t r = r0; r < r1; r++) dn_row_sums(j->x + r * j->d.s, j->d.s, j->own_sums + r * ROW_STATS_SUMS);
-}
-
 /* Channel c's batch mean and sum of squared deviations from its rows' sums, in the order of n: the mean
    from the rows' totals, then each row's squared deviations about its own mean plus its share of the
    spread of the rows' means about the channel's (exact for symmetric data: a mean of 0 is 0). */
@@ -657,7 +651,8 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
     /* the rows' sums: the input's own, or one pass here */
     if (training && d.n > 0 && !(job.sums = dn_row_stats_of(x, d.n * d.c, d.s))) {
       if ((job.own_sums = dn_alloc((size_t)(d.n * d.c * ROW_STATS_SUMS) * sizeof(double)))) {
-        dn_parallel_rows(d.n * d.c, d.s, row_sums_range, &job);
+        dn_row_sums_job rj = {job.x, d.s, job.own_sums};
+        dn_parallel_rows(d.n * d.c, d.s, dn_row_sums_range, &rj);
         job.sums = job.own_sums;
       } else {
         st = dn_fail(DN_ENOMEM, "%s: out of memory for the sums of %lld rows", type->name, (long long)(d.n * d.c));

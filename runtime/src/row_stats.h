@@ -33,33 +33,17 @@ static inline void dn_row_sums(const float *x, int64_t len, double out[ROW_STATS
   out[2] = lanes_total(acc_sq);
 }
 
-/* Two rows' sums at once (each row's chain of adds overlaps the other's: a row alone waits on its adds),
-   the bits of dn_row_sums on each. */
-static inline void dn_row_sums2(const float *x0, const float *x1, int64_t len, double out0[ROW_STATS_SUMS],
-                                double out1[ROW_STATS_SUMS]) {
-  double k0 = x0[0], k1 = x1[0];
-  lanes d0 = {0}, q0 = {0}, d1 = {0}, q1 = {0};
-  int64_t s = 0;
-  for (; s + LANES <= len; s += LANES) {
-    lanes v0 = lanes_of(x0 + s) - k0, v1 = lanes_of(x1 + s) - k1;
-    d0 += v0;
-    q0 += v0 * v0;
-    d1 += v1;
-    q1 += v1 * v1;
-  }
-  double acc[4][LANES];
-  lanes_store(acc[0], d0);
-  lanes_store(acc[1], q0);
-  lanes_store(acc[2], d1);
-  lanes_store(acc[3], q1);
-  for (int64_t t = s; t < len; t++) {   /* the tails, as lanes_shifted's */
-    acc[0][t % LANES] += x0[t] - k0;
-    acc[1][t % LANES] += (x0[t] - k0) * (x0[t] - k0);
-    acc[2][t % LANES] += x1[t] - k1;
-    acc[3][t % LANES] += (x1[t] - k1) * (x1[t] - k1);
-  }
-  out0[0] = k0, out0[1] = lanes_total(acc[0]), out0[2] = lanes_total(acc[1]);
-  out1[0] = k1, out1[1] = lanes_total(acc[2]), out1[2] = lanes_total(acc[3]);
+/* Rows [r0, r1) of len values each, for dn_parallel_rows: a pass of its own over a tensor (a batch norm's
+   input that carries no sums, a depthwise convolution's output). */
+typedef struct dn_row_sums_job {
+  const float *x;
+  int64_t len;
+  double *sums;   /* [rows][ROW_STATS_SUMS] */
+} dn_row_sums_job;
+
+static inline void dn_row_sums_range(const void *ctx, int64_t r0, int64_t r1) {
+  const dn_row_sums_job *j = ctx;
+  for (int64_t r = r0; r < r1; r++) dn_row_sums(j->x + r * j->len, j->len, j->sums + r * ROW_STATS_SUMS);
 }
 
 /* Room for rows rows of len values, version unset; NULL when out of memory. */

@@ -573,6 +573,15 @@ static void test_errors(void **state) {
   DN_EXPECT_ERROR(dn_conv1d_relu(&y, x, w, NULL, 1, 0, 1, 1), DN_ESHAPE,
                   "conv1d_relu: input must be 3-D [N, C, L] (got shape [2,3,5,5])");
   DN_EXPECT_ERROR(dn_conv1d_relu(&y, x3, x3, NULL, 0, 0, 1, 1), DN_EINVAL, "conv1d_relu: stride must be >= 1");
+  /* the forms that leave a batch norm its sums: the plain convolution's node, name and checks */
+  DN_EXPECT_ERROR(dn_conv2d_stats(&y, x, w2, NULL, one, zero, one, 1), DN_ESHAPE,
+                  "conv2d: input [2,3,5,5] has 3 channels but weight [4,2,3,3] expects 2 per group x 1 groups");
+  assert_null(y);
+  DN_EXPECT_ERROR(dn_conv2d_stats(&y, x3, w, NULL, one, zero, one, 1), DN_ESHAPE,
+                  "conv2d: input must be 4-D [N, C, H, W] (got shape [2,3,5])");
+  DN_EXPECT_ERROR(dn_conv1d_stats(&y, x, w, NULL, 1, 0, 1, 1), DN_ESHAPE,
+                  "conv1d: input must be 3-D [N, C, L] (got shape [2,3,5,5])");
+  DN_EXPECT_ERROR(dn_conv1d_stats(&y, x3, x3, NULL, 0, 0, 1, 1), DN_EINVAL, "conv1d: stride must be >= 1");
   DN_EXPECT_ERROR(dn_conv2d(&y, x, w_big, NULL, one, zero, one, 1), DN_ESHAPE,
                   "conv2d: kernel [4,3,6,3] (6 with dilation 1) is larger than the padded input in height 5 "
                   "(input [2,3,5,5], padding [0,0])");
