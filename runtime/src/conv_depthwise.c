@@ -330,13 +330,14 @@ static void flat_dw_task(void *ctx, int task, int tasks) {
 
 /* Runs fn over `units` with per-task scratch of `floats` floats, or DN_ENOMEM. */
 static dn_status run_flat(flat_job *j, dn_task_fn *fn, int64_t units, int64_t floats, int64_t work) {
-  int tasks = dn_threads_for(work);
+  int tasks = dn_threads_for(work), parts = dn_threads_most_for(work);   /* parts: internal.h */
   if (tasks > units) tasks = (int)units;
+  if (parts > units) parts = (int)units;
   if (tasks < 1) return DN_OK;
   floats = (floats + 15) / 16 * 16;   /* each task's scratch 64-byte aligned */
   int64_t total;
-  if (!dn_size_mul(floats, tasks, &total) || !(j->scratch = dn_alloc((size_t)total * sizeof(float))))
-    return dn_fail(DN_ENOMEM, "%s: out of memory for %d depthwise scratch planes of %lld floats", j->op, tasks,
+  if (!dn_size_mul(floats, parts, &total) || !(j->scratch = dn_alloc((size_t)total * sizeof(float))))
+    return dn_fail(DN_ENOMEM, "%s: out of memory for %d depthwise scratch planes of %lld floats", j->op, parts,
                    (long long)floats);
   j->scratch_floats = floats;
   j->units = units;

@@ -166,13 +166,14 @@ static dn_status run_walks(const char *op, block_job *job, const block_pass *pas
     if (kept) *kept = 0;
     return DN_OK;
   }
-  int tasks = dn_threads_for(numel);
+  int tasks = dn_threads_for(numel), parts = dn_threads_most_for(numel);   /* parts: internal.h */
   if (tasks > g->planes) tasks = (int)g->planes;
+  if (parts > g->planes) parts = (int)g->planes;
   int64_t words;
-  if (!dn_size_mul(tasks, g->width + 1, &words) || !(job->last = dn_alloc((size_t)words * sizeof(int64_t))))
-    return dn_fail(DN_ENOMEM, "%s: out of memory for %d rows of %lld columns of scratch", op, tasks,
+  if (!dn_size_mul(parts, g->width + 1, &words) || !(job->last = dn_alloc((size_t)words * sizeof(int64_t))))
+    return dn_fail(DN_ENOMEM, "%s: out of memory for %d rows of %lld columns of scratch", op, parts,
                    (long long)g->width);
-  job->kept = job->last + (int64_t)tasks * g->width;
+  job->kept = job->last + (int64_t)parts * g->width;
   for (int i = 0; i < n_passes; i++) {
     job->pass = passes[i];
     dn_parallel(tasks, block_task, job);

@@ -216,12 +216,18 @@ static bool gemm_run(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int
   g.split_n = panels_n >= threads;
   g.units = g.split_n ? panels_n : panels_m;
   if (threads > g.units) threads = (int)g.units;
+  /* Buffers for as many threads as run uncontended, so that the allocation
+     depends on the shape alone (internal.h, dn_threads_most_for). */
+  int most = work <= SMALL_PRODUCT ? 1 : dn_get_num_threads();
+  int64_t most_units = panels_n >= most ? panels_n : panels_m;
+  if (most > most_units) most = (int)most_units;
+  if (most < threads) most = threads;
   /* Whole cache lines per buffer, so every panel is 64-byte aligned. The
      buffers are allocated here, not by the tasks, so that failing leaves C
      untouched (blas.c then hands the product to OpenBLAS). */
   g.a_floats = (size_t)round_up(round_up(min64(m, kern->mc), kern->mr) * g.kc_full, 16);
   g.b_floats = (size_t)round_up(round_up(min64(n, kern->nc), kern->nr) * g.kc_full, 16);
-  g.buffer = dn_alloc((g.a_floats + g.b_floats) * sizeof(float) * (size_t)threads);
+  g.buffer = dn_alloc((g.a_floats + g.b_floats) * sizeof(float) * (size_t)most);
   if (!g.buffer) return false;
   dn_parallel(threads, gemm_task, &g);
   dn_free(g.buffer);

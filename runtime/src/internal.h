@@ -71,12 +71,22 @@ static inline dn_status dn_check_float(const char *op, const char *what, const d
   return dn_fail(DN_ETYPE, "%s: %s must be float32 (got %s)", op, what, dn_dtype_name(t->dtype));
 }
 
-/* Threads to use for a loop of n elements. */
-static inline int dn_threads_for(int64_t n) {
-  if (n < DN_PARALLEL_GRAIN || (n < DN_CONTENDED_GRAIN && dn_pool_contended())) return 1;
+/* Threads a loop of n elements uses while no other process wants our CPUs:
+   the most dn_threads_for gives. Per-task scratch is allocated for this many,
+   so that what a call allocates depends on its shapes alone and not on
+   whether the pool was contended just then (a training step then finds the
+   previous step's blocks in the allocator's cache). */
+static inline int dn_threads_most_for(int64_t n) {
+  if (n < DN_PARALLEL_GRAIN) return 1;
   int t = dn_get_num_threads();
   int64_t by_size = n / DN_PARALLEL_GRAIN;
   return by_size < t ? (int)by_size : t;
+}
+
+/* Threads to use for a loop of n elements. */
+static inline int dn_threads_for(int64_t n) {
+  if (n < DN_CONTENDED_GRAIN && dn_pool_contended()) return 1;
+  return dn_threads_most_for(n);
 }
 
 /* Storage offset (in elements) of the element at row-major linear position i. */

@@ -217,6 +217,12 @@ static int tasks_for(int64_t units, int64_t work) {
   return units < t ? (int)units : t;
 }
 
+/* The most tasks_for gives (no contention): the scratch's count of parts (internal.h, dn_threads_most_for). */
+static int most_tasks_for(int64_t units, int64_t work) {
+  int t = dn_threads_most_for(work);
+  return units < t ? (int)units : t;
+}
+
 /* Zeroed scratch of `floats` floats for each of `tasks` tasks, each part 64-byte aligned (*stride floats
    apart), or DN_ENOMEM naming op. */
 static dn_status task_scratch(float **out, int64_t *stride, const char *op, int tasks, int64_t floats) {
@@ -452,8 +458,10 @@ static dn_status backward_pooled(bn_backward_job *j, const char *op) {
   bn_dims d = j->d;
   int channel_tasks = tasks_for(d.c, 2 * d.c * d.n * d.s);
   int row_tasks = j->dx && d.n > 0 ? tasks_for(d.n * d.c, 3 * d.n * d.c * d.s) : 0;
-  dn_status st = task_scratch(&j->scratch, &j->scratch_floats, op,
-                              channel_tasks > row_tasks ? channel_tasks : row_tasks, d.s);
+  int most_channel = most_tasks_for(d.c, 2 * d.c * d.n * d.s);
+  int most_row = j->dx && d.n > 0 ? most_tasks_for(d.n * d.c, 3 * d.n * d.c * d.s) : 0;
+  dn_status st = task_scratch(&j->scratch, &j->scratch_floats, op, most_channel > most_row ? most_channel : most_row,
+                              d.s);
   if (st) return st;
   dn_parallel(channel_tasks, backward_pool_channels, j);
   if (row_tasks) dn_parallel(row_tasks, backward_pool_rows, j);
@@ -642,7 +650,8 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
     pj = (bn_pool_job){.in_w = x->shape[3], .out_h = shape[2], .out_w = shape[3],
                        .tasks = tasks_for(d.n * d.c, 2 * d.n * d.c * d.s), .keep = drop ? drop->keep : NULL,
                        .scale = drop ? drop->scale : 1.0f};
-    st = task_scratch(&pj.scratch, &pj.scratch_floats, type->name, pj.tasks, d.s + max_2x2_slack(shape[3]));
+    st = task_scratch(&pj.scratch, &pj.scratch_floats, type->name, most_tasks_for(d.n * d.c, 2 * d.n * d.c * d.s),
+                      d.s + max_2x2_slack(shape[3]));
   }
   if (!st) {
     bn_forward_job job = {d, dn_tensor_data(xc), wc ? dn_tensor_data(wc) : NULL, bc ? dn_tensor_data(bc) : NULL,

@@ -121,6 +121,11 @@ static void note_wait(uint64_t waited, uint64_t own) {
   if (waited > CONTENDED_WAIT_NS && waited > own / 2) note_contention();
 }
 
+void dn_pool_set_contended(bool on) {
+  if (on) note_contention();
+  else atomic_store_explicit(&contended_until, 0, memory_order_relaxed);
+}
+
 bool dn_pool_contended(void) {
   uint64_t until = atomic_load_explicit(&contended_until, memory_order_relaxed);
   return until != 0 && now_ns() < until;

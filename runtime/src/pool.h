@@ -33,6 +33,10 @@ void dn_parallel(int tasks, dn_task_fn *fn, void *ctx);
    (pool.c): small work then runs on one thread. */
 bool dn_pool_contended(void);
 
+/* For tests: as if a busy neighbour had just kept a worker waiting (on), or
+   as if none had for a while (off). */
+void dn_pool_set_contended(bool on);
+
 /* Start of part t of [0, n) cut into `parts` near-equal pieces (t = parts gives n). */
 static inline int64_t dn_split(int64_t n, int t, int parts) { return n / parts * t + n % parts * t / parts; }
 

@@ -361,9 +361,10 @@ static void lane_task(void *ctx, int task, int tasks) {
 /* Runs j over every lane: one task per thread, each with its own scratch. */
 static dn_status lane_run(lane_job *j, const char *name) {
   if (j->g.count == 0 || j->g.length == 0) return DN_OK;
-  int tasks = dn_threads_for(j->g.count * j->g.length);
+  int tasks = dn_threads_for(j->g.count * j->g.length), parts = dn_threads_most_for(j->g.count * j->g.length);
   if (tasks > j->g.count) tasks = (int)j->g.count;
-  j->scratch = dn_alloc((size_t)tasks * 4 * (size_t)j->g.length * sizeof *j->scratch);
+  if (parts > j->g.count) parts = (int)j->g.count;   /* parts: internal.h */
+  j->scratch = dn_alloc((size_t)parts * 4 * (size_t)j->g.length * sizeof *j->scratch);
   if (!j->scratch) return dn_fail(DN_ENOMEM, "%s: out of memory for the lanes' scratch", name);
   dn_parallel(tasks, lane_task, j);
   dn_free(j->scratch);
@@ -847,13 +848,16 @@ dn_status dn_histc(dn_tensor **counts, dn_tensor **edges, const dn_tensor *a, in
     j.hi = (float)max;
     j.range = j.hi - j.lo;
   }
-  /* one histogram per task pays when each task has more elements than bins */
-  if (bins > j.n / tasks) tasks = 1;
+  /* one histogram per task pays when each task has more elements than bins; the counts are allocated for the
+     uncontended count of tasks (internal.h, dn_threads_most_for), of which tasks is 1 or all */
+  int parts = dn_threads_most_for(j.n);
+  if (bins > j.n / parts) parts = 1;
+  if (tasks > parts) tasks = parts;
   dn_tensor *result = NULL, *edge_values = NULL;
   if (!st && (st = dn_tensor_new(&result, DN_F32, 1, (int64_t[]){bins}))) st = dn_fail_as(st, "histc");
   if (!st && edges && (st = dn_tensor_new(&edge_values, DN_F32, 1, (int64_t[]){bins + 1})))
     st = dn_fail_as(st, "histc");
-  if (!st && !(j.counts = dn_alloc((size_t)tasks * (size_t)bins * sizeof *j.counts)))
+  if (!st && !(j.counts = dn_alloc((size_t)parts * (size_t)bins * sizeof *j.counts)))
     st = dn_fail(DN_ENOMEM, "histc: out of memory for %lld bins", (long long)bins);
   if (!st) {
     dn_parallel(tasks, histc_count, &j);

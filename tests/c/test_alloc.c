@@ -2,6 +2,8 @@
    makes no system allocation once the first step has warmed the cache. */
 #include "testutil.h"
 
+#include "pool.h"
+
 #include <string.h>
 
 static void test_alignment_and_reuse(void **state) {
@@ -106,6 +108,57 @@ static void test_training_step_allocates_nothing_after_the_first(void **state) {
   for (size_t i = 0; i < sizeof list / sizeof *list; i++) dn_tensor_release(list[i]);
 }
 
+/*
+** Contention (pool.c) moves small work onto one thread; the per-task scratch
+** is still allocated for the uncontended count of threads, so that a call's
+** allocations depend on its shapes alone: a step that runs contended after
+** one that did not (or the reverse) finds its blocks cached. (It did not:
+** CI's parallel suite once saw a batch norm's scratch of one part instead of
+** two, a new size class, in a step after the first.)
+*/
+static void contention_ops(int64_t extra) {
+  int64_t c = 8 + extra, n = 64 + extra;
+  dn_tensor *x = dn_test_random(11, 4, (int64_t[]){4, c, 16, 16}), *y = NULL, *g = NULL;
+  dn_tensor *a = dn_test_random(12, 2, (int64_t[]){n, 200}), *p = NULL;
+  dn_tensor *b = dn_test_random(13, 2, (int64_t[]){200, n + 40});
+  dn_tensor *xd = dn_test_random(14, 4, (int64_t[]){2, 4 + extra, 16, 16}), *d = NULL;
+  dn_tensor *w = dn_test_random(15, 4, (int64_t[]){4 + extra, 1, 3, 3});
+  /* wide rows: the dropblock's scratch (a row per task) is a size class of its own */
+  dn_tensor *xb = dn_test_random(16, 4, (int64_t[]){2, 2, 8, 500 + 7 * extra}), *blocks = NULL;
+  dn_tensor *lanes = dn_test_random(17, 2, (int64_t[]){n, 256}), *m = NULL, *mi = NULL, *h = NULL;
+  dn_rng rng;
+  dn_rng_seed(&rng, 5);
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+  DN_OK_OR_FAIL(dn_tensor_ones(&g, DN_F32, 4, y->shape));
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  DN_OK_OR_FAIL(dn_matmul(&p, a, b));
+  DN_OK_OR_FAIL(dn_conv2d(&d, xd, w, NULL, (int64_t[]){1, 1}, (int64_t[]){1, 1}, (int64_t[]){1, 1}, 4 + extra));
+  DN_OK_OR_FAIL(dn_dropblock2d(&blocks, xb, 0.2, 3, &rng));
+  DN_OK_OR_FAIL(dn_median_dim(&m, &mi, lanes, 1, false, 0));
+  DN_OK_OR_FAIL(dn_histc(&h, NULL, lanes, 10, -2, 2));
+  dn_tensor *list[] = {x, y, g, a, b, p, xd, w, d, xb, blocks, lanes, m, mi, h};
+  for (size_t i = 0; i < sizeof list / sizeof *list; i++) dn_tensor_release(list[i]);
+}
+
+static void test_allocations_do_not_depend_on_contention(void **state) {
+  (void)state;
+  DN_OK_OR_FAIL(dn_set_num_threads(2));
+  for (int contended_first = 0; contended_first < 2; contended_first++) {
+    int64_t extra = 1 + contended_first;   /* shapes of their own for each order: nothing cached from before */
+    dn_pool_set_contended(contended_first);
+    contention_ops(extra);
+    dn_alloc_stats warm, later;
+    dn_alloc_get_stats(&warm);
+    dn_pool_set_contended(!contended_first);
+    contention_ops(extra);
+    dn_alloc_get_stats(&later);
+    assert_int_equal(later.sys_allocs, warm.sys_allocs);
+    assert_int_equal(later.live_bytes, warm.live_bytes);
+  }
+  dn_pool_set_contended(false);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_alignment_and_reuse),
@@ -113,6 +166,7 @@ int main(void) {
     cmocka_unit_test(test_sizes_are_rounded_up_tightly),
     cmocka_unit_test(test_empty_cache_returns_memory),
     cmocka_unit_test(test_training_step_allocates_nothing_after_the_first),
+    cmocka_unit_test(test_allocations_do_not_depend_on_contention),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
