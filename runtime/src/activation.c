@@ -134,10 +134,10 @@ static dn_status pointwise_backward(dn_node *node, dn_tensor *grad, dn_tensor **
   pointwise_run(&p, grad_in[0], x, grad);
   return DN_OK;
 }
-static const dn_node_type leaky_relu_node = {"leaky_relu", pointwise_backward};
-static const dn_node_type elu_node = {"elu", pointwise_backward};
-static const dn_node_type selu_node = {"selu", pointwise_backward};
-static const dn_node_type gelu_node = {"gelu", pointwise_backward};
+static const dn_node_type leaky_relu_node = {.name = "leaky_relu", .backward = pointwise_backward};
+static const dn_node_type elu_node = {.name = "elu", .backward = pointwise_backward};
+static const dn_node_type selu_node = {.name = "selu", .backward = pointwise_backward};
+static const dn_node_type gelu_node = {.name = "gelu", .backward = pointwise_backward};
 
 static dn_status check_float(const char *op, const dn_tensor *x) {
   if (x->dtype == DN_F32) return DN_OK;
@@ -317,8 +317,8 @@ static dn_status softmax_backward(dn_node *node, dn_tensor *grad, dn_tensor **gr
   if (st) return st;
   return softmax_run(grad_in[0], y, grad, (int)node->ints[SOFTMAX_DIM], node->ints[SOFTMAX_LOG_SPACE] != 0);
 }
-static const dn_node_type softmax_node = {"softmax", softmax_backward};
-static const dn_node_type log_softmax_node = {"log_softmax", softmax_backward};
+static const dn_node_type softmax_node = {.name = "softmax", .backward = softmax_backward};
+static const dn_node_type log_softmax_node = {.name = "log_softmax", .backward = softmax_backward};
 
 static dn_status softmax_forward(dn_tensor **out, dn_tensor *x, int dim, bool log_space) {
   DN_FPMODE_SCOPE();

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "dropnet/autograd.h"
+#include "deferred.h"
 #include "graph.h"
 #include "hook.h"
 #include "internal.h"
@@ -120,12 +121,16 @@ static dn_status collect(dn_node *root, node_list *order) {
 static dn_status accumulate(dn_tensor **slot, dn_tensor *g) {
   if (!*slot) {
     if (g->refcount == 1 && g->storage->refcount == 1 && dn_tensor_is_contiguous(g) && !g->grad_fn) {
-      *slot = dn_tensor_retain(g);
+      *slot = dn_tensor_retain(g);   /* deferred or not (deferred.h) */
       return DN_OK;
     }
-    return dn_plain_clone(slot, g);
+    dn_status st = dn_deferred_materialize(g);
+    return st ? st : dn_plain_clone(slot, g);
   }
-  return dn_accumulate_into(*slot, g);
+  /* a sum of two gradients: both written */
+  dn_status st = dn_deferred_materialize(*slot);
+  if (!st) st = dn_deferred_materialize(g);
+  return st ? st : dn_accumulate_into(*slot, g);
 }
 
 static dn_status check_grad_shape(dn_node *n, int i, const dn_tensor *g) {
@@ -156,13 +161,16 @@ static dn_status run_node(dn_node *n, bool retain_graph) {
     if (!grad_in) return dn_fail(DN_ENOMEM, "backward: out of memory for the gradients of %s", n->type->name);
     memset(grad_in, 0, (size_t)slots * sizeof *grad_in);
   }
-  dn_status st = n->type->backward(n, n->grad, grad_in);
+  /* a deferred gradient (deferred.h) goes only to a node that takes one */
+  dn_status st = n->type->takes_deferred ? DN_OK : dn_deferred_materialize(n->grad);
+  if (!st) st = n->type->backward(n, n->grad, grad_in);
   for (int i = 0; i < n->n_inputs && !st; i++) {
     if (!grad_in[i] || !n->needs_grad[i]) continue;
     st = check_grad_shape(n, i, grad_in[i]);
     if (st) break;
     if (n->next_fn[i]) st = accumulate(&n->next_fn[i]->grad, grad_in[i]);
-    else if (n->next_leaf[i]) st = accumulate(leaf_slot(n->next_leaf[i]), grad_in[i]);
+    else if (n->next_leaf[i] && !(st = dn_deferred_materialize(grad_in[i])))
+      st = accumulate(leaf_slot(n->next_leaf[i]), grad_in[i]);
   }
   for (int i = 0; i < slots; i++) dn_tensor_release(grad_in[i]);
   if (grad_in != few) dn_free(grad_in);
@@ -304,7 +312,8 @@ dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain_graph)
   if (staging) stage_leaves(&order);
   for (size_t k = 0; k < order.count && !st; k++) {
     dn_node *n = order.items[k];
-    if (n->hooks) st = run_node_hooks(n, backward);
+    if (n->hooks && n->grad) st = dn_deferred_materialize(n->grad);   /* hooks see values */
+    if (!st && n->hooks) st = run_node_hooks(n, backward);
     if (!st && n->grad) st = run_node(n, retain_graph);
     if (!st && staging) st = flush_leaves_after(n, k);
   }
@@ -330,7 +339,7 @@ static dn_status hook_alias_backward(dn_node *node, dn_tensor *grad, dn_tensor *
   grad_in[0] = dn_tensor_retain(grad);
   return DN_OK;
 }
-static const dn_node_type hook_alias_node = {"backward_hook", hook_alias_backward};
+static const dn_node_type hook_alias_node = {.name = "backward_hook", .backward = hook_alias_backward};
 
 #define DN_HOOK_ALIASES_MAX 4096
 

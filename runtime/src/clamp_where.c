@@ -78,7 +78,7 @@ static dn_status clamp_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad
   return dn_ew_run_grad(&grad_in[0], clamp_grad_segment, 0, grad, x, NULL, node->scalars[CLAMP_LO],
                         node->scalars[CLAMP_HI]);
 }
-static const dn_node_type clamp_node = {"clamp", clamp_backward};
+static const dn_node_type clamp_node = {.name = "clamp", .backward = clamp_backward};
 
 dn_status dn_clamp(dn_tensor **out, const dn_tensor *a, double lo, double hi) {
   DN_FPMODE_SCOPE();
@@ -158,7 +158,7 @@ static dn_status where_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad
   dn_tensor_release(zero);
   return st;
 }
-static const dn_node_type where_node = {"where", where_backward};
+static const dn_node_type where_node = {.name = "where", .backward = where_backward};
 
 dn_status dn_where(dn_tensor **out, const dn_tensor *cond, const dn_tensor *a, const dn_tensor *b) {
   DN_FPMODE_SCOPE();
@@ -252,7 +252,7 @@ static dn_status masked_fill_backward(dn_node *node, dn_tensor *grad, dn_tensor 
   dn_tensor_release(full);
   return st;
 }
-static const dn_node_type masked_fill_node = {"masked_fill", masked_fill_backward};
+static const dn_node_type masked_fill_node = {.name = "masked_fill", .backward = masked_fill_backward};
 
 dn_status dn_masked_fill(dn_tensor **out, const dn_tensor *a, const dn_tensor *mask, double value) {
   DN_FPMODE_SCOPE();

@@ -58,6 +58,7 @@
 
 #include "blas.h"
 #include "conv_geom.h"
+#include "deferred.h"
 #include "dropnet/conv.h"
 #include "graph.h"
 #include "internal.h"
@@ -358,6 +359,8 @@ typedef struct conv_job {
   double *row_sums;               /* forward: each output row's sums for a batch norm (row_stats.h), or NULL */
   const float *relu_y;            /* backward: conv + ReLU's output [N, O, positions]; grad is read through
                                      ReLU's backward at it, image by image into the task's gbuf; or NULL */
+  const dn_deferred *deferred;    /* backward: grad's values, written image by image into gbuf (deferred.h),
+                                     or NULL */
   int64_t w_packed_size;          /* floats per group */
   float *y, *dx;                  /* contiguous, or NULL */
   float *dw;                      /* [parts][O * group_rows] (dw itself with one part), or NULL */
@@ -366,12 +369,13 @@ typedef struct conv_job {
   double *db;                     /* [parts][O][LANES], zeroed, or NULL */
   int64_t parts;
   float *scratch;                 /* task t's: col, the sgemm's panels, dcol, the forward's rows, ... */
-  int64_t col_floats, pack_floats, dcol_floats, rows_floats, g_floats, xt_floats, gp_floats, task_floats;
+  int64_t col_floats, pack_floats, dcol_floats, rows_floats, g_floats, xt_floats, gp_floats, fill_floats;
+  int64_t task_floats;
 } conv_job;
 
 /* Task t's parts of the scratch. */
 typedef struct task_buffers {
-  float *col, *pack, *dcol, *rows, *g, *xt, *gp;   /* xt, gp: dw by shifts */
+  float *col, *pack, *dcol, *rows, *g, *xt, *gp, *fill;   /* xt, gp: dw by shifts; fill: the deferred grad's */
 } task_buffers;
 
 static task_buffers buffers_of(const conv_job *j, int t) {
@@ -383,6 +387,7 @@ static task_buffers buffers_of(const conv_job *j, int t) {
   b.g = b.rows + j->rows_floats;
   b.xt = b.g + j->g_floats;
   b.gp = b.xt + j->xt_floats;
+  b.fill = b.gp + j->gp_floats;
   return b;
 }
 
@@ -462,10 +467,15 @@ static void forward_task(void *ctx, int t, int nt) {
 /* Image n's dx, and its terms of its part's dw (first: the part's first
    image, which writes rather than adds) and db. */
 static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, double *db, float *col, float *pack,
-                           float *dcol, float *gbuf, float *xt, float *gp, bool zeroed) {
+                           float *dcol, float *gbuf, float *xt, float *gp, float *fill, bool zeroed) {
   const conv_geom *g = j->g;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
   const float *gn = j->grad + n * g->out_ch * l;
+  if (j->deferred) {
+    /* the image's rows of a deferred gradient (a batch norm's dx), written where they are read next */
+    j->deferred->fill(j->deferred, n * g->out_ch, (n + 1) * g->out_ch, gbuf, fill);
+    gn = gbuf;
+  }
   if (j->relu_y) {
     /* ReLU's backward (lanes.h, 0 where y <= 0), the image's gradient while it stays in cache */
     const float *y = j->relu_y + n * g->out_ch * l;
@@ -509,12 +519,13 @@ static void backward_task(void *ctx, int t, int nt) {
   bool zeroed = false;   /* col's rows of padding: written by this task's first image */
   /* the shifts' padding: never written */
   memset(b.xt, 0, (size_t)(j->xt_floats + j->gp_floats) * sizeof *b.xt);
+  memset(b.fill, 0, (size_t)j->fill_floats * sizeof *b.fill);   /* zeroed once (deferred.h) */
   for (int64_t p = dn_split(j->parts, t, nt); p < dn_split(j->parts, t + 1, nt); p++) {
     float *dw = j->dw ? j->dw + p * g->out_ch * g->group_rows : NULL;
     double *db = j->db ? j->db + p * g->out_ch * LANES : NULL;
     int64_t n0 = dn_split(g->batch, (int)p, (int)j->parts), n1 = dn_split(g->batch, (int)p + 1, (int)j->parts);
     for (int64_t n = n0; n < n1; n++, zeroed = true)
-      backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, b.xt, b.gp, zeroed);
+      backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, b.xt, b.gp, b.fill, zeroed);
   }
 }
 
@@ -541,15 +552,16 @@ static dn_status task_scratch(conv_job *j, const char *op, int tasks, bool forwa
   j->col_floats = col ? col_size : 0;
   j->dcol_floats = dcol ? col_size : 0;
   j->rows_floats = forward ? whole_lines(g->k_h * g->k_w * slab_cols) : 0;
-  j->g_floats = j->relu_y ? whole_lines(g->out_ch * g->positions) : 0;
+  j->g_floats = j->relu_y || j->deferred ? whole_lines(g->out_ch * g->positions) : 0;
   j->xt_floats = j->dw_shifts ? whole_lines(dn_conv_dw_shifts_xt_floats(g)) : 0;
   j->gp_floats = j->dw_shifts ? whole_lines(dn_conv_dw_shifts_gp_floats(g)) : 0;
   j->pack_floats = forward || col || dcol
                      ? whole_lines(max64(pack_floats(g, slab_cols, forward), pack_floats(g, last_cols, forward)))
                      : 0;
   if (j->dw_shifts) j->pack_floats = max64(j->pack_floats, whole_lines((int64_t)dn_conv_dw_shifts_pack_floats(g)));
+  j->fill_floats = j->deferred ? whole_lines(j->deferred->scratch_floats) : 0;
   j->task_floats = j->col_floats + j->pack_floats + j->dcol_floats + j->rows_floats + j->g_floats + j->xt_floats +
-                   j->gp_floats;
+                   j->gp_floats + j->fill_floats;
   int64_t total;
   if (!dn_size_mul(j->task_floats, tasks, &total) || !(j->scratch = dn_alloc((size_t)max64(total, 1) * sizeof(float))))
     return dn_fail(DN_ENOMEM, "%s: out of memory for %d tasks' im2col buffers of [%lld, %lld]", op, tasks,
@@ -644,7 +656,14 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   bool want_dx = node->needs_grad[0], want_dw = node->needs_grad[1], want_db = node->needs_grad[2];
   bool run = g.batch > 0 && g.out_ch > 0, dense = !depthwise(&g);
   dn_tensor *gc = NULL, *x = NULL, *w = NULL, *dx = NULL, *dw = NULL, *db = NULL, *wc = NULL;
-  dn_status st = dn_plain_contiguous(&gc, grad);
+  /* a deferred gradient is written image by image by the dense passes (the depthwise ones read it whole) */
+  const dn_deferred *deferred = grad->deferred;
+  dn_status st = DN_OK;
+  if (deferred && !(run && dense && deferred->rows == g.batch * g.out_ch && deferred->row_len == g.positions)) {
+    st = dn_deferred_materialize(grad);
+    deferred = NULL;
+  }
+  if (!st) st = dn_plain_contiguous(&gc, grad);
   if (!st && want_dx) st = dn_node_saved(node, SAVED_W, &w);
   if (!st && want_dx) st = dn_plain_contiguous(&wc, w);
   if (!st && want_dw) st = dn_node_saved(node, SAVED_X, &x);
@@ -668,7 +687,8 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   if (!st && run && !dense && want_dx) st = dn_depthwise_dx(op, &g, dn_tensor_data(wc), gd, dn_tensor_data(dx));
   if (!st && run && !dense && want_dw) st = dn_depthwise_dw(op, &g, x, gd, dn_tensor_data(dw));
   conv_job j = {.g = &g, .slab = slab_rows(&g), .x = x, .w = wc ? dn_tensor_data(wc) : NULL, .grad = gd,
-                .parts = parts_of(&g), .relu_y = relu && dense && y ? dn_tensor_data(y) : NULL};
+                .parts = parts_of(&g), .relu_y = relu && dense && y ? dn_tensor_data(y) : NULL,
+                .deferred = deferred};
   float *dw_parts = NULL, *w_packed = NULL;
   int64_t wn = g.out_ch * g.group_rows;
   if (!st && run && dense && want_dx) j.dx = dn_tensor_data(dx);
@@ -723,10 +743,10 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   grad_in[2] = db;
   return DN_OK;
 }
-static const dn_node_type conv2d_node = {"conv2d", conv_backward};
-static const dn_node_type conv1d_node = {"conv1d", conv_backward};
-static const dn_node_type conv2d_relu_node = {"conv2d_relu", conv_backward};
-static const dn_node_type conv1d_relu_node = {"conv1d_relu", conv_backward};
+static const dn_node_type conv2d_node = {.name = "conv2d", .backward = conv_backward, .takes_deferred = true};
+static const dn_node_type conv1d_node = {.name = "conv1d", .backward = conv_backward, .takes_deferred = true};
+static const dn_node_type conv2d_relu_node = {.name = "conv2d_relu", .backward = conv_backward, .takes_deferred = true};
+static const dn_node_type conv1d_relu_node = {.name = "conv1d_relu", .backward = conv_backward, .takes_deferred = true};
 
 /* --- forward ------------------------------------------------------------------------ */
 

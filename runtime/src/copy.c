@@ -335,7 +335,7 @@ static dn_status clone_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad
   grad_in[0] = dn_tensor_retain(grad);
   return DN_OK;
 }
-static const dn_node_type clone_node = {"clone", clone_backward};
+static const dn_node_type clone_node = {.name = "clone", .backward = clone_backward};
 
 dn_status dn_clone(dn_tensor **out, const dn_tensor *t) {
   DN_FPMODE_SCOPE();

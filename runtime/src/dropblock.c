@@ -270,7 +270,7 @@ static dn_status dropblock_backward(dn_node *node, dn_tensor *grad, dn_tensor **
   return st;
 }
 
-static const dn_node_type dropblock_node = {"dropblock2d", dropblock_backward};
+static const dn_node_type dropblock_node = {.name = "dropblock2d", .backward = dropblock_backward};
 
 dn_status dn_dropblock2d(dn_tensor **out, dn_tensor *x, double p, int64_t block_size, dn_rng *rng) {
   DN_FPMODE_SCOPE();

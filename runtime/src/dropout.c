@@ -55,10 +55,10 @@ static dn_status mask_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   return st;
 }
 
-static const dn_node_type dropout_node = {"dropout", mask_backward};
-static const dn_node_type dropout_channels_node = {"dropout_channels", mask_backward};
-static const dn_node_type dropout_locked_node = {"dropout_locked", mask_backward};
-static const dn_node_type alpha_dropout_node = {"alpha_dropout", mask_backward};
+static const dn_node_type dropout_node = {.name = "dropout", .backward = mask_backward};
+static const dn_node_type dropout_channels_node = {.name = "dropout_channels", .backward = mask_backward};
+static const dn_node_type dropout_locked_node = {.name = "dropout_locked", .backward = mask_backward};
+static const dn_node_type alpha_dropout_node = {.name = "alpha_dropout", .backward = mask_backward};
 
 /*
 ** The forward of every masked op: x contiguous (a plain copy if not: the
@@ -269,7 +269,7 @@ static dn_status gaussian_backward(dn_node *node, dn_tensor *grad, dn_tensor **g
   dn_tensor_release(g);
   return st;
 }
-static const dn_node_type gaussian_dropout_node = {"gaussian_dropout", gaussian_backward};
+static const dn_node_type gaussian_dropout_node = {.name = "gaussian_dropout", .backward = gaussian_backward};
 
 dn_status dn_gaussian_dropout(dn_tensor **out, dn_tensor *x, double p, dn_rng *rng) {
   DN_FPMODE_SCOPE();
@@ -373,7 +373,7 @@ static dn_status dropconnect_backward(dn_node *node, dn_tensor *grad, dn_tensor 
   }
   return st;
 }
-static const dn_node_type dropconnect_node = {"dropconnect_linear", dropconnect_backward};
+static const dn_node_type dropconnect_node = {.name = "dropconnect_linear", .backward = dropconnect_backward};
 
 static dn_status check_dropconnect(const dn_tensor *x, const dn_tensor *w, const dn_tensor *b, double p,
                                    const dn_rng *rng) {

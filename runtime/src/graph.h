@@ -28,6 +28,7 @@ typedef dn_status (*dn_backward_fn)(dn_node *node, dn_tensor *grad_out, dn_tenso
 typedef struct dn_node_type {
   const char *name;
   dn_backward_fn backward;
+  bool takes_deferred;   /* backward reads a deferred grad_out itself (deferred.h) */
 } dn_node_type;
 
 struct dn_node {

@@ -215,7 +215,7 @@ static dn_status index_select_backward(dn_node *node, dn_tensor *grad, dn_tensor
   grad_in[0] = da;
   return DN_OK;
 }
-static const dn_node_type index_select_node = {"index_select", index_select_backward};
+static const dn_node_type index_select_node = {.name = "index_select", .backward = index_select_backward};
 
 dn_status dn_index_select(dn_tensor **out, const dn_tensor *a, int dim, const dn_tensor *index, int64_t base) {
   DN_FPMODE_SCOPE();
@@ -531,7 +531,7 @@ static dn_status gather_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
   grad_in[0] = da;
   return DN_OK;
 }
-static const dn_node_type gather_node = {"gather", gather_backward};
+static const dn_node_type gather_node = {.name = "gather", .backward = gather_backward};
 
 dn_status dn_gather(dn_tensor **out, const dn_tensor *a, int dim, const dn_tensor *index, int64_t base) {
   DN_FPMODE_SCOPE();
@@ -579,7 +579,7 @@ static dn_status scatter_add_backward(dn_node *node, dn_tensor *grad, dn_tensor 
   grad_in[1] = dsrc;
   return DN_OK;
 }
-static const dn_node_type scatter_add_node = {"scatter_add", scatter_add_backward};
+static const dn_node_type scatter_add_node = {.name = "scatter_add", .backward = scatter_add_backward};
 
 /* src's terms added into dst (a's dtype, checked) along dim; nothing changed on an int32 overflow. */
 static dn_status scatter_into(const char *op, dn_tensor *dst, int dim, const dn_tensor *index,

@@ -63,8 +63,8 @@ static dn_status join_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   }
   return DN_OK;
 }
-static const dn_node_type cat_node = {"cat", join_backward};
-static const dn_node_type stack_node = {"stack", join_backward};
+static const dn_node_type cat_node = {.name = "cat", .backward = join_backward};
+static const dn_node_type stack_node = {.name = "stack", .backward = join_backward};
 
 /* --- forward -------------------------------------------------------------------- */
 

@@ -310,8 +310,8 @@ static dn_status linear_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
   dn_tensor_release(g);
   return st;
 }
-static const dn_node_type linear_node = {"linear", linear_backward};
-static const dn_node_type linear_relu_dropout_node = {"linear_relu_dropout", linear_backward};
+static const dn_node_type linear_node = {.name = "linear", .backward = linear_backward};
+static const dn_node_type linear_relu_dropout_node = {.name = "linear_relu_dropout", .backward = linear_backward};
 
 /* --- forward -------------------------------------------------------------------------- */
 

@@ -226,7 +226,7 @@ static dn_status cross_entropy_backward(dn_node *node, dn_tensor *grad, dn_tenso
   dn_parallel_rows(cr.rows, cr.classes, cross_entropy_grad_rows, &job);
   return DN_OK;
 }
-static const dn_node_type cross_entropy_node = {"cross_entropy", cross_entropy_backward};
+static const dn_node_type cross_entropy_node = {.name = "cross_entropy", .backward = cross_entropy_backward};
 
 dn_status dn_cross_entropy(dn_tensor **out, dn_tensor *logits, const dn_tensor *target, int64_t base,
                            double label_smoothing, dn_reduction reduction) {
@@ -282,7 +282,7 @@ static dn_status nll_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_i
   for (int64_t i = 0; i < cr.rows; i++) d[i * cr.classes + class_of(&cr, i)] = -loss_grad_at(&lg, i);
   return DN_OK;
 }
-static const dn_node_type nll_node = {"nll_loss", nll_backward};
+static const dn_node_type nll_node = {.name = "nll_loss", .backward = nll_backward};
 
 dn_status dn_nll_loss(dn_tensor **out, dn_tensor *log_probs, const dn_tensor *target, int64_t base,
                       dn_reduction reduction) {
@@ -461,8 +461,8 @@ static dn_status pointwise_backward(dn_node *node, dn_tensor *grad, dn_tensor **
   dn_parallel_rows(u.count, u.len, pointwise_grad_units, &job);
   return DN_OK;
 }
-static const dn_node_type mse_node = {"mse_loss", pointwise_backward};
-static const dn_node_type bce_node = {"bce_with_logits", pointwise_backward};
+static const dn_node_type mse_node = {.name = "mse_loss", .backward = pointwise_backward};
+static const dn_node_type bce_node = {.name = "bce_with_logits", .backward = pointwise_backward};
 
 static dn_status pointwise_loss_forward(dn_tensor **out, const dn_tensor *x, const dn_tensor *t,
                                         dn_reduction reduction, pointwise_loss kind, const dn_node_type *type) {

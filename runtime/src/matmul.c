@@ -251,7 +251,7 @@ done:
   grad_in[1] = db;
   return DN_OK;
 }
-static const dn_node_type matmul_node = {"matmul", matmul_backward};
+static const dn_node_type matmul_node = {.name = "matmul", .backward = matmul_backward};
 
 /* result = a @ b for checked operands, batches >= 1 and no empty dim. */
 static dn_status matmul_compute(dn_tensor *result, dn_tensor *a, dn_tensor *b, int64_t batches) {

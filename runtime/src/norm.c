@@ -80,6 +80,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "deferred.h"
 #include "dropnet/autograd.h"
 #include "dropnet/norm.h"
 #include "dropout_mask.h"
@@ -348,16 +349,16 @@ static void backward_channels(const void *ctx, int64_t c0, int64_t c1) {
   else backward_channel_range(j, c0, c1, false);
 }
 
-/* Rows [r0, r1) of dx, row r = (n, c), in memory order. */
-static void backward_rows(const void *ctx, int64_t r0, int64_t r1) {
-  const bn_backward_job *j = ctx;
+/* Rows [r0, r1) of dx into dst, row r = (n, c), in memory order. */
+static void backward_rows(const bn_backward_job *j, int64_t r0, int64_t r1, float *dst) {
   int64_t s = j->d.s;
   for (int64_t r = r0; r < r1; r++) {
     int64_t c = r % j->d.c;
     const double *p = j->param + 3 * c;
     const float *x = j->x + r * s, *g = j->g + r * s;
-    if (j->y) backward_run(j->dx + r * s, x, g, j->y + r * s, s, j->mean[c], p[0], p[1], p[2], true);
-    else backward_run(j->dx + r * s, x, g, NULL, s, j->mean[c], p[0], p[1], p[2], false);
+    float *dx = dst + (r - r0) * s;
+    if (j->y) backward_run(dx, x, g, j->y + r * s, s, j->mean[c], p[0], p[1], p[2], true);
+    else backward_run(dx, x, g, NULL, s, j->mean[c], p[0], p[1], p[2], false);
   }
 }
 
@@ -440,31 +441,74 @@ static void backward_pool_channels(void *ctx, int task, int tasks) {
   }
 }
 
-/* backward_rows with the pool: dx of rows split by dn_split, in memory order, from the rebuilt rows. */
-static void backward_pool_rows(void *ctx, int task, int tasks) {
-  const bn_backward_job *j = ctx;
-  int64_t s = j->d.s, rows = j->d.n * j->d.c;
-  float *plane = j->scratch + task * j->scratch_floats;
-  for (int64_t r = dn_split(rows, task, tasks); r < dn_split(rows, task + 1, tasks); r++) {
+/* backward_rows with the pool: rows [r0, r1) of dx into dst, each rebuilt in plane (S floats, zeroed once). */
+static void backward_pool_rows(const bn_backward_job *j, int64_t r0, int64_t r1, float *dst, float *plane) {
+  int64_t s = j->d.s;
+  for (int64_t r = r0; r < r1; r++) {
     int64_t c = r % j->d.c;
     const double *p = j->param + 3 * c;
     unpool_row(plane, j, r);
-    backward_run(j->dx + r * s, j->x + r * s, plane, NULL, s, j->mean[c], p[0], p[1], p[2], false);
+    backward_run(dst + (r - r0) * s, j->x + r * s, plane, NULL, s, j->mean[c], p[0], p[1], p[2], false);
   }
 }
 
-/* Both backward passes with the pool, with scratch for the larger one's tasks; DN_ENOMEM naming op. */
+/*
+** Training's dx is left deferred (deferred.h): a convolution before the
+** batch norm writes each image's rows of it into its own scratch as it reads
+** them, so dx (with the pool, four times the block's output) is never
+** written to memory and read back; anywhere else it is materialized by the
+** same rows. It holds what backward_rows or backward_pool_rows read.
+*/
+typedef struct deferred_dx {
+  dn_deferred base;
+  bn_backward_job job;   /* its x, g, y, idx, mean and param: those below (y, idx: NULL without) */
+  dn_tensor *x, *g, *y, *idx, *mean;
+  double *param;
+} deferred_dx;
+
+static void deferred_dx_fill(const dn_deferred *d, int64_t r0, int64_t r1, float *dst, float *scratch) {
+  const bn_backward_job *j = &((const deferred_dx *)d)->job;
+  if (j->idx) backward_pool_rows(j, r0, r1, dst, scratch);
+  else backward_rows(j, r0, r1, dst);
+}
+
+static void deferred_dx_release(dn_deferred *d) {
+  deferred_dx *p = (deferred_dx *)d;
+  dn_tensor_release(p->x);
+  dn_tensor_release(p->g);
+  dn_tensor_release(p->y);
+  dn_tensor_release(p->idx);
+  dn_tensor_release(p->mean);
+  dn_free(p->param);
+  dn_free(p);
+}
+
+/* *dx: a gradient of shape whose values are j's rows (j's x, g, y, idx, mean: the tensors given, held, y and
+   idx when j has them; *param: taken over). */
+static dn_status defer_dx(dn_tensor **dx, int ndim, const int64_t *shape, const bn_backward_job *j, dn_tensor *x,
+                          dn_tensor *g, dn_tensor *y, dn_tensor *idx, dn_tensor *mean, double **param,
+                          const char *op) {
+  deferred_dx *p = dn_alloc(sizeof *p);
+  if (!p) return dn_fail(DN_ENOMEM, "%s: out of memory for its deferred input gradient", op);
+  *p = (deferred_dx){.base = {.rows = j->d.n * j->d.c, .row_len = j->d.s, .scratch_floats = j->idx ? j->d.s : 0,
+                              .fill = deferred_dx_fill, .release = deferred_dx_release},
+                     .job = *j, .x = dn_tensor_retain(x), .g = dn_tensor_retain(g),
+                     .y = j->y ? dn_tensor_retain(y) : NULL, .idx = j->idx ? dn_tensor_retain(idx) : NULL,
+                     .mean = dn_tensor_retain(mean), .param = *param};
+  /* only what the rows read stays pointed to */
+  p->job.scratch = p->job.dx = p->job.dweight = p->job.dbias = NULL;
+  p->job.weight = p->job.invstd = NULL;
+  *param = NULL;
+  dn_status st = dn_tensor_new_deferred(dx, ndim, shape, &p->base);
+  return st ? dn_fail_as(st, op) : DN_OK;
+}
+
+/* The backward sums with the pool (dx: defer_dx); DN_ENOMEM naming op. */
 static dn_status backward_pooled(bn_backward_job *j, const char *op) {
   bn_dims d = j->d;
-  int channel_tasks = tasks_for(d.c, 2 * d.c * d.n * d.s);
-  int row_tasks = j->dx && d.n > 0 ? tasks_for(d.n * d.c, 3 * d.n * d.c * d.s) : 0;
-  int most_channel = most_tasks_for(d.c, 2 * d.c * d.n * d.s);
-  int most_row = j->dx && d.n > 0 ? most_tasks_for(d.n * d.c, 3 * d.n * d.c * d.s) : 0;
-  dn_status st = task_scratch(&j->scratch, &j->scratch_floats, op, most_channel > most_row ? most_channel : most_row,
-                              d.s);
+  dn_status st = task_scratch(&j->scratch, &j->scratch_floats, op, most_tasks_for(d.c, 2 * d.c * d.n * d.s), d.s);
   if (st) return st;
-  dn_parallel(channel_tasks, backward_pool_channels, j);
-  if (row_tasks) dn_parallel(row_tasks, backward_pool_rows, j);
+  dn_parallel(tasks_for(d.c, 2 * d.c * d.n * d.s), backward_pool_channels, j);
   dn_free(j->scratch);
   j->scratch = NULL;
   return DN_OK;
@@ -491,8 +535,10 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
   if (!st) st = dn_plain_contiguous(&xc, x);
   if (!st) st = dn_plain_contiguous(&gc, grad);
   if (!st && weight) st = dn_plain_contiguous(&wc, weight);
+  bool defer = d.n > 0 && node->needs_grad[0];   /* dx: defer_dx */
   for (int i = 0; i < 3 && !st; i++)
-    if (node->needs_grad[i]) st = dn_tensor_new(&grad_in[i], DN_F32, node->in_ndim[i], node->in_shape[i]);
+    if (node->needs_grad[i] && !(i == 0 && defer))
+      st = dn_tensor_new(&grad_in[i], DN_F32, node->in_ndim[i], node->in_shape[i]);
   double *param = NULL;
   if (!st) st = channel_params(&param, node->type->name, d.c);
   if (!st) {
@@ -505,12 +551,11 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
                            idx ? dn_tensor_data(idx) : NULL, pool ? node->in_shape[0][3] : 0,
                            pool ? grad->shape[2] : 0, pool ? grad->shape[3] : 0, NULL, 0,
                            pool ? (float)node->scalars[NODE_GRAD_SCALE] : 1.0f};
-    if (pool) {
-      st = backward_pooled(&job, node->type->name);
-    } else {
-      dn_parallel_rows(d.c, 2 * d.n * d.s, backward_channels, &job);
-      if (job.dx) dn_parallel_rows(d.n * d.c, 3 * d.s, backward_rows, &job);
-    }
+    if (pool) st = backward_pooled(&job, node->type->name);
+    else dn_parallel_rows(d.c, 2 * d.n * d.s, backward_channels, &job);
+    if (!st && defer)
+      st = defer_dx(&grad_in[0], node->in_ndim[0], node->in_shape[0], &job, xc, gc, y, idx, mean, &param,
+                    node->type->name);
   }
   dn_free(param);
   dn_tensor_release(wc);
@@ -518,11 +563,12 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
   dn_tensor_release(xc);
   return st;
 }
-static const dn_node_type batch_norm_node = {"batch_norm", batch_norm_backward};
-static const dn_node_type batch_norm_relu_node = {"batch_norm_relu", batch_norm_backward};
-static const dn_node_type batch_norm_relu_max_pool2d_node = {"batch_norm_relu_max_pool2d", batch_norm_backward};
-static const dn_node_type batch_norm_relu_max_pool2d_dropout2d_node = {"batch_norm_relu_max_pool2d_dropout2d",
-                                                                       batch_norm_backward};
+static const dn_node_type batch_norm_node = {.name = "batch_norm", .backward = batch_norm_backward};
+static const dn_node_type batch_norm_relu_node = {.name = "batch_norm_relu", .backward = batch_norm_backward};
+static const dn_node_type batch_norm_relu_max_pool2d_node = {.name = "batch_norm_relu_max_pool2d",
+                                                              .backward = batch_norm_backward};
+static const dn_node_type batch_norm_relu_max_pool2d_dropout2d_node = {.name = "batch_norm_relu_max_pool2d_dropout2d",
+                                                                       .backward = batch_norm_backward};
 
 /* --- checks ------------------------------------------------------------------------------- */
 
@@ -903,8 +949,8 @@ static dn_status row_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor **g
   dn_tensor_release(xc);
   return st;
 }
-static const dn_node_type layer_norm_node = {"layer_norm", row_norm_backward};
-static const dn_node_type group_norm_node = {"group_norm", row_norm_backward};
+static const dn_node_type layer_norm_node = {.name = "layer_norm", .backward = row_norm_backward};
+static const dn_node_type group_norm_node = {.name = "group_norm", .backward = row_norm_backward};
 
 /* The forward of both, every argument checked by the caller. */
 static dn_status row_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn_tensor *bias, double eps,

@@ -256,11 +256,11 @@ static dn_status pool_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   dn_tensor_release(gy);
   return st;
 }
-static const dn_node_type max_pool2d_node = {"max_pool2d", pool_backward};
-static const dn_node_type max_pool1d_node = {"max_pool1d", pool_backward};
-static const dn_node_type avg_pool2d_node = {"avg_pool2d", pool_backward};
-static const dn_node_type avg_pool1d_node = {"avg_pool1d", pool_backward};
-static const dn_node_type adaptive_avg_pool2d_node = {"adaptive_avg_pool2d", pool_backward};
+static const dn_node_type max_pool2d_node = {.name = "max_pool2d", .backward = pool_backward};
+static const dn_node_type max_pool1d_node = {.name = "max_pool1d", .backward = pool_backward};
+static const dn_node_type avg_pool2d_node = {.name = "avg_pool2d", .backward = pool_backward};
+static const dn_node_type avg_pool1d_node = {.name = "avg_pool1d", .backward = pool_backward};
+static const dn_node_type adaptive_avg_pool2d_node = {.name = "adaptive_avg_pool2d", .backward = pool_backward};
 
 /* --- checks ----------------------------------------------------------------------------------- */
 

@@ -122,7 +122,7 @@ static dn_status cumsum_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
   grad_in[0] = dx;
   return DN_OK;
 }
-static const dn_node_type cumsum_node = {"cumsum", cumsum_backward};
+static const dn_node_type cumsum_node = {.name = "cumsum", .backward = cumsum_backward};
 
 dn_status dn_cumsum(dn_tensor **out, const dn_tensor *a, int dim) {
   DN_FPMODE_SCOPE();

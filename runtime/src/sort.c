@@ -434,9 +434,9 @@ static dn_status selected_backward(dn_node *node, dn_tensor *grad, dn_tensor **g
   return DN_OK;
 }
 
-static const dn_node_type sort_node = {"sort", selected_backward};
-static const dn_node_type topk_node = {"topk", selected_backward};
-static const dn_node_type median_dim_node = {"median", selected_backward};
+static const dn_node_type sort_node = {.name = "sort", .backward = selected_backward};
+static const dn_node_type topk_node = {.name = "topk", .backward = selected_backward};
+static const dn_node_type median_dim_node = {.name = "median", .backward = selected_backward};
 
 /* Records a selecting node on values (indices counting from base along dim). */
 static dn_status record_selection(dn_tensor *values, const dn_node_type *type, const dn_tensor *a, int dim,
@@ -581,7 +581,7 @@ static dn_status median_all_backward(dn_node *node, dn_tensor *grad, dn_tensor *
   grad_in[0] = dx;
   return DN_OK;
 }
-static const dn_node_type median_all_node = {"median", median_all_backward};
+static const dn_node_type median_all_node = {.name = "median", .backward = median_all_backward};
 
 dn_status dn_median_all(dn_tensor **out, const dn_tensor *a) {
   DN_FPMODE_SCOPE();
@@ -676,7 +676,7 @@ static dn_status quantile_backward(dn_node *node, dn_tensor *grad, dn_tensor **g
   grad_in[0] = dx;
   return DN_OK;
 }
-static const dn_node_type quantile_node = {"quantile", quantile_backward};
+static const dn_node_type quantile_node = {.name = "quantile", .backward = quantile_backward};
 
 /* q as a contiguous float32 copy with its checks: 0-dim or 1-D, every value in [0, 1]. */
 static dn_status quantile_levels(dn_tensor **levels, const dn_tensor *q) {

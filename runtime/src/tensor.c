@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "deferred.h"
 #include "graph.h"
 #include "hook.h"
 #include "internal.h"
@@ -60,6 +61,7 @@ void dn_tensor_release(dn_tensor *t) {
   if (t->grad_fn) dn_node_release(t->grad_fn);
   if (t->hooks) dn_hook_list_free(t->hooks, NULL);
   dn_free(t->row_stats);
+  dn_deferred_release(t->deferred);
   dn_free(t);
 }
 
@@ -83,7 +85,8 @@ static void set_contiguous_strides(dn_tensor *t) {
   }
 }
 
-dn_status dn_tensor_new(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape) {
+/* A new contiguous tensor; its data allocated, or left NULL (!allocate: dn_tensor_new_deferred). */
+static dn_status tensor_new(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape, bool allocate) {
   *out = NULL;
   int64_t numel = 0;
   dn_status st = dn_shape_check("tensor", ndim, shape, &numel);
@@ -92,8 +95,8 @@ dn_status dn_tensor_new(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t
     return dn_fail(DN_ETYPE, "tensor: unknown dtype %d", (int)dtype);
   dn_storage *s = dn_alloc(sizeof *s);
   size_t nbytes = (size_t)numel * dn_dtype_size(dtype);
-  void *data = s ? dn_alloc(nbytes) : NULL;
-  if (!data) {
+  void *data = s && allocate ? dn_alloc(nbytes) : NULL;
+  if (!s || (allocate && !data)) {
     dn_free(s);
     return dn_fail(DN_ENOMEM, "tensor: out of memory allocating %zu bytes", nbytes);
   }
@@ -112,6 +115,17 @@ dn_status dn_tensor_new(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t
   set_contiguous_strides(t);
   *out = t;
   return DN_OK;
+}
+
+dn_status dn_tensor_new(dn_tensor **out, dn_dtype dtype, int ndim, const int64_t *shape) {
+  return tensor_new(out, dtype, ndim, shape, true);
+}
+
+dn_status dn_tensor_new_deferred(dn_tensor **out, int ndim, const int64_t *shape, dn_deferred *d) {
+  dn_status st = tensor_new(out, DN_F32, ndim, shape, false);
+  if (st) dn_deferred_release(d);
+  else (*out)->deferred = d;
+  return st;
 }
 
 /* Every element of a new contiguous t set to value (checked to fit). */

@@ -338,7 +338,7 @@ done:
   else grad_in[0] = dx;
   return st;
 }
-static const dn_node_type norm_node = {"norm", norm_backward};
+static const dn_node_type norm_node = {.name = "norm", .backward = norm_backward};
 
 /* --- the ops ---------------------------------------------------------------------- */
 

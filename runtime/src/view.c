@@ -32,10 +32,10 @@ static dn_status make_view(dn_tensor **out, const dn_node_type *type, dn_tensor 
 static dn_status reshape_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   return dn_reshape(&grad_in[0], grad, node->in_ndim[0], node->in_shape[0]);
 }
-static const dn_node_type view_node = {"view", reshape_backward};
-static const dn_node_type reshape_node = {"reshape", reshape_backward};
-static const dn_node_type unsqueeze_node = {"unsqueeze", reshape_backward};
-static const dn_node_type squeeze_node = {"squeeze", reshape_backward};
+static const dn_node_type view_node = {.name = "view", .backward = reshape_backward};
+static const dn_node_type reshape_node = {.name = "reshape", .backward = reshape_backward};
+static const dn_node_type unsqueeze_node = {.name = "unsqueeze", .backward = reshape_backward};
+static const dn_node_type squeeze_node = {.name = "squeeze", .backward = reshape_backward};
 
 /* Resolves one -1 in shape against t's numel; checks the sizes and their product. */
 static dn_status infer_shape(const char *op, const dn_tensor *t, int ndim, const int64_t *shape,
@@ -151,8 +151,8 @@ static dn_status transpose_backward(dn_node *node, dn_tensor *grad, dn_tensor **
   }
   return dn_transpose(&grad_in[0], grad, (int)node->ints[TRANSPOSE_DIM0], (int)node->ints[TRANSPOSE_DIM1]);
 }
-static const dn_node_type transpose_node = {"transpose", transpose_backward};
-static const dn_node_type t_node = {"t", transpose_backward};
+static const dn_node_type transpose_node = {.name = "transpose", .backward = transpose_backward};
+static const dn_node_type t_node = {.name = "t", .backward = transpose_backward};
 
 static dn_status transpose_as(dn_tensor **out, const dn_node_type *type, dn_tensor *t, int dim0, int dim1) {
   int64_t shape[DN_MAX_DIMS], stride[DN_MAX_DIMS];
@@ -198,7 +198,7 @@ static dn_status permute_backward(dn_node *node, dn_tensor *grad, dn_tensor **gr
   for (int d = 0; d < node->in_ndim[0]; d++) inverse[node->ints[PERMUTE_DIMS + d]] = d;
   return dn_permute(&grad_in[0], grad, inverse);
 }
-static const dn_node_type permute_node = {"permute", permute_backward};
+static const dn_node_type permute_node = {.name = "permute", .backward = permute_backward};
 
 dn_status dn_permute(dn_tensor **out, dn_tensor *t, const int *dims) {
   *out = NULL;
@@ -250,8 +250,8 @@ static dn_status narrow_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
 static dn_status select_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   return scatter_backward(node, grad, grad_in, true);
 }
-static const dn_node_type narrow_node = {"narrow", narrow_backward};
-static const dn_node_type select_node = {"select", select_backward};
+static const dn_node_type narrow_node = {.name = "narrow", .backward = narrow_backward};
+static const dn_node_type select_node = {.name = "select", .backward = select_backward};
 
 dn_status dn_narrow(dn_tensor **out, dn_tensor *t, int dim, int64_t start, int64_t length) {
   *out = NULL;
@@ -342,7 +342,7 @@ dn_status dn_squeeze(dn_tensor **out, dn_tensor *t, int dim) {
 static dn_status expand_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_in) {
   return dn_grad_for_input(&grad_in[0], node, 0, grad);
 }
-static const dn_node_type expand_node = {"expand", expand_backward};
+static const dn_node_type expand_node = {.name = "expand", .backward = expand_backward};
 
 dn_status dn_broadcast_to(dn_tensor **out, dn_tensor *t, int ndim, const int64_t *shape) {
   dn_status st = dn_expand_alias(out, t, ndim, shape);

@@ -18,7 +18,7 @@ static dn_status square_backward(dn_node *node, dn_tensor *grad, dn_tensor **gra
   dn_tensor_release(two_x);
   return st;
 }
-static const dn_node_type square_node = {"square", square_backward};
+static const dn_node_type square_node = {.name = "square", .backward = square_backward};
 
 static dn_tensor *square(dn_tensor *x) {
   dn_tensor *y;

@@ -622,6 +622,101 @@ static void test_conv_stats(void **state) {
     }
 }
 
+/* --- the block's dx, deferred to the convolution before it ------------------------------------------- */
+
+/* What else sees the convolution's output y: nothing, a hook that copies the gradient it sees, or a second
+   use (y itself, or after the pool a 2x2 max pool of y, added to the batch norm's output), whose gradient is
+   summed with the batch norm's dx. */
+typedef enum { ALONE, HOOKED, TWO_USES } y_use;
+
+static dn_status copy_hook(void *userdata, int n, dn_tensor *const *grads, dn_tensor **replacements) {
+  (void)n;
+  (void)replacements;
+  return dn_contiguous((dn_tensor **)userdata, grads[0]);
+}
+
+/* The convolution (+ ReLU when relu, with bias, c's groups) then c's batch norm form in training, backward
+   of a fixed gradient. The batch norm's dx reaches the convolution as the batch norm leaves it
+   (deferred: written image by image by the convolution's backward), or through y * 1 when times_one (an op
+   that reads it whole: the reference). outs: the batch norm's output, the running statistics, the convolution's
+   dx, dw and db; *hook_saw: the gradient a hook on y saw (HOOKED). */
+static void run_deferred(dn_tensor *outs[N_OUTS], dn_tensor **hook_saw, const stats_case *c, bool relu, bool times_one,
+                         y_use use) {
+  int64_t xs[4] = {c->n, c->in, c->h, c->w}, ws[4] = {c->out, c->in / c->groups, 3, 3}, ch = c->out;
+  dn_tensor *x = dn_test_random(41, 4, xs), *w = dn_test_random(42, 4, ws), *b = dn_test_random(43, 1, &ch);
+  dn_tensor *rm, *rv, *y, *in, *z, *pooled = NULL, *sum = NULL;
+  DN_OK_OR_FAIL(dn_tensor_zeros(&rm, DN_F32, 1, &ch));
+  DN_OK_OR_FAIL(dn_tensor_full(&rv, DN_F32, 1, &ch, 1.0));
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+  const int64_t one[2] = {1, 1}, two[2] = {2, 2};
+  DN_OK_OR_FAIL((relu ? dn_conv2d_relu : dn_conv2d_stats)(&y, x, w, b, one, one, one, c->groups));
+  if (use == HOOKED) DN_OK_OR_FAIL(dn_register_hook(NULL, y, copy_hook, hook_saw, NULL));
+  if (times_one) DN_OK_OR_FAIL(dn_binary_scalar(&in, DN_MUL, y, 1.0, false));
+  else in = dn_tensor_retain(y);
+  dn_rng rng;
+  dn_rng_seed(&rng, 5);
+  switch (c->form) {
+    case 0: DN_OK_OR_FAIL(dn_batch_norm(&z, in, NULL, NULL, rm, rv, true, 0.1, 1e-5)); break;
+    case 1: DN_OK_OR_FAIL(dn_batch_norm_relu(&z, in, NULL, NULL, rm, rv, true, 0.1, 1e-5)); break;
+    case 2: DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&z, in, NULL, NULL, rm, rv, true, 0.1, 1e-5)); break;
+    default:
+      DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d_dropout2d(&z, in, NULL, NULL, rm, rv, true, 0.1, 1e-5, 0.3, &rng,
+                                                            DN_DROPOUT_INVERTED));
+  }
+  dn_tensor *root = z;
+  if (use == TWO_USES) {
+    if (c->form >= 2) DN_OK_OR_FAIL(dn_max_pool2d(&pooled, y, two, two, NULL, NULL, false));
+    DN_OK_OR_FAIL(dn_binary(&sum, DN_ADD, z, pooled ? pooled : y));
+    root = sum;
+  }
+  dn_tensor *g = dn_test_random(44, root->ndim, root->shape);
+  DN_OK_OR_FAIL(dn_backward(root, g, false));
+  assert_true(!y->grad_fn || !y->grad_fn->grad);   /* nothing deferred is left behind */
+  norm_collect_outs(outs, z, rm, rv, x, w, b);
+  RELEASE(x, w, b, rm, rv, y, in, z, pooled, sum, g);
+}
+
+/* The convolution's gradients have the same bits whether the batch norm's dx reaches it deferred or
+   written, alone, summed with another use's gradient, or seen by a hook (which sees the same values). */
+static void test_deferred_dx(void **state) {
+  (void)state;
+  static const stats_case cases[] = {
+    {4, 3, 4, 6, 8, 8, 1, 3},
+    {4, 5, 32, 16, 8, 8, 1, 2},   /* 32 input channels: dw by shifts; several images per part */
+    {4, 2, 3, 5, 7, 9, 1, 3},     /* odd H and W: a row and a column in no window */
+    {4, 3, 6, 6, 6, 6, 6, 2},     /* depthwise: the gradient written whole first */
+    {4, 1, 1, 4, 6, 6, 1, 3},     /* batch 1, one input channel */
+    {4, 3, 4, 6, 7, 9, 1, 0},     /* the batch norm alone */
+    {4, 3, 32, 6, 5, 6, 1, 1},    /* + ReLU, dw by shifts */
+    {4, 3, 6, 6, 6, 6, 6, 1},     /* + ReLU after a depthwise convolution */
+  };
+  for (int threads = 1; threads <= 2; threads++) {
+    DN_OK_OR_FAIL(dn_set_num_threads(threads));
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+      for (int relu = 0; relu < 2; relu++)
+        for (y_use use = ALONE; use <= TWO_USES; use++) {
+          char what[96];
+          snprintf(what, sizeof what, "deferred case %zu, relu %d, use %d, %d threads", i, relu, (int)use, threads);
+          dn_tensor *got[N_OUTS], *want[N_OUTS], *saw = NULL, *saw_want = NULL;
+          run_deferred(got, &saw, &cases[i], relu, false, use);
+          run_deferred(want, &saw_want, &cases[i], relu, true, use);
+          norm_assert_same_bits(got, want, what, "through y * 1");
+          if (use == HOOKED) {
+            assert_non_null(saw);
+            assert_non_null(saw_want);
+            assert_int_equal(dn_tensor_numel(saw), dn_tensor_numel(saw_want));
+            assert_memory_equal(dn_tensor_data(saw), dn_tensor_data(saw_want),
+                                (size_t)dn_tensor_numel(saw) * sizeof(float));
+          }
+          RELEASE(saw, saw_want);
+          norm_release_outs(got);
+          norm_release_outs(want);
+        }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_bit_identical, dn_test_reset_modes),
@@ -634,6 +729,7 @@ int main(void) {
     cmocka_unit_test_setup(test_dropout_threads, dn_test_reset_modes),
     cmocka_unit_test_setup(test_dropout_errors, dn_test_reset_modes),
     cmocka_unit_test_setup(test_conv_stats, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_deferred_dx, dn_test_reset_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,7 @@ typedef struct dn_storage {
 struct dn_node;      /* autograd graph node (autograd.h) */
 struct dn_hook_list; /* gradient hooks (dn_register_hook, autograd.h) */
 struct dn_row_stats; /* a batch norm's statistics of this tensor's rows, left by the op that wrote it */
+struct dn_deferred;  /* a gradient's values, not yet written (inside dn_backward only) */
 
 typedef struct dn_tensor {
   int refcount;
@@ -50,6 +51,8 @@ typedef struct dn_tensor {
   /* owned, or NULL: the per-(n, c) sums a batch norm of this tensor needs, computed by the op that wrote it
      while the values were in cache (dn_conv2d_stats); valid while the storage's version is unchanged */
   struct dn_row_stats *row_stats;
+  /* owned, or NULL: inside dn_backward, what writes this gradient's values when they are first needed */
+  struct dn_deferred *deferred;
 } dn_tensor;
 
 DN_API const char *dn_dtype_name(dn_dtype dtype);   /* "float32", "int32", "uint8" */
