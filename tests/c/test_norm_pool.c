@@ -558,6 +558,22 @@ typedef struct stats_case {
   int form;
 } stats_case;
 
+/* *z = batch norm form `form` of y in training (0 plain, 1 + ReLU, 2 + ReLU + pool, 3 + dropout too, p 0.3
+   from a fixed seed). */
+static void batch_norm_form(dn_tensor **z, int form, dn_tensor *y, dn_tensor *w, dn_tensor *b, dn_tensor *rm,
+                            dn_tensor *rv) {
+  dn_rng rng;
+  dn_rng_seed(&rng, 5);
+  switch (form) {
+    case 0: DN_OK_OR_FAIL(dn_batch_norm(z, y, w, b, rm, rv, true, 0.1, 1e-5)); break;
+    case 1: DN_OK_OR_FAIL(dn_batch_norm_relu(z, y, w, b, rm, rv, true, 0.1, 1e-5)); break;
+    case 2: DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(z, y, w, b, rm, rv, true, 0.1, 1e-5)); break;
+    default:
+      DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d_dropout2d(z, y, w, b, rm, rv, true, 0.1, 1e-5, 0.3, &rng,
+                                                            DN_DROPOUT_INVERTED));
+  }
+}
+
 /* y = the convolution (with its rows' sums when stats), scaled by 2 in place first when write; then the
    batch norm form in training with running statistics, backward of a fixed gradient to x and the weights. */
 static void run_stats(dn_tensor *outs[N_OUTS], const stats_case *c, bool stats, bool write) {
@@ -579,16 +595,7 @@ static void run_stats(dn_tensor *outs[N_OUTS], const stats_case *c, bool stats, 
     DN_OK_OR_FAIL((stats ? dn_conv1d_stats : dn_conv1d)(&y, x, w, NULL, 1, 1, 1, c->groups));
   assert_true((y->row_stats != NULL) == stats);
   if (write) DN_OK_OR_FAIL(dn_binary_scalar_(y, DN_MUL, 2.0));
-  dn_rng rng;
-  dn_rng_seed(&rng, 5);
-  switch (c->form) {
-    case 0: DN_OK_OR_FAIL(dn_batch_norm(&z, y, bw, bb, rm, rv, true, 0.1, 1e-5)); break;
-    case 1: DN_OK_OR_FAIL(dn_batch_norm_relu(&z, y, bw, bb, rm, rv, true, 0.1, 1e-5)); break;
-    case 2: DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&z, y, bw, bb, rm, rv, true, 0.1, 1e-5)); break;
-    default:
-      DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d_dropout2d(&z, y, bw, bb, rm, rv, true, 0.1, 1e-5, 0.3, &rng,
-                                                            DN_DROPOUT_INVERTED));
-  }
+  batch_norm_form(&z, c->form, y, bw, bb, rm, rv);
   if (z->grad_fn) {
     dn_tensor *g = dn_test_random(35, z->ndim, z->shape);
     DN_OK_OR_FAIL(dn_backward(z, g, false));
@@ -655,16 +662,7 @@ static void run_deferred(dn_tensor *outs[N_OUTS], dn_tensor **hook_saw, const st
   if (use == HOOKED) DN_OK_OR_FAIL(dn_register_hook(NULL, y, copy_hook, hook_saw, NULL));
   if (times_one) DN_OK_OR_FAIL(dn_binary_scalar(&in, DN_MUL, y, 1.0, false));
   else in = dn_tensor_retain(y);
-  dn_rng rng;
-  dn_rng_seed(&rng, 5);
-  switch (c->form) {
-    case 0: DN_OK_OR_FAIL(dn_batch_norm(&z, in, NULL, NULL, rm, rv, true, 0.1, 1e-5)); break;
-    case 1: DN_OK_OR_FAIL(dn_batch_norm_relu(&z, in, NULL, NULL, rm, rv, true, 0.1, 1e-5)); break;
-    case 2: DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&z, in, NULL, NULL, rm, rv, true, 0.1, 1e-5)); break;
-    default:
-      DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d_dropout2d(&z, in, NULL, NULL, rm, rv, true, 0.1, 1e-5, 0.3, &rng,
-                                                            DN_DROPOUT_INVERTED));
-  }
+  batch_norm_form(&z, c->form, in, NULL, NULL, rm, rv);
   dn_tensor *root = z;
   if (use == TWO_USES) {
     if (c->form >= 2) DN_OK_OR_FAIL(dn_max_pool2d(&pooled, y, two, two, NULL, NULL, false));
