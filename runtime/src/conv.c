@@ -470,12 +470,11 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
                            float *dcol, float *gbuf, float *xt, float *gp, float *fill, bool zeroed) {
   const conv_geom *g = j->g;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
-  const float *gn = j->grad + n * g->out_ch * l;
-  if (j->deferred) {
-    /* the image's rows of a deferred gradient (a batch norm's dx), written where they are read next */
+  const float *gn = gbuf;
+  if (j->deferred)   /* the image's rows of a deferred gradient (a batch norm's dx), written where read next */
     j->deferred->fill(j->deferred, n * g->out_ch, (n + 1) * g->out_ch, gbuf, fill);
-    gn = gbuf;
-  }
+  else
+    gn = j->grad + n * g->out_ch * l;   /* (a deferred gradient has no data to point into) */
   if (j->relu_y) {
     /* ReLU's backward (lanes.h, 0 where y <= 0), the image's gradient while it stays in cache */
     const float *y = j->relu_y + n * g->out_ch * l;
@@ -670,7 +669,7 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   if (!st && want_dx) st = (run ? dn_tensor_new : dn_tensor_zeros)(&dx, DN_F32, node->in_ndim[0], node->in_shape[0]);
   if (!st && want_dw) st = dn_tensor_zeros(&dw, DN_F32, node->in_ndim[1], node->in_shape[1]);
   if (!st && want_db) st = dn_tensor_zeros(&db, DN_F32, node->in_ndim[2], node->in_shape[2]);
-  const float *gd = st ? NULL : dn_tensor_data(gc);
+  const float *gd = st || deferred ? NULL : dn_tensor_data(gc);   /* a deferred gradient has no data yet */
   /* conv + ReLU: grad through ReLU's backward at the saved output, image by image in the dense passes */
   bool relu = node->ints[NODE_RELU] != 0;
   dn_tensor *y = NULL;

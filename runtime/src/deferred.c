@@ -32,7 +32,8 @@ dn_status dn_deferred_materialize(dn_tensor *t) {
   materialize_job j = {d, dn_tensor_data(t), NULL, (d->scratch_floats + 15) / 16 * 16};
   if (tasks >= 1) {
     int64_t floats;
-    if (!dn_size_mul(j.stride, parts, &floats) || !(j.scratch = dn_alloc((size_t)(floats > 0 ? floats : 1) * sizeof(float))))
+    if (!dn_size_mul(j.stride, parts, &floats) ||
+        !(j.scratch = dn_alloc((size_t)(floats > 0 ? floats : 1) * sizeof(float))))
       return dn_fail(DN_ENOMEM, "backward: out of memory for scratch to write a gradient of %lld rows",
                      (long long)d->rows);
     memset(j.scratch, 0, (size_t)floats * sizeof *j.scratch);
