@@ -312,8 +312,7 @@ dn_status dn_backward(dn_tensor *root, const dn_tensor *grad, bool retain_graph)
   if (staging) stage_leaves(&order);
   for (size_t k = 0; k < order.count && !st; k++) {
     dn_node *n = order.items[k];
-    if (n->hooks && n->grad) st = dn_deferred_materialize(n->grad);   /* hooks see values */
-    if (!st && n->hooks) st = run_node_hooks(n, backward);
+    if (n->hooks) st = run_node_hooks(n, backward);   /* (they see deferred gradients written: hook.c) */
     if (!st && n->grad) st = run_node(n, retain_graph);
     if (!st && staging) st = flush_leaves_after(n, k);
   }

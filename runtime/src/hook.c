@@ -13,6 +13,7 @@
 */
 #include <string.h>
 
+#include "deferred.h"
 #include "graph.h"
 #include "hook.h"
 #include "internal.h"
@@ -176,12 +177,13 @@ static dn_status run_on_nodes(dn_hook *h, uint64_t backward) {
   }
   dn_tensor **reps = grads + n;
   bool any = false;
-  for (int i = 0; i < n; i++) {
+  dn_status st = DN_OK;
+  for (int i = 0; i < n && !st; i++) {
     grads[i] = h->nodes[i] ? h->nodes[i]->grad : NULL;
     any = any || grads[i];
+    if (grads[i]) st = dn_deferred_materialize(grads[i]);   /* hooks see values (deferred.h) */
   }
-  dn_status st = DN_OK;
-  if (any) {
+  if (!st && any) {
     h->ran = backward;
     st = call_hook(h, grads, reps);
     for (int i = 0; i < n && !st; i++) {

@@ -631,15 +631,17 @@ static void test_conv_stats(void **state) {
 
 /* --- the block's dx, deferred to the convolution before it ------------------------------------------- */
 
-/* What else sees the convolution's output y: nothing, a hook that copies the gradient it sees, or a second
-   use (y itself, or after the pool a 2x2 max pool of y, added to the batch norm's output), whose gradient is
-   summed with the batch norm's dx. */
-typedef enum { ALONE, HOOKED, TWO_USES } y_use;
+/* What else sees the convolution's output y: nothing, a hook that copies the gradient it sees (on y; or a
+   group hook on two aliases of y, the first into the batch norm and the second the second use below: the
+   hook runs at the second's node, with the first's gradient still waiting in its node), or a second use (y
+   itself, or after the pool a 2x2 max pool of y, added to the batch norm's output), whose gradient is summed
+   with the batch norm's dx. */
+typedef enum { ALONE, HOOKED, GROUP_HOOKED, TWO_USES } y_use;
 
 static dn_status copy_hook(void *userdata, int n, dn_tensor *const *grads, dn_tensor **replacements) {
   (void)n;
   (void)replacements;
-  return dn_contiguous((dn_tensor **)userdata, grads[0]);
+  return dn_clone((dn_tensor **)userdata, grads[0]);   /* the values as the hook sees them, copied now */
 }
 
 /* The convolution (+ ReLU when relu, with bias, c's groups) then c's batch norm form in training, backward
@@ -660,20 +662,27 @@ static void run_deferred(dn_tensor *outs[N_OUTS], dn_tensor **hook_saw, const st
   const int64_t one[2] = {1, 1}, two[2] = {2, 2};
   DN_OK_OR_FAIL((relu ? dn_conv2d_relu : dn_conv2d_stats)(&y, x, w, b, one, one, one, c->groups));
   if (use == HOOKED) DN_OK_OR_FAIL(dn_register_hook(NULL, y, copy_hook, hook_saw, NULL));
-  if (times_one) DN_OK_OR_FAIL(dn_binary_scalar(&in, DN_MUL, y, 1.0, false));
-  else in = dn_tensor_retain(y);
+  dn_tensor *from = dn_tensor_retain(y), *aliases[2] = {NULL, NULL};
+  if (use == GROUP_HOOKED) {
+    DN_OK_OR_FAIL(dn_hook_aliases(aliases, NULL, 2, (dn_tensor *[]){y, y}, copy_hook, hook_saw, NULL));
+    dn_tensor_release(from);
+    from = dn_tensor_retain(aliases[0]);
+  }
+  if (times_one) DN_OK_OR_FAIL(dn_binary_scalar(&in, DN_MUL, from, 1.0, false));
+  else in = dn_tensor_retain(from);
   batch_norm_form(&z, c->form, in, NULL, NULL, rm, rv);
   dn_tensor *root = z;
-  if (use == TWO_USES) {
-    if (c->form >= 2) DN_OK_OR_FAIL(dn_max_pool2d(&pooled, y, two, two, NULL, NULL, false));
-    DN_OK_OR_FAIL(dn_binary(&sum, DN_ADD, z, pooled ? pooled : y));
+  if (use == TWO_USES || use == GROUP_HOOKED) {
+    dn_tensor *second = use == GROUP_HOOKED ? aliases[1] : y;
+    if (c->form >= 2) DN_OK_OR_FAIL(dn_max_pool2d(&pooled, second, two, two, NULL, NULL, false));
+    DN_OK_OR_FAIL(dn_binary(&sum, DN_ADD, z, pooled ? pooled : second));
     root = sum;
   }
   dn_tensor *g = dn_test_random(44, root->ndim, root->shape);
   DN_OK_OR_FAIL(dn_backward(root, g, false));
   assert_true(!y->grad_fn || !y->grad_fn->grad);   /* nothing deferred is left behind */
   norm_collect_outs(outs, z, rm, rv, x, w, b);
-  RELEASE(x, w, b, rm, rv, y, in, z, pooled, sum, g);
+  RELEASE(x, w, b, rm, rv, y, in, z, pooled, sum, g, from, aliases[0], aliases[1]);
 }
 
 /* The convolution's gradients have the same bits whether the batch norm's dx reaches it deferred or
@@ -701,7 +710,7 @@ static void test_deferred_dx(void **state) {
           run_deferred(got, &saw, &cases[i], relu, false, use);
           run_deferred(want, &saw_want, &cases[i], relu, true, use);
           norm_assert_same_bits(got, want, what, "through y * 1");
-          if (use == HOOKED) {
+          if (use == HOOKED || use == GROUP_HOOKED) {
             assert_non_null(saw);
             assert_non_null(saw_want);
             assert_int_equal(dn_tensor_numel(saw), dn_tensor_numel(saw_want));
