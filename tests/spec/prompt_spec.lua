@@ -174,6 +174,20 @@ describe("the dropnet prompt", function()
     assert.falsy(screen:find("stdin:1: never run", 1, true), screen)
   end)
 
+  -- The terminal drops typed keys that a Ctrl-C follows; readline, told they had come, then
+  -- waited for a key with the SIGINT held back (7 of 100 tries hung before read_key).
+  it("Ctrl-C right after typing gives a new prompt, again and again", function()
+    local s = start(home)
+    for i = 1, 40 do
+      s.send("x = " .. i)
+      for _ = 1, (i % 4) * 20000 do end   -- a Ctrl-C at various moments after the keys
+      s.send(CTRL_C)
+      s.expect("> ")
+    end
+    s.run("x", "nil")   -- no line ran
+    assert.are.equal(0, (s.finish()))
+  end)
+
   it("completes global names, table fields and methods with TAB", function()
     local s = start(home)
     s.run("dn.zer" .. TAB .. "(2):sum():item()", "0.0")  -- dn.zer<TAB> gives dn.zeros
