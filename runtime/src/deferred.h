@@ -1,17 +1,18 @@
 /*
 ** Deferred gradients. A backward may leave its gradient as a float32 tensor
 ** of `rows` rows of `row_len` values that are written on demand by fill
-** rather than by the backward itself: batch norm + ReLU + max pool does
+** rather than by the backward itself: batch norm's does, in all its forms
 ** (norm.c), and a convolution's backward, which a CNN puts before it, fills
 ** one image's rows into its task's scratch just before it reads them
 ** (conv.c). The dx of the batch norm is then never written to memory and
 ** read back (at 32 channels of 28x28 and batch 128: 12.8 MB each way).
 **
-** Only autograd.c hands such a tensor on, and only into the gradient slot of
-** a node whose type takes one (dn_node_type.takes_deferred); anywhere else
-** (another node's backward, hooks, a leaf's .grad, a sum of two gradients)
-** it is materialized first, which writes the values that fill gives, so the
-** bits never depend on whether the gradient was deferred.
+** Only the engine hands such a tensor on (autograd.c), and only into the
+** gradient slot of a node whose type takes one (dn_node_type.takes_deferred);
+** anywhere else (another node's backward, a leaf's .grad, a sum of two
+** gradients; hooks: hook.c) it is materialized first, which writes the
+** values that fill gives, so the bits never depend on whether the gradient
+** was deferred.
 */
 #ifndef DN_DEFERRED_H
 #define DN_DEFERRED_H

@@ -8,8 +8,9 @@
 ** (n * C + c) * S. Batch norm's statistics are sums of each row, merged per
 ** channel in a fixed order (below); backward's sums, dweight and dbias are
 ** one dn_parallel_rows over whole channels (a channel by one task in a fixed
-** order); the outputs and dx are then written
-** by a second pass over the rows (n, c) in memory order, from per-channel
+** order); the outputs, and dx when its rows are written (defer_dx: by the
+** convolution before, image by image, or when materialized), come from a
+** pass over the rows (n, c) in memory order, from per-channel
 ** parameters in double (a channel's rows are C * S apart: walking them
 ** channel by channel defeats the prefetcher). No value depends on how the
 ** work is split, so the bits do not depend on the thread count. Sums are in
@@ -291,14 +292,14 @@ static void forward_pool_task(void *ctx, int task, int tasks) {
 /* --- backward --------------------------------------------------------------------------- */
 
 /* A backward pass: per channel the sums, dweight and dbias (channels
-   [c0, c1) per task), then dx row by row in memory order. Outputs NULL when
-   not wanted. With y (the output of batch norm + ReLU) g is read through
-   ReLU's backward. */
+   [c0, c1) per task); dx's rows later (defer_dx). Outputs NULL when not
+   wanted. With y (the output of batch norm + ReLU) g is read through ReLU's
+   backward. */
 typedef struct bn_backward_job {
   bn_dims d;
   bool training;
   const float *x, *g, *y, *weight, *mean, *invstd;   /* y, weight may be NULL */
-  float *dx, *dweight, *dbias;
+  float *dweight, *dbias;
   double *param;   /* [C][3]: k, g_shift, xmu_scale of each channel's dx */
   /* with the pool: g is the pool's output gradient [N, C, out_h, out_w] */
   const int32_t *idx;        /* the saved argmax of each window, -1: no gradient */
@@ -496,7 +497,7 @@ static dn_status defer_dx(dn_tensor **dx, int ndim, const int64_t *shape, const 
                      .y = j->y ? dn_tensor_retain(y) : NULL, .idx = j->idx ? dn_tensor_retain(idx) : NULL,
                      .mean = dn_tensor_retain(mean), .param = *param};
   /* only what the rows read stays pointed to */
-  p->job.scratch = p->job.dx = p->job.dweight = p->job.dbias = NULL;
+  p->job.scratch = p->job.dweight = p->job.dbias = NULL;
   p->job.weight = p->job.invstd = NULL;
   *param = NULL;
   dn_status st = dn_tensor_new_deferred(dx, ndim, shape, &p->base);
@@ -545,7 +546,6 @@ static dn_status batch_norm_backward(dn_node *node, dn_tensor *grad, dn_tensor *
     bn_backward_job job = {d, node->ints[NODE_TRAINING] != 0, dn_tensor_data(xc), dn_tensor_data(gc),
                            y ? dn_tensor_data(y) : NULL, wc ? dn_tensor_data(wc) : NULL, dn_tensor_data(mean),
                            dn_tensor_data(invstd),
-                           grad_in[0] ? dn_tensor_data(grad_in[0]) : NULL,
                            grad_in[1] ? dn_tensor_data(grad_in[1]) : NULL,
                            grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL, param,
                            idx ? dn_tensor_data(idx) : NULL, pool ? node->in_shape[0][3] : 0,
