@@ -1,25 +1,32 @@
 #!/bin/sh
 # scripts/bench/vs_pytorch.sh — training throughput of dropnet against PyTorch, side by side.
 #
-#   sh scripts/bench/vs_pytorch.sh [--pairs N] [--model a|b|c] [--epochs E] [--peers DIR] [--dropnet BIN]
+#   sh scripts/bench/vs_pytorch.sh [--pairs N] [--model a|b|c] [--epochs E] [--pause S] [--peers DIR]
+#                                  [--dropnet BIN]
 #
 # Runs scripts/bench/train_throughput.lua and the PyTorch reference script
 # (torch_mlp_train.py in DIR, default ../shared/peers beside the checkout)
 # alternately, N times each, and prints each pair's samples/s, their ratio
 # and the median ratio. Alternating matters: this kind of machine drifts by
 # 10-20% within minutes, so only ratios measured back to back compare.
+# Every run starts after a pause of S seconds (default 20; 0: none): a run
+# that starts as soon as the other framework's has exited is slower, on both
+# sides (measured on model c, 2026-12-05, two rounds each: dropnet 6,165 and
+# 6,353 samples/s right after PyTorch against 6,541 and 6,721 after 20 s;
+# PyTorch 2,071 and 2,150 right after dropnet against 2,191 and 2,264).
 # PyTorch runs as its README says: Debian's /usr/bin/python3 with
 # python3-torch, OMP_WAIT_POLICY=PASSIVE, 2 threads. dropnet never needs
 # PyTorch; this script is for measuring only.
 set -eu
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
-pairs=5 model=a epochs=3 peers="$here/../shared/peers" bin="$here/build/dropnet"
+pairs=5 model=a epochs=3 pause=20 peers="$here/../shared/peers" bin="$here/build/dropnet"
 while [ $# -gt 0 ]; do
   case "$1" in
     --pairs) pairs=$2 ;;
     --model) model=$2 ;;
     --epochs) epochs=$2 ;;
+    --pause) pause=$2 ;;
     --peers) peers=$2 ;;
     --dropnet) bin=$2 ;;
     *) echo "vs_pytorch.sh: unknown option $1" >&2; exit 2 ;;
@@ -27,6 +34,7 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 case "$pairs" in ''|*[!0-9]*|0) echo "vs_pytorch.sh: --pairs must be a positive integer (got $pairs)" >&2; exit 2 ;; esac
+case "$pause" in ''|*[!0-9]*) echo "vs_pytorch.sh: --pause must be a whole number of seconds (got $pause)" >&2; exit 2 ;; esac
 [ -x "$bin" ] || { echo "vs_pytorch.sh: no dropnet command at $bin (run make first, or pass --dropnet)" >&2; exit 2; }
 [ -f "$peers/torch_mlp_train.py" ] || {
   echo "vs_pytorch.sh: no torch_mlp_train.py in $peers (pass --peers DIR)" >&2; exit 2; }
@@ -36,12 +44,14 @@ case "$pairs" in ''|*[!0-9]*|0) echo "vs_pytorch.sh: --pairs must be a positive 
 # The samples/s of a SUMMARY line: "..., 12345 samples/s" (last number before "samples/s").
 rate() { sed -n 's/^SUMMARY.* \([0-9][0-9]*\) samples\/s.*$/\1/p' | tail -n 1; }
 
-echo "# model $model, $epochs epochs per run, $pairs pairs; sgemm: $("$bin" -e 'io.write(require("dropnet").matmul_backend())')"
+echo "# model $model, $epochs epochs per run, $pairs pairs, ${pause} s before each run; sgemm: $("$bin" -e 'io.write(require("dropnet").matmul_backend())')"
 printf '%4s %12s %12s %7s\n' pair dropnet pytorch ratio
 ratios=""
 i=1
 while [ "$i" -le "$pairs" ]; do
+  sleep "$pause"
   ours=$("$bin" "$here/scripts/bench/train_throughput.lua" --model "$model" --epochs "$epochs" | rate)
+  sleep "$pause"
   theirs=$(cd "$peers" && OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 torch_mlp_train.py --model "$model" \
     --epochs "$epochs" --threads 2 | rate)
   [ -n "$ours" ] && [ -n "$theirs" ] || { echo "vs_pytorch.sh: a run printed no SUMMARY line" >&2; exit 1; }
