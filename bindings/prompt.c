@@ -399,6 +399,14 @@ static char *line_read;
 static int line_done;
 static sigset_t reading_unblocked;   /* read_edited's signal mask with SIGINT let through */
 
+/* Waits until fd has input or a signal came (-1, EINTR), SIGINT let through only while waiting. */
+static int wait_readable(int fd) {
+  fd_set fds;
+  FD_ZERO(&fds);
+  FD_SET(fd, &fds);
+  return pselect(fd + 1, &fds, NULL, NULL, NULL, &reading_unblocked);
+}
+
 /*
 ** readline's read of a key (rl_getc_function). Readline reads a key and,
 ** when none is there, waits for one itself, with the signal mask it found
@@ -414,10 +422,7 @@ static int read_key(FILE *in) {
   int fd = fileno(in);
   for (;;) {
     if (sigint_seen) return 0;
-    fd_set fds;
-    FD_ZERO(&fds);
-    FD_SET(fd, &fds);
-    if (pselect(fd + 1, &fds, NULL, NULL, NULL, &reading_unblocked) < 0) {
+    if (wait_readable(fd) < 0) {
       if (errno == EINTR) continue;
       return EOF;
     }
@@ -449,25 +454,18 @@ static int read_edited(const char *prompt_text, char **line) {
   line_read = NULL;
   line_done = 0;
   sigint_seen = 0;
-  sigset_t block, before, unblocked;
+  sigset_t block, before;
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
   sigprocmask(SIG_BLOCK, &block, &before);
-  unblocked = before;
-  sigdelset(&unblocked, SIGINT);
-  reading_unblocked = unblocked;
+  reading_unblocked = before;
+  sigdelset(&reading_unblocked, SIGINT);
   set_sigint(on_sigint_reading, 0);
   rl_callback_handler_install(prompt_text, on_line);
   int fd = fileno(rl_instream), status = READ_OK;
   while (!line_done) {
     /* (SIGINT is blocked here: one that comes after this check waits for pselect, which returns) */
-    int r = 0;
-    if (!sigint_seen) {
-      fd_set fds;
-      FD_ZERO(&fds);
-      FD_SET(fd, &fds);
-      r = pselect(fd + 1, &fds, NULL, NULL, NULL, &unblocked);
-    }
+    int r = sigint_seen ? 0 : wait_readable(fd);
     if (sigint_seen) {
       rl_free_line_state();
       rl_callback_sigcleanup();
