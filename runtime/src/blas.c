@@ -92,6 +92,14 @@ static const dn_gemm_kernel *own_kernel(void) {
 }
 #endif
 
+const struct dn_gemm_kernel *dn_blas_rows_kernel(void) {
+#ifdef DN_HAVE_GEMM
+  const dn_gemm_kernel *kernel = own_kernel();
+  if (kernel && kernel->rows) return kernel;
+#endif
+  return NULL;
+}
+
 const char *dn_matmul_backend(void) {
 #ifdef DN_HAVE_GEMM
   const dn_gemm_kernel *kernel = own_kernel();

@@ -62,4 +62,10 @@ void dn_blas_sgemm_here_b(bool trans_a, int64_t m, int64_t n, int64_t k, float a
                           dn_blas_b_source *source, void *ctx, float beta, float *c, int64_t ldc, float *buffer,
                           const float *a_packed);
 
+/* Our kernel when it has products over shifted rows (gemm.h's
+   dn_gemm_rows: AVX-512), else NULL (AVX2, OpenBLAS): a convolution then
+   takes its im2col path. The kernel's own code, not a BLAS's: gemm.h. */
+struct dn_gemm_kernel;
+const struct dn_gemm_kernel *dn_blas_rows_kernel(void);
+
 #endif

@@ -30,6 +30,13 @@
 ** 2 threads of the Sapphire Rapids; an image's [64, 288] @ [288, 196] alone
 ** runs at ~146 GFLOP/s on one core.
 **
+** On our AVX-512 kernel, a stride-1 convolution with one group and enough
+** channels takes y and dx (each decided apart) from products over a
+** zero-padded frame of the image, or of its gradient (conv_shifted.c): no
+** im2col, packing of col or col2im at all, for 16/14 of the multiply-adds on
+** 14x14 maps. The small CNN's training step: 2.2% faster (its 32 -> 64
+** layer's dx ~10%, forward ~2%). dw keeps its own paths.
+**
 ** Same-width convolutions (stride 1, 3x3 with padding 1) read the image
 ** through a map of where each kernel position falls inside it (inside_map):
 ** the forward's panels and backward's col are masked copies of x's planes.
@@ -355,6 +362,7 @@ typedef struct conv_job {
   const float *w, *bias, *grad;   /* contiguous; grad [N, O, positions] */
   const float *w_packed;          /* each group's w (forward) or w^T (dx) packed once, or NULL */
   const uint8_t *inside;          /* inside_map (forward, and backward's im2col for dw), or NULL */
+  const dn_conv_shifted *shifted; /* the forward's y or backward's dx by shifted products, or NULL */
   bool relu;                      /* forward: ReLU on the outputs (after the bias) */
   double *row_sums;               /* forward: each output row's sums for a batch norm (row_stats.h), or NULL */
   const float *relu_y;            /* backward: conv + ReLU's output [N, O, positions]; grad is read through
@@ -369,13 +377,14 @@ typedef struct conv_job {
   double *db;                     /* [parts][O][LANES], zeroed, or NULL */
   int64_t parts;
   float *scratch;                 /* task t's: col, the sgemm's panels, dcol, the forward's rows, ... */
-  int64_t col_floats, pack_floats, dcol_floats, rows_floats, g_floats, xt_floats, gp_floats, fill_floats;
+  int64_t col_floats, pack_floats, dcol_floats, rows_floats, g_floats, xt_floats, gp_floats, fill_floats, frame_floats;
   int64_t task_floats;
 } conv_job;
 
 /* Task t's parts of the scratch. */
 typedef struct task_buffers {
-  float *col, *pack, *dcol, *rows, *g, *xt, *gp, *fill;   /* xt, gp: dw by shifts; fill: the deferred grad's */
+  float *col, *pack, *dcol, *rows, *g, *xt, *gp, *fill, *frame;   /* xt, gp: dw by shifts; fill: the deferred
+                                                                      grad's; frame: the shifted products' */
 } task_buffers;
 
 static task_buffers buffers_of(const conv_job *j, int t) {
@@ -388,6 +397,7 @@ static task_buffers buffers_of(const conv_job *j, int t) {
   b.xt = b.g + j->g_floats;
   b.gp = b.xt + j->xt_floats;
   b.fill = b.gp + j->gp_floats;
+  b.frame = b.fill + j->fill_floats;
   return b;
 }
 
@@ -421,12 +431,13 @@ static dn_status pack_weight(conv_job *j, const char *op, bool transposed, float
 static bool has_products(const conv_geom *g) { return g->out_ch > 0 && g->group_rows > 0; }
 
 /* Image n's outputs. */
-static void forward_image(const conv_job *j, int64_t n, float *rows, float *pack, bool zeroed) {
+static void forward_image(const conv_job *j, int64_t n, float *rows, float *pack, float *frame, bool zeroed) {
   const conv_geom *g = j->g;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
   float *y = j->y + n * g->out_ch * l;
   if (!has_products(g)) memset(y, 0, (size_t)(g->out_ch * l) * sizeof *y);   /* no inputs: only the bias */
-  for (int64_t oh0 = 0; has_products(g) && oh0 < g->out_h; oh0 += j->slab) {
+  if (j->shifted) dn_conv_shifted_forward(j->shifted, g, image_of(j->x, n), frame, y);
+  for (int64_t oh0 = 0; has_products(g) && !j->shifted && oh0 < g->out_h; oh0 += j->slab) {
     int64_t oh1 = min64(oh0 + j->slab, g->out_h), cols = (oh1 - oh0) * g->out_w, at = oh0 * g->out_w;
     for (int64_t k = 0; k < g->groups; k++) {
       /* a group's rows cover every (ki, kj) before the next group's start */
@@ -460,14 +471,16 @@ static void forward_image(const conv_job *j, int64_t n, float *rows, float *pack
 static void forward_task(void *ctx, int t, int nt) {
   const conv_job *j = ctx;
   task_buffers b = buffers_of(j, t);
+  memset(b.frame, 0, (size_t)j->frame_floats * sizeof *b.frame);   /* the frame's border: never written */
   int64_t n0 = dn_split(j->g->batch, t, nt);
-  for (int64_t n = n0; n < dn_split(j->g->batch, t + 1, nt); n++) forward_image(j, n, b.rows, b.pack, n > n0);
+  for (int64_t n = n0; n < dn_split(j->g->batch, t + 1, nt); n++) forward_image(j, n, b.rows, b.pack, b.frame, n > n0);
 }
 
 /* Image n's dx, and its terms of its part's dw (first: the part's first
    image, which writes rather than adds) and db. */
 static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, double *db, float *col, float *pack,
-                           float *dcol, float *gbuf, float *xt, float *gp, float *fill, bool zeroed) {
+                           float *dcol, float *gbuf, float *xt, float *gp, float *fill, float *frame,
+                           bool zeroed) {
   const conv_geom *g = j->g;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
   const float *gn = gbuf;
@@ -483,6 +496,10 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
     gn = gbuf;
   }
   float *dx = j->dx ? j->dx + n * g->in_ch * g->in_h * g->in_w : NULL;
+  if (dx && j->shifted) {
+    dn_conv_shifted_dx(j->shifted, g, gn, frame, dx);
+    dx = NULL;   /* written */
+  }
   if (dx) memset(dx, 0, (size_t)(g->in_ch * g->in_h * g->in_w) * sizeof *dx);
   float *dw_col = j->dw_shifts ? NULL : dw;   /* dw through im2col, slab by slab */
   for (int64_t oh0 = 0; has_products(g) && (dx || dw_col) && oh0 < g->out_h; oh0 += j->slab) {
@@ -519,12 +536,13 @@ static void backward_task(void *ctx, int t, int nt) {
   /* the shifts' padding: never written */
   memset(b.xt, 0, (size_t)(j->xt_floats + j->gp_floats) * sizeof *b.xt);
   memset(b.fill, 0, (size_t)j->fill_floats * sizeof *b.fill);   /* zeroed once (deferred.h) */
+  memset(b.frame, 0, (size_t)j->frame_floats * sizeof *b.frame);   /* the frame's border: never written */
   for (int64_t p = dn_split(j->parts, t, nt); p < dn_split(j->parts, t + 1, nt); p++) {
     float *dw = j->dw ? j->dw + p * g->out_ch * g->group_rows : NULL;
     double *db = j->db ? j->db + p * g->out_ch * LANES : NULL;
     int64_t n0 = dn_split(g->batch, (int)p, (int)j->parts), n1 = dn_split(g->batch, (int)p + 1, (int)j->parts);
     for (int64_t n = n0; n < n1; n++, zeroed = true)
-      backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, b.xt, b.gp, b.fill, zeroed);
+      backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, b.xt, b.gp, b.fill, b.frame, zeroed);
   }
 }
 
@@ -550,17 +568,19 @@ static dn_status task_scratch(conv_job *j, const char *op, int tasks, bool forwa
   int64_t rows = g->in_ch * g->k_h * g->k_w, col_size = whole_lines(rows * slab_cols);
   j->col_floats = col ? col_size : 0;
   j->dcol_floats = dcol ? col_size : 0;
-  j->rows_floats = forward ? whole_lines(g->k_h * g->k_w * slab_cols) : 0;
+  bool products = forward ? !j->shifted : col || dcol;   /* the im2col path's sgemms */
+  j->rows_floats = forward && !j->shifted ? whole_lines(g->k_h * g->k_w * slab_cols) : 0;
   j->g_floats = j->relu_y || j->deferred ? whole_lines(g->out_ch * g->positions) : 0;
   j->xt_floats = j->dw_shifts ? whole_lines(dn_conv_dw_shifts_xt_floats(g)) : 0;
   j->gp_floats = j->dw_shifts ? whole_lines(dn_conv_dw_shifts_gp_floats(g)) : 0;
-  j->pack_floats = forward || col || dcol
+  j->pack_floats = products
                      ? whole_lines(max64(pack_floats(g, slab_cols, forward), pack_floats(g, last_cols, forward)))
                      : 0;
   if (j->dw_shifts) j->pack_floats = max64(j->pack_floats, whole_lines((int64_t)dn_conv_dw_shifts_pack_floats(g)));
   j->fill_floats = j->deferred ? whole_lines(j->deferred->scratch_floats) : 0;
+  j->frame_floats = j->shifted ? whole_lines(dn_conv_shifted_frame_floats(g, !forward)) : 0;
   j->task_floats = j->col_floats + j->pack_floats + j->dcol_floats + j->rows_floats + j->g_floats + j->xt_floats +
-                   j->gp_floats + j->fill_floats;
+                   j->gp_floats + j->fill_floats + j->frame_floats;
   int64_t total;
   if (!dn_size_mul(j->task_floats, tasks, &total) || !(j->scratch = dn_alloc((size_t)max64(total, 1) * sizeof(float))))
     return dn_fail(DN_ENOMEM, "%s: out of memory for %d tasks' im2col buffers of [%lld, %lld]", op, tasks,
@@ -706,10 +726,13 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   uint8_t *inside = NULL;
   if (!st && j.dw && !j.dw_shifts && direct_source(&g, image_of(x, 0)) && !(j.inside = inside = inside_map(&g)))
     st = dn_fail(DN_ENOMEM, "%s: out of memory for its map of padding", op);
+  dn_conv_shifted shifted = {0};
+  if (!st && j.dx && dn_conv_shifted_fits(&g, true) && !(st = dn_conv_shifted_init(&shifted, &g, j.w, true, op)))
+    j.shifted = &shifted;
   if (!st && (j.dx || j.dw || j.db)) {
     int tasks = tasks_for(j.parts);
-    st = task_scratch(&j, op, tasks, false, j.dw != NULL && !j.dw_shifts, j.dx != NULL);
-    if (!st && j.dx) st = pack_weight(&j, op, true, &w_packed);
+    st = task_scratch(&j, op, tasks, false, j.dw != NULL && !j.dw_shifts, j.dx != NULL && !j.shifted);
+    if (!st && j.dx && !j.shifted) st = pack_weight(&j, op, true, &w_packed);
     if (!st) dn_parallel(tasks, backward_task, &j);
   }
   if (!st && dw_parts) {
@@ -723,6 +746,7 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
       for (int i = 0; i < LANES; i++) acc[i] += j.db[(p * g.out_ch + o) * LANES + i];
     ((float *)dn_tensor_data(db))[o] = (float)lanes_total(acc);
   }
+  dn_conv_shifted_free(&shifted);
   dn_free(inside);
   dn_free(g_relu);
   dn_free(j.scratch);
@@ -850,11 +874,14 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
     int tasks = tasks_for(g->batch);
     float *packed = NULL;
     uint8_t *inside = NULL;
-    st = task_scratch(&j, op, tasks, true, false, false);
-    if (!st) st = pack_weight(&j, op, false, &packed);
-    if (!st && direct_source(g, image_of(x, 0)) && !(j.inside = inside = inside_map(g)))
+    dn_conv_shifted shifted = {0};
+    if (dn_conv_shifted_fits(g, false) && !(st = dn_conv_shifted_init(&shifted, g, wd, false, op))) j.shifted = &shifted;
+    if (!st) st = task_scratch(&j, op, tasks, true, false, false);
+    if (!st && !j.shifted) st = pack_weight(&j, op, false, &packed);
+    if (!st && !j.shifted && direct_source(g, image_of(x, 0)) && !(j.inside = inside = inside_map(g)))
       st = dn_fail(DN_ENOMEM, "%s: out of memory for its map of padding", op);
     if (!st) dn_parallel(tasks, forward_task, &j);
+    dn_conv_shifted_free(&shifted);
     dn_free(inside);
     dn_free(packed);
     dn_free(j.scratch);

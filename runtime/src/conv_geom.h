@@ -77,4 +77,42 @@ size_t dn_conv_dw_shifts_pack_floats(const conv_geom *g);
 void dn_conv_dw_shifts(const conv_geom *g, image x, const float *gn, float *xt, float *gp, float *dw, bool first,
                        float *pack);
 
+/*
+** A stride-1 convolution's y and dx as products over shifted rows of a
+** zero-padded frame (conv_shifted.c), for geometries where
+** dn_conv_shifted_fits (our AVX-512 kernel, stride 1, one group, padding
+** within the kernel's span, enough channels: asked for y and dx apart). dn_conv_shifted_init packs w for the forward
+** or for dx (dx: true) and the frame's offsets, a function of the shapes;
+** per task a frame of dn_conv_shifted_frame_floats, zeroed once before its
+** first image (its border is never written). dn_conv_shifted_forward writes
+** image x's outputs y [O, OH * OW]; dn_conv_shifted_dx image n's dx
+** [C, H * W] from its gradient gn, contiguous [O, OH * OW] (both overwrite).
+*/
+typedef enum dn_conv_shifted_mode {
+  DN_SHIFTED_AUTO,     /* where it fits and pays (enough rows of A and of B) */
+  DN_SHIFTED_NEVER,    /* im2col always (tests, benchmarks) */
+  DN_SHIFTED_ALWAYS,   /* wherever it fits, however small (tests) */
+} dn_conv_shifted_mode;
+extern dn_conv_shifted_mode dn_conv_shifted_force;
+
+struct dn_gemm_kernel;
+struct dn_gemm_rows_map;
+typedef struct dn_conv_shifted {
+  const struct dn_gemm_kernel *kernel;
+  bool dx;
+  int64_t m, k;                    /* the product's rows and depth */
+  int64_t plane, wf, top, left;    /* floats per frame plane, its row length, where the data starts */
+  int64_t out_h, out_w, tiles;     /* the kept positions' rows and columns; tiles of wide columns */
+  float *a;                        /* w (forward) or w^T (dx) packed */
+  int32_t *off;                    /* [k]: B row p's offset in the frame */
+  struct dn_gemm_rows_map *maps;   /* [tiles] */
+} dn_conv_shifted;
+
+bool dn_conv_shifted_fits(const conv_geom *g, bool dx);
+int64_t dn_conv_shifted_frame_floats(const conv_geom *g, bool dx);
+dn_status dn_conv_shifted_init(dn_conv_shifted *s, const conv_geom *g, const float *w, bool dx, const char *op);
+void dn_conv_shifted_free(dn_conv_shifted *s);
+void dn_conv_shifted_forward(const dn_conv_shifted *s, const conv_geom *g, image x, float *frame, float *y);
+void dn_conv_shifted_dx(const dn_conv_shifted *s, const conv_geom *g, const float *gn, float *frame, float *dx);
+
 #endif

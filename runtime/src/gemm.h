@@ -63,6 +63,28 @@ typedef struct dn_gemm_direct_args {
    region. */
 typedef void (*dn_gemm_direct_fn)(const dn_gemm_direct_args *d, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
 
+/*
+** Products over shifted rows (gemm_rows.c; a stride-1 convolution read from
+** a zero-padded frame of its input, conv_shifted.c): op(B) row p is
+** b + off[p], read in place, and the columns are "wide" positions t =
+** oh * wide_w + ow of which those with ow < out_w are kept, stored
+** compacted at oh * out_w + ow. A tile's columns [t0, t0 + nr) come in
+** vectors of 16; dn_gemm_rows_map says, per vector, which lanes are kept
+** (bit l: column t0 + 16 v + l) and where the first kept one goes (the
+** kept ones are consecutive there: a row's last kept column and the next
+** row's first are neighbours in C).
+*/
+#define DN_GEMM_ROWS_VECS 2
+typedef struct dn_gemm_rows_map {
+  int64_t at[DN_GEMM_ROWS_VECS];
+  uint32_t keep[DN_GEMM_ROWS_VECS];
+} dn_gemm_rows_map;
+/* C[rows (<= mr), the tile's kept columns] = ap panel (mr rows packed as
+   pack_a lays out one k block of k) @ the rows b + off[p] (from column t0,
+   b already advanced by t0); C row r at c + r * ldc. Overwrites C. */
+typedef void (*dn_gemm_rows_fn)(int64_t k, const float *ap, const float *b, const int32_t *off, float *c,
+                                int64_t ldc, int rows, const dn_gemm_rows_map *map);
+
 typedef struct dn_gemm_kernel {
   const char *name;          /* dn_matmul_backend's "dropnet <name>" */
   const char *cpu_features[3]; /* __builtin_cpu_supports names it needs, NULL-ended */
@@ -77,6 +99,7 @@ typedef struct dn_gemm_kernel {
   dn_gemm_direct_fn direct;  /* !trans_b, nothing packed */
   dn_gemm_direct_fn dot;     /* !trans_a && trans_b, nothing packed */
   dn_gemm_micro_t_fn micro_t; /* x @ W^T as (W @ x^T)^T, W not packed; NULL: none */
+  dn_gemm_rows_fn rows;      /* products over shifted rows (nr == 16 * DN_GEMM_ROWS_VECS); NULL: none */
 } dn_gemm_kernel;
 
 extern const dn_gemm_kernel dn_gemm_kernel_avx512, dn_gemm_kernel_avx2;
@@ -123,6 +146,22 @@ void dn_gemm_here(const dn_gemm_kernel *kernel, bool trans_a, bool trans_b, int6
 size_t dn_gemm_a_floats(const dn_gemm_kernel *kernel, int64_t m, int64_t k);
 void dn_gemm_pack_a(const dn_gemm_kernel *kernel, bool trans_a, int64_t m, int64_t k, const float *a, int64_t lda,
                     float *dst);
+
+/* The shifted-rows products (kernel->rows non-NULL), on the calling thread:
+   dn_gemm_rows_tiles(kernel, wide_w, out_h, out_w) tiles of columns cover
+   the (out_h - 1) * wide_w + out_w wide positions; their maps come from
+   dn_gemm_rows_maps (a function of the four sizes). dn_gemm_rows then
+   computes C[m, out_h * out_w] (row stride ldc) = A @ B, A packed whole as
+   one k block: a_packed holds ceil(m / mr) panels of k x mr (row r of panel
+   q at A's row q * mr + r; rows past m zero), B row p at b + off[p]; it
+   reads b[off[p] + t] for t < tiles * nr, so the caller's buffer must
+   reach that far. One FMA chain per element over p in order: its bits
+   depend on m, k and the values alone. */
+int64_t dn_gemm_rows_tiles(const dn_gemm_kernel *kernel, int64_t wide_w, int64_t out_h, int64_t out_w);
+void dn_gemm_rows_maps(const dn_gemm_kernel *kernel, int64_t wide_w, int64_t out_h, int64_t out_w,
+                       dn_gemm_rows_map *maps);
+void dn_gemm_rows(const dn_gemm_kernel *kernel, int64_t m, int64_t k, const float *a_packed, const float *b,
+                  const int32_t *off, const dn_gemm_rows_map *maps, int64_t tiles, float *c, int64_t ldc);
 #endif
 
 #endif

@@ -161,6 +161,34 @@ static void micro_t(int64_t kc, const float *restrict a, int64_t a_rs, const flo
   }
 }
 
+/* gemm.h's rows: the 8 x 32 tile of micro, B's two vectors per k step
+   loaded in place from row p's offset (unaligned), and each row's kept
+   columns compressed into place (register compress, then a masked store:
+   the compress to memory is slow on some cores). */
+static void rows_tile(int64_t k, const float *restrict ap, const float *b, const int32_t *restrict off, float *c,
+                      int64_t ldc, int rows, const dn_gemm_rows_map *map) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+         c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+  for (int64_t p = 0; p < k; p++) {
+    const float *bp = b + off[p];
+    __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+    ROW_FMA(0); ROW_FMA(1); ROW_FMA(2); ROW_FMA(3);
+    ROW_FMA(4); ROW_FMA(5); ROW_FMA(6); ROW_FMA(7);
+    ap += MR;
+  }
+  __mmask16 k0 = (__mmask16)map->keep[0], k1 = (__mmask16)map->keep[1];
+  __mmask16 n0 = (__mmask16)((1u << __builtin_popcount(k0)) - 1), n1 = (__mmask16)((1u << __builtin_popcount(k1)) - 1);
+  int64_t at0 = map->at[0], at1 = map->at[1];
+#define ROW_KEEP(r)                                                                   \
+  if (r < rows) {                                                                     \
+    float *cr = c + (r) * ldc;                                                        \
+    _mm512_mask_storeu_ps(cr + at0, n0, _mm512_maskz_compress_ps(k0, c##r##0));       \
+    _mm512_mask_storeu_ps(cr + at1, n1, _mm512_maskz_compress_ps(k1, c##r##1));       \
+  }
+  ROW_KEEP(0) ROW_KEEP(1) ROW_KEEP(2) ROW_KEEP(3) ROW_KEEP(4) ROW_KEEP(5) ROW_KEEP(6) ROW_KEEP(7)
+#undef ROW_KEEP
+}
+
 /* The unpacked paths (gemm_direct.h): an 8 x 32 tile as the packed one;
    dot's 4 x 5 (20 accumulators, 9 loads per 20 FMAs). */
 #define DV_T __m512
@@ -189,10 +217,10 @@ static inline float dv_hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
    block kc x nc = 1 MB. KC 192-512 measured alike here on the model's shapes. */
 const dn_gemm_kernel dn_gemm_kernel_avx512 = {
   .name = "avx512", .cpu_features = {"avx512f", "avx512vl", NULL},
-  .mr = MR, .nr = NR, .kc = 256, .mc = 256, .nc = 1024,
+  .mr = MR, .nr = NR, .kc = 288, .mc = 256, .nc = 1024,
   .pack_a = pack_a, .pack_b = pack_b, .micro = micro,
   .direct_cols = DV_COLS, .direct_max_m = 64, .dot_rows = DOT_R, .dot_cols = DOT_J,
-  .direct = direct, .dot = dot, .micro_t = micro_t,
+  .direct = direct, .dot = dot, .micro_t = micro_t, .rows = rows_tile,
 };
 
 #endif

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_geom.h"
+
 #define TOL 1e-4
 
 static void release_all(dn_tensor **list, size_t count) {
@@ -522,7 +524,7 @@ static void test_slabs_and_parts(void **state) {
   DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c.stride, c.pad, c.dil, c.groups));
   g = dn_test_random(709, 4, y->shape);
   DN_OK_OR_FAIL(dn_backward(y, g, false));
-  int64_t wn = dn_tensor_numel(w), image = c.in * c.h * c.w;
+  int64_t wn = dn_tensor_numel(w), image_size = c.in * c.h * c.w;
   double *dw = calloc((size_t)wn, sizeof *dw), db[4] = {0};
   for (int64_t n = 0; n < c.n; n++) {
     dn_tensor *xv, *xn, *gv, *gn, *wn1, *bn1, *yn;
@@ -537,8 +539,8 @@ static void test_slabs_and_parts(void **state) {
     DN_OK_OR_FAIL(dn_requires_grad_(bn1, true));
     DN_OK_OR_FAIL(dn_conv2d(&yn, xn, wn1, bn1, c.stride, c.pad, c.dil, c.groups));
     DN_OK_OR_FAIL(dn_backward(yn, gn, false));
-    for (int64_t i = 0; i < image; i++)
-      assert_float_equal(dn_test_at(x->grad, n * image + i), dn_test_at(xn->grad, i), 1e-4);
+    for (int64_t i = 0; i < image_size; i++)
+      assert_float_equal(dn_test_at(x->grad, n * image_size + i), dn_test_at(xn->grad, i), 1e-4);
     for (int64_t i = 0; i < wn; i++) dw[i] += dn_test_at(wn1->grad, i);
     for (int64_t i = 0; i < c.out; i++) db[i] += dn_test_at(bn1->grad, i);
     RELEASE(xv, xn, gv, gn, wn1, bn1, yn);
@@ -547,6 +549,62 @@ static void test_slabs_and_parts(void **state) {
   for (int64_t i = 0; i < c.out; i++) assert_float_equal(dn_test_at(b->grad, i), db[i], 1e-3 * (1 + fabs(db[i])));
   free(dw);
   RELEASE(x, w, b, y, g);
+}
+
+/* --- shifted products -------------------------------------------------------------------- */
+
+/* Stride-1 convolutions with one group take y and dx from products over a
+   zero-padded frame (conv_shifted.c) on AVX-512 cores where they have
+   enough channels. Forced wherever they fit (however few channels), the
+   same checks as above: forward and gradients against the references
+   (padding 0 to the kernel's span, dilation, rectangular and wide kernels,
+   one row, strided inputs, big images, 1x1), the same bits for 1-4 threads
+   and conv + ReLU as the two ops. Without the AVX-512 kernel nothing fits
+   and these run im2col again. */
+static void test_shifted_products(void **state) {
+  dn_conv_shifted_force = DN_SHIFTED_ALWAYS;
+  test_forward_values(state);
+  test_forward_layouts(state);
+  test_conv1d(state);
+  test_gradients_reference(state);
+  test_gradients(state);
+  test_threads_bit_identical(state);
+  test_conv_relu_bits(state);
+  test_conv1d_relu_bits(state);
+  test_slabs_and_parts(state);
+  dn_conv_shifted_force = DN_SHIFTED_AUTO;
+}
+
+/* A small CNN's 32 -> 64 layer (enough channels to take the shifted
+   products by default where they exist) against im2col's, forward and
+   every gradient: the same values within the rounding of a different order
+   of sums. */
+static void test_shifted_against_im2col(void **state) {
+  (void)state;
+  conv_case c = {3, 32, 64, 14, 14, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1};
+  dn_tensor *out[2][4];
+  for (int path = 0; path < 2; path++) {
+    dn_conv_shifted_force = path ? DN_SHIFTED_NEVER : DN_SHIFTED_AUTO;
+    dn_tensor *x, *w, *b, *y;
+    make_inputs(&c, 950, &x, &w, &b);
+    DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+    DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+    DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+    DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c.stride, c.pad, c.dil, c.groups));
+    dn_tensor *g = dn_test_random(951, 4, y->shape);
+    DN_OK_OR_FAIL(dn_backward(y, g, false));
+    out[path][0] = y;
+    out[path][1] = x->grad;
+    out[path][2] = w->grad;
+    out[path][3] = b->grad;
+    x->grad = w->grad = b->grad = NULL;
+    RELEASE(x, w, b, g);
+  }
+  dn_conv_shifted_force = DN_SHIFTED_AUTO;
+  for (int k = 0; k < 4; k++) {
+    dn_test_assert_close(out[0][k], out[1][k], 1e-4);
+    RELEASE(out[0][k], out[1][k]);
+  }
 }
 
 /* --- errors ------------------------------------------------------------------------------ */
@@ -672,6 +730,8 @@ int main(void) {
     cmocka_unit_test_setup(test_slabs_and_parts, dn_test_reset_modes),
     cmocka_unit_test_setup(test_conv_relu_bits, dn_test_reset_modes),
     cmocka_unit_test_setup(test_conv1d_relu_bits, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_shifted_products, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_shifted_against_im2col, dn_test_reset_modes),
     cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
     cmocka_unit_test_setup(test_pytorch_reference, dn_test_reset_modes),
   };

@@ -9,6 +9,7 @@
 
 #include "testutil.h"
 
+#include "conv_geom.h"
 #include "graph.h"
 
 void dn_test_expect_error(dn_status st, dn_status want, const char *needle, const char *text) {
@@ -183,6 +184,7 @@ int dn_test_reset_modes(void **state) {
   (void)state;
   if (initial_threads == 0) initial_threads = dn_get_num_threads();
   dn_set_grad_enabled(true);
+  dn_conv_shifted_force = DN_SHIFTED_AUTO;
   return dn_set_num_threads(initial_threads) == DN_OK ? 0 : -1;
 }
 
