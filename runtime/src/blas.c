@@ -92,6 +92,24 @@ static const dn_gemm_kernel *own_kernel(void) {
 }
 #endif
 
+bool dn_blas_here_offsets_available(void) {
+#ifdef DN_HAVE_GEMM
+  return own_kernel() != NULL;
+#else
+  return false;
+#endif
+}
+
+void dn_blas_sgemm_here_offsets(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                                int64_t lda, const float *b, const int32_t *b_off, float beta, float *c, int64_t ldc) {
+#ifdef DN_HAVE_GEMM
+  dn_gemm_here_offsets(own_kernel(), trans_a, m, n, k, alpha, a, lda, b, b_off, beta, c, ldc);
+#else
+  (void)trans_a, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)b_off, (void)beta;
+  (void)c, (void)ldc;
+#endif
+}
+
 const struct dn_gemm_kernel *dn_blas_rows_kernel(void) {
 #ifdef DN_HAVE_GEMM
   const dn_gemm_kernel *kernel = own_kernel();

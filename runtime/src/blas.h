@@ -62,6 +62,14 @@ void dn_blas_sgemm_here_b(bool trans_a, int64_t m, int64_t n, int64_t k, float a
                           dn_blas_b_source *source, void *ctx, float beta, float *c, int64_t ldc, float *buffer,
                           const float *a_packed);
 
+/* C[m, n] = alpha * op(A) @ B + beta * C on the calling thread, B's row p
+   at b + b_off[p] (n values each): our kernels' direct path (gemm.h's
+   dn_gemm_here_offsets), where dn_blas_here_offsets_available (not where
+   products go to OpenBLAS, which has no such operand). */
+bool dn_blas_here_offsets_available(void);
+void dn_blas_sgemm_here_offsets(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                                int64_t lda, const float *b, const int32_t *b_off, float beta, float *c, int64_t ldc);
+
 /* Our kernel when it has products over shifted rows (gemm.h's
    dn_gemm_rows: AVX-512), else NULL (AVX2, OpenBLAS): a convolution then
    takes its im2col path. The kernel's own code, not a BLAS's: gemm.h. */

@@ -363,6 +363,7 @@ typedef struct conv_job {
   const float *w_packed;          /* each group's w (forward) or w^T (dx) packed once, or NULL */
   const uint8_t *inside;          /* inside_map (forward, and backward's im2col for dw), or NULL */
   const dn_conv_shifted *shifted; /* the forward's y or backward's dx by shifted products, or NULL */
+  const int32_t *dw_rows;         /* dw by shifts over the valid positions (dn_conv_dw_shifts_offsets), or NULL */
   bool relu;                      /* forward: ReLU on the outputs (after the bias) */
   double *row_sums;               /* forward: each output row's sums for a batch norm (row_stats.h), or NULL */
   const float *relu_y;            /* backward: conv + ReLU's output [N, O, positions]; grad is read through
@@ -524,7 +525,7 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
       }
     }
   }
-  if (dw && j->dw_shifts && has_products(g)) dn_conv_dw_shifts(g, image_of(j->x, n), gn, xt, gp, dw, first, pack);
+  if (dw && j->dw_shifts && has_products(g)) dn_conv_dw_shifts(g, image_of(j->x, n), gn, xt, gp, dw, first, pack, j->dw_rows);
   for (int64_t o = 0; db && o < g->out_ch; o++) lanes_sum(db + o * LANES, gn + o * l, l);
 }
 
@@ -572,7 +573,7 @@ static dn_status task_scratch(conv_job *j, const char *op, int tasks, bool forwa
   j->rows_floats = forward && !j->shifted ? whole_lines(g->k_h * g->k_w * slab_cols) : 0;
   j->g_floats = j->relu_y || j->deferred ? whole_lines(g->out_ch * g->positions) : 0;
   j->xt_floats = j->dw_shifts ? whole_lines(dn_conv_dw_shifts_xt_floats(g)) : 0;
-  j->gp_floats = j->dw_shifts ? whole_lines(dn_conv_dw_shifts_gp_floats(g)) : 0;
+  j->gp_floats = j->dw_shifts && !j->dw_rows ? whole_lines(dn_conv_dw_shifts_gp_floats(g)) : 0;
   j->pack_floats = products
                      ? whole_lines(max64(pack_floats(g, slab_cols, forward), pack_floats(g, last_cols, forward)))
                      : 0;
@@ -726,6 +727,10 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   uint8_t *inside = NULL;
   if (!st && j.dw && !j.dw_shifts && direct_source(&g, image_of(x, 0)) && !(j.inside = inside = inside_map(&g)))
     st = dn_fail(DN_ENOMEM, "%s: out of memory for its map of padding", op);
+  int32_t *dw_rows = NULL;
+  if (!st && j.dw_shifts && !dn_conv_dw_shifts_offsets(&g, &dw_rows))
+    st = dn_fail(DN_ENOMEM, "%s: out of memory for its table of positions", op);
+  j.dw_rows = dw_rows;
   dn_conv_shifted shifted = {0};
   if (!st && j.dx && dn_conv_shifted_fits(&g, true) && !(st = dn_conv_shifted_init(&shifted, &g, j.w, true, op)))
     j.shifted = &shifted;
@@ -747,6 +752,7 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
     ((float *)dn_tensor_data(db))[o] = (float)lanes_total(acc);
   }
   dn_conv_shifted_free(&shifted);
+  dn_free(dw_rows);
   dn_free(inside);
   dn_free(g_relu);
   dn_free(j.scratch);

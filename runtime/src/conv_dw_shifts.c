@@ -21,11 +21,21 @@
 **
 ** dw_q goes to a part buffer in [G][KH * KW][O/G][C/G] order; conv.c's sum
 ** of the parts reads it back into [O, C/G, KH, KW].
+**
+** With our own sgemm kernels, B's rows need not be Wp apart: the products
+** take gn itself, [O, OH * OW], over the valid positions only, B's row for
+** position (oh, ow) at xt row oh * Wp + ow (+ the offset) through a table
+** (dn_conv_dw_shifts_offsets). The same terms in the same order without the
+** widening's zeros: the same bits for finite inputs, (Wp - OW) / OW fewer
+** multiply-adds, no widened copy of the gradient, and an infinite input no
+** longer meets a widened zero.
 */
+#include <stdint.h>
 #include <string.h>
 
 #include "blas.h"
 #include "conv_geom.h"
+#include "dropnet/alloc.h"
 
 /* The padded plane's width and height, and gp's row length (OH * Wp). */
 static int64_t padded_w(const conv_geom *g) { return g->in_w + 2 * g->pad[1]; }
@@ -62,11 +72,31 @@ static void widened_rows(const conv_geom *g, const float *gn, float *gp) {
     memcpy(gp + r * wp, gn + r * g->out_w, (size_t)g->out_w * sizeof *gp);
 }
 
+bool dn_conv_dw_shifts_offsets(const conv_geom *g, int32_t **out) {
+  *out = NULL;
+  int64_t wp = padded_w(g);
+  if (!dn_blas_here_offsets_available() || dn_conv_dw_shifts_xt_floats(g) > INT32_MAX) return true;
+  if (!(*out = dn_alloc((size_t)g->positions * sizeof **out))) return false;
+  for (int64_t oh = 0; oh < g->out_h; oh++)
+    for (int64_t ow = 0; ow < g->out_w; ow++) (*out)[oh * g->out_w + ow] = (int32_t)((oh * wp + ow) * g->in_ch);
+  return true;
+}
+
 void dn_conv_dw_shifts(const conv_geom *g, image x, const float *gn, float *xt, float *gp, float *dw, bool first,
-                       float *pack) {
+                       float *pack, const int32_t *off) {
   int64_t og = g->out_ch / g->groups, cg = g->in_ch / g->groups, kk = g->k_h * g->k_w, wp = padded_w(g);
   int64_t k = g->out_h * wp;
   channels_last(g, x, xt);
+  if (off) {
+    for (int64_t grp = 0; grp < g->groups; grp++)
+      for (int64_t q = 0; q < kk; q++) {
+        int64_t shift = (q / g->k_w) * g->dil[0] * wp + (q % g->k_w) * g->dil[1];
+        dn_blas_sgemm_here_offsets(false, og, cg, g->positions, 1.0f, gn + grp * og * g->positions, g->positions,
+                                   xt + shift * g->in_ch + grp * cg, off, first ? 0.0f : 1.0f,
+                                   dw + (grp * kk + q) * og * cg, cg);
+      }
+    return;
+  }
   widened_rows(g, gn, gp);
   for (int64_t grp = 0; grp < g->groups; grp++)
     for (int64_t q = 0; q < kk; q++) {

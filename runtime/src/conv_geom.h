@@ -67,15 +67,19 @@ dn_status dn_depthwise_dw(const char *op, const conv_geom *g, const dn_tensor *x
 ** once before the task's first image (their padding is never written),
 ** and the sgemm's pack buffer. dn_conv_dw_shifts adds image x's terms
 ** (gradient gn, contiguous [O, OH * OW]) to dw, [G][KH * KW][O/G][C/G]
-** (first: writes them).
+** (first: writes them). dn_conv_dw_shifts_offsets makes the table of xt's
+** rows by which our kernels take the products over the valid positions
+** alone (*out NULL where products go to OpenBLAS: gp then; false: out of
+** memory); pass it, or NULL, as off (with it gp is not read).
 */
 #define DN_DW_SHIFTS_MIN_CHANNELS 16
 bool dn_conv_dw_shifts_fits(const conv_geom *g);
 int64_t dn_conv_dw_shifts_xt_floats(const conv_geom *g);
 int64_t dn_conv_dw_shifts_gp_floats(const conv_geom *g);
 size_t dn_conv_dw_shifts_pack_floats(const conv_geom *g);
+bool dn_conv_dw_shifts_offsets(const conv_geom *g, int32_t **out);
 void dn_conv_dw_shifts(const conv_geom *g, image x, const float *gn, float *xt, float *gp, float *dw, bool first,
-                       float *pack);
+                       float *pack, const int32_t *off);
 
 /*
 ** A stride-1 convolution's y and dx as products over shifted rows of a

@@ -271,6 +271,14 @@ void dn_gemm_here(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_
   gemm_region(&g, 0, m, 0, n, buffer, buffer + g.a_floats);
 }
 
+void dn_gemm_here_offsets(const dn_gemm_kernel *kern, bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
+                          const float *a, int64_t lda, const float *b, const int32_t *b_off, float beta, float *c,
+                          int64_t ldc) {
+  dn_gemm_direct_args d = direct_args(trans_a, k, alpha, a, lda, b, 0, beta, c, ldc);
+  d.b_off = b_off;
+  kern->direct(&d, 0, m, 0, n);
+}
+
 size_t dn_gemm_a_floats(const dn_gemm_kernel *kern, int64_t m, int64_t k) {
   return (size_t)(round_up(m, kern->mr) * k);
 }

@@ -46,7 +46,8 @@ typedef void (*dn_gemm_micro_t_fn)(int64_t kc, const float *a, int64_t a_rs, con
                                    int rows, int cols, float alpha, float beta);
 
 /* A product for the unpacked paths (gemm_direct.h): op(A)(r, p) =
-   a[r * a_rs + p * a_ps]; op(B)(p, j) = b[p * ldb + j] for direct,
+   a[r * a_rs + p * a_ps]; op(B)(p, j) = b[p * ldb + j] for direct, or
+   b[b_off[p] + j] where b_off is given (direct only: rows anywhere),
    b[j * ldb + p] for dot (a_ps == 1 there). */
 typedef struct dn_gemm_direct_args {
   int64_t k;
@@ -54,6 +55,7 @@ typedef struct dn_gemm_direct_args {
   int64_t a_rs, a_ps;
   const float *b;
   int64_t ldb;
+  const int32_t *b_off;
   float *c;
   int64_t ldc;
   float alpha, beta;
@@ -157,6 +159,14 @@ void dn_gemm_pack_a(const dn_gemm_kernel *kernel, bool trans_a, int64_t m, int64
    reads b[off[p] + t] for t < tiles * nr, so the caller's buffer must
    reach that far. One FMA chain per element over p in order: its bits
    depend on m, k and the values alone. */
+/* C[m, n] = alpha * op(A) @ B + beta * C by the direct path on the calling
+   thread, B's row p at b + b_off[p] (n values; a stride-1 convolution's dw
+   over the valid positions of a padded image: conv_dw_shifts.c). Its bits
+   are those of the same product with B's rows stored ldb apart. */
+void dn_gemm_here_offsets(const dn_gemm_kernel *kernel, bool trans_a, int64_t m, int64_t n, int64_t k, float alpha,
+                          const float *a, int64_t lda, const float *b, const int32_t *b_off, float beta, float *c,
+                          int64_t ldc);
+
 int64_t dn_gemm_rows_tiles(const dn_gemm_kernel *kernel, int64_t wide_w, int64_t out_h, int64_t out_w);
 void dn_gemm_rows_maps(const dn_gemm_kernel *kernel, int64_t wide_w, int64_t out_h, int64_t out_w,
                        dn_gemm_rows_map *maps);

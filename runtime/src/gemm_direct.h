@@ -28,10 +28,12 @@
 static inline int64_t direct_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* ROWS rows from i, columns [j, j + cols), cols <= DV_COLS; FULL: cols ==
-   DV_COLS; PREFETCH: the next tile's next_cols columns of B too. */
+   DV_COLS; PREFETCH: the next tile's next_cols columns of B too; OFFSETS:
+   B's rows at d->b_off (else ldb apart). */
 static inline __attribute__((always_inline)) void direct_tile(const dn_gemm_direct_args *d, int64_t i, int64_t j,
                                                               int cols, int next_cols, const int ROWS,
-                                                              const bool FULL, const bool PREFETCH) {
+                                                              const bool FULL, const bool PREFETCH,
+                                                              const bool OFFSETS) {
   DV_T acc[DR][DV];
   dv_mask mask[DV];
 #pragma GCC unroll 16
@@ -43,10 +45,12 @@ static inline __attribute__((always_inline)) void direct_tile(const dn_gemm_dire
   float *c = d->c + i * d->ldc + j;
   const float *a = d->a + i * d->a_rs, *b = d->b + j;
   const int64_t rs = d->a_rs, ps = d->a_ps, ldb = d->ldb;
+  const int32_t *off = d->b_off;
   for (int64_t p = 0; p < d->k; p++) {
     DV_T bv[DV];
+    const float *bp = OFFSETS ? d->b + j + off[p] : b;
 #pragma GCC unroll 16
-    for (int v = 0; v < DV; v++) bv[v] = FULL ? dv_load(b + v * DV_LANES) : dv_load_mask(b + v * DV_LANES, mask[v]);
+    for (int v = 0; v < DV; v++) bv[v] = FULL ? dv_load(bp + v * DV_LANES) : dv_load_mask(bp + v * DV_LANES, mask[v]);
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; r++) {
       DV_T av = dv_bcast(a + r * rs);
@@ -75,10 +79,11 @@ static inline __attribute__((always_inline)) void direct_tile(const dn_gemm_dire
 
 static inline __attribute__((always_inline)) void direct_tile_rows(const dn_gemm_direct_args *d, int64_t i,
                                                                    int64_t j, int cols, int next_cols, int rows,
-                                                                   const bool FULL, const bool PREFETCH) {
+                                                                   const bool FULL, const bool PREFETCH,
+                                                                   const bool OFFSETS) {
   switch (rows) {
 #define DIRECT_ROWS(n) \
-  case n: direct_tile(d, i, j, cols, next_cols, n, FULL, PREFETCH); break;
+  case n: direct_tile(d, i, j, cols, next_cols, n, FULL, PREFETCH, OFFSETS); break;
     DIRECT_ROWS(1) DIRECT_ROWS(2) DIRECT_ROWS(3) DIRECT_ROWS(4)
 #if DR > 4
     DIRECT_ROWS(5) DIRECT_ROWS(6) DIRECT_ROWS(7) DIRECT_ROWS(8)
@@ -105,9 +110,16 @@ static void direct(const dn_gemm_direct_args *d, int64_t i0, int64_t i1, int64_t
     for (int64_t t = 0; t < tiles; t++) {
       int64_t i = i0 + (i1 - i0) * t / tiles, rows = i0 + (i1 - i0) * (t + 1) / tiles - i;
       int next = (int)direct_min(DV_COLS, j1 - j - cols);
-      if (t == 0 && next > 0) direct_tile_rows(d, i, j, cols, next, (int)rows, true, true);
-      else if (cols == DV_COLS) direct_tile_rows(d, i, j, cols, 0, (int)rows, true, false);
-      else direct_tile_rows(d, i, j, cols, 0, (int)rows, false, false);
+      if (d->b_off) {   /* rows anywhere: no next panel to prefetch along */
+        if (cols == DV_COLS) direct_tile_rows(d, i, j, cols, 0, (int)rows, true, false, true);
+        else direct_tile_rows(d, i, j, cols, 0, (int)rows, false, false, true);
+      } else if (t == 0 && next > 0) {
+        direct_tile_rows(d, i, j, cols, next, (int)rows, true, true, false);
+      } else if (cols == DV_COLS) {
+        direct_tile_rows(d, i, j, cols, 0, (int)rows, true, false, false);
+      } else {
+        direct_tile_rows(d, i, j, cols, 0, (int)rows, false, false, false);
+      }
     }
   }
 }

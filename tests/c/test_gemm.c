@@ -683,6 +683,57 @@ static void test_direct_matches_packed(void **state) {
         problem_free(&pr);
       }
 }
+
+/* dn_gemm_here_offsets (B's rows through a table: a convolution's dw over
+   the valid positions of a padded image) gives the direct path's bits, B's
+   rows moved anywhere (here: reversed, with gaps) and the table saying
+   where; column tails, row tails, alpha and beta included. */
+static void test_offsets_match_direct(void **state) {
+  const gemm_impl *impl = *state;
+  const dn_gemm_kernel *kern = impl->kernel;
+  if (!dn_gemm_kernel_supported(kern)) skip();
+  static const int64_t shapes[][3] = {{64, 32, 196}, {8, 16, 49}, {13, 40, 7}, {1, 1, 1}, {33, 65, 100}};
+  uint64_t seed = 7500;
+  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+    for (int ta = 0; ta < 2; ta++)
+      for (int beta = 0; beta < 2; beta++) {
+        gemm_case cs = {.ta = ta, .m = shapes[s][0], .n = shapes[s][1], .k = shapes[s][2], .alpha = 0.75f,
+                        .beta = beta ? 1.0f : 0.0f, .pad_c = 2, .off_a = 1, .guard = true};
+        problem pr;
+        problem_init(&pr, &cs, seed++);
+        float *want = malloc(pr.c_len * sizeof(float));
+        assert_non_null(want);
+        problem_reset(&pr);
+        dn_gemm_force_path = DN_GEMM_DIRECT;
+        assert_true(dn_gemm(kern, cs.ta, false, cs.m, cs.n, cs.k, cs.alpha, pr.a, pr.lda, pr.b, pr.ldb, cs.beta, pr.c,
+                            pr.ldc));
+        dn_gemm_force_path = DN_GEMM_AUTO;
+        check_result(&pr, impl->name);
+        memcpy(want, pr.c_buf, pr.c_len * sizeof(float));
+        /* B's row p at slot k - 1 - p of a buffer with a gap of 3 floats between rows */
+        int64_t stride = cs.n + 3;
+        float *moved = calloc((size_t)(cs.k * stride), sizeof(float));
+        int32_t *off = malloc((size_t)cs.k * sizeof *off);
+        assert_non_null(moved);
+        assert_non_null(off);
+        for (int64_t p = 0; p < cs.k; p++) {
+          off[p] = (int32_t)((cs.k - 1 - p) * stride);
+          memcpy(moved + off[p], pr.b + p * pr.ldb, (size_t)cs.n * sizeof(float));
+        }
+        problem_reset(&pr);
+        dn_gemm_here_offsets(kern, cs.ta, cs.m, cs.n, cs.k, cs.alpha, pr.a, pr.lda, moved, off, cs.beta, pr.c,
+                             pr.ldc);
+        for (size_t q = 0; q < pr.c_len; q++)
+          if (float_bits(want[q]) != float_bits(pr.c_buf[q]))
+            fail_msg("%s, m %lld n %lld k %lld, ta %d, beta %d: offsets differ from direct at %zu: %.9g vs %.9g",
+                     impl->name, (long long)cs.m, (long long)cs.n, (long long)cs.k, ta, beta, q,
+                     (double)pr.c_buf[q], (double)want[q]);
+        free(moved);
+        free(off);
+        free(want);
+        problem_free(&pr);
+      }
+}
 #endif
 
 #define GEMM_TEST(impl, f) {#impl "/" #f, f, NULL, NULL, (void *)&impl}
@@ -706,6 +757,8 @@ int main(void) {
     KERNEL_TESTS(AVX2_DIRECT),
     GEMM_TEST(AVX512, test_direct_matches_packed),
     GEMM_TEST(AVX2, test_direct_matches_packed),
+    GEMM_TEST(AVX512, test_offsets_match_direct),
+    GEMM_TEST(AVX2, test_offsets_match_direct),
 #endif
     /* the public path (what matmul calls), whichever kernel it picks */
     KERNEL_TESTS(BLAS),
