@@ -112,9 +112,10 @@ dn_status dn_conv_shifted_init(dn_conv_shifted *s, const conv_geom *g, const flo
   int64_t kk = g->k_h * g->k_w, wf, hf, top, left, oh, ow;
   frame_dims(g, dx, &wf, &hf, &top, &left);
   out_dims(g, dx, &oh, &ow);
-  *s = (dn_conv_shifted){.kernel = kern, .dx = dx, .m = dx ? g->in_ch : g->out_ch, .k = (dx ? g->out_ch : g->in_ch) * kk,
-                         .plane = plane_floats(g, kern, dx), .wf = wf, .top = top, .left = left, .out_h = oh,
-                         .out_w = ow, .tiles = dn_gemm_rows_tiles(kern, wf, oh, ow)};
+  *s = (dn_conv_shifted){.kernel = kern, .dx = dx, .m = dx ? g->in_ch : g->out_ch,
+                         .k = (dx ? g->out_ch : g->in_ch) * kk, .plane = plane_floats(g, kern, dx), .wf = wf,
+                         .top = top, .left = left, .out_h = oh, .out_w = ow,
+                         .tiles = dn_gemm_rows_tiles(kern, wf, oh, ow)};
   int64_t mr = kern->mr, panels = (s->m + mr - 1) / mr;
   s->a = dn_alloc((size_t)(panels * mr * s->k) * sizeof *s->a);
   s->off = dn_alloc((size_t)s->k * sizeof *s->off);
