@@ -198,7 +198,7 @@ static void rows_tile(int64_t k, const float *restrict ap, const float *b, const
 #define DOT_R 4
 #define DOT_J 5
 typedef __mmask16 dv_mask;
-static inline dv_mask dv_mask_of(int n) { return n >= 16 ? 0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+static inline dv_mask dv_mask_of(int n) { return (dv_mask)(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1); }
 static inline __m512 dv_zero(void) { return _mm512_setzero_ps(); }
 static inline __m512 dv_set1(float x) { return _mm512_set1_ps(x); }
 static inline __m512 dv_bcast(const float *p) { return _mm512_set1_ps(*p); }

@@ -68,26 +68,28 @@
 ** those of the chain. The ReLU mask needs no saved output: at a window's
 ** argmax ReLU's output is the window's output, and every other position of
 ** the rebuilt gradient is +0, which the mask keeps +0; so the node saves a
-** window whose output is <= 0 with index -1 (no gradient) and keeps the
-** indices only, as the chain keeps. Rows of an odd H or W that no window
+** window whose output is <= 0 as having no argmax (no gradient) and keeps
+** the argmax only, as the chain keeps, in a byte per window: its place in
+** the window (window_codes), a quarter of the chain's int32 indices, which
+** both backward passes read. Rows of an odd H or W that no window
 ** reads get no gradient from the pool, and still their share of the sums.
 **
 ** With channel dropout after the pool (dn_batch_norm_relu_max_pool2d_dropout2d,
 ** the block of a small CNN with Dropout2d) the write pass draws nothing per
 ** element: the (n, c) rows' decisions are dn_dropout_channels' (one byte
-** each, drawn before the pass), a dropped row is written as zeros with every
-** index -1 without being normalized, and a kept row's pooled outputs are
+** each, drawn before the pass), a dropped row is written as zeros with no
+** argmax in any window without being normalized, and a kept row's pooled outputs are
 ** multiplied by the scale, as the dropout's own pass would. Backward needs
 ** no mask: the chain's dropout backward hands the pool g * scale on kept
-** rows and zeros on dropped ones, and a dropped row's indices, all -1,
-** already make its rebuilt gradient +0; so the rebuilt gradient takes
+** rows and zeros on dropped ones, and a dropped row's windows, none with an
+** argmax, already make its rebuilt gradient +0; so the rebuilt gradient takes
 ** 0 + g * scale at a window's argmax (scale 1 without the dropout), and the
 ** bits are those of the chain with dn_dropout_channels after the pool.
 */
 #include <stdio.h>
 #include <string.h>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #endif
 
@@ -102,13 +104,14 @@
 #include "row_stats.h"
 #include "shape.h"
 
-/* SAVED_Y: with ReLU; SAVED_INDICES, in the same slot: with the pool (int32, the argmax of each window in its
-   plane, -1 where ReLU zeroed the window's output) */
+/* SAVED_Y: with ReLU; SAVED_INDICES, in the same slot: with the pool (uint8, each window's argmax as a
+   position in the window, WINDOW_NONE where ReLU zeroed the window's output: window_codes) */
 enum { SAVED_X = 0, SAVED_WEIGHT = 1, SAVED_MEAN = 2, SAVED_INVSTD = 3, SAVED_Y = 4, SAVED_INDICES = 4 };
 enum { NODE_TRAINING = 0, NODE_RELU = 1, NODE_POOL = 2 };   /* node->ints: batch statistics used; ReLU; pool */
 enum { NODE_GRAD_SCALE = 0 };   /* node->scalars with the pool: the dropout's scale of kept rows' gradients */
 _Static_assert(SAVED_Y < DN_NODE_SAVED && SAVED_INDICES < DN_NODE_SAVED,
                "norm.c: a node holds x, weight, mean, invstd and y or the indices");
+enum { WINDOW_NONE = 255 };   /* a window's code: no gradient to route */
 
 /* An input read as [n, c, s]. */
 typedef struct bn_dims {
@@ -255,22 +258,28 @@ typedef struct bn_pool_job {
   const bn_forward_job *bn;
   int64_t in_w, out_h, out_w;
   float *y;                  /* [N, C, out_h, out_w] */
-  int32_t *idx;              /* the same, or NULL: no node, no indices */
-  float *scratch;            /* per task: a plane, then zeros the chunked pool may read (max_2x2_slack) */
+  uint8_t *idx;              /* the same: window codes, or NULL: no node, no indices */
+  float *scratch;            /* per task: a plane, zeros the chunked pool may read (max_2x2_slack), the plane's
+                                argmax (int32, out floats) */
+  int64_t plane_floats;      /* the plane and its slack */
   int64_t scratch_floats;    /* floats from one task's part to the next */
   int tasks;
   const uint8_t *keep;       /* channel dropout's decision of each row (n, c), or NULL: no dropout */
   float scale;               /* the dropout's scale of kept rows */
 } bn_pool_job;
 
-/* idx = -1 where y <= 0, as a select of bits: the conditional store left
-   the loop scalar, a third of the pass's time. */
-static void mask_indices(int32_t *restrict idx, const float *restrict y, int64_t n) {
+/*
+** The saved indices as each window's code, one byte: where its argmax is
+** in the window (max_plane_2x2's codes: 0, 1 top row, 2, 3 bottom row),
+** and WINDOW_NONE where y <= 0 (ReLU's backward zeroes the window's
+** gradient: none to route). A quarter of the int32 plane indices the
+** unfused pool keeps: both backward passes read them again, and the small
+** CNN's batch norm passes wait on memory. One loop over the plane's
+** outputs (a row's 7 or 14 would leave the vector loop to its remainder).
+*/
+static void window_codes(uint8_t *restrict code, const int32_t *restrict at, const float *restrict y, int64_t n) {
 #pragma omp simd
-  for (int64_t o = 0; o < n; o++) {
-    int32_t drop = -(int32_t)(y[o] <= 0.0f);   /* all ones where ReLU zeroed the window */
-    idx[o] |= drop;
-  }
+  for (int64_t o = 0; o < n; o++) code[o] = (uint8_t)(y[o] <= 0.0f ? WINDOW_NONE : at[o]);
 }
 
 static void forward_pool_task(void *ctx, int task, int tasks) {
@@ -278,20 +287,20 @@ static void forward_pool_task(void *ctx, int task, int tasks) {
   const bn_forward_job *f = j->bn;
   int64_t s = f->d.s, out = j->out_h * j->out_w, rows = f->d.n * f->d.c;
   float *plane = j->scratch + task * j->scratch_floats;
-  const float *plane_end = plane + j->scratch_floats;
+  const float *plane_end = plane + j->plane_floats;
+  int32_t *at = (int32_t *)plane_end;
   for (int64_t r = dn_split(rows, task, tasks); r < dn_split(rows, task + 1, tasks); r++) {
     float *y = j->y + r * out;
-    int32_t *idx = j->idx ? j->idx + r * out : NULL;
+    uint8_t *code = j->idx ? j->idx + r * out : NULL;
     if (j->keep && !j->keep[r]) {   /* dropped: zeros, and no gradient to route */
       memset(y, 0, (size_t)out * sizeof *y);
-      if (idx) memset(idx, 0xff, (size_t)out * sizeof *idx);
+      if (code) memset(code, WINDOW_NONE, (size_t)out);
       continue;
     }
     const double *p = f->param + 3 * (r % f->d.c);
     forward_run(plane, f->x + r * s, s, p[0], p[1], p[2], true);
-    max_plane_2x2(y, idx, plane, plane_end, j->in_w, j->out_h, j->out_w);
-    if (idx)   /* ReLU's backward zeroes the window's gradient: none to route */
-      mask_indices(idx, y, out);
+    max_plane_2x2(y, code ? at : NULL, plane, plane_end, j->in_w, j->out_h, j->out_w, true);
+    if (code) window_codes(code, at, y, out);
     if (j->keep) {
       float scale = j->scale;
 #pragma omp simd
@@ -313,7 +322,7 @@ typedef struct bn_backward_job {
   float *dweight, *dbias;
   double *param;   /* [C][3]: k, g_shift, xmu_scale of each channel's dx */
   /* with the pool: g is the pool's output gradient [N, C, out_h, out_w] */
-  const int32_t *idx;        /* the saved argmax of each window, -1: no gradient */
+  const uint8_t *idx;        /* the saved code of each window's argmax (window_codes) */
   int64_t in_w, out_h, out_w;
   float *scratch;            /* per task: a plane of the rebuilt gradient, zeroed before the pass */
   int64_t scratch_floats;
@@ -380,11 +389,11 @@ static void backward_rows(const bn_backward_job *j, int64_t r0, int64_t r1, floa
 ** norm + ReLU's backward, with ReLU's backward applied, into plane (S
 ** floats). Max pool's backward zeroes the plane and adds each output's
 ** gradient (after a dropout, g * scale: its backward on a kept row; a
-** dropped row's windows are all -1) at its window's argmax: the argmax gets
+** dropped row's windows have none) at its window's argmax: the argmax gets
 ** 0 + g (which turns -0
 ** into +0, and flushes a denormal g under FTZ, as the chain's add does),
 ** the window's other three positions +0. A window whose output ReLU zeroed
-** (index -1) gets +0 everywhere, which is what ReLU's backward makes of its
+** (WINDOW_NONE) gets +0 everywhere, which is what ReLU's backward makes of its
 ** gradient. Written window by window, all four positions with selects, in
 ** runs of a constant number of windows that the compiler vectorizes whole;
 ** a row's last run overlaps the one before rather than leaving a scalar
@@ -393,42 +402,39 @@ static void backward_rows(const bn_backward_job *j, int64_t r0, int64_t r1, floa
 ** longer than the pass saved. A row or column in no window is never
 ** written: the plane's zeros from before the pass.
 */
-static DN_ALWAYS_INLINE void unpool_windows(float *r0, float *r1, const float *g, const int32_t *idx, int32_t base,
-                                            int32_t w, int64_t windows, float scale) {
+static DN_ALWAYS_INLINE void unpool_windows(float *r0, float *r1, const float *g, const uint8_t *code,
+                                            int64_t windows, float scale) {
 #pragma omp simd
   for (int64_t ow = 0; ow < windows; ow++) {
-    int32_t at = idx[ow] - (base + 2 * (int32_t)ow);   /* 0, 1, w, w + 1; negative: masked */
+    int32_t at = code[ow];   /* 0, 1 top row, 2, 3 bottom; WINDOW_NONE: masked */
     float gs = g[ow] * scale;   /* scale 1 (no dropout): g itself */
     float v = 0.0f + gs;
     r0[2 * ow] = at == 0 ? v : 0.0f;
     r0[2 * ow + 1] = at == 1 ? v : 0.0f;
-    r1[2 * ow] = at == w ? v : 0.0f;
-    r1[2 * ow + 1] = at == w + 1 ? v : 0.0f;
+    r1[2 * ow] = at == 2 ? v : 0.0f;
+    r1[2 * ow + 1] = at == 3 ? v : 0.0f;
   }
 }
 
 static void unpool_row_runs(float *plane, const bn_backward_job *j, int64_t r) {
   int64_t in_w = j->in_w, out_w = j->out_w, out = j->out_h * out_w;
   int64_t run = out_w >= 16 ? 16 : out_w >= 8 ? 8 : out_w >= 4 ? 4 : out_w;   /* windows per run */
-  int32_t w = (int32_t)in_w;
   for (int64_t oh = 0; oh < j->out_h; oh++) {
     const float *g = j->g + r * out + oh * out_w;
-    const int32_t *idx = j->idx + r * out + oh * out_w;
+    const uint8_t *code = j->idx + r * out + oh * out_w;
     float *r0 = plane + 2 * oh * in_w, *r1 = r0 + in_w;
-    int32_t base = (int32_t)(2 * oh * in_w);
     for (int64_t ow0 = 0; ow0 < out_w; ow0 += run) {
       int64_t k = ow0 + run <= out_w ? ow0 : out_w - run;   /* the last run ends at the row's end */
       float *a = r0 + 2 * k, *b = r1 + 2 * k;
-      int32_t at = base + 2 * (int32_t)k;
-      if (run == 16) unpool_windows(a, b, g + k, idx + k, at, w, 16, j->g_scale);
-      else if (run == 8) unpool_windows(a, b, g + k, idx + k, at, w, 8, j->g_scale);
-      else if (run == 4) unpool_windows(a, b, g + k, idx + k, at, w, 4, j->g_scale);
-      else unpool_windows(a, b, g + k, idx + k, at, w, run, j->g_scale);
+      if (run == 16) unpool_windows(a, b, g + k, code + k, 16, j->g_scale);
+      else if (run == 8) unpool_windows(a, b, g + k, code + k, 8, j->g_scale);
+      else if (run == 4) unpool_windows(a, b, g + k, code + k, 4, j->g_scale);
+      else unpool_windows(a, b, g + k, code + k, run, j->g_scale);
     }
   }
 }
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 /*
 ** unpool_row for rows of at most 16 windows (a small CNN's 7 and 14) with
 ** AVX-512: a row's windows are one vector of g (times the scale, plus 0, as
@@ -448,18 +454,18 @@ static void unpool_row(float *plane, const bn_backward_job *j, int64_t r) {
   __mmask16 windows = (__mmask16)((1u << out_w) - 1);
   const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i half = _mm512_srli_epi32(iota, 1);   /* position -> its window */
+  const __m512i column = _mm512_and_si512(iota, _mm512_set1_epi32(1));   /* a position's column in its window */
   __m512 scale = _mm512_set1_ps(j->g_scale), zero = _mm512_setzero_ps();
   for (int64_t oh = 0; oh < j->out_h; oh++) {
     const float *g = j->g + r * out + oh * out_w;
-    const int32_t *idx = j->idx + r * out + oh * out_w;
     __m512 gv = _mm512_add_ps(zero, _mm512_mul_ps(_mm512_maskz_loadu_ps(windows, g), scale));
-    __m512i iv = _mm512_maskz_loadu_epi32(windows, idx);
+    __m512i cv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(windows, j->idx + r * out + oh * out_w));
     for (int64_t dy = 0; dy < 2; dy++) {
       int64_t row = (2 * oh + dy) * in_w;
+      __m512i want = _mm512_add_epi32(column, _mm512_set1_epi32((int32_t)(2 * dy)));   /* the code of each lane */
       for (int64_t w0 = 0; w0 < 2 * out_w; w0 += 16) {
         __m512i sel = _mm512_add_epi32(half, _mm512_set1_epi32((int32_t)(w0 / 2)));
-        __m512i pos = _mm512_add_epi32(iota, _mm512_set1_epi32((int32_t)(row + w0)));
-        __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_permutexvar_epi32(sel, iv), pos);
+        __mmask16 hit = _mm512_cmpeq_epi32_mask(_mm512_permutexvar_epi32(sel, cv), want);
         int64_t n = 2 * out_w - w0 < 16 ? 2 * out_w - w0 : 16;
         _mm512_mask_storeu_ps(plane + row + w0, (__mmask16)((1u << n) - 1),
                               _mm512_maskz_mov_ps(hit, _mm512_permutexvar_ps(sel, gv)));
@@ -745,14 +751,15 @@ static dn_status batch_norm(dn_tensor **out, dn_tensor *x, dn_tensor *weight, dn
   /* the node before the passes: the pool writes indices only for one; everything is allocated before the
      running statistics change */
   if (!st) st = dn_record(y, type, 3, (const dn_tensor *[]){x, weight, bias}, &node);
-  if (!st && node && pool) st = dn_tensor_new(&idx, DN_I32, 4, shape);
+  if (!st && node && pool) st = dn_tensor_new(&idx, DN_U8, 4, shape);
   bn_pool_job pj = {.tasks = 0};
   if (!st && pool && d.n > 0) {
     pj = (bn_pool_job){.in_w = x->shape[3], .out_h = shape[2], .out_w = shape[3],
                        .tasks = tasks_for(d.n * d.c, 2 * d.n * d.c * d.s), .keep = drop ? drop->keep : NULL,
                        .scale = drop ? drop->scale : 1.0f};
     st = task_scratch(&pj.scratch, &pj.scratch_floats, type->name, most_tasks_for(d.n * d.c, 2 * d.n * d.c * d.s),
-                      d.s + max_2x2_slack(shape[3]));
+                      d.s + max_2x2_slack(shape[3]) + shape[2] * shape[3]);
+    pj.plane_floats = d.s + max_2x2_slack(shape[3]);
   }
   if (!st) {
     bn_forward_job job = {d, dn_tensor_data(xc), wc ? dn_tensor_data(wc) : NULL, bc ? dn_tensor_data(bc) : NULL,

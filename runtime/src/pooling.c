@@ -194,7 +194,8 @@ static void pool_planes(const void *ctx, int64_t p0, int64_t p1) {
        serial memset of the whole tensor before the pass */
     if (j->backward) memset(j->dst + p * in, 0, (size_t)in * sizeof(float));
     if (!j->backward && fast)
-      max_plane_2x2(j->dst + p * out, idx, j->src + p * in, j->src + g->planes * in, g->in_w, g->out_h, g->out_w);
+      max_plane_2x2(j->dst + p * out, idx, j->src + p * in, j->src + g->planes * in, g->in_w, g->out_h, g->out_w,
+                    false);
     else if (!j->backward && g->kind == POOL_MAX) max_plane(g, j->dst + p * out, idx, j->src + p * in);
     else if (!j->backward) mean_plane(g, j->dst + p * out, j->src + p * in);
     else if (g->kind == POOL_MAX) max_plane_backward(g, j->dst + p * in, j->src + p * out, idx);
