@@ -84,8 +84,9 @@ void dn_conv_dw_shifts(const conv_geom *g, image x, const float *gn, float *xt, 
 /*
 ** A stride-1 convolution's y and dx as products over shifted rows of a
 ** zero-padded frame (conv_shifted.c), for geometries where
-** dn_conv_shifted_fits (our AVX-512 kernel, stride 1, one group, padding
-** within the kernel's span, enough channels: asked for y and dx apart). dn_conv_shifted_init packs w for the forward
+** dn_conv_shifted_fits (our AVX-512 or AVX2 kernel, stride 1, one group,
+** padding within the kernel's span, enough channels: asked for y and dx
+** apart). dn_conv_shifted_init packs w for the forward
 ** or for dx (dx: true) and the frame's offsets, a function of the shapes;
 ** per task a frame of dn_conv_shifted_frame_floats, zeroed once before its
 ** first image (its border is never written). dn_conv_shifted_forward writes
@@ -103,10 +104,9 @@ struct dn_gemm_kernel;
 struct dn_gemm_rows_map;
 typedef struct dn_conv_shifted {
   const struct dn_gemm_kernel *kernel;
-  bool dx;
   int64_t m, k;                    /* the product's rows and depth */
   int64_t plane, wf, top, left;    /* floats per frame plane, its row length, where the data starts */
-  int64_t out_h, out_w, tiles;     /* the kept positions' rows and columns; tiles of wide columns */
+  int64_t tiles;                   /* tiles of wide columns */
   float *a;                        /* w (forward) or w^T (dx) packed */
   int32_t *off;                    /* [k]: B row p's offset in the frame */
   struct dn_gemm_rows_map *maps;   /* [tiles] */

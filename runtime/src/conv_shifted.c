@@ -27,9 +27,9 @@
 ** Each element is one FMA chain over its k products in a fixed order (w's
 ** (c, ki, kj) forward, (o, ki, kj) for dx), a function of the shapes alone,
 ** so the bits do not depend on the thread count; they differ from the
-** im2col path's, whose k blocks are summed separately. Only our AVX-512
-** kernel has these products (masked compress of the kept columns); the
-** AVX2 kernel and OpenBLAS keep im2col.
+** im2col path's, whose k blocks are summed separately. Our AVX-512 kernel
+** stores a tile's kept columns by a masked compress, the AVX2 kernel by a
+** lane permute and a masked store; OpenBLAS keeps im2col.
 */
 #include <string.h>
 
@@ -46,15 +46,18 @@ dn_conv_shifted_mode dn_conv_shifted_force = DN_SHIFTED_AUTO;
 #define MAX_FRAME_FLOATS ((int64_t)1 << 20)
 /* Below these the im2col path is as fast or faster (one core, batch 128,
    forward and dx alone, shifted against im2col, ms): a product's rows
-   fill the kernel's 8-row tile (dx of 2 -> 16 and 3 -> 16 channels, 3x3:
-   1.2 -> 2.2, 2.1 -> 3.0; 4 -> 16: 2.0 -> 2.4, 4 -> 8: 1.4 -> 1.1), and
-   its depth gives the stores of a tile enough products (forward of 1 -> 32
-   at 28x28, k = 9: 1.1 -> 2.0; 2 -> 16, k = 18: 0.87 -> 0.78; 3 -> 16:
-   1.52 -> 1.48). Wider: 32 -> 64 at 14x14 forward 8.4 -> 8.3, dx 9.4 ->
+   fill the kernel's tile, mr rows (AVX-512, 8 rows: dx of 2 -> 16 and
+   3 -> 16 channels, 3x3: 1.2 -> 2.2, 2.1 -> 3.0; 4 -> 16: 2.0 -> 2.4, 4 ->
+   8: 1.4 -> 1.1; AVX2, 4 rows: 2 -> 16 1.25 -> 1.50, 4 -> 16 2.1 -> 1.5,
+   4 -> 8 1.3 -> 0.7), and its depth gives the stores of a tile enough
+   products (AVX-512: forward of 1 -> 32 at 28x28, k = 9: 1.1 -> 2.0; 2 ->
+   16, k = 18: 0.87 -> 0.78; 3 -> 16: 1.52 -> 1.48; AVX2: 1 -> 32 1.34 ->
+   1.23). Wider, AVX-512: 32 -> 64 at 14x14 forward 8.4 -> 8.3, dx 9.4 ->
    8.5; 8 -> 16 at 28x28 3.0 -> 2.4, 3.8 -> 2.6; 64 -> 8 at 14x14 4.6 ->
    3.0, 6.1 -> 2.3; 5x5 16 -> 32 6.5 -> 6.0, 8.1 -> 6.2; 1x1 64 -> 64 2.9
-   -> 3.1, 3.5 -> 2.9. */
-#define MIN_M 8
+   -> 3.1, 3.5 -> 2.9. AVX2 (DROPNET_SGEMM=avx2 on the same core): 32 -> 64
+   11.4 -> 10.1, 10.9 -> 10.3; 8 -> 16 4.4 -> 2.6, 3.8 -> 2.6; 64 -> 8 7.3
+   -> 2.8, 5.7 -> 2.7; 5x5 16 -> 32 9.5 -> 7.4, 8.0 -> 7.4. */
 #define MIN_K 16
 
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
@@ -98,7 +101,7 @@ bool dn_conv_shifted_fits(const conv_geom *g, bool dx) {
       g->pad[0] > (g->k_h - 1) * g->dil[0] || g->pad[1] > (g->k_w - 1) * g->dil[1])
     return false;
   int64_t m = dx ? g->in_ch : g->out_ch, k = (dx ? g->out_ch : g->in_ch) * g->k_h * g->k_w;
-  if (dn_conv_shifted_force != DN_SHIFTED_ALWAYS && (m < MIN_M || k < MIN_K)) return false;
+  if (dn_conv_shifted_force != DN_SHIFTED_ALWAYS && (m < kern->mr || k < MIN_K)) return false;
   return (dx ? g->out_ch : g->in_ch) * plane_floats(g, kern, dx) <= MAX_FRAME_FLOATS;
 }
 
@@ -112,9 +115,8 @@ dn_status dn_conv_shifted_init(dn_conv_shifted *s, const conv_geom *g, const flo
   int64_t kk = g->k_h * g->k_w, wf, hf, top, left, oh, ow;
   frame_dims(g, dx, &wf, &hf, &top, &left);
   out_dims(g, dx, &oh, &ow);
-  *s = (dn_conv_shifted){.kernel = kern, .dx = dx, .m = dx ? g->in_ch : g->out_ch,
-                         .k = (dx ? g->out_ch : g->in_ch) * kk, .plane = plane_floats(g, kern, dx), .wf = wf,
-                         .top = top, .left = left, .out_h = oh, .out_w = ow,
+  *s = (dn_conv_shifted){.kernel = kern, .m = dx ? g->in_ch : g->out_ch, .k = (dx ? g->out_ch : g->in_ch) * kk,
+                         .plane = plane_floats(g, kern, dx), .wf = wf, .top = top, .left = left,
                          .tiles = dn_gemm_rows_tiles(kern, wf, oh, ow)};
   int64_t mr = kern->mr, panels = (s->m + mr - 1) / mr;
   s->a = dn_alloc((size_t)(panels * mr * s->k) * sizeof *s->a);

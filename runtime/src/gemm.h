@@ -71,15 +71,16 @@ typedef void (*dn_gemm_direct_fn)(const dn_gemm_direct_args *d, int64_t i0, int6
 ** b + off[p], read in place, and the columns are "wide" positions t =
 ** oh * wide_w + ow of which those with ow < out_w are kept, stored
 ** compacted at oh * out_w + ow. A tile's columns [t0, t0 + nr) come in
-** vectors of 16; dn_gemm_rows_map says, per vector, which lanes are kept
-** (bit l: column t0 + 16 v + l) and where the first kept one goes (the
-** kept ones are consecutive there: a row's last kept column and the next
-** row's first are neighbours in C).
+** vectors of the kernel's rows_lanes (16 or 8); dn_gemm_rows_map says, per
+** vector, which lanes are kept (bit l: column t0 + v * lanes + l) and where
+** the first kept one goes (the kept ones are consecutive there: a row's last
+** kept column and the next row's first are neighbours in C).
 */
-#define DN_GEMM_ROWS_VECS 2
+#define DN_GEMM_ROWS_VECS 3   /* vectors per tile, at most (AVX2's 24 columns: 3 of 8) */
 typedef struct dn_gemm_rows_map {
   int64_t at[DN_GEMM_ROWS_VECS];
   uint32_t keep[DN_GEMM_ROWS_VECS];
+  uint32_t pick[DN_GEMM_ROWS_VECS];   /* vectors of 8 lanes: the kept lanes in order, 4 bits each (a permute) */
 } dn_gemm_rows_map;
 /* C[rows (<= mr), the tile's kept columns] = ap panel (mr rows packed as
    pack_a lays out one k block of k) @ the rows b + off[p] (from column t0,
@@ -101,7 +102,8 @@ typedef struct dn_gemm_kernel {
   dn_gemm_direct_fn direct;  /* !trans_b, nothing packed */
   dn_gemm_direct_fn dot;     /* !trans_a && trans_b, nothing packed */
   dn_gemm_micro_t_fn micro_t; /* x @ W^T as (W @ x^T)^T, W not packed; NULL: none */
-  dn_gemm_rows_fn rows;      /* products over shifted rows (nr == 16 * DN_GEMM_ROWS_VECS); NULL: none */
+  dn_gemm_rows_fn rows;      /* products over shifted rows; NULL: none */
+  int rows_lanes;            /* rows' vectors: lanes each (nr = rows_lanes * vectors, <= DN_GEMM_ROWS_VECS) */
 } dn_gemm_kernel;
 
 extern const dn_gemm_kernel dn_gemm_kernel_avx512, dn_gemm_kernel_avx2;

@@ -72,6 +72,40 @@ static void micro(int64_t kc, const float *restrict ap, const float *restrict bp
   ROW_STORE(0) ROW_STORE(1) ROW_STORE(2) ROW_STORE(3)
 }
 
+/* gemm.h's rows: the 4 x 24 tile of micro, B's three vectors per k step
+   loaded in place from row p's offset (unaligned). AVX2 has no compress:
+   each vector's kept columns are moved to its front by a lane permute (the
+   map's pick) and stored by a masked store of that many lanes. */
+static void rows_tile(int64_t k, const float *restrict ap, const float *b, const int32_t *restrict off, float *c,
+                      int64_t ldc, int rows, const dn_gemm_rows_map *map) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00, c21 = c00,
+         c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+  for (int64_t p = 0; p < k; p++) {
+    const float *bp = b + off[p];
+    __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), b2 = _mm256_loadu_ps(bp + 16);
+    ROW_FMA(0); ROW_FMA(1); ROW_FMA(2); ROW_FMA(3);
+    ap += MR;
+  }
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i nibble = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  __m256i p0 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)map->pick[0]), nibble), _mm256_set1_epi32(7));
+  __m256i p1 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)map->pick[1]), nibble), _mm256_set1_epi32(7));
+  __m256i p2 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)map->pick[2]), nibble), _mm256_set1_epi32(7));
+  __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(__builtin_popcount(map->keep[0])), lanes);
+  __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(__builtin_popcount(map->keep[1])), lanes);
+  __m256i m2 = _mm256_cmpgt_epi32(_mm256_set1_epi32(__builtin_popcount(map->keep[2])), lanes);
+  int64_t at0 = map->at[0], at1 = map->at[1], at2 = map->at[2];
+#define ROW_KEEP(r)                                                                   \
+  if (r < rows) {                                                                     \
+    float *cr = c + (r) * ldc;                                                        \
+    _mm256_maskstore_ps(cr + at0, m0, _mm256_permutevar8x32_ps(c##r##0, p0));         \
+    _mm256_maskstore_ps(cr + at1, m1, _mm256_permutevar8x32_ps(c##r##1, p1));         \
+    _mm256_maskstore_ps(cr + at2, m2, _mm256_permutevar8x32_ps(c##r##2, p2));         \
+  }
+  ROW_KEEP(0) ROW_KEEP(1) ROW_KEEP(2) ROW_KEEP(3)
+#undef ROW_KEEP
+}
+
 /* The unpacked paths (gemm_direct.h): a 4 x 24 tile as the packed one;
    dot's 3 x 3 (9 accumulators, 6 loads per 9 FMAs: 16 ymm registers). */
 #define DV_T __m256
@@ -110,7 +144,7 @@ const dn_gemm_kernel dn_gemm_kernel_avx2 = {
   .mr = MR, .nr = NR, .kc = 192, .mc = 128, .nc = 1032,
   .pack_a = pack_a, .pack_b = pack_b, .micro = micro,
   .direct_cols = DV_COLS, .direct_max_m = 16, .dot_rows = DOT_R, .dot_cols = DOT_J,
-  .direct = direct, .dot = dot,
+  .direct = direct, .dot = dot, .rows = rows_tile, .rows_lanes = 8,
 };
 
 #endif

@@ -220,7 +220,7 @@ const dn_gemm_kernel dn_gemm_kernel_avx512 = {
   .mr = MR, .nr = NR, .kc = 288, .mc = 256, .nc = 1024,
   .pack_a = pack_a, .pack_b = pack_b, .micro = micro,
   .direct_cols = DV_COLS, .direct_max_m = 64, .dot_rows = DOT_R, .dot_cols = DOT_J,
-  .direct = direct, .dot = dot, .micro_t = micro_t, .rows = rows_tile,
+  .direct = direct, .dot = dot, .micro_t = micro_t, .rows = rows_tile, .rows_lanes = 16,
 };
 
 #endif

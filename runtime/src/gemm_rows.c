@@ -17,21 +17,23 @@ int64_t dn_gemm_rows_tiles(const dn_gemm_kernel *kernel, int64_t wide_w, int64_t
 
 void dn_gemm_rows_maps(const dn_gemm_kernel *kernel, int64_t wide_w, int64_t out_h, int64_t out_w,
                        dn_gemm_rows_map *maps) {
+  int lanes = kernel->rows_lanes, vecs = kernel->nr / lanes;
   int64_t n = wide_columns(wide_w, out_h, out_w), tiles = dn_gemm_rows_tiles(kernel, wide_w, out_h, out_w);
   int64_t t = 0, oh = 0, ow = 0;   /* column t is wide row oh, column ow (walked, not divided) */
-  for (int64_t q = 0; q < tiles; q++)
-    for (int v = 0; v < DN_GEMM_ROWS_VECS; v++) {
-      dn_gemm_rows_map *m = &maps[q];
-      m->keep[v] = 0;
-      m->at[v] = 0;
-      for (int l = 0; l < 16; l++, t++) {
+  for (int64_t q = 0; q < tiles; q++) {
+    dn_gemm_rows_map *m = &maps[q];
+    *m = (dn_gemm_rows_map){0};
+    for (int v = 0; v < vecs; v++)
+      for (int l = 0, kept = 0; l < lanes; l++, t++) {
         if (t < n && ow < out_w) {
-          if (!m->keep[v]) m->at[v] = oh * out_w + ow;
+          if (!kept) m->at[v] = oh * out_w + ow;
           m->keep[v] |= 1u << l;
+          if (lanes <= 8) m->pick[v] |= (uint32_t)l << (4 * kept);
+          kept++;
         }
         if (++ow == wide_w) ow = 0, oh++;
       }
-    }
+  }
 }
 
 void dn_gemm_rows(const dn_gemm_kernel *kernel, int64_t m, int64_t k, const float *a_packed, const float *b,

@@ -554,13 +554,14 @@ static void test_slabs_and_parts(void **state) {
 /* --- shifted products -------------------------------------------------------------------- */
 
 /* Stride-1 convolutions with one group take y and dx from products over a
-   zero-padded frame (conv_shifted.c) on AVX-512 cores where they have
-   enough channels. Forced wherever they fit (however few channels), the
+   zero-padded frame (conv_shifted.c) on our kernels (AVX-512 and AVX2)
+   where they have enough channels. Forced wherever they fit (however few channels), the
    same checks as above: forward and gradients against the references
    (padding 0 to the kernel's span, dilation, rectangular and wide kernels,
    one row, strided inputs, big images, 1x1), the same bits for 1-4 threads
-   and conv + ReLU as the two ops. Without the AVX-512 kernel nothing fits
-   and these run im2col again. */
+   and conv + ReLU as the two ops. The AVX2 run (c/test_conv_avx2) checks
+   that kernel's tiles; under OpenBLAS nothing fits and these run im2col
+   again. */
 static void test_shifted_products(void **state) {
   dn_conv_shifted_force = DN_SHIFTED_ALWAYS;
   test_forward_values(state);
