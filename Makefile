@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build run test sanitize portable fuzz hostile bench bench-c clean install rock
+.PHONY: all deps build run test sanitize portable avx2 fuzz hostile bench bench-c clean install rock
 
 all: build
 
@@ -36,6 +36,12 @@ sanitize: deps
 # are then chosen at run time from what the CPU has.
 portable: deps
 	$(MAKE) test BUILD=build-portable CMAKE_FLAGS="-DDN_NATIVE=OFF"
+
+# The whole suite as on an AVX2 machine without AVX-512 (AMD Zen 3): a build
+# for Haswell's instruction set (AVX2 + FMA; the runtime's AVX2 code paths)
+# with dropnet's AVX2 sgemm kernel chosen.
+avx2: deps
+	DROPNET_SGEMM=avx2 $(MAKE) test BUILD=build-avx2 CMAKE_FLAGS="-DDN_NATIVE=OFF -DCMAKE_C_FLAGS=-march=haswell"
 
 # libFuzzer harnesses of the file readers (clang, ASan + UBSan): each runs
 # FUZZ_SECONDS, one after another; fails on any finding. See tests/fuzz/run.sh.
