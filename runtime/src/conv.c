@@ -375,7 +375,7 @@ typedef struct conv_job {
   float *y, *dx;                  /* contiguous, or NULL */
   float *dw;                      /* [parts][O * group_rows] (dw itself with one part), or NULL */
   bool dw_t;                      /* dw's parts hold each group's block transposed, [group_rows, O/G] */
-  bool dw_shifts;                 /* dw by conv_dw_shifts.c: parts in its [G][KH * KW][O/G][C/G] order */
+  bool dw_shifts;                 /* dw by conv_dw_shifts.c: parts in its [G][KH][O/G][KW][C/G] order */
   double *db;                     /* [parts][O][LANES], zeroed, or NULL */
   int64_t parts;
   float *scratch;                 /* task t's: col, the sgemm's panels, dcol, the forward's rows, ... */
@@ -636,7 +636,7 @@ typedef struct parts_job {
   const float *parts;
   int64_t count, size;
   bool transposed, shifts;
-  int64_t og, kg, kk;
+  int64_t og, kg, kk, kw;
   float *dw;
 } parts_job;
 
@@ -647,10 +647,10 @@ static void sum_parts(const void *ctx, int64_t e0, int64_t e1) {
     if (j->transposed) {
       int64_t block = j->og * j->kg, in = e % block;
       at = e - in + in % j->kg * j->og + in / j->kg;
-    } else if (j->shifts) {
+    } else if (j->shifts) {   /* from [KH][O/G][KW][C/G] */
       int64_t block = j->og * j->kg, in = e % block, cg = j->kg / j->kk;
-      int64_t o = in / j->kg, c = in % j->kg / j->kk, q = in % j->kk;
-      at = e - in + (q * j->og + o) * cg + c;
+      int64_t o = in / j->kg, c = in % j->kg / j->kk, q = in % j->kk, ki = q / j->kw, kj = q % j->kw;
+      at = e - in + ((ki * j->og + o) * j->kw + kj) * cg + c;
     }
     float s = j->parts[at];
     for (int64_t p = 1; p < j->count; p++) s += j->parts[p * j->size + at];
@@ -744,7 +744,7 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   }
   if (!st && dw_parts) {
     parts_job pj = {dw_parts, j.parts, wn, j.dw_t, j.dw_shifts, g.out_ch / g.groups, g.group_rows,
-                    g.k_h * g.k_w, dn_tensor_data(dw)};
+                    g.k_h * g.k_w, g.k_w, dn_tensor_data(dw)};
     dn_parallel_range(wn, 16, sum_parts, &pj);
   }
   for (int64_t o = 0; !st && j.db && o < g.out_ch; o++) {

@@ -19,7 +19,7 @@
 ** finite inputs. xt's rows past a row's end wrap to the next row, and the
 ** last rows read the zeroed slack: only zeros of gp meet them.
 **
-** dw_q goes to a part buffer in [G][KH * KW][O/G][C/G] order; conv.c's sum
+** dw_q goes to a part buffer in [G][KH][O/G][KW][C/G] order; conv.c's sum
 ** of the parts reads it back into [O, C/G, KH, KW].
 **
 ** With our own sgemm kernels, B's rows need not be Wp apart: the products
@@ -29,6 +29,17 @@
 ** widening's zeros: the same bits for finite inputs, (Wp - OW) / OW fewer
 ** multiply-adds, no widened copy of the gradient, and an infinite input no
 ** longer meets a widened zero.
+**
+** Through the table, with one group and no column dilation, a kernel row's
+** KW offsets are one product: B's row for position k is xt's rows k .. k +
+** KW - 1, KW * C contiguous values, so dw_ki [O, KW * C] = gn @ that (a
+** BLAS refuses such overlapping rows: ldb < n). The same terms per element
+** in the same order, so the same bits; the columns come in one piece of
+** KW * C (96 for 32 channels and 3x3) instead of KW pieces of C, which on
+** AVX2's 24-column tiles was 32 = 24 + a tile of 8 computed as 24: the 32
+** -> 64 layer's dw on one core 16.4 -> 10.3 ms (AVX2 build, this Xeon).
+** Only then: where C is a whole number of the kernel's tiles (AVX-512's
+** 32) the wider C's stores made model c's step 1.2% slower.
 */
 #include <stdint.h>
 #include <string.h>
@@ -82,28 +93,34 @@ bool dn_conv_dw_shifts_offsets(const conv_geom *g, int32_t **out) {
   return true;
 }
 
+/* A kernel row's offsets as one product (its KW shifts' columns adjacent in
+   xt's rows) where the channels leave a ragged column tile; through the
+   table of rows only: a BLAS refuses B's rows overlapping (ldb < n). */
+static bool whole_rows(const conv_geom *g, const int32_t *off) {
+  int mr, nr;
+  dn_blas_here_tile(&mr, &nr);
+  return off && g->groups == 1 && g->dil[1] == 1 && g->in_ch % nr != 0;
+}
+
 void dn_conv_dw_shifts(const conv_geom *g, image x, const float *gn, float *xt, float *gp, float *dw, bool first,
                        float *pack, const int32_t *off) {
-  int64_t og = g->out_ch / g->groups, cg = g->in_ch / g->groups, kk = g->k_h * g->k_w, wp = padded_w(g);
-  int64_t k = g->out_h * wp;
+  int64_t og = g->out_ch / g->groups, cg = g->in_ch / g->groups, wp = padded_w(g), k = g->out_h * wp;
+  int64_t kw = g->k_w, pieces = whole_rows(g, off) ? 1 : kw, n = kw / pieces * cg, ldc = kw * cg;
+  float beta = first ? 0.0f : 1.0f;
   channels_last(g, x, xt);
-  if (off) {
-    for (int64_t grp = 0; grp < g->groups; grp++)
-      for (int64_t q = 0; q < kk; q++) {
-        int64_t shift = (q / g->k_w) * g->dil[0] * wp + (q % g->k_w) * g->dil[1];
-        dn_blas_sgemm_here_offsets(false, og, cg, g->positions, 1.0f, gn + grp * og * g->positions, g->positions,
-                                   xt + shift * g->in_ch + grp * cg, off, first ? 0.0f : 1.0f,
-                                   dw + (grp * kk + q) * og * cg, cg);
-      }
-    return;
-  }
-  widened_rows(g, gn, gp);
+  if (!off) widened_rows(g, gn, gp);
   for (int64_t grp = 0; grp < g->groups; grp++)
-    for (int64_t q = 0; q < kk; q++) {
-      int64_t shift = (q / g->k_w) * g->dil[0] * wp + (q % g->k_w) * g->dil[1];
-      dn_blas_sgemm_here(false, false, og, cg, k, 1.0f, gp + grp * og * k, k, xt + shift * g->in_ch + grp * cg,
-                         g->in_ch, first ? 0.0f : 1.0f, dw + (grp * kk + q) * og * cg, cg, pack, NULL);
-    }
+    for (int64_t ki = 0; ki < g->k_h; ki++)
+      for (int64_t kj = 0; kj < kw; kj += kw / pieces) {
+        const float *b = xt + (ki * g->dil[0] * wp + kj * g->dil[1]) * g->in_ch + grp * cg;
+        float *c = dw + (grp * g->k_h + ki) * og * ldc + kj * cg;
+        if (off)
+          dn_blas_sgemm_here_offsets(false, og, n, g->positions, 1.0f, gn + grp * og * g->positions, g->positions,
+                                     b, off, beta, c, ldc);
+        else
+          dn_blas_sgemm_here(false, false, og, n, k, 1.0f, gp + grp * og * k, k, b, g->in_ch, beta, c, ldc, pack,
+                             NULL);
+      }
 }
 
 size_t dn_conv_dw_shifts_pack_floats(const conv_geom *g) {

@@ -66,7 +66,7 @@ dn_status dn_depthwise_dw(const char *op, const conv_geom *g, const dn_tensor *x
 ** dn_conv_dw_shifts_fits. Per task: xt and gp of the sizes below, zeroed
 ** once before the task's first image (their padding is never written),
 ** and the sgemm's pack buffer. dn_conv_dw_shifts adds image x's terms
-** (gradient gn, contiguous [O, OH * OW]) to dw, [G][KH * KW][O/G][C/G]
+** (gradient gn, contiguous [O, OH * OW]) to dw, [G][KH][O/G][KW][C/G]
 ** (first: writes them). dn_conv_dw_shifts_offsets makes the table of xt's
 ** rows by which our kernels take the products over the valid positions
 ** alone (*out NULL where products go to OpenBLAS: gp then; false: out of
