@@ -28,6 +28,9 @@
 #define LANE_VECS 2
 #endif
 #define VEC_LANES (LANES / LANE_VECS)
+#if LANE_VECS == 2 && defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 typedef double dvec __attribute__((vector_size(VEC_LANES * sizeof(double))));
 typedef float fvec __attribute__((vector_size(VEC_LANES * sizeof(float))));
@@ -38,13 +41,32 @@ typedef struct lanes {
   dvec v[LANE_VECS];
 } lanes;
 
+/* Vector by vector: a copy of the whole array kept the lanes on the stack (no registers for them). */
 static inline lanes lanes_load(const double *p) {
   lanes a;
-  memcpy(a.v, p, sizeof a.v);
+  for (int h = 0; h < LANE_VECS; h++) {
+    dvec v;
+    memcpy(&v, p + h * VEC_LANES, sizeof v);
+    a.v[h] = v;
+  }
   return a;
 }
 
-static inline void lanes_store(double *p, lanes a) { memcpy(p, a.v, sizeof a.v); }
+static inline void lanes_store(double *p, lanes a) {
+  for (int h = 0; h < LANE_VECS; h++) {
+    dvec v = a.v[h];
+    memcpy(p + h * VEC_LANES, &v, sizeof v);
+  }
+}
+
+/* f widened to double (gcc's own conversion of 4 floats went 2 at a time through xmm halves). */
+static inline dvec dvec_widen(fvec f) {
+#if LANE_VECS == 2 && defined(__AVX__)
+  return (dvec)_mm256_cvtps_pd((__m128)f);
+#else
+  return __builtin_convertvector(f, dvec);
+#endif
+}
 
 /* x[0..LANES) widened to double. */
 static inline lanes lanes_of(const float *x) {
@@ -52,7 +74,7 @@ static inline lanes lanes_of(const float *x) {
   for (int h = 0; h < LANE_VECS; h++) {
     fvec f;
     memcpy(&f, x + h * VEC_LANES, sizeof f);
-    a.v[h] = __builtin_convertvector(f, dvec);
+    a.v[h] = dvec_widen(f);
   }
   return a;
 }
@@ -130,7 +152,7 @@ static inline __attribute__((always_inline)) lanes lanes_of_grad(const float *g,
     memcpy(&bits, &gf, sizeof bits);
     bits &= ~(yf <= 0.0f);   /* a vector comparison: -1 where true */
     memcpy(&gf, &bits, sizeof gf);
-    a.v[h] = __builtin_convertvector(gf, dvec);
+    a.v[h] = dvec_widen(gf);
   }
   return a;
 }
