@@ -205,18 +205,6 @@ typedef struct mask_job {
   float scale, shift, fill;
 } mask_job;
 
-/* v where keep is all ones, fill where it is 0: bit masks rather than a
-   select, which gcc does not vectorize on AVX2 builds when the condition
-   is an integer comparison (a scalar loop on Zen 3; AVX-512's masks did). */
-static inline __attribute__((always_inline)) float keep_or(uint32_t keep, float v, float fill) {
-  uint32_t a, b;
-  memcpy(&a, &v, sizeof a);
-  memcpy(&b, &fill, sizeof b);
-  a = (a & keep) | (b & ~keep);
-  memcpy(&v, &a, sizeof v);
-  return v;
-}
-
 static inline void masked_segment(const mask_job *job, float *dst, const float *src, int64_t len,
                                   const uint16_t *bits) {
   uint32_t threshold = job->threshold;
@@ -224,10 +212,10 @@ static inline void masked_segment(const mask_job *job, float *dst, const float *
   if (job->affine) {
 #pragma omp simd
     for (int64_t m = 0; m < len; m++)
-      dst[m] = keep_or(-(uint32_t)(bits[m] >= threshold), src[m] * scale + shift, fill);
+      dst[m] = dn_keep_or(bits[m] >= threshold, src[m] * scale + shift, fill);
   } else {
 #pragma omp simd
-    for (int64_t m = 0; m < len; m++) dst[m] = keep_or(-(uint32_t)(bits[m] >= threshold), src[m] * scale, 0.0f);
+    for (int64_t m = 0; m < len; m++) dst[m] = dn_keep_or(bits[m] >= threshold, src[m] * scale, 0.0f);
   }
 }
 

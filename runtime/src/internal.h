@@ -5,6 +5,7 @@
 #define DROPNET_INTERNAL_H
 
 #include <math.h>
+#include <string.h>
 
 #include "pool.h"
 
@@ -49,6 +50,19 @@ void dn_fpmode_set_bits(unsigned bits);
 #else
 #define DN_ALWAYS_INLINE inline
 #endif
+
+/* v where keep, else fill, by bit masks rather than a float select: gcc 12
+   leaves such a select scalar when its result feeds a double sum (linear.c's
+   bias gradient ran 10x slower), and on builds without AVX-512's masks when
+   the condition is an integer comparison (dropout's mask bits on Zen 3). */
+static DN_ALWAYS_INLINE float dn_keep_or(bool keep, float v, float fill) {
+  uint32_t a, b, m = -(uint32_t)keep;
+  memcpy(&a, &v, sizeof a);
+  memcpy(&b, &fill, sizeof b);
+  a = (a & m) | (b & ~m);
+  memcpy(&v, &a, sizeof v);
+  return v;
+}
 
 /* The logistic function, stable for any x: exp(-|x|) never overflows, so
    no inf/inf. */

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "internal.h"
+
 #define LANES 8
 
 /* The lanes as LANE_VECS vectors of VEC_LANES doubles: one zmm on AVX-512
@@ -129,15 +131,10 @@ static inline void lanes_shifted(double acc_d[LANES], double acc_sq[LANES], cons
 /*
 ** ReLU's backward of the gradient g at the ReLU's output y: g, or +0 where
 ** y <= 0 (a NaN output passes g), the runtime's relu backward (unary.c) bit
-** for bit. A bit mask rather than a select: gcc does not vectorize a float
-** select whose result feeds double arithmetic (linear.c's zero_unless).
+** for bit, by dn_keep_or's bit masks (its result feeds double sums).
 */
 static inline __attribute__((always_inline)) float relu_grad(float g, float y) {
-  uint32_t bits;
-  memcpy(&bits, &g, sizeof bits);
-  bits &= -(uint32_t)!(y <= 0.0f);
-  memcpy(&g, &bits, sizeof g);
-  return g;
+  return dn_keep_or(!(y <= 0.0f), g, 0.0f);
 }
 
 /* g[0..LANES), each through relu_grad at y[0..LANES) when y is given, widened to double. */

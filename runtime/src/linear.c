@@ -143,17 +143,6 @@ static DN_ALWAYS_INLINE float act_derivative(float y, dn_activation act) {
   return 1.0f;
 }
 
-/* v when keep, else +0: a select written as a bit mask, because gcc 12 does
-   not vectorize a float select whose result feeds a double sum (the loop
-   below ran 10x slower that way). */
-static DN_ALWAYS_INLINE float zero_unless(float v, bool keep) {
-  uint32_t bits;
-  memcpy(&bits, &v, sizeof bits);
-  bits &= -(uint32_t)keep;
-  memcpy(&v, &bits, sizeof v);
-  return v;
-}
-
 /*
 ** Columns [c0, c1) of every row: g_pre = g * act'(y) into g_pre (when
 ** write_g_pre) and bias_sum[j] += g_pre (when sum_bias). ReLU's is a select,
@@ -173,7 +162,7 @@ static DN_ALWAYS_INLINE void act_backward_columns(float *g_pre, double *bias_sum
 #pragma omp simd
     for (int64_t j = c0; j < c1; j++) {
       float v = g_row[j * g_col_stride];
-      if (act == DN_ACT_RELU) v = zero_unless(v * scale, y_row[j] > 0.0f);
+      if (act == DN_ACT_RELU) v = dn_keep_or(y_row[j] > 0.0f, v * scale, 0.0f);
       else if (act != DN_ACT_NONE) v *= act_derivative(y_row[j], act);
       if (write_g_pre) out_row[j] = v;
       if (sum_bias) bias_sum[j] += v;
