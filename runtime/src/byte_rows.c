@@ -81,12 +81,34 @@ typedef struct convert_job {
   bool dense, div255;   /* rows without gaps; the table is x / 255 */
 } convert_job;
 
+/*
+** Shuffled rows of a dataset larger than the last-level cache (Fashion-MNIST's
+** 47 MB against Zen 5's 32 MB L3) come from DRAM, and each row's first line
+** waits out a whole memory latency before the hardware prefetcher streams the
+** rest. Asking for the lines of the row AHEAD rows on keeps that many rows in
+** flight. Zen 5, a shuffled batch of 32 rows, one thread: 13 us -> 4.4-4.9
+** (AHEAD 4 and 8: 4.8-6.7), ~9% of the small MLP's step before.
+*/
+#define AHEAD 16
+
+static const uint8_t *row_of(const convert_job *c, int64_t j) {
+  int64_t r = c->idx ? c->idx[j * c->idx_stride] - c->base : j;
+  return c->bytes + c->src->offset + r * c->src->stride[0];
+}
+
+static void prefetch_row(const uint8_t *row, int64_t bytes) {
+  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b);
+  __builtin_prefetch(row + bytes - 1);   /* the last line, where the row does not start on one */
+}
+
 static void convert_rows(const void *ctx, int64_t j0, int64_t j1) {
   const convert_job *c = ctx;
   const dn_tensor *src = c->src;
+  if (c->dense)
+    for (int64_t j = j0; j < j1 && j < j0 + AHEAD; j++) prefetch_row(row_of(c, j), c->inner);
   for (int64_t j = j0; j < j1; j++) {
-    int64_t r = c->idx ? c->idx[j * c->idx_stride] - c->base : j;
-    const uint8_t *row = c->bytes + src->offset + r * src->stride[0];
+    if (c->dense && j + AHEAD < j1) prefetch_row(row_of(c, j + AHEAD), c->inner);
+    const uint8_t *row = row_of(c, j);
     float *o = c->dst + j * c->inner;
     if (c->dense && c->div255)
       divide_row(o, row, c->inner);
