@@ -22,8 +22,9 @@
 **   g@W    128 1024 1024 A@B   138 (64%)   287 (67%)   96 (84%)  184 (81%)
 **   g^T@x 1024  128  784 At@B  146 (68%)   297 (69%)  103 (90%)  199 (87%)
 **   g^T@x 1024  128 1024 At@B  150 (70%)   305 (71%)  103 (90%)  199 (87%)
-** (The x@W^T rows predate wt_run, which now takes them on AVX-512: 121 ->
-** 131 and 131 -> 141 on one core in alternating rounds of one session.)
+** (The x@W^T rows predate wt_run, which now takes them on AVX-512 where
+** they run on one thread: 121 -> 131 and 131 -> 141 on one core in
+** alternating rounds of one session.)
 ** Products too small for packing to pay take unpacked paths (gemm_direct.h,
 ** unpacked_path below); one core, thread CPU time, medians of 3
 ** alternating rounds, packed -> unpacked:
@@ -433,6 +434,19 @@ static void xpack_task(void *ctx, int t, int nt) {
   }
 }
 
+/* wt_run only where the product runs on one thread: on two, the packed path
+   measured faster on Zen 5 (2 threads, operands cold, 3 alternating rounds:
+   [128,784] @ [1024,784]^T 244-260 -> 268-293 GFLOP/s, k 1024 259-288 ->
+   294-306; one thread alike, 139-168 against 161-174; the reference MLP's
+   training 1.05x, 0.98-1.08, 5 pairs). The Xeon's figures above point the
+   same way, though from different sessions: wt_run 240-248 on two threads,
+   packed 278-289 in the table. The same bits either way (test_gemm), so the
+   choice may depend on the thread count. */
+static bool wt_one_thread(int64_t m, int64_t n, int64_t k) {
+  double work = (double)m * (double)n * (double)k;
+  return work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended()) || dn_get_num_threads() == 1;
+}
+
 static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   wt_job g = {.kern = kern, .m = m, .n = n, .k = k, .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta, .w = b,
@@ -489,7 +503,8 @@ bool dn_gemm(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, 
   int path = unpacked_path(kern, trans_a, trans_b, m, n, k);
   if (!path && !trans_a && trans_b && kern->micro_t &&
       (dn_gemm_force_path == DN_GEMM_WT ||
-       (dn_gemm_force_path == DN_GEMM_AUTO && m <= 128 && round_up(m, kern->nr) * k <= WT_MAX_XPACK)))
+       (dn_gemm_force_path == DN_GEMM_AUTO && m <= 128 && round_up(m, kern->nr) * k <= WT_MAX_XPACK &&
+        wt_one_thread(m, n, k))))
     return wt_run(kern, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   if (path) {
     direct_run(kern, path == 2, trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
