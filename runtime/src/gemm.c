@@ -108,6 +108,13 @@
 #define SMALL_PRODUCT 262144.0
 #define CONTENDED_PRODUCT 4194304.0
 
+/* The threads a product of m x n x k multiply-adds runs on. */
+static int product_threads(int64_t m, int64_t n, int64_t k) {
+  double work = (double)m * (double)n * (double)k;
+  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
+  return small ? 1 : dn_get_num_threads();
+}
+
 typedef struct gemm_args {
   const dn_gemm_kernel *kern;
   bool trans_a, trans_b;
@@ -211,8 +218,7 @@ static bool gemm_run(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int
   g.kc_full = ceil_div(k, ceil_div(k, kern->kc));
   int64_t panels_m = ceil_div(m, kern->mr), panels_n = ceil_div(n, kern->nr);
   double work = (double)m * (double)n * (double)k;
-  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
-  int threads = small ? 1 : dn_get_num_threads();
+  int threads = product_threads(m, n, k);
   /* Split columns when every thread gets a panel, else rows. */
   g.split_n = panels_n >= threads;
   g.units = g.split_n ? panels_n : panels_m;
@@ -354,9 +360,7 @@ static void direct_run(const dn_gemm_kernel *kern, bool dot, bool trans_a, int64
   direct_job j = {.kern = kern, .fn = dot ? kern->dot : kern->direct, .m = m, .n = n,
                   .d = direct_args(trans_a, k, alpha, a, lda, b, ldb, beta, c, ldc)};
   int64_t col_unit = dot ? kern->dot_cols : kern->direct_cols, row_unit = dot ? kern->dot_rows : kern->mr;
-  double work = (double)m * (double)n * (double)k;
-  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
-  int threads = small ? 1 : dn_get_num_threads();
+  int threads = product_threads(m, n, k);
   /* each thread reads all of the operand whose dimension is not split: split
      the larger one (x3 @ W3^T, m 128, n 10: rows; 2 threads, 7 rounds: 141-143
      GFLOP/s split by columns, 141-251 by rows, the same median) */
@@ -434,19 +438,6 @@ static void xpack_task(void *ctx, int t, int nt) {
   }
 }
 
-/* wt_run only where the product runs on one thread: on two, the packed path
-   measured faster on Zen 5 (2 threads, operands cold, 3 alternating rounds:
-   [128,784] @ [1024,784]^T 244-260 -> 268-293 GFLOP/s, k 1024 259-288 ->
-   294-306; one thread alike, 139-168 against 161-174; the reference MLP's
-   training 1.05x, 0.98-1.08, 5 pairs). The Xeon's figures above point the
-   same way, though from different sessions: wt_run 240-248 on two threads,
-   packed 278-289 in the table. The same bits either way (test_gemm), so the
-   choice may depend on the thread count. */
-static bool wt_one_thread(int64_t m, int64_t n, int64_t k) {
-  double work = (double)m * (double)n * (double)k;
-  return work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended()) || dn_get_num_threads() == 1;
-}
-
 static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   wt_job g = {.kern = kern, .m = m, .n = n, .k = k, .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta, .w = b,
@@ -456,9 +447,7 @@ static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, 
   float *xpack = dn_alloc((size_t)(m_panels * k) * sizeof(float));
   if (!xpack) return false;
   g.xpack = xpack;
-  double work = (double)m * (double)n * (double)k;
-  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
-  int threads = small ? 1 : dn_get_num_threads();
+  int threads = product_threads(m, n, k);
   /* x^T's k blocks one after another, each as pack_b lays out op(B)[pc:pc+kc,
      0:m], one nr-column panel per task: packed by one thread, the others
      waited ~30 us of an ~800 us product */
@@ -501,10 +490,18 @@ static int unpacked_path(const dn_gemm_kernel *kern, bool trans_a, bool trans_b,
 bool dn_gemm(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   int path = unpacked_path(kern, trans_a, trans_b, m, n, k);
+  /* wt_run where the product runs on one thread; on two the packed path
+     measured faster on Zen 5 (2 threads, operands cold, 3 alternating rounds:
+     [128,784] @ [1024,784]^T 244-260 -> 268-293 GFLOP/s, k 1024 259-288 ->
+     294-306; one thread alike, 139-168 against 161-174; the reference MLP's
+     training 1.05x, 0.98-1.08, 5 pairs). The Xeon's figures above point the
+     same way, though from different sessions: wt_run 240-248 on two threads,
+     packed 278-289 in the table. The same bits either way (test_gemm), so the
+     choice may depend on the thread count. */
   if (!path && !trans_a && trans_b && kern->micro_t &&
       (dn_gemm_force_path == DN_GEMM_WT ||
        (dn_gemm_force_path == DN_GEMM_AUTO && m <= 128 && round_up(m, kern->nr) * k <= WT_MAX_XPACK &&
-        wt_one_thread(m, n, k))))
+        product_threads(m, n, k) == 1)))
     return wt_run(kern, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   if (path) {
     direct_run(kern, path == 2, trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
