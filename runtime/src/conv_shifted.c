@@ -3,7 +3,8 @@
 ** dn_gemm_rows), without im2col and without col2im.
 **
 ** Forward: the image is copied into a frame, each channel a plane of
-** Hf x Wf = (H + 2 ph) x (W + 2 pw) floats whose border stays zero. Output
+** Hf x Wf = (H + 2 ph) x (W + pw) floats whose border stays zero (each
+** row's pw zeros serve as the previous row's right padding too). Output
 ** (oh, ow) of kernel offset (ki, kj) reads the plane at (oh + ki dh) * Wf +
 ** ow + kj dw, that is at t + shift(ki, kj) for the "wide" position t = oh *
 ** Wf + ow: row (c, ki, kj) of im2col's col is the frame itself from c's
@@ -12,13 +13,14 @@
 ** (Wf - OW of each row) are computed and dropped, and the kept ones are
 ** stored compacted into y. This replaces the copy of every receptive field
 ** into the sgemm's panels (the 32 -> 64 layer on 14x14 maps: 17% of its
-** forward) and the ragged last panel of 4 positions in 32 (6%), for 16/14
+** forward) and the ragged last panel of 4 positions in 32 (6%), for 15/14
 ** of the multiply-adds.
 **
 ** dx is the same product the other way: dx[c, ih, iw] = sum over (o, ki,
 ** kj) of w[o, c, ki, kj] g[o, ih - ki dh + ph, iw - kj dw + pw]. With g
 ** copied into a frame of Hg x Wg = (H + (KH - 1) dh) x (W + (KW - 1) dw)
-** floats, row oh of g at row oh + (KH - 1) dh - ph (and likewise columns),
+** floats (less the zero columns a row can share with the next, as the
+** forward's), row oh of g at row oh + (KH - 1) dh - ph (and likewise columns),
 ** the gradient read for (ih, iw) is at wide position t = ih * Wg + iw plus
 ** ((KH - 1 - ki) dh) * Wg + (KW - 1 - kj) dw, zero where g has no output:
 ** dx = w^T @ (B rows at those offsets), k = O * KH * KW. col2im's adds,
@@ -62,19 +64,28 @@ dn_conv_shifted_mode dn_conv_shifted_force = DN_SHIFTED_AUTO;
 
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
-/* The frame's sizes for the forward (dx false) or dx: plane width and height, and where the data starts. */
+/* The frame's sizes for the forward (dx false) or dx: plane width and height, and where the data starts.
+   A row's zero columns on the right are the next row's on the left: a read past the end of a row lands
+   in the next one's left zeros, so the frame keeps min(left, right) fewer columns than the padded
+   plane has. That drops a junk wide column per row (3x3, padding 1 on 14x14 maps: 209 wide columns
+   instead of 222, 9 tiles of 24 instead of 10) for the same products in the same order. */
 static void frame_dims(const conv_geom *g, bool dx, int64_t *wf, int64_t *hf, int64_t *top, int64_t *left) {
+  int64_t data_w;
   if (dx) {
     *wf = g->in_w + (g->k_w - 1) * g->dil[1];
     *hf = g->in_h + (g->k_h - 1) * g->dil[0];
     *top = (g->k_h - 1) * g->dil[0] - g->pad[0];
     *left = (g->k_w - 1) * g->dil[1] - g->pad[1];
+    data_w = g->out_w;
   } else {
     *wf = g->in_w + 2 * g->pad[1];
     *hf = g->in_h + 2 * g->pad[0];
     *top = g->pad[0];
     *left = g->pad[1];
+    data_w = g->in_w;
   }
+  int64_t right = *wf - *left - data_w;
+  *wf -= *left < right ? *left : right;
 }
 
 /* The product's output sizes: y's for the forward, x's for dx. */
