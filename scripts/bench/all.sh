@@ -2,7 +2,8 @@
 # scripts/bench/all.sh — every benchmark of issues 11 and 13 in one run, side by side with PyTorch.
 #
 #   sh scripts/bench/all.sh [--pairs N] [--quick] [--peers DIR] [--no-busy] [--no-cnn] [--dropnet BIN]
-#                           [--epochs E] [--samples S] [--smoke]        (or: make bench)
+#                           [--epochs E] [--samples S] [--peer-malloc keep|default] [--smoke]
+#                           (or: make bench)
 #
 # Prints the machine (CPU model, vendor, AVX-512/AVX2, dropnet's sgemm kernel
 # and thread count, kernel version), its roofs (FMA peak and memcpy bandwidth,
@@ -26,7 +27,8 @@
 # A ratio is always dropnet's advantage: throughput dropnet/PyTorch, time and
 # memory PyTorch/dropnet. dropnet runs as `dropnet` runs by default (2 threads,
 # no environment tweaks); PyTorch as its reference scripts' README says
-# (Debian's /usr/bin/python3 with python3-torch, OMP_WAIT_POLICY=PASSIVE, 2 threads).
+# (Debian's /usr/bin/python3 with python3-torch, OMP_WAIT_POLICY=PASSIVE, 2 threads),
+# its CNN runs with glibc keeping freed memory (--peer-malloc).
 #
 # Options:
 #   --pairs N      pairs per case (default 3; --quick: 1)
@@ -40,13 +42,16 @@
 #                  are taken from the same directory
 #   --epochs E     training epochs per run (default 4; --quick: 2)
 #   --samples S    dropnet trains on the first S samples only (refused with PyTorch)
+#   --peer-malloc keep|default
+#                  the CNN's PyTorch runs with glibc keeping freed memory (keep, the default: see
+#                  pt_train_cnn below) or as glibc does by default
 #   --smoke        checks that the script works, in seconds: --quick, 2000 samples, one round of
 #                  everything, PyTorch skipped; the figures mean nothing (ctest's bench/all_smoke)
 set -eu
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
-pairs="" quick=0 smoke=0 peers="" busy=1 cnn=1 bin="$here/build/dropnet" epochs="" samples=""
-usage() { sed -n '3,4p' "$0" | sed 's/^# *//' >&2; exit 2; }
+pairs="" quick=0 smoke=0 peers="" busy=1 cnn=1 bin="$here/build/dropnet" epochs="" samples="" peer_malloc=keep
+usage() { sed -n '3,5p' "$0" | sed 's/^# *//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --pairs) [ $# -ge 2 ] || usage; pairs=$2; shift 2 ;;
@@ -58,6 +63,7 @@ while [ $# -gt 0 ]; do
     --dropnet) [ $# -ge 2 ] || usage; bin=$2; shift 2 ;;
     --epochs) [ $# -ge 2 ] || usage; epochs=$2; shift 2 ;;
     --samples) [ $# -ge 2 ] || usage; samples=$2; shift 2 ;;
+    --peer-malloc) [ $# -ge 2 ] || usage; peer_malloc=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "all.sh: unknown option $1" >&2; usage ;;
   esac
@@ -75,6 +81,7 @@ else
 fi
 positive --pairs "$pairs"
 positive --epochs "$epochs"
+case "$peer_malloc" in keep|default) ;; *) echo "all.sh: --peer-malloc must be keep or default (got $peer_malloc)" >&2; exit 2 ;; esac
 [ -z "$samples" ] || positive --samples "$samples"
 case "$bin" in */*) ;; *) bin=$(command -v "$bin" || echo "$bin") ;; esac
 [ -x "$bin" ] || { echo "all.sh: no dropnet command at $bin (run make build first, or pass --dropnet)" >&2; exit 2; }
@@ -140,6 +147,22 @@ pt_train() {   # pt_train OUT MODEL EPOCHS THREADS [extra...]
   (cd "$peers_abs" && OMP_WAIT_POLICY=PASSIVE "$py" torch_mlp_train.py --model "$model" --epochs "$ep" \
     --threads "$thr" "$@") > "$out" 2>&1 || { echo "all.sh: PyTorch training run failed:" >&2; cat "$out" >&2; exit 1; }
 }
+# PyTorch's CPU allocator hands its large buffers back to glibc, which maps
+# them afresh and unmaps them when freed, so every step faults its activations
+# in again: on a guest where a first touch costs ~14 us a page that made
+# PyTorch's small CNN 1.3x slower (Zen 5, 2026-12-06: 1,113-1,990 samples/s by
+# epoch against 2,171-2,287 with glibc told to keep freed memory; inference 590
+# against 760). The CNN's PyTorch runs therefore keep it (its best tuning for
+# that model; --peer-malloc default measures as before). The MLPs measured no
+# faster with it (model a 6,283-7,075 samples/s with, 7,378-7,450 without), and
+# dropnet's own allocator keeps its blocks anyway.
+pt_train_cnn() {   # pt_train with glibc keeping freed memory (unless --peer-malloc default)
+  if [ "$peer_malloc" = keep ]; then
+    (export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296; pt_train "$@") || exit 1
+  else
+    pt_train "$@"
+  fi
+}
 rate_of() { sed -n 's/^SUMMARY.* \([0-9][0-9]*\) samples\/s.*$/\1/p' "$1" | tail -n 1; }
 infer_of() { sed -n 's/^INFER.* median \([0-9][0-9]*\) samples\/s.*$/\1/p' "$1" | tail -n 1; }
 # "lo hi": the slowest and fastest epoch's samples/s over the first epoch's
@@ -196,7 +219,7 @@ echo "kernel:  $(uname -sr)"
 commit=$(git -C "$here" describe --always --dirty 2> /dev/null || echo "not a git checkout")
 echo "dropnet: $("$bin" -e 'local dn = require "dropnet"; io.write(dn.version, ", sgemm: ", dn.matmul_backend(), ", ", dn.get_num_threads(), " threads")') ($bin; source $commit)"
 if [ "$torch" = 1 ]; then
-  echo "pytorch: $torch_version ($py, OMP_WAIT_POLICY=PASSIVE, 2 threads; scripts in $peers_abs)"
+  echo "pytorch: $torch_version ($py, OMP_WAIT_POLICY=PASSIVE, 2 threads; scripts in $peers_abs; CNN runs with glibc malloc: $peer_malloc)"
 else
   echo "pytorch: skipped: $torch_why; dropnet's figures and the roofs only"
 fi
@@ -339,7 +362,7 @@ if [ "$cnn" = 1 ]; then
   first=1 i=1
   while [ "$i" -le "$pairs" ]; do
     run_dn() { dn_train "$tmp/dn_c" c "$epochs" --infer --infer-reps "$infer_reps"; }
-    run_pt() { [ "$torch" = 0 ] || pt_train "$tmp/pt_c" c "$epochs" 2 --infer --infer-reps "$infer_reps"; }
+    run_pt() { [ "$torch" = 0 ] || pt_train_cnn "$tmp/pt_c" c "$epochs" 2 --infer --infer-reps "$infer_reps"; }
     if [ "$first" = 1 ]; then run_dn; run_pt; else run_pt; run_dn; fi
     dn=$(rate_of "$tmp/dn_c"); need "train_throughput.lua --model c" "$dn" "$tmp/dn_c"
     dni=$(infer_of "$tmp/dn_c"); need "train_throughput.lua --model c --infer" "$dni" "$tmp/dn_c"

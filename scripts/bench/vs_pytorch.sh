@@ -2,7 +2,7 @@
 # scripts/bench/vs_pytorch.sh — training throughput of dropnet against PyTorch, side by side.
 #
 #   sh scripts/bench/vs_pytorch.sh [--pairs N] [--model a|b|c] [--epochs E] [--pause S] [--peers DIR]
-#                                  [--dropnet BIN]
+#                                  [--dropnet BIN] [--peer-malloc keep|default]
 #
 # Runs scripts/bench/train_throughput.lua and the PyTorch reference script
 # (torch_mlp_train.py in DIR, default ../shared/peers beside the checkout)
@@ -15,12 +15,14 @@
 # 6,353 samples/s right after PyTorch against 6,541 and 6,721 after 20 s;
 # PyTorch 2,071 and 2,150 right after dropnet against 2,191 and 2,264).
 # PyTorch runs as its README says: Debian's /usr/bin/python3 with
-# python3-torch, OMP_WAIT_POLICY=PASSIVE, 2 threads. dropnet never needs
+# python3-torch, OMP_WAIT_POLICY=PASSIVE, 2 threads; for the CNN (model c)
+# with glibc keeping freed memory as well (--peer-malloc keep, the default
+# there: why in scripts/bench/all.sh, pt_train_cnn). dropnet never needs
 # PyTorch; this script is for measuring only.
 set -eu
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
-pairs=5 model=a epochs=3 pause=20 peers="$here/../shared/peers" bin="$here/build/dropnet"
+pairs=5 model=a epochs=3 pause=20 peers="$here/../shared/peers" bin="$here/build/dropnet" peer_malloc=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --pairs) pairs=$2 ;;
@@ -29,11 +31,14 @@ while [ $# -gt 0 ]; do
     --pause) pause=$2 ;;
     --peers) peers=$2 ;;
     --dropnet) bin=$2 ;;
+    --peer-malloc) peer_malloc=$2 ;;
     *) echo "vs_pytorch.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift 2
 done
 case "$pairs" in ''|*[!0-9]*|0) echo "vs_pytorch.sh: --pairs must be a positive integer (got $pairs)" >&2; exit 2 ;; esac
+[ -n "$peer_malloc" ] || { [ "$model" = c ] && peer_malloc=keep || peer_malloc=default; }
+case "$peer_malloc" in keep|default) ;; *) echo "vs_pytorch.sh: --peer-malloc must be keep or default (got $peer_malloc)" >&2; exit 2 ;; esac
 case "$pause" in ''|*[!0-9]*) echo "vs_pytorch.sh: --pause must be a whole number of seconds (got $pause)" >&2; exit 2 ;; esac
 [ -x "$bin" ] || { echo "vs_pytorch.sh: no dropnet command at $bin (run make first, or pass --dropnet)" >&2; exit 2; }
 [ -f "$peers/torch_mlp_train.py" ] || {
@@ -44,7 +49,7 @@ case "$pause" in ''|*[!0-9]*) echo "vs_pytorch.sh: --pause must be a whole numbe
 # The samples/s of a SUMMARY line: "..., 12345 samples/s" (last number before "samples/s").
 rate() { sed -n 's/^SUMMARY.* \([0-9][0-9]*\) samples\/s.*$/\1/p' | tail -n 1; }
 
-echo "# model $model, $epochs epochs per run, $pairs pairs, ${pause} s before each run; sgemm: $("$bin" -e 'io.write(require("dropnet").matmul_backend())')"
+echo "# model $model, $epochs epochs per run, $pairs pairs, ${pause} s before each run; sgemm: $("$bin" -e 'io.write(require("dropnet").matmul_backend())'); PyTorch's glibc malloc: $peer_malloc"
 printf '%4s %12s %12s %7s\n' pair dropnet pytorch ratio
 ratios=""
 i=1
@@ -52,8 +57,9 @@ while [ "$i" -le "$pairs" ]; do
   sleep "$pause"
   ours=$("$bin" "$here/scripts/bench/train_throughput.lua" --model "$model" --epochs "$epochs" | rate)
   sleep "$pause"
-  theirs=$(cd "$peers" && OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 torch_mlp_train.py --model "$model" \
-    --epochs "$epochs" --threads 2 | rate)
+  theirs=$(cd "$peers" && if [ "$peer_malloc" = keep ]; then
+      export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296; fi
+    OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 torch_mlp_train.py --model "$model" --epochs "$epochs" --threads 2 | rate)
   [ -n "$ours" ] && [ -n "$theirs" ] || { echo "vs_pytorch.sh: a run printed no SUMMARY line" >&2; exit 1; }
   ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2f", a / b }')
   printf '%4d %12d %12d %7s\n' "$i" "$ours" "$theirs" "$ratio"
