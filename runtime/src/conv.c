@@ -36,7 +36,12 @@
 ** im2col, packing of col or col2im at all, for 16/14 of the multiply-adds on
 ** 14x14 maps. The small CNN's training step: 2.7% faster (its 32 -> 64
 ** layer's dx ~10%, forward ~2%; 10 alternated pairs, 0.943-0.996). dw
-** keeps its own paths (by shifts: conv_dw_shifts.c).
+** keeps its own paths (by shifts: conv_dw_shifts.c). On the AVX2 kernel, a
+** 3x3 one with no dilation takes y and dx by Winograd's F(2x2, 3x3)
+** instead (conv_winograd.c): a task's images one after another through
+** its cursor, each finished (bias, ReLU, sums) once its outputs are all
+** written; dx is written as the task's images complete, at the latest by
+** its flush after the last.
 **
 ** Same-width convolutions (stride 1, 3x3 with padding 1) read the image
 ** through a map of where each kernel position falls inside it (inside_map):
@@ -364,6 +369,7 @@ typedef struct conv_job {
   const float *w_packed;          /* each group's w (forward) or w^T (dx) packed once, or NULL */
   const uint8_t *inside;          /* inside_map (forward, and backward's im2col for dw), or NULL */
   const dn_conv_shifted *shifted; /* the forward's y or backward's dx by shifted products, or NULL */
+  const dn_conv_winograd *winograd; /* the forward's y or backward's dx by Winograd's products, or NULL */
   const int32_t *dw_rows;         /* dw by shifts over the valid positions (dn_conv_dw_shifts_offsets), or NULL */
   bool relu;                      /* forward: ReLU on the outputs (after the bias) */
   double *row_sums;               /* forward: each output row's sums for a batch norm (row_stats.h), or NULL */
@@ -379,14 +385,15 @@ typedef struct conv_job {
   double *db;                     /* [parts][O][LANES], zeroed, or NULL */
   int64_t parts;
   float *scratch;                 /* task t's: col, the sgemm's panels, dcol, the forward's rows, ... */
-  int64_t col_floats, pack_floats, dcol_floats, rows_floats, g_floats, xt_floats, gp_floats, fill_floats, frame_floats;
+  int64_t col_floats, pack_floats, dcol_floats, rows_floats, g_floats, xt_floats, gp_floats, fill_floats, frame_floats,
+          wino_floats;
   int64_t task_floats;
 } conv_job;
 
 /* Task t's parts of the scratch. */
 typedef struct task_buffers {
-  float *col, *pack, *dcol, *rows, *g, *xt, *gp, *fill, *frame;   /* xt, gp: dw by shifts; fill: the deferred
-                                                                      grad's; frame: the shifted products' */
+  float *col, *pack, *dcol, *rows, *g, *xt, *gp, *fill, *frame, *wino;   /* xt, gp: dw by shifts; fill: the
+                                                     deferred grad's; frame: the shifted products'; wino: Winograd's */
 } task_buffers;
 
 static task_buffers buffers_of(const conv_job *j, int t) {
@@ -400,6 +407,7 @@ static task_buffers buffers_of(const conv_job *j, int t) {
   b.gp = b.xt + j->xt_floats;
   b.fill = b.gp + j->gp_floats;
   b.frame = b.fill + j->fill_floats;
+  b.wino = b.frame + j->frame_floats;
   return b;
 }
 
@@ -432,23 +440,11 @@ static dn_status pack_weight(conv_job *j, const char *op, bool transposed, float
 /* The products' og and kg, zero when a group has no outputs or no inputs. */
 static bool has_products(const conv_geom *g) { return g->out_ch > 0 && g->group_rows > 0; }
 
-/* Image n's outputs. */
-static void forward_image(const conv_job *j, int64_t n, float *rows, float *pack, float *frame, bool zeroed) {
+/* Image n's outputs after the products: the bias, ReLU, a batch norm's sums. */
+static void finish_image(const conv_job *j, int64_t n) {
   const conv_geom *g = j->g;
-  int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
+  int64_t l = g->positions;
   float *y = j->y + n * g->out_ch * l;
-  if (!has_products(g)) memset(y, 0, (size_t)(g->out_ch * l) * sizeof *y);   /* no inputs: only the bias */
-  if (j->shifted) dn_conv_shifted_forward(j->shifted, g, image_of(j->x, n), frame, y);
-  for (int64_t oh0 = 0; has_products(g) && !j->shifted && oh0 < g->out_h; oh0 += j->slab) {
-    int64_t oh1 = min64(oh0 + j->slab, g->out_h), cols = (oh1 - oh0) * g->out_w, at = oh0 * g->out_w;
-    for (int64_t k = 0; k < g->groups; k++) {
-      /* a group's rows cover every (ki, kj) before the next group's start */
-      col_source src = {g, image_of(j->x, n), oh0, oh1, k, rows, (zeroed || k > 0) && j->slab == g->out_h,
-                        j->inside};
-      dn_blas_sgemm_here_b(false, og, cols, kg, 1.0f, j->w + k * og * kg, kg, col_source_pack, &src, 0.0f,
-                           y + k * og * l + at, l, pack, packed_w(j, k));
-    }
-  }
   for (int64_t o = 0; j->bias && !j->relu && o < g->out_ch; o++) {
     float *row = y + o * l, v = j->bias[o];
 #pragma omp simd
@@ -470,19 +466,50 @@ static void forward_image(const conv_job *j, int64_t n, float *rows, float *pack
     dn_row_sums(y + o * l, l, j->row_sums + (n * g->out_ch + o) * ROW_STATS_SUMS);
 }
 
+/* Image n's outputs. */
+static void forward_image(const conv_job *j, int64_t n, float *rows, float *pack, float *frame, bool zeroed) {
+  const conv_geom *g = j->g;
+  int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
+  float *y = j->y + n * g->out_ch * l;
+  if (!has_products(g)) memset(y, 0, (size_t)(g->out_ch * l) * sizeof *y);   /* no inputs: only the bias */
+  if (j->shifted) dn_conv_shifted_forward(j->shifted, g, image_of(j->x, n), frame, y);
+  for (int64_t oh0 = 0; has_products(g) && !j->shifted && oh0 < g->out_h; oh0 += j->slab) {
+    int64_t oh1 = min64(oh0 + j->slab, g->out_h), cols = (oh1 - oh0) * g->out_w, at = oh0 * g->out_w;
+    for (int64_t k = 0; k < g->groups; k++) {
+      /* a group's rows cover every (ki, kj) before the next group's start */
+      col_source src = {g, image_of(j->x, n), oh0, oh1, k, rows, (zeroed || k > 0) && j->slab == g->out_h,
+                        j->inside};
+      dn_blas_sgemm_here_b(false, og, cols, kg, 1.0f, j->w + k * og * kg, kg, col_source_pack, &src, 0.0f,
+                           y + k * og * l + at, l, pack, packed_w(j, k));
+    }
+  }
+  finish_image(j, n);
+}
+
 static void forward_task(void *ctx, int t, int nt) {
   const conv_job *j = ctx;
   task_buffers b = buffers_of(j, t);
   memset(b.frame, 0, (size_t)j->frame_floats * sizeof *b.frame);   /* the frame's border: never written */
-  int64_t n0 = dn_split(j->g->batch, t, nt);
-  for (int64_t n = n0; n < dn_split(j->g->batch, t + 1, nt); n++) forward_image(j, n, b.rows, b.pack, b.frame, n > n0);
+  memset(b.wino, 0, (size_t)j->wino_floats * sizeof *b.wino);      /* the phase planes' border likewise */
+  int64_t n0 = dn_split(j->g->batch, t, nt), n1 = dn_split(j->g->batch, t + 1, nt);
+  if (j->winograd) {   /* the images' outputs come as their columns complete: each finished then */
+    dn_conv_winograd_cursor cur = {b.wino, j->y + n0 * j->g->out_ch * j->g->positions, 0, 0};
+    int64_t finished = n0;
+    for (int64_t n = n0; n < n1; n++)
+      for (int64_t done = n0 + dn_conv_winograd_push(j->winograd, &cur, image_of(j->x, n)); finished < done;)
+        finish_image(j, finished++);
+    dn_conv_winograd_flush(j->winograd, &cur);
+    while (finished < n1) finish_image(j, finished++);
+    return;
+  }
+  for (int64_t n = n0; n < n1; n++) forward_image(j, n, b.rows, b.pack, b.frame, n > n0);
 }
 
 /* Image n's dx, and its terms of its part's dw (first: the part's first
    image, which writes rather than adds) and db. */
 static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, double *db, float *col, float *pack,
                            float *dcol, float *gbuf, float *xt, float *gp, float *fill, float *frame,
-                           bool zeroed) {
+                           dn_conv_winograd_cursor *wino, bool zeroed) {
   const conv_geom *g = j->g;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
   const float *gn = gbuf;
@@ -501,6 +528,10 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
   if (dx && j->shifted) {
     dn_conv_shifted_dx(j->shifted, g, gn, frame, dx);
     dx = NULL;   /* written */
+  }
+  if (dx && j->winograd) {   /* written as its columns complete, at the latest by the task's flush */
+    dn_conv_winograd_push(j->winograd, wino, (image){gn, l, g->out_w, 1});
+    dx = NULL;
   }
   if (dx) memset(dx, 0, (size_t)(g->in_ch * g->in_h * g->in_w) * sizeof *dx);
   float *dw_col = j->dw_shifts ? NULL : dw;   /* dw through im2col, slab by slab */
@@ -540,13 +571,20 @@ static void backward_task(void *ctx, int t, int nt) {
   memset(b.xt, 0, (size_t)(j->xt_floats + j->gp_floats) * sizeof *b.xt);
   memset(b.fill, 0, (size_t)j->fill_floats * sizeof *b.fill);   /* zeroed once (deferred.h) */
   memset(b.frame, 0, (size_t)j->frame_floats * sizeof *b.frame);   /* the frame's border: never written */
+  memset(b.wino, 0, (size_t)j->wino_floats * sizeof *b.wino);      /* the phase planes' border likewise */
+  /* Winograd's dx: the task's images are consecutive, from its first part's first on */
+  int64_t p0 = dn_split(j->parts, t, nt), first = dn_split(g->batch, (int)p0, (int)j->parts);
+  dn_conv_winograd_cursor wino = {b.wino, j->dx ? j->dx + first * g->in_ch * g->in_h * g->in_w : NULL, 0, 0};
   for (int64_t p = dn_split(j->parts, t, nt); p < dn_split(j->parts, t + 1, nt); p++) {
     float *dw = j->dw ? j->dw + p * g->out_ch * g->group_rows : NULL;
     double *db = j->db ? j->db + p * g->out_ch * LANES : NULL;
     int64_t n0 = dn_split(g->batch, (int)p, (int)j->parts), n1 = dn_split(g->batch, (int)p + 1, (int)j->parts);
-    for (int64_t n = n0; n < n1; n++, zeroed = true)
-      backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, b.xt, b.gp, b.fill, b.frame, zeroed);
+    for (int64_t n = n0; n < n1; n++, zeroed = true) {
+      backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, b.xt, b.gp, b.fill, b.frame, &wino,
+                     zeroed);
+    }
   }
+  if (j->dx && j->winograd) dn_conv_winograd_flush(j->winograd, &wino);
 }
 
 /* The sgemm's packing floats for the forward's or backward's products of a slab of `cols` positions. */
@@ -571,8 +609,9 @@ static dn_status task_scratch(conv_job *j, const char *op, int tasks, bool forwa
   int64_t rows = g->in_ch * g->k_h * g->k_w, col_size = whole_lines(rows * slab_cols);
   j->col_floats = col ? col_size : 0;
   j->dcol_floats = dcol ? col_size : 0;
-  bool products = forward ? !j->shifted : col || dcol;   /* the im2col path's sgemms */
-  j->rows_floats = forward && !j->shifted ? whole_lines(g->k_h * g->k_w * slab_cols) : 0;
+  bool direct = !j->shifted && !j->winograd;
+  bool products = forward ? direct : col || dcol;   /* the im2col path's sgemms */
+  j->rows_floats = forward && direct ? whole_lines(g->k_h * g->k_w * slab_cols) : 0;
   j->g_floats = j->relu_y || j->deferred ? whole_lines(g->out_ch * g->positions) : 0;
   j->xt_floats = j->dw_shifts ? whole_lines(dn_conv_dw_shifts_xt_floats(g)) : 0;
   j->gp_floats = j->dw_shifts && !j->dw_rows ? whole_lines(dn_conv_dw_shifts_gp_floats(g)) : 0;
@@ -582,8 +621,9 @@ static dn_status task_scratch(conv_job *j, const char *op, int tasks, bool forwa
   if (j->dw_shifts) j->pack_floats = max64(j->pack_floats, whole_lines((int64_t)dn_conv_dw_shifts_pack_floats(g)));
   j->fill_floats = j->deferred ? whole_lines(j->deferred->scratch_floats) : 0;
   j->frame_floats = j->shifted ? whole_lines(dn_conv_shifted_frame_floats(g, !forward)) : 0;
+  j->wino_floats = j->winograd ? whole_lines(dn_conv_winograd_task_floats(j->winograd)) : 0;
   j->task_floats = j->col_floats + j->pack_floats + j->dcol_floats + j->rows_floats + j->g_floats + j->xt_floats +
-                   j->gp_floats + j->fill_floats + j->frame_floats;
+                   j->gp_floats + j->fill_floats + j->frame_floats + j->wino_floats;
   int64_t total;
   if (!dn_size_mul(j->task_floats, tasks, &total) || !(j->scratch = dn_alloc((size_t)max64(total, 1) * sizeof(float))))
     return dn_fail(DN_ENOMEM, "%s: out of memory for %d tasks' im2col buffers of [%lld, %lld]", op, tasks,
@@ -734,12 +774,18 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
     st = dn_fail(DN_ENOMEM, "%s: out of memory for its table of positions", op);
   j.dw_rows = dw_rows;
   dn_conv_shifted shifted = {0};
-  if (!st && j.dx && dn_conv_shifted_fits(&g, true) && !(st = dn_conv_shifted_init(&shifted, &g, j.w, true, op)))
+  dn_conv_winograd wino = {0};
+  if (!st && j.dx && dn_conv_winograd_fits(&g, true)) {
+    if (!(st = dn_conv_winograd_init(&wino, &g, j.w, true, op))) j.winograd = &wino;
+  } else if (!st && j.dx && dn_conv_shifted_fits(&g, true) &&
+             !(st = dn_conv_shifted_init(&shifted, &g, j.w, true, op))) {
     j.shifted = &shifted;
+  }
   if (!st && (j.dx || j.dw || j.db)) {
     int tasks = tasks_for(j.parts);
-    st = task_scratch(&j, op, tasks, false, j.dw != NULL && !j.dw_shifts, j.dx != NULL && !j.shifted);
-    if (!st && j.dx && !j.shifted) st = pack_weight(&j, op, true, &w_packed);
+    bool dx_direct = j.dx != NULL && !j.shifted && !j.winograd;
+    st = task_scratch(&j, op, tasks, false, j.dw != NULL && !j.dw_shifts, dx_direct);
+    if (!st && dx_direct) st = pack_weight(&j, op, true, &w_packed);
     if (!st) dn_parallel(tasks, backward_task, &j);
   }
   if (!st && dw_parts) {
@@ -754,6 +800,7 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
     ((float *)dn_tensor_data(db))[o] = (float)lanes_total(acc);
   }
   dn_conv_shifted_free(&shifted);
+  dn_conv_winograd_free(&wino);
   dn_free(dw_rows);
   dn_free(inside);
   dn_free(g_relu);
@@ -883,14 +930,20 @@ static dn_status compute(const char *op, dn_tensor *y, const conv_geom *g, dn_te
     float *packed = NULL;
     uint8_t *inside = NULL;
     dn_conv_shifted shifted = {0};
-    if (dn_conv_shifted_fits(g, false) && !(st = dn_conv_shifted_init(&shifted, g, wd, false, op)))
+    dn_conv_winograd wino = {0};
+    if (dn_conv_winograd_fits(g, false)) {
+      if (!(st = dn_conv_winograd_init(&wino, g, wd, false, op))) j.winograd = &wino;
+    } else if (dn_conv_shifted_fits(g, false) && !(st = dn_conv_shifted_init(&shifted, g, wd, false, op))) {
       j.shifted = &shifted;
+    }
+    bool direct = !j.shifted && !j.winograd;
     if (!st) st = task_scratch(&j, op, tasks, true, false, false);
-    if (!st && !j.shifted) st = pack_weight(&j, op, false, &packed);
-    if (!st && !j.shifted && direct_source(g, image_of(x, 0)) && !(j.inside = inside = inside_map(g)))
+    if (!st && direct) st = pack_weight(&j, op, false, &packed);
+    if (!st && direct && direct_source(g, image_of(x, 0)) && !(j.inside = inside = inside_map(g)))
       st = dn_fail(DN_ENOMEM, "%s: out of memory for its map of padding", op);
     if (!st) dn_parallel(tasks, forward_task, &j);
     dn_conv_shifted_free(&shifted);
+    dn_conv_winograd_free(&wino);
     dn_free(inside);
     dn_free(packed);
     dn_free(j.scratch);

@@ -119,4 +119,45 @@ void dn_conv_shifted_free(dn_conv_shifted *s);
 void dn_conv_shifted_forward(const dn_conv_shifted *s, const conv_geom *g, image x, float *frame, float *y);
 void dn_conv_shifted_dx(const dn_conv_shifted *s, const conv_geom *g, const float *gn, float *frame, float *dx);
 
+/*
+** A 3x3 stride-1 convolution's y and dx by Winograd's F(2x2, 3x3)
+** (conv_winograd.c), for geometries where dn_conv_winograd_fits (our
+** kernels, one group, no dilation, padding up to 2, enough channels and
+** outputs: asked for y and dx apart; dn_conv_winograd_force as the shifted
+** products' force). dn_conv_winograd_init transforms w for the forward or
+** for dx. A task takes its images in order through a cursor: scratch of
+** dn_conv_winograd_task_floats, zeroed once before its first image, and
+** out, where the task's first image's outputs go ([m][out_h * out_w] an
+** image, images one after another). dn_conv_winograd_push transforms the
+** next source image (x, or dx's gradient [O, OH, OW]) and writes the
+** outputs whose columns are complete; it returns how many of the task's
+** images have all their outputs. dn_conv_winograd_flush writes the rest.
+*/
+extern dn_conv_shifted_mode dn_conv_winograd_force;
+typedef struct dn_conv_winograd {
+  const struct dn_gemm_kernel *kernel;
+  int64_t m, k;                          /* output and input channels of the product */
+  int64_t src_h, src_w, out_h, out_w;    /* the source image's and the output's sizes */
+  int64_t pad_h, pad_w;                  /* zero rows and columns before the source */
+  int64_t tx, wide, plane, cols;         /* tiles per row, + 1 (junk), floats per phase plane, columns per image */
+  int64_t ring;                          /* V's columns (whole tiles of the kernel's nr) */
+  float *u;                              /* [16][m in panels of mr][k] transformed weight */
+  int32_t *off;                          /* [k]: V row p's offset */
+  int32_t *place;                        /* [src_h * src_w]: a source value's place in its channel's planes */
+  struct dn_gemm_rows_map *full;         /* every lane kept in place */
+} dn_conv_winograd;
+
+typedef struct dn_conv_winograd_cursor {
+  float *scratch;           /* the task's, zeroed before its first image */
+  float *out;               /* the task's first image's outputs */
+  int64_t images, done;     /* images pushed, columns whose outputs are written */
+} dn_conv_winograd_cursor;
+
+bool dn_conv_winograd_fits(const conv_geom *g, bool dx);
+dn_status dn_conv_winograd_init(dn_conv_winograd *s, const conv_geom *g, const float *w, bool dx, const char *op);
+void dn_conv_winograd_free(dn_conv_winograd *s);
+int64_t dn_conv_winograd_task_floats(const dn_conv_winograd *s);
+int64_t dn_conv_winograd_push(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur, image src);
+void dn_conv_winograd_flush(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur);
+
 #endif

@@ -225,6 +225,8 @@ static void assert_grad_close(const dn_tensor *got, const double *want, double t
    input channels per group (dw by shifted products, conv_dw_shifts.c) with dilation,
    padding past the kernel, even and wide kernels, groups, several images per part,
    and x strided. */
+static void check_gradients_reference(const conv_case *c, uint64_t seed, bool strided);
+
 static void test_gradients_reference(void **state) {
   (void)state;
   static const conv_case cases[] = {
@@ -239,35 +241,37 @@ static void test_gradients_reference(void **state) {
     {11, 20, 7, 5, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},   /* parts of one and two images */
     {2, 17, 3, 1, 9, 1, 3, {1, 1}, {0, 1}, {1, 3}, 1},    /* one row (as conv1d), dilated */
   };
-  for (size_t i = 0; i < 2 * (sizeof cases / sizeof *cases); i++) {
-    /* each case twice: x contiguous, then strided */
-    bool strided = i >= sizeof cases / sizeof *cases;
-    const conv_case *c = &cases[i % (sizeof cases / sizeof *cases)];
-    dn_tensor *x, *w, *b, *y, *g;
-    make_inputs(c, 900 + 10 * i, &x, &w, &b);
-    if (strided) {
-      dn_tensor *xs = dn_test_noncontiguous(x);
-      dn_tensor_release(x);
-      x = xs;
-    }
-    check_forward(x, w, b, c);
-    DN_OK_OR_FAIL(dn_requires_grad_(x, true));
-    DN_OK_OR_FAIL(dn_requires_grad_(w, true));
-    DN_OK_OR_FAIL(dn_requires_grad_(b, true));
-    DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c->stride, c->pad, c->dil, c->groups));
-    g = dn_test_random(905 + 10 * i, 4, y->shape);
-    DN_OK_OR_FAIL(dn_backward(y, g, false));
-    double *dx = calloc((size_t)dn_tensor_numel(x), sizeof *dx), *dw = calloc((size_t)dn_tensor_numel(w), sizeof *dw);
-    double *db = calloc((size_t)c->out, sizeof *db);
-    grads_ref(x, w, g, c, dx, dw, db);
-    assert_grad_close(x->grad, dx, 1e-3);
-    assert_grad_close(w->grad, dw, 1e-3);
-    assert_grad_close(b->grad, db, 1e-3);
-    free(dx);
-    free(dw);
-    free(db);
-    RELEASE(x, w, b, y, g);
+  for (size_t i = 0; i < 2 * (sizeof cases / sizeof *cases); i++)   /* each case twice: x contiguous, then strided */
+    check_gradients_reference(&cases[i % (sizeof cases / sizeof *cases)], 900 + 10 * i,
+                              i >= sizeof cases / sizeof *cases);
+}
+
+/* Forward and every gradient of case c against the double references. */
+static void check_gradients_reference(const conv_case *c, uint64_t seed, bool strided) {
+  dn_tensor *x, *w, *b, *y, *g;
+  make_inputs(c, seed, &x, &w, &b);
+  if (strided) {
+    dn_tensor *xs = dn_test_noncontiguous(x);
+    dn_tensor_release(x);
+    x = xs;
   }
+  check_forward(x, w, b, c);
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+  DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c->stride, c->pad, c->dil, c->groups));
+  g = dn_test_random(seed + 5, 4, y->shape);
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  double *dx = calloc((size_t)dn_tensor_numel(x), sizeof *dx), *dw = calloc((size_t)dn_tensor_numel(w), sizeof *dw);
+  double *db = calloc((size_t)c->out, sizeof *db);
+  grads_ref(x, w, g, c, dx, dw, db);
+  assert_grad_close(x->grad, dx, 1e-3);
+  assert_grad_close(w->grad, dw, 1e-3);
+  assert_grad_close(b->grad, db, 1e-3);
+  free(dx);
+  free(dw);
+  free(db);
+  RELEASE(x, w, b, y, g);
 }
 
 typedef struct grad_ctx {
@@ -564,6 +568,7 @@ static void test_slabs_and_parts(void **state) {
    again. */
 static void test_shifted_products(void **state) {
   dn_conv_shifted_force = DN_SHIFTED_ALWAYS;
+  dn_conv_winograd_force = DN_SHIFTED_NEVER;   /* else it takes the 3x3 layers it fits on AVX2 */
   test_forward_values(state);
   test_forward_layouts(state);
   test_conv1d(state);
@@ -574,6 +579,7 @@ static void test_shifted_products(void **state) {
   test_conv1d_relu_bits(state);
   test_slabs_and_parts(state);
   dn_conv_shifted_force = DN_SHIFTED_AUTO;
+  dn_conv_winograd_force = DN_SHIFTED_AUTO;
 }
 
 /* A small CNN's 32 -> 64 layer (enough channels to take the shifted
@@ -584,6 +590,7 @@ static void test_shifted_against_im2col(void **state) {
   (void)state;
   conv_case c = {3, 32, 64, 14, 14, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1};
   dn_tensor *out[2][4];
+  dn_conv_winograd_force = DN_SHIFTED_NEVER;
   for (int path = 0; path < 2; path++) {
     dn_conv_shifted_force = path ? DN_SHIFTED_NEVER : DN_SHIFTED_AUTO;
     dn_tensor *x, *w, *b, *y;
@@ -602,9 +609,89 @@ static void test_shifted_against_im2col(void **state) {
     RELEASE(x, w, b, g);
   }
   dn_conv_shifted_force = DN_SHIFTED_AUTO;
+  dn_conv_winograd_force = DN_SHIFTED_AUTO;
   for (int k = 0; k < 4; k++) {
     dn_test_assert_close(out[0][k], out[1][k], 1e-4);
     RELEASE(out[0][k], out[1][k]);
+  }
+}
+
+/* --- Winograd's products ----------------------------------------------------------------- */
+
+/* 3x3 stride-1 convolutions with one group and no dilation take y and dx
+   from Winograd's F(2x2, 3x3) (conv_winograd.c) on our kernels (by default
+   on AVX2, with enough channels). Forced wherever they fit, however small,
+   and the shifted products off: the checks above (forward and gradients
+   against the references, layouts, the same bits for 1-4 threads, conv +
+   ReLU as the two ops, parts of the batch) and odd shapes: padding 0 and 2
+   (dx's frame padded by 2 and 0), rectangular padding, odd output sizes
+   (tiles cut at the edges), one row of tiles, enough images and columns to
+   wrap V's ring several times within a task. */
+static void test_winograd_products(void **state) {
+  dn_conv_winograd_force = DN_SHIFTED_ALWAYS;
+  dn_conv_shifted_force = DN_SHIFTED_NEVER;
+  test_forward_values(state);
+  test_forward_layouts(state);
+  test_gradients_reference(state);
+  test_gradients(state);
+  test_threads_bit_identical(state);
+  test_conv_relu_bits(state);
+  test_slabs_and_parts(state);
+  static const conv_case cases[] = {
+    {3, 5, 6, 7, 9, 3, 3, {1, 1}, {0, 0}, {1, 1}, 1},
+    {2, 4, 3, 6, 5, 3, 3, {1, 1}, {2, 2}, {1, 1}, 1},
+    {3, 6, 5, 8, 7, 3, 3, {1, 1}, {0, 2}, {1, 1}, 1},
+    {2, 3, 9, 5, 11, 3, 3, {1, 1}, {2, 0}, {1, 1}, 1},
+    {2, 7, 4, 3, 12, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},    /* one and a half rows of tiles */
+    {1, 2, 2, 3, 3, 3, 3, {1, 1}, {0, 0}, {1, 1}, 1},     /* one output */
+    {37, 17, 9, 9, 10, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},  /* V's ring wrapped within each task */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    check_gradients_reference(&cases[i], 1300 + 10 * i, false);
+    check_gradients_reference(&cases[i], 1305 + 10 * i, true);
+  }
+  dn_conv_winograd_force = DN_SHIFTED_AUTO;
+  dn_conv_shifted_force = DN_SHIFTED_AUTO;
+}
+
+/* The small CNN's 32 -> 64 layer, and odd shapes, by Winograd's products
+   against the direct paths: the same values within 1e-4 (the rounding of
+   other sums), forward and every gradient; and not the same bits where our
+   kernels run, which shows that Winograd's path was the one taken. */
+static void test_winograd_against_direct(void **state) {
+  (void)state;
+  static const conv_case cases[] = {
+    {3, 32, 64, 14, 14, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},
+    {5, 17, 9, 13, 11, 3, 3, {1, 1}, {0, 1}, {1, 1}, 1},
+    {4, 16, 20, 9, 15, 3, 3, {1, 1}, {2, 2}, {1, 1}, 1},
+  };
+  bool ours = strncmp(dn_matmul_backend(), "dropnet", 7) == 0;
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const conv_case *c = &cases[i];
+    dn_tensor *out[2][4];
+    for (int path = 0; path < 2; path++) {
+      dn_conv_winograd_force = path ? DN_SHIFTED_NEVER : DN_SHIFTED_ALWAYS;
+      dn_tensor *x, *w, *b, *y;
+      make_inputs(c, 1400 + 10 * i, &x, &w, &b);
+      DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+      DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+      DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+      DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c->stride, c->pad, c->dil, c->groups));
+      dn_tensor *g = dn_test_random(1405 + 10 * i, 4, y->shape);
+      DN_OK_OR_FAIL(dn_backward(y, g, false));
+      out[path][0] = y;
+      out[path][1] = x->grad;
+      out[path][2] = w->grad;
+      out[path][3] = b->grad;
+      x->grad = w->grad = b->grad = NULL;
+      RELEASE(x, w, b, g);
+    }
+    dn_conv_winograd_force = DN_SHIFTED_AUTO;
+    for (int k = 0; k < 4; k++) dn_test_assert_close(out[0][k], out[1][k], 1e-4);
+    for (int k = 0; ours && k < 2; k++)   /* y and dx */
+      assert_memory_not_equal(dn_tensor_data(out[0][k]), dn_tensor_data(out[1][k]),
+                              (size_t)dn_tensor_numel(out[0][k]) * sizeof(float));
+    for (int k = 0; k < 4; k++) RELEASE(out[0][k], out[1][k]);
   }
 }
 
@@ -733,6 +820,8 @@ int main(void) {
     cmocka_unit_test_setup(test_conv1d_relu_bits, dn_test_reset_modes),
     cmocka_unit_test_setup(test_shifted_products, dn_test_reset_modes),
     cmocka_unit_test_setup(test_shifted_against_im2col, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_winograd_products, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_winograd_against_direct, dn_test_reset_modes),
     cmocka_unit_test_setup(test_errors, dn_test_reset_modes),
     cmocka_unit_test_setup(test_pytorch_reference, dn_test_reset_modes),
   };

@@ -185,6 +185,7 @@ int dn_test_reset_modes(void **state) {
   if (initial_threads == 0) initial_threads = dn_get_num_threads();
   dn_set_grad_enabled(true);
   dn_conv_shifted_force = DN_SHIFTED_AUTO;
+  dn_conv_winograd_force = DN_SHIFTED_AUTO;
   return dn_set_num_threads(initial_threads) == DN_OK ? 0 : -1;
 }
 

@@ -1,0 +1,368 @@
+/*
+** A 3x3 stride-1 convolution's y and dx by Winograd's F(2x2, 3x3) (Lavin
+** and Gray 2016): each 2x2 block of outputs (a tile) from its 4x4 patch of
+** the zero-padded input d as Y = A^T [(G w G^T) . (B^T d B)] A. Across
+** channels the elementwise product becomes 16 products, one per position
+** xi of the 4x4 transformed tile: M_xi [m, tiles] = U_xi [m, k] @ V_xi [k,
+** tiles], U = G w G^T per (output, input) channel pair, V = B^T d B per
+** (input channel, tile). 16 k multiply-adds per tile and output channel
+** instead of the direct 36 k: 2.25x fewer (the 32 -> 64 layer on 14x14
+** maps, with the columns this layout wastes: 1.8M against the shifted
+** products' 3.9M per image). The transforms are additions only.
+**
+** dx is the same computation on the gradient: dx[c] = sum over o of g[o]
+** correlated with w[o, c] rotated by 180 degrees, padded by 2 - padding.
+**
+** Layout: an image's padded plane is stored as four phase planes (even or
+** odd row, even or odd column), each (TY + 2) x (TX + 1): the 16 values of
+** tile (a, b)'s patch, at rows 2a..2a+3 and columns 2b..2b+3, are then each
+** at one fixed offset from a * (TX + 1) + b in one of the phase planes. So
+** with tiles numbered u = a * (TX + 1) + b ("wide": one junk tile a row,
+** discarded), the input transform is 16 contiguous streams over u, in
+** vectors. A task's images follow one another as the columns of the 16
+** products (image i's tile u is column i * cols + u), held in a ring of V
+** columns: as soon as nr columns are in, gemm.h's products over rows (every
+** lane kept) compute that tile of columns, position by position (V's tile
+** of one position stays in L1 for all output channels), and the output
+** transform writes the tile's outputs into y (or dx), a run of tiles of one
+** row at a time. So V takes a few hundred KB whatever the batch, and no
+** columns are wasted to round images to tiles. (mr channels at a time for
+** all 16 positions, the products then in L1, measured no faster.)
+**
+** Where the time goes (AVX2, the 32 -> 64 layer's dx, 2 threads, perf):
+** the products 29%, the copy into the phase planes 10%, the input
+** transform 5%, the output transform 5% and its stores 5%, of the
+** backward with dw's 29%: the transforms cost as much as the products, which
+** is why AVX-512, twice as fast at the products, does not gain.
+**
+** Bits: an output is the same additions of the same products whatever
+** images share its products or which thread computes it, so they do not
+** depend on the thread count; they differ from the direct paths' (the
+** rounding of a different sum: the tests compare within 1e-4) and between
+** the AVX-512 and AVX2 kernels, as the direct paths' already do.
+*/
+#include <string.h>
+
+#include "blas.h"
+#include "conv_geom.h"
+#include "dropnet/alloc.h"
+#include "gemm.h"
+
+dn_conv_shifted_mode dn_conv_winograd_force = DN_SHIFTED_AUTO;
+
+#ifdef DN_HAVE_GEMM
+
+/* The transforms' 16 positions, xi = 4 i + j */
+enum { XI = 16 };
+/* A ring of transformed inputs past this many floats (a large image): the shifted products or im2col. */
+#define MAX_V_FLOATS ((int64_t)1 << 20)
+/* Fewer input channels than this: the shifted products, the transforms weigh too much against the products
+   (AVX2, 2 threads, Zen 5, forward / backward ms, shifted -> Winograd: 16 -> 16 at 32x32, batch 64: 2.0 -> 2.6-2.9,
+   4.2-4.4 -> 4.9-5.0; 16 -> 32 at 56x56, batch 16: 3.0-3.1 -> 3.2, 6.2 -> 6.3-6.4; with more: 64 -> 64 at 28x28,
+   batch 32: 10.7 -> 8.5-8.6, 22.8 -> 19.6-20.3; 128 -> 128 at 7x7, batch 128: 14.9-15.2 -> 13.0-13.1, 29-30 ->
+   27; 64 -> 32 at 56x56, batch 8: 5.7 -> 4.5-4.8, 12.8 -> 11.4-11.6). */
+#define MIN_K 32
+
+static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+/* The product's sizes: source (x, or dx's g), output (y, or dx), the source's zero rows and columns before it. */
+static void sizes(const conv_geom *g, bool dx, int64_t *src_h, int64_t *src_w, int64_t *out_h, int64_t *out_w,
+                  int64_t *pad_h, int64_t *pad_w) {
+  *src_h = dx ? g->out_h : g->in_h;
+  *src_w = dx ? g->out_w : g->in_w;
+  *out_h = dx ? g->in_h : g->out_h;
+  *out_w = dx ? g->in_w : g->out_w;
+  *pad_h = dx ? 2 - g->pad[0] : g->pad[0];
+  *pad_w = dx ? 2 - g->pad[1] : g->pad[1];
+}
+
+/* V's ring: room for an image's columns next to a tile's worth not yet computed, in whole tiles. */
+static int64_t ring_of(int64_t cols, int64_t nr) { return (nr - 1 + cols + nr - 1) / nr * nr; }
+
+bool dn_conv_winograd_fits(const conv_geom *g, bool dx) {
+  const dn_gemm_kernel *kern = dn_blas_rows_kernel();
+  if (!kern || dn_conv_winograd_force == DN_SHIFTED_NEVER) return false;
+  if (g->k_h != 3 || g->k_w != 3 || g->stride[0] != 1 || g->stride[1] != 1 || g->dil[0] != 1 || g->dil[1] != 1 ||
+      g->groups != 1 || g->in_ch < 1 || g->out_ch < 1 || g->pad[0] > 2 || g->pad[1] > 2 || g->out_h < 1 ||
+      g->out_w < 1)
+    return false;
+  int64_t m = dx ? g->in_ch : g->out_ch, k = dx ? g->out_ch : g->in_ch;
+  int64_t src_h, src_w, out_h, out_w, pad_h, pad_w;
+  sizes(g, dx, &src_h, &src_w, &out_h, &out_w, &pad_h, &pad_w);
+  /* By default on the AVX2 kernel only: with AVX-512's twice wider products the transforms cost more than the
+     multiply-adds saved (the 32 -> 64 layer on 14x14 maps, batch 128, 2 threads of a Zen 5: forward 3.7-4.0
+     ms against the shifted products' 3.1, backward 7.8-8.1 against 6.0-6.2; AVX2: 4.7-4.8 against 5.8,
+     10.9-11.3 against 11.6-11.8). A tile's 4 outputs: too many wasted below 4 x 4 outputs. */
+  if (dn_conv_winograd_force != DN_SHIFTED_ALWAYS &&
+      (kern != &dn_gemm_kernel_avx2 || m < kern->mr || k < MIN_K || out_h < 4 || out_w < 4))
+    return false;
+  int64_t cols = (out_h + 1) / 2 * ((out_w + 1) / 2 + 1);
+  return XI * k * ring_of(cols, kern->nr) <= MAX_V_FLOATS && m * k <= MAX_V_FLOATS;
+}
+
+dn_status dn_conv_winograd_init(dn_conv_winograd *s, const conv_geom *g, const float *w, bool dx, const char *op) {
+  const dn_gemm_kernel *kern = dn_blas_rows_kernel();
+  int64_t src_h, src_w, out_h, out_w, pad_h, pad_w;
+  sizes(g, dx, &src_h, &src_w, &out_h, &out_w, &pad_h, &pad_w);
+  int64_t ty = (out_h + 1) / 2, tx = (out_w + 1) / 2, wide = tx + 1, cols = ty * wide, nr = kern->nr;
+  *s = (dn_conv_winograd){.kernel = kern, .m = dx ? g->in_ch : g->out_ch, .k = dx ? g->out_ch : g->in_ch,
+                          .src_h = src_h, .src_w = src_w, .out_h = out_h, .out_w = out_w, .pad_h = pad_h,
+                          .pad_w = pad_w, .tx = tx, .wide = wide, .plane = round16((ty + 2) * wide), .cols = cols,
+                          .ring = ring_of(cols, nr)};
+  int64_t mr = kern->mr, panels = (s->m + mr - 1) / mr;
+  s->u = dn_alloc((size_t)(XI * panels * mr * s->k) * sizeof *s->u);
+  s->off = dn_alloc((size_t)s->k * sizeof *s->off);
+  s->full = dn_alloc(sizeof *s->full);
+  s->place = dn_alloc((size_t)(src_h * src_w) * sizeof *s->place);
+  if (!s->u || !s->off || !s->full || !s->place) {
+    dn_conv_winograd_free(s);
+    return dn_fail(DN_ENOMEM, "%s: out of memory for its Winograd products' weight and tables", op);
+  }
+  for (int64_t p = 0; p < s->k; p++) s->off[p] = (int32_t)(p * s->ring);
+  for (int64_t h = 0; h < src_h; h++)
+    for (int64_t x = 0; x < src_w; x++) {
+      int64_t fr = h + pad_h, fc = x + pad_w;
+      s->place[h * src_w + x] = (int32_t)((2 * (fr % 2) + fc % 2) * s->plane + fr / 2 * wide + fc / 2);
+    }
+  /* every lane kept, in place */
+  int lanes = kern->rows_lanes;
+  *s->full = (dn_gemm_rows_map){0};
+  for (int v = 0; v < kern->nr / lanes; v++) {
+    s->full->at[v] = v * lanes;
+    s->full->keep[v] = lanes >= 32 ? 0xffffffffu : (1u << lanes) - 1;
+    for (int l = 0; lanes <= 8 && l < lanes; l++) s->full->pick[v] |= (uint32_t)l << (4 * l);
+  }
+  /* U = G w G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], into panels of mr rows per xi:
+     u[((xi * panels + q) * k + p) * mr + r] = U_xi[q mr + r, p]. dx: w[o, c] rotated, m = C, k = O. */
+  static const double gm[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  memset(s->u, 0, (size_t)(XI * panels * mr * s->k) * sizeof *s->u);
+  for (int64_t row = 0; row < s->m; row++)
+    for (int64_t p = 0; p < s->k; p++) {
+      double f[3][3], t[4][3];
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+          f[i][j] = dx ? w[((p * g->in_ch + row) * 3 + 2 - i) * 3 + 2 - j] : w[((row * g->in_ch + p) * 3 + i) * 3 + j];
+      for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++) t[i][j] = gm[i][0] * f[0][j] + gm[i][1] * f[1][j] + gm[i][2] * f[2][j];
+      for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+          double v = t[i][0] * gm[j][0] + t[i][1] * gm[j][1] + t[i][2] * gm[j][2];
+          s->u[((((int64_t)(4 * i + j) * panels + row / mr) * s->k + p) * mr + row % mr)] = (float)v;
+        }
+    }
+  return DN_OK;
+}
+
+void dn_conv_winograd_free(dn_conv_winograd *s) {
+  dn_free(s->u);
+  dn_free(s->off);
+  dn_free(s->full);
+  dn_free(s->place);
+  s->place = NULL;
+  s->u = NULL;
+  s->off = NULL;
+  s->full = NULL;
+}
+
+/* A task's scratch: the phase planes of one image, V's ring [16][k][ring], a panel's M [16][mr][nr] and an
+   output channel's outputs [4][nr]. */
+typedef struct scratch {
+  float *planes, *v, *mt, *yt;
+} scratch;
+
+static scratch scratch_of(const dn_conv_winograd *s, float *base) {
+  scratch b;
+  b.planes = base;
+  b.v = b.planes + 4 * s->k * s->plane;
+  b.mt = b.v + XI * s->k * s->ring;
+  b.yt = b.mt + XI * round16(s->m) * s->kernel->nr;
+  return b;
+}
+
+int64_t dn_conv_winograd_task_floats(const dn_conv_winograd *s) {
+  return 4 * s->k * s->plane + XI * s->k * s->ring + XI * round16(s->m) * s->kernel->nr + 4 * s->kernel->nr;
+}
+
+/* One row i of B^T d over the 4 columns, then d B: e[q] = a[q] + sign b[q] (a, b two of the patch's rows,
+   sign +-1: exact), v[j] = (e B)[j] into V's 4 positions 4 i + j, for n wide tiles. */
+static void input_row(const float *const a[4], const float *const b[4], float sign, float *const v[4], int64_t n) {
+  const float *restrict a0 = a[0], *restrict a1 = a[1], *restrict a2 = a[2], *restrict a3 = a[3];
+  const float *restrict b0 = b[0], *restrict b1 = b[1], *restrict b2 = b[2], *restrict b3 = b[3];
+  float *restrict v0 = v[0], *restrict v1 = v[1], *restrict v2 = v[2], *restrict v3 = v[3];
+#pragma omp simd
+  for (int64_t u = 0; u < n; u++) {
+    float e0 = a0[u] + sign * b0[u], e1 = a1[u] + sign * b1[u], e2 = a2[u] + sign * b2[u], e3 = a3[u] + sign * b3[u];
+    v0[u] = e0 - e2;
+    v1[u] = e1 + e2;
+    v2[u] = e2 - e1;
+    v3[u] = e1 - e3;
+  }
+}
+
+/* Image src's transform into the ring's columns from `at` on (wrapping at its end). */
+static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes, float *v) {
+  int64_t wide = s->wide, plane = s->plane, vs = s->k * s->ring;
+  int64_t first = s->ring - at < s->cols ? s->ring - at : s->cols;   /* columns before the ring wraps */
+  for (int64_t c = 0; c < s->k; c++) {
+    float *pc = planes + 4 * c * plane;
+    /* the padded plane's (fr, fc) goes to phase plane (fr % 2, fc % 2) at (fr / 2, fc / 2) (s->place); the
+       rest stays 0 */
+    const int32_t *restrict place = s->place;
+    if (src.sw == 1 && src.sh == s->src_w) {
+      const float *restrict x = src.data + c * src.sc;
+      for (int64_t e = 0; e < s->src_h * s->src_w; e++) pc[place[e]] = x[e];
+    } else {
+      for (int64_t h = 0; h < s->src_h; h++)
+        for (int64_t x = 0; x < s->src_w; x++) pc[place[h * s->src_w + x]] = src.data[c * src.sc + h * src.sh + x * src.sw];
+    }
+    /* V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]; the patch's d[r][q] over the wide tiles is
+       phase plane (r % 2, q % 2) from (r / 2) wide + q / 2 on */
+    for (int64_t u0 = 0, to = at; u0 < s->cols; to = 0) {
+      int64_t n = u0 == 0 ? first : s->cols - u0;
+      const float *d[4][4];
+      for (int r = 0; r < 4; r++)
+        for (int q = 0; q < 4; q++) d[r][q] = pc + (2 * (r % 2) + q % 2) * plane + r / 2 * wide + q / 2 + u0;
+      float *out[4][4];
+      for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) out[i][j] = v + (4 * i + j) * vs + c * s->ring + to;
+      input_row(d[0], d[2], -1.0f, out[0], n);
+      input_row(d[1], d[2], 1.0f, out[1], n);
+      input_row(d[2], d[1], -1.0f, out[2], n);
+      input_row(d[1], d[3], -1.0f, out[3], n);
+      u0 += n;
+    }
+  }
+}
+
+/* Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], for n columns: m[xi] the columns' M at position xi, y[4] the
+   outputs (0, 0), (0, 1), (1, 0), (1, 1). */
+static void output_tile(const float *const m[XI], float *const y[4], int64_t n) {
+  const float *restrict m0 = m[0], *restrict m1 = m[1], *restrict m2 = m[2], *restrict m3 = m[3];
+  const float *restrict m4 = m[4], *restrict m5 = m[5], *restrict m6 = m[6], *restrict m7 = m[7];
+  const float *restrict m8 = m[8], *restrict m9 = m[9], *restrict m10 = m[10], *restrict m11 = m[11];
+  const float *restrict m12 = m[12], *restrict m13 = m[13], *restrict m14 = m[14], *restrict m15 = m[15];
+  float *restrict y0 = y[0], *restrict y1 = y[1], *restrict y2 = y[2], *restrict y3 = y[3];
+#pragma omp simd
+  for (int64_t l = 0; l < n; l++) {
+    /* each row's A^T combinations: p = m_i0 + m_i1 + m_i2, q = m_i1 - m_i2 - m_i3 */
+    float p0 = m0[l] + m1[l] + m2[l], q0 = m1[l] - m2[l] - m3[l];
+    float p1 = m4[l] + m5[l] + m6[l], q1 = m5[l] - m6[l] - m7[l];
+    float p2 = m8[l] + m9[l] + m10[l], q2 = m9[l] - m10[l] - m11[l];
+    float p3 = m12[l] + m13[l] + m14[l], q3 = m13[l] - m14[l] - m15[l];
+    y0[l] = p0 + p1 + p2;
+    y1[l] = q0 + q1 + q2;
+    y2[l] = p1 - p2 - p3;
+    y3[l] = q1 - q2 - q3;
+  }
+}
+
+/* A run's outputs in one row: d[2 i] = left[i], d[2 i + 1] = right[i] for its tiles with both columns, the left
+   alone for the last if it has one (an odd width). */
+static void interleave(float *restrict d, const float *restrict left, const float *restrict right, int64_t len,
+                       int64_t pairs) {
+#pragma omp simd simdlen(4)
+  for (int64_t i = 0; i < pairs; i++) {
+    d[2 * i] = left[i];
+    d[2 * i + 1] = right[i];
+  }
+  if (pairs < len) d[2 * pairs] = left[pairs];
+}
+
+/* Consecutive tiles of one row of outputs of one image among a tile of columns. */
+typedef struct run {
+  int64_t col;          /* its first column in the tile */
+  int64_t at;           /* its first output: image (task-relative) i's [m][out_h * out_w] from cur->out on */
+  int64_t len, pairs;   /* its tiles, those with both output columns (the last can have one: odd widths) */
+  bool down;            /* its tiles have their bottom row of outputs (not the last of an odd height) */
+} run;
+
+/* The runs of global columns [t0, end) (nr at most), junk columns in none. */
+static int runs_of(const dn_conv_winograd *s, int64_t t0, int64_t end, run *runs) {
+  int count = 0;
+  int64_t image_out = s->m * s->out_h * s->out_w;
+  for (int64_t col = t0; col < end;) {
+    int64_t i = col / s->cols, u = col % s->cols, a = u / s->wide, b = u % s->wide;
+    if (b == s->tx) {
+      col++;
+      continue;
+    }
+    int64_t len = s->tx - b < end - col ? s->tx - b : end - col;
+    int64_t pairs = len - (s->out_w % 2 && b + len == s->tx);
+    runs[count++] = (run){.col = col - t0, .at = i * image_out + 2 * a * s->out_w + 2 * b, .len = len,
+                          .pairs = pairs, .down = 2 * a + 1 < s->out_h};
+    col += len;
+  }
+  return count;
+}
+
+/* Global columns [t0, end) (nr at most, t0 a multiple of nr): their 16 products, a panel of mr output channels
+   at a time, each panel's outputs written before the next. */
+static void tile(const dn_conv_winograd *s, int64_t t0, int64_t end, const scratch *b, float *out) {
+  const dn_gemm_kernel *kern = s->kernel;
+  int64_t nr = kern->nr, mr = kern->mr, panels = (s->m + mr - 1) / mr, ow = s->out_w, plane = s->out_h * ow;
+  int64_t vs = s->k * s->ring, at = t0 % s->ring;
+  run runs[64];   /* at most nr: a run has a tile at least */
+  int count = runs_of(s, t0, end, runs);
+  float *yt[4] = {b->yt, b->yt + nr, b->yt + 2 * nr, b->yt + 3 * nr};
+  /* M_xi [m, nr] at mt + xi * m * nr: position by position, V's tile of one position stays in L1 */
+  for (int xi = 0; xi < XI; xi++)
+    for (int64_t q = 0; q < panels; q++)
+      kern->rows(s->k, s->u + (xi * panels + q) * s->k * mr, b->v + xi * vs + at, s->off,
+                 b->mt + (xi * s->m + q * mr) * nr, nr, (int)(s->m - q * mr < mr ? s->m - q * mr : mr), s->full);
+  for (int64_t o = 0; o < s->m; o++) {
+    const float *m[XI];
+    for (int xi = 0; xi < XI; xi++) m[xi] = b->mt + (xi * s->m + o) * nr;
+    output_tile(m, yt, nr);
+    float *dst = out + o * plane;
+    for (int k = 0; k < count; k++) {
+      const run *rn = &runs[k];
+      interleave(dst + rn->at, yt[0] + rn->col, yt[1] + rn->col, rn->len, rn->pairs);
+      if (rn->down) interleave(dst + rn->at + ow, yt[2] + rn->col, yt[3] + rn->col, rn->len, rn->pairs);
+    }
+  }
+}
+
+int64_t dn_conv_winograd_push(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur, image src) {
+  scratch b = scratch_of(s, cur->scratch);
+  int64_t nr = s->kernel->nr;
+  load(s, src, cur->images * s->cols % s->ring, b.planes, b.v);
+  cur->images++;
+  for (; cur->done + nr <= cur->images * s->cols; cur->done += nr) tile(s, cur->done, cur->done + nr, &b, cur->out);
+  return cur->done / s->cols;
+}
+
+void dn_conv_winograd_flush(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur) {
+  scratch b = scratch_of(s, cur->scratch);
+  int64_t end = cur->images * s->cols;
+  if (cur->done < end) tile(s, cur->done, end, &b, cur->out);
+  cur->done = end;
+}
+
+#else   /* no kernel of ours on this architecture */
+
+bool dn_conv_winograd_fits(const conv_geom *g, bool dx) {
+  (void)g, (void)dx;
+  return false;
+}
+
+dn_status dn_conv_winograd_init(dn_conv_winograd *s, const conv_geom *g, const float *w, bool dx, const char *op) {
+  (void)g, (void)w, (void)dx;
+  *s = (dn_conv_winograd){0};
+  return dn_fail(DN_EINVAL, "%s: no Winograd products on this architecture", op);
+}
+
+void dn_conv_winograd_free(dn_conv_winograd *s) { (void)s; }
+
+int64_t dn_conv_winograd_task_floats(const dn_conv_winograd *s) {
+  (void)s;
+  return 0;
+}
+
+int64_t dn_conv_winograd_push(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur, image src) {
+  (void)s, (void)cur, (void)src;
+  return 0;
+}
+
+void dn_conv_winograd_flush(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur) { (void)s, (void)cur; }
+
+#endif
