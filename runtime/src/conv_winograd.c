@@ -29,11 +29,11 @@
 ** columns are wasted to round images to tiles. (mr channels at a time for
 ** all 16 positions, the products then in L1, measured no faster.)
 **
-** Where the time goes (AVX2, the 32 -> 64 layer's dx, 2 threads, perf):
-** the products 29%, the copy into the phase planes 10%, the input
-** transform 5%, the output transform 5% and its stores 5%, of the
-** backward with dw's 29%: the transforms cost as much as the products, which
-** is why AVX-512, twice as fast at the products, does not gain.
+** Where the time goes (AVX2, the small CNN's training step, 2 threads,
+** perf): the 16 products 21%, the copy into the phase planes 4.6%, the
+** input transform 3.9%, the output transform 3.1% and its stores 3.2%: the
+** transforms cost 70% of the products, which is why AVX-512, twice as fast
+** at the products, does not gain.
 **
 ** Bits: an output is the same additions of the same products whatever
 ** images share its products or which thread computes it, so they do not
@@ -42,6 +42,9 @@
 ** the AVX-512 and AVX2 kernels, as the direct paths' already do.
 */
 #include <string.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>   /* SSE2, in every x86-64: the phase planes' split of a row */
+#endif
 
 #include "blas.h"
 #include "conv_geom.h"
@@ -89,10 +92,10 @@ bool dn_conv_winograd_fits(const conv_geom *g, bool dx) {
   int64_t m = dx ? g->in_ch : g->out_ch, k = dx ? g->out_ch : g->in_ch;
   int64_t src_h, src_w, out_h, out_w, pad_h, pad_w;
   sizes(g, dx, &src_h, &src_w, &out_h, &out_w, &pad_h, &pad_w);
-  /* By default on the AVX2 kernel only: with AVX-512's twice wider products the transforms cost more than the
-     multiply-adds saved (the 32 -> 64 layer on 14x14 maps, batch 128, 2 threads of a Zen 5: forward 3.7-4.0
-     ms against the shifted products' 3.1, backward 7.8-8.1 against 6.0-6.2; AVX2: 4.7-4.8 against 5.8,
-     10.9-11.3 against 11.6-11.8). A tile's 4 outputs: too many wasted below 4 x 4 outputs. */
+  /* By default on the AVX2 kernel only: with AVX-512's twice wider products the transforms cost as much as
+     the multiply-adds saved (the 32 -> 64 layer on 14x14 maps, batch 128, 2 threads of a Zen 5, shifted ->
+     Winograd: forward 3.3-3.7 -> 3.5-3.7 ms, backward 6.2-7.3 -> 7.6-7.9; AVX2: 5.4-5.9 -> 4.4-4.5, dx alone
+     5.6-6.6 -> 4.8-5.3). A tile's 4 outputs: too many wasted below 4 x 4 outputs. */
   if (dn_conv_winograd_force != DN_SHIFTED_ALWAYS &&
       (kern != &dn_gemm_kernel_avx2 || m < kern->mr || k < MIN_K || out_h < 4 || out_w < 4))
     return false;
@@ -164,7 +167,7 @@ void dn_conv_winograd_free(dn_conv_winograd *s) {
   s->full = NULL;
 }
 
-/* A task's scratch: the phase planes of one image, V's ring [16][k][ring], a panel's M [16][mr][nr] and an
+/* A task's scratch: the phase planes of one image, V's ring [16][k][ring], a tile's M [m][16][nr] and an
    output channel's outputs [4][nr]. */
 typedef struct scratch {
   float *planes, *v, *mt, *yt;
@@ -208,12 +211,26 @@ static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes
     /* the padded plane's (fr, fc) goes to phase plane (fr % 2, fc % 2) at (fr / 2, fc / 2) (s->place); the
        rest stays 0 */
     const int32_t *restrict place = s->place;
-    if (src.sw == 1 && src.sh == s->src_w) {
-      const float *restrict x = src.data + c * src.sc;
-      for (int64_t e = 0; e < s->src_h * s->src_w; e++) pc[place[e]] = x[e];
+    if (src.sw == 1) {   /* a row's even and odd columns apart, 8 at a time by two shuffles */
+      for (int64_t h = 0; h < s->src_h; h++) {
+        const float *restrict r = src.data + c * src.sc + h * src.sh;
+        float *restrict even = pc + place[h * s->src_w];
+        float *restrict odd = s->src_w > 1 ? pc + place[h * s->src_w + 1] : even;   /* (none: never written) */
+        int64_t q = 0;
+        for (; 2 * q + 8 <= s->src_w; q += 4) {
+          __m128 a = _mm_loadu_ps(r + 2 * q), b = _mm_loadu_ps(r + 2 * q + 4);
+          _mm_storeu_ps(even + q, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+          _mm_storeu_ps(odd + q, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+        }
+        for (; 2 * q < s->src_w; q++) {
+          even[q] = r[2 * q];
+          if (2 * q + 1 < s->src_w) odd[q] = r[2 * q + 1];
+        }
+      }
     } else {
       for (int64_t h = 0; h < s->src_h; h++)
-        for (int64_t x = 0; x < s->src_w; x++) pc[place[h * s->src_w + x]] = src.data[c * src.sc + h * src.sh + x * src.sw];
+        for (int64_t x = 0; x < s->src_w; x++)
+          pc[place[h * s->src_w + x]] = src.data[c * src.sc + h * src.sh + x * src.sw];
     }
     /* V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]; the patch's d[r][q] over the wide tiles is
        phase plane (r % 2, q % 2) from (r / 2) wide + q / 2 on */
@@ -295,8 +312,8 @@ static int runs_of(const dn_conv_winograd *s, int64_t t0, int64_t end, run *runs
   return count;
 }
 
-/* Global columns [t0, end) (nr at most, t0 a multiple of nr): their 16 products, a panel of mr output channels
-   at a time, each panel's outputs written before the next. */
+/* Global columns [t0, end) (nr at most, t0 a multiple of nr): their 16 products, then their outputs channel
+   by channel (columns past end are computed from stale or zero V and dropped). */
 static void tile(const dn_conv_winograd *s, int64_t t0, int64_t end, const scratch *b, float *out) {
   const dn_gemm_kernel *kern = s->kernel;
   int64_t nr = kern->nr, mr = kern->mr, panels = (s->m + mr - 1) / mr, ow = s->out_w, plane = s->out_h * ow;
@@ -304,14 +321,15 @@ static void tile(const dn_conv_winograd *s, int64_t t0, int64_t end, const scrat
   run runs[64];   /* at most nr: a run has a tile at least */
   int count = runs_of(s, t0, end, runs);
   float *yt[4] = {b->yt, b->yt + nr, b->yt + 2 * nr, b->yt + 3 * nr};
-  /* M_xi [m, nr] at mt + xi * m * nr: position by position, V's tile of one position stays in L1 */
+  /* M_xi [m, nr], row o at mt + (o * 16 + xi) * nr (an output channel's 16 rows together for the output
+     transform): position by position, V's tile of one position stays in L1 */
   for (int xi = 0; xi < XI; xi++)
     for (int64_t q = 0; q < panels; q++)
       kern->rows(s->k, s->u + (xi * panels + q) * s->k * mr, b->v + xi * vs + at, s->off,
-                 b->mt + (xi * s->m + q * mr) * nr, nr, (int)(s->m - q * mr < mr ? s->m - q * mr : mr), s->full);
+                 b->mt + (q * mr * XI + xi) * nr, XI * nr, (int)(s->m - q * mr < mr ? s->m - q * mr : mr), s->full);
   for (int64_t o = 0; o < s->m; o++) {
     const float *m[XI];
-    for (int xi = 0; xi < XI; xi++) m[xi] = b->mt + (xi * s->m + o) * nr;
+    for (int xi = 0; xi < XI; xi++) m[xi] = b->mt + (o * XI + xi) * nr;
     output_tile(m, yt, nr);
     float *dst = out + o * plane;
     for (int k = 0; k < count; k++) {
