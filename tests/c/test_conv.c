@@ -582,6 +582,24 @@ static void test_shifted_products(void **state) {
   dn_conv_winograd_force = DN_SHIFTED_AUTO;
 }
 
+/* Case c's y and its gradients of x, w and b (inputs from seed) in out, the caller's to release. */
+static void forward_backward(const conv_case *c, uint64_t seed, dn_tensor *out[4]) {
+  dn_tensor *x, *w, *b, *y;
+  make_inputs(c, seed, &x, &w, &b);
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(w, true));
+  DN_OK_OR_FAIL(dn_requires_grad_(b, true));
+  DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c->stride, c->pad, c->dil, c->groups));
+  dn_tensor *g = dn_test_random(seed + 1, 4, y->shape);
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  out[0] = y;
+  out[1] = x->grad;
+  out[2] = w->grad;
+  out[3] = b->grad;
+  x->grad = w->grad = b->grad = NULL;
+  RELEASE(x, w, b, g);
+}
+
 /* A small CNN's 32 -> 64 layer (enough channels to take the shifted
    products by default where they exist) against im2col's, forward and
    every gradient: the same values within the rounding of a different order
@@ -593,20 +611,7 @@ static void test_shifted_against_im2col(void **state) {
   dn_conv_winograd_force = DN_SHIFTED_NEVER;
   for (int path = 0; path < 2; path++) {
     dn_conv_shifted_force = path ? DN_SHIFTED_NEVER : DN_SHIFTED_AUTO;
-    dn_tensor *x, *w, *b, *y;
-    make_inputs(&c, 950, &x, &w, &b);
-    DN_OK_OR_FAIL(dn_requires_grad_(x, true));
-    DN_OK_OR_FAIL(dn_requires_grad_(w, true));
-    DN_OK_OR_FAIL(dn_requires_grad_(b, true));
-    DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c.stride, c.pad, c.dil, c.groups));
-    dn_tensor *g = dn_test_random(951, 4, y->shape);
-    DN_OK_OR_FAIL(dn_backward(y, g, false));
-    out[path][0] = y;
-    out[path][1] = x->grad;
-    out[path][2] = w->grad;
-    out[path][3] = b->grad;
-    x->grad = w->grad = b->grad = NULL;
-    RELEASE(x, w, b, g);
+    forward_backward(&c, 950, out[path]);
   }
   dn_conv_shifted_force = DN_SHIFTED_AUTO;
   dn_conv_winograd_force = DN_SHIFTED_AUTO;
@@ -671,20 +676,7 @@ static void test_winograd_against_direct(void **state) {
     dn_tensor *out[2][4];
     for (int path = 0; path < 2; path++) {
       dn_conv_winograd_force = path ? DN_SHIFTED_NEVER : DN_SHIFTED_ALWAYS;
-      dn_tensor *x, *w, *b, *y;
-      make_inputs(c, 1400 + 10 * i, &x, &w, &b);
-      DN_OK_OR_FAIL(dn_requires_grad_(x, true));
-      DN_OK_OR_FAIL(dn_requires_grad_(w, true));
-      DN_OK_OR_FAIL(dn_requires_grad_(b, true));
-      DN_OK_OR_FAIL(dn_conv2d(&y, x, w, b, c->stride, c->pad, c->dil, c->groups));
-      dn_tensor *g = dn_test_random(1405 + 10 * i, 4, y->shape);
-      DN_OK_OR_FAIL(dn_backward(y, g, false));
-      out[path][0] = y;
-      out[path][1] = x->grad;
-      out[path][2] = w->grad;
-      out[path][3] = b->grad;
-      x->grad = w->grad = b->grad = NULL;
-      RELEASE(x, w, b, g);
+      forward_backward(c, 1400 + 10 * i, out[path]);
     }
     dn_conv_winograd_force = DN_SHIFTED_AUTO;
     for (int k = 0; k < 4; k++) dn_test_assert_close(out[0][k], out[1][k], 1e-4);
