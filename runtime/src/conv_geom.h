@@ -139,8 +139,9 @@ typedef struct dn_conv_winograd {
   int64_t m, k;                          /* output and input channels of the product */
   int64_t src_h, src_w, out_h, out_w;    /* the source image's and the output's sizes */
   int64_t pad_h, pad_w;                  /* zero rows and columns before the source */
-  int64_t tx, wide, plane, cols;         /* tiles per row, + 1 (junk), floats per phase plane, columns per image */
-  int64_t ring;                          /* V's columns (whole tiles of the kernel's nr) */
+  int64_t tx, wide, plane, cols;         /* tiles per row, + 1 (a phase plane's row), floats per phase plane,
+                                            columns per image */
+  int64_t ring, rs;                      /* V's columns (whole tiles of the kernel's nr), floats per V row */
   float *u;                              /* [16][m in panels of mr][k] transformed weight */
   int32_t *off;                          /* [k]: V row p's offset */
   int32_t *place;                        /* [src_h * src_w]: a source value's place in its channel's planes */

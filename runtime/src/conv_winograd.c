@@ -16,18 +16,22 @@
 ** Layout: an image's padded plane is stored as four phase planes (even or
 ** odd row, even or odd column), each (TY + 2) x (TX + 1): the 16 values of
 ** tile (a, b)'s patch, at rows 2a..2a+3 and columns 2b..2b+3, are then each
-** at one fixed offset from a * (TX + 1) + b in one of the phase planes. So
-** with tiles numbered u = a * (TX + 1) + b ("wide": one junk tile a row,
-** discarded), the input transform is 16 contiguous streams over u, in
-** vectors. A task's images follow one another as the columns of the 16
-** products (image i's tile u is column i * cols + u), held in a ring of V
-** columns: as soon as nr columns are in, gemm.h's products over rows (every
-** lane kept) compute that tile of columns, position by position (V's tile
-** of one position stays in L1 for all output channels), and the output
-** transform writes the tile's outputs into y (or dx), a run of tiles of one
-** row at a time. So V takes a few hundred KB whatever the batch, and no
-** columns are wasted to round images to tiles. (mr channels at a time for
-** all 16 positions, the products then in L1, measured no faster.)
+** at one fixed offset from a * (TX + 1) + b in one of the phase planes, and
+** the input transform takes 8 tiles of a row at a time as vector adds. A
+** task's images follow one another as the columns of the 16 products (image
+** i's tile (a, b) is column i * cols + a * TX + b: no column is wasted, not
+** even at the end of a row of tiles), held in a ring of V columns: as soon
+** as nr columns are in, gemm.h's products over rows (every lane kept)
+** compute that tile of columns, position by position (V's tile of one
+** position stays in L1 for all output channels), and the output transform
+** writes the tile's outputs into y (or dx), a run of tiles of one row at a
+** time. So V takes a few hundred KB whatever the batch, and no columns are
+** wasted to round images to tiles. (mr channels at a time for all 16
+** positions, the products then in L1, measured no faster.) Columns used to
+** be numbered a * (TX + 1) + b, one junk tile a row (an eighth of the
+** products on 14x14 maps); the 32 -> 64 layer's forward and backward took
+** 0.83 and 0.86 of their time without it (AVX2, 2 threads, Zen 5, 8
+** alternated pairs each).
 **
 ** Where the time goes (AVX2, the small CNN's training step, 2 threads,
 ** perf): the 16 products 21%, the copy into the phase planes 4.6%, the
@@ -43,7 +47,7 @@
 */
 #include <string.h>
 #if defined(__x86_64__)
-#include <emmintrin.h>   /* SSE2, in every x86-64: the phase planes' split of a row */
+#include <emmintrin.h>   /* SSE2, in every x86-64: the phase planes' split of a row, the output transform */
 #endif
 
 #include "blas.h"
@@ -79,8 +83,14 @@ static void sizes(const conv_geom *g, bool dx, int64_t *src_h, int64_t *src_w, i
   *pad_w = dx ? 2 - g->pad[1] : g->pad[1];
 }
 
-/* V's ring: room for an image's columns next to a tile's worth not yet computed, in whole tiles. */
-static int64_t ring_of(int64_t cols, int64_t nr) { return (nr - 1 + cols + nr - 1) / nr * nr; }
+/* The input transform's vectors: VL tiles of a row at a time, stored whole (the lanes past the row's end land
+   where the next row's tiles, or free columns, go). */
+enum { VL = 8 };
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+
+/* V's ring: room for an image's columns next to a tile's worth not yet computed and a vector's spill, in whole
+   tiles; its rows are VL floats longer (the spill at the ring's end). */
+static int64_t ring_of(int64_t cols, int64_t nr) { return (nr - 1 + cols + VL - 1 + nr - 1) / nr * nr; }
 
 bool dn_conv_winograd_fits(const conv_geom *g, bool dx) {
   const dn_gemm_kernel *kern = dn_blas_rows_kernel();
@@ -99,19 +109,19 @@ bool dn_conv_winograd_fits(const conv_geom *g, bool dx) {
   if (dn_conv_winograd_force != DN_SHIFTED_ALWAYS &&
       (kern != &dn_gemm_kernel_avx2 || m < kern->mr || k < MIN_K || out_h < 4 || out_w < 4))
     return false;
-  int64_t cols = (out_h + 1) / 2 * ((out_w + 1) / 2 + 1);
-  return XI * k * ring_of(cols, kern->nr) <= MAX_V_FLOATS && m * k <= MAX_V_FLOATS;
+  int64_t cols = (out_h + 1) / 2 * ((out_w + 1) / 2);
+  return XI * k * (ring_of(cols, kern->nr) + VL) <= MAX_V_FLOATS && m * k <= MAX_V_FLOATS;
 }
 
 dn_status dn_conv_winograd_init(dn_conv_winograd *s, const conv_geom *g, const float *w, bool dx, const char *op) {
   const dn_gemm_kernel *kern = dn_blas_rows_kernel();
   int64_t src_h, src_w, out_h, out_w, pad_h, pad_w;
   sizes(g, dx, &src_h, &src_w, &out_h, &out_w, &pad_h, &pad_w);
-  int64_t ty = (out_h + 1) / 2, tx = (out_w + 1) / 2, wide = tx + 1, cols = ty * wide, nr = kern->nr;
+  int64_t ty = (out_h + 1) / 2, tx = (out_w + 1) / 2, wide = tx + 1, cols = ty * tx, nr = kern->nr;
   *s = (dn_conv_winograd){.kernel = kern, .m = dx ? g->in_ch : g->out_ch, .k = dx ? g->out_ch : g->in_ch,
                           .src_h = src_h, .src_w = src_w, .out_h = out_h, .out_w = out_w, .pad_h = pad_h,
-                          .pad_w = pad_w, .tx = tx, .wide = wide, .plane = round16((ty + 2) * wide), .cols = cols,
-                          .ring = ring_of(cols, nr)};
+                          .pad_w = pad_w, .tx = tx, .wide = wide, .plane = round16((ty + 2) * wide + VL),
+                          .cols = cols, .ring = ring_of(cols, nr), .rs = ring_of(cols, nr) + VL};
   int64_t mr = kern->mr, panels = (s->m + mr - 1) / mr;
   s->u = dn_alloc((size_t)(XI * panels * mr * s->k) * sizeof *s->u);
   s->off = dn_alloc((size_t)s->k * sizeof *s->off);
@@ -121,7 +131,7 @@ dn_status dn_conv_winograd_init(dn_conv_winograd *s, const conv_geom *g, const f
     dn_conv_winograd_free(s);
     return dn_fail(DN_ENOMEM, "%s: out of memory for its Winograd products' weight and tables", op);
   }
-  for (int64_t p = 0; p < s->k; p++) s->off[p] = (int32_t)(p * s->ring);
+  for (int64_t p = 0; p < s->k; p++) s->off[p] = (int32_t)(p * s->rs);
   for (int64_t h = 0; h < src_h; h++)
     for (int64_t x = 0; x < src_w; x++) {
       int64_t fr = h + pad_h, fc = x + pad_w;
@@ -177,35 +187,49 @@ static scratch scratch_of(const dn_conv_winograd *s, float *base) {
   scratch b;
   b.planes = base;
   b.v = b.planes + 4 * s->k * s->plane;
-  b.mt = b.v + XI * s->k * s->ring;
+  b.mt = b.v + XI * s->k * s->rs;
   b.yt = b.mt + XI * round16(s->m) * s->kernel->nr;
   return b;
 }
 
 int64_t dn_conv_winograd_task_floats(const dn_conv_winograd *s) {
-  return 4 * s->k * s->plane + XI * s->k * s->ring + XI * round16(s->m) * s->kernel->nr + 4 * s->kernel->nr;
+  return 4 * s->k * s->plane + XI * s->k * s->rs + XI * round16(s->m) * s->kernel->nr + 4 * s->m * s->kernel->nr;
 }
 
-/* One row i of B^T d over the 4 columns, then d B: e[q] = a[q] + sign b[q] (a, b two of the patch's rows,
-   sign +-1: exact), v[j] = (e B)[j] into V's 4 positions 4 i + j, for n wide tiles. */
-static void input_row(const float *const a[4], const float *const b[4], float sign, float *const v[4], int64_t n) {
-  const float *restrict a0 = a[0], *restrict a1 = a[1], *restrict a2 = a[2], *restrict a3 = a[3];
-  const float *restrict b0 = b[0], *restrict b1 = b[1], *restrict b2 = b[2], *restrict b3 = b[3];
-  float *restrict v0 = v[0], *restrict v1 = v[1], *restrict v2 = v[2], *restrict v3 = v[3];
-#pragma omp simd
-  for (int64_t u = 0; u < n; u++) {
-    float e0 = a0[u] + sign * b0[u], e1 = a1[u] + sign * b1[u], e2 = a2[u] + sign * b2[u], e3 = a3[u] + sign * b3[u];
-    v0[u] = e0 - e2;
-    v1[u] = e1 + e2;
-    v2[u] = e2 - e1;
-    v3[u] = e1 - e3;
+static inline vf vload(const float *p) {
+  vf v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], of VL tiles of a row: d[r][q], the patch's value
+   (r, q) of each, is phase plane (r % 2, q % 2) of the channel's planes pc from u + (r / 2) wide + q / 2 on (u
+   the first tile's place in the planes). The sums are exact sign flips and the adds of the 4 x 4 transform,
+   row by row of B^T d, then by columns. */
+static DN_ALWAYS_INLINE void transform_tiles(const float *pc, int64_t plane, int64_t wide, int64_t u, vf v[XI]) {
+  vf d[4][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) d[r][q] = vload(pc + (2 * (r % 2) + q % 2) * plane + u + r / 2 * wide + q / 2);
+  /* row i of B^T d: d[a] + sign d[b] */
+  static const int ra[4] = {0, 1, 2, 1}, rb[4] = {2, 2, 1, 3};
+  static const float sign[4] = {-1.0f, 1.0f, -1.0f, -1.0f};
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    vf e[4];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) e[q] = d[ra[i]][q] + sign[i] * d[rb[i]][q];
+    v[4 * i] = e[0] - e[2];
+    v[4 * i + 1] = e[1] + e[2];
+    v[4 * i + 2] = e[2] - e[1];
+    v[4 * i + 3] = e[1] - e[3];
   }
 }
 
 /* Image src's transform into the ring's columns from `at` on (wrapping at its end). */
 static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes, float *v) {
-  int64_t wide = s->wide, plane = s->plane, vs = s->k * s->ring;
-  int64_t first = s->ring - at < s->cols ? s->ring - at : s->cols;   /* columns before the ring wraps */
+  int64_t wide = s->wide, plane = s->plane, vs = s->k * s->rs, tx = s->tx;
   for (int64_t c = 0; c < s->k; c++) {
     float *pc = planes + 4 * c * plane;
     /* the padded plane's (fr, fc) goes to phase plane (fr % 2, fc % 2) at (fr / 2, fc / 2) (s->place); the
@@ -232,22 +256,23 @@ static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes
         for (int64_t x = 0; x < s->src_w; x++)
           pc[place[h * s->src_w + x]] = src.data[c * src.sc + h * src.sh + x * src.sw];
     }
-    /* V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]; the patch's d[r][q] over the wide tiles is
-       phase plane (r % 2, q % 2) from (r / 2) wide + q / 2 on */
-    for (int64_t u0 = 0, to = at; u0 < s->cols; to = 0) {
-      int64_t n = u0 == 0 ? first : s->cols - u0;
-      const float *d[4][4];
-      for (int r = 0; r < 4; r++)
-        for (int q = 0; q < 4; q++) d[r][q] = pc + (2 * (r % 2) + q % 2) * plane + r / 2 * wide + q / 2 + u0;
-      float *out[4][4];
-      for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) out[i][j] = v + (4 * i + j) * vs + c * s->ring + to;
-      input_row(d[0], d[2], -1.0f, out[0], n);
-      input_row(d[1], d[2], 1.0f, out[1], n);
-      input_row(d[2], d[1], -1.0f, out[2], n);
-      input_row(d[1], d[3], -1.0f, out[3], n);
-      u0 += n;
-    }
+    /* tile (a, b) is column at + a tx + b of the ring (wrapping at its end), its patch at a wide + b in the
+       planes; VL tiles at a time, stored whole unless they cross the ring's end */
+    float *vc = v + c * s->rs;
+    for (int64_t a = 0; a < s->cols / tx; a++)
+      for (int64_t b = 0; b < tx; b += VL) {
+        vf t[XI];
+        transform_tiles(pc, plane, wide, a * wide + b, t);
+        int64_t col = at + a * tx + b, n = tx - b < VL ? tx - b : VL;
+        if (col >= s->ring) col -= s->ring;
+        if (col + n <= s->ring) {
+#pragma GCC unroll 16
+          for (int xi = 0; xi < XI; xi++) memcpy(vc + xi * vs + col, &t[xi], sizeof t[xi]);
+        } else {
+          for (int xi = 0; xi < XI; xi++)
+            for (int64_t l = 0; l < n; l++) vc[xi * vs + (col + l < s->ring ? col + l : col + l - s->ring)] = t[xi][l];
+        }
+      }
   }
 }
 
@@ -293,16 +318,12 @@ typedef struct run {
   bool down;            /* its tiles have their bottom row of outputs (not the last of an odd height) */
 } run;
 
-/* The runs of global columns [t0, end) (nr at most), junk columns in none. */
+/* The runs of global columns [t0, end) (nr at most). */
 static int runs_of(const dn_conv_winograd *s, int64_t t0, int64_t end, run *runs) {
   int count = 0;
   int64_t image_out = s->m * s->out_h * s->out_w;
   for (int64_t col = t0; col < end;) {
-    int64_t i = col / s->cols, u = col % s->cols, a = u / s->wide, b = u % s->wide;
-    if (b == s->tx) {
-      col++;
-      continue;
-    }
+    int64_t i = col / s->cols, u = col % s->cols, a = u / s->tx, b = u % s->tx;
     int64_t len = s->tx - b < end - col ? s->tx - b : end - col;
     int64_t pairs = len - (s->out_w % 2 && b + len == s->tx);
     runs[count++] = (run){.col = col - t0, .at = i * image_out + 2 * a * s->out_w + 2 * b, .len = len,
@@ -317,25 +338,31 @@ static int runs_of(const dn_conv_winograd *s, int64_t t0, int64_t end, run *runs
 static void tile(const dn_conv_winograd *s, int64_t t0, int64_t end, const scratch *b, float *out) {
   const dn_gemm_kernel *kern = s->kernel;
   int64_t nr = kern->nr, mr = kern->mr, panels = (s->m + mr - 1) / mr, ow = s->out_w, plane = s->out_h * ow;
-  int64_t vs = s->k * s->ring, at = t0 % s->ring;
+  int64_t vs = s->k * s->rs, at = t0 % s->ring;
   run runs[64];   /* at most nr: a run has a tile at least */
   int count = runs_of(s, t0, end, runs);
-  float *yt[4] = {b->yt, b->yt + nr, b->yt + 2 * nr, b->yt + 3 * nr};
   /* M_xi [m, nr], row o at mt + (o * 16 + xi) * nr (an output channel's 16 rows together for the output
      transform): position by position, V's tile of one position stays in L1 */
   for (int xi = 0; xi < XI; xi++)
     for (int64_t q = 0; q < panels; q++)
       kern->rows(s->k, s->u + (xi * panels + q) * s->k * mr, b->v + xi * vs + at, s->off,
                  b->mt + (q * mr * XI + xi) * nr, XI * nr, (int)(s->m - q * mr < mr ? s->m - q * mr : mr), s->full);
+  /* the outputs of every channel first, then their stores: a run starting inside one of output_tile's vectors
+     would read it back before the store reached the cache (a failed forward, as long as the stores) */
   for (int64_t o = 0; o < s->m; o++) {
     const float *m[XI];
+    float *y[4];
     for (int xi = 0; xi < XI; xi++) m[xi] = b->mt + (o * XI + xi) * nr;
-    output_tile(m, yt, nr);
+    for (int j = 0; j < 4; j++) y[j] = b->yt + (o * 4 + j) * nr;
+    output_tile(m, y, nr);
+  }
+  for (int64_t o = 0; o < s->m; o++) {
+    const float *yt = b->yt + o * 4 * nr;
     float *dst = out + o * plane;
     for (int k = 0; k < count; k++) {
       const run *rn = &runs[k];
-      interleave(dst + rn->at, yt[0] + rn->col, yt[1] + rn->col, rn->len, rn->pairs);
-      if (rn->down) interleave(dst + rn->at + ow, yt[2] + rn->col, yt[3] + rn->col, rn->len, rn->pairs);
+      interleave(dst + rn->at, yt + rn->col, yt + nr + rn->col, rn->len, rn->pairs);
+      if (rn->down) interleave(dst + rn->at + ow, yt + 2 * nr + rn->col, yt + 3 * nr + rn->col, rn->len, rn->pairs);
     }
   }
 }

@@ -650,6 +650,8 @@ static void test_winograd_products(void **state) {
     {2, 7, 4, 3, 12, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},    /* one and a half rows of tiles */
     {1, 2, 2, 3, 3, 3, 3, {1, 1}, {0, 0}, {1, 1}, 1},     /* one output */
     {37, 17, 9, 9, 10, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},  /* V's ring wrapped within each task */
+    {2, 5, 4, 6, 21, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},    /* runs of 8 tiles and more, an odd width */
+    {2, 3, 4, 5, 34, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1},    /* runs of 17 tiles */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     check_gradients_reference(&cases[i], 1300 + 10 * i, false);
