@@ -177,8 +177,8 @@ void dn_conv_winograd_free(dn_conv_winograd *s) {
   s->full = NULL;
 }
 
-/* A task's scratch: the phase planes of one image, V's ring [16][k][ring], a tile's M [m][16][nr] and an
-   output channel's outputs [4][nr]. */
+/* A task's scratch: the phase planes of one image, 16 floats (>= VL), V's ring [16][k][rs], a tile's M [m][16][nr]
+   and its outputs [m][4][nr]. */
 typedef struct scratch {
   float *planes, *v, *mt, *yt;
 } scratch;
@@ -186,14 +186,14 @@ typedef struct scratch {
 static scratch scratch_of(const dn_conv_winograd *s, float *base) {
   scratch b;
   b.planes = base;
-  b.v = b.planes + 4 * s->k * s->plane;
+  b.v = b.planes + 4 * s->k * s->plane + 16;
   b.mt = b.v + XI * s->k * s->rs;
   b.yt = b.mt + XI * round16(s->m) * s->kernel->nr;
   return b;
 }
 
 int64_t dn_conv_winograd_task_floats(const dn_conv_winograd *s) {
-  return 4 * s->k * s->plane + XI * s->k * s->rs + XI * round16(s->m) * s->kernel->nr + 4 * s->m * s->kernel->nr;
+  return 4 * s->k * s->plane + 16 + XI * s->k * s->rs + XI * round16(s->m) * s->kernel->nr + 4 * s->m * s->kernel->nr;
 }
 
 static inline vf vload(const float *p) {
@@ -240,16 +240,19 @@ static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes
         const float *restrict r = src.data + c * src.sc + h * src.sh;
         float *restrict even = pc + place[h * s->src_w];
         float *restrict odd = s->src_w > 1 ? pc + place[h * s->src_w + 1] : even;   /* (none: never written) */
-        int64_t q = 0;
-        for (; 2 * q + 8 <= s->src_w; q += 4) {
+        int64_t pairs = s->src_w / 2, q = 0;
+        for (; q < pairs; q += 4) {
+          if (pairs < 4) break;
+          if (q + 4 > pairs) q = pairs - 4;   /* the last 4 pairs again, overlapping: the same values */
           __m128 a = _mm_loadu_ps(r + 2 * q), b = _mm_loadu_ps(r + 2 * q + 4);
           _mm_storeu_ps(even + q, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
           _mm_storeu_ps(odd + q, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
         }
-        for (; 2 * q < s->src_w; q++) {
+        for (; q < pairs; q++) {
           even[q] = r[2 * q];
-          if (2 * q + 1 < s->src_w) odd[q] = r[2 * q + 1];
+          odd[q] = r[2 * q + 1];
         }
+        if (s->src_w % 2) even[pairs] = r[s->src_w - 1];
       }
     } else {
       for (int64_t h = 0; h < s->src_h; h++)
@@ -257,7 +260,7 @@ static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes
           pc[place[h * s->src_w + x]] = src.data[c * src.sc + h * src.sh + x * src.sw];
     }
     /* tile (a, b) is column at + a tx + b of the ring (wrapping at its end), its patch at a wide + b in the
-       planes; VL tiles at a time, stored whole unless they cross the ring's end */
+       planes; VL tiles at a time, stored whole */
     float *vc = v + c * s->rs;
     for (int64_t a = 0; a < s->cols / tx; a++)
       for (int64_t b = 0; b < tx; b += VL) {
@@ -265,13 +268,12 @@ static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes
         transform_tiles(pc, plane, wide, a * wide + b, t);
         int64_t col = at + a * tx + b, n = tx - b < VL ? tx - b : VL;
         if (col >= s->ring) col -= s->ring;
-        if (col + n <= s->ring) {
 #pragma GCC unroll 16
-          for (int xi = 0; xi < XI; xi++) memcpy(vc + xi * vs + col, &t[xi], sizeof t[xi]);
-        } else {
-          for (int xi = 0; xi < XI; xi++)
-            for (int64_t l = 0; l < n; l++) vc[xi * vs + (col + l < s->ring ? col + l : col + l - s->ring)] = t[xi][l];
-        }
+        for (int xi = 0; xi < XI; xi++) memcpy(vc + xi * vs + col, &t[xi], sizeof t[xi]);
+        if (col + n > s->ring)   /* across the ring's end: the lanes past it again from column 0 (those before it
+                                    land in the previous row's spill, or the VL floats before V) */
+#pragma GCC unroll 16
+          for (int xi = 0; xi < XI; xi++) memcpy(vc + xi * vs + col - s->ring, &t[xi], sizeof t[xi]);
       }
   }
 }
