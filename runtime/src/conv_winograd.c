@@ -34,10 +34,11 @@
 ** alternated pairs each).
 **
 ** Where the time goes (AVX2, the small CNN's training step, 2 threads,
-** perf): the 16 products 21%, the copy into the phase planes 4.6%, the
-** input transform 3.9%, the output transform 3.1% and its stores 3.2%: the
-** transforms cost 70% of the products, which is why AVX-512, twice as fast
-** at the products, does not gain.
+** perf): the 16 products 18%, the copy into the phase planes and the input
+** transform 5.4%, the output transform 2.9% and its stores 3.7% (they wait
+** on y's and dx's new lines). With AVX-512's twice faster products the
+** transforms weigh twice as much: it takes these products where both sides
+** have 32 channels or more (dn_conv_winograd_fits).
 **
 ** Bits: an output is the same additions of the same products whatever
 ** images share its products or which thread computes it, so they do not
@@ -102,12 +103,15 @@ bool dn_conv_winograd_fits(const conv_geom *g, bool dx) {
   int64_t m = dx ? g->in_ch : g->out_ch, k = dx ? g->out_ch : g->in_ch;
   int64_t src_h, src_w, out_h, out_w, pad_h, pad_w;
   sizes(g, dx, &src_h, &src_w, &out_h, &out_w, &pad_h, &pad_w);
-  /* By default on the AVX2 kernel only: with AVX-512's twice wider products the transforms cost as much as
-     the multiply-adds saved (the 32 -> 64 layer on 14x14 maps, batch 128, 2 threads of a Zen 5, shifted ->
-     Winograd: forward 3.3-3.7 -> 3.5-3.7 ms, backward 6.2-7.3 -> 7.6-7.9; AVX2: 5.4-5.9 -> 4.4-4.5, dx alone
-     5.6-6.6 -> 4.8-5.3). A tile's 4 outputs: too many wasted below 4 x 4 outputs. */
+  /* With AVX-512's twice wider products, only where m is 32 or more too: the transforms weigh more against
+     them (2 threads of a Zen 5, shifted -> Winograd, forward / backward ms, 3 runs: 32 -> 64 at 14x14, batch
+     128: 3.1-3.4 -> 2.5-2.6 / 6.0-6.4 -> 5.5-5.8; 64 -> 64 at 28x28, batch 32: 5.3-6.4 -> 4.0-4.2 / 11.6-14.0
+     -> 10.2-10.4; 128 -> 128 at 7x7: 6.4-6.7 -> 5.9-6.2 / 13.9-14.5 -> 13.3-13.8; 64 -> 32 at 56x56, batch 8,
+     about even; but 16 -> 32's dx (m = 16) at 56x56, batch 16: backward 3.7-4.4 -> 4.1-4.5). A tile's 4
+     outputs: too many wasted below 4 x 4 outputs. */
+  bool avx512 = kern != &dn_gemm_kernel_avx2;
   if (dn_conv_winograd_force != DN_SHIFTED_ALWAYS &&
-      (kern != &dn_gemm_kernel_avx2 || m < kern->mr || k < MIN_K || out_h < 4 || out_w < 4))
+      (m < (avx512 ? MIN_K : kern->mr) || k < MIN_K || out_h < 4 || out_w < 4))
     return false;
   int64_t cols = (out_h + 1) / 2 * ((out_w + 1) / 2);
   return XI * k * (ring_of(cols, kern->nr) + VL) <= MAX_V_FLOATS && m * k <= MAX_V_FLOATS;
