@@ -245,8 +245,7 @@ static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes
         float *restrict even = pc + place[h * s->src_w];
         float *restrict odd = s->src_w > 1 ? pc + place[h * s->src_w + 1] : even;   /* (none: never written) */
         int64_t pairs = s->src_w / 2, q = 0;
-        for (; q < pairs; q += 4) {
-          if (pairs < 4) break;
+        for (; pairs >= 4 && q < pairs; q += 4) {
           if (q + 4 > pairs) q = pairs - 4;   /* the last 4 pairs again, overlapping: the same values */
           __m128 a = _mm_loadu_ps(r + 2 * q), b = _mm_loadu_ps(r + 2 * q + 4);
           _mm_storeu_ps(even + q, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
