@@ -274,7 +274,7 @@ static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes
 #pragma GCC unroll 16
         for (int xi = 0; xi < XI; xi++) memcpy(vc + xi * vs + col, &t[xi], sizeof t[xi]);
         if (col + n > s->ring)   /* across the ring's end: the lanes past it again from column 0 (those before it
-                                    land in the previous row's spill, or the VL floats before V) */
+                                    land in the previous row's spill, or the 16 floats kept before V) */
 #pragma GCC unroll 16
           for (int xi = 0; xi < XI; xi++) memcpy(vc + xi * vs + col - s->ring, &t[xi], sizeof t[xi]);
       }
@@ -353,7 +353,8 @@ static void tile(const dn_conv_winograd *s, int64_t t0, int64_t end, const scrat
       kern->rows(s->k, s->u + (xi * panels + q) * s->k * mr, b->v + xi * vs + at, s->off,
                  b->mt + (q * mr * XI + xi) * nr, XI * nr, (int)(s->m - q * mr < mr ? s->m - q * mr : mr), s->full);
   /* the outputs of every channel first, then their stores: a run starting inside one of output_tile's vectors
-     would read it back before the store reached the cache (a failed forward, as long as the stores) */
+     read it back right after the store, before it reached the cache, and the load waited for it (a store to
+     load forward fails across two stores) */
   for (int64_t o = 0; o < s->m; o++) {
     const float *m[XI];
     float *y[4];
