@@ -36,9 +36,10 @@
 ** im2col, packing of col or col2im at all, for 16/14 of the multiply-adds on
 ** 14x14 maps. The small CNN's training step: 2.7% faster (its 32 -> 64
 ** layer's dx ~10%, forward ~2%; 10 alternated pairs, 0.943-0.996). dw
-** keeps its own paths (by shifts: conv_dw_shifts.c). On the AVX2 kernel, a
-** 3x3 one with no dilation takes y and dx by Winograd's F(2x2, 3x3)
-** instead (conv_winograd.c): a task's images one after another through
+** keeps its own paths (by shifts: conv_dw_shifts.c). A 3x3 one with no
+** dilation takes y and dx by Winograd's F(2x2, 3x3) instead, on the AVX2
+** kernel with 32 channels on the side read, on AVX-512 with 32 on both
+** sides (conv_winograd.c): a task's images one after another through
 ** its cursor, each finished (bias, ReLU, sums) once its outputs are all
 ** written; dx is written as the task's images complete, at the latest by
 ** its flush after the last.

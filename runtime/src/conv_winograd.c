@@ -181,8 +181,10 @@ void dn_conv_winograd_free(dn_conv_winograd *s) {
   s->full = NULL;
 }
 
-/* A task's scratch: the phase planes of one image, 16 floats (>= VL), V's ring [16][k][rs], a tile's M [m][16][nr]
-   and its outputs [m][4][nr]. */
+/* A task's scratch: the phase planes of one image, V_GAP floats, V's ring [16][k][rs], a tile's M [m][16][nr]
+   and its outputs [m][4][nr]. V_GAP takes the stray lanes before V's first row (load) and keeps V 64-byte
+   aligned. */
+enum { V_GAP = 16 };
 typedef struct scratch {
   float *planes, *v, *mt, *yt;
 } scratch;
@@ -190,14 +192,15 @@ typedef struct scratch {
 static scratch scratch_of(const dn_conv_winograd *s, float *base) {
   scratch b;
   b.planes = base;
-  b.v = b.planes + 4 * s->k * s->plane + 16;
+  b.v = b.planes + 4 * s->k * s->plane + V_GAP;
   b.mt = b.v + XI * s->k * s->rs;
   b.yt = b.mt + XI * round16(s->m) * s->kernel->nr;
   return b;
 }
 
 int64_t dn_conv_winograd_task_floats(const dn_conv_winograd *s) {
-  return 4 * s->k * s->plane + 16 + XI * s->k * s->rs + XI * round16(s->m) * s->kernel->nr + 4 * s->m * s->kernel->nr;
+  int64_t nr = s->kernel->nr;
+  return 4 * s->k * s->plane + V_GAP + XI * s->k * s->rs + XI * round16(s->m) * nr + 4 * s->m * nr;
 }
 
 static inline vf vload(const float *p) {
@@ -274,7 +277,7 @@ static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes
 #pragma GCC unroll 16
         for (int xi = 0; xi < XI; xi++) memcpy(vc + xi * vs + col, &t[xi], sizeof t[xi]);
         if (col + n > s->ring)   /* across the ring's end: the lanes past it again from column 0 (those before it
-                                    land in the previous row's spill, or the 16 floats kept before V) */
+                                    land in the previous row's spill, or the V_GAP floats before V) */
 #pragma GCC unroll 16
           for (int xi = 0; xi < XI; xi++) memcpy(vc + xi * vs + col - s->ring, &t[xi], sizeof t[xi]);
       }

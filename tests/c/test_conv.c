@@ -568,7 +568,7 @@ static void test_slabs_and_parts(void **state) {
    again. */
 static void test_shifted_products(void **state) {
   dn_conv_shifted_force = DN_SHIFTED_ALWAYS;
-  dn_conv_winograd_force = DN_SHIFTED_NEVER;   /* else it takes the 3x3 layers it fits on AVX2 */
+  dn_conv_winograd_force = DN_SHIFTED_NEVER;   /* else it takes the 3x3 layers it fits */
   test_forward_values(state);
   test_forward_layouts(state);
   test_conv1d(state);
@@ -625,7 +625,7 @@ static void test_shifted_against_im2col(void **state) {
 
 /* 3x3 stride-1 convolutions with one group and no dilation take y and dx
    from Winograd's F(2x2, 3x3) (conv_winograd.c) on our kernels (by default
-   on AVX2, with enough channels). Forced wherever they fit, however small,
+   with enough channels). Forced wherever they fit, however small,
    and the shifted products off: the checks above (forward and gradients
    against the references, layouts, the same bits for 1-4 threads, conv +
    ReLU as the two ops, parts of the batch) and odd shapes: padding 0 and 2
