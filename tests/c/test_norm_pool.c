@@ -54,8 +54,9 @@ static const pool_case CASES[] = {
 #define N_CASES (sizeof CASES / sizeof *CASES)
 
 /* What x and the gradient hold: random values in [-2, 2]; integers (floor(3 v): ties in most windows, and
-   whole windows <= 0, ties of ReLU's zeros); those integers with NaN, signed zeros and special gradients. */
-typedef enum values { VALUES_RANDOM, VALUES_TIES, VALUES_SPECIAL, N_VALUES } values;
+   whole windows <= 0, ties of ReLU's zeros); those integers with NaN, signed zeros and special gradients;
+   sums whose bits show the order of their terms (VALUES_ORDER, make_inputs). */
+typedef enum values { VALUES_RANDOM, VALUES_TIES, VALUES_SPECIAL, VALUES_ORDER, N_VALUES } values;
 
 /* The fused op, or the chain it replaces: batch_norm_relu then max_pool2d, or batch_norm, relu, max_pool2d. */
 typedef enum chain { FUSED, BN_RELU_POOL, BN_RELU_POOL_APART } chain;
@@ -84,6 +85,29 @@ static inputs make_inputs(const pool_case *c, uint64_t seed, values kind) {
   if (kind == VALUES_RANDOM) return in;
   float *x = dn_tensor_data(in.x), *g = dn_tensor_data(in.g);
   int64_t n = dn_tensor_numel(in.x), s = c->shape[2] * c->shape[3];
+  if (kind == VALUES_ORDER) {
+    /*
+    ** Sums of values in [-2, 2] in double are exact, or round far below
+    ** float32's bits: a change in the order of the backward's sums (the
+    ** rows' order, a position's lane) went unseen. Here each channel's first
+    ** gradient of image 0 is 2^60 and of image 1 -2^60, both at position 0
+    ** of their rows, so in lane 0: lane 0 loses the terms that come between
+    ** the two (under 2^60's half ulp) and keeps the ones after. Every window
+    ** routes its gradient (its top left, 3, is the largest and normalizes
+    ** above 0), so these two are never masked.
+    */
+    for (int64_t k = 0; k < n; k++)
+      if ((k % s) / c->shape[3] % 2 == 0 && (k % s) % c->shape[3] % 2 == 0) x[k] = 3.0f;
+    if (in.weight) {
+      float *w = dn_tensor_data(in.weight), *b = dn_tensor_data(in.bias);
+      for (int64_t k = 0; k < ch; k++) w[k] = fabsf(w[k]) + 0.5f, b[k] = 0.0f;
+    }
+    for (int64_t k = 0; k < ch && c->shape[0] > 1; k++) {
+      g[k * out[2] * out[3]] = 0x1p60f;
+      g[(ch + k) * out[2] * out[3]] = -0x1p60f;
+    }
+    return in;
+  }
   for (int64_t k = 0; k < n; k++) x[k] = floorf(3.0f * x[k]);
   if (kind == VALUES_TIES) return in;
   /* channel 0: eval normalizes at running mean 0, and the bias -0 with a negative weight makes x = 0 give -0
