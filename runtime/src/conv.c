@@ -42,7 +42,11 @@
 ** sides (conv_winograd.c): a task's images one after another through
 ** its cursor, each finished (bias, ReLU, sums) once its outputs are all
 ** written; dx is written as the task's images complete, at the latest by
-** its flush after the last.
+** its flush after the last. Such a layer with 32 channels or more on both
+** sides and enough tiles per image takes dw from the same transforms too
+** (dn_conv_winograd_dw): each part of the batch adds its images' 16
+** transformed products into its own copy of dU, and the parts are added in
+** order before dw = G^T dU G.
 **
 ** Same-width convolutions (stride 1, 3x3 with padding 1) read the image
 ** through a map of where each kernel position falls inside it (inside_map):
@@ -372,6 +376,7 @@ typedef struct conv_job {
   const dn_conv_shifted *shifted; /* the forward's y or backward's dx by shifted products, or NULL */
   const dn_conv_winograd *winograd; /* the forward's y or backward's dx by Winograd's products, or NULL */
   const int32_t *dw_rows;         /* dw by shifts over the valid positions (dn_conv_dw_shifts_offsets), or NULL */
+  const dn_conv_winograd *dw_wino; /* dw by Winograd's transforms: parts of transformed gradients, or NULL */
   bool relu;                      /* forward: ReLU on the outputs (after the bias) */
   double *row_sums;               /* forward: each output row's sums for a batch norm (row_stats.h), or NULL */
   const float *relu_y;            /* backward: conv + ReLU's output [N, O, positions]; grad is read through
@@ -387,14 +392,14 @@ typedef struct conv_job {
   int64_t parts;
   float *scratch;                 /* task t's: col, the sgemm's panels, dcol, the forward's rows, ... */
   int64_t col_floats, pack_floats, dcol_floats, rows_floats, g_floats, xt_floats, gp_floats, fill_floats, frame_floats,
-          wino_floats;
+          wino_floats, dw_wino_floats;
   int64_t task_floats;
 } conv_job;
 
 /* Task t's parts of the scratch. */
 typedef struct task_buffers {
-  float *col, *pack, *dcol, *rows, *g, *xt, *gp, *fill, *frame, *wino;   /* xt, gp: dw by shifts; fill: the
-                                                     deferred grad's; frame: the shifted products'; wino: Winograd's */
+  float *col, *pack, *dcol, *rows, *g, *xt, *gp, *fill, *frame, *wino, *dw_wino;   /* xt, gp: dw by shifts; fill:
+                      the deferred grad's; frame: the shifted products'; wino: Winograd's; dw_wino: its dw's */
 } task_buffers;
 
 static task_buffers buffers_of(const conv_job *j, int t) {
@@ -409,6 +414,7 @@ static task_buffers buffers_of(const conv_job *j, int t) {
   b.fill = b.gp + j->gp_floats;
   b.frame = b.fill + j->fill_floats;
   b.wino = b.frame + j->frame_floats;
+  b.dw_wino = b.wino + j->wino_floats;
   return b;
 }
 
@@ -510,7 +516,7 @@ static void forward_task(void *ctx, int t, int nt) {
    image, which writes rather than adds) and db. */
 static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, double *db, float *col, float *pack,
                            float *dcol, float *gbuf, float *xt, float *gp, float *fill, float *frame,
-                           dn_conv_winograd_cursor *wino, bool zeroed) {
+                           dn_conv_winograd_cursor *wino, float *dw_wino, bool zeroed) {
   const conv_geom *g = j->g;
   int64_t og = g->out_ch / g->groups, kg = g->group_rows, l = g->positions;
   const float *gn = gbuf;
@@ -535,7 +541,7 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
     dx = NULL;
   }
   if (dx) memset(dx, 0, (size_t)(g->in_ch * g->in_h * g->in_w) * sizeof *dx);
-  float *dw_col = j->dw_shifts ? NULL : dw;   /* dw through im2col, slab by slab */
+  float *dw_col = j->dw_shifts || j->dw_wino ? NULL : dw;   /* dw through im2col, slab by slab */
   for (int64_t oh0 = 0; has_products(g) && (dx || dw_col) && oh0 < g->out_h; oh0 += j->slab) {
     int64_t oh1 = min64(oh0 + j->slab, g->out_h), cols = (oh1 - oh0) * g->out_w, at = oh0 * g->out_w;
     if (dx) {
@@ -560,6 +566,7 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
   }
   if (dw && j->dw_shifts && has_products(g))
     dn_conv_dw_shifts(g, image_of(j->x, n), gn, xt, gp, dw, first, pack, j->dw_rows);
+  if (dw && j->dw_wino) dn_conv_winograd_dw(j->dw_wino, image_of(j->x, n), gn, dw_wino, dw, first);
   for (int64_t o = 0; db && o < g->out_ch; o++) lanes_sum(db + o * LANES, gn + o * l, l);
 }
 
@@ -572,17 +579,19 @@ static void backward_task(void *ctx, int t, int nt) {
   memset(b.xt, 0, (size_t)(j->xt_floats + j->gp_floats) * sizeof *b.xt);
   memset(b.fill, 0, (size_t)j->fill_floats * sizeof *b.fill);   /* zeroed once (deferred.h) */
   memset(b.frame, 0, (size_t)j->frame_floats * sizeof *b.frame);   /* the frame's border: never written */
-  memset(b.wino, 0, (size_t)j->wino_floats * sizeof *b.wino);      /* the phase planes' border likewise */
+  /* the phase planes' borders (Winograd's y or dx, and its dw) likewise */
+  memset(b.wino, 0, (size_t)(j->wino_floats + j->dw_wino_floats) * sizeof *b.wino);
   /* Winograd's dx: the task's images are consecutive, from its first part's first on */
   int64_t p0 = dn_split(j->parts, t, nt), first = dn_split(g->batch, (int)p0, (int)j->parts);
   dn_conv_winograd_cursor wino = {b.wino, j->dx ? j->dx + first * g->in_ch * g->in_h * g->in_w : NULL, 0, 0};
   for (int64_t p = dn_split(j->parts, t, nt); p < dn_split(j->parts, t + 1, nt); p++) {
-    float *dw = j->dw ? j->dw + p * g->out_ch * g->group_rows : NULL;
+    int64_t part = j->dw_wino ? dn_conv_winograd_dw_part_floats(j->dw_wino) : g->out_ch * g->group_rows;
+    float *dw = j->dw ? j->dw + p * part : NULL;
     double *db = j->db ? j->db + p * g->out_ch * LANES : NULL;
     int64_t n0 = dn_split(g->batch, (int)p, (int)j->parts), n1 = dn_split(g->batch, (int)p + 1, (int)j->parts);
     for (int64_t n = n0; n < n1; n++, zeroed = true) {
       backward_image(j, n, n == n0, dw, db, b.col, b.pack, b.dcol, b.g, b.xt, b.gp, b.fill, b.frame, &wino,
-                     zeroed);
+                     b.dw_wino, zeroed);
     }
   }
   if (j->dx && j->winograd) dn_conv_winograd_flush(j->winograd, &wino);
@@ -623,8 +632,9 @@ static dn_status task_scratch(conv_job *j, const char *op, int tasks, bool forwa
   j->fill_floats = j->deferred ? whole_lines(j->deferred->scratch_floats) : 0;
   j->frame_floats = j->shifted ? whole_lines(dn_conv_shifted_frame_floats(g, !forward)) : 0;
   j->wino_floats = j->winograd ? whole_lines(dn_conv_winograd_task_floats(j->winograd)) : 0;
+  j->dw_wino_floats = j->dw_wino ? whole_lines(dn_conv_winograd_dw_task_floats(j->dw_wino)) : 0;
   j->task_floats = j->col_floats + j->pack_floats + j->dcol_floats + j->rows_floats + j->g_floats + j->xt_floats +
-                   j->gp_floats + j->fill_floats + j->frame_floats + j->wino_floats;
+                   j->gp_floats + j->fill_floats + j->frame_floats + j->wino_floats + j->dw_wino_floats;
   int64_t total;
   if (!dn_size_mul(j->task_floats, tasks, &total) || !(j->scratch = dn_alloc((size_t)max64(total, 1) * sizeof(float))))
     return dn_fail(DN_ENOMEM, "%s: out of memory for %d tasks' im2col buffers of [%lld, %lld]", op, tasks,
@@ -754,12 +764,17 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
                 .deferred = deferred};
   float *dw_parts = NULL, *w_packed = NULL;
   int64_t wn = g.out_ch * g.group_rows;
+  dn_conv_winograd dw_wino = {0};
   if (!st && run && dense && want_dx) j.dx = dn_tensor_data(dx);
+  if (!st && run && dense && want_dw && wn > 0 && dn_conv_winograd_dw_fits(&g) &&
+      !(st = dn_conv_winograd_dw_init(&dw_wino, &g, op)))
+    j.dw_wino = &dw_wino;
   if (!st && run && dense && want_dw && wn > 0) {
-    j.dw_shifts = dn_conv_dw_shifts_fits(&g);
-    j.dw_t = !j.dw_shifts && dw_transposed(&g);
-    if (j.parts == 1 && !j.dw_t && !j.dw_shifts) j.dw = dn_tensor_data(dw);
-    else if (!(j.dw = dw_parts = dn_alloc((size_t)(j.parts * wn) * sizeof(float))))
+    j.dw_shifts = !j.dw_wino && dn_conv_dw_shifts_fits(&g);
+    j.dw_t = !j.dw_wino && !j.dw_shifts && dw_transposed(&g);
+    int64_t part = j.dw_wino ? dn_conv_winograd_dw_part_floats(j.dw_wino) : wn;
+    if (j.parts == 1 && !j.dw_t && !j.dw_shifts && !j.dw_wino) j.dw = dn_tensor_data(dw);
+    else if (!(j.dw = dw_parts = dn_alloc((size_t)(j.parts * part) * sizeof(float))))
       st = dn_fail(DN_ENOMEM, "%s: out of memory for %lld partial weight gradients", op, (long long)j.parts);
   }
   if (!st && run && want_db) {
@@ -768,7 +783,8 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
     else st = dn_fail(DN_ENOMEM, "%s: out of memory for %lld partial bias gradients", op, (long long)j.parts);
   }
   uint8_t *inside = NULL;
-  if (!st && j.dw && !j.dw_shifts && direct_source(&g, image_of(x, 0)) && !(j.inside = inside = inside_map(&g)))
+  if (!st && j.dw && !j.dw_shifts && !j.dw_wino && direct_source(&g, image_of(x, 0)) &&
+      !(j.inside = inside = inside_map(&g)))
     st = dn_fail(DN_ENOMEM, "%s: out of memory for its map of padding", op);
   int32_t *dw_rows = NULL;
   if (!st && j.dw_shifts && !dn_conv_dw_shifts_offsets(&g, &dw_rows))
@@ -785,11 +801,13 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   if (!st && (j.dx || j.dw || j.db)) {
     int tasks = tasks_for(j.parts);
     bool dx_direct = j.dx != NULL && !j.shifted && !j.winograd;
-    st = task_scratch(&j, op, tasks, false, j.dw != NULL && !j.dw_shifts, dx_direct);
+    st = task_scratch(&j, op, tasks, false, j.dw != NULL && !j.dw_shifts && !j.dw_wino, dx_direct);
     if (!st && dx_direct) st = pack_weight(&j, op, true, &w_packed);
     if (!st) dn_parallel(tasks, backward_task, &j);
   }
-  if (!st && dw_parts) {
+  if (!st && dw_parts && j.dw_wino) {
+    dn_conv_winograd_dw_finish(j.dw_wino, dw_parts, j.parts, dn_tensor_data(dw));
+  } else if (!st && dw_parts) {
     parts_job pj = {dw_parts, j.parts, wn, j.dw_t, j.dw_shifts, g.out_ch / g.groups, g.group_rows,
                     g.k_h * g.k_w, g.k_w, dn_tensor_data(dw)};
     dn_parallel_range(wn, 16, sum_parts, &pj);
@@ -802,6 +820,7 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   }
   dn_conv_shifted_free(&shifted);
   dn_conv_winograd_free(&wino);
+  dn_conv_winograd_free(&dw_wino);
   dn_free(dw_rows);
   dn_free(inside);
   dn_free(g_relu);

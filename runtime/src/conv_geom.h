@@ -161,4 +161,22 @@ int64_t dn_conv_winograd_task_floats(const dn_conv_winograd *s);
 int64_t dn_conv_winograd_push(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur, image src);
 void dn_conv_winograd_flush(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur);
 
+/*
+** dw by the same transforms, for geometries where dn_conv_winograd_dw_fits
+** (as dn_conv_winograd_fits, enough input and output channels):
+** dn_conv_winograd_dw_init sets the sizes (no weight). Per task scratch of
+** dn_conv_winograd_dw_task_floats, zeroed once before its first image; per
+** part of the batch dn_conv_winograd_dw_part_floats floats of transformed
+** weight gradient. dn_conv_winograd_dw adds image x's terms (gradient g,
+** contiguous [O, OH * OW]) to its part (first: writes them);
+** dn_conv_winograd_dw_finish adds the count parts in order and writes dw
+** [O, C, 3, 3] (a parallel pass; call it outside the tasks).
+*/
+bool dn_conv_winograd_dw_fits(const conv_geom *g);
+dn_status dn_conv_winograd_dw_init(dn_conv_winograd *s, const conv_geom *g, const char *op);
+int64_t dn_conv_winograd_dw_task_floats(const dn_conv_winograd *s);
+int64_t dn_conv_winograd_dw_part_floats(const dn_conv_winograd *s);
+void dn_conv_winograd_dw(const dn_conv_winograd *s, image x, const float *g, float *scratch, float *part, bool first);
+void dn_conv_winograd_dw_finish(const dn_conv_winograd *s, const float *parts, int64_t count, float *dw);
+
 #endif

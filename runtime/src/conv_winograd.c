@@ -1,5 +1,5 @@
 /*
-** A 3x3 stride-1 convolution's y and dx by Winograd's F(2x2, 3x3) (Lavin
+** A 3x3 stride-1 convolution's y, dx and dw by Winograd's F(2x2, 3x3) (Lavin
 ** and Gray 2016): each 2x2 block of outputs (a tile) from its 4x4 patch of
 ** the zero-padded input d as Y = A^T [(G w G^T) . (B^T d B)] A. Across
 ** channels the elementwise product becomes 16 products, one per position
@@ -39,6 +39,10 @@
 ** on y's and dx's new lines). With AVX-512's twice faster products the
 ** transforms weigh twice as much: it takes these products where both sides
 ** have 32 channels or more (dn_conv_winograd_fits).
+**
+** dw (below, "dw") takes the same input transform and the gradient's dM
+** into 16 direct-kernel products per image, where the layer has enough
+** channels and tiles (dn_conv_winograd_dw_fits).
 **
 ** Bits: an output is the same additions of the same products whatever
 ** images share its products or which thread computes it, so they do not
@@ -93,13 +97,16 @@ typedef float vf __attribute__((vector_size(VL * sizeof(float))));
    tiles; its rows are VL floats longer (the spill at the ring's end). */
 static int64_t ring_of(int64_t cols, int64_t nr) { return (nr - 1 + cols + VL - 1 + nr - 1) / nr * nr; }
 
+/* A 3x3 stride-1 convolution with one group, no dilation, padding up to 2 and something to compute. */
+static bool winograd_shape(const conv_geom *g) {
+  return g->k_h == 3 && g->k_w == 3 && g->stride[0] == 1 && g->stride[1] == 1 && g->dil[0] == 1 && g->dil[1] == 1 &&
+         g->groups == 1 && g->in_ch >= 1 && g->out_ch >= 1 && g->pad[0] <= 2 && g->pad[1] <= 2 && g->out_h >= 1 &&
+         g->out_w >= 1;
+}
+
 bool dn_conv_winograd_fits(const conv_geom *g, bool dx) {
   const dn_gemm_kernel *kern = dn_blas_rows_kernel();
-  if (!kern || dn_conv_winograd_force == DN_SHIFTED_NEVER) return false;
-  if (g->k_h != 3 || g->k_w != 3 || g->stride[0] != 1 || g->stride[1] != 1 || g->dil[0] != 1 || g->dil[1] != 1 ||
-      g->groups != 1 || g->in_ch < 1 || g->out_ch < 1 || g->pad[0] > 2 || g->pad[1] > 2 || g->out_h < 1 ||
-      g->out_w < 1)
-    return false;
+  if (!kern || dn_conv_winograd_force == DN_SHIFTED_NEVER || !winograd_shape(g)) return false;
   int64_t m = dx ? g->in_ch : g->out_ch, k = dx ? g->out_ch : g->in_ch;
   int64_t src_h, src_w, out_h, out_w, pad_h, pad_w;
   sizes(g, dx, &src_h, &src_w, &out_h, &out_w, &pad_h, &pad_w);
@@ -117,7 +124,8 @@ bool dn_conv_winograd_fits(const conv_geom *g, bool dx) {
   return XI * k * (ring_of(cols, kern->nr) + VL) <= MAX_V_FLOATS && m * k <= MAX_V_FLOATS;
 }
 
-dn_status dn_conv_winograd_init(dn_conv_winograd *s, const conv_geom *g, const float *w, bool dx, const char *op) {
+/* s's sizes and its table of places (dx: the source is the gradient); false: out of memory. */
+static bool geometry(dn_conv_winograd *s, const conv_geom *g, bool dx) {
   const dn_gemm_kernel *kern = dn_blas_rows_kernel();
   int64_t src_h, src_w, out_h, out_w, pad_h, pad_w;
   sizes(g, dx, &src_h, &src_w, &out_h, &out_w, &pad_h, &pad_w);
@@ -126,21 +134,27 @@ dn_status dn_conv_winograd_init(dn_conv_winograd *s, const conv_geom *g, const f
                           .src_h = src_h, .src_w = src_w, .out_h = out_h, .out_w = out_w, .pad_h = pad_h,
                           .pad_w = pad_w, .tx = tx, .wide = wide, .plane = round16((ty + 2) * wide + VL),
                           .cols = cols, .ring = ring_of(cols, nr), .rs = ring_of(cols, nr) + VL};
-  int64_t mr = kern->mr, panels = (s->m + mr - 1) / mr;
-  s->u = dn_alloc((size_t)(XI * panels * mr * s->k) * sizeof *s->u);
-  s->off = dn_alloc((size_t)s->k * sizeof *s->off);
-  s->full = dn_alloc(sizeof *s->full);
-  s->place = dn_alloc((size_t)(src_h * src_w) * sizeof *s->place);
-  if (!s->u || !s->off || !s->full || !s->place) {
-    dn_conv_winograd_free(s);
-    return dn_fail(DN_ENOMEM, "%s: out of memory for its Winograd products' weight and tables", op);
-  }
-  for (int64_t p = 0; p < s->k; p++) s->off[p] = (int32_t)(p * s->rs);
+  if (!(s->place = dn_alloc((size_t)(src_h * src_w) * sizeof *s->place))) return false;
   for (int64_t h = 0; h < src_h; h++)
     for (int64_t x = 0; x < src_w; x++) {
       int64_t fr = h + pad_h, fc = x + pad_w;
       s->place[h * src_w + x] = (int32_t)((2 * (fr % 2) + fc % 2) * s->plane + fr / 2 * wide + fc / 2);
     }
+  return true;
+}
+
+dn_status dn_conv_winograd_init(dn_conv_winograd *s, const conv_geom *g, const float *w, bool dx, const char *op) {
+  bool placed = geometry(s, g, dx);
+  const dn_gemm_kernel *kern = s->kernel;
+  int64_t mr = kern->mr, panels = (s->m + mr - 1) / mr;
+  s->u = dn_alloc((size_t)(XI * panels * mr * s->k) * sizeof *s->u);
+  s->off = dn_alloc((size_t)s->k * sizeof *s->off);
+  s->full = dn_alloc(sizeof *s->full);
+  if (!placed || !s->u || !s->off || !s->full) {
+    dn_conv_winograd_free(s);
+    return dn_fail(DN_ENOMEM, "%s: out of memory for its Winograd products' weight and tables", op);
+  }
+  for (int64_t p = 0; p < s->k; p++) s->off[p] = (int32_t)(p * s->rs);
   /* every lane kept, in place */
   int lanes = kern->rows_lanes;
   *s->full = (dn_gemm_rows_map){0};
@@ -392,6 +406,184 @@ void dn_conv_winograd_flush(const dn_conv_winograd *s, dn_conv_winograd_cursor *
   cur->done = end;
 }
 
+/* --- dw ------------------------------------------------------------------------------------
+**
+** dw by the same transforms: the forward's M_xi = U_xi V_xi gives, over the tiles of every image,
+**   dU_xi [C, O] = sum over tiles t of V_xi [C, t] dM_xi [t, O],  dM = A dY A^T,
+** dY a tile's 2x2 gradient (zero past the output's edges), and dw = G^T dU G per (o, c). The source
+** is x (the forward's geometry: m = O, k = C), V as the forward's load writes it (channel rows,
+** tiles along them), and dM per tile with the output channels along it, so that each position's
+** product is the direct kernel's plain [C, T] @ [T, O] (A's rows and B's rows read in place,
+** nothing packed: gemm_direct.h), added image after image into the part's dU. 16 * C * O
+** multiply-adds per tile against the shifted products' 36 * C * O.
+*/
+
+/* Output channels rounded up to the transforms' vectors: dM's rows and the gradient's transposed rows. */
+static int64_t dw_row(const dn_conv_winograd *s) { return (s->m + VL - 1) / VL * VL; }
+
+/* Where dw takes these products by default: 32 channels or more on both sides, and per image at least
+   DW_MIN_TILES tiles (the products' depth: 16 on 7x7 maps, 128 -> 128 channels, took 1.1-1.3x the shifts'
+   time) and V and dM within DW_MAX_FLOATS (56x56 maps, 32 -> 32 channels: 800K floats, no faster). dw and db
+   of a layer, in-process medians, Winograd's against the shifts' (AVX2 / AVX-512, 2 threads of a Zen 5, two
+   runs each): 32 -> 64 at 14x14, batch 128: 0.75 / about even; 64 -> 64 at 14x14: 0.70 / 0.90; 128 -> 128
+   at 14x14: 0.75 / 0.95; 64 -> 64 at 28x28, batch 32: 0.69 / 0.80; 32 -> 32 at 14x14: even. */
+enum { DW_MIN_TILES = 32 };
+#define DW_MAX_FLOATS ((int64_t)1 << 19)
+
+bool dn_conv_winograd_dw_fits(const conv_geom *g) {
+  const dn_gemm_kernel *kern = dn_blas_rows_kernel();
+  if (!kern || dn_conv_winograd_force == DN_SHIFTED_NEVER || !winograd_shape(g)) return false;
+  int64_t cols = (g->out_h + 1) / 2 * ((g->out_w + 1) / 2);
+  if (dn_conv_winograd_force != DN_SHIFTED_ALWAYS &&
+      (g->in_ch < MIN_K || g->out_ch < MIN_K || cols < DW_MIN_TILES ||
+       XI * cols * (g->in_ch + g->out_ch) > DW_MAX_FLOATS))
+    return false;
+  return XI * g->in_ch * (ring_of(cols, kern->nr) + VL) <= MAX_V_FLOATS &&
+         XI * (cols + g->out_h * g->out_w) * g->out_ch <= MAX_V_FLOATS && XI * g->in_ch * g->out_ch <= MAX_V_FLOATS;
+}
+
+dn_status dn_conv_winograd_dw_init(dn_conv_winograd *s, const conv_geom *g, const char *op) {
+  if (!geometry(s, g, false)) {
+    dn_conv_winograd_free(s);
+    return dn_fail(DN_ENOMEM, "%s: out of memory for its Winograd weight gradient's tables", op);
+  }
+  return DN_OK;
+}
+
+/* A task's dw scratch: the phase planes, V_GAP floats, V [16][k][rs], the gradient transposed [P + 1][row]
+   (row P zero: the outputs past the edges) and dM [16][cols][row]. */
+typedef struct dw_scratch {
+  float *planes, *v, *gt, *dm;
+} dw_scratch;
+
+static dw_scratch dw_scratch_of(const dn_conv_winograd *s, float *base) {
+  dw_scratch b;
+  b.planes = base;
+  b.v = b.planes + 4 * s->k * s->plane + V_GAP;
+  b.gt = b.v + XI * s->k * s->rs;
+  b.dm = b.gt + round16((s->out_h * s->out_w + 1) * dw_row(s));
+  return b;
+}
+
+int64_t dn_conv_winograd_dw_task_floats(const dn_conv_winograd *s) {
+  return 4 * s->k * s->plane + V_GAP + XI * s->k * s->rs + round16((s->out_h * s->out_w + 1) * dw_row(s)) +
+         XI * s->cols * dw_row(s);
+}
+
+int64_t dn_conv_winograd_dw_part_floats(const dn_conv_winograd *s) { return XI * s->k * s->m; }
+
+/* gt [p][o] = g [o][p] for the P positions, by 4 x 4 blocks transposed in registers (a scalar copy, each load
+   from another line of g, took three quarters of this file's dw time beside the products). Row P and the
+   columns past m keep the scratch's zeros. */
+static void transpose_gradient(const dn_conv_winograd *s, const float *restrict g, float *restrict gt) {
+  int64_t positions = s->out_h * s->out_w, row = dw_row(s), m4 = s->m / 4 * 4, p4 = positions / 4 * 4;
+  for (int64_t o = 0; o < m4; o += 4) {
+    const float *g0 = g + o * positions, *g1 = g0 + positions, *g2 = g1 + positions, *g3 = g2 + positions;
+    for (int64_t p = 0; p < p4; p += 4) {
+      __m128 r0 = _mm_loadu_ps(g0 + p), r1 = _mm_loadu_ps(g1 + p), r2 = _mm_loadu_ps(g2 + p), r3 = _mm_loadu_ps(g3 + p);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+      _mm_storeu_ps(gt + p * row + o, r0);
+      _mm_storeu_ps(gt + (p + 1) * row + o, r1);
+      _mm_storeu_ps(gt + (p + 2) * row + o, r2);
+      _mm_storeu_ps(gt + (p + 3) * row + o, r3);
+    }
+    for (int64_t p = p4; p < positions; p++)
+      for (int64_t q = o; q < o + 4; q++) gt[p * row + q] = g[q * positions + p];
+  }
+  for (int64_t o = m4; o < s->m; o++)
+    for (int64_t p = 0; p < positions; p++) gt[p * row + o] = g[o * positions + p];
+}
+
+/* dM = A dY A^T, A = [1 0; 1 1; 1 -1; 0 -1], of every tile, VL output channels at a time: the rows of A dY
+   are (y0j), (y0j + y1j), (y0j - y1j), (-y1j); a row (u, v) times A^T is (u, u + v, u - v, -v). */
+static void gradient_transform(const dn_conv_winograd *s, const float *gt, float *dm) {
+  int64_t ow = s->out_w, positions = s->out_h * ow, row = dw_row(s), cols = s->cols;
+  for (int64_t t = 0; t < cols; t++) {
+    int64_t a = t / s->tx, b = t % s->tx, p = 2 * a * ow + 2 * b;
+    bool right = 2 * b + 1 < ow, down = 2 * a + 1 < s->out_h;
+    const float *g00 = gt + p * row, *g01 = gt + (right ? p + 1 : positions) * row;
+    const float *g10 = gt + (down ? p + ow : positions) * row;
+    const float *g11 = gt + (right && down ? p + ow + 1 : positions) * row;
+    for (int64_t o = 0; o < row; o += VL) {
+      vf y00 = vload(g00 + o), y01 = vload(g01 + o), y10 = vload(g10 + o), y11 = vload(g11 + o);
+      vf u[4] = {y00, y00 + y10, y00 - y10, -y10}, v[4] = {y01, y01 + y11, y01 - y11, -y11};
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; i++) {
+        vf e[4] = {u[i], u[i] + v[i], u[i] - v[i], -v[i]};
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) memcpy(dm + ((4 * i + j) * cols + t) * row + o, &e[j], sizeof e[j]);
+      }
+    }
+  }
+}
+
+void dn_conv_winograd_dw(const dn_conv_winograd *s, image x, const float *g, float *task_scratch, float *part,
+                         bool first) {
+  dw_scratch b = dw_scratch_of(s, task_scratch);
+  int64_t row = dw_row(s), vs = s->k * s->rs;
+  load(s, x, 0, b.planes, b.v);   /* column 0 on: the ring never wraps (cols + VL - 1 <= rs) */
+  transpose_gradient(s, g, b.gt);
+  gradient_transform(s, b.gt, b.dm);
+  for (int xi = 0; xi < XI; xi++) {
+    dn_gemm_direct_args d = {.k = s->cols, .a = b.v + xi * vs, .a_rs = s->rs, .a_ps = 1, .b = b.dm + xi * s->cols * row,
+                             .ldb = row, .c = part + xi * s->k * s->m, .ldc = s->m, .alpha = 1.0f,
+                             .beta = first ? 0.0f : 1.0f};
+    s->kernel->direct(&d, 0, s->k, 0, s->m);
+  }
+}
+
+/* dw [O][C][3][3] of input channels [c0, c1): the parts' dU added in order, then G^T dU G in double,
+   G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], DW_LANES output channels at a time (vectors along them). */
+typedef struct dw_finish_job {
+  const dn_conv_winograd *s;
+  const float *parts;
+  int64_t count;
+  float *dw;
+} dw_finish_job;
+
+enum { DW_LANES = 16 };
+
+static void dw_finish_range(const void *ctx, int64_t c0, int64_t c1) {
+  const dw_finish_job *j = ctx;
+  int64_t size = XI * j->s->k * j->s->m, m = j->s->m, k = j->s->k;
+  for (int64_t c = c0; c < c1; c++)
+    for (int64_t o0 = 0; o0 < m; o0 += DW_LANES) {
+      int64_t n = m - o0 < DW_LANES ? m - o0 : DW_LANES;
+      double du[XI][DW_LANES], t[3][4][DW_LANES];
+      for (int xi = 0; xi < XI; xi++) {
+        const float *at = j->parts + (xi * k + c) * m + o0;
+#pragma omp simd
+        for (int64_t l = 0; l < n; l++) {
+          float sum = at[l];
+          for (int64_t p = 1; p < j->count; p++) sum += at[p * size + l];
+          du[xi][l] = sum;
+        }
+      }
+      /* t = G^T dU (row i weighs dU's rows by G's column i), then dw = t G the same way along the rows */
+      for (int q = 0; q < 4; q++)
+#pragma omp simd
+        for (int64_t l = 0; l < n; l++) {
+          double r0 = du[q][l], r1 = du[4 + q][l], r2 = du[8 + q][l], r3 = du[12 + q][l];
+          t[0][q][l] = r0 + 0.5 * r1 + 0.5 * r2;
+          t[1][q][l] = 0.5 * r1 - 0.5 * r2;
+          t[2][q][l] = 0.5 * r1 + 0.5 * r2 + r3;
+        }
+      for (int i = 0; i < 3; i++)
+        for (int64_t l = 0; l < n; l++) {
+          float *w = j->dw + ((o0 + l) * k + c) * 9 + i * 3;
+          double a0 = t[i][0][l], a1 = t[i][1][l], a2 = t[i][2][l], a3 = t[i][3][l];
+          w[0] = (float)(a0 + 0.5 * a1 + 0.5 * a2);
+          w[1] = (float)(0.5 * a1 - 0.5 * a2);
+          w[2] = (float)(0.5 * a1 + 0.5 * a2 + a3);
+        }
+    }
+}
+
+void dn_conv_winograd_dw_finish(const dn_conv_winograd *s, const float *parts, int64_t count, float *dw) {
+  dw_finish_job j = {s, parts, count, dw};
+  dn_parallel_rows(s->k, XI * s->m * count, dw_finish_range, &j);
+}
+
 #else   /* no kernel of ours on this architecture */
 
 bool dn_conv_winograd_fits(const conv_geom *g, bool dx) {
@@ -418,5 +610,35 @@ int64_t dn_conv_winograd_push(const dn_conv_winograd *s, dn_conv_winograd_cursor
 }
 
 void dn_conv_winograd_flush(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur) { (void)s, (void)cur; }
+
+bool dn_conv_winograd_dw_fits(const conv_geom *g) {
+  (void)g;
+  return false;
+}
+
+dn_status dn_conv_winograd_dw_init(dn_conv_winograd *s, const conv_geom *g, const char *op) {
+  (void)g;
+  *s = (dn_conv_winograd){0};
+  return dn_fail(DN_EINVAL, "%s: no Winograd products on this architecture", op);
+}
+
+int64_t dn_conv_winograd_dw_task_floats(const dn_conv_winograd *s) {
+  (void)s;
+  return 0;
+}
+
+int64_t dn_conv_winograd_dw_part_floats(const dn_conv_winograd *s) {
+  (void)s;
+  return 0;
+}
+
+void dn_conv_winograd_dw(const dn_conv_winograd *s, image x, const float *g, float *task_scratch, float *part,
+                         bool first) {
+  (void)s, (void)x, (void)g, (void)task_scratch, (void)part, (void)first;
+}
+
+void dn_conv_winograd_dw_finish(const dn_conv_winograd *s, const float *parts, int64_t count, float *dw) {
+  (void)s, (void)parts, (void)count, (void)dw;
+}
 
 #endif

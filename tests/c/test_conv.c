@@ -664,7 +664,9 @@ static void test_winograd_products(void **state) {
 /* The small CNN's 32 -> 64 layer, and odd shapes, by Winograd's products
    against the direct paths: the same values within 1e-4 (the rounding of
    other sums), forward and every gradient; and not the same bits where our
-   kernels run, which shows that Winograd's path was the one taken. */
+   kernels run (y, dx and dw), which shows that Winograd's path was the one
+   taken. The 32 -> 64 layer takes it for dw by default too: its dw has the
+   forced path's bits. */
 static void test_winograd_against_direct(void **state) {
   (void)state;
   static const conv_case cases[] = {
@@ -682,9 +684,16 @@ static void test_winograd_against_direct(void **state) {
     }
     dn_conv_winograd_force = DN_SHIFTED_AUTO;
     for (int k = 0; k < 4; k++) dn_test_assert_close(out[0][k], out[1][k], 1e-4);
-    for (int k = 0; ours && k < 2; k++)   /* y and dx */
+    for (int k = 0; ours && k < 3; k++)   /* y, dx and dw */
       assert_memory_not_equal(dn_tensor_data(out[0][k]), dn_tensor_data(out[1][k]),
                               (size_t)dn_tensor_numel(out[0][k]) * sizeof(float));
+    if (ours && i == 0) {
+      dn_tensor *by_default[4];
+      forward_backward(c, 1400 + 10 * i, by_default);
+      assert_memory_equal(dn_tensor_data(by_default[2]), dn_tensor_data(out[0][2]),
+                          (size_t)dn_tensor_numel(out[0][2]) * sizeof(float));
+      for (int k = 0; k < 4; k++) RELEASE(by_default[k]);
+    }
     for (int k = 0; k < 4; k++) RELEASE(out[0][k], out[1][k]);
   }
 }
