@@ -198,14 +198,13 @@ describe("a CNN training step", function()
   -- test's second step takes a few blocks more than the first.) Each step's garbage
   -- is collected at its end, as the C allocator test releases its tensors (in a script the
   -- collector runs on a budget of tensor bytes, so the same holds from its first cycle on).
-  it("makes no system allocation after the first two", function()
-    dn.manual_seed(3)
-    local model = nn.Sequential(nn.Unflatten(2, {1, 12, 12}),
-      nn.Conv2d(1, 8, 3, {padding = 1}), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout2d(0.1),
-      nn.Conv2d(8, 16, 3, {padding = 1}), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout2d(0.1),
-      nn.Flatten(), nn.Linear(16 * 3 * 3, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10))
+  local function assert_steady(side, channels, x, y)
+    local c1, c2, left = channels[1], channels[2], side // 4
+    local model = nn.Sequential(nn.Unflatten(2, {1, side, side}),
+      nn.Conv2d(1, c1, 3, {padding = 1}), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout2d(0.1),
+      nn.Conv2d(c1, c2, 3, {padding = 1}), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout2d(0.1),
+      nn.Flatten(), nn.Linear(c2 * left * left, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10))
     local opt = dn.optim.SGD(model:parameters(), {lr = 0.05, momentum = 0.9})
-    local x, y = dn.rand(16, 144), dn.tensor({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5, 6}, "int32")
     local function step()
       local loss = F.cross_entropy(model(x), y)
       opt:zero_grad()
@@ -222,6 +221,19 @@ describe("a CNN training step", function()
     assert.are.equal(warm.sys_allocs, later.sys_allocs)
     assert.is_true(later.cache_hits > warm.cache_hits)
     assert.are.equal(warm.live_bytes, later.live_bytes)
+  end
+
+  it("makes no system allocation after the first two", function()
+    dn.manual_seed(3)
+    assert_steady(12, {8, 16}, dn.rand(16, 144), dn.tensor({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5, 6}, "int32"))
+  end)
+
+  -- With the peer's channel counts on 24x24 images the second convolution (32 -> 64 on 12x12 maps) takes its
+  -- output, input gradient and weight gradient from Winograd's transforms on dropnet's kernels, whose scratch
+  -- and partial gradients come from the allocator's cache as well.
+  it("makes no system allocation after the first two with Winograd's products", function()
+    dn.manual_seed(4)
+    assert_steady(24, {32, 64}, dn.rand(8, 576), dn.tensor({1, 2, 3, 4, 5, 6, 7, 8}, "int32"))
   end)
 end)
 
