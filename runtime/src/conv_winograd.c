@@ -195,20 +195,30 @@ void dn_conv_winograd_free(dn_conv_winograd *s) {
   s->full = NULL;
 }
 
-/* A task's scratch: the phase planes of one image, V_GAP floats, V's ring [16][k][rs], a tile's M [m][16][nr]
-   and its outputs [m][4][nr]. V_GAP takes the stray lanes before V's first row (load) and keeps V 64-byte
-   aligned. */
+/* Output channels rounded up to the transforms' vectors: dM's rows and the gradient's transposed rows. */
+static int64_t dw_row(const dn_conv_winograd *s) { return (s->m + VL - 1) / VL * VL; }
+
+/* A task's scratch: the phase planes of one image, V_GAP floats, V's ring [16][k][rs], then for y and dx a
+   tile's M [m][16][nr] (mt) and its outputs [m][4][nr] (yt), for dw (below) the gradient transposed (gt) and
+   its transform dM (dm). V_GAP takes the stray lanes before V's first row (load) and keeps V 64-byte aligned. */
 enum { V_GAP = 16 };
 typedef struct scratch {
-  float *planes, *v, *mt, *yt;
+  float *planes, *v;
+  float *mt, *yt;   /* y and dx */
+  float *gt, *dm;   /* dw */
 } scratch;
 
-static scratch scratch_of(const dn_conv_winograd *s, float *base) {
-  scratch b;
+static scratch scratch_of(const dn_conv_winograd *s, float *base, bool dw) {
+  scratch b = {0};
   b.planes = base;
   b.v = b.planes + 4 * s->k * s->plane + V_GAP;
-  b.mt = b.v + XI * s->k * s->rs;
-  b.yt = b.mt + XI * round16(s->m) * s->kernel->nr;
+  if (dw) {
+    b.gt = b.v + XI * s->k * s->rs;
+    b.dm = b.gt + round16((s->out_h * s->out_w + 1) * dw_row(s));
+  } else {
+    b.mt = b.v + XI * s->k * s->rs;
+    b.yt = b.mt + XI * round16(s->m) * s->kernel->nr;
+  }
   return b;
 }
 
@@ -391,7 +401,7 @@ static void tile(const dn_conv_winograd *s, int64_t t0, int64_t end, const scrat
 }
 
 int64_t dn_conv_winograd_push(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur, image src) {
-  scratch b = scratch_of(s, cur->scratch);
+  scratch b = scratch_of(s, cur->scratch, false);
   int64_t nr = s->kernel->nr;
   load(s, src, cur->images * s->cols % s->ring, b.planes, b.v);
   cur->images++;
@@ -400,7 +410,7 @@ int64_t dn_conv_winograd_push(const dn_conv_winograd *s, dn_conv_winograd_cursor
 }
 
 void dn_conv_winograd_flush(const dn_conv_winograd *s, dn_conv_winograd_cursor *cur) {
-  scratch b = scratch_of(s, cur->scratch);
+  scratch b = scratch_of(s, cur->scratch, false);
   int64_t end = cur->images * s->cols;
   if (cur->done < end) tile(s, cur->done, end, &b, cur->out);
   cur->done = end;
@@ -417,9 +427,6 @@ void dn_conv_winograd_flush(const dn_conv_winograd *s, dn_conv_winograd_cursor *
 ** nothing packed: gemm_direct.h), added image after image into the part's dU. 16 * C * O
 ** multiply-adds per tile against the shifted products' 36 * C * O.
 */
-
-/* Output channels rounded up to the transforms' vectors: dM's rows and the gradient's transposed rows. */
-static int64_t dw_row(const dn_conv_winograd *s) { return (s->m + VL - 1) / VL * VL; }
 
 /* Where dw takes these products by default: 32 channels or more on both sides, and per image at least
    DW_MIN_TILES tiles (the products' depth: 16 on 7x7 maps, 128 -> 128 channels, took 1.1-1.3x the shifts'
@@ -450,21 +457,8 @@ dn_status dn_conv_winograd_dw_init(dn_conv_winograd *s, const conv_geom *g, cons
   return DN_OK;
 }
 
-/* A task's dw scratch: the phase planes, V_GAP floats, V [16][k][rs], the gradient transposed [P + 1][row]
-   (row P zero: the outputs past the edges) and dM [16][cols][row]. */
-typedef struct dw_scratch {
-  float *planes, *v, *gt, *dm;
-} dw_scratch;
-
-static dw_scratch dw_scratch_of(const dn_conv_winograd *s, float *base) {
-  dw_scratch b;
-  b.planes = base;
-  b.v = b.planes + 4 * s->k * s->plane + V_GAP;
-  b.gt = b.v + XI * s->k * s->rs;
-  b.dm = b.gt + round16((s->out_h * s->out_w + 1) * dw_row(s));
-  return b;
-}
-
+/* scratch_of's layout for dw: the phase planes, V, gt [P + 1][row] (row P zero: the outputs past the edges) and
+   dM [16][cols][row]. */
 int64_t dn_conv_winograd_dw_task_floats(const dn_conv_winograd *s) {
   return 4 * s->k * s->plane + V_GAP + XI * s->k * s->rs + round16((s->out_h * s->out_w + 1) * dw_row(s)) +
          XI * s->cols * dw_row(s);
@@ -519,7 +513,7 @@ static void gradient_transform(const dn_conv_winograd *s, const float *gt, float
 
 void dn_conv_winograd_dw(const dn_conv_winograd *s, image x, const float *g, float *task_scratch, float *part,
                          bool first) {
-  dw_scratch b = dw_scratch_of(s, task_scratch);
+  scratch b = scratch_of(s, task_scratch, true);
   int64_t row = dw_row(s), vs = s->k * s->rs;
   load(s, x, 0, b.planes, b.v);   /* column 0 on: the ring never wraps (cols + VL - 1 <= rs) */
   transpose_gradient(s, g, b.gt);
