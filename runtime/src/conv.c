@@ -570,6 +570,11 @@ static void backward_image(const conv_job *j, int64_t n, bool first, float *dw, 
   for (int64_t o = 0; db && o < g->out_ch; o++) lanes_sum(db + o * LANES, gn + o * l, l);
 }
 
+/* Floats of one part's dw: dw itself, or Winograd's transformed dU where dw_wino is given. */
+static int64_t dw_part_floats(const conv_geom *g, const dn_conv_winograd *dw_wino) {
+  return dw_wino ? dn_conv_winograd_dw_part_floats(dw_wino) : g->out_ch * g->group_rows;
+}
+
 static void backward_task(void *ctx, int t, int nt) {
   const conv_job *j = ctx;
   const conv_geom *g = j->g;
@@ -585,8 +590,7 @@ static void backward_task(void *ctx, int t, int nt) {
   int64_t p0 = dn_split(j->parts, t, nt), first = dn_split(g->batch, (int)p0, (int)j->parts);
   dn_conv_winograd_cursor wino = {b.wino, j->dx ? j->dx + first * g->in_ch * g->in_h * g->in_w : NULL, 0, 0};
   for (int64_t p = dn_split(j->parts, t, nt); p < dn_split(j->parts, t + 1, nt); p++) {
-    int64_t part = j->dw_wino ? dn_conv_winograd_dw_part_floats(j->dw_wino) : g->out_ch * g->group_rows;
-    float *dw = j->dw ? j->dw + p * part : NULL;
+    float *dw = j->dw ? j->dw + p * dw_part_floats(g, j->dw_wino) : NULL;
     double *db = j->db ? j->db + p * g->out_ch * LANES : NULL;
     int64_t n0 = dn_split(g->batch, (int)p, (int)j->parts), n1 = dn_split(g->batch, (int)p + 1, (int)j->parts);
     for (int64_t n = n0; n < n1; n++, zeroed = true) {
@@ -772,9 +776,8 @@ static dn_status conv_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad_
   if (!st && run && dense && want_dw && wn > 0) {
     j.dw_shifts = !j.dw_wino && dn_conv_dw_shifts_fits(&g);
     j.dw_t = !j.dw_wino && !j.dw_shifts && dw_transposed(&g);
-    int64_t part = j.dw_wino ? dn_conv_winograd_dw_part_floats(j.dw_wino) : wn;
     if (j.parts == 1 && !j.dw_t && !j.dw_shifts && !j.dw_wino) j.dw = dn_tensor_data(dw);
-    else if (!(j.dw = dw_parts = dn_alloc((size_t)(j.parts * part) * sizeof(float))))
+    else if (!(j.dw = dw_parts = dn_alloc((size_t)(j.parts * dw_part_floats(&g, j.dw_wino)) * sizeof(float))))
       st = dn_fail(DN_ENOMEM, "%s: out of memory for %lld partial weight gradients", op, (long long)j.parts);
   }
   if (!st && run && want_db) {
