@@ -501,6 +501,22 @@ static inline __m128i codes4(const uint8_t *code, int64_t n) {
   return _mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)word));
 }
 
+/* The first 2 n lanes of v (n = 1 to 3, a row's last windows) by 128- and 64-bit stores: AMD's cores run a ymm
+   masked store as microcode (on a Zen 4 it was 40% of this pass's time, on 14-wide rows). */
+static inline void store_windows(float *at, __m256 v, int64_t n) {
+  __m128 half = _mm256_castps256_ps128(v);
+  if (n >= 2) {
+    _mm_storeu_ps(at, half);
+    half = _mm256_extractf128_ps(v, 1);
+    at += 4;
+    n -= 2;
+  }
+  if (n == 1) {
+    double two = _mm_cvtsd_f64(_mm_castps_pd(half));   /* the low 2 lanes */
+    memcpy(at, &two, sizeof two);
+  }
+}
+
 static void unpool_row(float *plane, const bn_backward_job *j, int64_t r) {
   int64_t in_w = j->in_w, out_w = j->out_w, out = j->out_h * out_w;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -519,12 +535,11 @@ static void unpool_row(float *plane, const bn_backward_job *j, int64_t r) {
       g4 = _mm_add_ps(zero, _mm_mul_ps(g4, scale));
       __m256 gv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(g4), half);
       __m256i cv = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(codes4(code + w, n)), half);
-      __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(2 * n)), lane);
       for (int dy = 0; dy < 2; dy++) {
         __m256 v = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(cv, want[dy])), gv);
         float *at = r0 + dy * in_w + 2 * w;
         if (n == 4) _mm256_storeu_ps(at, v);
-        else _mm256_maskstore_ps(at, keep, v);
+        else store_windows(at, v, n);
       }
     }
   }
