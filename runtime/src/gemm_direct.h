@@ -69,11 +69,13 @@ static inline __attribute__((always_inline)) void direct_tile(const dn_gemm_dire
   for (int r = 0; r < ROWS; r++)
 #pragma GCC unroll 16
     for (int v = 0; v < DV; v++) {
+      /* a vector the edge does not cut is stored whole: AMD's cores run AVX2's masked stores as microcode */
       float *cp = c + r * d->ldc + v * DV_LANES;
+      bool whole = FULL || cols - v * DV_LANES >= DV_LANES;
       DV_T x = dv_mul(acc[r][v], va);
-      if (d->beta != 0.0f) x = dv_fma(FULL ? dv_load(cp) : dv_load_mask(cp, mask[v]), vb, x);
-      if (FULL) dv_store(cp, x);
-      else dv_store_mask(cp, mask[v], x);
+      if (d->beta != 0.0f) x = dv_fma(whole ? dv_load(cp) : dv_load_mask(cp, mask[v]), vb, x);
+      if (whole) dv_store(cp, x);
+      else if (cols > v * DV_LANES) dv_store_mask(cp, mask[v], x);
     }
 }
 
