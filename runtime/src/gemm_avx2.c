@@ -53,7 +53,7 @@ static inline void store_lanes(float *p, __m256i m, int n, __m256 v) {
     if (beta != 0.0f) {                                                               \
       v0 = _mm256_fmadd_ps(load_lanes(cr, m0, cols), vb, v0);                         \
       v1 = _mm256_fmadd_ps(load_lanes(cr + 8, m1, cols - 8), vb, v1);                 \
-      v2 = _mm256_fmadd_ps(load_lanes(cr + 16, m2, cols - 16), vb, v2);              \
+      v2 = _mm256_fmadd_ps(load_lanes(cr + 16, m2, cols - 16), vb, v2);               \
     }                                                                                 \
     store_lanes(cr, m0, cols, v0);                                                    \
     store_lanes(cr + 8, m1, cols - 8, v1);                                            \
