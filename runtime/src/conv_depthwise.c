@@ -142,8 +142,8 @@ static void depthwise_dw_channels(const void *ctx, int64_t o0, int64_t o1) {
 /* --- stride 1: padded planes ---------------------------------------------------------------- */
 
 /* Vectors as wide as the build's registers: without AVX-512, gcc keeps a 64-byte vector in memory (a store and
-   a reload per add: the AVX2 build's depthwise forward ran 10x slower than the AVX-512 build's). BLOCK positions
-   per register block: four vectors. */
+   a reload per add: on a Zen 4 the AVX2 build's forward of 8x1024x28x28 took 22 ms, the AVX-512 build's 2.6 ms).
+   BLOCK positions per register block: four vectors. */
 #if defined(__AVX512F__)
 #define VF 16
 #elif defined(__AVX__)
