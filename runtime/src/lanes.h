@@ -108,24 +108,52 @@ static inline void lanes_sq_dev(double acc[LANES], const float *x, int64_t n, do
   for (; s < n; s++) acc[s % LANES] += (x[s] - mean) * (x[s] - mean);
 }
 
-/* acc_d += x - k, acc_sq += (x - k)^2: one pass for a mean and a variance. */
-static inline void lanes_shifted(double acc_d[LANES], double acc_sq[LANES], const float *x, int64_t n, double k) {
-  int64_t s = 0;
-  lanes a = lanes_load(acc_d), b = lanes_load(acc_sq);
-  for (; s + LANES <= n; s += LANES) {
-    lanes v = lanes_of(x + s);
-    for (int h = 0; h < LANE_VECS; h++) {
-      dvec d = v.v[h] - k;
-      a.v[h] += d;
-      b.v[h] += d * d;
-    }
+/* lanes_shifted's step: x[0..LANES) into the partial sums */
+static inline void lanes_shifted_step(lanes *a, lanes *b, const float *x, double k) {
+  lanes v = lanes_of(x);
+  for (int h = 0; h < LANE_VECS; h++) {
+    dvec d = v.v[h] - k;
+    a->v[h] += d;
+    b->v[h] += d * d;
   }
-  lanes_store(acc_d, a);
-  lanes_store(acc_sq, b);
+}
+
+/* lanes_shifted's elements from s on, one at a time (the part short of a vector) */
+static inline void lanes_shifted_tail(double acc_d[LANES], double acc_sq[LANES], const float *x, int64_t s,
+                                      int64_t n, double k) {
   for (; s < n; s++) {
     acc_d[s % LANES] += x[s] - k;
     acc_sq[s % LANES] += (x[s] - k) * (x[s] - k);
   }
+}
+
+/* acc_d += x - k, acc_sq += (x - k)^2: one pass for a mean and a variance. */
+static inline void lanes_shifted(double acc_d[LANES], double acc_sq[LANES], const float *x, int64_t n, double k) {
+  int64_t s = 0;
+  lanes a = lanes_load(acc_d), b = lanes_load(acc_sq);
+  for (; s + LANES <= n; s += LANES) lanes_shifted_step(&a, &b, x + s, k);
+  lanes_store(acc_d, a);
+  lanes_store(acc_sq, b);
+  lanes_shifted_tail(acc_d, acc_sq, x, s, n, k);
+}
+
+/* lanes_shifted of two runs of n at once, each run's sums bit for bit as lanes_shifted gives them: a lane's
+   adds wait for each other (one chain per vector), so two runs side by side keep twice the adds in flight
+   (a batch norm's row sums, the convolution's rows of one image) */
+static inline void lanes_shifted_pair(double acc_d[2][LANES], double acc_sq[2][LANES], const float *x0,
+                                      const float *x1, int64_t n, double k0, double k1) {
+  int64_t s = 0;
+  lanes a0 = lanes_load(acc_d[0]), b0 = lanes_load(acc_sq[0]), a1 = lanes_load(acc_d[1]), b1 = lanes_load(acc_sq[1]);
+  for (; s + LANES <= n; s += LANES) {
+    lanes_shifted_step(&a0, &b0, x0 + s, k0);
+    lanes_shifted_step(&a1, &b1, x1 + s, k1);
+  }
+  lanes_store(acc_d[0], a0);
+  lanes_store(acc_sq[0], b0);
+  lanes_store(acc_d[1], a1);
+  lanes_store(acc_sq[1], b1);
+  lanes_shifted_tail(acc_d[0], acc_sq[0], x0, s, n, k0);
+  lanes_shifted_tail(acc_d[1], acc_sq[1], x1, s, n, k1);
 }
 
 /*

@@ -33,6 +33,19 @@ static inline void dn_row_sums(const float *x, int64_t len, double out[ROW_STATS
   out[2] = lanes_total(acc_sq);
 }
 
+/* Two rows' sums at once (the same bits as dn_row_sums of each; lanes_shifted_pair). */
+static inline void dn_row_sums_pair(const float *x0, const float *x1, int64_t len, double out0[ROW_STATS_SUMS],
+                                    double out1[ROW_STATS_SUMS]) {
+  double acc_d[2][LANES] = {{0}}, acc_sq[2][LANES] = {{0}}, k0 = x0[0], k1 = x1[0];
+  lanes_shifted_pair(acc_d, acc_sq, x0, x1, len, k0, k1);
+  out0[0] = k0;
+  out0[1] = lanes_total(acc_d[0]);
+  out0[2] = lanes_total(acc_sq[0]);
+  out1[0] = k1;
+  out1[1] = lanes_total(acc_d[1]);
+  out1[2] = lanes_total(acc_sq[1]);
+}
+
 /* Rows [r0, r1) of len values each, for dn_parallel_rows: a pass of its own over a tensor (a batch norm's
    input that carries no sums, a depthwise convolution's output). */
 typedef struct dn_row_sums_job {
@@ -43,7 +56,11 @@ typedef struct dn_row_sums_job {
 
 static inline void dn_row_sums_range(const void *ctx, int64_t r0, int64_t r1) {
   const dn_row_sums_job *j = ctx;
-  for (int64_t r = r0; r < r1; r++) dn_row_sums(j->x + r * j->len, j->len, j->sums + r * ROW_STATS_SUMS);
+  int64_t r = r0;
+  for (; r + 1 < r1; r += 2)
+    dn_row_sums_pair(j->x + r * j->len, j->x + (r + 1) * j->len, j->len, j->sums + r * ROW_STATS_SUMS,
+                     j->sums + (r + 1) * ROW_STATS_SUMS);
+  if (r < r1) dn_row_sums(j->x + r * j->len, j->len, j->sums + r * ROW_STATS_SUMS);
 }
 
 /* Room for rows rows of len values, version unset; NULL when out of memory. */

@@ -22,6 +22,7 @@
 
 #include "dropnet/conv.h"
 #include "graph.h"
+#include "row_stats.h"
 
 static void release_all(dn_tensor **list, size_t count) {
   for (size_t i = 0; i < count; i++) dn_tensor_release(list[i]);
@@ -653,6 +654,33 @@ static void test_conv_stats(void **state) {
     }
 }
 
+/* Two rows' sums at once (dn_row_sums_pair, and dn_row_sums_range that takes rows by pairs) against
+   dn_row_sums of each row, bit for bit: lengths around the lanes' width (the tails) and the CNN's rows. */
+static void test_row_sums_pair(void **state) {
+  (void)state;
+  static const int64_t lens[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 196, 787};
+  enum { ROWS = 5 };
+  float x[ROWS * 787];
+  uint32_t r = 12345;
+  for (size_t i = 0; i < sizeof x / sizeof *x; i++) {
+    r = r * 1664525u + 1013904223u;
+    x[i] = (float)((int32_t)(r >> 8) % 2000001 - 1000000) * (i % 13 == 0 ? 1e-2f : 1e-6f);
+  }
+  for (size_t c = 0; c < sizeof lens / sizeof *lens; c++) {
+    int64_t len = lens[c];
+    double one[ROWS][ROW_STATS_SUMS], pair[2][ROW_STATS_SUMS], range[ROWS][ROW_STATS_SUMS];
+    for (int row = 0; row < ROWS; row++) dn_row_sums(x + row * len, len, one[row]);
+    dn_row_sums_pair(x + len, x + 3 * len, len, pair[0], pair[1]);   /* rows 1 and 3: any two rows */
+    assert_memory_equal(pair[0], one[1], sizeof pair[0]);
+    assert_memory_equal(pair[1], one[3], sizeof pair[1]);
+    dn_row_sums_job job = {x, len, &range[0][0]};
+    dn_row_sums_range(&job, 0, ROWS);   /* two pairs and a row alone */
+    assert_memory_equal(range, one, sizeof range);
+    dn_row_sums_range(&job, 1, 3);      /* a pair from an odd row */
+    assert_memory_equal(range[1], one[1], 2 * sizeof range[1]);
+  }
+}
+
 /* --- the block's dx, deferred to the convolution before it ------------------------------------------- */
 
 /* What else sees the convolution's output y: nothing, a hook that copies the gradient it sees (on y; or a
@@ -760,6 +788,7 @@ int main(void) {
     cmocka_unit_test_setup(test_dropout_threads, dn_test_reset_modes),
     cmocka_unit_test_setup(test_dropout_errors, dn_test_reset_modes),
     cmocka_unit_test_setup(test_conv_stats, dn_test_reset_modes),
+    cmocka_unit_test_setup(test_row_sums_pair, dn_test_reset_modes),
     cmocka_unit_test_setup(test_deferred_dx, dn_test_reset_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
