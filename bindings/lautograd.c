@@ -88,6 +88,7 @@ static int m_backward(lua_State *L) {
   }
   dn_lua_check_status(L, dn_lua_backward(L, t, grad, retain));
   dn_lua_account_memory(L);
+  dn_lua_collect_young(L);
   return 0;
 }
 

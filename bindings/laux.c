@@ -40,6 +40,21 @@ void dn_lua_account_memory(lua_State *L) {
   gc_threshold = s.live_bytes + budget;
 }
 
+/*
+** Tensors die young: a training step makes some tens of them and drops them
+** all by the end of the next. Lua's generational mode (set when the library
+** opens, lcore.c) collects young objects without traversing the rest of the
+** heap, and a young collection after each backward frees the last step's
+** tensors while their headers and blocks are still in cache; the next step
+** gets the same blocks back from the allocator. Left to the budget above, a
+** few hundred steps' tensors were freed at once, cold, and every step wrote
+** to memory the cache had not seen for a while. Once per step: a second
+** collection where the DataLoader makes a batch made the batch itself (alive
+** across two collections) old, to wait for a full cycle. In incremental mode
+** (a script's collectgarbage("incremental")) this is one small step.
+*/
+void dn_lua_collect_young(lua_State *L) { lua_gc(L, LUA_GCSTEP, 0); }
+
 dn_ltensor *dn_lua_new_tensor_slot(lua_State *L) {
   dn_lua_account_memory(L);
   dn_ltensor *u = lua_newuserdatauv(L, sizeof *u, 0);

@@ -92,6 +92,7 @@ static const luaL_Reg core_functions[] = {
 
 int luaopen_dropnet_core(lua_State *L) {
   luaL_checkversion(L);
+  lua_gc(L, LUA_GCGEN, 0, 0);   /* tensors die young (laux.c, dn_lua_collect_young) */
   luaL_newlib(L, core_functions);
   lua_pushstring(L, DN_VERSION);
   lua_setfield(L, -2, "version");

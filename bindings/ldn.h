@@ -67,6 +67,8 @@ dn_rng *dn_lua_opt_rng(lua_State *L, int arg);
 
 /* Tells the Lua collector about C memory growth (Lua cannot see it). */
 void dn_lua_account_memory(lua_State *L);
+/* A young collection (laux.c): at the end of a step, when its tensors have just died. */
+void dn_lua_collect_young(lua_State *L);
 
 /* dn_backward from Lua (t:backward): Lua hooks run on L, and the error a hook raised is raised again
    here, as it was; any other failure comes back as the status. lhook.c. */
