@@ -51,9 +51,12 @@ void dn_lua_account_memory(lua_State *L) {
 ** to memory the cache had not seen for a while. Once per step: a second
 ** collection where the DataLoader makes a batch made the batch itself (alive
 ** across two collections) old, to wait for a full cycle. In incremental mode
-** (a script's collectgarbage("incremental")) this is one small step.
+** (a script's collectgarbage("incremental")) this is one small step; none
+** while a script has stopped the collector (an explicit step would run).
 */
-void dn_lua_collect_young(lua_State *L) { lua_gc(L, LUA_GCSTEP, 0); }
+void dn_lua_collect_young(lua_State *L) {
+  if (lua_gc(L, LUA_GCISRUNNING)) lua_gc(L, LUA_GCSTEP, 0);
+}
 
 dn_ltensor *dn_lua_new_tensor_slot(lua_State *L) {
   dn_lua_account_memory(L);

@@ -128,13 +128,20 @@ describe("module", function()
     collectgarbage()
     local start = dn.memory_stats().live_bytes
     local peak = start
-    -- each step leaves ~0.9 MB of dead tensors (the gradients' 0.5 MB, activations); left to the budget of
-    -- full collections (16 MB) 60 steps would pile up well over 8 MB of them
+    -- each step leaves ~130 KB of dead tensors that only the collector frees (the activations' userdata);
+    -- left to the budget of full collections (16 MB), 60 steps piled up 8 MB of them
     for _ = 1, 60 do
       step()
       peak = math.max(peak, dn.memory_stats().live_bytes)
     end
     assert.is_true(peak - start < 4 * 1024 * 1024, "peak growth " .. (peak - start))
+    -- a stopped collector stays stopped: backward collects nothing then
+    collectgarbage("stop")
+    local before = dn.memory_stats().live_bytes
+    for _ = 1, 20 do step() end   -- ~130 KB a step that only the collector frees (the activations' userdata)
+    assert.is_false(collectgarbage("isrunning"))
+    assert.is_true(dn.memory_stats().live_bytes - before > 1024 * 1024)
+    collectgarbage("restart")
     -- the default mode back: the accounting still collects (the loop test above), and steps still work
     assert.are.equal("generational", collectgarbage("incremental"))
     step()
