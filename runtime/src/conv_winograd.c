@@ -237,8 +237,10 @@ static inline vf vload(const float *p) {
 /* V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], of VL tiles of a row: d[r][q], the patch's value
    (r, q) of each, is phase plane (r % 2, q % 2) of the channel's planes pc from u + (r / 2) wide + q / 2 on (u
    the first tile's place in the planes). The sums are exact sign flips and the adds of the 4 x 4 transform,
-   row by row of B^T d, then by columns. */
-static DN_ALWAYS_INLINE void transform_tiles(const float *pc, int64_t plane, int64_t wide, int64_t u, vf v[XI]) {
+   row by row of B^T d, then by columns. Position xi's VL values go to dst + xi * vs, each row's four as soon as
+   they are made (all sixteen held at once spilled the addresses' registers). */
+static DN_ALWAYS_INLINE void transform_tiles(const float *pc, int64_t plane, int64_t wide, int64_t u, float *dst,
+                                             int64_t vs) {
   vf d[4][4];
 #pragma GCC unroll 4
   for (int r = 0; r < 4; r++)
@@ -252,10 +254,9 @@ static DN_ALWAYS_INLINE void transform_tiles(const float *pc, int64_t plane, int
     vf e[4];
 #pragma GCC unroll 4
     for (int q = 0; q < 4; q++) e[q] = d[ra[i]][q] + sign[i] * d[rb[i]][q];
-    v[4 * i] = e[0] - e[2];
-    v[4 * i + 1] = e[1] + e[2];
-    v[4 * i + 2] = e[2] - e[1];
-    v[4 * i + 3] = e[1] - e[3];
+    vf v[4] = {e[0] - e[2], e[1] + e[2], e[2] - e[1], e[1] - e[3]};
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) memcpy(dst + (4 * i + j) * vs, &v[j], sizeof v[j]);
   }
 }
 
@@ -304,16 +305,12 @@ static void load(const dn_conv_winograd *s, image src, int64_t at, float *planes
     float *vc = v + c * s->rs;
     for (int64_t a = 0; a < ty; a++)
       for (int64_t b = 0; b < tx; b += VL) {
-        vf t[XI];
-        transform_tiles(pc, plane, wide, a * wide + b, t);
         int64_t col = at + a * tx + b, n = tx - b < VL ? tx - b : VL;
         if (col >= s->ring) col -= s->ring;
-#pragma GCC unroll 16
-        for (int xi = 0; xi < XI; xi++) memcpy(vc + xi * vs + col, &t[xi], sizeof t[xi]);
+        transform_tiles(pc, plane, wide, a * wide + b, vc + col, vs);
         if (col + n > s->ring)   /* across the ring's end: the lanes past it again from column 0 (those before it
                                     land in the previous row's spill, or the V_GAP floats before V) */
-#pragma GCC unroll 16
-          for (int xi = 0; xi < XI; xi++) memcpy(vc + xi * vs + col - s->ring, &t[xi], sizeof t[xi]);
+          transform_tiles(pc, plane, wide, a * wide + b, vc + col - s->ring, vs);
       }
   }
 }
