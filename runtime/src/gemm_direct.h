@@ -29,11 +29,15 @@ static inline int64_t direct_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* ROWS rows from i, columns [j, j + cols), cols <= DV_COLS; FULL: cols ==
    DV_COLS; PREFETCH: the next tile's next_cols columns of B too; OFFSETS:
-   B's rows at d->b_off (else ldb apart). */
+   B's rows at d->b_off (else ldb apart); UNIT: op(A)'s rows 1 apart (A^T:
+   the rows' elements of a k step side by side, their addresses constant
+   offsets of one pointer; with the row stride a variable, the eight
+   addresses took eight registers and spilled: g^T @ x, 64 x 32 by 32 x 784,
+   one thread, Zen 4: 88 -> 103 GFLOP/s). */
 static inline __attribute__((always_inline)) void direct_tile(const dn_gemm_direct_args *d, int64_t i, int64_t j,
                                                               int cols, int next_cols, const int ROWS,
                                                               const bool FULL, const bool PREFETCH,
-                                                              const bool OFFSETS) {
+                                                              const bool OFFSETS, const bool UNIT) {
   DV_T acc[DR][DV];
   dv_mask mask[DV];
 #pragma GCC unroll 16
@@ -53,7 +57,7 @@ static inline __attribute__((always_inline)) void direct_tile(const dn_gemm_dire
     for (int v = 0; v < DV; v++) bv[v] = FULL ? dv_load(bp + v * DV_LANES) : dv_load_mask(bp + v * DV_LANES, mask[v]);
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; r++) {
-      DV_T av = dv_bcast(a + r * rs);
+      DV_T av = dv_bcast(a + (UNIT ? r : r * rs));
 #pragma GCC unroll 16
       for (int v = 0; v < DV; v++) acc[r][v] = dv_fma(av, bv[v], acc[r][v]);
     }
@@ -83,9 +87,13 @@ static inline __attribute__((always_inline)) void direct_tile_rows(const dn_gemm
                                                                    int64_t j, int cols, int next_cols, int rows,
                                                                    const bool FULL, const bool PREFETCH,
                                                                    const bool OFFSETS) {
+  bool unit = d->a_rs == 1;
   switch (rows) {
-#define DIRECT_ROWS(n) \
-  case n: direct_tile(d, i, j, cols, next_cols, n, FULL, PREFETCH, OFFSETS); break;
+#define DIRECT_ROWS(n)                                                                        \
+  case n:                                                                                     \
+    if (unit) direct_tile(d, i, j, cols, next_cols, n, FULL, PREFETCH, OFFSETS, true);        \
+    else direct_tile(d, i, j, cols, next_cols, n, FULL, PREFETCH, OFFSETS, false);            \
+    break;
     DIRECT_ROWS(1) DIRECT_ROWS(2) DIRECT_ROWS(3) DIRECT_ROWS(4)
 #if DR > 4
     DIRECT_ROWS(5) DIRECT_ROWS(6) DIRECT_ROWS(7) DIRECT_ROWS(8)
@@ -144,10 +152,17 @@ static inline __attribute__((always_inline)) void dot_tile(const dn_gemm_direct_
   for (int64_t p = 0; p < k_full; p += DV_LANES) {
     DV_T bv[DOT_J];
 #pragma GCC unroll 16
-    for (int q = 0; q < JS; q++) bv[q] = dv_load(br[q] + p);
+    for (int q = 0; q < JS; q++) {
+      bv[q] = dv_load(br[q] + p);
+      /* kept in a register: GCC otherwise folds the load into each row's FMA, DOT_R loads of it per step
+         instead of one, which a core with one 512-bit load a cycle (Zen 4) cannot feed (x @ W^T, 32 x 784 by
+         64 x 784, one thread: ~70 -> ~100 GFLOP/s); the same for A's vector below */
+      __asm__("" : "+v"(bv[q]));
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < DOT_R; r++) {
       DV_T av = dv_load(ar[r] + p);
+      __asm__("" : "+v"(av));
 #pragma GCC unroll 16
       for (int q = 0; q < JS; q++) acc[r][q] = dv_fma(av, bv[q], acc[r][q]);
     }
