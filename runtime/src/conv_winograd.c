@@ -337,11 +337,34 @@ static void output_tile(const float *const m[XI], float *const y[4], int64_t n) 
   }
 }
 
+#if defined(__AVX2__) && !(defined(__AVX512F__) && defined(__AVX512VL__))
+/* v's first n lanes (any n; none if n <= 0) to d by whole, half, quarter and single stores: AVX2's masked store
+   (vmaskmovps) runs as microcode on AMD's cores. */
+static inline void store_first(float *d, __m256 v, int64_t n) {
+  if (n >= 8) {
+    _mm256_storeu_ps(d, v);
+    return;
+  }
+  __m128 x = _mm256_castps256_ps128(v);
+  if (n >= 4) {
+    _mm_storeu_ps(d, x);
+    x = _mm256_extractf128_ps(v, 1);
+    d += 4, n -= 4;
+  }
+  if (n >= 2) {
+    _mm_storel_pi((__m64 *)d, x);
+    x = _mm_movehl_ps(x, x);
+    d += 2, n -= 2;
+  }
+  if (n == 1) _mm_store_ss(d, x);
+}
+#endif
+
 /* A run's outputs in one row: d[2 i] = left[i], d[2 i + 1] = right[i] for its tiles with both columns, the left
    alone for the last if it has one (an odd width). Eight tiles at a time by a lane shuffle, the run's end by
-   masked loads and a masked store, in a few instructions where the scalar loop took dozens for the seven-tile
-   runs of 14x14 maps. (Most of this function's time, 12% of the 32 -> 64 layer's forward on one thread of a
-   Zen 4, was its stores' wait on y's lines: tile's prefetch halved it.) */
+   masked loads and a masked store (AVX2: store_first), in a few instructions where the scalar loop took dozens for
+   the seven-tile runs of 14x14 maps. (Most of this function's time, 12% of the 32 -> 64 layer's forward on one
+   thread of a Zen 4, was its stores' wait on y's lines: tile's prefetch halved it.) */
 static void interleave(float *restrict d, const float *restrict left, const float *restrict right, int64_t len,
                        int64_t pairs) {
   int64_t outs = pairs + len;   /* 2 pairs, and the single left one */
@@ -361,10 +384,8 @@ static void interleave(float *restrict d, const float *restrict left, const floa
     __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lanes);
     __m256 l = _mm256_maskload_ps(left + i, in), r = _mm256_maskload_ps(right + i, in);
     __m256 lo = _mm256_unpacklo_ps(l, r), hi = _mm256_unpackhi_ps(l, r);   /* tiles 0 1 4 5, 2 3 6 7 */
-    _mm256_maskstore_ps(d + 2 * i, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)o), lanes),
-                        _mm256_permute2f128_ps(lo, hi, 0x20));
-    _mm256_maskstore_ps(d + 2 * i + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)o - 8), lanes),
-                        _mm256_permute2f128_ps(lo, hi, 0x31));
+    store_first(d + 2 * i, _mm256_permute2f128_ps(lo, hi, 0x20), o);
+    store_first(d + 2 * i + 8, _mm256_permute2f128_ps(lo, hi, 0x31), o - 8);
   }
 #else
   for (int64_t i = 0; i < pairs; i++) {
