@@ -60,6 +60,7 @@
 #include "conv_geom.h"
 #include "dropnet/alloc.h"
 #include "gemm.h"
+#include "store_first.h"
 
 dn_conv_shifted_mode dn_conv_winograd_force = DN_SHIFTED_AUTO;
 
@@ -337,32 +338,9 @@ static void output_tile(const float *const m[XI], float *const y[4], int64_t n) 
   }
 }
 
-#if defined(__AVX2__) && !(defined(__AVX512F__) && defined(__AVX512VL__))
-/* v's first n lanes (any n; none if n <= 0) to d by whole, half, quarter and single stores: AVX2's masked store
-   (vmaskmovps) runs as microcode on AMD's cores. */
-static inline void store_first(float *d, __m256 v, int64_t n) {
-  if (n >= 8) {
-    _mm256_storeu_ps(d, v);
-    return;
-  }
-  __m128 x = _mm256_castps256_ps128(v);
-  if (n >= 4) {
-    _mm_storeu_ps(d, x);
-    x = _mm256_extractf128_ps(v, 1);
-    d += 4, n -= 4;
-  }
-  if (n >= 2) {
-    _mm_storel_pi((__m64 *)d, x);
-    x = _mm_movehl_ps(x, x);
-    d += 2, n -= 2;
-  }
-  if (n == 1) _mm_store_ss(d, x);
-}
-#endif
-
 /* A run's outputs in one row: d[2 i] = left[i], d[2 i + 1] = right[i] for its tiles with both columns, the left
    alone for the last if it has one (an odd width). Eight tiles at a time by a lane shuffle, the run's end by
-   masked loads and a masked store (AVX2: store_first), in a few instructions where the scalar loop took dozens for
+   masked loads and a masked store (AVX2: store_first.h), in a few instructions where the scalar loop took dozens for
    the seven-tile runs of 14x14 maps. (Most of this function's time, 12% of the 32 -> 64 layer's forward on one
    thread of a Zen 4, was its stores' wait on y's lines: tile's prefetch halved it.) */
 static void interleave(float *restrict d, const float *restrict left, const float *restrict right, int64_t len,

@@ -179,17 +179,6 @@ static void rows_tile(int64_t k, const float *restrict ap, const float *b, const
   __mmask16 k0 = (__mmask16)map->keep[0], k1 = (__mmask16)map->keep[1];
   __mmask16 n0 = (__mmask16)((1u << __builtin_popcount(k0)) - 1), n1 = (__mmask16)((1u << __builtin_popcount(k1)) - 1);
   int64_t at0 = map->at[0], at1 = map->at[1];
-  /* every lane kept in place (Winograd's tiles): plain stores, not 16 compresses that move nothing */
-  if (k0 == 0xFFFF && k1 == 0xFFFF && at1 == at0 + 16) {
-#define ROW_ALL(r)                                     \
-  if (r < rows) {                                      \
-    _mm512_storeu_ps(c + (r) * ldc + at0, c##r##0);    \
-    _mm512_storeu_ps(c + (r) * ldc + at1, c##r##1);    \
-  }
-    ROW_ALL(0) ROW_ALL(1) ROW_ALL(2) ROW_ALL(3) ROW_ALL(4) ROW_ALL(5) ROW_ALL(6) ROW_ALL(7)
-#undef ROW_ALL
-    return;
-  }
 #define ROW_KEEP(r)                                                                   \
   if (r < rows) {                                                                     \
     float *cr = c + (r) * ldc;                                                        \
