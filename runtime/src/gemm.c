@@ -462,6 +462,115 @@ static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, 
 }
 
 /*
+** The sparse path (gemm.h; kernels in gemm_sparse.h), taken where the packed
+** path would run and op(A) is mostly zero: threads take whole column chunks
+** (sparse_cols wide) of C; each lists the nonzeros of every row of op(A) for
+** a k block (the lists are small: every thread makes its own rather than
+** wait for one), then packs and runs its chunks of that block. k blocks in
+** order, as gemm_region: the packed path's bits (gemm_sparse.h says why).
+*/
+/* Up to this fraction of nonzeros in op(A) (estimated from a quarter of its
+   rows) the sparse path runs; from this many multiply-adds. */
+#define SPARSE_DENSITY 0.3
+#define SPARSE_MIN_WORK 1048576.0
+/* A row's nonzeros per sub-block, about: fewer, and loading and storing the
+   row's partial sums costs more than the sub-block's rows of B staying in L1
+   saves. Measured on one Zen 4 core, [128, 1024] @ [1024, 1024]^T, sub-blocks
+   of 64 / 128 / 256 rows: at 7% nonzero 944 / 850 / 692 us, at 20% 1266 /
+   1060 / 1145. */
+#define SPARSE_PER_SUB 24.0
+
+bool dn_gemm_sparse_auto = true;
+
+typedef struct sparse_job {
+  const dn_gemm_kernel *kern;
+  int64_t m, n, k, kc_full, sub, a_rs, a_ps, along, across, ldc;
+  float alpha, beta;
+  const float *a, *b;
+  float *c;
+  int64_t units;             /* column chunks */
+  char *buffer;              /* the tasks' parts */
+  size_t part;               /* bytes of each */
+} sparse_job;
+
+/* A part's pieces: B's packed block, the carry, the lists (each whole cache lines). */
+typedef struct sparse_part {
+  float *bp, *carry, *val;
+  int32_t *idx, *start, *count;
+} sparse_part;
+
+static size_t sparse_layout(const sparse_job *g, char *base, sparse_part *p) {
+  int64_t w = g->kern->sparse_cols, m = g->m, kc = g->kc_full, nsub = ceil_div(kc, g->sub);
+  size_t sizes[6] = {(size_t)round_up(kc * w, 16), (size_t)round_up(m * w, 16), (size_t)round_up(m * kc, 16),
+                     (size_t)round_up(m * kc, 16), (size_t)round_up(m * (nsub + 1), 16), (size_t)round_up(m, 16)};
+  size_t at = 0;
+  char *ptr[6];
+  for (int i = 0; i < 6; i++) {
+    ptr[i] = base ? base + at : NULL;
+    at += sizes[i] * sizeof(float);
+  }
+  if (p) *p = (sparse_part){(float *)ptr[0], (float *)ptr[1], (float *)ptr[2], (int32_t *)ptr[3], (int32_t *)ptr[4],
+                            (int32_t *)ptr[5]};
+  return at;
+}
+
+static void sparse_task(void *ctx, int t, int nt) {
+  const sparse_job *g = ctx;
+  const dn_gemm_kernel *kern = g->kern;
+  int64_t first = g->units * t / nt, last = g->units * (t + 1) / nt, w = kern->sparse_cols;
+  if (first >= last) return;
+  sparse_part part;
+  sparse_layout(g, g->buffer + (size_t)t * g->part, &part);
+  for (int64_t pc = 0; pc < g->k; pc += g->kc_full) {
+    int64_t kc = min64(g->kc_full, g->k - pc);
+    dn_gemm_sparse_lists lists = {.m = g->m, .kc = kc, .sub = g->sub, .nsub = ceil_div(kc, g->sub),
+                                  .idx = part.idx, .val = part.val, .start = part.start, .count = part.count};
+    const float *a = g->a + pc * g->a_ps;
+    kern->sparse_lists(a, g->a_rs, g->a_ps, &lists);
+    for (int64_t u = first; u < last; u++) {
+      int64_t j = u * w, cols = min64(w, g->n - j);
+      bool finite = kern->sparse_pack(g->b + pc * g->along + j * g->across, g->along, g->across, kc, cols, part.bp);
+      dn_gemm_sparse_args s = {.lists = &lists, .bp = part.bp, .carry = part.carry, .c = g->c + j, .ldc = g->ldc,
+                               .cols = (int)cols, .alpha = g->alpha, .beta = pc == 0 ? g->beta : 1.0f, .a = a,
+                               .a_rs = g->a_rs, .a_ps = g->a_ps, .every_term = !finite};
+      kern->sparse(&s);
+    }
+  }
+}
+
+/* op(A)'s fraction of nonzeros, counted in every fourth row (of op(A), or of A's storage when transposed),
+   or in all of them when there are few. */
+static double density_of(const dn_gemm_kernel *kern, bool trans_a, int64_t m, int64_t k, const float *a,
+                         int64_t lda) {
+  int64_t rows = trans_a ? k : m, step = rows >= 64 ? 4 : 1, counted = ceil_div(rows, step);
+  int64_t nonzero = trans_a ? kern->sparse_count(a, 1, lda, m, k, step) : kern->sparse_count(a, lda, 1, m, k, step);
+  return (double)nonzero / ((double)counted * (double)(trans_a ? m : k));
+}
+
+static bool sparse_run(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                       float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                       int64_t ldc, double density) {
+  sparse_job g = {.kern = kern, .m = m, .n = n, .k = k, .a_rs = trans_a ? 1 : lda, .a_ps = trans_a ? lda : 1,
+                  .along = trans_b ? 1 : ldb, .across = trans_b ? ldb : 1, .ldc = ldc, .alpha = alpha, .beta = beta,
+                  .a = a, .b = b, .c = c};
+  g.kc_full = ceil_div(k, ceil_div(k, kern->kc));   /* the packed path's k blocks */
+  g.sub = kern->sparse_lanes;
+  while (g.sub < g.kc_full && (double)g.sub * density < SPARSE_PER_SUB) g.sub *= 2;
+  g.units = ceil_div(n, kern->sparse_cols);
+  int threads = product_threads(m, n, k);
+  if (threads > g.units) threads = (int)g.units;
+  g.part = sparse_layout(&g, NULL, NULL);
+  /* as many parts as run uncontended: the allocation does not depend on other processes */
+  int most = (int)min64(dn_get_num_threads(), g.units);
+  if (most < threads) most = threads;
+  g.buffer = dn_alloc(g.part * (size_t)most);
+  if (!g.buffer) return false;
+  dn_parallel(threads, sparse_task, &g);
+  dn_free(g.buffer);
+  return true;
+}
+
+/*
 ** Which unpacked path, if any, the shape takes: 0 none, 1 direct, 2 dot.
 ** Packing pays where each packed element serves many micro-tiles: a packed
 ** B element serves m / mr of them. Measured (one core, thread CPU time,
@@ -480,7 +589,9 @@ static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, 
 ** n 32: 56 -> 82).
 */
 static int unpacked_path(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
-  if (dn_gemm_force_path == DN_GEMM_PACKED || dn_gemm_force_path == DN_GEMM_WT) return 0;
+  if (dn_gemm_force_path == DN_GEMM_PACKED || dn_gemm_force_path == DN_GEMM_WT ||
+      dn_gemm_force_path == DN_GEMM_SPARSE)
+    return 0;
   if (dn_gemm_force_path == DN_GEMM_DIRECT) return !trans_b ? 1 : !trans_a ? 2 : 0;
   if (!trans_b && ((m <= kern->direct_max_m && k <= 256) || m <= kern->mr)) return 1;
   if (!trans_a && trans_b && (m <= 32 || n <= 32)) return 2;
@@ -490,6 +601,13 @@ static int unpacked_path(const dn_gemm_kernel *kern, bool trans_a, bool trans_b,
 bool dn_gemm(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   int path = unpacked_path(kern, trans_a, trans_b, m, n, k);
+  if (kern->sparse && (dn_gemm_force_path == DN_GEMM_SPARSE ||
+                       (dn_gemm_force_path == DN_GEMM_AUTO && dn_gemm_sparse_auto && !path && !narrow(kern, m, n) &&
+                        (double)m * (double)n * (double)k >= SPARSE_MIN_WORK))) {
+    double density = density_of(kern, trans_a, m, k, a, lda);
+    if (dn_gemm_force_path == DN_GEMM_SPARSE || density <= SPARSE_DENSITY)
+      return sparse_run(kern, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, density);
+  }
   /* wt_run where the product runs on one thread; on two the packed path
      measured faster on Zen 5 (2 threads, operands cold, 3 alternating rounds:
      [128,784] @ [1024,784]^T 244-260 -> 268-293 GFLOP/s, k 1024 259-288 ->

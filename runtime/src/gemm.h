@@ -88,6 +88,45 @@ typedef struct dn_gemm_rows_map {
 typedef void (*dn_gemm_rows_fn)(int64_t k, const float *ap, const float *b, const int32_t *off, float *c,
                                 int64_t ldc, int rows, const dn_gemm_rows_map *map);
 
+/*
+** The sparse path (gemm_sparse.h, gemm.c's sparse_run): op(A) mostly zero
+** (ReLU and dropout leave most of a layer's activations, and of the
+** gradients that flow back through them, at zero). Per k block of the packed
+** path (same kc): each row's nonzeros listed, op(B)'s block packed sparse_cols
+** wide, and each row's FMAs run over its nonzeros only.
+*/
+typedef struct dn_gemm_sparse_lists {
+  int64_t m, kc, sub, nsub;  /* rows; the k block; its sub-blocks of sub rows of B (nsub of them) */
+  int32_t *idx;              /* row r's entries at r * kc: B row offsets in the packed block (p * sparse_cols) */
+  float *val;                /* and their values */
+  int32_t *start;            /* row r's first entry of sub-block s at start[r * (nsub + 1) + s]; s = nsub: the end */
+  int32_t *count;            /* scratch: m counts */
+} dn_gemm_sparse_lists;
+/* The lists of op(A)[0:m, 0:kc] (op(A)(r, p) = a[r * a_rs + p * a_ps], a_rs or a_ps 1): the nonzeros
+   (NaN included) of each row in k order. */
+typedef void (*dn_gemm_sparse_lists_fn)(const float *a, int64_t a_rs, int64_t a_ps, dn_gemm_sparse_lists *l);
+/* The nonzeros of op(A)[rows r with r % step == 0, 0:k]: the density estimate. */
+typedef int64_t (*dn_gemm_sparse_count_fn)(const float *a, int64_t a_rs, int64_t a_ps, int64_t m, int64_t k,
+                                           int64_t step);
+/* Packs op(B)[p, j] = src[p * along + j * across], p < kc, j < cols (<= sparse_cols), as kc rows of
+   sparse_cols values (zeros past cols); returns whether every value is finite. */
+typedef bool (*dn_gemm_sparse_pack_fn)(const float *src, int64_t along, int64_t across, int64_t kc, int64_t cols,
+                                       float *dst);
+typedef struct dn_gemm_sparse_args {
+  const dn_gemm_sparse_lists *lists;
+  const float *bp;           /* the packed block */
+  float *carry;              /* m x sparse_cols partial sums between sub-blocks, 64-byte aligned */
+  float *c;                  /* C's columns [j, j + cols) */
+  int64_t ldc;
+  int cols;
+  float alpha, beta;         /* beta as the packed path applies it in this k block */
+  const float *a;            /* every_term: op(A)'s block, read through a_rs, a_ps */
+  int64_t a_rs, a_ps;
+  bool every_term;           /* op(B) has a non-finite value: 0 * it is NaN, so no term is skipped */
+} dn_gemm_sparse_args;
+/* C[0:m, j:j+cols] for one k block: alpha * (the block's sums) + beta * C; beta == 0 does not read C. */
+typedef void (*dn_gemm_sparse_fn)(const dn_gemm_sparse_args *s);
+
 typedef struct dn_gemm_kernel {
   const char *name;          /* dn_matmul_backend's "dropnet <name>" */
   const char *cpu_features[3]; /* __builtin_cpu_supports names it needs, NULL-ended */
@@ -104,6 +143,11 @@ typedef struct dn_gemm_kernel {
   dn_gemm_micro_t_fn micro_t; /* x @ W^T as (W @ x^T)^T, W not packed; NULL: none */
   dn_gemm_rows_fn rows;      /* products over shifted rows; NULL: none */
   int rows_lanes;            /* rows' vectors: lanes each (nr = rows_lanes * vectors, <= DN_GEMM_ROWS_VECS) */
+  int sparse_cols, sparse_lanes; /* the sparse path's column chunk; its k sub-blocks are multiples of the lanes */
+  dn_gemm_sparse_count_fn sparse_count;
+  dn_gemm_sparse_lists_fn sparse_lists;
+  dn_gemm_sparse_pack_fn sparse_pack;
+  dn_gemm_sparse_fn sparse;
 } dn_gemm_kernel;
 
 extern const dn_gemm_kernel dn_gemm_kernel_avx512, dn_gemm_kernel_avx2;
@@ -118,8 +162,11 @@ typedef enum dn_gemm_path {
   DN_GEMM_PACKED,     /* packed (or its narrow transpose) */
   DN_GEMM_DIRECT,     /* direct or dot where the transposes allow, else packed */
   DN_GEMM_WT,         /* !trans_a && trans_b: W unpacked (micro_t) where the kernel has it, else packed */
+  DN_GEMM_SPARSE,     /* the sparse path whatever op(A)'s density, where the packed path would run */
 } dn_gemm_path;
 extern dn_gemm_path dn_gemm_force_path;
+/* Whether dn_gemm takes the sparse path where op(A) is mostly zero (the same bits either way). */
+extern bool dn_gemm_sparse_auto;
 
 bool dn_gemm(const dn_gemm_kernel *kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);

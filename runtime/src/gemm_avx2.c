@@ -150,6 +150,15 @@ static inline float dv_hsum(__m256 v) {
 
 #include "gemm_direct.h"
 
+/* The sparse path (gemm_sparse.h): rows of 8 vectors, 64 columns of C; sub-blocks of 96 rows of B, 24 KB
+   (Zen 3's L1 is 32 KB). */
+#define SP_V 8
+static inline unsigned dv_nonzero_bits(const float *p, int n) {
+  __m256 v = n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, dv_mask_of(n));
+  return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));   /* NaN counts */
+}
+#include "gemm_sparse.h"
+
 /* KC: the B micro-panel, kc x NR = 18 KB, stays in L1 with room for the A
    panel on Zen 3 (32 KB; KC 192 and 256 measured alike here, 48 KB); MC:
    the A block, mc x kc = 96 KB, in L2 (512 KB on Zen 3); NC: the B block,
@@ -160,6 +169,8 @@ const dn_gemm_kernel dn_gemm_kernel_avx2 = {
   .pack_a = pack_a, .pack_b = pack_b, .micro = micro,
   .direct_cols = DV_COLS, .direct_max_m = 16, .dot_rows = DOT_R, .dot_cols = DOT_J,
   .direct = direct, .dot = dot, .rows = rows_tile, .rows_lanes = 8,
+  .sparse_cols = SP_COLS, .sparse_lanes = DV_LANES, .sparse_count = sparse_count, .sparse_lists = sparse_lists,
+  .sparse_pack = sparse_pack, .sparse = sparse,
 };
 
 #endif

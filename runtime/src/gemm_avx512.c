@@ -212,6 +212,14 @@ static inline float dv_hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 #include "gemm_direct.h"
 
+/* The sparse path (gemm_sparse.h): rows of 8 vectors, 128 columns of C. */
+#define SP_V 8
+static inline unsigned dv_nonzero_bits(const float *p, int n) {
+  __m512 v = n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(dv_mask_of(n), p);
+  return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);   /* NaN counts: unordered */
+}
+#include "gemm_sparse.h"
+
 /* KC: the B micro-panel, kc x NR = 32 KB, stays in L1 (48 KB on Sapphire
    Rapids and Zen 5); MC: the A block, mc x kc = 256 KB, in L2; NC: the B
    block kc x nc = 1 MB. KC 192-512 measured alike here on the model's shapes. */
@@ -221,6 +229,8 @@ const dn_gemm_kernel dn_gemm_kernel_avx512 = {
   .pack_a = pack_a, .pack_b = pack_b, .micro = micro,
   .direct_cols = DV_COLS, .direct_max_m = 64, .dot_rows = DOT_R, .dot_cols = DOT_J,
   .direct = direct, .dot = dot, .micro_t = micro_t, .rows = rows_tile, .rows_lanes = 16,
+  .sparse_cols = SP_COLS, .sparse_lanes = DV_LANES, .sparse_count = sparse_count, .sparse_lists = sparse_lists,
+  .sparse_pack = sparse_pack, .sparse = sparse,
 };
 
 #endif

@@ -5,13 +5,17 @@
 ** median GFLOP/s by wall time and, with one thread, by the thread's CPU time
 ** (far less sensitive to other processes on a shared machine), after 3
 ** warm-up calls. For A/B comparisons of the driver and kernels.
-** BENCH_GEMM_PATH=packed or =direct in the environment forces that path
-** (gemm.h's dn_gemm_force_path) where the transposes allow it;
+** BENCH_GEMM_PATH=packed, =direct, =wt or =sparse in the environment forces
+** that path (gemm.h's dn_gemm_force_path) where the transposes allow it,
+** =dense keeps the automatic choice but never the sparse path;
+** BENCH_GEMM_DENSITY=d zeroes all but a fraction d of A (GFLOP/s count the
+** dense product's FLOPs);
 ** BENCH_GEMM_COLD=1 writes 32 MB between calls (not timed), so that the
 ** operands come from memory as in a training step, where the products
 ** before evict them.
 */
 #define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +53,8 @@ int main(int argc, char **argv) {
   if (path && !strcmp(path, "packed")) dn_gemm_force_path = DN_GEMM_PACKED;
   if (path && !strcmp(path, "direct")) dn_gemm_force_path = DN_GEMM_DIRECT;
   if (path && !strcmp(path, "wt")) dn_gemm_force_path = DN_GEMM_WT;
+  if (path && !strcmp(path, "sparse")) dn_gemm_force_path = DN_GEMM_SPARSE;
+  if (path && !strcmp(path, "dense")) dn_gemm_sparse_auto = false;
   if (threads < 1 || m < 1 || k < 1 || n < 1 || reps < 1 || dn_set_num_threads(threads) != DN_OK) return 2;
   /* 64-byte aligned, as the runtime's tensors (alloc.c) */
   float *a = alloc_floats(m * k), *b = alloc_floats(k * n), *c = alloc_floats(m * n);
@@ -56,6 +62,13 @@ int main(int argc, char **argv) {
   if (!a || !b || !c || !wall || !cpu) return 1;
   for (int64_t i = 0; i < m * k; i++) a[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
   for (int64_t i = 0; i < k * n; i++) b[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+  /* BENCH_GEMM_DENSITY=d keeps a fraction d of A nonzero (scattered as dropout's zeros are) */
+  const char *density_env = getenv("BENCH_GEMM_DENSITY");
+  if (density_env) {
+    double density = atof(density_env);
+    for (int64_t i = 0; i < m * k; i++)
+      if ((double)((uint64_t)(i * 2654435761u) % 1000003u) >= density * 1000003.0) a[i] = 0.0f;
+  }
   int64_t lda = ta ? m : k, ldb = tb ? k : n;
   const char *cold_env = getenv("BENCH_GEMM_COLD");
   size_t cold_len = cold_env && atoi(cold_env) ? (size_t)32 << 20 : 0;

@@ -75,6 +75,9 @@ KERNEL_IMPL(AVX512_WT, dn_gemm_kernel_avx512, DN_GEMM_WT)
 KERNEL_IMPL(AVX2, dn_gemm_kernel_avx2, DN_GEMM_AUTO)
 KERNEL_IMPL(AVX2_PACKED, dn_gemm_kernel_avx2, DN_GEMM_PACKED)
 KERNEL_IMPL(AVX2_DIRECT, dn_gemm_kernel_avx2, DN_GEMM_DIRECT)
+/* the sparse path on dense operands: every term listed, every shape and edge of the other paths */
+KERNEL_IMPL(AVX512_SPARSE, dn_gemm_kernel_avx512, DN_GEMM_SPARSE)
+KERNEL_IMPL(AVX2_SPARSE, dn_gemm_kernel_avx2, DN_GEMM_SPARSE)
 #else
 static const gemm_impl BLAS = {"dn_blas_sgemm", dn_blas_sgemm, 1, NULL};
 #endif
@@ -734,6 +737,118 @@ static void test_offsets_match_direct(void **state) {
         problem_free(&pr);
       }
 }
+
+/* Zeroes all but a fraction `density` of op(A)'s elements (a quarter of the zeros -0), as ReLU and dropout
+   leave an activation or a gradient. */
+static void sparsify(problem *pr, double density) {
+  const gemm_case *cs = &pr->cs;
+  float *a = (float *)pr->a;
+  for (int64_t i = 0; i < cs->m; i++)
+    for (int64_t p = 0; p < cs->k; p++) {
+      float *x = cs->ta ? &a[p * pr->lda + i] : &a[i * pr->lda + p];
+      uint64_t r = rng_next(&pr->rng);
+      if ((double)(r >> 11) * 0x1.0p-53 >= density) *x = (r & 3) ? 0.0f : -0.0f;
+      pr->ad[i * cs->k + p] = *x;
+    }
+}
+
+/* C's whole buffer after the product by `path` on `threads` threads (malloc'ed). */
+static float *run_path(const dn_gemm_kernel *kern, problem *pr, dn_gemm_path path, int threads) {
+  const gemm_case *cs = &pr->cs;
+  DN_OK_OR_FAIL(dn_set_num_threads(threads));
+  problem_reset(pr);
+  dn_gemm_force_path = path;
+  bool ok = dn_gemm(kern, cs->ta, cs->tb, cs->m, cs->n, cs->k, cs->alpha, pr->a, pr->lda, pr->b, pr->ldb, cs->beta,
+                    pr->c, pr->ldc);
+  dn_gemm_force_path = DN_GEMM_AUTO;
+  assert_true(ok);
+  float *out = malloc(pr->c_len * sizeof(float));
+  assert_non_null(out);
+  memcpy(out, pr->c_buf, pr->c_len * sizeof(float));
+  return out;
+}
+
+static void assert_same_bits(const problem *pr, const float *want, const float *got, const char *what) {
+  for (size_t q = 0; q < pr->c_len; q++)
+    if (float_bits(want[q]) != float_bits(got[q])) {
+      char desc[320];
+      describe(pr, what, desc, sizeof desc);
+      int64_t rel = (int64_t)q - pr->c_pre;
+      fail_msg("%s: differs from the packed path at (%" PRId64 ", %" PRId64 "): 0x%08" PRIx32 " vs 0x%08" PRIx32,
+               desc, floor_div(rel, pr->ldc), rel - floor_div(rel, pr->ldc) * pr->ldc, float_bits(got[q]),
+               float_bits(want[q]));
+    }
+}
+
+/* The sparse path gives the packed path's bits (gemm_sparse.h says why) on operands as ReLU and dropout leave
+   them: densities from none to all, -0 among the zeros, the model's shapes and ragged ones over several k blocks
+   and sub-blocks, all four transposes, alpha and beta, 1 and 2 threads; and on the model's shapes the automatic
+   choice (the sparse path where op(A) is sparse) too. */
+static void test_sparse_matches_packed(void **state) {
+  const gemm_impl *impl = *state;
+  const dn_gemm_kernel *kern = impl->kernel;
+  if (!dn_gemm_kernel_supported(kern)) skip();
+  static const int64_t shapes[][3] = {{128, 1024, 784}, {1024, 784, 128}, {128, 1024, 1024}, {33, 200, 517},
+                                      {300, 129, 70}, {7, 9, 3}, {64, 131, 1000}};
+  static const double densities[] = {0, 0.07, 0.3, 1};
+  uint64_t seed = 8000;
+  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+    for (int t = 0; t < 4; t++) {
+      double density = densities[(s + (size_t)t) % 4];
+      gemm_case cs = {.ta = t & 1, .tb = t >> 1, .m = shapes[s][0], .n = shapes[s][1], .k = shapes[s][2],
+                      .alpha = t == 1 ? -0.5f : 1.0f, .beta = (t & 2) ? 1.0f : 0.0f, .pad_c = t, .off_a = t & 1,
+                      .guard = true};
+      problem pr;
+      problem_init(&pr, &cs, seed++);
+      sparsify(&pr, density);
+      float *want = run_path(kern, &pr, DN_GEMM_PACKED, 1);
+      check_result(&pr, impl->name);
+      for (int threads = 1; threads <= 2; threads++) {
+        float *got = run_path(kern, &pr, DN_GEMM_SPARSE, threads);
+        assert_same_bits(&pr, want, got, "sparse");
+        free(got);
+        if (s < 3) {   /* the model's shapes: the automatic choice is the packed path's bits, sparse or not */
+          got = run_path(kern, &pr, DN_GEMM_AUTO, threads);
+          assert_same_bits(&pr, want, got, "automatic");
+          free(got);
+        }
+      }
+      free(want);
+      problem_free(&pr);
+    }
+}
+
+/* A zero of op(A) against an infinite or NaN op(B) value makes a NaN in the packed path (0 * inf); the sparse path
+   sees the non-finite value while packing and runs every term of that block, so it makes the same NaN; a NaN in
+   op(A) is a nonzero and propagates too. */
+static void test_sparse_nonfinite(void **state) {
+  const gemm_impl *impl = *state;
+  const dn_gemm_kernel *kern = impl->kernel;
+  if (!dn_gemm_kernel_supported(kern)) skip();
+  uint64_t seed = 8500;
+  for (int t = 0; t < 4; t++)
+    for (int what = 0; what < 3; what++) {
+      gemm_case cs = {.ta = t & 1, .tb = t >> 1, .m = 40, .n = 300, .k = 600, .alpha = 1, .beta = 0, .guard = true};
+      problem pr;
+      problem_init(&pr, &cs, seed++);
+      sparsify(&pr, 0.1);
+      /* op(A)(3, 450) is zero; op(B)(450, 77) infinite or NaN; or op(A)(5, 20) NaN */
+      float *a = (float *)pr.a, *b = (float *)pr.b;
+      a[cs.ta ? 450 * pr.lda + 3 : 3 * pr.lda + 450] = 0.0f;
+      if (what < 2) b[cs.tb ? 77 * pr.ldb + 450 : 450 * pr.ldb + 77] = what ? NAN : -INFINITY;
+      else a[cs.ta ? 20 * pr.lda + 5 : 5 * pr.lda + 20] = NAN;
+      float *want = run_path(kern, &pr, DN_GEMM_PACKED, 1);
+      int64_t i = what < 2 ? 3 : 5, j = what < 2 ? 77 : 0;
+      assert_true(isnan(want[pr.c_pre + i * pr.ldc + j]));
+      for (int threads = 1; threads <= 2; threads++) {
+        float *got = run_path(kern, &pr, DN_GEMM_SPARSE, threads);
+        assert_same_bits(&pr, want, got, "sparse, non-finite operand");
+        free(got);
+      }
+      free(want);
+      problem_free(&pr);
+    }
+}
 #endif
 
 #define GEMM_TEST(impl, f) {#impl "/" #f, f, NULL, NULL, (void *)&impl}
@@ -759,6 +874,12 @@ int main(void) {
     GEMM_TEST(AVX2, test_direct_matches_packed),
     GEMM_TEST(AVX512, test_offsets_match_direct),
     GEMM_TEST(AVX2, test_offsets_match_direct),
+    KERNEL_TESTS(AVX512_SPARSE),
+    KERNEL_TESTS(AVX2_SPARSE),
+    GEMM_THREAD_TEST(AVX512, test_sparse_matches_packed),
+    GEMM_THREAD_TEST(AVX2, test_sparse_matches_packed),
+    GEMM_THREAD_TEST(AVX512, test_sparse_nonfinite),
+    GEMM_THREAD_TEST(AVX2, test_sparse_nonfinite),
 #endif
     /* the public path (what matmul calls), whichever kernel it picks */
     KERNEL_TESTS(BLAS),
