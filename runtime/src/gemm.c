@@ -462,8 +462,9 @@ static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, 
 }
 
 /*
-** The sparse path (gemm.h; kernels in gemm_sparse.h), taken where the packed
-** path would run and op(A) is mostly zero: threads take whole column chunks
+** The sparse path (gemm.h; kernels in gemm_sparse.h), taken where op(A) is
+** mostly zero instead of the packed path, or of direct while k fits one k
+** block (the bits are the same then): threads take whole column chunks
 ** (sparse_cols wide) of C; each lists the nonzeros of every row of op(A) for
 ** a k block (the lists are small: every thread makes its own rather than
 ** wait for one), then packs and runs its chunks of that block. k blocks in
@@ -601,9 +602,12 @@ static int unpacked_path(const dn_gemm_kernel *kern, bool trans_a, bool trans_b,
 bool dn_gemm(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   int path = unpacked_path(kern, trans_a, trans_b, m, n, k);
+  /* the sparse path where its bits are the path's it replaces: the packed path's, and direct's while k fits
+     one k block (small layers' weight gradients, g^T @ x) */
+  bool same_bits = !path || (path == 1 && k <= kern->kc);
   if (kern->sparse && (dn_gemm_force_path == DN_GEMM_SPARSE ||
-                       (dn_gemm_force_path == DN_GEMM_AUTO && dn_gemm_sparse_auto && !path && !narrow(kern, m, n) &&
-                        (double)m * (double)n * (double)k >= SPARSE_MIN_WORK))) {
+                       (dn_gemm_force_path == DN_GEMM_AUTO && dn_gemm_sparse_auto && same_bits &&
+                        !narrow(kern, m, n) && (double)m * (double)n * (double)k >= SPARSE_MIN_WORK))) {
     double density = density_of(kern, trans_a, m, k, a, lda);
     if (dn_gemm_force_path == DN_GEMM_SPARSE || density <= SPARSE_DENSITY)
       return sparse_run(kern, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, density);

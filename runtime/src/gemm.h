@@ -11,7 +11,8 @@
 ** Results are bit-identical for any thread count: each element sums its k
 ** products in the same order whoever computes it (they differ between
 ** kernels, and between the packed and unpacked paths, which the shape
-** picks). Returns false, having written nothing, when its packing buffers
+** picks; the sparse path, which op(A)'s zeros pick, gives the bits of the
+** path it stands in for). Returns false, having written nothing, when its packing buffers
 ** cannot be allocated (the unpacked paths allocate nothing).
 **
 ** Not installed. The kernels are compiled for their instruction sets

@@ -774,7 +774,7 @@ static void assert_same_bits(const problem *pr, const float *want, const float *
       char desc[320];
       describe(pr, what, desc, sizeof desc);
       int64_t rel = (int64_t)q - pr->c_pre;
-      fail_msg("%s: differs from the packed path at (%" PRId64 ", %" PRId64 "): 0x%08" PRIx32 " vs 0x%08" PRIx32,
+      fail_msg("%s: differs from the path it replaces at (%" PRId64 ", %" PRId64 "): 0x%08" PRIx32 " vs 0x%08" PRIx32,
                desc, floor_div(rel, pr->ldc), rel - floor_div(rel, pr->ldc) * pr->ldc, float_bits(got[q]),
                float_bits(want[q]));
     }
@@ -812,6 +812,27 @@ static void test_sparse_matches_packed(void **state) {
           assert_same_bits(&pr, want, got, "automatic");
           free(got);
         }
+      }
+      free(want);
+      problem_free(&pr);
+    }
+  /* where the shape picks direct, the automatic choice keeps direct's bits: while k fits one k block (a small
+     layer's g^T @ x) they are the packed path's, and it may take the sparse path; past it (the last shape) it
+     must not */
+  static const int64_t direct_shapes[][3] = {{64, 784, 32}, {16, 1000, 150}, {4, 1000, 600}};
+  for (size_t s = 0; s < sizeof direct_shapes / sizeof *direct_shapes; s++)
+    for (int ta = 0; ta < 2; ta++) {
+      gemm_case cs = {.ta = ta, .m = direct_shapes[s][0], .n = direct_shapes[s][1], .k = direct_shapes[s][2],
+                      .alpha = 1, .beta = ta ? 1.0f : 0.0f, .guard = true};
+      problem pr;
+      problem_init(&pr, &cs, seed++);
+      sparsify(&pr, 0.05);
+      float *want = run_path(kern, &pr, DN_GEMM_DIRECT, 1);
+      check_result(&pr, impl->name);
+      for (int threads = 1; threads <= 2; threads++) {
+        float *got = run_path(kern, &pr, DN_GEMM_AUTO, threads);
+        assert_same_bits(&pr, want, got, "automatic, direct's shape");
+        free(got);
       }
       free(want);
       problem_free(&pr);
