@@ -38,6 +38,8 @@ static void usage(FILE *f) {
           "  --seed N       seed dropnet's default generator with N\n"
           "  --no-flush-denormal\n"
           "                 compute with denormal floats instead of flushing them to zero\n"
+          "  --no-sparse-matmul\n"
+          "                 multiply every zero too (the same results, slower where most are zero)\n"
           "  --version      print the version and exit\n"
           "  --help         print this help and exit\n"
           "  -              read the script from standard input\n"
@@ -139,7 +141,7 @@ static int parse_int(const char *s, lua_Integer *v) {
 }
 
 typedef struct options {
-  int interactive, script, threads_given, seed_given, no_flush_denormal;
+  int interactive, script, threads_given, seed_given, no_flush_denormal, no_sparse_matmul;
   lua_Integer threads, seed;
 } options;
 
@@ -154,6 +156,7 @@ static int pmain(lua_State *L) {
   if (o->threads_given && call_dropnet(L, "set_num_threads", 0, o->threads) != LUA_OK) return 0;
   if (o->seed_given && call_dropnet(L, "manual_seed", 0, o->seed) != LUA_OK) return 0;
   if (o->no_flush_denormal && call_dropnet(L, "set_flush_denormal", 1, 0) != LUA_OK) return 0;
+  if (o->no_sparse_matmul && call_dropnet(L, "set_sparse_matmul", 1, 0) != LUA_OK) return 0;
   /* -e and -l in order */
   for (int i = 1; i < (o->script > 0 ? o->script : argc); i++) {
     if (strcmp(argv[i], "-e") == 0) {
@@ -190,6 +193,8 @@ int main(int argc, char **argv) {
       o.interactive = 1;
     } else if (strcmp(a, "--no-flush-denormal") == 0) {
       o.no_flush_denormal = 1;
+    } else if (strcmp(a, "--no-sparse-matmul") == 0) {
+      o.no_sparse_matmul = 1;
     } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0 || strcmp(a, "--threads") == 0 ||
                strcmp(a, "--seed") == 0) {
       if (i + 1 >= argc) {

@@ -35,6 +35,21 @@ static int l_get_flush_denormal(lua_State *L) {
   return 1;
 }
 
+/* dn.set_sparse_matmul(on): returns the previous setting. */
+static int l_set_sparse_matmul(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TBOOLEAN) {
+    const char *msg = lua_pushfstring(L, "on must be a boolean (got %s)", dn_lua_typename(L, 1));
+    return luaL_argerror(L, 1, msg);
+  }
+  lua_pushboolean(L, dn_set_sparse_matmul(lua_toboolean(L, 1)));
+  return 1;
+}
+
+static int l_get_sparse_matmul(lua_State *L) {
+  lua_pushboolean(L, dn_get_sparse_matmul());
+  return 1;
+}
+
 static int l_matmul_backend(lua_State *L) {
   lua_pushstring(L, dn_matmul_backend());
   return 1;
@@ -87,7 +102,8 @@ static const luaL_Reg core_functions[] = {
   {"clock", l_clock}, {"isatty", l_isatty},
   {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
   {"set_flush_denormal", l_set_flush_denormal}, {"get_flush_denormal", l_get_flush_denormal},
-  {"matmul_backend", l_matmul_backend},
+  {"matmul_backend", l_matmul_backend}, {"set_sparse_matmul", l_set_sparse_matmul},
+  {"get_sparse_matmul", l_get_sparse_matmul},
   {"memory_stats", l_memory_stats}, {"empty_cache", l_empty_cache}, {NULL, NULL}};
 
 int luaopen_dropnet_core(lua_State *L) {

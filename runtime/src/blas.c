@@ -127,6 +127,27 @@ const char *dn_matmul_backend(void) {
   return "openblas";
 }
 
+#ifdef DN_HAVE_GEMM
+bool dn_set_sparse_matmul(bool on) {
+  bool was = dn_gemm_sparse_auto;
+  dn_gemm_sparse_auto = on;
+  return was;
+}
+
+bool dn_get_sparse_matmul(void) { return dn_gemm_sparse_auto; }
+#else
+/* no sparse path without dropnet's sgemm: the setting is kept, and reported */
+static bool sparse_matmul = true;
+
+bool dn_set_sparse_matmul(bool on) {
+  bool was = sparse_matmul;
+  sparse_matmul = on;
+  return was;
+}
+
+bool dn_get_sparse_matmul(void) { return sparse_matmul; }
+#endif
+
 static enum CBLAS_TRANSPOSE op_of(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
 
 /*

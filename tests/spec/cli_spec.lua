@@ -60,7 +60,8 @@ describe("the dropnet command", function()
     local code, out = run({"--help"})
     assert.are.equal(0, code)
     assert.truthy(out:find("usage:", 1, true), out)
-    for _, opt in ipairs{"-e", "-i", "--threads", "--seed", "--no-flush-denormal", "--version", "--help"} do
+    for _, opt in ipairs{"-e", "-i", "--threads", "--seed", "--no-flush-denormal", "--no-sparse-matmul", "--version",
+      "--help"} do
       assert.truthy(out:find(opt, 1, true), opt)
     end
   end)
@@ -140,6 +141,16 @@ describe("the dropnet command", function()
     code, out, err = run({"--no-flush-denormal", "-e", code_text})
     assert.are.equal(0, code, err)
     assert.are.equal("false\ttrue\n", out)
+  end)
+
+  it("--no-sparse-matmul multiplies every zero", function()
+    local code_text = 'print(require("dropnet").get_sparse_matmul())'
+    local code, out, err = run({"-e", code_text})
+    assert.are.equal(0, code, err)
+    assert.are.equal("true\n", out)
+    code, out, err = run({"--no-sparse-matmul", "-e", code_text})
+    assert.are.equal(0, code, err)
+    assert.are.equal("false\n", out)
   end)
 
   it("DROPNET_SGEMM=openblas picks OpenBLAS, and both kernels give the same products", function()

@@ -52,6 +52,7 @@ describe("argument types", function()
     expect(function() return dn.set_num_threads("x") end, {"set_num_threads", "must be an integer"})
     expect(function() return dn.set_flush_denormal("x") end, {"set_flush_denormal", "must be a boolean (got string)"})
     expect(function() return dn.set_flush_denormal(nil) end, {"set_flush_denormal", "must be a boolean (got nil)"})
+    expect(function() return dn.set_sparse_matmul("on") end, {"set_sparse_matmul", "must be a boolean (got string)"})
   end)
 
   it("calling a method on something that is not a tensor", function()

@@ -28,6 +28,16 @@ DN_API dn_status dn_matmul_into(dn_tensor *out, dn_tensor *a, dn_tensor *b, floa
 /* The sgemm in use: "dropnet avx512", "dropnet avx2" or "openblas". */
 DN_API const char *dn_matmul_backend(void);
 
+/* Whether dropnet's sgemm skips the zeros of the left operand of a product
+   when most of it is zero (ReLU's and dropout's outputs, and the gradients
+   that flow back through them): on by default. The results are the same
+   bits either way (each sum drops only terms 0 * b that add nothing, and a
+   block of the other operand holding an infinity or NaN runs every term);
+   only the speed changes. Returns the previous setting. No effect with the
+   OpenBLAS backend. */
+DN_API bool dn_set_sparse_matmul(bool on);
+DN_API bool dn_get_sparse_matmul(void);
+
 DN_END_DECLS
 
 #endif
