@@ -476,10 +476,11 @@ static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, 
 #define SPARSE_MIN_WORK 1048576.0
 /* A row's nonzeros per sub-block, about: fewer, and loading and storing the
    row's partial sums costs more than the sub-block's rows of B staying in L1
-   saves. Measured on one Zen 4 core, [128, 1024] @ [1024, 1024]^T, sub-blocks
-   of 64 / 128 / 256 rows: at 7% nonzero 944 / 850 / 692 us, at 20% 1266 /
-   1060 / 1145. */
-#define SPARSE_PER_SUB 24.0
+   saves. Measured on one Zen 4 core at 7% / 19% nonzero, us, with 6, 12 and
+   24: [1024,128]^T @ [128,1024] 605 / 1683, 499 / 1203, 611 / 1306; [128,1024]
+   @ [1024,1024] 811 / 1346, 652 / 1048, 705 / 1014; [128,1024] @
+   [1024,1024]^T 851 / 1666, 717 / 1139, 782 / 1203. */
+#define SPARSE_PER_SUB 12.0
 
 bool dn_gemm_sparse_auto = true;
 

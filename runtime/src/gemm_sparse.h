@@ -100,11 +100,22 @@ static void sparse_lists(const float *a, int64_t a_rs, int64_t a_ps, dn_gemm_spa
   for (int64_t r = 0; r < m; r++) start[r * (nsub + 1) + nsub] = count[r];
 }
 
+/* x * 0 is NaN for an infinite or NaN x, +-0 otherwise: the sums of those say whether all were finite. */
 static bool sparse_pack(const float *src, int64_t along, int64_t across, int64_t kc, int64_t cols, float *dst) {
-  pack_block(src, along, across, kc, cols, dst, SP_COLS);
-  /* x * 0 is NaN for an infinite or NaN x, +-0 otherwise */
   DV_T nan = dv_zero(), zero = dv_zero();
-  for (int64_t i = 0; i < kc * SP_COLS; i += DV_LANES) nan = dv_fma(dv_load(dst + i), zero, nan);
+  if (across == 1 && cols == SP_COLS) {
+    /* whole rows of op(B) in place: copied and checked in one pass */
+    for (int64_t p = 0; p < kc; p++)
+#pragma GCC unroll 16
+      for (int v = 0; v < SP_V; v++) {
+        DV_T x = dv_load(src + p * along + v * DV_LANES);
+        dv_store(dst + p * SP_COLS + v * DV_LANES, x);
+        nan = dv_fma(x, zero, nan);
+      }
+  } else {
+    pack_block(src, along, across, kc, cols, dst, SP_COLS);
+    for (int64_t i = 0; i < kc * SP_COLS; i += DV_LANES) nan = dv_fma(dv_load(dst + i), zero, nan);
+  }
   float s = dv_hsum(nan);
   return s == s;
 }
