@@ -285,7 +285,9 @@ if [ "$has_step" = 1 ]; then
   echo "GEMM roof: batch 128 / the time of one training step's 8 products (forward x@W:t(), backward g@W and"
   echo "g:t()@x) at the median sgemm rate bench_gemm_roof measures for each shape, right before each run;"
   echo "% of GEMM roof = dropnet's samples/s / the roof's. FMA peak %: the step's GEMM FLOPs"
-  echo "($(calc '%.3f' "$gemm_flops / 1e9") GFLOP) x steps/s against the FMA peak above."
+  echo "($(calc '%.3f' "$gemm_flops / 1e9") GFLOP) x steps/s against the FMA peak above. The roof multiplies dense"
+  echo "operands; dropnet's products skip the zeros ReLU and dropout leave in theirs (dn.set_sparse_matmul), so"
+  echo "past 100% is what that saves, and GFLOP/s count the dense step's FLOPs."
   printf '%6s %14s %14s %9s %12s %8s\n' run "dropnet" "GEMM roof" "% roof" "GFLOP/s" "% FMA"
   awk -v fl="$gemm_flops" -v peak="${fma_peak:-0}" '{ g = fl * $2 / 128 / 1e9
     fma = peak > 0 ? sprintf("%.1f%%", 100 * g / peak) : "?"
