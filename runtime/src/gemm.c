@@ -474,6 +474,10 @@ static bool wt_run(const dn_gemm_kernel *kern, int64_t m, int64_t n, int64_t k, 
    rows) the sparse path runs; from this many multiply-adds. */
 #define SPARSE_DENSITY 0.3
 #define SPARSE_MIN_WORK 1048576.0
+/* Each thread holds lists for every row of op(A) (m x kc entries at most) and
+   their partial sums (m x sparse_cols): up to this many rows (19 MB and 4 MB
+   at AVX-512's kc and width), the packed path beyond. */
+#define SPARSE_MAX_ROWS 8192
 /* A row's nonzeros per sub-block, about: fewer, and loading and storing the
    row's partial sums costs more than the sub-block's rows of B staying in L1
    saves. Measured on one Zen 4 core at 7% / 19% nonzero, us, with 6, 12 and
@@ -606,7 +610,7 @@ bool dn_gemm(const dn_gemm_kernel *kern, bool trans_a, bool trans_b, int64_t m, 
   /* the sparse path where its bits are the path's it replaces: the packed path's, and direct's while k fits
      one k block (small layers' weight gradients, g^T @ x) */
   bool same_bits = !path || (path == 1 && k <= kern->kc);
-  if (kern->sparse && (dn_gemm_force_path == DN_GEMM_SPARSE ||
+  if (kern->sparse && m <= SPARSE_MAX_ROWS && (dn_gemm_force_path == DN_GEMM_SPARSE ||
                        (dn_gemm_force_path == DN_GEMM_AUTO && dn_gemm_sparse_auto && same_bits &&
                         !narrow(kern, m, n) && (double)m * (double)n * (double)k >= SPARSE_MIN_WORK))) {
     double density = density_of(kern, trans_a, m, k, a, lda);

@@ -163,7 +163,7 @@ typedef enum dn_gemm_path {
   DN_GEMM_PACKED,     /* packed (or its narrow transpose) */
   DN_GEMM_DIRECT,     /* direct or dot where the transposes allow, else packed */
   DN_GEMM_WT,         /* !trans_a && trans_b: W unpacked (micro_t) where the kernel has it, else packed */
-  DN_GEMM_SPARSE,     /* the sparse path whatever op(A)'s density, where the packed path would run */
+  DN_GEMM_SPARSE,     /* the sparse path whatever op(A)'s density (up to gemm.c's SPARSE_MAX_ROWS rows) */
 } dn_gemm_path;
 extern dn_gemm_path dn_gemm_force_path;
 /* Whether dn_gemm takes the sparse path where op(A) is mostly zero (the same bits either way). */
