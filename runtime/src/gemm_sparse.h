@@ -24,11 +24,12 @@
 **
 ** The rows of a chunk's block, kc x SP_COLS (AVX-512: 128 KB at kc 256) do not
 ** fit L1, and a row's nonzeros land anywhere in it; the block is walked in
-** sub-blocks of sparse_sub rows of B (32 KB), every row of C in turn, its
-** partial sums carried in a scratch between sub-blocks (a float stored and
-** loaded is the same float, so the chain is unchanged). Measured on one
-** Zen 4 core, [128, 1024] at 25% nonzero @ [1024, 1024]: 1.58 ms without
-** sub-blocks, 1.32 with sub-blocks of 64, against 2.45 for the dense kernel.
+** sub-blocks of B's rows (sized by gemm.c for about a dozen nonzeros a row),
+** every row of C in turn, its partial sums carried in a scratch between
+** sub-blocks (a float stored and loaded is the same float, so the chain is
+** unchanged). Measured on one Zen 4 core, [128, 1024] at 25% nonzero @
+** [1024, 1024]: 1.58 ms without sub-blocks, 1.32 with sub-blocks of 64 rows,
+** against 2.45 for the dense kernel (a first version of this file).
 */
 #ifndef DROPNET_GEMM_SPARSE_H
 #define DROPNET_GEMM_SPARSE_H
@@ -42,16 +43,18 @@
 /* The nonzeros of n values (n <= DV_LANES) from p. */
 static inline int64_t sparse_popcount(const float *p, int n) { return __builtin_popcount(dv_nonzero_bits(p, n)); }
 
+static inline int sparse_lanes(int64_t left) { return (int)(left < DV_LANES ? left : DV_LANES); }
+
 static int64_t sparse_count(const float *a, int64_t a_rs, int64_t a_ps, int64_t m, int64_t k, int64_t step) {
   int64_t nonzero = 0;
   if (a_ps == 1) {   /* rows contiguous along k */
     for (int64_t r = 0; r < m; r += step)
-      for (int64_t p = 0; p < k; p += DV_LANES) nonzero += sparse_popcount(a + r * a_rs + p, (int)(k - p < DV_LANES ? k - p : DV_LANES));
+      for (int64_t p = 0; p < k; p += DV_LANES) nonzero += sparse_popcount(a + r * a_rs + p, sparse_lanes(k - p));
     return nonzero;
   }
   /* op(A) = A^T: a stored row holds one k of every row of op(A); count every step-th stored row */
   for (int64_t p = 0; p < k; p += step)
-    for (int64_t r = 0; r < m; r += DV_LANES) nonzero += sparse_popcount(a + p * a_ps + r, (int)(m - r < DV_LANES ? m - r : DV_LANES));
+    for (int64_t r = 0; r < m; r += DV_LANES) nonzero += sparse_popcount(a + p * a_ps + r, sparse_lanes(m - r));
   return nonzero;
 }
 
@@ -67,7 +70,7 @@ static void sparse_lists(const float *a, int64_t a_rs, int64_t a_ps, dn_gemm_spa
       int32_t n = 0;
       for (int64_t p0 = 0; p0 < kc; p0 += DV_LANES) {
         if (p0 % sub == 0) rs[p0 / sub] = n;
-        unsigned bits = dv_nonzero_bits(row + p0, (int)(kc - p0 < DV_LANES ? kc - p0 : DV_LANES));
+        unsigned bits = dv_nonzero_bits(row + p0, sparse_lanes(kc - p0));
         while (bits) {
           int64_t p = p0 + __builtin_ctz(bits);
           ri[n] = (int32_t)(p * SP_COLS);
@@ -87,7 +90,7 @@ static void sparse_lists(const float *a, int64_t a_rs, int64_t a_ps, dn_gemm_spa
       for (int64_t r = 0; r < m; r++) start[r * (nsub + 1) + p / sub] = count[r];
     const float *row = a + p * a_ps;
     for (int64_t r0 = 0; r0 < m; r0 += DV_LANES) {
-      unsigned bits = dv_nonzero_bits(row + r0, (int)(m - r0 < DV_LANES ? m - r0 : DV_LANES));
+      unsigned bits = dv_nonzero_bits(row + r0, sparse_lanes(m - r0));
       while (bits) {
         int64_t r = r0 + __builtin_ctz(bits);
         int32_t e = count[r]++;
