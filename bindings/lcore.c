@@ -20,13 +20,18 @@ static int l_get_num_threads(lua_State *L) {
   return 1;
 }
 
+/* Argument 1, which must be a boolean (`what` names it in the error). */
+static bool check_boolean(lua_State *L, const char *what) {
+  if (lua_type(L, 1) != LUA_TBOOLEAN) {
+    const char *msg = lua_pushfstring(L, "%s must be a boolean (got %s)", what, dn_lua_typename(L, 1));
+    luaL_argerror(L, 1, msg);
+  }
+  return lua_toboolean(L, 1);
+}
+
 /* dn.set_flush_denormal(flush): returns whether the CPU supports the mode. */
 static int l_set_flush_denormal(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TBOOLEAN) {
-    const char *msg = lua_pushfstring(L, "flush must be a boolean (got %s)", dn_lua_typename(L, 1));
-    return luaL_argerror(L, 1, msg);
-  }
-  lua_pushboolean(L, dn_set_flush_denormal(lua_toboolean(L, 1)));
+  lua_pushboolean(L, dn_set_flush_denormal(check_boolean(L, "flush")));
   return 1;
 }
 
@@ -37,11 +42,7 @@ static int l_get_flush_denormal(lua_State *L) {
 
 /* dn.set_sparse_matmul(on): returns the previous setting. */
 static int l_set_sparse_matmul(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TBOOLEAN) {
-    const char *msg = lua_pushfstring(L, "on must be a boolean (got %s)", dn_lua_typename(L, 1));
-    return luaL_argerror(L, 1, msg);
-  }
-  lua_pushboolean(L, dn_set_sparse_matmul(lua_toboolean(L, 1)));
+  lua_pushboolean(L, dn_set_sparse_matmul(check_boolean(L, "on")));
   return 1;
 }
 

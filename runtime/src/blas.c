@@ -128,25 +128,20 @@ const char *dn_matmul_backend(void) {
 }
 
 #ifdef DN_HAVE_GEMM
-bool dn_set_sparse_matmul(bool on) {
-  bool was = dn_gemm_sparse_auto;
-  dn_gemm_sparse_auto = on;
-  return was;
-}
-
-bool dn_get_sparse_matmul(void) { return dn_gemm_sparse_auto; }
+#define SPARSE_MATMUL dn_gemm_sparse_auto
 #else
 /* no sparse path without dropnet's sgemm: the setting is kept, and reported */
 static bool sparse_matmul = true;
+#define SPARSE_MATMUL sparse_matmul
+#endif
 
 bool dn_set_sparse_matmul(bool on) {
-  bool was = sparse_matmul;
-  sparse_matmul = on;
+  bool was = SPARSE_MATMUL;
+  SPARSE_MATMUL = on;
   return was;
 }
 
-bool dn_get_sparse_matmul(void) { return sparse_matmul; }
-#endif
+bool dn_get_sparse_matmul(void) { return SPARSE_MATMUL; }
 
 static enum CBLAS_TRANSPOSE op_of(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
 

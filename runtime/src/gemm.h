@@ -12,8 +12,8 @@
 ** products in the same order whoever computes it (they differ between
 ** kernels, and between the packed and unpacked paths, which the shape
 ** picks; the sparse path, which op(A)'s zeros pick, gives the bits of the
-** path it stands in for). Returns false, having written nothing, when its packing buffers
-** cannot be allocated (the unpacked paths allocate nothing).
+** path it stands in for). Returns false, having written nothing, when its
+** packing buffers cannot be allocated (the unpacked paths allocate nothing).
 **
 ** Not installed. The kernels are compiled for their instruction sets
 ** whatever the build targets (per-file options, CMakeLists.txt) and chosen at

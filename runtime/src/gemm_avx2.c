@@ -156,8 +156,7 @@ static inline float dv_hsum(__m256 v) {
 
 #include "gemm_direct.h"
 
-/* The sparse path (gemm_sparse.h): rows of 8 vectors, 64 columns of C; sub-blocks of 96 rows of B, 24 KB
-   (Zen 3's L1 is 32 KB). */
+/* The sparse path (gemm_sparse.h): rows of 8 vectors, 64 columns of C. */
 #define SP_V 8
 static inline unsigned dv_nonzero_bits(const float *p, int n) {
   __m256 v = n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, dv_mask_of(n));
