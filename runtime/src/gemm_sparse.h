@@ -103,9 +103,13 @@ static void sparse_lists(const float *a, int64_t a_rs, int64_t a_ps, dn_gemm_spa
   for (int64_t r = 0; r < m; r++) start[r * (nsub + 1) + nsub] = count[r];
 }
 
-/* x * 0 is NaN for an infinite or NaN x, +-0 otherwise: the sums of those say whether all were finite. */
+/* x * 0 is NaN for an infinite or NaN x, +-0 otherwise: the sums of those say whether all were finite. SP_V
+   sums, so that no FMA waits for the one before: with one sum the check ran at a vector per FMA latency, and
+   packing x @ W^T's blocks took ~5% longer (AVX-512, one Zen 4 core, [128,1024] @ [1024,784]^T at 7%). */
 static bool sparse_pack(const float *src, int64_t along, int64_t across, int64_t kc, int64_t cols, float *dst) {
-  DV_T nan = dv_zero(), zero = dv_zero();
+  DV_T nan[SP_V], zero = dv_zero();
+#pragma GCC unroll 16
+  for (int v = 0; v < SP_V; v++) nan[v] = dv_zero();
   if (across == 1 && cols == SP_COLS) {
     /* whole rows of op(B) in place: copied and checked in one pass */
     for (int64_t p = 0; p < kc; p++)
@@ -113,13 +117,16 @@ static bool sparse_pack(const float *src, int64_t along, int64_t across, int64_t
       for (int v = 0; v < SP_V; v++) {
         DV_T x = dv_load(src + p * along + v * DV_LANES);
         dv_store(dst + p * SP_COLS + v * DV_LANES, x);
-        nan = dv_fma(x, zero, nan);
+        nan[v] = dv_fma(x, zero, nan[v]);
       }
   } else {
     pack_block(src, along, across, kc, cols, dst, SP_COLS);
-    for (int64_t i = 0; i < kc * SP_COLS; i += DV_LANES) nan = dv_fma(dv_load(dst + i), zero, nan);
+    for (int64_t i = 0; i < kc * SP_COLS; i += SP_COLS)
+#pragma GCC unroll 16
+      for (int v = 0; v < SP_V; v++) nan[v] = dv_fma(dv_load(dst + i + v * DV_LANES), zero, nan[v]);
   }
-  float s = dv_hsum(nan);
+  float s = 0.0f;
+  for (int v = 0; v < SP_V; v++) s += dv_hsum(nan[v]);
   return s == s;
 }
 

@@ -870,6 +870,32 @@ static void test_sparse_nonfinite(void **state) {
       problem_free(&pr);
     }
 }
+
+/* The check for non-finite op(B) values keeps one sum per vector of a packed row: an infinity in any column of a
+   chunk, in place (B not transposed) or packed from B^T, reaches it. Every fourth column of two chunks' width. */
+static void test_sparse_nonfinite_every_column(void **state) {
+  const gemm_impl *impl = *state;
+  const dn_gemm_kernel *kern = impl->kernel;
+  if (!dn_gemm_kernel_supported(kern)) skip();
+  uint64_t seed = 8700;
+  for (int tb = 0; tb < 2; tb++)
+    for (int64_t col = 0; col < 2 * kern->sparse_cols; col += 4) {
+      gemm_case cs = {.tb = tb, .m = 8, .n = 2 * kern->sparse_cols, .k = 40, .alpha = 1, .beta = 0, .guard = true};
+      problem pr;
+      problem_init(&pr, &cs, seed++);
+      sparsify(&pr, 0.1);
+      float *a = (float *)pr.a, *b = (float *)pr.b;
+      a[2 * pr.lda + 17] = 0.0f;   /* op(A)(2, 17) against op(B)(17, col) */
+      b[tb ? col * pr.ldb + 17 : 17 * pr.ldb + col] = INFINITY;
+      float *want = run_path(kern, &pr, DN_GEMM_PACKED, 1);
+      assert_true(isnan(want[pr.c_pre + 2 * pr.ldc + col]));
+      float *got = run_path(kern, &pr, DN_GEMM_SPARSE, 1);
+      assert_same_bits(&pr, want, got, "sparse, an infinity in op(B)");
+      free(got);
+      free(want);
+      problem_free(&pr);
+    }
+}
 #endif
 
 #define GEMM_TEST(impl, f) {#impl "/" #f, f, NULL, NULL, (void *)&impl}
@@ -901,6 +927,8 @@ int main(void) {
     GEMM_THREAD_TEST(AVX2, test_sparse_matches_packed),
     GEMM_THREAD_TEST(AVX512, test_sparse_nonfinite),
     GEMM_THREAD_TEST(AVX2, test_sparse_nonfinite),
+    GEMM_THREAD_TEST(AVX512, test_sparse_nonfinite_every_column),
+    GEMM_THREAD_TEST(AVX2, test_sparse_nonfinite_every_column),
 #endif
     /* the public path (what matmul calls), whichever kernel it picks */
     KERNEL_TESTS(BLAS),
