@@ -99,7 +99,8 @@
 #include "pool.h"
 
 /* Below SMALL_PRODUCT multiply-adds one thread is faster; below
-   CONTENDED_PRODUCT too while other processes keep our workers waiting
+   CONTENDED_PRODUCT too while a trial found one thread faster for small work
+   (solo_trial.c) or other processes keep our workers waiting
    (dn_pool_contended): a worker descheduled mid-task stalls the product for
    a time slice, while 1.5M multiply-adds take 20-40 us on one thread. With
    the pool's workers spinning between the regions of a step, the small MLP
@@ -111,7 +112,8 @@
 /* The threads a product of m x n x k multiply-adds runs on. */
 static int product_threads(int64_t m, int64_t n, int64_t k) {
   double work = (double)m * (double)n * (double)k;
-  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && dn_pool_contended());
+  bool solo = dn_pool_solo();   /* for every product: the trials count them */
+  bool small = work <= SMALL_PRODUCT || (work <= CONTENDED_PRODUCT && (dn_pool_contended() || solo));
   return small ? 1 : dn_get_num_threads();
 }
 

@@ -17,9 +17,11 @@
 
 /* Below this many elements a loop runs on one thread: handing work to the
    pool costs more. Below the larger grain it does too while other processes
-   keep our workers waiting (dn_pool_contended; measured there). */
+   keep our workers waiting (dn_pool_contended; measured there), and below
+   the solo grain while a trial found one thread faster (solo_trial.c). */
 #define DN_PARALLEL_GRAIN 4096
 #define DN_CONTENDED_GRAIN 32768
+#define DN_SOLO_GRAIN 262144
 
 /*
 ** Runs the rest of the enclosing function in the runtime's floating-point
@@ -99,7 +101,9 @@ static inline int dn_threads_most_for(int64_t n) {
 
 /* Threads to use for a loop of n elements. */
 static inline int dn_threads_for(int64_t n) {
+  bool solo = dn_pool_solo();   /* for every loop: the trials count them */
   if (n < DN_CONTENDED_GRAIN && dn_pool_contended()) return 1;
+  if (n < DN_SOLO_GRAIN && solo) return 1;
   return dn_threads_most_for(n);
 }
 

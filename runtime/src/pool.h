@@ -37,6 +37,25 @@ bool dn_pool_contended(void);
    as if none had for a while (off). */
 void dn_pool_set_contended(bool on);
 
+/*
+** Whether small work (products up to 4M multiply-adds, loops below
+** DN_SOLO_GRAIN elements) runs on the calling thread alone now: the verdict
+** of the last trial of both ways (solo_trial.c). The trials count these
+** calls, so call it once for every loop or product the runtime starts,
+** however it then runs.
+*/
+bool dn_pool_solo(void);
+
+/* The windows of a trial, and the verdict from their rates (true: solo). */
+#define DN_SOLO_WINDOWS 6
+bool dn_solo_verdict(const double rate[DN_SOLO_WINDOWS]);
+
+/* For tests: verdict 1 solo or 0 split from now on, with no trials; -1
+   split until a trial, which starts at the next calls. And the number of
+   trials finished. */
+void dn_pool_set_solo(int verdict);
+int dn_pool_solo_trials(void);
+
 /* Start of part t of [0, n) cut into `parts` near-equal pieces (t = parts gives n). */
 static inline int64_t dn_split(int64_t n, int t, int parts) { return n / parts * t + n % parts * t / parts; }
 

@@ -2,6 +2,7 @@
    makes no system allocation once the first step has warmed the cache. */
 #include "testutil.h"
 
+#include "internal.h"
 #include "pool.h"
 
 #include <string.h>
@@ -109,12 +110,13 @@ static void test_training_step_allocates_nothing_after_the_first(void **state) {
 }
 
 /*
-** Contention (pool.c) moves small work onto one thread; the per-task scratch
-** is still allocated for the uncontended count of threads, so that a call's
-** allocations depend on its shapes alone: a step that runs contended after
-** one that did not (or the reverse) finds its blocks cached. (It did not:
-** CI's parallel suite once saw a batch norm's scratch of one part instead of
-** two, a new size class, in a step after the first.)
+** Contention (pool.c) and a trial's verdict (solo_trial.c) move small work
+** onto one thread; the per-task scratch is still allocated for the team's
+** count of threads, so that a call's allocations depend on its shapes
+** alone: a step that runs contended after one that did not (or the reverse)
+** finds its blocks cached. (It did not: CI's parallel suite once saw a batch
+** norm's scratch of one part instead of two, a new size class, in a step
+** after the first.) The second batch norm is small only for a solo verdict.
 */
 static void contention_ops(int64_t extra) {
   int64_t c = 8 + extra, n = 64 + extra;
@@ -132,31 +134,45 @@ static void contention_ops(int64_t extra) {
   DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
   DN_OK_OR_FAIL(dn_tensor_ones(&g, DN_F32, 4, y->shape));
   DN_OK_OR_FAIL(dn_backward(y, g, false));
+  dn_tensor *xs = dn_test_random(18, 4, (int64_t[]){4, c, 40, 40}), *ys = NULL, *gs = NULL;
+  assert_true(dn_tensor_numel(xs) > DN_CONTENDED_GRAIN && dn_tensor_numel(xs) < DN_SOLO_GRAIN);
+  DN_OK_OR_FAIL(dn_requires_grad_(xs, true));
+  DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&ys, xs, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+  DN_OK_OR_FAIL(dn_tensor_ones(&gs, DN_F32, 4, ys->shape));
+  DN_OK_OR_FAIL(dn_backward(ys, gs, false));
   DN_OK_OR_FAIL(dn_matmul(&p, a, b));
   DN_OK_OR_FAIL(dn_conv2d(&d, xd, w, NULL, (int64_t[]){1, 1}, (int64_t[]){1, 1}, (int64_t[]){1, 1}, 4 + extra));
   DN_OK_OR_FAIL(dn_dropblock2d(&blocks, xb, 0.2, 3, &rng));
   DN_OK_OR_FAIL(dn_median_dim(&m, &mi, lanes, 1, false, 0));
   DN_OK_OR_FAIL(dn_histc(&h, NULL, lanes, 10, -2, 2));
-  dn_tensor *list[] = {x, y, g, a, b, p, xd, w, d, xb, blocks, lanes, m, mi, h};
+  dn_tensor *list[] = {x, y, g, xs, ys, gs, a, b, p, xd, w, d, xb, blocks, lanes, m, mi, h};
   for (size_t i = 0; i < sizeof list / sizeof *list; i++) dn_tensor_release(list[i]);
 }
+
+static void set_contended(int on) { dn_pool_set_contended(on); }
+
+/* As if a trial had found one thread faster for small work (on), or not. */
+static void set_solo(int on) { dn_pool_set_solo(on); }
 
 static void test_allocations_do_not_depend_on_contention(void **state) {
   (void)state;
   DN_OK_OR_FAIL(dn_set_num_threads(2));
-  for (int contended_first = 0; contended_first < 2; contended_first++) {
-    int64_t extra = 1 + contended_first;   /* shapes of their own for each order: nothing cached from before */
-    dn_pool_set_contended(contended_first);
-    contention_ops(extra);
-    dn_alloc_stats warm, later;
-    dn_alloc_get_stats(&warm);
-    dn_pool_set_contended(!contended_first);
-    contention_ops(extra);
-    dn_alloc_get_stats(&later);
-    assert_int_equal(later.sys_allocs, warm.sys_allocs);
-    assert_int_equal(later.live_bytes, warm.live_bytes);
-  }
-  dn_pool_set_contended(false);
+  void (*set[])(int) = {set_contended, set_solo};
+  for (int way = 0; way < 2; way++)
+    for (int on_first = 0; on_first < 2; on_first++) {
+      int64_t extra = 1 + 2 * way + on_first;   /* shapes of their own for each order: nothing cached from before */
+      set[way](on_first);
+      contention_ops(extra);
+      dn_alloc_stats warm, later;
+      dn_alloc_get_stats(&warm);
+      set[way](!on_first);
+      contention_ops(extra);
+      dn_alloc_get_stats(&later);
+      assert_int_equal(later.sys_allocs, warm.sys_allocs);
+      assert_int_equal(later.live_bytes, warm.live_bytes);
+      set[way](false);
+    }
+  dn_pool_set_solo(-1);
 }
 
 int main(void) {

@@ -1,11 +1,12 @@
 /*
 ** The thread pool (pool.c): every task once, on distinct threads when there
 ** are threads, nested and concurrent calls, sleeping workers woken, a forked
-** child, the range splits.
+** child, the range splits, the trials of small work solo or split.
 */
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "pool.h"
 
 #define MAX_PROBE 8
@@ -232,6 +234,66 @@ static void test_thread_count_checked(void **state) {
   DN_OK_OR_FAIL(dn_set_num_threads(2));
 }
 
+/* The verdict: solo only when every pair of windows (split, solo, solo,
+   split, split, solo) ran faster solo, by more than the noise. */
+static void test_solo_verdict(void **state) {
+  (void)state;
+  assert_true(dn_solo_verdict((double[]){100, 120, 121, 99, 101, 119}));
+  assert_false(dn_solo_verdict((double[]){100, 120, 121, 99, 125, 119}));   /* the last pair ran faster split */
+  assert_false(dn_solo_verdict((double[]){120, 100, 99, 121, 119, 101}));
+  assert_false(dn_solo_verdict((double[]){100, 101, 101, 100, 100, 101}));  /* within the noise */
+  assert_false(dn_solo_verdict((double[]){0, 0, 0, 0, 0, 0}));
+  assert_false(dn_solo_verdict((double[]){100, NAN, NAN, 100, 100, NAN}));
+}
+
+static void busy_for(double s) {
+  double until = seconds() + s;
+  while (seconds() < until) {
+  }
+}
+
+/* A loop whose split costs what `split_s` says per task, and whose single
+   task costs `solo_s`: a stand-in for work whose best way the trial must find. */
+typedef struct costs {
+  double split_s, solo_s;
+} costs;
+
+static void costed_task(void *ctx, int t, int tasks) {
+  const costs *c = ctx;
+  (void)t;
+  busy_for(tasks == 1 ? c->solo_s : c->split_s);
+}
+
+/* Runs the loop (a size that splits unless solo) until a trial has ended;
+   returns how many threads the loop then gets. */
+static int threads_after_trial(costs c) {
+  int64_t n = DN_SOLO_GRAIN / 2;
+  assert_true(n >= DN_CONTENDED_GRAIN);   /* contention does not move it onto one thread */
+  dn_pool_set_solo(-1);
+  int before = dn_pool_solo_trials();
+  double deadline = seconds() + 20;
+  while (dn_pool_solo_trials() == before) {
+    dn_parallel(dn_threads_for(n), costed_task, &c);
+    if (seconds() > deadline) fail_msg("no trial ended within 20 s");
+  }
+  return dn_threads_for(n);
+}
+
+/* The trial keeps small work on one thread when that ran faster, splits it
+   when that did, and tries again after a verdict was forced. Whichever
+   thread runs the tasks, the costs make one way faster. */
+static void test_solo_trial_picks_the_faster_way(void **state) {
+  (void)state;
+  DN_OK_OR_FAIL(dn_set_num_threads(2));
+  assert_int_equal(threads_after_trial((costs){.split_s = 100e-6, .solo_s = 20e-6}), 1);
+  assert_int_equal(threads_after_trial((costs){.split_s = 40e-6, .solo_s = 120e-6}), 2);
+  assert_int_equal(threads_after_trial((costs){.split_s = 100e-6, .solo_s = 20e-6}), 1);
+  /* large loops split whatever the verdict */
+  assert_int_equal(dn_threads_for(DN_SOLO_GRAIN), 2);
+  dn_pool_set_solo(0);
+  assert_int_equal(dn_threads_for(DN_SOLO_GRAIN / 2), 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_team_of_distinct_threads),
@@ -243,6 +305,8 @@ int main(void) {
     cmocka_unit_test(test_split),
     cmocka_unit_test(test_range_cover),
     cmocka_unit_test(test_thread_count_checked),
+    cmocka_unit_test(test_solo_verdict),
+    cmocka_unit_test(test_solo_trial_picks_the_faster_way),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
