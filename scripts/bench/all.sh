@@ -468,13 +468,20 @@ fi
 
 # --- per-epoch spread -----------------------------------------------------------------------------------------------
 echo
-echo "== per-epoch spread (dropnet; each run's slowest and fastest epoch's samples/s over its first epoch's; target: all within 10%)"
+echo "== per-epoch spread (dropnet; each run's slowest and fastest epoch's samples/s over its first epoch's)"
+# The target is issue 11's: no slow-down as training goes on (no epoch below
+# 0.90 of the first). Later epochs may run faster: ReLU and dropout leave
+# sparser activations as the model trains (the reference MLP's first hidden
+# layer keeps 24% of its units at step 1, 7% after an epoch), and the sparse
+# products (dn.set_sparse_matmul) skip the zeros; with --no-sparse-matmul its
+# epochs stay within 0.93-1.12 of the first (Zen 4 guest, 2026-12-07).
+echo "(target: no epoch slower than 0.90 of the first; later epochs run faster as activations grow sparser)"
 spread_row() {   # spread_row NAME FILE
   [ -s "$2" ] || return 0
   set -- "$1" $(awk 'NR == 1 || $1 < lo { lo = $1 } NR == 1 || $2 > hi { hi = $2 } END { printf "%.3f %.3f", lo, hi }' "$2")
-  res=$(awk -v lo="$2" -v hi="$3" 'BEGIN { print (lo >= 0.9 && hi <= 1.1 ? "PASS" : "MISS") }')
+  res=$(awk -v lo="$2" 'BEGIN { print (lo >= 0.9 ? "PASS" : "MISS") }')
   printf '%-42s slowest %.2f, fastest %.2f of epoch 1: %s\n' "$1" "$2" "$3" "$res"
-  row "epoch spread: $1" "$(calc '%.2f-%.2f' "$2, $3")" - - "0.90-1.10" "$res"
+  row "epoch spread: $1" "$(calc '%.2f-%.2f' "$2, $3")" - - ">= 0.90" "$res"
 }
 if [ "$epochs" -lt 2 ]; then
   echo "(one epoch per run: no spread)"
