@@ -38,8 +38,11 @@
 #define WINDOW_MAX_NS 1000000000
 /* Decisions before the first trial: the first steps pay one-time costs. */
 #define WARMUP_DECISIONS 2000
-/* Between trials: the cost of the windows in the slower mode stays ~1%. */
+/* Between trials: 3 s after a verdict that changed the way, twice as long
+   as the last time (up to 48 s) after one that kept it, so that a program
+   whose best way does not change spends little time in the slower one. */
 #define HOLD_NS 3000000000u
+#define HOLD_MAX_NS 48000000000u
 /* Solo must be this much faster in every pair. */
 #define NOISE 1.02
 /* The clock is read every this many decisions. */
@@ -53,10 +56,10 @@ static struct {
   atomic_flag busy;       /* held by the thread that moves the trial on */
   atomic_int trials;      /* trials finished */
   int window;             /* the window running, or -1 between trials */
-  uint64_t since_ns, since_decisions, next_trial_ns;
+  uint64_t since_ns, since_decisions, next_trial_ns, hold_ns;
   bool decided_solo;      /* the last trial's verdict */
   double rate[DN_SOLO_WINDOWS];
-} trial = {.window = -1, .next_trial_ns = 0, .busy = ATOMIC_FLAG_INIT};
+} trial = {.window = -1, .next_trial_ns = 0, .hold_ns = HOLD_NS, .busy = ATOMIC_FLAG_INIT};
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -88,7 +91,7 @@ static void advance(uint64_t d) {
   }
   uint64_t took = now - trial.since_ns, made = d - trial.since_decisions;
   if (took > WINDOW_MAX_NS) {   /* not a steady loop: keep the last verdict, try later */
-    trial.next_trial_ns = now + HOLD_NS;
+    trial.next_trial_ns = now + trial.hold_ns;
     start_window(-1, now, d);
     return;
   }
@@ -98,8 +101,12 @@ static void advance(uint64_t d) {
     start_window(trial.window + 1, now, d);
     return;
   }
-  trial.decided_solo = dn_solo_verdict(trial.rate);
-  trial.next_trial_ns = now + HOLD_NS;
+  bool solo = dn_solo_verdict(trial.rate);
+  if (solo != trial.decided_solo) trial.hold_ns = HOLD_NS;
+  else if (trial.hold_ns < HOLD_MAX_NS / 2) trial.hold_ns *= 2;
+  else trial.hold_ns = HOLD_MAX_NS;
+  trial.decided_solo = solo;
+  trial.next_trial_ns = now + trial.hold_ns;
   start_window(-1, now, d);
   atomic_fetch_add(&trial.trials, 1);
 }
@@ -119,6 +126,7 @@ void dn_pool_set_solo(int verdict) {
   }
   trial.decided_solo = verdict > 0;
   trial.next_trial_ns = verdict < 0 ? 0 : UINT64_MAX;
+  trial.hold_ns = HOLD_NS;
   start_window(-1, 0, 0);
   if (verdict < 0 && atomic_load(&trial.decisions) < WARMUP_DECISIONS) atomic_store(&trial.decisions, WARMUP_DECISIONS);
   atomic_flag_clear_explicit(&trial.busy, memory_order_release);
