@@ -56,6 +56,9 @@ bool dn_solo_verdict(const double rate[DN_SOLO_WINDOWS]);
 void dn_pool_set_solo(int verdict);
 int dn_pool_solo_trials(void);
 
+/* For tests: the dn_pool_solo calls so far (with more than one thread). */
+uint64_t dn_pool_solo_decisions(void);
+
 /* Start of part t of [0, n) cut into `parts` near-equal pieces (t = parts gives n). */
 static inline int64_t dn_split(int64_t n, int t, int parts) { return n / parts * t + n % parts * t / parts; }
 

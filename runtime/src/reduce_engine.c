@@ -524,11 +524,11 @@ dn_status dn_reduce_lanes(const lanes *g, const outputs *o, const char *name) {
   int threads = dn_threads_for(g->count * g->length);
   bool overflow = false;
   if (threads > 1 && g->count >= threads) {
-    /* many outputs: each task does a range of them whole (the same
-       thread count: dn_threads_for(count * length)) */
+    /* many outputs: each task does a range of them whole (the threads
+       decided once: solo_trial.c counts one decision per loop) */
     atomic_bool lane_overflow = false;
     lane_range_job job = {g, o, &lane_overflow};
-    dn_parallel_rows(g->count, g->length, reduce_lane_ranges, &job);
+    dn_parallel_split(g->count, 1, threads, reduce_lane_ranges, &job);
     overflow = atomic_load(&lane_overflow);
   } else if (threads > 1) {
     /* few long lanes: parallel over the blocks of each */
@@ -752,9 +752,9 @@ dn_status dn_lane_means(double *mean, const dn_tensor *x, int64_t outer, int64_t
                             const char *name) {
   int threads = dn_threads_for(outer * size * inner);
   if (inner == 1 && outer >= threads) {
-    /* the same thread count: dn_threads_for(outer * size) */
+    /* the threads decided once (solo_trial.c counts one decision per loop) */
     lane_mean_job job = {mean, x, size};
-    dn_parallel_rows(outer, size, lane_means_range, &job);
+    dn_parallel_split(outer, 1, threads, lane_means_range, &job);
   } else if (inner == 1) {
     /* few long lanes: blocks of each in parallel */
     for (int64_t o = 0; o < outer; o++) {

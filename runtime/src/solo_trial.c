@@ -133,3 +133,5 @@ void dn_pool_set_solo(int verdict) {
 }
 
 int dn_pool_solo_trials(void) { return atomic_load(&trial.trials); }
+
+uint64_t dn_pool_solo_decisions(void) { return atomic_load(&trial.decisions); }

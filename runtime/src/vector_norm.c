@@ -187,7 +187,7 @@ static dn_status run_pass(norm_pass *w) {
   }
   int64_t blocks = blocks_of(w->size);
   if (threads <= 1 || w->outer >= threads || blocks < 2) {
-    dn_parallel_rows(w->outer, w->size, lanes_range, w);
+    dn_parallel_split(w->outer, 1, threads, lanes_range, w);   /* one decision per pass (solo_trial.c) */
     return DN_OK;
   }
   /* few long lanes: the blocks of each in parallel, combined in order */

@@ -302,6 +302,45 @@ static void test_solo_trial_picks_the_faster_way(void **state) {
   dn_pool_set_solo(-1);
 }
 
+/* Ops at sizes a verdict moves onto one thread (loops of 8K-256K elements,
+   products of 0.3-4M multiply-adds), forward and backward. */
+static void verdict_sized_ops(void) {
+  dn_tensor *a = dn_test_random(21, 2, (int64_t[]){64, 600}), *b = dn_test_random(22, 2, (int64_t[]){600, 80});
+  dn_tensor *x = dn_test_random(23, 4, (int64_t[]){4, 8, 40, 40});
+  dn_tensor *s = NULL, *m = NULL, *n = NULL, *p = NULL, *y = NULL, *g = NULL, *d = NULL;
+  dn_rng rng;
+  dn_rng_seed(&rng, 3);
+  DN_OK_OR_FAIL(dn_sum_dim(&s, a, 1, false));
+  DN_OK_OR_FAIL(dn_mean_dim(&m, a, 0, false));
+  DN_OK_OR_FAIL(dn_vector_norm_dim(&n, a, 2, 1, false));
+  DN_OK_OR_FAIL(dn_matmul(&p, a, b));
+  DN_OK_OR_FAIL(dn_dropout(&d, a, 0.5, &rng, DN_DROPOUT_INVERTED));
+  DN_OK_OR_FAIL(dn_requires_grad_(x, true));
+  DN_OK_OR_FAIL(dn_batch_norm_relu_max_pool2d(&y, x, NULL, NULL, NULL, NULL, true, 0.1, 1e-5));
+  DN_OK_OR_FAIL(dn_tensor_ones(&g, DN_F32, 4, y->shape));
+  DN_OK_OR_FAIL(dn_backward(y, g, false));
+  dn_tensor *list[] = {a, b, x, s, m, n, p, y, g, d};
+  for (size_t i = 0; i < sizeof list / sizeof *list; i++) dn_tensor_release(list[i]);
+}
+
+/* A trial compares the rates of thread decisions, so the same work must
+   make as many of them split as solo. */
+static void test_decisions_do_not_depend_on_the_verdict(void **state) {
+  (void)state;
+  DN_OK_OR_FAIL(dn_set_num_threads(2));
+  uint64_t made[2];
+  for (int solo = 0; solo < 2; solo++) {
+    dn_pool_set_solo(solo);
+    uint64_t before = dn_pool_solo_decisions();
+    verdict_sized_ops();
+    made[solo] = dn_pool_solo_decisions() - before;
+  }
+  dn_pool_set_solo(-1);
+  assert_true(made[0] > 0);
+  if (made[0] != made[1]) fail_msg("%llu decisions split, %llu solo", (unsigned long long)made[0],
+                                   (unsigned long long)made[1]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_team_of_distinct_threads),
@@ -315,6 +354,7 @@ int main(void) {
     cmocka_unit_test(test_thread_count_checked),
     cmocka_unit_test(test_solo_verdict),
     cmocka_unit_test(test_solo_trial_picks_the_faster_way),
+    cmocka_unit_test(test_decisions_do_not_depend_on_the_verdict),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
