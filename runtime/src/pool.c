@@ -40,7 +40,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dropnet/parallel.h"
@@ -83,12 +82,6 @@ static long futex(atomic_uint *word, int op, unsigned value) {
   return syscall(SYS_futex, (unsigned *)word, op | FUTEX_PRIVATE_FLAG, value, NULL, NULL, 0);
 }
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
 ** Contention: another process wants our CPUs. The signs: a spinning worker
 ** finds it was descheduled, or the caller, done with the tasks it took,
@@ -113,7 +106,7 @@ static uint64_t now_ns(void) {
 static _Atomic uint64_t contended_until;
 
 static void note_contention(void) {
-  atomic_store_explicit(&contended_until, now_ns() + CONTENDED_NS, memory_order_relaxed);
+  atomic_store_explicit(&contended_until, dn_now_ns() + CONTENDED_NS, memory_order_relaxed);
 }
 
 /* waited: the caller's wait for workers' tasks; own: the time it took for its own. */
@@ -128,7 +121,7 @@ void dn_pool_set_contended(bool on) {
 
 bool dn_pool_contended(void) {
   uint64_t until = atomic_load_explicit(&contended_until, memory_order_relaxed);
-  return until != 0 && now_ns() < until;
+  return until != 0 && dn_now_ns() < until;
 }
 
 /* Spins while *word == value for at most SPIN_NS; false when it timed out
@@ -139,7 +132,7 @@ static bool spin_while(atomic_uint *word, unsigned value) {
     if (atomic_load_explicit(word, memory_order_acquire) != value) return true;
     CPU_RELAX();
     if (i % 64 == 0) {
-      uint64_t t = now_ns();
+      uint64_t t = dn_now_ns();
       if (!start) start = t;
       else if (t - last > PREEMPTED_NS) {
         note_contention();
@@ -257,18 +250,18 @@ void dn_parallel(int tasks, dn_task_fn *fn, void *ctx) {
   atomic_store(&pool.job, job);
   if (atomic_load(&pool.sleeping) > 0) futex(&pool.job, FUTEX_WAKE, INT_MAX);
 
-  uint64_t start = now_ns();
+  uint64_t start = dn_now_ns();
   run_tasks(job, false);
   unsigned done = atomic_load(&pool.done);
   if (done != (unsigned)tasks) {
-    uint64_t waiting = now_ns();
+    uint64_t waiting = dn_now_ns();
     do {
       if (spin_while(&pool.done, done)) continue;
       atomic_store(&pool.caller_sleeping, 1);
       while ((done = atomic_load(&pool.done)) != (unsigned)tasks) futex(&pool.done, FUTEX_WAIT, done);
       atomic_store(&pool.caller_sleeping, 0);
     } while ((done = atomic_load(&pool.done)) != (unsigned)tasks);
-    note_wait(now_ns() - waiting, waiting - start);
+    note_wait(dn_now_ns() - waiting, waiting - start);
   }
   pthread_mutex_unlock(&pool.lock);
 }

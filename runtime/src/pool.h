@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Most tasks one dn_parallel call takes. */
 #define DN_MAX_TASKS 4096
@@ -58,6 +59,13 @@ int dn_pool_solo_trials(void);
 
 /* For tests: the dn_pool_solo calls so far (with more than one thread). */
 uint64_t dn_pool_solo_decisions(void);
+
+/* The monotonic clock in nanoseconds: the pool's spins and the trials' windows. */
+static inline uint64_t dn_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* Start of part t of [0, n) cut into `parts` near-equal pieces (t = parts gives n). */
 static inline int64_t dn_split(int64_t n, int t, int parts) { return n / parts * t + n % parts * t / parts; }

@@ -24,7 +24,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 
 #include "dropnet/parallel.h"
 #include "pool.h"
@@ -59,13 +58,7 @@ static struct {
   uint64_t since_ns, since_decisions, next_trial_ns, hold_ns;
   bool decided_solo;      /* the last trial's verdict */
   double rate[DN_SOLO_WINDOWS];
-} trial = {.window = -1, .next_trial_ns = 0, .hold_ns = HOLD_NS, .busy = ATOMIC_FLAG_INIT};
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+} trial = {.window = -1, .hold_ns = HOLD_NS, .busy = ATOMIC_FLAG_INIT};
 
 bool dn_solo_verdict(const double rate[DN_SOLO_WINDOWS]) {
   for (int w = 0; w < DN_SOLO_WINDOWS; w += 2) {
@@ -84,7 +77,7 @@ static void start_window(int w, uint64_t now, uint64_t decisions) {
 
 /* Moves the trial on at decision number d (called by one thread at a time). */
 static void advance(uint64_t d) {
-  uint64_t now = now_ns();
+  uint64_t now = dn_now_ns();
   if (trial.window < 0) {
     if (d >= WARMUP_DECISIONS && now >= trial.next_trial_ns) start_window(0, now, d);
     return;
