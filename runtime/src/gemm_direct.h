@@ -49,9 +49,10 @@ static inline __attribute__((always_inline)) void direct_tile(const dn_gemm_dire
   float *c = d->c + i * d->ldc + j;
   const int64_t rs = d->a_rs, ps = d->a_ps, ldb = d->ldb, k = d->k;
   /* rows r and r + 4 of op(A) from two pointers at the offsets 0, rs, 2 rs and 3 rs (address modes: an index
-     times 4 or 8): with eight pointers, or offsets r * rs, GCC kept them in vector registers and moved one to a
-     general register per broadcast (the Winograd dw's products [64, 49] @ [49, 64], AVX-512, one Zen 4 core,
-     `BENCH_GEMM_PATH=direct bench_gemm_shape 1 avx512 64 49 64 0 0`: 75-81 -> 84-90 GFLOP/s of thread time) */
+     times 4 or 8): with eight pointers, or offsets r * rs, GCC kept some in vector registers and moved one to a
+     general register before half the broadcasts (the Winograd dw's products [64, 49] @ [49, 64], AVX-512, one
+     Zen 4 core, `BENCH_GEMM_PATH=direct bench_gemm_shape 1 avx512 64 49 64 0 0`: 75-81 -> 84-90 GFLOP/s of thread
+     time) */
   const float *a = d->a + i * rs, *a4 = a + (ROWS > 4 ? 4 * rs : 0), *b = d->b + j;
   const int64_t rs3 = 3 * rs;
   const int32_t *off = d->b_off;
