@@ -126,6 +126,25 @@ static int l_batch_norm_relu_max_pool2d_dropout2d(lua_State *L) {
   return 1;
 }
 
+/* core.conv2d_batch_norm_relu_max_pool2d_dropout2d(x, conv_weight, conv_bias, pad_h, pad_w, weight, bias,
+   running_mean, running_var, training, momentum, eps, p[, generator[, scaling]]): the first block of a small
+   CNN in one op (nil for no tensor) */
+static int l_conv2d_batch_norm_relu_max_pool2d_dropout2d(lua_State *L) {
+  dn_tensor *x = dn_lua_check_tensor(L, 1), *cw = dn_lua_check_tensor(L, 2), *t[5];
+  t[0] = lua_isnoneornil(L, 3) ? NULL : dn_lua_check_tensor(L, 3);
+  int64_t padding[2] = {(int64_t)luaL_checkinteger(L, 4), (int64_t)luaL_checkinteger(L, 5)};
+  for (int i = 1; i < 5; i++) t[i] = lua_isnoneornil(L, 5 + i) ? NULL : dn_lua_check_tensor(L, 5 + i);
+  bool training = lua_toboolean(L, 10);
+  double momentum = luaL_checknumber(L, 11), eps = luaL_checknumber(L, 12), p = check_p(L, 13);
+  dn_rng *rng = dn_lua_opt_rng(L, 14);
+  dn_dropout_scaling scaling = check_scaling(L, 15);
+  dn_ltensor *r = dn_lua_new_tensor_slot(L);
+  dn_lua_check_status(L, dn_conv2d_batch_norm_relu_max_pool2d_dropout2d(&r->t, x, cw, t[0], padding, t[1], t[2], t[3],
+                                                                        t[4], training, momentum, eps, p, rng,
+                                                                        scaling));
+  return 1;
+}
+
 /* core.dropout_mask(shape, p[, generator]): the uint8 keep mask (1 = kept) that core.dropout
    would draw now for a tensor of that shape; the generator does not advance. */
 static int l_dropout_mask(lua_State *L) {
@@ -176,6 +195,7 @@ static const luaL_Reg dropout_functions[] = {
   {"gaussian_dropout", l_gaussian_dropout}, {"dropconnect_linear", l_dropconnect_linear},
   {"linear_relu_dropout", l_linear_relu_dropout},
   {"batch_norm_relu_max_pool2d_dropout2d", l_batch_norm_relu_max_pool2d_dropout2d},
+  {"conv2d_batch_norm_relu_max_pool2d_dropout2d", l_conv2d_batch_norm_relu_max_pool2d_dropout2d},
   {"dropout_mask", l_dropout_mask}, {"dropout_saved_mask_bytes", l_dropout_saved_mask_bytes},
   {"dropblock2d", l_dropblock2d}, {"dropblock2d_mask", l_dropblock2d_mask},
   {NULL, NULL}};

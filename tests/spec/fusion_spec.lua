@@ -29,8 +29,10 @@ end
 
 -- A small CNN: BatchNorm2d, ReLU and MaxPool2d(2) after the convolution (one fused step), BatchNorm1d then
 -- ReLU in the head (one fused step); opts: the batch norm layers' options.
+-- (its 5x5 convolution has 50 taps an output: more than the fused first block takes, so that the other rules
+-- run on it)
 local function cnn(opts)
-  return nn.Sequential(nn.Conv2d(2, 4, 3, {padding = 1}), nn.BatchNorm2d(4, opts), nn.ReLU(), nn.MaxPool2d(2),
+  return nn.Sequential(nn.Conv2d(2, 4, 5, {padding = 2}), nn.BatchNorm2d(4, opts), nn.ReLU(), nn.MaxPool2d(2),
     nn.Flatten(), nn.Linear(4 * 3 * 3, 6), nn.BatchNorm1d(6, opts), nn.ReLU(), nn.Linear(6, 3))
 end
 
@@ -386,7 +388,7 @@ describe("fusion plan", function()
     }
     for _, cfg in ipairs(configs) do
       local function model_of()
-        local layers = {nn.Conv2d(2, 4, 3, {padding = 1}), nn.BatchNorm2d(4, cfg.opts), nn.ReLU(),
+        local layers = {nn.Conv2d(2, 4, 5, {padding = 2}), nn.BatchNorm2d(4, cfg.opts), nn.ReLU(),
           nn.MaxPool2d(table.unpack(cfg.pool))}
         if cfg.drop then
           local p, opts = cfg.drop[1], cfg.drop[2] or {}
@@ -490,7 +492,8 @@ describe("fusion plan", function()
       if rule.next then stats_rule = rule end
     end
     local function first_is_stats(model) return fusion.plan(model)[1].forward == stats_rule.forward end
-    local m2 = nn.Sequential(nn.Conv2d(3, 4, 3, {padding = 1}), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+    -- (75 taps an output: not the fused first block's convolution)
+    local m2 = nn.Sequential(nn.Conv2d(3, 4, 5, {padding = 2}), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
     assert.are.same({1, 3}, step_sizes(m2))
     assert.is_true(first_is_stats(m2))
     local m1 = nn.Sequential(nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.ReLU())
@@ -579,5 +582,127 @@ describe("fusion plan", function()
       local y2, g2 = sgd_step(plain, opt_plain, unfused, x)
       assert_same_step(what, y1, g1, y2, g2, fused, plain)
     end
+  end)
+
+  -- Asserts tensors a (fused) and b (the layers one by one) agree up to rounding: max |a - b| <= 1e-4 (max |ref|
+  -- + 1e-3), ref b unless given (a value that is 0 but for rounding is compared at the scale of another).
+  local function assert_close(a, b, what, ref)
+    assert.are.same(b:shape(), a:shape(), what .. ": shape")
+    local va, vb = a:reshape(a:numel()):totable(), b:reshape(b:numel()):totable()
+    local vr = ref and ref:reshape(ref:numel()):totable() or vb
+    local diff, big = 0, 0
+    for i = 1, #va do diff = math.max(diff, math.abs(va[i] - vb[i])) end
+    for i = 1, #vr do big = math.max(big, math.abs(vr[i])) end
+    assert(diff <= 1e-4 * (big + 1e-3), string.format("%s: differs by %g (largest value %g)", what, diff, big))
+  end
+
+  -- A first block on gray images (9 taps an output), its dropout on its own generator, and a head.
+  local function first_cnn(drop_p, seed)
+    return nn.Sequential(nn.Conv2d(1, 6, 3, {padding = 1}), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+      nn.Dropout2d(drop_p, {generator = dn.Generator(seed)}), nn.Flatten(), nn.Linear(6 * 4 * 5, 3))
+  end
+
+  it("fuses a first Conv2d (few taps, images without gradient), BatchNorm2d, ReLU, MaxPool2d and Dropout2d",
+    function()
+    dn.manual_seed(5)
+    local fused, plain = first_cnn(0.3, 9), first_cnn(0.3, 9)
+    plain:load_state_dict(fused:state_dict())
+    assert.are.same({5, 1, 1}, step_sizes(fused))
+    local other = first_cnn(0.3, 9)
+    local block = nn.Sequential(other[1], other[2], other[3], other[4], other[5])
+    assert.equal("conv2d_batch_norm_relu_max_pool2d_dropout2d", block(dn.rand(2, 1, 8, 10)).grad_fn)
+    -- training steps: values, gradients and buffers as the layers one by one give them, up to rounding
+    local opt_fused = optim.SGD(fused:parameters(), {lr = 0.05, momentum = 0.9})
+    local opt_plain = optim.SGD(plain:parameters(), {lr = 0.05, momentum = 0.9})
+    plain[5].generator:set_state(fused[5].generator:get_state())
+    for step = 1, 3 do
+      local x = dn.rand(5, 1, 8, 10)
+      local y1, y2 = fused(x), unfused(plain, x)
+      assert_close(y1, y2, "step " .. step .. ": output")
+      for _, pair in ipairs {{opt_fused, y1}, {opt_plain, y2}} do
+        pair[1]:zero_grad()
+        nn.CrossEntropyLoss()(pair[2], TARGET):backward()
+      end
+      -- (the convolution's bias, 2: the batch norm after it makes its gradient 0 but for rounding)
+      local p1, p2 = fused:parameters(), plain:parameters()
+      for i = 1, #p1 do
+        assert_close(p1[i].grad, p2[i].grad, "step " .. step .. ": gradient " .. i, i == 2 and p2[1].grad or nil)
+      end
+      opt_fused:step()
+      opt_plain:step()
+    end
+    assert_close(fused[2].running_mean, plain[2].running_mean, "running_mean")
+    assert_close(fused[2].running_var, plain[2].running_var, "running_var")
+    assert.equal(plain[2].num_batches_tracked:item(), fused[2].num_batches_tracked:item())
+    assert.are.same(plain[5].generator:get_state(), fused[5].generator:get_state())
+    -- eval: the dropout does not draw, the four fused (the running statistics); MC: the five again
+    fused:eval()
+    plain:eval()
+    assert.are.same({4, 1, 1, 1}, step_sizes(fused))
+    local x = dn.rand(4, 1, 8, 10)
+    assert_close(fused(x), unfused(plain, x), "eval")
+    fused:mc()
+    assert.are.same({5, 1, 1}, step_sizes(fused))
+  end)
+
+  it("runs the first block's layers as the other rules do where its op does not apply", function()
+    -- an input that needs a gradient (a convolution inside a network): the bits of the layers one by one
+    dn.manual_seed(6)
+    local fused, plain = first_cnn(0.3, 4), first_cnn(0.3, 4)
+    plain:load_state_dict(fused:state_dict())
+    local opt_fused = optim.SGD(fused:parameters(), {lr = 0.05, momentum = 0.9})
+    local opt_plain = optim.SGD(plain:parameters(), {lr = 0.05, momentum = 0.9})
+    for _, mode in ipairs {"train", "eval", "mc"} do
+      fused[mode](fused)
+      plain[mode](plain)
+      local x = dn.rand(5, 1, 8, 10)
+      local y1, g1 = sgd_step(fused, opt_fused, function(m, v) return m(v) end, x)
+      local y2, g2 = sgd_step(plain, opt_plain, unfused, x)
+      assert_same_step(mode, y1, g1, y2, g2, fused, plain)
+    end
+    -- convolutions the op does not take: more than 27 taps, stride, dilation, groups, padding "same"
+    local function first(conv)
+      return step_sizes(nn.Sequential(conv, nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2)))[1]
+    end
+    assert.equal(4, first(nn.Conv2d(3, 4, 3, {padding = 1})))
+    assert.equal(1, first(nn.Conv2d(2, 4, 5, {padding = 2})))
+    assert.equal(1, first(nn.Conv2d(1, 4, 3, {stride = 2})))
+    assert.equal(1, first(nn.Conv2d(1, 4, 3, {dilation = 2})))
+    assert.equal(1, first(nn.Conv2d(2, 4, 3, {groups = 2})))
+    assert.equal(1, first(nn.Conv2d(1, 4, 3, {padding = "same"})))
+    -- the layers' own errors: images of the wrong channel count, a plane too small for the window
+    local model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+    local ok, err = pcall(model, dn.rand(2, 3, 8, 8))
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("Conv2d", 1, true), tostring(err))
+    ok, err = pcall(model, dn.rand(2, 1, 3, 8))
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("max_pool2d", 1, true), tostring(err))
+  end)
+
+  it("checks F.conv2d_batch_norm_relu_max_pool2d_dropout2d's arguments, naming it", function()
+    local F = nn.functional
+    local name = "conv2d_batch_norm_relu_max_pool2d_dropout2d"
+    local x, w = dn.rand(2, 1, 6, 6), dn.randn(4, 1, 3, 3)
+    local function fails(message, ...)
+      local ok, err = pcall(F.conv2d_batch_norm_relu_max_pool2d_dropout2d, ...)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(name .. ": " .. message, 1, true), tostring(err))
+    end
+    fails("p must be", x, w, nil, nil, nil, 1.5, {training = true})
+    fails("unknown option", x, w, nil, nil, nil, 0.5, {training = true, stride = 2})
+    fails("padding", x, w, nil, nil, nil, 0.5, {training = true, padding = -1})
+    fails("the input must not require grad", x:detach():requires_grad_(), w, nil, nil, nil, 0, {training = true})
+    fails("input [2,1,6,6] has 1 channels", x, dn.randn(4, 2, 3, 3), nil, nil, nil, 0, {training = true})
+    fails("conv_weight [4,4,3,3] has 36 taps", dn.rand(2, 4, 6, 6), dn.randn(4, 4, 3, 3), nil, nil, nil, 0,
+      {training = true})
+    fails("eval mode (training false) needs running_mean", x, w, nil, nil, nil, 0)
+    -- p = 0 draws nothing: the generator where it was; padding as {h, w}
+    local g = dn.Generator(3)
+    local before = g:get_state()
+    local y = F.conv2d_batch_norm_relu_max_pool2d_dropout2d(x, w, nil, nil, nil, 0,
+      {training = true, generator = g, padding = {1, 1}})
+    assert.are.same({2, 4, 3, 3}, y:shape())
+    assert.are.same(before, g:get_state())
   end)
 end)

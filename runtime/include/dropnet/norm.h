@@ -90,6 +90,42 @@ DN_API dn_status dn_batch_norm_relu_max_pool2d_dropout2d(dn_tensor **out, dn_ten
                                                          dn_dropout_scaling scaling);
 
 /*
+** The first block of a small CNN in one op:
+** dn_batch_norm_relu_max_pool2d_dropout2d(dn_conv2d(x, conv_weight,
+** conv_bias, stride 1, padding, dilation 1, groups 1), weight, bias, ...),
+** for input images x [N, Cin, H, W] that do not require grad, conv_weight
+** [C, Cin, KH, KW] with Cin * KH * KW <= 27 (a 3x3 or 5x5 kernel on gray
+** images, 3x3 on RGB), conv_bias [C] or NULL, padding {rows, columns} >= 0,
+** OH, OW >= 2 (the convolution's output size) and Cin (H + 2 padding[0])
+** (W + 2 padding[1]) <= 2^24 (an image padded: a per-thread buffer). The arguments after
+** padding are dn_batch_norm_relu_max_pool2d_dropout2d's (p = 0: no
+** dropout, and rng may then be NULL); *out is [N, C, OH / 2, OW / 2];
+** grad_fn "conv2d_batch_norm_relu_max_pool2d_dropout2d", errors named so.
+**
+** The convolution's output is never written to memory, neither here nor in
+** backward: in training its batch statistics come from the moments of the
+** input's patches (a channel's mean is w . s / M and its sum of squares
+** w^T G w, with s the patches' sum and G their Gram matrix, in double); each
+** image's outputs are computed, normalized, pooled and dropped in a task's
+** scratch; backward needs the pooled gradient at each window's argmax only,
+** as dweight of the convolution is the patches' sum weighted by batch
+** norm's dx, whose terms in the mean and the normalized output reduce to s
+** and G again. Values, running statistics, the generator's advance and
+** gradients equal the two calls' up to rounding (not bit for bit: the
+** statistics are of the exact convolution, and the sums run in another
+** order), the same bits for any thread count. The node keeps x, a byte per
+** window and the convolution's output at each window's argmax; the values
+** of conv_weight and weight the forward used are kept in it, not the
+** tensors (an in-place change afterwards is not seen by backward).
+** nn.Sequential uses it for a Conv2d on an input without gradient followed
+** by a BatchNorm2d, a ReLU, a 2x2 MaxPool2d and a Dropout2d (or none).
+*/
+DN_API dn_status dn_conv2d_batch_norm_relu_max_pool2d_dropout2d(
+    dn_tensor **out, dn_tensor *x, dn_tensor *conv_weight, dn_tensor *conv_bias, const int64_t padding[2],
+    dn_tensor *weight, dn_tensor *bias, dn_tensor *running_mean, dn_tensor *running_var, bool training,
+    double momentum, double eps, double p, dn_rng *rng, dn_dropout_scaling scaling);
+
+/*
 ** Layer normalization: x [..., D1, ..., Dk] normalized over its last k =
 ** ndim dims, which must equal normalized_shape, y = (x - mean) / sqrt(var
 ** + eps) * weight + bias with the biased variance of each such block, as

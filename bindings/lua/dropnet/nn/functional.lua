@@ -496,6 +496,34 @@ function F.batch_norm_relu_max_pool2d_dropout2d(x, running_mean, running_var, p,
     scale)
 end
 
+local FIRST_BLOCK_OPTIONS = {"padding", "weight", "bias", "training", "momentum", "eps", "generator", "scale"}
+
+--- conv2d_batch_norm_relu_max_pool2d_dropout2d(x, conv_weight, conv_bias, running_mean, running_var, p[, opts]):
+-- F.batch_norm_relu_max_pool2d_dropout2d(F.conv2d(x, conv_weight, conv_bias, {padding = opts.padding}), ...) as
+-- one kernel call, for images x [N, C, H, W] that need no gradient and a convolution of stride 1 with at most 27
+-- taps per output (C * KH * KW: 3x3 or 5x5 on gray images, 3x3 on RGB): its output is never written to memory,
+-- its batch statistics come from the moments of the images' patches. Equal to the two calls up to rounding (not
+-- bit for bit). opts: padding (an integer or {h, w}, default 0), then batch_norm_relu_max_pool2d_dropout2d's; p may
+-- be 0 (no dropout). nn.Sequential uses it for a Conv2d on such an input followed by a BatchNorm2d, a ReLU, a
+-- MaxPool2d(2) and a Dropout2d in training or MC mode (dropnet.nn.fusion).
+function F.conv2d_batch_norm_relu_max_pool2d_dropout2d(x, conv_weight, conv_bias, running_mean, running_var, p,
+                                                        opts)
+  local fname = "conv2d_batch_norm_relu_max_pool2d_dropout2d"
+  opts = check.options(fname, "options", opts, FIRST_BLOCK_OPTIONS)
+  check_p(p, fname)
+  check.tensor(fname .. " (conv_weight)", conv_weight)
+  if conv_bias ~= nil then check.tensor(fname .. " (conv_bias)", conv_bias) end
+  local ph, pw = check.pair(fname, "padding", opts.padding == nil and 0 or opts.padding, 0)
+  local generator, scale = opts.generator, opts.scale
+  if scale ~= nil then check.choice(fname, "scale", scale, SCALES) end
+  check.generator(fname, generator)
+  local bn = {weight = opts.weight, bias = opts.bias, training = opts.training, momentum = opts.momentum,
+              eps = opts.eps}
+  local xx, weight, bias, rm, rv, training, momentum, eps = batch_norm_args(fname, x, running_mean, running_var, bn)
+  return core.conv2d_batch_norm_relu_max_pool2d_dropout2d(xx, conv_weight, conv_bias, ph, pw, weight, bias, rm, rv,
+    training, momentum, eps, p, generator, scale)
+end
+
 local ROW_NORM_OPTIONS = {"weight", "bias", "eps"}
 
 -- The weight, bias and eps of a layer_norm or group_norm call, checked.

@@ -101,7 +101,92 @@ local function with_dropout2d(drop)
   end
 end
 
+-- Whether Conv2d c is F.conv2d_batch_norm_relu_max_pool2d_dropout2d's convolution: stride and dilation 1, one
+-- group, padding given as sizes, at most 27 taps per output (the C op's limit).
+local function first_block_conv(c)
+  local k, pad = c.kernel_size, c.padding
+  return type(pad) == "table" and c.groups == 1 and c.stride[1] == 1 and c.stride[2] == 1
+    and c.dilation[1] == 1 and c.dilation[2] == 1 and c.in_channels * k[1] * k[2] <= 27
+end
+
+-- Whether x is what the fused first block takes from Conv2d c and BatchNorm2d bn: images [N, C, H, W] of c's
+-- channels that need no gradient, big enough for a 2x2 window after the convolution and small enough for its
+-- per-image buffer (2^24 values padded), and bn made for c's outputs (else first_block_fallback runs the layers,
+-- and they raise their own errors).
+local function first_block_input(x, c, bn)
+  if not (dn.is_tensor(x) and x:dim() == 4 and x:size(2) == c.in_channels) then return false end
+  if x.requires_grad and dn.is_grad_enabled() then return false end
+  local k, pad = c.kernel_size, c.padding
+  local fh, fw = x:size(3) + 2 * pad[1], x:size(4) + 2 * pad[2]
+  return fh - k[1] + 1 >= 2 and fw - k[2] + 1 >= 2 and fh * fw * x:size(2) <= 1 << 24
+    and bn.num_features == c.out_channels
+end
+
+-- The watched fields of a first block's Conv2d and of a pool.
+local FIRST_CONV_FIELDS = {"stride", "padding", "dilation", "groups", "kernel_size", "in_channels"}
+local POOL_FIELDS = {"kernel_size", "stride", "padding", "dilation", "ceil_mode"}
+
+-- The first block's op with Conv2d c, BatchNorm2d bn (its modes and running statistics as its forward_with
+-- gives them) and a channel dropout of p (0: none).
+local function first_block(x, c, bn, p, generator, scale)
+  local training = bn.training or not bn.track_running_stats
+  local y = F.conv2d_batch_norm_relu_max_pool2d_dropout2d(x, c.weight, c.bias, bn.running_mean, bn.running_var, p,
+    {padding = c.padding, weight = bn.weight, bias = bn.bias, training = training, momentum = bn.momentum,
+     eps = bn.eps, generator = generator, scale = scale})
+  if bn.training and bn.track_running_stats then
+    dn.no_grad(function() bn.num_batches_tracked:add_(1) end)
+  end
+  return y
+end
+
+-- Conv2d c, BatchNorm2d bn, ReLU, MaxPool2d pool (and Dropout2d drop, or nil) where the first block's op does not
+-- take x (an input that needs a gradient: a convolution inside a network): run as the rules below would run them,
+-- the convolution taking the batch norm's sums (F.conv2d_stats) and the rest fused as far as they fuse.
+local function first_block_fallback(x, c, bn, relu, pool, drop)
+  local stats = bn.training or not bn.track_running_stats
+  local y = stats and getmetatable(c).forward_with(c, x, F.conv2d_stats) or c(x)
+  local z
+  if not (pool_2x2(pool) and has_window(y)) then
+    z = pool(relu(bn(y)))
+  elseif drop and draws(drop) then
+    return getmetatable(bn).forward_with(bn, y, with_dropout2d(drop))
+  else
+    z = getmetatable(bn).forward_with(bn, y, F.batch_norm_relu_max_pool2d)
+  end
+  if drop then return drop(z) end
+  return z
+end
+
 local RULES = {
+  -- Conv2d on images that need no gradient (a network's first layer), BatchNorm2d, ReLU, a 2x2 max pool and a
+  -- Dropout2d that draws: one op whose convolution output is never written to memory, neither in forward nor in
+  -- backward (F.conv2d_batch_norm_relu_max_pool2d_dropout2d: the batch norm's statistics from the moments of
+  -- the images' patches). Its values equal the layers' up to rounding, not bit for bit. The batch norm's modes
+  -- and running statistics are the layer's own, as its forward_with gives them.
+  {
+    pattern = {Conv2d, BatchNorm2d, ReLU, MaxPool2d, Dropout2d},
+    watch = {FIRST_CONV_FIELDS, {"training", "track_running_stats"}, {}, POOL_FIELDS, {"p", "training", "mode"}},
+    applies = function(c, _, _, pool, drop) return first_block_conv(c) and pool_2x2(pool) and draws(drop) end,
+    forward = function(x, c, bn, relu, pool, drop)
+      if not (first_block_conv(c) and pool_2x2(pool) and first_block_input(x, c, bn)) then
+        return first_block_fallback(x, c, bn, relu, pool, drop)
+      end
+      return first_block(x, c, bn, drop.p, drop.generator, drop.scale)
+    end,
+  },
+  -- The same without the dropout (or with one that does not draw, in eval mode: it is then the identity, and
+  -- the run's last layer is the pool).
+  {
+    pattern = {Conv2d, BatchNorm2d, ReLU, MaxPool2d},
+    watch = {FIRST_CONV_FIELDS, {"training", "track_running_stats"}, {}, POOL_FIELDS},
+    applies = function(c, _, _, pool) return first_block_conv(c) and pool_2x2(pool) end,
+    forward = function(x, c, bn, relu, pool)
+      if not (first_block_conv(c) and pool_2x2(pool) and first_block_input(x, c, bn)) then
+        return first_block_fallback(x, c, bn, relu, pool)
+      end
+      return first_block(x, c, bn, 0)
+    end,
+  },
   -- Linear, ReLU, Dropout while the dropout draws: one kernel call, with the
   -- dropout applied in the Linear's pass over its output and no mask kept
   -- for backward.
