@@ -49,8 +49,17 @@
 
 enum { MAX_TAPS = 27, CHUNK_IMAGES = 8 };
 #define MAX_FRAME ((int64_t)1 << 24)   /* floats of an image's zero-padded frame, at most (64 MB) */
+/* The floats of the build's widest vector register: GCC vectors wider than it are kept in memory, a store and
+   a reload per operation (an AVX2 build ran the convolution 4x slower with 16-float vectors). */
+#if defined(__AVX512F__)
+#define VEC_FLOATS 16
+#elif defined(__AVX__)
+#define VEC_FLOATS 8
+#else
+#define VEC_FLOATS 4
+#endif
 /* conv_planes: channels and positions at a time, and the zeros its last vector of a row may read past the frame */
-enum { CONV_CHANNELS = 4, CONV_VEC = 16, FRAME_SLACK = 2 * CONV_VEC };
+enum { CONV_CHANNELS = 4, CONV_VEC = VEC_FLOATS, FRAME_SLACK = 32 };
 enum { SAVED_X = 0, SAVED_CODES = 1, SAVED_Y_AT = 2, SAVED_BLOB = 3 };
 enum { NODE_TRAINING = 0 };
 enum { NODE_SCALE = 0 };
@@ -145,12 +154,13 @@ static void patches(const block_geom *g, const float *frame, float *restrict col
 /*
 ** The patches' column sums s [K] and Gram matrix G [K][K] (both triangles)
 ** of images [n0, n1), in double; frame and cols: scratch. Eight positions
-** at a time: the K rows' values converted to double once, then every pair's
+** at a time (MOMENT_LANES at once): the K rows' values converted to double once, then every pair's
 ** product added into its own vector of sums (the pairs' K (K + 1) / 2
 ** vectors; dot products pair by pair converted each value K times over).
 */
-typedef float moment_fvec __attribute__((vector_size(8 * sizeof(float))));
-typedef double moment_vec __attribute__((vector_size(8 * sizeof(double))));
+enum { MOMENT_LANES = VEC_FLOATS / 2 };   /* doubles a register holds */
+typedef float moment_fvec __attribute__((vector_size(MOMENT_LANES * sizeof(float))));
+typedef double moment_vec __attribute__((vector_size(MOMENT_LANES * sizeof(double))));
 static void image_moments(const block_geom *g, const float *x, int64_t n0, int64_t n1, float *frame, float *cols,
                           double *s, double *gram) {
   int64_t k = g->taps, ld = patch_stride(g);
@@ -160,7 +170,7 @@ static void image_moments(const block_geom *g, const float *x, int64_t n0, int64
   for (int64_t n = n0; n < n1; n++) {
     fill_frame(g, x, n, frame);
     patches(g, frame, cols);
-    for (int64_t p = 0; p < ld; p += 8) {
+    for (int64_t p = 0; p < ld; p += MOMENT_LANES) {
       moment_vec xv[MAX_TAPS];
       for (int64_t a = 0; a < k; a++) {
         moment_fvec f;
@@ -178,11 +188,11 @@ static void image_moments(const block_geom *g, const float *x, int64_t n0, int64
   for (int64_t a = 0; a < k; a++) {
     for (int64_t b = a; b < k; b++, i++) {
       double t = 0;
-      for (int l = 0; l < 8; l++) t += acc[i][l];
+      for (int l = 0; l < MOMENT_LANES; l++) t += acc[i][l];
       gram[a * k + b] = gram[b * k + a] = t;
     }
     double t = 0;
-    for (int l = 0; l < 8; l++) t += acc[pairs + a][l];
+    for (int l = 0; l < MOMENT_LANES; l++) t += acc[pairs + a][l];
     s[a] = t;
   }
 }
@@ -365,19 +375,19 @@ typedef struct backward_job {
 ** Sums over a row's windows (out of them, flat): sum dz and sum dz (y -
 ** mean), dz = 0 + g * scale where the code routes a gradient and 0 where it
 ** is DN_WINDOW_NONE (whatever g is there: the chain's pool never reads it).
-** In float lanes of 16 windows (GCC vectors; the window's code masks the
+** In float lanes of VEC_FLOATS windows (GCC vectors; the window's code masks the
 ** bits of dz), then the lanes in double in a fixed order. A plain loop with
 ** the select did not vectorize.
 */
-typedef float win_vec __attribute__((vector_size(16 * sizeof(float))));
-typedef int32_t win_ivec __attribute__((vector_size(16 * sizeof(int32_t))));
-typedef uint8_t win_bytes __attribute__((vector_size(16)));
+typedef float win_vec __attribute__((vector_size(VEC_FLOATS * sizeof(float))));
+typedef int32_t win_ivec __attribute__((vector_size(VEC_FLOATS * sizeof(int32_t))));
+typedef uint8_t win_bytes __attribute__((vector_size(VEC_FLOATS)));
 static void window_sums(const uint8_t *code, const float *g, const float *ya, int64_t out, float scale,
                         double mean, double *sums) {
   float hi = (float)mean, lo = (float)(mean - hi);
   win_vec s0 = {0}, s1 = {0};
   int64_t o0 = 0;
-  for (; o0 + 16 <= out; o0 += 16) {
+  for (; o0 + VEC_FLOATS <= out; o0 += VEC_FLOATS) {
     win_bytes cb;
     win_vec gv, yv;
     memcpy(&cb, code + o0, sizeof cb);
@@ -396,7 +406,7 @@ static void window_sums(const uint8_t *code, const float *g, const float *ya, in
       s1[l] += v * (ya[o0 + l] - hi - lo);
     }
   double t0 = 0, t1 = 0;
-  for (int l = 0; l < 16; l++) t0 += s0[l], t1 += s1[l];
+  for (int l = 0; l < VEC_FLOATS; l++) t0 += s0[l], t1 += s1[l];
   sums[0] = t0;
   sums[1] = t1;
 }
