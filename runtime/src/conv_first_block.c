@@ -17,7 +17,8 @@
 **   FMA chain over the taps from a zero-padded frame), normalized with ReLU,
 **   pooled and dropped there, as norm.c's pooled form does from memory; the
 **   node keeps each window's argmax code (a byte, DN_WINDOW_NONE where ReLU
-**   zeroed it or its plane was dropped) and y at the argmax.
+**   zeroed it or its plane was dropped) and y at the argmax. A dropped
+**   channel's outputs are not computed.
 ** - Backward. dz, the gradient at batch norm's output, is the pooled
 **   gradient (times the dropout's scale) at each window's argmax and zero
 **   elsewhere, so batch norm's sums need the windows only: sum dz and sum dz
@@ -41,6 +42,7 @@
 #include "graph.h"
 #include "internal.h"
 #include "norm_checks.h"
+#include "norm_run.h"
 #include "pool.h"
 #include "shape.h"
 #include "unpool_2x2.h"
@@ -61,12 +63,10 @@ enum { MAX_TAPS = 27, CHUNK_IMAGES = 8 };
 /* conv_planes: channels and positions at a time, and the zeros its last vector of a row may read past the frame */
 enum { CONV_CHANNELS = 4, CONV_VEC = VEC_FLOATS, FRAME_SLACK = 32 };
 enum { SAVED_X = 0, SAVED_CODES = 1, SAVED_Y_AT = 2, SAVED_BLOB = 3 };
-enum { NODE_TRAINING = 0 };
+enum { NODE_TRAINING = 0, NODE_PAD_H = 1, NODE_PAD_W = 2 };
 enum { NODE_SCALE = 0 };
-/* The blob's doubles: s [K], then per channel mean, invstd, batch norm's weight and Yc [K]. */
+/* The blob's doubles (a byte tensor): s [K], then per channel mean, invstd, batch norm's weight and Yc [K]. */
 enum { CH_MEAN = 0, CH_INVSTD = 1, CH_WEIGHT = 2, CH_YC = 3 };
-/* The blob's bytes: the geometry, then the doubles from this offset on (aligned for them). */
-#define BLOB_HEAD ((sizeof(block_geom) + 63) / 64 * 64)
 
 typedef struct block_geom {
   int64_t n, cin, c, oh, ow, ph_out, pw_out;   /* batch, channels in and out, conv output, pooled output */
@@ -79,6 +79,18 @@ static inline int64_t positions(const block_geom *g) { return g->oh * g->ow; }
 static inline int64_t windows(const block_geom *g) { return g->ph_out * g->pw_out; }
 static inline int64_t frame_floats(const block_geom *g) { return g->cin * g->fh * g->fw + FRAME_SLACK; }
 static inline int64_t blob_doubles(const block_geom *g) { return g->taps + g->c * (CH_YC + g->taps); }
+
+/* The block's geometry from the input's and conv_weight's shapes and the padding (checked: check_args). */
+static void geometry(block_geom *g, const int64_t xs[4], const int64_t ws[4], const int64_t padding[2]) {
+  int64_t fh = xs[2] + 2 * padding[0], fw = xs[3] + 2 * padding[1], oh = fh - ws[2] + 1, ow = fw - ws[3] + 1;
+  *g = (block_geom){.n = xs[0], .cin = xs[1], .c = ws[0], .oh = oh, .ow = ow, .ph_out = oh / 2, .pw_out = ow / 2,
+                    .h = xs[2], .w = xs[3], .pad_h = padding[0], .pad_w = padding[1], .fh = fh, .fw = fw,
+                    .taps = ws[1] * ws[2] * ws[3]};
+  int64_t t = 0;
+  for (int64_t ci = 0; ci < g->cin; ci++)
+    for (int64_t ki = 0; ki < ws[2]; ki++)
+      for (int64_t kj = 0; kj < ws[3]; kj++) g->off[t++] = (int32_t)((ci * g->fh + ki) * g->fw + kj);
+}
 
 /* Image n's channels, zero-padded, into frame. */
 static void fill_frame(const block_geom *g, const float *x, int64_t n, float *frame) {
@@ -96,9 +108,9 @@ static inline int64_t frame_at(const block_geom *g, int64_t oh, int64_t ow) { re
 static inline int64_t image_w(const block_geom *g) { return (g->ow + CONV_VEC - 1) / CONV_VEC * CONV_VEC; }
 
 /*
-** Channels [c, c + nb) (nb <= CONV_CHANNELS) of one image from its frame,
-** into y: nb planes of OH rows of image_w floats (the columns past OW are
-** junk). Per row, vectors of CONV_VEC positions (a GCC vector: one zmm, two
+** Channels pick[0 .. nb) (nb <= CONV_CHANNELS) of one image from its frame,
+** into their planes of y (plane c at y + c * OH * image_w: OH rows of
+** image_w floats, the columns past OW junk). Per row, vectors of CONV_VEC positions (a GCC vector: one zmm, two
 ** ymm on AVX2 builds), each channel's an FMA chain over the taps from 0,
 ** then the bias; the frame's values at a tap are loaded once for the nb
 ** channels, whose sums stay in registers (a float array here went through
@@ -107,11 +119,11 @@ static inline int64_t image_w(const block_geom *g) { return (g->ow + CONV_VEC - 
 ** of a row's own length compiled to a rep movs, a third of the time).
 */
 typedef float conv_vec __attribute__((vector_size(CONV_VEC * sizeof(float))));
-static void conv_planes(const block_geom *g, const float *frame, const float *w, const float *bias, int64_t nb,
-                        float *y) {
+static void conv_planes(const block_geom *g, const float *frame, const float *w, const float *bias,
+                        const int64_t *pick, int64_t nb, float *y) {
   int64_t taps = g->taps, iw = image_w(g), plane = g->oh * iw;
   float wl[CONV_CHANNELS][MAX_TAPS] = {{0}};   /* the block's weights, zeros for channels past nb */
-  for (int64_t b = 0; b < nb; b++) memcpy(wl[b], w + b * taps, (size_t)taps * sizeof **wl);
+  for (int64_t b = 0; b < nb; b++) memcpy(wl[b], w + pick[b] * taps, (size_t)taps * sizeof **wl);
   for (int64_t oh = 0; oh < g->oh; oh++) {
     const float *f = frame + frame_at(g, oh, 0);
     for (int64_t ow0 = 0; ow0 < g->ow; ow0 += CONV_VEC) {
@@ -126,8 +138,8 @@ static void conv_planes(const block_geom *g, const float *frame, const float *w,
       }
       conv_vec acc[CONV_CHANNELS] = {a0, a1, a2, a3};
       for (int64_t b = 0; b < nb; b++) {
-        if (bias) acc[b] += bias[b];
-        memcpy(y + b * plane + oh * iw + ow0, &acc[b], sizeof acc[b]);
+        if (bias) acc[b] += bias[pick[b]];
+        memcpy(y + pick[b] * plane + oh * iw + ow0, &acc[b], sizeof acc[b]);
       }
     }
   }
@@ -254,17 +266,6 @@ typedef struct forward_job {
   int64_t scratch_floats, frame_part, image_part, plane_part;
 } forward_job;
 
-/* n outputs normalized with ReLU, as norm.c's forward_run (the same expression, so the same bits from the
-   same inputs). */
-static void normalize_relu(float *out, const float *y, int64_t n, double mean, double scale, double shift) {
-  float hi = (float)mean, lo = (float)(mean - hi), a = (float)scale, bf = (float)shift;
-#pragma omp simd
-  for (int64_t s = 0; s < n; s++) {
-    float v = (y[s] - hi - lo) * a + bf;
-    out[s] = v < 0.0f ? 0.0f : v;
-  }
-}
-
 /*
 ** 16 windows of a row pair (POOL_CHUNK; the caller's buffers let the last
 ** ones read on): the 2x2 maxima of the normalized rows p0, p1 with
@@ -336,9 +337,12 @@ static void forward_task(void *ctx, int task, int tasks) {
   int64_t s = g->oh * image_w(g), out = windows(g);   /* s: a plane of the image's outputs, with its junk columns */
   for (int64_t n = dn_split(g->n, task, tasks); n < dn_split(g->n, task + 1, tasks); n++) {
     fill_frame(g, j->x, n, frame);
-    for (int64_t c = 0; c < g->c; c += CONV_CHANNELS) {
-      int64_t nb = g->c - c < CONV_CHANNELS ? g->c - c : CONV_CHANNELS;
-      conv_planes(g, frame, j->w + c * g->taps, j->b ? j->b + c : NULL, nb, img + c * s);
+    /* the kept channels, CONV_CHANNELS at a time: a dropped channel's outputs would never be read */
+    for (int64_t c = 0; c < g->c;) {
+      int64_t pick[CONV_CHANNELS], nb = 0;
+      for (; c < g->c && nb < CONV_CHANNELS; c++)
+        if (!j->keep || j->keep[n * g->c + c]) pick[nb++] = c;
+      if (nb > 0) conv_planes(g, frame, j->w, j->b, pick, nb, img);
     }
     for (int64_t c = 0; c < g->c; c++) {
       int64_t r = n * g->c + c;
@@ -349,7 +353,7 @@ static void forward_task(void *ctx, int task, int tasks) {
         continue;
       }
       const double *p = j->param + 3 * c;
-      normalize_relu(plane, img + c * s, s, p[0], p[1], p[2]);
+      dn_norm_forward_run(plane, img + c * s, s, p[0], p[1], p[2], true);
       pool_plane(j, r, plane, img + c * s, j->keep ? j->scale : 1.0f, j->codes != NULL);
     }
   }
@@ -473,7 +477,8 @@ static dn_status block_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad
   for (int i = 1; i < 5 && !st; i++)
     if (node->needs_grad[i]) st = dn_tensor_new(&grad_in[i], DN_F32, node->in_ndim[i], node->in_shape[i]);
   block_geom g = {0};
-  if (!st) memcpy(&g, dn_tensor_data(blob), sizeof g);   /* the geometry leads the blob */
+  if (!st) geometry(&g, node->in_shape[0], node->in_shape[1], (const int64_t[2]){node->ints[NODE_PAD_H],
+                                                                                  node->ints[NODE_PAD_W]});
   int64_t k = g.taps, s = positions(&g), work = g.n * g.c * s * (k + 1);
   int most = dn_threads_most_for(work) < g.n ? dn_threads_most_for(work) : (int)(g.n > 0 ? g.n : 1);
   int tasks = dn_threads_for(work) < most ? dn_threads_for(work) : most;
@@ -489,7 +494,7 @@ static dn_status block_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad
   if (!st) {
     j.x = dn_tensor_data(x), j.grad = dn_tensor_data(gc), j.y_at = dn_tensor_data(y_at);
     j.codes = dn_tensor_data(codes);
-    j.blob = (const double *)((const uint8_t *)dn_tensor_data(blob) + BLOB_HEAD);
+    j.blob = dn_tensor_data(blob);
     j.training = node->ints[NODE_TRAINING] != 0, j.scale = (float)node->scalars[NODE_SCALE];
     j.dconv_w = grad_in[1] ? dn_tensor_data(grad_in[1]) : NULL;
     j.dconv_b = grad_in[2] ? dn_tensor_data(grad_in[2]) : NULL;
@@ -508,16 +513,6 @@ static dn_status block_backward(dn_node *node, dn_tensor *grad, dn_tensor **grad
 static const dn_node_type block_node = {.name = OP, .backward = block_backward};
 
 /* --- checks and the entry point ----------------------------------------------------------- */
-
-static dn_status check_channels(const char *what, const dn_tensor *t, int64_t c) {
-  char ts[128];
-  if (!t) return DN_OK;
-  dn_status st = dn_check_float(OP, what, t);
-  if (!st && (t->ndim != 1 || t->shape[0] != c))
-    st = dn_fail(DN_ESHAPE, "%s: %s must be [%lld], one value per output channel of conv_weight (got shape %s)", OP,
-                 what, (long long)c, dn_shape_str(t, ts, sizeof ts));
-  return st;
-}
 
 /* The arguments' checks; *g their geometry. */
 static dn_status check_args(block_geom *g, const dn_tensor *x, const dn_tensor *cw, const dn_tensor *cb,
@@ -566,21 +561,16 @@ static dn_status check_args(block_geom *g, const dn_tensor *x, const dn_tensor *
                    OP, dn_shape_str(x, xs, sizeof xs), (long long)padding[0], (long long)padding[1],
                    dn_shape_str(cw, ws, sizeof ws), (long long)oh, (long long)ow);
   int64_t c = cw->shape[0];
-  st = check_channels("conv_bias", cb, c);
-  if (!st) st = check_channels("weight", weight, c);
-  if (!st) st = check_channels("bias", bias, c);
-  if (!st) st = check_channels("running_mean", running_mean, c);
-  if (!st) st = check_channels("running_var", running_var, c);
+  const char *per = "output channel of conv_weight";
+  st = dn_batch_norm_check_channels(OP, "conv_bias", cb, c, per);
+  if (!st) st = dn_batch_norm_check_channels(OP, "weight", weight, c, per);
+  if (!st) st = dn_batch_norm_check_channels(OP, "bias", bias, c, per);
+  if (!st) st = dn_batch_norm_check_channels(OP, "running_mean", running_mean, c, per);
+  if (!st) st = dn_batch_norm_check_channels(OP, "running_var", running_var, c, per);
   if (st) return st;
   st = dn_batch_norm_check_state(OP, running_mean, running_var, training, momentum, eps);
   if (st) return st;
-  *g = (block_geom){.n = x->shape[0], .cin = x->shape[1], .c = c, .oh = oh, .ow = ow, .ph_out = oh / 2,
-                    .pw_out = ow / 2, .h = x->shape[2], .w = x->shape[3], .pad_h = padding[0], .pad_w = padding[1],
-                    .fh = fh, .fw = fw, .taps = taps};
-  int64_t t = 0;
-  for (int64_t ci = 0; ci < g->cin; ci++)
-    for (int64_t ki = 0; ki < cw->shape[2]; ki++)
-      for (int64_t kj = 0; kj < cw->shape[3]; kj++) g->off[t++] = (int32_t)((ci * g->fh + ki) * g->fw + kj);
+  geometry(g, x->shape, cw->shape, padding);
   return DN_OK;
 }
 
@@ -646,7 +636,7 @@ static dn_status block(dn_tensor **out, const block_geom *g, dn_tensor *x, dn_te
   dn_node *node = NULL;
   double *param = NULL, *moments = NULL;
   float *scratch = NULL;
-  int64_t blob_bytes = (int64_t)BLOB_HEAD + blob_doubles(g) * (int64_t)sizeof(double);
+  int64_t blob_bytes = blob_doubles(g) * (int64_t)sizeof(double);
   dn_status st = dn_plain_contiguous(&xc, x);
   if (!st) st = dn_plain_contiguous(&wc, cw);
   if (!st && cb) st = dn_plain_contiguous(&bc, cb);
@@ -675,12 +665,10 @@ static dn_status block(dn_tensor **out, const block_geom *g, dn_tensor *x, dn_te
     else
       memset(scratch, 0, (size_t)(most * fj.scratch_floats) * sizeof *scratch);   /* the pool's slack reads */
   }
-  uint8_t *blob_bytes_at = st ? NULL : dn_tensor_data(blob);
-  double *blob_doubles_at = blob_bytes_at ? (double *)(blob_bytes_at + BLOB_HEAD) : NULL;
+  double *blob_doubles_at = st ? NULL : dn_tensor_data(blob);
   if (!st && training && g->n > 0) st = batch_moments(g, dn_tensor_data(xc), moments, moments + k);
   if (!st && !training) memset(moments, 0, (size_t)(k + k * k) * sizeof *moments);
   if (!st) {
-    memcpy(blob_bytes_at, g, sizeof *g);
     if (g->n == 0) {   /* an empty batch: a node whose backward gives zeros */
       memset(blob_doubles_at, 0, (size_t)blob_doubles(g) * sizeof(double));
     } else {
@@ -699,6 +687,8 @@ static dn_status block(dn_tensor **out, const block_geom *g, dn_tensor *x, dn_te
   }
   if (!st && node) {
     node->ints[NODE_TRAINING] = training;
+    node->ints[NODE_PAD_H] = g->pad_h;
+    node->ints[NODE_PAD_W] = g->pad_w;
     node->scalars[NODE_SCALE] = keep ? scale : 1.0;
     st = dn_node_save(node, SAVED_X, xc);
     if (!st) st = dn_node_save(node, SAVED_CODES, codes);
@@ -739,20 +729,12 @@ dn_status dn_conv2d_batch_norm_relu_max_pool2d_dropout2d(dn_tensor **out, dn_ten
                             training, momentum, eps);
   if (!st) st = dn_dropout_check_p(OP, p);
   if (!st && p > 0) st = dn_dropout_check_params(OP, p, rng, scaling);
+  dn_channel_keep drop = {0};
+  if (!st) st = dn_dropout_channel_keep(OP, rng, g.n, g.c, p, scaling, &drop);
   if (st) return st;
-  if (p == 0.0)   /* the dropout would return its input: nothing drawn */
-    return block(out, &g, x, conv_weight, conv_bias, weight, bias, running_mean, running_var, training, momentum,
-                 eps, NULL, 1.0f);
-  int64_t base = 0, decisions = 0, rows = g.n * g.c;
-  st = dn_dropout_shard(OP, rng, g.n, g.c, &base, &decisions);
-  if (st) return st;
-  uint8_t *keep = dn_alloc((size_t)rows + 1);
-  if (!keep) return dn_fail(DN_ENOMEM, "%s: out of memory for %lld channel decisions", OP, (long long)rows);
-  uint32_t threshold = dn_dropout_threshold(p);
-  dn_dropout_keep_span(keep, base, rows, rng->seed, rng->offset, threshold);
   st = block(out, &g, x, conv_weight, conv_bias, weight, bias, running_mean, running_var, training, momentum, eps,
-             keep, dn_dropout_scale(threshold, scaling));
-  dn_free(keep);
-  if (!st) rng->offset += dn_dropout_blocks(decisions);
+             drop.keep, drop.scale);
+  dn_free(drop.keep);
+  if (!st && p > 0) rng->offset += drop.advance;   /* (p 0: rng may be NULL) */
   return st;
 }

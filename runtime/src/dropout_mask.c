@@ -66,6 +66,7 @@
 #include <immintrin.h>
 #endif
 
+#include "dropnet/alloc.h"
 #include "dropout_mask.h"
 #include "internal.h"
 #include "philox.h"
@@ -428,6 +429,22 @@ dn_status dn_dropout_shard(const char *op, const dn_rng *rng, int64_t batch, int
     return dn_fail(DN_ESHAPE, "%s: a batch of %lld samples with %lld random decisions each is too large", op,
                    (long long)total, (long long)per);
   *base = first * per;
+  return DN_OK;
+}
+
+dn_status dn_dropout_channel_keep(const char *op, const dn_rng *rng, int64_t batch, int64_t channels, double p,
+                                  dn_dropout_scaling scaling, dn_channel_keep *out) {
+  *out = (dn_channel_keep){NULL, 1.0f, 0};
+  int64_t base = 0, decisions = 0;
+  dn_status st = dn_dropout_shard(op, rng, batch, channels, &base, &decisions);
+  if (st || p == 0.0) return st;   /* p 0: the dropout would return its input, nothing drawn */
+  int64_t rows = batch * channels;
+  if (!(out->keep = dn_alloc((size_t)rows + 1)))
+    return dn_fail(DN_ENOMEM, "%s: out of memory for %lld channel decisions", op, (long long)rows);
+  uint32_t threshold = dn_dropout_threshold(p);
+  dn_dropout_keep_span(out->keep, base, rows, rng->seed, rng->offset, threshold);
+  out->scale = dn_dropout_scale(threshold, scaling);
+  out->advance = dn_dropout_blocks(decisions);
   return DN_OK;
 }
 

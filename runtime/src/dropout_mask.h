@@ -2,8 +2,9 @@
 ** The dropout family's random kernels (dropout_mask.c, where the
 ** reproducibility contract is written): keep/drop decisions regenerated from
 ** (seed, offset), the masked passes, gaussian noise, and p's threshold and
-** scale. For dropout.c, linear.c and dropblock.c; not installed. Nothing
-** here records a node or allocates.
+** scale. For dropout.c, linear.c, dropblock.c and the ops that fuse a
+** channel dropout; not installed. Nothing here records a node; only
+** dn_dropout_channel_keep allocates.
 */
 #ifndef DROPNET_DROPOUT_MASK_H
 #define DROPNET_DROPOUT_MASK_H
@@ -44,6 +45,19 @@ dn_status dn_dropout_no_batch(const char *op, const dn_rng *rng, const char *sha
 dn_status dn_dropout_shard(const char *op, const dn_rng *rng, int64_t batch, int64_t per, int64_t *base,
                            int64_t *decisions);
 
+/* An op's fused channel dropout: one decision per row (n, c) of its [batch, channels, ...] output, numbered
+   as dn_dropout_channels numbers them (under rng's batch shard, within the full batch). Checks the numbering
+   whatever p (rng may be NULL when p is 0); p in (0, 1] (checked by the caller): out->keep [batch *
+   channels] (1: kept) allocated here for the caller to dn_free, out->scale the kept values' scale and
+   out->advance the generator's offset's advance, for the op to make once it succeeded; p 0: keep NULL,
+   scale 1, advance 0. Errors name op. */
+typedef struct dn_channel_keep {
+  uint8_t *keep;
+  float scale;
+  uint64_t advance;
+} dn_channel_keep;
+dn_status dn_dropout_channel_keep(const char *op, const dn_rng *rng, int64_t batch, int64_t channels, double p,
+                                  dn_dropout_scaling scaling, dn_channel_keep *out);
 /* Checks naming op: p in [0, 1]; a known scaling; both and a generator. */
 dn_status dn_dropout_check_p(const char *op, double p);
 dn_status dn_dropout_check_scaling(const char *op, dn_dropout_scaling scaling);

@@ -39,7 +39,7 @@
 **   dx = weight * invstd * (g - dbias / M - xhat * dweight / M)   (training)
 **   dx = weight * invstd * g                                      (eval: constants).
 ** The sums and statistics are in double; the passes that write y and dx
-** run in float32 (forward_run, backward_run), with the mean as a pair of
+** run in float32 (norm_run.h's dn_norm_forward_run, backward_run), with the mean as a pair of
 ** floats (hi + lo) so that x - mean keeps its low bits on data far from zero
 ** (test_far_from_zero). In double, the conversions each way halved the
 ** vectors: the small CNN's training step was 3.4% slower (10 alternated
@@ -97,6 +97,7 @@
 #include "internal.h"
 #include "lanes.h"
 #include "norm_checks.h"
+#include "norm_run.h"
 #include "max_pool_2x2.h"
 #include "row_stats.h"
 #include "shape.h"
@@ -174,18 +175,6 @@ static void channel_stats(const bn_forward_job *j, int64_t c, double *mean_out, 
   *sq_out = sq;
 }
 
-/* n outputs of a channel, with relu then ReLU as the runtime's (v < 0 keeps NaN and -0, unary.c). Inlined
-   at a constant relu: one loop, and one expression for the normalized value fused or not. */
-static DN_ALWAYS_INLINE void forward_run(float *y, const float *x, int64_t n, double mean, double scale, double b,
-                                         bool relu) {
-  float hi = (float)mean, lo = (float)(mean - hi), a = (float)scale, bf = (float)b;
-#pragma omp simd
-  for (int64_t s = 0; s < n; s++) {
-    float v = (x[s] - hi - lo) * a + bf;
-    y[s] = relu && v < 0.0f ? 0.0f : v;
-  }
-}
-
 /* The statistics, the running update and the output parameters of channels [c0, c1). */
 static void forward_channels(const void *ctx, int64_t c0, int64_t c1) {
   const bn_forward_job *j = ctx;
@@ -220,8 +209,8 @@ static void forward_rows(const void *ctx, int64_t r0, int64_t r1) {
   int64_t s = j->d.s;
   for (int64_t r = r0; r < r1; r++) {
     const double *p = j->param + 3 * (r % j->d.c);
-    if (j->relu) forward_run(j->y + r * s, j->x + r * s, s, p[0], p[1], p[2], true);
-    else forward_run(j->y + r * s, j->x + r * s, s, p[0], p[1], p[2], false);
+    if (j->relu) dn_norm_forward_run(j->y + r * s, j->x + r * s, s, p[0], p[1], p[2], true);
+    else dn_norm_forward_run(j->y + r * s, j->x + r * s, s, p[0], p[1], p[2], false);
   }
 }
 
@@ -296,7 +285,7 @@ static void forward_pool_task(void *ctx, int task, int tasks) {
       continue;
     }
     const double *p = f->param + 3 * (r % f->d.c);
-    forward_run(plane, f->x + r * s, s, p[0], p[1], p[2], true);
+    dn_norm_forward_run(plane, f->x + r * s, s, p[0], p[1], p[2], true);
     max_plane_2x2(y, code ? at : NULL, plane, plane_end, j->in_w, j->out_h, j->out_w, true);
     if (code) window_codes(code, at, y, out);
     if (j->keep) {
@@ -544,15 +533,15 @@ static const dn_node_type batch_norm_relu_max_pool2d_dropout2d_node = {.name = "
 
 /* --- checks ------------------------------------------------------------------------------- */
 
-/* A per-channel tensor: float32 [C], or NULL. op: the entry point's name, for messages. */
-static dn_status check_channel_tensor(const char *op, const char *what, const dn_tensor *t, const dn_tensor *x) {
+dn_status dn_batch_norm_check_channels(const char *op, const char *what, const dn_tensor *t, int64_t c,
+                                       const char *per) {
   if (!t) return DN_OK;
   dn_status st = dn_check_float(op, what, t);
   if (st) return st;
-  char ts[128], xs[128];
-  if (t->ndim != 1 || t->shape[0] != x->shape[1])
-    return dn_fail(DN_ESHAPE, "%s: %s must be [%lld], one value per channel of input %s (got shape %s)", op, what,
-                   (long long)x->shape[1], dn_shape_str(x, xs, sizeof xs), dn_shape_str(t, ts, sizeof ts));
+  char ts[128];
+  if (t->ndim != 1 || t->shape[0] != c)
+    return dn_fail(DN_ESHAPE, "%s: %s must be [%lld], one value per %s (got shape %s)", op, what, (long long)c, per,
+                   dn_shape_str(t, ts, sizeof ts));
   return DN_OK;
 }
 
@@ -576,10 +565,12 @@ static dn_status check_args(const char *op, const dn_tensor *x, const dn_tensor 
     if (x->shape[i] == 0)
       return dn_fail(DN_ESHAPE, "%s: input %s has an empty dim (only the batch N may be 0)", op,
                      dn_shape_str(x, xs, sizeof xs));
-  st = check_channel_tensor(op, "weight", weight, x);
-  if (!st) st = check_channel_tensor(op, "bias", bias, x);
-  if (!st) st = check_channel_tensor(op, "running_mean", running_mean, x);
-  if (!st) st = check_channel_tensor(op, "running_var", running_var, x);
+  char per[160];
+  snprintf(per, sizeof per, "channel of input %s", dn_shape_str(x, xs, sizeof xs));
+  st = dn_batch_norm_check_channels(op, "weight", weight, x->shape[1], per);
+  if (!st) st = dn_batch_norm_check_channels(op, "bias", bias, x->shape[1], per);
+  if (!st) st = dn_batch_norm_check_channels(op, "running_mean", running_mean, x->shape[1], per);
+  if (!st) st = dn_batch_norm_check_channels(op, "running_var", running_var, x->shape[1], per);
   if (st) return st;
   st = dn_batch_norm_check_state(op, running_mean, running_var, training, momentum, eps);
   if (st) return st;
@@ -781,21 +772,15 @@ dn_status dn_batch_norm_relu_max_pool2d_dropout2d(dn_tensor **out, dn_tensor *x,
   const dn_node_type *type = &batch_norm_relu_max_pool2d_dropout2d_node;
   dn_status st = check_batch_norm(type, x, weight, bias, running_mean, running_var, training, momentum, eps);
   if (!st) st = dn_dropout_check_params(type->name, p, rng, scaling);
-  /* one decision per (n, c) of the pool's output, numbered as dn_dropout_channels numbers them */
-  int64_t base = 0, decisions = 0;
-  if (!st) st = dn_dropout_shard(type->name, rng, x->shape[0], x->shape[1], &base, &decisions);
+  /* one decision per (n, c) of the pool's output */
+  dn_channel_keep drop = {0};
+  if (!st) st = dn_dropout_channel_keep(type->name, rng, x->shape[0], x->shape[1], p, scaling, &drop);
   if (st) return st;
-  if (p == 0.0)   /* the dropout would return its input: nothing drawn */
-    return batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, type, NULL);
-  int64_t rows = x->shape[0] * x->shape[1];
-  uint8_t *keep = dn_alloc((size_t)rows + 1);
-  if (!keep) return dn_fail(DN_ENOMEM, "%s: out of memory for %lld channel decisions", type->name, (long long)rows);
-  uint32_t threshold = dn_dropout_threshold(p);
-  dn_dropout_keep_span(keep, base, rows, rng->seed, rng->offset, threshold);
-  bn_dropout drop = {keep, dn_dropout_scale(threshold, scaling)};
-  st = batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, type, &drop);
-  dn_free(keep);
-  if (!st) rng->offset += dn_dropout_blocks(decisions);
+  bn_dropout bd = {drop.keep, drop.scale};
+  st = batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps, type,
+                  drop.keep ? &bd : NULL);
+  dn_free(drop.keep);
+  if (!st) rng->offset += drop.advance;
   return st;
 }
 
