@@ -60,8 +60,10 @@ enum { MAX_TAPS = 27, CHUNK_IMAGES = 8 };
 #else
 #define VEC_FLOATS 4
 #endif
-/* conv_planes: channels and positions at a time, and the zeros its last vector of a row may read past the frame */
-enum { CONV_CHANNELS = 4, CONV_VEC = VEC_FLOATS, FRAME_SLACK = 32 };
+/* conv_planes: channels, vectors of positions and positions at a time, and the zeros its last vectors of a row may
+   read past the frame (fewer than CONV_POS) */
+enum { CONV_CHANNELS = 4, CONV_VEC = VEC_FLOATS, CONV_VECS = 2, CONV_POS = CONV_VECS * CONV_VEC,
+       FRAME_SLACK = CONV_POS };
 enum { SAVED_X = 0, SAVED_CODES = 1, SAVED_Y_AT = 2, SAVED_BLOB = 3 };
 enum { NODE_TRAINING = 0, NODE_PAD_H = 1, NODE_PAD_W = 2 };
 enum { NODE_SCALE = 0 };
@@ -105,20 +107,34 @@ static void fill_frame(const block_geom *g, const float *x, int64_t n, float *fr
 static inline int64_t frame_at(const block_geom *g, int64_t oh, int64_t ow) { return oh * g->fw + ow; }
 
 /* The row stride of the planes of an image's outputs in forward's scratch: whole vectors of conv_planes. */
-static inline int64_t image_w(const block_geom *g) { return (g->ow + CONV_VEC - 1) / CONV_VEC * CONV_VEC; }
+static inline int64_t image_w(const block_geom *g) { return (g->ow + CONV_POS - 1) / CONV_POS * CONV_POS; }
 
 /*
 ** Channels pick[0 .. nb) (nb <= CONV_CHANNELS) of one image from its frame,
 ** into their planes of y (plane c at y + c * OH * image_w: OH rows of
-** image_w floats, the columns past OW junk). Per row, vectors of CONV_VEC positions (a GCC vector: one zmm, two
-** ymm on AVX2 builds), each channel's an FMA chain over the taps from 0,
-** then the bias; the frame's values at a tap are loaded once for the nb
-** channels, whose sums stay in registers (a float array here went through
-** memory at every tap). A row's last vector reads on past the row, into the
-** frame's slack (FRAME_SLACK) at the end, and writes whole vectors (a copy
-** of a row's own length compiled to a rep movs, a third of the time).
+** image_w floats, the columns past OW junk). Per row, CONV_VECS vectors of
+** CONV_VEC positions at a time (GCC vectors as wide as the build's
+** registers), each channel's an FMA chain over the taps from 0, then the
+** bias; the frame's values at a tap are loaded once for the nb channels and
+** each channel's weight once for the vectors, so that a tap's loads and
+** broadcasts (CONV_VECS + nb) feed CONV_VECS * nb FMAs (one vector: 5 for 4,
+** and an AVX2 build waited on them); the sums stay in registers (a float
+** array here went through memory at every tap). A row's last vectors read
+** on past the row, into the frame's slack (FRAME_SLACK) at the end, and
+** write whole vectors (a copy of a row's own length compiled to a rep movs,
+** a third of the time).
 */
 typedef float conv_vec __attribute__((vector_size(CONV_VEC * sizeof(float))));
+_Static_assert(CONV_CHANNELS == 4 && CONV_VECS == 2, "conv_planes names its sums a0..a3, b0..b3");
+
+/* A channel's two vectors of sums, plus its bias, to d (named, not from an array: GCC put an array of them on
+   the stack and copied each back in halves, waiting on the stores: 40% of conv_planes on an AVX2 build) */
+static DN_ALWAYS_INLINE void conv_put(float *d, conv_vec lo, conv_vec hi, const float *bias) {
+  if (bias) lo += *bias, hi += *bias;
+  memcpy(d, &lo, sizeof lo);
+  memcpy(d + CONV_VEC, &hi, sizeof hi);
+}
+
 static void conv_planes(const block_geom *g, const float *frame, const float *w, const float *bias,
                         const int64_t *pick, int64_t nb, float *y) {
   int64_t taps = g->taps, iw = image_w(g), plane = g->oh * iw;
@@ -126,21 +142,27 @@ static void conv_planes(const block_geom *g, const float *frame, const float *w,
   for (int64_t b = 0; b < nb; b++) memcpy(wl[b], w + pick[b] * taps, (size_t)taps * sizeof **wl);
   for (int64_t oh = 0; oh < g->oh; oh++) {
     const float *f = frame + frame_at(g, oh, 0);
-    for (int64_t ow0 = 0; ow0 < g->ow; ow0 += CONV_VEC) {
-      conv_vec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    for (int64_t ow0 = 0; ow0 < g->ow; ow0 += CONV_POS) {
+      conv_vec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
       for (int64_t t = 0; t < taps; t++) {
-        conv_vec v;
-        memcpy(&v, f + ow0 + g->off[t], sizeof v);
-        a0 += wl[0][t] * v;   /* FMAs where the build has them */
-        a1 += wl[1][t] * v;
-        a2 += wl[2][t] * v;
-        a3 += wl[3][t] * v;
+        conv_vec u, v;
+        memcpy(&u, f + ow0 + g->off[t], sizeof u);
+        memcpy(&v, f + ow0 + CONV_VEC + g->off[t], sizeof v);
+        float w0 = wl[0][t], w1 = wl[1][t], w2 = wl[2][t], w3 = wl[3][t];
+        a0 += w0 * u;   /* FMAs where the build has them */
+        b0 += w0 * v;
+        a1 += w1 * u;
+        b1 += w1 * v;
+        a2 += w2 * u;
+        b2 += w2 * v;
+        a3 += w3 * u;
+        b3 += w3 * v;
       }
-      conv_vec acc[CONV_CHANNELS] = {a0, a1, a2, a3};
-      for (int64_t b = 0; b < nb; b++) {
-        if (bias) acc[b] += bias[pick[b]];
-        memcpy(y + pick[b] * plane + oh * iw + ow0, &acc[b], sizeof acc[b]);
-      }
+      float *at = y + oh * iw + ow0;
+      conv_put(at + pick[0] * plane, a0, b0, bias ? bias + pick[0] : NULL);   /* nb >= 1 */
+      if (nb > 1) conv_put(at + pick[1] * plane, a1, b1, bias ? bias + pick[1] : NULL);
+      if (nb > 2) conv_put(at + pick[2] * plane, a2, b2, bias ? bias + pick[2] : NULL);
+      if (nb > 3) conv_put(at + pick[3] * plane, a3, b3, bias ? bias + pick[3] : NULL);
     }
   }
 }

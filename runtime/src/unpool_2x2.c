@@ -112,14 +112,18 @@ void dn_unpool_2x2_row(float *plane, const dn_unpool_2x2 *j, int64_t r) {
 }
 #elif defined(UNPOOL_AVX2)
 /*
-** The same with AVX2 (Zen 3), for rows of any width: 4 windows at a time,
-** their g (times the scale, plus 0) and their codes loaded once (a masked
-** load, the codes' bytes as one word), spread to the 8 positions of both
-** plane rows by a permute, and g kept where the code is the position's.
+** The same with AVX2 (Zen 3), for rows of any width: RUN windows at a time
+** (8, or 4 on rows of 4 to 7 windows), their g (times the scale, plus 0)
+** and their codes loaded once, spread to the positions of both plane rows
+** by permutes, and g kept where the code is the position's; a row's last
+** run overlaps the one before (rewriting a window writes the same values),
+** so only rows of fewer than 4 windows take partial loads and stores.
 ** unpool_windows' runs compiled to scalar stores on such a build: model c's
 ** unpool took 18% of a training step of the AVX2 build, against 4% for the
 ** AVX-512 one; a first version staging a row's g and codes in small
-** buffers stalled on store forwarding (7%).
+** buffers stalled on store forwarding (7%); 4 windows a time with partial
+** ones at a row's end took twice the AVX-512 build's time (model c, one
+** thread, a Zen 4).
 */
 static inline __m128i codes4(const uint8_t *code, int64_t n) {
   uint32_t word = 0;
@@ -129,29 +133,45 @@ static inline __m128i codes4(const uint8_t *code, int64_t n) {
   return _mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)word));
 }
 
+/* Windows' g (gv) and codes (cv) spread by sel to 8 positions of each plane row from r0 (rows in_w apart). */
+static inline void unpool_8(float *r0, int64_t in_w, __m256 gv, __m256i cv, __m256i sel, const __m256i want[2],
+                            int64_t n) {
+  gv = _mm256_permutevar8x32_ps(gv, sel);
+  cv = _mm256_permutevar8x32_epi32(cv, sel);
+  for (int dy = 0; dy < 2; dy++)   /* plain stores: a masked one was 40% of this pass on a Zen 4 */
+    store_first(r0 + dy * in_w, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(cv, want[dy])), gv), n);
+}
+
 void dn_unpool_2x2_row(float *plane, const dn_unpool_2x2 *j, int64_t r) {
   int64_t in_w = j->in_w, out_w = j->out_w, out = j->out_h * out_w;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m128i lane4 = _mm_setr_epi32(0, 1, 2, 3);
-  const __m256i half = _mm256_srli_epi32(lane, 1);   /* position -> its window of the 4 */
+  const __m256i half = _mm256_srli_epi32(lane, 1);   /* position -> its window of 4 */
+  const __m256i upper = _mm256_add_epi32(half, _mm256_set1_epi32(4));   /* the same for windows 4..7 */
   const __m256i column = _mm256_and_si256(lane, _mm256_set1_epi32(1));   /* a position's column in its window */
   const __m256i want[2] = {column, _mm256_add_epi32(column, _mm256_set1_epi32(2))};   /* the codes per plane row */
-  __m128 scale = _mm_set1_ps(j->scale), zero = _mm_setzero_ps();
+  const __m256 scale8 = _mm256_set1_ps(j->scale), zero8 = _mm256_setzero_ps();
+  const __m128 scale = _mm_set1_ps(j->scale), zero = _mm_setzero_ps();
   for (int64_t oh = 0; oh < j->out_h; oh++) {
     const float *g = j->g + r * out + oh * out_w;
     const uint8_t *code = j->codes + r * out + oh * out_w;
     float *r0 = plane + 2 * oh * in_w;
-    for (int64_t w = 0; w < out_w; w += 4) {
-      int64_t n = out_w - w < 4 ? out_w - w : 4;
+    if (out_w >= 8) {
+      for (int64_t w0 = 0; w0 < out_w; w0 += 8) {
+        int64_t w = w0 + 8 <= out_w ? w0 : out_w - 8;   /* the last run ends at the row's end */
+        __m256 gv = _mm256_add_ps(zero8, _mm256_mul_ps(_mm256_loadu_ps(g + w), scale8));
+        __m256i cv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(code + w)));
+        unpool_8(r0 + 2 * w, in_w, gv, cv, half, want, 8);
+        unpool_8(r0 + 2 * w + 8, in_w, gv, cv, upper, want, 8);
+      }
+      continue;
+    }
+    for (int64_t w0 = 0; w0 < out_w; w0 += 4) {
+      int64_t w = out_w < 4 || w0 + 4 <= out_w ? w0 : out_w - 4, n = out_w - w < 4 ? out_w - w : 4;
       __m128 g4 = n == 4 ? _mm_loadu_ps(g + w) : _mm_maskload_ps(g + w, _mm_cmpgt_epi32(_mm_set1_epi32((int)n), lane4));
       g4 = _mm_add_ps(zero, _mm_mul_ps(g4, scale));
-      __m256 gv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(g4), half);
-      __m256i cv = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(codes4(code + w, n)), half);
-      for (int dy = 0; dy < 2; dy++) {
-        __m256 v = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(cv, want[dy])), gv);
-        float *at = r0 + dy * in_w + 2 * w;
-        store_first(at, v, 2 * n);   /* plain stores: a masked one was 40% of this pass on a Zen 4 */
-      }
+      unpool_8(r0 + 2 * w, in_w, _mm256_castps128_ps256(g4), _mm256_castsi128_si256(codes4(code + w, n)), half, want,
+               2 * n);
     }
   }
 }
