@@ -112,8 +112,8 @@ void dn_unpool_2x2_row(float *plane, const dn_unpool_2x2 *j, int64_t r) {
 }
 #elif defined(UNPOOL_AVX2)
 /*
-** The same with AVX2 (Zen 3), for rows of any width: RUN windows at a time
-** (8, or 4 on rows of 4 to 7 windows), their g (times the scale, plus 0)
+** The same with AVX2 (Zen 3), for rows of any width: 8 windows at a time
+** (4 on rows of fewer than 8 windows), their g (times the scale, plus 0)
 ** and their codes loaded once, spread to the positions of both plane rows
 ** by permutes, and g kept where the code is the position's; a row's last
 ** run overlaps the one before (rewriting a window writes the same values),
@@ -121,7 +121,7 @@ void dn_unpool_2x2_row(float *plane, const dn_unpool_2x2 *j, int64_t r) {
 ** unpool_windows' runs compiled to scalar stores on such a build: model c's
 ** unpool took 18% of a training step of the AVX2 build, against 4% for the
 ** AVX-512 one; a first version staging a row's g and codes in small
-** buffers stalled on store forwarding (7%); 4 windows a time with partial
+** buffers stalled on store forwarding (7%); 4 windows at a time with partial
 ** ones at a row's end took twice the AVX-512 build's time (model c, one
 ** thread, a Zen 4).
 */
