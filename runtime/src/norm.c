@@ -39,9 +39,9 @@
 **   dx = weight * invstd * (g - dbias / M - xhat * dweight / M)   (training)
 **   dx = weight * invstd * g                                      (eval: constants).
 ** The sums and statistics are in double; the passes that write y and dx
-** run in float32 (norm_run.h's dn_norm_forward_run, backward_run), with the mean as a pair of
-** floats (hi + lo) so that x - mean keeps its low bits on data far from zero
-** (test_far_from_zero). In double, the conversions each way halved the
+** run in float32 (norm_run.h's dn_norm_forward_run, backward_run), with
+** the mean as a pair of floats (hi + lo) so that x - mean keeps its low
+** bits on data far from zero (test_far_from_zero). In double, the conversions each way halved the
 ** vectors: the small CNN's training step was 3.4% slower (10 alternated
 ** runs, 0.92-0.98).
 **
