@@ -53,19 +53,22 @@ typedef struct binop_info {
 } binop_info;
 
 static const binop_info binops[] = {
-  [DN_ADD] = {{"add", binary_backward}, INT_STAYS, "+", {0, 0}},
-  [DN_SUB] = {{"sub", binary_backward}, INT_STAYS, "-", {0, 0}},
-  [DN_MUL] = {{"mul", binary_backward}, INT_STAYS, "*", {READS_B, READS_A}},
-  [DN_DIV] = {{"div", binary_backward}, INT_TO_FLOAT, NULL, {READS_B, READS_A | READS_B}},
-  [DN_POW] = {{"pow", binary_backward}, INT_STAYS_UNLESS_NEGATIVE_EXPONENT, "^", {READS_A | READS_B, READS_A | READS_B}},
-  [DN_EQ] = {{"eq", NULL}, INT_STAYS, NULL, {0, 0}},
-  [DN_NE] = {{"ne", NULL}, INT_STAYS, NULL, {0, 0}},
-  [DN_LT] = {{"lt", NULL}, INT_STAYS, NULL, {0, 0}},
-  [DN_LE] = {{"le", NULL}, INT_STAYS, NULL, {0, 0}},
-  [DN_GT] = {{"gt", NULL}, INT_STAYS, NULL, {0, 0}},
-  [DN_GE] = {{"ge", NULL}, INT_STAYS, NULL, {0, 0}},
-  [DN_MAXIMUM] = {{"maximum", binary_backward}, INT_STAYS, NULL, {READS_A | READS_B, READS_A | READS_B}},
-  [DN_MINIMUM] = {{"minimum", binary_backward}, INT_STAYS, NULL, {READS_A | READS_B, READS_A | READS_B}},
+  [DN_ADD] = {{.name = "add", .backward = binary_backward}, INT_STAYS, "+", {0, 0}},
+  [DN_SUB] = {{.name = "sub", .backward = binary_backward}, INT_STAYS, "-", {0, 0}},
+  [DN_MUL] = {{.name = "mul", .backward = binary_backward}, INT_STAYS, "*", {READS_B, READS_A}},
+  [DN_DIV] = {{.name = "div", .backward = binary_backward}, INT_TO_FLOAT, NULL, {READS_B, READS_A | READS_B}},
+  [DN_POW] = {{.name = "pow", .backward = binary_backward},
+                  INT_STAYS_UNLESS_NEGATIVE_EXPONENT, "^", {READS_A | READS_B, READS_A | READS_B}},
+  [DN_EQ] = {{.name = "eq", .backward = NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_NE] = {{.name = "ne", .backward = NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_LT] = {{.name = "lt", .backward = NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_LE] = {{.name = "le", .backward = NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_GT] = {{.name = "gt", .backward = NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_GE] = {{.name = "ge", .backward = NULL}, INT_STAYS, NULL, {0, 0}},
+  [DN_MAXIMUM] = {{.name = "maximum", .backward = binary_backward},
+                  INT_STAYS, NULL, {READS_A | READS_B, READS_A | READS_B}},
+  [DN_MINIMUM] = {{.name = "minimum", .backward = binary_backward},
+                  INT_STAYS, NULL, {READS_A | READS_B, READS_A | READS_B}},
 };
 _Static_assert(sizeof binops / sizeof binops[0] == DN_BINOP_COUNT, "binops: one row per dn_binop");
 

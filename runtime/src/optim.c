@@ -464,11 +464,8 @@ static void norm_blocks(const void *ctx, int64_t b0, int64_t b1) {
 
 /* The L2 norm of all tensors (checked) together. */
 static dn_status total_norm(const char *op, double *norm, dn_tensor *const *tensors, int count) {
-  int64_t blocks = 0, numel = 0;
-  for (int k = 0; k < count; k++) {
-    blocks += block_count(tensors[k]);
-    numel += dn_tensor_numel(tensors[k]);
-  }
+  int64_t blocks = 0;
+  for (int k = 0; k < count; k++) blocks += block_count(tensors[k]);
   *norm = 0;
   if (blocks == 0) return DN_OK;
   double *partial = dn_alloc((size_t)blocks * sizeof *partial);

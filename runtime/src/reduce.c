@@ -36,12 +36,12 @@ typedef struct reduction_info {
 } reduction_info;
 
 static const reduction_info reductions[] = {
-  [K_SUM] = {{"sum", reduce_backward}, NULL, RED_SUM, RESULT_SUM, false},
-  [K_MEAN] = {{"mean", reduce_backward}, NULL, RED_SUM, RESULT_F32, false},
-  [K_VAR] = {{"var", reduce_backward}, NULL, RED_MOMENTS, RESULT_F32, true},
-  [K_STD] = {{"std", reduce_backward}, NULL, RED_MOMENTS, RESULT_F32, true},
-  [K_MAX] = {{"max", reduce_backward}, "argmax", RED_MAX, RESULT_INPUT, false},
-  [K_MIN] = {{"min", reduce_backward}, "argmin", RED_MIN, RESULT_INPUT, false},
+  [K_SUM] = {{.name = "sum", .backward = reduce_backward}, NULL, RED_SUM, RESULT_SUM, false},
+  [K_MEAN] = {{.name = "mean", .backward = reduce_backward}, NULL, RED_SUM, RESULT_F32, false},
+  [K_VAR] = {{.name = "var", .backward = reduce_backward}, NULL, RED_MOMENTS, RESULT_F32, true},
+  [K_STD] = {{.name = "std", .backward = reduce_backward}, NULL, RED_MOMENTS, RESULT_F32, true},
+  [K_MAX] = {{.name = "max", .backward = reduce_backward}, "argmax", RED_MAX, RESULT_INPUT, false},
+  [K_MIN] = {{.name = "min", .backward = reduce_backward}, "argmin", RED_MIN, RESULT_INPUT, false},
 };
 _Static_assert(sizeof reductions / sizeof reductions[0] == K_COUNT, "reductions: one row per reduce_kind");
 

@@ -29,14 +29,14 @@ typedef struct unop_info {
 } unop_info;
 
 static const unop_info unops[] = {
-  [DN_NEG] = {{"neg", unary_backward}, true, "-", SAVES_NOTHING},
-  [DN_EXP] = {{"exp", unary_backward}, false, NULL, SAVES_OUTPUT},
-  [DN_LOG] = {{"log", unary_backward}, false, NULL, SAVES_INPUT},
-  [DN_SQRT] = {{"sqrt", unary_backward}, false, NULL, SAVES_OUTPUT},
-  [DN_ABS] = {{"abs", unary_backward}, true, "abs", SAVES_INPUT},
-  [DN_RELU] = {{"relu", unary_backward}, true, NULL, SAVES_OUTPUT},
-  [DN_SIGMOID] = {{"sigmoid", unary_backward}, false, NULL, SAVES_OUTPUT},
-  [DN_TANH] = {{"tanh", unary_backward}, false, NULL, SAVES_OUTPUT},
+  [DN_NEG] = {{.name = "neg", .backward = unary_backward}, true, "-", SAVES_NOTHING},
+  [DN_EXP] = {{.name = "exp", .backward = unary_backward}, false, NULL, SAVES_OUTPUT},
+  [DN_LOG] = {{.name = "log", .backward = unary_backward}, false, NULL, SAVES_INPUT},
+  [DN_SQRT] = {{.name = "sqrt", .backward = unary_backward}, false, NULL, SAVES_OUTPUT},
+  [DN_ABS] = {{.name = "abs", .backward = unary_backward}, true, "abs", SAVES_INPUT},
+  [DN_RELU] = {{.name = "relu", .backward = unary_backward}, true, NULL, SAVES_OUTPUT},
+  [DN_SIGMOID] = {{.name = "sigmoid", .backward = unary_backward}, false, NULL, SAVES_OUTPUT},
+  [DN_TANH] = {{.name = "tanh", .backward = unary_backward}, false, NULL, SAVES_OUTPUT},
 };
 _Static_assert(sizeof unops / sizeof unops[0] == DN_UNOP_COUNT, "unops: one row per dn_unop");
 
